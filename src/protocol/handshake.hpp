@@ -1,0 +1,69 @@
+// AUTH exchange messages (JSON payloads of the AUTH frame on stream 0). See docs/protocol.md.
+//
+// A v1 agent sends {"token","agent_id","version","capabilities","metadata":{"subdomains"}}.
+// Our agents add "protocol_versions" (the versions they speak) and a "tunnels" list; the core
+// answers with the chosen "protocol_version" and the result of each tunnel. Both AUTH frames
+// travel with version byte 1; after the reply both sides use the chosen version.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tunnel::protocol {
+
+inline constexpr std::size_t kMaxAuthPayload = 64 * 1024;
+
+// One tunnel the agent asks for. `type` is "http" today ("tcp", "udp" later).
+struct TunnelRequest {
+  std::string type = "http";
+  std::string subdomain;    // NAME, served as NAME.<base-domain>
+  std::string hostname;     // a full custom domain the account owns
+  std::uint16_t remote_port = 0;  // tcp/udp: 0 lets the core choose
+  std::string local;        // what the agent forwards to, for display only ("localhost:3000")
+};
+
+struct AuthRequest {
+  std::string token;  // an account token, or a JWT (HS256) signed with a key the core knows
+  std::string agent_id;
+  std::string version;
+  std::vector<std::string> capabilities;
+  std::vector<std::uint8_t> protocol_versions;  // empty means a v1 agent: {1}
+  std::vector<TunnelRequest> tunnels;           // v1: built from metadata.subdomain(s)
+};
+
+struct TunnelResult {
+  std::string type = "http";
+  std::string name;  // the hostname (http) or "host:port" (tcp/udp)
+  std::string url;   // what a user opens, e.g. "http://app.localhost:8080"
+  bool ok = false;
+  std::string error;  // why the core refused this tunnel
+};
+
+struct AuthResponse {
+  bool success = false;
+  std::string agent_id;
+  std::int64_t server_time = 0;
+  std::string error;
+  std::uint8_t protocol_version = 1;
+  std::uint32_t heartbeat_interval_ms = 10000;
+  std::uint32_t initial_window = 0;  // v2: per-stream receive window of the core (bytes)
+  std::vector<TunnelResult> tunnels;
+};
+
+// Parse results carry either the message or an error naming the field at fault.
+template <typename T>
+struct Parsed {
+  std::optional<T> value;
+  std::string error;
+  explicit operator bool() const { return value.has_value(); }
+};
+
+Parsed<AuthRequest> parse_auth_request(std::string_view json);
+std::string serialize(const AuthRequest& request);
+Parsed<AuthResponse> parse_auth_response(std::string_view json);
+std::string serialize(const AuthResponse& response);
+
+}  // namespace tunnel::protocol
