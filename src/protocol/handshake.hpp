@@ -31,6 +31,7 @@ struct AuthRequest {
   std::string version;
   std::vector<std::string> capabilities;
   std::vector<std::uint8_t> protocol_versions;  // empty means a v1 agent: {1}
+  std::uint32_t initial_window = 0;             // v2: the agent's per-stream receive window
   std::vector<TunnelRequest> tunnels;           // v1: built from metadata.subdomain(s)
 };
 
