@@ -1,8 +1,9 @@
 // Frame codec for the tunnel wire protocol, versions 1 and 2 (see docs/protocol.md).
 //
-// Every frame is: u32 length | u16 magic "RT" | u8 version | u8 type | u8 flags | u32 stream | payload
-// (big-endian). `length` counts the bytes after itself (9 + payload). This file is pure: no I/O,
-// no allocation. The decoder validates the header before the caller allocates for the payload.
+// Every frame is (big-endian):
+//   u32 length | u16 magic "RT" | u8 version | u8 type | u8 flags | u32 stream | payload
+// `length` counts the bytes after itself (9 + payload). This file is pure: no I/O, no
+// allocation. The decoder validates the header before the caller allocates for the payload.
 #pragma once
 
 #include <cstddef>
@@ -14,8 +15,8 @@
 namespace tunnel::protocol {
 
 inline constexpr std::size_t kLengthFieldSize = 4;
-inline constexpr std::size_t kHeaderSize = 13;        // length field + 9 bytes counted by length
-inline constexpr std::uint32_t kMinLength = 9;        // header without payload
+inline constexpr std::size_t kHeaderSize = 13;         // length field + 9 bytes counted by length
+inline constexpr std::uint32_t kMinLength = 9;         // header without payload
 inline constexpr std::uint32_t kMaxLength = 1u << 24;  // 16 MiB, the 9 header bytes included
 inline constexpr std::size_t kMaxPayload = kMaxLength - kMinLength;
 inline constexpr std::uint8_t kMagic0 = 0x52;  // 'R'
@@ -79,6 +80,13 @@ bool is_known_type(std::uint8_t version, std::uint8_t type);
 std::string_view type_name(std::uint8_t type);
 
 // Big-endian helpers for payload fields.
+inline void put_u16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v >> 8);
+  p[1] = static_cast<std::uint8_t>(v);
+}
+inline std::uint16_t get_u16(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
 inline void put_u32(std::uint8_t* p, std::uint32_t v) {
   p[0] = static_cast<std::uint8_t>(v >> 24);
   p[1] = static_cast<std::uint8_t>(v >> 16);

@@ -19,10 +19,12 @@ inline constexpr std::size_t kMaxAuthPayload = 64 * 1024;
 // One tunnel the agent asks for. `type` is "http" today ("tcp", "udp" later).
 struct TunnelRequest {
   std::string type = "http";
-  std::string subdomain;    // NAME, served as NAME.<base-domain>
-  std::string hostname;     // a full custom domain the account owns
+  std::string subdomain;          // NAME, served as NAME.<base-domain>
+  std::string hostname;           // a full custom domain the account owns
   std::uint16_t remote_port = 0;  // tcp/udp: 0 lets the core choose
-  std::string local;        // what the agent forwards to, for display only ("localhost:3000")
+  std::string local;              // what the agent forwards to, for display only ("localhost:3000")
+
+  bool operator==(const TunnelRequest&) const = default;
 };
 
 struct AuthRequest {
@@ -33,6 +35,8 @@ struct AuthRequest {
   std::vector<std::uint8_t> protocol_versions;  // empty means a v1 agent: {1}
   std::uint32_t initial_window = 0;             // v2: the agent's per-stream receive window
   std::vector<TunnelRequest> tunnels;           // v1: built from metadata.subdomain(s)
+
+  bool operator==(const AuthRequest&) const = default;
 };
 
 struct TunnelResult {
@@ -41,6 +45,8 @@ struct TunnelResult {
   std::string url;   // what a user opens, e.g. "http://app.localhost:8080"
   bool ok = false;
   std::string error;  // why the core refused this tunnel
+
+  bool operator==(const TunnelResult&) const = default;
 };
 
 struct AuthResponse {
@@ -52,6 +58,8 @@ struct AuthResponse {
   std::uint32_t heartbeat_interval_ms = 10000;
   std::uint32_t initial_window = 0;  // v2: per-stream receive window of the core (bytes)
   std::vector<TunnelResult> tunnels;
+
+  bool operator==(const AuthResponse&) const = default;
 };
 
 // Parse results carry either the message or an error naming the field at fault.
@@ -62,6 +70,10 @@ struct Parsed {
   explicit operator bool() const { return value.has_value(); }
 };
 
+// Parsers never throw. Payloads over kMaxAuthPayload are rejected unread; unknown keys are
+// ignored; a key that is present with the wrong type is an error naming the key. A request
+// without "tunnels" (a v1 agent) gets one http tunnel per name in metadata.subdomain(s).
+// serialize() output parses back to an equal message.
 Parsed<AuthRequest> parse_auth_request(std::string_view json);
 std::string serialize(const AuthRequest& request);
 Parsed<AuthResponse> parse_auth_response(std::string_view json);
