@@ -3,6 +3,7 @@
 Every process started through these fixtures is killed at teardown, and when a test fails
 the tail of each process's log is attached to the failure report."""
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from harness.procs import Agent, Core, Origin  # noqa: E402
 
 
 def pytest_configure(config):
+    # 500 concurrent connections need more than the usual 1024 descriptors; children
+    # (core, agents, origins) inherit the raised limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     config.addinivalue_line("markers", "slow: large transfers and many connections")
 
 

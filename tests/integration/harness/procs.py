@@ -5,7 +5,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from . import client
@@ -219,10 +218,3 @@ class Agent(Proc):
         self.core = core
         self.subdomain = subdomain
 
-
-def wait_gone(proc, timeout=10.0):
-    """Waits until proc has exited (used after kill -9 of a child we did not spawn)."""
-    deadline = time.monotonic() + timeout
-    while proc.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return not proc.alive()

@@ -1,0 +1,64 @@
+"""Agents coming and going: two agents on one hostname, agent restart, core restart
+(issue #2, tests 6-8)."""
+import json
+import time
+
+from harness import client
+
+
+def test_two_agents_share_a_hostname(tunnel, core):
+    a, b = tunnel.origin("A"), tunnel.origin("B")
+    tunnel.agent(core, a.addr, subdomain="both", name="agent-a")
+    tunnel.agent(core, b.addr, subdomain="both", name="agent-b", wait=False)
+    seen = {}
+
+    def both_served():
+        r = core.request("both", "GET", "/echo", timeout=10)  # a new connection each time
+        assert r.status == 200, r.text()
+        origin = json.loads(r.body)["origin"]
+        seen[origin] = seen.get(origin, 0) + 1
+        return {"A", "B"} <= set(seen)
+
+    client.wait_for(both_served, 30, interval=0.01, what="both agents to receive requests")
+    # both stay in rotation: the next 40 requests reach each of them at least once
+    seen.clear()
+    for _ in range(40):
+        both_served()
+    assert set(seen) == {"A", "B"}, seen
+
+
+def _status_within(core, name, seconds):
+    """A request that must be answered (any status) within `seconds`; returns the status."""
+    t0 = time.monotonic()
+    try:
+        r = core.request(name, "GET", "/echo", timeout=seconds)
+    except TimeoutError:
+        raise AssertionError("request to %s hung for %.1fs" % (name, seconds)) from None
+    except OSError as e:
+        raise AssertionError("request to %s failed at transport level after %.1fs: %r"
+                             % (name, time.monotonic() - t0, e)) from None
+    return r.status
+
+
+def test_agent_restart(tunnel, core, origin):
+    agent = tunnel.agent(core, origin.addr, subdomain="app", name="agent-1")
+    assert core.request("app").status == 200
+    agent.kill()
+    # while no agent serves the name, requests fail fast with a gateway/not-found status
+    statuses = [_status_within(core, "app", 10) for _ in range(5)]
+    assert set(statuses) <= {404, 502, 503}, statuses
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-2")
+    r = core.request("app")
+    assert r.status == 200 and json.loads(r.body)["origin"] == "A"
+
+
+def test_core_restart_same_agent_reconnects(tunnel, core, origin):
+    agent = tunnel.agent(core, origin.addr, subdomain="app", name="agent-1")
+    assert core.request("app").status == 200
+    core.kill()
+    time.sleep(0.5)  # let the agent notice and back off at least once
+    assert agent.alive(), "agent exited when the core went away:\n" + agent.tail()
+    core.start()  # same ports, same data dir (same certificate and tokens)
+    r = core.wait_routed("app", timeout=45, agent=agent)
+    assert r.status == 200 and json.loads(r.body)["origin"] == "A"
+    assert agent.alive()

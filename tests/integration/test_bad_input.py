@@ -1,0 +1,136 @@
+"""Hostile input on every port ends only that connection (issue #2, test 13). After each
+case the core is alive and a normal tunnel request still works."""
+import json
+import os
+import select
+import socket
+import struct
+import time
+
+import pytest
+
+from harness import client, v1client
+
+
+def assert_still_serving(core):
+    assert core.alive(), "core died:\n" + core.tail()
+    r = core.request("app", "GET", "/echo", timeout=10)
+    assert r.status == 200 and json.loads(r.body)["origin"] == "A", r.text()
+
+
+def closed_by_peer(sock, timeout):
+    """Reads until the peer closes; returns the bytes read. Fails if still open at timeout."""
+    sock.settimeout(timeout)
+    got = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            data = sock.recv(65536)
+            if not data:
+                return got
+            got += data
+    except (ConnectionResetError, BrokenPipeError):
+        return got
+    except socket.timeout:
+        pass
+    raise AssertionError("connection still open after %.0fs (read %r)" % (timeout, got[:200]))
+
+
+@pytest.mark.parametrize("junk", [
+    os.urandom(4096),
+    b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n",
+    b"\x16\x03\x01\xff\xff" + b"\x00" * 100,  # a TLS record header announcing 64 KiB
+], ids=["random-bytes", "plain-http", "bogus-tls-record"])
+def test_garbage_on_agent_port(core, app, junk):
+    host, port = core.agent_addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(junk)
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    closed_by_peer(s, 15)
+    s.close()
+    assert_still_serving(core)
+
+
+def test_huge_frame_length_after_auth(core, app):
+    agent = v1client.V1Agent(core.agent_addr, core.ca, core.tokens[0], ["bigframe"],
+                             v1client.echo_app("x"))
+    assert agent.connect()["success"] is True
+    # announces a 4 GiB frame: must be refused from the length alone, without allocating
+    agent.send_raw(struct.pack(">I", 0xFFFFFFFF) + b"RT\x01\x03\x00\x00\x00\x00\x01" + b"x" * 1000)
+    try:
+        closed_by_peer(agent.sock, 15)
+    except OSError:
+        pass  # a TLS alert or reset is a close as well
+    agent.sock.close()
+    assert_still_serving(core)
+
+
+@pytest.mark.parametrize("raw", [
+    b"THIS IS NOT HTTP\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: abc\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: app.localhost\r\nBad Header Name: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+], ids=["not-http", "bad-content-length", "space-in-header-name", "two-content-lengths"])
+def test_invalid_http_is_400(core, app, raw):
+    rs = client.raw_exchange(core.http_port, raw, timeout=10)
+    assert rs and rs[0].status == 400, rs
+    assert_still_serving(core)
+
+
+def test_header_over_64k_is_431(core, app):
+    big = b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", core.http_port), timeout=10)
+    try:
+        try:
+            s.sendall(big)
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the core may answer and close before reading everything
+        r = client.read_response(s.makefile("rb"))
+    finally:
+        s.close()
+    assert r is not None and r.status == 431, r
+    assert_still_serving(core)
+
+
+def test_unknown_hostname_is_404_naming_it(core, app):
+    r = core.request("no-such-tunnel", "GET", "/")
+    assert r.status == 404
+    assert b"no-such-tunnel.localhost" in r.body, r.body[:500]
+    assert_still_serving(core)
+
+
+SLOW_CONFIG = """\
+domain: localhost
+listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
+header_timeout: 2s
+accounts:
+  - {{name: default, tokens: ["test-token"], subdomains: ["*"]}}
+"""
+
+
+def test_slow_loris_is_cut_off(tunnel, origin):
+    core = tunnel.core(config_text=SLOW_CONFIG)
+    tunnel.agent(core, origin.addr, subdomain="app")
+    s = socket.create_connection(("127.0.0.1", core.http_port), timeout=5)
+    s.sendall(b"GET /echo HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    cut = None
+    for byte in b"Host: app.localhost\r\nX-Slow: " + b"z" * 30:
+        time.sleep(1)
+        try:
+            s.sendall(bytes([byte]))
+            readable, _, _ = select.select([s], [], [], 0)
+            while readable and s.recv(65536):  # a 408 page may come before the close
+                readable, _, _ = select.select([s], [], [], 0.2)
+            if readable:
+                cut = time.monotonic() - t0
+        except OSError:  # reset or broken pipe: cut off as well
+            cut = time.monotonic() - t0
+        if cut is not None or time.monotonic() - t0 > 12:
+            break
+    s.close()
+    assert cut is not None, "a client sending one header byte per second was never cut off"
+    assert cut <= 2 + 3, "cut off after %.1fs with header_timeout 2s" % cut
+    assert_still_serving(core)

@@ -1,0 +1,45 @@
+"""`tunnel-core check-config FILE` (issue #2, test 14): errors as FILE:LINE:COL: message."""
+import re
+import subprocess
+
+import pytest
+
+from harness.procs import clean_env
+
+GOOD = """\
+domain: localhost
+listen: {agent: "127.0.0.1:7000", http: "127.0.0.1:8080", admin: "127.0.0.1:9090"}
+accounts:
+  - {name: alice, tokens: ["alice-token"], subdomains: ["*"]}
+"""
+
+
+def check(bin_dir, path):
+    return subprocess.run([bin_dir / "tunnel-core", "check-config", path], capture_output=True,
+                          text=True, timeout=30, env=clean_env(), cwd=path.parent)
+
+
+def test_good_config_is_ok(bin_dir, tmp_path):
+    f = tmp_path / "good.yaml"
+    f.write_text(GOOD)
+    cp = check(bin_dir, f)
+    assert cp.returncode == 0, cp.stdout + cp.stderr
+    assert "ok" in (cp.stdout + cp.stderr).lower()
+
+
+@pytest.mark.parametrize("text,line", [
+    # a value that is not an address, on line 3
+    ("domain: localhost\nlisten:\n  http: \"not an address\"\n", 3),
+    # an account without tokens, on line 5 (the list item starts there)
+    (GOOD + "  - {name: bob, subdomains: [\"bob-*\"]}\n", 5),
+    # broken YAML: an unclosed flow sequence; the line is wherever the parser noticed
+    ("domain: localhost\naccounts: [\n  {name: a\n", None),
+], ids=["bad-address", "account-without-tokens", "yaml-syntax"])
+def test_bad_config_names_file_and_line(bin_dir, tmp_path, text, line):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    cp = check(bin_dir, f)
+    out = cp.stdout + cp.stderr
+    assert cp.returncode != 0, "check-config accepted a bad file:\n" + out
+    rx = r"%s:%s:\d+: \S" % (re.escape(str(f)), line if line else r"\d+")
+    assert re.search(rx, out), "no %s in:\n%s" % (rx, out)
