@@ -1,0 +1,88 @@
+#include "mux/frame_io.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+namespace tunnel::mux {
+
+using protocol::DecodeStatus;
+
+asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std::string& error,
+                                        transport::error_code& ec) {
+  for (;;) {
+    const std::size_t have = end_ - start_;
+    if (have >= protocol::kHeaderSize) {
+      auto decoded = protocol::decode_header({buf_.data() + start_, have}, version_);
+      if (decoded.status == DecodeStatus::kError) {
+        error = std::move(decoded.error);
+        co_return false;
+      }
+      const std::size_t need = protocol::kHeaderSize + decoded.header.payload_size();
+      if (have >= need) {
+        frame.header = decoded.header;
+        frame.payload = {buf_.data() + start_ + protocol::kHeaderSize,
+                         decoded.header.payload_size()};
+        start_ += need;
+        co_return true;
+      }
+      if (buf_.size() - start_ < need) {
+        // Make room for the whole frame; its length was validated above (<= 16 MiB).
+        std::memmove(buf_.data(), buf_.data() + start_, have);
+        end_ = have;
+        start_ = 0;
+        if (buf_.size() < need) buf_.resize(need);
+      }
+    } else if (start_ == end_) {
+      start_ = end_ = 0;
+      if (buf_.size() > kReadChunk) {
+        // A big frame grew the buffer; give the memory back.
+        buf_.resize(kReadChunk);
+        buf_.shrink_to_fit();
+      } else if (last_read_full_ && buf_.size() < kReadChunk) {
+        buf_.resize(kReadChunk);  // busy session: read in larger chunks
+      }
+    }
+    if (buf_.empty()) buf_.resize(kInitialBuffer);
+    if (end_ == buf_.size()) {
+      std::memmove(buf_.data(), buf_.data() + start_, end_ - start_);
+      end_ -= start_;
+      start_ = 0;
+    }
+    const std::size_t n =
+        co_await conn.read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_), ec);
+    if (ec) {
+      error = ec == asio::error::eof ? "connection closed by peer" : ec.message();
+      if (ec == asio::error::eof && end_ != start_) {
+        error = "connection closed in the middle of a frame";
+      }
+      co_return false;
+    }
+    last_read_full_ = end_ + n == buf_.size();
+    end_ += n;
+  }
+}
+
+void append_frame(std::vector<std::uint8_t>& out, std::uint8_t version, protocol::FrameType type,
+                  std::uint8_t flags, std::uint32_t stream_id,
+                  std::span<const std::uint8_t> payload) {
+  const std::size_t at = out.size();
+  out.resize(at + protocol::kHeaderSize + payload.size());
+  protocol::encode_header(out.data() + at, version, type, flags, stream_id, payload.size());
+  if (!payload.empty()) {
+    std::memcpy(out.data() + at + protocol::kHeaderSize, payload.data(), payload.size());
+  }
+}
+
+asio::awaitable<void> write_frame(transport::Conn& conn, std::uint8_t version,
+                                  protocol::FrameType type, std::uint8_t flags,
+                                  std::uint32_t stream_id, std::span<const std::uint8_t> payload,
+                                  transport::error_code& ec) {
+  std::array<std::uint8_t, protocol::kHeaderSize> header{};
+  protocol::encode_header(header.data(), version, type, flags, stream_id, payload.size());
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(header),
+                                               asio::buffer(payload.data(), payload.size())};
+  co_await conn.write(bufs, ec);
+}
+
+}  // namespace tunnel::mux

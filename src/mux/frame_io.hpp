@@ -1,0 +1,67 @@
+// Reading and writing whole frames on a Conn: used for the AUTH exchange and by the Session.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "protocol/frame.hpp"
+#include "transport/conn.hpp"
+
+namespace tunnel::mux {
+
+namespace asio = boost::asio;
+
+struct Frame {
+  protocol::FrameHeader header;
+  std::span<const std::uint8_t> payload;  // valid until the next call to FrameReader::next
+};
+
+// Buffers bytes from a Conn and cuts them into frames. The header is validated (length first)
+// before any buffer grows for the payload, so a hostile length never allocates.
+class FrameReader {
+ public:
+  static constexpr std::size_t kInitialBuffer = 16 * 1024;
+  static constexpr std::size_t kReadChunk = 64 * 1024;
+
+  explicit FrameReader(std::uint8_t version) : version_(version) {}
+
+  void set_version(std::uint8_t version) { version_ = version; }
+  std::uint8_t version() const { return version_; }
+
+  // The next frame, or false with `error` set: a protocol error (text names the problem), or the
+  // connection's error/EOF (then `ec` is set and `error` describes it).
+  asio::awaitable<bool> next(transport::Conn& conn, Frame& frame, std::string& error,
+                             transport::error_code& ec);
+
+  // Bytes received but not yet returned as frames.
+  std::size_t buffered() const { return end_ - start_; }
+
+ private:
+  std::uint8_t version_;
+  std::vector<std::uint8_t> buf_;
+  std::size_t start_ = 0;
+  std::size_t end_ = 0;
+  bool last_read_full_ = false;
+};
+
+// Encodes one frame (header + payload) into `out` (appended).
+void append_frame(std::vector<std::uint8_t>& out, std::uint8_t version, protocol::FrameType type,
+                  std::uint8_t flags, std::uint32_t stream_id,
+                  std::span<const std::uint8_t> payload = {});
+
+// Writes one frame straight to the connection (handshake only; the Session batches writes).
+asio::awaitable<void> write_frame(transport::Conn& conn, std::uint8_t version,
+                                  protocol::FrameType type, std::uint8_t flags,
+                                  std::uint32_t stream_id, std::span<const std::uint8_t> payload,
+                                  transport::error_code& ec);
+
+inline std::span<const std::uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+inline std::string_view as_text(std::span<const std::uint8_t> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+}  // namespace tunnel::mux

@@ -1,0 +1,558 @@
+#include "mux/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <cstring>
+
+namespace tunnel::mux {
+
+using protocol::ErrorCode;
+using protocol::FrameType;
+namespace flags = protocol::flags;
+
+namespace {
+constexpr std::size_t kCompactAbove = 64 * 1024;
+constexpr auto kFlushTimeout = std::chrono::seconds(2);
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Stream
+
+Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t send_credit,
+               std::uint32_t window)
+    : session_(std::move(session)),
+      id_(id),
+      readable_(session_->get_executor()),
+      writable_(session_->get_executor()),
+      send_credit_(send_credit),
+      granted_(window),
+      window_(window) {}
+
+asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf,
+                                               transport::error_code& ec) {
+  for (;;) {
+    if (const std::size_t available = buffered(); available > 0 && !reset_) {
+      const std::size_t n = std::min(available, buf.size());
+      std::memcpy(buf.data(), recv_.data() + recv_pos_, n);
+      recv_pos_ += n;
+      if (recv_pos_ == recv_.size()) {
+        recv_.clear();
+        recv_pos_ = 0;
+      } else if (recv_pos_ > kCompactAbove && recv_pos_ * 2 > recv_.size()) {
+        recv_.erase(recv_.begin(), recv_.begin() + static_cast<std::ptrdiff_t>(recv_pos_));
+        recv_pos_ = 0;
+      }
+      consumed_ += n;
+      maybe_update_window();
+      co_return n;
+    }
+    if (error_) {
+      ec = error_;
+      co_return 0;
+    }
+    if (remote_closed_) co_return 0;
+    co_await readable_.wait();
+  }
+}
+
+asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transport::error_code& ec,
+                                    bool end) {
+  std::size_t offset = 0;
+  const bool v2 = session_->version() >= protocol::kVersion2;
+  for (;;) {
+    if (error_) {
+      ec = error_;
+      co_return;
+    }
+    if (local_closed_) {
+      ec = asio::error::broken_pipe;
+      co_return;
+    }
+    const std::size_t remaining = data.size() - offset;
+    if (remaining == 0 && !end) co_return;
+    if (v2 && remaining > 0 && send_credit_ <= 0) {
+      co_await writable_.wait();
+      continue;
+    }
+    if (session_->out_.size() >= session_->options_.write_queue_limit) {
+      co_await session_->out_drained_.wait();
+      continue;
+    }
+    std::size_t chunk = std::min(remaining, session_->options_.max_data_payload);
+    if (v2) chunk = std::min(chunk, static_cast<std::size_t>(send_credit_));
+    const bool last = end && chunk == remaining;
+    session_->queue(FrameType::kData, last ? flags::kEndStream : 0, id_,
+                    data.subspan(offset, chunk));
+    send_credit_ -= static_cast<std::int64_t>(chunk);
+    offset += chunk;
+    if (last) {
+      local_closed_ = true;
+      session_->remove_if_done(*this);
+      co_return;
+    }
+  }
+}
+
+void Stream::reset(ErrorCode code, std::string_view message) {
+  if (reset_ || session_->closed_) return;
+  const bool v2 = session_->version() >= protocol::kVersion2;
+  if (v2) {
+    std::vector<std::uint8_t> payload(4 + message.size());
+    protocol::put_u32(payload.data(), static_cast<std::uint32_t>(code));
+    std::memcpy(payload.data() + 4, message.data(), message.size());
+    session_->queue(FrameType::kReset, 0, id_, payload);
+  } else if (session_->role_ == Role::kAgent) {
+    if (!local_closed_) {
+      session_->queue(FrameType::kData, flags::kError | flags::kEndStream, id_, as_bytes(message));
+    }
+  } else {
+    session_->queue(FrameType::kClose, 0, id_);
+  }
+  reset_ = true;
+  local_closed_ = true;
+  reset_code_ = code;
+  fail(asio::error::operation_aborted);
+  session_->remove_if_done(*this);
+}
+
+void Stream::on_data(std::span<const std::uint8_t> payload, bool end) {
+  if (!payload.empty()) {
+    if (recv_pos_ == recv_.size()) {
+      recv_.clear();
+      recv_pos_ = 0;
+    }
+    recv_.insert(recv_.end(), payload.begin(), payload.end());
+    received_ += payload.size();
+  }
+  if (end) remote_closed_ = true;
+  readable_.notify();
+}
+
+void Stream::on_reset(ErrorCode code, std::string message) {
+  reset_ = true;
+  reset_code_ = code;
+  reset_message_ = std::move(message);
+  remote_closed_ = true;
+  local_closed_ = true;
+  fail(asio::error::connection_reset);
+}
+
+void Stream::on_window_update(std::uint32_t increment) {
+  send_credit_ += increment;
+  writable_.notify();
+}
+
+void Stream::fail(const transport::error_code& ec) {
+  if (!error_) error_ = ec;
+  readable_.notify();
+  writable_.notify();
+}
+
+void Stream::maybe_update_window() {
+  if (session_->version() < protocol::kVersion2) {
+    session_->v1_resume_.notify();
+    return;
+  }
+  if (remote_closed_ || reset_ || session_->closed_) return;
+  if (granted_ - consumed_ > window_ / 2) return;
+  // The reader keeps up (nothing left buffered): the window, not the reader, limits the stream,
+  // so let it grow toward max_window. A slow reader never reaches this with an empty buffer.
+  if (buffered() == 0 && window_ < session_->options_.max_window) {
+    window_ = std::min(window_ * 2, session_->options_.max_window);
+  }
+  const std::uint64_t target = consumed_ + window_;
+  session_->queue_u32(FrameType::kWindowUpdate, id_, static_cast<std::uint32_t>(target - granted_));
+  granted_ = target;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+Session::Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role role,
+                 Options options, std::string name)
+    : conn_(std::move(conn)),
+      reader_(std::move(reader)),
+      role_(role),
+      options_(options),
+      name_(std::move(name)),
+      acceptable_(conn_->get_executor()),
+      out_ready_(conn_->get_executor()),
+      out_drained_(conn_->get_executor()),
+      idle_(conn_->get_executor()),
+      stop_(conn_->get_executor()),
+      v1_resume_(conn_->get_executor()) {
+  reader_.set_version(options_.version);
+  next_stream_id_ = 1;
+  touch();
+}
+
+Session::~Session() = default;
+
+asio::awaitable<std::string> Session::run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  try {
+    co_await (read_loop() && write_loop() && heartbeat_loop());
+  } catch (const std::exception& e) {
+    close(std::string("session failed: ") + e.what(), false);
+  }
+  co_return close_reason_;
+}
+
+std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::string_view payload,
+                                             std::string& error) {
+  if (closed_) {
+    error = "the agent's session is closed";
+    return nullptr;
+  }
+  if (is_draining()) {
+    error = "the agent's session is draining";
+    return nullptr;
+  }
+  if (streams_.size() >= options_.max_streams) {
+    error = "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
+    return nullptr;
+  }
+  const std::uint32_t id = next_stream_id_;
+  next_stream_id_ += options_.version >= protocol::kVersion2 ? 2 : 1;
+  highest_stream_id_ = id;
+  auto stream = std::make_shared<Stream>(shared_from_this(), id, options_.peer_initial_window,
+                                         options_.initial_window);
+  streams_.emplace(id, stream);
+  queue_open(id, tunnel_index, payload);
+  return stream;
+}
+
+asio::awaitable<std::shared_ptr<Stream>> Session::accept() {
+  for (;;) {
+    if (!accept_queue_.empty()) {
+      auto stream = std::move(accept_queue_.front());
+      accept_queue_.pop_front();
+      co_return stream;
+    }
+    if (closed_) co_return nullptr;
+    co_await acceptable_.wait();
+  }
+}
+
+void Session::go_away(ErrorCode code, std::string_view message) {
+  if (closed_ || going_away_) return;
+  going_away_ = true;
+  if (options_.version >= protocol::kVersion2) {
+    std::vector<std::uint8_t> payload(8 + message.size());
+    protocol::put_u32(payload.data(), highest_stream_id_);
+    protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(code));
+    std::memcpy(payload.data() + 8, message.data(), message.size());
+    queue(FrameType::kGoAway, 0, 0, payload);
+  }
+  if (streams_.empty()) idle_.notify();
+}
+
+void Session::close(std::string reason, bool tell_peer) {
+  if (closed_) return;
+  if (tell_peer) queue(FrameType::kClose, 0, 0);
+  closed_ = true;
+  close_reason_ = std::move(reason);
+  auto streams = std::move(streams_);
+  streams_.clear();
+  for (auto& [id, stream] : streams) stream->fail(asio::error::connection_aborted);
+  for (auto& stream : accept_queue_) stream->fail(asio::error::connection_aborted);
+  accept_queue_.clear();
+  acceptable_.notify();
+  out_ready_.notify();
+  out_drained_.notify();
+  idle_.notify();
+  stop_.notify();
+  v1_resume_.notify();
+}
+
+asio::awaitable<void> Session::wait_idle() {
+  while (!closed_ && !streams_.empty()) co_await idle_.wait();
+}
+
+asio::awaitable<void> Session::read_loop() {
+  Frame frame;
+  std::string error;
+  transport::error_code ec;
+  while (!closed_) {
+    if (options_.version < protocol::kVersion2) {
+      // v1 has no credits: stop reading while a stream holds too much unread data (the whole
+      // session waits; this is v1's limit, v2 streams never block each other).
+      while (!closed_ && any_stream_over_v1_buffer()) co_await v1_resume_.wait();
+      if (closed_) break;
+    }
+    if (!co_await reader_.next(*conn_, frame, error, ec)) {
+      if (ec) {
+        close(closed_ ? close_reason_ : "connection lost: " + error, false);
+      } else {
+        protocol_error(error);
+      }
+      break;
+    }
+    touch();
+    if (!handle_frame(frame)) break;
+  }
+}
+
+asio::awaitable<void> Session::write_loop() {
+  transport::error_code ec;
+  for (;;) {
+    if (out_.empty()) {
+      if (closed_) break;
+      co_await out_ready_.wait();
+      continue;
+    }
+    writing_.swap(out_);
+    out_.clear();
+    if (closed_) {
+      // Last flush (e.g. GOAWAY/CLOSE) must not hang on a peer that stopped reading.
+      co_await with_timeout(conn_->write(asio::buffer(writing_), ec), kFlushTimeout);
+      break;
+    }
+    co_await conn_->write(asio::buffer(writing_), ec);
+    writing_.clear();
+    if (out_.empty() && writing_.capacity() > kCompactAbove) {
+      writing_.shrink_to_fit();  // idle: give a burst's buffer back
+    }
+    out_drained_.notify();
+    if (ec) {
+      close("connection lost while writing: " + ec.message(), false);
+      break;
+    }
+  }
+  co_await conn_->shutdown_send();
+  conn_->close();
+}
+
+asio::awaitable<void> Session::heartbeat_loop() {
+  while (!closed_) {
+    co_await stop_.wait_for(options_.heartbeat_interval);
+    if (closed_) break;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_received_ > options_.heartbeat_timeout) {
+      close("no frame from the peer for " +
+                std::to_string(
+                    std::chrono::duration_cast<std::chrono::seconds>(options_.heartbeat_timeout)
+                        .count()) +
+                " s (heartbeat timeout)",
+            false);
+      break;
+    }
+    if (!options_.send_heartbeats) continue;
+    ping_sent_at_ = now;
+    if (options_.version >= protocol::kVersion2) {
+      std::array<std::uint8_t, 8> payload{};
+      const auto ticks = static_cast<std::uint64_t>(now.time_since_epoch().count());
+      protocol::put_u32(payload.data(), static_cast<std::uint32_t>(ticks >> 32));
+      protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(ticks));
+      queue(FrameType::kPing, 0, 0, payload);
+    } else {
+      queue(FrameType::kHeartbeat, 0, 0);
+    }
+  }
+}
+
+bool Session::protocol_error(std::string message) {
+  spdlog::warn("session {} ({}): protocol error: {}", name_, peer(), message);
+  if (options_.version >= protocol::kVersion2 && !closed_) {
+    std::vector<std::uint8_t> payload(8 + message.size());
+    protocol::put_u32(payload.data(), highest_stream_id_);
+    protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(ErrorCode::kProtocolError));
+    std::memcpy(payload.data() + 8, message.data(), message.size());
+    queue(FrameType::kGoAway, 0, 0, payload);
+  }
+  close("protocol error: " + message, false);
+  return false;
+}
+
+bool Session::handle_frame(const Frame& frame) {
+  const auto& h = frame.header;
+  const bool v2 = options_.version >= protocol::kVersion2;
+  const auto find = [&]() -> Stream* {
+    auto it = streams_.find(h.stream_id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  };
+  switch (h.frame_type()) {
+    case FrameType::kAuth:
+      return protocol_error("AUTH frame after the handshake");
+
+    case FrameType::kOpenStream: {
+      if (role_ != Role::kAgent) return protocol_error("OPEN_STREAM from the agent");
+      if (h.stream_id == 0 || h.stream_id <= last_peer_stream_id_) {
+        return protocol_error("OPEN_STREAM reuses stream id " + std::to_string(h.stream_id));
+      }
+      if (v2 && frame.payload.size() < 2) {
+        return protocol_error("OPEN_STREAM payload of " + std::to_string(frame.payload.size()) +
+                              " bytes has no tunnel index");
+      }
+      last_peer_stream_id_ = h.stream_id;
+      auto stream = std::make_shared<Stream>(shared_from_this(), h.stream_id,
+                                             options_.peer_initial_window, options_.initial_window);
+      auto payload = frame.payload;
+      if (v2) {
+        stream->tunnel_index_ = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
+        payload = payload.subspan(2);
+      }
+      stream->open_payload_.assign(as_text(payload));
+      streams_.emplace(h.stream_id, stream);
+      accept_queue_.push_back(std::move(stream));
+      acceptable_.notify();
+      return true;
+    }
+
+    case FrameType::kData: {
+      Stream* stream = find();
+      if (stream == nullptr) {
+        const std::uint32_t highest =
+            role_ == Role::kCore ? highest_stream_id_ : last_peer_stream_id_;
+        if (h.stream_id == 0 || h.stream_id > highest) {
+          return protocol_error("DATA for stream " + std::to_string(h.stream_id) +
+                                " that was never opened");
+        }
+        return true;  // a stream we already finished or reset: late frames are dropped
+      }
+      if (h.has(flags::kError)) {
+        stream->on_reset(ErrorCode::kLocalError, std::string(as_text(frame.payload)));
+        remove_if_done(*stream);
+        return true;
+      }
+      if (stream->remote_closed_) {
+        if (v2) stream->reset(ErrorCode::kStreamClosed, "DATA after END_STREAM");
+        return true;
+      }
+      if (v2 && stream->received_ + frame.payload.size() > stream->granted_) {
+        stream->reset(ErrorCode::kFlowControlError, "DATA of " +
+                                                        std::to_string(frame.payload.size()) +
+                                                        " bytes exceeds the stream's credit");
+        return true;
+      }
+      stream->on_data(frame.payload, h.has(flags::kEndStream));
+      if (h.has(flags::kEndStream)) remove_if_done(*stream);
+      return true;
+    }
+
+    case FrameType::kClose: {
+      if (h.stream_id == 0) {
+        close("the peer closed the session", false);
+        return false;
+      }
+      if (Stream* stream = find()) {
+        if (v2) {
+          stream->on_reset(ErrorCode::kNoError, "closed by peer");
+        } else {
+          stream->remote_closed_ = true;
+          stream->local_closed_ = true;
+          stream->readable_.notify();
+          stream->writable_.notify();
+        }
+        remove_if_done(*stream);
+      }
+      return true;
+    }
+
+    case FrameType::kHeartbeat:
+      if (h.has(flags::kAck)) {
+        if (ping_sent_at_.time_since_epoch().count() != 0) {
+          rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - ping_sent_at_);
+        }
+      } else {
+        queue(FrameType::kHeartbeat, flags::kAck, 0);
+      }
+      return true;
+
+    default:
+      break;
+  }
+  if (!v2) return protocol_error("frame type " + std::to_string(h.type) + " in protocol v1");
+
+  switch (h.frame_type()) {
+    case FrameType::kWindowUpdate: {
+      if (frame.payload.size() != 4) return protocol_error("WINDOW_UPDATE payload is not 4 bytes");
+      const std::uint32_t increment = protocol::get_u32(frame.payload.data());
+      if (h.stream_id == 0) return true;  // no session-level window
+      if (increment == 0) return protocol_error("WINDOW_UPDATE with increment 0");
+      if (Stream* stream = find()) stream->on_window_update(increment);
+      return true;
+    }
+    case FrameType::kReset: {
+      if (frame.payload.size() < 4) return protocol_error("RESET payload shorter than 4 bytes");
+      if (Stream* stream = find()) {
+        stream->on_reset(static_cast<ErrorCode>(protocol::get_u32(frame.payload.data())),
+                         std::string(as_text(frame.payload.subspan(4))));
+        remove_if_done(*stream);
+      }
+      return true;
+    }
+    case FrameType::kGoAway: {
+      if (frame.payload.size() < 8) return protocol_error("GOAWAY payload shorter than 8 bytes");
+      const auto code = static_cast<ErrorCode>(protocol::get_u32(frame.payload.data() + 4));
+      std::string message(as_text(frame.payload.subspan(8)));
+      peer_going_away_ = true;
+      if (on_go_away) on_go_away(code, message);
+      return true;
+    }
+    case FrameType::kPing:
+      if (h.has(flags::kAck)) {
+        if (ping_sent_at_.time_since_epoch().count() != 0) {
+          rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(
+              std::chrono::steady_clock::now() - ping_sent_at_);
+        }
+      } else {
+        queue(FrameType::kPing, flags::kAck, 0, frame.payload);
+      }
+      return true;
+    default:
+      return true;  // unknown v2 types are skipped so the protocol can grow
+  }
+}
+
+void Session::queue(FrameType type, std::uint8_t frame_flags, std::uint32_t stream_id,
+                    std::span<const std::uint8_t> payload) {
+  if (closed_) return;
+  append_frame(out_, options_.version, type, frame_flags, stream_id, payload);
+  out_ready_.notify();
+}
+
+void Session::queue_u32(FrameType type, std::uint32_t stream_id, std::uint32_t value) {
+  std::array<std::uint8_t, 4> payload{};
+  protocol::put_u32(payload.data(), value);
+  queue(type, 0, stream_id, payload);
+}
+
+void Session::queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index,
+                         std::string_view payload) {
+  const bool v2 = options_.version >= protocol::kVersion2;
+  const std::size_t at = out_.size();
+  const std::size_t size = payload.size() + (v2 ? 2 : 0);
+  out_.resize(at + protocol::kHeaderSize + size);
+  std::uint8_t* p = out_.data() + at;
+  protocol::encode_header(p, options_.version, FrameType::kOpenStream, 0, stream_id, size);
+  p += protocol::kHeaderSize;
+  if (v2) {
+    *p++ = static_cast<std::uint8_t>(tunnel_index >> 8);
+    *p++ = static_cast<std::uint8_t>(tunnel_index);
+  }
+  std::memcpy(p, payload.data(), payload.size());
+  out_ready_.notify();
+}
+
+bool Session::any_stream_over_v1_buffer() const {
+  return std::any_of(streams_.begin(), streams_.end(), [&](const auto& entry) {
+    return entry.second->buffered() > options_.v1_stream_buffer;
+  });
+}
+
+void Session::remove_if_done(Stream& stream) {
+  if (!(stream.reset_ || (stream.local_closed_ && stream.remote_closed_))) return;
+  auto it = streams_.find(stream.id_);
+  if (it == streams_.end()) return;
+  auto keep = std::move(it->second);  // the erase must not destroy `stream` under our feet
+  streams_.erase(it);
+  if (streams_.empty()) idle_.notify();
+}
+
+}  // namespace tunnel::mux

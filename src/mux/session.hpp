@@ -1,0 +1,195 @@
+// A multiplexed session over one Conn: streams, per-stream credit windows, a batched write queue
+// and heartbeats. The same class serves both ends: the core opens streams, the agent accepts them.
+//
+// Threading: a Session and its Streams live on the Conn's executor; call them only from there.
+// Memory: each stream holds at most its receive window (v2) of unread bytes; the write queue is
+// bounded (writers wait), so a slow reader slows only its own stream.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/async.hpp"
+#include "mux/frame_io.hpp"
+#include "protocol/error_code.hpp"
+#include "protocol/frame.hpp"
+#include "transport/conn.hpp"
+
+namespace tunnel::mux {
+
+enum class Role { kCore, kAgent };
+
+struct Options {
+  std::uint8_t version = protocol::kVersion2;
+  std::uint32_t initial_window = 256 * 1024;       // our receive window per stream (v2)
+  std::uint32_t peer_initial_window = 256 * 1024;  // the peer's, from the AUTH exchange (v2)
+  std::uint32_t max_window = 16 * 1024 * 1024;     // auto-tuning stops here
+  std::size_t max_data_payload = 64 * 1024;        // largest DATA payload we send
+  std::size_t v1_stream_buffer = 1024 * 1024;      // v1 has no credits: pause reading above this
+  std::size_t write_queue_limit = 512 * 1024;      // DATA writers wait above this
+  std::size_t max_streams = 1000;
+  std::chrono::milliseconds heartbeat_interval{10'000};
+  std::chrono::milliseconds heartbeat_timeout{30'000};
+  bool send_heartbeats = true;  // v1 core: only answers the agent's heartbeats
+};
+
+class Session;
+
+// One bidirectional stream. Reads return 0 at the peer's END_STREAM; writes wait for credit.
+class Stream {
+ public:
+  Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t send_credit,
+         std::uint32_t window);
+
+  std::uint32_t id() const { return id_; }
+  // Agent side: what the core put in OPEN_STREAM (v2: the part after the tunnel index).
+  const std::string& open_payload() const { return open_payload_; }
+  std::uint16_t tunnel_index() const { return tunnel_index_; }
+
+  // Reads up to buf.size() bytes. 0 with no error: the peer ended its side. On a reset or a dead
+  // session, sets `ec` (asio::error::connection_reset / connection_aborted).
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, transport::error_code& ec);
+  // Sends all of `data`; with `end` also ends our side (END_STREAM on the last frame).
+  asio::awaitable<void> write(std::span<const std::uint8_t> data, transport::error_code& ec,
+                              bool end = false);
+  asio::awaitable<void> close_write(transport::error_code& ec) { co_await write({}, ec, true); }
+  // Aborts both directions. v2: RESET with `code`; v1: DATA|ERROR (agent) or CLOSE (core).
+  void reset(protocol::ErrorCode code, std::string_view message);
+
+  bool read_closed() const { return remote_closed_; }
+  bool write_closed() const { return local_closed_; }
+  bool is_reset() const { return reset_; }
+  // Why the peer reset the stream (v2 RESET, v1 DATA|ERROR): code and message.
+  protocol::ErrorCode reset_code() const { return reset_code_; }
+  const std::string& reset_message() const { return reset_message_; }
+
+  // Unread bytes held for this stream (bounded by the receive window).
+  std::size_t buffered() const { return recv_.size() - recv_pos_; }
+
+ private:
+  friend class Session;
+  void on_data(std::span<const std::uint8_t> payload, bool end);
+  void on_reset(protocol::ErrorCode code, std::string message);
+  void on_window_update(std::uint32_t increment);
+  void fail(const transport::error_code& ec);
+  void maybe_update_window();
+
+  std::shared_ptr<Session> session_;  // cycle broken when the session forgets the stream
+  std::uint32_t id_;
+  std::uint16_t tunnel_index_ = 0;
+  std::string open_payload_;
+
+  std::vector<std::uint8_t> recv_;
+  std::size_t recv_pos_ = 0;
+  Signal readable_;
+  Signal writable_;
+
+  std::int64_t send_credit_;  // v2: bytes we may still send
+  std::uint64_t granted_;     // v2: total bytes we allowed the peer to send
+  std::uint64_t received_ = 0;
+  std::uint64_t consumed_ = 0;
+  std::uint32_t window_;
+
+  bool remote_closed_ = false;
+  bool local_closed_ = false;
+  bool reset_ = false;
+  transport::error_code error_;
+  protocol::ErrorCode reset_code_ = protocol::ErrorCode::kNoError;
+  std::string reset_message_;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // `reader` carries bytes already read past the AUTH exchange.
+  Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role role, Options options,
+          std::string name);
+  ~Session();
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Runs until the connection ends or close() is called; returns why it ended.
+  asio::awaitable<std::string> run();
+
+  // Core: opens a stream. v2 sends `tunnel_index` before the payload. nullptr when the session is
+  // closed, draining, or at its stream limit (`error` says which).
+  std::shared_ptr<Stream> open_stream(std::uint16_t tunnel_index, std::string_view payload,
+                                      std::string& error);
+  // Agent: the next stream the core opened; nullptr once the session has ended.
+  asio::awaitable<std::shared_ptr<Stream>> accept();
+
+  // Sends GOAWAY (v2) and refuses new streams; open streams finish.
+  void go_away(protocol::ErrorCode code, std::string_view message);
+  // Ends the session now: every stream fails; frames already queued are flushed (bounded time),
+  // then the connection closes. With `tell_peer`, a CLOSE frame on stream 0 goes first.
+  void close(std::string reason, bool tell_peer = true);
+
+  // Called when the peer sends GOAWAY (the agent uses it to reconnect before the core leaves).
+  std::function<void(protocol::ErrorCode, const std::string&)> on_go_away;
+
+  // Resolves when every stream has finished (or the session ended), for graceful drains.
+  asio::awaitable<void> wait_idle();
+
+  bool is_open() const { return !closed_; }
+  bool is_draining() const { return going_away_ || peer_going_away_; }
+  bool peer_going_away() const { return peer_going_away_; }
+  std::uint8_t version() const { return options_.version; }
+  std::size_t stream_count() const { return streams_.size(); }
+  std::chrono::microseconds rtt() const { return rtt_; }
+  const std::string& name() const { return name_; }
+  const std::string& peer() const { return conn_->peer(); }
+  asio::any_io_executor get_executor() { return conn_->get_executor(); }
+
+ private:
+  friend class Stream;
+
+  asio::awaitable<void> read_loop();
+  asio::awaitable<void> write_loop();
+  asio::awaitable<void> heartbeat_loop();
+  bool handle_frame(const Frame& frame);  // false: protocol error, `close_reason_` set
+  bool protocol_error(std::string message);
+  void queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index, std::string_view payload);
+  bool any_stream_over_v1_buffer() const;
+  void queue(protocol::FrameType type, std::uint8_t flags, std::uint32_t stream_id,
+             std::span<const std::uint8_t> payload = {});
+  void queue_u32(protocol::FrameType type, std::uint32_t stream_id, std::uint32_t value);
+  void remove_if_done(Stream& stream);
+  void touch() { last_received_ = std::chrono::steady_clock::now(); }
+
+  std::unique_ptr<transport::Conn> conn_;
+  FrameReader reader_;
+  Role role_;
+  Options options_;
+  std::string name_;
+
+  std::unordered_map<std::uint32_t, std::shared_ptr<Stream>> streams_;
+  std::uint32_t next_stream_id_ = 1;
+  std::uint32_t last_peer_stream_id_ = 0;
+  std::deque<std::shared_ptr<Stream>> accept_queue_;
+  Signal acceptable_;
+
+  std::vector<std::uint8_t> out_;      // frames waiting to be written
+  std::vector<std::uint8_t> writing_;  // frames being written
+  Signal out_ready_;
+  Signal out_drained_;
+  Signal idle_;
+  Signal stop_;       // wakes the heartbeat loop on close
+  Signal v1_resume_;  // v1: a reader drained its stream, reading may resume
+  std::uint32_t highest_stream_id_ = 0;
+
+  std::chrono::steady_clock::time_point last_received_;
+  std::chrono::steady_clock::time_point ping_sent_at_{};
+  std::chrono::microseconds rtt_{0};
+  bool closed_ = false;
+  bool going_away_ = false;
+  bool peer_going_away_ = false;
+  std::string close_reason_;
+};
+
+}  // namespace tunnel::mux

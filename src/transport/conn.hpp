@@ -1,0 +1,61 @@
+// A byte stream between agent and core (or between a client and the core): TCP or TLS.
+//
+// Core and agent use one interface whatever the transport, as rathole's Transport does, so a new
+// transport (WebSocket, QUIC) touches one file. A Conn lives on one executor; it is not
+// thread-safe: one reader and one writer at a time.
+#pragma once
+
+#include <array>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace tunnel::transport {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+class Conn {
+ public:
+  virtual ~Conn() = default;
+
+  // Reads at least one byte. On EOF or error returns 0 and sets `ec` (asio::error::eof on a clean
+  // end).
+  virtual asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, error_code& ec) = 0;
+  // Writes every byte of `bufs` (a gathered write) or sets `ec`.
+  virtual asio::awaitable<void> write(std::span<const asio::const_buffer> bufs, error_code& ec) = 0;
+  asio::awaitable<void> write(asio::const_buffer buf, error_code& ec) {
+    const std::array<asio::const_buffer, 1> bufs{buf};
+    co_await write(bufs, ec);
+  }
+  // Ends our sending side (TCP FIN). Best effort, never throws.
+  virtual asio::awaitable<void> shutdown_send() = 0;
+  // Aborts at once: pending operations complete with operation_aborted.
+  virtual void close() = 0;
+
+  virtual asio::any_io_executor get_executor() = 0;
+  virtual tcp::socket& socket() = 0;  // the TCP socket underneath (options, endpoints)
+  virtual bool is_tls() const = 0;
+
+  // "ip:port" of the remote end, fixed at creation so it stays valid after close().
+  const std::string& peer() const { return peer_; }
+
+ protected:
+  std::string peer_;
+};
+
+std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket);
+std::unique_ptr<Conn> make_tls_conn(asio::ssl::stream<tcp::socket> stream);
+
+// "1.2.3.4:80" or "[::1]:80"; "unknown" when the socket is not connected.
+std::string endpoint_string(const tcp::endpoint& endpoint);
+std::string remote_string(const tcp::socket& socket);
+
+}  // namespace tunnel::transport

@@ -1,0 +1,173 @@
+#include "transport/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "common/async.hpp"
+
+namespace tunnel::transport {
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+std::string openssl_reason() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char buf[256];
+  ERR_error_string_n(code, buf, sizeof buf);
+  return buf;
+}
+
+void harden(asio::ssl::context& ctx) {
+  SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  // Release the 2 x ~17 KiB record buffers while a connection is idle: many idle agents.
+  SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+}
+
+}  // namespace
+
+std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
+                                                    const std::string& key_file,
+                                                    std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  harden(*ctx);
+  if (SSL_CTX_use_certificate_chain_file(ctx->native_handle(), cert_file.c_str()) != 1) {
+    error = "TLS certificate " + cert_file + ": " + openssl_reason();
+    return nullptr;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx->native_handle(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    error = "TLS key " + key_file + ": " + openssl_reason();
+    return nullptr;
+  }
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
+    error = "TLS key " + key_file + " does not match certificate " + cert_file;
+    return nullptr;
+  }
+  return ctx;
+}
+
+ClientTls make_client_tls(const ClientTlsOptions& options, std::string& error) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  bool check_host = false;
+  harden(*ctx);
+  if (options.insecure) {
+    ctx->set_verify_mode(asio::ssl::verify_none);
+  } else if (options.pin) {
+    ctx->set_verify_mode(asio::ssl::verify_peer);
+    auto pin = options.pin;
+    ctx->set_verify_callback([pin](bool, asio::ssl::verify_context& vc) {
+      X509_STORE_CTX* store = vc.native_handle();
+      // Only the leaf decides; intermediate and root errors are irrelevant when pinning.
+      if (X509_STORE_CTX_get_error_depth(store) != 0) return true;
+      return pin(X509_STORE_CTX_get_current_cert(store));
+    });
+  } else {
+    ctx->set_verify_mode(asio::ssl::verify_peer);
+    if (!options.ca_file.empty()) {
+      if (SSL_CTX_load_verify_locations(ctx->native_handle(), options.ca_file.c_str(), nullptr) !=
+          1) {
+        error = "CA file " + options.ca_file + ": " + openssl_reason();
+        return {};
+      }
+    } else {
+      ctx->set_default_verify_paths();
+    }
+    check_host = true;
+  }
+  return ClientTls{std::move(ctx), check_host};
+}
+
+std::string describe_tls_error(const error_code& ec) {
+  if (ec.category() == asio::error::get_ssl_category()) {
+    std::string text = ec.message();
+    const long reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+      text +=
+          " (the core's certificate is not trusted: pass --ca FILE, --fingerprint SHA256 or "
+          "--insecure)";
+    } else if (reason == SSL_R_WRONG_VERSION_NUMBER) {
+      text += " (is the other side speaking TLS?)";
+    }
+    return text;
+  }
+  return ec.message();
+}
+
+asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, const std::string& host,
+                                            std::uint16_t port, const ClientTls* tls,
+                                            std::chrono::milliseconds timeout, std::string& error) {
+  const std::string where = host + ":" + std::to_string(port);
+  tcp::resolver resolver(executor);
+  auto [rec, endpoints] = co_await resolver.async_resolve(host, std::to_string(port), kNoThrow);
+  if (rec) {
+    error = "resolve " + where + ": " + rec.message();
+    co_return nullptr;
+  }
+  tcp::socket socket(executor);
+  auto connected = co_await with_timeout(asio::async_connect(socket, endpoints, kNoThrow), timeout);
+  if (!connected) {
+    error = "connect to " + where + ": timed out after " + std::to_string(timeout.count()) + " ms";
+    co_return nullptr;
+  }
+  if (auto [cec, ep] = *connected; cec) {
+    (void)ep;
+    error = "connect to " + where + ": " + cec.message();
+    co_return nullptr;
+  }
+  socket.set_option(tcp::no_delay(true));
+  if (!tls) co_return make_tcp_conn(std::move(socket));
+
+  asio::ssl::stream<tcp::socket> stream(std::move(socket), *tls->context);
+  SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+  if (tls->check_host) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(stream.native_handle());
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    error_code not_ip;
+    (void)asio::ip::make_address(host, not_ip);
+    if (not_ip) {
+      X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+    }
+  }
+  auto handshake = co_await with_timeout(
+      stream.async_handshake(asio::ssl::stream_base::client, kNoThrow), timeout);
+  if (!handshake) {
+    error = "TLS handshake with " + where + ": timed out";
+    co_return nullptr;
+  }
+  if (auto [hec] = *handshake; hec) {
+    error = "TLS handshake with " + where + ": " + describe_tls_error(hec);
+    co_return nullptr;
+  }
+  co_return make_tls_conn(std::move(stream));
+}
+
+asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl::context& tls,
+                                                  std::chrono::milliseconds timeout,
+                                                  std::string& error) {
+  socket.set_option(tcp::no_delay(true));
+  const std::string peer = remote_string(socket);
+  asio::ssl::stream<tcp::socket> stream(std::move(socket), tls);
+  auto handshake = co_await with_timeout(
+      stream.async_handshake(asio::ssl::stream_base::server, kNoThrow), timeout);
+  if (!handshake) {
+    error = "TLS handshake from " + peer + ": timed out";
+    co_return nullptr;
+  }
+  if (auto [hec] = *handshake; hec) {
+    error = "TLS handshake from " + peer + ": " + describe_tls_error(hec);
+    co_return nullptr;
+  }
+  co_return make_tls_conn(std::move(stream));
+}
+
+}  // namespace tunnel::transport

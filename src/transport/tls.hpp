@@ -1,0 +1,49 @@
+// TLS contexts for the agent listener (server side) and the agent's dialer (client side).
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "transport/conn.hpp"
+
+namespace tunnel::transport {
+
+// TLS 1.2+ server context from PEM files. Returns nullptr and sets `error` (naming the file and
+// OpenSSL's reason) on failure.
+std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
+                                                    const std::string& key_file,
+                                                    std::string& error);
+
+struct ClientTlsOptions {
+  std::string ca_file;  // verify the chain against this PEM (and the host name)
+  // Pin: accept exactly the peer leaf certificate for which this returns true (chain ignored).
+  std::function<bool(X509*)> pin;
+  bool insecure = false;  // no verification at all
+};
+
+struct ClientTls {
+  std::shared_ptr<asio::ssl::context> context;
+  bool check_host = false;  // verify the certificate names the host we dial (CA mode)
+};
+
+// Returns a context with no value and sets `error` on failure (e.g. an unreadable CA file).
+ClientTls make_client_tls(const ClientTlsOptions& options, std::string& error);
+
+// Resolves and connects to host:port (TCP_NODELAY on), then, when `tls` is non-null, runs the TLS
+// handshake with SNI and host name verification. Throws nothing: errors go to `error` as text
+// that names the address and the step ("connect to core.example.com:8443: Connection refused").
+asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, const std::string& host,
+                                            std::uint16_t port, const ClientTls* tls,
+                                            std::chrono::milliseconds timeout, std::string& error);
+
+// Accepts a TLS handshake on an accepted socket within `timeout`.
+asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl::context& tls,
+                                                  std::chrono::milliseconds timeout,
+                                                  std::string& error);
+
+// Human-readable OpenSSL error for a TLS failure ("certificate verify failed: self-signed ...").
+std::string describe_tls_error(const error_code& ec);
+
+}  // namespace tunnel::transport
