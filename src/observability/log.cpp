@@ -1,0 +1,181 @@
+#include "observability/log.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cctype>
+#include <ctime>
+#include <memory>
+#include <optional>
+
+namespace tunnel::observability {
+namespace {
+
+std::string_view level_name(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace:
+      return "trace";
+    case spdlog::level::debug:
+      return "debug";
+    case spdlog::level::info:
+      return "info";
+    case spdlog::level::warn:
+      return "warn";
+    case spdlog::level::err:
+      return "error";
+    case spdlog::level::critical:
+      return "critical";
+    default:
+      return "off";
+  }
+}
+
+std::optional<spdlog::level::level_enum> parse_level(std::string_view text) {
+  std::string lower;
+  for (const char c : text) {
+    lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  using L = spdlog::level::level_enum;
+  constexpr std::pair<std::string_view, L> kLevels[] = {
+      {"trace", L::trace},  {"debug", L::debug}, {"info", L::info},         {"warn", L::warn},
+      {"warning", L::warn}, {"error", L::err},   {"critical", L::critical}, {"off", L::off},
+  };
+  for (const auto& [name, level] : kLevels) {
+    if (lower == name) {
+      return level;
+    }
+  }
+  return std::nullopt;
+}
+
+class JsonFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const std::string line = format_json_record(
+        msg.time, level_name(msg.level), std::string_view(msg.payload.data(), msg.payload.size()));
+    dest.append(line.data(), line.data() + line.size());
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
+};
+
+// Length of the valid UTF-8 sequence at the start of `s`, or 0 when it is invalid.
+std::size_t utf8_sequence_length(std::string_view s) {
+  const auto b0 = static_cast<unsigned char>(s[0]);
+  std::size_t len = 0;
+  unsigned char lo = 0x80;
+  unsigned char hi = 0xBF;  // allowed range of the second byte
+  if (b0 < 0x80) {
+    return 1;
+  } else if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    lo = b0 == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
+    hi = b0 == 0xED ? 0x9F : 0xBF;  // no surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    lo = b0 == 0xF0 ? 0x90 : 0x80;
+    hi = b0 == 0xF4 ? 0x8F : 0xBF;  // nothing above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (s.size() < len) {
+    return 0;
+  }
+  const auto b1 = static_cast<unsigned char>(s[1]);
+  if (b1 < lo || b1 > hi) {
+    return 0;
+  }
+  for (std::size_t i = 2; i < len; ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      return 0;
+    }
+  }
+  return len;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  while (!text.empty()) {
+    const char c = text[0];
+    const std::size_t len = utf8_sequence_length(text);
+    if (len == 0) {
+      out += "\\ufffd";
+      text.remove_prefix(1);
+      continue;
+    }
+    if (len > 1) {
+      out.append(text.data(), len);
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
+    } else {
+      out += c;
+    }
+    text.remove_prefix(len);
+  }
+  out += '"';
+}
+
+std::string format_json_record(std::chrono::system_clock::time_point time, std::string_view level,
+                               std::string_view message) {
+  using namespace std::chrono;
+  const auto since_epoch = time.time_since_epoch();
+  const auto secs = floor<seconds>(since_epoch);
+  const auto millis = duration_cast<milliseconds>(since_epoch - secs).count();
+  const std::time_t t = secs.count();
+  std::tm utc{};
+  gmtime_r(&t, &utc);
+  std::string out = fmt::format(
+      "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"level\":", utc.tm_year + 1900,
+      utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, millis);
+  append_json_string(out, level);
+  out += ",\"msg\":";
+  append_json_string(out, message);
+  out += "}\n";
+  return out;
+}
+
+std::string init_logging(std::string_view format, std::string_view level) {
+  if (format != "text" && format != "json") {
+    return fmt::format("unknown --log-format \"{}\" (expected text or json)", format);
+  }
+  const auto parsed_level = parse_level(level);
+  if (!parsed_level) {
+    return fmt::format(
+        "unknown --log-level \"{}\" (expected trace, debug, info, warn, error, critical or off)",
+        level);
+  }
+  std::shared_ptr<spdlog::logger> logger;
+  if (format == "json") {
+    logger =
+        std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    logger->set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    logger = std::make_shared<spdlog::logger>(
+        "", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+  }
+  logger->set_level(*parsed_level);
+  logger->flush_on(spdlog::level::warn);
+  spdlog::set_default_logger(std::move(logger));
+  return {};
+}
+
+}  // namespace tunnel::observability
