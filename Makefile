@@ -1,0 +1,18 @@
+# Shortcuts for the scripts; the scripts are the source of truth.
+.PHONY: build test asan demo ci
+
+build:
+	./scripts/build.sh release
+
+test:
+	./scripts/test.sh
+
+asan:
+	./scripts/build.sh asan
+	ctest --preset asan
+
+demo:
+	./scripts/demo.sh
+
+ci:
+	./.ci/run
