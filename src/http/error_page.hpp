@@ -1,0 +1,21 @@
+// Responses the proxy itself writes: the page a user sees when a tunnel is missing, the
+// agent cannot reach the local app, a request is malformed, and so on.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace tunnel::http {
+
+// The standard reason phrase ("Not Found" for 404), or "" for a status it does not know.
+std::string_view reason_phrase(int status);
+
+// A complete HTTP/1.1 response (head and body) ready to write to the client: the standard
+// reason, Content-Type text/html; charset=utf-8, Content-Length, Cache-Control: no-store,
+// X-Request-Id when request_id is non-empty, Connection: close when close_connection, and a
+// small HTML page naming the status, the (HTML-escaped) detail and the request id.
+// status must be 400..599; anything else is answered as 500.
+std::string error_response(int status, std::string_view detail, std::string_view request_id,
+                           bool close_connection);
+
+}  // namespace tunnel::http

@@ -1,0 +1,154 @@
+#include "http/head.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "http/error_page.hpp"
+
+namespace tunnel::http {
+namespace {
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls fn(token) for each comma-separated, trimmed, non-empty element of value.
+template <typename Fn>
+void for_each_token(std::string_view value, Fn&& fn) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view token = trim(value.substr(0, comma));
+    if (!token.empty()) fn(token);
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+void append_clean(std::string& out, std::string_view s) {
+  for (char c : s) out.push_back((c == '\r' || c == '\n' || c == '\0') ? ' ' : c);
+}
+
+void append_version(std::string& out, int major, int minor) {
+  out += "HTTP/";
+  out += std::to_string(major);
+  out += '.';
+  out += std::to_string(minor);
+}
+
+constexpr std::array<std::string_view, 8> kHopByHop = {
+    "Connection",          "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+    "Proxy-Authorization", "TE",         "Trailer",          "Upgrade"};
+constexpr std::array<std::string_view, 3> kNeverRemoved = {"Content-Length", "Transfer-Encoding",
+                                                           "Host"};
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return lower(x) == lower(y); });
+}
+
+const std::string* HeaderFields::find(std::string_view name) const {
+  for (const Header& h : headers) {
+    if (iequals(h.name, name)) return &h.value;
+  }
+  return nullptr;
+}
+
+void HeaderFields::set(std::string_view name, std::string_view value) {
+  auto first = std::find_if(headers.begin(), headers.end(),
+                            [&](const Header& h) { return iequals(h.name, name); });
+  if (first == headers.end()) {
+    append(name, value);
+    return;
+  }
+  first->value = std::string(value);
+  headers.erase(std::remove_if(std::next(first), headers.end(),
+                               [&](const Header& h) { return iequals(h.name, name); }),
+                headers.end());
+}
+
+void HeaderFields::append(std::string_view name, std::string_view value) {
+  headers.push_back(Header{std::string(name), std::string(value)});
+}
+
+void HeaderFields::remove(std::string_view name) {
+  std::erase_if(headers, [&](const Header& h) { return iequals(h.name, name); });
+}
+
+bool HeaderFields::has_token(std::string_view name, std::string_view token) const {
+  bool found = false;
+  for (const Header& h : headers) {
+    if (!iequals(h.name, name)) continue;
+    for_each_token(h.value, [&](std::string_view t) { found = found || iequals(t, token); });
+  }
+  return found;
+}
+
+void HeaderFields::remove_hop_by_hop(bool keep_upgrade) {
+  const bool upgrading = keep_upgrade && find("Upgrade") != nullptr;
+  std::vector<std::string> named;
+  for (const Header& h : headers) {
+    if (!iequals(h.name, "Connection")) continue;
+    for_each_token(h.value, [&](std::string_view t) { named.emplace_back(t); });
+  }
+  auto hop_by_hop = [&](const Header& h) {
+    for (std::string_view never : kNeverRemoved) {
+      if (iequals(h.name, never)) return false;
+    }
+    if (upgrading && iequals(h.name, "Upgrade")) return false;
+    for (std::string_view fixed : kHopByHop) {
+      if (iequals(h.name, fixed)) return true;
+    }
+    for (const std::string& n : named) {
+      if (iequals(h.name, n)) return true;
+    }
+    return false;
+  };
+  std::erase_if(headers, hop_by_hop);
+  if (upgrading) append("Connection", "upgrade");
+}
+
+void HeaderFields::serialize_fields(std::string& out) const {
+  for (const Header& h : headers) {
+    append_clean(out, h.name);
+    out += ": ";
+    append_clean(out, h.value);
+    out += "\r\n";
+  }
+  out += "\r\n";
+}
+
+std::string RequestHead::serialize() const {
+  std::string out;
+  out.reserve(64 + headers.size() * 48);
+  append_clean(out, method);
+  out += ' ';
+  append_clean(out, target);
+  out += ' ';
+  append_version(out, version_major, version_minor);
+  out += "\r\n";
+  serialize_fields(out);
+  return out;
+}
+
+std::string ResponseHead::serialize() const {
+  std::string out;
+  out.reserve(64 + headers.size() * 48);
+  append_version(out, version_major, version_minor);
+  out += ' ';
+  out += std::to_string(status);
+  out += ' ';
+  append_clean(out, reason.empty() ? reason_phrase(status) : std::string_view(reason));
+  out += "\r\n";
+  serialize_fields(out);
+  return out;
+}
+
+}  // namespace tunnel::http

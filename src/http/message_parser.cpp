@@ -1,0 +1,432 @@
+#include "http/message_parser.hpp"
+
+#include <llhttp.h>
+
+#include <algorithm>
+#include <deque>
+
+namespace tunnel::http {
+namespace {
+
+enum class Expected : uint8_t { kOther, kHead, kConnect };
+
+enum class Phase {
+  kIdle,      // between messages: nothing of the next message seen yet
+  kHead,      // inside a head
+  kBody,      // head reported; body (possibly empty) until kMessageEnd
+  kDiscard,   // after a message that closes the connection
+  kUpgraded,  // after a message that switched protocols
+  kFailed,
+  kFinished,  // after finish()
+};
+
+enum class Pause { kNone, kHeadersComplete, kMessageComplete };
+
+// "HPE_INVALID_HEADER_TOKEN" -> "invalid header token".
+std::string describe_errno(llhttp_errno_t err) {
+  std::string_view name = llhttp_errno_name(err);
+  if (name.starts_with("HPE_")) name.remove_prefix(4);
+  std::string out;
+  for (char c : name) {
+    out.push_back(c == '_' ? ' ' : (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c);
+  }
+  return out;
+}
+
+// Replaces obs-fold line breaks by one space and trims optional whitespace.
+void clean_value(std::string& v) {
+  if (v.find_first_of("\r\n") != std::string::npos) {
+    std::string out;
+    bool in_ws = false;
+    for (char c : v) {
+      const bool ws = c == '\r' || c == '\n' || c == ' ' || c == '\t';
+      if (ws) {
+        if (!in_ws) out.push_back(' ');
+        in_ws = true;
+      } else {
+        out.push_back(c);
+        in_ws = false;
+      }
+    }
+    v = std::move(out);
+  }
+  size_t end = v.find_last_not_of(" \t");
+  v.erase(end == std::string::npos ? 0 : end + 1);
+  size_t begin = v.find_first_not_of(" \t");
+  v.erase(0, begin == std::string::npos ? v.size() : begin);
+}
+
+}  // namespace
+
+struct MessageParser::Impl {
+  Kind kind;
+  Limits limits;
+  llhttp_t p{};
+  Phase phase = Phase::kIdle;
+  Pause pause = Pause::kNone;
+
+  RequestHead req;
+  ResponseHead resp;
+  bool in_field = false;
+  size_t header_count = 0;
+  size_t head_bytes = 0;     // bytes fed since the last message end while reading a head
+  size_t message_bytes = 0;  // bytes of the current message before the current parse() call
+  std::deque<Expected> expected;
+
+  bool keep_alive = true;
+  bool close_delimited = false;
+  std::optional<uint64_t> content_length;
+  bool chunked = false;
+  bool expects_continue = false;
+  bool interim = false;
+  bool upgrade = false;
+
+  int error_status = 0;
+  std::string error;
+  // Set by a callback that rejects the message; takes precedence over llhttp's errno.
+  int callback_status = 0;
+  std::string callback_error;
+
+  Impl(Kind k, Limits l) : kind(k), limits(l) {
+    llhttp_init(&p, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
+    p.data = this;
+  }
+
+  static Impl& self(llhttp_t* parser) { return *static_cast<Impl*>(parser->data); }
+  static const llhttp_settings_t& settings();
+
+  int bad_status(int request_status) const { return kind == Kind::kRequest ? request_status : 502; }
+
+  int reject(int request_status, std::string message) {
+    callback_status = bad_status(request_status);
+    callback_error = std::move(message);
+    return -1;
+  }
+
+  Step fail(int status, std::string message) {
+    phase = Phase::kFailed;
+    error_status = status;
+    error = std::move(message);
+    return {Step::kError, 0};
+  }
+
+  Step fail_from_llhttp(llhttp_errno_t err, const char* base) {
+    const char* pos = llhttp_get_error_pos(&p);
+    const size_t offset = message_bytes + (pos != nullptr && pos >= base ? pos - base : 0);
+    if (callback_status != 0) {
+      return fail(callback_status, callback_error + " at byte " + std::to_string(offset));
+    }
+    if (err == HPE_PAUSED_H2_UPGRADE) {
+      return fail(bad_status(505), "HTTP/2 connection preface received; only HTTP/1.x is served");
+    }
+    const int status = err == HPE_INVALID_TRANSFER_ENCODING ? 501 : 400;
+    const char* reason = llhttp_get_error_reason(&p);
+    return fail(bad_status(status), describe_errno(err) + " at byte " + std::to_string(offset) +
+                                        ": " + (reason != nullptr ? reason : "?"));
+  }
+
+  // Called with the parser paused in on_message_complete.
+  Step end_message(size_t consumed) {
+    llhttp_resume(&p);
+    head_bytes = 0;
+    message_bytes = 0;
+    if (upgrade) {
+      phase = Phase::kUpgraded;
+    } else if (!keep_alive) {
+      phase = Phase::kDiscard;
+    } else {
+      phase = Phase::kIdle;
+    }
+    return {Step::kMessageEnd, consumed};
+  }
+
+  Step parse_head(std::span<const char> data) {
+    const size_t allowance = limits.max_head_bytes - head_bytes;
+    const size_t feed = std::min(data.size(), allowance);
+    pause = Pause::kNone;
+    const llhttp_errno_t err = llhttp_execute(&p, data.data(), feed);
+    if (err == HPE_PAUSED && pause == Pause::kHeadersComplete) {
+      const size_t consumed = static_cast<size_t>(llhttp_get_error_pos(&p) - data.data());
+      llhttp_resume(&p);
+      head_bytes += consumed;
+      message_bytes += consumed;
+      phase = Phase::kBody;
+      return {Step::kHead, consumed};
+    }
+    if (err != HPE_OK) return fail_from_llhttp(err, data.data());
+    head_bytes += feed;
+    message_bytes += feed;
+    if (head_bytes >= limits.max_head_bytes) {
+      return fail(bad_status(431), "head larger than " + std::to_string(limits.max_head_bytes) +
+                                       " bytes at byte " + std::to_string(message_bytes));
+    }
+    return {Step::kNeedMore, data.size()};
+  }
+
+  Step parse_body(std::span<const char> data) {
+    pause = Pause::kNone;
+    const llhttp_errno_t err = llhttp_execute(&p, data.data(), data.size());
+    if (err == HPE_PAUSED && pause == Pause::kMessageComplete) {
+      return end_message(static_cast<size_t>(llhttp_get_error_pos(&p) - data.data()));
+    }
+    if (err != HPE_OK) return fail_from_llhttp(err, data.data());
+    message_bytes += data.size();
+    if (data.empty()) return {Step::kNeedMore, 0};
+    return {Step::kBody, data.size()};
+  }
+
+  // --- llhttp callbacks -------------------------------------------------------------------
+
+  static int on_message_begin(llhttp_t* parser) {
+    Impl& s = self(parser);
+    s.phase = Phase::kHead;
+    s.req = RequestHead{};
+    s.resp = ResponseHead{};
+    s.in_field = false;
+    s.header_count = 0;
+    s.keep_alive = true;
+    s.close_delimited = s.chunked = s.expects_continue = s.interim = s.upgrade = false;
+    s.content_length.reset();
+    return 0;
+  }
+
+  static int on_method(llhttp_t* parser, const char* at, size_t len) {
+    self(parser).req.method.append(at, len);
+    return 0;
+  }
+
+  static int on_url(llhttp_t* parser, const char* at, size_t len) {
+    self(parser).req.target.append(at, len);
+    return 0;
+  }
+
+  static int on_status(llhttp_t* parser, const char* at, size_t len) {
+    self(parser).resp.reason.append(at, len);
+    return 0;
+  }
+
+  std::vector<Header>& headers() { return kind == Kind::kRequest ? req.headers : resp.headers; }
+
+  static int on_header_field(llhttp_t* parser, const char* at, size_t len) {
+    Impl& s = self(parser);
+    if (!s.in_field) {
+      s.headers().emplace_back();
+      s.in_field = true;
+    }
+    s.headers().back().name.append(at, len);
+    return 0;
+  }
+
+  static int on_header_field_complete(llhttp_t* parser) {
+    Impl& s = self(parser);
+    // llhttp 8.1 accepts ": value" with an empty name; a proxy must not forward that.
+    if (!s.in_field || s.headers().back().name.empty()) return s.reject(400, "empty header name");
+    s.in_field = false;
+    if (++s.header_count > s.limits.max_headers) {
+      return s.reject(431, "more than " + std::to_string(s.limits.max_headers) + " header fields");
+    }
+    return 0;
+  }
+
+  static int on_header_value(llhttp_t* parser, const char* at, size_t len) {
+    Impl& s = self(parser);
+    if (!s.headers().empty()) s.headers().back().value.append(at, len);
+    return 0;
+  }
+
+  static int on_header_value_complete(llhttp_t* parser) {
+    Impl& s = self(parser);
+    if (!s.headers().empty()) clean_value(s.headers().back().value);
+    return 0;
+  }
+
+  static int on_headers_complete(llhttp_t* parser) {
+    Impl& s = self(parser);
+    if (parser->http_major != 1) {
+      return s.reject(505, "unsupported HTTP version " + std::to_string(parser->http_major) + "." +
+                               std::to_string(parser->http_minor));
+    }
+    if (s.kind == Kind::kRequest) {
+      s.req.version_major = parser->http_major;
+      s.req.version_minor = parser->http_minor;
+      s.expects_continue = s.req.has_token("Expect", "100-continue");
+      // llhttp would only fail on the first body byte; refuse before the head is reported.
+      if ((parser->flags & F_TRANSFER_ENCODING) != 0 && (parser->flags & F_CHUNKED) == 0) {
+        return s.reject(501, "unsupported Transfer-Encoding (chunked must be the final coding)");
+      }
+    } else {
+      s.resp.version_major = parser->http_major;
+      s.resp.version_minor = parser->http_minor;
+      s.resp.status = parser->status_code;
+      const int status = parser->status_code;
+      s.interim = status / 100 == 1 && status != 101;
+      if (status / 100 != 1) {
+        Expected to = Expected::kOther;
+        if (!s.expected.empty()) {
+          to = s.expected.front();
+          s.expected.pop_front();
+        }
+        // Mirrors what returning 1 (no body) or 2 (upgrade) from this callback would do;
+        // pausing here makes llhttp ignore the return value, so the flags are set directly.
+        if (to == Expected::kHead) parser->flags |= F_SKIPBODY;
+        if (to == Expected::kConnect && status / 100 == 2) {
+          parser->upgrade = 1;
+          parser->flags |= F_SKIPBODY;
+        }
+      } else if (status == 101) {
+        parser->upgrade = 1;
+      }
+      // RFC 9112 6.3: never a body, whatever Content-Length or Transfer-Encoding say (llhttp
+      // 8.1 would read a body of Content-Length bytes after a 304).
+      if (status / 100 == 1 || status == 204 || status == 304) parser->flags |= F_SKIPBODY;
+    }
+    const bool skip_body = (parser->flags & F_SKIPBODY) != 0;
+    s.upgrade = parser->upgrade != 0;
+    s.keep_alive = llhttp_should_keep_alive(parser) != 0;
+    s.chunked = !skip_body && (parser->flags & F_CHUNKED) != 0;
+    s.close_delimited = !s.upgrade && llhttp_message_needs_eof(parser) != 0;
+    if (s.close_delimited) s.keep_alive = false;
+    if (skip_body) {
+      s.content_length = 0;
+    } else if (s.chunked || (parser->flags & F_TRANSFER_ENCODING) != 0) {
+      s.content_length.reset();
+    } else if ((parser->flags & F_CONTENT_LENGTH) != 0) {
+      s.content_length = parser->content_length;
+    } else if (!s.close_delimited) {
+      s.content_length = 0;
+    }
+    s.pause = Pause::kHeadersComplete;
+    return HPE_PAUSED;
+  }
+
+  static int on_message_complete(llhttp_t* parser) {
+    self(parser).pause = Pause::kMessageComplete;
+    return HPE_PAUSED;
+  }
+};
+
+const llhttp_settings_t& MessageParser::Impl::settings() {
+  static const llhttp_settings_t kSettings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = &Impl::on_message_begin;
+    s.on_method = &Impl::on_method;
+    s.on_url = &Impl::on_url;
+    s.on_status = &Impl::on_status;
+    s.on_header_field = &Impl::on_header_field;
+    s.on_header_field_complete = &Impl::on_header_field_complete;
+    s.on_header_value = &Impl::on_header_value;
+    s.on_header_value_complete = &Impl::on_header_value_complete;
+    s.on_headers_complete = &Impl::on_headers_complete;
+    s.on_message_complete = &Impl::on_message_complete;
+    return s;
+  }();
+  return kSettings;
+}
+
+MessageParser::MessageParser(Kind kind) : MessageParser(kind, Limits{}) {}
+MessageParser::MessageParser(Kind kind, Limits limits)
+    : impl_(std::make_unique<Impl>(kind, limits)) {}
+MessageParser::~MessageParser() = default;
+MessageParser::MessageParser(MessageParser&&) noexcept = default;
+MessageParser& MessageParser::operator=(MessageParser&&) noexcept = default;
+
+void MessageParser::expect_response_to(std::string_view method) {
+  Expected e = Expected::kOther;
+  if (method == "HEAD") e = Expected::kHead;
+  if (method == "CONNECT") e = Expected::kConnect;
+  impl_->expected.push_back(e);
+}
+
+MessageParser::Step MessageParser::parse(std::span<const char> data) {
+  Impl& s = *impl_;
+  // llhttp computes positions from the data pointer; never hand it a null one.
+  static const char kEmpty[1] = {0};
+  if (data.data() == nullptr) data = std::span<const char>(kEmpty, 0);
+  switch (s.phase) {
+    case Phase::kIdle:
+    case Phase::kHead:
+      if (data.empty()) return {Step::kNeedMore, 0};
+      return s.parse_head(data);
+    case Phase::kBody:
+      return s.parse_body(data);
+    case Phase::kDiscard:
+      return {Step::kNeedMore, data.size()};
+    case Phase::kUpgraded:
+      return {Step::kUpgrade, 0};
+    case Phase::kFailed:
+      return {Step::kError, 0};
+    case Phase::kFinished:
+      return s.fail(s.bad_status(400), "data after the end of the stream");
+  }
+  return {Step::kError, 0};
+}
+
+MessageParser::Step MessageParser::finish() {
+  Impl& s = *impl_;
+  switch (s.phase) {
+    case Phase::kIdle:
+    case Phase::kDiscard:
+    case Phase::kUpgraded:
+    case Phase::kFinished:
+      s.phase = s.phase == Phase::kUpgraded ? Phase::kUpgraded : Phase::kFinished;
+      return {Step::kNeedMore, 0};
+    case Phase::kHead:
+      return s.fail(s.bad_status(400), "connection closed in the middle of the head after " +
+                                           std::to_string(s.message_bytes) + " bytes");
+    case Phase::kBody: {
+      // A message without a body whose end the caller has not asked for yet ends here too.
+      Step step = parse(std::span<const char>());
+      if (step.type == Step::kMessageEnd || step.type == Step::kError) {
+        if (step.type == Step::kMessageEnd && s.phase != Phase::kUpgraded)
+          s.phase = Phase::kFinished;
+        return step;
+      }
+      if (s.close_delimited) {
+        s.phase = Phase::kFinished;
+        return {Step::kMessageEnd, 0};
+      }
+      return s.fail(s.bad_status(400), "connection closed in the middle of the body after " +
+                                           std::to_string(s.message_bytes) + " bytes");
+    }
+    case Phase::kFailed:
+      return {Step::kError, 0};
+  }
+  return {Step::kError, 0};
+}
+
+const RequestHead& MessageParser::request() const {
+  return impl_->req;
+}
+const ResponseHead& MessageParser::response() const {
+  return impl_->resp;
+}
+bool MessageParser::keep_alive() const {
+  return impl_->keep_alive;
+}
+bool MessageParser::body_is_close_delimited() const {
+  return impl_->close_delimited;
+}
+std::optional<uint64_t> MessageParser::content_length() const {
+  return impl_->content_length;
+}
+bool MessageParser::chunked() const {
+  return impl_->chunked;
+}
+bool MessageParser::expects_continue() const {
+  return impl_->expects_continue;
+}
+bool MessageParser::is_interim() const {
+  return impl_->interim;
+}
+bool MessageParser::is_upgrade() const {
+  return impl_->upgrade;
+}
+int MessageParser::error_status() const {
+  return impl_->error_status;
+}
+const std::string& MessageParser::error() const {
+  return impl_->error;
+}
+
+}  // namespace tunnel::http

@@ -1,0 +1,101 @@
+// MessageParser: finds HTTP/1.1 heads and message boundaries in one direction of one
+// connection (client->server requests or server->client responses). It never copies or
+// rewrites body bytes: the caller forwards them raw (chunked framing included) and only
+// needs to know where each message ends. See docs/adr/0001-llhttp-message-boundaries.md.
+//
+// Contract of parse(data):
+//   It consumes a prefix of data and returns one Step; the caller drops `consumed` bytes and
+//   calls parse() again with the rest (possibly empty) until it gets kNeedMore, kUpgrade or
+//   kError. Each message yields, in order:
+//     kHead        the head is complete; `consumed` is the tail of the head that was in data.
+//                  Head bytes are never handed back for forwarding: the caller serializes
+//                  request()/response() (after any rewrite) instead.
+//     kBody        `consumed` raw body bytes (chunk framing included) to forward as they are.
+//     kMessageEnd  the message is complete after `consumed` further raw body bytes to forward
+//                  (0 for a message without a body or with an empty remainder). The parser is
+//                  ready for the next message (pipelining) unless keep_alive() is false.
+//   kNeedMore      always consumed == data.size(): every byte was taken (a partial head is kept
+//                  inside the parser), call again when more arrives.
+//   kUpgrade       after the kMessageEnd of a message that switches protocols (request with
+//                  Upgrade + Connection: upgrade, CONNECT, 101 response, 2xx to CONNECT):
+//                  consumed == 0 and every later byte is raw, in both directions. Sticky.
+//   kError         consumed == 0; error_status() and error() say what and where. Sticky.
+//   After a message whose keep_alive() is false, parse() discards further bytes (kNeedMore):
+//   the connection is to be closed once that message has been forwarded.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "http/head.hpp"
+
+namespace tunnel::http {
+
+class MessageParser {
+ public:
+  enum class Kind { kRequest, kResponse };
+  struct Limits {
+    size_t max_head_bytes = 64 * 1024;  // counted across parse() calls, from the message start
+    size_t max_headers = 100;
+  };
+  struct Step {
+    enum Type { kNeedMore, kHead, kBody, kMessageEnd, kUpgrade, kError } type;
+    size_t consumed;
+  };
+
+  // Two overloads rather than `Limits limits = {}`: GCC cannot use a nested struct's default
+  // member initializers in a default argument inside the enclosing class.
+  explicit MessageParser(Kind kind);
+  MessageParser(Kind kind, Limits limits);
+  ~MessageParser();
+  MessageParser(MessageParser&&) noexcept;
+  MessageParser& operator=(MessageParser&&) noexcept;
+
+  // Response parsers: queues the method of a request forwarded on this connection, in order
+  // (call once per request, pipelined ones included). Each final (non-1xx) response takes the
+  // oldest: HEAD means no body whatever the head says; CONNECT with 2xx means raw bytes follow.
+  // With nothing queued a response is read as the answer to a GET.
+  void expect_response_to(std::string_view method);
+
+  Step parse(std::span<const char> data);
+  Step parse(std::string_view data) {
+    return parse(std::span<const char>(data.data(), data.size()));
+  }
+  Step parse(const std::string& data) { return parse(std::string_view(data)); }
+  // At EOF from the peer: kMessageEnd (consumed 0) ends a close-delimited response body;
+  // kNeedMore when no message was in progress (a clean close, or after kUpgrade); kError when
+  // the connection closed in the middle of a head or a body. Afterwards parse() reports kError.
+  Step finish();
+
+  // The last head; valid from kHead until the next message begins.
+  const RequestHead& request() const;
+  const ResponseHead& response() const;
+
+  // About the current message, valid from its kHead:
+  bool keep_alive() const;  // HTTP/1.1 unless Connection: close; HTTP/1.0 only with keep-alive
+  bool body_is_close_delimited() const;            // response body ends at EOF (see finish())
+  std::optional<uint64_t> content_length() const;  // when the body is framed by Content-Length
+  bool chunked() const;
+  bool expects_continue() const;  // request with Expect: 100-continue
+  bool is_interim() const;        // 1xx response other than 101: a final response follows
+  bool is_upgrade() const;        // the connection becomes raw after this message
+
+  // After kError: the status to answer with (requests: 400, 431 head or header count over the
+  // limit, 501 unsupported Transfer-Encoding, 505 HTTP version; responses: always 502) and a
+  // message naming the problem and where, e.g.
+  // "invalid header token at byte 57: Invalid header value char" (bytes counted from the
+  // start of the message).
+  int error_status() const;
+  const std::string& error() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tunnel::http

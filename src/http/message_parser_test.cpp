@@ -1,0 +1,510 @@
+#include "http/message_parser.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace tunnel::http {
+namespace {
+
+using Step = MessageParser::Step;
+using Kind = MessageParser::Kind;
+
+// What a proxy using the parser would see: the sequence of events and the raw body bytes it
+// would forward.
+struct Event {
+  Step::Type type;
+  std::string text;  // serialized head for kHead, raw bytes for kBody/kMessageEnd
+  bool operator==(const Event&) const = default;
+};
+
+std::ostream& operator<<(std::ostream& os, const Event& e) {
+  static const char* names[] = {"NeedMore", "Head", "Body", "MessageEnd", "Upgrade", "Error"};
+  return os << names[e.type] << "(" << testing::PrintToString(e.text) << ")";
+}
+
+// Feeds `input` in pieces of `chunk` bytes, merging consecutive kBody events so that results
+// do not depend on how the input was split.
+std::vector<Event> Feed(MessageParser& parser, std::string_view input, size_t chunk = SIZE_MAX) {
+  std::vector<Event> events;
+  auto add_body = [&](Step::Type type, std::string_view bytes) {
+    if (!events.empty() && events.back().type == Step::kBody) {
+      events.back().text.append(bytes);
+      if (type == Step::kMessageEnd) events.back().type = Step::kMessageEnd;
+      return;
+    }
+    events.push_back({type, std::string(bytes)});
+  };
+  size_t pos = 0;
+  while (pos <= input.size()) {
+    std::string_view piece = input.substr(pos, std::min(chunk, input.size() - pos));
+    pos += piece.size();
+    for (;;) {
+      Step step = parser.parse(piece);
+      EXPECT_LE(step.consumed, piece.size());
+      std::string_view used = piece.substr(0, step.consumed);
+      piece.remove_prefix(step.consumed);
+      switch (step.type) {
+        case Step::kHead:
+          events.push_back({Step::kHead, parser.request().method.empty()
+                                             ? parser.response().serialize()
+                                             : parser.request().serialize()});
+          continue;
+        case Step::kBody:
+        case Step::kMessageEnd:
+          add_body(step.type, used);
+          continue;
+        case Step::kNeedMore:
+          EXPECT_EQ(piece.size(), 0u);
+          break;
+        case Step::kUpgrade:
+        case Step::kError:
+          if (events.empty() || events.back().type != step.type) events.push_back({step.type, ""});
+          return events;
+      }
+      break;
+    }
+    if (pos == input.size()) break;
+  }
+  return events;
+}
+
+constexpr std::string_view kGet = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+TEST(MessageParserTest, SimpleGet) {
+  MessageParser p(Kind::kRequest);
+  Step s = p.parse(kGet);
+  EXPECT_EQ(s.type, Step::kHead);
+  EXPECT_EQ(s.consumed, kGet.size());
+  EXPECT_EQ(p.request().method, "GET");
+  EXPECT_EQ(p.request().target, "/a");
+  EXPECT_EQ(p.request().version_minor, 1);
+  ASSERT_NE(p.request().find("host"), nullptr);
+  EXPECT_TRUE(p.keep_alive());
+  EXPECT_EQ(p.content_length(), 0u);
+  s = p.parse(std::string_view());
+  EXPECT_EQ(s.type, Step::kMessageEnd);
+  EXPECT_EQ(s.consumed, 0u);
+  s = p.parse(std::string_view());
+  EXPECT_EQ(s.type, Step::kNeedMore);
+}
+
+Event Head(std::string text) {
+  return {Step::kHead, std::move(text)};
+}
+Event End(std::string raw = "") {
+  return {Step::kMessageEnd, std::move(raw)};
+}
+Event Body(std::string raw) {
+  return {Step::kBody, std::move(raw)};
+}
+Event Upgrade() {
+  return {Step::kUpgrade, ""};
+}
+Event Error() {
+  return {Step::kError, ""};
+}
+
+// Every test input is also fed in small pieces: the events must not depend on the split.
+void ExpectAllSplits(Kind kind, std::string_view input, const std::vector<Event>& expected,
+                     const std::vector<std::string>& methods = {}) {
+  for (size_t chunk : {size_t{1}, size_t{2}, size_t{3}, size_t{7}, size_t{64}, SIZE_MAX}) {
+    MessageParser p(kind);
+    for (const std::string& m : methods) p.expect_response_to(m);
+    EXPECT_EQ(Feed(p, input, chunk), expected) << "split into pieces of " << chunk;
+  }
+}
+
+TEST(MessageParserTest, PipelinedRequestsInOneBuffer) {
+  const std::string input =
+      "GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n0\r\n\r\n"
+      "DELETE /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, input,
+                  {Head("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"), End(),
+                   Head("POST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"), End("hello"),
+                   Head("POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
+                   End("3\r\nabc\r\n0\r\n\r\n"),
+                   Head("DELETE /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"), End()});
+}
+
+TEST(MessageParserTest, HeadConsumedIsExactlyTheHeadBytes) {
+  MessageParser p(Kind::kRequest);
+  const std::string head = "POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+  Step s = p.parse(head + "abcGET");
+  EXPECT_EQ(s.type, Step::kHead);
+  EXPECT_EQ(s.consumed, head.size());
+  EXPECT_EQ(p.content_length(), 3u);
+  EXPECT_FALSE(p.chunked());
+  s = p.parse(std::string_view("abcGET"));
+  EXPECT_EQ(s.type, Step::kMessageEnd);
+  EXPECT_EQ(s.consumed, 3u);
+  s = p.parse(std::string_view("GET"));
+  EXPECT_EQ(s.type, Step::kNeedMore);
+  EXPECT_EQ(s.consumed, 3u);
+}
+
+TEST(MessageParserTest, BodySplitAcrossCallsIsReportedAsBodyThenEnd) {
+  MessageParser p(Kind::kRequest);
+  EXPECT_EQ(p.parse(std::string_view("PUT / HTTP/1.1\r\nContent-Length: 6\r\n\r\n")).type,
+            Step::kHead);
+  Step s = p.parse(std::string_view("abcd"));
+  EXPECT_EQ(s.type, Step::kBody);
+  EXPECT_EQ(s.consumed, 4u);
+  s = p.parse(std::string_view("efGET"));
+  EXPECT_EQ(s.type, Step::kMessageEnd);
+  EXPECT_EQ(s.consumed, 2u);
+}
+
+TEST(MessageParserTest, ChunkedWithExtensionsAndTrailersIsForwardedRaw) {
+  // llhttp 8.1 rejects an extension without a value after one with a value ("a=1;b") and
+  // whitespace before an extension; these forms are the ones it accepts.
+  const std::string body =
+      "5;flag;name=value\r\nhello\r\n"
+      "A;ext=\"quoted; text\"\r\n0123456789\r\n"
+      "0;last=1\r\nX-Checksum: abc\r\nX-Other: 1\r\n\r\n";
+  const std::string head = "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, head + body + kGet.data(),
+                  {Head(head), End(body), Head(std::string(kGet)), End()});
+  MessageParser p(Kind::kRequest);
+  p.parse(head);
+  EXPECT_TRUE(p.chunked());
+  EXPECT_EQ(p.content_length(), std::nullopt);
+}
+
+TEST(MessageParserTest, HeadResponseHasNoBodyDespiteContentLength) {
+  const std::string head_response = "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n";
+  const std::string get_response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  ExpectAllSplits(
+      Kind::kResponse, head_response + get_response,
+      {Head(head_response), End(), Head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"), End("ok")},
+      {"HEAD", "GET"});
+  MessageParser p(Kind::kResponse);
+  p.expect_response_to("HEAD");
+  p.parse(head_response);
+  EXPECT_EQ(p.content_length(), 0u);
+  EXPECT_TRUE(p.keep_alive());
+  EXPECT_FALSE(p.body_is_close_delimited());
+}
+
+TEST(MessageParserTest, NoBodyFor204And304) {
+  const std::string r204 = "HTTP/1.1 204 No Content\r\n\r\n";
+  const std::string r304 = "HTTP/1.1 304 Not Modified\r\nContent-Length: 99\r\n\r\n";
+  const std::string r200 = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n";
+  const std::string r204_chunked = "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n";
+  ExpectAllSplits(
+      Kind::kResponse, r204 + r304 + r204_chunked + r200 + "x",
+      {Head(r204), End(), Head(r304), End(), Head(r204_chunked), End(), Head(r200), End("x")});
+  MessageParser p(Kind::kResponse);
+  p.parse(r304);
+  EXPECT_EQ(p.content_length(), 0u);
+  EXPECT_TRUE(p.keep_alive());
+}
+
+TEST(MessageParserTest, InterimResponsesThenFinal) {
+  const std::string cont = "HTTP/1.1 100 Continue\r\n\r\n";
+  const std::string hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+  const std::string final_head = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n";
+  ExpectAllSplits(Kind::kResponse, cont + hints + final_head + "abc",
+                  {Head(cont), End(), Head(hints), End(), Head(final_head), End("abc")}, {"POST"});
+  // The queued HEAD applies to the final response, not to the interim ones.
+  ExpectAllSplits(Kind::kResponse, cont + final_head + cont,
+                  {Head(cont), End(), Head(final_head), End(), Head(cont), End()}, {"HEAD", "GET"});
+  MessageParser p(Kind::kResponse);
+  p.expect_response_to("POST");
+  EXPECT_EQ(p.parse(cont).type, Step::kHead);
+  EXPECT_TRUE(p.is_interim());
+  EXPECT_EQ(p.response().status, 100);
+  EXPECT_EQ(p.parse(std::string_view()).type, Step::kMessageEnd);
+  EXPECT_EQ(p.parse(final_head).type, Step::kHead);
+  EXPECT_FALSE(p.is_interim());
+  EXPECT_EQ(p.content_length(), 3u);
+}
+
+TEST(MessageParserTest, ExpectContinue) {
+  MessageParser p(Kind::kRequest);
+  p.parse(
+      std::string_view("PUT /f HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 10\r\n\r\n"));
+  EXPECT_TRUE(p.expects_continue());
+  MessageParser q(Kind::kRequest);
+  q.parse(kGet);
+  EXPECT_FALSE(q.expects_continue());
+}
+
+TEST(MessageParserTest, CloseDelimitedResponseEndsAtFinish) {
+  MessageParser p(Kind::kResponse);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n";
+  EXPECT_EQ(Feed(p, head + "some data", 4), (std::vector<Event>{Head(head), Body("some data")}));
+  EXPECT_TRUE(p.body_is_close_delimited());
+  EXPECT_FALSE(p.keep_alive());
+  EXPECT_EQ(p.content_length(), std::nullopt);
+  Step s = p.finish();
+  EXPECT_EQ(s.type, Step::kMessageEnd);
+  EXPECT_EQ(s.consumed, 0u);
+  EXPECT_EQ(p.parse(std::string_view("more")).type, Step::kError);
+}
+
+TEST(MessageParserTest, FinishWhenIdleIsACleanClose) {
+  MessageParser p(Kind::kRequest);
+  EXPECT_EQ(p.finish().type, Step::kNeedMore);
+  MessageParser q(Kind::kRequest);
+  Feed(q, kGet);
+  EXPECT_EQ(q.finish().type, Step::kNeedMore);
+}
+
+TEST(MessageParserTest, FinishEndsABodylessMessageNotYetReported) {
+  MessageParser p(Kind::kRequest);
+  EXPECT_EQ(p.parse(kGet).type, Step::kHead);
+  EXPECT_EQ(p.finish().type, Step::kMessageEnd);
+}
+
+TEST(MessageParserTest, FinishInTheMiddleOfAHeadOrBodyIsAnError) {
+  MessageParser p(Kind::kRequest);
+  p.parse(std::string_view("GET / HTTP/1.1\r\nHo"));
+  EXPECT_EQ(p.finish().type, Step::kError);
+  EXPECT_EQ(p.error_status(), 400);
+  EXPECT_NE(p.error().find("connection closed in the middle of the head"), std::string::npos);
+
+  MessageParser q(Kind::kResponse);
+  q.parse(std::string_view("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"));
+  q.parse(std::string_view("abc"));
+  EXPECT_EQ(q.finish().type, Step::kError);
+  EXPECT_EQ(q.error_status(), 502);
+  EXPECT_NE(q.error().find("connection closed in the middle of the body"), std::string::npos);
+}
+
+TEST(MessageParserTest, HeadLimitCountsAcrossCalls) {
+  MessageParser p(Kind::kRequest, {.max_head_bytes = 64 * 1024, .max_headers = 100000});
+  EXPECT_EQ(p.parse(std::string_view("GET / HTTP/1.1\r\n")).type, Step::kNeedMore);
+  const std::string line = "X-Filler: " + std::string(90, 'a') + "\r\n";  // 102 bytes
+  size_t fed = 16;
+  Step s{Step::kNeedMore, 0};
+  while (s.type == Step::kNeedMore && fed < 200 * 1024) {
+    s = p.parse(line);
+    fed += line.size();
+  }
+  EXPECT_EQ(s.type, Step::kError);
+  EXPECT_EQ(p.error_status(), 431);
+  EXPECT_GE(fed, 64u * 1024);
+  EXPECT_LE(fed, 64u * 1024 + line.size());
+  EXPECT_NE(p.error().find("head larger than 65536 bytes"), std::string::npos) << p.error();
+}
+
+TEST(MessageParserTest, SlowClientWithEndlessHeaderValueHitsLimit) {
+  MessageParser p(Kind::kRequest, {.max_head_bytes = 1024, .max_headers = 100});
+  p.parse(std::string_view("GET / HTTP/1.1\r\nX: "));
+  Step s{Step::kNeedMore, 0};
+  size_t calls = 0;
+  while (s.type == Step::kNeedMore && calls < 5000) {
+    s = p.parse(std::string_view("a"));
+    ++calls;
+  }
+  EXPECT_EQ(s.type, Step::kError);
+  EXPECT_EQ(p.error_status(), 431);
+  EXPECT_EQ(calls, 1024u - 19u);
+}
+
+TEST(MessageParserTest, HeadJustUnderTheLimitPasses) {
+  const std::string start = "GET / HTTP/1.1\r\nX: ";
+  const std::string head = start + std::string(1024 - start.size() - 4, 'v') + "\r\n\r\n";
+  ASSERT_EQ(head.size(), 1024u);
+  MessageParser p(Kind::kRequest, {.max_head_bytes = 1024, .max_headers = 100});
+  const std::string serialized = "GET / HTTP/1.1\r\nX: " + std::string(1024 - 23, 'v') + "\r\n\r\n";
+  EXPECT_EQ(Feed(p, head + head, 100),
+            (std::vector<Event>{Head(serialized), End(), Head(serialized), End()}));
+  MessageParser q(Kind::kRequest, {.max_head_bytes = 1023, .max_headers = 100});
+  EXPECT_EQ(Feed(q, head), (std::vector<Event>{Error()}));
+  EXPECT_EQ(q.error_status(), 431);
+}
+
+TEST(MessageParserTest, HeaderCountLimit) {
+  auto request_with = [](int n) {
+    std::string r = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < n; ++i) r += "X-" + std::to_string(i) + ": v\r\n";
+    return r + "\r\n";
+  };
+  MessageParser ok(Kind::kRequest, {.max_head_bytes = 65536, .max_headers = 5});
+  EXPECT_EQ(ok.parse(request_with(5)).type, Step::kHead);
+  EXPECT_EQ(ok.request().headers.size(), 5u);
+  MessageParser bad(Kind::kRequest, {.max_head_bytes = 65536, .max_headers = 5});
+  EXPECT_EQ(bad.parse(request_with(6)).type, Step::kError);
+  EXPECT_EQ(bad.error_status(), 431);
+  EXPECT_NE(bad.error().find("more than 5 header fields"), std::string::npos) << bad.error();
+  MessageParser dflt(Kind::kRequest);
+  EXPECT_EQ(dflt.parse(request_with(100)).type, Step::kHead);
+  MessageParser over(Kind::kRequest);
+  EXPECT_EQ(over.parse(request_with(101)).type, Step::kError);
+}
+
+TEST(MessageParserTest, InvalidBytesAreReportedWithPosition) {
+  MessageParser p(Kind::kRequest);
+  const std::string input = std::string("GET / HTTP/1.1\r\nHost: a\x01") + "b\r\n\r\n";
+  EXPECT_EQ(Feed(p, input, 1), (std::vector<Event>{Error()}));
+  EXPECT_EQ(p.error_status(), 400);
+  EXPECT_NE(p.error().find("invalid header"), std::string::npos) << p.error();
+  EXPECT_NE(p.error().find("at byte 23"), std::string::npos) << p.error();
+  // Errors are sticky.
+  EXPECT_EQ(p.parse(kGet).type, Step::kError);
+  EXPECT_EQ(p.parse(kGet).consumed, 0u);
+}
+
+TEST(MessageParserTest, MalformedRequestLines) {
+  for (std::string_view bad : std::vector<std::string_view>{
+           "GET\r\n\r\n", "GET / HTTP/1.1 extra\r\n\r\n", "G@T / HTTP/1.1\r\n\r\n",
+           "GET / HTTQ/1.1\r\n\r\n", "GET / HTTP/1.1\r\nNo colon here\r\n\r\n",
+           "GET / HTTP/1.1\r\nContent-Length : 1\r\n\r\n", "GET / HTTP/1.1\r\n: empty\r\n\r\n",
+           std::string_view("\x00\x01\x02\x03", 4)}) {
+    MessageParser p(Kind::kRequest);
+    EXPECT_EQ(Feed(p, bad), (std::vector<Event>{Error()})) << testing::PrintToString(bad);
+    EXPECT_EQ(p.error_status(), 400) << p.error();
+    EXPECT_FALSE(p.error().empty());
+  }
+}
+
+TEST(MessageParserTest, SmugglingAttemptsAreRejected) {
+  struct Case {
+    std::string_view input;
+    int status;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+       }) {
+    MessageParser p(Kind::kRequest);
+    EXPECT_EQ(Feed(p, c.input), (std::vector<Event>{Error()})) << c.input;
+    EXPECT_EQ(p.error_status(), c.status) << c.input << " -> " << p.error();
+  }
+}
+
+TEST(MessageParserTest, BadChunkSizeIsAnErrorInTheBody) {
+  MessageParser p(Kind::kRequest);
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(Feed(p, head + "zz\r\n"), (std::vector<Event>{Head(head), Error()}));
+  EXPECT_EQ(p.error_status(), 400);
+  EXPECT_NE(p.error().find("invalid chunk size"), std::string::npos) << p.error();
+}
+
+TEST(MessageParserTest, ResponseErrorsAreBadGateway) {
+  MessageParser p(Kind::kResponse);
+  EXPECT_EQ(Feed(p, "HTTP/1.1 2000 OK\r\n\r\n"), (std::vector<Event>{Error()}));
+  EXPECT_EQ(p.error_status(), 502);
+}
+
+TEST(MessageParserTest, WebSocketUpgradeRequest) {
+  const std::string head =
+      "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, head + "\x81\x05hello", {Head(head), End(), Upgrade()});
+  MessageParser p(Kind::kRequest);
+  EXPECT_EQ(p.parse(head).type, Step::kHead);
+  EXPECT_TRUE(p.is_upgrade());
+  EXPECT_EQ(p.parse(std::string_view("\x81\x05")).type, Step::kMessageEnd);
+  Step s = p.parse(std::string_view("\x81\x05"));
+  EXPECT_EQ(s.type, Step::kUpgrade);
+  EXPECT_EQ(s.consumed, 0u);
+  EXPECT_EQ(p.finish().type, Step::kNeedMore);
+}
+
+TEST(MessageParserTest, UpgradeHeaderWithoutConnectionUpgradeIsAPlainRequest) {
+  const std::string head = "GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, head + kGet.data(),
+                  {Head(head), End(), Head(std::string(kGet)), End()});
+}
+
+TEST(MessageParserTest, SwitchingProtocolsResponse) {
+  const std::string head =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  ExpectAllSplits(Kind::kResponse, head + "raw", {Head(head), End(), Upgrade()});
+  MessageParser p(Kind::kResponse);
+  p.parse(head);
+  EXPECT_TRUE(p.is_upgrade());
+  EXPECT_FALSE(p.is_interim());
+}
+
+TEST(MessageParserTest, ConnectRequestAndResponse) {
+  const std::string req = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, req + "\x16\x03\x01", {Head(req), End(), Upgrade()});
+  const std::string ok = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  ExpectAllSplits(Kind::kResponse, ok + "\x16\x03\x03", {Head(ok), End(), Upgrade()}, {"CONNECT"});
+  const std::string denied =
+      "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 2\r\n\r\n";
+  ExpectAllSplits(Kind::kResponse, denied + "no", {Head(denied), End("no")}, {"CONNECT"});
+}
+
+TEST(MessageParserTest, KeepAliveRules) {
+  struct Case {
+    std::string_view input;
+    bool keep_alive;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"GET / HTTP/1.1\r\n\r\n", true},
+           {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false},
+           {"GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n", false},
+           {"GET / HTTP/1.0\r\n\r\n", false},
+           {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
+       }) {
+    MessageParser p(Kind::kRequest);
+    EXPECT_EQ(p.parse(c.input).type, Step::kHead) << c.input;
+    EXPECT_EQ(p.keep_alive(), c.keep_alive) << c.input;
+  }
+}
+
+TEST(MessageParserTest, BytesAfterAClosingMessageAreDiscarded) {
+  const std::string head = "GET / HTTP/1.1\r\nConnection: close\r\n\r\n";
+  ExpectAllSplits(Kind::kRequest, head + kGet.data(), {Head(head), End()});
+  MessageParser p(Kind::kRequest);
+  Feed(p, head);
+  Step s = p.parse(kGet);
+  EXPECT_EQ(s.type, Step::kNeedMore);
+  EXPECT_EQ(s.consumed, kGet.size());
+}
+
+TEST(MessageParserTest, Http2PrefaceAndOtherVersionsAreRefused) {
+  MessageParser p(Kind::kRequest);
+  Feed(p, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+  EXPECT_EQ(p.error_status(), 505) << p.error();
+  MessageParser q(Kind::kRequest);
+  EXPECT_EQ(Feed(q, "GET / HTTP/2.0\r\n\r\n"), (std::vector<Event>{Error()}));
+  EXPECT_EQ(q.error_status(), 505) << q.error();
+}
+
+TEST(MessageParserTest, HeaderValuesAreTrimmedAndNeverContainLineBreaks) {
+  MessageParser p(Kind::kRequest);
+  Step s = p.parse(std::string_view("GET / HTTP/1.1\r\nX-A:   spaced value \t \r\nX-B:\r\n\r\n"));
+  ASSERT_EQ(s.type, Step::kHead) << p.error();
+  EXPECT_EQ(*p.request().find("x-a"), "spaced value");
+  EXPECT_EQ(*p.request().find("X-B"), "");
+
+  MessageParser folded(Kind::kRequest);
+  s = folded.parse(std::string_view("GET / HTTP/1.1\r\nX-Fold: one\r\n two\r\n\r\n"));
+  if (s.type == Step::kHead) {
+    EXPECT_EQ(folded.request().find("x-fold")->find_first_of("\r\n"), std::string::npos);
+  } else {
+    EXPECT_EQ(folded.error_status(), 400);
+  }
+}
+
+TEST(MessageParserTest, LeadingEmptyLinesBetweenRequestsAreTolerated) {
+  ExpectAllSplits(Kind::kRequest, std::string(kGet) + "\r\n" + std::string(kGet),
+                  {Head(std::string(kGet)), End(), Head(std::string(kGet)), End()});
+}
+
+TEST(MessageParserTest, MoveKeepsState) {
+  MessageParser p(Kind::kRequest);
+  p.parse(std::string_view("GET / HTTP/1.1\r\nHo"));
+  MessageParser q = std::move(p);
+  EXPECT_EQ(q.parse(std::string_view("st: z\r\n\r\n")).type, Step::kHead);
+  EXPECT_EQ(*q.request().find("Host"), "z");
+}
+
+}  // namespace
+}  // namespace tunnel::http
