@@ -62,3 +62,28 @@ def test_core_restart_same_agent_reconnects(tunnel, core, origin):
     r = core.wait_routed("app", timeout=45, agent=agent)
     assert r.status == 200 and json.loads(r.body)["origin"] == "A"
     assert agent.alive()
+
+
+TIMEOUT_CONFIG = """\
+domain: localhost
+listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
+limits: {{response_timeout: 2s}}
+accounts:
+  - {{name: default, tokens: ["test-token"], subdomains: ["*"]}}
+"""
+
+
+def test_gateway_errors_502_and_504(tunnel, origin):
+    core = tunnel.core(config_text=TIMEOUT_CONFIG)
+    # nothing listens on 127.0.0.1:1: the page names the address the agent could not reach
+    tunnel.agent(core, "127.0.0.1:1", subdomain="dead", name="agent-dead")
+    r = core.request("dead", "GET", "/")
+    assert r.status == 502 and b"127.0.0.1:1" in r.body, (r.status, r.body[:500])
+
+    # the app answers after 5 s, the response timeout is 2 s
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-app")
+    t0 = time.monotonic()
+    r = core.request("app", "GET", "/sleep?s=5", timeout=15)
+    assert r.status == 504, (r.status, r.body[:500])
+    assert time.monotonic() - t0 < 4.5
+    assert core.request("app").status == 200
