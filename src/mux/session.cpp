@@ -16,6 +16,14 @@ namespace flags = protocol::flags;
 namespace {
 constexpr std::size_t kCompactAbove = 64 * 1024;
 constexpr auto kFlushTimeout = std::chrono::seconds(2);
+// Control frames (WINDOW_UPDATE, PING acks, RESET) are not held back by the write-queue bound; a
+// peer that sends them but never reads ours would grow the queue forever. Past this much on top of
+// the data bound, the session ends.
+constexpr std::size_t kControlSlack = 1024 * 1024;
+
+std::uint64_t ping_ticks(std::chrono::steady_clock::time_point t) {
+  return static_cast<std::uint64_t>(t.time_since_epoch().count());
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -49,11 +57,12 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf,
       maybe_update_window();
       co_return n;
     }
+    // All data arrived before a clean END_STREAM: that is EOF, even if the session died later.
+    if (remote_closed_ && !reset_) co_return 0;
     if (error_) {
       ec = error_;
       co_return 0;
     }
-    if (remote_closed_) co_return 0;
     co_await readable_.wait();
   }
 }
@@ -114,6 +123,7 @@ void Stream::reset(ErrorCode code, std::string_view message) {
   reset_ = true;
   local_closed_ = true;
   reset_code_ = code;
+  discard_buffered();  // nobody will read it; v1 reading may resume
   fail(asio::error::operation_aborted);
   session_->remove_if_done(*this);
 }
@@ -135,9 +145,16 @@ void Stream::on_reset(ErrorCode code, std::string message) {
   reset_ = true;
   reset_code_ = code;
   reset_message_ = std::move(message);
+  discard_buffered();
   remote_closed_ = true;
   local_closed_ = true;
   fail(asio::error::connection_reset);
+}
+
+void Stream::discard_buffered() {
+  recv_.clear();
+  recv_.shrink_to_fit();
+  recv_pos_ = 0;
 }
 
 void Stream::on_window_update(std::uint32_t increment) {
@@ -149,6 +166,8 @@ void Stream::fail(const transport::error_code& ec) {
   if (!error_) error_ = ec;
   readable_.notify();
   writable_.notify();
+  // A writer may wait for the session's write queue rather than for credit: wake it too.
+  session_->out_drained_.notify();
 }
 
 void Stream::maybe_update_window() {
@@ -161,7 +180,8 @@ void Stream::maybe_update_window() {
   // The reader keeps up (nothing left buffered): the window, not the reader, limits the stream,
   // so let it grow toward max_window. A slow reader never reaches this with an empty buffer.
   if (buffered() == 0 && window_ < session_->options_.max_window) {
-    window_ = std::min(window_ * 2, session_->options_.max_window);
+    window_ = static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(std::uint64_t{window_} * 2, session_->options_.max_window));
   }
   const std::uint64_t target = consumed_ + window_;
   session_->queue_u32(FrameType::kWindowUpdate, id_, static_cast<std::uint32_t>(target - granted_));
@@ -274,84 +294,113 @@ asio::awaitable<void> Session::wait_idle() {
 }
 
 asio::awaitable<void> Session::read_loop() {
-  Frame frame;
-  std::string error;
-  transport::error_code ec;
-  while (!closed_) {
-    if (options_.version < protocol::kVersion2) {
-      // v1 has no credits: stop reading while a stream holds too much unread data (the whole
-      // session waits; this is v1's limit, v2 streams never block each other).
-      while (!closed_ && any_stream_over_v1_buffer()) co_await v1_resume_.wait();
-      if (closed_) break;
-    }
-    if (!co_await reader_.next(*conn_, frame, error, ec)) {
-      if (ec) {
-        close(closed_ ? close_reason_ : "connection lost: " + error, false);
-      } else {
-        protocol_error(error);
+  // Each loop ends the session itself on an exception: run()'s && would otherwise wait forever
+  // for the other two loops, whose waits swallow the cancellation.
+  try {
+    Frame frame;
+    std::string error;
+    transport::error_code ec;
+    while (!closed_) {
+      if (options_.version < protocol::kVersion2 && any_stream_over_v1_buffer()) {
+        // v1 has no credits: stop reading while a stream holds too much unread data (the whole
+        // session waits; this is v1's limit, v2 streams never block each other). While we do not
+        // read, the peer's silence proves nothing: the heartbeat check is suspended.
+        reading_paused_ = true;
+        while (!closed_ && any_stream_over_v1_buffer()) co_await v1_resume_.wait();
+        reading_paused_ = false;
+        touch();
+        if (closed_) break;
       }
-      break;
+      if (!co_await reader_.next(*conn_, frame, error, ec)) {
+        if (ec) {
+          close(closed_ ? close_reason_ : "connection lost: " + error, false);
+        } else {
+          protocol_error(error);
+        }
+        break;
+      }
+      touch();
+      if (!handle_frame(frame)) break;
     }
-    touch();
-    if (!handle_frame(frame)) break;
+  } catch (const std::exception& e) {
+    close(std::string("session failed while reading: ") + e.what(), false);
   }
 }
 
 asio::awaitable<void> Session::write_loop() {
-  transport::error_code ec;
-  for (;;) {
-    if (out_.empty()) {
-      if (closed_) break;
-      co_await out_ready_.wait();
-      continue;
+  // Once the session is closed, a write that does not finish within kFlushTimeout (a peer that
+  // stopped reading) is aborted by heartbeat_loop closing the connection.
+  try {
+    transport::error_code ec;
+    for (;;) {
+      if (out_.empty()) {
+        if (closed_) break;
+        co_await out_ready_.wait();
+        continue;
+      }
+      writing_.swap(out_);
+      out_.clear();
+      co_await conn_->write(asio::buffer(writing_), ec);
+      writing_.clear();
+      if (out_.empty() && writing_.capacity() > kCompactAbove) {
+        writing_.shrink_to_fit();  // idle: give a burst's buffer back
+      }
+      out_drained_.notify();
+      if (ec) {
+        close(closed_ ? close_reason_ : "connection lost while writing: " + ec.message(), false);
+        break;
+      }
     }
-    writing_.swap(out_);
-    out_.clear();
-    if (closed_) {
-      // Last flush (e.g. GOAWAY/CLOSE) must not hang on a peer that stopped reading.
-      co_await with_timeout(conn_->write(asio::buffer(writing_), ec), kFlushTimeout);
-      break;
-    }
-    co_await conn_->write(asio::buffer(writing_), ec);
-    writing_.clear();
-    if (out_.empty() && writing_.capacity() > kCompactAbove) {
-      writing_.shrink_to_fit();  // idle: give a burst's buffer back
-    }
-    out_drained_.notify();
-    if (ec) {
-      close("connection lost while writing: " + ec.message(), false);
-      break;
-    }
+  } catch (const std::exception& e) {
+    close(std::string("session failed while writing: ") + e.what(), false);
   }
+  out_.clear();
+  write_done_ = true;
+  stop_.notify();
   co_await conn_->shutdown_send();
   conn_->close();
 }
 
 asio::awaitable<void> Session::heartbeat_loop() {
-  while (!closed_) {
-    co_await stop_.wait_for(options_.heartbeat_interval);
-    if (closed_) break;
+  try {
+    while (!closed_) {
+      co_await stop_.wait_for(options_.heartbeat_interval);
+      if (closed_) break;
+      const auto now = std::chrono::steady_clock::now();
+      if (!reading_paused_ && now - last_received_ > options_.heartbeat_timeout) {
+        close("no frame from the peer for " +
+                  std::to_string(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - last_received_)
+                          .count()) +
+                  " ms (heartbeat timeout " + std::to_string(options_.heartbeat_timeout.count()) +
+                  " ms)",
+              false);
+        break;
+      }
+      if (!options_.send_heartbeats) continue;
+      ping_sent_at_ = now;
+      if (options_.version >= protocol::kVersion2) {
+        std::array<std::uint8_t, 8> payload{};
+        const std::uint64_t ticks = ping_ticks(now);
+        protocol::put_u32(payload.data(), static_cast<std::uint32_t>(ticks >> 32));
+        protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(ticks));
+        queue(FrameType::kPing, 0, 0, payload);
+      } else {
+        queue(FrameType::kHeartbeat, 0, 0);
+      }
+    }
+  } catch (const std::exception& e) {
+    close(std::string("session failed in the heartbeat loop: ") + e.what(), false);
+  }
+  // The session is closed: give the final flush kFlushTimeout, then abort it.
+  const auto deadline = std::chrono::steady_clock::now() + kFlushTimeout;
+  while (!write_done_) {
     const auto now = std::chrono::steady_clock::now();
-    if (now - last_received_ > options_.heartbeat_timeout) {
-      close("no frame from the peer for " +
-                std::to_string(
-                    std::chrono::duration_cast<std::chrono::seconds>(options_.heartbeat_timeout)
-                        .count()) +
-                " s (heartbeat timeout)",
-            false);
+    if (now >= deadline) {
+      conn_->close();
       break;
     }
-    if (!options_.send_heartbeats) continue;
-    ping_sent_at_ = now;
-    if (options_.version >= protocol::kVersion2) {
-      std::array<std::uint8_t, 8> payload{};
-      const auto ticks = static_cast<std::uint64_t>(now.time_since_epoch().count());
-      protocol::put_u32(payload.data(), static_cast<std::uint32_t>(ticks >> 32));
-      protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(ticks));
-      queue(FrameType::kPing, 0, 0, payload);
-    } else {
-      queue(FrameType::kHeartbeat, 0, 0);
-    }
+    co_await stop_.wait_for(deadline - now);
   }
 }
 
@@ -389,6 +438,20 @@ bool Session::handle_frame(const Frame& frame) {
                               " bytes has no tunnel index");
       }
       last_peer_stream_id_ = h.stream_id;
+      if (streams_.size() >= options_.max_streams) {
+        // Refuse rather than hold unbounded streams; late DATA for it is dropped (id <= last).
+        const std::string why =
+            "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
+        if (v2) {
+          std::vector<std::uint8_t> reset(4 + why.size());
+          protocol::put_u32(reset.data(), static_cast<std::uint32_t>(ErrorCode::kRefused));
+          std::memcpy(reset.data() + 4, why.data(), why.size());
+          queue(FrameType::kReset, 0, h.stream_id, reset);
+        } else {
+          queue(FrameType::kData, flags::kError | flags::kEndStream, h.stream_id, as_bytes(why));
+        }
+        return true;
+      }
       auto stream = std::make_shared<Stream>(shared_from_this(), h.stream_id,
                                              options_.peer_initial_window, options_.initial_window);
       auto payload = frame.payload;
@@ -497,9 +560,18 @@ bool Session::handle_frame(const Frame& frame) {
     }
     case FrameType::kPing:
       if (h.has(flags::kAck)) {
-        if (ping_sent_at_.time_since_epoch().count() != 0) {
-          rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(
-              std::chrono::steady_clock::now() - ping_sent_at_);
+        // The ACK echoes our send time: pairs each answer with its own PING even when several
+        // are in flight. An echo that is not one of our times is ignored.
+        if (frame.payload.size() == 8) {
+          const std::uint64_t sent =
+              (std::uint64_t{protocol::get_u32(frame.payload.data())} << 32) |
+              protocol::get_u32(frame.payload.data() + 4);
+          const std::uint64_t now = ping_ticks(std::chrono::steady_clock::now());
+          if (ping_sent_at_.time_since_epoch().count() != 0 && sent != 0 && sent <= now) {
+            rtt_ = std::max(std::chrono::microseconds(1),
+                            std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::steady_clock::duration(now - sent)));
+          }
         }
       } else {
         queue(FrameType::kPing, flags::kAck, 0, frame.payload);
@@ -514,6 +586,19 @@ void Session::queue(FrameType type, std::uint8_t frame_flags, std::uint32_t stre
                     std::span<const std::uint8_t> payload) {
   if (closed_) return;
   append_frame(out_, options_.version, type, frame_flags, stream_id, payload);
+  out_ready_.notify();
+  const std::size_t hard_limit = options_.write_queue_limit + options_.max_data_payload +
+                                 protocol::kHeaderSize + kControlSlack;
+  if (out_.size() > hard_limit) {
+    close("the peer does not read: " + std::to_string(out_.size()) +
+              " bytes of frames wait to be written",
+          false);
+  }
+}
+
+void Session::queue_raw(std::span<const std::uint8_t> bytes) {
+  if (closed_) return;
+  out_.insert(out_.end(), bytes.begin(), bytes.end());
   out_ready_.notify();
 }
 
@@ -553,6 +638,7 @@ void Session::remove_if_done(Stream& stream) {
   auto keep = std::move(it->second);  // the erase must not destroy `stream` under our feet
   streams_.erase(it);
   if (streams_.empty()) idle_.notify();
+  v1_resume_.notify();  // a removed stream no longer holds v1 reading back
 }
 
 }  // namespace tunnel::mux

@@ -71,6 +71,9 @@ class Stream {
 
   // Unread bytes held for this stream (bounded by the receive window).
   std::size_t buffered() const { return recv_.size() - recv_pos_; }
+  // Our current receive window (v2): starts at Options::initial_window, grows toward max_window
+  // while the reader keeps up.
+  std::uint32_t window() const { return window_; }
 
  private:
   friend class Session;
@@ -79,6 +82,7 @@ class Stream {
   void on_window_update(std::uint32_t increment);
   void fail(const transport::error_code& ec);
   void maybe_update_window();
+  void discard_buffered();
 
   std::shared_ptr<Session> session_;  // cycle broken when the session forgets the stream
   std::uint32_t id_;
@@ -132,6 +136,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Called when the peer sends GOAWAY (the agent uses it to reconnect before the core leaves).
   std::function<void(protocol::ErrorCode, const std::string&)> on_go_away;
+
+  // Queues bytes already encoded as frames, ahead of anything queued later (the core's AUTH
+  // reply, which travels as version 1 before the session switches to its version).
+  void queue_raw(std::span<const std::uint8_t> bytes);
 
   // Resolves when every stream has finished (or the session ended), for graceful drains.
   asio::awaitable<void> wait_idle();
@@ -188,6 +196,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::microseconds rtt_{0};
   bool closed_ = false;
   bool going_away_ = false;
+  bool reading_paused_ = false;  // v1 backpressure: frames are not being read
+  bool write_done_ = false;      // write_loop has ended
   bool peer_going_away_ = false;
   std::string close_reason_;
 };

@@ -1,0 +1,51 @@
+// The core's side of an agent connection: TLS, the AUTH exchange, tunnel registration, and the
+// mux session for the agent's life.
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/context.hpp"
+#include "mux/session.hpp"
+#include "protocol/handshake.hpp"
+
+namespace tunnel::core {
+
+// One connected agent. Lives on one worker (its session's executor).
+class AgentSession {
+ public:
+  std::shared_ptr<mux::Session> session;
+  std::string account;
+  std::string agent_id;
+  std::vector<std::string> hostnames;  // index = tunnel index on the wire
+  std::vector<std::string> locals;
+};
+
+class AgentGateway {
+ public:
+  explicit AgentGateway(CoreContext& context) : context_(context) {}
+
+  // Serves one accepted TCP connection until the agent leaves. Never throws.
+  asio::awaitable<void> serve(transport::tcp::socket socket, asio::ssl::context& tls);
+
+  // Sends GOAWAY to every agent (drain) and, after `grace`, closes what is left.
+  void go_away_all();
+  void close_all();
+  // Resolves when no agent session has streams left.
+  std::size_t session_count() const;
+
+ private:
+  asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn);
+  // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
+  bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
+                        const std::shared_ptr<AgentSession>& agent,
+                        protocol::AuthResponse& response);
+
+  CoreContext& context_;
+  mutable std::mutex mutex_;
+  std::vector<std::weak_ptr<mux::Session>> sessions_;
+};
+
+}  // namespace tunnel::core

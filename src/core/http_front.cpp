@@ -1,0 +1,464 @@
+#include "core/http_front.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <chrono>
+
+#include "common/async.hpp"
+#include "core/agent_gateway.hpp"
+#include "http/error_page.hpp"
+#include "http/host.hpp"
+#include "http/message_parser.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using http::MessageParser;
+using Step = MessageParser::Step;
+constexpr std::size_t kReadBuffer = 64 * 1024;
+constexpr auto kDrainPoll = std::chrono::milliseconds(250);
+
+std::string client_ip(const transport::Conn& conn) {
+  const std::string& peer = conn.peer();
+  const auto colon = peer.rfind(':');
+  std::string ip = colon == std::string::npos ? peer : peer.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
+// A request id from the client is kept if it is short and plain; otherwise we make one.
+bool acceptable_request_id(const std::string* id) {
+  if (id == nullptr || id->empty() || id->size() > 128) return false;
+  for (char c : *id) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string_view chars(std::span<const char> s) {
+  return {s.data(), s.size()};
+}
+
+}  // namespace
+
+// State of one request/response exchange, shared by the upload and download halves.
+struct HttpFront::Exchange {
+  MessageParser& parser;  // the connection's request parser, positioned after the head
+  std::string& pending;   // client bytes read and not yet parsed
+  std::shared_ptr<mux::Stream> stream;
+  std::string request_id;
+  std::string host;
+  std::string method;
+  std::string local;  // the agent's local target, for 502 pages
+  bool client_keep_alive = true;
+  Clock::time_point start;
+
+  int status = 0;  // what the client got (0: nothing yet)
+  bool response_started = false;
+  bool request_done = false;  // the whole request body went to the agent
+  bool response_done = false;
+  bool close_after = false;  // the client connection cannot carry another request
+  std::uint64_t body_in = 0;
+  std::uint64_t bytes_out = 0;
+};
+
+asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bool tls,
+                                       std::string pending, std::optional<Route> preselected) {
+  const auto executor = co_await asio::this_coro::executor;
+  const auto& limits = context_.config.limits;
+  MessageParser parser(MessageParser::Kind::kRequest,
+                       MessageParser::Limits{limits.max_header_bytes, 100});
+  std::vector<char> buf(16 * 1024);
+  transport::error_code ec;
+  bool first = true;
+
+  const auto reply_error = [&](int status, std::string_view detail, const std::string& id,
+                               bool close) -> asio::awaitable<void> {
+    const std::string response = http::error_response(status, detail, id, close);
+    transport::error_code wec;
+    co_await conn->write(asio::buffer(response), wec);
+    context_.metrics.count_request(status);
+    context_.metrics.bytes_out.inc(response.size());
+    if (close) co_await conn->shutdown_send();
+  };
+
+  for (;;) {
+    // ---- the request head
+    const auto head_started = Clock::now();
+    bool partial = !pending.empty();
+    Step step{Step::kNeedMore, 0};
+    for (;;) {
+      step = parser.parse(pending);
+      if (step.type == Step::kHead) {
+        pending.erase(0, step.consumed);
+        break;
+      }
+      if (step.type == Step::kError) {
+        spdlog::info("{}: bad request: {}", conn->peer(), parser.error());
+        co_await reply_error(parser.error_status(), parser.error(), "", true);
+        co_return;
+      }
+      if (step.type != Step::kNeedMore) co_return;  // raw bytes after an upgrade: nothing to do
+      pending.clear();
+      const auto limit = partial || first ? limits.header_timeout : limits.idle_timeout;
+      const auto elapsed = Clock::now() - head_started;
+      if (elapsed >= limit) {
+        if (partial) {
+          spdlog::info("{}: request head not complete after {} ms; closing", conn->peer(),
+                       limit.count());
+          co_await reply_error(408, "The request head did not arrive in time.", "", true);
+        }
+        co_return;
+      }
+      if (context_.draining && !partial) co_return;  // idle keep-alive connection: close now
+      auto wait = std::min<Clock::duration>(limit - elapsed, kDrainPoll);
+      auto n = co_await with_timeout(conn->read_some(asio::buffer(buf), ec), wait);
+      if (!n) continue;  // poll: re-check the deadline and the drain
+      if (ec) co_return;
+      context_.metrics.bytes_in.inc(*n);
+      pending.assign(buf.data(), *n);
+      partial = true;
+    }
+    first = false;
+
+    // ---- route
+    const http::RequestHead& request = parser.request();
+    const std::string* id_header = request.find("X-Request-Id");
+    const std::string request_id = acceptable_request_id(id_header) ? *id_header : new_request_id();
+    const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+    const bool keep_alive = parser.keep_alive();
+    const std::string* host_header = request.find("Host");
+    std::optional<std::string> host;
+    if (host_header != nullptr) host = http::normalize_host(*host_header);
+    if (!host) {
+      co_await reply_error(400,
+                           host_header == nullptr ? "The request has no Host header."
+                                                  : "The Host header \"" + *host_header +
+                                                        "\" is not a valid host name.",
+                           request_id, true);
+      co_return;
+    }
+    Route route;
+    LookupStatus found = LookupStatus::kFound;
+    if (preselected) {
+      route = std::move(*preselected);
+      preselected.reset();
+    } else {
+      found = context_.registry.lookup(*host, route);
+    }
+    if (found != LookupStatus::kFound) {
+      const bool unknown = found == LookupStatus::kUnknown;
+      spdlog::info("{} {} {} {} -> {} (no agent) id={}", client_ip(*conn), *host, request.method,
+                   request.target, unknown ? 404 : 503, request_id);
+      co_await reply_error(unknown ? 404 : 503,
+                           unknown ? "No tunnel is serving " + *host + "."
+                                   : "The agent serving " + *host +
+                                         " is not connected right now. Try again when it "
+                                         "reconnects.",
+                           request_id, has_body || !keep_alive);
+      if (has_body || !keep_alive) co_return;
+      continue;
+    }
+    if (!context_.rate_limiter.allow(route.agent->account)) {
+      co_await reply_error(429, "Too many requests for " + *host + "; slow down.", request_id,
+                           has_body || !keep_alive);
+      if (has_body || !keep_alive) co_return;
+      continue;
+    }
+    if (limits.max_body_bytes != 0 && parser.content_length().value_or(0) > limits.max_body_bytes) {
+      co_await reply_error(413,
+                           "The request body of " + std::to_string(*parser.content_length()) +
+                               " bytes is larger than the limit of " +
+                               std::to_string(limits.max_body_bytes) + " bytes.",
+                           request_id, true);
+      co_return;
+    }
+    auto session = route.agent->session;
+    if (session->get_executor() != executor) {
+      // Move the connection to the agent's worker; it re-reads this head from `pending`.
+      std::string moved = request.serialize() + pending;
+      asio::co_spawn(session->get_executor(),
+                     serve(std::move(conn), tls, std::move(moved), std::move(route)),
+                     asio::detached);
+      co_return;
+    }
+
+    // ---- forward
+    http::RequestHead forwarded = request;
+    forwarded.remove_hop_by_hop(parser.is_upgrade());
+    forwarded.remove("Expect");
+    const std::string ip = client_ip(*conn);
+    if (const std::string* xff = forwarded.find("X-Forwarded-For")) {
+      forwarded.set("X-Forwarded-For", *xff + ", " + ip);
+    } else {
+      forwarded.set("X-Forwarded-For", ip);
+    }
+    forwarded.set("X-Forwarded-Proto", tls ? "https" : "http");
+    forwarded.set("X-Forwarded-Host", *host_header);
+    forwarded.set("X-Request-Id", request_id);
+    forwarded.version_major = 1;
+    forwarded.version_minor = 1;
+    std::string error;
+    auto stream = session->open_stream(route.tunnel_index, forwarded.serialize(), error);
+    if (!stream) {
+      co_await reply_error(503, "The agent serving " + *host + " cannot take requests: " + error,
+                           request_id, has_body || !keep_alive);
+      if (has_body || !keep_alive) co_return;
+      continue;
+    }
+    if (parser.expects_continue()) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await conn->write(asio::buffer(kContinue), ec);
+    }
+    Exchange ex{parser,         pending,     stream,     request_id,  *host,
+                request.method, route.local, keep_alive, head_started};
+    const bool reuse = co_await relay(*conn, ex);
+    if (!reuse) {
+      co_await conn->shutdown_send();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<bool> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
+  using namespace asio::experimental::awaitable_operators;
+  ++active_requests_;
+  context_.metrics.streams.inc();
+  co_await (upload(conn, ex) && download(conn, ex));
+  context_.metrics.streams.dec();
+  --active_requests_;
+  const auto elapsed = Clock::now() - ex.start;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  context_.metrics.request_duration.observe(seconds);
+  context_.metrics.count_request(ex.status == 0 ? 499 : ex.status);
+  context_.metrics.bytes_out.inc(ex.bytes_out);
+  spdlog::info("{} {} {} {} {} {:.1f}ms in={} out={} id={}", conn.peer(), ex.host, ex.method,
+               ex.parser.request().target, ex.status == 0 ? 499 : ex.status, seconds * 1000,
+               ex.body_in, ex.bytes_out, ex.request_id);
+  co_return ex.request_done&& ex.response_done && !ex.close_after && ex.client_keep_alive &&
+      !context_.draining;
+}
+
+asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
+  std::vector<char> buf;
+  transport::error_code ec;
+  const auto& limits = context_.config.limits;
+  bool raw = false;
+  for (;;) {
+    if (ex.response_done && !ex.request_done) co_return;  // the app answered early: stop
+    if (!raw && !ex.pending.empty()) {
+      const Step step = ex.parser.parse(ex.pending);
+      const auto bytes = std::span<const std::uint8_t>(
+          reinterpret_cast<const std::uint8_t*>(ex.pending.data()), step.consumed);
+      switch (step.type) {
+        case Step::kBody:
+        case Step::kMessageEnd: {
+          const bool end = step.type == Step::kMessageEnd;
+          ex.body_in += step.consumed;
+          if (limits.max_body_bytes != 0 && ex.body_in > limits.max_body_bytes) {
+            ex.stream->reset(protocol::ErrorCode::kCancel, "request body too large");
+            ex.close_after = true;
+            if (!ex.response_started) ex.status = 413;
+            co_return;
+          }
+          co_await ex.stream->write(bytes, ec, end);
+          ex.pending.erase(0, step.consumed);
+          if (ec) {
+            ex.close_after = true;
+            co_return;
+          }
+          if (end) {
+            ex.request_done = true;
+            // An upgrade request ends at its head; raw bytes may follow after a 101.
+            if (!ex.parser.is_upgrade()) co_return;
+            raw = true;
+          }
+          continue;
+        }
+        case Step::kUpgrade:
+          raw = true;
+          continue;
+        case Step::kError:
+          spdlog::info("{}: bad request body: {}", conn.peer(), ex.parser.error());
+          ex.stream->reset(protocol::ErrorCode::kCancel, "invalid request body");
+          ex.close_after = true;
+          co_return;
+        case Step::kNeedMore:
+          ex.pending.clear();
+          break;
+        case Step::kHead:
+          co_return;  // cannot happen: a head follows only a message end
+      }
+    }
+    if (raw && !ex.pending.empty()) {
+      co_await ex.stream->write(
+          {reinterpret_cast<const std::uint8_t*>(ex.pending.data()), ex.pending.size()}, ec);
+      ex.pending.clear();
+      if (ec) co_return;
+    }
+    if (raw && ex.response_done) co_return;
+    if (buf.empty()) buf.resize(kReadBuffer);
+    auto n = co_await with_timeout(conn.read_some(asio::buffer(buf), ec), limits.idle_timeout);
+    if (!n || ec) {
+      if (raw) {
+        transport::error_code ignored;
+        co_await ex.stream->close_write(ignored);
+      } else if (!ex.response_done) {
+        // The client went away (or stalled) in the middle of its request.
+        ex.stream->reset(protocol::ErrorCode::kCancel, "the client closed the connection");
+      }
+      ex.close_after = true;
+      co_return;
+    }
+    context_.metrics.bytes_in.inc(*n);
+    ex.pending.assign(buf.data(), *n);
+  }
+}
+
+asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
+  const auto& limits = context_.config.limits;
+  MessageParser parser(MessageParser::Kind::kResponse);
+  parser.expect_response_to(ex.method);
+  std::vector<char> buf(kReadBuffer);
+  std::string out;
+  transport::error_code ec;
+  bool raw = false;
+  bool head_seen = false;
+
+  const auto fail = [&](int status, std::string detail) -> asio::awaitable<void> {
+    ex.close_after = true;
+    if (!ex.stream->is_reset()) ex.stream->reset(protocol::ErrorCode::kCancel, detail);
+    if (!ex.response_started) {
+      spdlog::warn("{} {}: {} ({})", ex.host, ex.request_id, detail, status);
+      const std::string page = http::error_response(status, detail, ex.request_id, true);
+      transport::error_code wec;
+      co_await conn.write(asio::buffer(page), wec);
+      ex.status = status;
+      ex.bytes_out += page.size();
+      ex.response_started = true;
+    }
+    conn.socket().cancel();  // stops an upload still reading the client
+  };
+
+  for (;;) {
+    const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
+    auto n = co_await with_timeout(ex.stream->read_some(asio::buffer(buf.data(), buf.size()), ec),
+                                   timeout);
+    if (!n) {
+      co_await fail(504, head_seen ? "The app stopped sending its response."
+                                   : "The app behind " + ex.host + " did not answer within " +
+                                         std::to_string(timeout.count() / 1000) + " s.");
+      co_return;
+    }
+    if (ec) {
+      std::string detail;
+      int status = 502;
+      if (ex.stream->reset_code() == protocol::ErrorCode::kLocalUnreachable ||
+          ex.stream->reset_code() == protocol::ErrorCode::kLocalError) {
+        detail = "The agent could not get a response from its local app" +
+                 (ex.local.empty() ? std::string() : " at " + ex.local) + ": " +
+                 ex.stream->reset_message();
+      } else if (ex.stream->reset_code() == protocol::ErrorCode::kTimeout) {
+        status = 504;
+        detail = "The agent's local app timed out: " + ex.stream->reset_message();
+      } else {
+        detail = "The agent serving " + ex.host + " dropped the request (" +
+                 (ex.stream->is_reset()
+                      ? std::string(protocol::error_code_name(ex.stream->reset_code())) + " " +
+                            ex.stream->reset_message()
+                      : ec.message()) +
+                 ").";
+      }
+      co_await fail(status, detail);
+      co_return;
+    }
+    if (*n == 0) {  // END_STREAM from the agent
+      if (raw) {
+        co_await conn.shutdown_send();
+        ex.response_done = true;
+        co_return;
+      }
+      const Step step = parser.finish();
+      if (step.type == Step::kMessageEnd && head_seen) {
+        ex.response_done = true;
+        ex.close_after = true;  // close-delimited body: the client learns the end by EOF
+      } else {
+        co_await fail(502, "The agent ended the response before it was complete.");
+      }
+      co_return;
+    }
+    std::span<const char> data(buf.data(), *n);
+    out.clear();
+    while (!data.empty() && !raw) {
+      const Step step = parser.parse(data);
+      switch (step.type) {
+        case Step::kHead: {
+          http::ResponseHead head = parser.response();
+          if (!parser.is_interim()) {
+            head_seen = true;
+            ex.status = head.status;
+            head.remove_hop_by_hop(head.status == 101);
+            if (!ex.client_keep_alive || parser.body_is_close_delimited() || context_.draining) {
+              ex.close_after = true;
+            }
+            if (ex.close_after && head.status != 101) head.set("Connection", "close");
+          }
+          if (head.find("X-Request-Id") == nullptr) head.set("X-Request-Id", ex.request_id);
+          out += head.serialize();
+          ex.response_started = true;
+          break;
+        }
+        case Step::kBody:
+          out.append(data.data(), step.consumed);
+          break;
+        case Step::kMessageEnd:
+          out.append(data.data(), step.consumed);
+          if (head_seen) ex.response_done = !parser.is_upgrade();
+          break;
+        case Step::kUpgrade:
+          raw = true;
+          break;
+        case Step::kError:
+          if (out.empty() && !ex.response_started) {
+            co_await fail(502, "The app sent an invalid HTTP response: " + parser.error());
+            co_return;
+          }
+          ex.close_after = true;
+          data = {};
+          break;
+        case Step::kNeedMore:
+          break;
+      }
+      if (step.type == Step::kNeedMore || step.type == Step::kError) break;
+      data = data.subspan(step.consumed);
+      if (ex.response_done) break;
+    }
+    if (raw) out.append(chars(data));
+    if (!out.empty()) {
+      co_await conn.write(asio::buffer(out), ec);
+      ex.bytes_out += out.size();
+      if (ec) {
+        ex.close_after = true;
+        ex.stream->reset(protocol::ErrorCode::kCancel, "the client closed the connection");
+        co_return;
+      }
+    }
+    if (ex.response_done) {
+      if (!ex.request_done) {
+        // The app answered before reading the whole body: the connection cannot be reused.
+        ex.close_after = true;
+        ex.stream->reset(protocol::ErrorCode::kCancel, "response complete");
+        conn.socket().cancel();
+      }
+      co_return;
+    }
+  }
+}
+
+}  // namespace tunnel::core
