@@ -44,6 +44,32 @@ TEST(FrameHeader, EncodesTheDocumentedLayout) {
   EXPECT_EQ(out, expected);
 }
 
+// The byte examples printed in docs/protocol.md.
+TEST(FrameHeader, MatchesTheDocumentedExamples) {
+  const std::string auth = R"({"token":"t"})";
+  Bytes frame(kHeaderSize);
+  encode_header(frame.data(), kVersion1, FrameType::kAuth, 0, 0, auth.size());
+  frame.insert(frame.end(), auth.begin(), auth.end());
+  EXPECT_EQ(frame,
+            (Bytes{0x00, 0x00, 0x00, 0x16, 0x52, 0x54, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00,
+                   0x7b, 0x22, 0x74, 0x6f, 0x6b, 0x65, 0x6e, 0x22, 0x3a, 0x22, 0x74, 0x22, 0x7d}));
+
+  Bytes update(kHeaderSize + 4);
+  encode_header(update.data(), kVersion2, FrameType::kWindowUpdate, 0, 1, 4);
+  put_u32(update.data() + kHeaderSize, 65536);
+  EXPECT_EQ(update, (Bytes{0x00, 0x00, 0x00, 0x0d, 0x52, 0x54, 0x02, 0x06, 0x00, 0x00, 0x00, 0x00,
+                           0x01, 0x00, 0x01, 0x00, 0x00}));
+
+  const std::string message = "localhost:3000";
+  Bytes reset(kHeaderSize + 4);
+  encode_header(reset.data(), kVersion2, FrameType::kReset, 0, 3, 4 + message.size());
+  put_u32(reset.data() + kHeaderSize, static_cast<std::uint32_t>(ErrorCode::kLocalUnreachable));
+  reset.insert(reset.end(), message.begin(), message.end());
+  EXPECT_EQ(reset, (Bytes{0x00, 0x00, 0x00, 0x1b, 0x52, 0x54, 0x02, 0x07, 0x00, 0x00, 0x00,
+                          0x00, 0x03, 0x00, 0x00, 0x00, 0x08, 0x6c, 0x6f, 0x63, 0x61, 0x6c,
+                          0x68, 0x6f, 0x73, 0x74, 0x3a, 0x33, 0x30, 0x30, 0x30}));
+}
+
 TEST(FrameHeader, RoundTripsEveryFieldInBothVersions) {
   for (std::uint8_t version : {kVersion1, kVersion2}) {
     std::array<std::uint8_t, kHeaderSize> out{};
