@@ -259,6 +259,7 @@ struct MessageParser::Impl {
       s.resp.version_minor = parser->http_minor;
       s.resp.status = parser->status_code;
       const int status = parser->status_code;
+      if (status < 100) return s.reject(502, "invalid status code " + std::to_string(status));
       s.interim = status / 100 == 1 && status != 101;
       if (status / 100 != 1) {
         Expected to = Expected::kOther;

@@ -20,6 +20,8 @@
 //                  Upgrade + Connection: upgrade, CONNECT, 101 response, 2xx to CONNECT):
 //                  consumed == 0 and every later byte is raw, in both directions. Sticky.
 //   kError         consumed == 0; error_status() and error() say what and where. Sticky.
+//   A request parser reports kUpgrade after an upgrade request; when the response is not a
+//   101 (the server declined), close the connection after forwarding that response.
 //   After a message whose keep_alive() is false, parse() discards further bytes (kNeedMore):
 //   the connection is to be closed once that message has been forwarded.
 #pragma once

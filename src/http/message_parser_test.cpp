@@ -394,9 +394,12 @@ TEST(MessageParserTest, BadChunkSizeIsAnErrorInTheBody) {
 }
 
 TEST(MessageParserTest, ResponseErrorsAreBadGateway) {
-  MessageParser p(Kind::kResponse);
-  EXPECT_EQ(Feed(p, "HTTP/1.1 2000 OK\r\n\r\n"), (std::vector<Event>{Error()}));
-  EXPECT_EQ(p.error_status(), 502);
+  for (std::string_view bad : {"HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n",
+                               "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "FTP 200\r\n"}) {
+    MessageParser p(Kind::kResponse);
+    EXPECT_EQ(Feed(p, bad), (std::vector<Event>{Error()})) << bad;
+    EXPECT_EQ(p.error_status(), 502) << bad;
+  }
 }
 
 TEST(MessageParserTest, WebSocketUpgradeRequest) {
