@@ -1,0 +1,442 @@
+#include "config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "common/net_address.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using common::child;
+using common::ConfigReader;
+using common::element;
+
+std::string quoted(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
+  auto f = r.fields(node, "listen", {"agent", "http", "https", "admin"});
+  if (!f) return;
+  r.read(*f, "agent", "listen", out.agent);
+  r.read(*f, "http", "listen", out.http);
+  r.read(*f, "https", "listen", out.https);
+  r.read(*f, "admin", "listen", out.admin);
+}
+
+void read_tls(ConfigReader& r, const YAML::Node& node, TlsConfig& out) {
+  auto f = r.fields(node, "tls", {"cert", "key", "certificates"});
+  if (!f) return;
+  r.read(*f, "cert", "tls", out.cert);
+  r.read(*f, "key", "tls", out.key);
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(*f, "certificates", "tls")) {
+    const auto path = element("tls.certificates", index++);
+    CertificateConfig cert;
+    if (auto cf = r.fields(item, path, {"hostnames", "cert", "key"})) {
+      r.read(*cf, "hostnames", path, cert.hostnames);
+      r.read(*cf, "cert", path, cert.cert);
+      r.read(*cf, "key", path, cert.key);
+    }
+    out.certificates.push_back(std::move(cert));
+  }
+}
+
+void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(root, "accounts", "")) {
+    const auto path = element("accounts", index++);
+    Account account;
+    if (auto f = r.fields(item, path, {"name", "tokens", "subdomains", "domains", "max_agents"})) {
+      r.read(*f, "name", path, account.name);
+      r.read(*f, "tokens", path, account.tokens);
+      r.read(*f, "subdomains", path, account.subdomains);
+      r.read(*f, "domains", path, account.domains);
+      r.read(*f, "max_agents", path, account.max_agents);
+    }
+    out.accounts.push_back(std::move(account));
+  }
+}
+
+void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
+  auto f =
+      r.fields(node, "limits",
+               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
+                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace"});
+  if (!f) return;
+  r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
+  r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
+  r.read(*f, "header_timeout", "limits", out.header_timeout);
+  r.read(*f, "response_timeout", "limits", out.response_timeout);
+  r.read(*f, "idle_timeout", "limits", out.idle_timeout);
+  r.read(*f, "max_streams_per_agent", "limits", out.max_streams_per_agent);
+  r.read(*f, "requests_per_second", "limits", out.requests_per_second);
+  r.read(*f, "shutdown_grace", "limits", out.shutdown_grace);
+}
+
+void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
+  auto f = r.fields(root, "",
+                    {"domain", "data_dir", "workers", "listen", "tls", "auth", "accounts", "limits",
+                     "heartbeat", "log"});
+  if (!f) return;
+  r.read(*f, "domain", "", out.domain);
+  r.read(*f, "data_dir", "", out.data_dir);
+  std::uint64_t workers = out.workers;
+  if (r.read(*f, "workers", "", workers, 1024)) out.workers = static_cast<std::uint32_t>(workers);
+  if (f->contains("listen")) read_listen(r, f->at("listen"), out.listen);
+  if (f->contains("tls")) read_tls(r, f->at("tls"), out.tls);
+  if (f->contains("auth")) {
+    if (auto af = r.fields(f->at("auth"), "auth", {"jwt_secret", "jwt_secret_file"})) {
+      r.read(*af, "jwt_secret", "auth", out.auth.jwt_secret);
+      r.read(*af, "jwt_secret_file", "auth", out.auth.jwt_secret_file);
+    }
+  }
+  read_accounts(r, *f, out);
+  if (f->contains("limits")) read_limits(r, f->at("limits"), out.limits);
+  if (f->contains("heartbeat")) {
+    if (auto hf = r.fields(f->at("heartbeat"), "heartbeat", {"interval", "timeout"})) {
+      r.read(*hf, "interval", "heartbeat", out.heartbeat.interval);
+      r.read(*hf, "timeout", "heartbeat", out.heartbeat.timeout);
+    }
+  }
+  if (f->contains("log")) {
+    if (auto lf = r.fields(f->at("log"), "log", {"format", "level"})) {
+      r.read(*lf, "format", "log", out.log.format);
+      r.read(*lf, "level", "log", out.log.level);
+    }
+  }
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+void check_readable(ConfigReader& r, const std::string& path, const std::string& file) {
+  if (file.empty()) return;
+  if (::access(file.c_str(), R_OK) != 0) {
+    r.error(path, "cannot read " + quoted(file) + ": " + std::strerror(errno));
+  }
+}
+
+void check_listen(ConfigReader& r, const ListenConfig& listen) {
+  struct Entry {
+    const char* key;
+    const std::string* text;
+  };
+  const Entry entries[] = {{"agent", &listen.agent},
+                           {"http", &listen.http},
+                           {"https", &listen.https},
+                           {"admin", &listen.admin}};
+  std::vector<std::pair<const char*, common::NetAddress>> bound;
+  for (const auto& entry : entries) {
+    const auto path = child("listen", entry.key);
+    if (entry.text->empty()) {
+      if (std::string_view(entry.key) == "agent") r.error(path, "the agent listener is required");
+      continue;
+    }
+    auto parsed = common::parse_listen_address(*entry.text);
+    if (!parsed) {
+      r.error(path, parsed.error);
+      continue;
+    }
+    for (const auto& [other_key, other] : bound) {
+      const bool same_host =
+          other.host == parsed.value->host || other.host.empty() || parsed.value->host.empty();
+      if (parsed.value->port != 0 && other.port == parsed.value->port && same_host) {
+        r.error(path,
+                "port " + std::to_string(other.port) + " is also used by listen." + other_key);
+      }
+    }
+    bound.emplace_back(entry.key, *parsed.value);
+  }
+}
+
+// "*.example.org" or "example.org".
+bool is_domain_pattern(std::string_view text) {
+  if (text.starts_with("*.")) text.remove_prefix(2);
+  return common::is_valid_hostname(text);
+}
+
+// "*", "name" or "prefix*" (a glob whose prefix starts a valid label).
+bool is_subdomain_pattern(std::string_view text) {
+  if (text == "*") return true;
+  if (text.ends_with('*')) {
+    text.remove_suffix(1);
+    if (text.empty() || text.find('*') != text.npos || text.front() == '-') return false;
+    return common::is_valid_dns_label(text) || common::is_valid_dns_label(std::string(text) + "x");
+  }
+  return common::is_valid_dns_label(text);
+}
+
+bool looks_like_jwt_token(std::string_view token) {
+  return std::count(token.begin(), token.end(), '.') == 2;
+}
+
+void check_tls(ConfigReader& r, const TlsConfig& tls) {
+  if (tls.cert.empty() != tls.key.empty()) {
+    r.error(tls.cert.empty() ? "tls.cert" : "tls.key",
+            tls.cert.empty() ? "required when tls.key is set" : "required when tls.cert is set");
+  }
+  check_readable(r, "tls.cert", tls.cert);
+  check_readable(r, "tls.key", tls.key);
+  for (std::size_t i = 0; i < tls.certificates.size(); ++i) {
+    const auto& cert = tls.certificates[i];
+    const auto path = element("tls.certificates", i);
+    if (cert.hostnames.empty()) r.error(child(path, "hostnames"), "at least one hostname needed");
+    for (std::size_t j = 0; j < cert.hostnames.size(); ++j) {
+      if (!is_domain_pattern(cert.hostnames[j])) {
+        r.error(element(child(path, "hostnames"), j),
+                quoted(cert.hostnames[j]) + " is not a hostname or \"*.\" wildcard");
+      }
+    }
+    if (cert.cert.empty()) r.error(child(path, "cert"), "a certificate file is required");
+    if (cert.key.empty()) r.error(child(path, "key"), "a key file is required");
+    check_readable(r, child(path, "cert"), cert.cert);
+    check_readable(r, child(path, "key"), cert.key);
+  }
+}
+
+void check_auth(ConfigReader& r, const AuthConfig& auth) {
+  if (!auth.jwt_secret.empty() && !auth.jwt_secret_file.empty()) {
+    r.error("auth", "set jwt_secret or jwt_secret_file, not both");
+    return;
+  }
+  std::string error;
+  const auto secret = read_jwt_secret(auth, error);
+  const char* path = auth.jwt_secret.empty() ? "auth.jwt_secret_file" : "auth.jwt_secret";
+  if (!error.empty()) {
+    r.error(path, error);
+  } else if (auth.jwt_enabled() && secret.size() < 32) {
+    r.error(path, "the JWT secret must be at least 32 bytes (RFC 7518), got " +
+                      std::to_string(secret.size()));
+  }
+}
+
+void check_accounts(ConfigReader& r, const Config& config) {
+  std::map<std::string, std::string> account_of_token;
+  std::map<std::string, std::size_t> account_of_domain;  // domain -> account index
+  std::map<std::string, std::size_t> index_of_name;
+  for (std::size_t i = 0; i < config.accounts.size(); ++i) {
+    const auto& account = config.accounts[i];
+    const auto path = element("accounts", i);
+    if (account.name.empty()) {
+      r.error(child(path, "name"), "every account needs a name");
+    } else if (!common::is_valid_dns_label(account.name) &&
+               account.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_.-") != std::string::npos) {
+      r.error(child(path, "name"), "use letters, digits, '_', '.' and '-' in account names");
+    } else if (auto [it, fresh] = index_of_name.emplace(account.name, i); !fresh) {
+      r.error(child(path, "name"), "duplicate account name " + quoted(account.name) +
+                                       " (also accounts[" + std::to_string(it->second) + "])");
+    }
+    if (account.tokens.empty() && !config.auth.jwt_enabled()) {
+      r.error(child(path, "tokens"),
+              "an account needs at least one token (or configure auth.jwt_secret)");
+    }
+    for (std::size_t j = 0; j < account.tokens.size(); ++j) {
+      const auto& token = account.tokens[j];
+      const auto token_path = element(child(path, "tokens"), j);
+      if (token.empty()) {
+        r.error(token_path, "empty token");
+      } else if (looks_like_jwt_token(token)) {
+        r.error(token_path, "a plain token must not look like a JWT (two '.' in it)");
+      } else if (auto [it, fresh] = account_of_token.emplace(token, account.name); !fresh) {
+        // Never echo the token itself into logs.
+        r.error(token_path, "token already used by account " + quoted(it->second));
+      }
+    }
+    for (std::size_t j = 0; j < account.subdomains.size(); ++j) {
+      if (!is_subdomain_pattern(account.subdomains[j])) {
+        r.error(
+            element(child(path, "subdomains"), j),
+            quoted(account.subdomains[j]) + " is not a DNS label, a \"prefix-*\" glob or \"*\"");
+      }
+    }
+    for (std::size_t j = 0; j < account.domains.size(); ++j) {
+      const auto domain = common::ascii_lower(account.domains[j]);
+      const auto domain_path = element(child(path, "domains"), j);
+      if (!is_domain_pattern(domain)) {
+        r.error(domain_path, quoted(account.domains[j]) +
+                                 " is not a domain name or a \"*.example.org\" wildcard");
+      } else if (auto [it, fresh] = account_of_domain.emplace(domain, i);
+                 !fresh && it->second != i) {
+        r.error(domain_path, quoted(domain) + " is also claimed by account " +
+                                 quoted(config.accounts[it->second].name));
+      }
+    }
+  }
+}
+
+void check_positive(ConfigReader& r, const char* path, std::chrono::milliseconds value) {
+  if (value.count() <= 0) r.error(path, "must be greater than zero");
+}
+
+void check_rest(ConfigReader& r, const Config& config) {
+  if (!common::is_valid_hostname(config.domain)) {
+    r.error("domain", quoted(config.domain) + " is not a valid domain name");
+  }
+  if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
+  if (config.workers > 1024) r.error("workers", "at most 1024");
+  const auto& limits = config.limits;
+  if (limits.max_header_bytes < 1024) r.error("limits.max_header_bytes", "at least 1024");
+  check_positive(r, "limits.header_timeout", limits.header_timeout);
+  check_positive(r, "limits.response_timeout", limits.response_timeout);
+  check_positive(r, "limits.idle_timeout", limits.idle_timeout);
+  if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
+  check_positive(r, "heartbeat.interval", config.heartbeat.interval);
+  if (config.heartbeat.timeout <= config.heartbeat.interval) {
+    r.error("heartbeat.timeout", "must be longer than heartbeat.interval");
+  }
+  if (config.log.format != "text" && config.log.format != "json") {
+    r.error("log.format", "expected \"text\" or \"json\", got " + quoted(config.log.format));
+  }
+  static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                 "error", "critical", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), config.log.level) == std::end(kLevels)) {
+    r.error("log.level", "expected one of trace, debug, info, warn, error, critical, off; got " +
+                             quoted(config.log.level));
+  }
+}
+
+void check(ConfigReader& r, const Config& config) {
+  check_rest(r, config);
+  check_listen(r, config.listen);
+  check_tls(r, config.tls);
+  check_auth(r, config.auth);
+  check_accounts(r, config);
+}
+
+std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    auto piece = text.substr(start, end - start);
+    while (!piece.empty() && (piece.front() == ' ' || piece.front() == '\t'))
+      piece.remove_prefix(1);
+    while (!piece.empty() && (piece.back() == ' ' || piece.back() == '\t')) piece.remove_suffix(1);
+    if (!piece.empty()) out.emplace_back(piece);
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+LoadResult load_config_string(const std::string& text, std::string_view source_name) {
+  LoadResult result;
+  ConfigReader reader;
+  if (auto root = reader.parse(text)) {
+    if (!root->IsNull() && !root->IsMap()) {
+      reader.error_at(*root, "", std::string(source_name) + ": expected a mapping of keys");
+    } else {
+      read_document(reader, *root, result.config);
+      check(reader, result.config);
+    }
+  }
+  result.errors = reader.take_errors();
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({0, 0, "cannot read " + quoted(path) + ": " + std::strerror(errno)});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_config_string(text.str(), path);
+}
+
+std::vector<ConfigError> validate(const Config& config) {
+  ConfigReader reader;
+  check(reader, config);
+  return reader.take_errors();
+}
+
+Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens) {
+  auto it = std::find_if(config.accounts.begin(), config.accounts.end(),
+                         [](const Account& a) { return a.name == "default"; });
+  if (it == config.accounts.end()) {
+    Account account;
+    account.name = "default";
+    account.subdomains = {"*"};
+    config.accounts.push_back(std::move(account));
+    it = std::prev(config.accounts.end());
+  }
+  for (const auto& token : tokens) {
+    if (std::find(it->tokens.begin(), it->tokens.end(), token) == it->tokens.end()) {
+      it->tokens.push_back(token);
+    }
+  }
+  return *it;
+}
+
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv) {
+  std::vector<ConfigError> errors;
+  auto get = [&](const char* name) -> std::string_view {
+    const char* value = getenv(name);
+    return value == nullptr ? std::string_view() : std::string_view(value);
+  };
+  auto set = [&](const char* name, std::string& field) {
+    if (auto value = get(name); !value.empty()) field = std::string(value);
+  };
+  set("TUNNEL_DOMAIN", config.domain);
+  set("TUNNEL_DATA_DIR", config.data_dir);
+  set("TUNNEL_AGENT_ADDR", config.listen.agent);
+  set("TUNNEL_HTTP_ADDR", config.listen.http);
+  set("TUNNEL_HTTPS_ADDR", config.listen.https);
+  set("TUNNEL_ADMIN_ADDR", config.listen.admin);
+  set("TUNNEL_LOG_FORMAT", config.log.format);
+  set("TUNNEL_LOG_LEVEL", config.log.level);
+  if (auto tokens = get("TUNNEL_TOKEN"); !tokens.empty()) {
+    auto list = split_tokens(tokens);
+    if (list.empty()) {
+      errors.push_back({0, 0, "TUNNEL_TOKEN: no token in the comma-separated list"});
+    } else {
+      add_default_account_tokens(config, list);
+    }
+  }
+  if (auto workers = get("TUNNEL_WORKERS"); !workers.empty()) {
+    std::uint32_t value = 0;
+    auto [end, ec] = std::from_chars(workers.data(), workers.data() + workers.size(), value);
+    if (ec != std::errc() || end != workers.data() + workers.size() || value > 1024) {
+      errors.push_back(
+          {0, 0, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got " + quoted(workers)});
+    } else {
+      config.workers = value;
+    }
+  }
+  return errors;
+}
+
+std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
+  error.clear();
+  if (!auth.jwt_secret.empty()) return auth.jwt_secret;
+  if (auth.jwt_secret_file.empty()) return {};
+  std::ifstream in(auth.jwt_secret_file, std::ios::binary);
+  if (!in) {
+    error = "cannot read " + quoted(auth.jwt_secret_file) + ": " + std::strerror(errno);
+    return {};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string secret = text.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) error = quoted(auth.jwt_secret_file) + " is empty";
+  return secret;
+}
+
+}  // namespace tunnel::core

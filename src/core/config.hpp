@@ -1,0 +1,129 @@
+// The core's configuration: defaults, the YAML file, TUNNEL_* environment overrides.
+//
+// The CLI applies, in order: defaults, the file (load_config_file), the environment
+// (apply_env), flags; then validate() again if env or flags changed anything. Every error is
+// reported, each with the line of the YAML node at fault. docs/configuration.md lists every key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config_reader.hpp"
+
+namespace tunnel::core {
+
+using common::ConfigError;
+using common::format_errors;
+
+struct ListenConfig {
+  std::string agent = ":8443";           // TLS listener for agents (required)
+  std::string http = ":8080";            // "" = off
+  std::string https;                     // "" = off
+  std::string admin = "127.0.0.1:9000";  // "" = off
+};
+
+// A certificate for public HTTPS, chosen by SNI among `hostnames` ("*.example.com" allowed).
+struct CertificateConfig {
+  std::vector<std::string> hostnames;
+  std::string cert;  // PEM file
+  std::string key;   // PEM file
+};
+
+struct TlsConfig {
+  std::string cert;  // agent listener certificate; "" = <data_dir>/tls.crt, generated
+  std::string key;
+  std::vector<CertificateConfig> certificates;
+};
+
+struct AuthConfig {
+  std::string jwt_secret;       // HS256 key for agent JWTs (at least 32 bytes)
+  std::string jwt_secret_file;  // or a file holding it (a trailing newline is ignored)
+  bool jwt_enabled() const { return !jwt_secret.empty() || !jwt_secret_file.empty(); }
+};
+
+// A tenant: its tokens and the names it may serve. Names compare case-insensitively.
+struct Account {
+  std::string name;
+  std::vector<std::string> tokens;
+  // Exact DNS labels, "prefix-*" globs, or "*" (any free name).
+  std::vector<std::string> subdomains = {"*"};
+  // Custom domains it owns: "example.org" exactly, or "*.example.org" (one or more labels).
+  std::vector<std::string> domains;
+  std::uint32_t max_agents = 10;  // 0 = unlimited
+
+  // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
+  // Whether the name is free is the registry's business, not this function's.
+  bool may_use_subdomain(std::string_view name) const;
+  // True if the account may serve the custom domain `host` (no port).
+  bool may_use_domain(std::string_view host) const;
+};
+
+struct LimitsConfig {
+  std::uint64_t max_header_bytes = 64 * 1024;
+  std::uint64_t max_body_bytes = 0;                    // 0 = unlimited
+  std::chrono::milliseconds header_timeout{10'000};    // whole request head must arrive
+  std::chrono::milliseconds response_timeout{60'000};  // agent must send the response head
+  std::chrono::milliseconds idle_timeout{75'000};      // keep-alive idle, public connections
+  std::uint32_t max_streams_per_agent = 1000;
+  std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
+  std::chrono::milliseconds shutdown_grace{30'000};
+};
+
+struct HeartbeatConfig {
+  std::chrono::milliseconds interval{10'000};
+  std::chrono::milliseconds timeout{30'000};
+};
+
+struct LogConfig {
+  std::string format = "text";  // text | json
+  std::string level = "info";   // trace | debug | info | warn | error | critical | off
+};
+
+struct Config {
+  std::string domain = "localhost";  // tunnels are served as NAME.<domain>
+  std::string data_dir = "./tunnel-data";
+  std::uint32_t workers = 0;  // 0 = one per CPU core
+  ListenConfig listen;
+  TlsConfig tls;
+  AuthConfig auth;
+  std::vector<Account> accounts;
+  LimitsConfig limits;
+  HeartbeatConfig heartbeat;
+  LogConfig log;
+};
+
+struct LoadResult {
+  Config config;                    // defaults where a value was missing or wrong
+  std::vector<ConfigError> errors;  // all of them, ordered by line
+  bool ok() const { return errors.empty(); }
+};
+
+LoadResult load_config_file(const std::string& path);
+// `source_name` is used only in messages about the document as a whole.
+LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
+
+// Overrides from the environment: TUNNEL_DOMAIN, TUNNEL_DATA_DIR, TUNNEL_AGENT_ADDR,
+// TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TOKEN (comma-separated, added
+// to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL, TUNNEL_WORKERS. Unset or empty
+// variables are ignored. Errors (line 0) name the variable.
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv);
+
+// The checks load_config_*() runs after reading: syntax of addresses, names and patterns,
+// duplicate tokens, accounts without tokens (allowed with JWT), cert without key, files that
+// do not exist. Errors carry no line; call it after env and flags changed the config.
+std::vector<ConfigError> validate(const Config& config);
+
+// The account named "default", created (subdomains ["*"]) if missing. Adds `tokens` not
+// already present. Used for TUNNEL_TOKEN and for the generated <data_dir>/agent.token.
+Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens);
+
+// The HS256 key: auth.jwt_secret, or the contents of auth.jwt_secret_file without trailing
+// newlines. "" with `error` set if the file cannot be read; "" without error if JWT is off.
+std::string read_jwt_secret(const AuthConfig& auth, std::string& error);
+
+}  // namespace tunnel::core

@@ -1,0 +1,45 @@
+// HS256 JSON Web Tokens for agents (RFC 7519), verified without any JWT library.
+//
+// Only {"alg":"HS256"} is accepted ("none" and every other algorithm are rejected). Claims:
+// `exp` (required, unix seconds, checked with a leeway), `account_id` (required string),
+// `agent_id` (optional string), `nbf` (optional, checked with the same leeway).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tunnel::core {
+
+struct JwtClaims {
+  std::string account_id;
+  std::string agent_id;  // "" if absent
+  std::int64_t exp = 0;  // unix seconds
+};
+
+struct JwtResult {
+  std::optional<JwtClaims> claims;
+  std::string error;  // safe to send to the agent: says why, never echoes the secret
+  explicit operator bool() const { return claims.has_value(); }
+};
+
+inline constexpr std::chrono::seconds kJwtLeeway{30};
+
+// True for three base64url parts separated by '.' (the last may be empty): a compact JWS.
+bool looks_like_jwt(std::string_view token);
+
+// Verifies signature, algorithm and time claims at `now_unix` (seconds).
+JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int64_t now_unix,
+                       std::chrono::seconds leeway = kJwtLeeway);
+
+// A compact JWS over `claims_json` (used verbatim as the payload) with header
+// {"alg":"HS256","typ":"JWT"}: byte-identical to PyJWT's jwt.encode for the same payload text.
+std::string sign_hs256(std::string_view claims_json, std::string_view secret);
+
+// RFC 4648 section 5 without padding. decode rejects padding, whitespace and other alphabets.
+std::string base64url_encode(std::string_view bytes);
+std::optional<std::string> base64url_decode(std::string_view text);
+
+}  // namespace tunnel::core
