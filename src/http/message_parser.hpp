@@ -71,7 +71,8 @@ class MessageParser {
   Step parse(const std::string& data) { return parse(std::string_view(data)); }
   // At EOF from the peer: kMessageEnd (consumed 0) ends a close-delimited response body;
   // kNeedMore when no message was in progress (a clean close, or after kUpgrade); kError when
-  // the connection closed in the middle of a head or a body. Afterwards parse() reports kError.
+  // the connection closed in the middle of a head or a body. Afterwards parse() reports kError
+  // (kUpgrade if the connection had been upgraded).
   Step finish();
 
   // The last head; valid from kHead until the next message begins.
@@ -80,8 +81,11 @@ class MessageParser {
 
   // About the current message, valid from its kHead:
   bool keep_alive() const;  // HTTP/1.1 unless Connection: close; HTTP/1.0 only with keep-alive
-  bool body_is_close_delimited() const;            // response body ends at EOF (see finish())
-  std::optional<uint64_t> content_length() const;  // when the body is framed by Content-Length
+  bool body_is_close_delimited() const;  // response body ends at EOF (see finish())
+  // Body bytes that follow the head when known in advance: the Content-Length, or 0 for a
+  // message without a body (request without framing headers, 1xx/204/304, response to HEAD,
+  // upgrade without body). nullopt for chunked and close-delimited bodies.
+  std::optional<uint64_t> content_length() const;
   bool chunked() const;
   bool expects_continue() const;  // request with Expect: 100-continue
   bool is_interim() const;        // 1xx response other than 101: a final response follows
