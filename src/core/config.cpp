@@ -19,7 +19,7 @@ using common::child;
 using common::ConfigReader;
 using common::element;
 
-std::string quoted(std::string_view text) {
+std::string in_quotes(std::string_view text) {
   return "\"" + std::string(text) + "\"";
 }
 
@@ -122,7 +122,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
 void check_readable(ConfigReader& r, const std::string& path, const std::string& file) {
   if (file.empty()) return;
   if (::access(file.c_str(), R_OK) != 0) {
-    r.error(path, "cannot read " + quoted(file) + ": " + std::strerror(errno));
+    r.error(path, "cannot read " + in_quotes(file) + ": " + std::strerror(errno));
   }
 }
 
@@ -194,7 +194,7 @@ void check_tls(ConfigReader& r, const TlsConfig& tls) {
     for (std::size_t j = 0; j < cert.hostnames.size(); ++j) {
       if (!is_domain_pattern(cert.hostnames[j])) {
         r.error(element(child(path, "hostnames"), j),
-                quoted(cert.hostnames[j]) + " is not a hostname or \"*.\" wildcard");
+                in_quotes(cert.hostnames[j]) + " is not a hostname or \"*.\" wildcard");
       }
     }
     if (cert.cert.empty()) r.error(child(path, "cert"), "a certificate file is required");
@@ -234,7 +234,7 @@ void check_accounts(ConfigReader& r, const Config& config) {
                                               "0123456789_.-") != std::string::npos) {
       r.error(child(path, "name"), "use letters, digits, '_', '.' and '-' in account names");
     } else if (auto [it, fresh] = index_of_name.emplace(account.name, i); !fresh) {
-      r.error(child(path, "name"), "duplicate account name " + quoted(account.name) +
+      r.error(child(path, "name"), "duplicate account name " + in_quotes(account.name) +
                                        " (also accounts[" + std::to_string(it->second) + "])");
     }
     if (account.tokens.empty() && !config.auth.jwt_enabled()) {
@@ -250,26 +250,26 @@ void check_accounts(ConfigReader& r, const Config& config) {
         r.error(token_path, "a plain token must not look like a JWT (two '.' in it)");
       } else if (auto [it, fresh] = account_of_token.emplace(token, account.name); !fresh) {
         // Never echo the token itself into logs.
-        r.error(token_path, "token already used by account " + quoted(it->second));
+        r.error(token_path, "token already used by account " + in_quotes(it->second));
       }
     }
     for (std::size_t j = 0; j < account.subdomains.size(); ++j) {
       if (!is_subdomain_pattern(account.subdomains[j])) {
         r.error(
             element(child(path, "subdomains"), j),
-            quoted(account.subdomains[j]) + " is not a DNS label, a \"prefix-*\" glob or \"*\"");
+            in_quotes(account.subdomains[j]) + " is not a DNS label, a \"prefix-*\" glob or \"*\"");
       }
     }
     for (std::size_t j = 0; j < account.domains.size(); ++j) {
       const auto domain = common::ascii_lower(account.domains[j]);
       const auto domain_path = element(child(path, "domains"), j);
       if (!is_domain_pattern(domain)) {
-        r.error(domain_path, quoted(account.domains[j]) +
+        r.error(domain_path, in_quotes(account.domains[j]) +
                                  " is not a domain name or a \"*.example.org\" wildcard");
       } else if (auto [it, fresh] = account_of_domain.emplace(domain, i);
                  !fresh && it->second != i) {
-        r.error(domain_path, quoted(domain) + " is also claimed by account " +
-                                 quoted(config.accounts[it->second].name));
+        r.error(domain_path, in_quotes(domain) + " is also claimed by account " +
+                                 in_quotes(config.accounts[it->second].name));
       }
     }
   }
@@ -281,7 +281,7 @@ void check_positive(ConfigReader& r, const char* path, std::chrono::milliseconds
 
 void check_rest(ConfigReader& r, const Config& config) {
   if (!common::is_valid_hostname(config.domain)) {
-    r.error("domain", quoted(config.domain) + " is not a valid domain name");
+    r.error("domain", in_quotes(config.domain) + " is not a valid domain name");
   }
   if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
   if (config.workers > 1024) r.error("workers", "at most 1024");
@@ -296,13 +296,13 @@ void check_rest(ConfigReader& r, const Config& config) {
     r.error("heartbeat.timeout", "must be longer than heartbeat.interval");
   }
   if (config.log.format != "text" && config.log.format != "json") {
-    r.error("log.format", "expected \"text\" or \"json\", got " + quoted(config.log.format));
+    r.error("log.format", "expected \"text\" or \"json\", got " + in_quotes(config.log.format));
   }
   static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
                                                  "error", "critical", "off"};
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log.level) == std::end(kLevels)) {
     r.error("log.level", "expected one of trace, debug, info, warn, error, critical, off; got " +
-                             quoted(config.log.level));
+                             in_quotes(config.log.level));
   }
 }
 
@@ -351,7 +351,7 @@ LoadResult load_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     LoadResult result;
-    result.errors.push_back({0, 0, "cannot read " + quoted(path) + ": " + std::strerror(errno)});
+    result.errors.push_back({0, 0, "cannot read " + in_quotes(path) + ": " + std::strerror(errno)});
     return result;
   }
   std::ostringstream text;
@@ -414,7 +414,7 @@ std::vector<ConfigError> apply_env(Config& config,
     auto [end, ec] = std::from_chars(workers.data(), workers.data() + workers.size(), value);
     if (ec != std::errc() || end != workers.data() + workers.size() || value > 1024) {
       errors.push_back(
-          {0, 0, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got " + quoted(workers)});
+          {0, 0, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got " + in_quotes(workers)});
     } else {
       config.workers = value;
     }
@@ -428,14 +428,14 @@ std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
   if (auth.jwt_secret_file.empty()) return {};
   std::ifstream in(auth.jwt_secret_file, std::ios::binary);
   if (!in) {
-    error = "cannot read " + quoted(auth.jwt_secret_file) + ": " + std::strerror(errno);
+    error = "cannot read " + in_quotes(auth.jwt_secret_file) + ": " + std::strerror(errno);
     return {};
   }
   std::ostringstream text;
   text << in.rdbuf();
   std::string secret = text.str();
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty()) error = quoted(auth.jwt_secret_file) + " is empty";
+  if (secret.empty()) error = in_quotes(auth.jwt_secret_file) + " is empty";
   return secret;
 }
 

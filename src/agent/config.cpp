@@ -1,0 +1,288 @@
+#include "config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "common/fingerprint.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+using common::child;
+using common::ConfigReader;
+using common::element;
+
+constexpr std::uint16_t kDefaultServerPort = 8443;
+
+std::string in_quotes(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(root, "tunnels", "")) {
+    const auto path = element("tunnels", index++);
+    TunnelConfig tunnel;
+    if (auto f = r.fields(item, path,
+                          {"name", "type", "local", "subdomain", "hostname", "remote_port"})) {
+      r.read(*f, "name", path, tunnel.name);
+      r.read(*f, "type", path, tunnel.type);
+      r.read(*f, "local", path, tunnel.local);
+      r.read(*f, "subdomain", path, tunnel.subdomain);
+      r.read(*f, "hostname", path, tunnel.hostname);
+      std::uint64_t port = 0;
+      if (r.read(*f, "remote_port", path, port, 65535)) {
+        tunnel.remote_port = static_cast<std::uint16_t>(port);
+      }
+    }
+    out.tunnels.push_back(std::move(tunnel));
+  }
+}
+
+void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
+  auto f = r.fields(root, "",
+                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "log_format",
+                     "log_level", "tunnels"});
+  if (!f) return;
+  r.read(*f, "server", "", out.server);
+  r.read(*f, "token", "", out.token);
+  r.read(*f, "data_dir", "", out.data_dir);
+  r.read(*f, "ca", "", out.ca);
+  r.read(*f, "fingerprint", "", out.fingerprint);
+  r.read(*f, "insecure", "", out.insecure);
+  r.read(*f, "log_format", "", out.log_format);
+  r.read(*f, "log_level", "", out.log_level);
+  read_tunnels(r, *f, out);
+}
+
+void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string& path) {
+  const bool http = tunnel.type == "http";
+  if (!http && tunnel.type != "tcp" && tunnel.type != "udp") {
+    r.error(child(path, "type"),
+            "expected \"http\", \"tcp\" or \"udp\", got " + in_quotes(tunnel.type));
+    return;
+  }
+  if (tunnel.local.empty()) {
+    r.error(child(path, "local"), "required: the local address to forward to, e.g. 3000");
+  } else if (auto target = parse_local_target(tunnel.local); !target) {
+    r.error(child(path, "local"), target.error);
+  }
+  if (!tunnel.name.empty() &&
+      tunnel.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                    "0123456789_.-") != std::string::npos) {
+    r.error(child(path, "name"), "use letters, digits, '_', '.' and '-' in tunnel names");
+  }
+  if (http) {
+    if (!tunnel.subdomain.empty() && !common::is_valid_dns_label(tunnel.subdomain)) {
+      r.error(child(path, "subdomain"),
+              in_quotes(tunnel.subdomain) + " is not a DNS label (letters, digits, '-')");
+    }
+    if (!tunnel.hostname.empty() && !common::is_valid_hostname(tunnel.hostname)) {
+      r.error(child(path, "hostname"), in_quotes(tunnel.hostname) + " is not a valid hostname");
+    }
+    if (tunnel.remote_port != 0) {
+      r.error(child(path, "remote_port"), "only tcp and udp tunnels take a remote_port");
+    }
+  } else {
+    if (!tunnel.subdomain.empty() || !tunnel.hostname.empty()) {
+      r.error(child(path, tunnel.subdomain.empty() ? "hostname" : "subdomain"),
+              "only http tunnels are routed by name; use remote_port");
+    }
+  }
+}
+
+void check(ConfigReader& r, const Config& config) {
+  if (auto server = parse_server_address(config.server); !server) {
+    r.error("server", server.error);
+  }
+  if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
+  const int trust_settings =
+      int{!config.ca.empty()} + int{!config.fingerprint.empty()} + int{config.insecure};
+  if (trust_settings > 1) {
+    r.error(!config.fingerprint.empty() ? "fingerprint" : "insecure",
+            "set at most one of ca, fingerprint and insecure");
+  }
+  if (!config.ca.empty() && ::access(config.ca.c_str(), R_OK) != 0) {
+    r.error("ca", "cannot read " + in_quotes(config.ca) + ": " + std::strerror(errno));
+  }
+  if (!config.fingerprint.empty() && !common::normalize_fingerprint(config.fingerprint)) {
+    r.error("fingerprint", "expected 64 hex digits (a SHA-256), colons allowed");
+  }
+  if (config.log_format != "text" && config.log_format != "json") {
+    r.error("log_format", "expected \"text\" or \"json\", got " + in_quotes(config.log_format));
+  }
+  static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                 "error", "critical", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
+    r.error("log_level", "expected one of trace, debug, info, warn, error, critical, off; got " +
+                             in_quotes(config.log_level));
+  }
+  std::map<std::string, std::size_t> names;
+  std::map<std::string, std::size_t> hosts;
+  for (std::size_t i = 0; i < config.tunnels.size(); ++i) {
+    const auto& tunnel = config.tunnels[i];
+    const auto path = element("tunnels", i);
+    check_tunnel(r, tunnel, path);
+    if (!tunnel.name.empty()) {
+      if (auto [it, fresh] = names.emplace(tunnel.name, i); !fresh) {
+        r.error(child(path, "name"), "duplicate tunnel name " + in_quotes(tunnel.name) +
+                                         " (also tunnels[" + std::to_string(it->second) + "])");
+      }
+    }
+    for (const auto* host : {&tunnel.subdomain, &tunnel.hostname}) {
+      if (host->empty()) continue;
+      const auto key = (host == &tunnel.subdomain ? "sub:" : "host:") + common::ascii_lower(*host);
+      if (auto [it, fresh] = hosts.emplace(key, i); !fresh) {
+        r.error(
+            child(path, host == &tunnel.subdomain ? "subdomain" : "hostname"),
+            in_quotes(*host) + " is already used by tunnels[" + std::to_string(it->second) + "]");
+      }
+    }
+  }
+}
+
+std::optional<std::string> read_trimmed(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string s = text.str();
+  const auto begin = s.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return std::string();
+  return s.substr(begin, s.find_last_not_of(" \t\r\n") - begin + 1);
+}
+
+}  // namespace
+
+LoadResult load_config_string(const std::string& text, std::string_view source_name) {
+  LoadResult result;
+  ConfigReader reader;
+  if (auto root = reader.parse(text)) {
+    if (!root->IsNull() && !root->IsMap()) {
+      reader.error_at(*root, "", std::string(source_name) + ": expected a mapping of keys");
+    } else {
+      read_document(reader, *root, result.config);
+      check(reader, result.config);
+    }
+  }
+  result.errors = reader.take_errors();
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult result;
+    result.errors.push_back({0, 0, "cannot read " + in_quotes(path) + ": " + std::strerror(errno)});
+    return result;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return load_config_string(text.str(), path);
+}
+
+std::vector<ConfigError> validate(const Config& config) {
+  ConfigReader reader;
+  check(reader, config);
+  return reader.take_errors();
+}
+
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv) {
+  std::vector<ConfigError> errors;
+  auto get = [&](const char* name) -> std::string_view {
+    const char* value = getenv(name);
+    return value == nullptr ? std::string_view() : std::string_view(value);
+  };
+  auto set = [&](const char* name, std::string& field) {
+    if (auto value = get(name); !value.empty()) field = std::string(value);
+  };
+  set("TUNNEL_SERVER", config.server);
+  set("TUNNEL_TOKEN", config.token);
+  set("TUNNEL_DATA_DIR", config.data_dir);
+  set("TUNNEL_CA", config.ca);
+  set("TUNNEL_FINGERPRINT", config.fingerprint);
+  set("TUNNEL_LOG_FORMAT", config.log_format);
+  set("TUNNEL_LOG_LEVEL", config.log_level);
+  if (auto insecure = get("TUNNEL_INSECURE"); !insecure.empty()) {
+    if (insecure == "true" || insecure == "1") {
+      config.insecure = true;
+    } else if (insecure == "false" || insecure == "0") {
+      config.insecure = false;
+    } else {
+      errors.push_back(
+          {0, 0, "TUNNEL_INSECURE: expected true, false, 1 or 0, got " + in_quotes(insecure)});
+    }
+  }
+  return errors;
+}
+
+common::NetAddressResult parse_local_target(std::string_view text) {
+  if (text.starts_with("https://")) {
+    common::NetAddressResult result;
+    result.error = "https:// local targets are not supported yet: " + in_quotes(text);
+    return result;
+  }
+  std::uint16_t default_port = 0;
+  if (text.starts_with("http://")) {
+    text.remove_prefix(7);
+    if (!text.empty() && text.back() == '/') text.remove_suffix(1);
+    if (text.find('/') != std::string_view::npos) {
+      common::NetAddressResult result;
+      result.error = "a local target is an address, not a URL with a path: " +
+                     in_quotes(std::string("http://") + std::string(text));
+      return result;
+    }
+    default_port = 80;
+  } else if (text.find("://") != std::string_view::npos) {
+    common::NetAddressResult result;
+    result.error = "unsupported scheme in local target " + in_quotes(text) + " (use http://)";
+    return result;
+  }
+  return common::parse_dial_address(text, "localhost", default_port);
+}
+
+common::NetAddressResult parse_server_address(std::string_view text) {
+  return common::parse_dial_address(text, "localhost", kDefaultServerPort);
+}
+
+std::string resolve_token(const Config& config, std::string& error) {
+  error.clear();
+  if (!config.token.empty()) return config.token;
+  const auto path = (std::filesystem::path(config.data_dir) / "agent.token").string();
+  auto token = read_trimmed(path);
+  if (!token) {
+    error = "no token: set token in the config, TUNNEL_TOKEN, or run a core that writes " + path +
+            " (" + std::strerror(errno) + ")";
+    return {};
+  }
+  if (token->empty()) error = path + " is empty";
+  return *token;
+}
+
+TrustSettings resolve_trust(const Config& config) {
+  TrustSettings trust;
+  if (config.insecure) {
+    trust.mode = TrustSettings::Mode::kInsecure;
+  } else if (!config.fingerprint.empty()) {
+    trust.mode = TrustSettings::Mode::kFingerprint;
+    trust.fingerprint = common::normalize_fingerprint(config.fingerprint).value_or("");
+  } else if (!config.ca.empty()) {
+    trust.mode = TrustSettings::Mode::kCaFile;
+    trust.ca_file = config.ca;
+  } else if (auto local = std::filesystem::path(config.data_dir) / "tls.crt";
+             ::access(local.c_str(), R_OK) == 0) {
+    trust.mode = TrustSettings::Mode::kCaFile;
+    trust.ca_file = local.string();
+  }
+  return trust;
+}
+
+}  // namespace tunnel::agent

@@ -1,0 +1,82 @@
+// The agent's configuration: defaults, the YAML file, TUNNEL_* environment overrides.
+//
+// Same rules as the core's (core/config.hpp): every error reported with its line, unknown
+// keys rejected with a suggestion; the CLI applies file, then env, then flags, then validate().
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config_reader.hpp"
+#include "common/net_address.hpp"
+
+namespace tunnel::agent {
+
+using common::ConfigError;
+using common::format_errors;
+
+struct TunnelConfig {
+  std::string name;  // optional; for logs and the console
+  std::string type = "http";
+  std::string local;              // PORT | HOST:PORT | http://HOST:PORT (see parse_local_target)
+  std::string subdomain;          // http: served as NAME.<domain of the core>
+  std::string hostname;           // http: a custom domain the account owns
+  std::uint16_t remote_port = 0;  // tcp/udp: port on the core; 0 lets the core choose
+};
+
+struct Config {
+  std::string server = "localhost:8443";  // HOST:PORT, or HOST (port 8443)
+  std::string token;  // "" = TUNNEL_TOKEN, else <data_dir>/agent.token (see resolve_token)
+  std::string data_dir = "./tunnel-data";
+  std::string ca;           // PEM file to verify the core; "" = <data_dir>/tls.crt if present
+  std::string fingerprint;  // or pin the core's certificate SHA-256
+  bool insecure = false;    // skip verification (log a loud warning)
+  std::string log_format = "text";
+  std::string log_level = "info";
+  std::vector<TunnelConfig> tunnels;
+};
+
+struct LoadResult {
+  Config config;
+  std::vector<ConfigError> errors;  // all of them, ordered by line
+  bool ok() const { return errors.empty(); }
+};
+
+LoadResult load_config_file(const std::string& path);
+LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
+
+// TUNNEL_SERVER, TUNNEL_TOKEN, TUNNEL_DATA_DIR, TUNNEL_CA, TUNNEL_FINGERPRINT,
+// TUNNEL_INSECURE (true/false/1/0), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL. Unset or empty
+// variables are ignored; errors (line 0) name the variable.
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv);
+
+// The checks load_config_*() runs after reading; call again after env and flags.
+std::vector<ConfigError> validate(const Config& config);
+
+// Where a tunnel forwards to: "3000" -> localhost:3000, "host:port", "http://host[:port][/]".
+// https:// targets are refused for now.
+common::NetAddressResult parse_local_target(std::string_view text);
+
+// The core's address from `server` (default port 8443).
+common::NetAddressResult parse_server_address(std::string_view text);
+
+// The token to present: config.token, else the contents of <data_dir>/agent.token.
+// "" with `error` naming what was tried if neither exists.
+std::string resolve_token(const Config& config, std::string& error);
+
+// How the agent verifies the core, after defaults are applied.
+struct TrustSettings {
+  enum class Mode { kSystemCAs, kCaFile, kFingerprint, kInsecure };
+  Mode mode = Mode::kSystemCAs;
+  std::string ca_file;      // kCaFile
+  std::string fingerprint;  // kFingerprint: 64 lower-case hex digits
+};
+// ca, fingerprint or insecure if set; else <data_dir>/tls.crt if it exists; else system CAs.
+TrustSettings resolve_trust(const Config& config);
+
+}  // namespace tunnel::agent

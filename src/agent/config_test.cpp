@@ -1,0 +1,206 @@
+#include "agent/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace tunnel::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string all(const std::vector<ConfigError>& errors) {
+  return format_errors(errors, "t");
+}
+
+ConfigError find(const std::vector<ConfigError>& errors, std::string_view prefix) {
+  for (const auto& error : errors) {
+    if (error.message.starts_with(prefix)) return error;
+  }
+  ADD_FAILURE() << "no error starting " << prefix << " in:\n" << all(errors);
+  return {};
+}
+
+TEST(AgentConfig, DefaultsAndEveryKey) {
+  auto empty = load_config_string("");
+  ASSERT_TRUE(empty.ok()) << all(empty.errors);
+  EXPECT_EQ(empty.config.server, "localhost:8443");
+  EXPECT_EQ(empty.config.data_dir, "./tunnel-data");
+  EXPECT_FALSE(empty.config.insecure);
+  EXPECT_TRUE(empty.config.tunnels.empty());
+
+  auto result = load_config_string(R"(
+server: tunnel.example.com
+token: abc
+data_dir: /var/lib/tunnel
+fingerprint: "AB:cd"
+log_format: json
+log_level: debug
+tunnels:
+  - name: web
+    local: 3000
+    subdomain: app
+  - type: http
+    local: http://127.0.0.1:8000/
+    hostname: docs.example.org
+  - type: tcp
+    local: "[::1]:22"
+    remote_port: 2222
+)");
+  ASSERT_EQ(result.errors.size(), 1u) << all(result.errors);  // the short fingerprint
+  EXPECT_EQ(result.errors[0].line, 5);
+  const Config& c = result.config;
+  EXPECT_EQ(c.server, "tunnel.example.com");
+  EXPECT_EQ(parse_server_address(c.server).value->port, 8443);
+  EXPECT_EQ(c.token, "abc");
+  EXPECT_EQ(c.log_format, "json");
+  ASSERT_EQ(c.tunnels.size(), 3u);
+  EXPECT_EQ(c.tunnels[0].name, "web");
+  EXPECT_EQ(c.tunnels[0].type, "http");
+  EXPECT_EQ(c.tunnels[0].subdomain, "app");
+  EXPECT_EQ(c.tunnels[1].hostname, "docs.example.org");
+  EXPECT_EQ(c.tunnels[2].remote_port, 2222);
+}
+
+TEST(AgentConfig, ReportsAllErrorsWithLines) {
+  auto result = load_config_string(R"(server: "host:99999"
+tunels: []
+insecure: yes please
+ca: /nonexistent/ca.pem
+fingerprint: 5a778579dbe643463962140934 0692e9d7b02baab188f41eb07e5565b195e8d4
+tunnels:
+  - local: https://localhost:3000
+    subdomain: bad_name
+  - name: web
+    type: ftp
+  - type: tcp
+    local: 22
+    subdomain: ssh
+  - local: "3000"
+    subdomain: App
+  - local: 3001
+    subdomain: app
+    remote_port: 80
+)");
+  EXPECT_EQ(find(result.errors, "server:").line, 1);
+  EXPECT_EQ(find(result.errors, "unknown key \"tunels\" (did you mean \"tunnels\"?)").line, 2);
+  EXPECT_EQ(find(result.errors, "insecure: expected true or false").line, 3);
+  EXPECT_EQ(find(result.errors, "ca: cannot read").line, 4);
+  EXPECT_EQ(find(result.errors, "fingerprint: expected 64 hex digits").line, 5);
+  EXPECT_EQ(find(result.errors, "fingerprint: set at most one of").line, 5);
+  EXPECT_NE(find(result.errors, "tunnels[0].local:").message.find("not supported yet"),
+            std::string::npos);
+  EXPECT_EQ(find(result.errors, "tunnels[0].subdomain:").line, 8);
+  EXPECT_EQ(find(result.errors, "tunnels[1].type:").line, 10);
+  EXPECT_EQ(find(result.errors, "tunnels[2].subdomain: only http").line, 13);
+  EXPECT_EQ(find(result.errors, "tunnels[4].subdomain: \"app\" is already used by tunnels[3]").line,
+            17);
+  EXPECT_EQ(find(result.errors, "tunnels[4].remote_port:").line, 18);
+  EXPECT_EQ(result.errors.size(), 12u) << all(result.errors);
+}
+
+TEST(AgentConfig, LocalTargets) {
+  auto expect = [](std::string_view text, std::string host, std::uint16_t port) {
+    auto result = parse_local_target(text);
+    ASSERT_TRUE(result) << text << ": " << result.error;
+    EXPECT_EQ(result.value->host, host) << text;
+    EXPECT_EQ(result.value->port, port) << text;
+  };
+  expect("3000", "localhost", 3000);
+  expect("127.0.0.1:8080", "127.0.0.1", 8080);
+  expect("[::1]:8080", "::1", 8080);
+  expect("http://app.internal:9000", "app.internal", 9000);
+  expect("http://app.internal/", "app.internal", 80);
+  EXPECT_FALSE(parse_local_target("app.internal"));  // no port
+  EXPECT_FALSE(parse_local_target("http://a:1/path"));
+  EXPECT_FALSE(parse_local_target("ftp://a:1"));
+  EXPECT_FALSE(parse_local_target("70000"));
+  EXPECT_FALSE(parse_local_target("0"));
+  EXPECT_EQ(parse_local_target("https://a:1").error,
+            "https:// local targets are not supported yet: \"https://a:1\"");
+}
+
+TEST(AgentConfig, EnvironmentOverrides) {
+  std::map<std::string, std::string> env = {{"TUNNEL_SERVER", "core.example:9443"},
+                                            {"TUNNEL_TOKEN", "tok"},
+                                            {"TUNNEL_DATA_DIR", "/d"},
+                                            {"TUNNEL_CA", "/d/ca.pem"},
+                                            {"TUNNEL_FINGERPRINT", "ab"},
+                                            {"TUNNEL_INSECURE", "1"},
+                                            {"TUNNEL_LOG_FORMAT", "json"},
+                                            {"TUNNEL_LOG_LEVEL", "trace"}};
+  auto getenv = [&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  Config config;
+  EXPECT_TRUE(apply_env(config, getenv).empty());
+  EXPECT_EQ(config.server, "core.example:9443");
+  EXPECT_EQ(config.token, "tok");
+  EXPECT_EQ(config.data_dir, "/d");
+  EXPECT_EQ(config.ca, "/d/ca.pem");
+  EXPECT_EQ(config.fingerprint, "ab");
+  EXPECT_TRUE(config.insecure);
+  EXPECT_EQ(config.log_format, "json");
+  EXPECT_EQ(config.log_level, "trace");
+  EXPECT_FALSE(validate(config).empty());  // ca + fingerprint + insecure together
+
+  env = {{"TUNNEL_INSECURE", "maybe"}};
+  auto errors = apply_env(config, getenv);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "TUNNEL_INSECURE: expected true, false, 1 or 0, got \"maybe\"");
+}
+
+class AgentDataDir : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("agent_config_test_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path dir_;
+};
+
+TEST_F(AgentDataDir, TokenAndTrustFallBackToTheLocalCore) {
+  Config config;
+  config.data_dir = dir_.string();
+  std::string error;
+  EXPECT_EQ(resolve_token(config, error), "");
+  EXPECT_NE(error.find((dir_ / "agent.token").string()), std::string::npos);
+  EXPECT_EQ(resolve_trust(config).mode, TrustSettings::Mode::kSystemCAs);
+
+  std::ofstream(dir_ / "agent.token") << "local-token\n";
+  std::ofstream(dir_ / "tls.crt") << "pem";
+  EXPECT_EQ(resolve_token(config, error), "local-token");
+  EXPECT_EQ(error, "");
+  auto trust = resolve_trust(config);
+  EXPECT_EQ(trust.mode, TrustSettings::Mode::kCaFile);
+  EXPECT_EQ(trust.ca_file, (dir_ / "tls.crt").string());
+
+  config.token = "explicit";
+  EXPECT_EQ(resolve_token(config, error), "explicit");
+  config.fingerprint =
+      "5A:77:85:79:DB:E6:43:46:39:62:14:09:34:06:92:E9:D7:B0:2B:AA:B1:88:F4:1E:"
+      "B0:7E:55:65:B1:95:E8:D4";
+  trust = resolve_trust(config);
+  EXPECT_EQ(trust.mode, TrustSettings::Mode::kFingerprint);
+  EXPECT_EQ(trust.fingerprint,
+            "5a778579dbe643463962140934"
+            "0692e9d7b02baab188f41eb07e5565b195e8d4");
+  config.fingerprint.clear();
+  config.insecure = true;
+  EXPECT_EQ(resolve_trust(config).mode, TrustSettings::Mode::kInsecure);
+}
+
+TEST(AgentConfig, ShippedExampleIsValid) {
+  const auto path = fs::path(__FILE__).parent_path() / "../../docs/examples/agent.yaml";
+  auto result = load_config_file(path.string());
+  EXPECT_TRUE(result.ok()) << format_errors(result.errors, path.string());
+  EXPECT_EQ(result.config.tunnels.size(), 2u);
+}
+
+}  // namespace
+}  // namespace tunnel::agent
