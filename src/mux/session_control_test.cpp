@@ -1,0 +1,493 @@
+// Control path of two real Sessions over loopback TCP: reset, GOAWAY, heartbeats, close(), and a
+// Session fed hostile bytes from a plain socket.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <cstdlib>
+#include <new>
+
+#include "mux/session_test_support.hpp"
+
+// Records the largest single allocation so a test can show that a hostile frame length is
+// rejected before any buffer grows for it.
+namespace {
+std::atomic<std::size_t> g_largest_allocation{0};
+}  // namespace
+
+void* operator new(std::size_t size) {
+  std::size_t seen = g_largest_allocation.load(std::memory_order_relaxed);
+  while (size > seen && !g_largest_allocation.compare_exchange_weak(seen, size)) {
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+
+namespace tunnel::mux::test {
+namespace {
+
+using protocol::ErrorCode;
+using protocol::FrameType;
+namespace flags = protocol::flags;
+
+class SessionControlTest : public ::testing::TestWithParam<std::uint8_t> {
+ protected:
+  std::uint8_t version() const { return GetParam(); }
+  bool v2() const { return GetParam() >= protocol::kVersion2; }
+};
+
+std::string version_name(const ::testing::TestParamInfo<std::uint8_t>& info) {
+  return "v" + std::to_string(info.param);
+}
+
+TEST_P(SessionControlTest, AgentResetReachesTheCoreWithCodeAndMessage) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(1, "x", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    accepted->reset(ErrorCode::kLocalUnreachable, "dial 127.0.0.1:9: connection refused");
+    EXPECT_TRUE(accepted->is_reset());
+    std::uint8_t buf[16];
+    error_code ec;
+    const auto n = co_await stream->read_some(asio::buffer(buf), ec);
+    EXPECT_EQ(n, 0u);
+    EXPECT_EQ(ec, asio::error::connection_reset) << ec.message();
+    EXPECT_TRUE(stream->is_reset());
+    EXPECT_EQ(stream->reset_code(), v2() ? ErrorCode::kLocalUnreachable : ErrorCode::kLocalError);
+    EXPECT_EQ(stream->reset_message(), "dial 127.0.0.1:9: connection refused");
+    // Writes fail too, and both sessions forgot the stream.
+    co_await stream->write(as_bytes("late"), ec);
+    EXPECT_TRUE(ec);
+    EXPECT_EQ(pair.core->stream_count(), 0u);
+    EXPECT_EQ(pair.agent->stream_count(), 0u);
+    EXPECT_TRUE(pair.core->is_open());
+    EXPECT_TRUE(pair.agent->is_open());
+  });
+}
+
+TEST(SessionResetTest, CoreResetWakesTheAgentReader) {
+  SessionPair pair(protocol::kVersion2);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [stream]() -> asio::awaitable<void> {
+          co_await sleep_for(20ms);
+          stream->reset(ErrorCode::kCancel, "client went away");
+        },
+        asio::detached);
+    std::uint8_t buf[16];
+    error_code ec;
+    EXPECT_EQ(co_await accepted->read_some(asio::buffer(buf), ec), 0u);
+    EXPECT_EQ(ec, asio::error::connection_reset);
+    EXPECT_EQ(accepted->reset_code(), ErrorCode::kCancel);
+    EXPECT_EQ(accepted->reset_message(), "client went away");
+    EXPECT_EQ(pair.agent->stream_count(), 0u);
+  });
+}
+
+TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  std::optional<std::pair<ErrorCode, std::string>> seen;
+  pair.agent->on_go_away = [&](ErrorCode code, const std::string& message) {
+    seen.emplace(code, message);
+  };
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+
+    pair.core->go_away(ErrorCode::kGoingAway, "core restarting");
+    EXPECT_TRUE(pair.core->is_draining());
+    if (v2()) {
+      EXPECT_TRUE(co_await wait_until([&] { return seen.has_value(); }, 2s))
+          << "on_go_away did not fire";
+      if (seen) {
+        EXPECT_EQ(seen->first, ErrorCode::kGoingAway);
+        EXPECT_EQ(seen->second, "core restarting");
+      }
+      EXPECT_TRUE(pair.agent->peer_going_away());
+    }
+    error.clear();
+    EXPECT_EQ(pair.core->open_stream(2, "", error), nullptr);
+    EXPECT_FALSE(error.empty());
+
+    // wait_idle() resolves only once the open stream has finished both ways.
+    bool idle = false;
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> asio::awaitable<void> {
+          co_await pair.core->wait_idle();
+          idle = true;
+        },
+        asio::detached);
+    co_await sleep_for(30ms);
+    EXPECT_FALSE(idle) << "wait_idle() resolved with a stream still open";
+
+    error_code ec;
+    co_await stream->write(as_bytes("still works"), ec, true);
+    EXPECT_FALSE(ec) << ec.message();
+    std::string got(32, '\0');
+    const auto n = co_await accepted->read_some(asio::buffer(got), ec);
+    EXPECT_EQ(got.substr(0, n), "still works");
+    co_await accepted->write(as_bytes("reply"), ec, true);
+    EXPECT_FALSE(ec) << ec.message();
+    const auto m = co_await stream->read_some(asio::buffer(got), ec);
+    EXPECT_EQ(got.substr(0, m), "reply");
+    EXPECT_EQ(co_await stream->read_some(asio::buffer(got), ec), 0u);
+    EXPECT_TRUE(co_await wait_until([&] { return idle; }, 2s)) << "wait_idle() did not resolve";
+    EXPECT_TRUE(pair.core->is_open());
+  });
+}
+
+// A plain socket connected to a Session: it sends what the test says and nothing else.
+struct RawPeer {
+  RawPeer(asio::io_context& io, Role role, Options options)
+      : RawPeer(io, tcp_pair(io), role, std::move(options)) {}
+  RawPeer(asio::io_context& io, std::pair<tcp::socket, tcp::socket> sockets, Role role,
+          Options options)
+      : raw(std::move(role == Role::kAgent ? sockets.first : sockets.second)) {
+    auto conn =
+        transport::make_tcp_conn(std::move(role == Role::kAgent ? sockets.second : sockets.first));
+    session = std::make_shared<Session>(std::move(conn), FrameReader(options.version), role,
+                                        options, "under-test");
+    start_session(io, session, reason);
+  }
+  tcp::socket raw;
+  std::shared_ptr<Session> session;
+  std::optional<std::string> reason;
+};
+
+std::vector<std::uint8_t> frame(std::uint8_t version, std::uint8_t type, std::uint8_t frame_flags,
+                                std::uint32_t stream, std::string_view payload = {}) {
+  std::vector<std::uint8_t> out;
+  append_frame(out, version, static_cast<FrameType>(type), frame_flags, stream, as_bytes(payload));
+  return out;
+}
+
+struct HostileCase {
+  std::string name;
+  std::uint8_t version;
+  std::vector<std::uint8_t> bytes;
+  std::string expect;  // in run()'s result
+};
+
+std::vector<HostileCase> hostile_cases() {
+  std::vector<HostileCase> cases;
+  for (std::uint8_t v : {protocol::kVersion1, protocol::kVersion2}) {
+    const std::string vs = "v" + std::to_string(v);
+    auto huge = frame(v, 3, 0, 1);
+    protocol::put_u32(huge.data(), 0xFFFFFFFFu);
+    cases.push_back({vs + "_length_ffffffff", v, huge, "frame length 4294967295 is above"});
+    auto over = frame(v, 3, 0, 1);
+    protocol::put_u32(over.data(), protocol::kMaxLength + 1);
+    cases.push_back({vs + "_length_max_plus_1", v, over, "is above the maximum"});
+    auto tiny = frame(v, 3, 0, 1);
+    protocol::put_u32(tiny.data(), 3);
+    cases.push_back({vs + "_length_below_header", v, tiny, "below the minimum"});
+    auto magic = frame(v, 5, 0, 0);
+    magic[4] = 'X';
+    cases.push_back({vs + "_bad_magic", v, magic, "bad magic"});
+    const std::uint8_t other = v == 1 ? 2 : 1;
+    cases.push_back({vs + "_version_mismatch", v, frame(other, 5, 0, 0),
+                     "unsupported version " + std::to_string(other)});
+    cases.push_back({vs + "_data_never_opened", v, frame(v, 3, 0, 5, "hello"),
+                     "DATA for stream 5 that was never opened"});
+  }
+  cases.push_back({"v1_unknown_type", 1, frame(1, 9, 0, 0, "12345678"), "unknown frame type 9"});
+  cases.push_back({"v2_window_update_3_bytes", 2, frame(2, 6, 0, 1, "abc"),
+                   "WINDOW_UPDATE payload is not 4 bytes"});
+  cases.push_back({"v2_goaway_short", 2, frame(2, 8, 0, 0, "abc"), "GOAWAY payload"});
+  cases.push_back({"v2_open_from_agent", 2, {}, "OPEN_STREAM from the agent"});
+  return cases;
+}
+
+class HostileInputTest : public ::testing::TestWithParam<HostileCase> {};
+
+TEST_P(HostileInputTest, EndsOnlyThatSessionWithANamedReason) {
+  const HostileCase& c = GetParam();
+  SessionPair healthy(c.version);
+  ASSERT_TRUE(healthy.ready());
+  asio::co_spawn(healthy.io, echo_server(healthy.agent), asio::detached);
+  // A core session for the agent->core case, an agent session for every other.
+  const bool core_under_test = c.name == "v2_open_from_agent";
+  Options options = options_for(c.version);
+  RawPeer peer(healthy.io, core_under_test ? Role::kCore : Role::kAgent, options);
+  std::vector<std::uint8_t> bytes =
+      core_under_test ? frame(2, 2, 0, 1, std::string("\0\1", 2)) : c.bytes;
+  healthy.run([&]() -> asio::awaitable<void> {
+    g_largest_allocation = 0;
+    co_await asio::async_write(peer.raw, asio::buffer(bytes), asio::use_awaitable);
+    CO_ASSERT_TRUE(co_await wait_until([&] { return peer.reason.has_value(); }, 5s));
+    EXPECT_NE(peer.reason->find("protocol error"), std::string::npos) << *peer.reason;
+    EXPECT_NE(peer.reason->find(c.expect), std::string::npos) << *peer.reason;
+    EXPECT_FALSE(peer.session->is_open());
+    EXPECT_LT(g_largest_allocation.load(), 1024u * 1024) << "allocated for a hostile length";
+    // The raw end sees the connection end.
+    std::vector<std::uint8_t> sink(64 * 1024);
+    for (;;) {
+      auto [ec, n] = co_await peer.raw.async_read_some(asio::buffer(sink),
+                                                       asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+    }
+    // The other session of the same process is untouched.
+    EXPECT_TRUE(healthy.core->is_open());
+    std::string error;
+    auto stream = healthy.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    error_code ec;
+    co_await stream->write(as_bytes("ok"), ec, true);
+    char buf[8];
+    const auto n = co_await stream->read_some(asio::buffer(buf), ec);
+    EXPECT_EQ(std::string(buf, n), "ok");
+  });
+  peer.session.reset();
+}
+
+INSTANTIATE_TEST_SUITE_P(Frames, HostileInputTest, ::testing::ValuesIn(hostile_cases()),
+                         [](const auto& test_info) { return test_info.param.name; });
+
+// v2 skips frame types it does not know: the session stays up and still answers a PING.
+TEST(HostileInputTest, UnknownV2TypeIsIgnored) {
+  asio::io_context io;
+  RawPeer peer(io, Role::kAgent, options_for(protocol::kVersion2));
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto bytes = frame(2, 42, 0x80, 3, "from a newer build");
+        const auto ping = frame(2, 9, 0, 0, "12345678");
+        bytes.insert(bytes.end(), ping.begin(), ping.end());
+        co_await asio::async_write(peer.raw, asio::buffer(bytes), asio::use_awaitable);
+        std::vector<std::uint8_t> got(ping.size());
+        co_await asio::async_read(peer.raw, asio::buffer(got), asio::use_awaitable);
+        const auto decoded = protocol::decode_header(got, protocol::kVersion2);
+        EXPECT_EQ(decoded.status, protocol::DecodeStatus::kOk) << decoded.error;
+        EXPECT_EQ(decoded.header.type, 9);
+        EXPECT_TRUE(decoded.header.has(flags::kAck));
+        EXPECT_EQ(std::string(got.begin() + 13, got.end()), "12345678");
+        EXPECT_TRUE(peer.session->is_open());
+        EXPECT_FALSE(peer.reason.has_value());
+        done = true;
+      },
+      asio::detached);
+  EXPECT_TRUE(run_until(
+      io, [&] { return done; }, 5s));
+  peer.session->close("test over");
+  EXPECT_TRUE(run_until(
+      io, [&] { return peer.reason.has_value(); }, 5s));
+}
+
+Options fast_heartbeat(std::uint8_t version) {
+  Options o = options_for(version);
+  o.heartbeat_interval = 50ms;
+  o.heartbeat_timeout = 200ms;
+  return o;
+}
+
+TEST_P(SessionControlTest, SilentPeerIsDroppedAfterTheHeartbeatTimeout) {
+  asio::io_context io;
+  // v1: the core only answers heartbeats, so the silent one is the agent.
+  Options options = fast_heartbeat(version());
+  const Role role = v2() ? Role::kAgent : Role::kCore;
+  if (!v2()) options.send_heartbeats = false;
+  const auto started = Clock::now();
+  RawPeer peer(io, role, options);
+  EXPECT_TRUE(run_until(
+      io, [&] { return peer.reason.has_value(); }, 5s));
+  const auto elapsed = Clock::now() - started;
+  ASSERT_TRUE(peer.reason.has_value());
+  EXPECT_NE(peer.reason->find("heartbeat timeout"), std::string::npos) << *peer.reason;
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 200ms + 50ms + 300ms) << "slack for a loaded machine";
+}
+
+TEST_P(SessionControlTest, HealthyPairStaysUpAndMeasuresRtt) {
+  Options core = fast_heartbeat(version());
+  Options agent = fast_heartbeat(version());
+  if (!v2()) core.send_heartbeats = false;
+  SessionPair pair(core, agent);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    co_await sleep_for(1s);
+    EXPECT_TRUE(pair.core->is_open()) << pair.core_reason.value_or("");
+    EXPECT_TRUE(pair.agent->is_open()) << pair.agent_reason.value_or("");
+    EXPECT_GT(pair.agent->rtt().count(), 0);
+    if (v2()) {
+      EXPECT_GT(pair.core->rtt().count(), 0);
+    }
+  });
+}
+
+// v1 stops reading the connection while a stream holds too much unread data; the peer's
+// heartbeats then sit unread, which must not count as a silent peer.
+TEST(SessionV1Test, BackpressureIsNotAHeartbeatTimeout) {
+  Options core = fast_heartbeat(protocol::kVersion1);
+  core.send_heartbeats = false;
+  Options agent = fast_heartbeat(protocol::kVersion1);
+  agent.v1_stream_buffer = 64 * 1024;
+  SessionPair pair(core, agent);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(0, "", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    constexpr std::size_t kTotal = 4 * 1024 * 1024;
+    bool written = false;
+    error_code wec;
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&]() -> asio::awaitable<void> {
+          co_await send_pattern(*stream, 9, kTotal, 64 * 1024, true, wec);
+          written = true;
+        },
+        asio::detached);
+    co_await sleep_for(600ms);
+    EXPECT_TRUE(pair.agent->is_open()) << pair.agent_reason.value_or("");
+    EXPECT_TRUE(pair.core->is_open()) << pair.core_reason.value_or("");
+    // Memory held for the unread stream stays near the v1 bound (plus one read chunk).
+    EXPECT_LE(accepted->buffered(), agent.v1_stream_buffer + FrameReader::kReadChunk * 2);
+    auto got = co_await receive_pattern(*accepted, 9);
+    EXPECT_EQ(got.bytes, kTotal);
+    EXPECT_TRUE(got.eof);
+    EXPECT_FALSE(got.first_mismatch.has_value());
+    EXPECT_TRUE(co_await wait_until([&] { return written; }, 5s));
+    EXPECT_FALSE(wec) << wec.message();
+  });
+}
+
+// v1: resetting the stream that holds reading back lets the session read again.
+TEST(SessionV1Test, ResetOfABlockingStreamResumesReading) {
+  Options agent = options_for(protocol::kVersion1);
+  agent.v1_stream_buffer = 64 * 1024;
+  SessionPair pair(options_for(protocol::kVersion1), agent);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto blocked = pair.core->open_stream(0, "", error);
+    CO_ASSERT_TRUE(blocked != nullptr);
+    auto blocked_agent = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(blocked_agent != nullptr);
+    error_code ec;
+    std::vector<std::uint8_t> data(512 * 1024, 0x5a);
+    co_await blocked->write(data, ec);
+    CO_ASSERT_TRUE(co_await wait_until(
+        [&] { return blocked_agent->buffered() > agent.v1_stream_buffer; }, 2s));
+    blocked_agent->reset(ErrorCode::kCancel, "not interested");
+    auto other = pair.core->open_stream(0, "next", error);
+    CO_ASSERT_TRUE(other != nullptr);
+    auto other_agent = co_await with_timeout(pair.agent->accept(), 3s);
+    CO_ASSERT_TRUE(other_agent.has_value() && *other_agent != nullptr);
+    EXPECT_EQ((*other_agent)->open_payload(), "next");
+  });
+}
+
+TEST_P(SessionControlTest, CloseWakesBlockedReadersWritersAndAccept) {
+  Options agent = options_for(version());
+  agent.v1_stream_buffer = 64 * 1024;
+  SessionPair pair(options_for(version()), agent);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    std::string error;
+    auto reading = pair.core->open_stream(1, "", error);
+    auto writing = pair.core->open_stream(2, "", error);
+    CO_ASSERT_TRUE(reading && writing);
+    auto reading_agent = co_await pair.agent->accept();
+    auto writing_agent = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(reading_agent && writing_agent);
+
+    std::optional<error_code> read_result, write_result, agent_read_result;
+    bool accept_woke = false;
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          std::uint8_t b[8];
+          error_code ec;
+          co_await reading->read_some(asio::buffer(b), ec);
+          read_result = ec;
+        },
+        asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          std::uint8_t b[8];
+          error_code ec;
+          co_await reading_agent->read_some(asio::buffer(b), ec);
+          agent_read_result = ec;
+        },
+        asio::detached);
+    std::size_t progress = 0;
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          std::vector<std::uint8_t> chunk(64 * 1024);
+          error_code ec;
+          while (!ec) {
+            co_await writing->write(chunk, ec);
+            progress += chunk.size();
+          }
+          write_result = ec;
+        },
+        asio::detached);
+    asio::co_spawn(
+        ex,
+        [&]() -> asio::awaitable<void> {
+          auto s = co_await pair.agent->accept();
+          accept_woke = s == nullptr;
+        },
+        asio::detached);
+    // Wait until the writer is stuck (credit in v2; a full write queue in v1).
+    std::size_t last = SIZE_MAX;
+    while (progress != last) {
+      last = progress;
+      co_await sleep_for(150ms);
+    }
+    EXPECT_FALSE(write_result.has_value());
+    EXPECT_FALSE(read_result.has_value());
+
+    pair.core->close("closing for the test");
+    EXPECT_TRUE(co_await wait_until([&] { return read_result && write_result; }, 1s));
+    EXPECT_TRUE(read_result && *read_result == asio::error::connection_aborted);
+    EXPECT_TRUE(write_result && *write_result == asio::error::connection_aborted);
+    EXPECT_FALSE(pair.core->is_open());
+    std::string refused;
+    EXPECT_EQ(pair.core->open_stream(3, "", refused), nullptr);
+    EXPECT_FALSE(refused.empty());
+
+    // The agent learns it from the CLOSE frame (or the connection's end) once it reads again.
+    co_await receive_pattern(*writing_agent, 0);
+    EXPECT_TRUE(co_await wait_until([&] { return pair.core_reason.has_value(); }, 5s));
+    EXPECT_EQ(pair.core_reason.value_or(""), "closing for the test");
+    EXPECT_TRUE(co_await wait_until([&] { return pair.agent_reason.has_value(); }, 5s));
+    EXPECT_TRUE(co_await wait_until([&] { return agent_read_result && accept_woke; }, 1s));
+    EXPECT_TRUE(agent_read_result && *agent_read_result);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, SessionControlTest,
+                         ::testing::Values(protocol::kVersion1, protocol::kVersion2), version_name);
+
+}  // namespace
+}  // namespace tunnel::mux::test

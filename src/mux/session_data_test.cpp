@@ -1,0 +1,270 @@
+// Data path of two real Sessions over loopback TCP/TLS: opening streams, bulk echo, many streams,
+// credit flow control and window auto-tuning, for protocol v1 and v2.
+#include <gtest/gtest.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
+#include "mux/session_test_support.hpp"
+
+namespace tunnel::mux::test {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+
+class SessionDataTest : public ::testing::TestWithParam<std::uint8_t> {
+ protected:
+  std::uint8_t version() const { return GetParam(); }
+};
+
+std::string version_name(const ::testing::TestParamInfo<std::uint8_t>& info) {
+  return "v" + std::to_string(info.param);
+}
+
+TEST_P(SessionDataTest, OpenStreamCarriesPayloadAndTunnelIndex) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(7, "GET / HTTP/1.1\r\n", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    EXPECT_TRUE(error.empty()) << error;
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    EXPECT_EQ(accepted->id(), stream->id());
+    EXPECT_EQ(accepted->open_payload(), "GET / HTTP/1.1\r\n");
+    if (version() >= protocol::kVersion2) {
+      EXPECT_EQ(accepted->tunnel_index(), 7);
+    }
+    // A second stream gets a new id and its own payload.
+    auto second = pair.core->open_stream(300, "", error);
+    CO_ASSERT_TRUE(second != nullptr);
+    auto accepted2 = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted2 != nullptr);
+    EXPECT_NE(accepted2->id(), accepted->id());
+    EXPECT_EQ(accepted2->open_payload(), "");
+    if (version() >= protocol::kVersion2) {
+      EXPECT_EQ(accepted2->tunnel_index(), 300);
+    }
+    EXPECT_EQ(pair.core->stream_count(), 2u);
+    EXPECT_EQ(pair.agent->stream_count(), 2u);
+  });
+}
+
+// Writes `total` bytes through an echoing agent and reads them back concurrently.
+asio::awaitable<void> echo_round_trip(SessionPair& pair, std::uint64_t seed, std::size_t total,
+                                      std::size_t write_chunk) {
+  std::string error;
+  auto stream = pair.core->open_stream(1, "echo", error);
+  CO_ASSERT_TRUE(stream != nullptr);
+  error_code write_ec;
+  auto [sent_hash, got] =
+      co_await (send_pattern(*stream, seed, total, write_chunk, true, write_ec) &&
+                receive_pattern(*stream, seed));
+  EXPECT_FALSE(write_ec) << write_ec.message();
+  EXPECT_FALSE(got.ec) << got.ec.message();
+  EXPECT_TRUE(got.eof) << "no END_STREAM after " << got.bytes << " bytes";
+  EXPECT_EQ(got.bytes, total);
+  EXPECT_EQ(got.hash, sent_hash);
+  EXPECT_FALSE(got.first_mismatch.has_value()) << "first wrong byte at " << *got.first_mismatch;
+  // After END_STREAM both ways, a further read says 0 again and the stream is gone on both sides.
+  std::uint8_t byte = 0;
+  error_code ec;
+  EXPECT_EQ(co_await stream->read_some(asio::buffer(&byte, 1), ec), 0u);
+  EXPECT_FALSE(ec);
+  EXPECT_TRUE(stream->read_closed());
+  EXPECT_TRUE(stream->write_closed());
+  EXPECT_EQ(pair.core->stream_count(), 0u);
+  EXPECT_TRUE(co_await wait_until([&] { return pair.agent->stream_count() == 0; }, 2s))
+      << "agent still holds " << pair.agent->stream_count() << " streams";
+}
+
+TEST_P(SessionDataTest, Echo64MiBWithEndStream) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  asio::co_spawn(pair.io, echo_server(pair.agent), asio::detached);
+  pair.run([&]() { return echo_round_trip(pair, 42, 64u * 1024 * 1024, 200 * 1024 + 7); }, 45s);
+}
+
+TEST(SessionTlsTest, EchoOverTls) {
+  SessionPair pair(options_for(protocol::kVersion2), options_for(protocol::kVersion2), true);
+  ASSERT_TRUE(pair.ready());
+  EXPECT_EQ(pair.core->peer().empty(), false);
+  asio::co_spawn(pair.io, echo_server(pair.agent), asio::detached);
+  pair.run([&]() { return echo_round_trip(pair, 7, 8u * 1024 * 1024, 64 * 1024); }, 30s);
+}
+
+TEST_P(SessionDataTest, TwoHundredConcurrentEchoStreams) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  asio::co_spawn(pair.io, echo_server(pair.agent), asio::detached);
+  constexpr int kStreams = 200;
+  constexpr std::size_t kBytes = 256 * 1024;
+  int finished = 0;
+  int good = 0;
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        for (int i = 0; i < kStreams; ++i) {
+          std::string error;
+          auto stream = pair.core->open_stream(static_cast<std::uint16_t>(i), "", error);
+          CO_ASSERT_TRUE(stream != nullptr);
+          asio::co_spawn(
+              ex,
+              [&, stream, i]() -> asio::awaitable<void> {
+                error_code ec;
+                auto [hash, got] =
+                    co_await (send_pattern(*stream, i, kBytes, 16 * 1024, true, ec) &&
+                              receive_pattern(*stream, i));
+                if (!ec && got.eof && got.bytes == kBytes && got.hash == hash &&
+                    !got.first_mismatch) {
+                  ++good;
+                }
+                ++finished;
+              },
+              asio::detached);
+        }
+        EXPECT_TRUE(co_await wait_until([&] { return finished == kStreams; }, 40s));
+        EXPECT_EQ(good, kStreams);
+        EXPECT_EQ(pair.core->stream_count(), 0u);
+        EXPECT_TRUE(co_await wait_until([&] { return pair.agent->stream_count() == 0; }, 2s));
+      },
+      45s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, SessionDataTest,
+                         ::testing::Values(protocol::kVersion1, protocol::kVersion2), version_name);
+
+// v2: a reader that never reads holds its stream's writer at the credit, holds at most its window
+// in memory, and does not slow the other streams of the session.
+TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
+  constexpr std::uint32_t kWindow = 256 * 1024;
+  Options options = options_for(protocol::kVersion2);
+  options.initial_window = kWindow;
+  options.peer_initial_window = kWindow;
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        auto ex = co_await asio::this_coro::executor;
+        std::string error;
+        auto slow = pair.core->open_stream(1, "slow", error);
+        CO_ASSERT_TRUE(slow != nullptr);
+        auto slow_agent = co_await pair.agent->accept();
+        CO_ASSERT_TRUE(slow_agent != nullptr);
+
+        // Writer: 1 MiB in 16 KiB writes, counting what write() accepted.
+        constexpr std::size_t kSlowTotal = 1024 * 1024;
+        std::size_t accepted_bytes = 0;
+        bool slow_done = false;
+        error_code slow_ec;
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+              std::vector<std::uint8_t> chunk(16 * 1024);
+              while (accepted_bytes < kSlowTotal) {
+                fill_pattern(1, accepted_bytes, chunk);
+                co_await slow->write(chunk, slow_ec, accepted_bytes + chunk.size() == kSlowTotal);
+                if (slow_ec) break;
+                accepted_bytes += chunk.size();
+              }
+              slow_done = true;
+            },
+            asio::detached);
+
+        // Watch the unread buffer all along.
+        std::size_t max_buffered = 0;
+        bool over_window = false;
+        bool watching = true;
+        bool watcher_done = false;
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+              while (watching) {
+                max_buffered = std::max(max_buffered, slow_agent->buffered());
+                if (slow_agent->buffered() > slow_agent->window()) over_window = true;
+                co_await sleep_for(1ms);
+              }
+              watcher_done = true;
+            },
+            asio::detached);
+
+        EXPECT_TRUE(co_await wait_until([&] { return slow_agent->buffered() == kWindow; }, 5s))
+            << "agent buffered " << slow_agent->buffered();
+        co_await sleep_for(100ms);
+        EXPECT_FALSE(slow_done) << "write finished although the reader never read";
+        EXPECT_EQ(accepted_bytes, kWindow) << "the writer went past its credit";
+        EXPECT_EQ(slow_agent->buffered(), kWindow);
+        EXPECT_EQ(slow_agent->window(), kWindow) << "a reader that never reads grew its window";
+
+        // Meanwhile another stream of the same session moves 32 MiB.
+        auto fast = pair.core->open_stream(2, "fast", error);
+        CO_ASSERT_TRUE(fast != nullptr);
+        auto fast_agent = co_await pair.agent->accept();
+        CO_ASSERT_TRUE(fast_agent != nullptr);
+        constexpr std::size_t kFastTotal = 32u * 1024 * 1024;
+        const auto started = Clock::now();
+        error_code fast_ec;
+        auto moved = co_await with_timeout(
+            [&]() -> asio::awaitable<Received> {
+              auto [hash, got] =
+                  co_await (send_pattern(*fast, 2, kFastTotal, 64 * 1024, true, fast_ec) &&
+                            receive_pattern(*fast_agent, 2));
+              (void)hash;
+              co_return got;
+            }(),
+            20s);
+        CO_ASSERT_TRUE(moved.has_value());
+        EXPECT_EQ(moved->bytes, kFastTotal);
+        EXPECT_TRUE(moved->eof);
+        EXPECT_FALSE(moved->first_mismatch.has_value());
+        EXPECT_LT(Clock::now() - started, 20s);
+        EXPECT_FALSE(slow_done);
+
+        // The slow reader finally reads everything; the blocked write completes.
+        auto slow_read = co_await receive_pattern(*slow_agent, 1);
+        EXPECT_FALSE(slow_read.ec) << slow_read.ec.message();
+        EXPECT_TRUE(slow_read.eof);
+        EXPECT_EQ(slow_read.bytes, kSlowTotal);
+        EXPECT_FALSE(slow_read.first_mismatch.has_value());
+        EXPECT_TRUE(co_await wait_until([&] { return slow_done; }, 5s));
+        EXPECT_FALSE(slow_ec) << slow_ec.message();
+        watching = false;
+        co_await wait_until([&] { return watcher_done; }, 1s);
+        EXPECT_FALSE(over_window) << "buffered exceeded the window";
+        EXPECT_LE(max_buffered, kWindow);
+      },
+      40s);
+}
+
+// v2: a reader that keeps up lets its window grow toward max_window.
+TEST(SessionFlowControlTest, FastReaderGrowsTheWindow) {
+  constexpr std::uint32_t kWindow = 64 * 1024;
+  Options options = options_for(protocol::kVersion2);
+  options.initial_window = kWindow;
+  options.peer_initial_window = kWindow;
+  options.max_window = 4 * 1024 * 1024;
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        std::string error;
+        auto stream = pair.core->open_stream(1, "", error);
+        CO_ASSERT_TRUE(stream != nullptr);
+        auto agent_stream = co_await pair.agent->accept();
+        CO_ASSERT_TRUE(agent_stream != nullptr);
+        EXPECT_EQ(agent_stream->window(), kWindow);
+        error_code ec;
+        constexpr std::size_t kTotal = 32u * 1024 * 1024;
+        auto [hash, got] = co_await (send_pattern(*stream, 3, kTotal, 256 * 1024, true, ec) &&
+                                     receive_pattern(*agent_stream, 3, SIZE_MAX, 256 * 1024));
+        EXPECT_EQ(got.hash, hash);
+        EXPECT_EQ(got.bytes, kTotal);
+        EXPECT_GE(agent_stream->window(), 16 * kWindow)
+            << "the window did not grow for a reader that keeps up";
+        EXPECT_LE(agent_stream->window(), options.max_window);
+      },
+      30s);
+}
+
+}  // namespace
+}  // namespace tunnel::mux::test
