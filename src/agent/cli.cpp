@@ -1,0 +1,295 @@
+#include "agent/cli.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include "common/fingerprint.hpp"
+#include "observability/log.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+constexpr int kExitUsage = 2;
+
+struct Flags {
+  std::optional<std::string> config;
+  std::optional<std::string> server, token, ca, fingerprint, data_dir, log_format, log_level;
+  bool insecure = false;
+  // http
+  std::string target;
+  std::optional<std::string> subdomain, hostname;
+};
+
+// "tunnels[0].subdomain: ..." -> "--subdomain: ..." for errors about values given as flags.
+std::string name_flag(const std::string& message) {
+  static const std::pair<std::string_view, std::string_view> kFlags[] = {
+      {"server", "--server"},
+      {"token", "--token"},
+      {"data_dir", "--data-dir"},
+      {"ca", "--ca"},
+      {"fingerprint", "--fingerprint"},
+      {"insecure", "--insecure"},
+      {"log_format", "--log-format"},
+      {"log_level", "--log-level"},
+      {"tunnels[0].local", "TARGET"},
+      {"tunnels[0].subdomain", "--subdomain"},
+      {"tunnels[0].hostname", "--hostname"},
+  };
+  for (const auto& [key, flag] : kFlags) {
+    if (message.starts_with(std::string(key) + ":")) {
+      return std::string(flag) + message.substr(key.size());
+    }
+  }
+  return message;
+}
+
+std::string describe(const std::vector<ConfigError>& errors, std::string_view source) {
+  std::string out;
+  for (const auto& e : errors) {
+    out += source.empty() ? name_flag(e.message) : std::string(source) + ": " + e.message;
+    out += '\n';
+  }
+  return out;
+}
+
+// A bad setting: the message goes to stderr and the process exits with 2.
+int usage_error(const std::string& message) {
+  std::cerr << "tunnel-agent: " << message << (message.ends_with('\n') ? "" : "\n");
+  return kExitUsage;
+}
+
+void apply_flags(const Flags& flags, Config& config) {
+  const auto set = [](const std::optional<std::string>& flag, std::string& field) {
+    if (flag) field = *flag;
+  };
+  set(flags.server, config.server);
+  set(flags.token, config.token);
+  set(flags.data_dir, config.data_dir);
+  set(flags.log_format, config.log_format);
+  set(flags.log_level, config.log_level);
+  // A trust flag replaces whatever the file or the environment chose.
+  if (flags.ca || flags.fingerprint || flags.insecure) {
+    config.ca.clear();
+    config.fingerprint.clear();
+    config.insecure = false;
+    set(flags.ca, config.ca);
+    set(flags.fingerprint, config.fingerprint);
+    config.insecure = flags.insecure;
+  }
+}
+
+int run(ConnectorOptions options) {
+  boost::asio::io_context io(1);
+  Connector connector(io.get_executor(), std::move(options));
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        spdlog::info("{} received: closing the session", signal == SIGINT ? "SIGINT" : "SIGTERM");
+        connector.stop();
+        // A second signal while closing: leave at once.
+        signals.async_wait([](const boost::system::error_code& again, int) {
+          if (!again) std::_Exit(0);
+        });
+      };
+  signals.async_wait(on_signal);
+  int code = 0;
+  boost::asio::co_spawn(io, connector.run(), [&](std::exception_ptr e, int result) {
+    code = result;
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        spdlog::critical("agent failed: {}", x.what());
+      }
+      code = 1;
+    }
+    boost::system::error_code ignored;
+    signals.cancel(ignored);
+    io.stop();
+  });
+  io.run();
+  return code;
+}
+
+}  // namespace
+
+bool make_connector_options(const Config& config, ConnectorOptions& options, std::string& error,
+                            std::string& warning) {
+  auto server = parse_server_address(config.server);
+  if (!server) {
+    error = "--server: " + server.error;
+    return false;
+  }
+  options.server_host = server.value->host;
+  options.server_port = server.value->port;
+
+  std::string token_error;
+  options.token = resolve_token(config, token_error);
+  if (options.token.empty()) {
+    const auto path = (std::filesystem::path(config.data_dir) / "agent.token").string();
+    error =
+        "no token: pass --token TOKEN (or set TUNNEL_TOKEN), or run the agent next to a "
+        "tunnel-core, which writes " +
+        path;
+    if (token_error.ends_with("is empty")) error += " (" + token_error + ")";
+    return false;
+  }
+
+  transport::ClientTlsOptions tls;
+  const TrustSettings trust = resolve_trust(config);
+  switch (trust.mode) {
+    case TrustSettings::Mode::kSystemCAs:
+      break;
+    case TrustSettings::Mode::kCaFile:
+      if (config.ca.empty()) {
+        // The certificate a core on this machine wrote: pin it, so any host name works.
+        auto fingerprint = common::cert_file_fingerprint_sha256(trust.ca_file);
+        if (!fingerprint) {
+          error = fingerprint.error;
+          return false;
+        }
+        tls.pin = [want = *fingerprint.value](X509* cert) {
+          return common::fingerprint_sha256(cert) == want;
+        };
+      } else {
+        tls.ca_file = trust.ca_file;
+      }
+      break;
+    case TrustSettings::Mode::kFingerprint:
+      tls.pin = [want = trust.fingerprint](X509* cert) {
+        return common::fingerprint_sha256(cert) == want;
+      };
+      break;
+    case TrustSettings::Mode::kInsecure:
+      tls.insecure = true;
+      warning =
+          "--insecure: the core's certificate is not verified; anyone on the path can read the "
+          "traffic and the token";
+      break;
+  }
+  std::string tls_error;
+  options.tls = transport::make_client_tls(tls, tls_error);
+  if (!options.tls.context) {
+    error = tls_error;
+    return false;
+  }
+
+  options.tunnels.clear();
+  for (std::size_t i = 0; i < config.tunnels.size(); ++i) {
+    const TunnelConfig& t = config.tunnels[i];
+    if (t.type != "http") {
+      error = "tunnels[" + std::to_string(i) + "]: this agent forwards http tunnels only, not " +
+              t.type;
+      return false;
+    }
+    auto local = parse_local_target(t.local);
+    if (!local) {
+      error = (config.tunnels.size() == 1 ? "TARGET" : "tunnels[" + std::to_string(i) + "].local") +
+              std::string(": ") + local.error;
+      return false;
+    }
+    ForwardSpec spec;
+    spec.local = *local.value;
+    spec.request.type = t.type;
+    spec.request.subdomain = t.subdomain;
+    spec.request.hostname = t.hostname;
+    spec.request.remote_port = t.remote_port;
+    spec.request.local = spec.local.to_string();
+    options.tunnels.push_back(std::move(spec));
+  }
+  if (options.tunnels.empty()) {
+    error = "no tunnels to open";
+    return false;
+  }
+  if (options.agent_id.empty()) options.agent_id = default_agent_id();
+  return true;
+}
+
+int run_cli(int argc, char** argv) {
+  CLI::App app{"tunnel-agent: exposes local HTTP apps through a tunnel-core"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  Flags flags;
+  const auto add_common = [&](CLI::App& cmd) {
+    cmd.add_option("--server", flags.server, "the core's agent address HOST:PORT (localhost:8443)");
+    cmd.add_option("--token", flags.token, "account token (default: <data-dir>/agent.token)");
+    cmd.add_option("--ca", flags.ca, "PEM file to verify the core's certificate");
+    cmd.add_option("--fingerprint", flags.fingerprint, "pin the core's certificate SHA-256");
+    cmd.add_flag("--insecure", flags.insecure, "do not verify the core's certificate");
+    cmd.add_option("--data-dir", flags.data_dir,
+                   "where a local core keeps tls.crt and agent.token");
+    cmd.add_option("--log-format", flags.log_format, "text or json");
+    cmd.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
+  };
+  add_common(app);
+
+  CLI::App* http = app.add_subcommand("http", "forward one public hostname to a local HTTP app");
+  http->add_option("TARGET", flags.target, "PORT, HOST:PORT or http://HOST:PORT")->required();
+  http->add_option("--subdomain", flags.subdomain, "serve NAME.<domain of the core>");
+  http->add_option("--hostname", flags.hostname, "serve a custom domain your account owns");
+  http->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
+  CLI::App* start = app.add_subcommand("start", "open every tunnel of a config file");
+  start->add_option("--config", flags.config, "the agent's YAML config file")->required();
+  CLI::App* version = app.add_subcommand("version", "print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
+  }
+  if (version->parsed()) {
+    std::cout << "tunnel-agent " << kAgentVersion << "\n";
+    return 0;
+  }
+
+  Config config;
+  if (flags.config) {
+    LoadResult loaded = load_config_file(*flags.config);
+    if (!loaded.ok()) return usage_error(format_errors(loaded.errors, *flags.config));
+    config = std::move(loaded.config);
+  }
+  if (auto errors = apply_env(config, [](const char* name) { return std::getenv(name); });
+      !errors.empty()) {
+    return usage_error(describe(errors, ""));
+  }
+  if (auto errors = validate(config); !errors.empty()) {
+    return usage_error(describe(errors, "environment"));
+  }
+  apply_flags(flags, config);
+  if (http->parsed()) {
+    TunnelConfig tunnel;
+    tunnel.local = flags.target;
+    tunnel.subdomain = flags.subdomain.value_or("");
+    tunnel.hostname = flags.hostname.value_or("");
+    config.tunnels = {tunnel};
+  } else if (start->parsed() && config.tunnels.empty()) {
+    return usage_error(*flags.config + ": no tunnels: add a tunnels: list");
+  }
+  if (auto errors = validate(config); !errors.empty()) return usage_error(describe(errors, ""));
+
+  if (std::string error = observability::init_logging(config.log_format, config.log_level);
+      !error.empty()) {
+    return usage_error(error);
+  }
+  ConnectorOptions options;
+  std::string error;
+  std::string warning;
+  if (!make_connector_options(config, options, error, warning)) return usage_error(error);
+  if (!warning.empty()) spdlog::warn("{}", warning);
+  return run(std::move(options));
+}
+
+}  // namespace tunnel::agent

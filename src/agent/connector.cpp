@@ -1,0 +1,317 @@
+#include "agent/connector.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <cctype>
+#include <random>
+
+#include "agent/backoff.hpp"
+#include "agent/forwarder.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using protocol::FrameType;
+
+std::string format_delay(std::chrono::milliseconds delay) {
+  if (delay < std::chrono::seconds(1)) return std::to_string(delay.count()) + " ms";
+  return fmt::format("{:.1f} s", std::chrono::duration<double>(delay).count());
+}
+
+std::string format_elapsed(Clock::duration elapsed) {
+  const double ms = std::chrono::duration<double, std::milli>(elapsed).count();
+  return ms < 1000 ? fmt::format("{:.1f} ms", ms) : fmt::format("{:.2f} s", ms / 1000);
+}
+
+// One request's console line: "GET /api/users 200 3.4 ms".
+void log_request(const ForwardResult& r, const ForwardSpec& tunnel) {
+  const std::string what =
+      (r.method.empty() ? std::string("?") : r.method) + " " + (r.target.empty() ? "?" : r.target);
+  if (!r.error.empty()) {
+    spdlog::warn("{} {} {}: {}", what, r.status == 0 ? std::string("-") : std::to_string(r.status),
+                 format_elapsed(r.elapsed), r.error);
+  } else {
+    spdlog::info("{} {} {}", what, r.status, format_elapsed(r.elapsed));
+  }
+  spdlog::debug("  id={} local={} in={} out={} reused={}{}", r.request_id, tunnel.request.local,
+                r.bytes_in, r.bytes_out, r.reused_connection ? "yes" : "no",
+                r.upgraded ? " upgraded" : "");
+}
+
+asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
+                                   std::shared_ptr<LocalPool> pool,
+                                   std::shared_ptr<const std::vector<ForwardSpec>> tunnels,
+                                   std::size_t index) {
+  const ForwardSpec& tunnel = (*tunnels)[index];
+  const ForwardResult result = co_await forward_http(std::move(stream), pool, tunnel.local);
+  log_request(result, tunnel);
+}
+
+asio::awaitable<void> accept_streams(std::shared_ptr<mux::Session> session,
+                                     std::shared_ptr<LocalPool> pool,
+                                     std::shared_ptr<const std::vector<ForwardSpec>> tunnels) {
+  for (;;) {
+    auto stream = co_await session->accept();
+    if (!stream) co_return;
+    // A v1 session has no tunnel index: everything goes to the first tunnel.
+    const std::size_t index =
+        session->version() >= protocol::kVersion2 ? stream->tunnel_index() : 0;
+    if (index >= tunnels->size()) {
+      spdlog::warn("the core opened a stream for tunnel #{}, but we asked for {} tunnel(s)", index,
+                   tunnels->size());
+      stream->reset(protocol::ErrorCode::kProtocolError,
+                    "no tunnel with index " + std::to_string(index));
+      continue;
+    }
+    asio::co_spawn(session->get_executor(), serve_stream(std::move(stream), pool, tunnels, index),
+                   asio::detached);
+  }
+}
+
+}  // namespace
+
+std::string default_agent_id() {
+  char host[256] = {};
+  std::string name;
+  if (::gethostname(host, sizeof(host) - 1) == 0) {
+    for (const char* p = host; *p != '\0' && *p != '.' && name.size() < 40; ++p) {
+      const auto c = static_cast<unsigned char>(*p);
+      if (std::isalnum(c) != 0) {
+        name += static_cast<char>(std::tolower(c));
+      } else if (!name.empty() && name.back() != '-') {
+        name += '-';
+      }
+    }
+    while (!name.empty() && name.back() == '-') name.pop_back();
+  }
+  if (name.empty()) name = "agent";
+  std::random_device random;
+  return fmt::format("{}-{:06x}", name, random() & 0xffffff);
+}
+
+bool refusal_is_retryable(std::string_view error) {
+  return error.starts_with("the core is shutting down") || error.find("max_agents") != error.npos;
+}
+
+struct Connector::Live {
+  std::shared_ptr<mux::Session> session;
+  Clock::time_point started = Clock::now();
+  bool ended = false;
+  bool go_away = false;
+  std::string reason;
+};
+
+Connector::Connector(asio::any_io_executor executor, ConnectorOptions options)
+    : executor_(std::move(executor)),
+      options_(std::move(options)),
+      server_(common::NetAddress{options_.server_host, options_.server_port}.to_string()),
+      pool_(std::make_shared<LocalPool>(executor_, options_.pool)),
+      tunnels_(std::make_shared<const std::vector<ForwardSpec>>(options_.tunnels)),
+      wake_(executor_) {}
+
+Connector::~Connector() {
+  for (auto& live : live_) live->session->on_go_away = nullptr;
+}
+
+void Connector::stop() {
+  stopping_ = true;
+  wake_.notify();
+}
+
+asio::awaitable<Connector::Handshake> Connector::connect() {
+  Handshake hs;
+  const transport::ClientTls* tls = options_.tls.context ? &options_.tls : nullptr;
+  auto conn = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
+                                       options_.dial_timeout, hs.error);
+  if (!conn) co_return hs;
+
+  protocol::AuthRequest request;
+  request.token = options_.token;
+  request.agent_id = options_.agent_id;
+  request.version = std::string(kAgentVersion);
+  request.capabilities = {"http"};
+  request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
+  request.initial_window = options_.initial_window;
+  for (const auto& t : *tunnels_) request.tunnels.push_back(t.request);
+  const std::string body = protocol::serialize(request);
+  transport::error_code ec;
+  co_await mux::write_frame(*conn, protocol::kVersion1, FrameType::kAuth, 0, 0, mux::as_bytes(body),
+                            ec);
+  if (ec) {
+    hs.error = "sending AUTH to " + server_ + ": " + ec.message();
+    co_return hs;
+  }
+
+  // Nothing more is sent until the reply: the version may change right after it.
+  mux::FrameReader reader(protocol::kVersion1);
+  mux::Frame frame;
+  std::string error;
+  auto got =
+      co_await with_timeout(reader.next(*conn, frame, error, ec), options_.handshake_timeout);
+  if (!got) {
+    hs.error =
+        "no AUTH reply from " + server_ + " within " + format_delay(options_.handshake_timeout);
+    co_return hs;
+  }
+  if (!*got) {
+    hs.error = "reading the AUTH reply from " + server_ + ": " + error;
+    co_return hs;
+  }
+  if (frame.header.frame_type() != FrameType::kAuth || !frame.header.has(protocol::flags::kAck)) {
+    hs.error = "the core at " + server_ + " answered AUTH with " +
+               std::string(protocol::type_name(frame.header.type)) +
+               (frame.header.has(protocol::flags::kAck) ? "|ACK" : " without ACK");
+    co_return hs;
+  }
+  auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
+  if (!parsed) {
+    hs.error = "invalid AUTH reply from " + server_ + ": " + parsed.error;
+    co_return hs;
+  }
+  hs.reply = std::move(*parsed.value);
+  if (!hs.reply.success) {
+    hs.error =
+        hs.reply.error.empty() ? "the core refused the agent without a reason" : hs.reply.error;
+    hs.final = !refusal_is_retryable(hs.reply.error);
+    co_return hs;
+  }
+  const std::uint8_t version = hs.reply.protocol_version;
+  if (version != protocol::kVersion1 && version != protocol::kVersion2) {
+    hs.error = "the core chose protocol version " + std::to_string(version) +
+               ", which this agent does not speak";
+    hs.final = true;
+    co_return hs;
+  }
+
+  mux::Options options;
+  options.version = version;
+  options.initial_window = options_.initial_window;
+  if (hs.reply.initial_window != 0) options.peer_initial_window = hs.reply.initial_window;
+  if (hs.reply.heartbeat_interval_ms != 0) {
+    options.heartbeat_interval = std::chrono::milliseconds(hs.reply.heartbeat_interval_ms);
+    options.heartbeat_timeout = std::max<std::chrono::milliseconds>(options.heartbeat_timeout,
+                                                                    3 * options.heartbeat_interval);
+  }
+  reader.set_version(version);
+  hs.session = std::make_shared<mux::Session>(std::move(conn), std::move(reader), mux::Role::kAgent,
+                                              options, "core " + server_);
+  co_return hs;
+}
+
+void Connector::announce(const protocol::AuthResponse& reply, bool first) {
+  spdlog::info("{} to {} as {} (protocol v{})", first ? "connected" : "reconnected", server_,
+               reply.agent_id.empty() ? options_.agent_id : reply.agent_id, reply.protocol_version);
+  for (std::size_t i = 0; i < reply.tunnels.size(); ++i) {
+    const auto& t = reply.tunnels[i];
+    const std::string local = i < tunnels_->size() ? (*tunnels_)[i].request.local : "?";
+    if (t.ok) {
+      spdlog::info("Forwarding  {} -> {}", t.url.empty() ? t.name : t.url, local);
+    } else {
+      spdlog::warn("tunnel to {} refused: {}", local, t.error);
+    }
+  }
+  if (reply.tunnels.empty()) {
+    for (const auto& t : *tunnels_)
+      spdlog::info("Forwarding  (core-assigned) -> {}", t.request.local);
+  }
+}
+
+asio::awaitable<void> Connector::serve(std::shared_ptr<Live> live) {
+  using namespace asio::experimental::awaitable_operators;
+  std::string reason;
+  try {
+    reason = co_await (live->session->run() && accept_streams(live->session, pool_, tunnels_));
+  } catch (const std::exception& e) {
+    reason = std::string("session failed: ") + e.what();
+    live->session->close(reason, false);
+  }
+  live->ended = true;
+  if (live->reason.empty() || !live->go_away) live->reason = reason;
+  live->session->on_go_away = nullptr;
+  std::erase(live_, live);
+  wake_.notify();
+}
+
+asio::awaitable<void> Connector::drain(std::shared_ptr<Live> live) {
+  co_await live->session->wait_idle();
+  live->session->close("drained after GOAWAY");
+}
+
+asio::awaitable<int> Connector::run() {
+  using namespace asio::experimental::awaitable_operators;
+  Backoff backoff(options_.backoff_base, options_.backoff_cap, std::random_device{}());
+  bool first = true;
+  int code = 0;
+
+  const auto wait_for_stop = [this]() -> asio::awaitable<void> {
+    while (!stopping_) co_await wake_.wait();
+  };
+  const auto sleep = [this](std::chrono::milliseconds delay) -> asio::awaitable<void> {
+    const auto deadline = Clock::now() + delay;
+    while (!stopping_ && Clock::now() < deadline) co_await wake_.wait_for(deadline - Clock::now());
+  };
+
+  while (!stopping_) {
+    auto attempt = co_await (connect() || wait_for_stop());
+    if (attempt.index() == 1) break;
+    Handshake hs = std::get<0>(std::move(attempt));
+    if (!hs.session) {
+      if (hs.final) {
+        spdlog::error("{}", hs.error);
+        code = 1;
+        break;
+      }
+      const auto delay = backoff.next();
+      spdlog::warn("reconnecting in {}: {}", format_delay(delay), hs.error);
+      co_await sleep(delay);
+      continue;
+    }
+    ++connects_;
+    announce(hs.reply, first);
+    first = false;
+
+    auto live = std::make_shared<Live>();
+    live->session = hs.session;
+    live_.push_back(live);
+    std::weak_ptr<Live> weak = live;
+    live->session->on_go_away = [this, weak](protocol::ErrorCode, const std::string& message) {
+      if (auto l = weak.lock()) {
+        l->go_away = true;
+        l->reason = message;
+        wake_.notify();
+      }
+    };
+    asio::co_spawn(executor_, serve(live), asio::detached);
+
+    while (!stopping_ && !live->ended && !live->go_away) co_await wake_.wait();
+    if (stopping_) break;
+    if (!live->ended) {
+      // GOAWAY: the old session finishes its streams while a new one takes over at once.
+      spdlog::info("the core is going away ({}); connecting again",
+                   live->reason.empty() ? "no reason given" : live->reason);
+      asio::co_spawn(executor_, drain(live), asio::detached);
+      continue;
+    }
+    if (Clock::now() - live->started > options_.stable_after) backoff.reset();
+    const auto delay = backoff.next();
+    spdlog::warn("reconnecting in {}: {}", format_delay(delay),
+                 live->reason.empty() ? "the session ended" : live->reason);
+    co_await sleep(delay);
+  }
+
+  for (const auto& live : live_) live->session->close("the agent is shutting down");
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (!live_.empty() && Clock::now() < deadline) {
+    co_await wake_.wait_for(deadline - Clock::now());
+  }
+  pool_->clear();
+  co_return code;
+}
+
+}  // namespace tunnel::agent

@@ -1,0 +1,100 @@
+// The agent's connection to the core: dial (TLS), AUTH, one mux::Session whose streams are
+// forwarded to the local apps, and reconnection with backoff when the session ends.
+//
+// A refusal that retrying cannot fix (a bad token, a name taken or not allowed) ends run() with
+// exit code 1; GOAWAY from a draining core starts a new session at once while the old one
+// finishes its streams; stop() closes every session (CLOSE on stream 0) and run() returns 0.
+// Everything runs on one executor.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/local_pool.hpp"
+#include "common/async.hpp"
+#include "common/net_address.hpp"
+#include "mux/session.hpp"
+#include "protocol/handshake.hpp"
+#include "transport/tls.hpp"
+
+namespace tunnel::agent {
+
+inline constexpr std::string_view kAgentVersion = "0.1.0";
+
+// One tunnel: what the core is asked for, and where its requests go.
+struct ForwardSpec {
+  protocol::TunnelRequest request;  // request.local is shown to the user
+  common::NetAddress local;
+};
+
+struct ConnectorOptions {
+  std::string server_host = "localhost";
+  std::uint16_t server_port = 8443;
+  transport::ClientTls tls;  // context == nullptr: plain TCP (tests)
+  std::string token;
+  std::string agent_id;
+  std::vector<ForwardSpec> tunnels;
+  std::uint32_t initial_window = 256 * 1024;
+  std::chrono::milliseconds dial_timeout{10'000};
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds backoff_base{100};
+  std::chrono::milliseconds backoff_cap{10'000};
+  std::chrono::milliseconds stable_after{10'000};  // a session that lived longer resets backoff
+  LocalPool::Options pool;
+};
+
+// A stable name for this agent process: the host name, cleaned, plus a random suffix.
+std::string default_agent_id();
+
+// Whether an AUTH refusal can go away by itself (the core drains, or still counts our previous
+// session against max_agents); every other refusal is final.
+bool refusal_is_retryable(std::string_view error);
+
+class Connector {
+ public:
+  Connector(asio::any_io_executor executor, ConnectorOptions options);
+  ~Connector();
+
+  Connector(const Connector&) = delete;
+  Connector& operator=(const Connector&) = delete;
+
+  // Connects and reconnects until stop() or a final refusal. Returns the process exit code:
+  // 0 after stop(), 1 when the core refused us for good.
+  asio::awaitable<int> run();
+  // Closes the sessions cleanly and makes run() return. Call on the executor.
+  void stop();
+
+  // For tests and the console.
+  std::size_t live_sessions() const { return live_.size(); }
+  std::uint64_t connects() const { return connects_; }
+
+ private:
+  struct Live;
+  struct Handshake {
+    std::shared_ptr<mux::Session> session;
+    protocol::AuthResponse reply;
+    std::string error;
+    bool final = false;  // a refusal: do not retry
+  };
+  asio::awaitable<Handshake> connect();
+  asio::awaitable<void> serve(std::shared_ptr<Live> live);
+  asio::awaitable<void> drain(std::shared_ptr<Live> live);
+  void announce(const protocol::AuthResponse& reply, bool first);
+
+  asio::any_io_executor executor_;
+  ConnectorOptions options_;
+  std::string server_;  // "host:port" for messages
+  std::shared_ptr<LocalPool> pool_;
+  std::shared_ptr<const std::vector<ForwardSpec>> tunnels_;
+  std::vector<std::shared_ptr<Live>> live_;
+  Signal wake_;  // stop(), a session ended, a GOAWAY
+  bool stopping_ = false;
+  std::uint64_t connects_ = 0;
+};
+
+}  // namespace tunnel::agent

@@ -1,0 +1,306 @@
+#include "agent/forwarder.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <vector>
+
+#include "common/async.hpp"
+#include "http/message_parser.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using http::MessageParser;
+using Step = MessageParser::Step;
+using protocol::ErrorCode;
+constexpr std::size_t kBufferSize = 64 * 1024;
+// How often a direction that has nothing to do checks whether the core gave up on the stream.
+constexpr auto kWatchInterval = std::chrono::milliseconds(500);
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// The request as the core sent it: a head that may lack its final empty line.
+struct RequestInfo {
+  std::string head;
+  std::string method;
+  std::string target;
+  std::string request_id;
+  bool upgrade = false;
+  std::string error;  // the head does not parse
+};
+
+RequestInfo read_request_head(std::string_view payload) {
+  RequestInfo info;
+  info.head.assign(payload);
+  if (info.head.ends_with("\r\n\r\n")) {
+  } else if (info.head.ends_with("\r\n")) {
+    info.head += "\r\n";
+  } else {
+    info.head += "\r\n\r\n";
+  }
+  MessageParser parser(MessageParser::Kind::kRequest);
+  const Step step = parser.parse(info.head);
+  if (step.type != Step::kHead) {
+    info.error = step.type == Step::kError ? parser.error() : "incomplete request head";
+    return info;
+  }
+  const http::RequestHead& head = parser.request();
+  info.method = head.method;
+  info.target = head.target;
+  if (const std::string* id = head.find("X-Request-Id")) info.request_id = *id;
+  info.upgrade = parser.is_upgrade();
+  return info;
+}
+
+// One try at the exchange over one app connection; both directions share it.
+struct Attempt {
+  Attempt(mux::Stream& s, tcp::socket& a, const std::string& w, const RequestInfo& r)
+      : stream(s), app(a), where(w), request(r), changed(a.get_executor()) {}
+
+  mux::Stream& stream;
+  tcp::socket& app;
+  const std::string& where;  // the app's address, for messages
+  const RequestInfo& request;
+  Signal changed;  // the final head arrived, or the download ended
+
+  bool final_head = false;
+  bool upgraded = false;  // 101: raw bytes both ways
+  int status = 0;
+  bool keep_alive = false;
+  bool trailing = false;       // the app sent bytes after the end of its response
+  bool request_done = false;   // END_STREAM read and every body byte written to the app
+  bool response_done = false;  // the whole response went out, END_STREAM included
+  bool download_over = false;  // the download half has returned
+  bool stream_dead = false;    // the core reset the stream or the session ended
+  bool failed = false;         // we reset the stream
+  bool retryable = false;      // a reused connection was closed before anything happened
+  bool reused = false;
+  std::string error;
+  std::uint64_t bytes_in = 0;
+  std::uint64_t bytes_out = 0;
+  std::uint64_t bytes_from_app = 0;
+
+  void fail(std::string message) {
+    if (failed || stream_dead) return;
+    failed = true;
+    error = message;
+    stream.reset(ErrorCode::kLocalError, message);
+    cancel_app();
+  }
+  void stream_gone() {
+    if (stream_dead) return;
+    stream_dead = true;
+    if (error.empty()) {
+      error = stream.is_reset()
+                  ? "reset by the core (" +
+                        std::string(protocol::error_code_name(stream.reset_code())) +
+                        (stream.reset_message().empty() ? std::string()
+                                                        : " " + stream.reset_message()) +
+                        ")"
+                  : "the session ended";
+    }
+    cancel_app();
+  }
+  void cancel_app() {
+    boost::system::error_code ignored;
+    app.cancel(ignored);
+  }
+};
+
+// Until the download half ends: notices when the core gives up on the stream while the app
+// is still silent, and stops the exchange.
+asio::awaitable<void> watch(Attempt& at) {
+  while (!at.download_over && !at.stream_dead) {
+    transport::error_code ec;
+    co_await at.stream.write({}, ec);  // writes nothing; fails once the stream is dead
+    if (ec && !at.download_over && !at.response_done) {
+      at.stream_gone();
+      co_return;
+    }
+    co_await at.changed.wait_for(kWatchInterval);
+  }
+}
+
+// Stream -> app: the request body (or raw bytes after a 101), until END_STREAM.
+asio::awaitable<void> upload(Attempt& at) {
+  std::vector<std::uint8_t> buf(kBufferSize);
+  for (;;) {
+    transport::error_code ec;
+    const std::size_t n = co_await at.stream.read_some(asio::buffer(buf), ec);
+    if (ec) {
+      at.stream_gone();
+      co_return;
+    }
+    if (n == 0) {
+      // After a 101 this is the client's half-close. An END_STREAM before it ends the upgrade
+      // request itself (which has no body), not the raw exchange.
+      if (at.upgraded) {
+        boost::system::error_code ignored;
+        at.app.shutdown(tcp::socket::shutdown_send, ignored);
+      }
+      at.request_done = true;
+      break;
+    }
+    auto [wec, written] = co_await asio::async_write(at.app, asio::buffer(buf.data(), n), kNoThrow);
+    (void)written;
+    if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
+    at.bytes_in += n;
+  }
+  co_await watch(at);
+}
+
+// App -> stream: the response bytes, raw, ended with END_STREAM where the message ends.
+asio::awaitable<void> download_body(Attempt& at) {
+  MessageParser parser(MessageParser::Kind::kResponse);
+  parser.expect_response_to(at.request.method);
+  std::vector<char> buf(kBufferSize);
+  bool raw = false;
+  for (;;) {
+    auto [ec, n] = co_await at.app.async_read_some(asio::buffer(buf), kNoThrow);
+    if (at.stream_dead || at.failed) co_return;
+    if (ec) {
+      transport::error_code wec;
+      if (ec == asio::error::eof && raw) {
+        co_await at.stream.close_write(wec);
+        at.response_done = !wec;
+        co_return;
+      }
+      if (ec == asio::error::eof && parser.finish().type == Step::kMessageEnd && at.final_head) {
+        co_await at.stream.close_write(wec);  // a close-delimited body ends here
+        at.response_done = !wec;
+        at.keep_alive = false;
+        co_return;
+      }
+      if (at.bytes_from_app == 0 && at.reused && at.bytes_in == 0 && at.request_done &&
+          (ec == asio::error::eof || ec == asio::error::connection_reset)) {
+        at.retryable = true;  // the app dropped an idle connection just as we reused it
+        co_return;
+      }
+      at.fail(at.bytes_from_app == 0
+                  ? "the local app at " + at.where + " closed the connection without responding (" +
+                        ec.message() + ")"
+                  : "the local app at " + at.where + " broke off its response (" + ec.message() +
+                        ")");
+      co_return;
+    }
+    at.bytes_from_app += n;
+
+    std::size_t offset = 0;
+    bool end = false;
+    while (!raw && !end) {
+      const Step step = parser.parse(std::span<const char>(buf.data() + offset, n - offset));
+      if (step.type == Step::kNeedMore) {
+        offset = n;
+        break;
+      }
+      if (step.type == Step::kError) {
+        at.fail("the local app at " + at.where + " sent an invalid response: " + parser.error());
+        co_return;
+      }
+      offset += step.consumed;
+      if (step.type == Step::kHead && !parser.is_interim()) {
+        at.final_head = true;
+        at.status = parser.response().status;
+        at.keep_alive = parser.keep_alive();
+        at.changed.notify();
+      } else if (step.type == Step::kMessageEnd && at.final_head && !parser.is_upgrade()) {
+        end = true;
+      } else if (step.type == Step::kUpgrade) {
+        raw = true;
+        at.upgraded = true;
+        at.changed.notify();
+      }
+    }
+    if (raw) offset = n;
+    if (end && offset < n) at.trailing = true;  // more than one response: not reusable
+
+    transport::error_code wec;
+    co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf.data()), offset}, wec, end);
+    if (wec) {
+      at.stream_gone();
+      co_return;
+    }
+    at.bytes_out += offset;
+    if (end) {
+      at.response_done = true;
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> download(Attempt& at) {
+  co_await download_body(at);
+  at.download_over = true;
+  // The app answered without reading the whole body: the exchange cannot finish cleanly, and
+  // an upload stuck writing to the app must not wait for it.
+  if (!at.request_done && !at.upgraded) at.cancel_app();
+  at.changed.notify();
+}
+
+}  // namespace
+
+asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
+                                            std::shared_ptr<LocalPool> pool,
+                                            common::NetAddress target) {
+  using namespace asio::experimental::awaitable_operators;
+  const auto start = Clock::now();
+  ForwardResult result;
+  const RequestInfo request = read_request_head(stream->open_payload());
+  result.method = request.method;
+  result.target = request.target;
+  result.request_id = request.request_id;
+  const auto finish = [&] {
+    result.elapsed = Clock::now() - start;
+    return result;
+  };
+  if (!request.error.empty()) {
+    result.error = "invalid request head from the core: " + request.error;
+    stream->reset(ErrorCode::kProtocolError, result.error);
+    co_return finish();
+  }
+
+  const std::string where = target.to_string();
+  for (int tries = 0; tries < 3; ++tries) {
+    bool reused = false;
+    std::string error;
+    auto app = co_await pool->acquire(target, reused, error);
+    if (!app) {
+      result.error = error;
+      stream->reset(ErrorCode::kLocalUnreachable, error);
+      co_return finish();
+    }
+    result.reused_connection = reused;
+    auto [hec, written] = co_await asio::async_write(*app, asio::buffer(request.head), kNoThrow);
+    (void)written;
+    if (hec) {
+      if (reused) continue;  // a stale pooled connection: dial a fresh one
+      result.error = "writing the request to " + where + ": " + hec.message();
+      stream->reset(ErrorCode::kLocalError, result.error);
+      co_return finish();
+    }
+
+    Attempt at(*stream, *app, where, request);
+    at.reused = reused;
+    co_await (upload(at) && download(at));
+    result.bytes_in = at.bytes_in;
+    result.bytes_out = at.bytes_out;
+    result.upgraded = at.upgraded;
+    result.status = at.final_head ? at.status : 0;
+    if (at.retryable) continue;
+    if (!at.response_done) {
+      result.error = at.error.empty() ? "the exchange did not complete" : at.error;
+    }
+    if (at.request_done && at.response_done && at.keep_alive && !request.upgrade && !at.trailing &&
+        !at.failed && !at.stream_dead) {
+      pool->release(target, std::move(*app));
+    }
+    co_return finish();
+  }
+  result.error = "the local app at " + where + " keeps closing connections without responding";
+  stream->reset(ErrorCode::kLocalError, result.error);
+  co_return finish();
+}
+
+}  // namespace tunnel::agent

@@ -1,0 +1,66 @@
+// Keep-alive connections from the agent to its local apps, one bounded idle list per target.
+//
+// A request takes an idle connection (checked still open first) or dials a new one; after a
+// clean keep-alive exchange the forwarder gives it back. Idle connections expire after
+// `idle_timeout`, at most `max_idle_per_target` are kept, and everything lives on one executor
+// (not thread-safe).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "common/net_address.hpp"
+
+namespace tunnel::agent {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class LocalPool {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Options {
+    std::size_t max_idle_per_target = 32;
+    Clock::duration idle_timeout = std::chrono::seconds(60);
+    std::chrono::milliseconds connect_timeout{10'000};
+  };
+
+  explicit LocalPool(asio::any_io_executor executor);
+  LocalPool(asio::any_io_executor executor, Options options);
+
+  // An open connection to `target` (TCP_NODELAY on): a pooled one (`reused` = true) or a new
+  // one. On failure returns nullopt and sets `error`, which names the address
+  // ("dial tcp 127.0.0.1:3000: Connection refused").
+  asio::awaitable<std::optional<tcp::socket>> acquire(const common::NetAddress& target,
+                                                      bool& reused, std::string& error);
+  // Hands back a connection that finished a keep-alive exchange cleanly.
+  void release(const common::NetAddress& target, tcp::socket socket);
+
+  // Closes idle connections older than the idle timeout (release and acquire also do it).
+  void prune();
+  void clear() { idle_.clear(); }
+  std::size_t idle_count() const;
+  std::size_t idle_count(const common::NetAddress& target) const;
+
+  // True when nothing has arrived on an idle connection and the peer has not closed it
+  // (a non-blocking MSG_PEEK read would block).
+  static bool still_open(tcp::socket& socket);
+
+ private:
+  struct Idle {
+    tcp::socket socket;
+    Clock::time_point since;
+  };
+  asio::any_io_executor executor_;
+  Options options_;
+  std::map<std::string, std::deque<Idle>> idle_;  // key: target "host:port"; newest at the back
+};
+
+}  // namespace tunnel::agent

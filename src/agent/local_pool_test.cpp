@@ -1,0 +1,176 @@
+#include "agent/local_pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/write.hpp>
+#include <thread>
+
+namespace tunnel::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+class LocalPoolTest : public ::testing::Test {
+ protected:
+  LocalPoolTest() : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    target = common::NetAddress{"127.0.0.1", acceptor.local_endpoint().port()};
+  }
+
+  // Runs `op` to completion on the io_context.
+  template <typename T>
+  T run(asio::awaitable<T> op) {
+    std::optional<T> result;
+    asio::co_spawn(io, std::move(op), [&](std::exception_ptr e, T value) {
+      if (e) std::rethrow_exception(e);
+      result = std::move(value);
+    });
+    io.restart();
+    while (!result && io.run_one_for(10s) > 0) {
+    }
+    EXPECT_TRUE(result.has_value()) << "operation did not finish";
+    return std::move(*result);
+  }
+
+  std::optional<tcp::socket> acquire(LocalPool& pool, bool& reused, std::string& error) {
+    return run(pool.acquire(target, reused, error));
+  }
+
+  // The server end of the last connection the pool dialed.
+  tcp::socket accept_one() { return acceptor.accept(); }
+
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  common::NetAddress target;
+};
+
+TEST_F(LocalPoolTest, DialsThenReusesAReleasedConnection) {
+  LocalPool pool(io.get_executor());
+  bool reused = true;
+  std::string error;
+  auto first = acquire(pool, reused, error);
+  ASSERT_TRUE(first) << error;
+  EXPECT_FALSE(reused);
+  auto server = accept_one();
+  tcp::no_delay nodelay;
+  first->get_option(nodelay);
+  EXPECT_TRUE(nodelay.value());
+  const auto port = first->local_endpoint().port();
+
+  pool.release(target, std::move(*first));
+  EXPECT_EQ(pool.idle_count(target), 1u);
+  auto second = acquire(pool, reused, error);
+  ASSERT_TRUE(second) << error;
+  EXPECT_TRUE(reused);
+  EXPECT_EQ(second->local_endpoint().port(), port) << "not the same connection";
+  EXPECT_EQ(pool.idle_count(), 0u);
+}
+
+TEST_F(LocalPoolTest, ConnectionClosedByTheAppIsNotReused) {
+  LocalPool pool(io.get_executor());
+  bool reused = false;
+  std::string error;
+  auto conn = acquire(pool, reused, error);
+  ASSERT_TRUE(conn) << error;
+  auto server = accept_one();
+  const auto port = conn->local_endpoint().port();
+  pool.release(target, std::move(*conn));
+  server.close();  // the app drops the idle keep-alive connection
+  std::this_thread::sleep_for(50ms);
+
+  auto next = acquire(pool, reused, error);
+  ASSERT_TRUE(next) << error;
+  EXPECT_FALSE(reused);
+  EXPECT_NE(next->local_endpoint().port(), port);
+}
+
+TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
+  bool reused = false;
+  std::string error;
+  LocalPool pool(io.get_executor());
+  auto a = acquire(pool, reused, error);
+  ASSERT_TRUE(a) << error;
+  auto server_a = accept_one();
+  auto b = acquire(pool, reused, error);
+  ASSERT_TRUE(b) << error;
+  auto server_b = accept_one();
+  EXPECT_TRUE(LocalPool::still_open(*a));
+  EXPECT_TRUE(LocalPool::still_open(*b));
+
+  asio::write(server_a, asio::buffer(std::string("HTTP/1.1 200 OK\r\n")));  // out of step
+  server_b.shutdown(tcp::socket::shutdown_send);                            // FIN
+  std::this_thread::sleep_for(50ms);
+  EXPECT_FALSE(LocalPool::still_open(*a));
+  EXPECT_FALSE(LocalPool::still_open(*b));
+  tcp::socket closed(io);
+  EXPECT_FALSE(LocalPool::still_open(closed));
+}
+
+TEST_F(LocalPoolTest, IdleConnectionsExpire) {
+  LocalPool::Options options;
+  options.idle_timeout = 50ms;
+  LocalPool pool(io.get_executor(), options);
+  bool reused = false;
+  std::string error;
+  auto conn = acquire(pool, reused, error);
+  ASSERT_TRUE(conn) << error;
+  auto server = accept_one();
+  pool.release(target, std::move(*conn));
+  EXPECT_EQ(pool.idle_count(), 1u);
+  std::this_thread::sleep_for(80ms);
+  pool.prune();
+  EXPECT_EQ(pool.idle_count(), 0u);
+  // The expired connection was closed: the app sees EOF.
+  char byte = 0;
+  boost::system::error_code ec;
+  server.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+}
+
+TEST_F(LocalPoolTest, IdleListIsBounded) {
+  LocalPool::Options options;
+  options.max_idle_per_target = 3;
+  LocalPool pool(io.get_executor(), options);
+  std::vector<tcp::socket> servers;
+  std::vector<tcp::socket> conns;
+  for (int i = 0; i < 5; ++i) {
+    bool reused = false;
+    std::string error;
+    auto conn = acquire(pool, reused, error);
+    ASSERT_TRUE(conn) << error;
+    ASSERT_FALSE(reused);
+    servers.push_back(accept_one());
+    conns.push_back(std::move(*conn));
+  }
+  for (auto& c : conns) pool.release(target, std::move(c));
+  EXPECT_EQ(pool.idle_count(target), 3u);
+  pool.clear();
+  EXPECT_EQ(pool.idle_count(), 0u);
+}
+
+TEST_F(LocalPoolTest, RefusedConnectionNamesTheAddress) {
+  const auto port = acceptor.local_endpoint().port();
+  acceptor.close();  // nothing listens there any more
+  LocalPool pool(io.get_executor());
+  bool reused = false;
+  std::string error;
+  auto conn = acquire(pool, reused, error);
+  EXPECT_FALSE(conn);
+  EXPECT_EQ(error, "dial tcp 127.0.0.1:" + std::to_string(port) + ": Connection refused");
+}
+
+TEST_F(LocalPoolTest, ResolvesHostNames) {
+  LocalPool pool(io.get_executor());
+  bool reused = false;
+  std::string error;
+  common::NetAddress by_name{"localhost", target.port};
+  auto conn = run(pool.acquire(by_name, reused, error));
+  // localhost may resolve to ::1 first; the v4 listener still gets the connection.
+  ASSERT_TRUE(conn) << error;
+  auto server = accept_one();
+  EXPECT_TRUE(LocalPool::still_open(*conn));
+}
+
+}  // namespace
+}  // namespace tunnel::agent
