@@ -274,6 +274,7 @@ void Session::go_away(ErrorCode code, std::string_view message) {
 void Session::close(std::string reason, bool tell_peer) {
   if (closed_) return;
   if (tell_peer) queue(FrameType::kClose, 0, 0);
+  if (closed_) return;  // the queue was over its hard limit: queue() closed the session
   closed_ = true;
   close_reason_ = std::move(reason);
   auto streams = std::move(streams_);

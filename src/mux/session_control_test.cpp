@@ -486,6 +486,51 @@ TEST_P(SessionControlTest, CloseWakesBlockedReadersWritersAndAccept) {
   });
 }
 
+// close() while a write is stuck on a peer that stopped reading: run() still returns (the final
+// flush gets a bounded time, then the connection is aborted).
+TEST(SessionCloseTest, CloseReturnsWhileAWriteIsStuck) {
+  asio::io_context io;
+  RawPeer peer(io, Role::kCore, options_for(protocol::kVersion1));  // v1: no credit to stop us
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::string error;
+        auto stream = peer.session->open_stream(0, "", error);
+        CO_ASSERT_TRUE(stream != nullptr);
+        std::size_t progress = 0;
+        std::optional<error_code> result;
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&, stream]() -> asio::awaitable<void> {
+              std::vector<std::uint8_t> chunk(64 * 1024);
+              error_code ec;
+              while (!ec) {
+                co_await stream->write(chunk, ec);
+                progress += chunk.size();
+              }
+              result = ec;
+            },
+            asio::detached);
+        std::size_t last = SIZE_MAX;
+        while (progress != last) {
+          last = progress;
+          co_await sleep_for(150ms);
+        }
+        const auto closed_at = Clock::now();
+        peer.session->close("closing a stuck session");
+        EXPECT_TRUE(co_await wait_until([&] { return result.has_value(); }, 1s));
+        EXPECT_TRUE(co_await wait_until([&] { return peer.reason.has_value(); }, 5s))
+            << "run() did not return: the write to a peer that does not read hangs";
+        EXPECT_LT(Clock::now() - closed_at, 4s);
+        EXPECT_EQ(peer.reason.value_or(""), "closing a stuck session");
+        done = true;
+      },
+      asio::detached);
+  EXPECT_TRUE(run_until(
+      io, [&] { return done; }, 15s));
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, SessionControlTest,
                          ::testing::Values(protocol::kVersion1, protocol::kVersion2), version_name);
 
