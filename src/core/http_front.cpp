@@ -88,6 +88,13 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     if (close) co_await conn->shutdown_send();
   };
 
+  // After an error answered on a kept-alive connection: the request had no body, so its message
+  // end comes next; consume it so the parser is ready for the next head.
+  const auto skip_message_end = [&] {
+    const Step end = parser.parse(pending);
+    pending.erase(0, end.consumed);
+  };
+
   for (;;) {
     // ---- the request head
     const auto head_started = Clock::now();
@@ -137,11 +144,11 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     std::optional<std::string> host;
     if (host_header != nullptr) host = http::normalize_host(*host_header);
     if (!host) {
-      co_await reply_error(400,
-                           host_header == nullptr ? "The request has no Host header."
-                                                  : "The Host header \"" + *host_header +
-                                                        "\" is not a valid host name.",
-                           request_id, true);
+      const std::string detail =
+          host_header == nullptr
+              ? std::string("The request has no Host header.")
+              : "The Host header \"" + *host_header + "\" is not a valid host name.";
+      co_await reply_error(400, detail, request_id, true);
       co_return;
     }
     Route route;
@@ -156,19 +163,21 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       const bool unknown = found == LookupStatus::kUnknown;
       spdlog::info("{} {} {} {} -> {} (no agent) id={}", client_ip(*conn), *host, request.method,
                    request.target, unknown ? 404 : 503, request_id);
-      co_await reply_error(unknown ? 404 : 503,
-                           unknown ? "No tunnel is serving " + *host + "."
-                                   : "The agent serving " + *host +
-                                         " is not connected right now. Try again when it "
-                                         "reconnects.",
-                           request_id, has_body || !keep_alive);
+      // Named, not inline: GCC 12 destroys conditional temporaries in a co_await twice.
+      const std::string detail =
+          unknown ? "No tunnel is serving " + *host + "."
+                  : "The agent serving " + *host +
+                        " is not connected right now. Try again when it reconnects.";
+      co_await reply_error(unknown ? 404 : 503, detail, request_id, has_body || !keep_alive);
       if (has_body || !keep_alive) co_return;
+      skip_message_end();
       continue;
     }
     if (!context_.rate_limiter.allow(route.agent->account)) {
-      co_await reply_error(429, "Too many requests for " + *host + "; slow down.", request_id,
-                           has_body || !keep_alive);
+      const std::string detail = "Too many requests for " + *host + "; slow down.";
+      co_await reply_error(429, detail, request_id, has_body || !keep_alive);
       if (has_body || !keep_alive) co_return;
+      skip_message_end();
       continue;
     }
     if (limits.max_body_bytes != 0 && parser.content_length().value_or(0) > limits.max_body_bytes) {
@@ -207,9 +216,10 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     std::string error;
     auto stream = session->open_stream(route.tunnel_index, forwarded.serialize(), error);
     if (!stream) {
-      co_await reply_error(503, "The agent serving " + *host + " cannot take requests: " + error,
-                           request_id, has_body || !keep_alive);
+      const std::string detail = "The agent serving " + *host + " cannot take requests: " + error;
+      co_await reply_error(503, detail, request_id, has_body || !keep_alive);
       if (has_body || !keep_alive) co_return;
+      skip_message_end();
       continue;
     }
     if (parser.expects_continue()) {
@@ -351,9 +361,11 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
     auto n = co_await with_timeout(ex.stream->read_some(asio::buffer(buf.data(), buf.size()), ec),
                                    timeout);
     if (!n) {
-      co_await fail(504, head_seen ? "The app stopped sending its response."
-                                   : "The app behind " + ex.host + " did not answer within " +
-                                         std::to_string(timeout.count() / 1000) + " s.");
+      const std::string detail = head_seen
+                                     ? std::string("The app stopped sending its response.")
+                                     : "The app behind " + ex.host + " did not answer within " +
+                                           std::to_string(timeout.count() / 1000) + " s.";
+      co_await fail(504, detail);
       co_return;
     }
     if (ec) {

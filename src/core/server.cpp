@@ -1,0 +1,374 @@
+#include "core/server.hpp"
+
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <csignal>
+#include <sstream>
+
+#include "common/net_address.hpp"
+#include "core/data_dir.hpp"
+#include "transport/tls.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using asio::ip::tcp;
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// Logs what escapes a detached coroutine instead of losing it.
+void log_failure(std::exception_ptr error) {
+  if (!error) return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    spdlog::error("connection handler failed: {}", e.what());
+  }
+}
+
+template <typename Handler>
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Handler handler) {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      // Out of file descriptors and the like: keep the listener, slow down a little.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+      co_await pause.async_wait(kNoThrow);
+      continue;
+    }
+    asio::co_spawn(acceptor.get_executor(), handler(std::move(socket)), log_failure);
+  }
+}
+
+bool sni_match(const std::string& pattern, const std::string& host) {
+  if (pattern.starts_with("*.")) {
+    const std::string suffix = pattern.substr(1);
+    return host.size() > suffix.size() && host.ends_with(suffix) &&
+           host.find('.') == host.size() - suffix.size();
+  }
+  return pattern == host;
+}
+
+}  // namespace
+
+struct Server::Worker {
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::thread thread;
+};
+
+Server::Server(Config config) {
+  context_ = std::make_unique<CoreContext>(std::move(config), observability::default_registry());
+  gateway_ = std::make_unique<AgentGateway>(*context_);
+  front_ = std::make_unique<HttpFront>(*context_);
+  admin_ = std::make_unique<AdminServer>(*context_);
+  std::uint32_t n = context_->config.workers;
+  if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
+  for (std::uint32_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+}
+
+Server::~Server() {
+  for (auto& w : workers_) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+std::string Server::bind_all(const std::string& address, const char* what,
+                             std::vector<tcp::acceptor*>& out, std::uint16_t& port,
+                             bool every_worker) {
+  auto parsed = common::parse_listen_address(address);
+  if (!parsed) return std::string(what) + " address: " + parsed.error;
+  port = parsed.value->port;
+  const std::size_t count = every_worker ? workers_.size() : 1;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto acceptor = std::make_unique<tcp::acceptor>(workers_[i]->io);
+    boost::system::error_code ec;
+    tcp::endpoint endpoint;
+    if (parsed.value->host.empty()) {
+      endpoint = tcp::endpoint(tcp::v6(), port);
+    } else {
+      auto ip = asio::ip::make_address(parsed.value->host, ec);
+      if (ec) {
+        tcp::resolver resolver(workers_[i]->io);
+        auto results = resolver.resolve(parsed.value->host, std::to_string(port), ec);
+        if (ec || results.empty()) {
+          return std::string("listen on ") + address + " (" + what + "): cannot resolve " +
+                 parsed.value->host;
+        }
+        endpoint = *results.begin();
+      } else {
+        endpoint = tcp::endpoint(ip, port);
+      }
+    }
+    acceptor->open(endpoint.protocol(), ec);
+    if (ec && parsed.value->host.empty()) {  // no IPv6 here: all IPv4 interfaces
+      endpoint = tcp::endpoint(tcp::v4(), port);
+      acceptor->open(endpoint.protocol(), ec);
+    }
+    if (!ec && endpoint.protocol() == tcp::v6() && parsed.value->host.empty()) {
+      acceptor->set_option(asio::ip::v6_only(false), ec);
+    }
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec && every_worker) acceptor->set_option(ReusePort(true), ec);
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return std::string("listen on ") + address + " (" + what + "): " + ec.message();
+    }
+    port = acceptor->local_endpoint().port();  // the others bind the port the first one got
+    out.push_back(acceptor.get());
+    workers_[i]->acceptors.push_back(std::move(acceptor));
+  }
+  return "";
+}
+
+std::string Server::setup_tls() {
+  Config& config = context_->config;
+  std::string cert = config.tls.cert;
+  std::string key = config.tls.key;
+  auto data = ensure_data_dir(config.data_dir, config.domain);
+  if (!data) return "data dir: " + data.error;
+  for (const auto& warning : data.value->warnings) spdlog::warn("{}", warning);
+  if (data.value->cert_created) {
+    spdlog::info("generated a self-signed certificate {} (sha256 {})", data.value->cert_path,
+                 data.value->fingerprint);
+  }
+  if (cert.empty()) {
+    cert = data.value->cert_path;
+    key = data.value->key_path;
+  }
+  std::string error;
+  agent_tls_ = transport::make_server_tls(cert, key, error);
+  if (!agent_tls_) return error;
+
+  // The agent command to print: the generated token works when no account was configured.
+  std::string token_hint = "--token <your token>";
+  bool uses_generated_token = false;
+  if (config.accounts.empty()) {
+    add_default_account_tokens(config, {data.value->token});
+    token_hint = "--token " + data.value->token;
+    uses_generated_token = true;
+  }
+  const std::string fingerprint = cert_fingerprint_sha256(cert);
+
+  if (!config.listen.https.empty()) {
+    public_tls_ = agent_tls_;
+    for (const auto& c : config.tls.certificates) {
+      auto ctx = transport::make_server_tls(c.cert, c.key, error);
+      if (!ctx) return error;
+      sni_names_.emplace_back(c.hostnames, sni_contexts_.size());
+      sni_contexts_.push_back(ctx);
+    }
+    if (!sni_contexts_.empty()) {
+      public_tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+      SSL_CTX_set_min_proto_version(public_tls_->native_handle(), TLS1_2_VERSION);
+      // Default certificate: the first configured one.
+      SSL_CTX* first = sni_contexts_.front()->native_handle();
+      SSL_CTX_use_certificate(public_tls_->native_handle(), SSL_CTX_get0_certificate(first));
+      SSL_CTX_use_PrivateKey(public_tls_->native_handle(), SSL_CTX_get0_privatekey(first));
+      SSL_CTX_set_tlsext_servername_arg(public_tls_->native_handle(), this);
+      SSL_CTX_set_tlsext_servername_callback(
+          public_tls_->native_handle(), +[](SSL* ssl, int*, void* arg) -> int {
+            auto* self = static_cast<Server*>(arg);
+            const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+            if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+            const std::string host = common::ascii_lower(name);
+            for (const auto& [patterns, index] : self->sni_names_) {
+              for (const auto& pattern : patterns) {
+                if (sni_match(common::ascii_lower(pattern), host)) {
+                  SSL_set_SSL_CTX(ssl, self->sni_contexts_[index]->native_handle());
+                  return SSL_TLSEXT_ERR_OK;
+                }
+              }
+            }
+            return SSL_TLSEXT_ERR_OK;  // default certificate
+          });
+    }
+  }
+
+  std::ostringstream banner;
+  banner << "agent listener: TLS certificate sha256 " << fingerprint << "\n"
+         << "run an agent on this machine:\n"
+         << "  tunnel-agent http 3000 --subdomain app"
+         << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir) << "\n"
+         << "or from another machine:\n"
+         << "  tunnel-agent http 3000 --subdomain app --server <this-host>:{agent_port}"
+         << " --fingerprint " << fingerprint << " " << token_hint << "\n";
+  if (!uses_generated_token) banner << "(tokens come from your configuration)\n";
+  banner_ = banner.str();
+  return "";
+}
+
+std::string Server::start() {
+  if (auto error = setup_tls(); !error.empty()) return error;
+  Config& config = context_->config;
+  std::vector<tcp::acceptor*> agent, http, https, admin;
+  if (auto e = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !e.empty()) {
+    return e;
+  }
+  if (!config.listen.http.empty()) {
+    if (auto e = bind_all(config.listen.http, "http", http, http_port_, true); !e.empty()) {
+      return e;
+    }
+  }
+  if (!config.listen.https.empty()) {
+    if (auto e = bind_all(config.listen.https, "https", https, https_port_, true); !e.empty()) {
+      return e;
+    }
+  }
+  if (!config.listen.admin.empty()) {
+    if (auto e = bind_all(config.listen.admin, "admin", admin, admin_port_, false); !e.empty()) {
+      return e;
+    }
+  }
+  context_->public_http_port = http_port_;
+  context_->public_https_port = https_port_;
+
+  for (auto* acceptor : agent) {
+    asio::co_spawn(
+        acceptor->get_executor(),
+        accept_loop(*acceptor,
+                    [this](tcp::socket s) { return gateway_->serve(std::move(s), *agent_tls_); }),
+        asio::detached);
+  }
+  for (auto* acceptor : http) {
+    asio::co_spawn(acceptor->get_executor(),
+                   accept_loop(*acceptor,
+                               [this](tcp::socket s) -> asio::awaitable<void> {
+                                 s.set_option(tcp::no_delay(true));
+                                 context_->metrics.public_connections.inc();
+                                 co_await front_->serve(transport::make_tcp_conn(std::move(s)),
+                                                        false);
+                                 context_->metrics.public_connections.dec();
+                               }),
+                   asio::detached);
+  }
+  for (auto* acceptor : https) {
+    asio::co_spawn(acceptor->get_executor(),
+                   accept_loop(*acceptor,
+                               [this](tcp::socket s) -> asio::awaitable<void> {
+                                 std::string error;
+                                 auto conn = co_await transport::accept_tls(
+                                     std::move(s), *public_tls_,
+                                     context_->config.limits.header_timeout, error);
+                                 if (!conn) {
+                                   spdlog::debug("https: {}", error);
+                                   co_return;
+                                 }
+                                 context_->metrics.public_connections.inc();
+                                 co_await front_->serve(std::move(conn), true);
+                                 context_->metrics.public_connections.dec();
+                               }),
+                   asio::detached);
+  }
+  for (auto* acceptor : admin) {
+    asio::co_spawn(
+        acceptor->get_executor(),
+        accept_loop(*acceptor, [this](tcp::socket s) { return admin_->serve(std::move(s)); }),
+        asio::detached);
+  }
+
+  const std::string& domain = config.domain;
+  std::string placeholder = "{agent_port}";
+  if (auto at = banner_.find(placeholder); at != std::string::npos) {
+    banner_.replace(at, placeholder.size(), std::to_string(agent_port_));
+  }
+  std::ostringstream ready;
+  ready << "tunnel-core ready: agents on port " << agent_port_;
+  if (http_port_ != 0) ready << ", http://*." << domain << ":" << http_port_;
+  if (https_port_ != 0) ready << ", https://*." << domain << ":" << https_port_;
+  if (admin_port_ != 0) ready << ", admin " << config.listen.admin;
+  ready << " (" << workers_.size() << " workers)\n";
+  banner_ = ready.str() + banner_;
+  return "";
+}
+
+int Server::run() {
+  asio::signal_set signals(workers_[0]->io, SIGINT, SIGTERM);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signo) {
+        if (ec) return;
+        if (shutting_down_) {
+          spdlog::warn("second signal: exiting now");
+          for (auto& w : workers_) w->io.stop();
+          return;
+        }
+        spdlog::info("received {}: draining (grace {} ms)", signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                     context_->config.limits.shutdown_grace.count());
+        shutdown();
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  for (std::size_t i = 1; i < workers_.size(); ++i) {
+    workers_[i]->thread = std::thread([w = workers_[i].get()] {
+      auto guard = asio::make_work_guard(w->io);
+      w->io.run();
+    });
+  }
+  {
+    auto guard = asio::make_work_guard(workers_[0]->io);
+    workers_[0]->io.run();
+  }
+  for (auto& w : workers_) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  return 0;
+}
+
+void Server::shutdown() {
+  asio::post(workers_[0]->io, [this] {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    context_->draining = true;
+    for (auto& w : workers_) {
+      asio::post(w->io, [w = w.get(), admin_port = admin_port_] {
+        for (auto& acceptor : w->acceptors) {
+          boost::system::error_code ignored;
+          // The admin listener stays up so /readyz can report the drain.
+          if (admin_port != 0 && acceptor->local_endpoint(ignored).port() == admin_port) {
+            continue;
+          }
+          acceptor->close(ignored);
+        }
+      });
+    }
+    gateway_->go_away_all();
+    asio::co_spawn(workers_[0]->io, drain(), asio::detached);
+  });
+}
+
+asio::awaitable<void> Server::drain() {
+  const auto deadline = std::chrono::steady_clock::now() + context_->config.limits.shutdown_grace;
+  asio::steady_timer timer(workers_[0]->io);
+  while (front_->active_requests() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timer.expires_after(std::chrono::milliseconds(50));
+    co_await timer.async_wait(kNoThrow);
+  }
+  if (front_->active_requests() > 0) {
+    spdlog::warn("grace period over with {} requests in flight; closing them",
+                 front_->active_requests());
+  }
+  gateway_->close_all();
+  // Let the CLOSE frames and last responses flush.
+  timer.expires_after(std::chrono::milliseconds(200));
+  co_await timer.async_wait(kNoThrow);
+  spdlog::info("drained; exiting");
+  for (auto& w : workers_) w->io.stop();
+}
+
+}  // namespace tunnel::core

@@ -1,0 +1,61 @@
+// The core process: worker threads (one event loop each), the listeners on every worker
+// (SO_REUSEPORT, so the kernel spreads connections), the admin listener, signals and drain.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/admin.hpp"
+#include "core/agent_gateway.hpp"
+#include "core/config.hpp"
+#include "core/context.hpp"
+#include "core/http_front.hpp"
+
+namespace tunnel::core {
+
+class Server {
+ public:
+  explicit Server(Config config);
+  ~Server();
+
+  // Prepares the data dir and TLS, binds every listener. Returns "" or an error naming what
+  // failed (e.g. "listen on 127.0.0.1:8080: Address already in use").
+  std::string start();
+  // Runs until SIGTERM/SIGINT and the drain that follows; returns the exit code.
+  int run();
+  // Starts a graceful drain (thread-safe): stop accepting, GOAWAY, finish in-flight requests.
+  void shutdown();
+
+  // What start() bound (ports resolved when 0 was asked for).
+  std::uint16_t agent_port() const { return agent_port_; }
+  std::uint16_t http_port() const { return http_port_; }
+  std::uint16_t admin_port() const { return admin_port_; }
+  const std::string& banner() const { return banner_; }
+
+ private:
+  struct Worker;
+  std::string bind_all(const std::string& address, const char* what,
+                       std::vector<asio::ip::tcp::acceptor*>& out, std::uint16_t& port,
+                       bool every_worker);
+  std::string setup_tls();
+  asio::awaitable<void> drain();
+
+  std::unique_ptr<CoreContext> context_;
+  std::unique_ptr<AgentGateway> gateway_;
+  std::unique_ptr<HttpFront> front_;
+  std::unique_ptr<AdminServer> admin_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::shared_ptr<asio::ssl::context> agent_tls_;
+  std::shared_ptr<asio::ssl::context> public_tls_;
+  std::vector<std::shared_ptr<asio::ssl::context>> sni_contexts_;
+  std::vector<std::pair<std::vector<std::string>, std::size_t>> sni_names_;
+  std::uint16_t agent_port_ = 0, http_port_ = 0, https_port_ = 0, admin_port_ = 0;
+  std::string banner_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace tunnel::core
