@@ -412,6 +412,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       switch (step.type) {
         case Step::kHead: {
           http::ResponseHead head = parser.response();
+          head.version_major = 1;  // we speak HTTP/1.1 to the client whatever the app speaks
+          head.version_minor = 1;
           if (!parser.is_interim()) {
             head_seen = true;
             ex.status = head.status;

@@ -160,6 +160,7 @@ std::string Server::setup_tls() {
     add_default_account_tokens(config, {data.value->token});
     token_hint = "--token " + data.value->token;
     uses_generated_token = true;
+    context_->auth = Authenticator(config);  // it copied the accounts before the token existed
   }
   const std::string fingerprint = cert_fingerprint_sha256(cert);
 
