@@ -241,6 +241,9 @@ int run_cli(int argc, char** argv) {
   CLI::App* start = app.add_subcommand("start", "open every tunnel of a config file");
   start->add_option("--config", flags.config, "the agent's YAML config file")->required();
   CLI::App* version = app.add_subcommand("version", "print the version");
+  std::string check_file;
+  CLI::App* check = app.add_subcommand("check-config", "validate a config file and exit");
+  check->add_option("FILE", check_file, "the agent's YAML config file")->required();
 
   try {
     app.parse(argc, argv);
@@ -252,6 +255,16 @@ int run_cli(int argc, char** argv) {
   }
   if (version->parsed()) {
     std::cout << "tunnel-agent " << kAgentVersion << "\n";
+    return 0;
+  }
+  if (check->parsed()) {
+    const LoadResult loaded = load_config_file(check_file);
+    if (!loaded.ok()) {
+      std::cerr << format_errors(loaded.errors, check_file);
+      return 1;
+    }
+    std::cout << check_file << ": ok (" << loaded.config.tunnels.size() << " tunnel"
+              << (loaded.config.tunnels.size() == 1 ? "" : "s") << ")\n";
     return 0;
   }
 

@@ -1,4 +1,5 @@
-// The tunnel-agent command line: `http TARGET`, `start --config FILE`, `version`.
+// The tunnel-agent command line: `http TARGET`, `start --config FILE`, `check-config FILE`,
+// `version`.
 //
 // Settings come from the config file, then TUNNEL_* variables, then flags (each later source
 // wins). Exit codes: 0 after SIGINT/SIGTERM, 1 when the core refuses the agent for good, 2 for
