@@ -262,14 +262,16 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
   bool raw = false;
   for (;;) {
     if (ex.response_done && !ex.request_done) co_return;  // the app answered early: stop
-    if (!raw && !ex.pending.empty()) {
+    if (!raw) {
       const Step step = ex.parser.parse(ex.pending);
       const auto bytes = std::span<const std::uint8_t>(
           reinterpret_cast<const std::uint8_t*>(ex.pending.data()), step.consumed);
       switch (step.type) {
         case Step::kBody:
         case Step::kMessageEnd: {
-          const bool end = step.type == Step::kMessageEnd;
+          // An upgrade request's message ends at its head, but the stream stays open for the
+          // raw bytes that follow the 101.
+          const bool end = step.type == Step::kMessageEnd && !ex.parser.is_upgrade();
           ex.body_in += step.consumed;
           if (limits.max_body_bytes != 0 && ex.body_in > limits.max_body_bytes) {
             ex.stream->reset(protocol::ErrorCode::kCancel, "request body too large");
@@ -283,10 +285,9 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
             ex.close_after = true;
             co_return;
           }
-          if (end) {
+          if (step.type == Step::kMessageEnd) {
             ex.request_done = true;
-            // An upgrade request ends at its head; raw bytes may follow after a 101.
-            if (!ex.parser.is_upgrade()) co_return;
+            if (end) co_return;
             raw = true;
           }
           continue;

@@ -8,6 +8,31 @@
 namespace tunnel::http {
 namespace {
 
+// RFC 9110 token characters, the only ones allowed in a field name.
+bool is_token_char(char c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
 enum class Expected : uint8_t { kOther, kHead, kConnect };
 
 enum class Phase {
@@ -221,6 +246,13 @@ struct MessageParser::Impl {
     Impl& s = self(parser);
     // llhttp 8.1 accepts ": value" with an empty name; a proxy must not forward that.
     if (!s.in_field || s.headers().back().name.empty()) return s.reject(400, "empty header name");
+    // Loose llhttp also lets spaces and other separators into names ("Bad Name: x").
+    for (const char c : s.headers().back().name) {
+      if (!is_token_char(c)) {
+        return s.reject(400,
+                        "invalid character in header name \"" + s.headers().back().name + "\"");
+      }
+    }
     s.in_field = false;
     if (++s.header_count > s.limits.max_headers) {
       return s.reject(431, "more than " + std::to_string(s.limits.max_headers) + " header fields");

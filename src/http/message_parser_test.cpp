@@ -510,4 +510,13 @@ TEST(MessageParserTest, MoveKeepsState) {
 }
 
 }  // namespace
+TEST(MessageParserTest, SpaceInHeaderNameIs400) {
+  MessageParser p(MessageParser::Kind::kRequest);
+  const auto step =
+      p.parse(std::string_view("GET / HTTP/1.1\r\nHost: a\r\nBad Header Name: x\r\n\r\n"));
+  ASSERT_EQ(step.type, MessageParser::Step::kError);
+  EXPECT_EQ(p.error_status(), 400);
+  EXPECT_NE(p.error().find("Bad Header Name"), std::string::npos) << p.error();
+}
+
 }  // namespace tunnel::http
