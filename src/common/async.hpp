@@ -22,7 +22,8 @@ asio::awaitable<std::optional<T>> with_timeout(asio::awaitable<T> op,
                                                std::chrono::steady_clock::duration timeout) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto result = co_await (std::move(op) || timer.async_wait(asio::use_awaitable));
+  // as_tuple: a cancelled timer must not throw; exceptions cost a global unwinder lock.
+  auto result = co_await (std::move(op) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
   if (result.index() == 0) co_return std::get<0>(std::move(result));
   co_return std::nullopt;
 }
@@ -32,7 +33,7 @@ inline asio::awaitable<bool> with_timeout(asio::awaitable<void> op,
                                           std::chrono::steady_clock::duration timeout) {
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
-  auto result = co_await (std::move(op) || timer.async_wait(asio::use_awaitable));
+  auto result = co_await (std::move(op) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
   co_return result.index() == 0;
 }
 

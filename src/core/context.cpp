@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <random>
 
 namespace tunnel::core {
 
@@ -57,13 +58,21 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
       rate_limiter(config.limits.requests_per_second) {}
 
 std::string new_request_id() {
-  unsigned char bytes[16];
-  RAND_bytes(bytes, sizeof bytes);
+  // Ids need to be unique, not secret: a per-thread generator seeded once from the OS CSPRNG
+  // keeps RAND_bytes (and its fork check) off the per-request path.
+  thread_local std::mt19937_64 generator = [] {
+    std::uint64_t seed[4];
+    RAND_bytes(reinterpret_cast<unsigned char*>(seed), sizeof seed);
+    std::seed_seq sequence(reinterpret_cast<std::uint32_t*>(seed),
+                           reinterpret_cast<std::uint32_t*>(seed) + 8);
+    return std::mt19937_64(sequence);
+  }();
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(32, '0');
-  for (std::size_t i = 0; i < sizeof bytes; ++i) {
-    id[2 * i] = kHex[bytes[i] >> 4];
-    id[2 * i + 1] = kHex[bytes[i] & 0xf];
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = generator();
+    for (int i = 0; i < 16; ++i, bits >>= 4)
+      id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
   }
   return id;
 }

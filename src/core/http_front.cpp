@@ -19,7 +19,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using http::MessageParser;
 using Step = MessageParser::Step;
-constexpr std::size_t kReadBuffer = 64 * 1024;
+constexpr std::size_t kReadBuffer = 32 * 1024;
 constexpr auto kDrainPoll = std::chrono::milliseconds(250);
 
 std::string client_ip(const transport::Conn& conn) {
@@ -48,9 +48,18 @@ std::string_view chars(std::span<const char> s) {
 }  // namespace
 
 // State of one request/response exchange, shared by the upload and download halves.
+// Buffers of one client connection, reused by each of its requests (no per-request
+// allocation on the hot path).
+struct ConnBuffers {
+  std::unique_ptr<char[]> in{new char[kReadBuffer]};    // client -> core
+  std::unique_ptr<char[]> down{new char[kReadBuffer]};  // agent -> core
+  std::string out;                                      // core -> client, one write per read
+};
+
 struct HttpFront::Exchange {
   MessageParser& parser;  // the connection's request parser, positioned after the head
   std::string& pending;   // client bytes read and not yet parsed
+  ConnBuffers& buffers;
   std::shared_ptr<mux::Stream> stream;
   std::string request_id;
   std::string host;
@@ -74,7 +83,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
   const auto& limits = context_.config.limits;
   MessageParser parser(MessageParser::Kind::kRequest,
                        MessageParser::Limits{limits.max_header_bytes, 100});
-  std::vector<char> buf(16 * 1024);
+  ConnBuffers buffers;
   transport::error_code ec;
   bool first = true;
 
@@ -125,11 +134,12 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       }
       if (context_.draining && !partial) co_return;  // idle keep-alive connection: close now
       auto wait = std::min<Clock::duration>(limit - elapsed, kDrainPoll);
-      auto n = co_await with_timeout(conn->read_some(asio::buffer(buf), ec), wait);
+      auto n = co_await with_timeout(
+          conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), ec), wait);
       if (!n) continue;  // poll: re-check the deadline and the drain
       if (ec) co_return;
       context_.metrics.bytes_in.inc(*n);
-      pending.assign(buf.data(), *n);
+      pending.assign(buffers.in.get(), *n);
       partial = true;
     }
     first = false;
@@ -226,8 +236,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await conn->write(asio::buffer(kContinue), ec);
     }
-    Exchange ex{parser,         pending,     stream,     request_id,  *host,
-                request.method, route.local, keep_alive, head_started};
+    Exchange ex{parser, pending,        buffers,     stream,     request_id,
+                *host,  request.method, route.local, keep_alive, head_started};
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
       co_await conn->shutdown_send();
@@ -256,7 +266,6 @@ asio::awaitable<bool> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
 }
 
 asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
-  std::vector<char> buf;
   transport::error_code ec;
   const auto& limits = context_.config.limits;
   bool raw = false;
@@ -314,8 +323,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       if (ec) co_return;
     }
     if (raw && ex.response_done) co_return;
-    if (buf.empty()) buf.resize(kReadBuffer);
-    auto n = co_await with_timeout(conn.read_some(asio::buffer(buf), ec), limits.idle_timeout);
+    auto n = co_await with_timeout(
+        conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec), limits.idle_timeout);
     if (!n || ec) {
       if (raw) {
         transport::error_code ignored;
@@ -328,7 +337,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       co_return;
     }
     context_.metrics.bytes_in.inc(*n);
-    ex.pending.assign(buf.data(), *n);
+    ex.pending.assign(ex.buffers.in.get(), *n);
   }
 }
 
@@ -336,8 +345,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
   const auto& limits = context_.config.limits;
   MessageParser parser(MessageParser::Kind::kResponse);
   parser.expect_response_to(ex.method);
-  std::vector<char> buf(kReadBuffer);
-  std::string out;
+  char* const buf = ex.buffers.down.get();
+  std::string& out = ex.buffers.out;
   transport::error_code ec;
   bool raw = false;
   bool head_seen = false;
@@ -359,8 +368,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
 
   for (;;) {
     const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
-    auto n = co_await with_timeout(ex.stream->read_some(asio::buffer(buf.data(), buf.size()), ec),
-                                   timeout);
+    auto n =
+        co_await with_timeout(ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec), timeout);
     if (!n) {
       const std::string detail = head_seen
                                      ? std::string("The app stopped sending its response.")
@@ -406,7 +415,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       }
       co_return;
     }
-    std::span<const char> data(buf.data(), *n);
+    std::span<const char> data(buf, *n);
     out.clear();
     while (!data.empty() && !raw) {
       const Step step = parser.parse(data);
