@@ -16,3 +16,11 @@ demo:
 
 ci:
 	./.ci/run
+
+# Benchmark suite (bench/run.py, docs/performance.md); needs `make build` first.
+.PHONY: bench bench-quick
+bench:
+	/usr/bin/python3 bench/run.py
+
+bench-quick:
+	/usr/bin/python3 bench/run.py --quick
