@@ -201,7 +201,17 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     auto session = route.agent->session;
     if (session->get_executor() != executor) {
       // Move the connection to the agent's worker; it re-reads this head from `pending`.
+      // A plain socket is re-registered with that worker's event loop; a TLS one keeps its
+      // socket where it is (its OpenSSL state cannot move) and is driven from there.
       std::string moved = request.serialize() + pending;
+      if (!tls) {
+        auto& socket = conn->socket();
+        const auto protocol = socket.local_endpoint(ec).protocol();
+        const auto fd = socket.release(ec);
+        if (ec) co_return;
+        conn =
+            transport::make_tcp_conn(transport::tcp::socket(session->get_executor(), protocol, fd));
+      }
       asio::co_spawn(session->get_executor(),
                      serve(std::move(conn), tls, std::move(moved), std::move(route)),
                      asio::detached);
