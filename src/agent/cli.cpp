@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -27,6 +28,8 @@ struct Flags {
   // http
   std::string target;
   std::optional<std::string> subdomain, hostname;
+  // tcp, udp
+  std::uint16_t remote_port = 0;
 };
 
 // "tunnels[0].subdomain: ..." -> "--subdomain: ..." for errors about values given as flags.
@@ -43,6 +46,7 @@ std::string name_flag(const std::string& message) {
       {"tunnels[0].local", "TARGET"},
       {"tunnels[0].subdomain", "--subdomain"},
       {"tunnels[0].hostname", "--hostname"},
+      {"tunnels[0].remote_port", "--remote-port"},
   };
   for (const auto& [key, flag] : kFlags) {
     if (message.starts_with(std::string(key) + ":")) {
@@ -187,9 +191,8 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
   options.tunnels.clear();
   for (std::size_t i = 0; i < config.tunnels.size(); ++i) {
     const TunnelConfig& t = config.tunnels[i];
-    if (t.type != "http") {
-      error = "tunnels[" + std::to_string(i) + "]: this agent forwards http tunnels only, not " +
-              t.type;
+    if (t.type != "http" && t.type != "tcp" && t.type != "udp") {
+      error = "tunnels[" + std::to_string(i) + "]: unknown tunnel type " + t.type;
       return false;
     }
     auto local = parse_local_target(t.local);
@@ -216,7 +219,7 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
 }
 
 int run_cli(int argc, char** argv) {
-  CLI::App app{"tunnel-agent: exposes local HTTP apps through a tunnel-core"};
+  CLI::App app{"tunnel-agent: exposes local HTTP, TCP and UDP services through a tunnel-core"};
   app.require_subcommand(1);
   app.fallthrough();
   Flags flags;
@@ -238,6 +241,19 @@ int run_cli(int argc, char** argv) {
   http->add_option("--subdomain", flags.subdomain, "serve NAME.<domain of the core>");
   http->add_option("--hostname", flags.hostname, "serve a custom domain your account owns");
   http->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
+  std::vector<CLI::App*> port_commands;
+  for (const char* type : {"tcp", "udp"}) {
+    const std::string what = std::string(type) == "tcp" ? "TCP" : "UDP";
+    CLI::App* cmd = app.add_subcommand(type, "forward a public " + what +
+                                                 " port of the core to a "
+                                                 "local " +
+                                                 what + " service");
+    cmd->add_option("TARGET", flags.target, "PORT or HOST:PORT of the local service")->required();
+    cmd->add_option("--remote-port", flags.remote_port,
+                    "the public port to ask for (default 0: the core picks one)");
+    cmd->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
+    port_commands.push_back(cmd);
+  }
   CLI::App* start = app.add_subcommand("start", "open every tunnel of a config file");
   start->add_option("--config", flags.config, "the agent's YAML config file")->required();
   CLI::App* version = app.add_subcommand("version", "print the version");
@@ -287,6 +303,14 @@ int run_cli(int argc, char** argv) {
     tunnel.local = flags.target;
     tunnel.subdomain = flags.subdomain.value_or("");
     tunnel.hostname = flags.hostname.value_or("");
+    config.tunnels = {tunnel};
+  } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
+                                     [](CLI::App* c) { return c->parsed(); });
+             cmd != port_commands.end()) {
+    TunnelConfig tunnel;
+    tunnel.type = (*cmd)->get_name();
+    tunnel.local = flags.target;
+    tunnel.remote_port = flags.remote_port;
     config.tunnels = {tunnel};
   } else if (start->parsed() && config.tunnels.empty()) {
     return usage_error(*flags.config + ": no tunnels: add a tunnels: list");

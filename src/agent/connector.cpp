@@ -12,6 +12,7 @@
 
 #include "agent/backoff.hpp"
 #include "agent/forwarder.hpp"
+#include "agent/raw_forwarder.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -49,6 +50,26 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
                                    std::shared_ptr<const std::vector<ForwardSpec>> tunnels,
                                    std::size_t index) {
   const ForwardSpec& tunnel = (*tunnels)[index];
+  const std::string& type = tunnel.request.type;
+  if (type == "tcp" || type == "udp") {
+    // Not a ?: of two co_awaits: GCC 12 destroys such temporaries twice.
+    RawForwardResult r;
+    if (type == "tcp") {
+      r = co_await forward_tcp(std::move(stream), tunnel.local);
+    } else {
+      r = co_await forward_udp(std::move(stream), tunnel.local);
+    }
+    const char* unit = type == "tcp" ? "bytes" : "datagrams";
+    if (r.error.empty()) {
+      spdlog::info("{} {} -> {} closed after {} ({} {} in, {} out)", type, r.client,
+                   tunnel.request.local, format_elapsed(r.elapsed), r.bytes_in, unit, r.bytes_out);
+    } else {
+      spdlog::warn("{} {} -> {} failed after {}: {} ({} {} in, {} out)", type, r.client,
+                   tunnel.request.local, format_elapsed(r.elapsed), r.error, r.bytes_in, unit,
+                   r.bytes_out);
+    }
+    co_return;
+  }
   const ForwardResult result = co_await forward_http(std::move(stream), pool, tunnel.local);
   log_request(result, tunnel);
 }
@@ -135,7 +156,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   request.token = options_.token;
   request.agent_id = options_.agent_id;
   request.version = std::string(kAgentVersion);
-  request.capabilities = {"http"};
+  request.capabilities = {"http", "tcp", "udp"};
   request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
   request.initial_window = options_.initial_window;
   for (const auto& t : *tunnels_) request.tunnels.push_back(t.request);

@@ -8,6 +8,8 @@
 
 #include "common/async.hpp"
 #include "common/net_address.hpp"
+#include "core/tcp_tunnel.hpp"
+#include "core/udp_tunnel.hpp"
 #include "http/host.hpp"
 #include "transport/tls.hpp"
 
@@ -63,6 +65,14 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
   }
   host = subdomain + "." + domain;
   return true;
+}
+
+// The host named in tcp/udp tunnel results: the tunnels host, or the base domain when the
+// tunnels host is every interface.
+std::string public_port_host(const CoreContext& context) {
+  const std::string& host = context.config.listen.tunnels_host;
+  if (host == "0.0.0.0" || host == "::" || host.empty()) return context.config.domain;
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
 }  // namespace
@@ -232,8 +242,10 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     result.type = t.type;
     std::string host;
     std::string error;
-    if (t.type != "http") {
-      error = "tunnel type \"" + t.type + "\" is not supported by this core (only http)";
+    if (t.type == "tcp" || t.type == "udp") {
+      register_port(account, t, i, agent, result, error);
+    } else if (t.type != "http") {
+      error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
     } else if (resolve_hostname(context_, account, t, request.agent_id, host, error)) {
       Route route{agent, static_cast<std::uint16_t>(i), t.local};
       if (context_.registry.claim(host, account.name, std::move(route), error)) {
@@ -253,6 +265,42 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     response.tunnels.push_back(std::move(result));
   }
   return all_ok;
+}
+
+bool AgentGateway::register_port(const Account& account, const protocol::TunnelRequest& request,
+                                 std::size_t index, const std::shared_ptr<AgentSession>& agent,
+                                 protocol::TunnelResult& result, std::string& error) {
+  const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
+  const PortRules rules = port_rules(context_.config, account);
+  if (agent->session->version() < protocol::kVersion2) {
+    error = request.type + " tunnels need protocol version 2 (the agent offered only 1)";
+    return false;
+  }
+  if (request.remote_port != 0 && !rules.allows(request.remote_port)) {
+    error = "port " + std::to_string(request.remote_port) +
+            " is outside the ranges allowed for account " + account.name + " (" +
+            rules.describe_ranges() + ")";
+    return false;
+  }
+  const std::string& bind_host = context_.config.listen.tunnels_host;
+  auto executor = agent->session->get_executor();
+  const OpenPort open = [&](std::uint16_t port,
+                            std::string& open_error) -> std::shared_ptr<PortListener> {
+    if (protocol == PortProtocol::kUdp) {
+      return open_udp_port(context_, executor, bind_host, port, open_error);
+    }
+    return open_tcp_port(context_, executor, bind_host, port, open_error);
+  };
+  Route route{agent, static_cast<std::uint16_t>(index), request.local};
+  const std::uint16_t port = context_.registry.claim_port(
+      protocol, request.remote_port, account.name, rules, std::move(route), open, error);
+  if (port == 0) return false;
+  result.ok = true;
+  result.name = public_port_host(context_) + ":" + std::to_string(port);
+  result.url = request.type + "://" + result.name;
+  agent->hostnames.push_back(result.url);
+  agent->locals.push_back(request.local);
+  return true;
 }
 
 void AgentGateway::go_away_all() {

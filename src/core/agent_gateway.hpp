@@ -19,7 +19,7 @@ class AgentSession {
   std::shared_ptr<mux::Session> session;
   std::string account;
   std::string agent_id;
-  std::vector<std::string> hostnames;  // index = tunnel index on the wire
+  std::vector<std::string> hostnames;  // index = tunnel index on the wire (tcp/udp: the url)
   std::vector<std::string> locals;
 };
 
@@ -42,6 +42,10 @@ class AgentGateway {
   bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
                         const std::shared_ptr<AgentSession>& agent,
                         protocol::AuthResponse& response);
+  // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).
+  bool register_port(const Account& account, const protocol::TunnelRequest& request,
+                     std::size_t index, const std::shared_ptr<AgentSession>& agent,
+                     protocol::TunnelResult& result, std::string& error);
 
   CoreContext& context_;
   mutable std::mutex mutex_;

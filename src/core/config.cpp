@@ -26,8 +26,9 @@ std::string in_quotes(std::string_view text) {
 // ---- reading -------------------------------------------------------------------------------
 
 void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
-  auto f = r.fields(node, "listen", {"agent", "http", "https", "admin"});
+  auto f = r.fields(node, "listen", {"agent", "http", "https", "admin", "tunnels_host"});
   if (!f) return;
+  r.read(*f, "tunnels_host", "listen", out.tunnels_host);
   r.read(*f, "agent", "listen", out.agent);
   r.read(*f, "http", "listen", out.http);
   r.read(*f, "https", "listen", out.https);
@@ -52,27 +53,43 @@ void read_tls(ConfigReader& r, const YAML::Node& node, TlsConfig& out) {
   }
 }
 
+void read_ports(ConfigReader& r, const YAML::Node& node, const std::string& path,
+                PortsConfig& out) {
+  auto f = r.fields(node, path, {"ranges", "max_per_account"});
+  if (!f) return;
+  if (f->contains("ranges")) {
+    std::vector<std::string> ranges;
+    if (r.read(*f, "ranges", path, ranges)) out.ranges = std::move(ranges);
+  }
+  if (f->contains("max_per_account")) {
+    std::uint32_t max = 0;
+    if (r.read(*f, "max_per_account", path, max)) out.max_per_account = max;
+  }
+}
+
 void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
   std::size_t index = 0;
   for (const auto& item : r.sequence(root, "accounts", "")) {
     const auto path = element("accounts", index++);
     Account account;
-    if (auto f = r.fields(item, path, {"name", "tokens", "subdomains", "domains", "max_agents"})) {
+    if (auto f = r.fields(item, path,
+                          {"name", "tokens", "subdomains", "domains", "max_agents", "ports"})) {
       r.read(*f, "name", path, account.name);
       r.read(*f, "tokens", path, account.tokens);
       r.read(*f, "subdomains", path, account.subdomains);
       r.read(*f, "domains", path, account.domains);
       r.read(*f, "max_agents", path, account.max_agents);
+      if (f->contains("ports")) read_ports(r, f->at("ports"), child(path, "ports"), account.ports);
     }
     out.accounts.push_back(std::move(account));
   }
 }
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f =
-      r.fields(node, "limits",
-               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
-                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace"});
+  auto f = r.fields(
+      node, "limits",
+      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout", "idle_timeout",
+       "max_streams_per_agent", "requests_per_second", "shutdown_grace", "udp_idle_timeout"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
@@ -82,12 +99,13 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "max_streams_per_agent", "limits", out.max_streams_per_agent);
   r.read(*f, "requests_per_second", "limits", out.requests_per_second);
   r.read(*f, "shutdown_grace", "limits", out.shutdown_grace);
+  r.read(*f, "udp_idle_timeout", "limits", out.udp_idle_timeout);
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
-                    {"domain", "data_dir", "workers", "listen", "tls", "auth", "accounts", "limits",
-                     "heartbeat", "log"});
+                    {"domain", "data_dir", "workers", "listen", "tls", "auth", "accounts", "ports",
+                     "limits", "heartbeat", "log"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -102,6 +120,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
     }
   }
   read_accounts(r, *f, out);
+  if (f->contains("ports")) read_ports(r, f->at("ports"), "ports", out.ports);
   if (f->contains("limits")) read_limits(r, f->at("limits"), out.limits);
   if (f->contains("heartbeat")) {
     if (auto hf = r.fields(f->at("heartbeat"), "heartbeat", {"interval", "timeout"})) {
@@ -156,6 +175,23 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
       }
     }
     bound.emplace_back(entry.key, *parsed.value);
+  }
+  if (!common::is_ip_literal(listen.tunnels_host)) {
+    r.error("listen.tunnels_host", in_quotes(listen.tunnels_host) +
+                                       " is not an IP address (use 0.0.0.0 or :: for every "
+                                       "interface)");
+  }
+}
+
+void check_ports(ConfigReader& r, const PortsConfig& ports, const std::string& path) {
+  if (!ports.ranges) return;
+  const auto ranges_path = child(path, "ranges");
+  if (ports.ranges->empty()) {
+    r.error(ranges_path, "at least one range such as \"10000-20000\" (or leave the key out)");
+  }
+  for (std::size_t i = 0; i < ports.ranges->size(); ++i) {
+    std::string error;
+    if (!parse_port_range((*ports.ranges)[i], error)) r.error(element(ranges_path, i), error);
   }
 }
 
@@ -260,6 +296,7 @@ void check_accounts(ConfigReader& r, const Config& config) {
             in_quotes(account.subdomains[j]) + " is not a DNS label, a \"prefix-*\" glob or \"*\"");
       }
     }
+    check_ports(r, account.ports, child(path, "ports"));
     for (std::size_t j = 0; j < account.domains.size(); ++j) {
       const auto domain = common::ascii_lower(account.domains[j]);
       const auto domain_path = element(child(path, "domains"), j);
@@ -290,6 +327,8 @@ void check_rest(ConfigReader& r, const Config& config) {
   check_positive(r, "limits.header_timeout", limits.header_timeout);
   check_positive(r, "limits.response_timeout", limits.response_timeout);
   check_positive(r, "limits.idle_timeout", limits.idle_timeout);
+  check_positive(r, "limits.udp_idle_timeout", limits.udp_idle_timeout);
+  check_ports(r, config.ports, "ports");
   if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
   check_positive(r, "heartbeat.interval", config.heartbeat.interval);
   if (config.heartbeat.timeout <= config.heartbeat.interval) {
@@ -399,6 +438,7 @@ std::vector<ConfigError> apply_env(Config& config,
   set("TUNNEL_HTTP_ADDR", config.listen.http);
   set("TUNNEL_HTTPS_ADDR", config.listen.https);
   set("TUNNEL_ADMIN_ADDR", config.listen.admin);
+  set("TUNNEL_TUNNELS_HOST", config.listen.tunnels_host);
   set("TUNNEL_LOG_FORMAT", config.log.format);
   set("TUNNEL_LOG_LEVEL", config.log.level);
   if (auto tokens = get("TUNNEL_TOKEN"); !tokens.empty()) {
@@ -437,6 +477,69 @@ std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) error = in_quotes(auth.jwt_secret_file) + " is empty";
   return secret;
+}
+
+}  // namespace tunnel::core
+
+namespace tunnel::core {
+
+std::optional<PortRange> parse_port_range(std::string_view text, std::string& error) {
+  const auto number = [](std::string_view digits, std::uint16_t& out) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc() || end != digits.data() + digits.size() || value == 0 || value > 65535) {
+      return false;
+    }
+    out = static_cast<std::uint16_t>(value);
+    return true;
+  };
+  PortRange range;
+  const auto dash = text.find('-');
+  const bool ok =
+      dash == std::string_view::npos
+          ? number(text, range.first) && number(text, range.last)
+          : number(text.substr(0, dash), range.first) && number(text.substr(dash + 1), range.last);
+  if (!ok) {
+    error = in_quotes(text) + " is not a port range: expected \"FIRST-LAST\" or \"PORT\" with " +
+            "ports from 1 to 65535";
+    return std::nullopt;
+  }
+  if (range.first > range.last) {
+    error = in_quotes(text) + ": the first port is above the last";
+    return std::nullopt;
+  }
+  return range;
+}
+
+bool PortRules::allows(std::uint16_t port) const {
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [port](const PortRange& r) { return r.contains(port); });
+}
+
+std::string PortRules::describe_ranges() const {
+  std::string out;
+  for (const auto& r : ranges) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(r.first);
+    if (r.last != r.first) out += "-" + std::to_string(r.last);
+  }
+  return out;
+}
+
+PortRules port_rules(const Config& config, const Account& account) {
+  PortRules rules;
+  const auto& ranges = account.ports.ranges ? account.ports.ranges : config.ports.ranges;
+  if (ranges) {
+    for (const auto& text : *ranges) {
+      std::string error;
+      if (auto range = parse_port_range(text, error)) rules.ranges.push_back(*range);
+    }
+  }
+  if (rules.ranges.empty()) rules.ranges.push_back({1024, 65535});
+  const auto& max =
+      account.ports.max_per_account ? account.ports.max_per_account : config.ports.max_per_account;
+  rules.max_ports = max.value_or(0);
+  return rules;
 }
 
 }  // namespace tunnel::core

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,34 @@ struct ListenConfig {
   std::string http = ":8080";            // "" = off
   std::string https;                     // "" = off
   std::string admin = "127.0.0.1:9000";  // "" = off
+  // Where tcp and udp tunnels bind their public ports (an IP address; "0.0.0.0" or "::" = all).
+  std::string tunnels_host = "0.0.0.0";
+};
+
+// Ports "first-last" (inclusive) that tcp/udp tunnels may ask for.
+struct PortRange {
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+  bool contains(std::uint16_t port) const { return port >= first && port <= last; }
+  bool operator==(const PortRange&) const = default;
+};
+
+// "15000-15099" or "15000" (one port); ports 1-65535, first <= last. nullopt with `error`.
+std::optional<PortRange> parse_port_range(std::string_view text, std::string& error);
+
+// The `ports:` block, at the top level (every account) or in an account (overrides the keys it
+// sets). Ranges are kept as written and parsed by validate().
+struct PortsConfig {
+  std::optional<std::vector<std::string>> ranges;  // absent = 1024-65535
+  std::optional<std::uint32_t> max_per_account;    // absent or 0 = unlimited
+};
+
+// The effective port policy of one account.
+struct PortRules {
+  std::vector<PortRange> ranges;  // never empty
+  std::uint32_t max_ports = 0;    // ports held at once (tcp and udp counted apart); 0 = unlimited
+  bool allows(std::uint16_t port) const;
+  std::string describe_ranges() const;  // "10000-20000, 30000"
 };
 
 // A certificate for public HTTPS, chosen by SNI among `hostnames` ("*.example.com" allowed).
@@ -54,6 +83,7 @@ struct Account {
   // Custom domains it owns: "example.org" exactly, or "*.example.org" (one or more labels).
   std::vector<std::string> domains;
   std::uint32_t max_agents = 10;  // 0 = unlimited
+  PortsConfig ports;              // overrides Config::ports for this account
 
   // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
   // Whether the name is free is the registry's business, not this function's.
@@ -71,6 +101,7 @@ struct LimitsConfig {
   std::uint32_t max_streams_per_agent = 1000;
   std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
   std::chrono::milliseconds shutdown_grace{30'000};
+  std::chrono::milliseconds udp_idle_timeout{60'000};  // a udp client's session expires
 };
 
 struct HeartbeatConfig {
@@ -91,6 +122,7 @@ struct Config {
   TlsConfig tls;
   AuthConfig auth;
   std::vector<Account> accounts;
+  PortsConfig ports;
   LimitsConfig limits;
   HeartbeatConfig heartbeat;
   LogConfig log;
@@ -107,9 +139,9 @@ LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
 
 // Overrides from the environment: TUNNEL_DOMAIN, TUNNEL_DATA_DIR, TUNNEL_AGENT_ADDR,
-// TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TOKEN (comma-separated, added
-// to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL, TUNNEL_WORKERS. Unset or empty
-// variables are ignored. Errors (line 0) name the variable.
+// TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TUNNELS_HOST, TUNNEL_TOKEN
+// (comma-separated, added to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL,
+// TUNNEL_WORKERS. Unset or empty variables are ignored. Errors (line 0) name the variable.
 std::vector<ConfigError> apply_env(Config& config,
                                    const std::function<const char*(const char*)>& getenv);
 
@@ -125,5 +157,9 @@ Account& add_default_account_tokens(Config& config, const std::vector<std::strin
 // The HS256 key: auth.jwt_secret, or the contents of auth.jwt_secret_file without trailing
 // newlines. "" with `error` set if the file cannot be read; "" without error if JWT is off.
 std::string read_jwt_secret(const AuthConfig& auth, std::string& error);
+
+// The port policy for `account`: its own `ports` keys, else the top-level ones, else any port
+// from 1024 up, unlimited. Ranges that do not parse are skipped (validate() reports them).
+PortRules port_rules(const Config& config, const Account& account);
 
 }  // namespace tunnel::core

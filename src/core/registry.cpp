@@ -1,6 +1,7 @@
 #include "core/registry.hpp"
 
 #include <algorithm>
+#include <random>
 
 namespace tunnel::core {
 
@@ -27,6 +28,21 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
 void Registry::release_agent(const AgentSession* agent) {
   std::lock_guard lock(mutex_);
   const auto now = Clock::now();
+  for (auto it = ports_.begin(); it != ports_.end();) {
+    PortEntry& entry = it->second;
+    const auto before = entry.routes.size();
+    std::erase_if(entry.routes, [&](const Route& r) { return r.agent.get() == agent; });
+    if (entry.routes.empty() && before > 0) {
+      entry.offline_since = now;
+      if (entry.listener) entry.listener->close();
+      entry.listener.reset();
+    }
+    if (port_expired(entry, now)) {
+      it = ports_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   for (auto it = hosts_.begin(); it != hosts_.end();) {
     auto& routes = it->second.routes;
     const auto before = routes.size();
@@ -81,6 +97,116 @@ void Registry::remove_agent(const std::string& account) {
 std::size_t Registry::hostname_count() const {
   std::lock_guard lock(mutex_);
   return hosts_.size();
+}
+
+std::string_view protocol_name(PortProtocol protocol) {
+  return protocol == PortProtocol::kUdp ? "udp" : "tcp";
+}
+
+std::size_t Registry::ports_of_locked(PortProtocol protocol, const std::string& account) const {
+  const std::uint32_t udp = port_key(PortProtocol::kUdp, 0);
+  const std::uint32_t want = protocol == PortProtocol::kUdp ? udp : 0;
+  return static_cast<std::size_t>(
+      std::count_if(ports_.begin(), ports_.end(), [&](const auto& item) {
+        return (item.first & udp) == want && item.second.account == account &&
+               !item.second.routes.empty();
+      }));
+}
+
+std::size_t Registry::ports_of(PortProtocol protocol, const std::string& account) const {
+  std::lock_guard lock(mutex_);
+  return ports_of_locked(protocol, account);
+}
+
+bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
+                                 const std::string& account, Route& route, const OpenPort& open,
+                                 bool explicit_port, std::string& error) {
+  const auto now = Clock::now();
+  auto [it, inserted] = ports_.try_emplace(port_key(protocol, port));
+  PortEntry& entry = it->second;
+  if (!inserted && entry.account != account && !port_expired(entry, now)) {
+    if (explicit_port) {
+      error = "port " + std::to_string(port) +
+              (entry.routes.empty() ? " is reserved by another account (its agent left recently)"
+                                    : " is in use by another account");
+    }
+    return false;
+  }
+  const bool fresh = inserted || entry.account != account;
+  if (fresh) {
+    entry = PortEntry{};
+    entry.account = account;
+  }
+  if (!entry.listener) {
+    auto listener = open(port, error);
+    if (!listener) {
+      if (fresh) ports_.erase(it);  // nothing to hold for anyone
+      return false;
+    }
+    entry.listener = std::move(listener);
+  }
+  entry.routes.push_back(std::move(route));
+  return true;
+}
+
+std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
+                                   const std::string& account, const PortRules& rules, Route route,
+                                   const OpenPort& open, std::string& error) {
+  std::lock_guard lock(mutex_);
+  const std::string proto(protocol_name(protocol));
+  const auto at_max = [&] {
+    if (rules.max_ports == 0 || ports_of_locked(protocol, account) < rules.max_ports) return false;
+    error = "account " + account + " already serves " + std::to_string(rules.max_ports) + " " +
+            proto + " port" + (rules.max_ports == 1 ? "" : "s") + " (ports.max_per_account)";
+    return true;
+  };
+  if (port != 0) {
+    auto it = ports_.find(port_key(protocol, port));
+    const bool joining =
+        it != ports_.end() && it->second.account == account && !it->second.routes.empty();
+    if (!joining && at_max()) return 0;
+    return claim_port_locked(protocol, port, account, route, open, true, error) ? port : 0;
+  }
+  if (at_max()) return 0;
+  // Port 0: every port of the ranges in turn, from a random one, until one opens.
+  std::size_t total = 0;
+  for (const auto& r : rules.ranges) total += static_cast<std::size_t>(r.last - r.first) + 1;
+  if (total == 0) {
+    error = "no port range to choose from";
+    return 0;
+  }
+  thread_local std::minstd_rand random{std::random_device{}()};
+  const std::size_t start = std::uniform_int_distribution<std::size_t>(0, total - 1)(random);
+  std::string last_error;
+  for (std::size_t i = 0; i < total; ++i) {
+    std::size_t n = (start + i) % total;
+    std::uint16_t candidate = 0;
+    for (const auto& r : rules.ranges) {
+      const std::size_t size = static_cast<std::size_t>(r.last - r.first) + 1;
+      if (n < size) {
+        candidate = static_cast<std::uint16_t>(r.first + n);
+        break;
+      }
+      n -= size;
+    }
+    if (ports_.contains(port_key(protocol, candidate))) continue;  // held or reserved
+    if (claim_port_locked(protocol, candidate, account, route, open, false, last_error)) {
+      return candidate;
+    }
+  }
+  error = "no free " + proto + " port left in " + rules.describe_ranges() +
+          (last_error.empty() ? std::string() : " (last error: " + last_error + ")");
+  return 0;
+}
+
+LookupStatus Registry::lookup_port(PortProtocol protocol, std::uint16_t port, Route& out) {
+  std::lock_guard lock(mutex_);
+  auto it = ports_.find(port_key(protocol, port));
+  if (it == ports_.end()) return LookupStatus::kUnknown;
+  PortEntry& entry = it->second;
+  if (entry.routes.empty()) return LookupStatus::kOffline;
+  out = entry.routes[entry.next++ % entry.routes.size()];
+  return LookupStatus::kFound;
 }
 
 }  // namespace tunnel::core

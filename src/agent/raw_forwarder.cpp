@@ -1,0 +1,214 @@
+#include "agent/raw_forwarder.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <vector>
+
+#include "agent/local_pool.hpp"
+#include "protocol/udp_record.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using asio::ip::udp;
+using protocol::ErrorCode;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kBufferSize = 64 * 1024;
+
+std::string reset_text(const mux::Stream& stream, const transport::error_code& ec) {
+  if (!stream.is_reset()) return "the session ended (" + ec.message() + ")";
+  return "reset by the core (" + std::string(protocol::error_code_name(stream.reset_code())) +
+         (stream.reset_message().empty() ? "" : ": " + stream.reset_message()) + ")";
+}
+
+struct TcpRelay {
+  mux::Stream& stream;
+  tcp::socket& app;
+  RawForwardResult& result;
+  bool aborted = false;
+
+  void abort_app(const transport::error_code& ec) {
+    if (aborted) return;
+    aborted = true;
+    result.error = reset_text(stream, ec);
+    boost::system::error_code ignored;
+    if (stream.is_reset()) app.set_option(tcp::socket::linger(true, 0), ignored);
+    app.close(ignored);
+  }
+  void abort_stream(const std::string& why) {
+    if (aborted) return;
+    aborted = true;
+    result.error = why;
+    stream.reset(ErrorCode::kLocalError, why);
+    boost::system::error_code ignored;
+    app.close(ignored);
+  }
+};
+
+asio::awaitable<void> core_to_app(TcpRelay& r) {
+  std::vector<std::uint8_t> buf(kBufferSize);
+  transport::error_code ec;
+  for (;;) {
+    const std::size_t n = co_await r.stream.read_some(asio::buffer(buf), ec);
+    if (r.aborted) co_return;
+    if (ec) {
+      r.abort_app(ec);
+      co_return;
+    }
+    if (n == 0) {
+      boost::system::error_code ignored;
+      r.app.shutdown(tcp::socket::shutdown_send, ignored);
+      co_return;
+    }
+    auto [wec, written] = co_await asio::async_write(r.app, asio::buffer(buf.data(), n), kNoThrow);
+    (void)written;
+    if (r.aborted) co_return;
+    if (wec) {
+      r.abort_stream("writing to the local app: " + wec.message());
+      co_return;
+    }
+    r.result.bytes_in += n;
+  }
+}
+
+asio::awaitable<void> app_to_core(TcpRelay& r) {
+  std::vector<std::uint8_t> buf(kBufferSize);
+  transport::error_code ec;
+  for (;;) {
+    auto [rec, n] = co_await r.app.async_read_some(asio::buffer(buf), kNoThrow);
+    if (r.aborted) co_return;
+    if (rec == asio::error::eof) {
+      co_await r.stream.close_write(ec);
+      if (ec) r.abort_app(ec);
+      co_return;
+    }
+    if (rec) {
+      r.abort_stream("reading from the local app: " + rec.message());
+      co_return;
+    }
+    co_await r.stream.write(std::span<const std::uint8_t>(buf.data(), n), ec);
+    if (r.aborted) co_return;
+    if (ec) {
+      r.abort_app(ec);
+      co_return;
+    }
+    r.result.bytes_out += n;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> stream,
+                                              common::NetAddress target) {
+  using namespace asio::experimental::awaitable_operators;
+  RawForwardResult result;
+  result.client = stream->open_payload();
+  const auto start = Clock::now();
+  LocalPool dialer(co_await asio::this_coro::executor);  // a fresh connection, never pooled
+  bool reused = false;
+  std::string error;
+  auto app = co_await dialer.acquire(target, reused, error);
+  if (!app) {
+    result.error = error;
+    stream->reset(ErrorCode::kLocalUnreachable, error);
+    result.elapsed = Clock::now() - start;
+    co_return result;
+  }
+  TcpRelay relay{*stream, *app, result, false};
+  co_await (core_to_app(relay) && app_to_core(relay));
+  boost::system::error_code ignored;
+  app->close(ignored);
+  result.elapsed = Clock::now() - start;
+  co_return result;
+}
+
+asio::awaitable<RawForwardResult> forward_udp(std::shared_ptr<mux::Stream> stream,
+                                              common::NetAddress target) {
+  using namespace asio::experimental::awaitable_operators;
+  RawForwardResult result;
+  result.client = stream->open_payload();
+  const auto start = Clock::now();
+  const auto executor = co_await asio::this_coro::executor;
+  const std::string where = "dial udp " + target.to_string();
+  udp::resolver resolver(executor);
+  auto [rec, endpoints] =
+      co_await resolver.async_resolve(target.host, std::to_string(target.port), kNoThrow);
+  udp::socket app(executor);
+  boost::system::error_code ec = rec;
+  if (!ec && endpoints.empty()) ec = asio::error::host_not_found;
+  if (!ec) {
+    const udp::endpoint endpoint = *endpoints.begin();
+    app.open(endpoint.protocol(), ec);
+    if (!ec) app.connect(endpoint, ec);
+  }
+  if (ec) {
+    result.error = where + ": " + ec.message();
+    stream->reset(ErrorCode::kLocalUnreachable, result.error);
+    result.elapsed = Clock::now() - start;
+    co_return result;
+  }
+
+  const auto from_core = [&]() -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(kBufferSize);
+    protocol::UdpRecordReader reader;
+    transport::error_code sec;
+    for (;;) {
+      const std::size_t n = co_await stream->read_some(asio::buffer(buf), sec);
+      if (sec) {
+        // The core ends idle sessions with RESET NO_ERROR: a normal end.
+        if (!stream->is_reset() || stream->reset_code() != ErrorCode::kNoError) {
+          result.error = reset_text(*stream, sec);
+        }
+        co_return;
+      }
+      if (n == 0) co_return;
+      reader.feed(std::span<const std::uint8_t>(buf.data(), n));
+      std::span<const std::uint8_t> datagram;
+      while (reader.next(datagram)) {
+        // Refused (nothing listens yet) or a full buffer: the datagram is lost, as on a network.
+        auto [wec, sent] =
+            co_await app.async_send(asio::buffer(datagram.data(), datagram.size()), kNoThrow);
+        (void)sent;
+        if (!wec) ++result.bytes_in;
+      }
+      if (!reader.error().empty()) {
+        result.error = reader.error();
+        stream->reset(ErrorCode::kProtocolError, reader.error());
+        co_return;
+      }
+    }
+  };
+  const auto from_app = [&]() -> asio::awaitable<void> {
+    std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
+    std::vector<std::uint8_t> record;
+    transport::error_code sec;
+    for (;;) {
+      auto [rec2, n] = co_await app.async_receive(asio::buffer(buf), kNoThrow);
+      if (rec2 == asio::error::operation_aborted) co_return;
+      if (rec2 || n > protocol::kMaxDatagram) continue;  // ICMP errors, oversized datagrams
+      record.clear();
+      protocol::append_udp_record(record, std::span<const std::uint8_t>(buf.data(), n));
+      co_await stream->write(record, sec);
+      if (sec) {
+        result.error = reset_text(*stream, sec);
+        co_return;
+      }
+      ++result.bytes_out;
+    }
+  };
+  co_await (from_core() || from_app());
+  if (!stream->is_reset() && !stream->write_closed()) {
+    transport::error_code ignored;
+    co_await stream->close_write(ignored);
+  }
+  boost::system::error_code ignored;
+  app.close(ignored);
+  result.elapsed = Clock::now() - start;
+  co_return result;
+}
+
+}  // namespace tunnel::agent

@@ -1,0 +1,307 @@
+#include "core/udp_tunnel.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <vector>
+
+#include "common/async.hpp"
+#include "core/agent_gateway.hpp"
+#include "core/tcp_tunnel.hpp"
+#include "protocol/udp_record.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using asio::ip::udp;
+using Clock = std::chrono::steady_clock;
+using Datagram = std::vector<std::uint8_t>;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Datagrams waiting for a client's stream; more are dropped (UDP may lose them anyway).
+constexpr std::size_t kMaxQueuedDatagrams = 512;
+
+struct UdpMetrics {
+  explicit UdpMetrics(observability::Registry& r)
+      : sessions(r.counter("tunnel_udp_sessions_total",
+                           "Client sessions (one per client address) of udp tunnels.")),
+        active(r.gauge("tunnel_udp_sessions_active", "Client sessions of udp tunnels open now.")),
+        datagrams_in(r.counter("tunnel_udp_datagrams_total", "Datagrams relayed for udp tunnels.",
+                               {{"direction", "in"}})),
+        datagrams_out(r.counter("tunnel_udp_datagrams_total", "Datagrams relayed for udp tunnels.",
+                                {{"direction", "out"}})),
+        bytes_in(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
+                           {{"direction", "in"}})),
+        bytes_out(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
+                            {{"direction", "out"}})),
+        dropped(r.counter("tunnel_udp_datagrams_dropped_total",
+                          "Datagrams the core dropped (no agent, queue or send buffer full).")) {}
+  observability::Counter& sessions;
+  observability::Gauge& active;
+  observability::Counter& datagrams_in;  // from clients
+  observability::Counter& datagrams_out;
+  observability::Counter& bytes_in;
+  observability::Counter& bytes_out;
+  observability::Counter& dropped;
+};
+
+class UdpPort;
+
+// One client address: its stream and the datagrams waiting for it. Lives on the agent
+// session's executor; only `port`, `client` and `executor` are read elsewhere.
+class UdpClient : public std::enable_shared_from_this<UdpClient> {
+ public:
+  UdpClient(std::shared_ptr<UdpPort> port, udp::endpoint client, Route route)
+      : port_(std::move(port)),
+        client_(std::move(client)),
+        route_(std::move(route)),
+        executor_(route_.agent->session->get_executor()),
+        ready_(executor_) {}
+
+  const asio::any_io_executor& executor() const { return executor_; }
+
+  // On the client's executor: queue a datagram for the stream.
+  void on_datagram(Datagram datagram);
+  asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> to_agent();
+  asio::awaitable<void> from_agent();
+  asio::awaitable<void> idle_watch();
+
+  std::shared_ptr<UdpPort> port_;
+  udp::endpoint client_;
+  Route route_;
+  asio::any_io_executor executor_;
+  std::shared_ptr<mux::Stream> stream_;
+  std::deque<Datagram> queue_;
+  Signal ready_;
+  Clock::time_point last_activity_ = Clock::now();
+  bool ended_ = false;
+  std::string outcome_;
+  std::uint64_t in_ = 0, out_ = 0;
+};
+
+class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort> {
+ public:
+  UdpPort(CoreContext& core, asio::any_io_executor where, std::uint16_t port)
+      : context(core),
+        executor(std::move(where)),
+        metrics(core.metrics.registry),
+        socket_(executor),
+        port_(port) {}
+
+  bool bind(const std::string& host, std::string& error) {
+    boost::system::error_code ec;
+    const auto ip = asio::ip::make_address(host, ec);
+    if (ec) {
+      error = "tunnels host \"" + host + "\" is not an IP address";
+      return false;
+    }
+    const udp::endpoint endpoint(ip, port_);
+    socket_.open(endpoint.protocol(), ec);
+    if (!ec) socket_.bind(endpoint, ec);
+    if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
+    if (ec) {
+      error = bind_error(port_, ec);
+      return false;
+    }
+    return true;
+  }
+
+  void start() { asio::co_spawn(executor, receive_loop(shared_from_this()), asio::detached); }
+
+  void close() override {
+    asio::post(executor, [self = shared_from_this()] {
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+      spdlog::info("udp :{} closed (no agent serves it)", self->port_);
+    });
+  }
+
+  // From any thread: sends a datagram to a client from the socket's executor.
+  void send(udp::endpoint to, Datagram datagram) {
+    asio::post(executor, [self = shared_from_this(), to, d = std::move(datagram)] {
+      boost::system::error_code ec;
+      self->socket_.send_to(asio::buffer(d), to, 0, ec);
+      if (ec) {
+        self->metrics.dropped.inc();
+      } else {
+        self->metrics.datagrams_out.inc();
+        self->metrics.bytes_out.inc(d.size());
+      }
+    });
+  }
+
+  // From any thread: the session of `client` ended; forget it (if it is still that one).
+  void forget(udp::endpoint client, std::shared_ptr<UdpClient> session) {
+    asio::post(executor, [self = shared_from_this(), client, session] {
+      auto it = self->clients_.find(client);
+      if (it != self->clients_.end() && it->second == session) self->clients_.erase(it);
+    });
+  }
+
+  std::uint16_t port() const { return port_; }
+
+  CoreContext& context;
+  asio::any_io_executor executor;
+  UdpMetrics metrics;
+
+ private:
+  static asio::awaitable<void> receive_loop(std::shared_ptr<UdpPort> self) {
+    // One byte more than the largest datagram, to notice (and drop) bigger ones.
+    std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
+    udp::endpoint from;
+    for (;;) {
+      auto [ec, n] = co_await self->socket_.async_receive_from(asio::buffer(buf), from, kNoThrow);
+      if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
+      if (ec) continue;  // e.g. ICMP errors reported on the socket: nothing to do
+      if (n > protocol::kMaxDatagram) {
+        self->metrics.dropped.inc();
+        continue;
+      }
+      self->metrics.datagrams_in.inc();
+      self->metrics.bytes_in.inc(n);
+      self->deliver(from, Datagram(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)));
+    }
+  }
+
+  void deliver(const udp::endpoint& from, Datagram datagram) {
+    auto it = clients_.find(from);
+    if (it == clients_.end()) {
+      Route route;
+      if (context.registry.lookup_port(PortProtocol::kUdp, port_, route) != LookupStatus::kFound) {
+        metrics.dropped.inc();
+        return;
+      }
+      auto client = std::make_shared<UdpClient>(shared_from_this(), from, std::move(route));
+      it = clients_.emplace(from, client).first;
+      asio::co_spawn(client->executor(), client->run(), asio::detached);
+    }
+    asio::post(it->second->executor(), [client = it->second, d = std::move(datagram)]() mutable {
+      client->on_datagram(std::move(d));
+    });
+  }
+
+  udp::socket socket_;
+  std::uint16_t port_;
+  std::map<udp::endpoint, std::shared_ptr<UdpClient>> clients_;  // on `executor`
+};
+
+void UdpClient::on_datagram(Datagram datagram) {
+  if (ended_) return;
+  if (queue_.size() >= kMaxQueuedDatagrams) {
+    port_->metrics.dropped.inc();
+    return;
+  }
+  last_activity_ = Clock::now();
+  queue_.push_back(std::move(datagram));
+  ready_.notify();
+}
+
+asio::awaitable<void> UdpClient::to_agent() {
+  std::vector<std::uint8_t> records;
+  transport::error_code ec;
+  for (;;) {
+    while (queue_.empty()) co_await ready_.wait();
+    records.clear();
+    while (!queue_.empty()) {
+      ++in_;
+      protocol::append_udp_record(records, queue_.front());  // size checked when received
+      queue_.pop_front();
+    }
+    co_await stream_->write(records, ec);
+    if (ec) {
+      outcome_ = "the stream failed: " + ec.message();
+      co_return;
+    }
+  }
+}
+
+asio::awaitable<void> UdpClient::from_agent() {
+  std::vector<std::uint8_t> buf(64 * 1024);
+  protocol::UdpRecordReader reader;
+  transport::error_code ec;
+  for (;;) {
+    const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
+    if (ec || n == 0) {
+      outcome_ = ec ? (stream_->is_reset() ? "reset by the agent: " + stream_->reset_message()
+                                           : "the agent session ended")
+                    : "ended by the agent";
+      co_return;
+    }
+    reader.feed(std::span<const std::uint8_t>(buf.data(), n));
+    std::span<const std::uint8_t> datagram;
+    while (reader.next(datagram)) {
+      ++out_;
+      port_->send(client_, Datagram(datagram.begin(), datagram.end()));
+    }
+    if (!reader.error().empty()) {
+      outcome_ = reader.error();
+      stream_->reset(protocol::ErrorCode::kProtocolError, reader.error());
+      co_return;
+    }
+    last_activity_ = Clock::now();
+  }
+}
+
+asio::awaitable<void> UdpClient::idle_watch() {
+  const auto timeout = port_->context.config.limits.udp_idle_timeout;
+  asio::steady_timer timer(executor_);
+  for (;;) {
+    const auto deadline = last_activity_ + timeout;
+    if (Clock::now() >= deadline) {
+      outcome_ = "idle for " + std::to_string(timeout.count()) + " ms";
+      co_return;
+    }
+    timer.expires_at(deadline);
+    co_await timer.async_wait(kNoThrow);
+  }
+}
+
+asio::awaitable<void> UdpClient::run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  std::string peer = client_.address().to_string();
+  if (client_.address().is_v6()) peer = "[" + peer + "]";
+  peer += ":" + std::to_string(client_.port());
+  std::string error;
+  stream_ = route_.agent->session->open_stream(route_.tunnel_index, peer, error);
+  if (!stream_) {
+    spdlog::warn("udp :{} {}: the agent {} cannot take a session: {}", port_->port(), peer,
+                 route_.agent->session->name(), error);
+  } else {
+    port_->metrics.sessions.inc();
+    port_->metrics.active.inc();
+    spdlog::debug("udp :{} {}: session opened", port_->port(), peer);
+    co_await (to_agent() || from_agent() || idle_watch());
+    if (!stream_->is_reset()) stream_->reset(protocol::ErrorCode::kNoError, outcome_);
+    port_->metrics.active.dec();
+    spdlog::info("udp :{} {}: session closed ({}), datagrams in={} out={}", port_->port(), peer,
+                 outcome_, in_, out_);
+  }
+  ended_ = true;
+  queue_.clear();
+  port_->forget(client_, self);
+}
+
+}  // namespace
+
+std::shared_ptr<PortListener> open_udp_port(CoreContext& context, asio::any_io_executor executor,
+                                            const std::string& host, std::uint16_t port,
+                                            std::string& error) {
+  auto listener = std::make_shared<UdpPort>(context, std::move(executor), port);
+  if (!listener->bind(host, error)) return nullptr;
+  listener->start();
+  return listener;
+}
+
+}  // namespace tunnel::core
