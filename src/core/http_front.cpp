@@ -78,9 +78,19 @@ struct HttpFront::Exchange {
 };
 
 asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bool tls,
-                                       std::string pending, std::optional<Route> preselected) {
+                                       std::string pending, std::optional<Route> preselected,
+                                       bool already_counted) {
   const auto executor = co_await asio::this_coro::executor;
   const auto& limits = context_.config.limits;
+  // Counts the connection once, from its first serve() until the last one (after moves).
+  struct Counted {
+    observability::Gauge& gauge;
+    bool owner;
+    ~Counted() {
+      if (owner) gauge.dec();
+    }
+  } counted{context_.metrics.public_connections, true};
+  if (!already_counted) counted.gauge.inc();
   MessageParser parser(MessageParser::Kind::kRequest,
                        MessageParser::Limits{limits.max_header_bytes, 100});
   ConnBuffers buffers;
@@ -89,6 +99,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
 
   const auto reply_error = [&](int status, std::string_view detail, const std::string& id,
                                bool close) -> asio::awaitable<void> {
+    spdlog::info("{} -> {} {} id={}", conn->peer(), status, detail, id);
     const std::string response = http::error_response(status, detail, id, close);
     transport::error_code wec;
     co_await conn->write(asio::buffer(response), wec);
@@ -212,8 +223,9 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
         conn =
             transport::make_tcp_conn(transport::tcp::socket(session->get_executor(), protocol, fd));
       }
+      counted.owner = false;  // the serve() on the other worker takes the count over
       asio::co_spawn(session->get_executor(),
-                     serve(std::move(conn), tls, std::move(moved), std::move(route)),
+                     serve(std::move(conn), tls, std::move(moved), std::move(route), true),
                      asio::detached);
       co_return;
     }
@@ -247,7 +259,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       co_await conn->write(asio::buffer(kContinue), ec);
     }
     Exchange ex{parser, pending,        buffers,     stream,     request_id,
-                *host,  request.method, route.local, keep_alive, head_started};
+                *host,  request.method, route.local, keep_alive, Clock::now()};
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
       co_await conn->shutdown_send();
@@ -295,7 +307,17 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
           if (limits.max_body_bytes != 0 && ex.body_in > limits.max_body_bytes) {
             ex.stream->reset(protocol::ErrorCode::kCancel, "request body too large");
             ex.close_after = true;
-            if (!ex.response_started) ex.status = 413;
+            if (!ex.response_started) {
+              ex.response_started = true;  // the download half must not answer 502 now
+              ex.status = 413;
+              const std::string page =
+                  http::error_response(413,
+                                       "The request body is larger than the limit of " +
+                                           std::to_string(limits.max_body_bytes) + " bytes.",
+                                       ex.request_id, true);
+              co_await conn.write(asio::buffer(page), ec);
+              ex.bytes_out += page.size();
+            }
             co_return;
           }
           co_await ex.stream->write(bytes, ec, end);

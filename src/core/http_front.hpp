@@ -23,9 +23,11 @@ class HttpFront {
   explicit HttpFront(CoreContext& context) : context_(context) {}
 
   // Serves one client connection until it closes. `pending` holds bytes already read from it;
-  // `route`, when set, is the route already chosen for the first request in `pending`.
+  // `route`, when set, is the route already chosen for the first request in `pending`;
+  // `already_counted`: the connection was counted in the metrics by the serve() that moved it.
   asio::awaitable<void> serve(std::unique_ptr<transport::Conn> conn, bool tls,
-                              std::string pending = {}, std::optional<Route> route = {});
+                              std::string pending = {}, std::optional<Route> route = {},
+                              bool already_counted = false);
 
   // Requests being relayed now (the drain waits for this to reach 0).
   std::size_t active_requests() const { return active_requests_.load(); }

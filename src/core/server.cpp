@@ -203,7 +203,8 @@ std::string Server::setup_tls() {
   banner << "agent listener: TLS certificate sha256 " << fingerprint << "\n"
          << "run an agent on this machine:\n"
          << "  tunnel-agent http 3000 --subdomain app"
-         << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir) << "\n"
+         << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir)
+         << (uses_generated_token ? "" : " " + token_hint) << "\n"
          << "or from another machine:\n"
          << "  tunnel-agent http 3000 --subdomain app --server <this-host>:{agent_port}"
          << " --fingerprint " << fingerprint << " " << token_hint << "\n";
@@ -249,10 +250,8 @@ std::string Server::start() {
                    accept_loop(*acceptor,
                                [this](tcp::socket s) -> asio::awaitable<void> {
                                  s.set_option(tcp::no_delay(true));
-                                 context_->metrics.public_connections.inc();
                                  co_await front_->serve(transport::make_tcp_conn(std::move(s)),
                                                         false);
-                                 context_->metrics.public_connections.dec();
                                }),
                    asio::detached);
   }
@@ -268,9 +267,7 @@ std::string Server::start() {
                                    spdlog::debug("https: {}", error);
                                    co_return;
                                  }
-                                 context_->metrics.public_connections.inc();
                                  co_await front_->serve(std::move(conn), true);
-                                 context_->metrics.public_connections.dec();
                                }),
                    asio::detached);
   }

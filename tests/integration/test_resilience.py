@@ -100,3 +100,24 @@ def test_agent_that_stops_reading_hurts_only_itself(tunnel, origin):
     assert core.alive()
     sock.close()
     assert core.request("app").status == 200
+
+
+BODY_LIMIT_CONFIG = """\
+domain: localhost
+listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
+limits: {{max_body_bytes: 100}}
+accounts:
+  - {{name: default, tokens: ["test-token"]}}
+"""
+
+
+def test_body_limit_is_413_for_length_and_chunked(tunnel, origin):
+    core = tunnel.core(config_text=BODY_LIMIT_CONFIG, tokens=())
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-limit", token="test-token")
+    assert core.request("app", "POST", "/upload", body=b"x" * 50).status == 200
+    assert core.request("app", "POST", "/upload", body=b"x" * 1000).status == 413
+    chunked = (b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"100\r\n" + b"a" * 256 + b"\r\n0\r\n\r\n")
+    rs = client.raw_exchange(core.http_port, chunked, timeout=10)
+    assert rs and rs[0].status == 413, rs
+    assert core.request("app").status == 200
