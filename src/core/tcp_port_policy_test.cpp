@@ -85,7 +85,7 @@ TEST(PortPolicy, ReportsBadRangesWithLines) {
       "      ranges:\n"
       "        - \"30000-20000\"\n");
   const std::string text = all(loaded.errors);
-  EXPECT_NE(text.find("t:2:29: ports.ranges[1]: \"9-x\" is not a port range"), std::string::npos)
+  EXPECT_NE(text.find("t:2:27: ports.ranges[1]: \"9-x\" is not a port range"), std::string::npos)
       << text;
   EXPECT_NE(text.find("t:3:3: ports: unknown key \"max_pre_account\""), std::string::npos) << text;
   EXPECT_NE(text.find("t:5:17: listen.tunnels_host: \"example.com\" is not an IP address"),
@@ -110,7 +110,7 @@ TEST(PortPolicy, EnvironmentSetsTheTunnelsHost) {
 
 // A listener that records whether it was closed.
 struct FakeListener : PortListener {
-  explicit FakeListener(int& closes) : closes(closes) {}
+  explicit FakeListener(int& counter) : closes(counter) {}
   void close() override { ++closes; }
   int& closes;
 };
