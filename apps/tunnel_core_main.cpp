@@ -25,6 +25,7 @@ int check_config(const std::string& file) {
 struct Flags {
   std::string config_file, data_dir, domain, agent_addr, http_addr, https_addr, admin_addr;
   std::vector<std::string> tokens;
+  std::string tunnels_host;
   std::string log_format, log_level, shutdown_grace, header_timeout, response_timeout;
   std::uint32_t workers = 0;
 };
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   app.add_option("--https-addr", f.https_addr, "Public HTTPS listener (off)");
   app.add_option("--admin-addr", f.admin_addr,
                  "Admin listener: /healthz /readyz /metrics (127.0.0.1:9000)");
+  app.add_option("--tunnels-host", f.tunnels_host,
+                 "IP address for the public ports of tcp/udp tunnels (0.0.0.0)");
   app.add_option("--token", f.tokens, "An agent token for account \"default\" (repeatable)");
   app.add_option("--log-format", f.log_format, "text or json");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
   set(f.http_addr, config.listen.http);
   set(f.https_addr, config.listen.https);
   set(f.admin_addr, config.listen.admin);
+  set(f.tunnels_host, config.listen.tunnels_host);
   set(f.log_format, config.log.format);
   set(f.log_level, config.log.level);
   if (app.count("--workers") > 0) config.workers = f.workers;

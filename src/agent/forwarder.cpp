@@ -125,10 +125,11 @@ asio::awaitable<void> watch(Attempt& at) {
 
 // Stream -> app: the request body (or raw bytes after a 101), until END_STREAM.
 asio::awaitable<void> upload(Attempt& at) {
-  std::vector<std::uint8_t> buf(kBufferSize);
+  // Not zero-filled: a fresh 64 KiB memset per request showed up in profiles.
+  const auto buf = std::make_unique_for_overwrite<std::uint8_t[]>(kBufferSize);
   for (;;) {
     transport::error_code ec;
-    const std::size_t n = co_await at.stream.read_some(asio::buffer(buf), ec);
+    const std::size_t n = co_await at.stream.read_some(asio::buffer(buf.get(), kBufferSize), ec);
     if (ec) {
       at.stream_gone();
       co_return;
@@ -143,7 +144,7 @@ asio::awaitable<void> upload(Attempt& at) {
       at.request_done = true;
       break;
     }
-    auto [wec, written] = co_await asio::async_write(at.app, asio::buffer(buf.data(), n), kNoThrow);
+    auto [wec, written] = co_await asio::async_write(at.app, asio::buffer(buf.get(), n), kNoThrow);
     (void)written;
     if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
     at.bytes_in += n;
@@ -155,10 +156,10 @@ asio::awaitable<void> upload(Attempt& at) {
 asio::awaitable<void> download_body(Attempt& at) {
   MessageParser parser(MessageParser::Kind::kResponse);
   parser.expect_response_to(at.request.method);
-  std::vector<char> buf(kBufferSize);
+  const auto buf = std::make_unique_for_overwrite<char[]>(kBufferSize);
   bool raw = false;
   for (;;) {
-    auto [ec, n] = co_await at.app.async_read_some(asio::buffer(buf), kNoThrow);
+    auto [ec, n] = co_await at.app.async_read_some(asio::buffer(buf.get(), kBufferSize), kNoThrow);
     if (at.stream_dead || at.failed) co_return;
     if (ec) {
       transport::error_code wec;
@@ -190,7 +191,7 @@ asio::awaitable<void> download_body(Attempt& at) {
     std::size_t offset = 0;
     bool end = false;
     while (!raw && !end) {
-      const Step step = parser.parse(std::span<const char>(buf.data() + offset, n - offset));
+      const Step step = parser.parse(std::span<const char>(buf.get() + offset, n - offset));
       if (step.type == Step::kNeedMore) {
         offset = n;
         break;
@@ -217,7 +218,7 @@ asio::awaitable<void> download_body(Attempt& at) {
     if (end && offset < n) at.trailing = true;  // more than one response: not reusable
 
     transport::error_code wec;
-    co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf.data()), offset}, wec, end);
+    co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf.get()), offset}, wec, end);
     if (wec) {
       at.stream_gone();
       co_return;

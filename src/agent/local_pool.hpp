@@ -27,7 +27,7 @@ class LocalPool {
  public:
   using Clock = std::chrono::steady_clock;
   struct Options {
-    std::size_t max_idle_per_target = 32;
+    std::size_t max_idle_per_target = 256;  // as many as a busy app has concurrent requests
     Clock::duration idle_timeout = std::chrono::seconds(60);
     std::chrono::milliseconds connect_timeout{10'000};
   };
