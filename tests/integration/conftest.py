@@ -3,6 +3,7 @@
 Every process started through these fixtures is killed at teardown, and when a test fails
 the tail of each process's log is attached to the failure report."""
 import os
+import re
 import resource
 import sys
 from pathlib import Path
@@ -77,6 +78,22 @@ def bin_dir():
     return d
 
 
+# What ASan, LSan and UBSan print. A sanitized binary that reports during a test (or at exit,
+# as LSan does) must fail that test even when every assertion about its output passed.
+SANITIZER_REPORT = re.compile(r"^(==\d+==ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer|"
+                              r"\S+:\d+:\d+: runtime error: )", re.M)
+
+
+def sanitizer_reports(processes):
+    """The log tail from each process whose log holds a sanitizer report."""
+    found = []
+    for p in processes:
+        m = SANITIZER_REPORT.search(p.output())
+        if m:
+            found.append("%s (%s):\n%s" % (p.name, p.log_path, p.output()[m.start():][:6000]))
+    return found
+
+
 @pytest.fixture
 def tunnel(request, tmp_path, bin_dir):
     """A Procs registry for tests that start their own cores (config files, restarts)."""
@@ -84,6 +101,10 @@ def tunnel(request, tmp_path, bin_dir):
     request.node._tunnel_procs = reg.all
     yield reg
     reg.stop_all()
+    reports = sanitizer_reports(reg.all)
+    if reports:
+        pytest.fail("sanitizer report in a process log:\n" + "\n\n".join(reports),
+                    pytrace=False)
 
 
 @pytest.fixture
