@@ -150,7 +150,11 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   const transport::ClientTls* tls = options_.tls.context ? &options_.tls : nullptr;
   auto conn = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
                                        options_.dial_timeout, hs.error);
-  if (!conn) co_return hs;
+  if (!conn) {
+    // An untrusted certificate will not become trusted by retrying: say so and stop.
+    hs.final = hs.error.find("certificate verify failed") != std::string::npos;
+    co_return hs;
+  }
 
   protocol::AuthRequest request;
   request.token = options_.token;
