@@ -270,7 +270,8 @@ bool ensure_token(DataDirFiles& files, std::string& error) {
 
 }  // namespace
 
-DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hostname) {
+DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hostname,
+                              bool generate_cert) {
   DataDirResult result;
   DataDirFiles files;
   files.dir = dir;
@@ -305,13 +306,25 @@ DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hos
     }
   }
 
-  if (exists(files.cert_path) && !exists(files.key_path)) {
+  if (generate_cert && exists(files.cert_path) && !exists(files.key_path)) {
     result.error = files.cert_path + " exists but " + files.key_path +
                    " is missing; restore the key, or remove " + files.cert_path +
                    " to generate a new pair";
     return result;
   }
   std::string error;
+  if (!generate_cert) {
+    // The operator configured a certificate: generating another one here would leave a
+    // tls.crt that local agents pin by default although the core never presents it.
+    files.cert_path.clear();
+    files.key_path.clear();
+    if (!ensure_token(files, error)) {
+      result.error = error;
+      return result;
+    }
+    result.value = std::move(files);
+    return result;
+  }
   Key key = ensure_key(files, error);
   if (!key || !ensure_cert(files, key.get(), extra_hostname, error) ||
       !ensure_token(files, error)) {

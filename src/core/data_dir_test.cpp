@@ -119,6 +119,15 @@ TEST_F(DataDir, MissingCertIsMadeForTheExistingKey) {
   EXPECT_NE(second.value->fingerprint, first.value->fingerprint);
 }
 
+TEST_F(DataDir, NoCertificateIsGeneratedWhenOneIsConfigured) {
+  auto result = ensure_data_dir(dir_, "", /*generate_cert=*/false);
+  ASSERT_TRUE(result) << result.error;
+  EXPECT_FALSE(fs::exists(dir_ + "/tls.crt"));
+  EXPECT_FALSE(fs::exists(dir_ + "/tls.key"));
+  EXPECT_TRUE(result.value->token_created);
+  EXPECT_TRUE(result.value->cert_path.empty());
+}
+
 TEST_F(DataDir, WarnsAboutOpenPermissionsAndKeepsUserTokens) {
   fs::create_directories(dir_);
   fs::permissions(dir_, fs::perms(0755));

@@ -138,7 +138,7 @@ std::string Server::setup_tls() {
   Config& config = context_->config;
   std::string cert = config.tls.cert;
   std::string key = config.tls.key;
-  auto data = ensure_data_dir(config.data_dir, config.domain);
+  auto data = ensure_data_dir(config.data_dir, config.domain, config.tls.cert.empty());
   if (!data) return "data dir: " + data.error;
   for (const auto& warning : data.value->warnings) spdlog::warn("{}", warning);
   if (data.value->cert_created) {
@@ -204,6 +204,7 @@ std::string Server::setup_tls() {
          << "run an agent on this machine:\n"
          << "  tunnel-agent http 3000 --subdomain app"
          << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir)
+         << (config.tls.cert.empty() ? "" : " --fingerprint " + fingerprint)
          << (uses_generated_token ? "" : " " + token_hint) << "\n"
          << "or from another machine:\n"
          << "  tunnel-agent http 3000 --subdomain app --server <this-host>:{agent_port}"
