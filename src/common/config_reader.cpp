@@ -1,7 +1,11 @@
 #include "config_reader.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "duration.hpp"
 
@@ -301,6 +305,18 @@ bool ConfigReader::failed_under(std::string_view path) const {
     if (cut == std::string_view::npos) return false;
     path = path.substr(0, cut);
   }
+}
+
+bool read_text_file(const std::string& path, std::string& text, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot read \"" + path + "\": " + std::strerror(errno);
+    return false;
+  }
+  std::ostringstream content;
+  content << in.rdbuf();
+  text = content.str();
+  return true;
 }
 
 }  // namespace tunnel::common

@@ -95,4 +95,23 @@ class ConfigReader {
   std::set<std::string, std::less<>> failed_;
 };
 
+// Parses `text` and, when its root is a mapping (or empty), hands it to
+// `read(ConfigReader&, const YAML::Node&)`. Returns every error found, the parser's included.
+template <typename Read>
+std::vector<ConfigError> read_yaml_document(const std::string& text, std::string_view source_name,
+                                            Read read) {
+  ConfigReader reader;
+  if (auto root = reader.parse(text)) {
+    if (!root->IsNull() && !root->IsMap()) {
+      reader.error_at(*root, "", std::string(source_name) + ": expected a mapping of keys");
+    } else {
+      read(reader, *root);
+    }
+  }
+  return reader.take_errors();
+}
+
+// The whole file at `path`; false with `error` ("cannot read \"path\": reason") otherwise.
+bool read_text_file(const std::string& path, std::string& text, std::string& error);
+
 }  // namespace tunnel::common

@@ -373,29 +373,23 @@ std::vector<std::string> split_tokens(std::string_view text) {
 
 LoadResult load_config_string(const std::string& text, std::string_view source_name) {
   LoadResult result;
-  ConfigReader reader;
-  if (auto root = reader.parse(text)) {
-    if (!root->IsNull() && !root->IsMap()) {
-      reader.error_at(*root, "", std::string(source_name) + ": expected a mapping of keys");
-    } else {
-      read_document(reader, *root, result.config);
-      check(reader, result.config);
-    }
-  }
-  result.errors = reader.take_errors();
+  result.errors = common::read_yaml_document(text, source_name,
+                                             [&](ConfigReader& reader, const YAML::Node& root) {
+                                               read_document(reader, root, result.config);
+                                               check(reader, result.config);
+                                             });
   return result;
 }
 
 LoadResult load_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::string text;
+  std::string error;
+  if (!common::read_text_file(path, text, error)) {
     LoadResult result;
-    result.errors.push_back({0, 0, "cannot read " + in_quotes(path) + ": " + std::strerror(errno)});
+    result.errors.push_back({0, 0, error});
     return result;
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return load_config_string(text.str(), path);
+  return load_config_string(text, path);
 }
 
 std::vector<ConfigError> validate(const Config& config) {
