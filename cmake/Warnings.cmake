@@ -26,5 +26,8 @@ function(tunnel_add_test name)
   endif()
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_LIBS} GTest::gtest_main tunnel_flags)
+  # Tests that read files of the checkout (docs/examples) find it here, not via __FILE__,
+  # which ccache's base_dir may make relative.
+  target_compile_definitions(${name} PRIVATE TUNNEL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS unit)
 endfunction()

@@ -196,7 +196,7 @@ TEST_F(AgentDataDir, TokenAndTrustFallBackToTheLocalCore) {
 }
 
 TEST(AgentConfig, ShippedExampleIsValid) {
-  const auto path = fs::path(__FILE__).parent_path() / "../../docs/examples/agent.yaml";
+  const auto path = fs::path(TUNNEL_SOURCE_DIR) / "docs/examples/agent.yaml";
   auto result = load_config_file(path.string());
   EXPECT_TRUE(result.ok()) << format_errors(result.errors, path.string());
   EXPECT_EQ(result.config.tunnels.size(), 2u);

@@ -256,7 +256,7 @@ TEST(CoreConfig, EnvTokenJoinsAnExistingDefaultAccount) {
 }
 
 TEST(CoreConfig, ShippedExampleIsValid) {
-  const auto path = std::filesystem::path(__FILE__).parent_path() / "../../docs/examples/core.yaml";
+  const auto path = std::filesystem::path(TUNNEL_SOURCE_DIR) / "docs/examples/core.yaml";
   auto result = load_config_file(path.string());
   EXPECT_TRUE(result.ok()) << format_errors(result.errors, path.string());
   EXPECT_FALSE(result.config.accounts.empty());
