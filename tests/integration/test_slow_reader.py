@@ -1,0 +1,103 @@
+"""Flow control under load (issue #3): one TCP client that stops reading must not slow the
+other streams of the same agent, and the core's memory stays bounded meanwhile."""
+import hashlib
+import socket
+import threading
+import time
+
+from harness import client
+from test_tcp import connect, echo, port_core, recv_all, tcp_agent  # noqa: F401 (fixture)
+
+STALLED_BYTES = 64 * 1024 * 1024
+FAST_BYTES = 64 * 1024 * 1024
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def test_stalled_reader_does_not_slow_another_stream(tunnel, echo, capsys):  # noqa: F811
+    core = port_core(tunnel)
+    agent = tcp_agent(tunnel, core, echo.port)
+    _, port = agent.wait_forwarding("tcp")
+    rss_before = rss_kib(core.pid)
+
+    # A: pushes data into the echo app and never reads the echo back.
+    stalled = connect(port, timeout=60)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    pushed = [0]
+    stop = threading.Event()
+
+    def push():
+        block = b"s" * (1 << 16)
+        stalled.settimeout(1.0)
+        while not stop.is_set() and pushed[0] < STALLED_BYTES:
+            try:
+                pushed[0] += stalled.send(block)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    pusher = threading.Thread(target=push, daemon=True)
+    pusher.start()
+    client.wait_for(lambda: pushed[0] > 4 * 1024 * 1024, 30, what="the stalled client to push")
+    time.sleep(1.0)  # let every buffer on A's path fill up
+    stalled_at = pushed[0]
+
+    # B: a full echo on the same agent, measured while A is stalled.
+    b = connect(port, timeout=60)
+    data_hash = hashlib.sha256()
+    block = bytes(range(256)) * 4096  # 1 MiB
+    t0 = time.monotonic()
+
+    def send_b():
+        for _ in range(FAST_BYTES // len(block)):
+            b.sendall(block)
+            data_hash.update(block)
+        b.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send_b)
+    sender.start()
+    got = hashlib.sha256()
+    n = 0
+    peak = rss_kib(core.pid)
+    while True:
+        chunk = b.recv(1 << 20)
+        if not chunk:
+            break
+        got.update(chunk)
+        n += len(chunk)
+        if n % (8 << 20) < len(chunk):
+            peak = max(peak, rss_kib(core.pid))
+    elapsed = time.monotonic() - t0
+    sender.join()
+    b.close()
+    assert n == FAST_BYTES and got.hexdigest() == data_hash.hexdigest()
+
+    # A is still stalled: it did not get further while B moved all its bytes.
+    assert pushed[0] < STALLED_BYTES, "the stalled client was never stalled"
+    peak = max(peak, rss_kib(core.pid))
+    rate = FAST_BYTES / elapsed / 1e6
+    with capsys.disabled():
+        print("\n[slow-reader] stalled after %.1f MiB; other stream %.0f MB/s; core RSS %d -> "
+              "%d KiB (peak)" % (stalled_at / 2**20, rate, rss_before, peak))
+    assert rate > 10, "the other stream crawled at %.1f MB/s" % rate
+    # Bounded: A's stream holds at most its window in the core, B's moves through.
+    assert peak - rss_before < 64 * 1024, "core RSS grew by %d KiB" % (peak - rss_before)
+
+    stop.set()
+    stalled.close()
+    pusher.join(10)
+    assert core.alive() and echo_ok(port)
+
+
+def echo_ok(port):
+    with connect(port) as s:
+        s.sendall(b"still here")
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s) == b"still here"
