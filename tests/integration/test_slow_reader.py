@@ -1,6 +1,7 @@
 """Flow control under load (issue #3): one TCP client that stops reading must not slow the
 other streams of the same agent, and the core's memory stays bounded meanwhile."""
 import hashlib
+import os
 import socket
 import threading
 import time
@@ -87,8 +88,10 @@ def test_stalled_reader_does_not_slow_another_stream(tunnel, echo, capsys):  # n
         print("\n[slow-reader] stalled after %.1f MiB; other stream %.0f MB/s; core RSS %d -> "
               "%d KiB (peak)" % (stalled_at / 2**20, rate, rss_before, peak))
     assert rate > 10, "the other stream crawled at %.1f MB/s" % rate
-    # Bounded: A's stream holds at most its window in the core, B's moves through.
-    assert peak - rss_before < 64 * 1024, "core RSS grew by %d KiB" % (peak - rss_before)
+    # Bounded: A's stream holds at most its window in the core, B's moves through. (Not under
+    # ASan, whose quarantine keeps freed memory resident on purpose.)
+    if "ASAN_OPTIONS" not in os.environ:
+        assert peak - rss_before < 64 * 1024, "core RSS grew by %d KiB" % (peak - rss_before)
 
     stop.set()
     stalled.close()
