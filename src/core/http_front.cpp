@@ -21,6 +21,8 @@ using http::MessageParser;
 using Step = MessageParser::Step;
 constexpr std::size_t kReadBuffer = 32 * 1024;
 constexpr auto kDrainPoll = std::chrono::milliseconds(250);
+constexpr auto kLingerTime = std::chrono::seconds(1);
+constexpr std::size_t kLingerBytes = 1024 * 1024;
 
 std::string client_ip(const transport::Conn& conn) {
   const std::string& peer = conn.peer();
@@ -105,7 +107,21 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     co_await conn->write(asio::buffer(response), wec);
     context_.metrics.count_request(status);
     context_.metrics.bytes_out.inc(response.size());
-    if (close) co_await conn->shutdown_send();
+    if (close) {
+      co_await conn->shutdown_send();
+      // Lingering close (as nginx does): closing with unread request bytes makes the kernel
+      // send RST, and the client may lose the error page. Read and drop them for a moment.
+      const auto until = Clock::now() + kLingerTime;
+      std::size_t drained = 0;
+      while (drained < kLingerBytes && Clock::now() < until) {
+        transport::error_code rec;
+        auto n =
+            co_await with_timeout(conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), rec),
+                                  until - Clock::now());
+        if (!n || rec) break;
+        drained += *n;
+      }
+    }
   };
 
   // After an error answered on a kept-alive connection: the request had no body, so its message
