@@ -259,7 +259,7 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     if (!result.ok) {
       all_ok = false;
       result.error = error;
-      agent->hostnames.push_back("");
+      agent->hostnames.emplace_back();
       agent->locals.push_back(t.local);
     }
     response.tunnels.push_back(std::move(result));

@@ -69,10 +69,9 @@ std::string new_request_id() {
   }();
   static constexpr char kHex[] = "0123456789abcdef";
   std::string id(32, '0');
-  for (int half = 0; half < 2; ++half) {
+  for (std::size_t half = 0; half < 2; ++half) {
     std::uint64_t bits = generator();
-    for (int i = 0; i < 16; ++i, bits >>= 4)
-      id[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xf];
+    for (std::size_t i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 0xf];
   }
   return id;
 }
