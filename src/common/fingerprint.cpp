@@ -65,9 +65,7 @@ std::optional<std::string> normalize_fingerprint(std::string_view text) {
   std::string out;
   for (char c : text) {
     if (c == ':') continue;
-    if (c >= '0' && c <= '9') {
-      out.push_back(c);
-    } else if (c >= 'a' && c <= 'f') {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
       out.push_back(c);
     } else if (c >= 'A' && c <= 'F') {
       out.push_back(static_cast<char>(c - 'A' + 'a'));

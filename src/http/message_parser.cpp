@@ -319,13 +319,12 @@ struct MessageParser::Impl {
     s.chunked = !skip_body && (parser->flags & F_CHUNKED) != 0;
     s.close_delimited = !s.upgrade && llhttp_message_needs_eof(parser) != 0;
     if (s.close_delimited) s.keep_alive = false;
-    if (skip_body) {
-      s.content_length = 0;
-    } else if (s.chunked || (parser->flags & F_TRANSFER_ENCODING) != 0) {
+    // Known length: 0 without a body, Content-Length; none for chunked or close-delimited.
+    if (!skip_body && (s.chunked || (parser->flags & F_TRANSFER_ENCODING) != 0)) {
       s.content_length.reset();
-    } else if ((parser->flags & F_CONTENT_LENGTH) != 0) {
+    } else if (!skip_body && (parser->flags & F_CONTENT_LENGTH) != 0) {
       s.content_length = parser->content_length;
-    } else if (!s.close_delimited) {
+    } else if (skip_body || !s.close_delimited) {
       s.content_length = 0;
     }
     s.pause = Pause::kHeadersComplete;
