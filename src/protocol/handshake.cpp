@@ -196,7 +196,9 @@ bool read_v1_metadata(Reader& r, const Json& root, std::vector<TunnelRequest>& t
   return true;
 }
 
-bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest>& tunnels) {
+// Reads "tunnels": an array of objects, each read by `read_one(path, item, out)`.
+template <typename T, typename ReadOne>
+bool read_tunnel_list(Reader& r, const Json& list, std::vector<T>& tunnels, ReadOne read_one) {
   if (!list.is_array()) {
     return r.fail("tunnels", "must be an array of objects");
   }
@@ -206,43 +208,41 @@ bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest
     if (!item.is_object()) {
       return r.fail(path, "must be an object");
     }
-    TunnelRequest t;
-    if (!r.read_string(item, "type", path + ".type", t.type) ||
-        !r.read_string(item, "subdomain", path + ".subdomain", t.subdomain) ||
-        !r.read_string(item, "hostname", path + ".hostname", t.hostname) ||
-        !r.read_int(item, "remote_port", path + ".remote_port", t.remote_port) ||
-        !r.read_string(item, "local", path + ".local", t.local)) {
+    T t;
+    if (!read_one(path, item, t)) {
       return false;
-    }
-    if (t.type.empty()) {
-      return r.fail(path + ".type", "must be a non-empty string");
     }
     tunnels.push_back(std::move(t));
   }
   return true;
 }
 
+bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest>& tunnels) {
+  return read_tunnel_list(
+      r, list, tunnels, [&r](const std::string& path, const Json& item, TunnelRequest& t) {
+        if (!r.read_string(item, "type", path + ".type", t.type) ||
+            !r.read_string(item, "subdomain", path + ".subdomain", t.subdomain) ||
+            !r.read_string(item, "hostname", path + ".hostname", t.hostname) ||
+            !r.read_int(item, "remote_port", path + ".remote_port", t.remote_port) ||
+            !r.read_string(item, "local", path + ".local", t.local)) {
+          return false;
+        }
+        if (t.type.empty()) {
+          return r.fail(path + ".type", "must be a non-empty string");
+        }
+        return true;
+      });
+}
+
 bool read_tunnel_results(Reader& r, const Json& list, std::vector<TunnelResult>& tunnels) {
-  if (!list.is_array()) {
-    return r.fail("tunnels", "must be an array of objects");
-  }
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const Json& item = list[i];
-    const std::string path = fmt::format("tunnels[{}]", i);
-    if (!item.is_object()) {
-      return r.fail(path, "must be an object");
-    }
-    TunnelResult t;
-    if (!r.read_string(item, "type", path + ".type", t.type) ||
-        !r.read_string(item, "name", path + ".name", t.name) ||
-        !r.read_string(item, "url", path + ".url", t.url) ||
-        !r.read_bool(item, "ok", path + ".ok", t.ok) ||
-        !r.read_string(item, "error", path + ".error", t.error)) {
-      return false;
-    }
-    tunnels.push_back(std::move(t));
-  }
-  return true;
+  return read_tunnel_list(r, list, tunnels,
+                          [&r](const std::string& path, const Json& item, TunnelResult& t) {
+                            return r.read_string(item, "type", path + ".type", t.type) &&
+                                   r.read_string(item, "name", path + ".name", t.name) &&
+                                   r.read_string(item, "url", path + ".url", t.url) &&
+                                   r.read_bool(item, "ok", path + ".ok", t.ok) &&
+                                   r.read_string(item, "error", path + ".error", t.error);
+                          });
 }
 
 // Strings set by callers may hold invalid UTF-8 (e.g. an error naming a received byte);
