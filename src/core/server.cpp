@@ -16,6 +16,7 @@
 
 #include "common/net_address.hpp"
 #include "core/data_dir.hpp"
+#include "transport/accept.hpp"
 #include "transport/tls.hpp"
 
 namespace tunnel::core {
@@ -35,20 +36,12 @@ void log_failure(std::exception_ptr error) {
   }
 }
 
+// Serves each connection accepted on `acceptor` with `handler(socket)`, a coroutine of its own.
 template <typename Handler>
-asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, Handler handler) {
-  for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
-    if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-      // Out of file descriptors and the like: keep the listener, slow down a little.
-      spdlog::warn("accept failed: {}", ec.message());
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-      co_await pause.async_wait(kNoThrow);
-      continue;
-    }
+asio::awaitable<void> serve_each(tcp::acceptor& acceptor, std::string_view what, Handler handler) {
+  co_await transport::accept_loop(acceptor, what, [&](tcp::socket socket) {
     asio::co_spawn(acceptor.get_executor(), handler(std::move(socket)), log_failure);
-  }
+  });
 }
 
 bool sni_match(const std::string& pattern, const std::string& host) {
@@ -242,41 +235,41 @@ std::string Server::start() {
   for (auto* acceptor : agent) {
     asio::co_spawn(
         acceptor->get_executor(),
-        accept_loop(*acceptor,
-                    [this](tcp::socket s) { return gateway_->serve(std::move(s), *agent_tls_); }),
+        serve_each(*acceptor, "agents",
+                   [this](tcp::socket s) { return gateway_->serve(std::move(s), *agent_tls_); }),
         asio::detached);
   }
   for (auto* acceptor : http) {
     asio::co_spawn(acceptor->get_executor(),
-                   accept_loop(*acceptor,
-                               [this](tcp::socket s) -> asio::awaitable<void> {
-                                 s.set_option(tcp::no_delay(true));
-                                 co_await front_->serve(transport::make_tcp_conn(std::move(s)),
-                                                        false);
-                               }),
+                   serve_each(*acceptor, "http",
+                              [this](tcp::socket s) -> asio::awaitable<void> {
+                                s.set_option(tcp::no_delay(true));
+                                co_await front_->serve(transport::make_tcp_conn(std::move(s)),
+                                                       false);
+                              }),
                    asio::detached);
   }
   for (auto* acceptor : https) {
     asio::co_spawn(acceptor->get_executor(),
-                   accept_loop(*acceptor,
-                               [this](tcp::socket s) -> asio::awaitable<void> {
-                                 std::string error;
-                                 auto conn = co_await transport::accept_tls(
-                                     std::move(s), *public_tls_,
-                                     context_->config.limits.header_timeout, error);
-                                 if (!conn) {
-                                   spdlog::debug("https: {}", error);
-                                   co_return;
-                                 }
-                                 co_await front_->serve(std::move(conn), true);
-                               }),
+                   serve_each(*acceptor, "https",
+                              [this](tcp::socket s) -> asio::awaitable<void> {
+                                std::string error;
+                                auto conn = co_await transport::accept_tls(
+                                    std::move(s), *public_tls_,
+                                    context_->config.limits.header_timeout, error);
+                                if (!conn) {
+                                  spdlog::debug("https: {}", error);
+                                  co_return;
+                                }
+                                co_await front_->serve(std::move(conn), true);
+                              }),
                    asio::detached);
   }
   for (auto* acceptor : admin) {
-    asio::co_spawn(
-        acceptor->get_executor(),
-        accept_loop(*acceptor, [this](tcp::socket s) { return admin_->serve(std::move(s)); }),
-        asio::detached);
+    asio::co_spawn(acceptor->get_executor(),
+                   serve_each(*acceptor, "admin",
+                              [this](tcp::socket s) { return admin_->serve(std::move(s)); }),
+                   asio::detached);
   }
 
   const std::string& domain = config.domain;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/agent_gateway.hpp"
+#include "transport/accept.hpp"
 #include "transport/conn.hpp"
 
 namespace tunnel::core {
@@ -207,18 +208,11 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
 
  private:
   static asio::awaitable<void> accept_loop(std::shared_ptr<TcpPort> self) {
-    for (;;) {
-      auto [ec, socket] = co_await self->acceptor_.async_accept(kNoThrow);
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) co_return;
-        spdlog::warn("tcp :{}: accept failed: {}", self->port_, ec.message());
-        asio::steady_timer pause(self->executor_, std::chrono::milliseconds(100));
-        co_await pause.async_wait(kNoThrow);
-        continue;
-      }
+    const std::string what = "tcp :" + std::to_string(self->port_);
+    co_await transport::accept_loop(self->acceptor_, what, [&self](tcp::socket socket) {
       self->metrics_->connections.inc();
       self->dispatch(std::move(socket));
-    }
+    });
   }
 
   void dispatch(tcp::socket socket) {
