@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """The benchmark suite (issue #4): starts every process it needs on 127.0.0.1, runs each
 scenario against several paths in the same run, and writes bench/results/<date>.json and
-.md. Standard library only; the tools it drives (nginx, wrk, sshd/ssh, curl, perf) come
-from scripts/install-deps.sh.
+.md. Standard library only; the tools it drives (nginx, wrk, sshd/ssh, curl, iperf3, perf)
+come from scripts/install-deps.sh, and our own load tools (bench/tools: openloop,
+agentflood) from `make build` (build/release/bench/tools, or --tools-dir).
 
 Paths:   direct (client -> origin), nginx (one reverse-proxy hop), ssh -R (OpenSSH remote
-         forwarding), tunnel (core + agent, TLS between them). tunnel-plain is reported as
-         not available until the core and agent can run without TLS.
+         forwarding), tunnel (core + agent, TLS between them), tunnel-plain (core + agent
+         over plain TCP: used when `tunnel-core --help` shows --agent-plain-addr, reported as
+         not available otherwise).
 Origin:  its own nginx instance serving a fixed 612-byte body, a sparse file for downloads
-         and WebDAV PUT into /dev/shm for uploads.
+         and WebDAV PUT into /dev/shm for uploads; an iperf3 server for the TCP scenario.
 
     python3 bench/run.py --quick          # < 3 minutes
     python3 bench/run.py                  # full
@@ -22,6 +24,7 @@ import os
 import platform
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -39,15 +42,23 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 PATHS = ["direct", "nginx", "ssh", "tunnel", "tunnel-plain"]
+TCP_PATHS = ["direct", "ssh", "tunnel", "tunnel-plain"]  # nginx is not a TCP forwarder here
 PATH_LABEL = {"direct": "direct", "nginx": "nginx", "ssh": "ssh -R", "tunnel": "tunnel",
               "tunnel-plain": "tunnel-plain"}
-UNAVAILABLE = {"tunnel-plain": "not available: core and agent have no plain-TCP mode yet"}
+PLAIN_HOST = "plain.localhost"  # tunnel-plain's agent serves its own name on the same core
 
 MODES = {
-    "quick": {"conns": [32, 256], "duration": 5, "warmup": 1, "rates": [1, 1000, 4000],
-              "rate_duration": 3, "bulk_mib": 256, "agents": 200, "ttfr_runs": 3},
+    # agent_levels: idle sessions held by agentflood (the first level stays for streams and
+    # churn); streams: held requests and over how many sessions; churn: reconnects per second
+    # for churn_seconds.
+    "quick": {"conns": [32, 256], "duration": 3, "warmup": 1, "rates": [1, 1000, 2000, 4000],
+              "rate_duration": 2, "tcp_seconds": 2, "bulk_mib": 128,
+              "agent_levels": [1000], "streams": 2000, "stream_sessions": 4,
+              "churn_rate": 20, "churn_seconds": 30, "ttfr_runs": 3},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
-             "rate_duration": 10, "bulk_mib": 1024, "agents": 1000, "ttfr_runs": 5},
+             "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
+             "agent_levels": [1000, 10000], "streams": 10000, "stream_sessions": 20,
+             "churn_rate": 20, "churn_seconds": 600, "ttfr_runs": 5},
 }
 
 
@@ -210,9 +221,57 @@ def wait_for(what, fn, timeout=20.0, interval=0.05):
     raise RuntimeError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
-def wait_serving(name, port, timeout=20.0):
-    wait_for("%s to serve the 612-byte page" % name,
-             lambda: http_get(port)[0] == 200 and len(http_get(port)[1]) == BODY_SIZE, timeout)
+def wait_serving(name, port, timeout=20.0, host=HOST):
+    def ok():
+        st, body = http_get(port, host)
+        return st == 200 and len(body) == BODY_SIZE
+    wait_for("%s to serve the 612-byte page" % name, ok, timeout)
+
+
+def listening(port):
+    """Whether some process listens on 127.0.0.1:port or *:port (TCP), from /proc/net/tcp*:
+    lets the suite wait for a tcp tunnel's port without opening a connection through it."""
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
+class LineReader:
+    """Reads lines from a child's stdout with a timeout (select on the raw fd)."""
+
+    def __init__(self, f):
+        self.fd = f.fileno()
+        self.buf = b""
+
+    def readline(self, timeout):
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([self.fd], [], [], left)
+            if r:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    return None
+                self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode(errors="replace")
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,6 +338,44 @@ PrintMotd no
 """
 
 
+class Flood:
+    """bench/tools/agentflood as a child: one command per line on its stdin, one JSON line
+    back on its stdout per command."""
+
+    def __init__(self, procs, argv):
+        self.procs = procs
+        self.p = procs.start("agentflood", argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.lines = LineReader(self.p.stdout)
+
+    def send(self, line):
+        self.p.stdin.write((line + "\n").encode())
+        self.p.stdin.flush()
+
+    def read(self, timeout):
+        got = self.lines.readline(timeout)
+        if got is None:
+            return None
+        ev = json.loads(got)
+        if ev.get("event") == "error":
+            raise RuntimeError("agentflood: %s" % ev.get("error"))
+        return ev
+
+    def command(self, line, timeout):
+        self.send(line)
+        ev = self.read(timeout)
+        if ev is None:
+            raise RuntimeError("agentflood: no answer to %r within %d s: %s" % (
+                line, timeout, self.procs.log_tail("agentflood", 3)))
+        return ev
+
+    def stop(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        self.procs.stop(self.p)
+
+
 class Bench:
     def __init__(self, args, mode):
         self.args = args
@@ -288,13 +385,22 @@ class Bench:
             self.cfg["conns"] = [int(c) for c in args.conns.split(",")]
         if args.duration:
             self.cfg["duration"] = args.duration
+        if args.agents:
+            self.cfg["agent_levels"] = [int(a) for a in args.agents.split(",")]
+        if args.churn_seconds is not None:
+            self.cfg["churn_seconds"] = args.churn_seconds
         self.tmp = Path(tempfile.mkdtemp(prefix="tunnel-bench-"))
         self.shm = Path(tempfile.mkdtemp(prefix="tunnel-bench-", dir="/dev/shm"))
         self.procs = Procs(self.tmp)
-        self.ports = {}      # path -> public port the client talks to
+        self.ports = {}      # path -> public HTTP port the client talks to
+        self.hosts = {}      # path -> Host header for that port
+        self.tcp_ports = {}  # path -> port that reaches the iperf3 server
         self.pids = {}       # role -> pid, for CPU/RSS readings
         self.result = {"paths": {}, "scenarios": {}, "notes": []}
         self.bin = self.tmp / "bin"
+        self.tools = {}      # openloop/agentflood -> private copy, when built
+        self.iperf_port = None
+        self.core = None     # the tunnel-core Popen once started (tunnel and tunnel-plain)
 
     # --- setup ----------------------------------------------------------------------
     def setup(self):
@@ -303,6 +409,16 @@ class Bench:
         for b in ("tunnel-core", "tunnel-agent"):
             # A private copy: others may rebuild build/release while the suite runs.
             shutil.copy2(src / b, self.bin / b)
+        for t in ("openloop", "agentflood"):
+            f = Path(self.args.tools_dir) / t
+            if f.exists():
+                shutil.copy2(f, self.bin / t)
+                self.tools[t] = self.bin / t
+            else:
+                self.result["notes"].append(
+                    "%s not found in %s (run `make build`): the scenarios using it are skipped"
+                    % (t, self.args.tools_dir))
+        self.plain_why = self.plain_support()
         www = self.tmp / "www"
         www.mkdir()
         page = (b"<!DOCTYPE html>\n<html><head><title>bench</title></head><body>\n"
@@ -316,16 +432,39 @@ class Bench:
             f.truncate(self.cfg["bulk_mib"] << 20)
 
         self.start_origin()
+        if self.want("tcp"):
+            self.start_iperf()
         for path in self.args.paths:
-            if path in UNAVAILABLE:
-                self.result["paths"][path] = {"available": False, "why": UNAVAILABLE[path]}
+            if path == "tunnel-plain" and self.plain_why:
+                self.result["paths"][path] = {"available": False, "why": self.plain_why}
                 continue
             try:
                 getattr(self, "start_" + path.replace("-", "_"))()
+                self.hosts.setdefault(path, HOST)
                 self.result["paths"][path] = {"available": True, "port": self.ports[path]}
             except Exception as e:  # noqa: BLE001 - one broken path must not end the run
                 log("path %s unavailable: %s" % (path, e))
                 self.result["paths"][path] = {"available": False, "why": str(e)}
+
+    def want(self, scenario):
+        return not self.args.only or scenario in self.args.only
+
+    def plain_support(self):
+        """None when core and agent have the plain-TCP agent mode, else why not. Detected at
+        run time from --help, so the suite picks it up as soon as it lands."""
+        def helptext(cmd):
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+                return r.stdout + r.stderr
+            except (OSError, subprocess.TimeoutExpired):
+                return ""
+        core = helptext([str(self.bin / "tunnel-core"), "--help"])
+        agent = helptext([str(self.bin / "tunnel-agent"), "--help"])
+        if "--agent-plain-addr" not in core:
+            return "not available: this tunnel-core has no --agent-plain-addr (no plain-TCP agent mode)"
+        if "--plain" not in agent:
+            return "not available: this tunnel-agent has no --plain"
+        return None
 
     def nginx(self, name, server, workers):
         conf = self.tmp / ("%s.conf" % name)
@@ -343,8 +482,25 @@ class Bench:
         self.origin_port = port
         wait_serving("origin nginx", port)
 
+    def start_iperf(self):
+        if not shutil.which("iperf3"):
+            self.result["notes"].append("iperf3 not installed (scripts/install-deps.sh): no TCP scenario")
+            return
+        port = free_port()
+        p = self.procs.start("iperf3", ["iperf3", "-s", "-B", "127.0.0.1", "-p", port])
+        wait_for("iperf3 -s to listen", lambda: listening(port) or p.poll() is not None)
+        if p.poll() is not None:
+            self.result["notes"].append("iperf3 -s exited: " + self.procs.log_tail("iperf3", 3))
+            return
+        self.iperf_port = port
+        self.pids["iperf3"] = p.pid
+        self.result["iperf3_version"] = subprocess.run(
+            ["iperf3", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
     def start_direct(self):
         self.ports["direct"] = self.origin_port
+        if self.iperf_port:
+            self.tcp_ports["direct"] = self.iperf_port
 
     def start_nginx(self):
         port = free_port()
@@ -371,10 +527,16 @@ class Bench:
         if d.poll() is not None:
             raise RuntimeError("sshd exited: " + self.procs.log_tail("sshd"))
         fport = free_port()
+        forwards = ["-R", "127.0.0.1:%d:127.0.0.1:%d" % (fport, self.origin_port)]
+        tport = None
+        if self.iperf_port:
+            # The same ssh connection also forwards the iperf3 port (TCP scenario).
+            tport = free_port()
+            forwards += ["-R", "127.0.0.1:%d:127.0.0.1:%d" % (tport, self.iperf_port)]
         user = os.environ.get("USER") or subprocess.run(["id", "-un"], capture_output=True,
                                                        text=True).stdout.strip()
         c = self.procs.start("ssh", [
-            "ssh", "-N", "-F", "/dev/null", "-R", "127.0.0.1:%d:127.0.0.1:%d" % (fport, self.origin_port),
+            "ssh", "-N", "-F", "/dev/null"] + forwards + [
             "-p", sport, "-i", self.tmp / "client_key", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
             "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR", "%s@127.0.0.1" % user])
@@ -383,6 +545,12 @@ class Bench:
         except RuntimeError:
             raise RuntimeError("ssh -R did not forward: %s %s" % (
                 self.procs.log_tail("ssh", 5), self.procs.log_tail("sshd", 5)))
+        if tport:
+            try:
+                wait_for("ssh -R iperf3 forward", lambda: listening(tport), timeout=10)
+                self.tcp_ports["ssh"] = tport
+            except RuntimeError as e:
+                self.result["notes"].append("ssh -R of the iperf3 port: %s" % e)
         self.pids["sshd"] = d.pid
         self.pids["ssh"] = c.pid
         self.ports["ssh"] = fport
@@ -397,7 +565,10 @@ class Bench:
         except OSError:
             return False
 
-    def start_tunnel(self):
+    def ensure_core(self):
+        """Starts tunnel-core once (TLS agent port, and the plain one when supported)."""
+        if self.core is not None:
+            return
         self.core_ports = {k: free_port() for k in ("agent", "http", "admin")}
         self.token = "bench-token-%d" % os.getpid()
         data = self.tmp / "core-data"
@@ -406,12 +577,16 @@ class Bench:
                 "--http-addr", "127.0.0.1:%d" % self.core_ports["http"],
                 "--admin-addr", "127.0.0.1:%d" % self.core_ports["admin"],
                 "--config", self.tmp / "core.yaml", "--log-level", self.args.log_level]
-        # One account with no agent limit: the idle-sessions scenario opens hundreds.
+        if "tunnel-plain" in self.args.paths and not self.plain_why:
+            self.core_ports["agent_plain"] = free_port()
+            argv += ["--agent-plain-addr", "127.0.0.1:%d" % self.core_ports["agent_plain"]]
+        # One account with no agent limit: the agents scenario opens thousands.
         (self.tmp / "core.yaml").write_text(
             'accounts:\n  - name: bench\n    tokens: ["%s"]\n    max_agents: 0\n' % self.token)
         if self.args.workers:
             argv += ["--workers", self.args.workers]
         core = self.procs.start("core", argv)
+        self.core = core
         self.pids["core"] = core.pid
         self.ca = data / "tls.crt"
         wait_for("tunnel-core to be ready", lambda: core.poll() is not None or (
@@ -420,29 +595,66 @@ class Bench:
             raise RuntimeError("tunnel-core exited: " + self.procs.log_tail("core"))
         time.sleep(0.5)
         self.result["memory_core_no_agent_kib"] = rss_kib(core.pid)
-        agent = self.start_agent("bench")
+
+    def start_tunnel(self):
+        self.ensure_core()
+        agent = self.start_agent(["http", "127.0.0.1:%d" % self.origin_port, "--subdomain", "bench"])
         self.pids["agent"] = agent.pid
         self.ports["tunnel"] = self.core_ports["http"]
+        self.hosts["tunnel"] = HOST
         wait_serving("the tunnel", self.ports["tunnel"])
+        if self.iperf_port:
+            self.start_tcp_agent("tunnel")
 
-    def start_agent(self, subdomain, name=None):
-        return self.procs.start(name or "agent", [
-            self.bin / "tunnel-agent", "--server", "127.0.0.1:%d" % self.core_ports["agent"],
-            "--token", self.token, "--ca", self.ca, "--data-dir", self.tmp / "agent-data",
-            "--log-level", self.args.log_level,
-            "http", "127.0.0.1:%d" % self.origin_port, "--subdomain", subdomain])
+    def start_tunnel_plain(self):
+        self.ensure_core()
+        agent = self.start_agent(["http", "127.0.0.1:%d" % self.origin_port, "--subdomain",
+                                  PLAIN_HOST.split(".")[0]], name="agent-plain", plain=True)
+        self.pids["agent-plain"] = agent.pid
+        self.ports["tunnel-plain"] = self.core_ports["http"]
+        self.hosts["tunnel-plain"] = PLAIN_HOST
+        wait_serving("the plain tunnel", self.ports["tunnel-plain"], host=PLAIN_HOST)
+        if self.iperf_port:
+            self.start_tcp_agent("tunnel-plain")
+
+    def start_tcp_agent(self, path):
+        """A tcp tunnel to the iperf3 server (`tunnel-agent tcp PORT --remote-port P`)."""
+        plain = path == "tunnel-plain"
+        role = "agent-tcp-plain" if plain else "agent-tcp"
+        rport = free_port()
+        a = self.start_agent(["tcp", "127.0.0.1:%d" % self.iperf_port, "--remote-port", rport],
+                             name=role, plain=plain)
+        try:
+            wait_for("the %s tcp tunnel port" % path, lambda: listening(rport) or a.poll() is not None,
+                     timeout=15)
+            if a.poll() is not None:
+                raise RuntimeError("tunnel-agent tcp exited: " + self.procs.log_tail(role, 3))
+        except RuntimeError as e:
+            self.result["notes"].append("%s tcp tunnel: %s" % (path, e))
+            return
+        self.pids[role] = a.pid
+        self.tcp_ports[path] = rport
+
+    def start_agent(self, tunnel_args, name="agent", plain=False):
+        argv = [self.bin / "tunnel-agent", "--token", self.token,
+                "--data-dir", self.tmp / "agent-data", "--log-level", self.args.log_level]
+        if plain:
+            argv += ["--server", "127.0.0.1:%d" % self.core_ports["agent_plain"], "--plain"]
+        else:
+            argv += ["--server", "127.0.0.1:%d" % self.core_ports["agent"], "--ca", self.ca]
+        return self.procs.start(name, argv + list(tunnel_args))
 
     def available(self):
         return [p for p in self.args.paths if self.result["paths"].get(p, {}).get("available")]
 
     # --- load tools -----------------------------------------------------------------
-    def wrk(self, port, conns, duration, delay_ms=0, threads=None):
+    def wrk(self, port, conns, duration, host=HOST, threads=None):
         """Runs wrk; returns requests/s, latency percentiles (us) and error counts."""
-        script = self.tmp / ("wrk-%d.lua" % delay_ms)
-        script.write_text(WRK_LUA.replace("DELAY_MS", str(delay_ms)))
+        script = self.tmp / "wrk.lua"
+        script.write_text(WRK_LUA)
         threads = threads or max(1, min(conns, self.args.wrk_threads))
         cmd = ["wrk", "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration, "--latency",
-               "--timeout", "5s", "-H", "Host: %s" % HOST, "-s", str(script),
+               "--timeout", "5s", "-H", "Host: %s" % host, "-s", str(script),
                "http://127.0.0.1:%d/" % port]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
         m = re.search(r"^BENCHJSON (.*)$", out.stdout, re.M)
@@ -456,17 +668,52 @@ class Bench:
         r["bytes_per_request"] = round(r.pop("bytes") / max(1, r["requests"]), 1)
         return r
 
+    def openloop(self, port, host, rate, duration, conns):
+        """Runs bench/tools/openloop: a fixed schedule of `rate` requests/s; latency from each
+        request's scheduled time (coordinated omission counted)."""
+        cmd = [str(self.tools["openloop"]), "--port", str(port), "--host-header", host,
+               "--rate", str(rate), "--duration", str(duration), "--connections", str(conns),
+               "--timeout", "5"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+        try:
+            return json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError("openloop gave no result: %s %s" % (out.stdout[-300:],
+                                                                   out.stderr[-300:]))
+
+    def iperf(self, port, streams, reverse, seconds):
+        """One iperf3 run; Gbit/s as counted by the receiver."""
+        cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
+               "-J", "--connect-timeout", "5000"] + (["-R"] if reverse else [])
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            return {"error": "iperf3 did not finish within %d s" % (seconds + 30)}
+        try:
+            j = json.loads(out.stdout)
+        except ValueError:
+            return {"error": (out.stdout + out.stderr).strip()[-300:] or "no output"}
+        if j.get("error"):
+            return {"error": j["error"]}
+        end = j.get("end", {})
+        recv, sent = end.get("sum_received", {}), end.get("sum_sent", {})
+        return {"gbit_s": round(recv.get("bits_per_second", 0) / 1e9, 3),
+                "bytes": recv.get("bytes", 0), "seconds": round(recv.get("seconds", 0), 2),
+                "retransmits": sent.get("retransmits")}
+
     def origin_accepts(self):
         st, body = http_get(self.origin_port, "127.0.0.1", "/origin_status")
         m = re.search(rb"\n\s*(\d+)\s+\d+\s+\d+", body) if st == 200 else None
         return int(m.group(1)) if m else 0
 
-    def cpu_roles(self, path):
-        return {"tunnel": ["core", "agent"], "nginx": ["nginx"], "ssh": ["sshd", "ssh"],
-                "direct": []}.get(path, []) + ["origin"]
+    def cpu_roles(self, path, tcp=False):
+        roles = {"tunnel": ["core", "agent-tcp" if tcp else "agent"],
+                 "tunnel-plain": ["core", "agent-tcp-plain" if tcp else "agent-plain"],
+                 "nginx": ["nginx"], "ssh": ["sshd", "ssh"], "direct": []}.get(path, [])
+        return roles + ["iperf3" if tcp else "origin"]
 
-    def cpu_snapshot(self, path):
-        return {r: cpu_seconds(self.pids[r]) for r in self.cpu_roles(path) if r in self.pids}
+    def cpu_snapshot(self, path, tcp=False):
+        return {r: cpu_seconds(self.pids[r]) for r in self.cpu_roles(path, tcp) if r in self.pids}
 
     @staticmethod
     def cpu_delta(before, after):
@@ -481,8 +728,10 @@ class Bench:
         if "core" in self.pids:
             mem["core_no_agent_kib"] = self.result.pop("memory_core_no_agent_kib", None)
             mem["core_idle_kib"] = rss_kib(self.pids["core"])
-            mem["agent_idle_kib"] = rss_kib(self.pids["agent"])
             mem["core_idle_detail"] = rss_detail(self.pids["core"])
+            mem["core_idle_agents_connected"] = sum(1 for r in self.pids if r.startswith("agent"))
+        if "agent" in self.pids:
+            mem["agent_idle_kib"] = rss_kib(self.pids["agent"])
             mem["agent_idle_detail"] = rss_detail(self.pids["agent"])
         if "nginx" in self.pids:
             mem["nginx_proxy_tree_kib"] = rss_kib(self.pids["nginx"], tree=True)
@@ -500,7 +749,8 @@ class Bench:
         for i in range(self.cfg["ttfr_runs"]):
             sub = "ttfr%d" % i
             t0 = time.monotonic()
-            a = self.start_agent(sub, name="agent-ttfr")
+            a = self.start_agent(["http", "127.0.0.1:%d" % self.origin_port, "--subdomain", sub],
+                                 name="agent-ttfr")
             try:
                 def served():
                     st, body = http_get(self.core_ports["http"], "%s.localhost" % sub, "/", 1.0)
@@ -518,13 +768,13 @@ class Bench:
         cpu = self.result["scenarios"].setdefault("cpu", {})
         for conns in self.cfg["conns"]:
             for path in self.available():
-                port = self.ports[path]
-                self.wrk(port, conns, self.cfg["warmup"])
+                port, host = self.ports[path], self.hosts[path]
+                self.wrk(port, conns, self.cfg["warmup"], host)
                 before = self.cpu_snapshot(path)
                 accepts = self.origin_accepts()
                 profile = self.args.profile and path == "tunnel" and conns == max(self.cfg["conns"])
                 perf = self.start_perf() if profile else []
-                r = self.wrk(port, conns, self.cfg["duration"])
+                r = self.wrk(port, conns, self.cfg["duration"], host)
                 self.finish_perf(perf)
                 d = self.cpu_delta(before, self.cpu_snapshot(path))
                 r["cpu_seconds"] = d
@@ -540,32 +790,75 @@ class Bench:
                     path, conns, r["rps"], r["p50"], r["p99"], r["p999"], r["errors"]))
 
     def scenario_rate(self):
+        """Fixed request rates with openloop (open loop: latency from the schedule)."""
+        if "openloop" not in self.tools:
+            self.result["notes"].append("fixed rates skipped: openloop not built")
+            return
         out = self.result["scenarios"]["fixed_rate"] = {}
         for rate in self.cfg["rates"]:
-            conns = 1 if rate < 100 else rate // 100     # every connection paced at 10 ms
-            delay_ms = round(conns * 1000 / rate)
+            # Enough connections that each has 50 ms per request at the target rate; a path
+            # slower than that makes requests queue, which the latency then shows.
+            conns = max(1, min(256, rate // 20))
+            # At 1 req/s a short run has too few samples: at least 10 s (5 s in quick mode).
+            duration = self.cfg["rate_duration"] if rate >= 100 else max(
+                self.cfg["rate_duration"], 5 if self.mode == "quick" else 10)
             for path in self.available():
-                r = self.wrk(self.ports[path], conns, self.cfg["rate_duration"], delay_ms,
-                             threads=min(conns, self.args.wrk_threads))
-                r["target_rps"] = rate
+                r = self.openloop(self.ports[path], self.hosts[path], rate, duration, conns)
                 out.setdefault(path, {})[str(rate)] = r
-                log("rate %s %d/s: got %.0f/s p50 %dus p99 %dus errors %d" % (
-                    path, rate, r["rps"], r["p50"], r["p99"], r["errors"]))
+                log("rate %s %d/s: got %.0f/s p50 %dus p99 %dus p99.9 %dus errors %d (send lag p99 %dus)" % (
+                    path, rate, r["achieved_rps"], r["p50"], r["p99"], r["p999"], r["errors"],
+                    r["send_lag_p99"]))
+
+    def scenario_tcp(self):
+        """TCP bulk through each path with iperf3: 1 and 8 streams, both directions."""
+        if not self.iperf_port:
+            return
+        out = self.result["scenarios"]["tcp"] = {}
+        cpu = self.result["scenarios"].setdefault("cpu_tcp", {})
+        secs = self.cfg["tcp_seconds"]
+        for streams in (1, 8):
+            for reverse in (False, True):
+                direction = "down" if reverse else "up"
+                for path in TCP_PATHS:
+                    port = self.tcp_ports.get(path)
+                    if path not in self.available() or not port:
+                        continue
+                    before = self.cpu_snapshot(path, tcp=True)
+                    r = self.iperf(port, streams, reverse, secs)
+                    if r.get("error"):
+                        # iperf3 -s serves one test at a time and can be left busy by a
+                        # failed one: one retry.
+                        log("tcp %s P=%d %s: %s; retrying" % (path, streams, direction, r["error"]))
+                        time.sleep(1)
+                        before = self.cpu_snapshot(path, tcp=True)
+                        r = self.iperf(port, streams, reverse, secs)
+                    d = self.cpu_delta(before, self.cpu_snapshot(path, tcp=True))
+                    gib = r.get("bytes", 0) / float(1 << 30)
+                    r["cpu_seconds"] = d
+                    if gib > 0:
+                        r["cpu_s_per_gib"] = {k: round(v / gib, 3) for k, v in d.items()}
+                    key = "%s_%d" % (direction, streams)
+                    out.setdefault(path, {})[key] = r
+                    if gib > 0:
+                        cpu.setdefault(path, {})[key] = r["cpu_s_per_gib"]
+                    log("tcp %s P=%d %s: %s Gbit/s%s" % (
+                        path, streams, direction, r.get("gbit_s"),
+                        " (%s)" % r["error"] if r.get("error") else ""))
 
     def scenario_bulk(self):
         out = self.result["scenarios"]["bulk"] = {}
         cpu = self.result["scenarios"].setdefault("cpu", {})
         size = self.cfg["bulk_mib"] << 20
         for path in self.available():
-            port = self.ports[path]
+            port, host = self.ports[path], self.hosts[path]
             res = out[path] = {}
             before = self.cpu_snapshot(path)
             res["download"] = self.curl(["http://127.0.0.1:%d/big" % port], "speed_download",
-                                        size)
+                                        size, host)
             name = "up-%s" % path
             res["upload"] = self.curl(["-T", str(self.tmp / "upload.bin"), "-H", "Expect:",
                                        "http://127.0.0.1:%d/upload/%s" % (port, name)],
-                                      "speed_upload", size)
+                                      "speed_upload", size, host)
             got = (self.shm / "upload" / name)
             res["upload"]["bytes_stored"] = got.stat().st_size if got.exists() else 0
             if got.exists():
@@ -580,9 +873,9 @@ class Bench:
             log("bulk %s: down %.0f MB/s up %.0f MB/s" % (
                 path, res["download"]["mb_s"], res["upload"]["mb_s"]))
 
-    def curl(self, args, speed_field, size):
+    def curl(self, args, speed_field, size, host=HOST):
         fmt = "%{http_code} %{" + speed_field + "} %{size_download} %{size_upload} %{time_total}"
-        cmd = ["curl", "-sS", "-o", "/dev/null", "--max-time", "300", "-H", "Host: %s" % HOST,
+        cmd = ["curl", "-sS", "-o", "/dev/null", "--max-time", "300", "-H", "Host: %s" % host,
                "-w", fmt] + args
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=320)
         try:
@@ -596,35 +889,129 @@ class Bench:
         return r
 
     def scenario_agents(self):
-        """Core RSS with N idle agent sessions opened by bench/agents.py."""
+        """Core memory with many agent sessions, with many streams in flight, and across a
+        connect/disconnect churn: bench/tools/agentflood holds real agent sessions (TLS, AUTH
+        v2 with an http tunnel each, mux sessions that answer PINGs)."""
         if "core" not in self.pids:
             return
-        n = self.args.agents or self.cfg["agents"]
+        if "agentflood" not in self.tools:
+            self.result["notes"].append("agents scenario skipped: agentflood not built")
+            return
         core = self.pids["core"]
-        time.sleep(0.5)
-        before = rss_kib(core)
-        p = self.procs.start("agents-load", [
-            sys.executable, HERE / "agents.py", "--addr", "127.0.0.1:%d" % self.core_ports["agent"],
-            "--token", self.token, "--count", n], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        r = self.result["scenarios"]["agents"] = {"levels": []}
+        flood = Flood(self.procs, [
+            self.tools["agentflood"], "--server", "127.0.0.1:%d" % self.core_ports["agent"],
+            "--http", "127.0.0.1:%d" % self.core_ports["http"], "--token", self.token,
+            "--prefix", "flood", "--max-seconds", self.cfg["churn_seconds"] + 900])
+
+        def settle():
+            time.sleep(1.5)
+            return rss_kib(core)
+
         try:
-            line = p.stdout.readline().decode().split()  # READY ok failed seconds
-            if not line or line[0] != "READY":
-                raise RuntimeError("agents.py: " + self.procs.log_tail("agents-load"))
-            ok, failed, secs = int(line[1]), int(line[2]), float(line[3])
-            time.sleep(1.0)
-            during = rss_kib(core)
-            r = {"agents": n, "connected": ok, "failed": failed, "connect_seconds": secs,
-                 "core_rss_before_kib": before, "core_rss_with_agents_kib": during,
-                 "kib_per_session": round((during - before) / max(1, ok), 1)}
-            if failed:
-                r["error"] = self.procs.log_tail("agents-load", 3)
+            base = settle()
+            r["core_rss_before_kib"] = base
+            r["core_fds_before"] = fd_count(core)
+            levels = self.cfg["agent_levels"]
+            # Level 1 (e.g. 1,000 sessions): RSS per session, then streams and churn on it.
+            cpu0 = cpu_seconds(core)
+            ev = flood.command("open %d" % levels[0], 600)
+            lv = self.agent_level(ev, base, settle(), cpu_seconds(core) - cpu0)
+            r["levels"].append(lv)
+            log("agents: %s" % lv)
+            if ev["live"] > 0 and self.cfg["streams"] > 0:
+                self.agent_streams(flood, r, settle)
+            if ev["live"] > 0 and self.cfg["churn_seconds"] > 0:
+                self.agent_churn(flood, r, settle)
+            # Higher levels (10,000 in full mode) last: closing that many takes the core a
+            # while (see docs/performance.md).
+            for n in levels[1:]:
+                cpu0 = cpu_seconds(core)
+                ev = flood.command("open %d" % n, 900)
+                lv = self.agent_level(ev, base, settle(), cpu_seconds(core) - cpu0)
+                r["levels"].append(lv)
+                log("agents: %s" % lv)
+            live = ev["live"]
+            t0 = time.monotonic()
+            flood.command("close 0", 120)
+            # The core notices the disconnects on its own time: wait (bounded) until its fds
+            # are back near where they were, and record how long that took.
+            try:
+                wait_for("the core to drop the sessions",
+                         lambda: fd_count(core) <= r["core_fds_before"] + 16, timeout=120,
+                         interval=0.2)
+                r["close_seconds"] = round(time.monotonic() - t0, 1)
+            except RuntimeError as e:
+                r["close_error"] = str(e)
+            r["closed_sessions"] = live
+            r["core_rss_after_close_kib"] = settle()
         finally:
-            p.stdin.close()
-            self.procs.stop(p)
-        time.sleep(1.0)
-        r["core_rss_after_close_kib"] = rss_kib(core)
-        self.result["scenarios"]["agents"] = r
-        log("agents: %s" % r)
+            flood.stop()
+        log("agents: %s" % {k: v for k, v in r.items() if k not in ("levels", "churn", "streams")})
+
+    @staticmethod
+    def agent_level(ev, base, rss, cpu_s):
+        live = ev["live"]
+        return {"agents": live, "opened": ev["opened"], "failed": ev["failed"],
+                "lost": ev.get("lost", 0), "open_seconds": round(ev["seconds"], 1),
+                "sessions_per_second": round(ev["opened"] / ev["seconds"]) if ev["seconds"] else None,
+                "core_cpu_ms_per_open": round(cpu_s * 1000 / max(1, ev["opened"]), 2),
+                "core_rss_kib": rss, "core_rss_delta_kib": rss - base,
+                "kib_per_session": round((rss - base) / max(1, live), 1),
+                "first_error": ev.get("first_error") or None}
+
+    def agent_streams(self, flood, r, settle):
+        """M requests held in flight (each its own public TCP connection, answered only on
+        release) over a few of the live sessions: the core's RSS per open stream."""
+        m, over = self.cfg["streams"], self.cfg["stream_sessions"]
+        before = rss_kib(self.pids["core"])
+        flood.command("hold on", 10)
+        ev = flood.command("streams %d %d" % (m, over), 120)
+        during = settle()
+        rel = flood.command("release", 120)
+        flood.command("hold off", 10)
+        after = settle()
+        held = ev.get("held") or 0
+        r["streams"] = {"requested": m, "over_sessions": ev.get("over_sessions"),
+                        "held": held, "client_errors": ev.get("client_errors"),
+                        "seconds_to_hold": round(ev.get("seconds", 0), 1),
+                        "core_rss_before_kib": before, "core_rss_during_kib": during,
+                        "core_rss_after_kib": after,
+                        "kib_per_stream": round((during - before) / max(1, held), 1),
+                        "answered_ok": rel.get("clients_ok"),
+                        "answer_errors": rel.get("client_errors"),
+                        "first_error": ev.get("first_error") or rel.get("first_error") or None}
+        log("streams: %s" % r["streams"])
+
+    def agent_churn(self, flood, r, settle):
+        """Close and reopen sessions at a fixed rate; sample the core's RSS every second."""
+        core = self.pids["core"]
+        rate, secs = self.cfg["churn_rate"], self.cfg["churn_seconds"]
+        before = settle()
+        samples = []
+        flood.send("churn %s %s" % (rate, secs))
+        t0 = time.monotonic()
+        ev = None
+        # Sample while agentflood churns; its answer comes when the churn is over.
+        while time.monotonic() < t0 + secs + 60:
+            got = flood.read(1.0)
+            samples.append((round(time.monotonic() - t0, 1), rss_kib(core)))
+            if got is not None:
+                ev = got
+                break
+        if ev is None:
+            raise RuntimeError("agentflood churn did not finish")
+        after = settle()
+        half = [kib for t, kib in samples if t >= secs / 2]
+        r["churn"] = {"rate_per_s": rate, "seconds": secs, "closed": ev.get("closed"),
+                      "reopened": ev.get("reopened"), "failed": ev.get("failed"),
+                      "live_after": ev.get("live"), "core_rss_before_kib": before,
+                      "core_rss_after_kib": after, "growth_kib": after - before,
+                      "core_rss_max_kib": max(k for _, k in samples),
+                      "growth_second_half_kib": (half[-1] - half[0]) if len(half) > 1 else None,
+                      "samples": samples[::max(1, len(samples) // 60)],
+                      "first_error": ev.get("first_error") or None}
+        log("churn: %s" % {k: v for k, v in r["churn"].items() if k != "samples"})
 
     # --- profiling ------------------------------------------------------------------
     def start_perf(self):
@@ -676,19 +1063,23 @@ class Bench:
         self.wait_quiet()
         self.result["machine"]["loadavg_at_start"] = os.getloadavg()
         try:
+            t1 = time.monotonic()
             self.setup()
+            self.result.setdefault("scenario_seconds", {})["setup"] = round(time.monotonic() - t1, 1)
             steps = [("memory", self.scenario_memory_idle), ("ttfr", self.scenario_ttfr),
                      ("http", self.scenario_http), ("rate", self.scenario_rate),
-                     ("bulk", self.scenario_bulk), ("memory-after", self.memory_after),
-                     ("agents", self.scenario_agents)]
+                     ("tcp", self.scenario_tcp), ("bulk", self.scenario_bulk),
+                     ("memory-after", self.memory_after), ("agents", self.scenario_agents)]
             for name, fn in steps:
                 if self.args.only and name not in self.args.only:
                     continue
+                t1 = time.monotonic()
                 try:
                     fn()
                 except Exception as e:  # noqa: BLE001 - record and go on with the others
                     log("scenario %s failed: %s" % (name, e))
                     self.result["notes"].append("scenario %s failed: %s" % (name, e))
+                self.result.setdefault("scenario_seconds", {})[name] = round(time.monotonic() - t1, 1)
         finally:
             self.procs.stop_all()
             self.result["seconds"] = round(time.monotonic() - t0, 1)
@@ -719,14 +1110,11 @@ class Bench:
         if "core" in self.pids:
             time.sleep(1.0)
             mem["core_after_load_kib"] = rss_kib(self.pids["core"])
-            mem["agent_after_load_kib"] = rss_kib(self.pids["agent"])
+            if "agent" in self.pids:
+                mem["agent_after_load_kib"] = rss_kib(self.pids["agent"])
 
 
 WRK_LUA = r"""
-local d = DELAY_MS
-if d > 0 then
-  function delay() return d end
-end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -783,7 +1171,7 @@ def git_rev():
 # Report: markdown tables, ratios against nginx and ssh -R, targets met/missed.
 
 def targets(res):
-    """[(target, value, verdict)]; verdict is met, missed or not measured."""
+    """[(target, value, verdict)]; verdict is met, MISSED or not measured."""
     sc = res["scenarios"]
     http = sc.get("http_612", {})
     out = []
@@ -791,7 +1179,7 @@ def targets(res):
     def ratio(a, b):
         return a / b if a is not None and b else None
 
-    for c in ("32", "256"):
+    for c in [str(x) for x in res["settings"]["conns"]]:
         t = http.get("tunnel", {}).get(c)
         n = http.get("nginx", {}).get(c)
         s = http.get("ssh", {}).get(c)
@@ -801,6 +1189,19 @@ def targets(res):
         out.append(("req/s >= 3x ssh -R (c=%s)" % c, r, r is not None and r >= 3.0, "%.2fx"))
         r = ratio(t and t["p99"], n and n["p99"])
         out.append(("p99 <= 2x nginx hop (c=%s)" % c, r, r is not None and r <= 2.0, "%.2fx"))
+    tcp = sc.get("tcp", {})
+
+    def gbit(path, key):
+        v = tcp.get(path, {}).get(key, {})
+        return v.get("gbit_s") if not v.get("error") else None
+    for key, label in (("up_1", "client to app"), ("down_1", "app to client")):
+        r = ratio(gbit("tunnel", key), gbit("ssh", key))
+        out.append(("TCP single stream with TLS >= 1.5x ssh -R (%s)" % label, r,
+                    r is not None and r >= 1.5, "%.2fx"))
+    for key, label in (("up_1", "client to app"), ("down_1", "app to client")):
+        r = ratio(gbit("tunnel-plain", key), gbit("direct", key))
+        out.append(("tunnel-plain TCP >= 0.5x direct (single stream, %s)" % label, r,
+                    r is not None and r >= 0.5, "%.2fx"))
     mem = sc.get("memory", {})
     core, agent = mem.get("core_idle_kib"), mem.get("agent_idle_kib")
     out.append(("idle RSS core <= 8 MiB", core and core / 1024, core is not None and core <= 8192,
@@ -808,12 +1209,26 @@ def targets(res):
     out.append(("idle RSS agent <= 6 MiB", agent and agent / 1024,
                 agent is not None and agent <= 6144, "%.1f MiB"))
     ag = sc.get("agents", {})
-    k = ag.get("kib_per_session")
-    out.append(("core memory per idle agent session <= 64 KiB (N=%s)" % ag.get("connected"), k,
-                k is not None and k <= 64 and not ag.get("failed"), "%.1f KiB"))
-    for name in ("10,000 agents on one core < 1 GiB", "flat RSS after connect/disconnect churn",
-                 "TCP single stream with TLS >= 1.5x ssh -R", "tunnel-plain TCP >= 0.5x direct"):
-        out.append((name, None, None, ""))
+    for lv in ag.get("levels", []):
+        k = lv["kib_per_session"]
+        out.append(("core memory per idle agent session <= 64 KiB (N=%d)" % lv["agents"], k,
+                    k <= 64 and not lv["failed"], "%.1f KiB"))
+    big = [lv for lv in ag.get("levels", []) if lv["agents"] >= 10000]
+    if big:
+        v = big[0]["core_rss_kib"] / 1024.0
+        out.append(("10,000 agents on one core < 1 GiB", v, v < 1024 and not big[0]["failed"],
+                    "%.0f MiB"))
+    else:
+        out.append(("10,000 agents on one core < 1 GiB", None, None, ""))
+    ch = ag.get("churn")
+    if ch:
+        # Flat: the RSS after the churn within 2% (at least 1 MiB) of the RSS before it.
+        allow = max(1024, 0.02 * ch["core_rss_before_kib"])
+        out.append(("flat RSS after connect/disconnect churn (%d s, %s/s)" % (
+            ch["seconds"], ch["rate_per_s"]), ch["growth_kib"] / 1024.0,
+            ch["growth_kib"] <= allow and not ch.get("failed"), "%+.1f MiB"))
+    else:
+        out.append(("flat RSS after connect/disconnect churn", None, None, ""))
     rows = []
     for name, value, ok, fmt in out:
         if value is None:
@@ -827,10 +1242,15 @@ def fmt_us(v):
     return "-" if v is None else ("%.0f us" % v if v < 10000 else "%.1f ms" % (v / 1000))
 
 
+def fmt_x(a, b):
+    return "%.2fx" % (a / b) if a is not None and b else "-"
+
+
 def markdown(res):
     sc = res["scenarios"]
     paths = [p for p in PATHS if p in res["paths"]]
     avail = [p for p in paths if res["paths"][p].get("available")]
+    st = res["settings"]
     L = ["# Benchmark results %s (%s mode)" % (res["date"], res["mode"]), "",
          "Machine: %d CPUs (%s), kernel %s; load average at start %s, at end %s; commit %s; %.0f s." % (
              res["machine"]["cpus"], res["machine"]["cpu"], res["machine"]["kernel"],
@@ -844,11 +1264,11 @@ def markdown(res):
 
     http = sc.get("http_612", {})
     if http:
-        L += ["## HTTP, 612-byte response, keep-alive (wrk)", "",
+        L += ["## HTTP, 612-byte response, keep-alive (wrk, %d s per run)" % st["duration"], "",
               "| path | conns | req/s | p50 | p99 | p99.9 | errors | vs nginx | vs ssh -R "
               "| origin conns / 1k req |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-        for c in [str(x) for x in res["settings"]["conns"]]:
+        for c in [str(x) for x in st["conns"]]:
             for p in paths:
                 r = http.get(p, {}).get(c)
                 if r is None:
@@ -858,28 +1278,61 @@ def markdown(res):
                 s = http.get("ssh", {}).get(c)
                 L.append("| %s | %s | %.0f | %s | %s | %s | %d | %s | %s | %s |" % (
                     PATH_LABEL[p], c, r["rps"], fmt_us(r["p50"]), fmt_us(r["p99"]),
-                    fmt_us(r["p999"]), r["errors"],
-                    "%.2fx" % (r["rps"] / n["rps"]) if n and n["rps"] else "-",
-                    "%.2fx" % (r["rps"] / s["rps"]) if s and s["rps"] else "-",
-                    r.get("origin_conns_per_1k_requests", "-")))
+                    fmt_us(r["p999"]), r["errors"], fmt_x(r["rps"], n and n["rps"]),
+                    fmt_x(r["rps"], s and s["rps"]), r.get("origin_conns_per_1k_requests", "-")))
         L.append("")
     rate = sc.get("fixed_rate", {})
     if rate:
-        L += ["## HTTP at fixed rates (wrk, paced connections)", "",
-              "| path | target req/s | achieved | p50 | p99 | p99.9 | errors |",
-              "|---|---|---|---|---|---|---|"]
-        for rt in [str(x) for x in res["settings"]["rates"]]:
+        L += ["## HTTP at fixed rates (openloop: open loop, latency from the scheduled time)", "",
+              "| path | target req/s | conns | achieved | p50 | p90 | p99 | p99.9 | max | errors "
+              "| p99 vs nginx | send lag p99 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rt in [str(x) for x in st["rates"]]:
             for p in avail:
                 r = rate.get(p, {}).get(rt)
                 if r:
-                    L.append("| %s | %s | %.0f | %s | %s | %s | %d |" % (
-                        PATH_LABEL[p], rt, r["rps"], fmt_us(r["p50"]), fmt_us(r["p99"]),
-                        fmt_us(r["p999"]), r["errors"]))
+                    n = rate.get("nginx", {}).get(rt)
+                    L.append("| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %d | %s | %s |" % (
+                        PATH_LABEL[p], rt, r["connections"], r["achieved_rps"], fmt_us(r["p50"]),
+                        fmt_us(r["p90"]), fmt_us(r["p99"]), fmt_us(r["p999"]), fmt_us(r["max"]),
+                        r["errors"], fmt_x(r["p99"], n and n["p99"]), fmt_us(r["send_lag_p99"])))
+        L.append("")
+    tcp = sc.get("tcp", {})
+    if tcp:
+        keys = [("up_1", "1 stream, client to app"), ("down_1", "1 stream, app to client"),
+                ("up_8", "8 streams, client to app"), ("down_8", "8 streams, app to client")]
+        L += ["## TCP bulk (iperf3, %d s per run), Gbit/s at the receiver" % st["tcp_seconds"], "",
+              "| path | " + " | ".join(lbl for _, lbl in keys) + " |",
+              "|---|" + "---|" * len(keys)]
+        for p in TCP_PATHS:
+            if p not in res["paths"]:
+                continue
+            row = tcp.get(p)
+            if not row:
+                L.append("| %s | not available |%s" % (PATH_LABEL[p], " |" * (len(keys) - 1)))
+                continue
+            cells = []
+            for k, _ in keys:
+                v = row.get(k, {})
+                cells.append("error: %s" % v["error"][:60] if v.get("error") else
+                             "%.2f" % v["gbit_s"] if "gbit_s" in v else "-")
+            L.append("| %s | %s |" % (PATH_LABEL[p], " | ".join(cells)))
+        L += ["", "| path | vs direct (1 up / 1 down / 8 up / 8 down) | vs ssh -R (same order) |",
+              "|---|---|---|"]
+        for p in TCP_PATHS:
+            row = tcp.get(p)
+            if not row:
+                continue
+
+            def rel(o):
+                return " / ".join(fmt_x(row.get(k, {}).get("gbit_s"),
+                                        tcp.get(o, {}).get(k, {}).get("gbit_s")) for k, _ in keys)
+            L.append("| %s | %s | %s |" % (PATH_LABEL[p], rel("direct"), rel("ssh")))
         L.append("")
     bulk = sc.get("bulk", {})
     if bulk:
         L += ["## Large bodies: %d MiB through each path (curl), MB/s (10^6 bytes/s)"
-              % res["settings"]["bulk_mib"], "",
+              % st["bulk_mib"], "",
               "| path | download MB/s | upload MB/s | vs nginx (down/up) | vs ssh -R (down/up) |",
               "|---|---|---|---|---|"]
         for p in paths:
@@ -902,7 +1355,8 @@ def markdown(res):
     cpu = sc.get("cpu", {})
     if cpu:
         L += ["## CPU seconds (user+system, from /proc/PID/stat)", "",
-              "| path | process | per 10k requests (c=32) | per 10k requests (c=256) | per GiB moved |",
+              "| path | process | per 10k requests (c=%s) | per 10k requests (c=%s) | per GiB moved (HTTP bodies) |"
+              % tuple((st["conns"] + st["conns"])[:2]),
               "|---|---|---|---|---|"]
         for p in avail:
             c = cpu.get(p, {})
@@ -912,16 +1366,29 @@ def markdown(res):
                     v = c.get(key, {}).get(role)
                     return "-" if v is None else "%.3f" % v
                 L.append("| %s | %s | %s | %s | %s |" % (
-                    PATH_LABEL[p], role, g("per_10k_requests_c32"), g("per_10k_requests_c256"),
-                    g("per_gib")))
+                    PATH_LABEL[p], role, g("per_10k_requests_c%d" % st["conns"][0]),
+                    g("per_10k_requests_c%d" % st["conns"][-1]), g("per_gib")))
+        L.append("")
+    ctcp = sc.get("cpu_tcp", {})
+    if ctcp:
+        L += ["### CPU seconds per GiB through TCP tunnels (iperf3)", "",
+              "| path | process | 1 stream up | 1 stream down | 8 streams up | 8 streams down |",
+              "|---|---|---|---|---|---|"]
+        for p in TCP_PATHS:
+            c = ctcp.get(p, {})
+            roles = sorted({r for v in c.values() for r in v}, key=lambda r: (r == "iperf3", r))
+            for role in roles:
+                L.append("| %s | %s | %s |" % (PATH_LABEL[p], role, " | ".join(
+                    "-" if c.get(k, {}).get(role) is None else "%.2f" % c[k][role]
+                    for k in ("up_1", "down_1", "up_8", "down_8"))))
         L.append("")
     mem = sc.get("memory", {})
-    ag = sc.get("agents", {})
-    if mem or ag:
+    if mem:
         L += ["## Memory (VmRSS)", "", "| what | KiB |", "|---|---|"]
         names = [("core_no_agent_kib", "core, started, no agent"),
-                 ("core_idle_kib", "core idle, 1 agent connected"),
-                 ("agent_idle_kib", "agent idle, connected"),
+                 ("core_idle_kib", "core idle, its %s bench agents connected" %
+                  mem.get("core_idle_agents_connected", "")),
+                 ("agent_idle_kib", "agent (http) idle, connected"),
                  ("core_after_load_kib", "core idle after the load runs"),
                  ("agent_after_load_kib", "agent idle after the load runs"),
                  ("nginx_proxy_tree_kib", "nginx proxy (master + workers), idle"),
@@ -936,13 +1403,54 @@ def markdown(res):
                     L.append("| ... of which anonymous (heap, stacks) / file-backed (libraries) / PSS "
                              "| %s / %s / %s |" % (d.get("rssanon_kib"), d.get("rssfile_kib"),
                                                    d.get("pss_kib")))
-        if ag:
-            L.append("| core before the idle sessions | %d |" % ag["core_rss_before_kib"])
-            L.append("| core with %d idle agent sessions (%d failed) | %d |" % (
-                ag["connected"], ag["failed"], ag["core_rss_with_agents_kib"]))
-            L.append("| core after they disconnected | %d |" % ag["core_rss_after_close_kib"])
-            L.append("| **per idle agent session** | **%.1f** |" % ag["kib_per_session"])
         L.append("")
+    ag = sc.get("agents", {})
+    if ag.get("levels"):
+        L += ["## Many agents on one core (agentflood: TLS, AUTH v2, one http tunnel each, idle "
+              "mux sessions answering PINGs)", "",
+              "core RSS before: %d KiB." % ag["core_rss_before_kib"], "",
+              "| agents | opened / failed | seconds to open | sessions/s | core CPU ms per session "
+              "opened | core RSS KiB | growth KiB | **KiB per session** |",
+              "|---|---|---|---|---|---|---|---|"]
+        for lv in ag["levels"]:
+            L.append("| %d | %d / %d | %.1f | %s | %.2f | %d | %d | **%.1f** |" % (
+                lv["agents"], lv["opened"], lv["failed"], lv["open_seconds"],
+                lv["sessions_per_second"], lv["core_cpu_ms_per_open"], lv["core_rss_kib"],
+                lv["core_rss_delta_kib"], lv["kib_per_session"]))
+        if ag.get("closed_sessions") is not None:
+            L += ["", "After closing all %d sessions: core RSS %s KiB; the core needed %s to "
+                  "drop them (its fd count back to where it was)." % (
+                      ag["closed_sessions"], ag.get("core_rss_after_close_kib", "-"),
+                      "%.1f s" % ag["close_seconds"] if "close_seconds" in ag else
+                      "more than 120 s (%s)" % ag.get("close_error"))]
+        L.append("")
+    s = ag.get("streams")
+    if s:
+        L += ["### Streams in flight", "",
+              "%d HTTP requests held open at once through %s agent sessions (each request on its "
+              "own public TCP connection; the agent reads the request and answers only when all "
+              "are in flight), with %d idle sessions connected." % (
+                  s["requested"], s["over_sessions"], ag["levels"][0]["agents"]), "",
+              "| held | client errors | core RSS before | during | after answering | **KiB per "
+              "stream** | answered 200 |",
+              "|---|---|---|---|---|---|---|",
+              "| %d | %s | %d | %d | %d | **%.1f** | %s |" % (
+                  s["held"], s["client_errors"], s["core_rss_before_kib"], s["core_rss_during_kib"],
+                  s["core_rss_after_kib"], s["kib_per_stream"], s["answered_ok"]), ""]
+    ch = ag.get("churn")
+    if ch:
+        L += ["### Connect/disconnect churn", "",
+              "%d s at %s reconnects/s over the %d live sessions (every other close abrupt, no "
+              "CLOSE frame; each session reopens at once with the same name)." % (
+                  ch["seconds"], ch["rate_per_s"], ag["levels"][0]["agents"]), "",
+              "| closed | reopened | failed | core RSS before | max during | after | **growth** "
+              "| growth in the second half |",
+              "|---|---|---|---|---|---|---|---|",
+              "| %s | %s | %s | %d | %d | %d | **%+d KiB** | %s |" % (
+                  ch["closed"], ch["reopened"], ch["failed"], ch["core_rss_before_kib"],
+                  ch["core_rss_max_kib"], ch["core_rss_after_kib"], ch["growth_kib"],
+                  "-" if ch["growth_second_half_kib"] is None else
+                  "%+d KiB" % ch["growth_second_half_kib"]), ""]
     tt = sc.get("time_to_first_request_ms")
     if tt:
         L += ["## Time from agent start to first request served", "",
@@ -963,14 +1471,21 @@ def main():
     ap.add_argument("--bin-dir", default=os.environ.get("TUNNEL_BIN_DIR",
                                                         str(REPO / "build/release/apps")),
                     help="where tunnel-core and tunnel-agent are (copied before use)")
+    ap.add_argument("--tools-dir", default=os.environ.get("TUNNEL_BENCH_TOOLS_DIR",
+                                                          str(REPO / "build/release/bench/tools")),
+                    help="where openloop and agentflood are (bench/tools, built by `make build`)")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     ap.add_argument("--paths", default="direct,nginx,ssh,tunnel,tunnel-plain",
                     help="comma-separated subset of %s" % ",".join(PATHS))
     ap.add_argument("--only", default="",
-                    help="comma-separated scenarios: memory,ttfr,http,rate,bulk,memory-after,agents")
+                    help="comma-separated scenarios: memory,ttfr,http,rate,tcp,bulk,memory-after,agents")
     ap.add_argument("--conns", default="", help="comma-separated wrk connection counts (default 32,256)")
-    ap.add_argument("--duration", type=int, default=0, help="seconds per wrk run (default 15, quick 5)")
-    ap.add_argument("--agents", type=int, default=0, help="idle agent sessions (default 1000, quick 200)")
+    ap.add_argument("--duration", type=int, default=0, help="seconds per wrk run (default 15, quick 3)")
+    ap.add_argument("--agents", default="",
+                    help="comma-separated idle-session levels for agentflood (default 1000,10000; "
+                         "quick 1000); streams and churn run on the first level")
+    ap.add_argument("--churn-seconds", type=int, default=None,
+                    help="length of the connect/disconnect churn (default 600, quick 30; 0 = skip)")
     ap.add_argument("--workers", default="", help="tunnel-core --workers (default: one per core)")
     ap.add_argument("--nginx-workers", default="auto")
     ap.add_argument("--wrk-threads", type=int, default=2)
