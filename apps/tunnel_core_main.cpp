@@ -23,7 +23,8 @@ int check_config(const std::string& file) {
 }
 
 struct Flags {
-  std::string config_file, data_dir, domain, agent_addr, http_addr, https_addr, admin_addr;
+  std::string config_file, data_dir, domain, agent_addr, agent_plain_addr, http_addr, https_addr,
+      admin_addr;
   std::vector<std::string> tokens;
   std::string tunnels_host;
   std::string log_format, log_level, shutdown_grace, header_timeout, response_timeout;
@@ -43,10 +44,12 @@ int main(int argc, char** argv) {
                  "Where the generated certificate and token live (./tunnel-data)");
   app.add_option("--domain", f.domain, "Base domain: tunnels are NAME.<domain> (localhost)");
   app.add_option("--agent-addr", f.agent_addr, "TLS listener for agents (:8443)");
-  app.add_option("--http-addr", f.http_addr, "Public HTTP listener (:8080)");
+  app.add_option("--agent-plain-addr", f.agent_plain_addr,
+                 "Plain-TCP listener for agents, no TLS: loopback or behind a TLS proxy (off)");
+  app.add_option("--http-addr", f.http_addr, "Public HTTP listener (:8080; \"\" = off)");
   app.add_option("--https-addr", f.https_addr, "Public HTTPS listener (off)");
   app.add_option("--admin-addr", f.admin_addr,
-                 "Admin listener: /healthz /readyz /metrics (127.0.0.1:9000)");
+                 "Admin listener: /healthz /readyz /metrics (127.0.0.1:9000; \"\" = off)");
   app.add_option("--tunnels-host", f.tunnels_host,
                  "IP address for the public ports of tcp/udp tunnels (0.0.0.0)");
   app.add_option("--token", f.tokens, "An agent token for account \"default\" (repeatable)");
@@ -88,9 +91,14 @@ int main(int argc, char** argv) {
   set(f.data_dir, config.data_dir);
   set(f.domain, config.domain);
   set(f.agent_addr, config.listen.agent);
-  set(f.http_addr, config.listen.http);
-  set(f.https_addr, config.listen.https);
-  set(f.admin_addr, config.listen.admin);
+  // Optional listeners: an empty value given on the command line turns them off.
+  const auto set_listener = [&](const char* flag, const std::string& value, std::string& target) {
+    if (app.count(flag) > 0) target = value;
+  };
+  set_listener("--agent-plain-addr", f.agent_plain_addr, config.listen.agent_plain);
+  set_listener("--http-addr", f.http_addr, config.listen.http);
+  set_listener("--https-addr", f.https_addr, config.listen.https);
+  set_listener("--admin-addr", f.admin_addr, config.listen.admin);
   set(f.tunnels_host, config.listen.tunnels_host);
   set(f.log_format, config.log.format);
   set(f.log_level, config.log.level);

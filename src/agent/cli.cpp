@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <iostream>
 #include <optional>
 
+#include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
 #include "observability/log.hpp"
 
@@ -25,6 +27,9 @@ struct Flags {
   std::optional<std::string> config;
   std::optional<std::string> server, token, ca, fingerprint, data_dir, log_format, log_level;
   bool insecure = false;
+  bool plain = false;
+  // http, tcp, udp
+  std::optional<std::string> proxy_protocol, bandwidth;
   // http
   std::string target;
   std::optional<std::string> subdomain, hostname;
@@ -41,6 +46,9 @@ std::string name_flag(const std::string& message) {
       {"ca", "--ca"},
       {"fingerprint", "--fingerprint"},
       {"insecure", "--insecure"},
+      {"plain", "--plain"},
+      {"tunnels[0].proxy_protocol", "--proxy-protocol"},
+      {"tunnels[0].bandwidth", "--bandwidth"},
       {"log_format", "--log-format"},
       {"log_level", "--log-level"},
       {"tunnels[0].local", "TARGET"},
@@ -89,6 +97,7 @@ void apply_flags(const Flags& flags, Config& config) {
     set(flags.fingerprint, config.fingerprint);
     config.insecure = flags.insecure;
   }
+  if (flags.plain) config.plain = true;
 }
 
 int run(ConnectorOptions options) {
@@ -181,11 +190,21 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
           "traffic and the token";
       break;
   }
-  std::string tls_error;
-  options.tls = transport::make_client_tls(tls, tls_error);
-  if (!options.tls.context) {
-    error = tls_error;
-    return false;
+  if (config.plain) {
+    options.tls = {};  // no context: plain TCP
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(options.server_host, ec);
+    if (options.server_host != "localhost" && (ec || !ip.is_loopback())) {
+      warning = "--plain: no TLS to the core at " + options.server_host +
+                "; the token and the traffic cross the network in clear text";
+    }
+  } else {
+    std::string tls_error;
+    options.tls = transport::make_client_tls(tls, tls_error);
+    if (!options.tls.context) {
+      error = tls_error;
+      return false;
+    }
   }
 
   options.tunnels.clear();
@@ -208,6 +227,19 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     spec.request.hostname = t.hostname;
     spec.request.remote_port = t.remote_port;
     spec.request.local = spec.local.to_string();
+    if (!t.bandwidth.empty()) {
+      auto rate = common::parse_byte_rate(t.bandwidth);
+      if (!rate) {
+        error = "tunnels[" + std::to_string(i) + "].bandwidth: " + rate.error;
+        return false;
+      }
+      spec.request.bandwidth = *rate.value;
+    }
+    using protocol::ProxyProtocol;
+    spec.proxy_protocol = t.proxy_protocol == "v1"   ? ProxyProtocol::kV1
+                          : t.proxy_protocol == "v2" ? ProxyProtocol::kV2
+                                                     : ProxyProtocol::kNone;
+    spec.request.proxy_protocol = t.proxy_protocol;
     options.tunnels.push_back(std::move(spec));
   }
   if (options.tunnels.empty()) {
@@ -229,6 +261,8 @@ int run_cli(int argc, char** argv) {
     cmd.add_option("--ca", flags.ca, "PEM file to verify the core's certificate");
     cmd.add_option("--fingerprint", flags.fingerprint, "pin the core's certificate SHA-256");
     cmd.add_flag("--insecure", flags.insecure, "do not verify the core's certificate");
+    cmd.add_flag("--plain", flags.plain,
+                 "no TLS: connect to the core's plain-TCP agent listener (loopback, benchmarks)");
     cmd.add_option("--data-dir", flags.data_dir,
                    "where a local core keeps tls.crt and agent.token");
     cmd.add_option("--log-format", flags.log_format, "text or json");
@@ -241,6 +275,16 @@ int run_cli(int argc, char** argv) {
   http->add_option("--subdomain", flags.subdomain, "serve NAME.<domain of the core>");
   http->add_option("--hostname", flags.hostname, "serve a custom domain your account owns");
   http->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
+  const auto add_tunnel_options = [&](CLI::App& cmd, bool proxy_protocol) {
+    if (proxy_protocol) {
+      cmd.add_option("--proxy-protocol", flags.proxy_protocol,
+                     "send a PROXY protocol header (v1 or v2) with the client's address to the "
+                     "local app");
+    }
+    cmd.add_option("--bandwidth", flags.bandwidth,
+                   "limit this tunnel, each direction (e.g. 1MiB/s, 100Mbit/s)");
+  };
+  add_tunnel_options(*http, true);
   std::vector<CLI::App*> port_commands;
   for (const char* type : {"tcp", "udp"}) {
     const std::string what = std::string(type) == "tcp" ? "TCP" : "UDP";
@@ -252,6 +296,7 @@ int run_cli(int argc, char** argv) {
     cmd->add_option("--remote-port", flags.remote_port,
                     "the public port to ask for (default 0: the core picks one)");
     cmd->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
+    add_tunnel_options(*cmd, std::string(type) == "tcp");
     port_commands.push_back(cmd);
   }
   CLI::App* start = app.add_subcommand("start", "open every tunnel of a config file");
@@ -303,6 +348,8 @@ int run_cli(int argc, char** argv) {
     tunnel.local = flags.target;
     tunnel.subdomain = flags.subdomain.value_or("");
     tunnel.hostname = flags.hostname.value_or("");
+    tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
+    tunnel.bandwidth = flags.bandwidth.value_or("");
     config.tunnels = {tunnel};
   } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
                                      [](CLI::App* c) { return c->parsed(); });
@@ -311,6 +358,8 @@ int run_cli(int argc, char** argv) {
     tunnel.type = (*cmd)->get_name();
     tunnel.local = flags.target;
     tunnel.remote_port = flags.remote_port;
+    tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
+    tunnel.bandwidth = flags.bandwidth.value_or("");
     config.tunnels = {tunnel};
   } else if (start->parsed() && config.tunnels.empty()) {
     return usage_error(*flags.config + ": no tunnels: add a tunnels: list");

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
 
 namespace tunnel::agent {
@@ -31,12 +32,15 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
     const auto path = element("tunnels", index++);
     TunnelConfig tunnel;
     if (auto f = r.fields(item, path,
-                          {"name", "type", "local", "subdomain", "hostname", "remote_port"})) {
+                          {"name", "type", "local", "subdomain", "hostname", "remote_port",
+                           "proxy_protocol", "bandwidth"})) {
       r.read(*f, "name", path, tunnel.name);
       r.read(*f, "type", path, tunnel.type);
       r.read(*f, "local", path, tunnel.local);
       r.read(*f, "subdomain", path, tunnel.subdomain);
       r.read(*f, "hostname", path, tunnel.hostname);
+      r.read(*f, "proxy_protocol", path, tunnel.proxy_protocol);
+      r.read(*f, "bandwidth", path, tunnel.bandwidth);
       std::uint64_t port = 0;
       if (r.read(*f, "remote_port", path, port, 65535)) {
         tunnel.remote_port = static_cast<std::uint16_t>(port);
@@ -48,8 +52,8 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
-                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "log_format",
-                     "log_level", "tunnels"});
+                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
+                     "log_format", "log_level", "tunnels"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -57,6 +61,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "ca", "", out.ca);
   r.read(*f, "fingerprint", "", out.fingerprint);
   r.read(*f, "insecure", "", out.insecure);
+  r.read(*f, "plain", "", out.plain);
   r.read(*f, "log_format", "", out.log_format);
   r.read(*f, "log_level", "", out.log_level);
   read_tunnels(r, *f, out);
@@ -73,6 +78,18 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
     r.error(child(path, "local"), "required: the local address to forward to, e.g. 3000");
   } else if (auto target = parse_local_target(tunnel.local); !target) {
     r.error(child(path, "local"), target.error);
+  }
+  if (!tunnel.proxy_protocol.empty() && tunnel.proxy_protocol != "v1" &&
+      tunnel.proxy_protocol != "v2") {
+    r.error(child(path, "proxy_protocol"),
+            "expected \"v1\" or \"v2\", got " + in_quotes(tunnel.proxy_protocol));
+  } else if (!tunnel.proxy_protocol.empty() && tunnel.type == "udp") {
+    r.error(child(path, "proxy_protocol"), "only http and tcp tunnels send a PROXY header");
+  }
+  if (!tunnel.bandwidth.empty()) {
+    if (auto rate = common::parse_byte_rate(tunnel.bandwidth); !rate) {
+      r.error(child(path, "bandwidth"), rate.error);
+    }
   }
   if (!tunnel.name.empty() &&
       tunnel.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -108,6 +125,12 @@ void check(ConfigReader& r, const Config& config) {
   if (trust_settings > 1) {
     r.error(!config.fingerprint.empty() ? "fingerprint" : "insecure",
             "set at most one of ca, fingerprint and insecure");
+  }
+  if (config.plain && trust_settings > 0) {
+    r.error("plain", "a plain-TCP connection has no certificate to check; drop " +
+                         std::string(!config.ca.empty()            ? "ca"
+                                     : !config.fingerprint.empty() ? "fingerprint"
+                                                                   : "insecure"));
   }
   if (!config.ca.empty() && ::access(config.ca.c_str(), R_OK) != 0) {
     r.error("ca", "cannot read " + in_quotes(config.ca) + ": " + std::strerror(errno));
@@ -205,16 +228,20 @@ std::vector<ConfigError> apply_env(Config& config,
   set("TUNNEL_FINGERPRINT", config.fingerprint);
   set("TUNNEL_LOG_FORMAT", config.log_format);
   set("TUNNEL_LOG_LEVEL", config.log_level);
-  if (auto insecure = get("TUNNEL_INSECURE"); !insecure.empty()) {
-    if (insecure == "true" || insecure == "1") {
-      config.insecure = true;
-    } else if (insecure == "false" || insecure == "0") {
-      config.insecure = false;
+  const auto set_bool = [&](const char* name, bool& field) {
+    const auto value = get(name);
+    if (value.empty()) return;
+    if (value == "true" || value == "1") {
+      field = true;
+    } else if (value == "false" || value == "0") {
+      field = false;
     } else {
       errors.push_back(
-          {0, 0, "TUNNEL_INSECURE: expected true, false, 1 or 0, got " + in_quotes(insecure)});
+          {0, 0, std::string(name) + ": expected true, false, 1 or 0, got " + in_quotes(value)});
     }
-  }
+  };
+  set_bool("TUNNEL_INSECURE", config.insecure);
+  set_bool("TUNNEL_PLAIN", config.plain);
   return errors;
 }
 

@@ -26,6 +26,12 @@ struct TunnelConfig {
   std::string subdomain;          // http: served as NAME.<domain of the core>
   std::string hostname;           // http: a custom domain the account owns
   std::uint16_t remote_port = 0;  // tcp/udp: port on the core; 0 lets the core choose
+  // http/tcp: "v1" or "v2" sends a PROXY protocol header with the client's address to the
+  // local app at the start of each connection; "" = none.
+  std::string proxy_protocol;
+  // A bandwidth limit for this tunnel, each direction, enforced by the core ("1MiB/s", see
+  // common/byte_rate.hpp); "" or "0" = only the account's limits.
+  std::string bandwidth;
 };
 
 struct Config {
@@ -35,6 +41,7 @@ struct Config {
   std::string ca;           // PEM file to verify the core; "" = <data_dir>/tls.crt if present
   std::string fingerprint;  // or pin the core's certificate SHA-256
   bool insecure = false;    // skip verification (log a loud warning)
+  bool plain = false;       // no TLS at all: the core's listen.agent_plain (loopback, benchmarks)
   std::string log_format = "text";
   std::string log_level = "info";
   std::vector<TunnelConfig> tunnels;
@@ -50,8 +57,8 @@ LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
 
 // TUNNEL_SERVER, TUNNEL_TOKEN, TUNNEL_DATA_DIR, TUNNEL_CA, TUNNEL_FINGERPRINT,
-// TUNNEL_INSECURE (true/false/1/0), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL. Unset or empty
-// variables are ignored; errors (line 0) name the variable.
+// TUNNEL_INSECURE and TUNNEL_PLAIN (true/false/1/0), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL. Unset or
+// empty variables are ignored; errors (line 0) name the variable.
 std::vector<ConfigError> apply_env(Config& config,
                                    const std::function<const char*(const char*)>& getenv);
 

@@ -204,3 +204,61 @@ TEST(AgentConfig, ShippedExampleIsValid) {
 
 }  // namespace
 }  // namespace tunnel::agent
+
+namespace tunnel::agent {
+namespace {
+
+TEST(AgentConfig, ProxyProtocolBandwidthAndPlain) {
+  auto ok = load_config_string(R"(
+plain: true
+tunnels:
+  - local: 3000
+    proxy_protocol: v2
+    bandwidth: 1MiB/s
+  - type: tcp
+    local: 22
+    proxy_protocol: v1
+  - type: udp
+    local: 53
+    bandwidth: 100Mbit/s
+)");
+  ASSERT_TRUE(ok.ok()) << all(ok.errors);
+  EXPECT_TRUE(ok.config.plain);
+  EXPECT_EQ(ok.config.tunnels[0].proxy_protocol, "v2");
+  EXPECT_EQ(ok.config.tunnels[0].bandwidth, "1MiB/s");
+
+  auto bad = load_config_string(R"(
+plain: true
+insecure: true
+tunnels:
+  - local: 3000
+    proxy_protocol: v3
+  - type: udp
+    local: 53
+    proxy_protocol: v1
+  - local: 3001
+    bandwidth: fast
+)");
+  EXPECT_EQ(find(bad.errors, "tunnels[0].proxy_protocol: expected \"v1\" or \"v2\"").line, 6);
+  EXPECT_EQ(find(bad.errors, "tunnels[1].proxy_protocol: only http and tcp").line, 9);
+  EXPECT_EQ(find(bad.errors, "tunnels[2].bandwidth: \"fast\": expected a number").line, 11);
+  find(bad.errors, "plain: a plain-TCP connection has no certificate to check; drop insecure");
+}
+
+TEST(AgentConfig, PlainFromEnvironment) {
+  Config config;
+  std::map<std::string, std::string> env = {{"TUNNEL_PLAIN", "true"}};
+  const auto getenv = [&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  EXPECT_TRUE(apply_env(config, getenv).empty());
+  EXPECT_TRUE(config.plain);
+  env = {{"TUNNEL_PLAIN", "yes"}};
+  auto errors = apply_env(config, getenv);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].message, "TUNNEL_PLAIN: expected true, false, 1 or 0, got \"yes\"");
+}
+
+}  // namespace
+}  // namespace tunnel::agent

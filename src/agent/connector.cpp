@@ -151,6 +151,12 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   auto conn = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
                                        options_.dial_timeout, hs.error);
   if (!conn) {
+    if (tls != nullptr && (hs.error.find("wrong version number") != std::string::npos ||
+                           hs.error.find("stream truncated") != std::string::npos)) {
+      hs.error +=
+          " (the server closed the connection during the TLS handshake: if it is the "
+          "core's plain-TCP agent listener, use --plain)";
+    }
     // An untrusted certificate will not become trusted by retrying: say so and stop.
     hs.final = hs.error.find("certificate verify failed") != std::string::npos;
     co_return hs;
@@ -186,6 +192,11 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   }
   if (!*got) {
     hs.error = "reading the AUTH reply from " + server_ + ": " + error;
+    if (!conn->is_tls()) {
+      hs.error +=
+          " (with --plain the server must be the core's plain-TCP agent listener, "
+          "listen.agent_plain, not its TLS port)";
+    }
     co_return hs;
   }
   if (frame.header.frame_type() != FrameType::kAuth || !frame.header.has(protocol::flags::kAck)) {

@@ -20,6 +20,7 @@
 #include "common/net_address.hpp"
 #include "mux/session.hpp"
 #include "protocol/handshake.hpp"
+#include "protocol/proxy_header.hpp"
 #include "transport/tls.hpp"
 
 namespace tunnel::agent {
@@ -30,6 +31,8 @@ inline constexpr std::string_view kAgentVersion = "0.1.0";
 struct ForwardSpec {
   protocol::TunnelRequest request;  // request.local is shown to the user
   common::NetAddress local;
+  protocol::ProxyProtocol proxy_protocol =
+      protocol::ProxyProtocol::kNone;  // header sent to the local app
 };
 
 struct ConnectorOptions {

@@ -84,6 +84,16 @@ asio::awaitable<void> AgentGateway::serve(transport::tcp::socket socket, asio::s
     spdlog::warn("agent connection refused: {}", error);
     co_return;
   }
+  co_await serve_conn(std::move(conn));
+}
+
+asio::awaitable<void> AgentGateway::serve_plain(transport::tcp::socket socket) {
+  transport::error_code ignored;
+  socket.set_option(transport::tcp::no_delay(true), ignored);
+  co_await serve_conn(transport::make_tcp_conn(std::move(socket)));
+}
+
+asio::awaitable<void> AgentGateway::serve_conn(std::unique_ptr<transport::Conn> conn) {
   try {
     co_await run_session(std::move(conn));
   } catch (const std::exception& e) {
@@ -99,7 +109,10 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   transport::error_code ec;
   auto got = co_await with_timeout(reader.next(*conn, frame, error, ec), kHandshakeTimeout);
   if (!got || !*got) {
-    spdlog::warn("agent {}: no valid AUTH frame: {}", peer, !got ? "timed out after 10 s" : error);
+    spdlog::warn("agent {}: no valid AUTH frame: {}{}", peer, !got ? "timed out after 10 s" : error,
+                 conn->is_tls() ? ""
+                                : " (on the plain-TCP agent listener; a TLS agent must use the "
+                                  "TLS one)");
     context_.metrics.agent_auth_failures.inc();
     co_return;
   }

@@ -29,6 +29,8 @@ class AgentGateway {
 
   // Serves one accepted TCP connection until the agent leaves. Never throws.
   asio::awaitable<void> serve(transport::tcp::socket socket, asio::ssl::context& tls);
+  // The same without TLS (listen.agent_plain).
+  asio::awaitable<void> serve_plain(transport::tcp::socket socket);
 
   // Sends GOAWAY to every agent (drain) and, after `grace`, closes what is left.
   void go_away_all();
@@ -37,6 +39,7 @@ class AgentGateway {
   std::size_t session_count() const;
 
  private:
+  asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn);
   asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn);
   // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
   bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,

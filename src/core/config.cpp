@@ -26,10 +26,12 @@ std::string in_quotes(std::string_view text) {
 // ---- reading -------------------------------------------------------------------------------
 
 void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
-  auto f = r.fields(node, "listen", {"agent", "http", "https", "admin", "tunnels_host"});
+  auto f =
+      r.fields(node, "listen", {"agent", "agent_plain", "http", "https", "admin", "tunnels_host"});
   if (!f) return;
   r.read(*f, "tunnels_host", "listen", out.tunnels_host);
   r.read(*f, "agent", "listen", out.agent);
+  r.read(*f, "agent_plain", "listen", out.agent_plain);
   r.read(*f, "http", "listen", out.http);
   r.read(*f, "https", "listen", out.https);
   r.read(*f, "admin", "listen", out.admin);
@@ -151,6 +153,7 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
     const std::string* text;
   };
   const Entry entries[] = {{"agent", &listen.agent},
+                           {"agent_plain", &listen.agent_plain},
                            {"http", &listen.http},
                            {"https", &listen.https},
                            {"admin", &listen.admin}};
@@ -429,6 +432,7 @@ std::vector<ConfigError> apply_env(Config& config,
   set("TUNNEL_DOMAIN", config.domain);
   set("TUNNEL_DATA_DIR", config.data_dir);
   set("TUNNEL_AGENT_ADDR", config.listen.agent);
+  set("TUNNEL_AGENT_PLAIN_ADDR", config.listen.agent_plain);
   set("TUNNEL_HTTP_ADDR", config.listen.http);
   set("TUNNEL_HTTPS_ADDR", config.listen.https);
   set("TUNNEL_ADMIN_ADDR", config.listen.admin);

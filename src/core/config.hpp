@@ -21,7 +21,10 @@ using common::ConfigError;
 using common::format_errors;
 
 struct ListenConfig {
-  std::string agent = ":8443";           // TLS listener for agents (required)
+  std::string agent = ":8443";  // TLS listener for agents (required)
+  // Plain-TCP listener for agents (no TLS): for loopback, a private network or a TLS-terminating
+  // load balancer in front. "" = off. Tokens cross it in clear text.
+  std::string agent_plain;
   std::string http = ":8080";            // "" = off
   std::string https;                     // "" = off
   std::string admin = "127.0.0.1:9000";  // "" = off
@@ -139,6 +142,7 @@ LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
 
 // Overrides from the environment: TUNNEL_DOMAIN, TUNNEL_DATA_DIR, TUNNEL_AGENT_ADDR,
+// TUNNEL_AGENT_PLAIN_ADDR,
 // TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TUNNELS_HOST, TUNNEL_TOKEN
 // (comma-separated, added to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL,
 // TUNNEL_WORKERS. Unset or empty variables are ignored. Errors (line 0) name the variable.

@@ -44,6 +44,16 @@ asio::awaitable<void> serve_each(tcp::acceptor& acceptor, std::string_view what,
   });
 }
 
+// True for listen addresses that only this machine can reach.
+bool is_loopback(const std::string& address) {
+  auto parsed = common::parse_listen_address(address);
+  if (!parsed) return false;
+  const std::string& host = parsed.value->host;
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(host, ec);
+  return host == "localhost" || (!ec && ip.is_loopback());
+}
+
 bool sni_match(const std::string& pattern, const std::string& host) {
   if (pattern.starts_with("*.")) {
     const std::string suffix = pattern.substr(1);
@@ -210,9 +220,22 @@ std::string Server::setup_tls() {
 std::string Server::start() {
   if (auto error = setup_tls(); !error.empty()) return error;
   Config& config = context_->config;
-  std::vector<tcp::acceptor*> agent, http, https, admin;
+  std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
   if (auto e = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !e.empty()) {
     return e;
+  }
+  if (!config.listen.agent_plain.empty()) {
+    if (auto e = bind_all(config.listen.agent_plain, "agents, plain TCP", agent_plain,
+                          agent_plain_port_, true);
+        !e.empty()) {
+      return e;
+    }
+    if (!is_loopback(config.listen.agent_plain)) {
+      spdlog::warn(
+          "listen.agent_plain {}: agents connect without TLS; tokens and traffic cross the "
+          "network in clear text. Put it behind a TLS-terminating proxy or keep it private.",
+          config.listen.agent_plain);
+    }
   }
   if (!config.listen.http.empty()) {
     if (auto e = bind_all(config.listen.http, "http", http, http_port_, true); !e.empty()) {
@@ -237,6 +260,13 @@ std::string Server::start() {
         acceptor->get_executor(),
         serve_each(*acceptor, "agents",
                    [this](tcp::socket s) { return gateway_->serve(std::move(s), *agent_tls_); }),
+        asio::detached);
+  }
+  for (auto* acceptor : agent_plain) {
+    asio::co_spawn(
+        acceptor->get_executor(),
+        serve_each(*acceptor, "agents (plain)",
+                   [this](tcp::socket s) { return gateway_->serve_plain(std::move(s)); }),
         asio::detached);
   }
   for (auto* acceptor : http) {
@@ -279,6 +309,7 @@ std::string Server::start() {
   }
   std::ostringstream ready;
   ready << "tunnel-core ready: agents on port " << agent_port_;
+  if (agent_plain_port_ != 0) ready << " (plain TCP on port " << agent_plain_port_ << ")";
   if (http_port_ != 0) ready << ", http://*." << domain << ":" << http_port_;
   if (https_port_ != 0) ready << ", https://*." << domain << ":" << https_port_;
   if (admin_port_ != 0) ready << ", admin " << config.listen.admin;

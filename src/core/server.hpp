@@ -53,7 +53,8 @@ class Server {
   std::shared_ptr<asio::ssl::context> public_tls_;
   std::vector<std::shared_ptr<asio::ssl::context>> sni_contexts_;
   std::vector<std::pair<std::vector<std::string>, std::size_t>> sni_names_;
-  std::uint16_t agent_port_ = 0, http_port_ = 0, https_port_ = 0, admin_port_ = 0;
+  std::uint16_t agent_port_ = 0, agent_plain_port_ = 0, http_port_ = 0, https_port_ = 0,
+                admin_port_ = 0;
   std::string banner_;
   bool shutting_down_ = false;
 };

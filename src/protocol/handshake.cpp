@@ -224,7 +224,9 @@ bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest
             !r.read_string(item, "subdomain", path + ".subdomain", t.subdomain) ||
             !r.read_string(item, "hostname", path + ".hostname", t.hostname) ||
             !r.read_int(item, "remote_port", path + ".remote_port", t.remote_port) ||
-            !r.read_string(item, "local", path + ".local", t.local)) {
+            !r.read_string(item, "local", path + ".local", t.local) ||
+            !r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth) ||
+            !r.read_string(item, "proxy_protocol", path + ".proxy_protocol", t.proxy_protocol)) {
           return false;
         }
         if (t.type.empty()) {
@@ -241,7 +243,8 @@ bool read_tunnel_results(Reader& r, const Json& list, std::vector<TunnelResult>&
                                    r.read_string(item, "name", path + ".name", t.name) &&
                                    r.read_string(item, "url", path + ".url", t.url) &&
                                    r.read_bool(item, "ok", path + ".ok", t.ok) &&
-                                   r.read_string(item, "error", path + ".error", t.error);
+                                   r.read_string(item, "error", path + ".error", t.error) &&
+                                   r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth);
                           });
 }
 
@@ -339,6 +342,12 @@ std::string serialize(const AuthRequest& request) {
     if (!t.local.empty()) {
       item["local"] = t.local;
     }
+    if (t.bandwidth != 0) {
+      item["bandwidth"] = t.bandwidth;
+    }
+    if (!t.proxy_protocol.empty()) {
+      item["proxy_protocol"] = t.proxy_protocol;
+    }
     tunnels.push_back(std::move(item));
     if (t.type == "http" && !t.subdomain.empty()) {
       subdomains += (subdomains.empty() ? "" : ",") + t.subdomain;
@@ -400,6 +409,9 @@ std::string serialize(const AuthResponse& response) {
     item["ok"] = t.ok;
     if (!t.error.empty()) {
       item["error"] = t.error;
+    }
+    if (t.bandwidth != 0) {
+      item["bandwidth"] = t.bandwidth;
     }
     tunnels.push_back(std::move(item));
   }

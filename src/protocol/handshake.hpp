@@ -23,6 +23,10 @@ struct TunnelRequest {
   std::string hostname;           // a full custom domain the account owns
   std::uint16_t remote_port = 0;  // tcp/udp: 0 lets the core choose
   std::string local;              // what the agent forwards to, for display only ("localhost:3000")
+  std::uint64_t bandwidth = 0;    // bytes/s the agent asks to be limited to, each way; 0 = none
+  // "v1"/"v2": the agent sends PROXY headers to its app; for http tunnels the core then starts
+  // each OPEN_STREAM payload with an address line (docs/protocol.md). "" = none.
+  std::string proxy_protocol;
 
   bool operator==(const TunnelRequest&) const = default;
 };
@@ -44,7 +48,8 @@ struct TunnelResult {
   std::string name;  // the hostname (http) or "host:port" (tcp/udp)
   std::string url;   // what a user opens, e.g. "http://app.localhost:8080"
   bool ok = false;
-  std::string error;  // why the core refused this tunnel
+  std::string error;            // why the core refused this tunnel
+  std::uint64_t bandwidth = 0;  // the limit the core enforces on this tunnel, bytes/s; 0 = none
 
   bool operator==(const TunnelResult&) const = default;
 };

@@ -82,7 +82,7 @@ TEST(AuthRequest, TunnelsListWinsOverMetadata) {
   const auto parsed = parse_auth_request(
       R"({"token":"t","protocol_versions":[2,1],"initial_window":262144,"metadata":{"subdomains":"old"},)"
       R"("tunnels":[{"subdomain":"app","local":"localhost:3000"},)"
-      R"({"type":"tcp","remote_port":2222,"local":"127.0.0.1:22"},)"
+      R"({"type":"tcp","remote_port":2222,"local":"127.0.0.1:22","bandwidth":1048576},)"
       R"({"type":"http","hostname":"www.example.com","future":{"x":1}}],"unknown_key":[1,2]})");
   ASSERT_TRUE(parsed) << parsed.error;
   const AuthRequest& r = *parsed.value;
@@ -94,6 +94,8 @@ TEST(AuthRequest, TunnelsListWinsOverMetadata) {
   EXPECT_EQ(r.tunnels[0].local, "localhost:3000");
   EXPECT_EQ(r.tunnels[1].type, "tcp");
   EXPECT_EQ(r.tunnels[1].remote_port, 2222);
+  EXPECT_EQ(r.tunnels[1].bandwidth, 1048576u);
+  EXPECT_EQ(r.tunnels[0].bandwidth, 0u);
   EXPECT_EQ(r.tunnels[2].hostname, "www.example.com");
 }
 
@@ -147,6 +149,8 @@ TEST(AuthRequest, RejectsWrongTypesNamingTheKey) {
             R"(auth: "tunnels[0].type" must be a non-empty string)");
   EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{},{"remote_port":65536}]})"),
             R"(auth: "tunnels[1].remote_port" must be an integer 0..65535)");
+  EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{"bandwidth":"1MiB/s"}]})"),
+            R"(auth: "tunnels[0].bandwidth" must be an integer 0..18446744073709551615)");
   EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{},{"remote_port":-5}]})"),
             R"(auth: "tunnels[1].remote_port" must be an integer 0..65535)");
   EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{"local":7}]})"),
@@ -189,6 +193,7 @@ TEST(AuthRequest, SerializesAndParsesBack) {
   tcp.type = "tcp";
   tcp.remote_port = 65535;
   tcp.local = "127.0.0.1:22";
+  tcp.bandwidth = 1000;
   r.tunnels.push_back(tcp);
   TunnelRequest custom;
   custom.hostname = "www.example.com";
@@ -199,7 +204,7 @@ TEST(AuthRequest, SerializesAndParsesBack) {
                   R"("capabilities":["http","flow-control"],"protocol_versions":[2,1],)"
                   R"("initial_window":262144,"tunnels":[{"type":"http","subdomain":"app",)"
                   R"("local":"localhost:3000"},{"type":"http","subdomain":"api"},)"
-                  R"({"type":"tcp","remote_port":65535,"local":"127.0.0.1:22"},)"
+                  R"({"type":"tcp","remote_port":65535,"local":"127.0.0.1:22","bandwidth":1000},)"
                   R"({"type":"http","hostname":"www.example.com"}],)"
                   R"("metadata":{"subdomains":"app,api"}})");
   const auto parsed = parse_auth_request(json);
@@ -278,13 +283,14 @@ TEST(AuthResponse, SerializesAndParsesBack) {
   r.protocol_version = 2;
   r.heartbeat_interval_ms = 5000;
   r.initial_window = 1 << 20;
-  r.tunnels = {{"http", "app.localhost", "http://app.localhost:8080", true, ""},
+  r.tunnels = {{"http", "app.localhost", "http://app.localhost:8080", true, "", 4096},
                {"http", "api.localhost", "", false, "subdomain \"api\" is taken"}};
   const std::string json = serialize(r);
   EXPECT_EQ(json,
             R"({"success":true,"agent_id":"agent-7","server_time":-5,"protocol_version":2,)"
             R"("heartbeat_interval_ms":5000,"initial_window":1048576,"tunnels":[)"
-            R"({"type":"http","name":"app.localhost","url":"http://app.localhost:8080","ok":true},)"
+            R"({"type":"http","name":"app.localhost","url":"http://app.localhost:8080","ok":true,)"
+            R"("bandwidth":4096},)"
             R"({"type":"http","name":"api.localhost","url":"","ok":false,)"
             R"("error":"subdomain \"api\" is taken"}]})");
   const auto parsed = parse_auth_response(json);

@@ -87,3 +87,29 @@ def test_gateway_errors_502_and_504(tunnel, origin):
     assert r.status == 504, (r.status, r.body[:500])
     assert time.monotonic() - t0 < 4.5
     assert core.request("app").status == 200
+
+
+def test_plain_tcp_agent_listener(tunnel, origin):
+    """listen.agent_plain: an agent with --plain connects without TLS and serves requests; an
+    agent that speaks TLS to the plain port (or plain to the TLS port) is refused cleanly."""
+    plain_port = client.free_port()
+    core = tunnel.core(extra_args=["--agent-plain-addr", "127.0.0.1:%d" % plain_port])
+    core.wait_output(r"plain TCP on port %d" % plain_port)
+    tunnel.agent(core, origin.addr, subdomain="plain", name="agent-plain", use_ca=False,
+                 server="127.0.0.1:%d" % plain_port, extra_args=["--plain"])
+    r = core.request("plain", "POST", "/echo", body=b"x" * 100_000)
+    assert r.status == 200, r.text()
+    assert json.loads(r.body)["body_length"] == 100_000
+    agent_log = tunnel.all[-1].output()
+    assert "clear text" not in agent_log, "a loopback --plain agent should not warn"
+    # the TLS listener keeps refusing plain agents, and serving TLS ones
+    wrong = tunnel.agent(core, origin.addr, subdomain="wrong", name="agent-wrong", use_ca=False,
+                         extra_args=["--plain"], wait=False)
+    wrong.wait_output(r"plain-TCP agent listener, listen.agent_plain, not its TLS port", timeout=15)
+    wrong_tls = tunnel.agent(core, origin.addr, subdomain="wrong2", name="agent-wrong-tls",
+                             server="127.0.0.1:%d" % plain_port, wait=False)
+    wrong_tls.wait_output(r"use --plain", timeout=15)
+    core.wait_output(r"a TLS agent must use the TLS one", timeout=15)
+    assert core.alive()
+    tunnel.agent(core, origin.addr, subdomain="tls", name="agent-tls")
+    assert core.request("tls").status == 200
