@@ -51,10 +51,10 @@ MODES = {
     # agent_levels: idle sessions held by agentflood (the first level stays for streams and
     # churn); streams: held requests and over how many sessions; churn: reconnects per second
     # for churn_seconds.
-    "quick": {"conns": [32, 256], "duration": 3, "warmup": 1, "rates": [1, 1000, 2000, 4000],
+    "quick": {"conns": [32, 256], "duration": 2, "warmup": 1, "rates": [1, 1000, 4000],
               "rate_duration": 2, "tcp_seconds": 2, "bulk_mib": 128,
               "agent_levels": [1000], "streams": 2000, "stream_sessions": 4,
-              "churn_rate": 20, "churn_seconds": 30, "ttfr_runs": 3},
+              "churn_rate": 20, "churn_seconds": 25, "ttfr_runs": 3},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
              "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
              "agent_levels": [1000, 10000], "streams": 10000, "stream_sessions": 20,
@@ -603,6 +603,11 @@ class Bench:
         self.ports["tunnel"] = self.core_ports["http"]
         self.hosts["tunnel"] = HOST
         wait_serving("the tunnel", self.ports["tunnel"])
+        # The idle targets are for a core with one agent that served a request: read it now,
+        # before the other bench agents (tcp, plain) connect.
+        time.sleep(1.0)
+        self.result["memory_core_one_agent_kib"] = rss_kib(self.pids["core"])
+        self.result["memory_core_one_agent_detail"] = rss_detail(self.pids["core"])
         if self.iperf_port:
             self.start_tcp_agent("tunnel")
 
@@ -727,9 +732,10 @@ class Bench:
         mem = {}
         if "core" in self.pids:
             mem["core_no_agent_kib"] = self.result.pop("memory_core_no_agent_kib", None)
-            mem["core_idle_kib"] = rss_kib(self.pids["core"])
-            mem["core_idle_detail"] = rss_detail(self.pids["core"])
-            mem["core_idle_agents_connected"] = sum(1 for r in self.pids if r.startswith("agent"))
+            mem["core_idle_kib"] = self.result.pop("memory_core_one_agent_kib", None)
+            mem["core_idle_detail"] = self.result.pop("memory_core_one_agent_detail", None)
+            mem["core_all_agents_kib"] = rss_kib(self.pids["core"])
+            mem["core_all_agents_connected"] = sum(1 for r in self.pids if r.startswith("agent"))
         if "agent" in self.pids:
             mem["agent_idle_kib"] = rss_kib(self.pids["agent"])
             mem["agent_idle_detail"] = rss_detail(self.pids["agent"])
@@ -799,9 +805,9 @@ class Bench:
             # Enough connections that each has 50 ms per request at the target rate; a path
             # slower than that makes requests queue, which the latency then shows.
             conns = max(1, min(256, rate // 20))
-            # At 1 req/s a short run has too few samples: at least 10 s (5 s in quick mode).
+            # At 1 req/s a short run has too few samples: at least 10 s (3 s in quick mode).
             duration = self.cfg["rate_duration"] if rate >= 100 else max(
-                self.cfg["rate_duration"], 5 if self.mode == "quick" else 10)
+                self.cfg["rate_duration"], 3 if self.mode == "quick" else 10)
             for path in self.available():
                 r = self.openloop(self.ports[path], self.hosts[path], rate, duration, conns)
                 out.setdefault(path, {})[str(rate)] = r
@@ -888,66 +894,89 @@ class Bench:
             r["error"] = "status %s, %d of %d bytes %s" % (code, r["bytes"], size, out.stderr.strip())
         return r
 
+    def fresh_core(self, name):
+        """A new tunnel-core (same settings as the paths' one) for one memory measurement: no
+        earlier load leaves freed memory behind for the measured sessions to reuse."""
+        ports = {k: free_port() for k in ("agent", "http", "admin")}
+        argv = [self.bin / "tunnel-core", "--data-dir", self.tmp / ("%s-data" % name),
+                "--agent-addr", "127.0.0.1:%d" % ports["agent"],
+                "--http-addr", "127.0.0.1:%d" % ports["http"],
+                "--admin-addr", "127.0.0.1:%d" % ports["admin"],
+                "--config", self.tmp / "core.yaml", "--log-level", self.args.log_level]
+        if self.args.workers:
+            argv += ["--workers", self.args.workers]
+        cp = self.procs.start(name, argv)
+        cp.admin_port = ports["admin"]
+        wait_for("tunnel-core %s" % name, lambda: cp.poll() is not None or
+                 http_get(ports["admin"], "127.0.0.1", "/healthz")[0] == 200)
+        if cp.poll() is not None:
+            raise RuntimeError("tunnel-core exited: " + self.procs.log_tail(name))
+        flood = Flood(self.procs, [
+            self.tools["agentflood"], "--server", "127.0.0.1:%d" % ports["agent"],
+            "--http", "127.0.0.1:%d" % ports["http"], "--token", self.token,
+            "--prefix", "flood", "--max-seconds", self.cfg["churn_seconds"] + 900])
+        time.sleep(0.5)
+        return cp, flood
+
+    def wait_fds(self, pid, limit, what):
+        """The core notices disconnects on its own time: wait (bounded) until its fd count is
+        down to `limit`; the seconds it took, or None."""
+        t0 = time.monotonic()
+        try:
+            wait_for(what, lambda: fd_count(pid) <= limit, timeout=180, interval=0.2)
+            return round(time.monotonic() - t0, 1)
+        except RuntimeError as e:
+            self.result["notes"].append(str(e))
+            return None
+
+    @staticmethod
+    def settle(pid):
+        time.sleep(1.0)
+        return rss_kib(pid)
+
     def scenario_agents(self):
-        """Core memory with many agent sessions, with many streams in flight, and across a
-        connect/disconnect churn: bench/tools/agentflood holds real agent sessions (TLS, AUTH
-        v2 with an http tunnel each, mux sessions that answer PINGs)."""
+        """Core memory with many idle agent sessions, with many streams in flight, and across
+        a connect/disconnect churn; each measured on its own fresh tunnel-core, with
+        bench/tools/agentflood holding real agent sessions (TLS, AUTH v2 with an http tunnel
+        each, mux sessions that answer PINGs)."""
         if "core" not in self.pids:
             return
         if "agentflood" not in self.tools:
             self.result["notes"].append("agents scenario skipped: agentflood not built")
             return
-        core = self.pids["core"]
         r = self.result["scenarios"]["agents"] = {"levels": []}
-        flood = Flood(self.procs, [
-            self.tools["agentflood"], "--server", "127.0.0.1:%d" % self.core_ports["agent"],
-            "--http", "127.0.0.1:%d" % self.core_ports["http"], "--token", self.token,
-            "--prefix", "flood", "--max-seconds", self.cfg["churn_seconds"] + 900])
-
-        def settle():
-            time.sleep(1.5)
-            return rss_kib(core)
-
+        cp, flood = self.fresh_core("core-agents")
+        core = cp.pid
         try:
-            base = settle()
-            r["core_rss_before_kib"] = base
-            r["core_fds_before"] = fd_count(core)
-            levels = self.cfg["agent_levels"]
-            # Level 1 (e.g. 1,000 sessions): RSS per session, then streams and churn on it.
-            cpu0 = cpu_seconds(core)
-            ev = flood.command("open %d" % levels[0], 600)
-            lv = self.agent_level(ev, base, settle(), cpu_seconds(core) - cpu0)
-            r["levels"].append(lv)
-            log("agents: %s" % lv)
-            if ev["live"] > 0 and self.cfg["streams"] > 0:
-                self.agent_streams(flood, r, settle)
-            if ev["live"] > 0 and self.cfg["churn_seconds"] > 0:
-                self.agent_churn(flood, r, settle)
-            # Higher levels (10,000 in full mode) last: closing that many takes the core a
-            # while (see docs/performance.md).
-            for n in levels[1:]:
+            base = r["core_rss_before_kib"] = self.settle(core)
+            fds0 = fd_count(core)
+            ev = None
+            for n in self.cfg["agent_levels"]:
                 cpu0 = cpu_seconds(core)
                 ev = flood.command("open %d" % n, 900)
-                lv = self.agent_level(ev, base, settle(), cpu_seconds(core) - cpu0)
+                lv = self.agent_level(ev, base, self.settle(core), cpu_seconds(core) - cpu0)
+                if r["levels"]:
+                    prev = r["levels"][-1]
+                    lv["marginal_kib_per_session"] = round(
+                        (lv["core_rss_kib"] - prev["core_rss_kib"]) /
+                        max(1, lv["agents"] - prev["agents"]), 1)
                 r["levels"].append(lv)
                 log("agents: %s" % lv)
             live = ev["live"]
             t0 = time.monotonic()
-            flood.command("close 0", 120)
-            # The core notices the disconnects on its own time: wait (bounded) until its fds
-            # are back near where they were, and record how long that took.
-            try:
-                wait_for("the core to drop the sessions",
-                         lambda: fd_count(core) <= r["core_fds_before"] + 16, timeout=120,
-                         interval=0.2)
-                r["close_seconds"] = round(time.monotonic() - t0, 1)
-            except RuntimeError as e:
-                r["close_error"] = str(e)
-            r["closed_sessions"] = live
-            r["core_rss_after_close_kib"] = settle()
+            flood.command("close 0", 300)
+            secs = self.wait_fds(core, fds0 + 16, "the core to drop %d sessions" % live)
+            r["close_all"] = {"sessions": live, "seconds": None if secs is None else
+                              round(time.monotonic() - t0, 1),
+                              "core_rss_after_kib": self.settle(core)}
+            log("agents: closed: %s" % r["close_all"])
         finally:
             flood.stop()
-        log("agents: %s" % {k: v for k, v in r.items() if k not in ("levels", "churn", "streams")})
+            self.procs.stop(cp)
+        if self.cfg["streams"] > 0:
+            self.agent_streams(r)
+        if self.cfg["churn_seconds"] > 0:
+            self.agent_churn(r)
 
     @staticmethod
     def agent_level(ev, base, rss, cpu_s):
@@ -960,17 +989,23 @@ class Bench:
                 "kib_per_session": round((rss - base) / max(1, live), 1),
                 "first_error": ev.get("first_error") or None}
 
-    def agent_streams(self, flood, r, settle):
-        """M requests held in flight (each its own public TCP connection, answered only on
-        release) over a few of the live sessions: the core's RSS per open stream."""
+    def agent_streams(self, r):
+        """M requests held in flight at once (each on its own public TCP connection, answered
+        only on release) over a few agent sessions of a fresh core: its RSS per open stream."""
         m, over = self.cfg["streams"], self.cfg["stream_sessions"]
-        before = rss_kib(self.pids["core"])
-        flood.command("hold on", 10)
-        ev = flood.command("streams %d %d" % (m, over), 120)
-        during = settle()
-        rel = flood.command("release", 120)
-        flood.command("hold off", 10)
-        after = settle()
+        cp, flood = self.fresh_core("core-streams")
+        core = cp.pid
+        try:
+            flood.command("open %d" % over, 60)
+            before = self.settle(core)
+            flood.command("hold on", 10)
+            ev = flood.command("streams %d %d" % (m, over), 120)
+            during = self.settle(core)
+            rel = flood.command("release", 120)
+            after = self.settle(core)
+        finally:
+            flood.stop()
+            self.procs.stop(cp)
         held = ev.get("held") or 0
         r["streams"] = {"requested": m, "over_sessions": ev.get("over_sessions"),
                         "held": held, "client_errors": ev.get("client_errors"),
@@ -983,30 +1018,45 @@ class Bench:
                         "first_error": ev.get("first_error") or rel.get("first_error") or None}
         log("streams: %s" % r["streams"])
 
-    def agent_churn(self, flood, r, settle):
-        """Close and reopen sessions at a fixed rate; sample the core's RSS every second."""
-        core = self.pids["core"]
+    def agent_churn(self, r):
+        """N sessions on a fresh core, then close and reopen them at a fixed rate; the core's
+        RSS sampled every second."""
         rate, secs = self.cfg["churn_rate"], self.cfg["churn_seconds"]
-        before = settle()
-        samples = []
-        flood.send("churn %s %s" % (rate, secs))
-        t0 = time.monotonic()
-        ev = None
-        # Sample while agentflood churns; its answer comes when the churn is over.
-        while time.monotonic() < t0 + secs + 60:
-            got = flood.read(1.0)
-            samples.append((round(time.monotonic() - t0, 1), rss_kib(core)))
-            if got is not None:
-                ev = got
-                break
-        if ev is None:
-            raise RuntimeError("agentflood churn did not finish")
-        after = settle()
+        n = self.cfg["agent_levels"][0]
+        cp, flood = self.fresh_core("core-churn")
+        core = cp.pid
+        try:
+            opened = flood.command("open %d" % n, 600)
+            before = self.settle(core)
+            samples = []
+            flood.send("churn %s %s" % (rate, secs))
+            t0 = time.monotonic()
+            ev = None
+            # Sample while agentflood churns; its answer comes when the churn is over.
+            while time.monotonic() < t0 + secs + 60:
+                got = flood.read(1.0)
+                samples.append((round(time.monotonic() - t0, 1), rss_kib(core)))
+                if got is not None:
+                    ev = got
+                    break
+            if ev is None:
+                raise RuntimeError("agentflood churn did not finish")
+            after = self.settle(core)
+            # Sanity: the core's own count of connected agents after the churn.
+            st, body = http_get(cp.admin_port, "127.0.0.1", "/metrics")
+            m = re.search(rb"^tunnel_agents_connected(?:\{[^}]*\})? (\d+)", body, re.M) \
+                if st == 200 else None
+            connected = int(m.group(1)) if m else None
+        finally:
+            flood.stop()
+            self.procs.stop(cp)
         half = [kib for t, kib in samples if t >= secs / 2]
-        r["churn"] = {"rate_per_s": rate, "seconds": secs, "closed": ev.get("closed"),
-                      "reopened": ev.get("reopened"), "failed": ev.get("failed"),
-                      "live_after": ev.get("live"), "core_rss_before_kib": before,
-                      "core_rss_after_kib": after, "growth_kib": after - before,
+        r["churn"] = {"rate_per_s": rate, "seconds": secs, "sessions": opened["live"],
+                      "closed": ev.get("closed"), "reopened": ev.get("reopened"),
+                      "failed": ev.get("failed"), "live_after": ev.get("live"),
+                      "core_agents_connected_after": connected,
+                      "core_rss_before_kib": before, "core_rss_after_kib": after,
+                      "growth_kib": after - before,
                       "core_rss_max_kib": max(k for _, k in samples),
                       "growth_second_half_kib": (half[-1] - half[0]) if len(half) > 1 else None,
                       "samples": samples[::max(1, len(samples) // 60)],
@@ -1386,8 +1436,9 @@ def markdown(res):
     if mem:
         L += ["## Memory (VmRSS)", "", "| what | KiB |", "|---|---|"]
         names = [("core_no_agent_kib", "core, started, no agent"),
-                 ("core_idle_kib", "core idle, its %s bench agents connected" %
-                  mem.get("core_idle_agents_connected", "")),
+                 ("core_idle_kib", "core idle, 1 agent connected, 1 request served"),
+                 ("core_all_agents_kib", "core idle, all %s bench agents connected (http, tcp; "
+                  "TLS and plain)" % mem.get("core_all_agents_connected", "")),
                  ("agent_idle_kib", "agent (http) idle, connected"),
                  ("core_after_load_kib", "core idle after the load runs"),
                  ("agent_after_load_kib", "agent idle after the load runs"),
@@ -1408,29 +1459,34 @@ def markdown(res):
     if ag.get("levels"):
         L += ["## Many agents on one core (agentflood: TLS, AUTH v2, one http tunnel each, idle "
               "mux sessions answering PINGs)", "",
-              "core RSS before: %d KiB." % ag["core_rss_before_kib"], "",
+              "Each part of this scenario (sessions, streams, churn) runs on its own fresh "
+              "tunnel-core; RSS of this one before the first session: %d KiB."
+              % ag["core_rss_before_kib"], "",
               "| agents | opened / failed | seconds to open | sessions/s | core CPU ms per session "
-              "opened | core RSS KiB | growth KiB | **KiB per session** |",
-              "|---|---|---|---|---|---|---|---|"]
+              "opened | core RSS KiB | growth KiB | **KiB per session** | marginal KiB per session |",
+              "|---|---|---|---|---|---|---|---|---|"]
         for lv in ag["levels"]:
-            L.append("| %d | %d / %d | %.1f | %s | %.2f | %d | %d | **%.1f** |" % (
+            L.append("| %d | %d / %d | %.1f | %s | %.2f | %d | %d | **%.1f** | %s |" % (
                 lv["agents"], lv["opened"], lv["failed"], lv["open_seconds"],
                 lv["sessions_per_second"], lv["core_cpu_ms_per_open"], lv["core_rss_kib"],
-                lv["core_rss_delta_kib"], lv["kib_per_session"]))
-        if ag.get("closed_sessions") is not None:
-            L += ["", "After closing all %d sessions: core RSS %s KiB; the core needed %s to "
-                  "drop them (its fd count back to where it was)." % (
-                      ag["closed_sessions"], ag.get("core_rss_after_close_kib", "-"),
-                      "%.1f s" % ag["close_seconds"] if "close_seconds" in ag else
-                      "more than 120 s (%s)" % ag.get("close_error"))]
+                lv["core_rss_delta_kib"], lv["kib_per_session"],
+                lv.get("marginal_kib_per_session", "-")))
+        L.append("")
+        for key, what in (("close_all", "Closing the %d sessions"),):
+            c = ag.get(key)
+            if c:
+                L.append("- %s: the core needed %s to drop them (its fd count back down); "
+                         "core RSS after: %d KiB." % (
+                             what % c["sessions"],
+                             "%.1f s" % c["seconds"] if c["seconds"] is not None else
+                             "more than 180 s", c["core_rss_after_kib"]))
         L.append("")
     s = ag.get("streams")
     if s:
         L += ["### Streams in flight", "",
               "%d HTTP requests held open at once through %s agent sessions (each request on its "
               "own public TCP connection; the agent reads the request and answers only when all "
-              "are in flight), with %d idle sessions connected." % (
-                  s["requested"], s["over_sessions"], ag["levels"][0]["agents"]), "",
+              "are in flight), on a fresh core." % (s["requested"], s["over_sessions"]), "",
               "| held | client errors | core RSS before | during | after answering | **KiB per "
               "stream** | answered 200 |",
               "|---|---|---|---|---|---|---|",
@@ -1440,9 +1496,9 @@ def markdown(res):
     ch = ag.get("churn")
     if ch:
         L += ["### Connect/disconnect churn", "",
-              "%d s at %s reconnects/s over the %d live sessions (every other close abrupt, no "
+              "%d s at %s reconnects/s over %d live sessions (every other close abrupt, no "
               "CLOSE frame; each session reopens at once with the same name)." % (
-                  ch["seconds"], ch["rate_per_s"], ag["levels"][0]["agents"]), "",
+                  ch["seconds"], ch["rate_per_s"], ch.get("sessions", 0)), "",
               "| closed | reopened | failed | core RSS before | max during | after | **growth** "
               "| growth in the second half |",
               "|---|---|---|---|---|---|---|---|",

@@ -11,8 +11,10 @@
 //   openloop --port 8080 --host-header app.localhost --rate 2000 --duration 10 --connections 100
 //
 // Prints one JSON object on stdout: scheduled/sent/ok/errors, the achieved rate, latency
-// percentiles (us) from the schedule, and how late the generator itself sent (send_lag: when it
-// is large, the generator or the connections it has were the bottleneck, not the path).
+// percentiles (us) from the schedule, how late the generator itself sent (send_lag: when it is
+// large, the generator, the machine or the number of connections was the bottleneck, not only
+// the path), and the service time (service_*: from the actual send to the last response byte,
+// what a closed-loop tool would report).
 // Bounded in time: scheduling stops after --duration; whatever is unfinished --timeout later is
 // counted as an error (timeout) and the tool exits.
 #include <boost/asio/as_tuple.hpp>
@@ -75,6 +77,7 @@ struct Stats {
   std::uint64_t reconnects = 0;
   std::vector<std::uint32_t> latency_us;   // scheduled time -> last response byte, ok only
   std::vector<std::uint32_t> send_lag_us;  // scheduled time -> request written
+  std::vector<std::uint32_t> service_us;   // request written -> last response byte, ok only
 };
 
 struct Run {
@@ -281,7 +284,8 @@ asio::awaitable<void> connection(Run& run) {
       continue;
     }
     ++run.stats.sent;
-    run.stats.send_lag_us.push_back(micros(Clock::now() - due));
+    const auto written = Clock::now();
+    run.stats.send_lag_us.push_back(micros(written - due));
     bool must_close = false;
     const int status = co_await read_response(sock, buf, must_close);
     const auto done = Clock::now();
@@ -296,6 +300,7 @@ asio::awaitable<void> connection(Run& run) {
     if (status / 100 == 2) {
       ++run.stats.ok;
       run.stats.latency_us.push_back(micros(done - due));
+      run.stats.service_us.push_back(micros(done - written));
     } else {
       ++run.stats.err_status;
     }
@@ -375,6 +380,7 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(run.opt.timeout));
   run.stats.latency_us.reserve(static_cast<std::size_t>(run.opt.rate * run.opt.duration) + 16);
   run.stats.send_lag_us.reserve(run.stats.latency_us.capacity());
+  run.stats.service_us.reserve(run.stats.latency_us.capacity());
 
   asio::io_context io(1);
   // Connections are opened before t0 (below, 100 ms of slack) so connect time is not counted.
@@ -406,8 +412,10 @@ int main(int argc, char** argv) {
 
   auto& lat = run.stats.latency_us;
   auto& lag = run.stats.send_lag_us;
+  auto& svc = run.stats.service_us;
   std::sort(lat.begin(), lat.end());
   std::sort(lag.begin(), lag.end());
+  std::sort(svc.begin(), svc.end());
   double mean = 0;
   for (auto v : lat) mean += v;
   if (!lat.empty()) mean /= static_cast<double>(lat.size());
@@ -418,7 +426,8 @@ int main(int argc, char** argv) {
       "\"sent\":%llu,\"ok\":%llu,\"errors\":%llu,\"err_status\":%llu,\"err_connect\":%llu,"
       "\"err_io\":%llu,\"err_timeout\":%llu,\"unsent\":%llu,\"reconnects\":%llu,"
       "\"achieved_rps\":%.1f,\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f,\"p999\":%.0f,\"max\":%.0f,"
-      "\"mean\":%.1f,\"send_lag_p50\":%.0f,\"send_lag_p99\":%.0f,\"send_lag_max\":%.0f}\n",
+      "\"mean\":%.1f,\"send_lag_p50\":%.0f,\"send_lag_p99\":%.0f,\"send_lag_max\":%.0f,"
+      "\"service_p50\":%.0f,\"service_p99\":%.0f}\n",
       run.opt.rate, run.opt.duration, run.opt.connections,
       static_cast<unsigned long long>(run.stats.scheduled),
       static_cast<unsigned long long>(run.stats.sent), static_cast<unsigned long long>(run.stats.ok),
@@ -430,6 +439,7 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(run.stats.reconnects),
       static_cast<double>(run.stats.ok) / run.opt.duration, percentile(lat, 50), percentile(lat, 90),
       percentile(lat, 99), percentile(lat, 99.9), lat.empty() ? 0.0 : lat.back(), mean,
-      percentile(lag, 50), percentile(lag, 99), lag.empty() ? 0.0 : lag.back());
+      percentile(lag, 50), percentile(lag, 99), lag.empty() ? 0.0 : lag.back(),
+      percentile(svc, 50), percentile(svc, 99));
   return 0;
 }
