@@ -1521,22 +1521,55 @@ def markdown(res):
     return "\n".join(L)
 
 
+TOOLS = ("openloop", "agentflood")
+
+
+def find_tools(args):
+    """The directory with bench/tools' binaries: --tools-dir, else the release build's, else
+    our own build directory, which is configured and built here when needed."""
+    if args.tools_dir:
+        return Path(args.tools_dir)
+    own = REPO / "build/benchtools"
+    for d in (REPO / "build/release/bench/tools", own / "bench/tools"):
+        if all((d / t).exists() for t in TOOLS):
+            return d
+    if args.no_build_tools:
+        return own / "bench/tools"
+    log("bench/tools not built: building openloop and agentflood in %s (once)" % own)
+    conf = ["cmake", "-S", str(REPO), "-B", str(own), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+            "-DTUNNEL_TESTS=OFF", "-DTUNNEL_BENCH_TOOLS=ON"]
+    if shutil.which("ninja"):
+        conf += ["-G", "Ninja"]
+    if shutil.which("ccache"):
+        conf += ["-DCMAKE_CXX_COMPILER_LAUNCHER=ccache", "-DCMAKE_C_COMPILER_LAUNCHER=ccache"]
+    try:
+        subprocess.run(conf, check=True, stdout=subprocess.DEVNULL, timeout=300)
+        subprocess.run(["cmake", "--build", str(own), "-j", "2", "--target"] + list(TOOLS),
+                       check=True, stdout=subprocess.DEVNULL, timeout=1800)
+    except (OSError, subprocess.SubprocessError) as e:
+        log("building bench/tools failed (%s); their scenarios are skipped" % e)
+    return own / "bench/tools"
+
+
 def main():
     ap = argparse.ArgumentParser(description="tunnel benchmark suite (issue #4)")
     ap.add_argument("--quick", action="store_true", help="short runs, < 3 minutes")
     ap.add_argument("--bin-dir", default=os.environ.get("TUNNEL_BIN_DIR",
                                                         str(REPO / "build/release/apps")),
                     help="where tunnel-core and tunnel-agent are (copied before use)")
-    ap.add_argument("--tools-dir", default=os.environ.get("TUNNEL_BENCH_TOOLS_DIR",
-                                                          str(REPO / "build/release/bench/tools")),
-                    help="where openloop and agentflood are (bench/tools, built by `make build`)")
+    ap.add_argument("--tools-dir", default=os.environ.get("TUNNEL_BENCH_TOOLS_DIR"),
+                    help="where openloop and agentflood are (default: build/release/bench/tools "
+                         "from `make build`, else build/benchtools/bench/tools, which the suite "
+                         "builds itself when neither has them)")
+    ap.add_argument("--no-build-tools", action="store_true",
+                    help="do not build bench/tools when they are missing (skip their scenarios)")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
     ap.add_argument("--paths", default="direct,nginx,ssh,tunnel,tunnel-plain",
                     help="comma-separated subset of %s" % ",".join(PATHS))
     ap.add_argument("--only", default="",
                     help="comma-separated scenarios: memory,ttfr,http,rate,tcp,bulk,memory-after,agents")
     ap.add_argument("--conns", default="", help="comma-separated wrk connection counts (default 32,256)")
-    ap.add_argument("--duration", type=int, default=0, help="seconds per wrk run (default 15, quick 3)")
+    ap.add_argument("--duration", type=int, default=0, help="seconds per wrk run (default 15, quick 2)")
     ap.add_argument("--agents", default="",
                     help="comma-separated idle-session levels for agentflood (default 1000,10000; "
                          "quick 1000); streams and churn run on the first level")
@@ -1564,6 +1597,7 @@ def main():
     for b in ("tunnel-core", "tunnel-agent"):
         if not (Path(args.bin_dir) / b).exists():
             sys.exit("bench: %s/%s missing; run `make build` or pass --bin-dir" % (args.bin_dir, b))
+    args.tools_dir = str(find_tools(args))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     args.out_dir.mkdir(parents=True, exist_ok=True)
