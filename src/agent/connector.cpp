@@ -13,6 +13,7 @@
 #include "agent/backoff.hpp"
 #include "agent/forwarder.hpp"
 #include "agent/raw_forwarder.hpp"
+#include "common/byte_rate.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -55,7 +56,7 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
     // Not a ?: of two co_awaits: GCC 12 destroys such temporaries twice.
     RawForwardResult r;
     if (type == "tcp") {
-      r = co_await forward_tcp(std::move(stream), tunnel.local);
+      r = co_await forward_tcp(std::move(stream), tunnel.local, tunnel.proxy_protocol);
     } else {
       r = co_await forward_udp(std::move(stream), tunnel.local);
     }
@@ -70,7 +71,8 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
     }
     co_return;
   }
-  const ForwardResult result = co_await forward_http(std::move(stream), pool, tunnel.local);
+  const ForwardResult result =
+      co_await forward_http(std::move(stream), pool, tunnel.local, tunnel.proxy_protocol);
   log_request(result, tunnel);
 }
 
@@ -246,7 +248,10 @@ void Connector::announce(const protocol::AuthResponse& reply, bool first) {
   for (std::size_t i = 0; i < reply.tunnels.size(); ++i) {
     const auto& t = reply.tunnels[i];
     const std::string local = i < tunnels_->size() ? (*tunnels_)[i].request.local : "?";
-    if (t.ok) {
+    if (t.ok && t.bandwidth != 0) {
+      spdlog::info("Forwarding  {} -> {} (limited to {} each way)", t.url.empty() ? t.name : t.url,
+                   local, common::format_byte_rate(t.bandwidth));
+    } else if (t.ok) {
       spdlog::info("Forwarding  {} -> {}", t.url.empty() ? t.name : t.url, local);
     } else {
       spdlog::warn("tunnel to {} refused: {}", local, t.error);
@@ -270,6 +275,7 @@ asio::awaitable<void> Connector::serve(std::shared_ptr<Live> live) {
   live->ended = true;
   if (live->reason.empty() || !live->go_away) live->reason = reason;
   live->session->on_go_away = nullptr;
+  live->session->on_notice = nullptr;
   std::erase(live_, live);
   wake_.notify();
 }
@@ -322,6 +328,11 @@ asio::awaitable<int> Connector::run() {
         l->reason = message;
         wake_.notify();
       }
+    };
+    live->session->on_notice = [tunnels = tunnels_](std::uint16_t index,
+                                                    const std::string& message) {
+      const std::string local = index < tunnels->size() ? (*tunnels)[index].request.local : "?";
+      spdlog::warn("core, tunnel -> {}: {}", local, message);
     };
     asio::co_spawn(executor_, serve(live), asio::detached);
 

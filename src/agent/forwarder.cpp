@@ -1,5 +1,6 @@
 #include "agent/forwarder.hpp"
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -109,10 +110,18 @@ struct Attempt {
   bool failed = false;         // we reset the stream
   bool retryable = false;      // a reused connection was closed before anything happened
   bool reused = false;
+  protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone;  // a PROXY header went first
   std::string error;
   std::uint64_t bytes_in = 0;
   std::uint64_t bytes_out = 0;
   std::uint64_t bytes_from_app = 0;
+
+  std::string proxy_hint() const {
+    if (proxy == protocol::ProxyProtocol::kNone) return "";
+    const std::string version(protocol::proxy_protocol_name(proxy));
+    return "; it was sent a PROXY " + version + " header first: does it accept PROXY protocol " +
+           version + "?";
+  }
 
   void fail(std::string message) {
     if (failed || stream_dead) return;
@@ -212,7 +221,7 @@ asio::awaitable<void> download_body(Attempt& at) {
       }
       at.fail(at.bytes_from_app == 0
                   ? "the local app at " + at.where + " closed the connection without responding (" +
-                        ec.message() + ")"
+                        ec.message() + ")" + at.proxy_hint()
                   : "the local app at " + at.where + " broke off its response (" + ec.message() +
                         ")");
       co_return;
@@ -228,7 +237,8 @@ asio::awaitable<void> download_body(Attempt& at) {
         break;
       }
       if (step.type == Step::kError) {
-        at.fail("the local app at " + at.where + " sent an invalid response: " + parser.error());
+        at.fail("the local app at " + at.where + " sent an invalid response: " + parser.error() +
+                at.proxy_hint());
         co_return;
       }
       offset += step.consumed;
@@ -275,11 +285,15 @@ asio::awaitable<void> download(Attempt& at) {
 
 asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
                                             std::shared_ptr<LocalPool> pool,
-                                            common::NetAddress target) {
+                                            common::NetAddress target,
+                                            protocol::ProxyProtocol proxy) {
   using namespace asio::experimental::awaitable_operators;
   const auto start = Clock::now();
   ForwardResult result;
-  const RequestInfo request = read_request_head(stream->open_payload());
+  protocol::ConnectionAddresses addresses;
+  std::string_view head = stream->open_payload();
+  if (proxy != protocol::ProxyProtocol::kNone) head = protocol::take_address_line(head, addresses);
+  const RequestInfo request = read_request_head(head);
   result.method = request.method;
   result.target = request.target;
   result.request_id = request.request_id;
@@ -297,14 +311,20 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   for (int tries = 0; tries < 3; ++tries) {
     bool reused = false;
     std::string error;
-    auto app = co_await pool->acquire(target, reused, error);
+    auto app = co_await pool->acquire(target, reused, error, addresses.client);
     if (!app) {
       result.error = error;
       stream->reset(ErrorCode::kLocalUnreachable, error);
       co_return finish();
     }
     result.reused_connection = reused;
-    auto [hec, written] = co_await asio::async_write(*app, asio::buffer(request.head), kNoThrow);
+    std::string proxy_header;
+    if (proxy != protocol::ProxyProtocol::kNone && !reused) {
+      proxy_header = protocol::proxy_header(proxy, addresses.client, addresses.server);
+    }
+    const std::array<asio::const_buffer, 2> first_bytes{asio::buffer(proxy_header),
+                                                        asio::buffer(request.head)};
+    auto [hec, written] = co_await asio::async_write(*app, first_bytes, kNoThrow);
     (void)written;
     if (hec) {
       if (reused) continue;  // a stale pooled connection: dial a fresh one
@@ -315,6 +335,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
 
     Attempt at(*stream, *app, where, request);
     at.reused = reused;
+    if (!proxy_header.empty()) at.proxy = proxy;
     co_await (upload(at) && download(at));
     result.bytes_in = at.bytes_in;
     result.bytes_out = at.bytes_out;
@@ -326,7 +347,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     }
     if (at.request_done && at.response_done && at.keep_alive && !request.upgrade && !at.trailing &&
         !at.failed && !at.stream_dead) {
-      pool->release(target, std::move(*app));
+      pool->release(target, std::move(*app), addresses.client);
     }
     co_return finish();
   }

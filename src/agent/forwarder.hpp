@@ -17,6 +17,7 @@
 #include "agent/local_pool.hpp"
 #include "common/net_address.hpp"
 #include "mux/session.hpp"
+#include "protocol/proxy_header.hpp"
 
 namespace tunnel::agent {
 
@@ -36,8 +37,12 @@ struct ForwardResult {
 
 // Relays `stream` to the app at `target` and returns once the stream is finished on our side.
 // The connection goes back to `pool` only after a clean keep-alive exchange.
-asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
-                                            std::shared_ptr<LocalPool> pool,
-                                            common::NetAddress target);
+//
+// With `proxy` set, the OPEN_STREAM payload starts with the core's address line; each new app
+// connection starts with a PROXY header for that client, and is pooled for that public client
+// connection only (its header named that client).
+asio::awaitable<ForwardResult> forward_http(
+    std::shared_ptr<mux::Stream> stream, std::shared_ptr<LocalPool> pool, common::NetAddress target,
+    protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone);
 
 }  // namespace tunnel::agent

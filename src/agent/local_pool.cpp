@@ -32,16 +32,26 @@ bool LocalPool::still_open(tcp::socket& socket) {
   }
 }
 
+std::string LocalPool::key(const common::NetAddress& target, std::string_view client) {
+  std::string k = target.to_string();
+  if (!client.empty()) {
+    k += " for ";
+    k += client;
+  }
+  return k;
+}
+
 asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::NetAddress& target,
-                                                               bool& reused, std::string& error) {
+                                                               bool& reused, std::string& error,
+                                                               std::string_view client) {
   reused = false;
   prune();
-  const std::string key = target.to_string();
-  if (auto it = idle_.find(key); it != idle_.end()) {
+  if (auto it = idle_.find(key(target, client)); it != idle_.end()) {
     auto& list = it->second;
     while (!list.empty()) {
       tcp::socket socket = std::move(list.back().socket);
       list.pop_back();
+      --total_;
       if (still_open(socket)) {
         if (list.empty()) idle_.erase(it);
         reused = true;
@@ -51,7 +61,7 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
     idle_.erase(it);
   }
 
-  const std::string where = "dial tcp " + key;
+  const std::string where = "dial tcp " + target.to_string();
   tcp::resolver::results_type endpoints;
   boost::system::error_code not_ip;
   const auto ip = asio::ip::make_address(target.host, not_ip);
@@ -85,31 +95,53 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
   co_return std::optional<tcp::socket>(std::move(socket));
 }
 
-void LocalPool::release(const common::NetAddress& target, tcp::socket socket) {
+void LocalPool::release(const common::NetAddress& target, tcp::socket socket,
+                        std::string_view client) {
   prune();
-  if (!socket.is_open() || options_.max_idle_per_target == 0) return;
-  auto& list = idle_[target.to_string()];
-  if (list.size() >= options_.max_idle_per_target) list.pop_front();  // the oldest goes
+  if (!socket.is_open() || options_.max_idle_per_target == 0 || options_.max_idle_total == 0) {
+    return;
+  }
+  if (total_ >= options_.max_idle_total) evict_oldest();
+  auto& list = idle_[key(target, client)];
+  if (list.size() >= options_.max_idle_per_target) {
+    list.pop_front();  // the oldest goes
+    --total_;
+  }
   list.push_back(Idle{std::move(socket), Clock::now()});
+  ++total_;
+}
+
+void LocalPool::evict_oldest() {
+  auto oldest = idle_.end();
+  for (auto it = idle_.begin(); it != idle_.end(); ++it) {
+    if (oldest == idle_.end() || it->second.front().since < oldest->second.front().since) {
+      oldest = it;
+    }
+  }
+  if (oldest == idle_.end()) return;
+  oldest->second.pop_front();
+  --total_;
+  if (oldest->second.empty()) idle_.erase(oldest);
 }
 
 void LocalPool::prune() {
   const auto oldest = Clock::now() - options_.idle_timeout;
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& list = it->second;
-    while (!list.empty() && list.front().since <= oldest) list.pop_front();
+    while (!list.empty() && list.front().since <= oldest) {
+      list.pop_front();
+      --total_;
+    }
     it = list.empty() ? idle_.erase(it) : std::next(it);
   }
 }
 
 std::size_t LocalPool::idle_count() const {
-  std::size_t n = 0;
-  for (const auto& [key, list] : idle_) n += list.size();
-  return n;
+  return total_;
 }
 
-std::size_t LocalPool::idle_count(const common::NetAddress& target) const {
-  const auto it = idle_.find(target.to_string());
+std::size_t LocalPool::idle_count(const common::NetAddress& target, std::string_view client) const {
+  const auto it = idle_.find(key(target, client));
   return it == idle_.end() ? 0 : it->second.size();
 }
 

@@ -2,8 +2,11 @@
 //
 // A request takes an idle connection (checked still open first) or dials a new one; after a
 // clean keep-alive exchange the forwarder gives it back. Idle connections expire after
-// `idle_timeout`, at most `max_idle_per_target` are kept, and everything lives on one executor
-// (not thread-safe).
+// `idle_timeout`, at most `max_idle_per_target` are kept per target and `max_idle_total` in
+// all, and everything lives on one executor (not thread-safe).
+//
+// A connection that began with a PROXY header belongs to one public client connection: such
+// connections are pooled under (target, client address) and only reused for that client.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -28,6 +31,7 @@ class LocalPool {
   using Clock = std::chrono::steady_clock;
   struct Options {
     std::size_t max_idle_per_target = 256;  // as many as a busy app has concurrent requests
+    std::size_t max_idle_total = 1024;      // across targets and clients; the oldest goes first
     Clock::duration idle_timeout = std::chrono::seconds(60);
     std::chrono::milliseconds connect_timeout{10'000};
   };
@@ -38,16 +42,21 @@ class LocalPool {
   // An open connection to `target` (TCP_NODELAY on): a pooled one (`reused` = true) or a new
   // one. On failure returns nullopt and sets `error`, which names the address
   // ("dial tcp 127.0.0.1:3000: Connection refused").
+  // `client` (non-empty) restricts reuse to connections released for the same client.
   asio::awaitable<std::optional<tcp::socket>> acquire(const common::NetAddress& target,
-                                                      bool& reused, std::string& error);
+                                                      bool& reused, std::string& error,
+                                                      std::string_view client = {});
   // Hands back a connection that finished a keep-alive exchange cleanly.
-  void release(const common::NetAddress& target, tcp::socket socket);
+  void release(const common::NetAddress& target, tcp::socket socket, std::string_view client = {});
 
   // Closes idle connections older than the idle timeout (release and acquire also do it).
   void prune();
-  void clear() { idle_.clear(); }
+  void clear() {
+    idle_.clear();
+    total_ = 0;
+  }
   std::size_t idle_count() const;
-  std::size_t idle_count(const common::NetAddress& target) const;
+  std::size_t idle_count(const common::NetAddress& target, std::string_view client = {}) const;
 
   // True when nothing has arrived on an idle connection and the peer has not closed it
   // (a non-blocking MSG_PEEK read would block).
@@ -58,9 +67,14 @@ class LocalPool {
     tcp::socket socket;
     Clock::time_point since;
   };
+  static std::string key(const common::NetAddress& target, std::string_view client);
+  void evict_oldest();
+
   asio::any_io_executor executor_;
   Options options_;
-  std::map<std::string, std::deque<Idle>> idle_;  // key: target "host:port"; newest at the back
+  // key: target "host:port" (+ " for " client); newest at the back
+  std::map<std::string, std::deque<Idle>> idle_;
+  std::size_t total_ = 0;
 };
 
 }  // namespace tunnel::agent

@@ -67,6 +67,51 @@ TEST_F(LocalPoolTest, DialsThenReusesAReleasedConnection) {
   EXPECT_EQ(pool.idle_count(), 0u);
 }
 
+TEST_F(LocalPoolTest, ClientConnectionsAreOnlyReusedForTheirClient) {
+  LocalPool pool(io.get_executor());
+  bool reused = true;
+  std::string error;
+  auto conn = run(pool.acquire(target, reused, error, "203.0.113.7:5000"));
+  ASSERT_TRUE(conn) << error;
+  auto server = accept_one();
+  const auto port = conn->local_endpoint().port();
+  pool.release(target, std::move(*conn), "203.0.113.7:5000");
+  EXPECT_EQ(pool.idle_count(target), 0u);
+  EXPECT_EQ(pool.idle_count(target, "203.0.113.7:5000"), 1u);
+
+  auto other = run(pool.acquire(target, reused, error, "203.0.113.8:5000"));
+  ASSERT_TRUE(other) << error;
+  EXPECT_FALSE(reused) << "another client's connection was handed out";
+  auto other_server = accept_one();
+  auto plain = run(pool.acquire(target, reused, error));
+  ASSERT_TRUE(plain) << error;
+  EXPECT_FALSE(reused);
+  auto plain_server = accept_one();
+  auto same = run(pool.acquire(target, reused, error, "203.0.113.7:5000"));
+  ASSERT_TRUE(same) << error;
+  EXPECT_TRUE(reused);
+  EXPECT_EQ(same->local_endpoint().port(), port);
+}
+
+TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
+  LocalPool::Options options;
+  options.max_idle_total = 2;
+  LocalPool pool(io.get_executor(), options);
+  bool reused = false;
+  std::string error;
+  std::vector<tcp::socket> servers;
+  for (const char* client : {"a:1", "b:1", "c:1"}) {
+    auto conn = run(pool.acquire(target, reused, error, client));
+    ASSERT_TRUE(conn) << error;
+    servers.push_back(accept_one());
+    pool.release(target, std::move(*conn), client);
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_EQ(pool.idle_count(), 2u);
+  EXPECT_EQ(pool.idle_count(target, "a:1"), 0u) << "the oldest should have been closed";
+  EXPECT_EQ(pool.idle_count(target, "c:1"), 1u);
+}
+
 TEST_F(LocalPoolTest, ConnectionClosedByTheAppIsNotReused) {
   LocalPool pool(io.get_executor());
   bool reused = false;

@@ -29,7 +29,18 @@ struct TcpRelay {
   mux::Stream& stream;
   tcp::socket& app;
   RawForwardResult& result;
+  protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone;
   bool aborted = false;
+
+  // An app that closes at once after a PROXY header, having sent nothing, most likely does
+  // not accept PROXY headers (or not this version): say so.
+  std::string hint() const {
+    if (proxy == protocol::ProxyProtocol::kNone || result.bytes_out != 0) return "";
+    return " (it closed right after the PROXY " +
+           std::string(protocol::proxy_protocol_name(proxy)) +
+           " header: does the app accept PROXY protocol " +
+           std::string(protocol::proxy_protocol_name(proxy)) + "?)";
+  }
 
   void abort_app(const transport::error_code& ec) {
     if (aborted) return;
@@ -68,7 +79,7 @@ asio::awaitable<void> core_to_app(TcpRelay& r) {
     (void)written;
     if (r.aborted) co_return;
     if (wec) {
-      r.abort_stream("writing to the local app: " + wec.message());
+      r.abort_stream("writing to the local app: " + wec.message() + r.hint());
       co_return;
     }
     r.result.bytes_in += n;
@@ -82,12 +93,16 @@ asio::awaitable<void> app_to_core(TcpRelay& r) {
     auto [rec, n] = co_await r.app.async_read_some(asio::buffer(buf), kNoThrow);
     if (r.aborted) co_return;
     if (rec == asio::error::eof) {
+      if (!r.hint().empty() && r.result.bytes_in == 0) {
+        r.abort_stream("the local app closed the connection" + r.hint());
+        co_return;
+      }
       co_await r.stream.close_write(ec);
       if (ec) r.abort_app(ec);
       co_return;
     }
     if (rec) {
-      r.abort_stream("reading from the local app: " + rec.message());
+      r.abort_stream("reading from the local app: " + rec.message() + r.hint());
       co_return;
     }
     co_await r.stream.write(std::span<const std::uint8_t>(buf.data(), n), ec);
@@ -103,10 +118,12 @@ asio::awaitable<void> app_to_core(TcpRelay& r) {
 }  // namespace
 
 asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> stream,
-                                              common::NetAddress target) {
+                                              common::NetAddress target,
+                                              protocol::ProxyProtocol proxy) {
   using namespace asio::experimental::awaitable_operators;
   RawForwardResult result;
-  result.client = stream->open_payload();
+  const auto addresses = protocol::parse_addresses(stream->open_payload());
+  result.client = addresses.client;
   const auto start = Clock::now();
   LocalPool dialer(co_await asio::this_coro::executor);  // a fresh connection, never pooled
   bool reused = false;
@@ -118,7 +135,18 @@ asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> strea
     result.elapsed = Clock::now() - start;
     co_return result;
   }
-  TcpRelay relay{*stream, *app, result, false};
+  if (proxy != protocol::ProxyProtocol::kNone) {
+    const std::string header = protocol::proxy_header(proxy, addresses.client, addresses.server);
+    auto [wec, written] = co_await asio::async_write(*app, asio::buffer(header), kNoThrow);
+    (void)written;
+    if (wec) {
+      result.error = "writing the PROXY header to " + target.to_string() + ": " + wec.message();
+      stream->reset(ErrorCode::kLocalError, result.error);
+      result.elapsed = Clock::now() - start;
+      co_return result;
+    }
+  }
+  TcpRelay relay{*stream, *app, result, proxy, false};
   co_await (core_to_app(relay) && app_to_core(relay));
   boost::system::error_code ignored;
   app->close(ignored);
@@ -130,7 +158,7 @@ asio::awaitable<RawForwardResult> forward_udp(std::shared_ptr<mux::Stream> strea
                                               common::NetAddress target) {
   using namespace asio::experimental::awaitable_operators;
   RawForwardResult result;
-  result.client = stream->open_payload();
+  result.client = protocol::parse_addresses(stream->open_payload()).client;
   const auto start = Clock::now();
   const auto executor = co_await asio::this_coro::executor;
   const std::string where = "dial udp " + target.to_string();

@@ -75,6 +75,39 @@ std::string public_port_host(const CoreContext& context) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// The bandwidth limits of one tunnel: the tighter of what the agent asked for and the account's
+// per-tunnel limit, plus the account's shared buckets.
+std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Account& account,
+                                              const protocol::TunnelRequest& request) {
+  const BandwidthRules rules = bandwidth_rules(context.config, account);
+  std::uint64_t per_tunnel = rules.per_tunnel;
+  if (request.bandwidth != 0 && (per_tunnel == 0 || request.bandwidth < per_tunnel)) {
+    per_tunnel = request.bandwidth;
+  }
+  auto t = std::make_shared<Throttle>();
+  for (const Direction d : {Direction::kIn, Direction::kOut}) {
+    const auto i = static_cast<std::size_t>(d);
+    if (per_tunnel != 0) {
+      t->tunnel[i] =
+          std::make_shared<TokenBucket>(per_tunnel, TokenBucket::default_burst(per_tunnel));
+    }
+    t->account[i] = context.account_buckets.get(account.name, d, rules.per_account);
+  }
+  if (!t->limited()) return nullptr;
+  return t;
+}
+
+// "" when the tunnel's PROXY protocol request is acceptable, else why not.
+std::string check_proxy_protocol(const protocol::TunnelRequest& request) {
+  const std::string& p = request.proxy_protocol;
+  if (p.empty()) return "";
+  if (p != "v1" && p != "v2") {
+    return "proxy_protocol \"" + p + "\" is not supported (v1 or v2)";
+  }
+  if (request.type == "udp") return "udp tunnels cannot send PROXY headers (tcp and http can)";
+  return "";
+}
+
 }  // namespace
 
 asio::awaitable<void> AgentGateway::serve(transport::tcp::socket socket, asio::ssl::context& tls) {
@@ -254,13 +287,18 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     protocol::TunnelResult result;
     result.type = t.type;
     std::string host;
-    std::string error;
-    if (t.type == "tcp" || t.type == "udp") {
-      register_port(account, t, i, agent, result, error);
+    std::string error = check_proxy_protocol(t);
+    auto throttle = make_throttle(context_, account, t);
+    result.bandwidth = throttle ? throttle->tunnel_rate() : 0;
+    if (!error.empty()) {
+      // refused below
+    } else if (t.type == "tcp" || t.type == "udp") {
+      register_port(account, t, i, agent, throttle, result, error);
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
     } else if (resolve_hostname(context_, account, t, request.agent_id, host, error)) {
-      Route route{agent, static_cast<std::uint16_t>(i), t.local};
+      Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle,
+                  !t.proxy_protocol.empty()};
       if (context_.registry.claim(host, account.name, std::move(route), error)) {
         result.ok = true;
         result.name = host;
@@ -282,6 +320,7 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
 
 bool AgentGateway::register_port(const Account& account, const protocol::TunnelRequest& request,
                                  std::size_t index, const std::shared_ptr<AgentSession>& agent,
+                                 std::shared_ptr<const Throttle> throttle,
                                  protocol::TunnelResult& result, std::string& error) {
   const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
   const PortRules rules = port_rules(context_.config, account);
@@ -304,7 +343,7 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
     }
     return open_tcp_port(context_, executor, bind_host, port, open_error);
   };
-  Route route{agent, static_cast<std::uint16_t>(index), request.local};
+  Route route{agent, static_cast<std::uint16_t>(index), request.local, std::move(throttle), false};
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error);
   if (port == 0) return false;

@@ -48,7 +48,8 @@ class AgentGateway {
   // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).
   bool register_port(const Account& account, const protocol::TunnelRequest& request,
                      std::size_t index, const std::shared_ptr<AgentSession>& agent,
-                     protocol::TunnelResult& result, std::string& error);
+                     std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
+                     std::string& error);
 
   CoreContext& context_;
   mutable std::mutex mutex_;

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/byte_rate.hpp"
 #include "common/net_address.hpp"
 
 namespace tunnel::core {
@@ -69,29 +70,46 @@ void read_ports(ConfigReader& r, const YAML::Node& node, const std::string& path
   }
 }
 
+void read_bandwidth(ConfigReader& r, const YAML::Node& node, const std::string& path,
+                    BandwidthConfig& out) {
+  auto f = r.fields(node, path, {"per_tunnel", "per_account"});
+  if (!f) return;
+  for (auto [key, field] :
+       {std::pair{"per_tunnel", &out.per_tunnel}, std::pair{"per_account", &out.per_account}}) {
+    if (!f->contains(key)) continue;
+    std::string text;
+    if (r.read(*f, key, path, text)) *field = std::move(text);
+  }
+}
+
 void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
   std::size_t index = 0;
   for (const auto& item : r.sequence(root, "accounts", "")) {
     const auto path = element("accounts", index++);
     Account account;
-    if (auto f = r.fields(item, path,
-                          {"name", "tokens", "subdomains", "domains", "max_agents", "ports"})) {
+    if (auto f = r.fields(
+            item, path,
+            {"name", "tokens", "subdomains", "domains", "max_agents", "ports", "bandwidth"})) {
       r.read(*f, "name", path, account.name);
       r.read(*f, "tokens", path, account.tokens);
       r.read(*f, "subdomains", path, account.subdomains);
       r.read(*f, "domains", path, account.domains);
       r.read(*f, "max_agents", path, account.max_agents);
       if (f->contains("ports")) read_ports(r, f->at("ports"), child(path, "ports"), account.ports);
+      if (f->contains("bandwidth")) {
+        read_bandwidth(r, f->at("bandwidth"), child(path, "bandwidth"), account.bandwidth);
+      }
     }
     out.accounts.push_back(std::move(account));
   }
 }
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f = r.fields(
-      node, "limits",
-      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout", "idle_timeout",
-       "max_streams_per_agent", "requests_per_second", "shutdown_grace", "udp_idle_timeout"});
+  auto f =
+      r.fields(node, "limits",
+               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
+                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
+                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
@@ -102,12 +120,14 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "requests_per_second", "limits", out.requests_per_second);
   r.read(*f, "shutdown_grace", "limits", out.shutdown_grace);
   r.read(*f, "udp_idle_timeout", "limits", out.udp_idle_timeout);
+  r.read(*f, "tunnel_idle_timeout", "limits", out.tunnel_idle_timeout);
+  r.read(*f, "udp_max_datagram", "limits", out.udp_max_datagram);
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
                     {"domain", "data_dir", "workers", "listen", "tls", "auth", "accounts", "ports",
-                     "limits", "heartbeat", "log"});
+                     "bandwidth", "limits", "heartbeat", "log"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -123,6 +143,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   }
   read_accounts(r, *f, out);
   if (f->contains("ports")) read_ports(r, f->at("ports"), "ports", out.ports);
+  if (f->contains("bandwidth")) read_bandwidth(r, f->at("bandwidth"), "bandwidth", out.bandwidth);
   if (f->contains("limits")) read_limits(r, f->at("limits"), out.limits);
   if (f->contains("heartbeat")) {
     if (auto hf = r.fields(f->at("heartbeat"), "heartbeat", {"interval", "timeout"})) {
@@ -183,6 +204,14 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
     r.error("listen.tunnels_host", in_quotes(listen.tunnels_host) +
                                        " is not an IP address (use 0.0.0.0 or :: for every "
                                        "interface)");
+  }
+}
+
+void check_bandwidth(ConfigReader& r, const BandwidthConfig& bandwidth, const std::string& path) {
+  for (auto [key, field] : {std::pair{"per_tunnel", &bandwidth.per_tunnel},
+                            std::pair{"per_account", &bandwidth.per_account}}) {
+    if (!*field) continue;
+    if (auto rate = common::parse_byte_rate(**field); !rate) r.error(child(path, key), rate.error);
   }
 }
 
@@ -300,6 +329,7 @@ void check_accounts(ConfigReader& r, const Config& config) {
       }
     }
     check_ports(r, account.ports, child(path, "ports"));
+    check_bandwidth(r, account.bandwidth, child(path, "bandwidth"));
     for (std::size_t j = 0; j < account.domains.size(); ++j) {
       const auto domain = common::ascii_lower(account.domains[j]);
       const auto domain_path = element(child(path, "domains"), j);
@@ -332,6 +362,13 @@ void check_rest(ConfigReader& r, const Config& config) {
   check_positive(r, "limits.idle_timeout", limits.idle_timeout);
   check_positive(r, "limits.udp_idle_timeout", limits.udp_idle_timeout);
   check_ports(r, config.ports, "ports");
+  check_bandwidth(r, config.bandwidth, "bandwidth");
+  if (limits.tunnel_idle_timeout.count() < 0) {
+    r.error("limits.tunnel_idle_timeout", "must not be negative (0 = never)");
+  }
+  if (limits.udp_max_datagram < 1 || limits.udp_max_datagram > 65507) {
+    r.error("limits.udp_max_datagram", "must be 1-65507 (the largest UDP payload over IPv4)");
+  }
   if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
   check_positive(r, "heartbeat.interval", config.heartbeat.interval);
   if (config.heartbeat.timeout <= config.heartbeat.interval) {
@@ -475,6 +512,17 @@ std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
   if (secret.empty()) error = in_quotes(auth.jwt_secret_file) + " is empty";
   return secret;
+}
+
+BandwidthRules bandwidth_rules(const Config& config, const Account& account) {
+  const auto rate = [](const std::optional<std::string>& own,
+                       const std::optional<std::string>& global) -> std::uint64_t {
+    const auto& text = own ? own : global;
+    if (!text) return 0;
+    return common::parse_byte_rate(*text).value.value_or(0);
+  };
+  return {rate(account.bandwidth.per_tunnel, config.bandwidth.per_tunnel),
+          rate(account.bandwidth.per_account, config.bandwidth.per_account)};
 }
 
 }  // namespace tunnel::core

@@ -58,6 +58,20 @@ struct PortRules {
   std::string describe_ranges() const;  // "10000-20000, 30000"
 };
 
+// The `bandwidth:` block, at the top level (every account) or in an account (overrides the keys
+// it sets). Rates as written ("10MiB/s", common/byte_rate.hpp), parsed by validate(); each limit
+// applies to each direction apart.
+struct BandwidthConfig {
+  std::optional<std::string> per_tunnel;   // each tunnel of the account; absent or "0" = none
+  std::optional<std::string> per_account;  // all tunnels of the account together
+};
+
+// The effective limits of one account, bytes per second; 0 = unlimited.
+struct BandwidthRules {
+  std::uint64_t per_tunnel = 0;
+  std::uint64_t per_account = 0;
+};
+
 // A certificate for public HTTPS, chosen by SNI among `hostnames` ("*.example.com" allowed).
 struct CertificateConfig {
   std::vector<std::string> hostnames;
@@ -87,6 +101,7 @@ struct Account {
   std::vector<std::string> domains;
   std::uint32_t max_agents = 10;  // 0 = unlimited
   PortsConfig ports;              // overrides Config::ports for this account
+  BandwidthConfig bandwidth;      // overrides Config::bandwidth for this account
 
   // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
   // Whether the name is free is the registry's business, not this function's.
@@ -105,6 +120,10 @@ struct LimitsConfig {
   std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
   std::chrono::milliseconds shutdown_grace{30'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};  // a udp client's session expires
+  // A tcp tunnel connection or an upgraded (WebSocket) HTTP connection with no byte in either
+  // direction for this long is closed; 0 = never (as HAProxy's "timeout tunnel").
+  std::chrono::milliseconds tunnel_idle_timeout{3'600'000};
+  std::uint32_t udp_max_datagram = 65507;  // larger datagrams are dropped (and counted)
 };
 
 struct HeartbeatConfig {
@@ -126,6 +145,7 @@ struct Config {
   AuthConfig auth;
   std::vector<Account> accounts;
   PortsConfig ports;
+  BandwidthConfig bandwidth;
   LimitsConfig limits;
   HeartbeatConfig heartbeat;
   LogConfig log;
@@ -165,5 +185,8 @@ std::string read_jwt_secret(const AuthConfig& auth, std::string& error);
 // The port policy for `account`: its own `ports` keys, else the top-level ones, else any port
 // from 1024 up, unlimited. Ranges that do not parse are skipped (validate() reports them).
 PortRules port_rules(const Config& config, const Account& account);
+
+// The bandwidth limits for `account`: its own `bandwidth` keys, else the top-level ones.
+BandwidthRules bandwidth_rules(const Config& config, const Account& account);
 
 }  // namespace tunnel::core

@@ -66,6 +66,7 @@ struct CoreContext {
   Registry registry;
   CoreMetrics metrics;
   RateLimiter rate_limiter;
+  AccountBuckets account_buckets;       // bandwidth per account
   std::uint16_t public_http_port = 0;   // for the URLs given to agents
   std::uint16_t public_https_port = 0;  // 0 = HTTPS off
   std::atomic<bool> draining{false};

@@ -12,6 +12,7 @@
 #include "http/error_page.hpp"
 #include "http/host.hpp"
 #include "http/message_parser.hpp"
+#include "protocol/proxy_header.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -69,6 +70,7 @@ struct HttpFront::Exchange {
   std::string local;  // the agent's local target, for 502 pages
   bool client_keep_alive = true;
   Clock::time_point start;
+  const Throttle* throttle = nullptr;  // bandwidth limits of the tunnel; null = none
 
   int status = 0;  // what the client got (0: nothing yet)
   bool response_started = false;
@@ -77,6 +79,23 @@ struct HttpFront::Exchange {
   bool close_after = false;  // the client connection cannot carry another request
   std::uint64_t body_in = 0;
   std::uint64_t bytes_out = 0;
+  Clock::time_point last_activity{};  // after a 101: the last byte either way
+  bool upgraded = false;
+
+  // How long the next read may wait: `normal` until the exchange is upgraded; then what is left
+  // of limits.tunnel_idle_timeout since the last byte in either direction (a day at a time when
+  // that timeout is off).
+  Clock::duration read_budget(std::chrono::milliseconds tunnel_idle, Clock::duration normal) const {
+    if (!upgraded) return normal;
+    if (tunnel_idle.count() == 0) return std::chrono::hours(24);
+    return std::max<Clock::duration>(last_activity + tunnel_idle - Clock::now(),
+                                     std::chrono::milliseconds(1));
+  }
+  // After a read timed out: true if the exchange is upgraded and the other direction moved
+  // bytes recently enough that the connection is not idle yet.
+  bool still_active(std::chrono::milliseconds tunnel_idle) const {
+    return upgraded && (tunnel_idle.count() == 0 || Clock::now() - last_activity < tunnel_idle);
+  }
 };
 
 asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bool tls,
@@ -262,7 +281,16 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     forwarded.version_major = 1;
     forwarded.version_minor = 1;
     std::string error;
-    auto stream = session->open_stream(route.tunnel_index, forwarded.serialize(), error);
+    std::string open_payload;
+    if (route.send_addresses) {
+      // The agent sends PROXY headers to its app: tell it where this connection came from.
+      transport::error_code local_ec;
+      open_payload = protocol::format_addresses(
+          conn->peer(), transport::endpoint_string(conn->socket().local_endpoint(local_ec)));
+      open_payload += '\n';
+    }
+    open_payload += forwarded.serialize();
+    auto stream = session->open_stream(route.tunnel_index, open_payload, error);
     if (!stream) {
       const std::string detail = "The agent serving " + *host + " cannot take requests: " + error;
       co_await reply_error(503, detail, request_id, has_body || !keep_alive);
@@ -274,8 +302,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await conn->write(asio::buffer(kContinue), ec);
     }
-    Exchange ex{parser, pending,        buffers,     stream,     request_id,
-                *host,  request.method, route.local, keep_alive, Clock::now()};
+    Exchange ex{parser,         pending,     buffers,    stream,       request_id,          *host,
+                request.method, route.local, keep_alive, Clock::now(), route.throttle.get()};
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
       co_await conn->shutdown_send();
@@ -336,6 +364,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
             }
             co_return;
           }
+          co_await throttle(ex.throttle, Direction::kIn, step.consumed);
           co_await ex.stream->write(bytes, ec, end);
           ex.pending.erase(0, step.consumed);
           if (ec) {
@@ -365,14 +394,17 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       }
     }
     if (raw && !ex.pending.empty()) {
+      co_await throttle(ex.throttle, Direction::kIn, ex.pending.size());
       co_await ex.stream->write(
           {reinterpret_cast<const std::uint8_t*>(ex.pending.data()), ex.pending.size()}, ec);
       ex.pending.clear();
       if (ec) co_return;
     }
     if (raw && ex.response_done) co_return;
-    auto n = co_await with_timeout(
-        conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec), limits.idle_timeout);
+    auto n =
+        co_await with_timeout(conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec),
+                              ex.read_budget(limits.tunnel_idle_timeout, limits.idle_timeout));
+    if (!n && ex.still_active(limits.tunnel_idle_timeout)) continue;
     if (!n || ec) {
       if (raw) {
         transport::error_code ignored;
@@ -386,6 +418,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
     }
     context_.metrics.bytes_in.inc(*n);
     ex.pending.assign(ex.buffers.in.get(), *n);
+    ex.last_activity = Clock::now();
   }
 }
 
@@ -416,8 +449,17 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
 
   for (;;) {
     const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
-    auto n =
-        co_await with_timeout(ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec), timeout);
+    auto n = co_await with_timeout(ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec),
+                                   ex.read_budget(limits.tunnel_idle_timeout, timeout));
+    if (!n && ex.still_active(limits.tunnel_idle_timeout)) continue;
+    if (!n && ex.upgraded) {
+      spdlog::info("{} {}: upgraded connection idle for {} s (limits.tunnel_idle_timeout); closing",
+                   ex.host, ex.request_id, limits.tunnel_idle_timeout.count() / 1000);
+      ex.close_after = true;
+      ex.stream->reset(protocol::ErrorCode::kCancel, "idle (limits.tunnel_idle_timeout)");
+      conn.socket().cancel();
+      co_return;
+    }
     if (!n) {
       const std::string detail = head_seen
                                      ? std::string("The app stopped sending its response.")
@@ -495,6 +537,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
           break;
         case Step::kUpgrade:
           raw = true;
+          ex.upgraded = true;
+          ex.last_activity = Clock::now();
           break;
         case Step::kError:
           if (out.empty() && !ex.response_started) {
@@ -511,8 +555,12 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       data = data.subspan(step.consumed);
       if (ex.response_done) break;
     }
-    if (raw) out.append(chars(data));
+    if (raw) {
+      out.append(chars(data));
+      ex.last_activity = Clock::now();
+    }
     if (!out.empty()) {
+      co_await throttle(ex.throttle, Direction::kOut, out.size());
       co_await conn.write(asio::buffer(out), ec);
       ex.bytes_out += out.size();
       if (ec) {

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/bandwidth.hpp"
 #include "core/config.hpp"
 
 namespace tunnel::core {
@@ -32,6 +33,8 @@ struct Route {
   std::shared_ptr<AgentSession> agent;
   std::uint16_t tunnel_index = 0;
   std::string local;  // the agent's local target, for error pages ("localhost:3000")
+  std::shared_ptr<const Throttle> throttle;  // bandwidth limits; null = none
+  bool send_addresses = false;  // http: start OPEN_STREAM with the address line (PROXY headers)
 };
 
 enum class LookupStatus { kFound, kUnknown, kOffline };

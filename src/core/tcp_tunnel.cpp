@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/agent_gateway.hpp"
+#include "protocol/proxy_header.hpp"
 #include "transport/accept.hpp"
 #include "transport/conn.hpp"
 
@@ -51,10 +52,12 @@ struct Relay {
   std::string peer;
   std::uint16_t port = 0;
   TcpMetrics& metrics;
+  const Throttle* throttle = nullptr;  // bandwidth limits of the tunnel; null = none
   std::uint64_t in = 0;
   std::uint64_t out = 0;
   bool aborted = false;  // one side broke: the other stops without touching the stream again
   std::string outcome;
+  Clock::time_point last_activity = Clock::now();
 
   // The stream failed: reset the client (agent RESET) or just close it (session gone).
   void abort_client(const transport::error_code& ec) {
@@ -100,6 +103,9 @@ asio::awaitable<void> client_to_agent(Relay& r) {
     }
     r.in += n;
     r.metrics.bytes_in.inc(n);
+    r.last_activity = Clock::now();
+    co_await throttle(r.throttle, Direction::kIn, n);
+    if (r.aborted) co_return;
     co_await r.stream->write(std::span<const std::uint8_t>(buf.data(), n), ec);
     if (r.aborted) co_return;
     if (ec) {
@@ -124,6 +130,9 @@ asio::awaitable<void> agent_to_client(Relay& r) {
       r.client.shutdown(tcp::socket::shutdown_send, ignored);
       co_return;
     }
+    r.last_activity = Clock::now();
+    co_await throttle(r.throttle, Direction::kOut, n);
+    if (r.aborted) co_return;
     auto [wec, written] =
         co_await asio::async_write(r.client, asio::buffer(buf.data(), n), kNoThrow);
     (void)written;
@@ -137,16 +146,36 @@ asio::awaitable<void> agent_to_client(Relay& r) {
   }
 }
 
+// Ends a connection with no byte either way for `timeout` (limits.tunnel_idle_timeout). Runs
+// until then: the relay's `||` cancels it when the connection ends first.
+asio::awaitable<void> idle_watch(Relay& r, std::chrono::milliseconds timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_at(r.last_activity + timeout);
+    auto [ec] = co_await timer.async_wait(kNoThrow);
+    if (ec) co_return;  // cancelled: the relay finished
+    if (Clock::now() - r.last_activity >= timeout) break;
+  }
+  r.abort_stream("idle for " + std::to_string(timeout.count() / 1000) +
+                 " s (limits.tunnel_idle_timeout)");
+  // Stay until cancelled, so the relay halves (now failing) decide when the connection ends.
+  timer.expires_at(Clock::time_point::max());
+  co_await timer.async_wait(kNoThrow);
+}
+
 asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
-                            std::shared_ptr<TcpMetrics> metrics) {
+                            std::shared_ptr<TcpMetrics> metrics,
+                            std::chrono::milliseconds idle_timeout) {
   using namespace asio::experimental::awaitable_operators;
   const auto start = Clock::now();
   boost::system::error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
   const std::string peer = transport::remote_string(client);
+  const std::string local = transport::endpoint_string(client.local_endpoint(ignored));
   auto session = route.agent->session;
   std::string error;
-  auto stream = session->open_stream(route.tunnel_index, peer, error);
+  auto stream =
+      session->open_stream(route.tunnel_index, protocol::format_addresses(peer, local), error);
   if (!stream) {
     metrics->refused.inc();
     spdlog::warn("tcp :{} {}: closed: the agent {} cannot take connections: {}", port, peer,
@@ -155,8 +184,13 @@ asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
     co_return;
   }
   metrics->active.inc();
-  Relay r{std::move(client), stream, peer, port, *metrics, 0, 0, false, {}};
-  co_await (client_to_agent(r) && agent_to_client(r));
+  Relay r{std::move(client), stream, peer, port, *metrics, route.throttle.get(), 0, 0, false, {},
+          Clock::now()};
+  if (idle_timeout.count() > 0) {
+    co_await ((client_to_agent(r) && agent_to_client(r)) || idle_watch(r, idle_timeout));
+  } else {
+    co_await (client_to_agent(r) && agent_to_client(r));
+  }
   r.client.close(ignored);
   metrics->active.dec();
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
@@ -235,7 +269,9 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       }
       socket = tcp::socket(target, protocol, fd);
     }
-    asio::co_spawn(target, relay(std::move(socket), std::move(route), port_, metrics_),
+    asio::co_spawn(target,
+                   relay(std::move(socket), std::move(route), port_, metrics_,
+                         context_.config.limits.tunnel_idle_timeout),
                    asio::detached);
   }
 

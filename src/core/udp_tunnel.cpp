@@ -12,11 +12,13 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "common/async.hpp"
 #include "core/agent_gateway.hpp"
 #include "core/tcp_tunnel.hpp"
+#include "protocol/proxy_header.hpp"
 #include "protocol/udp_record.hpp"
 
 namespace tunnel::core {
@@ -43,7 +45,13 @@ struct UdpMetrics {
         bytes_out(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
                             {{"direction", "out"}})),
         dropped(r.counter("tunnel_udp_datagrams_dropped_total",
-                          "Datagrams the core dropped (no agent, queue or send buffer full).")) {}
+                          "Datagrams the core dropped (no agent, queue or send buffer full).")),
+        too_large_in(r.counter("tunnel_udp_datagrams_too_large_total",
+                               "Datagrams dropped for being larger than limits.udp_max_datagram.",
+                               {{"direction", "in"}})),
+        too_large_out(r.counter("tunnel_udp_datagrams_too_large_total",
+                                "Datagrams dropped for being larger than limits.udp_max_datagram.",
+                                {{"direction", "out"}})) {}
   observability::Counter& sessions;
   observability::Gauge& active;
   observability::Counter& datagrams_in;  // from clients
@@ -51,6 +59,38 @@ struct UdpMetrics {
   observability::Counter& bytes_in;
   observability::Counter& bytes_out;
   observability::Counter& dropped;
+  observability::Counter& too_large_in;   // from clients
+  observability::Counter& too_large_out;  // from the agent
+};
+
+// Oversized datagrams are reported to the log and to the agent at most once per interval per
+// port and direction, with what was dropped since the last report. Thread-safe.
+class DropReport {
+ public:
+  static constexpr auto kInterval = std::chrono::seconds(10);
+  // Counts one dropped datagram of `size` bytes. Returns the message to send when a report is
+  // due ("" otherwise).
+  std::string count(std::size_t size, std::string_view from, std::uint32_t limit) {
+    std::lock_guard lock(mutex_);
+    ++dropped_;
+    largest_ = std::max(largest_, size);
+    const auto now = Clock::now();
+    if (now - last_ < kInterval) return "";
+    last_ = now;
+    std::string message =
+        "dropped " + std::to_string(dropped_) + " datagram" + (dropped_ == 1 ? "" : "s") +
+        " from " + std::string(from) + " larger than the core's limit of " + std::to_string(limit) +
+        " bytes (limits.udp_max_datagram; largest " + std::to_string(largest_) + " bytes)";
+    dropped_ = 0;
+    largest_ = 0;
+    return message;
+  }
+
+ private:
+  std::mutex mutex_;
+  Clock::time_point last_{};
+  std::uint64_t dropped_ = 0;
+  std::size_t largest_ = 0;
 };
 
 class UdpPort;
@@ -114,6 +154,10 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       error = bind_error(port_, ec);
       return false;
     }
+    const auto local = socket_.local_endpoint(ec);
+    local_address_ = local.address().is_v6() ? "[" + local.address().to_string() + "]"
+                                             : local.address().to_string();
+    local_address_ += ":" + std::to_string(local.port());
     return true;
   }
 
@@ -150,6 +194,25 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   }
 
   std::uint16_t port() const { return port_; }
+  // "ip:port" the port is bound to (for the agent's PROXY-style address line).
+  const std::string& local_address() const { return local_address_; }
+
+  // A datagram over limits.udp_max_datagram was dropped: log and tell the agent, now and then.
+  void report_too_large(std::size_t size, bool from_client, const Route& route) {
+    (from_client ? metrics.too_large_in : metrics.too_large_out).inc();
+    auto& report = from_client ? too_large_in_ : too_large_out_;
+    const std::string message =
+        report.count(size, from_client ? "public clients" : "your local app",
+                     context.config.limits.udp_max_datagram);
+    if (message.empty()) return;
+    spdlog::warn("udp :{}: {}", port_, message);
+    if (route.agent) {
+      asio::post(route.agent->session->get_executor(),
+                 [session = route.agent->session, index = route.tunnel_index, message] {
+                   session->notice(index, message);
+                 });
+    }
+  }
 
   CoreContext& context;
   asio::any_io_executor executor;
@@ -164,8 +227,10 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       auto [ec, n] = co_await self->socket_.async_receive_from(asio::buffer(buf), from, kNoThrow);
       if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
       if (ec) continue;  // e.g. ICMP errors reported on the socket: nothing to do
-      if (n > protocol::kMaxDatagram) {
-        self->metrics.dropped.inc();
+      if (n > self->context.config.limits.udp_max_datagram) {
+        Route route;
+        self->context.registry.lookup_port(PortProtocol::kUdp, self->port_, route);
+        self->report_too_large(n, true, route);
         continue;
       }
       self->metrics.datagrams_in.inc();
@@ -194,6 +259,9 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   udp::socket socket_;
   std::uint16_t port_;
   std::map<udp::endpoint, std::shared_ptr<UdpClient>> clients_;  // on `executor`
+  DropReport too_large_in_;
+  DropReport too_large_out_;
+  std::string local_address_;
 };
 
 void UdpClient::on_datagram(Datagram datagram) {
@@ -218,6 +286,7 @@ asio::awaitable<void> UdpClient::to_agent() {
       protocol::append_udp_record(records, queue_.front());  // size checked when received
       queue_.pop_front();
     }
+    co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
     co_await stream_->write(records, ec);
     if (ec) {
       outcome_ = "the stream failed: " + ec.message();
@@ -241,7 +310,12 @@ asio::awaitable<void> UdpClient::from_agent() {
     reader.feed(std::span<const std::uint8_t>(buf.data(), n));
     std::span<const std::uint8_t> datagram;
     while (reader.next(datagram)) {
+      if (datagram.size() > port_->context.config.limits.udp_max_datagram) {
+        port_->report_too_large(datagram.size(), false, route_);
+        continue;
+      }
       ++out_;
+      co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
       port_->send(client_, Datagram(datagram.begin(), datagram.end()));
     }
     if (!reader.error().empty()) {
@@ -274,7 +348,8 @@ asio::awaitable<void> UdpClient::run() {
   if (client_.address().is_v6()) peer = "[" + peer + "]";
   peer += ":" + std::to_string(client_.port());
   std::string error;
-  stream_ = route_.agent->session->open_stream(route_.tunnel_index, peer, error);
+  stream_ = route_.agent->session->open_stream(
+      route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
   if (!stream_) {
     spdlog::warn("udp :{} {}: the agent {} cannot take a session: {}", port_->port(), peer,
                  route_.agent->session->name(), error);

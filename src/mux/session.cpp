@@ -20,6 +20,7 @@ constexpr auto kFlushTimeout = std::chrono::seconds(2);
 // peer that sends them but never reads ours would grow the queue forever. Past this much on top of
 // the data bound, the session ends.
 constexpr std::size_t kControlSlack = 1024 * 1024;
+constexpr std::size_t kMaxNoticeBytes = 4096;  // longer NOTICE messages are cut
 
 std::uint64_t ping_ticks(std::chrono::steady_clock::time_point t) {
   return static_cast<std::uint64_t>(t.time_since_epoch().count());
@@ -269,6 +270,16 @@ void Session::go_away(ErrorCode code, std::string_view message) {
     queue(FrameType::kGoAway, 0, 0, payload);
   }
   if (streams_.empty()) idle_.notify();
+}
+
+void Session::notice(std::uint16_t tunnel_index, std::string_view message) {
+  if (closed_ || options_.version < protocol::kVersion2) return;
+  message = message.substr(0, kMaxNoticeBytes);
+  std::vector<std::uint8_t> payload(2 + message.size());
+  payload[0] = static_cast<std::uint8_t>(tunnel_index >> 8);
+  payload[1] = static_cast<std::uint8_t>(tunnel_index & 0xff);
+  std::memcpy(payload.data() + 2, message.data(), message.size());
+  queue(FrameType::kNotice, 0, 0, payload);
 }
 
 void Session::close(std::string reason, bool tell_peer) {
@@ -576,6 +587,13 @@ bool Session::handle_frame(const Frame& frame) {
         }
       } else {
         queue(FrameType::kPing, flags::kAck, 0, frame.payload);
+      }
+      return true;
+    case FrameType::kNotice:
+      if (frame.payload.size() < 2) return protocol_error("NOTICE payload shorter than 2 bytes");
+      if (on_notice) {
+        const auto index = static_cast<std::uint16_t>((frame.payload[0] << 8) | frame.payload[1]);
+        on_notice(index, std::string(as_text(frame.payload.subspan(2))));
       }
       return true;
     default:

@@ -137,6 +137,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Called when the peer sends GOAWAY (the agent uses it to reconnect before the core leaves).
   std::function<void(protocol::ErrorCode, const std::string&)> on_go_away;
 
+  // Core: tells the agent something about one of its tunnels that it should log (v2 NOTICE;
+  // nothing on v1 sessions). Agent: `on_notice` receives them.
+  void notice(std::uint16_t tunnel_index, std::string_view message);
+  std::function<void(std::uint16_t tunnel_index, const std::string&)> on_notice;
+
   // Queues bytes already encoded as frames, ahead of anything queued later (the core's AUTH
   // reply, which travels as version 1 before the session switches to its version).
   void queue_raw(std::span<const std::uint8_t> bytes);

@@ -102,6 +102,35 @@ TEST(SessionResetTest, CoreResetWakesTheAgentReader) {
   });
 }
 
+TEST_P(SessionControlTest, NoticeReachesTheAgentOnV2Only) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  std::vector<std::pair<std::uint16_t, std::string>> seen;
+  pair.agent->on_notice = [&](std::uint16_t index, const std::string& message) {
+    seen.emplace_back(index, message);
+  };
+  pair.run([&]() -> asio::awaitable<void> {
+    pair.core->notice(3, "dropped 2 datagrams");
+    pair.core->notice(0, std::string(10000, 'x'));  // cut to a bounded size
+    if (v2()) {
+      EXPECT_TRUE(co_await wait_until([&] { return seen.size() == 2; }, 2s));
+      if (seen.size() == 2) {
+        EXPECT_EQ(seen[0], (std::pair<std::uint16_t, std::string>{3, "dropped 2 datagrams"}));
+        EXPECT_EQ(seen[1].first, 0);
+        EXPECT_EQ(seen[1].second.size(), 4096u);
+      }
+    } else {
+      // v1 has no NOTICE: nothing is sent, and the session stays healthy.
+      std::string error;
+      auto stream = pair.core->open_stream(0, "", error);
+      CO_ASSERT_TRUE(stream != nullptr);
+      EXPECT_TRUE(co_await pair.agent->accept() != nullptr);
+      EXPECT_TRUE(seen.empty());
+    }
+    EXPECT_TRUE(pair.agent->is_open());
+  });
+}
+
 TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
   SessionPair pair(version());
   ASSERT_TRUE(pair.ready());
@@ -217,6 +246,7 @@ std::vector<HostileCase> hostile_cases() {
   cases.push_back({"v2_window_update_3_bytes", 2, frame(2, 6, 0, 1, "abc"),
                    "WINDOW_UPDATE payload is not 4 bytes"});
   cases.push_back({"v2_goaway_short", 2, frame(2, 8, 0, 0, "abc"), "GOAWAY payload"});
+  cases.push_back({"v2_notice_short", 2, frame(2, 10, 0, 0, "a"), "NOTICE payload"});
   cases.push_back({"v2_open_from_agent", 2, {}, "OPEN_STREAM from the agent"});
   return cases;
 }

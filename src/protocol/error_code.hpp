@@ -8,7 +8,7 @@ namespace tunnel::protocol {
 
 enum class ErrorCode : std::uint32_t {
   kNoError = 0,
-  kProtocolError = 1,     // the peer broke the protocol (bad frame, bad sequence)
+  kProtocolError = 1,  // the peer broke the protocol (bad frame, bad sequence)
   kInternalError = 2,
   kFlowControlError = 3,  // the peer sent more than its credit
   kStreamClosed = 4,      // a frame arrived for a stream that is closed
@@ -18,8 +18,8 @@ enum class ErrorCode : std::uint32_t {
   kLocalUnreachable = 8,  // the agent could not connect to its local app
   kTimeout = 9,
   kAuthFailed = 10,
-  kGoingAway = 11,        // the sender is shutting down
-  kLocalError = 12,       // the local app broke the connection or sent an invalid response
+  kGoingAway = 11,   // the sender is shutting down
+  kLocalError = 12,  // the local app broke the connection or sent an invalid response
 };
 
 std::string_view error_code_name(ErrorCode code);

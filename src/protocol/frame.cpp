@@ -8,7 +8,7 @@ namespace tunnel::protocol {
 namespace {
 
 constexpr std::uint8_t kLastV1Type = static_cast<std::uint8_t>(FrameType::kHeartbeat);
-constexpr std::uint8_t kLastV2Type = static_cast<std::uint8_t>(FrameType::kPing);
+constexpr std::uint8_t kLastV2Type = static_cast<std::uint8_t>(FrameType::kNotice);
 
 HeaderDecode fail(std::string message) {
   HeaderDecode result;
@@ -96,6 +96,8 @@ std::string_view type_name(std::uint8_t type) {
       return "GOAWAY";
     case FrameType::kPing:
       return "PING";
+    case FrameType::kNotice:
+      return "NOTICE";
   }
   return "UNKNOWN";
 }

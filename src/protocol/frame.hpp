@@ -36,6 +36,7 @@ enum class FrameType : std::uint8_t {
   kReset = 7,         // payload: u32 error code, then UTF-8 message
   kGoAway = 8,        // payload: u32 last accepted stream id, u32 error code, then UTF-8 message
   kPing = 9,          // payload: 8 opaque bytes, echoed with ACK
+  kNotice = 10,       // core -> agent, stream 0: u16 tunnel index, then a UTF-8 message to log
 };
 
 namespace flags {

@@ -186,7 +186,8 @@ TEST(FrameHeader, KnownTypesPerVersion) {
   EXPECT_FALSE(is_known_type(kVersion2, 0));
   EXPECT_TRUE(is_known_type(kVersion2, 6));
   EXPECT_TRUE(is_known_type(kVersion2, 9));
-  EXPECT_FALSE(is_known_type(kVersion2, 10));
+  EXPECT_TRUE(is_known_type(kVersion2, 10));
+  EXPECT_FALSE(is_known_type(kVersion2, 11));
   EXPECT_FALSE(is_known_type(3, 1));
 }
 
@@ -201,7 +202,8 @@ TEST(FrameHeader, TypeNames) {
   EXPECT_EQ(type_name(8), "GOAWAY");
   EXPECT_EQ(type_name(9), "PING");
   EXPECT_EQ(type_name(0), "UNKNOWN");
-  EXPECT_EQ(type_name(10), "UNKNOWN");
+  EXPECT_EQ(type_name(10), "NOTICE");
+  EXPECT_EQ(type_name(11), "UNKNOWN");
   EXPECT_EQ(type_name(255), "UNKNOWN");
 }
 

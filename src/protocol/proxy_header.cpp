@@ -54,6 +54,28 @@ void put_bytes(std::string& out, const Bytes& bytes) {
 
 }  // namespace
 
+std::string format_addresses(std::string_view client, std::string_view server) {
+  std::string out(client);
+  out += ' ';
+  out += server;
+  return out;
+}
+
+ConnectionAddresses parse_addresses(std::string_view text) {
+  ConnectionAddresses out;
+  const auto space = text.find(' ');
+  out.client = std::string(text.substr(0, space));
+  if (space != std::string_view::npos) out.server = std::string(text.substr(space + 1));
+  return out;
+}
+
+std::string_view take_address_line(std::string_view payload, ConnectionAddresses& out) {
+  const auto newline = payload.find('\n');
+  if (newline == std::string_view::npos) return payload;
+  out = parse_addresses(payload.substr(0, newline));
+  return payload.substr(newline + 1);
+}
+
 std::string_view proxy_protocol_name(ProxyProtocol version) {
   switch (version) {
     case ProxyProtocol::kV1:

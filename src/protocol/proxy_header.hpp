@@ -26,6 +26,20 @@ std::string_view proxy_protocol_name(ProxyProtocol version);
 std::string proxy_header(ProxyProtocol version, std::string_view source,
                          std::string_view destination);
 
+// Where a public connection came from and which public address it reached, as the core tells
+// the agent: tcp OPEN_STREAM payloads are "<client> <server>", and http tunnels that asked for
+// PROXY headers get an address line "<client> <server>\n" before the request head. Older cores
+// send only "<client>"; `server` is then "".
+struct ConnectionAddresses {
+  std::string client;  // "ip:port"
+  std::string server;  // "ip:port" of the core's public listener
+};
+std::string format_addresses(std::string_view client, std::string_view server);
+ConnectionAddresses parse_addresses(std::string_view text);
+// Splits an http OPEN_STREAM payload that starts with an address line; the rest (the request
+// head) is returned. Without a '\n' the whole payload is the head and `out` stays empty.
+std::string_view take_address_line(std::string_view payload, ConnectionAddresses& out);
+
 // The signature that starts every v2 header.
 inline constexpr std::string_view kProxyV2Signature{"\r\n\r\n\0\r\nQUIT\n", 12};
 

@@ -60,5 +60,22 @@ TEST(ProxyHeader, NoneIsEmpty) {
   EXPECT_EQ(proxy_protocol_name(ProxyProtocol::kV2), "v2");
 }
 
+TEST(ConnectionAddresses, ParseAndSplit) {
+  const auto both = parse_addresses(format_addresses("[::1]:5", "127.0.0.1:80"));
+  EXPECT_EQ(both.client, "[::1]:5");
+  EXPECT_EQ(both.server, "127.0.0.1:80");
+  const auto old = parse_addresses("1.2.3.4:5");  // an older core
+  EXPECT_EQ(old.client, "1.2.3.4:5");
+  EXPECT_EQ(old.server, "");
+  ConnectionAddresses line;
+  EXPECT_EQ(take_address_line("1.2.3.4:5 6.7.8.9:80\nGET / HTTP/1.1\r\n", line),
+            "GET / HTTP/1.1\r\n");
+  EXPECT_EQ(line.client, "1.2.3.4:5");
+  EXPECT_EQ(line.server, "6.7.8.9:80");
+  ConnectionAddresses none;
+  EXPECT_EQ(take_address_line("GET / HTTP/1.1", none), "GET / HTTP/1.1");
+  EXPECT_EQ(none.client, "");
+}
+
 }  // namespace
 }  // namespace tunnel::protocol

@@ -151,6 +151,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self._chunk(payload.slow_stream_part(i, n))
                 self.wfile.flush()
             return self._end_chunked()
+        if route == "/sse":
+            # Server-sent events: one event every `interval` s, each flushed at once; the
+            # event carries the time it was sent so clients can see any buffering.
+            n = int(q.get("events", "5"))
+            interval = float(q.get("interval", "0.5"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for i in range(n):
+                if i:
+                    time.sleep(interval)
+                self.wfile.write(b"id: %d\ndata: {\"i\": %d, \"sent\": %.6f}\n\n"
+                                 % (i, i, time.time()))
+                self.wfile.flush()
+            self.close_connection = True
+            return None
         if route == "/sleep":
             time.sleep(float(q.get("s", "1")))
             return self._send(200, b"slept\n", "text/plain")

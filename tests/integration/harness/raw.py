@@ -9,7 +9,10 @@ from . import procs
 # A small server: `tcp-echo` echoes and half-closes after the client's FIN; `tcp-banner NAME`
 # sends "NAME\n", half-closes at once and then counts what the client still sends (printed as
 # "NAME received N bytes" at the client's FIN); `udp-echo` echoes each datagram; `udp-whoami`
-# answers each datagram with the address it came from.
+# answers each datagram with the address it came from; `tcp-source N` sends N bytes and
+# closes; `tcp-sink` reads to EOF and prints "sink received N bytes in T s" (first byte to
+# last), then answers "ok"; `udp-sized` answers a datagram holding a number with that many
+# bytes.
 SERVER = r'''
 import socket, sys, threading
 mode = sys.argv[1]
@@ -36,13 +39,41 @@ def tcp_banner(c):
             n += len(data)
         print("%s received %d bytes" % (name, n), flush=True)
 
+def tcp_source(c):
+    # sends `name` bytes (a number), then closes
+    with c:
+        left = int(name)
+        block = b"s" * 65536
+        while left > 0:
+            c.sendall(block[:min(left, len(block))])
+            left -= min(left, len(block))
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(65536):
+            pass
+
+def tcp_sink(c):
+    # reads to EOF; prints the byte count and the time from the first byte to the last
+    import time
+    with c:
+        n, first, last = 0, None, None
+        while True:
+            data = c.recv(1 << 16)
+            if not data:
+                break
+            last = time.monotonic()
+            first = first or last
+            n += len(data)
+        print("sink received %d bytes in %.3f s" % (n, (last or 0) - (first or 0)), flush=True)
+        c.sendall(b"ok")
+
 if mode.startswith("tcp"):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
     s.listen(1024)
     print("listening %d" % s.getsockname()[1], flush=True)
-    handler = tcp_echo if mode == "tcp-echo" else tcp_banner
+    handler = {"tcp-echo": tcp_echo, "tcp-banner": tcp_banner, "tcp-source": tcp_source,
+               "tcp-sink": tcp_sink}[mode]
     while True:
         c, _ = s.accept()
         threading.Thread(target=handler, args=(c,), daemon=True).start()
@@ -55,6 +86,8 @@ else:
         data, addr = s.recvfrom(65535)
         if mode == "udp-echo":
             s.sendto(data, addr)
+        elif mode == "udp-sized":  # the datagram holds a size: answer that many bytes
+            s.sendto(b"x" * int(data), addr)
         else:
             s.sendto(("%s:%d" % addr).encode(), addr)
 '''
