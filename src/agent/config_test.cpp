@@ -199,7 +199,8 @@ TEST(AgentConfig, ShippedExampleIsValid) {
   const auto path = fs::path(TUNNEL_SOURCE_DIR) / "docs/examples/agent.yaml";
   auto result = load_config_file(path.string());
   EXPECT_TRUE(result.ok()) << format_errors(result.errors, path.string());
-  EXPECT_EQ(result.config.tunnels.size(), 2u);
+  EXPECT_EQ(result.config.tunnels.size(), 3u);
+  EXPECT_EQ(result.config.tunnels[2].type, "tcp");
 }
 
 }  // namespace

@@ -255,6 +255,57 @@ TEST(CoreConfig, EnvTokenJoinsAnExistingDefaultAccount) {
   EXPECT_EQ(result.config.accounts[0].subdomains, (std::vector<std::string>{"x"}));
 }
 
+TEST(CoreConfig, BandwidthPlainListenerAndTunnelLimits) {
+  auto result = load_config_string(R"(
+listen:
+  agent: ":8443"
+  agent_plain: "127.0.0.1:8444"
+bandwidth:
+  per_tunnel: 10MiB/s
+  per_account: 100Mbit/s
+accounts:
+  - name: free
+    tokens: [t1]
+    bandwidth:
+      per_tunnel: 1MiB/s
+  - name: paid
+    tokens: [t2]
+limits:
+  tunnel_idle_timeout: 0
+  udp_max_datagram: 1400
+)");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  const Config& c = result.config;
+  EXPECT_EQ(c.listen.agent_plain, "127.0.0.1:8444");
+  EXPECT_EQ(c.limits.tunnel_idle_timeout, milliseconds(0));
+  EXPECT_EQ(c.limits.udp_max_datagram, 1400u);
+  const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
+  EXPECT_EQ(free.per_tunnel, 1u << 20);       // its own
+  EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
+  const BandwidthRules paid = bandwidth_rules(c, c.accounts[1]);
+  EXPECT_EQ(paid.per_tunnel, 10u << 20);
+  EXPECT_EQ(bandwidth_rules(Config{}, Account{}).per_tunnel, 0u);  // none configured
+
+  auto bad = load_config_string(R"(
+listen:
+  agent: ":8443"
+  agent_plain: ":8443"
+bandwidth:
+  per_tunnel: lots
+accounts:
+  - name: a
+    tokens: [t]
+    bandwidth:
+      per_account: 5MBps
+limits:
+  udp_max_datagram: 70000
+)");
+  EXPECT_EQ(find(bad, "listen.agent_plain: port 8443 is also used by listen.agent").line, 4);
+  find(bad, "bandwidth.per_tunnel: \"lots\": expected a number");
+  find(bad, "accounts[0].bandwidth.per_account: \"5MBps\": unknown unit");
+  find(bad, "limits.udp_max_datagram: must be 1-65507");
+}
+
 TEST(CoreConfig, ShippedExampleIsValid) {
   const auto path = std::filesystem::path(TUNNEL_SOURCE_DIR) / "docs/examples/core.yaml";
   auto result = load_config_file(path.string());
