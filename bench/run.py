@@ -57,7 +57,8 @@ MODES = {
               "churn_rate": 20, "churn_seconds": 25, "ttfr_runs": 3},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
              "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
-             "agent_levels": [1000, 10000], "streams": 10000, "stream_sessions": 20,
+             "agent_levels": [1000, 10000], "agents_plain": True, "streams": 10000,
+             "stream_sessions": 20,
              "churn_rate": 20, "churn_seconds": 600, "ttfr_runs": 5},
 }
 
@@ -894,15 +895,19 @@ class Bench:
             r["error"] = "status %s, %d of %d bytes %s" % (code, r["bytes"], size, out.stderr.strip())
         return r
 
-    def fresh_core(self, name):
+    def fresh_core(self, name, plain=False):
         """A new tunnel-core (same settings as the paths' one) for one memory measurement: no
-        earlier load leaves freed memory behind for the measured sessions to reuse."""
+        earlier load leaves freed memory behind for the measured sessions to reuse. With
+        `plain`, agentflood connects to its plain-TCP agent listener instead of TLS."""
         ports = {k: free_port() for k in ("agent", "http", "admin")}
         argv = [self.bin / "tunnel-core", "--data-dir", self.tmp / ("%s-data" % name),
                 "--agent-addr", "127.0.0.1:%d" % ports["agent"],
                 "--http-addr", "127.0.0.1:%d" % ports["http"],
                 "--admin-addr", "127.0.0.1:%d" % ports["admin"],
                 "--config", self.tmp / "core.yaml", "--log-level", self.args.log_level]
+        if plain:
+            ports["agent"] = free_port()
+            argv += ["--agent-plain-addr", "127.0.0.1:%d" % ports["agent"]]
         if self.args.workers:
             argv += ["--workers", self.args.workers]
         cp = self.procs.start(name, argv)
@@ -914,7 +919,8 @@ class Bench:
         flood = Flood(self.procs, [
             self.tools["agentflood"], "--server", "127.0.0.1:%d" % ports["agent"],
             "--http", "127.0.0.1:%d" % ports["http"], "--token", self.token,
-            "--prefix", "flood", "--max-seconds", self.cfg["churn_seconds"] + 900])
+            "--prefix", "flood", "--max-seconds", self.cfg["churn_seconds"] + 900]
+            + (["--plain"] if plain else []))
         time.sleep(0.5)
         return cp, flood
 
@@ -973,10 +979,27 @@ class Bench:
         finally:
             flood.stop()
             self.procs.stop(cp)
+        if self.cfg.get("agents_plain") and not self.plain_why:
+            self.agent_plain_level(r)
         if self.cfg["streams"] > 0:
             self.agent_streams(r)
         if self.cfg["churn_seconds"] > 0:
             self.agent_churn(r)
+
+    def agent_plain_level(self, r):
+        """The first level again over plain TCP: what TLS adds to an idle session."""
+        cp, flood = self.fresh_core("core-agents-plain", plain=True)
+        try:
+            base = self.settle(cp.pid)
+            cpu0 = cpu_seconds(cp.pid)
+            ev = flood.command("open %d" % self.cfg["agent_levels"][0], 600)
+            lv = self.agent_level(ev, base, self.settle(cp.pid), cpu_seconds(cp.pid) - cpu0)
+            lv["plain"] = True
+            r["plain_level"] = lv
+            log("agents over plain TCP: %s" % lv)
+        finally:
+            flood.stop()
+            self.procs.stop(cp)
 
     @staticmethod
     def agent_level(ev, base, rss, cpu_s):
@@ -1274,9 +1297,14 @@ def targets(res):
     if ch:
         # Flat: the RSS after the churn within 2% (at least 1 MiB) of the RSS before it.
         allow = max(1024, 0.02 * ch["core_rss_before_kib"])
-        out.append(("flat RSS after connect/disconnect churn (%d s, %s/s)" % (
+        out.append(("flat RSS after connect/disconnect churn (%d s, %s/s): after - before" % (
             ch["seconds"], ch["rate_per_s"]), ch["growth_kib"] / 1024.0,
             ch["growth_kib"] <= allow and not ch.get("failed"), "%+.1f MiB"))
+        # Does it keep growing? The second half of the churn within 1% of the RSS before.
+        g2 = ch.get("growth_second_half_kib")
+        if g2 is not None:
+            out.append(("... and no growth in the churn's second half (<= 1%)", g2 / 1024.0,
+                        g2 <= 0.01 * ch["core_rss_before_kib"], "%+.1f MiB"))
     else:
         out.append(("flat RSS after connect/disconnect churn", None, None, ""))
     rows = []
@@ -1471,6 +1499,12 @@ def markdown(res):
                 lv["sessions_per_second"], lv["core_cpu_ms_per_open"], lv["core_rss_kib"],
                 lv["core_rss_delta_kib"], lv["kib_per_session"],
                 lv.get("marginal_kib_per_session", "-")))
+        lv = ag.get("plain_level")
+        if lv:
+            L.append("| %d over plain TCP (`--plain`) | %d / %d | %.1f | %s | %.2f | %d | %d | **%.1f** | - |" % (
+                lv["agents"], lv["opened"], lv["failed"], lv["open_seconds"],
+                lv["sessions_per_second"], lv["core_cpu_ms_per_open"], lv["core_rss_kib"],
+                lv["core_rss_delta_kib"], lv["kib_per_session"]))
         L.append("")
         for key, what in (("close_all", "Closing the %d sessions"),):
             c = ag.get(key)
