@@ -34,6 +34,10 @@ std::optional<Endpoint> parse_endpoint(std::string_view text) {
   if (error) return std::nullopt;
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {
     address = ip::make_address_v4(ip::v4_mapped, address.to_v6());
+  } else if (address.is_v6() && address.to_v6().scope_id() != 0) {
+    auto v6 = address.to_v6();  // PROXY headers carry no scope ("%eth0")
+    v6.scope_id(0);
+    address = v6;
   }
   return Endpoint{address, static_cast<std::uint16_t>(port)};
 }

@@ -22,6 +22,11 @@ TEST(ProxyHeader, V1Ipv6AndMixedFamilies) {
             "PROXY TCP6 ::ffff:10.0.0.5 2001:db8::2 1234 8080\r\n");
 }
 
+TEST(ProxyHeader, ScopeIdsAreDropped) {
+  EXPECT_EQ(proxy_header(ProxyProtocol::kV1, "[fe80::1%1]:1000", "[fe80::2%4294967295]:80"),
+            "PROXY TCP6 fe80::1 fe80::2 1000 80\r\n");
+}
+
 TEST(ProxyHeader, V1Unknown) {
   EXPECT_EQ(proxy_header(ProxyProtocol::kV1, "unknown", "127.0.0.1:80"), "PROXY UNKNOWN\r\n");
   EXPECT_EQ(proxy_header(ProxyProtocol::kV1, "1.2.3.4:99999", "127.0.0.1:80"), "PROXY UNKNOWN\r\n");
