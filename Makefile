@@ -17,7 +17,8 @@ demo:
 ci:
 	./.ci/run
 
-# Benchmark suite (bench/run.py, docs/performance.md); needs `make build` first.
+# Benchmark suite (bench/run.py, docs/performance.md); needs `make build` first (core, agent
+# and the load tools of bench/tools; the suite builds the tools itself if they are missing).
 .PHONY: bench bench-quick
 bench:
 	/usr/bin/python3 bench/run.py
