@@ -75,6 +75,7 @@ struct Stats {
   std::uint64_t err_timeout = 0;  // no complete answer within --timeout
   std::uint64_t unsent = 0;       // due, but no connection was free before the end
   std::uint64_t reconnects = 0;
+  std::string first_error;  // what went wrong first, for the report
   std::vector<std::uint32_t> latency_us;   // scheduled time -> last response byte, ok only
   std::vector<std::uint32_t> send_lag_us;  // scheduled time -> request written
   std::vector<std::uint32_t> service_us;   // request written -> last response byte, ok only
@@ -214,6 +215,10 @@ asio::awaitable<int> read_response(tcp::socket& sock, asio::streambuf& buf, bool
   co_return head.status;
 }
 
+void note_error(Run& run, const std::string& what) {
+  if (run.stats.first_error.empty()) run.stats.first_error = what;
+}
+
 asio::awaitable<bool> connect(Run& run, tcp::socket& sock) {
   asio::steady_timer timer(sock.get_executor());
   timer.expires_after(std::chrono::duration_cast<Clock::duration>(
@@ -227,8 +232,12 @@ asio::awaitable<bool> connect(Run& run, tcp::socket& sock) {
   });
   auto [ec] = co_await sock.async_connect(run.endpoint, use);
   timer.cancel();
-  if (ec || timed_out) co_return false;
-  sock.set_option(tcp::no_delay(true));
+  if (ec || timed_out) {
+    note_error(run, timed_out ? std::string("connect: timed out") : "connect: " + ec.message());
+    co_return false;
+  }
+  boost::system::error_code ignored;
+  sock.set_option(tcp::no_delay(true), ignored);
   co_return true;
 }
 
@@ -278,6 +287,7 @@ asio::awaitable<void> connection(Run& run) {
     auto [wec, wn] = co_await asio::async_write(sock, asio::buffer(run.request), use);
     (void)wn;
     if (wec) {
+      note_error(run, timed_out ? std::string("write: timed out") : "write: " + wec.message());
       watchdog.cancel();
       ++(timed_out ? run.stats.err_timeout : run.stats.err_io);
       connected = false;
@@ -291,6 +301,8 @@ asio::awaitable<void> connection(Run& run) {
     const auto done = Clock::now();
     watchdog.cancel();
     if (status == 0) {
+      note_error(run, timed_out ? "no complete response within the timeout"
+                                : "read: connection closed or response not understood");
       ++(timed_out ? run.stats.err_timeout : run.stats.err_io);
       connected = false;
       boost::system::error_code ignored;
@@ -302,6 +314,7 @@ asio::awaitable<void> connection(Run& run) {
       run.stats.latency_us.push_back(micros(done - due));
       run.stats.service_us.push_back(micros(done - written));
     } else {
+      note_error(run, "status " + std::to_string(status));
       ++run.stats.err_status;
     }
     if (must_close) {
@@ -427,7 +440,7 @@ int main(int argc, char** argv) {
       "\"err_io\":%llu,\"err_timeout\":%llu,\"unsent\":%llu,\"reconnects\":%llu,"
       "\"achieved_rps\":%.1f,\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f,\"p999\":%.0f,\"max\":%.0f,"
       "\"mean\":%.1f,\"send_lag_p50\":%.0f,\"send_lag_p99\":%.0f,\"send_lag_max\":%.0f,"
-      "\"service_p50\":%.0f,\"service_p99\":%.0f}\n",
+      "\"service_p50\":%.0f,\"service_p99\":%.0f,\"first_error\":\"%s\"}\n",
       run.opt.rate, run.opt.duration, run.opt.connections,
       static_cast<unsigned long long>(run.stats.scheduled),
       static_cast<unsigned long long>(run.stats.sent), static_cast<unsigned long long>(run.stats.ok),
@@ -440,6 +453,6 @@ int main(int argc, char** argv) {
       static_cast<double>(run.stats.ok) / run.opt.duration, percentile(lat, 50), percentile(lat, 90),
       percentile(lat, 99), percentile(lat, 99.9), lat.empty() ? 0.0 : lat.back(), mean,
       percentile(lag, 50), percentile(lag, 99), lag.empty() ? 0.0 : lag.back(),
-      percentile(svc, 50), percentile(svc, 99));
+      percentile(svc, 50), percentile(svc, 99), run.stats.first_error.c_str());
   return 0;
 }
