@@ -281,15 +281,16 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     forwarded.version_major = 1;
     forwarded.version_minor = 1;
     std::string error;
-    std::string open_payload;
+    std::string open_payload = forwarded.serialize();
     if (route.send_addresses) {
       // The agent sends PROXY headers to its app: tell it where this connection came from.
       transport::error_code local_ec;
-      open_payload = protocol::format_addresses(
-          conn->peer(), transport::endpoint_string(conn->socket().local_endpoint(local_ec)));
-      open_payload += '\n';
+      open_payload.insert(
+          0,
+          protocol::format_addresses(
+              conn->peer(), transport::endpoint_string(conn->socket().local_endpoint(local_ec))) +
+              '\n');
     }
-    open_payload += forwarded.serialize();
     auto stream = session->open_stream(route.tunnel_index, open_payload, error);
     if (!stream) {
       const std::string detail = "The agent serving " + *host + " cannot take requests: " + error;

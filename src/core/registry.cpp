@@ -21,6 +21,7 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
     entry = Entry{};
     entry.account = account;
   }
+  claims_[route.agent.get()].hosts.push_back(host);
   entry.routes.push_back(std::move(route));
   return true;
 }
@@ -28,32 +29,35 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
 void Registry::release_agent(const AgentSession* agent) {
   std::lock_guard lock(mutex_);
   const auto now = Clock::now();
-  for (auto it = ports_.begin(); it != ports_.end();) {
-    PortEntry& entry = it->second;
-    const auto before = entry.routes.size();
-    std::erase_if(entry.routes, [&](const Route& r) { return r.agent.get() == agent; });
-    if (entry.routes.empty() && before > 0) {
-      entry.offline_since = now;
-      if (entry.listener) entry.listener->close();
-      entry.listener.reset();
+  // Only the names and ports this agent claimed: dropping thousands of agents at once must not
+  // walk every entry for each of them.
+  if (auto claims = claims_.extract(agent); !claims.empty()) {
+    for (const std::uint32_t key : claims.mapped().ports) {
+      auto it = ports_.find(key);
+      if (it == ports_.end()) continue;
+      PortEntry& entry = it->second;
+      const auto before = entry.routes.size();
+      std::erase_if(entry.routes, [&](const Route& r) { return r.agent.get() == agent; });
+      if (entry.routes.empty() && before > 0) {
+        entry.offline_since = now;
+        if (entry.listener) entry.listener->close();
+        entry.listener.reset();
+      }
     }
-    if (port_expired(entry, now)) {
-      it = ports_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto it = hosts_.begin(); it != hosts_.end();) {
-    auto& routes = it->second.routes;
-    const auto before = routes.size();
-    std::erase_if(routes, [&](const Route& r) { return r.agent.get() == agent; });
-    if (routes.empty() && before > 0) it->second.offline_since = now;
-    if (expired(it->second, now)) {
-      it = hosts_.erase(it);
-    } else {
-      ++it;
+    for (const std::string& host : claims.mapped().hosts) {
+      auto it = hosts_.find(host);
+      if (it == hosts_.end()) continue;
+      auto& routes = it->second.routes;
+      const auto before = routes.size();
+      std::erase_if(routes, [&](const Route& r) { return r.agent.get() == agent; });
+      if (routes.empty() && before > 0) it->second.offline_since = now;
     }
   }
+  // Forget reservations that have expired, at most once a minute (a full walk).
+  if (now - last_sweep_ < kSweepInterval) return;
+  last_sweep_ = now;
+  std::erase_if(ports_, [&](const auto& item) { return port_expired(item.second, now); });
+  std::erase_if(hosts_, [&](const auto& item) { return expired(item.second, now); });
 }
 
 LookupStatus Registry::lookup(const std::string& host, Route& out) {
@@ -145,6 +149,7 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
     }
     entry.listener = std::move(listener);
   }
+  claims_[route.agent.get()].ports.push_back(port_key(protocol, port));
   entry.routes.push_back(std::move(route));
   return true;
 }

@@ -117,7 +117,16 @@ class Registry {
                          Route& route, const OpenPort& open, bool explicit_port,
                          std::string& error);
 
+  // What each connected agent claimed, so releasing it touches only those entries.
+  struct Claims {
+    std::vector<std::string> hosts;
+    std::vector<std::uint32_t> ports;
+  };
+  static constexpr auto kSweepInterval = std::chrono::seconds(60);
+
   mutable std::mutex mutex_;
+  std::unordered_map<const AgentSession*, Claims> claims_;
+  Clock::time_point last_sweep_{};
   std::unordered_map<std::string, Entry> hosts_;
   std::unordered_map<std::uint32_t, PortEntry> ports_;
   std::unordered_map<std::string, std::size_t> agents_per_account_;

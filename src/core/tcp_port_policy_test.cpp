@@ -278,3 +278,40 @@ TEST(PortClaims, AFailedOpenLeavesNoReservation) {
 
 }  // namespace
 }  // namespace tunnel::core
+
+namespace tunnel::core {
+namespace {
+
+// Releasing an agent touches only what it claimed: the others keep their names and ports, and
+// the released ones stay reserved (offline) for their account.
+TEST(RegistryRelease, OnlyTheAgentsOwnClaims) {
+  Registry registry;
+  Opener opener;
+  std::vector<std::shared_ptr<AgentSession>> agents;
+  std::string error;
+  const PortRules any = rules({{1024, 65535}});
+  for (int i = 0; i < 2000; ++i) {
+    agents.push_back(std::make_shared<AgentSession>());
+    ASSERT_TRUE(registry.claim("a" + std::to_string(i) + ".localhost", "acct",
+                               route_of(agents.back()), error))
+        << error;
+  }
+  ASSERT_EQ(registry.claim_port(PortProtocol::kTcp, 30000, "acct", any, route_of(agents[7]),
+                                opener.fn(), error),
+            30000);
+  for (int i = 0; i < 2000; i += 2) registry.release_agent(agents[i].get());
+  Route out;
+  EXPECT_EQ(registry.lookup("a0.localhost", out), LookupStatus::kOffline);
+  EXPECT_EQ(registry.lookup("a1.localhost", out), LookupStatus::kFound);
+  EXPECT_EQ(out.agent, agents[1]);
+  EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 30000, out), LookupStatus::kFound);
+  registry.release_agent(agents[7].get());
+  EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 30000, out), LookupStatus::kOffline);
+  EXPECT_EQ(opener.closes, 1);
+  // Another account still cannot take a released name while it is reserved.
+  EXPECT_FALSE(registry.claim("a0.localhost", "other", route_of(agents[0]), error));
+  EXPECT_EQ(registry.hostname_count(), 2000u);
+}
+
+}  // namespace
+}  // namespace tunnel::core
