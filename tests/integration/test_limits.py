@@ -6,12 +6,11 @@ import http.client
 import json
 import re
 import socket
-import sys
 import threading
 import time
 
-from harness import client, procs
-from harness.raw import PortAgent, Server, core_config
+from harness import client
+from harness.raw import PortAgent, Server, WsEchoServer, core_config
 
 MIB = 1 << 20
 
@@ -167,17 +166,6 @@ def test_tcp_idle_timeout_closes_only_idle_connections(tunnel):
     core.wait_output(r"idle for 1 s \(limits.tunnel_idle_timeout\)")
 
 
-WS_SERVER = r'''
-import asyncio, websockets
-async def echo(ws):
-    async for m in ws:
-        await ws.send(m)
-async def main():
-    async with websockets.serve(echo, "127.0.0.1", 0, ping_interval=None) as server:
-        print("listening %d" % server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.Future()
-asyncio.run(main())
-'''
 
 
 def test_websocket_outlives_http_idle_timeout_but_not_tunnel_idle_timeout(tunnel):
@@ -185,11 +173,8 @@ def test_websocket_outlives_http_idle_timeout_but_not_tunnel_idle_timeout(tunnel
     that talks every 0.6 s lives on for 4 s; one that says nothing for the tunnel idle timeout
     (2 s) is closed."""
     core = limits_core(tunnel, extra="limits:\n  idle_timeout: 1s\n  tunnel_idle_timeout: 2s\n")
-    ws_server = tunnel.add(procs.Proc("ws-server", [sys.executable, "-u", "-c", WS_SERVER],
-                                      tunnel.workdir / "ws-server.log", env=procs.clean_env()))
-    ws_server.start()
-    ws_port = int(ws_server.wait_output(r"^listening (\d+)$", flags=re.M).group(1))
-    tunnel.agent(core, "127.0.0.1:%d" % ws_port, subdomain="ws", wait=False)
+    ws_server = tunnel.add(WsEchoServer(tunnel.workdir)).start()
+    tunnel.agent(core, "127.0.0.1:%d" % ws_server.port, subdomain="ws", wait=False)
     client.wait_for(lambda: core.request("ws", path="/").status not in (404, 503, 502), 20,
                     what="ws tunnel routed")
     import websockets

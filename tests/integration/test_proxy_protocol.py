@@ -4,7 +4,6 @@ are never shared between public client connections; X-Forwarded-For stays right;
 rejects the header gives a clear error at the agent and the client."""
 import http.client
 import json
-import re
 import socket
 import sys
 from pathlib import Path
@@ -17,19 +16,13 @@ from harness.raw import PortAgent, core_config
 HERE = Path(__file__).resolve().parent
 
 
-class ProxyApp(procs.Proc):
+class ProxyApp(procs.ListeningProc):
     def __init__(self, workdir, mode, expect="any", name=None):
         name = name or "proxy-app-%s-%s" % (mode, expect)
         super().__init__(name, [sys.executable, "-u", str(HERE / "harness" / "proxy_app.py"),
                                 mode, "--expect", expect],
                          workdir / ("%s.log" % name),
                          env=procs.clean_env({"PYTHONDONTWRITEBYTECODE": "1"}))
-        self.port = None
-
-    def start(self):
-        super().start()
-        self.port = int(self.wait_output(r"^listening (\d+)$", timeout=15, flags=re.M).group(1))
-        return self
 
 
 def port_core(tunnel):

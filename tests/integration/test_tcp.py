@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness import client, payload
-from harness.raw import PortAgent, Server, core_config, sample
+from harness.raw import PortAgent, Server, WsEchoServer, core_config, sample
 
 DEADLINE = 600.0
 
@@ -286,23 +286,8 @@ def test_agent_restart_with_open_connections(tunnel, echo):
 def test_websocket_echo_through_http_tunnel(tunnel):
     """python3-websockets on both ends: the core relays raw bytes after the 101."""
     core = tunnel.core()
-    server_code = r'''
-import asyncio, websockets
-async def echo(ws):
-    async for m in ws:
-        await ws.send(m)
-async def main():
-    async with websockets.serve(echo, "127.0.0.1", 0) as server:
-        print("listening %d" % server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.Future()
-asyncio.run(main())
-'''
-    import sys
-    from harness.procs import Proc, clean_env
-    ws_server = tunnel.add(Proc("ws-server", [sys.executable, "-u", "-c", server_code],
-                                tunnel.workdir / "ws-server.log", env=clean_env()))
-    ws_server.start()
-    ws_port = int(ws_server.wait_output(r"^listening (\d+)$", flags=re.M).group(1))
+    ws_server = tunnel.add(WsEchoServer(tunnel.workdir)).start()
+    ws_port = ws_server.port
     tunnel.agent(core, "127.0.0.1:%d" % ws_port, subdomain="ws", wait=False)
     client.wait_for(lambda: core.request("ws", path="/").status not in (404, 503, 502), 20,
                     what="ws tunnel routed")

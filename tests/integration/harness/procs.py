@@ -99,6 +99,19 @@ class Proc:
         return self.returncode()
 
 
+
+class ListeningProc(Proc):
+    """A helper server that prints "listening PORT" once it accepts; start() waits for that
+    line and sets self.port."""
+
+    port = None
+
+    def start(self):
+        super().start()
+        self.port = int(self.wait_output(r"^listening (\d+)$", timeout=15, flags=re.M).group(1))
+        return self
+
+
 class Origin(Proc):
     """The test origin app (harness/origin.py) in its own process, so a busy test client
     does not compete with it for the GIL."""

@@ -93,17 +93,32 @@ else:
 '''
 
 
-class Server(procs.Proc):
+class Server(procs.ListeningProc):
     def __init__(self, workdir, mode, name="server"):
         super().__init__("%s-%s" % (mode, name), [sys.executable, "-u", "-c", SERVER, mode, name],
                          workdir / ("%s-%s.log" % (mode, name)),
                          env=procs.clean_env({"PYTHONDONTWRITEBYTECODE": "1"}))
-        self.port = None
 
-    def start(self):
-        super().start()
-        self.port = int(self.wait_output(r"^listening (\d+)$", timeout=15, flags=re.M).group(1))
-        return self
+
+# A WebSocket echo server (python3-websockets); no pings of its own, so idle means idle.
+WS_SERVER = r'''
+import asyncio, websockets
+async def echo(ws):
+    async for m in ws:
+        await ws.send(m)
+async def main():
+    async with websockets.serve(echo, "127.0.0.1", 0, ping_interval=None,
+                                max_size=None) as server:
+        print("listening %d" % server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+'''
+
+
+class WsEchoServer(procs.ListeningProc):
+    def __init__(self, workdir, name="ws-server"):
+        super().__init__(name, [sys.executable, "-u", "-c", WS_SERVER], workdir / (name + ".log"),
+                         env=procs.clean_env())
 
 
 class PortAgent(procs.Proc):
