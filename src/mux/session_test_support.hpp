@@ -256,15 +256,15 @@ class SessionPair {
       }
       client_tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
       client_tls_->set_verify_mode(asio::ssl::verify_none);
-      asio::ssl::stream<tcp::socket> server(std::move(accepted), *server_tls_);
-      asio::ssl::stream<tcp::socket> client(std::move(dialer), *client_tls_);
+      auto server = transport::make_tls_conn(std::move(accepted), *server_tls_);
+      auto client = transport::make_tls_conn(std::move(dialer), *client_tls_);
       int handshakes = 0;
       error_code server_ec, client_ec;
-      server.async_handshake(asio::ssl::stream_base::server, [&](error_code ec) {
+      asio::co_spawn(io, server->handshake(true), [&](std::exception_ptr, error_code ec) {
         server_ec = ec;
         ++handshakes;
       });
-      client.async_handshake(asio::ssl::stream_base::client, [&](error_code ec) {
+      asio::co_spawn(io, client->handshake(false), [&](std::exception_ptr, error_code ec) {
         client_ec = ec;
         ++handshakes;
       });
@@ -275,8 +275,8 @@ class SessionPair {
                       << client_ec.message();
         return;
       }
-      core_conn = transport::make_tls_conn(std::move(server));
-      agent_conn = transport::make_tls_conn(std::move(client));
+      core_conn = std::move(server);
+      agent_conn = std::move(client);
     }
     core = std::make_shared<Session>(std::move(core_conn), FrameReader(core_options.version),
                                      Role::kCore, core_options, "core");

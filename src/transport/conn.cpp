@@ -1,5 +1,8 @@
 #include "transport/conn.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,9 +17,6 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 tcp::socket& lowest(tcp::socket& s) {
   return s;
 }
-tcp::socket& lowest(asio::ssl::stream<tcp::socket>& s) {
-  return s.next_layer();
-}
 
 template <typename Stream>
 class StreamConn final : public Conn {
@@ -29,8 +29,6 @@ class StreamConn final : public Conn {
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, error_code& ec) override {
     auto [e, n] = co_await stream_.async_read_some(buf, kNoThrow);
     ec = e;
-    if (ec == asio::ssl::error::stream_truncated)
-      ec = asio::error::eof;  // peer skipped close_notify
     co_return ec ? 0 : n;
   }
 
@@ -55,7 +53,7 @@ class StreamConn final : public Conn {
 
   asio::any_io_executor get_executor() override { return stream_.get_executor(); }
   tcp::socket& socket() override { return lowest(stream_); }
-  bool is_tls() const override { return std::is_same_v<Stream, asio::ssl::stream<tcp::socket>>; }
+  bool is_tls() const override { return false; }
 
  private:
   Stream stream_;
@@ -67,8 +65,144 @@ std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket) {
   return std::make_unique<StreamConn<tcp::socket>>(std::move(socket));
 }
 
-std::unique_ptr<Conn> make_tls_conn(asio::ssl::stream<tcp::socket> stream) {
-  return std::make_unique<StreamConn<asio::ssl::stream<tcp::socket>>>(std::move(stream));
+namespace {
+
+// Writes of several small buffers are joined first, so they make one TLS record, not several.
+constexpr std::size_t kJoinBelow = 16 * 1024;
+
+class SslConn final : public TlsConn {
+ public:
+  SslConn(tcp::socket socket, SSL_CTX* context)
+      : socket_(std::move(socket)), ssl_(SSL_new(context)) {
+    peer_ = remote_string(socket_);
+    error_code ignored;
+    socket_.non_blocking(true, ignored);
+    if (ssl_ != nullptr) {
+      SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));  // BIO_NOCLOSE: asio closes
+      SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    }
+  }
+  ~SslConn() override {
+    close();
+    if (ssl_ != nullptr) SSL_free(ssl_);
+  }
+
+  SSL* native_handle() override { return ssl_; }
+
+  asio::awaitable<error_code> handshake(bool server) override {
+    error_code ec;
+    if (ssl_ == nullptr)
+      co_return error_code(static_cast<int>(ERR_get_error()), asio::error::get_ssl_category());
+    server ? SSL_set_accept_state(ssl_) : SSL_set_connect_state(ssl_);
+    for (;;) {
+      ERR_clear_error();
+      const int ret = SSL_do_handshake(ssl_);
+      if (ret == 1) co_return error_code{};
+      if (!co_await wait_for(ret, ec)) co_return ec;
+    }
+  }
+
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, error_code& ec) override {
+    ec = {};
+    if (buf.size() == 0) co_return 0;
+    for (;;) {
+      ERR_clear_error();
+      std::size_t n = 0;
+      const int ret = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
+      if (ret == 1) co_return n;
+      if (!co_await wait_for(ret, ec)) {
+        if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;  // no close_notify
+        co_return 0;
+      }
+    }
+  }
+
+  asio::awaitable<void> write(std::span<const asio::const_buffer> bufs, error_code& ec) override {
+    ec = {};
+    std::size_t total = 0;
+    for (const auto& b : bufs) total += b.size();
+    if (bufs.size() > 1 && total < kJoinBelow) {
+      std::string joined;
+      joined.reserve(total);
+      for (const auto& b : bufs) joined.append(static_cast<const char*>(b.data()), b.size());
+      co_await write_all(joined.data(), joined.size(), ec);
+      co_return;
+    }
+    for (const auto& b : bufs) {
+      co_await write_all(static_cast<const char*>(b.data()), b.size(), ec);
+      if (ec) co_return;
+    }
+  }
+
+  asio::awaitable<void> shutdown_send() override {
+    // No close_notify (it would wait for the peer's); a FIN after complete frames is a clean end.
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    co_return;
+  }
+
+  void close() override {
+    error_code ignored;
+    socket_.close(ignored);
+  }
+
+  asio::any_io_executor get_executor() override { return socket_.get_executor(); }
+  tcp::socket& socket() override { return socket_; }
+  bool is_tls() const override { return true; }
+
+ private:
+  asio::awaitable<void> write_all(const char* data, std::size_t size, error_code& ec) {
+    while (size > 0) {
+      ERR_clear_error();
+      std::size_t n = 0;
+      const int ret = SSL_write_ex(ssl_, data, size, &n);
+      if (ret == 1) {
+        data += n;
+        size -= n;
+        continue;
+      }
+      if (!co_await wait_for(ret, ec)) co_return;
+    }
+  }
+
+  // After an OpenSSL call returned `ret`: waits for the readiness it asked for (true), or sets
+  // `ec` to the failure (false).
+  asio::awaitable<bool> wait_for(int ret, error_code& ec) {
+    const int err = SSL_get_error(ssl_, ret);
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      auto [wec] = co_await socket_.async_wait(
+          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, kNoThrow);
+      ec = wec;
+      co_return !wec;
+    }
+    ec = failure(err);
+    ERR_clear_error();
+    co_return false;
+  }
+
+  static error_code failure(int err) {
+    if (err == SSL_ERROR_ZERO_RETURN) return asio::error::eof;  // close_notify
+    const unsigned long code = ERR_peek_error();
+    if (err == SSL_ERROR_SYSCALL && code == 0) {
+      // EOF without close_notify, or a socket error.
+      return errno == 0 ? error_code(asio::ssl::error::stream_truncated)
+                        : error_code(errno, asio::error::get_system_category());
+    }
+    if (ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+      return asio::ssl::error::stream_truncated;
+    }
+    if (code == 0) return asio::error::fault;
+    return error_code(static_cast<int>(code), asio::error::get_ssl_category());
+  }
+
+  tcp::socket socket_;
+  SSL* ssl_;
+};
+
+}  // namespace
+
+std::unique_ptr<TlsConn> make_tls_conn(tcp::socket socket, asio::ssl::context& context) {
+  return std::make_unique<SslConn>(std::move(socket), context.native_handle());
 }
 
 std::string endpoint_string(const tcp::endpoint& endpoint) {

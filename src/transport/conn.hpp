@@ -52,7 +52,20 @@ class Conn {
 };
 
 std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket);
-std::unique_ptr<Conn> make_tls_conn(asio::ssl::stream<tcp::socket> stream);
+
+// TLS where OpenSSL reads and writes the (non-blocking) socket itself and the coroutine waits for
+// readiness: no staging buffers or BIO pair per connection (asio's ssl::stream holds about 70 KB
+// of those for a connection's whole life), so an idle connection holds only OpenSSL's state
+// (its record buffers are released while idle, SSL_MODE_RELEASE_BUFFERS).
+class TlsConn : public Conn {
+ public:
+  // The OpenSSL object, to set SNI and verification parameters before the handshake.
+  virtual SSL* native_handle() = 0;
+  // Runs the TLS handshake as client or server. Returns the error (asio's ssl category for
+  // OpenSSL errors, asio::ssl::error::stream_truncated when the peer closed), or success.
+  virtual asio::awaitable<error_code> handshake(bool server) = 0;
+};
+std::unique_ptr<TlsConn> make_tls_conn(tcp::socket socket, asio::ssl::context& context);
 
 // "1.2.3.4:80" or "[::1]:80"; "unknown" when the socket is not connected.
 std::string endpoint_string(const tcp::endpoint& endpoint);

@@ -30,6 +30,8 @@ void harden(asio::ssl::context& ctx) {
   // Release the 2 x ~17 KiB record buffers while a connection is idle: many idle agents.
   SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  // Sessions are long-lived and never resumed: no TLS 1.3 session tickets to send.
+  SSL_CTX_set_num_tickets(ctx.native_handle(), 0);
 }
 
 }  // namespace
@@ -125,10 +127,11 @@ asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, cons
   socket.set_option(tcp::no_delay(true));
   if (!tls) co_return make_tcp_conn(std::move(socket));
 
-  asio::ssl::stream<tcp::socket> stream(std::move(socket), *tls->context);
-  SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+  auto conn = make_tls_conn(std::move(socket), *tls->context);
+  SSL* ssl = conn->native_handle();
+  SSL_set_tlsext_host_name(ssl, host.c_str());
   if (tls->check_host) {
-    X509_VERIFY_PARAM* param = SSL_get0_param(stream.native_handle());
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
     X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
     error_code not_ip;
     (void)asio::ip::make_address(host, not_ip);
@@ -138,17 +141,16 @@ asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, cons
       X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
     }
   }
-  auto handshake = co_await with_timeout(
-      stream.async_handshake(asio::ssl::stream_base::client, kNoThrow), timeout);
+  auto handshake = co_await with_timeout(conn->handshake(false), timeout);
   if (!handshake) {
     error = "TLS handshake with " + where + ": timed out";
     co_return nullptr;
   }
-  if (auto [hec] = *handshake; hec) {
+  if (const error_code hec = *handshake; hec) {
     error = "TLS handshake with " + where + ": " + describe_tls_error(hec);
     co_return nullptr;
   }
-  co_return make_tls_conn(std::move(stream));
+  co_return conn;
 }
 
 asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl::context& tls,
@@ -156,18 +158,17 @@ asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl:
                                                   std::string& error) {
   socket.set_option(tcp::no_delay(true));
   const std::string peer = remote_string(socket);
-  asio::ssl::stream<tcp::socket> stream(std::move(socket), tls);
-  auto handshake = co_await with_timeout(
-      stream.async_handshake(asio::ssl::stream_base::server, kNoThrow), timeout);
+  auto conn = make_tls_conn(std::move(socket), tls);
+  auto handshake = co_await with_timeout(conn->handshake(true), timeout);
   if (!handshake) {
     error = "TLS handshake from " + peer + ": timed out";
     co_return nullptr;
   }
-  if (auto [hec] = *handshake; hec) {
+  if (const error_code hec = *handshake; hec) {
     error = "TLS handshake from " + peer + ": " + describe_tls_error(hec);
     co_return nullptr;
   }
-  co_return make_tls_conn(std::move(stream));
+  co_return conn;
 }
 
 }  // namespace tunnel::transport
