@@ -288,10 +288,12 @@ int run_cli(int argc, char** argv) {
   std::vector<CLI::App*> port_commands;
   for (const char* type : {"tcp", "udp"}) {
     const std::string what = std::string(type) == "tcp" ? "TCP" : "UDP";
-    CLI::App* cmd = app.add_subcommand(type, "forward a public " + what +
-                                                 " port of the core to a "
-                                                 "local " +
-                                                 what + " service");
+    std::string description = "forward a public ";
+    description.append(what)
+        .append(" port of the core to a local ")
+        .append(what)
+        .append(" service");
+    CLI::App* cmd = app.add_subcommand(type, description);
     cmd->add_option("TARGET", flags.target, "PORT or HOST:PORT of the local service")->required();
     cmd->add_option("--remote-port", flags.remote_port,
                     "the public port to ask for (default 0: the core picks one)");
