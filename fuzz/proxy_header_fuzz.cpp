@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   const std::string v2 = proxy_header(ProxyProtocol::kV2, addresses.client, addresses.server);
   if (v2.size() < 16 || !v2.starts_with(kProxyV2Signature) || v2[12] != '\x21') std::abort();
-  const std::size_t length = (static_cast<unsigned char>(v2[14]) << 8) |
-                             static_cast<unsigned char>(v2[15]);
+  const std::size_t length =
+      (static_cast<unsigned char>(v2[14]) << 8) | static_cast<unsigned char>(v2[15]);
   if (v2.size() != 16 + length) std::abort();
   if (proxy_header(ProxyProtocol::kNone, addresses.client, addresses.server) != "") std::abort();
   return 0;

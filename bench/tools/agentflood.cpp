@@ -21,6 +21,11 @@
 // Bounded: the process exits by itself after --max-seconds (default 1800) whatever happens.
 //
 //   agentflood --server 127.0.0.1:8443 --token T --http 127.0.0.1:8080 [--plain] [--prefix f]
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,8 +38,6 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -46,10 +49,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include "common/async.hpp"
 #include "mux/frame_io.hpp"
@@ -114,7 +113,10 @@ struct Agent {
 class Flood {
  public:
   Flood(asio::io_context& io, Options options)
-      : io_(io), opt_(std::move(options)), release_(io.get_executor()), held_changed_(io.get_executor()),
+      : io_(io),
+        opt_(std::move(options)),
+        release_(io.get_executor()),
+        held_changed_(io.get_executor()),
         ended_(io.get_executor()) {}
 
   bool init(std::string& error) {
@@ -237,8 +239,8 @@ class Flood {
     if (reply.initial_window != 0) options.peer_initial_window = reply.initial_window;
     if (reply.heartbeat_interval_ms != 0) {
       options.heartbeat_interval = std::chrono::milliseconds(reply.heartbeat_interval_ms);
-      options.heartbeat_timeout =
-          std::max<std::chrono::milliseconds>(options.heartbeat_timeout, 3 * options.heartbeat_interval);
+      options.heartbeat_timeout = std::max<std::chrono::milliseconds>(
+          options.heartbeat_timeout, 3 * options.heartbeat_interval);
     }
     reader.set_version(reply.protocol_version);
     auto agent = std::make_shared<Agent>();
@@ -324,10 +326,11 @@ class Flood {
     running = workers;
     for (std::size_t i = 0; i < workers; ++i) asio::co_spawn(io_, worker(), asio::detached);
     while (running > 0) co_await done.wait();
-    emit("{\"event\":\"open\",\"live\":" + std::to_string(live_.size()) + ",\"opened\":" +
-         std::to_string(ok) + ",\"failed\":" + std::to_string(failed) + ",\"lost\":" +
-         std::to_string(lost_) + ",\"seconds\":" + std::to_string(seconds_since(start)) +
-         ",\"first_error\":\"" + json_escape(first_error) + "\"}");
+    emit("{\"event\":\"open\",\"live\":" + std::to_string(live_.size()) +
+         ",\"opened\":" + std::to_string(ok) + ",\"failed\":" + std::to_string(failed) +
+         ",\"lost\":" + std::to_string(lost_) +
+         ",\"seconds\":" + std::to_string(seconds_since(start)) + ",\"first_error\":\"" +
+         json_escape(first_error) + "\"}");
   }
 
   void close_agent(const std::shared_ptr<Agent>& agent, bool clean) {
@@ -357,8 +360,10 @@ class Flood {
 
   asio::awaitable<void> churn(double rate, double secs) {
     const auto start = Clock::now();
-    const auto end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
-    const auto period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
+    const auto end =
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+    const auto period =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
     std::size_t closed = 0;
     std::size_t reopened = 0;
     std::size_t failed = 0;
@@ -398,11 +403,11 @@ class Flood {
     }
     const auto deadline = Clock::now() + 20s;
     while (pending > 0 && Clock::now() < deadline) co_await changed.wait_for(100ms);
-    emit("{\"event\":\"churn\",\"live\":" + std::to_string(live_.size()) + ",\"closed\":" +
-         std::to_string(closed) + ",\"reopened\":" + std::to_string(reopened) + ",\"failed\":" +
-         std::to_string(failed) + ",\"lost\":" + std::to_string(lost_) + ",\"seconds\":" +
-         std::to_string(seconds_since(start)) + ",\"first_error\":\"" + json_escape(first_error) +
-         "\"}");
+    emit("{\"event\":\"churn\",\"live\":" + std::to_string(live_.size()) +
+         ",\"closed\":" + std::to_string(closed) + ",\"reopened\":" + std::to_string(reopened) +
+         ",\"failed\":" + std::to_string(failed) + ",\"lost\":" + std::to_string(lost_) +
+         ",\"seconds\":" + std::to_string(seconds_since(start)) + ",\"first_error\":\"" +
+         json_escape(first_error) + "\"}");
   }
 
   // One public client: a GET with its own TCP connection, read to EOF.
@@ -437,8 +442,8 @@ class Flood {
     } else {
       ++client_errors_;
       if (client_first_error_.empty()) {
-        client_first_error_ = wec ? "write: " + wec.message()
-                                  : "answer: " + response.substr(0, response.find('\r'));
+        client_first_error_ =
+            wec ? "write: " + wec.message() : "answer: " + response.substr(0, response.find('\r'));
       }
     }
     ++clients_done_;
@@ -493,8 +498,8 @@ class Flood {
     }
     emit("{\"event\":\"release\",\"released\":" + std::to_string(held) + ",\"clients_ok\":" +
          std::to_string(clients_ok_) + ",\"client_errors\":" + std::to_string(client_errors_) +
-         ",\"unfinished\":" + std::to_string(clients_total_ - clients_done_) + ",\"seconds\":" +
-         std::to_string(seconds_since(start)) + ",\"first_error\":\"" +
+         ",\"unfinished\":" + std::to_string(clients_total_ - clients_done_) +
+         ",\"seconds\":" + std::to_string(seconds_since(start)) + ",\"first_error\":\"" +
          json_escape(client_first_error_) + "\"}");
   }
 
@@ -549,16 +554,26 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (a == "--server") split_host_port(value(), o.server_host, o.server_port);
-      else if (a == "--http") split_host_port(value(), o.http_host, o.http_port);
-      else if (a == "--token") o.token = value();
-      else if (a == "--prefix") o.prefix = value();
-      else if (a == "--domain") o.domain = value();
-      else if (a == "--plain") o.plain = true;
-      else if (a == "--concurrency") o.concurrency = std::max(1, std::stoi(value()));
-      else if (a == "--max-seconds") o.max_seconds = std::stod(value());
-      else if (a == "-h" || a == "--help") usage("many agent sessions on one core");
-      else usage("unknown argument " + a);
+      if (a == "--server")
+        split_host_port(value(), o.server_host, o.server_port);
+      else if (a == "--http")
+        split_host_port(value(), o.http_host, o.http_port);
+      else if (a == "--token")
+        o.token = value();
+      else if (a == "--prefix")
+        o.prefix = value();
+      else if (a == "--domain")
+        o.domain = value();
+      else if (a == "--plain")
+        o.plain = true;
+      else if (a == "--concurrency")
+        o.concurrency = std::max(1, std::stoi(value()));
+      else if (a == "--max-seconds")
+        o.max_seconds = std::stod(value());
+      else if (a == "-h" || a == "--help")
+        usage("many agent sessions on one core");
+      else
+        usage("unknown argument " + a);
     } catch (const std::logic_error&) {
       usage("bad value for " + a);
     }

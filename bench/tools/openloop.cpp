@@ -17,6 +17,9 @@
 // what a closed-loop tool would report).
 // Bounded in time: scheduling stops after --duration; whatever is unfinished --timeout later is
 // counted as an error (timeout) and the tool exits.
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
@@ -29,12 +32,10 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-
-#include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <cctype>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,8 +43,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <sys/resource.h>
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -59,10 +58,10 @@ struct Options {
   std::uint16_t port = 0;
   std::string host_header = "localhost";
   std::string path = "/";
-  double rate = 100;      // requests per second, aggregate
-  double duration = 10;   // seconds of scheduling
-  int connections = 0;    // 0: rate / 20, at least 1, at most 512
-  double timeout = 5;     // seconds a request may take before it counts as an error
+  double rate = 100;     // requests per second, aggregate
+  double duration = 10;  // seconds of scheduling
+  int connections = 0;   // 0: rate / 20, at least 1, at most 512
+  double timeout = 5;    // seconds a request may take before it counts as an error
 };
 
 struct Stats {
@@ -75,7 +74,7 @@ struct Stats {
   std::uint64_t err_timeout = 0;  // no complete answer within --timeout
   std::uint64_t unsent = 0;       // due, but no connection was free before the end
   std::uint64_t reconnects = 0;
-  std::string first_error;  // what went wrong first, for the report
+  std::string first_error;                 // what went wrong first, for the report
   std::vector<std::uint32_t> latency_us;   // scheduled time -> last response byte, ok only
   std::vector<std::uint32_t> send_lag_us;  // scheduled time -> request written
   std::vector<std::uint32_t> service_us;   // request written -> last response byte, ok only
@@ -91,7 +90,7 @@ struct Run {
   Clock::time_point deadline;  // hard stop
   std::uint64_t next = 0;      // index of the next request to take
   std::chrono::nanoseconds period{};
-  int running = 0;                       // connection coroutines still running
+  int running = 0;                          // connection coroutines still running
   asio::steady_timer* hard_stop = nullptr;  // cancelled when the last one ends
 };
 
@@ -119,19 +118,21 @@ bool iequals_prefix(std::string_view line, std::string_view name) {
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
 bool parse_head(std::string_view head, Head& out) {
   if (head.size() < 12 || head.substr(0, 7) != "HTTP/1.") return false;
-  if (std::from_chars(head.data() + 9, head.data() + 12, out.status).ec != std::errc{}) return false;
+  if (std::from_chars(head.data() + 9, head.data() + 12, out.status).ec != std::errc{})
+    return false;
   bool keep_alive = false;
   std::size_t pos = head.find("\r\n");
   while (pos != std::string_view::npos && pos + 2 < head.size()) {
     const std::size_t next = head.find("\r\n", pos + 2);
-    const std::string_view line =
-        head.substr(pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
+    const std::string_view line = head.substr(
+        pos + 2, next == std::string_view::npos ? std::string_view::npos : next - pos - 2);
     const std::size_t colon = line.find(':');
     if (colon != std::string_view::npos) {
       const std::string_view value = trim(line.substr(colon + 1));
@@ -186,7 +187,8 @@ asio::awaitable<int> read_response(tcp::socket& sock, asio::streambuf& buf, bool
         }
       }
       if (buf.size() < size + 2) {
-        auto [e3, r] = co_await asio::async_read(sock, buf, asio::transfer_exactly(size + 2 - buf.size()), use);
+        auto [e3, r] = co_await asio::async_read(
+            sock, buf, asio::transfer_exactly(size + 2 - buf.size()), use);
         if (e3) co_return 0;
         (void)r;
       }
@@ -207,7 +209,8 @@ asio::awaitable<int> read_response(tcp::socket& sock, asio::streambuf& buf, bool
   }
   const auto want = static_cast<std::size_t>(head.content_length);
   if (buf.size() < want) {
-    auto [e5, r] = co_await asio::async_read(sock, buf, asio::transfer_exactly(want - buf.size()), use);
+    auto [e5, r] =
+        co_await asio::async_read(sock, buf, asio::transfer_exactly(want - buf.size()), use);
     if (e5) co_return 0;
     (void)r;
   }
@@ -221,8 +224,8 @@ void note_error(Run& run, const std::string& what) {
 
 asio::awaitable<bool> connect(Run& run, tcp::socket& sock) {
   asio::steady_timer timer(sock.get_executor());
-  timer.expires_after(std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(run.opt.timeout)));
+  timer.expires_after(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run.opt.timeout)));
   bool timed_out = false;
   timer.async_wait([&](boost::system::error_code ec) {
     if (!ec) {
@@ -272,9 +275,10 @@ asio::awaitable<void> connection(Run& run) {
     }
     first = false;
     // The request must complete by due + timeout; past that the socket is closed.
-    const Clock::time_point limit = std::min(
-        run.deadline, std::max(Clock::now(), due) + std::chrono::duration_cast<Clock::duration>(
-                                                        std::chrono::duration<double>(run.opt.timeout)));
+    const Clock::time_point limit =
+        std::min(run.deadline,
+                 std::max(Clock::now(), due) + std::chrono::duration_cast<Clock::duration>(
+                                                   std::chrono::duration<double>(run.opt.timeout)));
     bool timed_out = false;
     watchdog.expires_at(limit);
     watchdog.async_wait([&](boost::system::error_code ec) {
@@ -331,16 +335,18 @@ asio::awaitable<void> connection(Run& run) {
 double percentile(const std::vector<std::uint32_t>& sorted, double p) {
   if (sorted.empty()) return 0;
   // Nearest rank: the smallest value with at least p% of the samples at or below it.
-  const auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
+  const auto rank =
+      static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size())));
   return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
 
 [[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "openloop: %s\n"
-               "usage: openloop --port PORT [--host 127.0.0.1] [--host-header NAME] [--path /]\n"
-               "                --rate REQ_PER_S --duration SECONDS [--connections N] [--timeout S]\n",
-               msg);
+  std::fprintf(
+      stderr,
+      "openloop: %s\n"
+      "usage: openloop --port PORT [--host 127.0.0.1] [--host-header NAME] [--path /]\n"
+      "                --rate REQ_PER_S --duration SECONDS [--connections N] [--timeout S]\n",
+      msg);
   std::exit(2);
 }
 
@@ -353,22 +359,33 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     try {
-      if (a == "--host") o.host = value();
-      else if (a == "--port") o.port = static_cast<std::uint16_t>(std::stoi(value()));
-      else if (a == "--host-header") o.host_header = value();
-      else if (a == "--path") o.path = value();
-      else if (a == "--rate") o.rate = std::stod(value());
-      else if (a == "--duration") o.duration = std::stod(value());
-      else if (a == "--connections") o.connections = std::stoi(value());
-      else if (a == "--timeout") o.timeout = std::stod(value());
-      else if (a == "-h" || a == "--help") usage("open-loop fixed-rate HTTP/1.1 load");
-      else usage(("unknown argument " + std::string(a)).c_str());
+      if (a == "--host")
+        o.host = value();
+      else if (a == "--port")
+        o.port = static_cast<std::uint16_t>(std::stoi(value()));
+      else if (a == "--host-header")
+        o.host_header = value();
+      else if (a == "--path")
+        o.path = value();
+      else if (a == "--rate")
+        o.rate = std::stod(value());
+      else if (a == "--duration")
+        o.duration = std::stod(value());
+      else if (a == "--connections")
+        o.connections = std::stoi(value());
+      else if (a == "--timeout")
+        o.timeout = std::stod(value());
+      else if (a == "-h" || a == "--help")
+        usage("open-loop fixed-rate HTTP/1.1 load");
+      else
+        usage(("unknown argument " + std::string(a)).c_str());
     } catch (const std::logic_error&) {
       usage(("bad value for " + std::string(a)).c_str());
     }
   }
   if (o.port == 0) usage("--port is required");
-  if (!(o.rate > 0) || !(o.duration > 0) || !(o.timeout > 0)) usage("rate, duration and timeout must be > 0");
+  if (!(o.rate > 0) || !(o.duration > 0) || !(o.timeout > 0))
+    usage("rate, duration and timeout must be > 0");
   if (o.connections <= 0) o.connections = std::clamp(static_cast<int>(o.rate / 20), 1, 512);
   return o;
 }
@@ -387,10 +404,10 @@ int main(int argc, char** argv) {
   run.request = "GET " + run.opt.path + " HTTP/1.1\r\nHost: " + run.opt.host_header +
                 "\r\nUser-Agent: openloop\r\nAccept: */*\r\n\r\n";
   run.period = std::chrono::nanoseconds(static_cast<long long>(1e9 / run.opt.rate));
-  const auto duration = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(run.opt.duration));
-  const auto timeout = std::chrono::duration_cast<Clock::duration>(
-      std::chrono::duration<double>(run.opt.timeout));
+  const auto duration =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run.opt.duration));
+  const auto timeout =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(run.opt.timeout));
   run.stats.latency_us.reserve(static_cast<std::size_t>(run.opt.rate * run.opt.duration) + 16);
   run.stats.send_lag_us.reserve(run.stats.latency_us.capacity());
   run.stats.service_us.reserve(run.stats.latency_us.capacity());
@@ -416,8 +433,8 @@ int main(int argc, char** argv) {
   const std::uint64_t total_due = static_cast<std::uint64_t>(
       std::ceil(std::chrono::duration<double>(duration).count() * run.opt.rate));
   run.stats.scheduled = total_due;
-  const std::uint64_t finished = run.stats.ok + run.stats.err_status + run.stats.err_io +
-                                 run.stats.err_timeout;
+  const std::uint64_t finished =
+      run.stats.ok + run.stats.err_status + run.stats.err_io + run.stats.err_timeout;
   // Taken but never answered (the hard stop) also counts as timeouts.
   const std::uint64_t taken = std::min<std::uint64_t>(run.next, total_due);
   if (run.stats.sent > finished) run.stats.err_timeout += run.stats.sent - finished;
@@ -443,16 +460,18 @@ int main(int argc, char** argv) {
       "\"service_p50\":%.0f,\"service_p99\":%.0f,\"first_error\":\"%s\"}\n",
       run.opt.rate, run.opt.duration, run.opt.connections,
       static_cast<unsigned long long>(run.stats.scheduled),
-      static_cast<unsigned long long>(run.stats.sent), static_cast<unsigned long long>(run.stats.ok),
-      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(run.stats.err_status),
+      static_cast<unsigned long long>(run.stats.sent),
+      static_cast<unsigned long long>(run.stats.ok), static_cast<unsigned long long>(errors),
+      static_cast<unsigned long long>(run.stats.err_status),
       static_cast<unsigned long long>(run.stats.err_connect),
       static_cast<unsigned long long>(run.stats.err_io),
       static_cast<unsigned long long>(run.stats.err_timeout),
       static_cast<unsigned long long>(run.stats.unsent),
       static_cast<unsigned long long>(run.stats.reconnects),
-      static_cast<double>(run.stats.ok) / run.opt.duration, percentile(lat, 50), percentile(lat, 90),
-      percentile(lat, 99), percentile(lat, 99.9), lat.empty() ? 0.0 : lat.back(), mean,
-      percentile(lag, 50), percentile(lag, 99), lag.empty() ? 0.0 : lag.back(),
-      percentile(svc, 50), percentile(svc, 99), run.stats.first_error.c_str());
+      static_cast<double>(run.stats.ok) / run.opt.duration, percentile(lat, 50),
+      percentile(lat, 90), percentile(lat, 99), percentile(lat, 99.9),
+      lat.empty() ? 0.0 : lat.back(), mean, percentile(lag, 50), percentile(lag, 99),
+      lag.empty() ? 0.0 : lag.back(), percentile(svc, 50), percentile(svc, 99),
+      run.stats.first_error.c_str());
   return 0;
 }

@@ -280,7 +280,7 @@ limits:
   EXPECT_EQ(c.limits.tunnel_idle_timeout, milliseconds(0));
   EXPECT_EQ(c.limits.udp_max_datagram, 1400u);
   const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
-  EXPECT_EQ(free.per_tunnel, 1u << 20);       // its own
+  EXPECT_EQ(free.per_tunnel, 1u << 20);      // its own
   EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
   const BandwidthRules paid = bandwidth_rules(c, c.accounts[1]);
   EXPECT_EQ(paid.per_tunnel, 10u << 20);
