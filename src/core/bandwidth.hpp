@@ -54,7 +54,8 @@ struct Throttle {
 };
 
 // Sleeps as long as the buckets of `direction` require for `n` bytes. Returns at once when
-// `throttle` is null or has no bucket for that direction.
+// `throttle` is null or has no bucket for that direction (callers on the per-byte path test for
+// null first, which saves the coroutine).
 boost::asio::awaitable<void> throttle(const Throttle* throttle, Direction direction, std::size_t n);
 
 // The per-account buckets, created on first use and kept for the process's life (accounts come

@@ -365,7 +365,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
             }
             co_return;
           }
-          co_await throttle(ex.throttle, Direction::kIn, step.consumed);
+          if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kIn, step.consumed);
           co_await ex.stream->write(bytes, ec, end);
           ex.pending.erase(0, step.consumed);
           if (ec) {
@@ -395,7 +395,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       }
     }
     if (raw && !ex.pending.empty()) {
-      co_await throttle(ex.throttle, Direction::kIn, ex.pending.size());
+      if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kIn, ex.pending.size());
       co_await ex.stream->write(
           {reinterpret_cast<const std::uint8_t*>(ex.pending.data()), ex.pending.size()}, ec);
       ex.pending.clear();
@@ -561,7 +561,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       ex.last_activity = Clock::now();
     }
     if (!out.empty()) {
-      co_await throttle(ex.throttle, Direction::kOut, out.size());
+      if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kOut, out.size());
       co_await conn.write(asio::buffer(out), ec);
       ex.bytes_out += out.size();
       if (ec) {

@@ -104,7 +104,7 @@ asio::awaitable<void> client_to_agent(Relay& r) {
     r.in += n;
     r.metrics.bytes_in.inc(n);
     r.last_activity = Clock::now();
-    co_await throttle(r.throttle, Direction::kIn, n);
+    if (r.throttle != nullptr) co_await throttle(r.throttle, Direction::kIn, n);
     if (r.aborted) co_return;
     co_await r.stream->write(std::span<const std::uint8_t>(buf.data(), n), ec);
     if (r.aborted) co_return;
@@ -131,7 +131,7 @@ asio::awaitable<void> agent_to_client(Relay& r) {
       co_return;
     }
     r.last_activity = Clock::now();
-    co_await throttle(r.throttle, Direction::kOut, n);
+    if (r.throttle != nullptr) co_await throttle(r.throttle, Direction::kOut, n);
     if (r.aborted) co_return;
     auto [wec, written] =
         co_await asio::async_write(r.client, asio::buffer(buf.data(), n), kNoThrow);

@@ -286,7 +286,8 @@ asio::awaitable<void> UdpClient::to_agent() {
       protocol::append_udp_record(records, queue_.front());  // size checked when received
       queue_.pop_front();
     }
-    co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
+    if (route_.throttle.get() != nullptr)
+      co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
     co_await stream_->write(records, ec);
     if (ec) {
       outcome_ = "the stream failed: " + ec.message();
@@ -315,7 +316,8 @@ asio::awaitable<void> UdpClient::from_agent() {
         continue;
       }
       ++out_;
-      co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
+      if (route_.throttle.get() != nullptr)
+        co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
       port_->send(client_, Datagram(datagram.begin(), datagram.end()));
     }
     if (!reader.error().empty()) {
