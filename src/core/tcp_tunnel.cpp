@@ -212,13 +212,10 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
         metrics_(std::make_shared<TcpMetrics>(context.metrics.registry)) {}
 
   bool bind(const std::string& host, std::string& error) {
+    const auto ip = tunnels_host_address(host, error);
+    if (!ip) return false;
     boost::system::error_code ec;
-    const auto ip = asio::ip::make_address(host, ec);
-    if (ec) {
-      error = "tunnels host \"" + host + "\" is not an IP address";
-      return false;
-    }
-    const tcp::endpoint endpoint(ip, port_);
+    const tcp::endpoint endpoint(*ip, port_);
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
@@ -287,6 +284,16 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
 std::string bind_error(std::uint16_t port, const boost::system::error_code& ec) {
   if (ec == asio::error::address_in_use) return "port " + std::to_string(port) + " is in use";
   return "port " + std::to_string(port) + ": " + ec.message();
+}
+
+std::optional<asio::ip::address> tunnels_host_address(const std::string& host, std::string& error) {
+  boost::system::error_code ec;
+  const auto ip = asio::ip::make_address(host, ec);
+  if (ec) {
+    error = "tunnels host \"" + host + "\" is not an IP address";
+    return std::nullopt;
+  }
+  return ip;
 }
 
 std::shared_ptr<PortListener> open_tcp_port(CoreContext& context, asio::any_io_executor executor,

@@ -9,7 +9,9 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "core/context.hpp"
@@ -24,5 +26,9 @@ std::shared_ptr<PortListener> open_tcp_port(CoreContext& context, asio::any_io_e
 
 // "port 15432 is in use" for EADDRINUSE, "port 80: Permission denied" otherwise.
 std::string bind_error(std::uint16_t port, const boost::system::error_code& ec);
+
+// The address tcp and udp tunnel ports bind (listen.tunnels_host); nullopt with `error` when it
+// is not an IP literal.
+std::optional<asio::ip::address> tunnels_host_address(const std::string& host, std::string& error);
 
 }  // namespace tunnel::core

@@ -20,6 +20,7 @@
 #include "core/tcp_tunnel.hpp"
 #include "protocol/proxy_header.hpp"
 #include "protocol/udp_record.hpp"
+#include "transport/conn.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -95,6 +96,11 @@ class DropReport {
 
 class UdpPort;
 
+// "ip:port" as tcp tunnels and logs write it ("[v6]:port"; IPv4-mapped addresses as IPv4).
+std::string address_text(const udp::endpoint& endpoint) {
+  return transport::endpoint_string(transport::tcp::endpoint(endpoint.address(), endpoint.port()));
+}
+
 // One client address: its stream and the datagrams waiting for it. Lives on the agent
 // session's executor; only `port`, `client` and `executor` are read elsewhere.
 class UdpClient : public std::enable_shared_from_this<UdpClient> {
@@ -140,13 +146,10 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
         port_(port) {}
 
   bool bind(const std::string& host, std::string& error) {
+    const auto ip = tunnels_host_address(host, error);
+    if (!ip) return false;
     boost::system::error_code ec;
-    const auto ip = asio::ip::make_address(host, ec);
-    if (ec) {
-      error = "tunnels host \"" + host + "\" is not an IP address";
-      return false;
-    }
-    const udp::endpoint endpoint(ip, port_);
+    const udp::endpoint endpoint(*ip, port_);
     socket_.open(endpoint.protocol(), ec);
     if (!ec) socket_.bind(endpoint, ec);
     if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
@@ -154,10 +157,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       error = bind_error(port_, ec);
       return false;
     }
-    const auto local = socket_.local_endpoint(ec);
-    local_address_ = local.address().is_v6() ? "[" + local.address().to_string() + "]"
-                                             : local.address().to_string();
-    local_address_ += ":" + std::to_string(local.port());
+    local_address_ = address_text(socket_.local_endpoint(ec));
     return true;
   }
 
@@ -346,9 +346,7 @@ asio::awaitable<void> UdpClient::idle_watch() {
 asio::awaitable<void> UdpClient::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
-  std::string peer = client_.address().to_string();
-  if (client_.address().is_v6()) peer = "[" + peer + "]";
-  peer += ":" + std::to_string(client_.port());
+  const std::string peer = address_text(client_);
   std::string error;
   stream_ = route_.agent->session->open_stream(
       route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
