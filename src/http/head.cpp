@@ -31,7 +31,11 @@ void for_each_token(std::string_view value, Fn&& fn) {
 }
 
 void append_clean(std::string& out, std::string_view s) {
-  for (char c : s) out.push_back((c == '\r' || c == '\n' || c == '\0') ? ' ' : c);
+  const std::size_t at = out.size();
+  out.append(s);  // parsed heads are clean: one copy, then a scan that rarely changes anything
+  for (std::size_t i = at; i < out.size(); ++i) {
+    if (out[i] == '\r' || out[i] == '\n' || out[i] == '\0') out[i] = ' ';
+  }
 }
 
 void append_version(std::string& out, int major, int minor) {

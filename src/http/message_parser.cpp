@@ -60,7 +60,8 @@ std::string describe_errno(llhttp_errno_t err) {
 
 // Replaces obs-fold line breaks by one space and trims optional whitespace.
 void clean_value(std::string& v) {
-  if (v.find_first_of("\r\n") != std::string::npos) {
+  // A plain loop: find_first_of("\r\n") calls memchr once per character of the value.
+  if (std::any_of(v.begin(), v.end(), [](char c) { return c == '\r' || c == '\n'; })) {
     std::string out;
     bool in_ws = false;
     for (char c : v) {
@@ -75,10 +76,13 @@ void clean_value(std::string& v) {
     }
     v = std::move(out);
   }
-  size_t end = v.find_last_not_of(" \t");
-  v.erase(end == std::string::npos ? 0 : end + 1);
-  size_t begin = v.find_first_not_of(" \t");
-  v.erase(0, begin == std::string::npos ? v.size() : begin);
+  const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  std::size_t end = v.size();
+  while (end > 0 && blank(v[end - 1])) --end;
+  v.resize(end);
+  std::size_t begin = 0;
+  while (begin < v.size() && blank(v[begin])) ++begin;
+  if (begin > 0) v.erase(0, begin);
 }
 
 }  // namespace
