@@ -7,7 +7,6 @@
 #include <boost/asio/write.hpp>
 #include <vector>
 
-#include "common/async.hpp"
 #include "http/message_parser.hpp"
 
 namespace tunnel::agent {
@@ -50,8 +49,6 @@ class RelayBuffer {
   }
   std::unique_ptr<char[]> data_;
 };
-// How often a direction that has nothing to do checks whether the core gave up on the stream.
-constexpr auto kWatchInterval = std::chrono::milliseconds(500);
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 // The request as the core sent it: a head that may lack its final empty line.
@@ -61,6 +58,7 @@ struct RequestInfo {
   std::string target;
   std::string request_id;
   bool upgrade = false;
+  bool has_body = false;
   std::string error;  // the head does not parse
 };
 
@@ -84,19 +82,28 @@ RequestInfo read_request_head(std::string_view payload) {
   info.target = head.target;
   if (const std::string* id = head.find("X-Request-Id")) info.request_id = *id;
   info.upgrade = parser.is_upgrade();
+  info.has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
   return info;
 }
 
 // One try at the exchange over one app connection; both directions share it.
 struct Attempt {
   Attempt(mux::Stream& s, tcp::socket& a, const std::string& w, const RequestInfo& r)
-      : stream(s), app(a), where(w), request(r), changed(a.get_executor()) {}
+      : stream(s), app(a), where(w), request(r) {
+    // When the core gives up on the stream (the client left) while the app is still silent,
+    // stop waiting for the app.
+    stream.on_gone([this] {
+      if (!download_over && !response_done) stream_gone();
+    });
+  }
+  ~Attempt() { stream.on_gone(nullptr); }
+  Attempt(const Attempt&) = delete;
+  Attempt& operator=(const Attempt&) = delete;
 
   mux::Stream& stream;
   tcp::socket& app;
   const std::string& where;  // the app's address, for messages
   const RequestInfo& request;
-  Signal changed;  // the final head arrived, or the download ended
 
   bool final_head = false;
   bool upgraded = false;  // 101: raw bytes both ways
@@ -150,20 +157,6 @@ struct Attempt {
   }
 };
 
-// Until the download half ends: notices when the core gives up on the stream while the app
-// is still silent, and stops the exchange.
-asio::awaitable<void> watch(Attempt& at) {
-  while (!at.download_over && !at.stream_dead) {
-    transport::error_code ec;
-    co_await at.stream.write({}, ec);  // writes nothing; fails once the stream is dead
-    if (ec && !at.download_over && !at.response_done) {
-      at.stream_gone();
-      co_return;
-    }
-    co_await at.changed.wait_for(kWatchInterval);
-  }
-}
-
 // Stream -> app: the request body (or raw bytes after a 101), until END_STREAM.
 asio::awaitable<void> upload(Attempt& at) {
   const RelayBuffer buf;
@@ -189,7 +182,6 @@ asio::awaitable<void> upload(Attempt& at) {
     if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
     at.bytes_in += n;
   }
-  co_await watch(at);
 }
 
 // App -> stream: the response bytes, raw, ended with END_STREAM where the message ends.
@@ -246,13 +238,11 @@ asio::awaitable<void> download_body(Attempt& at) {
         at.final_head = true;
         at.status = parser.response().status;
         at.keep_alive = parser.keep_alive();
-        at.changed.notify();
       } else if (step.type == Step::kMessageEnd && at.final_head && !parser.is_upgrade()) {
         end = true;
       } else if (step.type == Step::kUpgrade) {
         raw = true;
         at.upgraded = true;
-        at.changed.notify();
       }
     }
     if (raw) offset = n;
@@ -278,7 +268,6 @@ asio::awaitable<void> download(Attempt& at) {
   // The app answered without reading the whole body: the exchange cannot finish cleanly, and
   // an upload stuck writing to the app must not wait for it.
   if (!at.request_done && !at.upgraded) at.cancel_app();
-  at.changed.notify();
 }
 
 }  // namespace
@@ -311,7 +300,10 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   for (int tries = 0; tries < 3; ++tries) {
     bool reused = false;
     std::string error;
-    auto app = co_await pool->acquire(target, reused, error, addresses.client);
+    // A request without a body is retried on a fresh connection if a reused one turns out
+    // closed (at.retryable), so it skips the pool's check.
+    auto app = co_await pool->acquire(target, reused, error, addresses.client,
+                                      request.has_body || request.upgrade);
     if (!app) {
       result.error = error;
       stream->reset(ErrorCode::kLocalUnreachable, error);
@@ -336,7 +328,15 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     Attempt at(*stream, *app, where, request);
     at.reused = reused;
     if (!proxy_header.empty()) at.proxy = proxy;
-    co_await (upload(at) && download(at));
+    if (stream->read_closed() && stream->buffered() == 0 && !stream->failed() &&
+        !request.upgrade) {
+      // END_STREAM came with the head (a request without a body): nothing to upload, so no
+      // parallel group for this request.
+      at.request_done = true;
+      co_await download(at);
+    } else {
+      co_await (upload(at) && download(at));
+    }
     result.bytes_in = at.bytes_in;
     result.bytes_out = at.bytes_out;
     result.upgraded = at.upgraded;

@@ -43,7 +43,8 @@ std::string LocalPool::key(const common::NetAddress& target, std::string_view cl
 
 asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::NetAddress& target,
                                                                bool& reused, std::string& error,
-                                                               std::string_view client) {
+                                                               std::string_view client,
+                                                               bool check_open) {
   reused = false;
   prune();
   if (auto it = idle_.find(key(target, client)); it != idle_.end()) {
@@ -52,7 +53,7 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
       tcp::socket socket = std::move(list.back().socket);
       list.pop_back();
       --total_;
-      if (still_open(socket)) {
+      if (check_open ? still_open(socket) : socket.is_open()) {
         if (list.empty()) idle_.erase(it);
         reused = true;
         co_return std::optional<tcp::socket>(std::move(socket));

@@ -43,9 +43,13 @@ class LocalPool {
   // one. On failure returns nullopt and sets `error`, which names the address
   // ("dial tcp 127.0.0.1:3000: Connection refused").
   // `client` (non-empty) restricts reuse to connections released for the same client.
+  // `check_open` = false skips the one-syscall check that a pooled connection was not closed by
+  // the app while idle: for a caller that can retry on a fresh connection when a reused one
+  // turns out closed (a request without a body).
   asio::awaitable<std::optional<tcp::socket>> acquire(const common::NetAddress& target,
                                                       bool& reused, std::string& error,
-                                                      std::string_view client = {});
+                                                      std::string_view client = {},
+                                                      bool check_open = true);
   // Hands back a connection that finished a keep-alive exchange cleanly.
   void release(const common::NetAddress& target, tcp::socket socket, std::string_view client = {});
 

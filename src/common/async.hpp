@@ -41,12 +41,24 @@ inline asio::awaitable<bool> with_timeout(asio::awaitable<void> op,
 // each wake-up, so a notify with no waiter is harmless. Not thread-safe (one executor).
 class Signal {
  public:
+  using Clock = std::chrono::steady_clock;
+
   explicit Signal(const asio::any_io_executor& executor)
-      : timer_(executor, std::chrono::steady_clock::time_point::max()) {}
+      : timer_(executor, Clock::time_point::max()) {}
 
   asio::awaitable<void> wait() {
+    if (timer_.expiry() != Clock::time_point::max()) timer_.expires_at(Clock::time_point::max());
     auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     (void)ec;
+  }
+  // Waits for notify() (true) or until `deadline` (false). The deadline is the timer's own
+  // expiry, so it costs no second coroutine; but it wakes any other waiter too: use it on a
+  // Signal with one waiter.
+  asio::awaitable<bool> wait_until(Clock::time_point deadline) {
+    timer_.expires_at(deadline);
+    auto [ec] = co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    timer_.expires_at(Clock::time_point::max());
+    co_return ec || Clock::now() < deadline;
   }
   // Waits at most `timeout`; returns false when it timed out.
   asio::awaitable<bool> wait_for(std::chrono::steady_clock::duration timeout) {

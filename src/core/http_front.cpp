@@ -7,7 +7,6 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <chrono>
 
-#include "common/async.hpp"
 #include "core/agent_gateway.hpp"
 #include "http/error_page.hpp"
 #include "http/host.hpp"
@@ -81,6 +80,7 @@ struct HttpFront::Exchange {
   std::uint64_t bytes_out = 0;
   Clock::time_point last_activity{};  // after a 101: the last byte either way
   bool upgraded = false;
+  bool bodiless = false;  // no body and no upgrade: the request ends with its head
 
   // How long the next read may wait: `normal` until the exchange is upgraded; then what is left
   // of limits.tunnel_idle_timeout since the last byte in either direction (a day at a time when
@@ -130,15 +130,14 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       co_await conn->shutdown_send();
       // Lingering close (as nginx does): closing with unread request bytes makes the kernel
       // send RST, and the client may lose the error page. Read and drop them for a moment.
-      const auto until = Clock::now() + kLingerTime;
+      conn->set_read_deadline(Clock::now() + kLingerTime);
       std::size_t drained = 0;
-      while (drained < kLingerBytes && Clock::now() < until) {
+      while (drained < kLingerBytes) {
         transport::error_code rec;
-        auto n =
-            co_await with_timeout(conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), rec),
-                                  until - Clock::now());
-        if (!n || rec) break;
-        drained += *n;
+        const std::size_t n =
+            co_await conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), rec);
+        if (rec) break;  // the end, an error, or kLingerTime is over
+        drained += n;
       }
     }
   };
@@ -179,13 +178,14 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
         co_return;
       }
       if (context_.draining && !partial) co_return;  // idle keep-alive connection: close now
-      auto wait = std::min<Clock::duration>(limit - elapsed, kDrainPoll);
-      auto n = co_await with_timeout(
-          conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), ec), wait);
-      if (!n) continue;  // poll: re-check the deadline and the drain
+      conn->set_read_deadline(Clock::now() +
+                              std::min<Clock::duration>(limit - elapsed, kDrainPoll));
+      const std::size_t n =
+          co_await conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), ec);
+      if (ec == asio::error::timed_out) continue;  // poll: re-check the deadline and the drain
       if (ec) co_return;
-      context_.metrics.bytes_in.inc(*n);
-      pending.assign(buffers.in.get(), *n);
+      context_.metrics.bytes_in.inc(n);
+      pending.assign(buffers.in.get(), n);
       partial = true;
     }
     first = false;
@@ -246,18 +246,11 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     }
     auto session = route.agent->session;
     if (session->get_executor() != executor) {
-      // Move the connection to the agent's worker; it re-reads this head from `pending`.
-      // A plain socket is re-registered with that worker's event loop; a TLS one keeps its
-      // socket where it is (its OpenSSL state cannot move) and is driven from there.
+      // Move the connection to the agent's worker (its socket is re-registered with that
+      // worker's event loop; TLS state goes along); it re-reads this head from `pending`.
       std::string moved = request.serialize() + pending;
-      if (!tls) {
-        auto& socket = conn->socket();
-        const auto protocol = socket.local_endpoint(ec).protocol();
-        const auto fd = socket.release(ec);
-        if (ec) co_return;
-        conn =
-            transport::make_tcp_conn(transport::tcp::socket(session->get_executor(), protocol, fd));
-      }
+      conn->move_to(session->get_executor(), ec);
+      if (ec) co_return;
       counted.owner = false;  // the serve() on the other worker takes the count over
       asio::co_spawn(session->get_executor(),
                      serve(std::move(conn), tls, std::move(moved), std::move(route), true),
@@ -305,6 +298,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     }
     Exchange ex{parser,         pending,     buffers,    stream,       request_id,          *host,
                 request.method, route.local, keep_alive, Clock::now(), route.throttle.get()};
+    ex.bodiless = !has_body && !parser.is_upgrade();
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
       co_await conn->shutdown_send();
@@ -317,7 +311,14 @@ asio::awaitable<bool> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
   using namespace asio::experimental::awaitable_operators;
   ++active_requests_;
   context_.metrics.streams.inc();
-  co_await (upload(conn, ex) && download(conn, ex));
+  if (ex.bodiless) {
+    // Nothing to read from the client until the response is out: upload only sends END_STREAM
+    // and returns, so the halves run one after the other (no parallel group per request).
+    co_await upload(conn, ex);
+    co_await download(conn, ex);
+  } else {
+    co_await (upload(conn, ex) && download(conn, ex));
+  }
   context_.metrics.streams.dec();
   --active_requests_;
   const auto elapsed = Clock::now() - ex.start;
@@ -402,11 +403,13 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       if (ec) co_return;
     }
     if (raw && ex.response_done) co_return;
-    auto n =
-        co_await with_timeout(conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec),
-                              ex.read_budget(limits.tunnel_idle_timeout, limits.idle_timeout));
-    if (!n && ex.still_active(limits.tunnel_idle_timeout)) continue;
-    if (!n || ec) {
+    conn.set_read_deadline(Clock::now() +
+                           ex.read_budget(limits.tunnel_idle_timeout, limits.idle_timeout));
+    const std::size_t n =
+        co_await conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec);
+    const bool timed_out = ec == asio::error::timed_out;
+    if (timed_out && ex.still_active(limits.tunnel_idle_timeout)) continue;
+    if (ec) {
       if (raw) {
         transport::error_code ignored;
         co_await ex.stream->close_write(ignored);
@@ -417,8 +420,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       ex.close_after = true;
       co_return;
     }
-    context_.metrics.bytes_in.inc(*n);
-    ex.pending.assign(ex.buffers.in.get(), *n);
+    context_.metrics.bytes_in.inc(n);
+    ex.pending.assign(ex.buffers.in.get(), n);
     ex.last_activity = Clock::now();
   }
 }
@@ -450,10 +453,12 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
 
   for (;;) {
     const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
-    auto n = co_await with_timeout(ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec),
-                                   ex.read_budget(limits.tunnel_idle_timeout, timeout));
-    if (!n && ex.still_active(limits.tunnel_idle_timeout)) continue;
-    if (!n && ex.upgraded) {
+    const std::size_t n =
+        co_await ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec,
+                                      Clock::now() + ex.read_budget(limits.tunnel_idle_timeout, timeout));
+    const bool timed_out = ec == asio::error::timed_out;
+    if (timed_out && ex.still_active(limits.tunnel_idle_timeout)) continue;
+    if (timed_out && ex.upgraded) {
       spdlog::info("{} {}: upgraded connection idle for {} s (limits.tunnel_idle_timeout); closing",
                    ex.host, ex.request_id, limits.tunnel_idle_timeout.count() / 1000);
       ex.close_after = true;
@@ -461,7 +466,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       conn.socket().cancel();
       co_return;
     }
-    if (!n) {
+    if (timed_out) {
       const std::string detail = head_seen
                                      ? std::string("The app stopped sending its response.")
                                      : "The app behind " + ex.host + " did not answer within " +
@@ -491,7 +496,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       co_await fail(status, detail);
       co_return;
     }
-    if (*n == 0) {  // END_STREAM from the agent
+    if (n == 0) {  // END_STREAM from the agent
       if (raw) {
         co_await conn.shutdown_send();
         ex.response_done = true;
@@ -506,7 +511,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       }
       co_return;
     }
-    std::span<const char> data(buf, *n);
+    std::span<const char> data(buf, n);
     out.clear();
     while (!data.empty() && !raw) {
       const Step step = parser.parse(data);

@@ -40,8 +40,8 @@ Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t
       granted_(window),
       window_(window) {}
 
-asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf,
-                                               transport::error_code& ec) {
+asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transport::error_code& ec,
+                                               std::chrono::steady_clock::time_point deadline) {
   for (;;) {
     if (const std::size_t available = buffered(); available > 0 && !reset_) {
       const std::size_t n = std::min(available, buf.size());
@@ -64,7 +64,12 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf,
       ec = error_;
       co_return 0;
     }
-    co_await readable_.wait();
+    if (deadline == std::chrono::steady_clock::time_point::max()) {
+      co_await readable_.wait();
+    } else if (!co_await readable_.wait_until(deadline)) {
+      ec = asio::error::timed_out;
+      co_return 0;
+    }
   }
 }
 
@@ -169,6 +174,11 @@ void Stream::fail(const transport::error_code& ec) {
   writable_.notify();
   // A writer may wait for the session's write queue rather than for credit: wake it too.
   session_->out_drained_.notify();
+  if (on_gone_ && ec != asio::error::operation_aborted) {  // operation_aborted: our own reset()
+    const auto fn = std::move(on_gone_);
+    on_gone_ = nullptr;
+    fn();
+  }
 }
 
 void Stream::maybe_update_window() {

@@ -53,18 +53,27 @@ class Stream {
   std::uint16_t tunnel_index() const { return tunnel_index_; }
 
   // Reads up to buf.size() bytes. 0 with no error: the peer ended its side. On a reset or a dead
-  // session, sets `ec` (asio::error::connection_reset / connection_aborted).
-  asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, transport::error_code& ec);
+  // session, sets `ec` (asio::error::connection_reset / connection_aborted); when nothing came
+  // by `deadline`, asio::error::timed_out (the stream stays usable).
+  asio::awaitable<std::size_t> read_some(
+      asio::mutable_buffer buf, transport::error_code& ec,
+      std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
   // Sends all of `data`; with `end` also ends our side (END_STREAM on the last frame).
   asio::awaitable<void> write(std::span<const std::uint8_t> data, transport::error_code& ec,
                               bool end = false);
   asio::awaitable<void> close_write(transport::error_code& ec) { co_await write({}, ec, true); }
   // Aborts both directions. v2: RESET with `code`; v1: DATA|ERROR (agent) or CLOSE (core).
   void reset(protocol::ErrorCode code, std::string_view message);
+  // `fn` runs once if the peer resets the stream or the session ends while it is set (not for
+  // our own reset()): for a relay that is waiting on something else, such as a silent app.
+  // Set an empty function to clear it before what `fn` refers to goes away.
+  void on_gone(std::function<void()> fn) { on_gone_ = std::move(fn); }
 
   bool read_closed() const { return remote_closed_; }
   bool write_closed() const { return local_closed_; }
   bool is_reset() const { return reset_; }
+  // Reset either way, or its session ended: reads and writes fail.
+  bool failed() const { return static_cast<bool>(error_); }
   // Why the peer reset the stream (v2 RESET, v1 DATA|ERROR): code and message.
   protocol::ErrorCode reset_code() const { return reset_code_; }
   const std::string& reset_message() const { return reset_message_; }
@@ -106,6 +115,7 @@ class Stream {
   transport::error_code error_;
   protocol::ErrorCode reset_code_ = protocol::ErrorCode::kNoError;
   std::string reset_message_;
+  std::function<void()> on_gone_;
 };
 
 class Session : public std::enable_shared_from_this<Session> {

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -27,8 +28,18 @@ class StreamConn final : public Conn {
   ~StreamConn() override { close(); }
 
   asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, error_code& ec) override {
-    auto [e, n] = co_await stream_.async_read_some(buf, kNoThrow);
-    ec = e;
+    if (!read_deadline_.armed()) {
+      auto [e, n] = co_await stream_.async_read_some(buf, kNoThrow);
+      ec = e;
+      co_return ec ? 0 : n;
+    }
+    if (read_deadline_.passed()) {
+      ec = asio::error::timed_out;
+      co_return 0;
+    }
+    auto [e, n] = co_await stream_.async_read_some(
+        buf, asio::bind_cancellation_slot(read_deadline_.slot(), kNoThrow));
+    ec = deadline_error(e);
     co_return ec ? 0 : n;
   }
 
@@ -52,6 +63,10 @@ class StreamConn final : public Conn {
   }
 
   asio::any_io_executor get_executor() override { return stream_.get_executor(); }
+  void move_to(const asio::any_io_executor& executor, error_code& ec) override {
+    read_deadline_.reset();
+    move_socket(lowest(stream_), executor, ec);
+  }
   tcp::socket& socket() override { return lowest(stream_); }
   bool is_tls() const override { return false; }
 
@@ -110,7 +125,7 @@ class SslConn final : public TlsConn {
       std::size_t n = 0;
       const int ret = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
       if (ret == 1) co_return n;
-      if (!co_await wait_for(ret, ec)) {
+      if (!co_await wait_for(ret, ec, read_deadline_.armed())) {
         if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;  // no close_notify
         co_return 0;
       }
@@ -147,6 +162,11 @@ class SslConn final : public TlsConn {
   }
 
   asio::any_io_executor get_executor() override { return socket_.get_executor(); }
+  void move_to(const asio::any_io_executor& executor, error_code& ec) override {
+    read_deadline_.reset();
+    move_socket(socket_, executor, ec);  // SSL_set_fd's descriptor stays valid
+    if (!ec) socket_.non_blocking(true, ec);
+  }
   tcp::socket& socket() override { return socket_; }
   bool is_tls() const override { return true; }
 
@@ -167,13 +187,24 @@ class SslConn final : public TlsConn {
 
   // After an OpenSSL call returned `ret`: waits for the readiness it asked for (true), or sets
   // `ec` to the failure (false).
-  asio::awaitable<bool> wait_for(int ret, error_code& ec) {
+  // `under_deadline`: a read, which the read deadline may cut short.
+  asio::awaitable<bool> wait_for(int ret, error_code& ec, bool under_deadline = false) {
     const int err = SSL_get_error(ssl_, ret);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+      if (!under_deadline) {
+        auto [wec] = co_await socket_.async_wait(what, kNoThrow);
+        ec = wec;
+        co_return !wec;
+      }
+      if (read_deadline_.passed()) {
+        ec = asio::error::timed_out;
+        co_return false;
+      }
       auto [wec] = co_await socket_.async_wait(
-          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write, kNoThrow);
-      ec = wec;
-      co_return !wec;
+          what, asio::bind_cancellation_slot(read_deadline_.slot(), kNoThrow));
+      ec = deadline_error(wec);
+      co_return !ec;
     }
     ec = failure(err);
     ERR_clear_error();
@@ -203,6 +234,15 @@ class SslConn final : public TlsConn {
 
 std::unique_ptr<TlsConn> make_tls_conn(tcp::socket socket, asio::ssl::context& context) {
   return std::make_unique<SslConn>(std::move(socket), context.native_handle());
+}
+
+void Conn::move_socket(tcp::socket& socket, const asio::any_io_executor& executor,
+                       error_code& ec) {
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return;
+  const auto fd = socket.release(ec);
+  if (ec) return;
+  socket = tcp::socket(executor, protocol, fd);
 }
 
 std::string endpoint_string(const tcp::endpoint& endpoint) {

@@ -11,10 +11,13 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
+
+#include "common/deadline.hpp"
 
 namespace tunnel::transport {
 
@@ -27,8 +30,14 @@ class Conn {
   virtual ~Conn() = default;
 
   // Reads at least one byte. On EOF or error returns 0 and sets `ec` (asio::error::eof on a clean
-  // end).
+  // end; asio::error::timed_out past the read deadline).
   virtual asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, error_code& ec) = 0;
+  // As Go's SetReadDeadline: a read still waiting at `at`, or started after it, fails with
+  // asio::error::timed_out. Stays in force until changed; time_point::max() (the start) = none.
+  // Cheap enough for every request: see common/deadline.hpp.
+  void set_read_deadline(std::chrono::steady_clock::time_point at) {
+    read_deadline_.expires_at(get_executor(), at);
+  }
   // Writes every byte of `bufs` (a gathered write) or sets `ec`.
   virtual asio::awaitable<void> write(std::span<const asio::const_buffer> bufs, error_code& ec) = 0;
   asio::awaitable<void> write(asio::const_buffer buf, error_code& ec) {
@@ -41,6 +50,9 @@ class Conn {
   virtual void close() = 0;
 
   virtual asio::any_io_executor get_executor() = 0;
+  // Re-registers the socket with another executor's event loop (another worker thread); the
+  // TLS state, if any, goes along. No operation may be pending; the read deadline is cleared.
+  virtual void move_to(const asio::any_io_executor& executor, error_code& ec) = 0;
   virtual tcp::socket& socket() = 0;  // the TCP socket underneath (options, endpoints)
   virtual bool is_tls() const = 0;
 
@@ -48,7 +60,18 @@ class Conn {
   const std::string& peer() const { return peer_; }
 
  protected:
+  // A read that ended with `ec`: operation_aborted because the deadline passed is timed_out.
+  error_code deadline_error(const error_code& ec) const {
+    return ec == asio::error::operation_aborted && read_deadline_.passed()
+               ? error_code(asio::error::timed_out)
+               : ec;
+  }
+  // Moves `socket` to `executor` (the file descriptor stays the same).
+  static void move_socket(tcp::socket& socket, const asio::any_io_executor& executor,
+                          error_code& ec);
+
   std::string peer_;
+  Deadline read_deadline_;
 };
 
 std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket);
