@@ -328,8 +328,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     Attempt at(*stream, *app, where, request);
     at.reused = reused;
     if (!proxy_header.empty()) at.proxy = proxy;
-    if (stream->read_closed() && stream->buffered() == 0 && !stream->failed() &&
-        !request.upgrade) {
+    if (stream->read_closed() && stream->buffered() == 0 && !stream->failed() && !request.upgrade) {
       // END_STREAM came with the head (a request without a body): nothing to upload, so no
       // parallel group for this request.
       at.request_done = true;

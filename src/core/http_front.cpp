@@ -453,9 +453,9 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
 
   for (;;) {
     const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
-    const std::size_t n =
-        co_await ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec,
-                                      Clock::now() + ex.read_budget(limits.tunnel_idle_timeout, timeout));
+    const std::size_t n = co_await ex.stream->read_some(
+        asio::buffer(buf, kReadBuffer), ec,
+        Clock::now() + ex.read_budget(limits.tunnel_idle_timeout, timeout));
     const bool timed_out = ec == asio::error::timed_out;
     if (timed_out && ex.still_active(limits.tunnel_idle_timeout)) continue;
     if (timed_out && ex.upgraded) {

@@ -174,11 +174,14 @@ void Stream::fail(const transport::error_code& ec) {
   writable_.notify();
   // A writer may wait for the session's write queue rather than for credit: wake it too.
   session_->out_drained_.notify();
-  if (on_gone_ && ec != asio::error::operation_aborted) {  // operation_aborted: our own reset()
-    const auto fn = std::move(on_gone_);
-    on_gone_ = nullptr;
-    fn();
-  }
+  if (ec != asio::error::operation_aborted) gone();  // operation_aborted: our own reset()
+}
+
+void Stream::gone() {
+  if (!on_gone_) return;
+  const auto fn = std::move(on_gone_);
+  on_gone_ = nullptr;
+  fn();
 }
 
 void Stream::maybe_update_window() {
@@ -532,6 +535,7 @@ bool Session::handle_frame(const Frame& frame) {
           stream->local_closed_ = true;
           stream->readable_.notify();
           stream->writable_.notify();
+          stream->gone();  // v1's CLOSE is its reset
         }
         remove_if_done(*stream);
       }

@@ -55,9 +55,9 @@ class Stream {
   // Reads up to buf.size() bytes. 0 with no error: the peer ended its side. On a reset or a dead
   // session, sets `ec` (asio::error::connection_reset / connection_aborted); when nothing came
   // by `deadline`, asio::error::timed_out (the stream stays usable).
-  asio::awaitable<std::size_t> read_some(
-      asio::mutable_buffer buf, transport::error_code& ec,
-      std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+  asio::awaitable<std::size_t> read_some(asio::mutable_buffer buf, transport::error_code& ec,
+                                         std::chrono::steady_clock::time_point deadline =
+                                             std::chrono::steady_clock::time_point::max());
   // Sends all of `data`; with `end` also ends our side (END_STREAM on the last frame).
   asio::awaitable<void> write(std::span<const std::uint8_t> data, transport::error_code& ec,
                               bool end = false);
@@ -90,6 +90,7 @@ class Stream {
   void on_reset(protocol::ErrorCode code, std::string message);
   void on_window_update(std::uint32_t increment);
   void fail(const transport::error_code& ec);
+  void gone();  // runs the on_gone hook
   void maybe_update_window();
   void discard_buffered();
 

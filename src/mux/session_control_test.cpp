@@ -102,6 +102,89 @@ TEST(SessionResetTest, CoreResetWakesTheAgentReader) {
   });
 }
 
+TEST(SessionReadDeadlineTest, ReadTimesOutAndTheStreamStaysUsable) {
+  SessionPair pair(protocol::kVersion2);
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto stream = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(stream != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    std::uint8_t buf[16];
+    error_code ec;
+    const auto start = Clock::now();
+    EXPECT_EQ(co_await stream->read_some(asio::buffer(buf), ec, Clock::now() + 50ms), 0u);
+    EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
+    EXPECT_GE(Clock::now() - start, 50ms);
+    EXPECT_LT(Clock::now() - start, 2s);
+    EXPECT_FALSE(stream->failed());
+    // Data that comes before the next deadline is read; a wait without deadline still works.
+    ec = {};
+    co_await accepted->write(as_bytes("hi"), ec);
+    CO_ASSERT_TRUE(!ec);
+    ec = {};
+    EXPECT_EQ(co_await stream->read_some(asio::buffer(buf), ec, Clock::now() + 5s), 2u);
+    EXPECT_FALSE(ec) << ec.message();
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [accepted]() -> asio::awaitable<void> {
+          co_await sleep_for(20ms);
+          error_code wec;
+          co_await accepted->write(as_bytes("abc"), wec);
+        },
+        asio::detached);
+    EXPECT_EQ(co_await stream->read_some(asio::buffer(buf), ec), 3u);
+    EXPECT_FALSE(ec) << ec.message();
+  });
+}
+
+TEST_P(SessionControlTest, OnGoneRunsForThePeersResetAndNotForOurOwn) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    std::string error;
+    auto first = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(first != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    int gone = 0;
+    accepted->on_gone([&] { ++gone; });
+    first->reset(ErrorCode::kCancel, "client went away");
+    EXPECT_TRUE(co_await wait_until([&] { return gone == 1; }, 2s));
+
+    // Our own reset does not call it; a cleared hook is never called.
+    auto second = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(second != nullptr);
+    auto own = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(own != nullptr);
+    int own_gone = 0;
+    own->on_gone([&] { ++own_gone; });
+    own->reset(ErrorCode::kLocalError, "app failed");
+    EXPECT_EQ(own_gone, 0);
+    auto third = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(third != nullptr);
+    auto cleared = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(cleared != nullptr);
+    int cleared_gone = 0;
+    cleared->on_gone([&] { ++cleared_gone; });
+    cleared->on_gone(nullptr);
+    third->reset(ErrorCode::kCancel, "bye");
+    EXPECT_TRUE(co_await wait_until([&] { return cleared->read_closed(); }, 2s));
+    EXPECT_EQ(cleared_gone, 0);
+
+    // The end of the session counts as gone.
+    auto fourth = pair.core->open_stream(1, "", error);
+    CO_ASSERT_TRUE(fourth != nullptr);
+    auto last = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(last != nullptr);
+    int last_gone = 0;
+    last->on_gone([&] { ++last_gone; });
+    pair.core->close("test over");
+    EXPECT_TRUE(co_await wait_until([&] { return last_gone == 1; }, 5s));
+  });
+}
+
 TEST_P(SessionControlTest, NoticeReachesTheAgentOnV2Only) {
   SessionPair pair(version());
   ASSERT_TRUE(pair.ready());

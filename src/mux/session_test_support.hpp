@@ -23,9 +23,12 @@
 
 #include "mux/session.hpp"
 #include "transport/conn.hpp"
+#include "transport/test_cert.hpp"
 #include "transport/tls.hpp"
 
 namespace tunnel::mux::test {
+
+using transport::test::TempCert;
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -52,32 +55,6 @@ inline std::pair<tcp::socket, tcp::socket> tcp_pair(asio::io_context& io) {
   dialer.set_option(tcp::no_delay(true));
   return {std::move(accepted), std::move(dialer)};
 }
-
-// A throwaway self-signed certificate made with the openssl CLI, removed with the object.
-class TempCert {
- public:
-  TempCert() {
-    std::string templ = (std::filesystem::temp_directory_path() / "mux-test-XXXXXX").string();
-    if (mkdtemp(templ.data()) == nullptr) return;
-    dir_ = templ;
-    const std::string cmd =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
-        "-nodes -days 1 -subj /CN=localhost -keyout " +
-        key() + " -out " + cert() + " >/dev/null 2>&1";
-    ok_ = std::system(cmd.c_str()) == 0;
-  }
-  ~TempCert() {
-    std::error_code ignored;
-    if (!dir_.empty()) std::filesystem::remove_all(dir_, ignored);
-  }
-  bool ok() const { return ok_; }
-  std::string cert() const { return (dir_ / "cert.pem").string(); }
-  std::string key() const { return (dir_ / "key.pem").string(); }
-
- private:
-  std::filesystem::path dir_;
-  bool ok_ = false;
-};
 
 // Polls `pred` every millisecond; false when `timeout` passed first.
 inline asio::awaitable<bool> wait_until(std::function<bool()> pred, Clock::duration timeout) {

@@ -191,7 +191,8 @@ class SslConn final : public TlsConn {
   asio::awaitable<bool> wait_for(int ret, error_code& ec, bool under_deadline = false) {
     const int err = SSL_get_error(ssl_, ret);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+      const auto what =
+          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
       if (!under_deadline) {
         auto [wec] = co_await socket_.async_wait(what, kNoThrow);
         ec = wec;
@@ -236,8 +237,7 @@ std::unique_ptr<TlsConn> make_tls_conn(tcp::socket socket, asio::ssl::context& c
   return std::make_unique<SslConn>(std::move(socket), context.native_handle());
 }
 
-void Conn::move_socket(tcp::socket& socket, const asio::any_io_executor& executor,
-                       error_code& ec) {
+void Conn::move_socket(tcp::socket& socket, const asio::any_io_executor& executor, error_code& ec) {
   const auto protocol = socket.local_endpoint(ec).protocol();
   if (ec) return;
   const auto fd = socket.release(ec);

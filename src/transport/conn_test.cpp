@@ -1,0 +1,238 @@
+// Conn read deadlines (plain TCP and TLS) and moving a connection to another event loop.
+#include "transport/conn.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "transport/test_cert.hpp"
+#include "transport/tls.hpp"
+
+namespace tunnel::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Runs `body` on `io` until it finishes (at most 10 s).
+void run(asio::io_context& io, std::function<asio::awaitable<void>()> body) {
+  bool done = false;
+  asio::co_spawn(io, body(), [&](std::exception_ptr e) {
+    done = true;
+    if (e) ADD_FAILURE() << "the test body threw";
+  });
+  io.restart();
+  const auto limit = Clock::now() + 10s;
+  while (!done && Clock::now() < limit) io.run_one_for(100ms);
+  EXPECT_TRUE(done) << "the test body did not finish";
+}
+
+asio::awaitable<void> sleep_for(Clock::duration d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+// Both ends of a loopback connection: plain, or TLS after a completed handshake.
+struct Pair {
+  explicit Pair(asio::io_context& io, bool tls) {
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket dialer(io);
+    dialer.connect(acceptor.local_endpoint());
+    tcp::socket accepted = acceptor.accept();
+    if (!tls) {
+      a = make_tcp_conn(std::move(accepted));
+      b = make_tcp_conn(std::move(dialer));
+      return;
+    }
+    if (!cert.ok()) {
+      ADD_FAILURE() << "could not make a certificate with the openssl CLI";
+      return;
+    }
+    std::string error;
+    server_tls = make_server_tls(cert.cert(), cert.key(), error);
+    if (!server_tls) {
+      ADD_FAILURE() << error;
+      return;
+    }
+    client_tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    client_tls->set_verify_mode(asio::ssl::verify_none);
+    auto server = make_tls_conn(std::move(accepted), *server_tls);
+    auto client = make_tls_conn(std::move(dialer), *client_tls);
+    error_code server_ec, client_ec;
+    int done = 0;
+    asio::co_spawn(io, server->handshake(true), [&](std::exception_ptr, error_code ec) {
+      server_ec = ec;
+      ++done;
+    });
+    asio::co_spawn(io, client->handshake(false), [&](std::exception_ptr, error_code ec) {
+      client_ec = ec;
+      ++done;
+    });
+    const auto limit = Clock::now() + 10s;
+    while (done < 2 && Clock::now() < limit) io.run_one_for(100ms);
+    EXPECT_EQ(done, 2) << "the TLS handshake did not finish";
+    EXPECT_FALSE(server_ec || client_ec) << server_ec.message() << " / " << client_ec.message();
+    a = std::move(server);
+    b = std::move(client);
+  }
+
+  test::TempCert cert;
+  std::shared_ptr<asio::ssl::context> server_tls;
+  std::shared_ptr<asio::ssl::context> client_tls;
+  std::unique_ptr<Conn> a;
+  std::unique_ptr<Conn> b;
+};
+
+class ConnDeadlineTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ConnDeadlineTest, ReadTimesOutThenReadsWhatComes) {
+  asio::io_context io;
+  Pair pair(io, GetParam());
+  ASSERT_TRUE(pair.a && pair.b);
+  run(io, [&]() -> asio::awaitable<void> {
+    char buf[64];
+    error_code ec;
+    auto start = Clock::now();
+    pair.a->set_read_deadline(Clock::now() + 50ms);
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 0u);
+    EXPECT_EQ(ec, asio::error::timed_out) << ec.message();
+    EXPECT_GE(Clock::now() - start, 50ms);
+    EXPECT_LT(Clock::now() - start, 2s);
+
+    // A read started after the deadline fails at once.
+    start = Clock::now();
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 0u);
+    EXPECT_EQ(ec, asio::error::timed_out);
+    EXPECT_LT(Clock::now() - start, 20ms);
+
+    // The connection is still good: bytes that come before the next deadline are read.
+    pair.a->set_read_deadline(Clock::now() + 5s);
+    co_await pair.b->write(asio::buffer(std::string_view("hello")), ec);
+    EXPECT_FALSE(ec);
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 5u);
+    EXPECT_FALSE(ec) << ec.message();
+    EXPECT_EQ(std::string_view(buf, 5), "hello");
+
+    // Without a deadline a read waits as long as it takes.
+    pair.a->set_read_deadline(Clock::time_point::max());
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          co_await sleep_for(150ms);
+          error_code wec;
+          co_await pair.b->write(asio::buffer(std::string_view("late")), wec);
+        },
+        asio::detached);
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 4u);
+    EXPECT_FALSE(ec) << ec.message();
+  });
+}
+
+TEST_P(ConnDeadlineTest, MovingTheDeadlineCountsFromTheLastOne) {
+  asio::io_context io;
+  Pair pair(io, GetParam());
+  ASSERT_TRUE(pair.a && pair.b);
+  run(io, [&]() -> asio::awaitable<void> {
+    char buf[16];
+    error_code ec;
+    // Later: the timer armed for 30 ms catches up with the new deadline instead of firing.
+    auto start = Clock::now();
+    pair.a->set_read_deadline(start + 30ms);
+    pair.a->set_read_deadline(start + 200ms);
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 0u);
+    EXPECT_EQ(ec, asio::error::timed_out);
+    EXPECT_GE(Clock::now() - start, 200ms);
+    // Earlier: the timer is re-armed.
+    start = Clock::now();
+    pair.a->set_read_deadline(start + 5s);
+    pair.a->set_read_deadline(start + 40ms);
+    EXPECT_EQ(co_await pair.a->read_some(asio::buffer(buf), ec), 0u);
+    EXPECT_EQ(ec, asio::error::timed_out);
+    EXPECT_LT(Clock::now() - start, 2s);
+  });
+}
+
+TEST_P(ConnDeadlineTest, DeadlineDoesNotCancelAWrite) {
+  asio::io_context io;
+  Pair pair(io, GetParam());
+  ASSERT_TRUE(pair.a && pair.b);
+  run(io, [&]() -> asio::awaitable<void> {
+    // Fill the socket buffers so that a big write waits, let a read deadline pass meanwhile,
+    // then drain: the write must still complete.
+    const std::string big(8 * 1024 * 1024, 'x');
+    error_code write_ec;
+    bool written = false;
+    pair.a->set_read_deadline(Clock::now() + 30ms);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          co_await pair.a->write(asio::buffer(big), write_ec);
+          written = true;
+        },
+        asio::detached);
+    co_await sleep_for(100ms);
+    std::string got;
+    std::string buf(64 * 1024, '\0');
+    while (got.size() < big.size()) {
+      error_code ec;
+      const std::size_t n = co_await pair.b->read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      got.append(buf.data(), n);
+    }
+    while (!written) co_await sleep_for(1ms);
+    EXPECT_FALSE(write_ec) << write_ec.message();
+    EXPECT_EQ(got.size(), big.size());
+  });
+}
+
+TEST_P(ConnDeadlineTest, MovesToAnotherEventLoop) {
+  asio::io_context io;
+  asio::io_context other;
+  Pair pair(io, GetParam());
+  ASSERT_TRUE(pair.a && pair.b);
+  error_code ec;
+  pair.a->move_to(other.get_executor(), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(pair.a->get_executor() == asio::any_io_executor(other.get_executor()));
+  run(io, [&]() -> asio::awaitable<void> {
+    error_code wec;
+    co_await pair.b->write(asio::buffer(std::string_view("moved")), wec);
+    EXPECT_FALSE(wec);
+  });
+  run(other, [&]() -> asio::awaitable<void> {
+    char buf[16];
+    error_code rec;
+    pair.a->set_read_deadline(Clock::now() + 5s);
+    const std::size_t n = co_await pair.a->read_some(asio::buffer(buf), rec);
+    EXPECT_FALSE(rec) << rec.message();
+    EXPECT_EQ(std::string_view(buf, n), "moved");
+    co_await pair.a->write(asio::buffer(std::string_view("back")), rec);
+    EXPECT_FALSE(rec);
+  });
+  run(io, [&]() -> asio::awaitable<void> {
+    char buf[16];
+    error_code rec;
+    const std::size_t n = co_await pair.b->read_some(asio::buffer(buf), rec);
+    EXPECT_EQ(std::string_view(buf, n), "back");
+  });
+}
+
+std::string transport_name(const ::testing::TestParamInfo<bool>& param) {
+  return param.param ? "tls" : "tcp";
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, ConnDeadlineTest, ::testing::Values(false, true),
+                         transport_name);
+
+}  // namespace
+}  // namespace tunnel::transport
