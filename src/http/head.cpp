@@ -32,9 +32,13 @@ void for_each_token(std::string_view value, Fn&& fn) {
 
 void append_clean(std::string& out, std::string_view s) {
   const std::size_t at = out.size();
-  out.append(s);  // parsed heads are clean: one copy, then a scan that rarely changes anything
-  for (std::size_t i = at; i < out.size(); ++i) {
-    if (out[i] == '\r' || out[i] == '\n' || out[i] == '\0') out[i] = ' ';
+  out.append(s);
+  // Parsed heads are clean: three vectorised scans (memchr) that rarely find anything.
+  for (const char bad : {'\r', '\n', '\0'}) {
+    for (auto i = std::string_view(out).find(bad, at); i != std::string_view::npos;
+         i = std::string_view(out).find(bad, i + 1)) {
+      out[i] = ' ';
+    }
   }
 }
 
