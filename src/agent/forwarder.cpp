@@ -53,7 +53,8 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 // The request as the core sent it: a head that may lack its final empty line.
 struct RequestInfo {
-  std::string head;
+  std::string_view head;  // in the stream's OPEN_STREAM payload
+  std::string_view end;   // what completes it: "", "\r\n" or "\r\n\r\n"
   std::string method;
   std::string target;
   std::string request_id;
@@ -64,15 +65,17 @@ struct RequestInfo {
 
 RequestInfo read_request_head(std::string_view payload) {
   RequestInfo info;
-  info.head.assign(payload);
-  if (info.head.ends_with("\r\n\r\n")) {
-  } else if (info.head.ends_with("\r\n")) {
-    info.head += "\r\n";
+  info.head = payload;
+  if (payload.ends_with("\r\n\r\n")) {
+  } else if (payload.ends_with("\r\n")) {
+    info.end = "\r\n";
   } else {
-    info.head += "\r\n\r\n";
+    info.end = "\r\n\r\n";
   }
   MessageParser parser(MessageParser::Kind::kRequest);
-  const Step step = parser.parse(info.head);
+  parser.keep_only_headers({"X-Request-Id"});  // the head goes to the app as the core sent it
+  Step step = parser.parse(payload);
+  if (step.type == Step::kNeedMore && !info.end.empty()) step = parser.parse(info.end);
   if (step.type != Step::kHead) {
     info.error = step.type == Step::kError ? parser.error() : "incomplete request head";
     return info;
@@ -188,6 +191,7 @@ asio::awaitable<void> upload(Attempt& at) {
 asio::awaitable<void> download_body(Attempt& at) {
   MessageParser parser(MessageParser::Kind::kResponse);
   parser.expect_response_to(at.request.method);
+  parser.keep_only_headers({});  // the status and the framing are all the agent needs
   const RelayBuffer buf;
   bool raw = false;
   for (;;) {
@@ -314,8 +318,8 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     if (proxy != protocol::ProxyProtocol::kNone && !reused) {
       proxy_header = protocol::proxy_header(proxy, addresses.client, addresses.server);
     }
-    const std::array<asio::const_buffer, 2> first_bytes{asio::buffer(proxy_header),
-                                                        asio::buffer(request.head)};
+    const std::array<asio::const_buffer, 3> first_bytes{
+        asio::buffer(proxy_header), asio::buffer(request.head), asio::buffer(request.end)};
     auto [hec, written] = co_await asio::async_write(*app, first_bytes, kNoThrow);
     (void)written;
     if (hec) {

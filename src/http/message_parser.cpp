@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <string_view>
 #include <deque>
+#include <string_view>
 
 namespace tunnel::http {
 namespace {
@@ -90,6 +90,11 @@ struct MessageParser::Impl {
   RequestHead req;
   ResponseHead resp;
   bool in_field = false;
+  // keep_only_headers(): the field being read is kept only if its name is in `wanted`.
+  bool filter = false;
+  std::vector<std::string> wanted;
+  bool keeping = true;
+  std::string field_name;  // the name of the field being read, when filtering
   size_t header_count = 0;
   size_t head_bytes = 0;     // bytes fed since the last message end while reading a head
   size_t message_bytes = 0;  // bytes of the current message before the current parse() call
@@ -249,23 +254,33 @@ struct MessageParser::Impl {
   static int on_header_field(llhttp_t* parser, const char* at, size_t len) {
     Impl& s = self(parser);
     if (!s.in_field) {
-      s.headers().emplace_back();
+      if (s.filter) {
+        s.field_name.clear();
+      } else {
+        s.headers().emplace_back();
+      }
       s.in_field = true;
     }
-    s.headers().back().name.append(at, len);
+    (s.filter ? s.field_name : s.headers().back().name).append(at, len);
     return 0;
   }
 
   static int on_header_field_complete(llhttp_t* parser) {
     Impl& s = self(parser);
     // llhttp 8.1 accepts ": value" with an empty name; a proxy must not forward that.
-    if (!s.in_field || s.headers().back().name.empty()) return s.reject(400, "empty header name");
+    if (!s.in_field) return s.reject(400, "empty header name");
+    const std::string& name = s.filter ? s.field_name : s.headers().back().name;
+    if (name.empty()) return s.reject(400, "empty header name");
     // Loose llhttp also lets spaces and other separators into names ("Bad Name: x").
-    for (const char c : s.headers().back().name) {
+    for (const char c : name) {
       if (!is_token_char(c)) {
-        return s.reject(400,
-                        "invalid character in header name \"" + s.headers().back().name + "\"");
+        return s.reject(400, "invalid character in header name \"" + name + "\"");
       }
+    }
+    if (s.filter) {
+      s.keeping = std::any_of(s.wanted.begin(), s.wanted.end(),
+                              [&](const std::string& w) { return iequals(w, name); });
+      if (s.keeping) s.headers().push_back(Header{name, {}});
     }
     s.in_field = false;
     if (++s.header_count > s.limits.max_headers) {
@@ -276,12 +291,14 @@ struct MessageParser::Impl {
 
   static int on_header_value(llhttp_t* parser, const char* at, size_t len) {
     Impl& s = self(parser);
+    if (s.filter && !s.keeping) return 0;
     if (!s.headers().empty()) s.headers().back().value.append(at, len);
     return 0;
   }
 
   static int on_header_value_complete(llhttp_t* parser) {
     Impl& s = self(parser);
+    if (s.filter && !s.keeping) return 0;
     if (!s.headers().empty()) clean_value(s.headers().back().value);
     return 0;
   }
@@ -376,6 +393,11 @@ MessageParser::MessageParser(Kind kind, Limits limits)
 MessageParser::~MessageParser() = default;
 MessageParser::MessageParser(MessageParser&&) noexcept = default;
 MessageParser& MessageParser::operator=(MessageParser&&) noexcept = default;
+
+void MessageParser::keep_only_headers(std::vector<std::string> names) {
+  impl_->filter = true;
+  impl_->wanted = std::move(names);
+}
 
 void MessageParser::expect_response_to(std::string_view method) {
   Expected e = Expected::kOther;

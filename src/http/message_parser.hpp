@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/head.hpp"
 
@@ -63,6 +64,13 @@ class MessageParser {
   // oldest: HEAD means no body whatever the head says; CONNECT with 2xx means raw bytes follow.
   // With nothing queued a response is read as the answer to a GET.
   void expect_response_to(std::string_view method);
+
+  // From the next message on, request()/response() keep only the header fields named here
+  // (case-insensitive); the others are still checked and counted against the limits, but not
+  // copied. {} keeps none. Framing (keep_alive(), content_length(), chunked(), is_upgrade())
+  // does not depend on what is kept; expects_continue() needs "Expect" in the list. For a relay
+  // that only needs a status or a field or two of a head it forwards as bytes.
+  void keep_only_headers(std::vector<std::string> names);
 
   Step parse(std::span<const char> data);
   Step parse(std::string_view data) {

@@ -520,3 +520,53 @@ TEST(MessageParserTest, SpaceInHeaderNameIs400) {
 }
 
 }  // namespace tunnel::http
+
+namespace tunnel::http {
+namespace {
+
+TEST(MessageParserTest, KeepOnlyHeadersCopiesTheNamedFieldsAndStillFrames) {
+  MessageParser p(MessageParser::Kind::kRequest);
+  p.keep_only_headers({"x-request-id"});
+  const std::string_view request =
+      "POST /upload HTTP/1.1\r\nHost: a\r\nX-Request-Id:  abc \r\nContent-Length: 3\r\n"
+      "Connection: close\r\n\r\nxyz";
+  // Split inside a field name and inside the kept value: pieces are joined as without a filter.
+  auto step = p.parse(request.substr(0, 40));
+  ASSERT_EQ(step.type, MessageParser::Step::kNeedMore);
+  step = p.parse(request.substr(40));
+  ASSERT_EQ(step.type, MessageParser::Step::kHead);
+  ASSERT_EQ(p.request().headers.size(), 1u);
+  EXPECT_EQ(p.request().headers[0].name, "X-Request-Id");
+  EXPECT_EQ(p.request().headers[0].value, "abc");
+  EXPECT_EQ(p.request().method, "POST");
+  EXPECT_EQ(p.request().target, "/upload");
+  EXPECT_EQ(p.content_length(), 3u);
+  EXPECT_FALSE(p.keep_alive());
+}
+
+TEST(MessageParserTest, KeepNoHeadersStillChecksThemAndReadsTheStatus) {
+  MessageParser p(MessageParser::Kind::kResponse);
+  p.keep_only_headers({});
+  auto step =
+      p.parse(std::string_view("HTTP/1.1 201 Created\r\nServer: x\r\nTransfer-Encoding: "
+                               "chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"));
+  ASSERT_EQ(step.type, MessageParser::Step::kHead);
+  EXPECT_TRUE(p.response().headers.empty());
+  EXPECT_EQ(p.response().status, 201);
+  EXPECT_TRUE(p.chunked());
+  // A bad field name is refused even though it would not be kept.
+  MessageParser q(MessageParser::Kind::kResponse);
+  q.keep_only_headers({});
+  step = q.parse(std::string_view("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"));
+  ASSERT_EQ(step.type, MessageParser::Step::kError);
+  EXPECT_NE(q.error().find("Bad Name"), std::string::npos) << q.error();
+  // So is a head with more fields than the limit.
+  MessageParser r(MessageParser::Kind::kRequest, MessageParser::Limits{64 * 1024, 2});
+  r.keep_only_headers({});
+  step = r.parse(std::string_view("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"));
+  ASSERT_EQ(step.type, MessageParser::Step::kError);
+  EXPECT_EQ(r.error_status(), 431);
+}
+
+}  // namespace
+}  // namespace tunnel::http
