@@ -274,7 +274,7 @@ TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
 // A plain socket connected to a Session: it sends what the test says and nothing else.
 struct RawPeer {
   RawPeer(asio::io_context& io, Role role, Options options)
-      : RawPeer(io, tcp_pair(io), role, std::move(options)) {}
+      : RawPeer(io, tcp_pair(io), role, options) {}
   RawPeer(asio::io_context& io, std::pair<tcp::socket, tcp::socket> sockets, Role role,
           Options options)
       : raw(std::move(role == Role::kAgent ? sockets.first : sockets.second)) {
