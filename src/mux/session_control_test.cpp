@@ -106,11 +106,10 @@ TEST(SessionReadDeadlineTest, ReadTimesOutAndTheStreamStaysUsable) {
   SessionPair pair(protocol::kVersion2);
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(1, "", error);
-    CO_ASSERT_TRUE(stream != nullptr);
-    auto accepted = co_await pair.agent->accept();
-    CO_ASSERT_TRUE(accepted != nullptr);
+    const OpenedStream s = co_await open_accepted(pair);
+    CO_ASSERT_TRUE(s.ok());
+    const auto& stream = s.core;
+    const auto& accepted = s.agent;
     std::uint8_t buf[16];
     error_code ec;
     const auto start = Clock::now();
@@ -143,29 +142,27 @@ TEST_P(SessionControlTest, OnGoneRunsForThePeersResetAndNotForOurOwn) {
   SessionPair pair(version());
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto first = pair.core->open_stream(1, "", error);
-    CO_ASSERT_TRUE(first != nullptr);
-    auto accepted = co_await pair.agent->accept();
-    CO_ASSERT_TRUE(accepted != nullptr);
+    const OpenedStream s1 = co_await open_accepted(pair);
+    CO_ASSERT_TRUE(s1.ok());
+    const auto& first = s1.core;
+    const auto& accepted = s1.agent;
     int gone = 0;
     accepted->on_gone([&] { ++gone; });
     first->reset(ErrorCode::kCancel, "client went away");
     EXPECT_TRUE(co_await wait_until([&] { return gone == 1; }, 2s));
 
     // Our own reset does not call it; a cleared hook is never called.
-    auto second = pair.core->open_stream(1, "", error);
-    CO_ASSERT_TRUE(second != nullptr);
-    auto own = co_await pair.agent->accept();
-    CO_ASSERT_TRUE(own != nullptr);
+    const OpenedStream s2 = co_await open_accepted(pair);
+    CO_ASSERT_TRUE(s2.ok());
+    const auto& own = s2.agent;
     int own_gone = 0;
     own->on_gone([&] { ++own_gone; });
     own->reset(ErrorCode::kLocalError, "app failed");
     EXPECT_EQ(own_gone, 0);
-    auto third = pair.core->open_stream(1, "", error);
-    CO_ASSERT_TRUE(third != nullptr);
-    auto cleared = co_await pair.agent->accept();
-    CO_ASSERT_TRUE(cleared != nullptr);
+    const OpenedStream s3 = co_await open_accepted(pair);
+    CO_ASSERT_TRUE(s3.ok());
+    const auto& third = s3.core;
+    const auto& cleared = s3.agent;
     int cleared_gone = 0;
     cleared->on_gone([&] { ++cleared_gone; });
     cleared->on_gone(nullptr);
@@ -174,10 +171,9 @@ TEST_P(SessionControlTest, OnGoneRunsForThePeersResetAndNotForOurOwn) {
     EXPECT_EQ(cleared_gone, 0);
 
     // The end of the session counts as gone.
-    auto fourth = pair.core->open_stream(1, "", error);
-    CO_ASSERT_TRUE(fourth != nullptr);
-    auto last = co_await pair.agent->accept();
-    CO_ASSERT_TRUE(last != nullptr);
+    const OpenedStream s4 = co_await open_accepted(pair);
+    CO_ASSERT_TRUE(s4.ok());
+    const auto& last = s4.agent;
     int last_gone = 0;
     last->on_gone([&] { ++last_gone; });
     pair.core->close("test over");

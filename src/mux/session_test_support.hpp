@@ -23,12 +23,11 @@
 
 #include "mux/session.hpp"
 #include "transport/conn.hpp"
-#include "transport/test_cert.hpp"
-#include "transport/tls.hpp"
+#include "transport/test_support.hpp"
 
 namespace tunnel::mux::test {
 
-using transport::test::TempCert;
+using transport::test::TlsPair;
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
@@ -205,10 +204,8 @@ inline bool run_until(asio::io_context& io, const std::function<bool()>& done,
 
 // Two Sessions over one loopback connection: `core` opens streams, `agent` accepts them.
 class SessionPair {
-  // Declared first so that they outlive the sessions' connections.
-  std::unique_ptr<TempCert> cert_;
-  std::shared_ptr<asio::ssl::context> server_tls_;
-  std::shared_ptr<asio::ssl::context> client_tls_;
+  // Declared first so that it outlives the sessions' connections.
+  std::unique_ptr<TlsPair> tls_;
   bool finished_ = false;
 
  public:
@@ -220,40 +217,10 @@ class SessionPair {
       core_conn = transport::make_tcp_conn(std::move(accepted));
       agent_conn = transport::make_tcp_conn(std::move(dialer));
     } else {
-      cert_ = std::make_unique<TempCert>();
-      if (!cert_->ok()) {
-        ADD_FAILURE() << "could not make a self-signed certificate with the openssl CLI";
-        return;
-      }
-      std::string error;
-      server_tls_ = transport::make_server_tls(cert_->cert(), cert_->key(), error);
-      if (!server_tls_) {
-        ADD_FAILURE() << error;
-        return;
-      }
-      client_tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-      client_tls_->set_verify_mode(asio::ssl::verify_none);
-      auto server = transport::make_tls_conn(std::move(accepted), *server_tls_);
-      auto client = transport::make_tls_conn(std::move(dialer), *client_tls_);
-      int handshakes = 0;
-      error_code server_ec, client_ec;
-      asio::co_spawn(io, server->handshake(true), [&](std::exception_ptr, error_code ec) {
-        server_ec = ec;
-        ++handshakes;
-      });
-      asio::co_spawn(io, client->handshake(false), [&](std::exception_ptr, error_code ec) {
-        client_ec = ec;
-        ++handshakes;
-      });
-      if (!run_until(
-              io, [&] { return handshakes == 2; }, 10s) ||
-          server_ec || client_ec) {
-        ADD_FAILURE() << "TLS handshake failed: " << server_ec.message() << " / "
-                      << client_ec.message();
-        return;
-      }
-      core_conn = std::move(server);
-      agent_conn = std::move(client);
+      tls_ = std::make_unique<TlsPair>(io, std::move(accepted), std::move(dialer));
+      if (!tls_->server) return;
+      core_conn = std::move(tls_->server);
+      agent_conn = std::move(tls_->client);
     }
     core = std::make_shared<Session>(std::move(core_conn), FrameReader(core_options.version),
                                      Role::kCore, core_options, "core");
@@ -323,5 +290,21 @@ class SessionPair {
   std::optional<std::string> core_reason;
   std::optional<std::string> agent_reason;
 };
+
+// One stream opened by the core (tunnel 1, empty payload) and accepted by the agent; a null
+// side is a failure the caller asserts on.
+struct OpenedStream {
+  std::shared_ptr<Stream> core;
+  std::shared_ptr<Stream> agent;
+  bool ok() const { return core != nullptr && agent != nullptr; }
+};
+inline asio::awaitable<OpenedStream> open_accepted(SessionPair& pair) {
+  std::string error;
+  OpenedStream s;
+  s.core = pair.core->open_stream(1, "", error);
+  EXPECT_TRUE(error.empty()) << error;
+  if (s.core != nullptr) s.agent = co_await pair.agent->accept();
+  co_return s;
+}
 
 }  // namespace tunnel::mux::test

@@ -15,8 +15,7 @@
 #include <string>
 #include <utility>
 
-#include "transport/test_cert.hpp"
-#include "transport/tls.hpp"
+#include "transport/test_support.hpp"
 
 namespace tunnel::transport {
 namespace {
@@ -44,51 +43,22 @@ asio::awaitable<void> sleep_for(Clock::duration d) {
 
 // Both ends of a loopback connection: plain, or TLS after a completed handshake.
 struct Pair {
-  explicit Pair(asio::io_context& io, bool tls) {
+  Pair(asio::io_context& io, bool use_tls) {
     tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     tcp::socket dialer(io);
     dialer.connect(acceptor.local_endpoint());
     tcp::socket accepted = acceptor.accept();
-    if (!tls) {
+    if (!use_tls) {
       a = make_tcp_conn(std::move(accepted));
       b = make_tcp_conn(std::move(dialer));
       return;
     }
-    if (!cert.ok()) {
-      ADD_FAILURE() << "could not make a certificate with the openssl CLI";
-      return;
-    }
-    std::string error;
-    server_tls = make_server_tls(cert.cert(), cert.key(), error);
-    if (!server_tls) {
-      ADD_FAILURE() << error;
-      return;
-    }
-    client_tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-    client_tls->set_verify_mode(asio::ssl::verify_none);
-    auto server = make_tls_conn(std::move(accepted), *server_tls);
-    auto client = make_tls_conn(std::move(dialer), *client_tls);
-    error_code server_ec, client_ec;
-    int done = 0;
-    asio::co_spawn(io, server->handshake(true), [&](std::exception_ptr, error_code ec) {
-      server_ec = ec;
-      ++done;
-    });
-    asio::co_spawn(io, client->handshake(false), [&](std::exception_ptr, error_code ec) {
-      client_ec = ec;
-      ++done;
-    });
-    const auto limit = Clock::now() + 10s;
-    while (done < 2 && Clock::now() < limit) io.run_one_for(100ms);
-    EXPECT_EQ(done, 2) << "the TLS handshake did not finish";
-    EXPECT_FALSE(server_ec || client_ec) << server_ec.message() << " / " << client_ec.message();
-    a = std::move(server);
-    b = std::move(client);
+    tls = std::make_unique<test::TlsPair>(io, std::move(accepted), std::move(dialer));
+    a = std::move(tls->server);
+    b = std::move(tls->client);
   }
 
-  test::TempCert cert;
-  std::shared_ptr<asio::ssl::context> server_tls;
-  std::shared_ptr<asio::ssl::context> client_tls;
+  std::unique_ptr<test::TlsPair> tls;  // certificate and contexts of a TLS pair
   std::unique_ptr<Conn> a;
   std::unique_ptr<Conn> b;
 };
