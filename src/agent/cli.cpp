@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,6 +17,7 @@
 
 #include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
+#include "common/heap_trim.hpp"
 #include "observability/log.hpp"
 
 namespace tunnel::agent {
@@ -115,6 +117,8 @@ int run(ConnectorOptions options) {
         });
       };
   signals.async_wait(on_signal);
+  boost::asio::co_spawn(io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
+                        boost::asio::detached);
   int code = 0;
   boost::asio::co_spawn(io, connector.run(), [&](std::exception_ptr e, int result) {
     code = result;

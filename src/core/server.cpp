@@ -14,6 +14,7 @@
 #include <csignal>
 #include <sstream>
 
+#include "common/heap_trim.hpp"
 #include "common/net_address.hpp"
 #include "core/data_dir.hpp"
 #include "transport/accept.hpp"
@@ -335,6 +336,8 @@ int Server::run() {
       };
   signals.async_wait(on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  asio::co_spawn(workers_[0]->io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
+                 asio::detached);
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     workers_[i]->thread = std::thread([w = workers_[i].get()] {
