@@ -259,7 +259,11 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     }
 
     // ---- forward
-    http::RequestHead forwarded = request;
+    // Rewritten in place: the parser's copy of the head is not needed as it was any more
+    // (only its method and target, which stay). The Host value is kept aside first: removing
+    // fields moves the others.
+    const std::string host_value = *host_header;
+    http::RequestHead& forwarded = parser.request();
     forwarded.remove_hop_by_hop(parser.is_upgrade());
     forwarded.remove("Expect");
     const std::string ip = client_ip(*conn);
@@ -269,7 +273,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       forwarded.set("X-Forwarded-For", ip);
     }
     forwarded.set("X-Forwarded-Proto", tls ? "https" : "http");
-    forwarded.set("X-Forwarded-Host", *host_header);
+    forwarded.set("X-Forwarded-Host", host_value);
     forwarded.set("X-Request-Id", request_id);
     forwarded.version_major = 1;
     forwarded.version_minor = 1;
@@ -517,7 +521,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       const Step step = parser.parse(data);
       switch (step.type) {
         case Step::kHead: {
-          http::ResponseHead head = parser.response();
+          http::ResponseHead& head = parser.response();  // rewritten in place
           head.version_major = 1;  // we speak HTTP/1.1 to the client whatever the app speaks
           head.version_minor = 1;
           if (!parser.is_interim()) {

@@ -469,6 +469,12 @@ const RequestHead& MessageParser::request() const {
 const ResponseHead& MessageParser::response() const {
   return impl_->resp;
 }
+RequestHead& MessageParser::request() {
+  return impl_->req;
+}
+ResponseHead& MessageParser::response() {
+  return impl_->resp;
+}
 bool MessageParser::keep_alive() const {
   return impl_->keep_alive;
 }

@@ -86,6 +86,9 @@ class MessageParser {
   // The last head; valid from kHead until the next message begins.
   const RequestHead& request() const;
   const ResponseHead& response() const;
+  // The same, for a proxy that rewrites the head in place before forwarding it (no copy).
+  RequestHead& request();
+  ResponseHead& response();
 
   // About the current message, valid from its kHead:
   bool keep_alive() const;  // HTTP/1.1 unless Connection: close; HTTP/1.0 only with keep-alive
