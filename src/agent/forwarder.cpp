@@ -85,7 +85,7 @@ RequestInfo read_request_head(std::string_view payload) {
   info.target = head.target;
   if (const std::string* id = head.find("X-Request-Id")) info.request_id = *id;
   info.upgrade = parser.is_upgrade();
-  info.has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+  info.has_body = parser.has_body();
   return info;
 }
 

@@ -50,8 +50,7 @@ asio::awaitable<void> AdminServer::serve(transport::tcp::socket socket) {
     const Step step = parser.parse(pending);
     if (step.type == Step::kHead) {
       pending.erase(0, step.consumed);
-      bool close =
-          !parser.keep_alive() || parser.chunked() || parser.content_length().value_or(0) > 0;
+      bool close = !parser.keep_alive() || parser.has_body();
       std::string response = respond(parser.request().method, parser.request().target, close);
       if (parser.request().method == "HEAD") response.resize(response.find("\r\n\r\n") + 4);
       co_await conn->write(asio::buffer(response), ec);

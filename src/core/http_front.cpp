@@ -194,7 +194,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     const http::RequestHead& request = parser.request();
     const std::string* id_header = request.find("X-Request-Id");
     const std::string request_id = acceptable_request_id(id_header) ? *id_header : new_request_id();
-    const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+    const bool has_body = parser.has_body();
     const bool keep_alive = parser.keep_alive();
     const std::string* host_header = request.find("Host");
     std::optional<std::string> host;

@@ -98,6 +98,9 @@ class MessageParser {
   // upgrade without body). nullopt for chunked and close-delimited bodies.
   std::optional<uint64_t> content_length() const;
   bool chunked() const;
+  // Body bytes follow the head: chunked, or a Content-Length above 0. (A close-delimited
+  // response body is not counted here: see body_is_close_delimited().)
+  bool has_body() const { return chunked() || content_length().value_or(0) > 0; }
   bool expects_continue() const;  // request with Expect: 100-continue
   bool is_interim() const;        // 1xx response other than 101: a final response follows
   bool is_upgrade() const;        // the connection becomes raw after this message
