@@ -117,6 +117,7 @@ int run(ConnectorOptions options) {
         });
       };
   signals.async_wait(on_signal);
+  tune_heap();
   boost::asio::co_spawn(io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
                         boost::asio::detached);
   int code = 0;

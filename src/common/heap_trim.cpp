@@ -13,6 +13,13 @@
 
 namespace tunnel {
 
+void tune_heap() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHeapMmapThreshold));
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(kHeapTopTrimThreshold));
+#endif
+}
+
 std::size_t trim_heap(std::size_t min_free) {
 #if defined(__GLIBC__)
   const struct mallinfo2 info = mallinfo2();

@@ -336,6 +336,7 @@ int Server::run() {
       };
   signals.async_wait(on_signal);
   std::signal(SIGPIPE, SIG_IGN);
+  tune_heap();
   asio::co_spawn(workers_[0]->io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
                  asio::detached);
 

@@ -66,12 +66,10 @@ asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std
 void append_frame(std::vector<std::uint8_t>& out, std::uint8_t version, protocol::FrameType type,
                   std::uint8_t flags, std::uint32_t stream_id,
                   std::span<const std::uint8_t> payload) {
-  const std::size_t at = out.size();
-  out.resize(at + protocol::kHeaderSize + payload.size());
-  protocol::encode_header(out.data() + at, version, type, flags, stream_id, payload.size());
-  if (!payload.empty()) {
-    std::memcpy(out.data() + at + protocol::kHeaderSize, payload.data(), payload.size());
-  }
+  std::array<std::uint8_t, protocol::kHeaderSize> header{};
+  protocol::encode_header(header.data(), version, type, flags, stream_id, payload.size());
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), payload.begin(), payload.end());  // no zero-fill first, unlike resize()
 }
 
 asio::awaitable<void> write_frame(transport::Conn& conn, std::uint8_t version,

@@ -23,7 +23,9 @@ struct Frame {
 class FrameReader {
  public:
   static constexpr std::size_t kInitialBuffer = 16 * 1024;
-  static constexpr std::size_t kReadChunk = 64 * 1024;
+  // A busy session's buffer: room for a full 64 KiB DATA frame (our peers' largest) and the start
+  // of the next, so a stream of them neither reallocates nor moves more than the tail each read.
+  static constexpr std::size_t kReadChunk = 80 * 1024;
 
   explicit FrameReader(std::uint8_t version) : version_(version) {}
 

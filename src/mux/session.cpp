@@ -15,6 +15,7 @@ namespace flags = protocol::flags;
 
 namespace {
 constexpr std::size_t kCompactAbove = 64 * 1024;
+constexpr std::size_t kMinChunk = 16 * 1024;  // small DATA frames share a receive chunk
 constexpr auto kFlushTimeout = std::chrono::seconds(2);
 // Control frames (WINDOW_UPDATE, PING acks, RESET) are not held back by the write-queue bound; a
 // peer that sends them but never reads ours would grow the queue forever. Past this much on top of
@@ -43,17 +44,8 @@ Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t
 asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transport::error_code& ec,
                                                std::chrono::steady_clock::time_point deadline) {
   for (;;) {
-    if (const std::size_t available = buffered(); available > 0 && !reset_) {
-      const std::size_t n = std::min(available, buf.size());
-      std::memcpy(buf.data(), recv_.data() + recv_pos_, n);
-      recv_pos_ += n;
-      if (recv_pos_ == recv_.size()) {
-        recv_.clear();
-        recv_pos_ = 0;
-      } else if (recv_pos_ > kCompactAbove && recv_pos_ * 2 > recv_.size()) {
-        recv_.erase(recv_.begin(), recv_.begin() + static_cast<std::ptrdiff_t>(recv_pos_));
-        recv_pos_ = 0;
-      }
+    if (buffered() > 0 && !reset_) {
+      const std::size_t n = copy_buffered({static_cast<std::uint8_t*>(buf.data()), buf.size()});
       consumed_ += n;
       maybe_update_window();
       co_return n;
@@ -64,13 +56,44 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transpo
       ec = error_;
       co_return 0;
     }
+    // Wait with `buf` offered to on_data. The guard withdraws the offer however the wait ends
+    // (the coroutine may be destroyed while suspended); bytes delivered but not returned then go
+    // back in front of anything buffered after them, so none is lost.
+    direct_ = {static_cast<std::uint8_t*>(buf.data()), buf.size()};
+    direct_filled_ = 0;
+    struct Guard {
+      Stream& s;
+      ~Guard() {
+        const auto held = s.direct_.first(s.direct_filled_);
+        if (s.take_direct() > 0 && !s.reset_) {
+          s.recv_.emplace_front(held.begin(), held.end());  // recv_pos_ is 0: see on_data
+          s.recv_bytes_ += held.size();
+        }
+      }
+    } guard{*this};
+    bool woken = true;
     if (deadline == std::chrono::steady_clock::time_point::max()) {
       co_await readable_.wait();
-    } else if (!co_await readable_.wait_until(deadline)) {
+    } else {
+      woken = co_await readable_.wait_until(deadline);
+    }
+    if (const std::size_t n = take_direct(); n > 0 && !reset_) {
+      consumed_ += n;
+      maybe_update_window();
+      co_return n;
+    }
+    if (!woken) {
       ec = asio::error::timed_out;
       co_return 0;
     }
   }
+}
+
+std::size_t Stream::take_direct() {
+  const std::size_t n = direct_filled_;
+  direct_ = {};
+  direct_filled_ = 0;
+  return n;
 }
 
 asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transport::error_code& ec,
@@ -135,14 +158,14 @@ void Stream::reset(ErrorCode code, std::string_view message) {
 }
 
 void Stream::on_data(std::span<const std::uint8_t> payload, bool end) {
-  if (!payload.empty()) {
-    if (recv_pos_ == recv_.size()) {
-      recv_.clear();
-      recv_pos_ = 0;
-    }
-    recv_.insert(recv_.end(), payload.begin(), payload.end());
-    received_ += payload.size();
+  received_ += payload.size();
+  if (!payload.empty() && buffered() == 0 && direct_filled_ < direct_.size()) {
+    const std::size_t n = std::min(payload.size(), direct_.size() - direct_filled_);
+    std::memcpy(direct_.data() + direct_filled_, payload.data(), n);
+    direct_filled_ += n;
+    payload = payload.subspan(n);
   }
+  if (!payload.empty()) buffer(payload);
   if (end) remote_closed_ = true;
   readable_.notify();
 }
@@ -157,10 +180,46 @@ void Stream::on_reset(ErrorCode code, std::string message) {
   fail(asio::error::connection_reset);
 }
 
+void Stream::buffer(std::span<const std::uint8_t> payload) {
+  recv_bytes_ += payload.size();
+  if (!recv_.empty() && recv_.back().capacity() - recv_.back().size() >= payload.size()) {
+    recv_.back().insert(recv_.back().end(), payload.begin(), payload.end());  // small frames
+    return;
+  }
+  std::vector<std::uint8_t> chunk = std::move(recv_spare_);
+  recv_spare_ = {};
+  chunk.clear();
+  chunk.reserve(std::max(payload.size(), kMinChunk));
+  chunk.insert(chunk.end(), payload.begin(), payload.end());
+  recv_.push_back(std::move(chunk));
+}
+
+std::size_t Stream::copy_buffered(std::span<std::uint8_t> out) {
+  std::size_t copied = 0;
+  while (copied < out.size() && !recv_.empty()) {
+    auto& front = recv_.front();
+    const std::size_t n = std::min(out.size() - copied, front.size() - recv_pos_);
+    std::memcpy(out.data() + copied, front.data() + recv_pos_, n);
+    copied += n;
+    recv_pos_ += n;
+    if (recv_pos_ == front.size()) {
+      if (recv_.size() > 1 && front.capacity() >= recv_spare_.capacity()) {
+        recv_spare_ = std::move(front);  // more is queued: the reader is behind, reuse it
+      }
+      recv_.pop_front();
+      recv_pos_ = 0;
+    }
+  }
+  recv_bytes_ -= copied;
+  if (recv_.empty()) recv_spare_ = {};  // caught up: direct delivery needs no chunks
+  return copied;
+}
+
 void Stream::discard_buffered() {
   recv_.clear();
-  recv_.shrink_to_fit();
   recv_pos_ = 0;
+  recv_bytes_ = 0;
+  recv_spare_ = {};
 }
 
 void Stream::on_window_update(std::uint32_t increment) {

@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -79,7 +80,7 @@ class Stream {
   const std::string& reset_message() const { return reset_message_; }
 
   // Unread bytes held for this stream (bounded by the receive window).
-  std::size_t buffered() const { return recv_.size() - recv_pos_; }
+  std::size_t buffered() const { return recv_bytes_; }
   // Our current receive window (v2): starts at Options::initial_window, grows toward max_window
   // while the reader keeps up.
   std::uint32_t window() const { return window_; }
@@ -93,14 +94,26 @@ class Stream {
   void gone();  // runs the on_gone hook
   void maybe_update_window();
   void discard_buffered();
+  void buffer(std::span<const std::uint8_t> payload);
+  std::size_t copy_buffered(std::span<std::uint8_t> out);
+  std::size_t take_direct();  // ends a direct read: how many bytes it received
 
   std::shared_ptr<Session> session_;  // cycle broken when the session forgets the stream
   std::uint32_t id_;
   std::uint16_t tunnel_index_ = 0;
   std::string open_payload_;
 
-  std::vector<std::uint8_t> recv_;
+  // Unread DATA in arrival order, in chunks so that neither appending nor reading moves what is
+  // already held. recv_pos_ is the read offset into the first chunk; one emptied chunk is kept
+  // for reuse while more are queued.
+  std::deque<std::vector<std::uint8_t>> recv_;
   std::size_t recv_pos_ = 0;
+  std::size_t recv_bytes_ = 0;
+  std::vector<std::uint8_t> recv_spare_;
+  // While a reader waits in read_some with nothing buffered, DATA is copied straight into its
+  // buffer instead of into recv_ (one copy per byte fewer on a busy stream).
+  std::span<std::uint8_t> direct_;
+  std::size_t direct_filled_ = 0;
   Signal readable_;
   Signal writable_;
 

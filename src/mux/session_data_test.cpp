@@ -85,6 +85,68 @@ TEST_P(SessionDataTest, Echo64MiBWithEndStream) {
   pair.run([&]() { return echo_round_trip(pair, 42, 64u * 1024 * 1024, 200 * 1024 + 7); }, 45s);
 }
 
+// Frames of every size against reads of every size, with the reader sometimes waiting (DATA goes
+// straight into its buffer) and sometimes behind (DATA is buffered in chunks, small frames share
+// one): every byte arrives once and in order, whichever path it took.
+TEST_P(SessionDataTest, MixedFrameAndReadSizesKeepOrder) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        std::string error;
+        auto stream = pair.core->open_stream(1, "", error);
+        CO_ASSERT_TRUE(stream != nullptr);
+        auto agent_stream = co_await pair.agent->accept();
+        CO_ASSERT_TRUE(agent_stream != nullptr);
+
+        constexpr std::size_t kTotal = 6u * 1024 * 1024;
+        const std::array<std::size_t, 8> write_sizes{1,         13,         700, 16 * 1024,
+                                                     64 * 1024, 100 * 1024, 3,   70 * 1024};
+        const std::array<std::size_t, 6> read_sizes{1, 5, 4096, 100 * 1024, 7, 64 * 1024};
+        auto writer = [&]() -> asio::awaitable<error_code> {
+          error_code ec;
+          std::vector<std::uint8_t> buf(100 * 1024);
+          std::size_t sent = 0;
+          for (std::size_t i = 0; sent < kTotal && !ec; ++i) {
+            const std::size_t n = std::min(write_sizes[i % write_sizes.size()], kTotal - sent);
+            fill_pattern(9, sent, {buf.data(), n});
+            co_await stream->write({buf.data(), n}, ec, sent + n == kTotal);
+            sent += n;
+          }
+          co_return ec;
+        };
+        auto reader = [&]() -> asio::awaitable<Received> {
+          Received r;
+          std::vector<std::uint8_t> buf(100 * 1024);
+          for (std::size_t i = 0;; ++i) {
+            if (i % 16 == 15) co_await sleep_for(1ms);  // fall behind now and then
+            const std::size_t want = read_sizes[i % read_sizes.size()];
+            const std::size_t n =
+                co_await agent_stream->read_some(asio::buffer(buf.data(), want), r.ec);
+            if (r.ec) break;
+            if (n == 0) {
+              r.eof = true;
+              break;
+            }
+            for (std::size_t k = 0; k < n && !r.first_mismatch; ++k) {
+              if (buf[k] != pattern_byte(9, r.bytes + k)) r.first_mismatch = r.bytes + k;
+            }
+            r.bytes += n;
+          }
+          co_return r;
+        };
+        auto [write_ec, got] = co_await (writer() && reader());
+        EXPECT_FALSE(write_ec) << write_ec.message();
+        EXPECT_FALSE(got.ec) << got.ec.message();
+        EXPECT_TRUE(got.eof);
+        EXPECT_EQ(got.bytes, kTotal);
+        EXPECT_FALSE(got.first_mismatch.has_value())
+            << "first wrong byte at " << *got.first_mismatch;
+        EXPECT_EQ(agent_stream->buffered(), 0u);
+      },
+      60s);
+}
+
 TEST(SessionTlsTest, EchoOverTls) {
   SessionPair pair(options_for(protocol::kVersion2), options_for(protocol::kVersion2), true);
   ASSERT_TRUE(pair.ready());
