@@ -15,7 +15,6 @@ namespace flags = protocol::flags;
 
 namespace {
 constexpr std::size_t kCompactAbove = 64 * 1024;
-constexpr std::size_t kMinChunk = 16 * 1024;  // small DATA frames share a receive chunk
 constexpr auto kFlushTimeout = std::chrono::seconds(2);
 // Control frames (WINDOW_UPDATE, PING acks, RESET) are not held back by the write-queue bound; a
 // peer that sends them but never reads ours would grow the queue forever. Past this much on top of
@@ -45,7 +44,7 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transpo
                                                std::chrono::steady_clock::time_point deadline) {
   for (;;) {
     if (buffered() > 0 && !reset_) {
-      const std::size_t n = copy_buffered({static_cast<std::uint8_t*>(buf.data()), buf.size()});
+      const std::size_t n = recv_.read({static_cast<std::uint8_t*>(buf.data()), buf.size()});
       consumed_ += n;
       maybe_update_window();
       co_return n;
@@ -65,10 +64,7 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transpo
       Stream& s;
       ~Guard() {
         const auto held = s.direct_.first(s.direct_filled_);
-        if (s.take_direct() > 0 && !s.reset_) {
-          s.recv_.emplace_front(held.begin(), held.end());  // recv_pos_ is 0: see on_data
-          s.recv_bytes_ += held.size();
-        }
+        if (s.take_direct() > 0 && !s.reset_) s.recv_.prepend(held);
       }
     } guard{*this};
     bool woken = true;
@@ -165,7 +161,7 @@ void Stream::on_data(std::span<const std::uint8_t> payload, bool end) {
     direct_filled_ += n;
     payload = payload.subspan(n);
   }
-  if (!payload.empty()) buffer(payload);
+  recv_.append(payload);
   if (end) remote_closed_ = true;
   readable_.notify();
 }
@@ -180,46 +176,8 @@ void Stream::on_reset(ErrorCode code, std::string message) {
   fail(asio::error::connection_reset);
 }
 
-void Stream::buffer(std::span<const std::uint8_t> payload) {
-  recv_bytes_ += payload.size();
-  if (!recv_.empty() && recv_.back().capacity() - recv_.back().size() >= payload.size()) {
-    recv_.back().insert(recv_.back().end(), payload.begin(), payload.end());  // small frames
-    return;
-  }
-  std::vector<std::uint8_t> chunk = std::move(recv_spare_);
-  recv_spare_ = {};
-  chunk.clear();
-  chunk.reserve(std::max(payload.size(), kMinChunk));
-  chunk.insert(chunk.end(), payload.begin(), payload.end());
-  recv_.push_back(std::move(chunk));
-}
-
-std::size_t Stream::copy_buffered(std::span<std::uint8_t> out) {
-  std::size_t copied = 0;
-  while (copied < out.size() && !recv_.empty()) {
-    auto& front = recv_.front();
-    const std::size_t n = std::min(out.size() - copied, front.size() - recv_pos_);
-    std::memcpy(out.data() + copied, front.data() + recv_pos_, n);
-    copied += n;
-    recv_pos_ += n;
-    if (recv_pos_ == front.size()) {
-      if (recv_.size() > 1 && front.capacity() >= recv_spare_.capacity()) {
-        recv_spare_ = std::move(front);  // more is queued: the reader is behind, reuse it
-      }
-      recv_.pop_front();
-      recv_pos_ = 0;
-    }
-  }
-  recv_bytes_ -= copied;
-  if (recv_.empty()) recv_spare_ = {};  // caught up: direct delivery needs no chunks
-  return copied;
-}
-
 void Stream::discard_buffered() {
   recv_.clear();
-  recv_pos_ = 0;
-  recv_bytes_ = 0;
-  recv_spare_ = {};
 }
 
 void Stream::on_window_update(std::uint32_t increment) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/async.hpp"
+#include "mux/chunk_queue.hpp"
 #include "mux/frame_io.hpp"
 #include "protocol/error_code.hpp"
 #include "protocol/frame.hpp"
@@ -80,7 +81,7 @@ class Stream {
   const std::string& reset_message() const { return reset_message_; }
 
   // Unread bytes held for this stream (bounded by the receive window).
-  std::size_t buffered() const { return recv_bytes_; }
+  std::size_t buffered() const { return recv_.size(); }
   // Our current receive window (v2): starts at Options::initial_window, grows toward max_window
   // while the reader keeps up.
   std::uint32_t window() const { return window_; }
@@ -94,8 +95,6 @@ class Stream {
   void gone();  // runs the on_gone hook
   void maybe_update_window();
   void discard_buffered();
-  void buffer(std::span<const std::uint8_t> payload);
-  std::size_t copy_buffered(std::span<std::uint8_t> out);
   std::size_t take_direct();  // ends a direct read: how many bytes it received
 
   std::shared_ptr<Session> session_;  // cycle broken when the session forgets the stream
@@ -103,13 +102,7 @@ class Stream {
   std::uint16_t tunnel_index_ = 0;
   std::string open_payload_;
 
-  // Unread DATA in arrival order, in chunks so that neither appending nor reading moves what is
-  // already held. recv_pos_ is the read offset into the first chunk; one emptied chunk is kept
-  // for reuse while more are queued.
-  std::deque<std::vector<std::uint8_t>> recv_;
-  std::size_t recv_pos_ = 0;
-  std::size_t recv_bytes_ = 0;
-  std::vector<std::uint8_t> recv_spare_;
+  ChunkQueue recv_;  // unread DATA
   // While a reader waits in read_some with nothing buffered, DATA is copied straight into its
   // buffer instead of into recv_ (one copy per byte fewer on a busy stream).
   std::span<std::uint8_t> direct_;
