@@ -93,11 +93,10 @@ TEST_P(SessionDataTest, MixedFrameAndReadSizesKeepOrder) {
   ASSERT_TRUE(pair.ready());
   pair.run(
       [&]() -> asio::awaitable<void> {
-        std::string error;
-        auto stream = pair.core->open_stream(1, "", error);
-        CO_ASSERT_TRUE(stream != nullptr);
-        auto agent_stream = co_await pair.agent->accept();
-        CO_ASSERT_TRUE(agent_stream != nullptr);
+        const OpenedStream opened = co_await open_accepted(pair);
+        CO_ASSERT_TRUE(opened.ok());
+        const auto& stream = opened.core;
+        const auto& agent_stream = opened.agent;
 
         constexpr std::size_t kTotal = 6u * 1024 * 1024;
         const std::array<std::size_t, 8> write_sizes{1,         13,         700, 16 * 1024,
