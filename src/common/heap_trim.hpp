@@ -34,6 +34,6 @@ boost::asio::awaitable<void> trim_heap_every(std::chrono::steady_clock::duration
                                              std::size_t min_free);
 
 inline constexpr auto kHeapTrimInterval = std::chrono::seconds(30);
-inline constexpr std::size_t kHeapTrimMinFree = 2 * 1024 * 1024;
+inline constexpr std::size_t kHeapTrimMinFree = 512 * 1024;
 
 }  // namespace tunnel
