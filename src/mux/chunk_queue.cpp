@@ -28,7 +28,7 @@ void ChunkQueue::prepend(std::span<const std::uint8_t> bytes) {
   if (bytes.empty()) return;
   bytes_ += bytes.size();
   if (head_ < chunks_.size() && pos_ >= bytes.size()) {
-    // The front chunk still holds the bytes' old places: write them back there.
+    // The front chunk has that much already-read room before its unread bytes: reuse it.
     pos_ -= bytes.size();
     std::memcpy(chunks_[head_].data() + pos_, bytes.data(), bytes.size());
     return;

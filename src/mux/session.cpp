@@ -62,9 +62,10 @@ asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transpo
     direct_filled_ = 0;
     struct Guard {
       Stream& s;
-      ~Guard() {
+      ~Guard() {  // after the normal path's take_direct() this finds nothing left
         const auto held = s.direct_.first(s.direct_filled_);
-        if (s.take_direct() > 0 && !s.reset_) s.recv_.prepend(held);
+        s.take_direct();
+        if (!held.empty() && !s.reset_) s.recv_.prepend(held);
       }
     } guard{*this};
     bool woken = true;
