@@ -2,7 +2,11 @@
 #include "transport/conn.hpp"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -194,6 +198,53 @@ TEST_P(ConnDeadlineTest, MovesToAnotherEventLoop) {
     error_code rec;
     const std::size_t n = co_await pair.b->read_some(asio::buffer(buf), rec);
     EXPECT_EQ(std::string_view(buf, n), "back");
+  });
+}
+
+int tcp_cork(Conn& conn) {
+  int value = -1;
+  socklen_t len = sizeof value;
+  ::getsockopt(conn.socket().native_handle(), IPPROTO_TCP, TCP_CORK, &value, &len);
+  return value;
+}
+
+// A TLS write of many records corks the socket so that the records leave in full-size
+// segments; the cork must be off again when the write returns, or the tail of the last
+// segment would wait for the kernel's 200 ms cork timer.
+TEST(TlsConnWrite, UncorksAfterAWriteOfManyRecords) {
+  asio::io_context io;
+  Pair pair(io, true);
+  ASSERT_TRUE(pair.a && pair.b);
+  run(io, [&]() -> asio::awaitable<void> {
+    std::string big(1024 * 1024, '\0');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + i / 4096);
+    const std::string tail = "tail";
+    bool written = false;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          error_code ec;
+          co_await pair.a->write(asio::buffer(big), ec);
+          EXPECT_FALSE(ec) << ec.message();
+          EXPECT_EQ(tcp_cork(*pair.a), 0) << "corked after a write of many records";
+          co_await pair.a->write(asio::buffer(tail), ec);
+          EXPECT_FALSE(ec) << ec.message();
+          written = true;
+        },
+        asio::detached);
+    std::string got;
+    std::string buf(64 * 1024, '\0');
+    while (got.size() < big.size() + tail.size()) {
+      error_code ec;
+      const std::size_t n = co_await pair.b->read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      got.append(buf.data(), n);
+    }
+    while (!written) co_await sleep_for(1ms);
+    EXPECT_EQ(tcp_cork(*pair.a), 0);
+    EXPECT_EQ(got.size(), big.size() + tail.size());
+    EXPECT_TRUE(got.substr(0, big.size()) == big) << "payload differs";
+    EXPECT_EQ(got.substr(std::min(got.size(), big.size())), tail);
   });
 }
 
