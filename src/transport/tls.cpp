@@ -1,5 +1,10 @@
 #include "transport/tls.hpp"
 
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -26,8 +31,20 @@ std::string openssl_reason() {
   return buf;
 }
 
+// TLS 1.3 suites, most preferred first. OpenSSL's default order puts AES-256-GCM first on every
+// machine. With AES instructions, AES-128-GCM (TLS 1.3's mandatory suite, 10 rounds to
+// AES-256's 14) goes first: 0-4% less CPU per GiB at each end of a bulk stream here, measured.
+// Without them (a Raspberry Pi 4 agent) AES runs in software, several times slower than
+// ChaCha20-Poly1305, so ChaCha20 goes first.
+const char* tls13_suites() {
+  return aes_in_hardware()
+             ? "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"
+             : "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
+}
+
 void harden(asio::ssl::context& ctx) {
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+  SSL_CTX_set_ciphersuites(ctx.native_handle(), tls13_suites());
   // Release the 2 x ~17 KiB record buffers while a connection is idle: many idle agents.
   SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
@@ -41,11 +58,25 @@ void harden(asio::ssl::context& ctx) {
 
 }  // namespace
 
+bool aes_in_hardware() {
+#if defined(__x86_64__) || defined(__i386__)
+  return __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul");
+#elif defined(__aarch64__)
+  return (getauxval(AT_HWCAP) & HWCAP_AES) != 0 && (getauxval(AT_HWCAP) & HWCAP_PMULL) != 0;
+#else
+  return false;
+#endif
+}
+
 std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
                                                     const std::string& key_file,
                                                     std::string& error) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   harden(*ctx);
+  // The core picks from its own order, except that an agent which lists ChaCha20 first (one
+  // without AES instructions) gets ChaCha20.
+  SSL_CTX_set_options(ctx->native_handle(),
+                      SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
   if (SSL_CTX_use_certificate_chain_file(ctx->native_handle(), cert_file.c_str()) != 1) {
     error = "TLS certificate " + cert_file + ": " + openssl_reason();
     return nullptr;

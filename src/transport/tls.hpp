@@ -43,6 +43,10 @@ asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl:
                                                   std::chrono::milliseconds timeout,
                                                   std::string& error);
 
+// Whether this CPU has AES and carry-less multiply instructions (AES-GCM in hardware). Decides
+// the TLS 1.3 suite order: AES-128-GCM first with them, ChaCha20-Poly1305 first without.
+bool aes_in_hardware();
+
 // Human-readable OpenSSL error for a TLS failure ("certificate verify failed: self-signed ...").
 std::string describe_tls_error(const error_code& ec);
 
