@@ -84,9 +84,9 @@ std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket) {
 
 namespace {
 
-// Writes of several small buffers are joined first, so they make one TLS record, not several.
-constexpr std::size_t kJoinBelow = 16 * 1024;
-// The most payload one TLS record carries; a longer write is several records and system calls.
+// The most payload one TLS record carries. A write of several buffers that together fit in one
+// record is joined first, so it makes one record, not several; a longer write is several
+// records and system calls.
 constexpr std::size_t kRecord = 16 * 1024;
 
 class SslConn final : public TlsConn {
@@ -140,7 +140,7 @@ class SslConn final : public TlsConn {
     ec = {};
     std::size_t total = 0;
     for (const auto& b : bufs) total += b.size();
-    if (bufs.size() > 1 && total < kJoinBelow) {
+    if (bufs.size() > 1 && total < kRecord) {
       std::string joined;
       joined.reserve(total);
       for (const auto& b : bufs) joined.append(static_cast<const char*>(b.data()), b.size());
