@@ -65,12 +65,17 @@ std::string negotiated_suite(const ClientTls& client) {
   return cipher != nullptr ? SSL_CIPHER_get_name(cipher) : "";
 }
 
-ClientTls insecure_client() {
+// The agent's client context without verification; with `suites`, offering only those, in that
+// order.
+ClientTls insecure_client(const char* suites = nullptr) {
   ClientTlsOptions options;
   options.insecure = true;
   std::string error;
   ClientTls client = make_client_tls(options, error);
   EXPECT_TRUE(client.context) << error;
+  if (client.context && suites != nullptr) {
+    EXPECT_EQ(SSL_CTX_set_ciphersuites(client.context->native_handle(), suites), 1) << suites;
+  }
   return client;
 }
 
@@ -79,20 +84,12 @@ TEST(TlsSuites, AgentAndCoreAgreeOnAes128WithAesInstructions) {
 }
 
 TEST(TlsSuites, CorePicksItsOwnOrderOverAClientPreferringAes256) {
-  ClientTls client = insecure_client();
-  ASSERT_TRUE(client.context);
-  ASSERT_EQ(SSL_CTX_set_ciphersuites(client.context->native_handle(),
-                                     "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"),
-            1);
+  const auto client = insecure_client("TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256");
   EXPECT_EQ(negotiated_suite(client), aes_in_hardware() ? kAes128 : kAes256);
 }
 
 TEST(TlsSuites, CoreGivesChachaToAClientThatPutsItFirst) {
-  ClientTls client = insecure_client();
-  ASSERT_TRUE(client.context);
-  ASSERT_EQ(SSL_CTX_set_ciphersuites(client.context->native_handle(),
-                                     "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"),
-            1);
+  const auto client = insecure_client("TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256");
   EXPECT_EQ(negotiated_suite(client), kChacha);
 }
 
