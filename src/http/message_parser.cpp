@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <string_view>
 
 namespace tunnel::http {
@@ -98,7 +97,10 @@ struct MessageParser::Impl {
   size_t header_count = 0;
   size_t head_bytes = 0;     // bytes fed since the last message end while reading a head
   size_t message_bytes = 0;  // bytes of the current message before the current parse() call
-  std::deque<Expected> expected;
+  // Responses still expected, oldest at `expected_next` (pipelined requests). A vector and a
+  // read index, not std::deque, which allocates when constructed: a parser is made per message.
+  std::vector<Expected> expected;
+  size_t expected_next = 0;
 
   bool keep_alive = true;
   bool close_delimited = false;
@@ -326,9 +328,12 @@ struct MessageParser::Impl {
       s.interim = status / 100 == 1 && status != 101;
       if (status / 100 != 1) {
         Expected to = Expected::kOther;
-        if (!s.expected.empty()) {
-          to = s.expected.front();
-          s.expected.pop_front();
+        if (s.expected_next < s.expected.size()) {
+          to = s.expected[s.expected_next++];
+          if (s.expected_next == s.expected.size()) {
+            s.expected.clear();
+            s.expected_next = 0;
+          }
         }
         // Mirrors what returning 1 (no body) or 2 (upgrade) from this callback would do;
         // pausing here makes llhttp ignore the return value, so the flags are set directly.
