@@ -18,52 +18,71 @@ using Step = MessageParser::Step;
 using protocol::ErrorCode;
 constexpr std::size_t kBufferSize = 64 * 1024;
 
-// Relay buffers are recycled per thread: a fresh 64 KiB malloc/free pair per request and
-// direction was the agent's top cost in profiles. At most kKeptBuffers stay cached.
-constexpr std::size_t kKeptBuffers = 64;
+// What every exchange needs, recycled per thread: a fresh 64 KiB malloc/free pair per request
+// and direction was the agent's top cost in profiles, and a response parser costs three
+// allocations to set up. At most kKept of each stay cached.
+constexpr std::size_t kKept = 64;
 
-class RelayBuffer {
+// An object of type T taken from this thread's cache (or made by T::make()) and given back to
+// it when this goes out of scope.
+template <typename T>
+class Recycled {
  public:
-  RelayBuffer() {
+  Recycled() {
     auto& cache = free_list();
     if (cache.empty()) {
-      data_ = std::make_unique_for_overwrite<char[]>(kBufferSize);
+      object_ = T::make();
     } else {
-      data_ = std::move(cache.back());
+      object_ = std::move(cache.back());
       cache.pop_back();
     }
   }
-  ~RelayBuffer() {
+  ~Recycled() {
     auto& cache = free_list();
-    if (data_ && cache.size() < kKeptBuffers) cache.push_back(std::move(data_));
+    if (object_ && cache.size() < kKept) cache.push_back(std::move(object_));
   }
-  RelayBuffer(const RelayBuffer&) = delete;
-  RelayBuffer& operator=(const RelayBuffer&) = delete;
+  Recycled(const Recycled&) = delete;
+  Recycled& operator=(const Recycled&) = delete;
 
-  char* get() const { return data_.get(); }
+  T& operator*() const { return *object_; }
+  T* operator->() const { return object_.get(); }
 
  private:
-  static std::vector<std::unique_ptr<char[]>>& free_list() {
-    thread_local std::vector<std::unique_ptr<char[]>> cache;
+  static std::vector<std::unique_ptr<T>>& free_list() {
+    thread_local std::vector<std::unique_ptr<T>> cache;
     return cache;
   }
-  std::unique_ptr<char[]> data_;
+  std::unique_ptr<T> object_;
+};
+
+struct RelayBytes {
+  char data[kBufferSize];
+  static std::unique_ptr<RelayBytes> make() { return std::make_unique_for_overwrite<RelayBytes>(); }
+};
+
+// The app's response is read for its status and its end only.
+struct ResponseParser {
+  MessageParser parser{MessageParser::Kind::kResponse};
+  static std::unique_ptr<ResponseParser> make() {
+    auto made = std::make_unique<ResponseParser>();
+    made->parser.keep_only_headers({});
+    return made;
+  }
 };
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 // The request as the core sent it: a head that may lack its final empty line.
 struct RequestInfo {
-  std::string_view head;  // in the stream's OPEN_STREAM payload
-  std::string_view end;   // what completes it: "", "\r\n" or "\r\n\r\n"
-  std::string method;
-  std::string target;
-  std::string request_id;
+  std::string_view head;    // in the stream's OPEN_STREAM payload
+  std::string_view end;     // what completes it: "", "\r\n" or "\r\n\r\n"
+  std::string_view method;  // in the ForwardResult
   bool upgrade = false;
   bool has_body = false;
   std::string error;  // the head does not parse
 };
 
-RequestInfo read_request_head(std::string_view payload) {
+// Reads the head in `payload`; its method, target and request id go to `result`.
+RequestInfo read_request_head(std::string_view payload, ForwardResult& result) {
   RequestInfo info;
   info.head = payload;
   if (payload.ends_with("\r\n\r\n")) {
@@ -72,18 +91,25 @@ RequestInfo read_request_head(std::string_view payload) {
   } else {
     info.end = "\r\n\r\n";
   }
-  MessageParser parser(MessageParser::Kind::kRequest);
-  parser.keep_only_headers({"X-Request-Id"});  // the head goes to the app as the core sent it
+  // One parser per thread, reset for each head: it is done with before this returns.
+  thread_local MessageParser parser = [] {
+    MessageParser made(MessageParser::Kind::kRequest);
+    made.keep_only_headers({"X-Request-Id"});  // the head goes to the app as the core sent it
+    return made;
+  }();
+  parser.reset();
   Step step = parser.parse(payload);
   if (step.type == Step::kNeedMore && !info.end.empty()) step = parser.parse(info.end);
   if (step.type != Step::kHead) {
     info.error = step.type == Step::kError ? parser.error() : "incomplete request head";
     return info;
   }
-  const http::RequestHead& head = parser.request();
-  info.method = head.method;
-  info.target = head.target;
-  if (const std::string* id = head.find("X-Request-Id")) info.request_id = *id;
+  http::RequestHead& head = parser.request();
+  result.method = std::move(head.method);
+  result.target = std::move(head.target);
+  // X-Request-Id is the only field kept.
+  if (!head.headers.empty()) result.request_id = std::move(head.headers.front().value);
+  info.method = result.method;
   info.upgrade = parser.is_upgrade();
   info.has_body = parser.has_body();
   return info;
@@ -162,10 +188,10 @@ struct Attempt {
 
 // Stream -> app: the request body (or raw bytes after a 101), until END_STREAM.
 asio::awaitable<void> upload(Attempt& at) {
-  const RelayBuffer buf;
+  const Recycled<RelayBytes> buf;
   for (;;) {
     transport::error_code ec;
-    const std::size_t n = co_await at.stream.read_some(asio::buffer(buf.get(), kBufferSize), ec);
+    const std::size_t n = co_await at.stream.read_some(asio::buffer(buf->data, kBufferSize), ec);
     if (ec) {
       at.stream_gone();
       co_return;
@@ -180,7 +206,7 @@ asio::awaitable<void> upload(Attempt& at) {
       at.request_done = true;
       break;
     }
-    auto [wec, written] = co_await asio::async_write(at.app, asio::buffer(buf.get(), n), kNoThrow);
+    auto [wec, written] = co_await asio::async_write(at.app, asio::buffer(buf->data, n), kNoThrow);
     (void)written;
     if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
     at.bytes_in += n;
@@ -189,13 +215,14 @@ asio::awaitable<void> upload(Attempt& at) {
 
 // App -> stream: the response bytes, raw, ended with END_STREAM where the message ends.
 asio::awaitable<void> download_body(Attempt& at) {
-  MessageParser parser(MessageParser::Kind::kResponse);
+  const Recycled<ResponseParser> recycled;
+  MessageParser& parser = recycled->parser;
+  parser.reset();
   parser.expect_response_to(at.request.method);
-  parser.keep_only_headers({});  // the status and the framing are all the agent needs
-  const RelayBuffer buf;
+  const Recycled<RelayBytes> buf;
   bool raw = false;
   for (;;) {
-    auto [ec, n] = co_await at.app.async_read_some(asio::buffer(buf.get(), kBufferSize), kNoThrow);
+    auto [ec, n] = co_await at.app.async_read_some(asio::buffer(buf->data, kBufferSize), kNoThrow);
     if (at.stream_dead || at.failed) co_return;
     if (ec) {
       transport::error_code wec;
@@ -227,7 +254,7 @@ asio::awaitable<void> download_body(Attempt& at) {
     std::size_t offset = 0;
     bool end = false;
     while (!raw && !end) {
-      const Step step = parser.parse(std::span<const char>(buf.get() + offset, n - offset));
+      const Step step = parser.parse(std::span<const char>(buf->data + offset, n - offset));
       if (step.type == Step::kNeedMore) {
         offset = n;
         break;
@@ -253,7 +280,7 @@ asio::awaitable<void> download_body(Attempt& at) {
     if (end && offset < n) at.trailing = true;  // more than one response: not reusable
 
     transport::error_code wec;
-    co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf.get()), offset}, wec, end);
+    co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf->data), offset}, wec, end);
     if (wec) {
       at.stream_gone();
       co_return;
@@ -286,13 +313,10 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   protocol::ConnectionAddresses addresses;
   std::string_view head = stream->open_payload();
   if (proxy != protocol::ProxyProtocol::kNone) head = protocol::take_address_line(head, addresses);
-  const RequestInfo request = read_request_head(head);
-  result.method = request.method;
-  result.target = request.target;
-  result.request_id = request.request_id;
+  const RequestInfo request = read_request_head(head, result);
   const auto finish = [&] {
     result.elapsed = Clock::now() - start;
-    return result;
+    return std::move(result);
   };
   if (!request.error.empty()) {
     result.error = "invalid request head from the core: " + request.error;

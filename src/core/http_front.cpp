@@ -49,15 +49,17 @@ std::string_view chars(std::span<const char> s) {
 
 }  // namespace
 
-// State of one request/response exchange, shared by the upload and download halves.
 // Buffers of one client connection, reused by each of its requests (no per-request
 // allocation on the hot path).
 struct ConnBuffers {
-  std::unique_ptr<char[]> in{new char[kReadBuffer]};    // client -> core
-  std::unique_ptr<char[]> down{new char[kReadBuffer]};  // agent -> core
-  std::string out;                                      // core -> client, one write per read
+  std::unique_ptr<char[]> in{new char[kReadBuffer]};       // client -> core
+  std::unique_ptr<char[]> down{new char[kReadBuffer]};     // agent -> core
+  std::string out;                                         // core -> client, one write per read
+  std::string open;                                        // the OPEN_STREAM payload
+  MessageParser response{MessageParser::Kind::kResponse};  // reset for each exchange
 };
 
+// State of one request/response exchange, shared by the upload and download halves.
 struct HttpFront::Exchange {
   MessageParser& parser;  // the connection's request parser, positioned after the head
   std::string& pending;   // client bytes read and not yet parsed
@@ -193,7 +195,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     // ---- route
     const http::RequestHead& request = parser.request();
     const std::string* id_header = request.find("X-Request-Id");
-    const std::string request_id = acceptable_request_id(id_header) ? *id_header : new_request_id();
+    std::string request_id = acceptable_request_id(id_header) ? *id_header : new_request_id();
     const bool has_body = parser.has_body();
     const bool keep_alive = parser.keep_alive();
     const std::string* host_header = request.find("Host");
@@ -278,16 +280,16 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     forwarded.version_major = 1;
     forwarded.version_minor = 1;
     std::string error;
-    std::string open_payload = forwarded.serialize();
+    std::string& open_payload = buffers.open;
+    open_payload.clear();
     if (route.send_addresses) {
       // The agent sends PROXY headers to its app: tell it where this connection came from.
       transport::error_code local_ec;
-      open_payload.insert(
-          0,
-          protocol::format_addresses(
-              conn->peer(), transport::endpoint_string(conn->socket().local_endpoint(local_ec))) +
-              '\n');
+      open_payload = protocol::format_addresses(
+          conn->peer(), transport::endpoint_string(conn->socket().local_endpoint(local_ec)));
+      open_payload += '\n';
     }
+    forwarded.serialize_to(open_payload);
     auto stream = session->open_stream(route.tunnel_index, open_payload, error);
     if (!stream) {
       const std::string detail = "The agent serving " + *host + " cannot take requests: " + error;
@@ -300,8 +302,17 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await conn->write(asio::buffer(kContinue), ec);
     }
-    Exchange ex{parser,         pending,     buffers,    stream,       request_id,          *host,
-                request.method, route.local, keep_alive, Clock::now(), route.throttle.get()};
+    Exchange ex{parser,
+                pending,
+                buffers,
+                std::move(stream),
+                std::move(request_id),
+                std::move(*host),
+                request.method,
+                std::move(route.local),
+                keep_alive,
+                Clock::now(),
+                route.throttle.get()};
     ex.bodiless = !has_body && !parser.is_upgrade();
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
@@ -432,7 +443,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
 
 asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
   const auto& limits = context_.config.limits;
-  MessageParser parser(MessageParser::Kind::kResponse);
+  MessageParser& parser = ex.buffers.response;
+  parser.reset();
   parser.expect_response_to(ex.method);
   char* const buf = ex.buffers.down.get();
   std::string& out = ex.buffers.out;
@@ -534,7 +546,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
             if (ex.close_after && head.status != 101) head.set("Connection", "close");
           }
           if (head.find("X-Request-Id") == nullptr) head.set("X-Request-Id", ex.request_id);
-          out += head.serialize();
+          head.serialize_to(out);
           ex.response_started = true;
           break;
         }

@@ -135,7 +135,12 @@ void HeaderFields::serialize_fields(std::string& out) const {
 
 std::string RequestHead::serialize() const {
   std::string out;
-  out.reserve(64 + headers.size() * 48);
+  serialize_to(out);
+  return out;
+}
+
+void RequestHead::serialize_to(std::string& out) const {
+  out.reserve(out.size() + 64 + headers.size() * 48);
   append_clean(out, method);
   out += ' ';
   append_clean(out, target);
@@ -143,12 +148,16 @@ std::string RequestHead::serialize() const {
   append_version(out, version_major, version_minor);
   out += "\r\n";
   serialize_fields(out);
-  return out;
 }
 
 std::string ResponseHead::serialize() const {
   std::string out;
-  out.reserve(64 + headers.size() * 48);
+  serialize_to(out);
+  return out;
+}
+
+void ResponseHead::serialize_to(std::string& out) const {
+  out.reserve(out.size() + 64 + headers.size() * 48);
   append_version(out, version_major, version_minor);
   out += ' ';
   out += std::to_string(status);
@@ -156,7 +165,6 @@ std::string ResponseHead::serialize() const {
   append_clean(out, reason.empty() ? reason_phrase(status) : std::string_view(reason));
   out += "\r\n";
   serialize_fields(out);
-  return out;
 }
 
 }  // namespace tunnel::http

@@ -50,6 +50,7 @@ struct RequestHead : HeaderFields {
 
   // "METHOD target HTTP/x.y\r\n" + fields + "\r\n".
   std::string serialize() const;
+  void serialize_to(std::string& out) const;  // appends the same to `out`
 };
 
 struct ResponseHead : HeaderFields {
@@ -59,6 +60,7 @@ struct ResponseHead : HeaderFields {
 
   // "HTTP/x.y status reason\r\n" + fields + "\r\n".
   std::string serialize() const;
+  void serialize_to(std::string& out) const;  // appends the same to `out`
 };
 
 // Case-insensitive ASCII comparison, as header names and tokens need.

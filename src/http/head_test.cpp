@@ -115,6 +115,8 @@ TEST(HeadTest, SerializeNeverEmitsLineBreaksFromValues) {
   const std::string out = h.serialize();
   EXPECT_EQ(out.find("\r\nInjected"), std::string::npos);
   EXPECT_NE(out.find("X-Request-Id: abc  Injected: yes\r\n"), std::string::npos);
+  h.set(std::string_view("X-A\nB", 5), std::string_view("a\0b\r", 4));
+  EXPECT_NE(h.serialize().find("\r\nX-A B: a b \r\n"), std::string::npos);
 }
 
 TEST(HeadTest, Iequals) {

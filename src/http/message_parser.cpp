@@ -98,7 +98,7 @@ struct MessageParser::Impl {
   size_t head_bytes = 0;     // bytes fed since the last message end while reading a head
   size_t message_bytes = 0;  // bytes of the current message before the current parse() call
   // Responses still expected, oldest at `expected_next` (pipelined requests). A vector and a
-  // read index, not std::deque, which allocates when constructed: a parser is made per message.
+  // read index: std::deque allocates when constructed.
   std::vector<Expected> expected;
   size_t expected_next = 0;
 
@@ -116,9 +116,33 @@ struct MessageParser::Impl {
   int callback_status = 0;
   std::string callback_error;
 
-  Impl(Kind k, Limits l) : kind(k), limits(l) {
+  Impl(Kind k, Limits l) : kind(k), limits(l) { restart(); }
+
+  // Back to the state of a new parser; strings and vectors keep their room.
+  void restart() {
     llhttp_init(&p, kind == Kind::kRequest ? HTTP_REQUEST : HTTP_RESPONSE, &settings());
     p.data = this;
+    phase = Phase::kIdle;
+    pause = Pause::kNone;
+    keeping = true;
+    head_bytes = 0;
+    message_bytes = 0;
+    expected.clear();
+    expected_next = 0;
+    clear_message_flags();
+    error_status = 0;
+    error.clear();
+    callback_status = 0;
+    callback_error.clear();
+  }
+
+  // What is known about the current message: nothing yet.
+  void clear_message_flags() {
+    in_field = false;
+    header_count = 0;
+    keep_alive = true;
+    close_delimited = chunked = expects_continue = interim = upgrade = false;
+    content_length.reset();
   }
 
   static Impl& self(llhttp_t* parser) { return *static_cast<Impl*>(parser->data); }
@@ -228,11 +252,7 @@ struct MessageParser::Impl {
       s.resp.status = 200;
       s.resp.reason.clear();
     }
-    s.in_field = false;
-    s.header_count = 0;
-    s.keep_alive = true;
-    s.close_delimited = s.chunked = s.expects_continue = s.interim = s.upgrade = false;
-    s.content_length.reset();
+    s.clear_message_flags();
     return 0;
   }
 
@@ -398,6 +418,10 @@ MessageParser::MessageParser(Kind kind, Limits limits)
 MessageParser::~MessageParser() = default;
 MessageParser::MessageParser(MessageParser&&) noexcept = default;
 MessageParser& MessageParser::operator=(MessageParser&&) noexcept = default;
+
+void MessageParser::reset() {
+  impl_->restart();
+}
 
 void MessageParser::keep_only_headers(std::vector<std::string> names) {
   impl_->filter = true;

@@ -59,6 +59,12 @@ class MessageParser {
   MessageParser(MessageParser&&) noexcept;
   MessageParser& operator=(MessageParser&&) noexcept;
 
+  // Starts over as a new parser of the same kind, limits and kept headers, for the next
+  // connection or exchange, whatever state this one was in (mid-message, failed, upgraded).
+  // Keeps the memory of its buffers: a relay reuses one parser rather than allocate one per
+  // message.
+  void reset();
+
   // Response parsers: queues the method of a request forwarded on this connection, in order
   // (call once per request, pipelined ones included). Each final (non-1xx) response takes the
   // oldest: HEAD means no body whatever the head says; CONNECT with 2xx means raw bytes follow.

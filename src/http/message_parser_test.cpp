@@ -568,5 +568,48 @@ TEST(MessageParserTest, KeepNoHeadersStillChecksThemAndReadsTheStatus) {
   EXPECT_EQ(r.error_status(), 431);
 }
 
+// A relay reuses one parser: after reset() it reads the next message as a new parser would,
+// whatever it was doing (mid-body, failed, upgraded, closing), and keeps its header filter.
+TEST(MessageParserTest, ResetStartsOverFromAnyState) {
+  const std::string_view response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+  const std::vector<Event> fresh = {Head("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"),
+                                    End("ok")};
+  const std::vector<std::string_view> before = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",  // in the middle of a body
+      "HTTP/1.1 200 OK\r\nContent-Le",                     // in the middle of a head
+      "HTTP/1.1 2x0 OK\r\n\r\n",                           // failed
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\n",
+      "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",  // closes the connection: discarding
+  };
+  for (const std::string_view first : before) {
+    MessageParser p(Kind::kResponse);
+    Feed(p, first);
+    p.reset();
+    EXPECT_EQ(Feed(p, response), fresh) << "after " << first;
+    EXPECT_TRUE(p.keep_alive());
+    EXPECT_EQ(p.content_length(), 2u);
+  }
+
+  // The queue of expected responses is emptied: a HEAD queued before does not apply.
+  MessageParser p(Kind::kResponse);
+  p.expect_response_to("HEAD");
+  p.reset();
+  EXPECT_EQ(Feed(p, response), fresh);
+
+  // A request parser keeps its limits and its header filter.
+  MessageParser q(Kind::kRequest, MessageParser::Limits{64 * 1024, 2});
+  q.keep_only_headers({"X-Request-Id"});
+  EXPECT_EQ(q.parse(std::string_view("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")).type,
+            Step::kError);
+  EXPECT_EQ(q.error_status(), 431);
+  q.reset();
+  EXPECT_EQ(q.error(), "");
+  ASSERT_EQ(q.parse(std::string_view("GET /b HTTP/1.1\r\nHost: x\r\nX-Request-Id: 7\r\n\r\n")).type,
+            Step::kHead);
+  EXPECT_EQ(q.request().target, "/b");
+  ASSERT_EQ(q.request().headers.size(), 1u);
+  EXPECT_EQ(q.request().headers[0].value, "7");
+}
+
 }  // namespace
 }  // namespace tunnel::http

@@ -89,6 +89,13 @@ namespace {
 // records and system calls.
 constexpr std::size_t kRecord = 16 * 1024;
 
+// SSL_get_error() needs an empty error queue before each call it explains. ERR_clear_error()
+// wipes all of the queue's slots every time; the queue is nearly always empty already, which
+// ERR_peek_error() checks for less.
+void clear_ssl_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
 class SslConn final : public TlsConn {
  public:
   SslConn(tcp::socket socket, SSL_CTX* context)
@@ -114,7 +121,7 @@ class SslConn final : public TlsConn {
       co_return error_code(static_cast<int>(ERR_get_error()), asio::error::get_ssl_category());
     server ? SSL_set_accept_state(ssl_) : SSL_set_connect_state(ssl_);
     for (;;) {
-      ERR_clear_error();
+      clear_ssl_errors();
       const int ret = SSL_do_handshake(ssl_);
       if (ret == 1) co_return error_code{};
       if (!co_await wait_for(ret, ec)) co_return ec;
@@ -125,7 +132,7 @@ class SslConn final : public TlsConn {
     ec = {};
     if (buf.size() == 0) co_return 0;
     for (;;) {
-      ERR_clear_error();
+      clear_ssl_errors();
       std::size_t n = 0;
       const int ret = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
       if (ret == 1) co_return n;
@@ -190,7 +197,7 @@ class SslConn final : public TlsConn {
 
   asio::awaitable<void> write_all(const char* data, std::size_t size, error_code& ec) {
     while (size > 0) {
-      ERR_clear_error();
+      clear_ssl_errors();
       std::size_t n = 0;
       const int ret = SSL_write_ex(ssl_, data, size, &n);
       if (ret == 1) {
