@@ -6,6 +6,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstdlib>
+#include <string_view>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -13,10 +15,18 @@
 
 namespace tunnel {
 
+bool arena_count_from_environment() {
+  if (std::getenv("MALLOC_ARENA_MAX") != nullptr) return true;
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  return tunables != nullptr &&
+         std::string_view(tunables).find("arena_max") != std::string_view::npos;
+}
+
 void tune_heap() {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, static_cast<int>(kHeapMmapThreshold));
   mallopt(M_TRIM_THRESHOLD, static_cast<int>(kHeapTopTrimThreshold));
+  if (!arena_count_from_environment()) mallopt(M_ARENA_MAX, kHeapArenas);
 #endif
 }
 

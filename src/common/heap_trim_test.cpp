@@ -1,11 +1,18 @@
 #include "common/heap_trim.hpp"
 
 #include <gtest/gtest.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/resource.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace tunnel {
@@ -84,6 +91,52 @@ TEST(HeapTrim, TunedHeapReusesABurstsBuffersWithoutFaultingThemIn) {
   EXPECT_LT(faults, 500) << faults << " page faults in 10 rounds of 8 MiB";
   // The periodic trim still gives it back.
   EXPECT_GT(trim_heap(1024 * 1024), 4u * 1024 * 1024);
+}
+
+// The arenas glibc's malloc has now: one <heap> element each in malloc_info()'s report.
+int arena_count() {
+#if defined(__GLIBC__)
+  char* text = nullptr;
+  std::size_t size = 0;
+  FILE* out = open_memstream(&text, &size);
+  if (out == nullptr) return -1;
+  malloc_info(0, out);
+  std::fclose(out);
+  int count = 0;
+  for (const char* p = text; (p = std::strstr(p, "<heap nr=")) != nullptr; ++p) ++count;
+  std::free(text);
+  return count;
+#else
+  return -1;
+#endif
+}
+
+TEST(HeapTrim, ThreadsShareOneArena) {
+#if !defined(__GLIBC__) || defined(TUNNEL_OWN_MALLOC)
+  GTEST_SKIP() << "needs glibc's malloc (not a sanitizer's allocator)";
+#endif
+  if (arena_count_from_environment()) GTEST_SKIP() << "the environment sets the arena count";
+  if (arena_count() != 1) {
+    GTEST_SKIP() << "threads of an earlier test made arenas already (ctest runs each test alone)";
+  }
+  tune_heap();
+  // Threads that allocate at the same time would each get an arena of their own by default.
+  constexpr int kThreads = 4;
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&ready] {
+      std::vector<std::unique_ptr<char[]>> held;
+      ++ready;
+      while (ready.load() < kThreads) {
+        held.push_back(std::make_unique<char[]>(4096));
+        if (held.size() > 64) held.clear();
+      }
+      for (int j = 0; j < 1000; ++j) held.push_back(std::make_unique<char[]>(4096));
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(arena_count(), kHeapArenas);
 }
 
 }  // namespace
