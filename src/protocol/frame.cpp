@@ -10,10 +10,13 @@ namespace {
 constexpr std::uint8_t kLastV1Type = static_cast<std::uint8_t>(FrameType::kHeartbeat);
 constexpr std::uint8_t kLastV2Type = static_cast<std::uint8_t>(FrameType::kNotice);
 
-HeaderDecode fail(std::string message) {
+// Out of line and cold: formatting stays off the decoding path (inlined, fmt's code changed
+// how the compiler treated the valid-header path).
+template <typename... Args>
+[[gnu::cold, gnu::noinline]] HeaderDecode fail(fmt::format_string<Args...> format, Args&&... args) {
   HeaderDecode result;
   result.status = DecodeStatus::kError;
-  result.error = std::move(message);
+  result.error = fmt::format(format, std::forward<Args>(args)...);
   return result;
 }
 
@@ -27,21 +30,21 @@ HeaderDecode decode_header(std::span<const std::uint8_t> bytes, std::uint8_t ver
   // The length comes first: a caller allocates for the payload only after this returns kOk.
   const std::uint32_t length = get_u32(p);
   if (length < kMinLength) {
-    return fail(fmt::format("frame length {} is below the minimum {}", length, kMinLength));
+    return fail("frame length {} is below the minimum {}", length, kMinLength);
   }
   if (length > kMaxLength) {
-    return fail(fmt::format("frame length {} is above the maximum {}", length, kMaxLength));
+    return fail("frame length {} is above the maximum {}", length, kMaxLength);
   }
   if (p[4] != kMagic0 || p[5] != kMagic1) {
-    return fail(fmt::format("bad magic 0x{:02X}{:02X} (expected 0x{:02X}{:02X} \"RT\")", p[4], p[5],
-                            kMagic0, kMagic1));
+    return fail("bad magic 0x{:02X}{:02X} (expected 0x{:02X}{:02X} \"RT\")", p[4], p[5], kMagic0,
+                kMagic1);
   }
   if (p[6] != version) {
-    return fail(fmt::format("unsupported version {} (expected {})", p[6], version));
+    return fail("unsupported version {} (expected {})", p[6], version);
   }
   // Version 2 lets unknown types through so that the session can skip them.
   if (version == kVersion1 && !is_known_type(kVersion1, p[7])) {
-    return fail(fmt::format("unknown frame type {} for protocol version 1", p[7]));
+    return fail("unknown frame type {} for protocol version 1", p[7]);
   }
   HeaderDecode result;
   result.status = DecodeStatus::kOk;
