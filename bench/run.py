@@ -43,6 +43,10 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 PATHS = ["direct", "nginx", "ssh", "tunnel", "tunnel-plain"]
 TCP_PATHS = ["direct", "ssh", "tunnel", "tunnel-plain"]  # nginx is not a TCP forwarder here
+UDP_PATHS = ["direct", "nginx", "tunnel", "tunnel-plain"]  # OpenSSH forwards TCP only
+UDP_PING_SIZE = 128    # bytes per round-trip datagram: a DNS query, a game or VoIP packet
+UDP_BULK_LEN = 1400    # bytes per iperf3 datagram: fits an Internet path's 1500-byte MTU
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"  # libnginx-mod-stream
 PATH_LABEL = {"direct": "direct", "nginx": "nginx", "ssh": "ssh -R", "tunnel": "tunnel",
               "tunnel-plain": "tunnel-plain"}
 PLAIN_HOST = "plain.localhost"  # tunnel-plain's agent serves its own name on the same core
@@ -54,18 +58,23 @@ MODES = {
     # in turn each round, and each path keeps its best run (the load of this VM's neighbours
     # moves the baselines by up to a third between runs of the same path); churn_settle: seconds
     # before the churn's "before" and "after" RSS readings (35 in full mode: the core trims its
-    # heap every 30 s, so both readings come after one trim).
+    # heap every 30 s, so both readings come after one trim); udp_rates: round trips per second
+    # (udpping), udp_mbit: iperf3 -u offered rates, each direction, one round.
     "quick": {"conns": [32, 256], "duration": 2, "warmup": 1, "rates": [1, 1000, 4000],
               "rate_duration": 2, "tcp_seconds": 2, "bulk_mib": 128,
               "agent_levels": [1000], "streams": 2000, "stream_sessions": 4,
               "churn_rate": 20, "churn_seconds": 25, "agents_plain": True,
-              "ttfr_runs": 3, "rounds": 1, "churn_settle": 1},
+              "ttfr_runs": 3, "rounds": 1, "churn_settle": 1,
+              "udp_rates": [1000, 10000], "udp_seconds": 2, "udp_mbit": [1000],
+              "udp_bulk_seconds": 2},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
              "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
              "agent_levels": [1000, 10000], "agents_plain": True, "streams": 10000,
              "stream_sessions": 20,
              "churn_rate": 20, "churn_seconds": 600, "ttfr_runs": 5, "rounds": 2,
-             "churn_settle": 35},
+             "churn_settle": 35,
+             "udp_rates": [1000, 10000, 20000], "udp_seconds": 10, "udp_mbit": [100, 300, 1000],
+             "udp_bulk_seconds": 5},
 }
 
 
@@ -193,10 +202,25 @@ class Procs:
         self.started = []
 
 
-def free_port():
-    with socket.socket() as s:
+def free_port(kind=socket.SOCK_STREAM):
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def udp_bound(port):
+    """True when some socket is bound to UDP `port` (/proc/net/udp: a udp port has no
+    listening state to connect to)."""
+    want = ":%04X" % port
+    for f in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(f) as fh:
+                next(fh)
+                if any(line.split()[1].endswith(want) for line in fh):
+                    return True
+        except (OSError, StopIteration, IndexError):
+            pass
+    return False
 
 
 def http_get(port, host=HOST, path="/", timeout=2.0):
@@ -328,6 +352,20 @@ PROXY_SERVER = """  upstream origin {{ server 127.0.0.1:{origin}; keepalive 256;
     }}
   }}"""
 
+NGINX_STREAM = """daemon off;
+{user}
+master_process on;
+worker_processes {workers};
+pid {dir}/{name}.pid;
+error_log {dir}/{name}-error.log warn;
+load_module {module};
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+stream {{
+{servers}
+}}
+"""
+
 SSHD_CONFIG = """Port {port}
 ListenAddress 127.0.0.1
 HostKey {dir}/ssh_host_ed25519_key
@@ -425,6 +463,9 @@ class Bench:
         self.ports = {}      # path -> public HTTP port the client talks to
         self.hosts = {}      # path -> Host header for that port
         self.tcp_ports = {}  # path -> port that reaches the iperf3 server
+        self.udp_ports = {}  # path -> UDP port that reaches the udpping echo server
+        self.udp_iperf_ports = {}  # path -> port reaching iperf3 over both TCP and UDP (iperf3 -u)
+        self.udp_echo_port = None
         self.pids = {}       # role -> pid, for CPU/RSS readings
         self.result = {"paths": {}, "scenarios": {}, "notes": []}
         self.bin = self.tmp / "bin"
@@ -439,7 +480,7 @@ class Bench:
         for b in ("tunnel-core", "tunnel-agent"):
             # A private copy: others may rebuild build/release while the suite runs.
             shutil.copy2(src / b, self.bin / b)
-        for t in ("openloop", "agentflood"):
+        for t in TOOLS:
             f = Path(self.args.tools_dir) / t
             if f.exists():
                 shutil.copy2(f, self.bin / t)
@@ -462,8 +503,10 @@ class Bench:
             f.truncate(self.cfg["bulk_mib"] << 20)
 
         self.start_origin()
-        if self.want("tcp"):
+        if self.want("tcp") or self.want("udp"):
             self.start_iperf()
+        if self.want("udp"):
+            self.start_udp_echo()
         for path in self.args.paths:
             if path == "tunnel-plain" and self.plain_why:
                 self.result["paths"][path] = {"available": False, "why": self.plain_why}
@@ -527,10 +570,26 @@ class Bench:
         self.result["iperf3_version"] = subprocess.run(
             ["iperf3", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
 
+    def start_udp_echo(self):
+        if "udpping" not in self.tools:
+            self.result["notes"].append("udpping not built: no UDP round trips")
+            return
+        port = free_port(socket.SOCK_DGRAM)
+        p = self.procs.start("udp-echo", [self.tools["udpping"], "--echo", "--port", port])
+        wait_for("the udpping echo server", lambda: udp_bound(port) or p.poll() is not None)
+        if p.poll() is not None:
+            self.result["notes"].append("udpping --echo exited: " + self.procs.log_tail("udp-echo", 3))
+            return
+        self.udp_echo_port = port
+        self.pids["udp-echo"] = p.pid
+
     def start_direct(self):
         self.ports["direct"] = self.origin_port
         if self.iperf_port:
             self.tcp_ports["direct"] = self.iperf_port
+            self.udp_iperf_ports["direct"] = self.iperf_port
+        if self.udp_echo_port:
+            self.udp_ports["direct"] = self.udp_echo_port
 
     def start_nginx(self):
         port = free_port()
@@ -539,6 +598,45 @@ class Bench:
         self.pids["nginx"] = p.pid
         self.ports["nginx"] = port
         wait_serving("nginx proxy", port)
+        if self.want("udp"):
+            try:
+                self.start_nginx_stream()
+            except RuntimeError as e:
+                self.result["notes"].append("nginx UDP proxy: %s" % e)
+
+    def start_nginx_stream(self):
+        """nginx's stream module as the UDP proxy hop: one server to the echo server, one on a
+        port that proxies TCP and UDP alike to iperf3 (iperf3 -u runs its control connection
+        over TCP on the same port)."""
+        if not os.path.exists(NGINX_STREAM_MODULE):
+            raise RuntimeError("not available: %s missing (libnginx-mod-stream, "
+                               "scripts/install-deps.sh)" % NGINX_STREAM_MODULE)
+        servers, echo, iport = [], None, None
+        if self.udp_echo_port:
+            echo = free_port(socket.SOCK_DGRAM)
+            servers.append("  server { listen 127.0.0.1:%d udp reuseport; proxy_pass 127.0.0.1:%d;"
+                           " proxy_timeout 60s; }" % (echo, self.udp_echo_port))
+        if self.iperf_port:
+            iport = free_port()
+            servers.append("  server { listen 127.0.0.1:%d; listen 127.0.0.1:%d udp reuseport;"
+                           " proxy_pass 127.0.0.1:%d; proxy_timeout 60s; }"
+                           % (iport, iport, self.iperf_port))
+        conf = self.tmp / "stream.conf"
+        conf.write_text(NGINX_STREAM.format(
+            workers=self.args.nginx_workers, dir=self.tmp, name="stream",
+            module=NGINX_STREAM_MODULE, servers="\n".join(servers),
+            user="user root;" if os.getuid() == 0 else ""))
+        p = self.procs.start("nginx-stream", ["nginx", "-c", conf, "-p", self.tmp])
+        ports = [x for x in (echo, iport) if x]
+        wait_for("nginx stream to listen", lambda: p.poll() is not None or all(
+            udp_bound(x) for x in ports))
+        if p.poll() is not None:
+            raise RuntimeError("nginx (stream) exited: " + self.procs.log_tail("nginx-stream", 3))
+        self.pids["nginx-stream"] = p.pid
+        if echo:
+            self.udp_ports["nginx"] = echo
+        if iport:
+            self.udp_iperf_ports["nginx"] = iport
 
     def start_ssh(self):
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -640,6 +738,8 @@ class Bench:
         self.result["memory_core_one_agent_detail"] = rss_detail(self.pids["core"])
         if self.iperf_port:
             self.start_tcp_agent("tunnel")
+        if self.want("udp"):
+            self.start_udp_agent("tunnel")
 
     def start_tunnel_plain(self):
         self.ensure_core()
@@ -651,6 +751,8 @@ class Bench:
         wait_serving("the plain tunnel", self.ports["tunnel-plain"], host=PLAIN_HOST)
         if self.iperf_port:
             self.start_tcp_agent("tunnel-plain")
+        if self.want("udp"):
+            self.start_udp_agent("tunnel-plain")
 
     def start_tcp_agent(self, path):
         """A tcp tunnel to the iperf3 server (`tunnel-agent tcp PORT --remote-port P`)."""
@@ -669,6 +771,39 @@ class Bench:
             return
         self.pids[role] = a.pid
         self.tcp_ports[path] = rport
+
+    def start_udp_agent(self, path):
+        """One agent with two udp tunnels (`tunnel-agent start --config`): to the udpping echo
+        server, and to iperf3 on the same port number as the path's tcp tunnel to it (iperf3 -u
+        needs both: tcp and udp ports are separate claims on the core)."""
+        plain = path == "tunnel-plain"
+        role = "agent-udp-plain" if plain else "agent-udp"
+        tunnels, echo, iport = [], None, None
+        if self.udp_echo_port:
+            echo = free_port(socket.SOCK_DGRAM)
+            tunnels.append((self.udp_echo_port, echo))
+        if self.iperf_port and self.tcp_ports.get(path):
+            iport = self.tcp_ports[path]
+            tunnels.append((self.iperf_port, iport))
+        if not tunnels:
+            return
+        cfg = self.tmp / ("%s.yaml" % role)
+        cfg.write_text("tunnels:\n" + "".join(
+            "  - type: udp\n    local: 127.0.0.1:%d\n    remote_port: %d\n" % t for t in tunnels))
+        a = self.start_agent(["start", "--config", cfg], name=role, plain=plain)
+        try:
+            wait_for("the %s udp tunnel ports" % path, lambda: a.poll() is not None or all(
+                udp_bound(p) for _, p in tunnels), timeout=15)
+            if a.poll() is not None:
+                raise RuntimeError("tunnel-agent start exited: " + self.procs.log_tail(role, 3))
+        except RuntimeError as e:
+            self.result["notes"].append("%s udp tunnels: %s" % (path, e))
+            return
+        self.pids[role] = a.pid
+        if echo:
+            self.udp_ports[path] = echo
+        if iport:
+            self.udp_iperf_ports[path] = iport
 
     def start_agent(self, tunnel_args, name="agent", plain=False):
         argv = [self.bin / "tunnel-agent", "--token", self.token,
@@ -736,19 +871,60 @@ class Bench:
                 "bytes": recv.get("bytes", 0), "seconds": round(recv.get("seconds", 0), 2),
                 "retransmits": sent.get("retransmits")}
 
+    def iperf_udp(self, port, mbit, reverse, seconds):
+        """One iperf3 -u run at an offered rate of `mbit` Mbit/s in UDP_BULK_LEN datagrams;
+        what the receiver counted."""
+        cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", "%dM" % mbit,
+               "-l", str(UDP_BULK_LEN), "-t", str(seconds), "-J", "--connect-timeout", "5000"] + (
+            ["-R"] if reverse else [])
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            return {"error": "iperf3 -u did not finish within %d s" % (seconds + 30)}
+        try:
+            j = json.loads(out.stdout)
+        except ValueError:
+            return {"error": (out.stdout + out.stderr).strip()[-300:] or "no output"}
+        if j.get("error"):
+            return {"error": j["error"]}
+        recv = j.get("end", {}).get("sum_received") or j.get("end", {}).get("sum", {})
+        return {"offered_mbit_s": mbit, "mbit_s": round(recv.get("bits_per_second", 0) / 1e6, 1),
+                "bytes": recv.get("bytes", 0), "datagrams": recv.get("packets", 0),
+                "lost": recv.get("lost_packets", 0),
+                "loss_pct": round(recv.get("lost_percent", 0.0), 3),
+                "jitter_ms": round(recv.get("jitter_ms", 0.0), 3)}
+
+    def udpping(self, port, rate, seconds, flows=4):
+        """One udpping run: `rate` round trips per second over `flows` source ports."""
+        cmd = [str(self.tools["udpping"]), "--port", str(port), "--rate", str(rate),
+               "--duration", str(seconds), "--size", str(UDP_PING_SIZE), "--flows", str(flows),
+               "--timeout", "1"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+        try:
+            return json.loads(out.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError("udpping gave no result: %s %s" % (out.stdout[-300:],
+                                                                  out.stderr[-300:]))
+
     def origin_accepts(self):
         st, body = http_get(self.origin_port, "127.0.0.1", "/origin_status")
         m = re.search(rb"\n\s*(\d+)\s+\d+\s+\d+", body) if st == 200 else None
         return int(m.group(1)) if m else 0
 
-    def cpu_roles(self, path, tcp=False):
+    def cpu_roles(self, path, tcp=False, udp=None):
+        """The processes whose CPU a run through `path` counts; udp: "ping" or "bulk"."""
+        if udp:
+            roles = {"tunnel": ["core", "agent-udp"], "tunnel-plain": ["core", "agent-udp-plain"],
+                     "nginx": ["nginx-stream"]}.get(path, [])
+            return roles + ["udp-echo" if udp == "ping" else "iperf3"]
         roles = {"tunnel": ["core", "agent-tcp" if tcp else "agent"],
                  "tunnel-plain": ["core", "agent-tcp-plain" if tcp else "agent-plain"],
                  "nginx": ["nginx"], "ssh": ["sshd", "ssh"], "direct": []}.get(path, [])
         return roles + ["iperf3" if tcp else "origin"]
 
-    def cpu_snapshot(self, path, tcp=False):
-        return {r: cpu_seconds(self.pids[r]) for r in self.cpu_roles(path, tcp) if r in self.pids}
+    def cpu_snapshot(self, path, tcp=False, udp=None):
+        return {r: cpu_seconds(self.pids[r]) for r in self.cpu_roles(path, tcp, udp)
+                if r in self.pids}
 
     @staticmethod
     def cpu_delta(before, after):
@@ -884,6 +1060,55 @@ class Bench:
                 log("tcp %s P=%d %s%s: %s Gbit/s%s" % (
                     path, streams, direction, round_label(rnd, rounds), r.get("gbit_s"),
                     " (%s)" % r["error"] if r.get("error") else ""))
+
+    def scenario_udp(self):
+        """UDP through each path: round trips at fixed rates (udpping, 4 flows), then iperf3 -u
+        at fixed offered rates in both directions; loss, latency, jitter, CPU."""
+        out = self.result["scenarios"]["udp"] = {"ping": {}, "bulk": {}}
+        for path in UDP_PATHS:
+            if path in self.args.paths and path not in self.udp_ports and \
+                    path not in self.udp_iperf_ports:
+                out.setdefault("unavailable", {})[path] = (
+                    self.result["paths"].get(path, {}).get("why") or "no udp path set up")
+        for rate in self.cfg["udp_rates"]:
+            for path in UDP_PATHS:
+                port = self.udp_ports.get(path)
+                if not port:
+                    continue
+                before = self.cpu_snapshot(path, udp="ping")
+                r = self.udpping(port, rate, self.cfg["udp_seconds"])
+                d = self.cpu_delta(before, self.cpu_snapshot(path, udp="ping"))
+                if r["received"]:
+                    # CPU-us per round trip (a datagram each way)
+                    r["cpu_us_per_round_trip"] = {k: round(v * 1e6 / r["received"], 1)
+                                                  for k, v in d.items()}
+                out["ping"].setdefault(path, {})[str(rate)] = r
+                log("udp ping %s %d/s: p50 %dus p99 %dus p99.9 %dus lost %.2f%% (send lag p99 %dus)"
+                    % (path, rate, r["p50"], r["p99"], r["p999"], r["loss_pct"],
+                       r["send_lag_p99"]))
+        secs = self.cfg["udp_bulk_seconds"]
+        for mbit in self.cfg["udp_mbit"]:
+            for reverse in (False, True):
+                key = "%s_%d" % ("down" if reverse else "up", mbit)
+                for path in UDP_PATHS:
+                    port = self.udp_iperf_ports.get(path)
+                    if not port:
+                        continue
+                    before = self.cpu_snapshot(path, udp="bulk")
+                    r = self.iperf_udp(port, mbit, reverse, secs)
+                    if r.get("error"):
+                        log("udp bulk %s %s: %s; retrying" % (path, key, r["error"]))
+                        time.sleep(1)
+                        before = self.cpu_snapshot(path, udp="bulk")
+                        r = self.iperf_udp(port, mbit, reverse, secs)
+                    d = self.cpu_delta(before, self.cpu_snapshot(path, udp="bulk"))
+                    gib = r.get("bytes", 0) / float(1 << 30)
+                    if gib > 0:
+                        r["cpu_s_per_gib"] = {k: round(v / gib, 3) for k, v in d.items()}
+                    out["bulk"].setdefault(path, {})[key] = r
+                    log("udp bulk %s %s: %s Mbit/s, lost %s%%%s" % (
+                        path, key, r.get("mbit_s"), r.get("loss_pct"),
+                        " (%s)" % r["error"] if r.get("error") else ""))
 
     def scenario_bulk(self):
         out = self.result["scenarios"]["bulk"] = {}
@@ -1175,7 +1400,8 @@ class Bench:
             self.result.setdefault("scenario_seconds", {})["setup"] = round(time.monotonic() - t1, 1)
             steps = [("memory", self.scenario_memory_idle), ("ttfr", self.scenario_ttfr),
                      ("http", self.scenario_http), ("rate", self.scenario_rate),
-                     ("tcp", self.scenario_tcp), ("bulk", self.scenario_bulk),
+                     ("tcp", self.scenario_tcp), ("udp", self.scenario_udp),
+                     ("bulk", self.scenario_bulk),
                      ("memory-after", self.memory_after), ("agents", self.scenario_agents)]
             for name, fn in steps:
                 if self.args.only and name not in self.args.only:
@@ -1358,6 +1584,71 @@ def fmt_x(a, b):
     return "%.2fx" % (a / b) if a is not None and b else "-"
 
 
+def markdown_udp(udp, st):
+    """The UDP scenario's tables (round trips, then bulk)."""
+    if not udp:
+        return []
+    L = []
+    ping, bulk = udp.get("ping", {}), udp.get("bulk", {})
+    if ping:
+        L += ["## UDP round trips at fixed rates (udpping: %d-byte datagrams over 4 flows, %d s "
+              "per run; round trip from the send)" % (UDP_PING_SIZE, st["udp_seconds"]), "",
+              "| path | target/s | achieved | p50 | p90 | p99 | p99.9 | max | lost | p99 vs nginx "
+              "| send lag p99 | CPU-us per round trip |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for rt in [str(x) for x in st["udp_rates"]]:
+            for p in UDP_PATHS:
+                r = ping.get(p, {}).get(rt)
+                if not r:
+                    continue
+                n = ping.get("nginx", {}).get(rt)
+                cpu = ", ".join("%s %s" % (k, v) for k, v in r.get("cpu_us_per_round_trip",
+                                                                   {}).items())
+                L.append("| %s | %s | %.0f | %s | %s | %s | %s | %s | %.2f%% | %s | %s | %s |" % (
+                    PATH_LABEL[p], rt, r["achieved_rate"], fmt_us(r["p50"]), fmt_us(r["p90"]),
+                    fmt_us(r["p99"]), fmt_us(r["p999"]), fmt_us(r["max"]), r["loss_pct"],
+                    fmt_x(r["p99"], n and n["p99"]), fmt_us(r["send_lag_p99"]), cpu or "-"))
+        L.append("")
+    if bulk:
+        keys = ["%s_%d" % (d, m) for m in st["udp_mbit"] for d in ("up", "down")]
+        L += ["## UDP bulk (iperf3 -u, %d-byte datagrams at a fixed offered rate, %d s per run): "
+              "Mbit/s at the receiver, loss, jitter" % (UDP_BULK_LEN, st["udp_bulk_seconds"]), "",
+              "| path | " + " | ".join("%s Mbit/s %s" % (k.split("_")[1], "client to app" if
+                                                          k.startswith("up") else "app to client")
+                                       for k in keys) + " |",
+              "|---|" + "---|" * len(keys)]
+        for p in UDP_PATHS:
+            row = bulk.get(p)
+            if not row:
+                continue
+            cells = []
+            for k in keys:
+                v = row.get(k, {})
+                cells.append("error: %s" % v["error"][:60] if v.get("error") else
+                             "%.0f, %.2f%% lost, %.3f ms" % (v["mbit_s"], v["loss_pct"],
+                                                              v["jitter_ms"]) if v else "-")
+            L.append("| %s | %s |" % (PATH_LABEL[p], " | ".join(cells)))
+        L += ["", "CPU seconds per GiB received, at the highest offered rate:", "",
+              "| path | client to app | app to client |", "|---|---|---|"]
+        top = max(st["udp_mbit"])
+        for p in UDP_PATHS:
+            row = bulk.get(p)
+            if not row:
+                continue
+            cells = [", ".join("%s %.2f" % (k, v) for k, v in
+                               row.get("%s_%d" % (d, top), {}).get("cpu_s_per_gib", {}).items())
+                     or "-" for d in ("up", "down")]
+            L.append("| %s | %s |" % (PATH_LABEL[p], " | ".join(cells)))
+        L.append("")
+    for p, why in udp.get("unavailable", {}).items():
+        L.append("- UDP through %s: not measured (%s)" % (PATH_LABEL[p], why))
+    if udp.get("unavailable"):
+        L.append("")
+    L.append("- UDP through ssh -R: not available (OpenSSH forwards TCP only).")
+    L.append("")
+    return L
+
+
 def markdown(res):
     sc = res["scenarios"]
     paths = [p for p in PATHS if p in res["paths"]]
@@ -1443,6 +1734,7 @@ def markdown(res):
                                         tcp.get(o, {}).get(k, {}).get("gbit_s")) for k, _ in keys)
             L.append("| %s | %s | %s |" % (PATH_LABEL[p], rel("direct"), rel("ssh")))
         L.append("")
+    L += markdown_udp(sc.get("udp"), st)
     bulk = sc.get("bulk", {})
     if bulk:
         L += ["## Large bodies: %d MiB through each path (curl), MB/s (10^6 bytes/s)"
@@ -1595,7 +1887,7 @@ def markdown(res):
     return "\n".join(L)
 
 
-TOOLS = ("openloop", "agentflood")
+TOOLS = ("openloop", "agentflood", "udpping")
 
 
 def find_tools(args):
@@ -1609,7 +1901,7 @@ def find_tools(args):
             return d
     if args.no_build_tools:
         return own / "bench/tools"
-    log("bench/tools not built: building openloop and agentflood in %s (once)" % own)
+    log("bench/tools not built: building %s in %s (once)" % (", ".join(TOOLS), own))
     conf = ["cmake", "-S", str(REPO), "-B", str(own), "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
             "-DTUNNEL_TESTS=OFF", "-DTUNNEL_BENCH_TOOLS=ON"]
     if shutil.which("ninja"):
@@ -1641,7 +1933,8 @@ def main():
     ap.add_argument("--paths", default="direct,nginx,ssh,tunnel,tunnel-plain",
                     help="comma-separated subset of %s" % ",".join(PATHS))
     ap.add_argument("--only", default="",
-                    help="comma-separated scenarios: memory,ttfr,http,rate,tcp,bulk,memory-after,agents")
+                    help="comma-separated scenarios: memory,ttfr,http,rate,tcp,udp,bulk,memory-after,"
+                         "agents")
     ap.add_argument("--conns", default="", help="comma-separated wrk connection counts (default 32,256)")
     ap.add_argument("--rounds", type=int, default=0,
                     help="repeat the HTTP and TCP runs this many times, each path keeping its "

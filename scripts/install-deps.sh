@@ -9,7 +9,8 @@ packages=(
   libboost1.81-dev libssl-dev openssl node-llhttp libyaml-cpp-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 python3-pytest python3-websockets python3-yaml python3-jwt procps
-  nginx wrk openssh-server openssh-client linux-perf iperf3 nghttp2-client valgrind
+  nginx libnginx-mod-stream wrk openssh-server openssh-client linux-perf iperf3 nghttp2-client
+  valgrind
 )
 
 missing=()
