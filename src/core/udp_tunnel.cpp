@@ -5,12 +5,12 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -31,6 +31,20 @@ using Datagram = std::vector<std::uint8_t>;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 // Datagrams waiting for a client's stream; more are dropped (UDP may lose them anyway).
 constexpr std::size_t kMaxQueuedDatagrams = 512;
+// Datagrams the receive loop takes from the socket per wake-up (without waiting) before it lets
+// the worker run other work.
+constexpr int kReceiveBurst = 64;
+// A client's record buffers keep up to this much memory between writes; a burst of large
+// datagrams leaves them bigger, and they are let go after the write.
+constexpr std::size_t kKeptRecordBytes = 256 * 1024;
+
+// True when `executor` runs handlers on the calling thread: work for it can be done here and now
+// instead of through its queue.
+// (Each worker's executor is its io_context's; any other kind of executor is never "here".)
+bool runs_here(const asio::any_io_executor& executor) {
+  const auto* io = executor.target<asio::io_context::executor_type>();
+  return io != nullptr && io->running_in_this_thread();
+}
 
 struct UdpMetrics {
   explicit UdpMetrics(observability::Registry& r)
@@ -115,7 +129,7 @@ class UdpClient : public std::enable_shared_from_this<UdpClient> {
   const asio::any_io_executor& executor() const { return executor_; }
 
   // On the client's executor: queue a datagram for the stream.
-  void on_datagram(Datagram datagram);
+  void on_datagram(std::span<const std::uint8_t> datagram);
   asio::awaitable<void> run();
 
  private:
@@ -128,7 +142,9 @@ class UdpClient : public std::enable_shared_from_this<UdpClient> {
   Route route_;
   asio::any_io_executor executor_;
   std::shared_ptr<mux::Stream> stream_;
-  std::deque<Datagram> queue_;
+  // Datagrams waiting for the stream, already as udp records, and how many.
+  std::vector<std::uint8_t> pending_;
+  std::size_t pending_count_ = 0;
   Signal ready_;
   Clock::time_point last_activity_ = Clock::now();
   bool ended_ = false;
@@ -171,18 +187,17 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     });
   }
 
-  // From any thread: sends a datagram to a client from the socket's executor.
-  void send(udp::endpoint to, Datagram datagram) {
-    asio::post(executor, [self = shared_from_this(), to, d = std::move(datagram)] {
-      boost::system::error_code ec;
-      self->socket_.send_to(asio::buffer(d), to, 0, ec);
-      if (ec) {
-        self->metrics.dropped.inc();
-      } else {
-        self->metrics.datagrams_out.inc();
-        self->metrics.bytes_out.inc(d.size());
-      }
-    });
+  // From any thread: sends a datagram to a client from the socket's executor (right away when
+  // that is this thread; a copy goes through its queue otherwise).
+  void send(const udp::endpoint& to, std::span<const std::uint8_t> datagram) {
+    if (runs_here(executor)) {
+      send_now(to, datagram);
+      return;
+    }
+    asio::post(executor,
+               [self = shared_from_this(), to, d = Datagram(datagram.begin(), datagram.end())] {
+                 self->send_now(to, d);
+               });
   }
 
   // From any thread: the session of `client` ended; forget it (if it is still that one).
@@ -219,6 +234,17 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   UdpMetrics metrics;
 
  private:
+  void send_now(const udp::endpoint& to, std::span<const std::uint8_t> datagram) {
+    boost::system::error_code ec;
+    socket_.send_to(asio::buffer(datagram.data(), datagram.size()), to, 0, ec);
+    if (ec) {
+      metrics.dropped.inc();
+    } else {
+      metrics.datagrams_out.inc();
+      metrics.bytes_out.inc(datagram.size());
+    }
+  }
+
   static asio::awaitable<void> receive_loop(std::shared_ptr<UdpPort> self) {
     // One byte more than the largest datagram, to notice (and drop) bigger ones.
     std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
@@ -226,20 +252,30 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     for (;;) {
       auto [ec, n] = co_await self->socket_.async_receive_from(asio::buffer(buf), from, kNoThrow);
       if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
-      if (ec) continue;  // e.g. ICMP errors reported on the socket: nothing to do
-      if (n > self->context.config.limits.udp_max_datagram) {
-        Route route;
-        self->context.registry.lookup_port(PortProtocol::kUdp, self->port_, route);
-        self->report_too_large(n, true, route);
-        continue;
+      // After a wake-up, take what else is queued without waiting (the socket is non-blocking):
+      // under load one wake-up serves a burst, and its datagrams reach each client's stream
+      // together, as one write.
+      for (int burst = 0; burst < kReceiveBurst && ec != asio::error::would_block; ++burst) {
+        if (!ec) self->on_receive(from, std::span<const std::uint8_t>(buf.data(), n));
+        // other errors (e.g. ICMP errors reported on the socket): nothing to do
+        n = self->socket_.receive_from(asio::buffer(buf), from, 0, ec);
       }
-      self->metrics.datagrams_in.inc();
-      self->metrics.bytes_in.inc(n);
-      self->deliver(from, Datagram(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)));
     }
   }
 
-  void deliver(const udp::endpoint& from, Datagram datagram) {
+  void on_receive(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
+    if (datagram.size() > context.config.limits.udp_max_datagram) {
+      Route route;
+      context.registry.lookup_port(PortProtocol::kUdp, port_, route);
+      report_too_large(datagram.size(), true, route);
+      return;
+    }
+    metrics.datagrams_in.inc();
+    metrics.bytes_in.inc(datagram.size());
+    deliver(from, datagram);
+  }
+
+  void deliver(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
     auto it = clients_.find(from);
     if (it == clients_.end()) {
       Route route;
@@ -251,9 +287,14 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       it = clients_.emplace(from, client).first;
       asio::co_spawn(client->executor(), client->run(), asio::detached);
     }
-    asio::post(it->second->executor(), [client = it->second, d = std::move(datagram)]() mutable {
-      client->on_datagram(std::move(d));
-    });
+    if (runs_here(it->second->executor())) {
+      it->second->on_datagram(datagram);
+      return;
+    }
+    asio::post(it->second->executor(),
+               [client = it->second, d = Datagram(datagram.begin(), datagram.end())] {
+                 client->on_datagram(d);
+               });
   }
 
   udp::socket socket_;
@@ -264,28 +305,27 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   std::string local_address_;
 };
 
-void UdpClient::on_datagram(Datagram datagram) {
+void UdpClient::on_datagram(std::span<const std::uint8_t> datagram) {
   if (ended_) return;
-  if (queue_.size() >= kMaxQueuedDatagrams) {
+  if (pending_count_ >= kMaxQueuedDatagrams) {
     port_->metrics.dropped.inc();
     return;
   }
   last_activity_ = Clock::now();
-  queue_.push_back(std::move(datagram));
-  ready_.notify();
+  protocol::append_udp_record(pending_, datagram);  // size checked when received
+  if (pending_count_++ == 0) ready_.notify();
 }
 
 asio::awaitable<void> UdpClient::to_agent() {
   std::vector<std::uint8_t> records;
   transport::error_code ec;
   for (;;) {
-    while (queue_.empty()) co_await ready_.wait();
+    while (pending_count_ == 0) co_await ready_.wait();
+    // Everything that arrived since the last write goes as one; both buffers keep their memory.
     records.clear();
-    while (!queue_.empty()) {
-      ++in_;
-      protocol::append_udp_record(records, queue_.front());  // size checked when received
-      queue_.pop_front();
-    }
+    records.swap(pending_);
+    in_ += pending_count_;
+    pending_count_ = 0;
     if (route_.throttle.get() != nullptr)
       co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
     co_await stream_->write(records, ec);
@@ -293,6 +333,7 @@ asio::awaitable<void> UdpClient::to_agent() {
       outcome_ = "the stream failed: " + ec.message();
       co_return;
     }
+    if (records.capacity() > kKeptRecordBytes) std::vector<std::uint8_t>().swap(records);
   }
 }
 
@@ -318,7 +359,7 @@ asio::awaitable<void> UdpClient::from_agent() {
       ++out_;
       if (route_.throttle.get() != nullptr)
         co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
-      port_->send(client_, Datagram(datagram.begin(), datagram.end()));
+      port_->send(client_, datagram);
     }
     if (!reader.error().empty()) {
       outcome_ = reader.error();
@@ -364,7 +405,8 @@ asio::awaitable<void> UdpClient::run() {
                  outcome_, in_, out_);
   }
   ended_ = true;
-  queue_.clear();
+  pending_.clear();
+  pending_count_ = 0;
   port_->forget(client_, self);
 }
 

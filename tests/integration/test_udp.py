@@ -103,6 +103,44 @@ def test_datagram_boundaries_and_sizes(tunnel, udp_echo):
     assert got == sorted(sizes)  # each datagram arrives whole, none merged or split
 
 
+def test_bursts_arrive_as_the_datagrams_sent(tunnel, udp_echo, capsys):
+    """Datagrams sent back to back, faster than one wake-up each: the core and the agent take a
+    burst from their sockets at once and send it down the stream as one write of many records.
+    Every echo must still be exactly one datagram that was sent: none merged, split or
+    corrupted."""
+    core = port_core(tunnel)
+    agent = udp_agent(tunnel, core, udp_echo.port)
+    _, port = agent.wait_forwarding("udp")
+    assert exchange(port, b"warm-up") == b"warm-up"
+    total = 300
+    sent = {}
+    with udp_socket(timeout=1.0) as s:
+        s.connect(("127.0.0.1", port))
+        for i in range(total):
+            body = struct.pack(">I", i) + bytes([i % 251]) * (i * 7 % 1500)
+            sent[i] = body
+            s.send(body)
+        got = []
+        try:
+            while len(got) < total:
+                got.append(s.recv(70000))
+        except socket.timeout:
+            pass
+    bad = [g for g in got if len(g) < 4 or sent.get(struct.unpack(">I", g[:4])[0]) != g]
+    ids = [struct.unpack(">I", g[:4])[0] for g in got if g not in bad]
+    _report(capsys, "burst of %d datagrams: %d echoed, %d not as sent, %d duplicated"
+            % (total, len(got), len(bad), len(ids) - len(set(ids))))
+    assert not bad, "echoes that are not one sent datagram: sizes %s" % [len(b) for b in bad[:5]]
+    assert len(ids) == len(set(ids))
+    # Loopback drops what a full socket buffer cannot take (the core's and the agent's sockets
+    # have the kernel's default size), so how much of a burst arrives is a matter of speed:
+    # measured by the benchmark (bench/run.py, UDP), not here. With a release build about 99%
+    # arrives; with the sanitizer build or the binaries before bursts were taken at once (one
+    # datagram per wake-up, one stream write each), about half.
+    assert len(got) >= total // 4, "%d of %d datagrams of a burst lost" % (
+        total - len(got), total)
+
+
 def test_one_session_per_client_address(tunnel):
     core = port_core(tunnel)
     whoami = tunnel.add(Server(tunnel.workdir, "udp-whoami")).start()
