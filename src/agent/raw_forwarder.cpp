@@ -9,6 +9,7 @@
 
 #include "agent/local_pool.hpp"
 #include "protocol/udp_record.hpp"
+#include "transport/udp.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -178,6 +179,7 @@ asio::awaitable<RawForwardResult> forward_udp(std::shared_ptr<mux::Stream> strea
     // Sends never wait (a full buffer drops the datagram, as a network would), and a burst is
     // read until the socket has no more.
     if (!ec) app.non_blocking(true, ec);
+    if (!ec) transport::size_udp_buffers(app);
   }
   if (ec) {
     result.error = where + ": " + ec.message();

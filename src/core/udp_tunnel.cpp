@@ -5,7 +5,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/dispatch.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
@@ -13,6 +12,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "common/async.hpp"
@@ -21,6 +21,7 @@
 #include "protocol/proxy_header.hpp"
 #include "protocol/udp_record.hpp"
 #include "transport/conn.hpp"
+#include "transport/udp.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -169,6 +170,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     socket_.open(endpoint.protocol(), ec);
     if (!ec) socket_.bind(endpoint, ec);
     if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
+    if (!ec) transport::size_udp_buffers(socket_);
     if (ec) {
       error = bind_error(port_, ec);
       return false;
@@ -255,10 +257,12 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       // After a wake-up, take what else is queued without waiting (the socket is non-blocking):
       // under load one wake-up serves a burst, and its datagrams reach each client's stream
       // together, as one write.
-      for (int burst = 0; burst < kReceiveBurst && ec != asio::error::would_block; ++burst) {
+      for (int burst = 1;; ++burst) {
+        // Errors (e.g. ICMP errors reported on the socket): nothing to do.
         if (!ec) self->on_receive(from, std::span<const std::uint8_t>(buf.data(), n));
-        // other errors (e.g. ICMP errors reported on the socket): nothing to do
+        if (burst == kReceiveBurst) break;
         n = self->socket_.receive_from(asio::buffer(buf), from, 0, ec);
+        if (ec == asio::error::would_block) break;
       }
     }
   }

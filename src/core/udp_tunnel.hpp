@@ -7,8 +7,11 @@
 // Datagrams are dropped, never queued without bound: when a client's stream cannot take more
 // (the agent is slow), when the socket's send buffer is full, or when no agent serves the port.
 //
-// The socket lives on the executor it was opened on; each client session runs on its agent
-// session's executor, and datagrams cross between the two by asio::post.
+// The socket lives on the executor it was opened on (the first agent's session's); each client
+// session runs on its agent session's executor. When the two are the same worker, datagrams
+// pass between them in place; otherwise a copy crosses by asio::post. After each wake-up the
+// socket is read until empty (at most 64 datagrams), and what a client's session gathered
+// meanwhile goes down its stream as one write of records.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>

@@ -141,6 +141,31 @@ def test_bursts_arrive_as_the_datagrams_sent(tunnel, udp_echo, capsys):
         total - len(got), total)
 
 
+def test_many_agents_on_one_port_many_clients(tunnel, udp_echo):
+    """Four agents serve one udp port; client sessions go to them round robin. With two or
+    more workers in the core (one per CPU), agents whose sessions live on another worker than
+    the port's socket get their datagrams as copies through that worker's queue (and send their
+    answers back the same way) instead of in place: every client must get exactly its own
+    datagrams back either way."""
+    core = port_core(tunnel)
+    port = client.free_port()
+    agents = [udp_agent(tunnel, core, udp_echo.port, remote_port=port, name="agent-udp-%d" % i)
+              for i in range(4)]
+    for a in agents:
+        assert a.wait_forwarding("udp") == ("127.0.0.1", port)
+    socks = [udp_socket() for _ in range(8)]
+    try:
+        for rnd in range(20):
+            for i, s in enumerate(socks):
+                s.sendto(b"client %d datagram %d" % (i, rnd), ("127.0.0.1", port))
+            for i, s in enumerate(socks):
+                assert s.recvfrom(100)[0] == b"client %d datagram %d" % (i, rnd)
+    finally:
+        for s in socks:
+            s.close()
+    assert sample(core, "tunnel_udp_sessions_total") >= len(socks)
+
+
 def test_one_session_per_client_address(tunnel):
     core = port_core(tunnel)
     whoami = tunnel.add(Server(tunnel.workdir, "udp-whoami")).start()
