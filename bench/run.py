@@ -851,21 +851,30 @@ class Bench:
             raise RuntimeError("openloop gave no result: %s %s" % (out.stdout[-300:],
                                                                    out.stderr[-300:]))
 
-    def iperf(self, port, streams, reverse, seconds):
-        """One iperf3 run; Gbit/s as counted by the receiver."""
-        cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams),
-               "-J", "--connect-timeout", "5000"] + (["-R"] if reverse else [])
+    @staticmethod
+    def run_iperf(args, reverse, seconds):
+        """Runs `iperf3 -c 127.0.0.1 ARGS -t SECONDS -J [-R]`; its JSON `end` object, or
+        {"error": ...}."""
+        cmd = ["iperf3", "-c", "127.0.0.1"] + args + [
+            "-t", str(seconds), "-J", "--connect-timeout", "5000"] + (["-R"] if reverse else [])
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
         except subprocess.TimeoutExpired:
-            return {"error": "iperf3 did not finish within %d s" % (seconds + 30)}
+            return {"error": "%s did not finish within %d s" % (" ".join(cmd[:2] + args[2:3]),
+                                                                seconds + 30)}
         try:
             j = json.loads(out.stdout)
         except ValueError:
             return {"error": (out.stdout + out.stderr).strip()[-300:] or "no output"}
         if j.get("error"):
             return {"error": j["error"]}
-        end = j.get("end", {})
+        return j.get("end", {})
+
+    def iperf(self, port, streams, reverse, seconds):
+        """One iperf3 run; Gbit/s as counted by the receiver."""
+        end = self.run_iperf(["-p", str(port), "-P", str(streams)], reverse, seconds)
+        if end.get("error"):
+            return end
         recv, sent = end.get("sum_received", {}), end.get("sum_sent", {})
         return {"gbit_s": round(recv.get("bits_per_second", 0) / 1e9, 3),
                 "bytes": recv.get("bytes", 0), "seconds": round(recv.get("seconds", 0), 2),
@@ -874,20 +883,11 @@ class Bench:
     def iperf_udp(self, port, mbit, reverse, seconds):
         """One iperf3 -u run at an offered rate of `mbit` Mbit/s in UDP_BULK_LEN datagrams;
         what the receiver counted."""
-        cmd = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", "%dM" % mbit,
-               "-l", str(UDP_BULK_LEN), "-t", str(seconds), "-J", "--connect-timeout", "5000"] + (
-            ["-R"] if reverse else [])
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
-        except subprocess.TimeoutExpired:
-            return {"error": "iperf3 -u did not finish within %d s" % (seconds + 30)}
-        try:
-            j = json.loads(out.stdout)
-        except ValueError:
-            return {"error": (out.stdout + out.stderr).strip()[-300:] or "no output"}
-        if j.get("error"):
-            return {"error": j["error"]}
-        recv = j.get("end", {}).get("sum_received") or j.get("end", {}).get("sum", {})
+        end = self.run_iperf(["-p", str(port), "-u", "-b", "%dM" % mbit, "-l", str(UDP_BULK_LEN)],
+                             reverse, seconds)
+        if end.get("error"):
+            return end
+        recv = end.get("sum_received") or end.get("sum", {})
         return {"offered_mbit_s": mbit, "mbit_s": round(recv.get("bits_per_second", 0) / 1e6, 1),
                 "bytes": recv.get("bytes", 0), "datagrams": recv.get("packets", 0),
                 "lost": recv.get("lost_packets", 0),

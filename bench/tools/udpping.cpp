@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -53,58 +54,38 @@ struct Options {
   double timeout = 1;  // seconds to wait for echoes after the last send
 };
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "udpping: %s\n"
-               "usage: udpping --echo --port PORT [--host 127.0.0.1]\n"
-               "       udpping --port PORT [--host 127.0.0.1] --rate PER_S --duration SECONDS\n"
-               "               [--size BYTES] [--flows N] [--timeout SECONDS]\n",
-               msg.c_str());
-  std::exit(2);
-}
-
+// Exits with status 2 (CLI11's messages on stderr) on bad arguments, 0 after --help.
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage("missing value for " + std::string(a));
-      return argv[++i];
-    };
-    try {
-      if (a == "--echo") {
-        o.echo = true;
-      } else if (a == "--host") {
-        o.host = value();
-      } else if (a == "--port") {
-        const int p = std::stoi(value());
-        if (p <= 0 || p > 65535) usage("--port must be 1-65535");
-        o.port = static_cast<std::uint16_t>(p);
-      } else if (a == "--rate") {
-        o.rate = std::stod(value());
-      } else if (a == "--duration") {
-        o.duration = std::stod(value());
-      } else if (a == "--size") {
-        o.size = static_cast<std::size_t>(std::stoul(value()));
-      } else if (a == "--flows") {
-        o.flows = std::stoi(value());
-      } else if (a == "--timeout") {
-        o.timeout = std::stod(value());
-      } else if (a == "-h" || a == "--help") {
-        usage("fixed-rate UDP round trips (or --echo: the echo server)");
-      } else {
-        usage("unknown argument " + std::string(a));
-      }
-    } catch (const std::logic_error&) {
-      usage("bad value for " + std::string(a));
-    }
+  const CLI::Validator positive(
+      [](const std::string& v) {
+        return std::strtod(v.c_str(), nullptr) > 0 ? std::string() : "must be > 0, got " + v;
+      },
+      "> 0");
+  CLI::App app{"udpping: fixed-rate UDP round trips (or --echo: the echo server)"};
+  app.add_flag("--echo", o.echo, "echo every datagram back to its sender");
+  app.add_option("--host", o.host, "IPv4 address to send to (or, with --echo, to bind)");
+  app.add_option("--port", o.port, "UDP port")->required()->check(CLI::Range(1, 65535));
+  app.add_option("--rate", o.rate, "datagrams per second, all flows together")->check(positive);
+  app.add_option("--duration", o.duration, "seconds of sending")->check(positive);
+  app.add_option("--size", o.size, "bytes per datagram (the first 8 carry its sequence number)")
+      ->check(CLI::Range(16, 65507));
+  app.add_option("--flows", o.flows, "sockets (source ports) to send from, round robin")
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--timeout", o.timeout, "seconds to wait for echoes after the last send")
+      ->check(positive);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    std::exit(code == 0 ? 0 : 2);
   }
-  if (o.port == 0) usage("--port is required");
-  if (!(o.rate > 0) || !(o.duration > 0) || !(o.timeout > 0))
-    usage("rate, duration and timeout must be > 0");
-  if (o.size < 16 || o.size > 65507) usage("--size must be 16-65507 (sequence and flow fit)");
-  if (o.flows < 1 || o.flows > 1024) usage("--flows must be 1-1024");
   return o;
+}
+
+[[noreturn]] void usage(const std::string& msg) {
+  std::fprintf(stderr, "udpping: %s\n", msg.c_str());
+  std::exit(2);
 }
 
 sockaddr_in address(const Options& o) {
