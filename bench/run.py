@@ -66,7 +66,7 @@ MODES = {
               "churn_rate": 20, "churn_seconds": 25, "agents_plain": True,
               "ttfr_runs": 3, "rounds": 1, "churn_settle": 1,
               "udp_rates": [10000], "udp_seconds": 2, "udp_mbit": [1000],
-              "udp_bulk_seconds": 1},
+              "udp_bulk_seconds": 1, "agent_streams": 200},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
              "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
              "agent_levels": [1000, 10000], "agents_plain": True, "streams": 10000,
@@ -74,7 +74,7 @@ MODES = {
              "churn_rate": 20, "churn_seconds": 600, "ttfr_runs": 5, "rounds": 2,
              "churn_settle": 35,
              "udp_rates": [1000, 10000, 20000], "udp_seconds": 10, "udp_mbit": [100, 300, 1000],
-             "udp_bulk_seconds": 5},
+             "udp_bulk_seconds": 5, "agent_streams": 1000},
 }
 
 
@@ -1402,6 +1402,7 @@ class Bench:
                      ("http", self.scenario_http), ("rate", self.scenario_rate),
                      ("tcp", self.scenario_tcp), ("udp", self.scenario_udp),
                      ("bulk", self.scenario_bulk),
+                     ("agent-streams", self.scenario_agent_streams),
                      ("memory-after", self.memory_after), ("agents", self.scenario_agents)]
             for name, fn in steps:
                 if self.args.only and name not in self.args.only:
@@ -1438,6 +1439,93 @@ class Bench:
             self.result["notes"].append(note)
             log(note)
 
+    def scenario_agent_streams(self):
+        """Memory of a real agent (and of the core) with many requests in flight through it:
+        a fresh TLS agent to an origin that holds every request, N public connections with one
+        request each, RSS read while all N are held, then all answered."""
+        if self.core is None:
+            return
+        n = self.cfg["agent_streams"]
+        port = free_port()
+        origin = self.procs.start("hold-origin", [sys.executable, "-u", "-c", HOLD_ORIGIN,
+                                                  str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        lines = LineReader(origin.stdout)
+        if lines.readline(10) != "listening":
+            raise RuntimeError("the holding origin did not start: " +
+                               self.procs.log_tail("hold-origin", 3))
+        host = "hold.localhost"
+        agent = self.start_agent(["http", "127.0.0.1:%d" % port, "--subdomain", "hold"],
+                                 name="agent-hold")
+        request = ("GET /hold HTTP/1.1\r\nHost: %s\r\n\r\n" % host).encode()
+        core_http = ("127.0.0.1", self.core_ports["http"])
+        r = {"streams": n}
+        socks = []
+        try:
+            # Until the agent serves the name the core answers 404 at once; then the origin
+            # holds the probe (it stays open, the first of the n).
+            deadline = time.monotonic() + 20
+            while not socks:
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the holding agent did not come up: " +
+                                       self.procs.log_tail("agent-hold", 3))
+                probe = socket.create_connection(core_http, timeout=10)
+                probe.sendall(request)
+                line = lines.readline(0.5)
+                if line and line.startswith("held "):
+                    socks.append(probe)
+                else:
+                    probe.close()
+            time.sleep(1.0)
+            r["agent_rss_before_kib"] = rss_kib(agent.pid)
+            r["core_rss_before_kib"] = rss_kib(self.core.pid)
+            held = 1
+            for _ in range(n - 1):
+                c = socket.create_connection(core_http, timeout=10)
+                c.sendall(request)
+                socks.append(c)
+            deadline = time.monotonic() + 30
+            while held < n and time.monotonic() < deadline:
+                line = lines.readline(max(0.1, deadline - time.monotonic()))
+                if line and line.startswith("held "):
+                    held = int(line.split()[1])
+            r["held"] = held
+            time.sleep(0.5)
+            r["agent_rss_during_kib"] = rss_kib(agent.pid)
+            r["agent_detail_during"] = rss_detail(agent.pid)
+            r["core_rss_during_kib"] = rss_kib(self.core.pid)
+            origin.stdin.write(b"go\n")
+            origin.stdin.flush()
+            ok = 0
+            for c in socks:
+                try:
+                    c.settimeout(10)
+                    data = b""
+                    while not data.endswith(b"ok"):
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    ok += data.startswith(b"HTTP/1.1 200")
+                except OSError:
+                    pass
+            r["answered_ok"] = ok
+            time.sleep(1.0)
+            r["agent_rss_after_kib"] = rss_kib(agent.pid)
+            # "before" was read with the probe already held: the growth is the other n - 1.
+            added = max(1, r["held"] - 1)
+            r["agent_kib_per_stream"] = round(
+                (r["agent_rss_during_kib"] - r["agent_rss_before_kib"]) / added, 1)
+            r["core_kib_per_stream"] = round(
+                (r["core_rss_during_kib"] - r["core_rss_before_kib"]) / added, 1)
+            self.result["scenarios"]["agent_streams"] = r
+            log("agent streams: %s" % r)
+        finally:
+            for c in socks:
+                c.close()
+            self.procs.stop(agent)
+            self.procs.stop(origin)
+
     def memory_after(self):
         mem = self.result["scenarios"].setdefault("memory", {})
         if "core" in self.pids:
@@ -1446,6 +1534,37 @@ class Bench:
             if "agent" in self.pids:
                 mem["agent_after_load_kib"] = rss_kib(self.pids["agent"])
 
+
+# An origin that holds every request until told: prints "held N" as requests arrive, answers
+# them all with 200 when a line comes on stdin, then prints "answered N".
+HOLD_ORIGIN = r"""
+import asyncio, sys
+held, writers = 0, []
+release = asyncio.Event()
+async def serve(reader, writer):
+    global held
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            held += 1
+            print("held %d" % held, flush=True)
+            await release.wait()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=4096,
+                                        limit=65536)
+    print("listening", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    release.set()
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
 
 WRK_LUA = r"""
 function done(summary, latency, requests)
@@ -1873,6 +1992,19 @@ def markdown(res):
                   ch["core_rss_max_kib"], ch["core_rss_after_kib"], ch["growth_kib"],
                   "-" if ch["growth_second_half_kib"] is None else
                   "%+d KiB" % ch["growth_second_half_kib"]), ""]
+    a = sc.get("agent_streams")
+    if a:
+        L += ["## Requests in flight through one real agent", "",
+              "%d HTTP requests held at once by the origin, through one tunnel-agent (TLS) and "
+              "the core, each on its own public connection (the agent opens one connection to "
+              "the app per request in flight); RSS while all are held." % a["streams"], "",
+              "| held | answered 200 | agent RSS before | during | after | **agent KiB per "
+              "request** | core KiB per request |",
+              "|---|---|---|---|---|---|---|",
+              "| %d | %d | %d | %d | %d | **%.1f** | %.1f |" % (
+                  a["held"], a["answered_ok"], a["agent_rss_before_kib"],
+                  a["agent_rss_during_kib"], a["agent_rss_after_kib"], a["agent_kib_per_stream"],
+                  a["core_kib_per_stream"]), ""]
     tt = sc.get("time_to_first_request_ms")
     if tt:
         L += ["## Time from agent start to first request served", "",
@@ -1933,8 +2065,8 @@ def main():
     ap.add_argument("--paths", default="direct,nginx,ssh,tunnel,tunnel-plain",
                     help="comma-separated subset of %s" % ",".join(PATHS))
     ap.add_argument("--only", default="",
-                    help="comma-separated scenarios: memory,ttfr,http,rate,tcp,udp,bulk,memory-after,"
-                         "agents")
+                    help="comma-separated scenarios: memory,ttfr,http,rate,tcp,udp,bulk,"
+                         "agent-streams,memory-after,agents")
     ap.add_argument("--conns", default="", help="comma-separated wrk connection counts (default 32,256)")
     ap.add_argument("--rounds", type=int, default=0,
                     help="repeat the HTTP and TCP runs this many times, each path keeping its "
