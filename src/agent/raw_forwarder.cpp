@@ -221,20 +221,25 @@ asio::awaitable<RawForwardResult> forward_udp(std::shared_ptr<mux::Stream> strea
     std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
     std::vector<std::uint8_t> record;
     transport::error_code sec;
+    bool drained = true;  // the last read found the socket empty: wait before the next
     for (;;) {
-      auto [rec2, n] = co_await app.async_receive(asio::buffer(buf), kNoThrow);
-      if (rec2 == asio::error::operation_aborted) co_return;
+      if (drained) {
+        auto [wec] = co_await app.async_wait(udp::socket::wait_read, kNoThrow);
+        if (wec == asio::error::operation_aborted) co_return;
+      }
+      drained = false;
       record.clear();
       std::uint64_t taken = 0;
-      for (int burst = 1;; ++burst) {
-        // ICMP errors and oversized datagrams are skipped.
-        if (!rec2 && n <= protocol::kMaxDatagram) {
-          protocol::append_udp_record(record, std::span<const std::uint8_t>(buf.data(), n));
-          ++taken;
+      for (int burst = 0; burst < kUdpBurst && record.size() < kBufferSize; ++burst) {
+        boost::system::error_code aec;
+        const std::size_t n = app.receive(asio::buffer(buf), 0, aec);
+        if (aec == asio::error::would_block) {
+          drained = true;
+          break;
         }
-        if (burst == kUdpBurst || record.size() >= kBufferSize) break;
-        n = app.receive(asio::buffer(buf), 0, rec2);
-        if (rec2 == asio::error::would_block) break;
+        if (aec || n > protocol::kMaxDatagram) continue;  // ICMP errors, oversized datagrams
+        protocol::append_udp_record(record, std::span<const std::uint8_t>(buf.data(), n));
+        ++taken;
       }
       if (taken == 0) continue;
       co_await stream->write(record, sec);

@@ -247,22 +247,35 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     }
   }
 
+  // Waits until the socket is readable, then reads it until it is empty (the socket is
+  // non-blocking), at most kReceiveBurst datagrams before letting the worker's other work run:
+  // under load one wake-up serves a burst, and its datagrams reach each client's stream together,
+  // as one write. Waiting with async_wait rather than async_receive_from saves the read that
+  // would fail right after a burst emptied the socket.
   static asio::awaitable<void> receive_loop(std::shared_ptr<UdpPort> self) {
     // One byte more than the largest datagram, to notice (and drop) bigger ones.
     std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
     udp::endpoint from;
+    bool drained = true;
     for (;;) {
-      auto [ec, n] = co_await self->socket_.async_receive_from(asio::buffer(buf), from, kNoThrow);
-      if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
-      // After a wake-up, take what else is queued without waiting (the socket is non-blocking):
-      // under load one wake-up serves a burst, and its datagrams reach each client's stream
-      // together, as one write.
-      for (int burst = 1;; ++burst) {
-        // Errors (e.g. ICMP errors reported on the socket): nothing to do.
+      if (drained) {
+        auto [ec] = co_await self->socket_.async_wait(udp::socket::wait_read, kNoThrow);
+        if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
+        // Any other error: the reads below tell.
+      } else {
+        co_await asio::post(self->executor, asio::use_awaitable);
+        if (!self->socket_.is_open()) co_return;
+      }
+      drained = false;
+      for (int burst = 0; burst < kReceiveBurst; ++burst) {
+        boost::system::error_code ec;
+        const std::size_t n = self->socket_.receive_from(asio::buffer(buf), from, 0, ec);
+        if (ec == asio::error::would_block) {
+          drained = true;
+          break;
+        }
+        // Other errors (e.g. ICMP errors reported on the socket): nothing to do.
         if (!ec) self->on_receive(from, std::span<const std::uint8_t>(buf.data(), n));
-        if (burst == kReceiveBurst) break;
-        n = self->socket_.receive_from(asio::buffer(buf), from, 0, ec);
-        if (ec == asio::error::would_block) break;
       }
     }
   }
