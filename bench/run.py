@@ -42,7 +42,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 PATHS = ["direct", "nginx", "ssh", "tunnel", "tunnel-plain"]
-TCP_PATHS = ["direct", "ssh", "tunnel", "tunnel-plain"]  # nginx is not a TCP forwarder here
+# nginx forwards TCP and UDP with its stream module (a second nginx, "nginx-stream").
+TCP_PATHS = ["direct", "nginx", "ssh", "tunnel", "tunnel-plain"]
 UDP_PATHS = ["direct", "nginx", "tunnel", "tunnel-plain"]  # OpenSSH forwards TCP only
 UDP_PING_SIZE = 128    # bytes per round-trip datagram: a DNS query, a game or VoIP packet
 UDP_BULK_LEN = 1400    # bytes per iperf3 datagram: fits an Internet path's 1500-byte MTU
@@ -63,7 +64,7 @@ MODES = {
     "quick": {"conns": [32, 256], "duration": 2, "warmup": 1, "rates": [1, 1000, 4000],
               "rate_duration": 2, "tcp_seconds": 2, "bulk_mib": 128,
               "agent_levels": [1000], "streams": 2000, "stream_sessions": 4,
-              "churn_rate": 20, "churn_seconds": 25, "agents_plain": True,
+              "churn_rate": 20, "churn_seconds": 15, "agents_plain": True,
               "ttfr_runs": 3, "rounds": 1, "churn_settle": 1,
               "udp_rates": [10000], "udp_seconds": 2, "udp_mbit": [1000],
               "udp_bulk_seconds": 1, "agent_streams": 200},
@@ -598,16 +599,16 @@ class Bench:
         self.pids["nginx"] = p.pid
         self.ports["nginx"] = port
         wait_serving("nginx proxy", port)
-        if self.want("udp"):
+        if self.want("udp") or self.want("tcp"):
             try:
                 self.start_nginx_stream()
             except RuntimeError as e:
-                self.result["notes"].append("nginx UDP proxy: %s" % e)
+                self.result["notes"].append("nginx stream proxy (TCP and UDP): %s" % e)
 
     def start_nginx_stream(self):
-        """nginx's stream module as the UDP proxy hop: one server to the echo server, one on a
-        port that proxies TCP and UDP alike to iperf3 (iperf3 -u runs its control connection
-        over TCP on the same port)."""
+        """nginx's stream module as the TCP and UDP proxy hop: one server to the echo server,
+        one on a port that proxies TCP and UDP alike to iperf3 (the TCP scenario, and iperf3 -u,
+        which runs its control connection over TCP on the same port)."""
         if not os.path.exists(NGINX_STREAM_MODULE):
             raise RuntimeError("not available: %s missing (libnginx-mod-stream, "
                                "scripts/install-deps.sh)" % NGINX_STREAM_MODULE)
@@ -637,6 +638,7 @@ class Bench:
             self.udp_ports["nginx"] = echo
         if iport:
             self.udp_iperf_ports["nginx"] = iport
+            self.tcp_ports["nginx"] = iport
 
     def start_ssh(self):
         sshd = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -919,7 +921,8 @@ class Bench:
             return roles + ["udp-echo" if udp == "ping" else "iperf3"]
         roles = {"tunnel": ["core", "agent-tcp" if tcp else "agent"],
                  "tunnel-plain": ["core", "agent-tcp-plain" if tcp else "agent-plain"],
-                 "nginx": ["nginx"], "ssh": ["sshd", "ssh"], "direct": []}.get(path, [])
+                 "nginx": ["nginx-stream" if tcp else "nginx"], "ssh": ["sshd", "ssh"],
+                 "direct": []}.get(path, [])
         return roles + ["iperf3" if tcp else "origin"]
 
     def cpu_snapshot(self, path, tcp=False, udp=None):
@@ -1017,7 +1020,7 @@ class Bench:
             conns = max(1, min(256, rate // 20))
             # At 1 req/s a short run has too few samples: at least 10 s (3 s in quick mode).
             duration = self.cfg["rate_duration"] if rate >= 100 else max(
-                self.cfg["rate_duration"], 3 if self.mode == "quick" else 10)
+                self.cfg["rate_duration"], 2 if self.mode == "quick" else 10)
             for path in self.available():
                 r = self.openloop(self.ports[path], self.hosts[path], rate, duration, conns)
                 out.setdefault(path, {})[str(rate)] = r
@@ -2076,7 +2079,7 @@ def main():
                     help="comma-separated idle-session levels for agentflood (default 1000,10000; "
                          "quick 1000); streams and churn run on the first level")
     ap.add_argument("--churn-seconds", type=int, default=None,
-                    help="length of the connect/disconnect churn (default 600, quick 30; 0 = skip)")
+                    help="length of the connect/disconnect churn (default 600, quick 15; 0 = skip)")
     ap.add_argument("--workers", default="", help="tunnel-core --workers (default: one per core)")
     ap.add_argument("--nginx-workers", default="auto")
     ap.add_argument("--wrk-threads", type=int, default=2)
