@@ -64,7 +64,8 @@ Options parse(int argc, char** argv) {
       "> 0");
   CLI::App app{"udpping: fixed-rate UDP round trips (or --echo: the echo server)"};
   app.add_flag("--echo", o.echo, "echo every datagram back to its sender");
-  app.add_option("--host", o.host, "IPv4 address to send to (or, with --echo, to bind)");
+  app.add_option("--host", o.host, "IPv4 address to send to (or, with --echo, to bind)")
+      ->check(CLI::ValidIPV4);
   app.add_option("--port", o.port, "UDP port")->required()->check(CLI::Range(1, 65535));
   app.add_option("--rate", o.rate, "datagrams per second, all flows together")->check(positive);
   app.add_option("--duration", o.duration, "seconds of sending")->check(positive);
@@ -83,17 +84,11 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-[[noreturn]] void usage(const std::string& msg) {
-  std::fprintf(stderr, "udpping: %s\n", msg.c_str());
-  std::exit(2);
-}
-
 sockaddr_in address(const Options& o) {
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(o.port);
-  if (inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr) != 1)
-    usage("--host must be an IPv4 address");
+  inet_pton(AF_INET, o.host.c_str(), &sa.sin_addr);  // checked by parse()
   return sa;
 }
 
