@@ -1,16 +1,19 @@
 #include "transport/conn.hpp"
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <type_traits>
+#include <vector>
 
 namespace tunnel::transport {
 namespace {
@@ -85,9 +88,16 @@ std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket) {
 namespace {
 
 // The most payload one TLS record carries. A write of several buffers that together fit in one
-// record is joined first, so it makes one record, not several; a longer write is several
-// records and system calls.
+// record is joined first, so it makes one record, not several.
 constexpr std::size_t kRecord = 16 * 1024;
+// What a TLS 1.3 record adds to its payload (5-byte header, content type, 16-byte tag), with
+// room to spare: reserved per record ahead of a write so the queue grows once.
+constexpr std::size_t kRecordOverhead = 64;
+// A send queue that grew past this is freed once sent, so an idle connection keeps no more.
+constexpr std::size_t kKeptQueue = 1024;
+// A long write sends its records whenever this much is queued: the queue stays small whatever
+// the size of the write.
+constexpr std::size_t kQueueLimit = 256 * 1024;
 
 // SSL_get_error() needs an empty error queue before each call it explains. ERR_clear_error()
 // wipes all of the queue's slots every time; the queue is nearly always empty already, which
@@ -96,6 +106,50 @@ void clear_ssl_errors() {
   if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
+// OpenSSL's write side: a BIO that appends each TLS record to its connection's send queue and
+// never blocks. The connection sends the queue itself, all of a write's records in one send()
+// (see SslConn::write). Reads go through an ordinary socket BIO.
+class SendQueue {
+ public:
+  static BIO* make(std::vector<char>* queue) {
+    BIO* bio = BIO_new(method());
+    if (bio != nullptr) BIO_set_data(bio, queue);
+    return bio;
+  }
+
+ private:
+  static const BIO_METHOD* method() {
+    static BIO_METHOD* const m = [] {
+      BIO_METHOD* created = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "send queue");
+      BIO_meth_set_create(created, [](BIO* bio) {
+        BIO_set_init(bio, 1);
+        return 1;
+      });
+      BIO_meth_set_write_ex(created, append);
+      BIO_meth_set_ctrl(created, control);
+      return created;
+    }();
+    return m;
+  }
+  static int append(BIO* bio, const char* data, std::size_t size, std::size_t* written) {
+    auto* queue = static_cast<std::vector<char>*>(BIO_get_data(bio));
+    queue->insert(queue->end(), data, data + size);
+    *written = size;
+    return 1;
+  }
+  static long control(BIO* bio, int cmd, long /*num*/, void* /*ptr*/) {
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:  // the connection sends the queue when the OpenSSL call returns
+        return 1;
+      case BIO_CTRL_WPENDING:
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(static_cast<std::vector<char>*>(BIO_get_data(bio))->size());
+      default:
+        return 0;
+    }
+  }
+};
+
 class SslConn final : public TlsConn {
  public:
   SslConn(tcp::socket socket, SSL_CTX* context)
@@ -103,10 +157,19 @@ class SslConn final : public TlsConn {
     peer_ = remote_string(socket_);
     error_code ignored;
     socket_.non_blocking(true, ignored);
-    if (ssl_ != nullptr) {
-      SSL_set_fd(ssl_, static_cast<int>(socket_.native_handle()));  // BIO_NOCLOSE: asio closes
-      SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (ssl_ == nullptr) return;
+    BIO* in =
+        BIO_new_socket(static_cast<int>(socket_.native_handle()), BIO_NOCLOSE);  // asio closes
+    BIO* out = SendQueue::make(&queue_);
+    if (in == nullptr || out == nullptr) {
+      BIO_free(in);
+      BIO_free(out);
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+      return;
     }
+    SSL_set_bio(ssl_, in, out);
+    SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   }
   ~SslConn() override {
     close();
@@ -123,7 +186,10 @@ class SslConn final : public TlsConn {
     for (;;) {
       clear_ssl_errors();
       const int ret = SSL_do_handshake(ssl_);
-      if (ret == 1) co_return error_code{};
+      if (ret == 1) {
+        co_await send_queue(ec);  // our last flight
+        co_return ec;
+      }
       if (!co_await wait_for(ret, ec)) co_return ec;
     }
   }
@@ -135,7 +201,11 @@ class SslConn final : public TlsConn {
       clear_ssl_errors();
       std::size_t n = 0;
       const int ret = SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
-      if (ret == 1) co_return n;
+      if (ret == 1) {
+        // Reading can make records to send: the answer to the peer's TLS 1.3 KeyUpdate.
+        co_await send_unless_sending(ec);
+        co_return ec ? 0 : n;
+      }
       if (!co_await wait_for(ret, ec, read_deadline_.armed())) {
         if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;  // no close_notify
         co_return 0;
@@ -143,28 +213,27 @@ class SslConn final : public TlsConn {
     }
   }
 
+  // Encrypts every buffer into the send queue, then sends the queue: a write of several records
+  // (a 64 KiB frame is four) costs one send() rather than one write() per record, and leaves
+  // in full-size segments without corking the socket.
   asio::awaitable<void> write(std::span<const asio::const_buffer> bufs, error_code& ec) override {
     ec = {};
     std::size_t total = 0;
     for (const auto& b : bufs) total += b.size();
+    const std::size_t expected = std::min(total, kQueueLimit);
+    queue_.reserve(queue_.size() + expected + (expected / kRecord + bufs.size()) * kRecordOverhead);
     if (bufs.size() > 1 && total < kRecord) {
       std::string joined;
       joined.reserve(total);
       for (const auto& b : bufs) joined.append(static_cast<const char*>(b.data()), b.size());
-      co_await write_all(joined.data(), joined.size(), ec);
-      co_return;
+      co_await encrypt(joined.data(), joined.size(), ec);
+    } else {
+      for (const auto& b : bufs) {
+        co_await encrypt(static_cast<const char*>(b.data()), b.size(), ec);
+        if (ec) break;
+      }
     }
-    // OpenSSL writes each record with its own write(). While a write of several records is in
-    // progress the socket is corked, so the kernel sends full-size segments (64 KiB on
-    // loopback) rather than one per record: a quarter of the packets for the receiver's kernel
-    // to process, and of the ACKs. Uncorking at the end sends the tail at once.
-    const bool cork = total > kRecord;
-    if (cork) set_cork(true);
-    for (const auto& b : bufs) {
-      co_await write_all(static_cast<const char*>(b.data()), b.size(), ec);
-      if (ec) break;
-    }
-    if (cork) set_cork(false);
+    if (!ec) co_await send_queue(ec);
   }
 
   asio::awaitable<void> shutdown_send() override {
@@ -182,20 +251,16 @@ class SslConn final : public TlsConn {
   asio::any_io_executor get_executor() override { return socket_.get_executor(); }
   void move_to(const asio::any_io_executor& executor, error_code& ec) override {
     read_deadline_.reset();
-    move_socket(socket_, executor, ec);  // SSL_set_fd's descriptor stays valid
+    move_socket(socket_, executor, ec);  // the socket BIO's descriptor stays valid
     if (!ec) socket_.non_blocking(true, ec);
   }
   tcp::socket& socket() override { return socket_; }
   bool is_tls() const override { return true; }
 
  private:
-  // Best effort: a socket that refuses TCP_CORK still works, record by record.
-  void set_cork(bool on) {
-    const int v = on ? 1 : 0;
-    ::setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_CORK, &v, sizeof v);
-  }
-
-  asio::awaitable<void> write_all(const char* data, std::size_t size, error_code& ec) {
+  // Turns `size` bytes into records in the send queue. The queue never refuses, so OpenSSL
+  // asks to wait only for reading (a TLS 1.2 renegotiation, which we refuse anyway).
+  asio::awaitable<void> encrypt(const char* data, std::size_t size, error_code& ec) {
     while (size > 0) {
       clear_ssl_errors();
       std::size_t n = 0;
@@ -203,37 +268,90 @@ class SslConn final : public TlsConn {
       if (ret == 1) {
         data += n;
         size -= n;
+        if (queue_.size() - sent_ >= kQueueLimit) {
+          co_await send_queue(ec);
+          if (ec) co_return;
+        }
         continue;
       }
       if (!co_await wait_for(ret, ec)) co_return;
     }
   }
 
-  // After an OpenSSL call returned `ret`: waits for the readiness it asked for (true), or sets
-  // `ec` to the failure (false).
+  // Sends what the queue holds without waiting. False with `ec` set on a socket error.
+  bool send_now(error_code& ec) {
+    while (sent_ < queue_.size()) {
+      const ssize_t n = ::send(socket_.native_handle(), queue_.data() + sent_,
+                               queue_.size() - sent_, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent_ += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return true;
+      } else {
+        ec = error_code(n < 0 ? errno : EPIPE, asio::error::get_system_category());
+        return false;
+      }
+    }
+    sent_ = 0;
+    if (queue_.capacity() > kKeptQueue) {
+      std::vector<char>().swap(queue_);
+    } else {
+      queue_.clear();
+    }
+    return true;
+  }
+
+  // Sends the whole queue, waiting for room in the socket as needed. The reader and the writer
+  // may both be here at once: each send takes from the queue's head, so the bytes stay in order
+  // and whoever finds the queue empty is done.
+  asio::awaitable<void> send_queue(error_code& ec) {
+    ++senders_;
+    while (send_now(ec) && !queue_.empty()) {
+      auto [wec] = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
+      if (wec) ec = wec;
+      if (wec) break;
+    }
+    --senders_;
+  }
+
+  // The reader's records (a KeyUpdate answer) join the queue. When the writer is sending it
+  // already, it carries them out too: the reader must not wait behind the writer's data for a
+  // peer that may be waiting for the reader.
+  asio::awaitable<void> send_unless_sending(error_code& ec) {
+    if (senders_ == 0 && !queue_.empty()) co_await send_queue(ec);
+  }
+
+  // After an OpenSSL call returned `ret`: sends what the call queued, then waits for the
+  // readiness it asked for (true), or sets `ec` to the failure (false).
   // `under_deadline`: a read, which the read deadline may cut short.
   asio::awaitable<bool> wait_for(int ret, error_code& ec, bool under_deadline = false) {
     const int err = SSL_get_error(ssl_, ret);
-    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      const auto what =
-          err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
-      if (!under_deadline) {
-        auto [wec] = co_await socket_.async_wait(what, kNoThrow);
-        ec = wec;
-        co_return !wec;
-      }
-      if (read_deadline_.passed()) {
-        ec = asio::error::timed_out;
-        co_return false;
-      }
-      auto [wec] = co_await socket_.async_wait(
-          what, asio::bind_cancellation_slot(read_deadline_.slot(), kNoThrow));
-      ec = deadline_error(wec);
-      co_return !ec;
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      ec = failure(err);
+      ERR_clear_error();
+      error_code ignored;
+      send_now(ignored);  // the alert, if OpenSSL queued one; best effort
+      co_return false;
     }
-    ec = failure(err);
-    ERR_clear_error();
-    co_return false;
+    // A handshake flight (or a KeyUpdate answer) must leave before we wait for the reply.
+    co_await send_unless_sending(ec);
+    if (ec) co_return false;
+    const auto what = err == SSL_ERROR_WANT_READ ? tcp::socket::wait_read : tcp::socket::wait_write;
+    if (!under_deadline) {
+      auto [wec] = co_await socket_.async_wait(what, kNoThrow);
+      ec = wec;
+      co_return !wec;
+    }
+    if (read_deadline_.passed()) {
+      ec = asio::error::timed_out;
+      co_return false;
+    }
+    auto [wec] = co_await socket_.async_wait(
+        what, asio::bind_cancellation_slot(read_deadline_.slot(), kNoThrow));
+    ec = deadline_error(wec);
+    co_return !ec;
   }
 
   static error_code failure(int err) {
@@ -252,6 +370,11 @@ class SslConn final : public TlsConn {
   }
 
   tcp::socket socket_;
+  // Records waiting to be sent, the first `sent_` bytes of them sent already. Filled by the
+  // SendQueue BIO: keep before ssl_, which refers to it.
+  std::vector<char> queue_;
+  std::size_t sent_ = 0;
+  int senders_ = 0;  // coroutines in send_queue()
   SSL* ssl_;
 };
 
