@@ -188,6 +188,7 @@ class SslConn final : public TlsConn {
       const int ret = SSL_do_handshake(ssl_);
       if (ret == 1) {
         co_await send_queue(ec);  // our last flight
+        trim_queue();
         co_return ec;
       }
       if (!co_await wait_for(ret, ec)) co_return ec;
@@ -234,6 +235,7 @@ class SslConn final : public TlsConn {
       }
     }
     if (!ec) co_await send_queue(ec);
+    trim_queue();
   }
 
   asio::awaitable<void> shutdown_send() override {
@@ -295,12 +297,14 @@ class SslConn final : public TlsConn {
       }
     }
     sent_ = 0;
-    if (queue_.capacity() > kKeptQueue) {
-      std::vector<char>().swap(queue_);
-    } else {
-      queue_.clear();
-    }
+    queue_.clear();
     return true;
+  }
+
+  // Frees the queue's buffer after a write that made it large: an idle connection keeps none.
+  // Not between the parts of one long write, which would then grow a new buffer each time.
+  void trim_queue() {
+    if (queue_.empty() && queue_.capacity() > kKeptQueue) std::vector<char>().swap(queue_);
   }
 
   // Sends the whole queue, waiting for room in the socket as needed. The reader and the writer
