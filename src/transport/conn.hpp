@@ -76,10 +76,12 @@ class Conn {
 
 std::unique_ptr<Conn> make_tcp_conn(tcp::socket socket);
 
-// TLS where OpenSSL reads and writes the (non-blocking) socket itself and the coroutine waits for
-// readiness: no staging buffers or BIO pair per connection (asio's ssl::stream holds about 70 KB
-// of those for a connection's whole life), so an idle connection holds only OpenSSL's state
-// (its record buffers are released while idle, SSL_MODE_RELEASE_BUFFERS).
+// TLS where OpenSSL reads the (non-blocking) socket itself and the coroutine waits for readiness.
+// Writes encrypt into a send queue that goes out in one send() per write (not one write() per
+// 16 KiB record) and is freed when the write ends. No staging buffers or BIO pair for the
+// connection's whole life (asio's ssl::stream holds about 70 KB of those), so an idle connection
+// holds only OpenSSL's state (its record buffers are released while idle,
+// SSL_MODE_RELEASE_BUFFERS).
 class TlsConn : public Conn {
  public:
   // The OpenSSL object, to set SNI and verification parameters before the handshake.
