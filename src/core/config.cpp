@@ -104,12 +104,16 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
   }
 }
 
+// The largest limits.udp_socket_buffer accepted (the kernel takes an int, and doubles it).
+constexpr std::uint64_t kMaxUdpSocketBuffer = 1024 * 1024 * 1024;
+
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   auto f =
       r.fields(node, "limits",
                {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
                 "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
-                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram"});
+                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram",
+                "udp_socket_buffer"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
@@ -122,6 +126,7 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "udp_idle_timeout", "limits", out.udp_idle_timeout);
   r.read(*f, "tunnel_idle_timeout", "limits", out.tunnel_idle_timeout);
   r.read(*f, "udp_max_datagram", "limits", out.udp_max_datagram);
+  r.read(*f, "udp_socket_buffer", "limits", out.udp_socket_buffer, kMaxUdpSocketBuffer);
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
@@ -368,6 +373,9 @@ void check_rest(ConfigReader& r, const Config& config) {
   }
   if (limits.udp_max_datagram < 1 || limits.udp_max_datagram > 65507) {
     r.error("limits.udp_max_datagram", "must be 1-65507 (the largest UDP payload over IPv4)");
+  }
+  if (limits.udp_socket_buffer != 0 && limits.udp_socket_buffer < 4096) {
+    r.error("limits.udp_socket_buffer", "at least 4096 bytes, or 0 for the kernel's default");
   }
   if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
   check_positive(r, "heartbeat.interval", config.heartbeat.interval);

@@ -124,6 +124,9 @@ struct LimitsConfig {
   // direction for this long is closed; 0 = never (as HAProxy's "timeout tunnel").
   std::chrono::milliseconds tunnel_idle_timeout{3'600'000};
   std::uint32_t udp_max_datagram = 65507;  // larger datagrams are dropped (and counted)
+  // Receive and send buffer each public udp port asks the kernel for (capped by
+  // net.core.rmem_max / wmem_max); 0 = the kernel's default. See transport/udp.hpp.
+  std::uint64_t udp_socket_buffer = 4 * 1024 * 1024;
 };
 
 struct HeartbeatConfig {

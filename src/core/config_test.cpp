@@ -273,12 +273,15 @@ accounts:
 limits:
   tunnel_idle_timeout: 0
   udp_max_datagram: 1400
+  udp_socket_buffer: 1048576
 )");
   ASSERT_TRUE(result.ok()) << all(result.errors);
   const Config& c = result.config;
   EXPECT_EQ(c.listen.agent_plain, "127.0.0.1:8444");
   EXPECT_EQ(c.limits.tunnel_idle_timeout, milliseconds(0));
   EXPECT_EQ(c.limits.udp_max_datagram, 1400u);
+  EXPECT_EQ(c.limits.udp_socket_buffer, 1u << 20);
+  EXPECT_EQ(Config{}.limits.udp_socket_buffer, 4u << 20);
   const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
   EXPECT_EQ(free.per_tunnel, 1u << 20);      // its own
   EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
@@ -299,11 +302,16 @@ accounts:
       per_account: 5MBps
 limits:
   udp_max_datagram: 70000
+  udp_socket_buffer: 100
 )");
   EXPECT_EQ(find(bad, "listen.agent_plain: port 8443 is also used by listen.agent").line, 4);
   find(bad, "bandwidth.per_tunnel: \"lots\": expected a number");
   find(bad, "accounts[0].bandwidth.per_account: \"5MBps\": unknown unit");
   find(bad, "limits.udp_max_datagram: must be 1-65507");
+  find(bad, "limits.udp_socket_buffer: at least 4096 bytes, or 0 for the kernel's default");
+  auto huge = load_config_string("limits:\n  udp_socket_buffer: 4294967296\n");
+  EXPECT_FALSE(huge.ok());
+  EXPECT_EQ(huge.errors.at(0).line, 2) << all(huge.errors);
 }
 
 TEST(CoreConfig, ShippedExampleIsValid) {

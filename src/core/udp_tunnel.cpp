@@ -170,7 +170,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     socket_.open(endpoint.protocol(), ec);
     if (!ec) socket_.bind(endpoint, ec);
     if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
-    if (!ec) transport::size_udp_buffers(socket_);
+    if (!ec) transport::size_udp_buffers(socket_, context.config.limits.udp_socket_buffer);
     if (ec) {
       error = bind_error(port_, ec);
       return false;
