@@ -108,12 +108,11 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
 constexpr std::uint64_t kMaxUdpSocketBuffer = 1024 * 1024 * 1024;
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f =
-      r.fields(node, "limits",
-               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
-                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
-                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram",
-                "udp_socket_buffer"});
+  auto f = r.fields(
+      node, "limits",
+      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout", "idle_timeout",
+       "max_streams_per_agent", "requests_per_second", "shutdown_grace", "udp_idle_timeout",
+       "tunnel_idle_timeout", "udp_max_datagram", "udp_socket_buffer"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
