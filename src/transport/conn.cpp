@@ -94,7 +94,7 @@ constexpr std::size_t kRecord = 16 * 1024;
 // room to spare: reserved per record ahead of a write so the queue grows once.
 constexpr std::size_t kRecordOverhead = 64;
 // A send queue that grew past this is freed once sent, so an idle connection keeps no more.
-constexpr std::size_t kKeptQueue = 1024;
+constexpr std::size_t kKeptQueue = 256;
 // A long write sends its records whenever this much is queued: the queue stays small whatever
 // the size of the write.
 constexpr std::size_t kQueueLimit = 256 * 1024;
