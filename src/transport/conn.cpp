@@ -215,8 +215,8 @@ class SslConn final : public TlsConn {
   }
 
   // Encrypts every buffer into the send queue, then sends the queue: a write of several records
-  // (a 64 KiB frame is four) costs one send() rather than one write() per record, and leaves
-  // in full-size segments without corking the socket.
+  // (a 64 KiB DATA frame and its header are five) costs one send() rather than one write() per
+  // record, and leaves in full-size segments without corking the socket.
   asio::awaitable<void> write(std::span<const asio::const_buffer> bufs, error_code& ec) override {
     ec = {};
     std::size_t total = 0;
@@ -314,8 +314,10 @@ class SslConn final : public TlsConn {
     ++senders_;
     while (send_now(ec) && !queue_.empty()) {
       auto [wec] = co_await socket_.async_wait(tcp::socket::wait_write, kNoThrow);
-      if (wec) ec = wec;
-      if (wec) break;
+      if (wec) {
+        ec = wec;
+        break;
+      }
     }
     --senders_;
   }
