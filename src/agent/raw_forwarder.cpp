@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <vector>
@@ -226,6 +227,10 @@ asio::awaitable<RawForwardResult> forward_udp(std::shared_ptr<mux::Stream> strea
       if (drained) {
         auto [wec] = co_await app.async_wait(udp::socket::wait_read, kNoThrow);
         if (wec == asio::error::operation_aborted) co_return;
+      } else {
+        // The last burst hit its limit: let the worker's other work run (the session's writer
+        // among it) before reading on, as the core's receive loop does.
+        co_await asio::post(app.get_executor(), asio::use_awaitable);
       }
       drained = false;
       record.clear();
