@@ -153,10 +153,23 @@ def can_connect(port, timeout=1.0):
         return False
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_handed_out = set()
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    """A loopback port free now and not handed out before in this process.
+
+    The kernel may give the same port to two bind(0) calls in a row once the first socket is
+    closed, so a test asking for several ports (a core's agent, http and admin listeners) could
+    get one twice; remembering what was handed out rules that out."""
+    for _ in range(1000):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port left that this test run has not used")
 
 
 def parse_metrics(text):
