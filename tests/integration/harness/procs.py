@@ -147,12 +147,23 @@ class Core(Proc):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.workdir / ("%s-data" % name)
         self.tokens = list(tokens)
-        self.ports = ports or {k: client.free_port() for k in ("agent", "http", "https", "admin")}
+        self._config_text = config_text
+        self._extra_args = list(extra_args)
+        self._ports_given = ports is not None
+        self.ports = ports or self._pick_ports()
+        super().__init__(name, self._argv(name), self.workdir / ("%s.log" % name),
+                         cwd=self.workdir)
+
+    @staticmethod
+    def _pick_ports():
+        return {k: client.free_port() for k in ("agent", "http", "https", "admin")}
+
+    def _argv(self, name):
         addrs = {k: "127.0.0.1:%d" % p for k, p in self.ports.items()}
         argv = [bin_dir() / "tunnel-core", "--data-dir", self.data_dir]
-        if config_text is not None:
+        if self._config_text is not None:
             self.config_path = self.workdir / ("%s.yaml" % name)
-            self.config_path.write_text(config_text.format(**addrs))
+            self.config_path.write_text(self._config_text.format(**addrs))
             argv += ["--config", self.config_path]
         else:
             self.config_path = None
@@ -160,8 +171,7 @@ class Core(Proc):
                      "--https-addr", addrs["https"], "--admin-addr", addrs["admin"]]
             for t in self.tokens:
                 argv += ["--token", t]
-        argv += list(extra_args)
-        super().__init__(name, argv, self.workdir / ("%s.log" % name), cwd=self.workdir)
+        return [str(a) for a in argv + self._extra_args]
 
     @property
     def http_port(self):
@@ -186,8 +196,21 @@ class Core(Proc):
         return "http://%s.localhost:%d%s" % (name, self.http_port, path)
 
     def start(self, timeout=30.0):
-        super().start()
-        self.wait_ready(timeout)
+        first_start = self.popen is None
+        for attempt in range(3):
+            super().start()
+            try:
+                self.wait_ready(timeout)
+                return self
+            except AssertionError:
+                # Another process on this machine may have bound one of the ports picked
+                # between the pick and the core's bind. On a first start with ports of our
+                # choosing, pick again; a restart keeps its ports (agents know them).
+                if (not first_start or self._ports_given or attempt == 2
+                        or "Address already in use" not in self.tail(5)):
+                    raise
+                self.ports = self._pick_ports()
+                self.argv = self._argv(self.name)
         return self
 
     def wait_ready(self, timeout=30.0):
