@@ -36,6 +36,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# The loopback port picker of the integration tests (never the same port twice in one run).
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from harness.client import free_port  # noqa: E402
 HOST = "bench.localhost"
 BODY_SIZE = 612
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -201,22 +204,6 @@ class Procs:
             self.stop(p)
             logf.close()
         self.started = []
-
-
-_handed_out = set()
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    """A loopback port free now and not handed out before in this run: bind(0) may return the
-    same port twice in a row once the first socket is closed."""
-    for _ in range(1000):
-        with socket.socket(socket.AF_INET, kind) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
-    raise RuntimeError("no free loopback port left that this run has not used")
 
 
 def udp_bound(port):
