@@ -20,9 +20,6 @@ using asio::ip::udp;
 using protocol::ErrorCode;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kBufferSize = 64 * 1024;
-// App to core: a read that fills the buffer (a bulk sender) grows it to this, so the bytes go
-// out in fewer, larger reads and session writes (4 DATA frames per read and per send).
-constexpr std::size_t kBulkBuffer = 256 * 1024;
 // udp: datagrams taken from the app's socket per wake-up, without waiting, to go to the core as
 // one write of at most about kBufferSize (under load one wake-up then serves a burst).
 constexpr int kUdpBurst = 64;
@@ -120,7 +117,7 @@ asio::awaitable<void> app_to_core(TcpRelay& r) {
       co_return;
     }
     r.result.bytes_out += n;
-    if (n == buf.size() && buf.size() < kBulkBuffer) buf.resize(kBulkBuffer);
+    mux::grow_after_full_read(buf, n);
   }
 }
 

@@ -26,9 +26,6 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kBufferSize = 64 * 1024;
-// Client to agent: a read that fills the buffer (a bulk sender, no bandwidth limit) grows it to
-// this, so the bytes go out in fewer, larger reads and session writes.
-constexpr std::size_t kBulkBuffer = 256 * 1024;
 
 struct TcpMetrics {
   explicit TcpMetrics(observability::Registry& r)
@@ -115,9 +112,8 @@ asio::awaitable<void> client_to_agent(Relay& r) {
       r.abort_client(ec);
       co_return;
     }
-    if (n == buf.size() && buf.size() < kBulkBuffer && r.throttle == nullptr) {
-      buf.resize(kBulkBuffer);
-    }
+    // A throttled tunnel keeps its 64 KiB steps.
+    if (r.throttle == nullptr) mux::grow_after_full_read(buf, n);
   }
 }
 

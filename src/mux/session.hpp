@@ -43,6 +43,16 @@ struct Options {
 
 class Session;
 
+// For relays that read a socket into a Stream (tcp tunnels: the core's client side, the agent's
+// app side). They read 64 KiB at a time; once a read of `n` bytes filled `buf`, this grows it to
+// kBulkRelayRead, so a bulk sender's bytes go out as several DATA frames per read and per
+// session write (a quarter of the reads and wake-ups). Connections that never fill 64 KiB keep
+// their smaller buffer.
+constexpr std::size_t kBulkRelayRead = 256 * 1024;
+inline void grow_after_full_read(std::vector<std::uint8_t>& buf, std::size_t n) {
+  if (n == buf.size() && buf.size() < kBulkRelayRead) buf.resize(kBulkRelayRead);
+}
+
 // One bidirectional stream. Reads return 0 at the peer's END_STREAM; writes wait for credit.
 class Stream {
  public:

@@ -327,5 +327,16 @@ TEST(SessionFlowControlTest, FastReaderGrowsTheWindow) {
       30s);
 }
 
+// Relay buffers grow to kBulkRelayRead only after a read that filled them, and no further.
+TEST(RelayBuffer, GrowsOnlyAfterAFullRead) {
+  std::vector<std::uint8_t> buf(64 * 1024);
+  grow_after_full_read(buf, 1000);
+  EXPECT_EQ(buf.size(), 64u * 1024) << "a short read keeps the buffer";
+  grow_after_full_read(buf, buf.size());
+  EXPECT_EQ(buf.size(), kBulkRelayRead);
+  grow_after_full_read(buf, buf.size());
+  EXPECT_EQ(buf.size(), kBulkRelayRead) << "never past the bulk size";
+}
+
 }  // namespace
 }  // namespace tunnel::mux::test
