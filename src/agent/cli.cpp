@@ -301,7 +301,8 @@ int run_cli(int argc, char** argv) {
     CLI::App* cmd = app.add_subcommand(type, description);
     cmd->add_option("TARGET", flags.target, "PORT or HOST:PORT of the local service")->required();
     cmd->add_option("--remote-port", flags.remote_port,
-                    "the public port to ask for (default 0: the core picks one)");
+                    "the public port to ask for (default 0: the core picks one)")
+        ->check(CLI::Range(0, 65535));
     cmd->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
     add_tunnel_options(*cmd, std::string(type) == "tcp");
     port_commands.push_back(cmd);

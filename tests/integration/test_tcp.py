@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -307,3 +308,11 @@ def test_websocket_echo_through_http_tunnel(tunnel):
 
     got = asyncio.run(talk())
     assert got == ["hello", "x" * 100000, b"\x00\x01binary"]
+
+
+def test_remote_port_out_of_range_is_refused_naming_the_range(bin_dir):
+    for value in ("99999", "-1", "http"):
+        r = subprocess.run([bin_dir / "tunnel-agent", "--server", "127.0.0.1:1", "tcp", "8080",
+                            "--remote-port", value], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2, (value, r.returncode, r.stderr)
+        assert "--remote-port: Value %s not in range 0 to 65535" % value in r.stderr, r.stderr
