@@ -209,6 +209,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   options.initial_window = kCoreInitialWindow;
   if (v2 && request.initial_window != 0) options.peer_initial_window = request.initial_window;
   options.max_streams = context_.config.limits.max_streams_per_agent;
+  options.window_growth_budget = context_.config.limits.window_budget_per_agent;
   options.heartbeat_interval = context_.config.heartbeat.interval;
   options.heartbeat_timeout = context_.config.heartbeat.timeout;
   options.send_heartbeats = v2;  // a v1 agent pings us; we only answer
@@ -220,6 +221,9 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   const std::string name = agent->agent_id + "@" + account->name;
   agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
                                                   mux::Role::kCore, options, name);
+  agent->session->on_window_growth = [&gauge = context_.metrics.window_growth](std::int64_t d) {
+    gauge.inc(static_cast<double>(d));
+  };
   response.agent_id = agent->agent_id;
   response.protocol_version = options.version;
   response.heartbeat_interval_ms =

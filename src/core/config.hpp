@@ -117,6 +117,10 @@ struct LimitsConfig {
   std::chrono::milliseconds response_timeout{60'000};  // agent must send the response head
   std::chrono::milliseconds idle_timeout{75'000};      // keep-alive idle, public connections
   std::uint32_t max_streams_per_agent = 1000;
+  // How far the receive windows of one agent connection's streams may grow in all beyond their
+  // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for
+  // public clients that read fast and then stall. 0 = windows never grow.
+  std::uint64_t window_budget_per_agent = 32 * 1024 * 1024;
   std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
   std::chrono::milliseconds shutdown_grace{30'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};  // a udp client's session expires

@@ -274,6 +274,7 @@ limits:
   tunnel_idle_timeout: 0
   udp_max_datagram: 1400
   udp_socket_buffer: 1048576
+  window_budget_per_agent: 0
 )");
   ASSERT_TRUE(result.ok()) << all(result.errors);
   const Config& c = result.config;
@@ -282,6 +283,8 @@ limits:
   EXPECT_EQ(c.limits.udp_max_datagram, 1400u);
   EXPECT_EQ(c.limits.udp_socket_buffer, 1u << 20);
   EXPECT_EQ(Config{}.limits.udp_socket_buffer, 4u << 20);
+  EXPECT_EQ(c.limits.window_budget_per_agent, 0u);
+  EXPECT_EQ(Config{}.limits.window_budget_per_agent, 32u << 20);
   const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
   EXPECT_EQ(free.per_tunnel, 1u << 20);      // its own
   EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
@@ -312,6 +315,10 @@ limits:
   auto huge = load_config_string("limits:\n  udp_socket_buffer: 4294967296\n");
   EXPECT_FALSE(huge.ok());
   EXPECT_EQ(huge.errors.at(0).line, 2) << all(huge.errors);
+  auto budget = load_config_string("limits:\n  window_budget_per_agent: 5000000000\n");
+  find(budget,
+       "limits.window_budget_per_agent: value 5000000000 is too large (at most 4294967296)");
+  EXPECT_EQ(budget.errors.at(0).line, 2) << all(budget.errors);
 }
 
 TEST(CoreConfig, ShippedExampleIsValid) {

@@ -18,6 +18,9 @@ CoreMetrics::CoreMetrics(observability::Registry& r)
                           {{"direction", "out"}})),
       agents(r.gauge("tunnel_agents_connected", "Agent sessions connected now.")),
       streams(r.gauge("tunnel_streams_active", "Streams open to agents now.")),
+      window_growth(r.gauge("tunnel_stream_window_growth_bytes",
+                            "How far the receive windows of streams from agents have grown "
+                            "beyond their initial size, in all (auto-tuning).")),
       public_connections(
           r.gauge("tunnel_public_connections", "Public client connections open now.")),
       agent_sessions(r.counter("tunnel_agent_sessions_total", "Agent sessions accepted.")),

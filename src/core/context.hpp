@@ -33,6 +33,7 @@ struct CoreMetrics {
   observability::Counter& bytes_out;  // to public clients
   observability::Gauge& agents;
   observability::Gauge& streams;
+  observability::Gauge& window_growth;  // of the agents' stream windows, in all
   observability::Gauge& public_connections;
   observability::Counter& agent_sessions;
   observability::Counter& agent_auth_failures;

@@ -40,6 +40,10 @@ Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t
       granted_(window),
       window_(window) {}
 
+Stream::~Stream() {
+  if (grown_ != 0) session_->add_window_growth(-std::int64_t{grown_});
+}
+
 asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transport::error_code& ec,
                                                std::chrono::steady_clock::time_point deadline) {
   for (;;) {
@@ -211,13 +215,24 @@ void Stream::maybe_update_window() {
   if (granted_ - consumed_ > window_ / 2) return;
   // The reader keeps up (nothing left buffered): the window, not the reader, limits the stream,
   // so let it grow toward max_window. A slow reader never reaches this with an empty buffer.
-  if (buffered() == 0 && window_ < session_->options_.max_window) {
-    window_ = static_cast<std::uint32_t>(
-        std::min<std::uint64_t>(std::uint64_t{window_} * 2, session_->options_.max_window));
-  }
+  if (buffered() == 0) grow_window();
   const std::uint64_t target = consumed_ + window_;
   session_->queue_u32(FrameType::kWindowUpdate, id_, static_cast<std::uint32_t>(target - granted_));
   granted_ = target;
+}
+
+void Stream::grow_window() {
+  const Options& options = session_->options_;
+  if (window_ >= options.max_window) return;
+  const std::size_t used = session_->window_growth_;
+  const std::size_t room =
+      used < options.window_growth_budget ? options.window_growth_budget - used : 0;
+  const auto step = static_cast<std::uint32_t>(
+      std::min<std::size_t>({window_, options.max_window - window_, room}));
+  if (step == 0) return;
+  window_ += step;
+  grown_ += step;
+  session_->add_window_growth(step);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,6 +689,11 @@ void Session::queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index,
   }
   std::memcpy(p, payload.data(), payload.size());
   out_ready_.notify();
+}
+
+void Session::add_window_growth(std::int64_t delta) {
+  window_growth_ = static_cast<std::size_t>(static_cast<std::int64_t>(window_growth_) + delta);
+  if (on_window_growth) on_window_growth(delta);
 }
 
 bool Session::any_stream_over_v1_buffer() const {

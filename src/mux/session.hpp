@@ -32,9 +32,14 @@ struct Options {
   std::uint32_t initial_window = 256 * 1024;       // our receive window per stream (v2)
   std::uint32_t peer_initial_window = 256 * 1024;  // the peer's, from the AUTH exchange (v2)
   std::uint32_t max_window = 16 * 1024 * 1024;     // auto-tuning stops here
-  std::size_t max_data_payload = 64 * 1024;        // largest DATA payload we send
-  std::size_t v1_stream_buffer = 1024 * 1024;      // v1 has no credits: pause reading above this
-  std::size_t write_queue_limit = 512 * 1024;      // DATA writers wait above this
+  // Auto-tuning draws on one budget per session: together, the receive windows of its streams
+  // grow at most this far beyond their initial_window (0: no stream's window ever grows). What
+  // readers that were fast and then stalled can make the session hold is then bounded by
+  // streams x initial_window + this, not streams x max_window.
+  std::size_t window_growth_budget = 32 * 1024 * 1024;
+  std::size_t max_data_payload = 64 * 1024;    // largest DATA payload we send
+  std::size_t v1_stream_buffer = 1024 * 1024;  // v1 has no credits: pause reading above this
+  std::size_t write_queue_limit = 512 * 1024;  // DATA writers wait above this
   std::size_t max_streams = 1000;
   std::chrono::milliseconds heartbeat_interval{10'000};
   std::chrono::milliseconds heartbeat_timeout{30'000};
@@ -58,6 +63,9 @@ class Stream {
  public:
   Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t send_credit,
          std::uint32_t window);
+  ~Stream();  // gives its window's growth back to the session's budget
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
 
   std::uint32_t id() const { return id_; }
   // Agent side: what the core put in OPEN_STREAM (v2: the part after the tunnel index).
@@ -93,7 +101,7 @@ class Stream {
   // Unread bytes held for this stream (bounded by the receive window).
   std::size_t buffered() const { return recv_.size(); }
   // Our current receive window (v2): starts at Options::initial_window, grows toward max_window
-  // while the reader keeps up.
+  // while the reader keeps up and the session's window_growth_budget has room.
   std::uint32_t window() const { return window_; }
 
  private:
@@ -104,6 +112,7 @@ class Stream {
   void fail(const transport::error_code& ec);
   void gone();  // runs the on_gone hook
   void maybe_update_window();
+  void grow_window();  // doubles window_ as far as max_window and the session's budget allow
   void discard_buffered();
   std::size_t take_direct();  // ends a direct read: how many bytes it received
 
@@ -125,6 +134,7 @@ class Stream {
   std::uint64_t received_ = 0;
   std::uint64_t consumed_ = 0;
   std::uint32_t window_;
+  std::uint32_t grown_ = 0;  // how far window_ grew: drawn from the session's growth budget
 
   bool remote_closed_ = false;
   bool local_closed_ = false;
@@ -168,6 +178,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // nothing on v1 sessions). Agent: `on_notice` receives them.
   void notice(std::uint16_t tunnel_index, std::string_view message);
   std::function<void(std::uint16_t tunnel_index, const std::string&)> on_notice;
+  // Runs with the change each time window_growth() changes (for a metric).
+  std::function<void(std::int64_t delta)> on_window_growth;
 
   // Queues bytes already encoded as frames, ahead of anything queued later (the core's AUTH
   // reply, which travels as version 1 before the session switches to its version).
@@ -182,6 +194,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint8_t version() const { return options_.version; }
   std::size_t stream_count() const { return streams_.size(); }
   std::chrono::microseconds rtt() const { return rtt_; }
+  // How far the receive windows of this session's streams have grown beyond their initial size,
+  // in all (at most Options::window_growth_budget).
+  std::size_t window_growth() const { return window_growth_; }
   const std::string& name() const { return name_; }
   const std::string& peer() const { return conn_->peer(); }
   asio::any_io_executor get_executor() { return conn_->get_executor(); }
@@ -222,6 +237,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Signal stop_;       // wakes the heartbeat loop on close
   Signal v1_resume_;  // v1: a reader drained its stream, reading may resume
   std::uint32_t highest_stream_id_ = 0;
+  std::size_t window_growth_ = 0;  // the sum of the streams' grown_
+  void add_window_growth(std::int64_t delta);
 
   std::chrono::steady_clock::time_point last_received_;
   std::chrono::steady_clock::time_point ping_sent_at_{};

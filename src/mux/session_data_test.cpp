@@ -327,6 +327,90 @@ TEST(SessionFlowControlTest, FastReaderGrowsTheWindow) {
       30s);
 }
 
+// v2: streams that keep up grow their windows from one budget per session. Three fast streams
+// at once share it (their windows together grow no more than the budget), and a stream that
+// ends gives its share back.
+TEST(SessionFlowControlTest, WindowGrowthSharesOneBudgetPerSession) {
+  constexpr std::uint32_t kWindow = 64 * 1024;
+  constexpr std::size_t kBudget = 1024 * 1024;
+  Options options = options_for(protocol::kVersion2);
+  options.initial_window = kWindow;
+  options.peer_initial_window = kWindow;
+  options.max_window = 4 * 1024 * 1024;  // each stream alone could take more than the budget
+  options.window_growth_budget = kBudget;
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        constexpr std::size_t kTotal = 16u * 1024 * 1024;
+        std::string error;
+        std::vector<std::shared_ptr<Stream>> sent;
+        std::vector<std::shared_ptr<Stream>> received;
+        for (int i = 0; i < 3; ++i) {
+          sent.push_back(pair.core->open_stream(1, "", error));
+          received.push_back(co_await pair.agent->accept());
+          CO_ASSERT_TRUE(sent.back() != nullptr && received.back() != nullptr);
+        }
+        error_code ec;
+        auto results = co_await (send_pattern(*sent[0], 1, kTotal, 256 * 1024, true, ec) &&
+                                 receive_pattern(*received[0], 1, SIZE_MAX, 256 * 1024) &&
+                                 send_pattern(*sent[1], 2, kTotal, 256 * 1024, true, ec) &&
+                                 receive_pattern(*received[1], 2, SIZE_MAX, 256 * 1024) &&
+                                 send_pattern(*sent[2], 3, kTotal, 256 * 1024, true, ec) &&
+                                 receive_pattern(*received[2], 3, SIZE_MAX, 256 * 1024));
+        EXPECT_EQ(std::get<1>(results).bytes, kTotal);
+        EXPECT_EQ(std::get<3>(results).bytes, kTotal);
+        EXPECT_EQ(std::get<5>(results).bytes, kTotal);
+        EXPECT_EQ(std::get<1>(results).hash, std::get<0>(results));
+        std::size_t grown = 0;
+        for (const auto& s : received) {
+          EXPECT_GE(s->window(), kWindow);
+          grown += s->window() - kWindow;
+        }
+        EXPECT_EQ(grown, pair.agent->window_growth());
+        EXPECT_LE(grown, kBudget) << "the windows grew past the session's budget";
+        EXPECT_GE(grown, kBudget / 2) << "fast readers did not grow their windows at all";
+
+        // The first stream ends (both sides closed, no one holds it): its growth goes back.
+        const std::size_t first = received[0]->window() - kWindow;
+        for (auto& s : received) co_await s->close_write(ec);
+        sent.clear();
+        received[0].reset();
+        EXPECT_EQ(pair.agent->window_growth(), grown - first);
+        received.clear();
+        EXPECT_EQ(pair.agent->window_growth(), 0u);
+      },
+      60s);
+}
+
+// v2: with no growth budget, a reader that keeps up still gets only its initial window.
+TEST(SessionFlowControlTest, NoGrowthBudgetKeepsTheInitialWindow) {
+  constexpr std::uint32_t kWindow = 64 * 1024;
+  Options options = options_for(protocol::kVersion2);
+  options.initial_window = kWindow;
+  options.peer_initial_window = kWindow;
+  options.window_growth_budget = 0;
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        std::string error;
+        auto stream = pair.core->open_stream(1, "", error);
+        CO_ASSERT_TRUE(stream != nullptr);
+        auto agent_stream = co_await pair.agent->accept();
+        CO_ASSERT_TRUE(agent_stream != nullptr);
+        error_code ec;
+        constexpr std::size_t kTotal = 8u * 1024 * 1024;
+        auto [hash, got] = co_await (send_pattern(*stream, 4, kTotal, 256 * 1024, true, ec) &&
+                                     receive_pattern(*agent_stream, 4, SIZE_MAX, 256 * 1024));
+        EXPECT_EQ(got.hash, hash);
+        EXPECT_EQ(got.bytes, kTotal);
+        EXPECT_EQ(agent_stream->window(), kWindow);
+        EXPECT_EQ(pair.agent->window_growth(), 0u);
+      },
+      30s);
+}
+
 // Relay buffers grow to kBulkRelayRead only after a read that filled them, and no further.
 TEST(RelayBuffer, GrowsOnlyAfterAFullRead) {
   std::vector<std::uint8_t> buf(64 * 1024);

@@ -6,13 +6,15 @@ import socket
 import threading
 import time
 
-from harness import client
+from harness import client, payload
+from harness.raw import core_config, sample
 from test_tcp import connect, echo, port_core, recv_all, tcp_agent  # noqa: F401 (fixture)
 
 # An upper bound only: the path (socket buffers of 4 hops, two stream windows that may grow to
 # 16 MiB, the app) holds tens of MiB before the client is stalled.
 STALLED_BYTES = 1024 * 1024 * 1024
 FAST_BYTES = 64 * 1024 * 1024
+MIB = 1 << 20
 
 
 def rss_kib(pid):
@@ -115,3 +117,67 @@ def echo_ok(port):
         s.sendall(b"still here")
         s.shutdown(socket.SHUT_WR)
         return recv_all(s) == b"still here"
+
+
+WINDOW_BUDGET = 2 * 1024 * 1024
+
+
+def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, origin, capsys):
+    """Public clients that download fast (so their streams' windows grow) and then stop
+    reading: the core buffers for them at most the initial windows plus
+    limits.window_budget_per_agent, and every byte still arrives once they read again."""
+    core = tunnel.core(config_text=core_config(
+        ["name: default\ntokens: [test-token]"],
+        "limits:\n  window_budget_per_agent: %d\n" % WINDOW_BUDGET))
+    tunnel.agent(core, origin.addr, subdomain="app")
+    size, fast, clients = 48 * MIB, 16 * MIB, 4
+    growth = "tunnel_stream_window_growth_bytes"
+    socks = []
+    for i in range(clients):
+        s = socket.create_connection(("127.0.0.1", core.http_port), timeout=60)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"GET /download?bytes=%d&seed=%d HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
+                  % (size, 10 + i))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(1 << 16)
+            assert chunk, "connection closed before the response head"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        h = hashlib.sha256(body)
+        n = len(body)
+        while n < fast:  # fast: the stream's window grows while this keeps up
+            chunk = s.recv(1 << 20)
+            assert chunk, "connection closed after %d bytes" % n
+            h.update(chunk)
+            n += len(chunk)
+        socks.append((s, h, n))
+    peak = [0.0]
+
+    def stalled():  # the windows stop moving once every buffer on the paths is full
+        before = sample(core, growth)
+        time.sleep(1.0)
+        now = sample(core, growth)
+        peak[0] = max(peak[0], before, now)
+        return now == before
+    client.wait_for(stalled, 30, what="the stalled downloads to settle")
+    assert 0 < peak[0] <= WINDOW_BUDGET, \
+        "window growth %d bytes with a budget of %d" % (peak[0], WINDOW_BUDGET)
+
+    for i, (s, h, n) in enumerate(socks):
+        while n < size:
+            chunk = s.recv(1 << 20)
+            assert chunk, "download %d ended after %d of %d bytes" % (i, n, size)
+            h.update(chunk)
+            n += len(chunk)
+            peak[0] = max(peak[0], sample(core, growth)) if n % (16 * MIB) < len(chunk) else peak[0]
+        assert (n, h.hexdigest()) == (size, payload.sha256_of(size, 10 + i)), "download %d" % i
+        s.close()
+    assert peak[0] <= WINDOW_BUDGET
+    client.wait_for(lambda: sample(core, growth) == 0, 15,
+                    what="the streams' window growth to go back to the budget")
+    with capsys.disabled():
+        print("\n[slow-reader] %d downloads stalled after %d MiB: window growth at most %d KiB "
+              "(budget %d KiB); all %d MiB arrived intact" % (
+                  clients, fast >> 20, peak[0] // 1024, WINDOW_BUDGET // 1024, size >> 20))
