@@ -70,7 +70,7 @@ MODES = {
               "churn_rate": 20, "churn_seconds": 15, "agents_plain": True,
               "ttfr_runs": 3, "rounds": 1, "churn_settle": 1,
               "udp_rates": [10000], "udp_seconds": 2, "udp_mbit": [1000],
-              "udp_bulk_seconds": 1, "agent_streams": 200},
+              "udp_bulk_seconds": 1, "agent_streams": 200, "stalled": (10, 48, 24)},
     "full": {"conns": [32, 256], "duration": 15, "warmup": 2, "rates": [1, 1000, 2000, 4000],
              "rate_duration": 10, "tcp_seconds": 10, "bulk_mib": 1024,
              "agent_levels": [1000, 10000], "agents_plain": True, "streams": 10000,
@@ -78,7 +78,7 @@ MODES = {
              "churn_rate": 20, "churn_seconds": 600, "ttfr_runs": 5, "rounds": 2,
              "churn_settle": 35,
              "udp_rates": [1000, 10000, 20000], "udp_seconds": 10, "udp_mbit": [100, 300, 1000],
-             "udp_bulk_seconds": 5, "agent_streams": 1000},
+             "udp_bulk_seconds": 5, "agent_streams": 1000, "stalled": (30, 96, 48)},
 }
 
 
@@ -804,10 +804,13 @@ class Bench:
         if iport:
             self.udp_iperf_ports[path] = iport
 
-    def start_agent(self, tunnel_args, name="agent", plain=False):
+    def start_agent(self, tunnel_args, name="agent", plain=False, core=None):
+        """A tunnel-agent for the paths' core, or over TLS for `core` = (agent port, CA file)."""
         argv = [self.bin / "tunnel-agent", "--token", self.token,
                 "--data-dir", self.tmp / "agent-data", "--log-level", self.args.log_level]
-        if plain:
+        if core:
+            argv += ["--server", "127.0.0.1:%d" % core[0], "--ca", core[1]]
+        elif plain:
             argv += ["--server", "127.0.0.1:%d" % self.core_ports["agent_plain"], "--plain"]
         else:
             argv += ["--server", "127.0.0.1:%d" % self.core_ports["agent"], "--ca", self.ca]
@@ -1153,16 +1156,20 @@ class Bench:
             r["error"] = "status %s, %d of %d bytes %s" % (code, r["bytes"], size, out.stderr.strip())
         return r
 
-    def fresh_core(self, name, plain=False):
-        """A new tunnel-core (same settings as the paths' one) for one memory measurement: no
-        earlier load leaves freed memory behind for the measured sessions to reuse. With
-        `plain`, agentflood connects to its plain-TCP agent listener instead of TLS."""
+    def start_fresh_core(self, name, plain=False, extra_config=""):
+        """A new tunnel-core (same settings as the paths' one, plus `extra_config` YAML) on its
+        own ports; returns the process and its ports. With `plain`, ports["agent"] is its
+        plain-TCP agent listener."""
         ports = {k: free_port() for k in ("agent", "http", "admin")}
+        config = self.tmp / "core.yaml"
+        if extra_config:
+            config = self.tmp / ("%s.yaml" % name)
+            config.write_text((self.tmp / "core.yaml").read_text() + extra_config)
         argv = [self.bin / "tunnel-core", "--data-dir", self.tmp / ("%s-data" % name),
                 "--agent-addr", "127.0.0.1:%d" % ports["agent"],
                 "--http-addr", "127.0.0.1:%d" % ports["http"],
                 "--admin-addr", "127.0.0.1:%d" % ports["admin"],
-                "--config", self.tmp / "core.yaml", "--log-level", self.args.log_level]
+                "--config", config, "--log-level", self.args.log_level]
         if plain:
             ports["agent"] = free_port()
             argv += ["--agent-plain-addr", "127.0.0.1:%d" % ports["agent"]]
@@ -1174,6 +1181,13 @@ class Bench:
                  http_get(ports["admin"], "127.0.0.1", "/healthz")[0] == 200)
         if cp.poll() is not None:
             raise RuntimeError("tunnel-core exited: " + self.procs.log_tail(name))
+        return cp, ports
+
+    def fresh_core(self, name, plain=False):
+        """A new tunnel-core for one memory measurement, with agentflood attached: no earlier
+        load leaves freed memory behind for the measured sessions to reuse. With `plain`,
+        agentflood connects to its plain-TCP agent listener instead of TLS."""
+        cp, ports = self.start_fresh_core(name, plain)
         flood = Flood(self.procs, [
             self.tools["agentflood"], "--server", "127.0.0.1:%d" % ports["agent"],
             "--http", "127.0.0.1:%d" % ports["http"], "--token", self.token,
@@ -1403,6 +1417,7 @@ class Bench:
                      ("tcp", self.scenario_tcp), ("udp", self.scenario_udp),
                      ("bulk", self.scenario_bulk),
                      ("agent-streams", self.scenario_agent_streams),
+                     ("stalled", self.scenario_stalled),
                      ("memory-after", self.memory_after), ("agents", self.scenario_agents)]
             for name, fn in steps:
                 if self.args.only and name not in self.args.only:
@@ -1526,6 +1541,175 @@ class Bench:
             self.procs.stop(agent)
             self.procs.stop(origin)
 
+    def scenario_stalled(self):
+        """Memory with bodies in flight whose readers stopped taking them. Downloads: N public
+        clients fetch a body through a fresh core and agent, read its first part fast (their
+        streams' windows grow), then stop reading, so the core buffers for them; run with the
+        default limits.window_budget_per_agent and with 4 GiB (no bound in practice: each
+        window may grow to 16 MiB, as before the budget). Uploads: N clients PUT a body to an
+        app that reads nothing until told, so the agent buffers for it. Then every reader reads
+        again and each body's byte count is checked."""
+        if self.core is None:
+            return
+        n, body_mib, fast_mib = self.cfg["stalled"]
+        with open(self.tmp / "www" / "stall", "wb") as f:
+            f.truncate(body_mib << 20)
+        r = self.result["scenarios"]["stalled"] = {
+            "clients": n, "body_mib": body_mib, "fast_mib": fast_mib, "runs": []}
+        for budget in (None, 4 << 30):
+            run = self.stalled_downloads(n, body_mib << 20, fast_mib << 20, budget)
+            r["runs"].append(run)
+            log("stalled downloads: %s" % run)
+        run = self.stalled_uploads(n, body_mib << 20)
+        r["runs"].append(run)
+        log("stalled uploads: %s" % run)
+
+    def stalled_core(self, name, budget=None):
+        """A fresh core (with `budget` as limits.window_budget_per_agent) and its CA file."""
+        extra = "" if budget is None else "limits:\n  window_budget_per_agent: %d\n" % budget
+        cp, ports = self.start_fresh_core(name, extra_config=extra)
+        return cp, ports, self.tmp / ("%s-data" % name) / "tls.crt"
+
+    @staticmethod
+    def window_growth(admin_port):
+        st, body = http_get(admin_port, "127.0.0.1", "/metrics")
+        m = re.search(rb"^tunnel_stream_window_growth_bytes (\S+)$", body or b"", re.M)
+        return int(float(m.group(1))) if st == 200 and m else None
+
+    def stalled_downloads(self, n, size, fast, budget):
+        name = "core-stall-%s" % ("default" if budget is None else budget)
+        cp, ports, ca = self.stalled_core(name, budget)
+        agent, socks = None, []
+        run = {"bodies": "downloads", "budget": budget}
+        try:
+            agent = self.start_agent(["http", "127.0.0.1:%d" % self.origin_port, "--subdomain",
+                                      "bench"], name="agent-" + name, core=(ports["agent"], ca))
+            wait_serving("the tunnel of " + name, ports["http"])
+            run["core_rss_before_kib"] = self.settle(cp.pid)
+            run["agent_rss_before_kib"] = rss_kib(agent.pid)
+            request = b"GET /stall HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode()
+            for _ in range(n):
+                s = socket.create_connection(("127.0.0.1", ports["http"]), timeout=30)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                s.sendall(request)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise RuntimeError("a stalled download got no response head")
+                    data += chunk
+                got = len(data.partition(b"\r\n\r\n")[2])
+                while got < fast:
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                socks.append([s, got])
+            run["core_rss_during_kib"] = self.settle(cp.pid, 2.0)
+            run["agent_rss_during_kib"] = rss_kib(agent.pid)
+            run["window_growth_kib"] = (self.window_growth(ports["admin"]) or 0) // 1024
+            run["complete"], run["bytes_lost"] = 0, 0
+            for c in socks:
+                s = c[0]
+                s.settimeout(30)
+                try:
+                    while c[1] < size:
+                        chunk = s.recv(1 << 20)
+                        if not chunk:
+                            break
+                        c[1] += len(chunk)
+                except OSError:
+                    pass
+                run["complete"] += c[1] == size
+                run["bytes_lost"] += max(0, size - c[1])
+        finally:
+            for c in socks:
+                c[0].close()
+            if agent:
+                self.procs.stop(agent)
+            self.procs.stop(cp)
+        self.stalled_per_body(run, n)
+        return run
+
+    @staticmethod
+    def stalled_per_body(run, n):
+        for side in ("core", "agent"):
+            run["%s_kib_per_body" % side] = round(
+                (run["%s_rss_during_kib" % side] - run["%s_rss_before_kib" % side]) / n, 1)
+
+    def stalled_uploads(self, n, size):
+        cp, ports, ca = self.stalled_core("core-stall-up")
+        port = free_port()
+        origin = self.procs.start("stall-origin", [sys.executable, "-u", "-c", STALL_ORIGIN,
+                                                   str(port)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE)
+        agent, socks = None, []
+        run = {"bodies": "uploads", "budget": None}
+        try:
+            lines = LineReader(origin.stdout)
+            if lines.readline(10) != "listening":
+                raise RuntimeError("the stalling origin did not start: " +
+                                   self.procs.log_tail("stall-origin", 3))
+            agent = self.start_agent(["http", "127.0.0.1:%d" % port, "--subdomain", "bench"],
+                                     name="agent-stall-up", core=(ports["agent"], ca))
+            wait_for("the uploads' tunnel", lambda: http_get(ports["http"])[0] == 200)
+            run["core_rss_before_kib"] = self.settle(cp.pid)
+            run["agent_rss_before_kib"] = rss_kib(agent.pid)
+            head = b"PUT /up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n" % (
+                HOST.encode(), size)
+            block = bytes(1 << 16)
+            for _ in range(n):
+                s = socket.create_connection(("127.0.0.1", ports["http"]), timeout=30)
+                s.sendall(head)
+                s.setblocking(False)
+                sent, last = 0, time.monotonic()
+                while sent < size and time.monotonic() - last < 0.3:  # until it blocks
+                    try:
+                        sent += s.send(block[:min(len(block), size - sent)])
+                        last = time.monotonic()
+                    except BlockingIOError:
+                        time.sleep(0.005)
+                socks.append([s, sent])
+            held, deadline = 0, time.monotonic() + 30
+            while held < n and time.monotonic() < deadline:
+                line = lines.readline(max(0.1, deadline - time.monotonic()))
+                if line and line.startswith("held "):
+                    held = int(line.split()[1])
+            run["core_rss_during_kib"] = self.settle(cp.pid)
+            run["agent_rss_during_kib"] = rss_kib(agent.pid)
+            run["window_growth_kib"] = (self.window_growth(ports["admin"]) or 0) // 1024
+            run["sent_before_stall_mib"] = round(sum(c[1] for c in socks) / n / (1 << 20), 1)
+            origin.stdin.write(b"go\n")
+            origin.stdin.flush()
+            run["complete"], run["bytes_lost"] = 0, 0
+            for s, sent in socks:
+                got = 0
+                try:
+                    s.settimeout(60)
+                    while sent < size:
+                        sent += s.send(block[:min(len(block), size - sent)])
+                    data = b""
+                    while b"\r\n\r\n" not in data or not data.endswith(b"!"):
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    m = re.search(rb"\r\n\r\n(\d+)!$", data)
+                    got = int(m.group(1)) if m else 0
+                except OSError:
+                    pass
+                run["complete"] += got == size
+                run["bytes_lost"] += max(0, size - got)
+        finally:
+            for c in socks:
+                c[0].close()
+            if agent:
+                self.procs.stop(agent)
+            self.procs.stop(origin)
+            self.procs.stop(cp)
+        self.stalled_per_body(run, n)
+        return run
+
     def memory_after(self):
         mem = self.result["scenarios"].setdefault("memory", {})
         if "core" in self.pids:
@@ -1550,6 +1734,50 @@ async def serve(reader, writer):
             print("held %d" % held, flush=True)
             await release.wait()
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=4096,
+                                        limit=65536)
+    print("listening", flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.readline)
+    release.set()
+    await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+# The app of the stalled uploads: answers a GET at once; holds each PUT, reading nothing of its
+# body, until a line on stdin; then reads every body and answers with its byte count + "!".
+STALL_ORIGIN = r"""
+import asyncio, sys
+held = 0
+release = asyncio.Event()
+async def serve(reader, writer):
+    global held
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    length = int(v)
+            if head.startswith(b"PUT"):
+                held += 1
+                print("held %d" % held, flush=True)
+                await release.wait()
+            got = 0
+            while got < length:
+                chunk = await reader.read(min(1 << 20, length - got))
+                if not chunk:
+                    break
+                got += len(chunk)
+            body = b"%d!" % got if head.startswith(b"PUT") else b"x" * 612
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -2005,6 +2233,32 @@ def markdown(res):
                   a["held"], a["answered_ok"], a["agent_rss_before_kib"],
                   a["agent_rss_during_kib"], a["agent_rss_after_kib"], a["agent_kib_per_stream"],
                   a["core_kib_per_stream"]), ""]
+    st = sc.get("stalled")
+    if st:
+        L += ["## Bodies in flight whose readers stopped", "",
+              "%d public clients at once, each with a %d MiB body, on a fresh core and agent "
+              "per row. Downloads: each client reads the first %d MiB fast (its stream's window "
+              "grows), then stops reading; the core buffers for it. Uploads: each client sends "
+              "until it blocks, to an app that reads nothing yet; the agent buffers for it. "
+              "RSS read while all are stalled; then every reader reads again and each body's "
+              "byte count is checked. Window budget: `limits.window_budget_per_agent` (default "
+              "32 MiB); 4 GiB bounds nothing here, as before the budget." % (
+                  st["clients"], st["body_mib"], st["fast_mib"]), "",
+              "| bodies | window budget | core RSS before | during | **core KiB per body** | "
+              "agent RSS before | during | **agent KiB per body** | window growth (core) | "
+              "complete | bytes lost |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for run in st["runs"]:
+            if "core_rss_during_kib" not in run:
+                continue
+            L.append("| %s | %s | %d | %d | **%.1f** | %d | %d | **%.1f** | %d KiB | %d/%d | %d |"
+                     % (run["bodies"], "default" if run["budget"] is None else
+                        "%d MiB" % (run["budget"] >> 20), run["core_rss_before_kib"],
+                        run["core_rss_during_kib"], run["core_kib_per_body"],
+                        run["agent_rss_before_kib"], run["agent_rss_during_kib"],
+                        run["agent_kib_per_body"], run["window_growth_kib"], run["complete"],
+                        st["clients"], run["bytes_lost"]))
+        L.append("")
     tt = sc.get("time_to_first_request_ms")
     if tt:
         L += ["## Time from agent start to first request served", "",
@@ -2066,7 +2320,7 @@ def main():
                     help="comma-separated subset of %s" % ",".join(PATHS))
     ap.add_argument("--only", default="",
                     help="comma-separated scenarios: memory,ttfr,http,rate,tcp,udp,bulk,"
-                         "agent-streams,memory-after,agents")
+                         "agent-streams,stalled,memory-after,agents")
     ap.add_argument("--conns", default="", help="comma-separated wrk connection counts (default 32,256)")
     ap.add_argument("--rounds", type=int, default=0,
                     help="repeat the HTTP and TCP runs this many times, each path keeping its "
