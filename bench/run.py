@@ -1463,7 +1463,7 @@ class Bench:
         n = self.cfg["agent_streams"]
         port = free_port()
         origin = self.procs.start("hold-origin", [sys.executable, "-u", "-c", HOLD_ORIGIN,
-                                                  str(port)], stdin=subprocess.PIPE,
+                                                  str(port), "all"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         lines = LineReader(origin.stdout)
         if lines.readline(10) != "listening":
@@ -1640,8 +1640,8 @@ class Bench:
     def stalled_uploads(self, n, size):
         cp, ports, ca = self.stalled_core("core-stall-up")
         port = free_port()
-        origin = self.procs.start("stall-origin", [sys.executable, "-u", "-c", STALL_ORIGIN,
-                                                   str(port)], stdin=subprocess.PIPE,
+        origin = self.procs.start("stall-origin", [sys.executable, "-u", "-c", HOLD_ORIGIN,
+                                                   str(port), "put"], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE)
         agent, socks = None, []
         run = {"bodies": "uploads", "budget": None}
@@ -1689,12 +1689,12 @@ class Bench:
                     while sent < size:
                         sent += s.send(block[:min(len(block), size - sent)])
                     data = b""
-                    while b"\r\n\r\n" not in data or not data.endswith(b"!"):
+                    while b"\r\n\r\n" not in data or not data.endswith(b" ok"):
                         chunk = s.recv(65536)
                         if not chunk:
                             break
                         data += chunk
-                    m = re.search(rb"\r\n\r\n(\d+)!$", data)
+                    m = re.search(rb"\r\n\r\n(\d+) ok$", data)
                     got = int(m.group(1)) if m else 0
                 except OSError:
                     pass
@@ -1719,42 +1719,13 @@ class Bench:
                 mem["agent_after_load_kib"] = rss_kib(self.pids["agent"])
 
 
-# An origin that holds every request until told: prints "held N" as requests arrive, answers
-# them all with 200 when a line comes on stdin, then prints "answered N".
+# An origin that holds requests until told (argv[2] "all": every request; "put": PUTs only,
+# reading nothing of their bodies): prints "held N" as they arrive. When a line comes on stdin
+# it reads each held request's body and answers 200 with "<body bytes> ok".
 HOLD_ORIGIN = r"""
 import asyncio, sys
-held, writers = 0, []
-release = asyncio.Event()
-async def serve(reader, writer):
-    global held
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            held += 1
-            print("held %d" % held, flush=True)
-            await release.wait()
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
-async def main():
-    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=4096,
-                                        limit=65536)
-    print("listening", flush=True)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, sys.stdin.readline)
-    release.set()
-    await asyncio.sleep(3600)
-asyncio.run(main())
-"""
-
-# The app of the stalled uploads: answers a GET at once; holds each PUT, reading nothing of its
-# body, until a line on stdin; then reads every body and answers with its byte count + "!".
-STALL_ORIGIN = r"""
-import asyncio, sys
 held = 0
+hold_all = sys.argv[2] == "all"  # "put": only PUTs are held, anything else is answered at once
 release = asyncio.Event()
 async def serve(reader, writer):
     global held
@@ -1766,17 +1737,17 @@ async def serve(reader, writer):
                 k, _, v = line.partition(b":")
                 if k.strip().lower() == b"content-length":
                     length = int(v)
-            if head.startswith(b"PUT"):
+            if hold_all or head.startswith(b"PUT"):
                 held += 1
                 print("held %d" % held, flush=True)
                 await release.wait()
-            got = 0
+            got = 0  # the body is read only now: until then the agent buffers it
             while got < length:
                 chunk = await reader.read(min(1 << 20, length - got))
                 if not chunk:
                     break
                 got += len(chunk)
-            body = b"%d!" % got if head.startswith(b"PUT") else b"x" * 612
+            body = b"%d ok" % got
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):

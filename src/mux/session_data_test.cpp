@@ -195,13 +195,18 @@ TEST_P(SessionDataTest, TwoHundredConcurrentEchoStreams) {
 INSTANTIATE_TEST_SUITE_P(Versions, SessionDataTest,
                          ::testing::Values(protocol::kVersion1, protocol::kVersion2), version_name);
 
+Options v2_with_window(std::uint32_t window) {
+  Options options = options_for(protocol::kVersion2);
+  options.initial_window = window;
+  options.peer_initial_window = window;
+  return options;
+}
+
 // v2: a reader that never reads holds its stream's writer at the credit, holds at most its window
 // in memory, and does not slow the other streams of the session.
 TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
   constexpr std::uint32_t kWindow = 256 * 1024;
-  Options options = options_for(protocol::kVersion2);
-  options.initial_window = kWindow;
-  options.peer_initial_window = kWindow;
+  const Options options = v2_with_window(kWindow);
   SessionPair pair(options, options);
   ASSERT_TRUE(pair.ready());
   pair.run(
@@ -297,29 +302,36 @@ TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
       40s);
 }
 
+// Sends `total` bytes from core to agent on a new stream, as fast as the agent reads them, and
+// checks every byte; returns the agent's end of the stream (null if none came).
+asio::awaitable<std::shared_ptr<Stream>> fast_transfer(SessionPair& pair, std::uint64_t seed,
+                                                       std::size_t total) {
+  std::string error;
+  auto stream = pair.core->open_stream(1, "", error);
+  EXPECT_TRUE(stream != nullptr) << error;
+  if (stream == nullptr) co_return nullptr;
+  auto agent_stream = co_await pair.agent->accept();
+  EXPECT_TRUE(agent_stream != nullptr);
+  if (agent_stream == nullptr) co_return nullptr;
+  error_code ec;
+  auto [hash, got] = co_await (send_pattern(*stream, seed, total, 256 * 1024, true, ec) &&
+                               receive_pattern(*agent_stream, seed, SIZE_MAX, 256 * 1024));
+  EXPECT_EQ(got.hash, hash);
+  EXPECT_EQ(got.bytes, total);
+  co_return agent_stream;
+}
+
 // v2: a reader that keeps up lets its window grow toward max_window.
 TEST(SessionFlowControlTest, FastReaderGrowsTheWindow) {
   constexpr std::uint32_t kWindow = 64 * 1024;
-  Options options = options_for(protocol::kVersion2);
-  options.initial_window = kWindow;
-  options.peer_initial_window = kWindow;
+  Options options = v2_with_window(kWindow);
   options.max_window = 4 * 1024 * 1024;
   SessionPair pair(options, options);
   ASSERT_TRUE(pair.ready());
   pair.run(
       [&]() -> asio::awaitable<void> {
-        std::string error;
-        auto stream = pair.core->open_stream(1, "", error);
-        CO_ASSERT_TRUE(stream != nullptr);
-        auto agent_stream = co_await pair.agent->accept();
+        auto agent_stream = co_await fast_transfer(pair, 3, 32u * 1024 * 1024);
         CO_ASSERT_TRUE(agent_stream != nullptr);
-        EXPECT_EQ(agent_stream->window(), kWindow);
-        error_code ec;
-        constexpr std::size_t kTotal = 32u * 1024 * 1024;
-        auto [hash, got] = co_await (send_pattern(*stream, 3, kTotal, 256 * 1024, true, ec) &&
-                                     receive_pattern(*agent_stream, 3, SIZE_MAX, 256 * 1024));
-        EXPECT_EQ(got.hash, hash);
-        EXPECT_EQ(got.bytes, kTotal);
         EXPECT_GE(agent_stream->window(), 16 * kWindow)
             << "the window did not grow for a reader that keeps up";
         EXPECT_LE(agent_stream->window(), options.max_window);
@@ -333,9 +345,7 @@ TEST(SessionFlowControlTest, FastReaderGrowsTheWindow) {
 TEST(SessionFlowControlTest, WindowGrowthSharesOneBudgetPerSession) {
   constexpr std::uint32_t kWindow = 64 * 1024;
   constexpr std::size_t kBudget = 1024 * 1024;
-  Options options = options_for(protocol::kVersion2);
-  options.initial_window = kWindow;
-  options.peer_initial_window = kWindow;
+  Options options = v2_with_window(kWindow);
   options.max_window = 4 * 1024 * 1024;  // each stream alone could take more than the budget
   options.window_growth_budget = kBudget;
   SessionPair pair(options, options);
@@ -386,25 +396,14 @@ TEST(SessionFlowControlTest, WindowGrowthSharesOneBudgetPerSession) {
 // v2: with no growth budget, a reader that keeps up still gets only its initial window.
 TEST(SessionFlowControlTest, NoGrowthBudgetKeepsTheInitialWindow) {
   constexpr std::uint32_t kWindow = 64 * 1024;
-  Options options = options_for(protocol::kVersion2);
-  options.initial_window = kWindow;
-  options.peer_initial_window = kWindow;
+  Options options = v2_with_window(kWindow);
   options.window_growth_budget = 0;
   SessionPair pair(options, options);
   ASSERT_TRUE(pair.ready());
   pair.run(
       [&]() -> asio::awaitable<void> {
-        std::string error;
-        auto stream = pair.core->open_stream(1, "", error);
-        CO_ASSERT_TRUE(stream != nullptr);
-        auto agent_stream = co_await pair.agent->accept();
+        auto agent_stream = co_await fast_transfer(pair, 4, 8u * 1024 * 1024);
         CO_ASSERT_TRUE(agent_stream != nullptr);
-        error_code ec;
-        constexpr std::size_t kTotal = 8u * 1024 * 1024;
-        auto [hash, got] = co_await (send_pattern(*stream, 4, kTotal, 256 * 1024, true, ec) &&
-                                     receive_pattern(*agent_stream, 4, SIZE_MAX, 256 * 1024));
-        EXPECT_EQ(got.hash, hash);
-        EXPECT_EQ(got.bytes, kTotal);
         EXPECT_EQ(agent_stream->window(), kWindow);
         EXPECT_EQ(pair.agent->window_growth(), 0u);
       },
