@@ -171,7 +171,8 @@ def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, orig
             assert chunk, "download %d ended after %d of %d bytes" % (i, n, size)
             h.update(chunk)
             n += len(chunk)
-            peak[0] = max(peak[0], sample(core, growth)) if n % (16 * MIB) < len(chunk) else peak[0]
+            if n % (16 * MIB) < len(chunk):  # about every 16 MiB read
+                peak[0] = max(peak[0], sample(core, growth))
         assert (n, h.hexdigest()) == (size, payload.sha256_of(size, 10 + i)), "download %d" % i
         s.close()
     assert peak[0] <= WINDOW_BUDGET
