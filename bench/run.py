@@ -1608,7 +1608,6 @@ class Bench:
             run["core_rss_during_kib"] = self.settle(cp.pid, 2.0)
             run["agent_rss_during_kib"] = rss_kib(agent.pid)
             run["window_growth_kib"] = (self.window_growth(ports["admin"]) or 0) // 1024
-            run["complete"], run["bytes_lost"] = 0, 0
             for c in socks:
                 s = c[0]
                 s.settimeout(30)
@@ -1620,22 +1619,25 @@ class Bench:
                         c[1] += len(chunk)
                 except OSError:
                     pass
-                run["complete"] += c[1] == size
-                run["bytes_lost"] += max(0, size - c[1])
+            counts = [c[1] for c in socks]
         finally:
             for c in socks:
                 c[0].close()
             if agent:
                 self.procs.stop(agent)
             self.procs.stop(cp)
-        self.stalled_per_body(run, n)
-        return run
+        return self.stalled_result(run, n, size, counts)
 
     @staticmethod
-    def stalled_per_body(run, n):
+    def stalled_result(run, n, size, counts):
+        """Adds to `run` how many of the n bodies arrived whole (`counts`: bytes each), the
+        bytes missing, and each side's RSS growth per body."""
+        run["complete"] = sum(c == size for c in counts)
+        run["bytes_lost"] = sum(max(0, size - c) for c in counts)
         for side in ("core", "agent"):
             run["%s_kib_per_body" % side] = round(
                 (run["%s_rss_during_kib" % side] - run["%s_rss_before_kib" % side]) / n, 1)
+        return run
 
     def stalled_uploads(self, n, size):
         cp, ports, ca = self.stalled_core("core-stall-up")
@@ -1681,7 +1683,7 @@ class Bench:
             run["sent_before_stall_mib"] = round(sum(c[1] for c in socks) / n / (1 << 20), 1)
             origin.stdin.write(b"go\n")
             origin.stdin.flush()
-            run["complete"], run["bytes_lost"] = 0, 0
+            counts = []
             for s, sent in socks:
                 got = 0
                 try:
@@ -1698,8 +1700,7 @@ class Bench:
                     got = int(m.group(1)) if m else 0
                 except OSError:
                     pass
-                run["complete"] += got == size
-                run["bytes_lost"] += max(0, size - got)
+                counts.append(got)
         finally:
             for c in socks:
                 c[0].close()
@@ -1707,8 +1708,7 @@ class Bench:
                 self.procs.stop(agent)
             self.procs.stop(origin)
             self.procs.stop(cp)
-        self.stalled_per_body(run, n)
-        return run
+        return self.stalled_result(run, n, size, counts)
 
     def memory_after(self):
         mem = self.result["scenarios"].setdefault("memory", {})

@@ -215,6 +215,7 @@ class Session : public std::enable_shared_from_this<Session> {
              std::span<const std::uint8_t> payload = {});
   void queue_u32(protocol::FrameType type, std::uint32_t stream_id, std::uint32_t value);
   void remove_if_done(Stream& stream);
+  void add_window_growth(std::int64_t delta);  // keeps window_growth_, runs on_window_growth
   void touch() { last_received_ = std::chrono::steady_clock::now(); }
 
   std::unique_ptr<transport::Conn> conn_;
@@ -238,7 +239,6 @@ class Session : public std::enable_shared_from_this<Session> {
   Signal v1_resume_;  // v1: a reader drained its stream, reading may resume
   std::uint32_t highest_stream_id_ = 0;
   std::size_t window_growth_ = 0;  // the sum of the streams' grown_
-  void add_window_growth(std::int64_t delta);
 
   std::chrono::steady_clock::time_point last_received_;
   std::chrono::steady_clock::time_point ping_sent_at_{};
