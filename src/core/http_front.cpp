@@ -348,6 +348,19 @@ asio::awaitable<bool> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
       !context_.draining;
 }
 
+asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex, int status,
+                                             std::string_view reason, const std::string& sentence) {
+  ex.stream->reset(protocol::ErrorCode::kCancel, reason);
+  ex.close_after = true;
+  if (ex.response_started) co_return;
+  ex.response_started = true;  // the download half must not answer 502 now
+  ex.status = status;
+  const std::string page = http::error_response(status, sentence, ex.request_id, true);
+  transport::error_code ec;
+  co_await conn.write(asio::buffer(page), ec);
+  ex.bytes_out += page.size();
+}
+
 asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
   transport::error_code ec;
   const auto& limits = context_.config.limits;
@@ -366,19 +379,9 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
           const bool end = step.type == Step::kMessageEnd && !ex.parser.is_upgrade();
           ex.body_in += step.consumed;
           if (limits.max_body_bytes != 0 && ex.body_in > limits.max_body_bytes) {
-            ex.stream->reset(protocol::ErrorCode::kCancel, "request body too large");
-            ex.close_after = true;
-            if (!ex.response_started) {
-              ex.response_started = true;  // the download half must not answer 502 now
-              ex.status = 413;
-              const std::string page =
-                  http::error_response(413,
-                                       "The request body is larger than the limit of " +
-                                           std::to_string(limits.max_body_bytes) + " bytes.",
-                                       ex.request_id, true);
-              co_await conn.write(asio::buffer(page), ec);
-              ex.bytes_out += page.size();
-            }
+            co_await refuse_body(conn, ex, 413, "request body too large",
+                                 "The request body is larger than the limit of " +
+                                     std::to_string(limits.max_body_bytes) + " bytes.");
             co_return;
           }
           if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kIn, step.consumed);
@@ -400,8 +403,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
           continue;
         case Step::kError:
           spdlog::info("{}: bad request body: {}", conn.peer(), ex.parser.error());
-          ex.stream->reset(protocol::ErrorCode::kCancel, "invalid request body");
-          ex.close_after = true;
+          co_await refuse_body(conn, ex, ex.parser.error_status(), "invalid request body",
+                               "The request body is not valid HTTP/1.1: " + ex.parser.error());
           co_return;
         case Step::kNeedMore:
           ex.pending.clear();

@@ -36,6 +36,10 @@ class HttpFront {
   struct Exchange;
   asio::awaitable<bool> relay(transport::Conn& conn, Exchange& ex);
   asio::awaitable<void> upload(transport::Conn& conn, Exchange& ex);
+  // Ends an exchange whose request body is refused: cancels the stream and, unless the app's
+  // response has begun, answers `status` with a page saying `sentence`.
+  asio::awaitable<void> refuse_body(transport::Conn& conn, Exchange& ex, int status,
+                                    std::string_view reason, const std::string& sentence);
   asio::awaitable<void> download(transport::Conn& conn, Exchange& ex);
 
   CoreContext& context_;

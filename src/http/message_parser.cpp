@@ -49,25 +49,8 @@ std::string describe_errno(llhttp_errno_t err) {
   return out;
 }
 
-// Replaces obs-fold line breaks by one space and trims optional whitespace.
-void clean_value(std::string& v) {
-  // Two vectorised scans; find_first_of("\r\n") would call memchr once per character.
-  const std::string_view view(v);
-  if (view.find('\n') != std::string_view::npos || view.find('\r') != std::string_view::npos) {
-    std::string out;
-    bool in_ws = false;
-    for (char c : v) {
-      const bool ws = c == '\r' || c == '\n' || c == ' ' || c == '\t';
-      if (ws) {
-        if (!in_ws) out.push_back(' ');
-        in_ws = true;
-      } else {
-        out.push_back(c);
-        in_ws = false;
-      }
-    }
-    v = std::move(out);
-  }
+// Trims optional whitespace around a field value.
+void trim_value(std::string& v) {
   const auto blank = [](char c) { return c == ' ' || c == '\t'; };
   std::size_t end = v.size();
   while (end > 0 && blank(v[end - 1])) --end;
@@ -102,6 +85,13 @@ struct MessageParser::Impl {
   std::vector<Expected> expected;
   size_t expected_next = 0;
 
+  // What the last head or framing byte checked leaves open (see find_bad_line_end()).
+  enum class LineEnd : uint8_t { kNone, kCr, kCrLf } open_line_end = LineEnd::kNone;
+  const char* exec_base = nullptr;  // the buffer llhttp is executing
+  // While a chunked body is parsed: where the chunk framing not yet checked begins.
+  const char* framing_from = nullptr;
+  std::string line_error;  // set when line_ends_ok() returns false
+
   bool keep_alive = true;
   bool close_delimited = false;
   std::optional<uint64_t> content_length;
@@ -124,6 +114,7 @@ struct MessageParser::Impl {
     p.data = this;
     phase = Phase::kIdle;
     pause = Pause::kNone;
+    open_line_end = LineEnd::kNone;
     keeping = true;
     head_bytes = 0;
     message_bytes = 0;
@@ -163,6 +154,80 @@ struct MessageParser::Impl {
     return {Step::kError, 0};
   }
 
+  // Line ends that llhttp 8.1 lets through and a proxy must not, in head and chunk-framing
+  // bytes that llhttp has accepted (it runs in loose mode, the only one that accepts raw UTF-8
+  // in a target, as nginx does):
+  // - CR followed by anything but LF. llhttp takes CR + any byte as a line end after the status
+  //   line, an empty field value, the head, a chunk-size line and chunk data; a next hop that
+  //   reads those bytes another way sees other message boundaries.
+  // - CRLF followed by a space or tab: obs-fold. llhttp reads framing fields such as
+  //   Transfer-Encoding before it undoes the fold, so a next hop could read the unfolded value
+  //   another way. Refused, as nginx does (RFC 9112 5.2 allows 400, or 502 for responses).
+  //   (llhttp refuses a field line that ends in a bare LF, so a fold always follows a CRLF.)
+  // - In chunk framing, which is forwarded raw, an LF without a CR before it (llhttp accepts
+  //   one after the last chunk). A head is re-serialized, so a bare LF there does no harm.
+  // Returns the offset in `bytes` of the first wrong byte (what is wrong goes to `problem`), or
+  // npos. What the last bytes leave open (a CR, a CRLF) is settled by the next call.
+  size_t find_bad_line_end(std::string_view bytes, bool framing, const char*& problem) {
+    static constexpr const char* kBareCr = "CR not followed by LF";
+    static constexpr const char* kFold =
+        "obsolete line folding (a line starting with a space or tab)";
+    constexpr size_t kNone = std::string_view::npos;
+    const auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    const auto bad = [&](const char* what, size_t at) {
+      problem = what;
+      return at;
+    };
+    if (bytes.empty()) return kNone;
+    const LineEnd before = open_line_end;
+    open_line_end = LineEnd::kNone;
+    if (framing) {
+      for (size_t lf = bytes.find('\n'); lf != kNone; lf = bytes.find('\n', lf + 1)) {
+        if (lf > 0 ? bytes[lf - 1] != '\r' : before != LineEnd::kCr) {
+          return bad("LF without CR before it", lf);
+        }
+      }
+    }
+    size_t from = 0;  // where the next CR is looked for
+    if (before == LineEnd::kCr) {
+      if (bytes[0] != '\n') return bad(kBareCr, 0);
+      if (bytes.size() == 1) {
+        open_line_end = LineEnd::kCrLf;
+        return kNone;
+      }
+      if (blank(bytes[1])) return bad(kFold, 1);
+      from = 1;
+    } else if (before == LineEnd::kCrLf && blank(bytes[0])) {
+      return bad(kFold, 0);
+    }
+    for (size_t cr = bytes.find('\r', from); cr != kNone; cr = bytes.find('\r', cr + 2)) {
+      if (cr + 1 == bytes.size()) {
+        open_line_end = LineEnd::kCr;
+      } else if (bytes[cr + 1] != '\n') {
+        return bad(kBareCr, cr + 1);
+      } else if (cr + 2 == bytes.size()) {
+        open_line_end = LineEnd::kCrLf;
+      } else if (blank(bytes[cr + 2])) {
+        return bad(kFold, cr + 2);
+      }
+    }
+    return kNone;
+  }
+
+  // Checks bytes [from, to) of the buffer given to parse(), which starts at `base`; when one is
+  // wrong, sets line_error and returns false.
+  bool line_ends_ok(const char* base, const char* from, const char* to, bool framing) {
+    const char* problem = nullptr;
+    const size_t bad =
+        find_bad_line_end(std::string_view(from, static_cast<size_t>(to - from)), framing, problem);
+    if (bad == std::string_view::npos) return true;
+    line_error = std::string(problem) + " at byte " +
+                 std::to_string(message_bytes + static_cast<size_t>(from - base) + bad);
+    return false;
+  }
+
+  Step fail_line_end() { return fail(bad_status(400), std::move(line_error)); }
+
   Step fail_from_llhttp(llhttp_errno_t err, const char* base) {
     const char* pos = llhttp_get_error_pos(&p);
     const size_t offset = message_bytes + (pos != nullptr && pos >= base ? pos - base : 0);
@@ -181,6 +246,7 @@ struct MessageParser::Impl {
   // Called with the parser paused in on_message_complete.
   Step end_message(size_t consumed) {
     llhttp_resume(&p);
+    open_line_end = LineEnd::kNone;
     head_bytes = 0;
     message_bytes = 0;
     if (upgrade) {
@@ -193,22 +259,37 @@ struct MessageParser::Impl {
     return {Step::kMessageEnd, consumed};
   }
 
+  llhttp_errno_t execute(std::span<const char> bytes) {
+    exec_base = bytes.data();
+    return llhttp_execute(&p, bytes.data(), bytes.size());
+  }
+
+  // Where llhttp stopped in a buffer: its end, or where it paused or failed.
+  const char* stop_of(llhttp_errno_t err, std::span<const char> fed) const {
+    const char* pos = err == HPE_OK ? nullptr : llhttp_get_error_pos(&p);
+    return pos != nullptr ? pos : fed.data() + fed.size();
+  }
+
   Step parse_head(std::span<const char> data) {
     const size_t allowance = limits.max_head_bytes - head_bytes;
-    const size_t feed = std::min(data.size(), allowance);
+    const std::span<const char> fed = data.first(std::min(data.size(), allowance));
     pause = Pause::kNone;
-    const llhttp_errno_t err = llhttp_execute(&p, data.data(), feed);
+    const llhttp_errno_t err = execute(fed);
+    // Checked first: a bad line end before whatever else went wrong is the first problem.
+    const char* stop = stop_of(err, fed);
+    if (!line_ends_ok(data.data(), data.data(), stop, false)) return fail_line_end();
     if (err == HPE_PAUSED && pause == Pause::kHeadersComplete) {
-      const size_t consumed = static_cast<size_t>(llhttp_get_error_pos(&p) - data.data());
+      const auto consumed = static_cast<size_t>(stop - data.data());
       llhttp_resume(&p);
+      open_line_end = LineEnd::kNone;  // the head's last CRLF: body bytes follow
       head_bytes += consumed;
       message_bytes += consumed;
       phase = Phase::kBody;
       return {Step::kHead, consumed};
     }
     if (err != HPE_OK) return fail_from_llhttp(err, data.data());
-    head_bytes += feed;
-    message_bytes += feed;
+    head_bytes += fed.size();
+    message_bytes += fed.size();
     if (head_bytes >= limits.max_head_bytes) {
       return fail(bad_status(431), "head larger than " + std::to_string(limits.max_head_bytes) +
                                        " bytes at byte " + std::to_string(message_bytes));
@@ -218,9 +299,14 @@ struct MessageParser::Impl {
 
   Step parse_body(std::span<const char> data) {
     pause = Pause::kNone;
-    const llhttp_errno_t err = llhttp_execute(&p, data.data(), data.size());
+    framing_from = data.data();  // on_body moves it past each run of chunk data
+    line_error.clear();
+    const llhttp_errno_t err = execute(data);
+    if (!line_error.empty()) return fail_line_end();  // found by on_body
+    const char* stop = stop_of(err, data);
+    if (chunked && !line_ends_ok(data.data(), framing_from, stop, true)) return fail_line_end();
     if (err == HPE_PAUSED && pause == Pause::kMessageComplete) {
-      return end_message(static_cast<size_t>(llhttp_get_error_pos(&p) - data.data()));
+      return end_message(static_cast<size_t>(stop - data.data()));
     }
     if (err != HPE_OK) return fail_from_llhttp(err, data.data());
     message_bytes += data.size();
@@ -321,7 +407,7 @@ struct MessageParser::Impl {
   static int on_header_value_complete(llhttp_t* parser) {
     Impl& s = self(parser);
     if (s.filter && !s.keeping) return 0;
-    if (!s.headers().empty()) clean_value(s.headers().back().value);
+    if (!s.headers().empty()) trim_value(s.headers().back().value);
     return 0;
   }
 
@@ -387,6 +473,16 @@ struct MessageParser::Impl {
     return HPE_PAUSED;
   }
 
+  // Only chunked bodies: the bytes between two runs of chunk data are framing, checked here.
+  static int on_body(llhttp_t* parser, const char* at, size_t len) {
+    Impl& s = self(parser);
+    if (!s.chunked) return 0;
+    if (!s.line_ends_ok(s.exec_base, s.framing_from, at, true)) return -1;
+    s.open_line_end = LineEnd::kNone;  // after a chunk-size line: data, which may start blank
+    s.framing_from = at + len;
+    return 0;
+  }
+
   static int on_message_complete(llhttp_t* parser) {
     self(parser).pause = Pause::kMessageComplete;
     return HPE_PAUSED;
@@ -406,6 +502,7 @@ const llhttp_settings_t& MessageParser::Impl::settings() {
     s.on_header_value = &Impl::on_header_value;
     s.on_header_value_complete = &Impl::on_header_value_complete;
     s.on_headers_complete = &Impl::on_headers_complete;
+    s.on_body = &Impl::on_body;
     s.on_message_complete = &Impl::on_message_complete;
     return s;
   }();

@@ -72,10 +72,39 @@ def test_huge_frame_length_after_auth(core, app):
     b"GET / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: abc\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: app.localhost\r\nBad Header Name: x\r\n\r\n",
     b"GET / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
-], ids=["not-http", "bad-content-length", "space-in-header-name", "two-content-lengths"])
+    # llhttp 8.1 reads CR + any byte as a line end and undoes obs-fold after reading framing
+    # fields; the core refuses both (see docs/adr/0001-llhttp-message-boundaries.md)
+    b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\n\rX",
+    b"POST /echo HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n ,\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+], ids=["not-http", "bad-content-length", "space-in-header-name", "two-content-lengths",
+        "bare-cr-ends-head", "folded-transfer-encoding"])
 def test_invalid_http_is_400(core, app, raw):
     rs = client.raw_exchange(core.http_port, raw, timeout=10)
     assert rs and rs[0].status == 400, rs
+    assert_still_serving(core)
+
+
+def test_bad_line_ends_are_named_on_the_error_page(core, app):
+    rs = client.raw_exchange(core.http_port, b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\n"
+                             b"X-Empty:\rY: z\r\n\r\n", timeout=10)
+    assert rs and rs[0].status == 400 and b"CR not followed by LF at byte 50" in rs[0].body, rs
+    rs = client.raw_exchange(core.http_port, b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\n"
+                             b"X-Fold: a\r\n\tb\r\n\r\n", timeout=10)
+    assert rs and rs[0].status == 400 and b"obsolete line folding" in rs[0].body, rs
+
+
+def test_bare_cr_in_chunk_framing_is_400_and_ends_the_exchange(core, app):
+    """The head reaches the app before the body is read; a chunk-size line ending in a bare CR
+    (llhttp alone takes "5\\rX" as a line end) then cancels the exchange with a 400 naming the
+    byte and closes the connection, so the request pipelined behind it is never served."""
+    raw = (b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\rXhello\r\n0\r\n\r\n"
+           b"GET /echo?smuggled=1 HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+    rs = client.raw_exchange(core.http_port, raw, timeout=15, responses=2)
+    assert [r.status for r in rs] == [400], [(r.status, r.body[:300]) for r in rs]
+    assert b"not valid HTTP/1.1: CR not followed by LF at byte 76" in rs[0].body, rs[0].body
+    assert "bad request body: CR not followed by LF at byte 76" in core.tail()
     assert_still_serving(core)
 
 
