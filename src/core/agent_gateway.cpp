@@ -210,6 +210,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   if (v2 && request.initial_window != 0) options.peer_initial_window = request.initial_window;
   options.max_streams = context_.config.limits.max_streams_per_agent;
   options.window_growth_budget = context_.config.limits.window_budget_per_agent;
+  options.shared_window_budget = context_.window_budget;
   options.heartbeat_interval = context_.config.heartbeat.interval;
   options.heartbeat_timeout = context_.config.heartbeat.timeout;
   options.send_heartbeats = v2;  // a v1 agent pings us; we only answer

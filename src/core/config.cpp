@@ -107,15 +107,17 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
 // The largest limits.udp_socket_buffer accepted (the kernel takes an int, and doubles it).
 constexpr std::uint64_t kMaxUdpSocketBuffer = 1024 * 1024 * 1024;
 
-// The largest limits.window_budget_per_agent accepted.
+// The largest limits.window_budget_per_agent and limits.window_budget_total accepted.
 constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
+constexpr std::uint64_t kMaxWindowBudgetTotal = 1024ull * 1024 * 1024 * 1024;
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f = r.fields(
-      node, "limits",
-      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout", "idle_timeout",
-       "max_streams_per_agent", "requests_per_second", "shutdown_grace", "udp_idle_timeout",
-       "tunnel_idle_timeout", "udp_max_datagram", "udp_socket_buffer", "window_budget_per_agent"});
+  auto f =
+      r.fields(node, "limits",
+               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
+                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
+                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram", "udp_socket_buffer",
+                "window_budget_per_agent", "window_budget_total"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
@@ -130,6 +132,7 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "udp_max_datagram", "limits", out.udp_max_datagram);
   r.read(*f, "udp_socket_buffer", "limits", out.udp_socket_buffer, kMaxUdpSocketBuffer);
   r.read(*f, "window_budget_per_agent", "limits", out.window_budget_per_agent, kMaxWindowBudget);
+  r.read(*f, "window_budget_total", "limits", out.window_budget_total, kMaxWindowBudgetTotal);
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {

@@ -121,6 +121,9 @@ struct LimitsConfig {
   // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for
   // public clients that read fast and then stall. 0 = windows never grow.
   std::uint64_t window_budget_per_agent = 32 * 1024 * 1024;
+  // The same for all agent connections together: what such clients can make the whole core
+  // buffer beyond the initial windows. 0 = windows never grow.
+  std::uint64_t window_budget_total = 1024 * 1024 * 1024;
   std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
   std::chrono::milliseconds shutdown_grace{30'000};
   std::chrono::milliseconds udp_idle_timeout{60'000};  // a udp client's session expires

@@ -275,6 +275,7 @@ limits:
   udp_max_datagram: 1400
   udp_socket_buffer: 1048576
   window_budget_per_agent: 0
+  window_budget_total: 268435456
 )");
   ASSERT_TRUE(result.ok()) << all(result.errors);
   const Config& c = result.config;
@@ -285,6 +286,8 @@ limits:
   EXPECT_EQ(Config{}.limits.udp_socket_buffer, 4u << 20);
   EXPECT_EQ(c.limits.window_budget_per_agent, 0u);
   EXPECT_EQ(Config{}.limits.window_budget_per_agent, 32u << 20);
+  EXPECT_EQ(c.limits.window_budget_total, 256u << 20);
+  EXPECT_EQ(Config{}.limits.window_budget_total, 1u << 30);
   const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
   EXPECT_EQ(free.per_tunnel, 1u << 20);      // its own
   EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
@@ -319,6 +322,8 @@ limits:
   find(budget,
        "limits.window_budget_per_agent: value 5000000000 is too large (at most 4294967296)");
   EXPECT_EQ(budget.errors.at(0).line, 2) << all(budget.errors);
+  auto total = load_config_string("limits:\n  window_budget_total: 2TiB\n");
+  find(total, "limits.window_budget_total: expected a non-negative integer, got \"2TiB\"");
 }
 
 TEST(CoreConfig, ShippedExampleIsValid) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <random>
 
+#include "mux/session.hpp"
+
 namespace tunnel::core {
 
 CoreMetrics::CoreMetrics(observability::Registry& r)
@@ -58,7 +60,8 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
     : config(std::move(config_in)),
       auth(config),
       metrics(metrics_registry),
-      rate_limiter(config.limits.requests_per_second) {}
+      rate_limiter(config.limits.requests_per_second),
+      window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}
 
 std::string new_request_id() {
   // Ids need to be unique, not secret: a per-thread generator seeded once from the OS CSPRNG

@@ -17,6 +17,10 @@
 #include "core/registry.hpp"
 #include "observability/metrics.hpp"
 
+namespace tunnel::mux {
+class WindowBudget;
+}
+
 namespace tunnel::core {
 
 namespace asio = boost::asio;
@@ -71,6 +75,8 @@ struct CoreContext {
   std::uint16_t public_http_port = 0;   // for the URLs given to agents
   std::uint16_t public_https_port = 0;  // 0 = HTTPS off
   std::atomic<bool> draining{false};
+  // Window growth for all agents' sessions together (limits.window_budget_total).
+  std::shared_ptr<mux::WindowBudget> window_budget;
 };
 
 // A fresh request id: 16 random bytes as 32 hex digits.

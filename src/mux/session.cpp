@@ -41,7 +41,7 @@ Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t
       window_(window) {}
 
 Stream::~Stream() {
-  if (grown_ != 0) session_->add_window_growth(-std::int64_t{grown_});
+  if (grown_ != 0) session_->return_window_growth(grown_);
 }
 
 asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transport::error_code& ec,
@@ -222,17 +222,11 @@ void Stream::maybe_update_window() {
 }
 
 void Stream::grow_window() {
-  const Options& options = session_->options_;
-  if (window_ >= options.max_window) return;
-  const std::size_t used = session_->window_growth_;
-  const std::size_t room =
-      used < options.window_growth_budget ? options.window_growth_budget - used : 0;
-  const auto step = static_cast<std::uint32_t>(
-      std::min<std::size_t>({window_, options.max_window - window_, room}));
-  if (step == 0) return;
+  const std::uint32_t max_window = session_->options_.max_window;
+  if (window_ >= max_window) return;
+  const std::uint32_t step = session_->take_window_growth(std::min(window_, max_window - window_));
   window_ += step;
   grown_ += step;
-  session_->add_window_growth(step);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -691,9 +685,32 @@ void Session::queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index,
   out_ready_.notify();
 }
 
-void Session::add_window_growth(std::int64_t delta) {
-  window_growth_ = static_cast<std::size_t>(static_cast<std::int64_t>(window_growth_) + delta);
-  if (on_window_growth) on_window_growth(delta);
+std::size_t WindowBudget::take(std::size_t want) {
+  std::size_t used = used_.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::size_t step = std::min(want, used < limit_ ? limit_ - used : 0);
+    if (step == 0) return 0;
+    if (used_.compare_exchange_weak(used, used + step, std::memory_order_relaxed)) return step;
+  }
+}
+
+std::uint32_t Session::take_window_growth(std::uint32_t want) {
+  const std::size_t budget = options_.window_growth_budget;
+  std::size_t step =
+      std::min<std::size_t>(want, window_growth_ < budget ? budget - window_growth_ : 0);
+  if (step != 0 && options_.shared_window_budget) {
+    step = options_.shared_window_budget->take(step);
+  }
+  if (step == 0) return 0;
+  window_growth_ += step;
+  if (on_window_growth) on_window_growth(static_cast<std::int64_t>(step));
+  return static_cast<std::uint32_t>(step);
+}
+
+void Session::return_window_growth(std::uint32_t n) {
+  if (options_.shared_window_budget) options_.shared_window_budget->give_back(n);
+  window_growth_ -= n;
+  if (on_window_growth) on_window_growth(-std::int64_t{n});
 }
 
 bool Session::any_stream_over_v1_buffer() const {

@@ -6,6 +6,7 @@
 // bounded (writers wait), so a slow reader slows only its own stream.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -27,6 +28,22 @@ namespace tunnel::mux {
 
 enum class Role { kCore, kAgent };
 
+// Window growth shared by many sessions (the core's limit for all its agents together). Sessions
+// run on different threads: take() and give_back() are atomic.
+class WindowBudget {
+ public:
+  explicit WindowBudget(std::size_t limit) : limit_(limit) {}
+  // Takes up to `want` bytes of growth; returns how many were taken (0 when none is left).
+  std::size_t take(std::size_t want);
+  void give_back(std::size_t n) { used_.fetch_sub(n, std::memory_order_relaxed); }
+  std::size_t used() const { return used_.load(std::memory_order_relaxed); }
+  std::size_t limit() const { return limit_; }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> used_{0};
+};
+
 struct Options {
   std::uint8_t version = protocol::kVersion2;
   std::uint32_t initial_window = 256 * 1024;       // our receive window per stream (v2)
@@ -37,6 +54,9 @@ struct Options {
   // readers that were fast and then stalled can make the session hold is then bounded by
   // streams x initial_window + this, not streams x max_window.
   std::size_t window_growth_budget = 32 * 1024 * 1024;
+  // Optional: a budget that the growth of this session also draws on, shared with other sessions
+  // (core: limits.window_budget_total, for all agents together).
+  std::shared_ptr<WindowBudget> shared_window_budget;
   std::size_t max_data_payload = 64 * 1024;    // largest DATA payload we send
   std::size_t v1_stream_buffer = 1024 * 1024;  // v1 has no credits: pause reading above this
   std::size_t write_queue_limit = 512 * 1024;  // DATA writers wait above this
@@ -101,7 +121,7 @@ class Stream {
   // Unread bytes held for this stream (bounded by the receive window).
   std::size_t buffered() const { return recv_.size(); }
   // Our current receive window (v2): starts at Options::initial_window, grows toward max_window
-  // while the reader keeps up and the session's window_growth_budget has room.
+  // while the reader keeps up and the session's window budgets have room.
   std::uint32_t window() const { return window_; }
 
  private:
@@ -112,7 +132,7 @@ class Stream {
   void fail(const transport::error_code& ec);
   void gone();  // runs the on_gone hook
   void maybe_update_window();
-  void grow_window();  // doubles window_ as far as max_window and the session's budget allow
+  void grow_window();  // doubles window_ as far as max_window and the window budgets allow
   void discard_buffered();
   std::size_t take_direct();  // ends a direct read: how many bytes it received
 
@@ -215,7 +235,11 @@ class Session : public std::enable_shared_from_this<Session> {
              std::span<const std::uint8_t> payload = {});
   void queue_u32(protocol::FrameType type, std::uint32_t stream_id, std::uint32_t value);
   void remove_if_done(Stream& stream);
-  void add_window_growth(std::int64_t delta);  // keeps window_growth_, runs on_window_growth
+  // Growth for one stream's window: up to `want` bytes, as far as this session's budget and the
+  // shared one allow; return_window_growth() gives it back. Both keep window_growth_ and run
+  // on_window_growth.
+  std::uint32_t take_window_growth(std::uint32_t want);
+  void return_window_growth(std::uint32_t n);
   void touch() { last_received_ = std::chrono::steady_clock::now(); }
 
   std::unique_ptr<transport::Conn> conn_;

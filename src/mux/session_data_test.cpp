@@ -2,7 +2,9 @@
 // credit flow control and window auto-tuning, for protocol v1 and v2.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <thread>
 
 #include "mux/session_test_support.hpp"
 
@@ -408,6 +410,83 @@ TEST(SessionFlowControlTest, NoGrowthBudgetKeepsTheInitialWindow) {
         EXPECT_EQ(pair.agent->window_growth(), 0u);
       },
       30s);
+}
+
+// v2: a budget shared with other sessions bounds the growth too. Here it is smaller than the
+// session's own budget: three fast streams together grow no more than it, what they hold is
+// what the shared budget counts, and all of it comes back when the streams end.
+TEST(SessionFlowControlTest, SharedWindowBudgetBoundsTheGrowthToo) {
+  constexpr std::uint32_t kWindow = 64 * 1024;
+  constexpr std::size_t kShared = 512 * 1024;
+  Options options = v2_with_window(kWindow);
+  options.max_window = 4 * 1024 * 1024;
+  options.shared_window_budget = std::make_shared<WindowBudget>(kShared);
+  const std::shared_ptr<WindowBudget> shared = options.shared_window_budget;
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        std::vector<std::shared_ptr<Stream>> held;
+        for (std::uint64_t seed = 5; seed < 8; ++seed) {
+          held.push_back(co_await fast_transfer(pair, seed, 8u * 1024 * 1024));
+          CO_ASSERT_TRUE(held.back() != nullptr);
+        }
+        EXPECT_GE(pair.agent->window_growth(), kShared / 2) << "no window grew";
+        EXPECT_LE(pair.agent->window_growth() + pair.core->window_growth(), kShared);
+        EXPECT_EQ(shared->used(), pair.agent->window_growth() + pair.core->window_growth());
+        error_code ec;
+        for (auto& s : held) co_await s->close_write(ec);  // the streams end on both sides
+        held.clear();
+        EXPECT_EQ(pair.agent->window_growth(), 0u);
+      },
+      60s);
+  EXPECT_EQ(shared->used(), 0u) << "growth not given back to the shared budget";
+}
+
+// v2: when other sessions hold all of the shared budget, a fast reader keeps its initial window.
+TEST(SessionFlowControlTest, SpentSharedBudgetKeepsTheInitialWindow) {
+  constexpr std::uint32_t kWindow = 64 * 1024;
+  Options options = v2_with_window(kWindow);
+  options.shared_window_budget = std::make_shared<WindowBudget>(1024 * 1024);
+  ASSERT_EQ(options.shared_window_budget->take(SIZE_MAX), 1024u * 1024);  // "other sessions"
+  SessionPair pair(options, options);
+  ASSERT_TRUE(pair.ready());
+  pair.run(
+      [&]() -> asio::awaitable<void> {
+        auto agent_stream = co_await fast_transfer(pair, 9, 8u * 1024 * 1024);
+        CO_ASSERT_TRUE(agent_stream != nullptr);
+        EXPECT_EQ(agent_stream->window(), kWindow);
+        EXPECT_EQ(pair.agent->window_growth(), 0u);
+      },
+      30s);
+}
+
+// WindowBudget: takes never go past the limit, also from several threads at once.
+TEST(WindowBudgetTest, TakesNeverPassTheLimit) {
+  WindowBudget budget(1000);
+  EXPECT_EQ(budget.take(600), 600u);
+  EXPECT_EQ(budget.take(600), 400u) << "only what is left";
+  EXPECT_EQ(budget.take(1), 0u);
+  budget.give_back(300);
+  EXPECT_EQ(budget.used(), 700u);
+  EXPECT_EQ(budget.take(SIZE_MAX), 300u);
+  budget.give_back(1000);
+
+  WindowBudget shared(10'000);
+  std::atomic<bool> over{false};
+  auto hammer = [&] {
+    for (int i = 0; i < 200'000; ++i) {
+      const std::size_t got = shared.take(static_cast<std::size_t>(i % 700) + 1);
+      if (shared.used() > shared.limit()) over = true;
+      shared.give_back(got);
+    }
+  };
+  std::thread a(hammer);
+  std::thread b(hammer);
+  a.join();
+  b.join();
+  EXPECT_FALSE(over.load());
+  EXPECT_EQ(shared.used(), 0u);
 }
 
 // Relay buffers grow to kBulkRelayRead only after a read that filled them, and no further.

@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from harness import client, payload
 from harness.raw import core_config, sample
 from test_tcp import connect, echo, port_core, recv_all, tcp_agent  # noqa: F401 (fixture)
@@ -122,22 +124,27 @@ def echo_ok(port):
 WINDOW_BUDGET = 2 * 1024 * 1024
 
 
-def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, origin, capsys):
+@pytest.mark.parametrize("budget,agents", [("window_budget_per_agent", 1),
+                                           ("window_budget_total", 2)])
+def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, origin, capsys,
+                                                                    budget, agents):
     """Public clients that download fast (so their streams' windows grow) and then stop
     reading: the core buffers for them at most the initial windows plus
-    limits.window_budget_per_agent, and every byte still arrives once they read again."""
+    limits.window_budget_per_agent (one agent), or limits.window_budget_total (two agents, each
+    with the default 32 MiB of its own), and every byte still arrives once they read again."""
     core = tunnel.core(config_text=core_config(
         ["name: default\ntokens: [test-token]"],
-        "limits:\n  window_budget_per_agent: %d\n" % WINDOW_BUDGET))
-    tunnel.agent(core, origin.addr, subdomain="app")
+        "limits:\n  %s: %d\n" % (budget, WINDOW_BUDGET)))
+    for a in range(agents):
+        tunnel.agent(core, origin.addr, subdomain="app%d" % a)
     size, fast, clients = 48 * MIB, 16 * MIB, 4
     growth = "tunnel_stream_window_growth_bytes"
     socks = []
     for i in range(clients):
         s = socket.create_connection(("127.0.0.1", core.http_port), timeout=60)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s.sendall(b"GET /download?bytes=%d&seed=%d HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
-                  % (size, 10 + i))
+        s.sendall(b"GET /download?bytes=%d&seed=%d HTTP/1.1\r\nHost: app%d.localhost\r\n\r\n"
+                  % (size, 10 + i, i % agents))
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(1 << 16)
@@ -179,6 +186,7 @@ def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, orig
     client.wait_for(lambda: sample(core, growth) == 0, 15,
                     what="the streams' window growth to go back to the budget")
     with capsys.disabled():
-        print("\n[slow-reader] %d downloads stalled after %d MiB: window growth at most %d KiB "
-              "(budget %d KiB); all %d MiB arrived intact" % (
-                  clients, fast >> 20, peak[0] // 1024, WINDOW_BUDGET // 1024, size >> 20))
+        print("\n[slow-reader] %d downloads through %d agent(s) stalled after %d MiB: window "
+              "growth at most %d KiB (%s %d KiB); all %d MiB arrived intact" % (
+                  clients, agents, fast >> 20, peak[0] // 1024, budget, WINDOW_BUDGET // 1024,
+                  size >> 20))
