@@ -1565,8 +1565,11 @@ class Bench:
         log("stalled uploads: %s" % run)
 
     def stalled_core(self, name, budget=None):
-        """A fresh core (with `budget` as limits.window_budget_per_agent) and its CA file."""
-        extra = "" if budget is None else "limits:\n  window_budget_per_agent: %d\n" % budget
+        """A fresh core (with `budget` as limits.window_budget_per_agent, and as much for all
+        agents together) and its CA file."""
+        extra = "" if budget is None else (
+            "limits:\n  window_budget_per_agent: %d\n  window_budget_total: %d\n"
+            % (budget, budget))
         cp, ports = self.start_fresh_core(name, extra_config=extra)
         return cp, ports, self.tmp / ("%s-data" % name) / "tls.crt"
 

@@ -150,6 +150,7 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
   }
   options.server_host = server.value->host;
   options.server_port = server.value->port;
+  options.window_growth_budget = config.window_budget;
 
   std::string token_error;
   options.token = resolve_token(config, token_error);

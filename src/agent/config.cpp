@@ -50,10 +50,13 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
   }
 }
 
+// The largest window_budget accepted (as the core's limits.window_budget_per_agent).
+constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
+
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
                     {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
-                     "log_format", "log_level", "tunnels"});
+                     "log_format", "log_level", "window_budget", "tunnels"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -64,6 +67,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "plain", "", out.plain);
   r.read(*f, "log_format", "", out.log_format);
   r.read(*f, "log_level", "", out.log_level);
+  r.read(*f, "window_budget", "", out.window_budget, kMaxWindowBudget);
   read_tunnels(r, *f, out);
 }
 

@@ -44,6 +44,10 @@ struct Config {
   bool plain = false;       // no TLS at all: the core's listen.agent_plain (loopback, benchmarks)
   std::string log_format = "text";
   std::string log_level = "info";
+  // How far the receive windows of the streams from the core may grow in all beyond their
+  // initial 256 KiB (auto-tuning for fast uploads); bounds what the agent buffers for apps that
+  // read request bodies slowly. 0 = windows never grow.
+  std::uint64_t window_budget = 32 * 1024 * 1024;
   std::vector<TunnelConfig> tunnels;
 };
 

@@ -7,6 +7,8 @@
 #include <fstream>
 #include <map>
 
+#include "agent/cli.hpp"
+
 namespace tunnel::agent {
 namespace {
 
@@ -30,6 +32,7 @@ TEST(AgentConfig, DefaultsAndEveryKey) {
   EXPECT_EQ(empty.config.server, "localhost:8443");
   EXPECT_EQ(empty.config.data_dir, "./tunnel-data");
   EXPECT_FALSE(empty.config.insecure);
+  EXPECT_EQ(empty.config.window_budget, 32u << 20);
   EXPECT_TRUE(empty.config.tunnels.empty());
 
   auto result = load_config_string(R"(
@@ -39,6 +42,7 @@ data_dir: /var/lib/tunnel
 fingerprint: "AB:cd"
 log_format: json
 log_level: debug
+window_budget: 0
 tunnels:
   - name: web
     local: 3000
@@ -57,12 +61,29 @@ tunnels:
   EXPECT_EQ(parse_server_address(c.server).value->port, 8443);
   EXPECT_EQ(c.token, "abc");
   EXPECT_EQ(c.log_format, "json");
+  EXPECT_EQ(c.window_budget, 0u);
   ASSERT_EQ(c.tunnels.size(), 3u);
   EXPECT_EQ(c.tunnels[0].name, "web");
   EXPECT_EQ(c.tunnels[0].type, "http");
   EXPECT_EQ(c.tunnels[0].subdomain, "app");
   EXPECT_EQ(c.tunnels[1].hostname, "docs.example.org");
   EXPECT_EQ(c.tunnels[2].remote_port, 2222);
+}
+
+TEST(AgentConfig, WindowBudgetReachesTheConnector) {
+  Config config;
+  config.token = "t";
+  config.plain = true;
+  config.window_budget = 1234;
+  TunnelConfig web;
+  web.local = "3000";
+  web.subdomain = "app";
+  config.tunnels.push_back(web);
+  ConnectorOptions options;
+  std::string error;
+  std::string warning;
+  ASSERT_TRUE(make_connector_options(config, options, error, warning)) << error;
+  EXPECT_EQ(options.window_growth_budget, 1234u);
 }
 
 TEST(AgentConfig, ReportsAllErrorsWithLines) {
@@ -84,6 +105,7 @@ tunnels:
   - local: 3001
     subdomain: app
     remote_port: 80
+window_budget: 5000000000
 )");
   EXPECT_EQ(find(result.errors, "server:").line, 1);
   EXPECT_EQ(find(result.errors, "unknown key \"tunels\" (did you mean \"tunnels\"?)").line, 2);
@@ -99,7 +121,10 @@ tunnels:
   EXPECT_EQ(find(result.errors, "tunnels[4].subdomain: \"app\" is already used by tunnels[3]").line,
             17);
   EXPECT_EQ(find(result.errors, "tunnels[4].remote_port:").line, 18);
-  EXPECT_EQ(result.errors.size(), 12u) << all(result.errors);
+  EXPECT_EQ(
+      find(result.errors, "window_budget: value 5000000000 is too large (at most 4294967296)").line,
+      19);
+  EXPECT_EQ(result.errors.size(), 13u) << all(result.errors);
 }
 
 TEST(AgentConfig, LocalTargets) {

@@ -230,6 +230,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   mux::Options options;
   options.version = version;
   options.initial_window = options_.initial_window;
+  options.window_growth_budget = options_.window_growth_budget;
   if (hs.reply.initial_window != 0) options.peer_initial_window = hs.reply.initial_window;
   if (hs.reply.heartbeat_interval_ms != 0) {
     options.heartbeat_interval = std::chrono::milliseconds(hs.reply.heartbeat_interval_ms);

@@ -43,6 +43,7 @@ struct ConnectorOptions {
   std::string agent_id;
   std::vector<ForwardSpec> tunnels;
   std::uint32_t initial_window = 256 * 1024;
+  std::size_t window_growth_budget = 32 * 1024 * 1024;  // mux::Options::window_growth_budget
   std::chrono::milliseconds dial_timeout{10'000};
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds backoff_base{100};
