@@ -378,10 +378,43 @@ TEST(MessageParserTest, SmugglingAttemptsAreRejected) {
            {"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
            {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501},
            {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+           // Obfuscations from the request-smuggling literature.
+           {"POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", 501},
+           {"POST / HTTP/1.1\r\nTransfer-Encoding: \x0b"
+            "chunked\r\n\r\n",
+            400},
+           {"POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 0x4\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
        }) {
     MessageParser p(Kind::kRequest);
     EXPECT_EQ(Feed(p, c.input), (std::vector<Event>{Error()})) << c.input;
     EXPECT_EQ(p.error_status(), c.status) << c.input << " -> " << p.error();
+  }
+}
+
+// Spellings that do frame the body as chunked (chunked is the final coding, whatever the case
+// or the whitespace) are read as chunked and forwarded as they came, so that the next hop sees
+// the same framing.
+TEST(MessageParserTest, ChunkedIsReadThroughValidSpellings) {
+  for (std::string_view field :
+       {"Transfer-Encoding:\tchunked", "Transfer-Encoding:chunked", "Transfer-Encoding: CHUNKED",
+        "transfer-encoding: chunked", "Transfer-Encoding: gzip, chunked",
+        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked"}) {
+    const std::string head = "POST / HTTP/1.1\r\n" + std::string(field) + "\r\n\r\n";
+    MessageParser p(Kind::kRequest);
+    const std::vector<Event> events = Feed(p, head + "3\r\nabc\r\n0\r\n\r\n");
+    ASSERT_EQ(events.size(), 2u) << field << ": " << p.error();
+    EXPECT_TRUE(p.chunked()) << field;
+    EXPECT_EQ(events[1], End("3\r\nabc\r\n0\r\n\r\n")) << field;
   }
 }
 
