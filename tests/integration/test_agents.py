@@ -1,7 +1,11 @@
 """Agents coming and going: two agents on one hostname, agent restart, core restart
 (issue #2, tests 6-8)."""
 import json
+import socket
+import threading
 import time
+
+import pytest
 
 from harness import client
 
@@ -87,6 +91,41 @@ def test_gateway_errors_502_and_504(tunnel, origin):
     assert r.status == 504, (r.status, r.body[:500])
     assert time.monotonic() - t0 < 4.5
     assert core.request("app").status == 200
+
+
+@pytest.mark.parametrize("response,problem", [
+    (b"HTTP/1.1 200 OK\r\nX-Old: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+     b"obsolete line folding"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\rXok\r\n0\r\n\r\n",
+     b"CR not followed by LF"),
+], ids=["folded-header", "bare-cr-in-chunk-size"])
+def test_app_response_with_bad_line_ends_is_502(tunnel, response, problem):
+    """An app whose response folds a header, or ends a chunk-size line in a bare CR: the agent
+    refuses to read it another way, and the visitor gets a 502 page that says what was wrong.
+    The agent stays up and serves the next request."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+
+    def app():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(response)
+    threading.Thread(target=app, daemon=True).start()
+    try:
+        core = tunnel.core()
+        tunnel.agent(core, "127.0.0.1:%d" % lsock.getsockname()[1], subdomain="bad")
+        for _ in range(2):
+            rs = client.raw_exchange(core.http_port,
+                                     b"GET / HTTP/1.1\r\nHost: bad.localhost\r\n\r\n", timeout=15)
+            assert rs and rs[0].status == 502 and problem in rs[0].body, \
+                [(r.status, r.body[:500]) for r in rs]
+        assert core.alive() and tunnel.all[-1].alive()
+    finally:
+        lsock.close()
 
 
 def test_plain_tcp_agent_listener(tunnel, origin):
