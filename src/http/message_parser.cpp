@@ -60,6 +60,23 @@ void trim_value(std::string& v) {
   if (begin > 0) v.erase(0, begin);
 }
 
+// Servers that turn header names into variable names (CGI, WSGI, Rack: HTTP_CONTENT_LENGTH)
+// make "Content_Length" and "Content-Length" one field. If such an app framed the body by a
+// field we do not read as framing, it would see other message boundaries than we do: returns
+// the framing field `name` would become there, or "".
+std::string_view framing_field_spelled_with_underscores(std::string_view name) {
+  for (const std::string_view framing : {"Content-Length", "Transfer-Encoding"}) {
+    if (name.size() != framing.size() || name.find('_') == std::string_view::npos) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < name.size() && same; ++i) {
+      const char c = name[i] == '_' ? '-' : name[i];
+      same = (c | 0x20) == (framing[i] | 0x20);
+    }
+    if (same) return framing;
+  }
+  return {};
+}
+
 }  // namespace
 
 struct MessageParser::Impl {
@@ -383,6 +400,14 @@ struct MessageParser::Impl {
     for (const char c : name) {
       if (!is_token_char(c)) {
         return s.reject(400, "invalid character in header name \"" + name + "\"");
+      }
+    }
+    // The lengths of "Content-Length" and "Transfer-Encoding": other names cost one compare.
+    if (s.kind == Kind::kRequest && (name.size() == 14 || name.size() == 17)) {
+      if (const std::string_view framing = framing_field_spelled_with_underscores(name);
+          !framing.empty()) {
+        return s.reject(400, "header field \"" + name + "\" could be read as " +
+                                 std::string(framing) + " by the app; refused");
       }
     }
     if (s.filter) {

@@ -394,11 +394,37 @@ TEST(MessageParserTest, SmugglingAttemptsAreRejected) {
            {"POST / HTTP/1.1\r\nContent-Length: 0x4\r\n\r\n", 400},
            {"POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\n", 400},
            {"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n", 400},
+           // CGI/WSGI/Rack apps read these as Transfer-Encoding and Content-Length.
+           {"POST / HTTP/1.1\r\nTransfer_Encoding: chunked\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nContent-Length: 0\r\ncontent_length: 5\r\n\r\n", 400},
+           {"POST / HTTP/1.1\r\nCONTENT_LENGTH: 5\r\n\r\n", 400},
        }) {
     MessageParser p(Kind::kRequest);
     EXPECT_EQ(Feed(p, c.input), (std::vector<Event>{Error()})) << c.input;
     EXPECT_EQ(p.error_status(), c.status) << c.input << " -> " << p.error();
   }
+}
+
+// Only framing fields are refused with underscores: other names keep them, and responses are
+// framed by us alone.
+TEST(MessageParserTest, UnderscoresAreRefusedOnlyInFramingFieldNamesOfRequests) {
+  MessageParser p(Kind::kRequest);
+  ASSERT_EQ(
+      p.parse(std::string_view("GET / HTTP/1.1\r\nX_Custom: 1\r\nContent_Type: a\r\n\r\n")).type,
+      Step::kHead)
+      << p.error();
+  EXPECT_EQ(*p.request().find("x_custom"), "1");
+  MessageParser refused(Kind::kRequest);
+  EXPECT_EQ(Feed(refused, "POST / HTTP/1.1\r\nTransfer_Encoding: chunked\r\n\r\n"),
+            (std::vector<Event>{Error()}));
+  EXPECT_EQ(refused.error(),
+            "header field \"Transfer_Encoding\" could be read as Transfer-Encoding by the app; "
+            "refused at byte 35");
+  MessageParser response(Kind::kResponse);
+  EXPECT_EQ(
+      response.parse(std::string_view("HTTP/1.1 200 OK\r\nTransfer_Encoding: x\r\n\r\n")).type,
+      Step::kHead)
+      << response.error();
 }
 
 // Spellings that do frame the body as chunked (chunked is the final coding, whatever the case
