@@ -395,21 +395,25 @@ TEST(SessionFlowControlTest, WindowGrowthSharesOneBudgetPerSession) {
       60s);
 }
 
-// v2: with no growth budget, a reader that keeps up still gets only its initial window.
-TEST(SessionFlowControlTest, NoGrowthBudgetKeepsTheInitialWindow) {
-  constexpr std::uint32_t kWindow = 64 * 1024;
-  Options options = v2_with_window(kWindow);
-  options.window_growth_budget = 0;
+// A reader that keeps up through 8 MiB, with `options` (v2), still has its initial window.
+void expect_no_window_growth(const Options& options, std::uint64_t seed) {
   SessionPair pair(options, options);
   ASSERT_TRUE(pair.ready());
   pair.run(
       [&]() -> asio::awaitable<void> {
-        auto agent_stream = co_await fast_transfer(pair, 4, 8u * 1024 * 1024);
+        auto agent_stream = co_await fast_transfer(pair, seed, 8u * 1024 * 1024);
         CO_ASSERT_TRUE(agent_stream != nullptr);
-        EXPECT_EQ(agent_stream->window(), kWindow);
+        EXPECT_EQ(agent_stream->window(), options.initial_window);
         EXPECT_EQ(pair.agent->window_growth(), 0u);
       },
       30s);
+}
+
+// v2: with no growth budget, a reader that keeps up still gets only its initial window.
+TEST(SessionFlowControlTest, NoGrowthBudgetKeepsTheInitialWindow) {
+  Options options = v2_with_window(64 * 1024);
+  options.window_growth_budget = 0;
+  expect_no_window_growth(options, 4);
 }
 
 // v2: a budget shared with other sessions bounds the growth too. Here it is smaller than the
@@ -445,20 +449,10 @@ TEST(SessionFlowControlTest, SharedWindowBudgetBoundsTheGrowthToo) {
 
 // v2: when other sessions hold all of the shared budget, a fast reader keeps its initial window.
 TEST(SessionFlowControlTest, SpentSharedBudgetKeepsTheInitialWindow) {
-  constexpr std::uint32_t kWindow = 64 * 1024;
-  Options options = v2_with_window(kWindow);
+  Options options = v2_with_window(64 * 1024);
   options.shared_window_budget = std::make_shared<WindowBudget>(1024 * 1024);
   ASSERT_EQ(options.shared_window_budget->take(SIZE_MAX), 1024u * 1024);  // "other sessions"
-  SessionPair pair(options, options);
-  ASSERT_TRUE(pair.ready());
-  pair.run(
-      [&]() -> asio::awaitable<void> {
-        auto agent_stream = co_await fast_transfer(pair, 9, 8u * 1024 * 1024);
-        CO_ASSERT_TRUE(agent_stream != nullptr);
-        EXPECT_EQ(agent_stream->window(), kWindow);
-        EXPECT_EQ(pair.agent->window_growth(), 0u);
-      },
-      30s);
+  expect_no_window_growth(options, 9);
 }
 
 // WindowBudget: takes never go past the limit, also from several threads at once.
