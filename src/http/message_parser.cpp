@@ -65,14 +65,11 @@ void trim_value(std::string& v) {
 // field we do not read as framing, it would see other message boundaries than we do: returns
 // the framing field `name` would become there, or "".
 std::string_view framing_field_spelled_with_underscores(std::string_view name) {
+  char dashed[17];  // the longer of the two names
+  if (name.size() > sizeof dashed || name.find('_') == std::string_view::npos) return {};
+  std::replace_copy(name.begin(), name.end(), dashed, '_', '-');
   for (const std::string_view framing : {"Content-Length", "Transfer-Encoding"}) {
-    if (name.size() != framing.size() || name.find('_') == std::string_view::npos) continue;
-    bool same = true;
-    for (std::size_t i = 0; i < name.size() && same; ++i) {
-      const char c = name[i] == '_' ? '-' : name[i];
-      same = (c | 0x20) == (framing[i] | 0x20);
-    }
-    if (same) return framing;
+    if (iequals(std::string_view(dashed, name.size()), framing)) return framing;
   }
   return {};
 }
@@ -104,8 +101,9 @@ struct MessageParser::Impl {
 
   // What the last head or framing byte checked leaves open (see find_bad_line_end()).
   enum class LineEnd : uint8_t { kNone, kCr, kCrLf } open_line_end = LineEnd::kNone;
-  const char* exec_base = nullptr;  // the buffer llhttp is executing
-  // While a chunked body is parsed: where the chunk framing not yet checked begins.
+  // While a body is parsed: the buffer given to parse(), and where the chunk framing not yet
+  // checked begins in it.
+  const char* body_base = nullptr;
   const char* framing_from = nullptr;
   std::string line_error;  // set when line_ends_ok() returns false
 
@@ -276,11 +274,6 @@ struct MessageParser::Impl {
     return {Step::kMessageEnd, consumed};
   }
 
-  llhttp_errno_t execute(std::span<const char> bytes) {
-    exec_base = bytes.data();
-    return llhttp_execute(&p, bytes.data(), bytes.size());
-  }
-
   // Where llhttp stopped in a buffer: its end, or where it paused or failed.
   const char* stop_of(llhttp_errno_t err, std::span<const char> fed) const {
     const char* pos = err == HPE_OK ? nullptr : llhttp_get_error_pos(&p);
@@ -291,7 +284,7 @@ struct MessageParser::Impl {
     const size_t allowance = limits.max_head_bytes - head_bytes;
     const std::span<const char> fed = data.first(std::min(data.size(), allowance));
     pause = Pause::kNone;
-    const llhttp_errno_t err = execute(fed);
+    const llhttp_errno_t err = llhttp_execute(&p, fed.data(), fed.size());
     // Checked first: a bad line end before whatever else went wrong is the first problem.
     const char* stop = stop_of(err, fed);
     if (!line_ends_ok(data.data(), data.data(), stop, false)) return fail_line_end();
@@ -316,9 +309,9 @@ struct MessageParser::Impl {
 
   Step parse_body(std::span<const char> data) {
     pause = Pause::kNone;
-    framing_from = data.data();  // on_body moves it past each run of chunk data
+    body_base = framing_from = data.data();  // on_body moves framing_from past chunk data
     line_error.clear();
-    const llhttp_errno_t err = execute(data);
+    const llhttp_errno_t err = llhttp_execute(&p, data.data(), data.size());
     if (!line_error.empty()) return fail_line_end();  // found by on_body
     const char* stop = stop_of(err, data);
     if (chunked && !line_ends_ok(data.data(), framing_from, stop, true)) return fail_line_end();
@@ -502,7 +495,7 @@ struct MessageParser::Impl {
   static int on_body(llhttp_t* parser, const char* at, size_t len) {
     Impl& s = self(parser);
     if (!s.chunked) return 0;
-    if (!s.line_ends_ok(s.exec_base, s.framing_from, at, true)) return -1;
+    if (!s.line_ends_ok(s.body_base, s.framing_from, at, true)) return -1;
     s.open_line_end = LineEnd::kNone;  // after a chunk-size line: data, which may start blank
     s.framing_from = at + len;
     return 0;
