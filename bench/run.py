@@ -65,7 +65,7 @@ MODES = {
     # heap every 30 s, so both readings come after one trim); udp_rates: round trips per second
     # (udpping), udp_mbit: iperf3 -u offered rates, each direction, one round.
     "quick": {"conns": [32, 256], "duration": 2, "warmup": 1, "rates": [1, 1000, 4000],
-              "rate_duration": 2, "tcp_seconds": 2, "bulk_mib": 128,
+              "rate_duration": 1, "tcp_seconds": 1, "bulk_mib": 128,
               "agent_levels": [1000], "streams": 2000, "stream_sessions": 4,
               "churn_rate": 20, "churn_seconds": 15, "agents_plain": True,
               "ttfr_runs": 3, "rounds": 1, "churn_settle": 1,
@@ -1018,7 +1018,7 @@ class Bench:
             # Enough connections that each has 50 ms per request at the target rate; a path
             # slower than that makes requests queue, which the latency then shows.
             conns = max(1, min(256, rate // 20))
-            # At 1 req/s a short run has too few samples: at least 10 s (3 s in quick mode).
+            # At 1 req/s a short run has too few samples: at least 10 s (2 s in quick mode).
             duration = self.cfg["rate_duration"] if rate >= 100 else max(
                 self.cfg["rate_duration"], 2 if self.mode == "quick" else 10)
             for path in self.available():
