@@ -8,12 +8,19 @@
 //   tunnel_micro_counts            full counts (a few seconds natively, about a minute under
 //                                  callgrind)
 //   tunnel_micro_counts --quick    a smoke test with small counts (ctest runs it)
+//   tunnel_micro_counts --concurrent N
+//                                  only proxied GETs, N client connections at once (region
+//                                  http_get_cN): what a request costs with N in flight. For
+//                                  studies by hand, e.g. under callgrind with --cache-sim=yes
+//                                  (docs/performance.md); not part of the baselines.
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,13 +92,16 @@ void print_json(const std::vector<Region>& regions, const tunnel::bench::IdleSes
 
 int main(int argc, char** argv) {
   bool quick = false;
+  std::size_t concurrent = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg == "--quick") {
       quick = true;
+    } else if (arg == "--concurrent" && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
+      concurrent = static_cast<std::size_t>(std::atoi(argv[++i]));
     } else {
       std::fprintf(stderr,
-                   "usage: %s [--quick]\n"
+                   "usage: %s [--quick | --concurrent N]\n"
                    "Prints instruction-count regions (under callgrind) and heap counts as JSON.\n",
                    argv[0]);
       return 2;
@@ -114,6 +124,25 @@ int main(int argc, char** argv) {
   const std::size_t idle_sessions = quick ? 16 : 256;
 
   std::vector<Region> regions;
+
+  if (concurrent > 0) {
+    // The same number of requests at every N (at least 4 per connection), after a warm-up that
+    // opens the connections and fills the agent's pool.
+    const std::size_t per_client = std::max<std::size_t>(4, 2048 / concurrent);
+    const std::string name = "http_get_c" + std::to_string(concurrent);
+    tunnel::bench::ProxyRig rig(tunnel::bench::Workload::kGet);
+    bool ok = rig.run_concurrent(concurrent, 4);
+    if (ok) {
+      regions.push_back(measure(name, "request", concurrent * per_client,
+                                [&] { ok = rig.run_concurrent(concurrent, per_client); }));
+    }
+    if (!ok) {
+      std::fprintf(stderr, "%s: %s\n", name.c_str(), rig.error().c_str());
+      return 1;
+    }
+    print_json(regions, tunnel::bench::IdleSessionCost{});
+    return 0;
+  }
 
   for (const std::uint8_t version : {tunnel::protocol::kVersion1, tunnel::protocol::kVersion2}) {
     tunnel::bench::FrameCorpus corpus(version, frames);

@@ -202,6 +202,13 @@ struct ProxyRig::State {
   std::size_t origin_body_size = 0;  // request body bytes the origin reads after the head
   std::string response;              // the origin's bytes for one response
   std::vector<char> client_buf = std::vector<char>(64 * 1024);
+  // Further client connections for run_concurrent(), each with its own buffer.
+  struct Client {
+    explicit Client(asio::io_context& io) : socket(io) {}
+    tcp::socket socket;
+    std::vector<char> buf = std::vector<char>(4096);
+  };
+  std::vector<std::unique_ptr<Client>> more_clients;
 };
 
 namespace {
@@ -301,11 +308,14 @@ asio::awaitable<void> calibrate(ProxyRig::State& st, std::size_t& expected, std:
   }
 }
 
-asio::awaitable<void> client_loop(ProxyRig::State& st, std::size_t n, std::size_t expected,
+// One client connection: sends `n` requests one after another, each after the previous response
+// arrived completely.
+asio::awaitable<void> client_loop(tcp::socket& client, std::vector<char>& buf,
+                                  const std::string& request, std::size_t n, std::size_t expected,
                                   std::string& error) {
   static constexpr std::string_view kOk = "HTTP/1.1 200 ";
   for (std::size_t i = 0; i < n; ++i) {
-    auto [wec, written] = co_await asio::async_write(st.client, asio::buffer(st.request), kNoThrow);
+    auto [wec, written] = co_await asio::async_write(client, asio::buffer(request), kNoThrow);
     (void)written;
     if (wec) {
       error = "client write: " + wec.message();
@@ -313,16 +323,16 @@ asio::awaitable<void> client_loop(ProxyRig::State& st, std::size_t n, std::size_
     }
     std::size_t got = 0;
     while (got < expected) {
-      auto [ec, k] = co_await st.client.async_read_some(
-          asio::buffer(st.client_buf.data() + got, st.client_buf.size() - got), kNoThrow);
+      auto [ec, k] = co_await client.async_read_some(
+          asio::buffer(buf.data() + got, buf.size() - got), kNoThrow);
       if (ec) {
         error = "client read after " + std::to_string(got) + " bytes: " + ec.message();
         co_return;
       }
       got += k;
     }
-    if (got != expected || std::string_view(st.client_buf.data(), kOk.size()) != kOk) {
-      error = "unexpected response: " + std::string(st.client_buf.data(), got);
+    if (got != expected || std::string_view(buf.data(), kOk.size()) != kOk) {
+      error = "unexpected response: " + std::string(buf.data(), got);
       co_return;
     }
   }
@@ -466,6 +476,7 @@ ProxyRig::~ProxyRig() {
   State& st = *state_;
   boost::system::error_code ignored;
   st.client.close(ignored);
+  for (auto& c : st.more_clients) c->socket.close(ignored);
   st.origin.close(ignored);
   if (st.context && st.agent_entry) st.context->registry.release_agent(st.agent_entry.get());
   st.agent_entry.reset();
@@ -480,7 +491,50 @@ ProxyRig::~ProxyRig() {
 
 bool ProxyRig::run(std::size_t n) {
   if (!ok()) return false;
-  run_to_end(state_->io, client_loop(*state_, n, expected_, error_), error_);
+  State& st = *state_;
+  run_to_end(st.io, client_loop(st.client, st.client_buf, st.request, n, expected_, error_),
+             error_);
+  return ok();
+}
+
+bool ProxyRig::run_concurrent(std::size_t clients, std::size_t per_client) {
+  if (!ok()) return false;
+  State& st = *state_;
+  try {
+    while (st.more_clients.size() + 1 < clients) {
+      auto extra = std::make_unique<State::Client>(st.io);
+      if (!st.front) {
+        extra->socket.connect(st.origin.local_endpoint());
+        extra->socket.set_option(tcp::no_delay(true));
+      } else {
+        tcp::socket front_end(st.io);
+        if (!socket_pair(st.io, front_end, extra->socket, error_)) return false;
+        asio::co_spawn(st.io,
+                       st.front->serve(transport::make_tcp_conn(std::move(front_end)), false),
+                       asio::detached);
+      }
+      st.more_clients.push_back(std::move(extra));
+    }
+  } catch (const std::exception& e) {
+    error_ = std::string("opening client connections: ") + e.what();
+    return false;
+  }
+  std::size_t running = 1 + st.more_clients.size();
+  const auto finished = [&](std::exception_ptr e) {
+    if (e && error_.empty()) error_ = "a client coroutine threw";
+    if (--running == 0) st.io.stop();
+  };
+  asio::co_spawn(st.io,
+                 client_loop(st.client, st.client_buf, st.request, per_client, expected_, error_),
+                 finished);
+  for (auto& c : st.more_clients) {
+    asio::co_spawn(st.io, client_loop(c->socket, c->buf, st.request, per_client, expected_, error_),
+                   finished);
+  }
+  st.io.restart();
+  st.io.run();
+  if (running != 0 && error_.empty())
+    error_ = "the rig ran out of work before the clients finished";
   return ok();
 }
 

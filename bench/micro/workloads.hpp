@@ -72,6 +72,10 @@ class ProxyRig {
   // Sends `n` requests one after another on one kept-alive client connection, each after the
   // previous response arrived completely. False with error() on a wrong or missing response.
   bool run(std::size_t n);
+  // The same with `clients` connections at once (the first is run()'s; the others are opened on
+  // first use and kept), each sending `per_client` requests: `clients` requests in flight, as
+  // wrk -c keeps them. False with error() as run().
+  bool run_concurrent(std::size_t clients, std::size_t per_client);
 
   // Bytes of one response as the client receives it.
   std::size_t response_size() const { return expected_; }
