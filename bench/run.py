@@ -1825,7 +1825,7 @@ def git_rev():
 # Report: markdown tables, ratios against nginx and ssh -R, targets met/missed.
 
 def targets(res):
-    """[(target, value, verdict)]; verdict is met, MISSED or not measured."""
+    """[(target, value, verdict)]; verdict is met, MISSED, not measured or not judged."""
     sc = res["scenarios"]
     http = sc.get("http_612", {})
     out = []
@@ -1876,22 +1876,31 @@ def targets(res):
         out.append(("10,000 agents on one core < 1 GiB", None, None, ""))
     ch = ag.get("churn")
     if ch:
+        # The target is for a 10-minute churn whose RSS readings both come after one of the
+        # core's heap trims (every 30 s); a shorter churn (--quick: 15 s, read 1 s after) shows
+        # the heap before it settles, so it is reported but not judged.
+        judged = ch["seconds"] >= 600 and ch.get("settle_seconds", 1) > 30
+        not_judged = "not judged (a %d s churn; the target is for 600 s, full mode)" % ch["seconds"]
         # Flat: the RSS after the churn within 2% (at least 1 MiB) of the RSS before it.
         allow = max(1024, 0.02 * ch["core_rss_before_kib"])
         out.append(("flat RSS after connect/disconnect churn (%d s, %s/s): after - before" % (
             ch["seconds"], ch["rate_per_s"]), ch["growth_kib"] / 1024.0,
-            ch["growth_kib"] <= allow and not ch.get("failed"), "%+.1f MiB"))
+            (ch["growth_kib"] <= allow and not ch.get("failed")) if judged else not_judged,
+            "%+.1f MiB"))
         # Does it keep growing? The second half of the churn within 1% of the RSS before.
         g2 = ch.get("growth_second_half_kib")
         if g2 is not None:
             out.append(("... and no growth in the churn's second half (<= 1%)", g2 / 1024.0,
-                        g2 <= 0.01 * ch["core_rss_before_kib"], "%+.1f MiB"))
+                        g2 <= 0.01 * ch["core_rss_before_kib"] if judged else not_judged,
+                        "%+.1f MiB"))
     else:
         out.append(("flat RSS after connect/disconnect churn", None, None, ""))
     rows = []
     for name, value, ok, fmt in out:
         if value is None:
             rows.append((name, "-", "not measured"))
+        elif isinstance(ok, str):
+            rows.append((name, fmt % value, ok))
         else:
             rows.append((name, fmt % value, "met" if ok else "MISSED"))
     return rows
