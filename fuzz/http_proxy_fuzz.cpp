@@ -180,7 +180,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   tcp::acceptor app(io);
   app.open(tcp::v4());
   app.set_option(tcp::acceptor::reuse_address(true));
-  app.bind(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), app_port));
+  const auto loopback = asio::ip::make_address_v4("127.0.0.1");
+  boost::system::error_code bind_ec;
+  app.bind(tcp::endpoint(loopback, app_port), bind_ec);
+  if (bind_ec) app.bind(tcp::endpoint(loopback, 0));  // taken meanwhile: any free port
   app.listen();
   app_port = app.local_endpoint().port();
   const tunnel::common::NetAddress app_address{"127.0.0.1", app_port};

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -503,6 +504,7 @@ bool ProxyRig::run_concurrent(std::size_t clients, std::size_t per_client) {
   try {
     while (st.more_clients.size() + 1 < clients) {
       auto extra = std::make_unique<State::Client>(st.io);
+      extra->buf.resize(std::max(extra->buf.size(), expected_));  // one whole response
       if (!st.front) {
         extra->socket.connect(st.origin.local_endpoint());
         extra->socket.set_option(tcp::no_delay(true));
