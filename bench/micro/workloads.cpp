@@ -205,9 +205,9 @@ struct ProxyRig::State {
   std::vector<char> client_buf = std::vector<char>(64 * 1024);
   // Further client connections for run_concurrent(), each with its own buffer.
   struct Client {
-    explicit Client(asio::io_context& io) : socket(io) {}
+    Client(asio::io_context& io, std::size_t buffer) : socket(io), buf(buffer) {}
     tcp::socket socket;
-    std::vector<char> buf = std::vector<char>(4096);
+    std::vector<char> buf;
   };
   std::vector<std::unique_ptr<Client>> more_clients;
 };
@@ -503,8 +503,8 @@ bool ProxyRig::run_concurrent(std::size_t clients, std::size_t per_client) {
   State& st = *state_;
   try {
     while (st.more_clients.size() + 1 < clients) {
-      auto extra = std::make_unique<State::Client>(st.io);
-      extra->buf.resize(std::max(extra->buf.size(), expected_));  // one whole response
+      // Room for one whole response.
+      auto extra = std::make_unique<State::Client>(st.io, std::max<std::size_t>(4096, expected_));
       if (!st.front) {
         extra->socket.connect(st.origin.local_endpoint());
         extra->socket.set_option(tcp::no_delay(true));
