@@ -8,8 +8,8 @@
 //
 // Whatever the two sides send, the exchange must end once both have sent everything and closed
 // their write side: no crash, no sanitizer report, no leak, no hang (aborts if the client has
-// not seen the core close its connection after 20 s, or if anything is left waiting once the
-// parts are torn down).
+// not seen the core close its connection after 20 s, or if anything is left waiting or either
+// session is still alive once the parts are torn down).
 //
 // Input layout: byte 0: bits 0-5 the largest piece the client writes at once (1 + 8 * value
 // bytes, so that heads and chunks split across reads); bit 6 the mux protocol version (0 v1,
@@ -151,8 +151,13 @@ unsigned short app_port = 0;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  // Refusals are the point here; HTTP_PROXY_FUZZ_VERBOSE=1 shows them.
-  if (std::getenv("HTTP_PROXY_FUZZ_VERBOSE") == nullptr) spdlog::set_level(spdlog::level::off);
+  // Refusals are the point here; HTTP_PROXY_FUZZ_VERBOSE=1 shows them (=debug: and more).
+  const char* verbose = std::getenv("HTTP_PROXY_FUZZ_VERBOSE");
+  if (verbose == nullptr) {
+    spdlog::set_level(spdlog::level::off);
+  } else if (std::string_view(verbose) == "debug") {
+    spdlog::set_level(spdlog::level::debug);
+  }
   return 0;
 }
 
@@ -198,8 +203,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto agent_session = std::make_shared<mux::Session>(
       tunnel::transport::make_tcp_conn(std::move(agent_end)), mux::FrameReader(version),
       mux::Role::kAgent, session_options(version), "core");
-  asio::co_spawn(io, core_session->run(), asio::detached);
-  asio::co_spawn(io, agent_session->run(), asio::detached);
+  for (const auto& session : {core_session, agent_session}) {
+    asio::co_spawn(io, session->run(), [](std::exception_ptr e, const std::string& why) {
+      check(!e);
+      spdlog::debug("session ended: {}", why);
+    });
+  }
 
   // The core's route to that agent, and the agent's side.
   auto entry = std::make_shared<tunnel::core::AgentSession>();
@@ -240,11 +249,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   entry.reset();
   core_session->close("fuzz over");
   agent_session->close("fuzz over");
+  std::weak_ptr<mux::Session> weak_core = core_session, weak_agent = agent_session;
   core_session.reset();
   agent_session.reset();
   pool->clear();
   pool.reset();
   io.run_for(std::chrono::seconds(20));
-  check(io.stopped());  // nothing left waiting
+  check(io.stopped());                                 // nothing left waiting
+  check(weak_core.expired() && weak_agent.expired());  // nothing keeps a session alive
   return 0;
 }

@@ -371,6 +371,10 @@ asio::awaitable<void> Session::read_loop() {
         }
         break;
       }
+      // A frame that arrives after close() is dropped: an OPEN_STREAM handled now would put a
+      // stream back into the maps close() emptied, and the stream (which holds the session)
+      // and the session would then keep each other alive.
+      if (closed_) break;
       touch();
       if (!handle_frame(frame)) break;
     }

@@ -640,6 +640,65 @@ TEST(SessionCloseTest, CloseReturnsWhileAWriteIsStuck) {
       io, [&] { return done; }, 15s));
 }
 
+// A frame that arrives after close() must not bring a stream back into the session's maps: the
+// stream holds the session, so the two would keep each other alive (found by http_proxy_fuzz).
+// The session under test cannot finish closing at once because its last writes are stuck (the
+// raw peer reads nothing), so its read loop is still reading when the next OPEN_STREAM comes.
+TEST(SessionCloseTest, OpenStreamAfterCloseDoesNotKeepTheSessionAlive) {
+  asio::io_context io;
+  std::weak_ptr<Session> weak;
+  {
+    RawPeer peer(io, Role::kAgent, options_for(protocol::kVersion1));  // v1: no credit limit
+    weak = peer.session;
+    bool done = false;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          const auto first = frame(1, 2, 0, 1, "GET / HTTP/1.1\r\n\r\n");
+          co_await asio::async_write(peer.raw, asio::buffer(first), asio::use_awaitable);
+          auto stream = co_await peer.session->accept();
+          CO_ASSERT_TRUE(stream != nullptr);
+          std::size_t progress = 0;
+          bool writer_done = false;
+          asio::co_spawn(
+              co_await asio::this_coro::executor,
+              [&, stream]() -> asio::awaitable<void> {
+                std::vector<std::uint8_t> chunk(64 * 1024);
+                error_code ec;
+                while (!ec) {
+                  co_await stream->write(chunk, ec);
+                  progress += chunk.size();
+                }
+                writer_done = true;
+              },
+              asio::detached);
+          stream.reset();
+          std::size_t last = SIZE_MAX;
+          while (progress != last) {  // until the socket buffers are full
+            last = progress;
+            co_await sleep_for(100ms);
+          }
+          peer.session->close("closing");
+          const auto second = frame(1, 2, 0, 2, "GET / HTTP/1.1\r\n\r\n");
+          co_await asio::async_write(peer.raw, asio::buffer(second), asio::use_awaitable);
+          EXPECT_TRUE(co_await wait_until([&] { return writer_done; }, 1s));
+          EXPECT_TRUE(co_await wait_until([&] { return peer.reason.has_value(); }, 5s))
+              << "run() did not return after close()";
+          done = true;
+        },
+        asio::detached);
+    EXPECT_TRUE(run_until(
+        io, [&] { return done; }, 15s));
+    boost::system::error_code ignored;
+    peer.raw.close(ignored);
+  }
+  EXPECT_TRUE(run_until(
+                  io, [] { return false; }, 5s) ||
+              io.stopped())
+      << "a coroutine is still suspended after the session ended";
+  EXPECT_TRUE(weak.expired()) << "the session leaked: a stream opened after close() holds it";
+}
+
 INSTANTIATE_TEST_SUITE_P(Versions, SessionControlTest,
                          ::testing::Values(protocol::kVersion1, protocol::kVersion2), version_name);
 
