@@ -218,7 +218,7 @@ asio::awaitable<void> download_body(Attempt& at) {
   const Recycled<ResponseParser> recycled;
   MessageParser& parser = recycled->parser;
   parser.reset();
-  parser.expect_response_to(at.request.method);
+  parser.expect_response_to(at.request.method, at.request.upgrade);
   const Recycled<RelayBytes> buf;
   bool raw = false;
   for (;;) {

@@ -82,7 +82,8 @@ struct HttpFront::Exchange {
   std::uint64_t bytes_out = 0;
   Clock::time_point last_activity{};  // after a 101: the last byte either way
   bool upgraded = false;
-  bool bodiless = false;  // no body and no upgrade: the request ends with its head
+  bool upgrade_requested = false;  // the request asked to switch protocols (or is a CONNECT)
+  bool bodiless = false;           // no body and no upgrade: the request ends with its head
 
   // How long the next read may wait: `normal` until the exchange is upgraded; then what is left
   // of limits.tunnel_idle_timeout since the last byte in either direction (a day at a time when
@@ -313,7 +314,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
                 keep_alive,
                 Clock::now(),
                 route.throttle.get()};
-    ex.bodiless = !has_body && !parser.is_upgrade();
+    ex.upgrade_requested = parser.is_upgrade();
+    ex.bodiless = !has_body && !ex.upgrade_requested;
     const bool reuse = co_await relay(*conn, ex);
     if (!reuse) {
       co_await conn->shutdown_send();
@@ -448,7 +450,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
   const auto& limits = context_.config.limits;
   MessageParser& parser = ex.buffers.response;
   parser.reset();
-  parser.expect_response_to(ex.method);
+  parser.expect_response_to(ex.method, ex.upgrade_requested);
   char* const buf = ex.buffers.down.get();
   std::string& out = ex.buffers.out;
   transport::error_code ec;

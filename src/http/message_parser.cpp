@@ -24,7 +24,8 @@ bool is_token_char(char c) {
   return kTokenChars[static_cast<unsigned char>(c)];
 }
 
-enum class Expected : uint8_t { kOther, kHead, kConnect };
+// What the request that a response answers allows: kUpgrade = it asked to switch protocols.
+enum class Expected : uint8_t { kOther, kHead, kConnect, kUpgrade };
 
 enum class Phase {
   kIdle,      // between messages: nothing of the next message seen yet
@@ -467,6 +468,15 @@ struct MessageParser::Impl {
           parser->flags |= F_SKIPBODY;
         }
       } else if (status == 101) {
+        // RFC 9110 15.2.2: a server switches only to a protocol the request's Upgrade named. A
+        // 101 to any other request would make the response side raw while the request side
+        // still reads HTTP, so it is an invalid response (only checked when the request is
+        // known: expect_response_to() was called).
+        if (s.expected_next < s.expected.size() &&
+            s.expected[s.expected_next] != Expected::kUpgrade) {
+          return s.reject(502,
+                          "101 Switching Protocols answers a request that did not ask to upgrade");
+        }
         parser->upgrade = 1;
       }
       // RFC 9112 6.3: never a body, whatever Content-Length or Transfer-Encoding say (llhttp
@@ -543,8 +553,8 @@ void MessageParser::keep_only_headers(std::vector<std::string> names) {
   impl_->wanted = std::move(names);
 }
 
-void MessageParser::expect_response_to(std::string_view method) {
-  Expected e = Expected::kOther;
+void MessageParser::expect_response_to(std::string_view method, bool upgrade) {
+  Expected e = upgrade ? Expected::kUpgrade : Expected::kOther;
   if (method == "HEAD") e = Expected::kHead;
   if (method == "CONNECT") e = Expected::kConnect;
   impl_->expected.push_back(e);

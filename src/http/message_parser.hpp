@@ -68,8 +68,10 @@ class MessageParser {
   // Response parsers: queues the method of a request forwarded on this connection, in order
   // (call once per request, pipelined ones included). Each final (non-1xx) response takes the
   // oldest: HEAD means no body whatever the head says; CONNECT with 2xx means raw bytes follow.
-  // With nothing queued a response is read as the answer to a GET.
-  void expect_response_to(std::string_view method);
+  // `upgrade`: the request asked to switch protocols (Upgrade + Connection: upgrade); a 101
+  // answering a request that did not is an error (502). With nothing queued a response is read
+  // as the answer to a GET, and a 101 is taken as it comes.
+  void expect_response_to(std::string_view method, bool upgrade = false);
 
   // From the next message on, request()/response() keep only the header fields named here
   // (case-insensitive); the others are still checked and counted against the limits, but not

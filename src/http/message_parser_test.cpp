@@ -492,6 +492,32 @@ TEST(MessageParserTest, SwitchingProtocolsResponse) {
   EXPECT_FALSE(p.is_interim());
 }
 
+// RFC 9110 15.2.2: only a request that asked to upgrade may get a 101. An app that answers a
+// plain GET with one would turn the response side raw while the client still speaks HTTP.
+TEST(MessageParserTest, SwitchingProtocolsOnlyAnswersAnUpgradeRequest) {
+  const std::string head =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+  MessageParser asked(Kind::kResponse);
+  asked.expect_response_to("GET", true);
+  EXPECT_EQ(asked.parse(head).type, Step::kHead);
+  EXPECT_TRUE(asked.is_upgrade());
+
+  for (const std::string_view method : {"GET", "POST", "HEAD"}) {
+    MessageParser p(Kind::kResponse);
+    p.expect_response_to(method);
+    EXPECT_EQ(p.parse(head).type, Step::kError) << method;
+    EXPECT_EQ(p.error_status(), 502);
+    EXPECT_NE(
+        p.error().find("101 Switching Protocols answers a request that did not ask to upgrade"),
+        std::string::npos)
+        << p.error();
+  }
+  // Interim responses before it do not change that.
+  MessageParser after_continue(Kind::kResponse);
+  after_continue.expect_response_to("POST");
+  EXPECT_EQ(Feed(after_continue, "HTTP/1.1 100 Continue\r\n\r\n" + head).back().type, Step::kError);
+}
+
 TEST(MessageParserTest, ConnectRequestAndResponse) {
   const std::string req = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
   ExpectAllSplits(Kind::kRequest, req + "\x16\x03\x01", {Head(req), End(), Upgrade()});

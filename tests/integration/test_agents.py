@@ -98,11 +98,14 @@ def test_gateway_errors_502_and_504(tunnel, origin):
      b"obsolete line folding"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\rXok\r\n0\r\n\r\n",
      b"CR not followed by LF"),
-], ids=["folded-header", "bare-cr-in-chunk-size"])
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw",
+     b"101 Switching Protocols answers a request that did not ask to upgrade"),
+], ids=["folded-header", "bare-cr-in-chunk-size", "unrequested-101"])
 def test_app_response_with_bad_line_ends_is_502(tunnel, response, problem):
-    """An app whose response folds a header, or ends a chunk-size line in a bare CR: the agent
-    refuses to read it another way, and the visitor gets a 502 page that says what was wrong.
-    The agent stays up and serves the next request."""
+    """An app whose response folds a header, ends a chunk-size line in a bare CR, or switches
+    protocols for a request that did not ask to: the agent refuses to read it another way, and
+    the visitor gets a 502 page that says what was wrong. The agent stays up and serves the next
+    request."""
     lsock = socket.create_server(("127.0.0.1", 0))
 
     def app():
