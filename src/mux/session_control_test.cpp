@@ -595,6 +595,34 @@ TEST_P(SessionControlTest, CloseWakesBlockedReadersWritersAndAccept) {
   });
 }
 
+// Sends 64 KiB chunks into `stream` until a write fails; `progress` counts the bytes, `result`
+// gets the error that ended it.
+asio::awaitable<void> write_chunks(std::shared_ptr<Stream> stream,
+                                   std::shared_ptr<std::size_t> progress,
+                                   std::optional<error_code>* result) {
+  std::vector<std::uint8_t> chunk(64 * 1024);
+  error_code ec;
+  while (!ec) {
+    co_await stream->write(chunk, ec);
+    *progress += chunk.size();
+  }
+  *result = ec;
+}
+
+// Starts write_chunks() and returns once the writes stop making progress: the socket buffers
+// are full because the peer reads nothing.
+asio::awaitable<void> write_until_stuck(std::shared_ptr<Stream> stream,
+                                        std::optional<error_code>* result) {
+  auto progress = std::make_shared<std::size_t>(0);
+  asio::co_spawn(co_await asio::this_coro::executor,
+                 write_chunks(std::move(stream), progress, result), asio::detached);
+  std::size_t last = SIZE_MAX;
+  while (*progress != last) {
+    last = *progress;
+    co_await sleep_for(150ms);
+  }
+}
+
 // close() while a write is stuck on a peer that stopped reading: run() still returns (the final
 // flush gets a bounded time, then the connection is aborted).
 TEST(SessionCloseTest, CloseReturnsWhileAWriteIsStuck) {
@@ -607,25 +635,8 @@ TEST(SessionCloseTest, CloseReturnsWhileAWriteIsStuck) {
         std::string error;
         auto stream = peer.session->open_stream(0, "", error);
         CO_ASSERT_TRUE(stream != nullptr);
-        std::size_t progress = 0;
         std::optional<error_code> result;
-        asio::co_spawn(
-            co_await asio::this_coro::executor,
-            [&, stream]() -> asio::awaitable<void> {
-              std::vector<std::uint8_t> chunk(64 * 1024);
-              error_code ec;
-              while (!ec) {
-                co_await stream->write(chunk, ec);
-                progress += chunk.size();
-              }
-              result = ec;
-            },
-            asio::detached);
-        std::size_t last = SIZE_MAX;
-        while (progress != last) {
-          last = progress;
-          co_await sleep_for(150ms);
-        }
+        co_await write_until_stuck(stream, &result);
         const auto closed_at = Clock::now();
         peer.session->close("closing a stuck session");
         EXPECT_TRUE(co_await wait_until([&] { return result.has_value(); }, 1s));
@@ -658,30 +669,12 @@ TEST(SessionCloseTest, OpenStreamAfterCloseDoesNotKeepTheSessionAlive) {
           co_await asio::async_write(peer.raw, asio::buffer(first), asio::use_awaitable);
           auto stream = co_await peer.session->accept();
           CO_ASSERT_TRUE(stream != nullptr);
-          std::size_t progress = 0;
-          bool writer_done = false;
-          asio::co_spawn(
-              co_await asio::this_coro::executor,
-              [&, stream]() -> asio::awaitable<void> {
-                std::vector<std::uint8_t> chunk(64 * 1024);
-                error_code ec;
-                while (!ec) {
-                  co_await stream->write(chunk, ec);
-                  progress += chunk.size();
-                }
-                writer_done = true;
-              },
-              asio::detached);
-          stream.reset();
-          std::size_t last = SIZE_MAX;
-          while (progress != last) {  // until the socket buffers are full
-            last = progress;
-            co_await sleep_for(100ms);
-          }
+          std::optional<error_code> result;
+          co_await write_until_stuck(std::move(stream), &result);
           peer.session->close("closing");
           const auto second = frame(1, 2, 0, 2, "GET / HTTP/1.1\r\n\r\n");
           co_await asio::async_write(peer.raw, asio::buffer(second), asio::use_awaitable);
-          EXPECT_TRUE(co_await wait_until([&] { return writer_done; }, 1s));
+          EXPECT_TRUE(co_await wait_until([&] { return result.has_value(); }, 1s));
           EXPECT_TRUE(co_await wait_until([&] { return peer.reason.has_value(); }, 5s))
               << "run() did not return after close()";
           done = true;
