@@ -182,7 +182,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   }
 
   // Nothing more is sent until the reply: the version may change right after it.
-  mux::FrameReader reader(protocol::kVersion1);
+  mux::FrameReader reader(protocol::kVersion1, protocol::kMaxAuthPayload);
   mux::Frame frame;
   std::string error;
   auto got =

@@ -1,5 +1,7 @@
 #include "mux/frame_io.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -7,6 +9,15 @@
 namespace tunnel::mux {
 
 using protocol::DecodeStatus;
+
+namespace {
+// Out of line and cold: formatting stays off the decoding path.
+[[gnu::cold, gnu::noinline]] std::string over_limit(const protocol::FrameHeader& header,
+                                                    std::size_t max_payload) {
+  return fmt::format("a {} frame announces a payload of {} bytes, above the limit of {} bytes",
+                     protocol::type_name(header.type), header.payload_size(), max_payload);
+}
+}  // namespace
 
 asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std::string& error,
                                         transport::error_code& ec) {
@@ -18,6 +29,10 @@ asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std
         error = std::move(decoded.error);
         co_return false;
       }
+      if (decoded.header.payload_size() > max_payload_) {
+        error = over_limit(decoded.header, max_payload_);
+        co_return false;
+      }
       const std::size_t need = protocol::kHeaderSize + decoded.header.payload_size();
       if (have >= need) {
         frame.header = decoded.header;
@@ -27,11 +42,15 @@ asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std
         co_return true;
       }
       if (buf_.size() - start_ < need) {
-        // Make room for the whole frame; its length was validated above (<= 16 MiB).
-        std::memmove(buf_.data(), buf_.data() + start_, have);
-        end_ = have;
-        start_ = 0;
-        if (buf_.size() < need) buf_.resize(need);
+        // The frame will not fit behind start_: move it to the front. When the buffer is full,
+        // grow by what arrived (at least doubling while small), never to the announced length
+        // up front: the length is only the peer's word.
+        if (start_ != 0) {
+          std::memmove(buf_.data(), buf_.data() + start_, have);
+          end_ = have;
+          start_ = 0;
+        }
+        if (end_ == buf_.size()) buf_.resize(std::min(need, std::max(2 * have, have + kReadChunk)));
       }
     } else if (start_ == end_) {
       start_ = end_ = 0;

@@ -1,6 +1,7 @@
 // Reading and writing whole frames on a Conn: used for the AUTH exchange and by the Session.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -18,8 +19,13 @@ struct Frame {
   std::span<const std::uint8_t> payload;  // valid until the next call to FrameReader::next
 };
 
-// Buffers bytes from a Conn and cuts them into frames. The header is validated (length first)
-// before any buffer grows for the payload, so a hostile length never allocates.
+// Buffers bytes from a Conn and cuts them into frames.
+//
+// Memory follows the bytes that arrived, never a length the peer announced: a header whose
+// payload is over max_payload() is refused from the header alone, and a frame still arriving
+// grows the buffer only when it is full, to at most twice what is buffered (or what is
+// buffered + kReadChunk), so a peer that announces 16 MiB and sends 10 bytes costs one initial
+// buffer. Callers set the limit for the state they are in: kMaxAuthPayload before AUTH.
 class FrameReader {
  public:
   static constexpr std::size_t kInitialBuffer = 16 * 1024;
@@ -27,10 +33,15 @@ class FrameReader {
   // of the next, so a stream of them neither reallocates nor moves more than the tail each read.
   static constexpr std::size_t kReadChunk = 80 * 1024;
 
-  explicit FrameReader(std::uint8_t version) : version_(version) {}
+  explicit FrameReader(std::uint8_t version, std::size_t max_payload = protocol::kMaxPayload)
+      : version_(version), max_payload_(max_payload) {}
 
   void set_version(std::uint8_t version) { version_ = version; }
   std::uint8_t version() const { return version_; }
+  // The largest payload accepted (at most protocol::kMaxPayload); a header announcing more is a
+  // protocol error naming both lengths.
+  void set_max_payload(std::size_t max) { max_payload_ = std::min(max, protocol::kMaxPayload); }
+  std::size_t max_payload() const { return max_payload_; }
 
   // The next frame, or false with `error` set: a protocol error (text names the problem), or the
   // connection's error/EOF (then `ec` is set and `error` describes it).
@@ -39,9 +50,12 @@ class FrameReader {
 
   // Bytes received but not yet returned as frames.
   std::size_t buffered() const { return end_ - start_; }
+  // Bytes the reader's buffer holds allocated (for tests of the memory bound).
+  std::size_t capacity() const { return buf_.capacity(); }
 
  private:
   std::uint8_t version_;
+  std::size_t max_payload_;
   std::vector<std::uint8_t> buf_;
   std::size_t start_ = 0;
   std::size_t end_ = 0;

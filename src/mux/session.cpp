@@ -246,6 +246,7 @@ Session::Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role
       stop_(conn_->get_executor()),
       v1_resume_(conn_->get_executor()) {
   reader_.set_version(options_.version);
+  reader_.set_max_payload(protocol::kMaxPayload);  // the AUTH limit ends with the handshake
   next_stream_id_ = 1;
   touch();
 }

@@ -167,7 +167,8 @@ class Stream {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  // `reader` carries bytes already read past the AUTH exchange.
+  // `reader` carries bytes already read past the AUTH exchange; its payload limit is raised from
+  // the handshake's to protocol::kMaxPayload.
   Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role role, Options options,
           std::string name);
   ~Session();
