@@ -4,6 +4,7 @@
 #include <array>
 
 #include "http/error_page.hpp"
+#include "http/host.hpp"
 
 namespace tunnel::http {
 namespace {
@@ -131,6 +132,49 @@ void HeaderFields::serialize_fields(std::string& out) const {
     out += "\r\n";
   }
   out += "\r\n";
+}
+
+AbsoluteForm absolute_form_of(std::string_view target) {
+  const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  const auto scheme_char = [&](char c) {
+    return alpha(c) || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+  };
+  AbsoluteForm out;
+  // Origin-form ("/x") and asterisk-form ("*") are the common case: one compare.
+  if (target.empty() || !alpha(target[0])) return out;
+  size_t colon = 1;
+  while (colon < target.size() && scheme_char(target[colon])) ++colon;
+  if (colon == target.size() || target[colon] != ':') return out;
+  out.absolute = true;
+  const std::string_view scheme = target.substr(0, colon);
+  if (!iequals(scheme, "http") && !iequals(scheme, "https")) {
+    out.error = "scheme other than http or https";
+    return out;
+  }
+  std::string_view rest = target.substr(colon + 1);
+  if (!rest.starts_with("//")) {
+    out.error = "no host in the absolute-form target";
+    return out;
+  }
+  rest.remove_prefix(2);
+  const size_t end = std::min(rest.find_first_of("/?#"), rest.size());
+  const std::string_view authority = rest.substr(0, end);
+  if (authority.find('@') != std::string_view::npos) {
+    out.error = "userinfo in the absolute-form target (RFC 9110 4.2.4)";
+  } else if (authority.empty()) {
+    out.error = "no host in the absolute-form target";
+  } else if (!normalize_host(authority)) {
+    out.error = "invalid host in the absolute-form target";
+  } else {
+    out.authority = authority;
+    out.path = rest.substr(end);
+  }
+  return out;
+}
+
+AbsoluteForm RequestHead::absolute_form() const {
+  if (method == "CONNECT") return {};
+  return absolute_form_of(target);
 }
 
 std::string RequestHead::serialize() const {

@@ -44,9 +44,30 @@ class HeaderFields {
   void serialize_fields(std::string& out) const;
 };
 
+// The parts of a request target in absolute-form (RFC 9112 3.2.2), which a client sends to a
+// proxy and a server must accept: "http://a.example:8080/x?y" has the authority
+// "a.example:8080" and the path "/x?y". A proxy routes such a request by this authority and
+// replaces Host with it, whatever Host said.
+struct AbsoluteForm {
+  bool absolute = false;       // the target starts with a scheme and ':' (not "/x" nor "*")
+  std::string_view authority;  // host[:port] as sent, a valid host (see normalize_host())
+  std::string_view path;       // path and query; empty when the target has none ("/" then)
+  // Set when the target is absolute-form but names nothing to route to, so the request is a
+  // 400: a scheme other than http or https, no "//", an empty or invalid host, or userinfo
+  // (RFC 9110 4.2.1 and 4.2.4). Then authority and path are empty.
+  std::string_view error;
+};
+
+// Splits `target`; views into it. Pure. Not for the authority-form target of CONNECT
+// ("a.example:443" would read as scheme "a.example"): see RequestHead::absolute_form().
+AbsoluteForm absolute_form_of(std::string_view target);
+
 struct RequestHead : HeaderFields {
   std::string method, target;
   int version_major = 1, version_minor = 1;
+
+  // absolute_form_of(target), except that a CONNECT target is never absolute-form.
+  AbsoluteForm absolute_form() const;
 
   // "METHOD target HTTP/x.y\r\n" + fields + "\r\n".
   std::string serialize() const;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <vector>
+
 namespace tunnel::http {
 namespace {
 
@@ -117,6 +119,66 @@ TEST(HeadTest, SerializeNeverEmitsLineBreaksFromValues) {
   EXPECT_NE(out.find("X-Request-Id: abc  Injected: yes\r\n"), std::string::npos);
   h.set(std::string_view("X-A\nB", 5), std::string_view("a\0b\r", 4));
   EXPECT_NE(h.serialize().find("\r\nX-A B: a b \r\n"), std::string::npos);
+}
+
+TEST(HeadTest, AbsoluteFormGivesTheAuthorityToRouteBy) {
+  struct Case {
+    std::string_view target, authority, path;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"http://a.example/x", "a.example", "/x"},
+           {"http://a.example:8080/x?y=1", "a.example:8080", "/x?y=1"},
+           {"HTTPS://A.Example", "A.Example", ""},
+           {"http://a.example?q", "a.example", "?q"},
+           {"http://[::1]:8080/", "[::1]:8080", "/"},
+       }) {
+    const AbsoluteForm f = absolute_form_of(c.target);
+    EXPECT_TRUE(f.absolute) << c.target;
+    EXPECT_EQ(f.error, "") << c.target;
+    EXPECT_EQ(f.authority, c.authority) << c.target;
+    EXPECT_EQ(f.path, c.path) << c.target;
+  }
+  for (std::string_view not_absolute : {"/x", "/http://a.example/", "*", "", "/", "1http://a/"}) {
+    const AbsoluteForm f = absolute_form_of(not_absolute);
+    EXPECT_FALSE(f.absolute) << not_absolute;
+    EXPECT_EQ(f.error, "") << not_absolute;
+    EXPECT_EQ(f.authority, "") << not_absolute;
+  }
+}
+
+TEST(HeadTest, AbsoluteFormWithoutAUsableAuthoritySaysWhy) {
+  struct Case {
+    std::string_view target, error;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"ftp://a.example/", "scheme other than http or https"},
+           {"urn:isbn:1", "scheme other than http or https"},
+           {"http:/x", "no host in the absolute-form target"},
+           {"http:///x", "no host in the absolute-form target"},
+           {"http://?x", "no host in the absolute-form target"},
+           {"http://u:p@a.example/", "userinfo in the absolute-form target (RFC 9110 4.2.4)"},
+           {"http://@a.example/", "userinfo in the absolute-form target (RFC 9110 4.2.4)"},
+           {"http://a..example/", "invalid host in the absolute-form target"},
+           {"http://a.example:0/", "invalid host in the absolute-form target"},
+           {"http://a example/", "invalid host in the absolute-form target"},
+       }) {
+    const AbsoluteForm f = absolute_form_of(c.target);
+    EXPECT_TRUE(f.absolute) << c.target;
+    EXPECT_EQ(f.error, c.error) << c.target;
+    EXPECT_EQ(f.authority, "") << c.target;
+  }
+}
+
+TEST(HeadTest, ConnectTargetIsNeverAbsoluteForm) {
+  RequestHead h;
+  h.method = "CONNECT";
+  h.target = "a.example:443";
+  EXPECT_FALSE(h.absolute_form().absolute);
+  h.method = "GET";
+  EXPECT_TRUE(h.absolute_form().absolute);
+  EXPECT_EQ(h.absolute_form().error, "scheme other than http or https");
+  h.target = "http://b.example/p";
+  EXPECT_EQ(h.absolute_form().authority, "b.example");
 }
 
 TEST(HeadTest, Iequals) {

@@ -75,6 +75,61 @@ std::string_view framing_field_spelled_with_underscores(std::string_view name) {
   return {};
 }
 
+// One byte as a message can show it: "X", "\\n", "\\x01".
+std::string quote_byte(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (c == '\r') return "\"\\r\"";
+  if (c == '\n') return "\"\\n\"";
+  if (c == '\t') return "\"\\t\"";
+  if (u >= 0x20 && u < 0x7f && c != '"' && c != '\\') return std::string("\"") + c + '"';
+  static constexpr char kHex[] = "0123456789abcdef";
+  return std::string("\"\\x") + kHex[u >> 4] + kHex[u & 0xf] + '"';
+}
+
+// A chunked message's Transfer-Encoding as one field with its codings in order, "identity"
+// dropped (it means none) and "chunked" spelled in lower case: llhttp reads "identity,
+// chunked", "CHUNKED" or two fields as chunked, and a next hop that reads them another way
+// would see other message boundaries. Other codings stay, since the body is forwarded coded.
+// Only runs for chunked messages; the common spelling costs one compare.
+void normalize_transfer_encoding(std::vector<Header>& headers) {
+  const auto is_te = [](const Header& h) {
+    return h.name.size() == 17 && iequals(h.name, "Transfer-Encoding");
+  };
+  auto first = std::find_if(headers.begin(), headers.end(), is_te);
+  if (first == headers.end()) return;  // not kept (keep_only_headers)
+  if (first->value == "chunked" && std::find_if(first + 1, headers.end(), is_te) == headers.end()) {
+    return;
+  }
+  std::string codings;
+  for (auto it = first; it != headers.end(); ++it) {
+    if (!is_te(*it)) continue;
+    std::string_view value = it->value;
+    while (!value.empty()) {
+      const size_t comma = std::min(value.find(','), value.size());
+      std::string_view coding = value.substr(0, comma);
+      value.remove_prefix(comma == value.size() ? comma : comma + 1);
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t')) {
+        coding.remove_prefix(1);
+      }
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t')) {
+        coding.remove_suffix(1);
+      }
+      if (coding.empty() || iequals(coding, "identity")) continue;
+      if (!codings.empty()) codings += ", ";
+      codings += iequals(coding, "chunked") ? std::string_view("chunked") : coding;
+    }
+  }
+  first->value = std::move(codings);
+  headers.erase(std::remove_if(first + 1, headers.end(), is_te), headers.end());
+}
+
+// The target as an error message shows it: at most 100 bytes.
+std::string shown_target(std::string_view target) {
+  constexpr size_t kShown = 100;
+  if (target.size() <= kShown) return std::string(target);
+  return std::string(target.substr(0, kShown)) + "...";
+}
+
 }  // namespace
 
 struct MessageParser::Impl {
@@ -101,7 +156,8 @@ struct MessageParser::Impl {
   size_t expected_next = 0;
 
   // What the last head or framing byte checked leaves open (see find_bad_line_end()).
-  enum class LineEnd : uint8_t { kNone, kCr, kCrLf } open_line_end = LineEnd::kNone;
+  // kDataEnd: chunk data ended, CRLF must follow.
+  enum class LineEnd : uint8_t { kNone, kCr, kCrLf, kDataEnd } open_line_end = LineEnd::kNone;
   // While a body is parsed: the buffer given to parse(), and where the chunk framing not yet
   // checked begins in it.
   const char* body_base = nullptr;
@@ -115,6 +171,7 @@ struct MessageParser::Impl {
   bool expects_continue = false;
   bool interim = false;
   bool upgrade = false;
+  bool host_seen = false;  // requests: a Host field was read
 
   int error_status = 0;
   std::string error;
@@ -148,7 +205,7 @@ struct MessageParser::Impl {
     in_field = false;
     header_count = 0;
     keep_alive = true;
-    close_delimited = chunked = expects_continue = interim = upgrade = false;
+    close_delimited = chunked = expects_continue = interim = upgrade = host_seen = false;
     content_length.reset();
   }
 
@@ -182,10 +239,12 @@ struct MessageParser::Impl {
   //   (llhttp refuses a field line that ends in a bare LF, so a fold always follows a CRLF.)
   // - In chunk framing, which is forwarded raw, an LF without a CR before it (llhttp accepts
   //   one after the last chunk). A head is re-serialized, so a bare LF there does no harm.
+  // - After chunk data, anything but CRLF: llhttp skips any two bytes there.
   // Returns the offset in `bytes` of the first wrong byte (what is wrong goes to `problem`), or
   // npos. What the last bytes leave open (a CR, a CRLF) is settled by the next call.
   size_t find_bad_line_end(std::string_view bytes, bool framing, const char*& problem) {
     static constexpr const char* kBareCr = "CR not followed by LF";
+    static constexpr const char* kNoCrlfAfterData = "chunk data not followed by CRLF";
     static constexpr const char* kFold =
         "obsolete line folding (a line starting with a space or tab)";
     constexpr size_t kNone = std::string_view::npos;
@@ -195,8 +254,12 @@ struct MessageParser::Impl {
       return at;
     };
     if (bytes.empty()) return kNone;
-    const LineEnd before = open_line_end;
+    LineEnd before = open_line_end;
     open_line_end = LineEnd::kNone;
+    if (before == LineEnd::kDataEnd) {
+      if (bytes[0] != '\r') return bad(kNoCrlfAfterData, 0);
+      before = LineEnd::kNone;  // the CR is checked below like any other
+    }
     if (framing) {
       for (size_t lf = bytes.find('\n'); lf != kNone; lf = bytes.find('\n', lf + 1)) {
         if (lf > 0 ? bytes[lf - 1] != '\r' : before != LineEnd::kCr) {
@@ -237,8 +300,11 @@ struct MessageParser::Impl {
     const size_t bad =
         find_bad_line_end(std::string_view(from, static_cast<size_t>(to - from)), framing, problem);
     if (bad == std::string_view::npos) return true;
-    line_error = std::string(problem) + " at byte " +
-                 std::to_string(message_bytes + static_cast<size_t>(from - base) + bad);
+    line_error = problem;
+    if (line_error.starts_with("chunk data"))
+      line_error += " (found " + quote_byte(from[bad]) + ")";
+    line_error +=
+        " at byte " + std::to_string(message_bytes + static_cast<size_t>(from - base) + bad);
     return false;
   }
 
@@ -363,6 +429,18 @@ struct MessageParser::Impl {
     return 0;
   }
 
+  // A target in absolute-form is routed by its authority (RFC 9112 3.2.2): one that names none
+  // is refused here, where the target ends.
+  static int on_url_complete(llhttp_t* parser) {
+    Impl& s = self(parser);
+    const std::string& target = s.req.target;
+    if (target.empty() || target[0] == '/' || target == "*") return 0;
+    const AbsoluteForm form = s.req.absolute_form();
+    if (form.error.empty()) return 0;
+    return s.reject(400,
+                    "request target \"" + shown_target(target) + "\": " + std::string(form.error));
+  }
+
   static int on_status(llhttp_t* parser, const char* at, size_t len) {
     self(parser).resp.reason.append(at, len);
     return 0;
@@ -395,6 +473,12 @@ struct MessageParser::Impl {
       if (!is_token_char(c)) {
         return s.reject(400, "invalid character in header name \"" + name + "\"");
       }
+    }
+    // RFC 9112 3.2: a request with two Host fields is a 400 (routed by one, the app could
+    // read the other).
+    if (s.kind == Kind::kRequest && name.size() == 4 && iequals(name, "Host")) {
+      if (s.host_seen) return s.reject(400, "two Host fields");
+      s.host_seen = true;
     }
     // The lengths of "Content-Length" and "Transfer-Encoding": other names cost one compare.
     if (s.kind == Kind::kRequest && (name.size() == 14 || name.size() == 17)) {
@@ -487,6 +571,7 @@ struct MessageParser::Impl {
     s.upgrade = parser->upgrade != 0;
     s.keep_alive = llhttp_should_keep_alive(parser) != 0;
     s.chunked = !skip_body && (parser->flags & F_CHUNKED) != 0;
+    if (s.chunked) normalize_transfer_encoding(s.headers());
     s.close_delimited = !s.upgrade && llhttp_message_needs_eof(parser) != 0;
     if (s.close_delimited) s.keep_alive = false;
     // Known length: 0 without a body, Content-Length; none for chunked or close-delimited.
@@ -506,7 +591,9 @@ struct MessageParser::Impl {
     Impl& s = self(parser);
     if (!s.chunked) return 0;
     if (!s.line_ends_ok(s.body_base, s.framing_from, at, true)) return -1;
-    s.open_line_end = LineEnd::kNone;  // after a chunk-size line: data, which may start blank
+    // After a chunk-size line: data, which may start blank. Once llhttp has counted the
+    // chunk's last data byte, the CRLF that must follow is framing again.
+    s.open_line_end = parser->content_length == 0 ? LineEnd::kDataEnd : LineEnd::kNone;
     s.framing_from = at + len;
     return 0;
   }
@@ -524,6 +611,7 @@ const llhttp_settings_t& MessageParser::Impl::settings() {
     s.on_message_begin = &Impl::on_message_begin;
     s.on_method = &Impl::on_method;
     s.on_url = &Impl::on_url;
+    s.on_url_complete = &Impl::on_url_complete;
     s.on_status = &Impl::on_status;
     s.on_header_field = &Impl::on_header_field;
     s.on_header_field_complete = &Impl::on_header_field_complete;

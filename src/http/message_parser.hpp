@@ -24,6 +24,11 @@
 //   101 (the server declined), close the connection after forwarding that response.
 //   After a message whose keep_alive() is false, parse() discards further bytes (kNeedMore):
 //   the connection is to be closed once that message has been forwarded.
+//
+// Beyond llhttp (see the ADR): requests with two Host fields, or with an absolute-form target
+// that names no usable host (see absolute_form_of() in head.hpp), are errors; chunk data must
+// be followed by CRLF; a chunked message's Transfer-Encoding fields are reported as one
+// normalised field ("identity, chunked" -> "chunked"), so a serialized head says what we read.
 #pragma once
 
 #include <cstddef>

@@ -100,7 +100,9 @@ def test_gateway_errors_502_and_504(tunnel, origin):
      b"CR not followed by LF"),
     (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw",
      b"101 Switching Protocols answers a request that did not ask to upgrade"),
-], ids=["folded-header", "bare-cr-in-chunk-size", "unrequested-101"])
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXY0\r\n\r\n",
+     b"chunk data not followed by CRLF"),
+], ids=["folded-header", "bare-cr-in-chunk-size", "unrequested-101", "no-crlf-after-chunk-data"])
 def test_app_response_with_bad_line_ends_is_502(tunnel, response, problem):
     """An app whose response folds a header, ends a chunk-size line in a bare CR, or switches
     protocols for a request that did not ask to: the agent refuses to read it another way, and
@@ -127,6 +129,43 @@ def test_app_response_with_bad_line_ends_is_502(tunnel, response, problem):
             assert rs and rs[0].status == 502 and problem in rs[0].body, \
                 [(r.status, r.body[:500]) for r in rs]
         assert core.alive() and tunnel.all[-1].alive()
+    finally:
+        lsock.close()
+
+
+def test_response_transfer_encoding_reaches_the_visitor_normalised(tunnel):
+    """Issue 25: an app's "Transfer-Encoding: IDENTITY" + "Transfer-Encoding: chunked" went to
+    the visitor as two fields; the visitor gets one "Transfer-Encoding: chunked"."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+
+    def app():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: IDENTITY\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    threading.Thread(target=app, daemon=True).start()
+    try:
+        core = tunnel.core()
+        tunnel.agent(core, "127.0.0.1:%d" % lsock.getsockname()[1], subdomain="te")
+        s = socket.create_connection(("127.0.0.1", core.http_port), timeout=15)
+        with s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: te.localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                more = s.recv(65536)
+                if not more:
+                    break
+                data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), data
+        fields = [l.split(b":", 1) for l in head.split(b"\r\n")[1:]]
+        assert [v.strip() for k, v in fields if k.lower() == b"transfer-encoding"] == [b"chunked"], head
+        assert body == b"2\r\nok\r\n0\r\n\r\n", body
     finally:
         lsock.close()
 

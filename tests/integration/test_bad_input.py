@@ -108,6 +108,38 @@ def test_bare_cr_in_chunk_framing_is_400_and_ends_the_exchange(core, app):
     assert_still_serving(core)
 
 
+def test_chunk_data_without_crlf_is_400_and_ends_the_exchange(core, app):
+    """Issue 25: llhttp alone skips any two bytes after chunk data ("helloXY"); the core
+    refuses them, naming the byte, and the request pipelined behind is never served."""
+    raw = (b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5\r\nhelloXY0\r\n\r\n"
+           b"GET /echo?smuggled=1 HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+    rs = client.raw_exchange(core.http_port, raw, timeout=15, responses=2)
+    assert [r.status for r in rs] == [400], [(r.status, r.body[:300]) for r in rs]
+    assert b"chunk data not followed by CRLF" in rs[0].body, rs[0].body
+    assert b"at byte 82" in rs[0].body, rs[0].body
+    assert_still_serving(core)
+
+
+@pytest.mark.parametrize("raw,named", [
+    (b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\nHost: other.localhost\r\n\r\n",
+     b"two Host fields at byte 46"),
+    (b"GET /echo HTTP/1.1\r\nhost: app.localhost\r\nX: y\r\nHOST: app.localhost\r\n\r\n",
+     b"two Host fields at byte"),
+    (b"GET http://u@app.localhost/echo HTTP/1.1\r\nHost: app.localhost\r\n\r\n",
+     b"userinfo in the absolute-form target"),
+    (b"GET ftp://app.localhost/echo HTTP/1.1\r\nHost: app.localhost\r\n\r\n",
+     b"scheme other than http or https"),
+], ids=["two-host-fields", "two-host-fields-any-case", "absolute-form-userinfo",
+        "absolute-form-ftp"])
+def test_ambiguous_host_is_400_naming_the_problem(core, app, raw, named):
+    """RFC 9112 3.2: two Host fields are a 400 (the core routed by the first and the app got
+    both). An absolute-form target that names no usable host is one too."""
+    rs = client.raw_exchange(core.http_port, raw, timeout=10)
+    assert rs and rs[0].status == 400 and named in rs[0].body, [(r.status, r.body[:500]) for r in rs]
+    assert_still_serving(core)
+
+
 def test_header_over_64k_is_431(core, app):
     big = b"GET /echo HTTP/1.1\r\nHost: app.localhost\r\nX-Big: " + b"a" * (70 * 1024) + b"\r\n\r\n"
     s = socket.create_connection(("127.0.0.1", core.http_port), timeout=10)

@@ -93,3 +93,18 @@ def test_chunked_request_and_response(core, app, tmp_path):
     # curl decodes the chunked response the same way
     cp = client.curl(core.url("app", "/chunked"))
     assert cp.returncode == 0 and cp.stdout == b"".join(payload.chunked_body_parts()), cp.stderr
+
+
+def test_transfer_encoding_reaches_the_app_normalised(core, app):
+    """Issue 25: "identity, chunked" (and two fields) framed the body as chunked for the core
+    but went to the app verbatim; the app now gets one "Transfer-Encoding: chunked"."""
+    for te in (b"Transfer-Encoding: identity, chunked\r\n",
+               b"Transfer-Encoding: IDENTITY\r\nTransfer-Encoding: Chunked\r\n"):
+        raw = (b"POST /echo HTTP/1.1\r\nHost: app.localhost\r\n" + te +
+               b"\r\n3\r\nabc\r\n0\r\n\r\n")
+        rs = client.raw_exchange(core.http_port, raw, timeout=15)
+        assert rs and rs[0].status == 200, [(r.status, r.body[:300]) for r in rs]
+        echo = json.loads(rs[0].body)
+        got = [v for k, v in echo["header_list"] if k.lower() == "transfer-encoding"]
+        assert got == ["chunked"], (te, echo["header_list"])
+        assert echo["body"] == "abc", echo
