@@ -1,5 +1,7 @@
 #include "agent/forwarder.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -77,7 +79,6 @@ struct RequestInfo {
   std::string_view end;     // what completes it: "", "\r\n" or "\r\n\r\n"
   std::string_view method;  // in the ForwardResult
   bool upgrade = false;
-  bool has_body = false;
   std::string error;  // the head does not parse
 };
 
@@ -111,7 +112,6 @@ RequestInfo read_request_head(std::string_view payload, ForwardResult& result) {
   if (!head.headers.empty()) result.request_id = std::move(head.headers.front().value);
   info.method = result.method;
   info.upgrade = parser.is_upgrade();
-  info.has_body = parser.has_body();
   return info;
 }
 
@@ -277,7 +277,13 @@ asio::awaitable<void> download_body(Attempt& at) {
       }
     }
     if (raw) offset = n;
-    if (end && offset < n) at.trailing = true;  // more than one response: not reusable
+    if (end && offset < n) {
+      at.trailing = true;  // more than one response: not reusable
+      spdlog::debug(
+          "the local app at {} sent {} byte(s) after the end of its response; closing that "
+          "connection instead of reusing it",
+          at.where, n - offset);
+    }
 
     transport::error_code wec;
     co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf->data), offset}, wec, end);
@@ -329,9 +335,8 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     bool reused = false;
     std::string error;
     // A request without a body is retried on a fresh connection if a reused one turns out
-    // closed (at.retryable), so it skips the pool's check.
-    auto app = co_await pool->acquire(target, reused, error, addresses.client,
-                                      request.has_body || request.upgrade);
+    // closed (at.retryable).
+    auto app = co_await pool->acquire(target, reused, error, addresses.client);
     if (!app) {
       result.error = error;
       stream->reset(ErrorCode::kLocalUnreachable, error);

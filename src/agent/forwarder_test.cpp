@@ -490,6 +490,37 @@ TEST_F(ForwarderTest, StaleIdleConnectionIsReplaced) {
   EXPECT_EQ(app->connections(), 3);
 }
 
+// Issue 25: an app answered the first request twice, the second time after the first exchange
+// had ended; the leftover response (with visitor A's cookie) went to visitor B, whose request
+// has no body and so skipped the pool's check. Every reused connection is checked now.
+TEST_F(ForwarderTest, LeftoverResponseOnAnIdleConnectionNeverReachesTheNextRequest) {
+  constexpr std::string_view kLeftover =
+      "HTTP/1.1 200 OK\r\nSet-Cookie: session=visitor-a\r\nContent-Length: 8\r\n\r\nleftover";
+  constexpr std::string_view kSecond = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond";
+  bool leftover_sent = false;
+  app = std::make_unique<FakeApp>(
+      pair.io, [&](tcp::socket& s, const std::string& head, std::string&) -> asio::awaitable<bool> {
+        if (!head.starts_with("GET /first ")) co_return co_await send(s, kSecond);
+        if (!co_await send(s, kHello)) co_return false;
+        // Once the first exchange is over and the connection is idle in the pool.
+        co_await mux::test::wait_until([&] { return results->size() == 1; }, 5s);
+        leftover_sent = co_await send(s, kLeftover);
+        co_return true;
+      });
+  serve(app->address());
+  pair.run([&]() -> asio::awaitable<void> {
+    Reply first = co_await round_trip(*pair.core, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(first.bytes, kHello);
+    EXPECT_TRUE(co_await mux::test::wait_until([&] { return leftover_sent; }, 5s));
+    Reply second = co_await round_trip(*pair.core, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_TRUE(second.eof) << second.message;
+    EXPECT_EQ(second.bytes, kSecond);
+  });
+  EXPECT_EQ(app->connections(), 2) << "the connection with the leftover was reused";
+  ASSERT_EQ(results->size(), 2u);
+  EXPECT_FALSE((*results)[1].reused_connection);
+}
+
 TEST_F(ForwarderTest, UpgradeRelaysRawBytesBothWays) {
   app = std::make_unique<FakeApp>(
       pair.io,

@@ -1,5 +1,6 @@
 #include "agent/local_pool.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -21,14 +22,15 @@ LocalPool::LocalPool(asio::any_io_executor executor) : LocalPool(std::move(execu
 LocalPool::LocalPool(asio::any_io_executor executor, Options options)
     : executor_(std::move(executor)), options_(options) {}
 
-bool LocalPool::still_open(tcp::socket& socket) {
-  if (!socket.is_open()) return false;
+LocalPool::IdleState LocalPool::idle_state(tcp::socket& socket) {
+  if (!socket.is_open()) return IdleState::kClosed;
   char byte = 0;
   for (;;) {
     const ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
-    // 0: the app closed it; > 0: bytes nobody asked for (the exchange is out of step).
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (n > 0) return IdleState::kUnsolicited;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? IdleState::kOpen
+                                                              : IdleState::kClosed;
   }
 }
 
@@ -43,8 +45,7 @@ std::string LocalPool::key(const common::NetAddress& target, std::string_view cl
 
 asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::NetAddress& target,
                                                                bool& reused, std::string& error,
-                                                               std::string_view client,
-                                                               bool check_open) {
+                                                               std::string_view client) {
   reused = false;
   prune();
   if (auto it = idle_.find(key(target, client)); it != idle_.end()) {
@@ -53,10 +54,18 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
       tcp::socket socket = std::move(list.back().socket);
       list.pop_back();
       --total_;
-      if (check_open ? still_open(socket) : socket.is_open()) {
+      const IdleState state = idle_state(socket);
+      if (state == IdleState::kOpen) {
         if (list.empty()) idle_.erase(it);
         reused = true;
         co_return std::optional<tcp::socket>(std::move(socket));
+      }
+      if (state == IdleState::kUnsolicited) {
+        boost::system::error_code ignored;
+        spdlog::debug(
+            "the local app at {} sent {} byte(s) on an idle keep-alive connection, answering no "
+            "request; closing that connection instead of reusing it",
+            target.to_string(), socket.available(ignored));
       }
     }
     idle_.erase(it);

@@ -1,9 +1,12 @@
 // Keep-alive connections from the agent to its local apps, one bounded idle list per target.
 //
-// A request takes an idle connection (checked still open first) or dials a new one; after a
-// clean keep-alive exchange the forwarder gives it back. Idle connections expire after
-// `idle_timeout`, at most `max_idle_per_target` are kept per target and `max_idle_total` in
-// all, and everything lives on one executor (not thread-safe).
+// A request takes an idle connection or dials a new one; after a clean keep-alive exchange the
+// forwarder gives it back. Every idle connection is checked before reuse (one non-blocking
+// MSG_PEEK): one the app closed is dropped, and so is one on which the app sent bytes nobody
+// asked for (an extra response, say, with another visitor's Set-Cookie), since the next
+// request's response would be read from those bytes. The latter is logged at debug. Idle
+// connections expire after `idle_timeout`, at most `max_idle_per_target` are kept per target and
+// `max_idle_total` in all, and everything lives on one executor (not thread-safe).
 //
 // A connection that began with a PROXY header belongs to one public client connection: such
 // connections are pooled under (target, client address) and only reused for that client.
@@ -43,13 +46,12 @@ class LocalPool {
   // one. On failure returns nullopt and sets `error`, which names the address
   // ("dial tcp 127.0.0.1:3000: Connection refused").
   // `client` (non-empty) restricts reuse to connections released for the same client.
-  // `check_open` = false skips the one-syscall check that a pooled connection was not closed by
-  // the app while idle: for a caller that can retry on a fresh connection when a reused one
-  // turns out closed (a request without a body).
+  // A reused connection was open and silent when checked; the app may still close it at that
+  // moment, so a caller should retry on a fresh connection when a reused one fails before
+  // anything was answered.
   asio::awaitable<std::optional<tcp::socket>> acquire(const common::NetAddress& target,
                                                       bool& reused, std::string& error,
-                                                      std::string_view client = {},
-                                                      bool check_open = true);
+                                                      std::string_view client = {});
   // Hands back a connection that finished a keep-alive exchange cleanly.
   void release(const common::NetAddress& target, tcp::socket socket, std::string_view client = {});
 
@@ -62,9 +64,12 @@ class LocalPool {
   std::size_t idle_count() const;
   std::size_t idle_count(const common::NetAddress& target, std::string_view client = {}) const;
 
-  // True when nothing has arrived on an idle connection and the peer has not closed it
-  // (a non-blocking MSG_PEEK read would block).
-  static bool still_open(tcp::socket& socket);
+  // What an idle connection looks like now, from a non-blocking MSG_PEEK read: kOpen when it
+  // would block (nothing arrived, not closed); kClosed at EOF, on an error or when the socket
+  // is not open; kUnsolicited when bytes arrived that no request asked for.
+  enum class IdleState { kOpen, kClosed, kUnsolicited };
+  static IdleState idle_state(tcp::socket& socket);
+  static bool still_open(tcp::socket& socket) { return idle_state(socket) == IdleState::kOpen; }
 
  private:
   struct Idle {

@@ -148,8 +148,36 @@ TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
   std::this_thread::sleep_for(50ms);
   EXPECT_FALSE(LocalPool::still_open(*a));
   EXPECT_FALSE(LocalPool::still_open(*b));
+  EXPECT_EQ(LocalPool::idle_state(*a), LocalPool::IdleState::kUnsolicited);
+  EXPECT_EQ(LocalPool::idle_state(*b), LocalPool::IdleState::kClosed);
   tcp::socket closed(io);
   EXPECT_FALSE(LocalPool::still_open(closed));
+}
+
+// Issue 25: bytes the app sent on an idle connection (a second response to the last request)
+// would be read as the answer to the next one; such a connection is closed, never reused.
+TEST_F(LocalPoolTest, ConnectionWithUnsolicitedBytesIsNotReused) {
+  LocalPool pool(io.get_executor());
+  bool reused = false;
+  std::string error;
+  auto conn = acquire(pool, reused, error);
+  ASSERT_TRUE(conn) << error;
+  auto server = accept_one();
+  const auto port = conn->local_endpoint().port();
+  pool.release(target, std::move(*conn));
+  asio::write(server, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")));
+  std::this_thread::sleep_for(50ms);
+
+  auto next = acquire(pool, reused, error);
+  ASSERT_TRUE(next) << error;
+  EXPECT_FALSE(reused);
+  EXPECT_NE(next->local_endpoint().port(), port);
+  EXPECT_EQ(pool.idle_count(), 0u);
+  // The app sees the connection closed (reset, since its bytes were never read).
+  char byte = 0;
+  boost::system::error_code ec;
+  server.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
 }
 
 TEST_F(LocalPoolTest, IdleConnectionsExpire) {

@@ -1,7 +1,11 @@
 """Agents coming and going: two agents on one hostname, agent restart, core restart
 (issue #2, tests 6-8)."""
+import contextlib
+import fcntl
 import json
 import socket
+import struct
+import termios
 import threading
 import time
 
@@ -129,6 +133,67 @@ def test_app_response_with_bad_line_ends_is_502(tunnel, response, problem):
             assert rs and rs[0].status == 502 and problem in rs[0].body, \
                 [(r.status, r.body[:500]) for r in rs]
         assert core.alive() and tunnel.all[-1].alive()
+    finally:
+        lsock.close()
+
+
+def unacked_bytes(sock):
+    """Bytes sent on `sock` that the peer has not acknowledged yet (SIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+
+def test_leftover_response_never_reaches_the_next_visitor(tunnel):
+    """Issue 25: an app that answers one request twice, the second time after the exchange
+    ended. The leftover (with visitor A's Set-Cookie) sat on the agent's idle keep-alive
+    connection and was given to visitor B, whose GET skipped the pool's check. Now B gets the
+    app's real answer, on a fresh connection, and the agent logs why at debug."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    first_answered = threading.Event()
+    leftover_sent = threading.Event()
+
+    def respond(conn):
+        with conn, contextlib.suppress(OSError):  # the agent resets the one it drops
+            f = conn.makefile("rb")
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                path = line.split(b" ")[1]
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                body = b"real answer for " + path
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                if path == b"/first":
+                    first_answered.wait(30)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=visitor-a\r\n"
+                                 b"Content-Length: 15\r\n\r\nleftover for A!")
+                    # Acknowledged by the agent's kernel: waiting in its socket, not in flight.
+                    client.wait_for(lambda: unacked_bytes(conn) == 0, 15,
+                                    what="the agent's kernel to acknowledge the leftover")
+                    leftover_sent.set()
+
+    def app():
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=respond, args=(conn,), daemon=True).start()
+    threading.Thread(target=app, daemon=True).start()
+    try:
+        core = tunnel.core()
+        agent = tunnel.agent(core, "127.0.0.1:%d" % lsock.getsockname()[1], subdomain="twice",
+                             extra_args=["--log-level", "debug"])
+        a = core.request("twice", "GET", "/first", timeout=15)
+        assert a.status == 200 and a.body == b"real answer for /first", (a.status, a.body)
+        first_answered.set()
+        assert leftover_sent.wait(15)
+        for path in ("/second", "/third"):
+            b = core.request("twice", "GET", path, timeout=15)
+            assert b.status == 200, (b.status, b.body[:500])
+            assert b.body == b"real answer for " + path.encode(), b.body
+            assert "set-cookie" not in b.headers, b.headers
+        agent.wait_output(r"sent \d+ byte\(s\) on an idle keep-alive connection", timeout=15)
     finally:
         lsock.close()
 
