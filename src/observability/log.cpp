@@ -2,14 +2,20 @@
 
 #include <fmt/format.h>
 #include <spdlog/formatter.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cctype>
 #include <ctime>
 #include <memory>
 #include <optional>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace tunnel::observability {
 namespace {
@@ -99,7 +105,101 @@ std::size_t utf8_sequence_length(std::string_view s) {
   return len;
 }
 
+// Bytes that may need an escape in a text log line: C0, DEL, and 0xC2 (the lead byte of the
+// C1 controls in UTF-8). A table: every byte of every message is looked up once.
+constexpr std::array<bool, 256> kSuspect = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = true;
+  t[0x7F] = true;
+  t[0xC2] = true;
+  return t;
+}();
+
+// Blocks of kBlock bytes without a byte below 0x20, 0x7F or 0xC2 are skipped whole (SSE2, so
+// every x86-64): most messages hold none, and this runs for every byte of every text log
+// line; a few vector instructions per block instead of a table lookup per byte.
+#if defined(__SSE2__)
+constexpr std::size_t kBlock = 16;
+inline bool block_has_suspect(const char* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i below_space = _mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(0x1F)),
+                                             _mm_set1_epi8(0x1F));  // v <= 0x1F, unsigned
+  const __m128i del = _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7F));
+  const __m128i c2 = _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xC2)));
+  return _mm_movemask_epi8(_mm_or_si128(below_space, _mm_or_si128(del, c2))) != 0;
+}
+#else
+constexpr std::size_t kBlock = 16;
+inline bool block_has_suspect(const char* /*p*/) {
+  return true;  // no vector scan: every byte goes through the table
+}
+#endif
+
+// Appends `text` to `out` (a std::string or spdlog's memory buffer) as escape_for_text_log()
+// describes; runs of harmless bytes are appended in one piece.
+template <typename Out>
+void append_escaped(Out& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const char* const data = text.data();
+  const std::size_t size = text.size();
+  std::size_t run = 0;  // start of the bytes not yet appended
+  std::size_t i = 0;
+  while (i < size) {
+    if (size - i >= kBlock && !block_has_suspect(data + i)) {
+      i += kBlock;
+      continue;
+    }
+    const auto c = static_cast<unsigned char>(data[i]);
+    if (!kSuspect[c]) {
+      ++i;
+      continue;
+    }
+    std::size_t len = 1;  // bytes escaped
+    if (c == 0xC2) {
+      if (i + 1 == size || static_cast<unsigned char>(data[i + 1]) < 0x80 ||
+          static_cast<unsigned char>(data[i + 1]) > 0x9F) {
+        ++i;
+        continue;  // U+00A0 and up: printable
+      }
+      len = 2;
+    }
+    out.append(data + run, data + i);
+    for (std::size_t k = 0; k < len; ++k) {
+      const auto b = static_cast<unsigned char>(data[i + k]);
+      char esc[4] = {'\\', 'x', kHex[b >> 4], kHex[b & 0xF]};
+      std::size_t esc_len = 4;
+      if (b == '\n' || b == '\r' || b == '\t') {
+        esc[1] = b == '\n' ? 'n' : b == '\r' ? 'r' : 't';
+        esc_len = 2;
+      }
+      out.append(esc, esc + esc_len);
+    }
+    i += len;
+    run = i;
+  }
+  out.append(data + run, data + size);
+}
+
+// The text format's message flag (%*): the payload with control characters escaped.
+class EscapedMessage final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm& /*time*/,
+              spdlog::memory_buf_t& dest) override {
+    append_escaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedMessage>();
+  }
+};
+
 }  // namespace
+
+std::string escape_for_text_log(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  append_escaped(out, text);
+  return out;
+}
 
 void append_json_string(std::string& out, std::string_view text) {
   out += '"';
@@ -111,7 +211,11 @@ void append_json_string(std::string& out, std::string_view text) {
       text.remove_prefix(1);
       continue;
     }
-    if (len > 1) {
+    if (len == 2 && static_cast<unsigned char>(c) == 0xC2 &&
+        static_cast<unsigned char>(text[1]) <= 0x9F) {
+      // A C1 control (U+0080 to U+009F): valid JSON raw, but U+009B is ESC [ to a terminal.
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(text[1])));
+    } else if (len > 1) {
       out.append(text.data(), len);
     } else if (c == '"') {
       out += "\\\"";
@@ -170,7 +274,9 @@ std::string init_logging(std::string_view format, std::string_view level) {
   } else {
     logger = std::make_shared<spdlog::logger>(
         "", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<EscapedMessage>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %*");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(*parsed_level);
   logger->flush_on(spdlog::level::warn);

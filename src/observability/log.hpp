@@ -11,15 +11,27 @@ namespace tunnel::observability {
 // debug, info, warn (or warning), error, critical, off (any case). Returns an empty string on
 // success, otherwise a message for the user naming the bad flag value, e.g.
 // `unknown --log-format "xml" (expected text or json)`; the logger is then left unchanged.
+//
+// Either format escapes control characters in the message, whatever a call site passes in
+// (a peer's agent id, a JWT header, a request target), so a logged value can neither start a
+// forged line nor send a terminal escape sequence: the text format as escape_for_text_log()
+// does, the JSON format as JSON strings require (see append_json_string()).
 [[nodiscard]] std::string init_logging(std::string_view format, std::string_view level);
+
+// `text` with every control character written as an escape, for a text log line: \n, \r, \t,
+// and \xHH for the other C0 bytes, DEL and the two bytes of a UTF-8 encoded C1 control
+// (U+0080 to U+009F: a terminal may read U+009B as ESC [). Other bytes, valid UTF-8 or not,
+// are kept; so is a backslash, so an escape cannot be told from the same text sent literally.
+std::string escape_for_text_log(std::string_view text);
 
 // One JSON log line (with the trailing '\n'):
 // {"time":"2026-01-02T03:04:05.678Z","level":"info","msg":"..."}
 std::string format_json_record(std::chrono::system_clock::time_point time, std::string_view level,
                                std::string_view message);
 
-// Appends `text` as a quoted JSON string. Control characters are escaped and invalid UTF-8
-// sequences become U+FFFD, so the output is valid JSON whatever bytes a peer sent.
+// Appends `text` as a quoted JSON string. Control characters (C0, DEL and the C1 controls
+// U+0080 to U+009F) are escaped and invalid UTF-8 sequences become U+FFFD, so the output is
+// valid JSON whatever bytes a peer sent, and shown raw it cannot drive a terminal.
 void append_json_string(std::string& out, std::string_view text);
 
 }  // namespace tunnel::observability

@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
 namespace tunnel::observability {
 namespace {
@@ -21,6 +23,67 @@ TEST(Log, EscapesJsonSpecialCharacters) {
   EXPECT_EQ(json_string("a\nb\rc\td"), R"("a\nb\rc\td")");
   EXPECT_EQ(json_string(std::string_view("\x00\x01\x1f\x7f", 4)), R"("\u0000\u0001\u001f\u007f")");
   EXPECT_EQ(json_string("</script>"), R"("</script>")");
+}
+
+TEST(Log, JsonEscapesC1Controls) {
+  EXPECT_EQ(json_string("a\xC2\x9B"
+                        "31mb\xC2\x80\xC2\x9F\xC2\xA0"),
+            R"("a\u009b31mb\u0080\u009f)"
+            "\xC2\xA0\"");
+}
+
+TEST(Log, TextEscapeWritesControlCharactersAsEscapes) {
+  EXPECT_EQ(escape_for_text_log(""), "");
+  EXPECT_EQ(escape_for_text_log("plain \\ text \"quoted\""), "plain \\ text \"quoted\"");
+  EXPECT_EQ(escape_for_text_log("a\nb\rc\td"), R"(a\nb\rc\td)");
+  EXPECT_EQ(escape_for_text_log("\x1b[31mred\x1b[0m"), R"(\x1b[31mred\x1b[0m)");
+  EXPECT_EQ(escape_for_text_log(std::string_view("\x00\x01\x1f\x7f", 4)), R"(\x00\x01\x1f\x7f)");
+  // C1 controls as UTF-8; other UTF-8, and bytes that are not UTF-8, stay as they are.
+  EXPECT_EQ(escape_for_text_log("\xC2\x9B"
+                                "2J \xC2\x80"),
+            R"(\xc2\x9b2J \xc2\x80)");
+  EXPECT_EQ(escape_for_text_log("caf\xC3\xA9 \xC2\xA0 \xC2\xB0 \xFF \xC2"),
+            "caf\xC3\xA9 \xC2\xA0 \xC2\xB0 \xFF \xC2");
+}
+
+// Long messages are scanned 16 bytes at a time: a control character is found at any offset,
+// in any block, and the bytes around it are kept.
+TEST(Log, TextEscapeFindsControlCharactersAtEveryOffset) {
+  for (size_t at = 0; at < 40; ++at) {
+    for (const std::string_view bad : {"\n", "\x7f", "\xC2\x9B"}) {
+      std::string text(40, 'a');
+      text.replace(at, 1, bad);
+      std::string expected(40, 'a');
+      expected.replace(at, 1, bad == "\n" ? "\\n" : bad == "\x7f" ? "\\x7f" : "\\xc2\\x9b");
+      EXPECT_EQ(escape_for_text_log(text), expected) << at;
+    }
+    std::string latin(40, 'a');
+    latin.replace(at, 1, "\xC2\xB0");  // U+00B0: kept
+    EXPECT_EQ(escape_for_text_log(latin), latin) << at;
+  }
+}
+
+// What issue 25 found: a JWT header with a newline in "alg" (or an agent id with one) wrote a
+// line of its own into the text log.
+TEST(Log, TextLoggerCannotBeMadeToWriteAForgedLine) {
+  ASSERT_EQ(init_logging("text", "info"), "");
+  testing::internal::CaptureStderr();
+  spdlog::warn("agent {}: unsupported JWT alg \"{}\"", "laptop\r\n",
+               "HS256\n2026-01-01T00:00:00.000 info  agent admin authenticated\x1b[2K");
+  spdlog::info("second");
+  const std::string out = testing::internal::GetCapturedStderr();
+  ASSERT_EQ(init_logging("text", "info"), "");
+  std::vector<std::string> lines;
+  for (size_t from = 0, nl; (nl = out.find('\n', from)) != std::string::npos; from = nl + 1) {
+    lines.push_back(out.substr(from, nl - from));
+  }
+  ASSERT_EQ(lines.size(), 2u) << out;
+  EXPECT_TRUE(lines[0].ends_with(
+      R"(agent laptop\r\n: unsupported JWT alg "HS256\n2026-01-01T00:00:00.000 info  agent admin authenticated\x1b[2K")"))
+      << lines[0];
+  EXPECT_EQ(lines[0].find('\x1b'), std::string::npos) << lines[0];
+  EXPECT_TRUE(lines[1].ends_with(" second")) << lines[1];
+  EXPECT_NE(lines[1].find("info"), std::string::npos) << lines[1];
 }
 
 TEST(Log, KeepsValidUtf8AndReplacesInvalidBytes) {
