@@ -90,7 +90,7 @@ std::string quote_byte(char c) {
 // dropped (it means none) and "chunked" spelled in lower case: llhttp reads "identity,
 // chunked", "CHUNKED" or two fields as chunked, and a next hop that reads them another way
 // would see other message boundaries. Other codings stay, since the body is forwarded coded.
-// Only runs for chunked messages; the common spelling costs one compare.
+// Only runs for heads that say chunked; the common spelling costs one compare.
 void normalize_transfer_encoding(std::vector<Header>& headers) {
   const auto is_te = [](const Header& h) {
     return h.name.size() == 17 && iequals(h.name, "Transfer-Encoding");
@@ -571,7 +571,9 @@ struct MessageParser::Impl {
     s.upgrade = parser->upgrade != 0;
     s.keep_alive = llhttp_should_keep_alive(parser) != 0;
     s.chunked = !skip_body && (parser->flags & F_CHUNKED) != 0;
-    if (s.chunked) normalize_transfer_encoding(s.headers());
+    // Whether or not a body follows (a 204 or the answer to HEAD may say chunked too): what
+    // the head says must not depend on the request it answers.
+    if ((parser->flags & F_CHUNKED) != 0) normalize_transfer_encoding(s.headers());
     s.close_delimited = !s.upgrade && llhttp_message_needs_eof(parser) != 0;
     if (s.close_delimited) s.keep_alive = false;
     // Known length: 0 without a body, Content-Length; none for chunked or close-delimited.

@@ -469,6 +469,28 @@ TEST(MessageParserTest, ChunkedIsReadThroughValidSpellingsAndTheFieldIsNormalise
   }
 }
 
+// The field is normalised by what the head says, not by whether a body follows: the same
+// head reads the same whatever request it answers (found by http_head_fuzz: a 200 to CONNECT
+// kept two fields, and the same head re-read as the answer to a GET did not).
+TEST(MessageParserTest, TransferEncodingIsNormalisedAlsoWithoutABody) {
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const char* method : {"HEAD", "CONNECT", "GET"}) {
+    MessageParser p(Kind::kResponse);
+    p.expect_response_to(method);
+    ASSERT_EQ(p.parse(head).type, Step::kHead) << method << ": " << p.error();
+    EXPECT_EQ(p.response().serialize(), "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        << method;
+  }
+  MessageParser no_content(Kind::kResponse);
+  ASSERT_EQ(no_content
+                .parse(std::string_view("HTTP/1.1 204 No Content\r\nTransfer-Encoding: "
+                                        "identity, chunked\r\n\r\n"))
+                .type,
+            Step::kHead);
+  EXPECT_EQ(*no_content.response().find("Transfer-Encoding"), "chunked");
+}
+
 // llhttp 8.1 in loose mode skips any two bytes after chunk data where CRLF belongs, so
 // "5\r\nhelloXY0\r\n\r\n" would be forwarded raw to a next hop that may read it otherwise.
 TEST(MessageParserTest, ChunkDataMustBeFollowedByCrlf) {
