@@ -7,6 +7,8 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <cstring>
 
+#include "protocol/frame_payload.hpp"
+
 namespace tunnel::mux {
 
 using protocol::ErrorCode;
@@ -21,10 +23,6 @@ constexpr auto kFlushTimeout = std::chrono::seconds(2);
 // the data bound, the session ends.
 constexpr std::size_t kControlSlack = 1024 * 1024;
 constexpr std::size_t kMaxNoticeBytes = 4096;  // longer NOTICE messages are cut
-
-std::uint64_t ping_ticks(std::chrono::steady_clock::time_point t) {
-  return static_cast<std::uint64_t>(t.time_since_epoch().count());
-}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -139,10 +137,7 @@ void Stream::reset(ErrorCode code, std::string_view message) {
   if (reset_ || session_->closed_) return;
   const bool v2 = session_->version() >= protocol::kVersion2;
   if (v2) {
-    std::vector<std::uint8_t> payload(4 + message.size());
-    protocol::put_u32(payload.data(), static_cast<std::uint32_t>(code));
-    std::memcpy(payload.data() + 4, message.data(), message.size());
-    session_->queue(FrameType::kReset, 0, id_, payload);
+    session_->queue_reset(id_, code, message);
   } else if (session_->role_ == Role::kAgent) {
     if (!local_closed_) {
       session_->queue(FrameType::kData, flags::kError | flags::kEndStream, id_, as_bytes(message));
@@ -303,24 +298,15 @@ asio::awaitable<std::shared_ptr<Stream>> Session::accept() {
 void Session::go_away(ErrorCode code, std::string_view message) {
   if (closed_ || going_away_) return;
   going_away_ = true;
-  if (options_.version >= protocol::kVersion2) {
-    std::vector<std::uint8_t> payload(8 + message.size());
-    protocol::put_u32(payload.data(), highest_stream_id_);
-    protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(code));
-    std::memcpy(payload.data() + 8, message.data(), message.size());
-    queue(FrameType::kGoAway, 0, 0, payload);
-  }
+  if (options_.version >= protocol::kVersion2) queue_go_away(code, message);
   if (streams_.empty()) idle_.notify();
 }
 
 void Session::notice(std::uint16_t tunnel_index, std::string_view message) {
   if (closed_ || options_.version < protocol::kVersion2) return;
-  message = message.substr(0, kMaxNoticeBytes);
-  std::vector<std::uint8_t> payload(2 + message.size());
-  payload[0] = static_cast<std::uint8_t>(tunnel_index >> 8);
-  payload[1] = static_cast<std::uint8_t>(tunnel_index & 0xff);
-  std::memcpy(payload.data() + 2, message.data(), message.size());
-  queue(FrameType::kNotice, 0, 0, payload);
+  const protocol::NoticePayload payload{tunnel_index, message.substr(0, kMaxNoticeBytes)};
+  protocol::encode(payload, reserve_frame(FrameType::kNotice, 0, 0, encoded_size(payload)));
+  frame_queued();
 }
 
 void Session::close(std::string reason, bool tell_peer) {
@@ -461,196 +447,23 @@ asio::awaitable<void> Session::heartbeat_loop() {
   }
 }
 
-bool Session::protocol_error(std::string message) {
-  spdlog::warn("session {} ({}): protocol error: {}", name_, peer(), message);
-  if (options_.version >= protocol::kVersion2 && !closed_) {
-    std::vector<std::uint8_t> payload(8 + message.size());
-    protocol::put_u32(payload.data(), highest_stream_id_);
-    protocol::put_u32(payload.data() + 4, static_cast<std::uint32_t>(ErrorCode::kProtocolError));
-    std::memcpy(payload.data() + 8, message.data(), message.size());
-    queue(FrameType::kGoAway, 0, 0, payload);
-  }
-  close("protocol error: " + message, false);
-  return false;
-}
-
-bool Session::handle_frame(const Frame& frame) {
-  const auto& h = frame.header;
-  const bool v2 = options_.version >= protocol::kVersion2;
-  const auto find = [&]() -> Stream* {
-    auto it = streams_.find(h.stream_id);
-    return it == streams_.end() ? nullptr : it->second.get();
-  };
-  switch (h.frame_type()) {
-    case FrameType::kAuth:
-      return protocol_error("AUTH frame after the handshake");
-
-    case FrameType::kOpenStream: {
-      if (role_ != Role::kAgent) return protocol_error("OPEN_STREAM from the agent");
-      if (h.stream_id == 0 || h.stream_id <= last_peer_stream_id_) {
-        return protocol_error("OPEN_STREAM reuses stream id " + std::to_string(h.stream_id));
-      }
-      if (v2 && frame.payload.size() < 2) {
-        return protocol_error("OPEN_STREAM payload of " + std::to_string(frame.payload.size()) +
-                              " bytes has no tunnel index");
-      }
-      last_peer_stream_id_ = h.stream_id;
-      if (streams_.size() >= options_.max_streams) {
-        // Refuse rather than hold unbounded streams; late DATA for it is dropped (id <= last).
-        const std::string why =
-            "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
-        if (v2) {
-          std::vector<std::uint8_t> reset(4 + why.size());
-          protocol::put_u32(reset.data(), static_cast<std::uint32_t>(ErrorCode::kRefused));
-          std::memcpy(reset.data() + 4, why.data(), why.size());
-          queue(FrameType::kReset, 0, h.stream_id, reset);
-        } else {
-          queue(FrameType::kData, flags::kError | flags::kEndStream, h.stream_id, as_bytes(why));
-        }
-        return true;
-      }
-      auto stream = std::make_shared<Stream>(shared_from_this(), h.stream_id,
-                                             options_.peer_initial_window, options_.initial_window);
-      auto payload = frame.payload;
-      if (v2) {
-        stream->tunnel_index_ = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
-        payload = payload.subspan(2);
-      }
-      stream->open_payload_.assign(as_text(payload));
-      streams_.emplace(h.stream_id, stream);
-      accept_queue_.push_back(std::move(stream));
-      acceptable_.notify();
-      return true;
-    }
-
-    case FrameType::kData: {
-      Stream* stream = find();
-      if (stream == nullptr) {
-        const std::uint32_t highest =
-            role_ == Role::kCore ? highest_stream_id_ : last_peer_stream_id_;
-        if (h.stream_id == 0 || h.stream_id > highest) {
-          return protocol_error("DATA for stream " + std::to_string(h.stream_id) +
-                                " that was never opened");
-        }
-        return true;  // a stream we already finished or reset: late frames are dropped
-      }
-      if (h.has(flags::kError)) {
-        stream->on_reset(ErrorCode::kLocalError, std::string(as_text(frame.payload)));
-        remove_if_done(*stream);
-        return true;
-      }
-      if (stream->remote_closed_) {
-        if (v2) stream->reset(ErrorCode::kStreamClosed, "DATA after END_STREAM");
-        return true;
-      }
-      if (v2 && stream->received_ + frame.payload.size() > stream->granted_) {
-        stream->reset(ErrorCode::kFlowControlError, "DATA of " +
-                                                        std::to_string(frame.payload.size()) +
-                                                        " bytes exceeds the stream's credit");
-        return true;
-      }
-      stream->on_data(frame.payload, h.has(flags::kEndStream));
-      if (h.has(flags::kEndStream)) remove_if_done(*stream);
-      return true;
-    }
-
-    case FrameType::kClose: {
-      if (h.stream_id == 0) {
-        close("the peer closed the session", false);
-        return false;
-      }
-      if (Stream* stream = find()) {
-        if (v2) {
-          stream->on_reset(ErrorCode::kNoError, "closed by peer");
-        } else {
-          stream->remote_closed_ = true;
-          stream->local_closed_ = true;
-          stream->readable_.notify();
-          stream->writable_.notify();
-          stream->gone();  // v1's CLOSE is its reset
-        }
-        remove_if_done(*stream);
-      }
-      return true;
-    }
-
-    case FrameType::kHeartbeat:
-      if (h.has(flags::kAck)) {
-        if (ping_sent_at_.time_since_epoch().count() != 0) {
-          rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(
-              std::chrono::steady_clock::now() - ping_sent_at_);
-        }
-      } else {
-        queue(FrameType::kHeartbeat, flags::kAck, 0);
-      }
-      return true;
-
-    default:
-      break;
-  }
-  if (!v2) return protocol_error("frame type " + std::to_string(h.type) + " in protocol v1");
-
-  switch (h.frame_type()) {
-    case FrameType::kWindowUpdate: {
-      if (frame.payload.size() != 4) return protocol_error("WINDOW_UPDATE payload is not 4 bytes");
-      const std::uint32_t increment = protocol::get_u32(frame.payload.data());
-      if (h.stream_id == 0) return true;  // no session-level window
-      if (increment == 0) return protocol_error("WINDOW_UPDATE with increment 0");
-      if (Stream* stream = find()) stream->on_window_update(increment);
-      return true;
-    }
-    case FrameType::kReset: {
-      if (frame.payload.size() < 4) return protocol_error("RESET payload shorter than 4 bytes");
-      if (Stream* stream = find()) {
-        stream->on_reset(static_cast<ErrorCode>(protocol::get_u32(frame.payload.data())),
-                         std::string(as_text(frame.payload.subspan(4))));
-        remove_if_done(*stream);
-      }
-      return true;
-    }
-    case FrameType::kGoAway: {
-      if (frame.payload.size() < 8) return protocol_error("GOAWAY payload shorter than 8 bytes");
-      const auto code = static_cast<ErrorCode>(protocol::get_u32(frame.payload.data() + 4));
-      std::string message(as_text(frame.payload.subspan(8)));
-      peer_going_away_ = true;
-      if (on_go_away) on_go_away(code, message);
-      return true;
-    }
-    case FrameType::kPing:
-      if (h.has(flags::kAck)) {
-        // The ACK echoes our send time: pairs each answer with its own PING even when several
-        // are in flight. An echo that is not one of our times is ignored.
-        if (frame.payload.size() == 8) {
-          const std::uint64_t sent =
-              (std::uint64_t{protocol::get_u32(frame.payload.data())} << 32) |
-              protocol::get_u32(frame.payload.data() + 4);
-          const std::uint64_t now = ping_ticks(std::chrono::steady_clock::now());
-          if (ping_sent_at_.time_since_epoch().count() != 0 && sent != 0 && sent <= now) {
-            rtt_ = std::max(std::chrono::microseconds(1),
-                            std::chrono::duration_cast<std::chrono::microseconds>(
-                                std::chrono::steady_clock::duration(now - sent)));
-          }
-        }
-      } else {
-        queue(FrameType::kPing, flags::kAck, 0, frame.payload);
-      }
-      return true;
-    case FrameType::kNotice:
-      if (frame.payload.size() < 2) return protocol_error("NOTICE payload shorter than 2 bytes");
-      if (on_notice) {
-        const auto index = static_cast<std::uint16_t>((frame.payload[0] << 8) | frame.payload[1]);
-        on_notice(index, std::string(as_text(frame.payload.subspan(2))));
-      }
-      return true;
-    default:
-      return true;  // unknown v2 types are skipped so the protocol can grow
-  }
-}
-
 void Session::queue(FrameType type, std::uint8_t frame_flags, std::uint32_t stream_id,
                     std::span<const std::uint8_t> payload) {
   if (closed_) return;
   append_frame(out_, options_.version, type, frame_flags, stream_id, payload);
+  frame_queued();
+}
+
+std::uint8_t* Session::reserve_frame(FrameType type, std::uint8_t frame_flags,
+                                     std::uint32_t stream_id, std::size_t payload_size) {
+  const std::size_t at = out_.size();
+  out_.resize(at + protocol::kHeaderSize + payload_size);
+  std::uint8_t* p = out_.data() + at;
+  protocol::encode_header(p, options_.version, type, frame_flags, stream_id, payload_size);
+  return p + protocol::kHeaderSize;
+}
+
+void Session::frame_queued() {
   out_ready_.notify();
   const std::size_t hard_limit = options_.write_queue_limit + options_.max_data_payload +
                                  protocol::kHeaderSize + kControlSlack;
@@ -675,19 +488,26 @@ void Session::queue_u32(FrameType type, std::uint32_t stream_id, std::uint32_t v
 
 void Session::queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index,
                          std::string_view payload) {
-  const bool v2 = options_.version >= protocol::kVersion2;
-  const std::size_t at = out_.size();
-  const std::size_t size = payload.size() + (v2 ? 2 : 0);
-  out_.resize(at + protocol::kHeaderSize + size);
-  std::uint8_t* p = out_.data() + at;
-  protocol::encode_header(p, options_.version, FrameType::kOpenStream, 0, stream_id, size);
-  p += protocol::kHeaderSize;
-  if (v2) {
-    *p++ = static_cast<std::uint8_t>(tunnel_index >> 8);
-    *p++ = static_cast<std::uint8_t>(tunnel_index);
-  }
-  std::memcpy(p, payload.data(), payload.size());
+  const protocol::OpenStreamPayload open{tunnel_index, payload};
+  const std::uint8_t version = options_.version;
+  protocol::encode(
+      open, version,
+      reserve_frame(FrameType::kOpenStream, 0, stream_id, encoded_size(open, version)));
   out_ready_.notify();
+}
+
+void Session::queue_reset(std::uint32_t stream_id, ErrorCode code, std::string_view message) {
+  if (closed_) return;
+  const protocol::ResetPayload payload{code, message};
+  protocol::encode(payload, reserve_frame(FrameType::kReset, 0, stream_id, encoded_size(payload)));
+  frame_queued();
+}
+
+void Session::queue_go_away(ErrorCode code, std::string_view message) {
+  if (closed_) return;
+  const protocol::GoAwayPayload payload{highest_stream_id_, code, message};
+  protocol::encode(payload, reserve_frame(FrameType::kGoAway, 0, 0, encoded_size(payload)));
+  frame_queued();
 }
 
 std::size_t WindowBudget::take(std::size_t want) {

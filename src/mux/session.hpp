@@ -228,13 +228,35 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
   asio::awaitable<void> heartbeat_loop();
-  bool handle_frame(const Frame& frame);  // false: protocol error, `close_reason_` set
+  // Frame handlers (session_frames.cpp): false when the frame ended the session (a protocol
+  // error, `close_reason_` set, or the peer's CLOSE).
+  bool handle_frame(const Frame& frame);
+  bool handle_open_stream(const Frame& frame);
+  bool handle_data(const Frame& frame);
+  bool handle_close(const Frame& frame);
+  bool handle_heartbeat(const Frame& frame);
+  bool handle_window_update(const Frame& frame);
+  bool handle_reset(const Frame& frame);
+  bool handle_go_away(const Frame& frame);
+  bool handle_ping(const Frame& frame);
+  bool handle_notice(const Frame& frame);
   bool protocol_error(std::string message);
+  Stream* find_stream(std::uint32_t id) const;
+  static std::uint64_t ping_ticks(std::chrono::steady_clock::time_point t) {
+    return static_cast<std::uint64_t>(t.time_since_epoch().count());
+  }
   void queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index, std::string_view payload);
   bool any_stream_over_v1_buffer() const;
   void queue(protocol::FrameType type, std::uint8_t flags, std::uint32_t stream_id,
              std::span<const std::uint8_t> payload = {});
   void queue_u32(protocol::FrameType type, std::uint32_t stream_id, std::uint32_t value);
+  void queue_reset(std::uint32_t stream_id, protocol::ErrorCode code, std::string_view message);
+  void queue_go_away(protocol::ErrorCode code, std::string_view message);  // v2 only
+  // Appends a frame header for `payload_size` bytes to the write queue and returns where the
+  // payload goes; frame_queued() then wakes the writer and enforces the queue's hard limit.
+  std::uint8_t* reserve_frame(protocol::FrameType type, std::uint8_t flags, std::uint32_t stream_id,
+                              std::size_t payload_size);
+  void frame_queued();
   void remove_if_done(Stream& stream);
   // Growth for one stream's window: up to `want` bytes, as far as this session's budget and the
   // shared one allow; return_window_growth() gives it back. Both keep window_growth_ and run

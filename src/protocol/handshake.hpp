@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/parsed.hpp"
+
 namespace tunnel::protocol {
 
 inline constexpr std::size_t kMaxAuthPayload = 64 * 1024;
@@ -65,14 +67,6 @@ struct AuthResponse {
   std::vector<TunnelResult> tunnels;
 
   bool operator==(const AuthResponse&) const = default;
-};
-
-// Parse results carry either the message or an error naming the field at fault.
-template <typename T>
-struct Parsed {
-  std::optional<T> value;
-  std::string error;
-  explicit operator bool() const { return value.has_value(); }
 };
 
 // Parsers never throw. Payloads over kMaxAuthPayload are rejected unread; unknown keys are
