@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agent/local_pool.hpp"
+#include "mux/pump.hpp"
 #include "protocol/udp_record.hpp"
 #include "transport/udp.hpp"
 
@@ -30,103 +31,43 @@ std::string reset_text(const mux::Stream& stream, const transport::error_code& e
          (stream.reset_message().empty() ? "" : ": " + stream.reset_message()) + ")";
 }
 
-struct TcpRelay {
-  mux::Stream& stream;
-  tcp::socket& app;
-  RawForwardResult& result;
-  protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone;
-  bool aborted = false;
+// The agent's side of the pump: the socket is the local app's connection.
+class AppPumpHooks final : public mux::PumpHooks {
+ public:
+  explicit AppPumpHooks(protocol::ProxyProtocol proxy) : proxy_(proxy) {}
 
+  void forwarded(mux::PumpDirection direction, std::size_t n) override {
+    (direction == mux::PumpDirection::kToSocket ? to_app_ : from_app_) += n;
+  }
+  std::string socket_failed(bool reading, const boost::system::error_code& ec) override {
+    return std::string(reading ? "reading from" : "writing to") +
+           " the local app: " + ec.message() + hint();
+  }
+  std::string refuse_socket_eof() override {
+    if (hint().empty() || to_app_ != 0) return {};
+    return "the local app closed the connection" + hint();
+  }
+
+ private:
   // An app that closes at once after a PROXY header, having sent nothing, most likely does
   // not accept PROXY headers (or not this version): say so.
   std::string hint() const {
-    if (proxy == protocol::ProxyProtocol::kNone || result.bytes_out != 0) return "";
-    return " (it closed right after the PROXY " +
-           std::string(protocol::proxy_protocol_name(proxy)) +
-           " header: does the app accept PROXY protocol " +
-           std::string(protocol::proxy_protocol_name(proxy)) + "?)";
+    if (proxy_ == protocol::ProxyProtocol::kNone || from_app_ != 0) return "";
+    const std::string version(protocol::proxy_protocol_name(proxy_));
+    return " (it closed right after the PROXY " + version +
+           " header: does the app accept PROXY protocol " + version + "?)";
   }
 
-  void abort_app(const transport::error_code& ec) {
-    if (aborted) return;
-    aborted = true;
-    result.error = reset_text(stream, ec);
-    boost::system::error_code ignored;
-    if (stream.is_reset()) app.set_option(tcp::socket::linger(true, 0), ignored);
-    app.close(ignored);
-  }
-  void abort_stream(const std::string& why) {
-    if (aborted) return;
-    aborted = true;
-    result.error = why;
-    stream.reset(ErrorCode::kLocalError, why);
-    boost::system::error_code ignored;
-    app.close(ignored);
-  }
+  protocol::ProxyProtocol proxy_;
+  std::uint64_t to_app_ = 0;
+  std::uint64_t from_app_ = 0;
 };
-
-asio::awaitable<void> core_to_app(TcpRelay& r) {
-  std::vector<std::uint8_t> buf(kBufferSize);
-  transport::error_code ec;
-  for (;;) {
-    const std::size_t n = co_await r.stream.read_some(asio::buffer(buf), ec);
-    if (r.aborted) co_return;
-    if (ec) {
-      r.abort_app(ec);
-      co_return;
-    }
-    if (n == 0) {
-      boost::system::error_code ignored;
-      r.app.shutdown(tcp::socket::shutdown_send, ignored);
-      co_return;
-    }
-    auto [wec, written] = co_await asio::async_write(r.app, asio::buffer(buf.data(), n), kNoThrow);
-    (void)written;
-    if (r.aborted) co_return;
-    if (wec) {
-      r.abort_stream("writing to the local app: " + wec.message() + r.hint());
-      co_return;
-    }
-    r.result.bytes_in += n;
-  }
-}
-
-asio::awaitable<void> app_to_core(TcpRelay& r) {
-  std::vector<std::uint8_t> buf(kBufferSize);
-  transport::error_code ec;
-  for (;;) {
-    auto [rec, n] = co_await r.app.async_read_some(asio::buffer(buf), kNoThrow);
-    if (r.aborted) co_return;
-    if (rec == asio::error::eof) {
-      if (!r.hint().empty() && r.result.bytes_in == 0) {
-        r.abort_stream("the local app closed the connection" + r.hint());
-        co_return;
-      }
-      co_await r.stream.close_write(ec);
-      if (ec) r.abort_app(ec);
-      co_return;
-    }
-    if (rec) {
-      r.abort_stream("reading from the local app: " + rec.message() + r.hint());
-      co_return;
-    }
-    co_await r.stream.write(std::span<const std::uint8_t>(buf.data(), n), ec);
-    if (r.aborted) co_return;
-    if (ec) {
-      r.abort_app(ec);
-      co_return;
-    }
-    r.result.bytes_out += n;
-    mux::grow_after_full_read(buf, n);
-  }
-}
 
 }  // namespace
 
 asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> stream,
                                               common::NetAddress target,
                                               protocol::ProxyProtocol proxy) {
-  using namespace asio::experimental::awaitable_operators;
   RawForwardResult result;
   const auto addresses = protocol::parse_addresses(stream->open_payload());
   result.client = addresses.client;
@@ -152,8 +93,15 @@ asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> strea
       co_return result;
     }
   }
-  TcpRelay relay{*stream, *app, result, proxy, false};
-  co_await (core_to_app(relay) && app_to_core(relay));
+  AppPumpHooks hooks(proxy);
+  mux::PumpOptions options;
+  options.reset_code = ErrorCode::kLocalError;
+  options.peer = "the core";
+  options.session = "the session";
+  const mux::PumpResult pumped = co_await mux::pump(*app, *stream, hooks, options);
+  result.bytes_in = pumped.to_socket;
+  result.bytes_out = pumped.to_stream;
+  result.error = pumped.outcome;
   boost::system::error_code ignored;
   app->close(ignored);
   result.elapsed = Clock::now() - start;

@@ -3,9 +3,10 @@
 //
 // tcp: dials the local app and relays bytes both ways with half-close kept (END_STREAM from the
 // core becomes a FIN to the app, the app's FIN becomes END_STREAM). A RESET from the core resets
-// the app connection; an app reset resets the stream with LOCAL_ERROR. When the app cannot be
-// reached the stream is reset with LOCAL_UNREACHABLE and a message naming the address. With
-// `proxy` set, a PROXY header (v1 or v2) goes to the app before the first client byte.
+// the app connection; an app reset resets the stream with LOCAL_ERROR (mux::pump(), shared with
+// the core's tcp tunnels). When the app cannot be reached the stream is reset with
+// LOCAL_UNREACHABLE and a message naming the address. With `proxy` set, a PROXY header (v1 or
+// v2) goes to the app before the first client byte.
 //
 // udp: one connected UDP socket to the local app per stream; the stream carries length-prefixed
 // records (protocol/udp_record.hpp), one per datagram, both ways. The core ends the stream when
