@@ -18,9 +18,9 @@ namespace flags = protocol::flags;
 namespace {
 constexpr std::size_t kCompactAbove = 64 * 1024;
 constexpr auto kFlushTimeout = std::chrono::seconds(2);
-// Control frames (WINDOW_UPDATE, PING acks, RESET) are not held back by the write-queue bound; a
-// peer that sends them but never reads ours would grow the queue forever. Past this much on top of
-// the data bound, the session ends.
+// Control frames (WINDOW_UPDATE, PING acks, RESET) and OPEN_STREAM are not held back by the
+// write-queue bound; a peer that never reads ours would grow the queue forever. Past this much on
+// top of the data bound, the session ends.
 constexpr std::size_t kControlSlack = 1024 * 1024;
 constexpr std::size_t kMaxNoticeBytes = 4096;  // longer NOTICE messages are cut
 }  // namespace
@@ -280,6 +280,10 @@ std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::st
                                          options_.initial_window);
   streams_.emplace(id, stream);
   queue_open(id, tunnel_index, payload);
+  if (closed_) {  // over the queue's hard limit: queue_open() ended the session
+    error = "the agent's session is closed: " + close_reason_;
+    return nullptr;
+  }
   return stream;
 }
 
@@ -493,7 +497,7 @@ void Session::queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index,
   protocol::encode(
       open, version,
       reserve_frame(FrameType::kOpenStream, 0, stream_id, encoded_size(open, version)));
-  out_ready_.notify();
+  frame_queued();  // cannot wait like a DATA writer: counts against the hard limit
 }
 
 void Session::queue_reset(std::uint32_t stream_id, ErrorCode code, std::string_view message) {

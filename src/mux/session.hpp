@@ -180,7 +180,9 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<std::string> run();
 
   // Core: opens a stream. v2 sends `tunnel_index` before the payload. nullptr when the session is
-  // closed, draining, or at its stream limit (`error` says which).
+  // closed, draining, or at its stream limit (`error` says which). OPEN_STREAM counts against the
+  // write queue's hard limit: one that takes the queue past it ends the session (a peer that
+  // does not read) and gets nullptr.
   std::shared_ptr<Stream> open_stream(std::uint16_t tunnel_index, std::string_view payload,
                                       std::string& error);
   // Agent: the next stream the core opened; nullptr once the session has ended.

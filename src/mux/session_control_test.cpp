@@ -267,31 +267,6 @@ TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
   });
 }
 
-// A plain socket connected to a Session: it sends what the test says and nothing else.
-struct RawPeer {
-  RawPeer(asio::io_context& io, Role role, Options options)
-      : RawPeer(io, tcp_pair(io), role, options) {}
-  RawPeer(asio::io_context& io, std::pair<tcp::socket, tcp::socket> sockets, Role role,
-          Options options)
-      : raw(std::move(role == Role::kAgent ? sockets.first : sockets.second)) {
-    auto conn =
-        transport::make_tcp_conn(std::move(role == Role::kAgent ? sockets.second : sockets.first));
-    session = std::make_shared<Session>(std::move(conn), FrameReader(options.version), role,
-                                        options, "under-test");
-    start_session(io, session, reason);
-  }
-  tcp::socket raw;
-  std::shared_ptr<Session> session;
-  std::optional<std::string> reason;
-};
-
-std::vector<std::uint8_t> frame(std::uint8_t version, std::uint8_t type, std::uint8_t frame_flags,
-                                std::uint32_t stream, std::string_view payload = {}) {
-  std::vector<std::uint8_t> out;
-  append_frame(out, version, static_cast<FrameType>(type), frame_flags, stream, as_bytes(payload));
-  return out;
-}
-
 struct HostileCase {
   std::string name;
   std::uint8_t version;
