@@ -118,6 +118,20 @@ std::string default_agent_id() {
   return fmt::format("{}-{:06x}", name, random() & 0xffffff);
 }
 
+std::chrono::milliseconds heartbeat_interval_from_core(std::uint32_t ms) {
+  const std::chrono::milliseconds asked(ms);
+  const auto interval =
+      std::clamp<std::chrono::milliseconds>(asked, kMinHeartbeatInterval, kMaxHeartbeatInterval);
+  if (interval != asked) {
+    spdlog::warn(
+        "the core asked for a heartbeat every {}; using {} (the agent keeps it between {} "
+        "and {})",
+        format_delay(asked), format_delay(interval), format_delay(kMinHeartbeatInterval),
+        format_delay(kMaxHeartbeatInterval));
+  }
+  return interval;
+}
+
 bool refusal_is_retryable(std::string_view error) {
   return error.starts_with("the core is shutting down") || error.find("max_agents") != error.npos;
 }
@@ -233,7 +247,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   options.window_growth_budget = options_.window_growth_budget;
   if (hs.reply.initial_window != 0) options.peer_initial_window = hs.reply.initial_window;
   if (hs.reply.heartbeat_interval_ms != 0) {
-    options.heartbeat_interval = std::chrono::milliseconds(hs.reply.heartbeat_interval_ms);
+    options.heartbeat_interval = heartbeat_interval_from_core(hs.reply.heartbeat_interval_ms);
     options.heartbeat_timeout = std::max<std::chrono::milliseconds>(options.heartbeat_timeout,
                                                                     3 * options.heartbeat_interval);
   }
@@ -339,14 +353,24 @@ asio::awaitable<int> Connector::run() {
 
     while (!stopping_ && !live->ended && !live->go_away) co_await wake_.wait();
     if (stopping_) break;
+    const bool lasted = Clock::now() - live->started > options_.stable_after;
     if (!live->ended) {
-      // GOAWAY: the old session finishes its streams while a new one takes over at once.
-      spdlog::info("the core is going away ({}); connecting again",
-                   live->reason.empty() ? "no reason given" : live->reason);
+      // GOAWAY: the old session finishes its streams while a new one takes over, at once after
+      // a session that lasted; a core that says GOAWAY right after AUTH gets the backoff.
+      const std::string why = live->reason.empty() ? "no reason given" : live->reason;
       asio::co_spawn(executor_, drain(live), asio::detached);
+      if (lasted) {
+        backoff.reset();
+        spdlog::info("the core is going away ({}); connecting again", why);
+        continue;
+      }
+      const auto delay = backoff.next();
+      spdlog::warn("the core is going away ({}) {} after we connected; connecting again in {}", why,
+                   format_elapsed(Clock::now() - live->started), format_delay(delay));
+      co_await sleep(delay);
       continue;
     }
-    if (Clock::now() - live->started > options_.stable_after) backoff.reset();
+    if (lasted) backoff.reset();
     const auto delay = backoff.next();
     spdlog::warn("reconnecting in {}: {}", format_delay(delay),
                  live->reason.empty() ? "the session ended" : live->reason);

@@ -4,6 +4,9 @@
 // A refusal that retrying cannot fix (a bad token, a name taken or not allowed) ends run() with
 // exit code 1; GOAWAY from a draining core starts a new session at once while the old one
 // finishes its streams; stop() closes every session (CLOSE on stream 0) and run() returns 0.
+// Every reconnect after a session that lasted less than `stable_after` (it ended, or the core
+// sent GOAWAY) waits for the backoff, so a core that drops or sends away every agent at once
+// cannot make it reconnect in a tight loop.
 // Everything runs on one executor.
 #pragma once
 
@@ -54,6 +57,12 @@ struct ConnectorOptions {
 
 // A stable name for this agent process: the host name, cleaned, plus a random suffix.
 std::string default_agent_id();
+
+// The heartbeat interval the core asked for in its AUTH reply, kept within sane bounds (with a
+// warning): a broken or hostile core must not make the agent ping every millisecond.
+inline constexpr std::chrono::milliseconds kMinHeartbeatInterval{1'000};
+inline constexpr std::chrono::milliseconds kMaxHeartbeatInterval{600'000};
+std::chrono::milliseconds heartbeat_interval_from_core(std::uint32_t ms);
 
 // Whether an AUTH refusal can go away by itself (the core drains, or still counts our previous
 // session against max_agents); every other refusal is final.
