@@ -5,7 +5,7 @@
 #include <string>
 
 #include "agent/config.hpp"
-#include "core/config.hpp"
+#include "core/control/config.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

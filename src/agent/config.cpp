@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "agent/config.hpp"
 
 #include <unistd.h>
 

@@ -21,6 +21,7 @@
 #include "agent/local_pool.hpp"
 #include "common/async.hpp"
 #include "common/net_address.hpp"
+#include "common/version.hpp"
 #include "mux/session.hpp"
 #include "protocol/handshake.hpp"
 #include "protocol/proxy_header.hpp"
@@ -28,7 +29,7 @@
 
 namespace tunnel::agent {
 
-inline constexpr std::string_view kAgentVersion = "0.1.0";
+inline constexpr std::string_view kAgentVersion = common::kVersion;
 
 // One tunnel: what the core is asked for, and where its requests go.
 struct ForwardSpec {

@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "core/context.hpp"
+#include "core/agents/context.hpp"
 #include "transport/conn.hpp"
 
 namespace tunnel::core {

@@ -16,7 +16,10 @@
 
 #include "common/heap_trim.hpp"
 #include "common/net_address.hpp"
-#include "core/data_dir.hpp"
+#include "core/control/data_dir.hpp"
+#include "core/edge/http_filters.hpp"
+#include "core/edge/tcp_tunnel.hpp"
+#include "core/edge/udp_tunnel.hpp"
 #include "transport/accept.hpp"
 #include "transport/tls.hpp"
 
@@ -74,7 +77,16 @@ struct Server::Worker {
 
 Server::Server(Config config) {
   context_ = std::make_unique<CoreContext>(std::move(config), observability::default_registry());
-  gateway_ = std::make_unique<AgentGateway>(*context_);
+  gateway_ = std::make_unique<AgentGateway>(
+      *context_,
+      [context = context_.get()](PortProtocol protocol, asio::any_io_executor executor,
+                                 std::uint16_t port, std::string& error) {
+        const std::string& host = context->config.listen.tunnels_host;
+        return protocol == PortProtocol::kUdp
+                   ? open_udp_port(*context, std::move(executor), host, port, error)
+                   : open_tcp_port(*context, std::move(executor), host, port, error);
+      },
+      tunnel_filters);
   front_ = std::make_unique<HttpFront>(*context_);
   admin_ = std::make_unique<AdminServer>(*context_);
   std::uint32_t n = context_->config.workers;

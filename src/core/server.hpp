@@ -10,10 +10,10 @@
 #include <vector>
 
 #include "core/admin.hpp"
-#include "core/agent_gateway.hpp"
-#include "core/config.hpp"
-#include "core/context.hpp"
-#include "core/http_front.hpp"
+#include "core/agents/agent_gateway.hpp"
+#include "core/control/config.hpp"
+#include "core/agents/context.hpp"
+#include "core/edge/http_front.hpp"
 
 namespace tunnel::core {
 

@@ -1,0 +1,32 @@
+// IP address ranges in CIDR notation ("10.0.0.0/8", "2001:db8::/32", or one address, "::1"),
+// for lists of trusted proxies now and allow/deny lists later.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tunnel::common {
+
+class Cidr {
+ public:
+  // Parses "ADDRESS/BITS" or a bare address (all bits). An IPv4 range also matches
+  // IPv4-mapped IPv6 addresses ("::ffff:10.1.2.3"), as a dual-stack listener reports them.
+  // nullopt with `error` naming the problem ("\"10.0.0.0/33\": prefix length above 32").
+  static std::optional<Cidr> parse(std::string_view text, std::string& error);
+
+  // True if `ip` (an address without port or brackets) is in the range; false for text that is
+  // not an address.
+  bool contains(std::string_view ip) const;
+
+  std::string to_string() const;
+
+ private:
+  std::array<std::uint8_t, 16> bytes_{};  // the network, IPv4 in the last 4 bytes
+  int bits_ = 0;                          // prefix length
+  bool v4_ = false;
+};
+
+}  // namespace tunnel::common

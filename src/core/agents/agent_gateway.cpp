@@ -1,0 +1,385 @@
+#include "core/agents/agent_gateway.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <chrono>
+
+#include "common/async.hpp"
+#include "common/net_address.hpp"
+#include "http/host.hpp"
+#include "transport/tls.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using protocol::FrameType;
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
+constexpr std::uint32_t kCoreInitialWindow = 256 * 1024;
+
+std::string public_url(const CoreContext& context, const std::string& host) {
+  const std::uint16_t port = context.public_http_port;
+  return "http://" + host + (port == 80 || port == 0 ? "" : ":" + std::to_string(port));
+}
+
+// Resolves what a tunnel request asks for into a hostname the account may use, or an error.
+bool resolve_hostname(const CoreContext& context, const Account& account,
+                      const protocol::TunnelRequest& request, const std::string& agent_id,
+                      std::string& host, std::string& error) {
+  const std::string& domain = context.config.domain;
+  std::string subdomain = common::ascii_lower(request.subdomain);
+  if (!request.hostname.empty()) {
+    auto normalized = http::normalize_host(request.hostname);
+    if (!normalized) {
+      error = "hostname \"" + request.hostname + "\" is not a valid host name";
+      return false;
+    }
+    const std::string suffix = "." + domain;
+    if (normalized->size() > suffix.size() && normalized->ends_with(suffix) &&
+        normalized->find('.') == normalized->size() - suffix.size()) {
+      subdomain = normalized->substr(0, normalized->size() - suffix.size());
+    } else {
+      if (!account.may_use_domain(*normalized)) {
+        error = "account " + account.name + " does not own the domain " + *normalized;
+        return false;
+      }
+      host = *normalized;
+      return true;
+    }
+  }
+  if (subdomain.empty()) subdomain = common::ascii_lower(agent_id);  // v1: the agent id
+  if (subdomain.empty()) {
+    error = "the tunnel names no subdomain or hostname";
+    return false;
+  }
+  if (!common::is_valid_dns_label(subdomain)) {
+    error = "subdomain \"" + subdomain + "\" is not a valid DNS label (letters, digits, '-')";
+    return false;
+  }
+  if (!account.may_use_subdomain(subdomain)) {
+    error = "account " + account.name + " may not use the subdomain " + subdomain;
+    return false;
+  }
+  host = subdomain + "." + domain;
+  return true;
+}
+
+// The host named in tcp/udp tunnel results: the tunnels host, or the base domain when the
+// tunnels host is every interface.
+std::string public_port_host(const CoreContext& context) {
+  const std::string& host = context.config.listen.tunnels_host;
+  if (host == "0.0.0.0" || host == "::" || host.empty()) return context.config.domain;
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
+// The bandwidth limits of one tunnel: the tighter of what the agent asked for and the account's
+// per-tunnel limit, plus the account's shared buckets.
+std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Account& account,
+                                              const protocol::TunnelRequest& request) {
+  const BandwidthRules rules = bandwidth_rules(context.config, account);
+  std::uint64_t per_tunnel = rules.per_tunnel;
+  if (request.bandwidth != 0 && (per_tunnel == 0 || request.bandwidth < per_tunnel)) {
+    per_tunnel = request.bandwidth;
+  }
+  auto t = std::make_shared<Throttle>();
+  for (const Direction d : {Direction::kIn, Direction::kOut}) {
+    const auto i = static_cast<std::size_t>(d);
+    if (per_tunnel != 0) {
+      t->tunnel[i] =
+          std::make_shared<TokenBucket>(per_tunnel, TokenBucket::default_burst(per_tunnel));
+    }
+    t->account[i] = context.account_buckets.get(account.name, d, rules.per_account);
+  }
+  if (!t->limited()) return nullptr;
+  return t;
+}
+
+// "" when the tunnel's PROXY protocol request is acceptable, else why not.
+std::string check_proxy_protocol(const protocol::TunnelRequest& request) {
+  const std::string& p = request.proxy_protocol;
+  if (p.empty()) return "";
+  if (p != "v1" && p != "v2") {
+    return "proxy_protocol \"" + p + "\" is not supported (v1 or v2)";
+  }
+  if (request.type == "udp") return "udp tunnels cannot send PROXY headers (tcp and http can)";
+  return "";
+}
+
+}  // namespace
+
+asio::awaitable<void> AgentGateway::serve(transport::tcp::socket socket, asio::ssl::context& tls) {
+  std::string error;
+  auto conn = co_await transport::accept_tls(std::move(socket), tls, kHandshakeTimeout, error);
+  if (!conn) {
+    spdlog::warn("agent connection refused: {}", error);
+    co_return;
+  }
+  co_await serve_conn(std::move(conn));
+}
+
+asio::awaitable<void> AgentGateway::serve_plain(transport::tcp::socket socket) {
+  transport::error_code ignored;
+  socket.set_option(transport::tcp::no_delay(true), ignored);
+  co_await serve_conn(transport::make_tcp_conn(std::move(socket)));
+}
+
+asio::awaitable<void> AgentGateway::serve_conn(std::unique_ptr<transport::Conn> conn) {
+  try {
+    co_await run_session(std::move(conn));
+  } catch (const std::exception& e) {
+    spdlog::error("agent session failed: {}", e.what());
+  }
+}
+
+asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn> conn) {
+  const std::string peer = conn->peer();
+  mux::FrameReader reader(protocol::kVersion1);
+  mux::Frame frame;
+  std::string error;
+  transport::error_code ec;
+  auto got = co_await with_timeout(reader.next(*conn, frame, error, ec), kHandshakeTimeout);
+  if (!got || !*got) {
+    spdlog::warn("agent {}: no valid AUTH frame: {}{}", peer, !got ? "timed out after 10 s" : error,
+                 conn->is_tls() ? ""
+                                : " (on the plain-TCP agent listener; a TLS agent must use the "
+                                  "TLS one)");
+    context_.metrics.agent_auth_failures.inc();
+    co_return;
+  }
+  protocol::AuthResponse response;
+  response.server_time = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const auto refuse = [&](std::string reason) -> asio::awaitable<void> {
+    context_.metrics.agent_auth_failures.inc();
+    spdlog::warn("agent {}: refused: {}", peer, reason);
+    response.success = false;
+    response.error = std::move(reason);
+    const std::string body = protocol::serialize(response);
+    transport::error_code wec;
+    co_await mux::write_frame(*conn, protocol::kVersion1, FrameType::kAuth, protocol::flags::kAck,
+                              0, mux::as_bytes(body), wec);
+    co_await conn->shutdown_send();
+  };
+
+  if (frame.header.frame_type() != FrameType::kAuth || frame.header.stream_id != 0) {
+    co_await refuse("expected an AUTH frame on stream 0, got " +
+                    std::string(protocol::type_name(frame.header.type)) + " on stream " +
+                    std::to_string(frame.header.stream_id));
+    co_return;
+  }
+  auto parsed = protocol::parse_auth_request(mux::as_text(frame.payload));
+  if (!parsed) {
+    co_await refuse(parsed.error);
+    co_return;
+  }
+  const protocol::AuthRequest& request = *parsed.value;
+  const AuthResult auth = context_.auth.authenticate(request.token);
+  if (!auth.ok) {
+    co_await refuse("authentication failed: " + auth.error);
+    co_return;
+  }
+  const Account* account = context_.auth.find_account(auth.account);
+  if (account == nullptr) {
+    co_await refuse("authentication failed: unknown account");
+    co_return;
+  }
+  if (context_.draining) {
+    co_await refuse("the core is shutting down; retry shortly");
+    co_return;
+  }
+  if (!context_.registry.add_agent(account->name, account->max_agents)) {
+    co_await refuse("account " + account->name + " already has " +
+                    std::to_string(account->max_agents) + " agents connected (max_agents)");
+    co_return;
+  }
+  struct AgentSlot {
+    Registry& registry;
+    std::string account;
+    ~AgentSlot() { registry.remove_agent(account); }
+  } slot{context_.registry, account->name};
+
+  const bool v2 = std::find(request.protocol_versions.begin(), request.protocol_versions.end(),
+                            protocol::kVersion2) != request.protocol_versions.end();
+  mux::Options options;
+  options.version = v2 ? protocol::kVersion2 : protocol::kVersion1;
+  options.initial_window = kCoreInitialWindow;
+  if (v2 && request.initial_window != 0) options.peer_initial_window = request.initial_window;
+  options.max_streams = context_.config.limits.max_streams_per_agent;
+  options.window_growth_budget = context_.config.limits.window_budget_per_agent;
+  options.shared_window_budget = context_.window_budget;
+  options.heartbeat_interval = context_.config.heartbeat.interval;
+  options.heartbeat_timeout = context_.config.heartbeat.timeout;
+  options.send_heartbeats = v2;  // a v1 agent pings us; we only answer
+
+  auto agent = std::make_shared<AgentSession>();
+  agent->account = account->name;
+  agent->agent_id = !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
+  if (agent->agent_id.empty()) agent->agent_id = new_request_id().substr(0, 12);
+  const std::string name = agent->agent_id + "@" + account->name;
+  agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
+                                                  mux::Role::kCore, options, name);
+  agent->session->on_window_growth = [&gauge = context_.metrics.window_growth](std::int64_t d) {
+    gauge.inc(static_cast<double>(d));
+  };
+  response.agent_id = agent->agent_id;
+  response.protocol_version = options.version;
+  response.heartbeat_interval_ms =
+      static_cast<std::uint32_t>(context_.config.heartbeat.interval.count());
+  response.initial_window = v2 ? kCoreInitialWindow : 0;
+
+  struct Registration {
+    Registry& registry;
+    const AgentSession* agent;
+    ~Registration() { registry.release_agent(agent); }
+  } registration{context_.registry, agent.get()};
+
+  if (!register_tunnels(request, auth, agent, response)) {
+    std::string reasons;
+    for (const auto& t : response.tunnels) {
+      if (!t.ok) reasons += (reasons.empty() ? "" : "; ") + t.error;
+    }
+    response.tunnels.clear();
+    context_.metrics.agent_auth_failures.inc();
+    spdlog::warn("agent {} ({}): tunnels refused: {}", name, peer, reasons);
+    response.success = false;
+    response.error = reasons;
+    std::vector<std::uint8_t> out;
+    mux::append_frame(out, protocol::kVersion1, FrameType::kAuth, protocol::flags::kAck, 0,
+                      mux::as_bytes(protocol::serialize(response)));
+    agent->session->queue_raw(out);
+    agent->session->close("tunnels refused", false);
+    co_await agent->session->run();  // flushes the refusal, then closes
+    co_return;
+  }
+  response.success = true;
+  const std::string body = protocol::serialize(response);
+  {
+    // The AUTH reply always travels as version 1; the session switches after it.
+    std::vector<std::uint8_t> out;
+    mux::append_frame(out, protocol::kVersion1, FrameType::kAuth, protocol::flags::kAck, 0,
+                      mux::as_bytes(body));
+    agent->session->queue_raw(out);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+    sessions_.push_back(agent->session);
+  }
+  context_.metrics.agents.inc();
+  context_.metrics.agent_sessions.inc();
+  std::string names;
+  for (const auto& h : agent->hostnames) names += (names.empty() ? "" : ", ") + h;
+  spdlog::info("agent {} connected from {} (protocol v{}): {}", name, peer, options.version, names);
+  if (context_.draining) agent->session->go_away(protocol::ErrorCode::kGoingAway, "draining");
+  const std::string reason = co_await agent->session->run();
+  context_.metrics.agents.dec();
+  spdlog::info("agent {} disconnected: {}", name, reason);
+}
+
+bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
+                                    const std::shared_ptr<AgentSession>& agent,
+                                    protocol::AuthResponse& response) {
+  const Account& account = *context_.auth.find_account(auth.account);
+  bool all_ok = true;
+  std::vector<protocol::TunnelRequest> tunnels = request.tunnels;
+  if (tunnels.empty()) tunnels.push_back({});  // v1 agent without subdomains: its agent id
+  for (std::size_t i = 0; i < tunnels.size(); ++i) {
+    const auto& t = tunnels[i];
+    protocol::TunnelResult result;
+    result.type = t.type;
+    std::string host;
+    std::string error = check_proxy_protocol(t);
+    auto throttle = make_throttle(context_, account, t);
+    result.bandwidth = throttle ? throttle->tunnel_rate() : 0;
+    if (!error.empty()) {
+      // refused below
+    } else if (t.type == "tcp" || t.type == "udp") {
+      register_port(account, t, i, agent, throttle, result, error);
+    } else if (t.type != "http") {
+      error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
+    } else if (resolve_hostname(context_, account, t, request.agent_id, host, error)) {
+      Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle,
+                  tunnel_filters_ ? tunnel_filters_(t) : nullptr};
+      if (context_.registry.claim(host, account.name, std::move(route), error)) {
+        result.ok = true;
+        result.name = host;
+        result.url = public_url(context_, host);
+        agent->hostnames.push_back(host);
+        agent->locals.push_back(t.local);
+      }
+    }
+    if (!result.ok) {
+      all_ok = false;
+      result.error = error;
+      agent->hostnames.emplace_back();
+      agent->locals.push_back(t.local);
+    }
+    response.tunnels.push_back(std::move(result));
+  }
+  return all_ok;
+}
+
+bool AgentGateway::register_port(const Account& account, const protocol::TunnelRequest& request,
+                                 std::size_t index, const std::shared_ptr<AgentSession>& agent,
+                                 std::shared_ptr<const Throttle> throttle,
+                                 protocol::TunnelResult& result, std::string& error) {
+  const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
+  const PortRules rules = port_rules(context_.config, account);
+  if (agent->session->version() < protocol::kVersion2) {
+    error = request.type + " tunnels need protocol version 2 (the agent offered only 1)";
+    return false;
+  }
+  if (request.remote_port != 0 && !rules.allows(request.remote_port)) {
+    error = "port " + std::to_string(request.remote_port) +
+            " is outside the ranges allowed for account " + account.name + " (" +
+            rules.describe_ranges() + ")";
+    return false;
+  }
+  auto executor = agent->session->get_executor();
+  const OpenPort open = [&](std::uint16_t port,
+                            std::string& open_error) -> std::shared_ptr<PortListener> {
+    return open_port_(protocol, executor, port, open_error);
+  };
+  Route route{agent, static_cast<std::uint16_t>(index), request.local, std::move(throttle),
+              nullptr};
+  const std::uint16_t port = context_.registry.claim_port(
+      protocol, request.remote_port, account.name, rules, std::move(route), open, error);
+  if (port == 0) return false;
+  result.ok = true;
+  result.name = public_port_host(context_) + ":" + std::to_string(port);
+  result.url = request.type + "://" + result.name;
+  agent->hostnames.push_back(result.url);
+  agent->locals.push_back(request.local);
+  return true;
+}
+
+void AgentGateway::go_away_all() {
+  std::lock_guard lock(mutex_);
+  for (auto& weak : sessions_) {
+    if (auto session = weak.lock()) {
+      asio::post(session->get_executor(), [session] {
+        session->go_away(protocol::ErrorCode::kGoingAway, "the core is shutting down");
+      });
+    }
+  }
+}
+
+void AgentGateway::close_all() {
+  std::lock_guard lock(mutex_);
+  for (auto& weak : sessions_) {
+    if (auto session = weak.lock()) {
+      asio::post(session->get_executor(),
+                 [session] { session->close("the core is shutting down"); });
+    }
+  }
+}
+
+std::size_t AgentGateway::session_count() const {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::size_t>(std::count_if(sessions_.begin(), sessions_.end(),
+                                                [](const auto& w) { return !w.expired(); }));
+}
+
+}  // namespace tunnel::core

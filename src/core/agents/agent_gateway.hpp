@@ -1,0 +1,76 @@
+// The core's side of an agent connection: TLS, the AUTH exchange, tunnel registration, and the
+// mux session for the agent's life.
+#pragma once
+
+#include <boost/asio/ssl/context.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/agents/context.hpp"
+#include "mux/session.hpp"
+#include "protocol/handshake.hpp"
+
+namespace tunnel::core {
+
+// One connected agent. Lives on one worker (its session's executor).
+class AgentSession {
+ public:
+  std::shared_ptr<mux::Session> session;
+  std::string account;
+  std::string agent_id;
+  std::vector<std::string> hostnames;  // index = tunnel index on the wire (tcp/udp: the url)
+  std::vector<std::string> locals;
+};
+
+// Opens the public listener of a tcp or udp tunnel's port on `executor` (the edge implements
+// it; the agent side only decides who may claim which port). nullptr with `error` when the
+// port cannot be opened.
+using PortOpener = std::function<std::shared_ptr<PortListener>(
+    PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port, std::string& error)>;
+
+// The request filters of an http tunnel, from what its agent asked for (the edge implements
+// it); null when the tunnel needs none.
+using TunnelFilterFactory =
+    std::function<std::shared_ptr<const FilterChain>(const protocol::TunnelRequest& request)>;
+
+class AgentGateway {
+ public:
+  AgentGateway(CoreContext& context, PortOpener open_port, TunnelFilterFactory tunnel_filters)
+      : context_(context),
+        open_port_(std::move(open_port)),
+        tunnel_filters_(std::move(tunnel_filters)) {}
+
+  // Serves one accepted TCP connection until the agent leaves. Never throws.
+  asio::awaitable<void> serve(transport::tcp::socket socket, asio::ssl::context& tls);
+  // The same without TLS (listen.agent_plain).
+  asio::awaitable<void> serve_plain(transport::tcp::socket socket);
+
+  // Sends GOAWAY to every agent (drain) and, after `grace`, closes what is left.
+  void go_away_all();
+  void close_all();
+  // Resolves when no agent session has streams left.
+  std::size_t session_count() const;
+
+ private:
+  asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn);
+  asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn);
+  // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
+  bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
+                        const std::shared_ptr<AgentSession>& agent,
+                        protocol::AuthResponse& response);
+  // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).
+  bool register_port(const Account& account, const protocol::TunnelRequest& request,
+                     std::size_t index, const std::shared_ptr<AgentSession>& agent,
+                     std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
+                     std::string& error);
+
+  CoreContext& context_;
+  PortOpener open_port_;
+  TunnelFilterFactory tunnel_filters_;
+  mutable std::mutex mutex_;
+  std::vector<std::weak_ptr<mux::Session>> sessions_;
+};
+
+}  // namespace tunnel::core

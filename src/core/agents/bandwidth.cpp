@@ -1,0 +1,68 @@
+#include "core/agents/bandwidth.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace tunnel::core {
+
+TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t burst)
+    : rate_per_ns_(static_cast<double>(rate) / 1e9),
+      rate_(rate),
+      burst_(static_cast<double>(burst)),
+      tokens_(static_cast<double>(burst)),
+      last_(Clock::now()) {}
+
+std::uint64_t TokenBucket::default_burst(std::uint64_t rate) {
+  return std::max<std::uint64_t>(rate / 10, 16 * 1024);
+}
+
+TokenBucket::Clock::duration TokenBucket::take(std::size_t n, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (now > last_) {
+    const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
+    tokens_ = std::min(burst_, tokens_ + static_cast<double>(elapsed.count()) * rate_per_ns_);
+    last_ = now;
+  }
+  tokens_ -= static_cast<double>(n);
+  if (tokens_ >= 0) return Clock::duration::zero();
+  return std::chrono::duration_cast<Clock::duration>(
+      std::chrono::nanoseconds(static_cast<std::int64_t>(-tokens_ / rate_per_ns_)));
+}
+
+bool Throttle::limited() const {
+  return tunnel[0] || tunnel[1] || account[0] || account[1];
+}
+
+std::uint64_t Throttle::tunnel_rate() const {
+  return tunnel[0] ? tunnel[0]->rate() : 0;
+}
+
+boost::asio::awaitable<void> throttle(const Throttle* throttle, Direction direction,
+                                      std::size_t n) {
+  if (throttle == nullptr || n == 0) co_return;
+  const auto d = static_cast<std::size_t>(direction);
+  const auto now = TokenBucket::Clock::now();
+  auto wait = TokenBucket::Clock::duration::zero();
+  if (throttle->tunnel[d]) wait = std::max(wait, throttle->tunnel[d]->take(n, now));
+  if (throttle->account[d]) wait = std::max(wait, throttle->account[d]->take(n, now));
+  if (wait <= TokenBucket::Clock::duration::zero()) co_return;
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, wait);
+  co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+}
+
+std::shared_ptr<TokenBucket> AccountBuckets::get(const std::string& account, Direction direction,
+                                                 std::uint64_t rate) {
+  if (rate == 0) return nullptr;
+  const std::string key = account + (direction == Direction::kIn ? "/in" : "/out");
+  std::lock_guard lock(mutex_);
+  auto& bucket = buckets_[key];
+  if (!bucket || bucket->rate() != rate) {
+    bucket = std::make_shared<TokenBucket>(rate, TokenBucket::default_burst(rate));
+  }
+  return bucket;
+}
+
+}  // namespace tunnel::core

@@ -1,0 +1,85 @@
+#include "core/agents/context.hpp"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <random>
+
+#include "mux/session.hpp"
+
+namespace tunnel::core {
+
+CoreMetrics::CoreMetrics(observability::Registry& r)
+    : registry(r),
+      request_duration(
+          r.histogram("tunnel_http_request_duration_seconds",
+                      "Time from a public request's head to the end of its response.")),
+      bytes_in(r.counter("tunnel_http_bytes_total", "Bytes of public HTTP traffic.",
+                         {{"direction", "in"}})),
+      bytes_out(r.counter("tunnel_http_bytes_total", "Bytes of public HTTP traffic.",
+                          {{"direction", "out"}})),
+      agents(r.gauge("tunnel_agents_connected", "Agent sessions connected now.")),
+      streams(r.gauge("tunnel_streams_active", "Streams open to agents now.")),
+      window_growth(r.gauge("tunnel_stream_window_growth_bytes",
+                            "How far the receive windows of streams from agents have grown "
+                            "beyond their initial size, in all (auto-tuning).")),
+      public_connections(
+          r.gauge("tunnel_public_connections", "Public client connections open now.")),
+      agent_sessions(r.counter("tunnel_agent_sessions_total", "Agent sessions accepted.")),
+      agent_auth_failures(
+          r.counter("tunnel_agent_auth_failures_total", "Agent connections refused at AUTH.")) {}
+
+void CoreMetrics::count_request(int status) {
+  const std::size_t index = status >= 100 && status < 600 ? static_cast<std::size_t>(status) : 0;
+  observability::Counter* counter = by_status_[index].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    std::lock_guard lock(mutex_);
+    counter = &registry.counter("tunnel_http_requests_total",
+                                "Public HTTP requests answered, by status code.",
+                                {{"code", index == 0 ? "other" : std::to_string(index)}});
+    by_status_[index].store(counter, std::memory_order_release);
+  }
+  counter->inc();
+}
+
+bool RateLimiter::allow(const std::string& account) {
+  if (rate_ == 0) return true;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  auto [it, inserted] = buckets_.try_emplace(account, Bucket{2.0 * rate_, now});
+  Bucket& bucket = it->second;
+  const double elapsed = std::chrono::duration<double>(now - bucket.last).count();
+  bucket.tokens = std::min(2.0 * rate_, bucket.tokens + elapsed * rate_);
+  bucket.last = now;
+  if (bucket.tokens < 1.0) return false;
+  bucket.tokens -= 1.0;
+  return true;
+}
+
+CoreContext::CoreContext(Config config_in, observability::Registry& metrics_registry)
+    : config(std::move(config_in)),
+      auth(config),
+      metrics(metrics_registry),
+      rate_limiter(config.limits.requests_per_second),
+      window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}
+
+std::string new_request_id() {
+  // Ids need to be unique, not secret: a per-thread generator seeded once from the OS CSPRNG
+  // keeps RAND_bytes (and its fork check) off the per-request path.
+  thread_local std::mt19937_64 generator = [] {
+    std::uint64_t seed[4];
+    RAND_bytes(reinterpret_cast<unsigned char*>(seed), sizeof seed);
+    std::seed_seq sequence(reinterpret_cast<std::uint32_t*>(seed),
+                           reinterpret_cast<std::uint32_t*>(seed) + 8);
+    return std::mt19937_64(sequence);
+  }();
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (std::size_t half = 0; half < 2; ++half) {
+    std::uint64_t bits = generator();
+    for (std::size_t i = 0; i < 16; ++i, bits >>= 4) id[half * 16 + i] = kHex[bits & 0xf];
+  }
+  return id;
+}
+
+}  // namespace tunnel::core

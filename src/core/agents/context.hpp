@@ -1,0 +1,85 @@
+// What every part of the core shares: configuration, accounts, the registry, metrics, and the
+// drain state. Built once by Server before any worker starts; read-only afterwards except for
+// the thread-safe members.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include "core/agents/registry.hpp"
+#include "core/control/auth.hpp"
+#include "core/control/config.hpp"
+#include "observability/metrics.hpp"
+
+namespace tunnel::mux {
+class WindowBudget;
+}
+
+namespace tunnel::core {
+
+namespace asio = boost::asio;
+
+struct CoreMetrics {
+  explicit CoreMetrics(observability::Registry& registry);
+
+  // Counts a finished public request by status code.
+  void count_request(int status);
+
+  observability::Registry& registry;
+  observability::Histogram& request_duration;
+  observability::Counter& bytes_in;   // from public clients
+  observability::Counter& bytes_out;  // to public clients
+  observability::Gauge& agents;
+  observability::Gauge& streams;
+  observability::Gauge& window_growth;  // of the agents' stream windows, in all
+  observability::Gauge& public_connections;
+  observability::Counter& agent_sessions;
+  observability::Counter& agent_auth_failures;
+
+ private:
+  std::array<std::atomic<observability::Counter*>, 600> by_status_{};
+  std::mutex mutex_;
+};
+
+// Token bucket per account: `rate` requests per second, bursts up to 2x rate.
+class RateLimiter {
+ public:
+  explicit RateLimiter(std::uint32_t rate) : rate_(rate) {}
+  bool allow(const std::string& account);
+
+ private:
+  struct Bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::uint32_t rate_;
+  std::mutex mutex_;
+  std::unordered_map<std::string, Bucket> buckets_;
+};
+
+struct CoreContext {
+  CoreContext(Config config_in, observability::Registry& metrics_registry);
+
+  Config config;
+  Authenticator auth;
+  Registry registry;
+  CoreMetrics metrics;
+  RateLimiter rate_limiter;
+  AccountBuckets account_buckets;       // bandwidth per account
+  std::uint16_t public_http_port = 0;   // for the URLs given to agents
+  std::uint16_t public_https_port = 0;  // 0 = HTTPS off
+  std::atomic<bool> draining{false};
+  // Window growth for all agents' sessions together (limits.window_budget_total).
+  std::shared_ptr<mux::WindowBudget> window_budget;
+};
+
+// A fresh request id: 16 random bytes as 32 hex digits.
+std::string new_request_id();
+
+}  // namespace tunnel::core

@@ -1,0 +1,138 @@
+// Which agents serve which public hostname. Shared by every worker thread (guarded by a mutex;
+// one short lookup per request).
+//
+// A hostname belongs to one account at a time. Several agents of that account may serve it and
+// share its traffic round robin. When its last agent leaves, the name stays reserved for the
+// account for `offline_hold` (requests get 503, not 404, and no other account can take it), so
+// an agent restart or a core restart never hands the name to someone else.
+//
+// Ports of tcp and udp tunnels follow the same rules, keyed by (protocol, port): one account at
+// a time, shared round robin by its agents, held for the account for `offline_hold` after its
+// last agent leaves. The registry also owns the port's listener: it is opened by the first
+// claim and closed when the last agent leaves.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/agents/bandwidth.hpp"
+#include "core/control/config.hpp"
+
+namespace tunnel::core {
+
+class AgentSession;
+class FilterChain;  // core/edge/http_pipeline.hpp: built by the edge, carried opaquely here
+
+struct Route {
+  std::shared_ptr<AgentSession> agent;
+  std::uint16_t tunnel_index = 0;
+  std::string local;  // the agent's local target, for error pages ("localhost:3000")
+  std::shared_ptr<const Throttle> throttle;  // bandwidth limits; null = none
+  // http: the tunnel's own request filters (after the listener's); null = none.
+  std::shared_ptr<const FilterChain> filters;
+};
+
+enum class LookupStatus { kFound, kUnknown, kOffline };
+
+enum class PortProtocol { kTcp, kUdp };
+std::string_view protocol_name(PortProtocol protocol);  // "tcp", "udp"
+
+// A bound public port (a TCP listener or a UDP socket). close() may be called from any thread.
+class PortListener {
+ public:
+  virtual ~PortListener() = default;
+  virtual void close() = 0;
+};
+
+// Binds `port` (never 0); nullptr with `error` ("port 15432 is in use") when it cannot.
+using OpenPort =
+    std::function<std::shared_ptr<PortListener>(std::uint16_t port, std::string& error)>;
+
+class Registry {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit Registry(std::chrono::seconds offline_hold = std::chrono::minutes(10))
+      : offline_hold_(offline_hold) {}
+
+  // Adds `route` for `host` on behalf of `account`. False with `error` if another account holds
+  // the name (online or recently).
+  bool claim(const std::string& host, const std::string& account, Route route, std::string& error);
+  // Removes every route of `agent` (it disconnected); its names go offline if it was the last.
+  void release_agent(const AgentSession* agent);
+  // Picks the next agent for `host` (round robin).
+  LookupStatus lookup(const std::string& host, Route& out);
+
+  // Connected agent sessions of an account (for max_agents).
+  std::size_t agents_of(const std::string& account) const;
+  bool add_agent(const std::string& account, std::size_t limit);
+  void remove_agent(const std::string& account);
+
+  std::size_t hostname_count() const;
+
+  // Adds `route` for `port` on behalf of `account`, opening the port with `open` when no agent
+  // serves it yet. Port 0 picks a free port in `rules.ranges` (random start). `rules.ranges` is
+  // not checked for an explicit port (the caller does, to word the refusal). Returns the port,
+  // or 0 with `error`: taken by another account, the account's max_ports reached, or `open`
+  // failed.
+  std::uint16_t claim_port(PortProtocol protocol, std::uint16_t port, const std::string& account,
+                           const PortRules& rules, Route route, const OpenPort& open,
+                           std::string& error);
+  // Picks the next agent for a port (round robin).
+  LookupStatus lookup_port(PortProtocol protocol, std::uint16_t port, Route& out);
+  // Ports of `protocol` that `account` serves now (with at least one agent).
+  std::size_t ports_of(PortProtocol protocol, const std::string& account) const;
+
+ private:
+  struct Entry {
+    std::string account;
+    std::vector<Route> routes;
+    std::size_t next = 0;
+    Clock::time_point offline_since{};
+  };
+  bool expired(const Entry& entry, Clock::time_point now) const {
+    return entry.routes.empty() && now - entry.offline_since > offline_hold_;
+  }
+
+  struct PortEntry {
+    std::string account;
+    std::vector<Route> routes;
+    std::size_t next = 0;
+    Clock::time_point offline_since{};
+    std::shared_ptr<PortListener> listener;  // null while offline
+  };
+  static std::uint32_t port_key(PortProtocol protocol, std::uint16_t port) {
+    return (protocol == PortProtocol::kUdp ? 0x10000u : 0u) | port;
+  }
+  bool port_expired(const PortEntry& entry, Clock::time_point now) const {
+    return entry.routes.empty() && now - entry.offline_since > offline_hold_;
+  }
+  std::size_t ports_of_locked(PortProtocol protocol, const std::string& account) const;
+  // Adds the route to a port entry (opening it if needed). Lock held.
+  bool claim_port_locked(PortProtocol protocol, std::uint16_t port, const std::string& account,
+                         Route& route, const OpenPort& open, bool explicit_port,
+                         std::string& error);
+
+  // What each connected agent claimed, so releasing it touches only those entries.
+  struct Claims {
+    std::vector<std::string> hosts;
+    std::vector<std::uint32_t> ports;
+  };
+  static constexpr auto kSweepInterval = std::chrono::seconds(60);
+
+  mutable std::mutex mutex_;
+  std::unordered_map<const AgentSession*, Claims> claims_;
+  Clock::time_point last_sweep_{};
+  std::unordered_map<std::string, Entry> hosts_;
+  std::unordered_map<std::uint32_t, PortEntry> ports_;
+  std::unordered_map<std::string, std::size_t> agents_per_account_;
+  std::chrono::seconds offline_hold_;
+};
+
+}  // namespace tunnel::core

@@ -1,0 +1,57 @@
+// Agent authentication: plain account tokens and HS256 JWTs, mapped to an account.
+//
+// Plain tokens are looked up by their SHA-256 and compared in constant time, so neither the
+// lookup nor the comparison leaks how much of a guess was right. Tokens shaped like a JWT go
+// to JWT verification instead; its `account_id` claim must name a configured account.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/control/config.hpp"
+
+namespace tunnel::core {
+
+struct AuthResult {
+  bool ok = false;
+  std::string account;   // the account's name
+  std::string agent_id;  // from a JWT's agent_id claim; "" for plain tokens
+  std::string error;     // safe to send to the agent
+};
+
+class Authenticator {
+ public:
+  using Clock = std::function<std::int64_t()>;  // unix seconds
+
+  // Copies the accounts of `config` and reads the JWT secret (file) once. `now` defaults to
+  // the system clock.
+  explicit Authenticator(const Config& config, Clock now = {});
+
+  AuthResult authenticate(std::string_view token) const;
+
+  // The account with this name, or nullptr.
+  const Account* find_account(std::string_view name) const;
+
+  // Why JWT auth is unavailable although configured (unreadable secret file); "" if fine.
+  const std::string& setup_error() const { return setup_error_; }
+
+ private:
+  using Digest = std::array<unsigned char, 32>;
+  struct DigestHash {
+    std::size_t operator()(const Digest& d) const;
+  };
+
+  std::vector<Account> accounts_;
+  std::unordered_map<Digest, std::size_t, DigestHash> token_index_;  // SHA-256 -> account
+  std::string jwt_secret_;
+  bool jwt_configured_ = false;
+  std::string setup_error_;
+  Clock now_;
+};
+
+}  // namespace tunnel::core

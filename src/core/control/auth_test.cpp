@@ -1,0 +1,105 @@
+#include "core/control/auth.hpp"
+
+#include <gtest/gtest.h>
+
+#include "core/control/jwt.hpp"
+
+namespace tunnel::core {
+namespace {
+
+constexpr const char* kSecret = "0123456789abcdef0123456789abcdef-test-secret";
+
+Config two_accounts() {
+  Config config;
+  config.auth.jwt_secret = kSecret;
+  Account a;
+  a.name = "default";
+  a.tokens = {"token-a1", "token-a2"};
+  Account b;
+  b.name = "team-b";
+  b.tokens = {"token-b"};
+  b.subdomains = {"docs", "pr-*"};
+  b.domains = {"example.org", "*.example.net"};
+  config.accounts = {a, b};
+  return config;
+}
+
+TEST(Authenticator, PlainTokensMapToTheirAccount) {
+  Authenticator auth(two_accounts());
+  EXPECT_EQ(auth.authenticate("token-a2").account, "default");
+  auto b = auth.authenticate("token-b");
+  EXPECT_TRUE(b.ok);
+  EXPECT_EQ(b.account, "team-b");
+  EXPECT_EQ(b.agent_id, "");
+  auto bad = auth.authenticate("token-b ");
+  EXPECT_FALSE(bad.ok);
+  EXPECT_EQ(bad.error, "invalid token");
+  EXPECT_FALSE(auth.authenticate("").ok);
+}
+
+TEST(Authenticator, JwtsNameAConfiguredAccount) {
+  Authenticator auth(two_accounts(), [] { return std::int64_t{1'900'000'000}; });
+  auto ok = auth.authenticate(
+      sign_hs256(R"({"account_id":"team-b","agent_id":"ci-7","exp":2000000000})", kSecret));
+  EXPECT_TRUE(ok.ok) << ok.error;
+  EXPECT_EQ(ok.account, "team-b");
+  EXPECT_EQ(ok.agent_id, "ci-7");
+  auto unknown =
+      auth.authenticate(sign_hs256(R"({"account_id":"nobody","exp":2000000000})", kSecret));
+  EXPECT_FALSE(unknown.ok);
+  EXPECT_EQ(unknown.error, "JWT names unknown account \"nobody\"");
+  auto expired = auth.authenticate(sign_hs256(R"({"account_id":"team-b","exp":1000})", kSecret));
+  EXPECT_EQ(expired.error, "JWT has expired");
+}
+
+TEST(Authenticator, JwtWithoutSecretIsRefused) {
+  Config config = two_accounts();
+  config.auth.jwt_secret.clear();
+  Authenticator auth(config);
+  auto result =
+      auth.authenticate(sign_hs256(R"({"account_id":"default","exp":2000000000})", kSecret));
+  EXPECT_FALSE(result.ok);
+  EXPECT_EQ(result.error, "JWT authentication is not enabled on this server");
+}
+
+TEST(Authenticator, UnreadableSecretFileIsASetupError) {
+  Config config = two_accounts();
+  config.auth.jwt_secret.clear();
+  config.auth.jwt_secret_file = "/nonexistent/jwt.secret";
+  Authenticator auth(config);
+  EXPECT_NE(auth.setup_error().find("/nonexistent/jwt.secret"), std::string::npos);
+  EXPECT_TRUE(auth.authenticate("token-a1").ok);
+}
+
+TEST(Account, SubdomainPatterns) {
+  Account account;
+  account.subdomains = {"docs", "pr-*"};
+  EXPECT_TRUE(account.may_use_subdomain("docs"));
+  EXPECT_TRUE(account.may_use_subdomain("DOCS"));
+  EXPECT_TRUE(account.may_use_subdomain("pr-42"));
+  EXPECT_FALSE(account.may_use_subdomain("pr-"));
+  EXPECT_FALSE(account.may_use_subdomain("docs2"));
+  EXPECT_FALSE(account.may_use_subdomain("app"));
+  EXPECT_FALSE(account.may_use_subdomain("a.docs"));
+  account.subdomains = {"*"};
+  EXPECT_TRUE(account.may_use_subdomain("anything"));
+  EXPECT_FALSE(account.may_use_subdomain("bad_label"));
+  account.subdomains = {};
+  EXPECT_FALSE(account.may_use_subdomain("docs"));
+}
+
+TEST(Account, DomainPatterns) {
+  Account account;
+  account.domains = {"example.org", "*.example.net"};
+  EXPECT_TRUE(account.may_use_domain("example.org"));
+  EXPECT_TRUE(account.may_use_domain("Example.ORG."));
+  EXPECT_FALSE(account.may_use_domain("www.example.org"));
+  EXPECT_TRUE(account.may_use_domain("a.example.net"));
+  EXPECT_TRUE(account.may_use_domain("a.b.example.net"));
+  EXPECT_FALSE(account.may_use_domain("example.net"));
+  EXPECT_FALSE(account.may_use_domain("badexample.net"));
+  EXPECT_FALSE(account.may_use_domain("evil.com"));
+}
+
+}  // namespace
+}  // namespace tunnel::core

@@ -1,0 +1,611 @@
+#include "core/control/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "common/byte_rate.hpp"
+#include "common/cidr.hpp"
+#include "common/net_address.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using common::child;
+using common::ConfigReader;
+using common::element;
+
+std::string in_quotes(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+// ---- reading -------------------------------------------------------------------------------
+
+void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
+  auto f =
+      r.fields(node, "listen", {"agent", "agent_plain", "http", "https", "admin", "tunnels_host"});
+  if (!f) return;
+  r.read(*f, "tunnels_host", "listen", out.tunnels_host);
+  r.read(*f, "agent", "listen", out.agent);
+  r.read(*f, "agent_plain", "listen", out.agent_plain);
+  r.read(*f, "http", "listen", out.http);
+  r.read(*f, "https", "listen", out.https);
+  r.read(*f, "admin", "listen", out.admin);
+}
+
+void read_tls(ConfigReader& r, const YAML::Node& node, TlsConfig& out) {
+  auto f = r.fields(node, "tls", {"cert", "key", "certificates"});
+  if (!f) return;
+  r.read(*f, "cert", "tls", out.cert);
+  r.read(*f, "key", "tls", out.key);
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(*f, "certificates", "tls")) {
+    const auto path = element("tls.certificates", index++);
+    CertificateConfig cert;
+    if (auto cf = r.fields(item, path, {"hostnames", "cert", "key"})) {
+      r.read(*cf, "hostnames", path, cert.hostnames);
+      r.read(*cf, "cert", path, cert.cert);
+      r.read(*cf, "key", path, cert.key);
+    }
+    out.certificates.push_back(std::move(cert));
+  }
+}
+
+void read_ports(ConfigReader& r, const YAML::Node& node, const std::string& path,
+                PortsConfig& out) {
+  auto f = r.fields(node, path, {"ranges", "max_per_account"});
+  if (!f) return;
+  if (f->contains("ranges")) {
+    std::vector<std::string> ranges;
+    if (r.read(*f, "ranges", path, ranges)) out.ranges = std::move(ranges);
+  }
+  if (f->contains("max_per_account")) {
+    std::uint32_t max = 0;
+    if (r.read(*f, "max_per_account", path, max)) out.max_per_account = max;
+  }
+}
+
+void read_bandwidth(ConfigReader& r, const YAML::Node& node, const std::string& path,
+                    BandwidthConfig& out) {
+  auto f = r.fields(node, path, {"per_tunnel", "per_account"});
+  if (!f) return;
+  for (auto [key, field] :
+       {std::pair{"per_tunnel", &out.per_tunnel}, std::pair{"per_account", &out.per_account}}) {
+    if (!f->contains(key)) continue;
+    std::string text;
+    if (r.read(*f, key, path, text)) *field = std::move(text);
+  }
+}
+
+void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(root, "accounts", "")) {
+    const auto path = element("accounts", index++);
+    Account account;
+    if (auto f = r.fields(
+            item, path,
+            {"name", "tokens", "subdomains", "domains", "max_agents", "ports", "bandwidth"})) {
+      r.read(*f, "name", path, account.name);
+      r.read(*f, "tokens", path, account.tokens);
+      r.read(*f, "subdomains", path, account.subdomains);
+      r.read(*f, "domains", path, account.domains);
+      r.read(*f, "max_agents", path, account.max_agents);
+      if (f->contains("ports")) read_ports(r, f->at("ports"), child(path, "ports"), account.ports);
+      if (f->contains("bandwidth")) {
+        read_bandwidth(r, f->at("bandwidth"), child(path, "bandwidth"), account.bandwidth);
+      }
+    }
+    out.accounts.push_back(std::move(account));
+  }
+}
+
+// The largest limits.udp_socket_buffer accepted (the kernel takes an int, and doubles it).
+constexpr std::uint64_t kMaxUdpSocketBuffer = 1024 * 1024 * 1024;
+
+// The largest limits.window_budget_per_agent and limits.window_budget_total accepted.
+constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
+constexpr std::uint64_t kMaxWindowBudgetTotal = 1024ull * 1024 * 1024 * 1024;
+
+void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
+  auto f =
+      r.fields(node, "limits",
+               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
+                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
+                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram", "udp_socket_buffer",
+                "window_budget_per_agent", "window_budget_total"});
+  if (!f) return;
+  r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
+  r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
+  r.read(*f, "header_timeout", "limits", out.header_timeout);
+  r.read(*f, "response_timeout", "limits", out.response_timeout);
+  r.read(*f, "idle_timeout", "limits", out.idle_timeout);
+  r.read(*f, "max_streams_per_agent", "limits", out.max_streams_per_agent);
+  r.read(*f, "requests_per_second", "limits", out.requests_per_second);
+  r.read(*f, "shutdown_grace", "limits", out.shutdown_grace);
+  r.read(*f, "udp_idle_timeout", "limits", out.udp_idle_timeout);
+  r.read(*f, "tunnel_idle_timeout", "limits", out.tunnel_idle_timeout);
+  r.read(*f, "udp_max_datagram", "limits", out.udp_max_datagram);
+  r.read(*f, "udp_socket_buffer", "limits", out.udp_socket_buffer, kMaxUdpSocketBuffer);
+  r.read(*f, "window_budget_per_agent", "limits", out.window_budget_per_agent, kMaxWindowBudget);
+  r.read(*f, "window_budget_total", "limits", out.window_budget_total, kMaxWindowBudgetTotal);
+}
+
+void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
+  auto f = r.fields(root, "",
+                    {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth",
+                     "accounts", "ports", "bandwidth", "limits", "heartbeat", "log"});
+  if (!f) return;
+  r.read(*f, "domain", "", out.domain);
+  r.read(*f, "data_dir", "", out.data_dir);
+  std::uint64_t workers = out.workers;
+  if (r.read(*f, "workers", "", workers, 1024)) out.workers = static_cast<std::uint32_t>(workers);
+  if (f->contains("listen")) read_listen(r, f->at("listen"), out.listen);
+  r.read(*f, "trusted_proxies", "", out.trusted_proxies);
+  if (f->contains("tls")) read_tls(r, f->at("tls"), out.tls);
+  if (f->contains("auth")) {
+    if (auto af = r.fields(f->at("auth"), "auth", {"jwt_secret", "jwt_secret_file"})) {
+      r.read(*af, "jwt_secret", "auth", out.auth.jwt_secret);
+      r.read(*af, "jwt_secret_file", "auth", out.auth.jwt_secret_file);
+    }
+  }
+  read_accounts(r, *f, out);
+  if (f->contains("ports")) read_ports(r, f->at("ports"), "ports", out.ports);
+  if (f->contains("bandwidth")) read_bandwidth(r, f->at("bandwidth"), "bandwidth", out.bandwidth);
+  if (f->contains("limits")) read_limits(r, f->at("limits"), out.limits);
+  if (f->contains("heartbeat")) {
+    if (auto hf = r.fields(f->at("heartbeat"), "heartbeat", {"interval", "timeout"})) {
+      r.read(*hf, "interval", "heartbeat", out.heartbeat.interval);
+      r.read(*hf, "timeout", "heartbeat", out.heartbeat.timeout);
+    }
+  }
+  if (f->contains("log")) {
+    if (auto lf = r.fields(f->at("log"), "log", {"format", "level"})) {
+      r.read(*lf, "format", "log", out.log.format);
+      r.read(*lf, "level", "log", out.log.level);
+    }
+  }
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+void check_readable(ConfigReader& r, const std::string& path, const std::string& file) {
+  if (file.empty()) return;
+  if (::access(file.c_str(), R_OK) != 0) {
+    r.error(path, "cannot read " + in_quotes(file) + ": " + std::strerror(errno));
+  }
+}
+
+void check_listen(ConfigReader& r, const ListenConfig& listen) {
+  struct Entry {
+    const char* key;
+    const std::string* text;
+  };
+  const Entry entries[] = {{"agent", &listen.agent},
+                           {"agent_plain", &listen.agent_plain},
+                           {"http", &listen.http},
+                           {"https", &listen.https},
+                           {"admin", &listen.admin}};
+  std::vector<std::pair<const char*, common::NetAddress>> bound;
+  for (const auto& entry : entries) {
+    const auto path = child("listen", entry.key);
+    if (entry.text->empty()) {
+      if (std::string_view(entry.key) == "agent") r.error(path, "the agent listener is required");
+      continue;
+    }
+    auto parsed = common::parse_listen_address(*entry.text);
+    if (!parsed) {
+      r.error(path, parsed.error);
+      continue;
+    }
+    for (const auto& [other_key, other] : bound) {
+      const bool same_host =
+          other.host == parsed.value->host || other.host.empty() || parsed.value->host.empty();
+      if (parsed.value->port != 0 && other.port == parsed.value->port && same_host) {
+        r.error(path,
+                "port " + std::to_string(other.port) + " is also used by listen." + other_key);
+      }
+    }
+    bound.emplace_back(entry.key, *parsed.value);
+  }
+  if (!common::is_ip_literal(listen.tunnels_host)) {
+    r.error("listen.tunnels_host", in_quotes(listen.tunnels_host) +
+                                       " is not an IP address (use 0.0.0.0 or :: for every "
+                                       "interface)");
+  }
+}
+
+void check_bandwidth(ConfigReader& r, const BandwidthConfig& bandwidth, const std::string& path) {
+  for (auto [key, field] : {std::pair{"per_tunnel", &bandwidth.per_tunnel},
+                            std::pair{"per_account", &bandwidth.per_account}}) {
+    if (!*field) continue;
+    if (auto rate = common::parse_byte_rate(**field); !rate) r.error(child(path, key), rate.error);
+  }
+}
+
+void check_ports(ConfigReader& r, const PortsConfig& ports, const std::string& path) {
+  if (!ports.ranges) return;
+  const auto ranges_path = child(path, "ranges");
+  if (ports.ranges->empty()) {
+    r.error(ranges_path, "at least one range such as \"10000-20000\" (or leave the key out)");
+  }
+  for (std::size_t i = 0; i < ports.ranges->size(); ++i) {
+    std::string error;
+    if (!parse_port_range((*ports.ranges)[i], error)) r.error(element(ranges_path, i), error);
+  }
+}
+
+// "*.example.org" or "example.org".
+bool is_domain_pattern(std::string_view text) {
+  if (text.starts_with("*.")) text.remove_prefix(2);
+  return common::is_valid_hostname(text);
+}
+
+// "*", "name" or "prefix*" (a glob whose prefix starts a valid label).
+bool is_subdomain_pattern(std::string_view text) {
+  if (text == "*") return true;
+  if (text.ends_with('*')) {
+    text.remove_suffix(1);
+    if (text.empty() || text.find('*') != text.npos || text.front() == '-') return false;
+    return common::is_valid_dns_label(text) || common::is_valid_dns_label(std::string(text) + "x");
+  }
+  return common::is_valid_dns_label(text);
+}
+
+bool looks_like_jwt_token(std::string_view token) {
+  return std::count(token.begin(), token.end(), '.') == 2;
+}
+
+void check_tls(ConfigReader& r, const TlsConfig& tls) {
+  if (tls.cert.empty() != tls.key.empty()) {
+    r.error(tls.cert.empty() ? "tls.cert" : "tls.key",
+            tls.cert.empty() ? "required when tls.key is set" : "required when tls.cert is set");
+  }
+  check_readable(r, "tls.cert", tls.cert);
+  check_readable(r, "tls.key", tls.key);
+  for (std::size_t i = 0; i < tls.certificates.size(); ++i) {
+    const auto& cert = tls.certificates[i];
+    const auto path = element("tls.certificates", i);
+    if (cert.hostnames.empty()) r.error(child(path, "hostnames"), "at least one hostname needed");
+    for (std::size_t j = 0; j < cert.hostnames.size(); ++j) {
+      if (!is_domain_pattern(cert.hostnames[j])) {
+        r.error(element(child(path, "hostnames"), j),
+                in_quotes(cert.hostnames[j]) + " is not a hostname or \"*.\" wildcard");
+      }
+    }
+    if (cert.cert.empty()) r.error(child(path, "cert"), "a certificate file is required");
+    if (cert.key.empty()) r.error(child(path, "key"), "a key file is required");
+    check_readable(r, child(path, "cert"), cert.cert);
+    check_readable(r, child(path, "key"), cert.key);
+  }
+}
+
+void check_auth(ConfigReader& r, const AuthConfig& auth) {
+  if (!auth.jwt_secret.empty() && !auth.jwt_secret_file.empty()) {
+    r.error("auth", "set jwt_secret or jwt_secret_file, not both");
+    return;
+  }
+  std::string error;
+  const auto secret = read_jwt_secret(auth, error);
+  const char* path = auth.jwt_secret.empty() ? "auth.jwt_secret_file" : "auth.jwt_secret";
+  if (!error.empty()) {
+    r.error(path, error);
+  } else if (auth.jwt_enabled() && secret.size() < 32) {
+    r.error(path, "the JWT secret must be at least 32 bytes (RFC 7518), got " +
+                      std::to_string(secret.size()));
+  }
+}
+
+void check_accounts(ConfigReader& r, const Config& config) {
+  std::map<std::string, std::string> account_of_token;
+  std::map<std::string, std::size_t> account_of_domain;  // domain -> account index
+  std::map<std::string, std::size_t> index_of_name;
+  for (std::size_t i = 0; i < config.accounts.size(); ++i) {
+    const auto& account = config.accounts[i];
+    const auto path = element("accounts", i);
+    if (account.name.empty()) {
+      r.error(child(path, "name"), "every account needs a name");
+    } else if (!common::is_valid_dns_label(account.name) &&
+               account.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                              "0123456789_.-") != std::string::npos) {
+      r.error(child(path, "name"), "use letters, digits, '_', '.' and '-' in account names");
+    } else if (auto [it, fresh] = index_of_name.emplace(account.name, i); !fresh) {
+      r.error(child(path, "name"), "duplicate account name " + in_quotes(account.name) +
+                                       " (also accounts[" + std::to_string(it->second) + "])");
+    }
+    if (account.tokens.empty() && !config.auth.jwt_enabled()) {
+      r.error(child(path, "tokens"),
+              "an account needs at least one token (or configure auth.jwt_secret)");
+    }
+    for (std::size_t j = 0; j < account.tokens.size(); ++j) {
+      const auto& token = account.tokens[j];
+      const auto token_path = element(child(path, "tokens"), j);
+      if (token.empty()) {
+        r.error(token_path, "empty token");
+      } else if (looks_like_jwt_token(token)) {
+        r.error(token_path, "a plain token must not look like a JWT (two '.' in it)");
+      } else if (auto [it, fresh] = account_of_token.emplace(token, account.name); !fresh) {
+        // Never echo the token itself into logs.
+        r.error(token_path, "token already used by account " + in_quotes(it->second));
+      }
+    }
+    for (std::size_t j = 0; j < account.subdomains.size(); ++j) {
+      if (!is_subdomain_pattern(account.subdomains[j])) {
+        r.error(
+            element(child(path, "subdomains"), j),
+            in_quotes(account.subdomains[j]) + " is not a DNS label, a \"prefix-*\" glob or \"*\"");
+      }
+    }
+    check_ports(r, account.ports, child(path, "ports"));
+    check_bandwidth(r, account.bandwidth, child(path, "bandwidth"));
+    for (std::size_t j = 0; j < account.domains.size(); ++j) {
+      const auto domain = common::ascii_lower(account.domains[j]);
+      const auto domain_path = element(child(path, "domains"), j);
+      if (!is_domain_pattern(domain)) {
+        r.error(domain_path, in_quotes(account.domains[j]) +
+                                 " is not a domain name or a \"*.example.org\" wildcard");
+      } else if (auto [it, fresh] = account_of_domain.emplace(domain, i);
+                 !fresh && it->second != i) {
+        r.error(domain_path, in_quotes(domain) + " is also claimed by account " +
+                                 in_quotes(config.accounts[it->second].name));
+      }
+    }
+  }
+}
+
+void check_positive(ConfigReader& r, const char* path, std::chrono::milliseconds value) {
+  if (value.count() <= 0) r.error(path, "must be greater than zero");
+}
+
+void check_rest(ConfigReader& r, const Config& config) {
+  if (!common::is_valid_hostname(config.domain)) {
+    r.error("domain", in_quotes(config.domain) + " is not a valid domain name");
+  }
+  if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
+  if (config.workers > 1024) r.error("workers", "at most 1024");
+  for (const std::string& proxy : config.trusted_proxies) {
+    std::string error;
+    if (!common::Cidr::parse(proxy, error)) r.error("trusted_proxies", error);
+  }
+  const auto& limits = config.limits;
+  if (limits.max_header_bytes < 1024) r.error("limits.max_header_bytes", "at least 1024");
+  check_positive(r, "limits.header_timeout", limits.header_timeout);
+  check_positive(r, "limits.response_timeout", limits.response_timeout);
+  check_positive(r, "limits.idle_timeout", limits.idle_timeout);
+  check_positive(r, "limits.udp_idle_timeout", limits.udp_idle_timeout);
+  check_ports(r, config.ports, "ports");
+  check_bandwidth(r, config.bandwidth, "bandwidth");
+  if (limits.tunnel_idle_timeout.count() < 0) {
+    r.error("limits.tunnel_idle_timeout", "must not be negative (0 = never)");
+  }
+  if (limits.udp_max_datagram < 1 || limits.udp_max_datagram > 65507) {
+    r.error("limits.udp_max_datagram", "must be 1-65507 (the largest UDP payload over IPv4)");
+  }
+  if (limits.udp_socket_buffer != 0 && limits.udp_socket_buffer < 4096) {
+    r.error("limits.udp_socket_buffer", "at least 4096 bytes, or 0 for the kernel's default");
+  }
+  if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
+  check_positive(r, "heartbeat.interval", config.heartbeat.interval);
+  if (config.heartbeat.timeout <= config.heartbeat.interval) {
+    r.error("heartbeat.timeout", "must be longer than heartbeat.interval");
+  }
+  if (config.log.format != "text" && config.log.format != "json") {
+    r.error("log.format", "expected \"text\" or \"json\", got " + in_quotes(config.log.format));
+  }
+  static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                 "error", "critical", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), config.log.level) == std::end(kLevels)) {
+    r.error("log.level", "expected one of trace, debug, info, warn, error, critical, off; got " +
+                             in_quotes(config.log.level));
+  }
+}
+
+void check(ConfigReader& r, const Config& config) {
+  check_rest(r, config);
+  check_listen(r, config.listen);
+  check_tls(r, config.tls);
+  check_auth(r, config.auth);
+  check_accounts(r, config);
+}
+
+std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto end = text.find(',', start);
+    if (end == std::string_view::npos) end = text.size();
+    auto piece = text.substr(start, end - start);
+    while (!piece.empty() && (piece.front() == ' ' || piece.front() == '\t'))
+      piece.remove_prefix(1);
+    while (!piece.empty() && (piece.back() == ' ' || piece.back() == '\t')) piece.remove_suffix(1);
+    if (!piece.empty()) out.emplace_back(piece);
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+LoadResult load_config_string(const std::string& text, std::string_view source_name) {
+  LoadResult result;
+  result.errors = common::read_yaml_document(text, source_name,
+                                             [&](ConfigReader& reader, const YAML::Node& root) {
+                                               read_document(reader, root, result.config);
+                                               check(reader, result.config);
+                                             });
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  std::string text;
+  std::string error;
+  if (!common::read_text_file(path, text, error)) {
+    LoadResult result;
+    result.errors.push_back({0, 0, error});
+    return result;
+  }
+  return load_config_string(text, path);
+}
+
+std::vector<ConfigError> validate(const Config& config) {
+  ConfigReader reader;
+  check(reader, config);
+  return reader.take_errors();
+}
+
+Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens) {
+  auto it = std::find_if(config.accounts.begin(), config.accounts.end(),
+                         [](const Account& a) { return a.name == "default"; });
+  if (it == config.accounts.end()) {
+    Account account;
+    account.name = "default";
+    account.subdomains = {"*"};
+    config.accounts.push_back(std::move(account));
+    it = std::prev(config.accounts.end());
+  }
+  for (const auto& token : tokens) {
+    if (std::find(it->tokens.begin(), it->tokens.end(), token) == it->tokens.end()) {
+      it->tokens.push_back(token);
+    }
+  }
+  return *it;
+}
+
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv) {
+  std::vector<ConfigError> errors;
+  auto get = [&](const char* name) -> std::string_view {
+    const char* value = getenv(name);
+    return value == nullptr ? std::string_view() : std::string_view(value);
+  };
+  auto set = [&](const char* name, std::string& field) {
+    if (auto value = get(name); !value.empty()) field = std::string(value);
+  };
+  set("TUNNEL_DOMAIN", config.domain);
+  set("TUNNEL_DATA_DIR", config.data_dir);
+  set("TUNNEL_AGENT_ADDR", config.listen.agent);
+  set("TUNNEL_AGENT_PLAIN_ADDR", config.listen.agent_plain);
+  set("TUNNEL_HTTP_ADDR", config.listen.http);
+  set("TUNNEL_HTTPS_ADDR", config.listen.https);
+  set("TUNNEL_ADMIN_ADDR", config.listen.admin);
+  set("TUNNEL_TUNNELS_HOST", config.listen.tunnels_host);
+  set("TUNNEL_LOG_FORMAT", config.log.format);
+  set("TUNNEL_LOG_LEVEL", config.log.level);
+  if (auto tokens = get("TUNNEL_TOKEN"); !tokens.empty()) {
+    auto list = split_tokens(tokens);
+    if (list.empty()) {
+      errors.push_back({0, 0, "TUNNEL_TOKEN: no token in the comma-separated list"});
+    } else {
+      add_default_account_tokens(config, list);
+    }
+  }
+  if (auto workers = get("TUNNEL_WORKERS"); !workers.empty()) {
+    std::uint32_t value = 0;
+    auto [end, ec] = std::from_chars(workers.data(), workers.data() + workers.size(), value);
+    if (ec != std::errc() || end != workers.data() + workers.size() || value > 1024) {
+      errors.push_back(
+          {0, 0, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got " + in_quotes(workers)});
+    } else {
+      config.workers = value;
+    }
+  }
+  return errors;
+}
+
+std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
+  error.clear();
+  if (!auth.jwt_secret.empty()) return auth.jwt_secret;
+  if (auth.jwt_secret_file.empty()) return {};
+  std::ifstream in(auth.jwt_secret_file, std::ios::binary);
+  if (!in) {
+    error = "cannot read " + in_quotes(auth.jwt_secret_file) + ": " + std::strerror(errno);
+    return {};
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string secret = text.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) error = in_quotes(auth.jwt_secret_file) + " is empty";
+  return secret;
+}
+
+BandwidthRules bandwidth_rules(const Config& config, const Account& account) {
+  const auto rate = [](const std::optional<std::string>& own,
+                       const std::optional<std::string>& global) -> std::uint64_t {
+    const auto& text = own ? own : global;
+    if (!text) return 0;
+    return common::parse_byte_rate(*text).value.value_or(0);
+  };
+  return {rate(account.bandwidth.per_tunnel, config.bandwidth.per_tunnel),
+          rate(account.bandwidth.per_account, config.bandwidth.per_account)};
+}
+
+}  // namespace tunnel::core
+
+namespace tunnel::core {
+
+std::optional<PortRange> parse_port_range(std::string_view text, std::string& error) {
+  const auto number = [](std::string_view digits, std::uint16_t& out) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (ec != std::errc() || end != digits.data() + digits.size() || value == 0 || value > 65535) {
+      return false;
+    }
+    out = static_cast<std::uint16_t>(value);
+    return true;
+  };
+  PortRange range;
+  const auto dash = text.find('-');
+  const bool ok =
+      dash == std::string_view::npos
+          ? number(text, range.first) && number(text, range.last)
+          : number(text.substr(0, dash), range.first) && number(text.substr(dash + 1), range.last);
+  if (!ok) {
+    error = in_quotes(text) + " is not a port range: expected \"FIRST-LAST\" or \"PORT\" with " +
+            "ports from 1 to 65535";
+    return std::nullopt;
+  }
+  if (range.first > range.last) {
+    error = in_quotes(text) + ": the first port is above the last";
+    return std::nullopt;
+  }
+  return range;
+}
+
+bool PortRules::allows(std::uint16_t port) const {
+  return std::any_of(ranges.begin(), ranges.end(),
+                     [port](const PortRange& r) { return r.contains(port); });
+}
+
+std::string PortRules::describe_ranges() const {
+  std::string out;
+  for (const auto& r : ranges) {
+    if (!out.empty()) out += ", ";
+    out += std::to_string(r.first);
+    if (r.last != r.first) out += "-" + std::to_string(r.last);
+  }
+  return out;
+}
+
+PortRules port_rules(const Config& config, const Account& account) {
+  PortRules rules;
+  const auto& ranges = account.ports.ranges ? account.ports.ranges : config.ports.ranges;
+  if (ranges) {
+    for (const auto& text : *ranges) {
+      std::string error;
+      if (auto range = parse_port_range(text, error)) rules.ranges.push_back(*range);
+    }
+  }
+  if (rules.ranges.empty()) rules.ranges.push_back({1024, 65535});
+  const auto& max =
+      account.ports.max_per_account ? account.ports.max_per_account : config.ports.max_per_account;
+  rules.max_ports = max.value_or(0);
+  return rules;
+}
+
+}  // namespace tunnel::core

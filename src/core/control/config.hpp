@@ -1,0 +1,207 @@
+// The core's configuration: defaults, the YAML file, TUNNEL_* environment overrides.
+//
+// The CLI applies, in order: defaults, the file (load_config_file), the environment
+// (apply_env), flags; then validate() again if env or flags changed anything. Every error is
+// reported, each with the line of the YAML node at fault. docs/configuration.md lists every key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config_reader.hpp"
+
+namespace tunnel::core {
+
+using common::ConfigError;
+using common::format_errors;
+
+struct ListenConfig {
+  std::string agent = ":8443";  // TLS listener for agents (required)
+  // Plain-TCP listener for agents (no TLS): for loopback, a private network or a TLS-terminating
+  // load balancer in front. "" = off. Tokens cross it in clear text.
+  std::string agent_plain;
+  std::string http = ":8080";            // "" = off
+  std::string https;                     // "" = off
+  std::string admin = "127.0.0.1:9000";  // "" = off
+  // Where tcp and udp tunnels bind their public ports (an IP address; "0.0.0.0" or "::" = all).
+  std::string tunnels_host = "0.0.0.0";
+};
+
+// Ports "first-last" (inclusive) that tcp/udp tunnels may ask for.
+struct PortRange {
+  std::uint16_t first = 0;
+  std::uint16_t last = 0;
+  bool contains(std::uint16_t port) const { return port >= first && port <= last; }
+  bool operator==(const PortRange&) const = default;
+};
+
+// "15000-15099" or "15000" (one port); ports 1-65535, first <= last. nullopt with `error`.
+std::optional<PortRange> parse_port_range(std::string_view text, std::string& error);
+
+// The `ports:` block, at the top level (every account) or in an account (overrides the keys it
+// sets). Ranges are kept as written and parsed by validate().
+struct PortsConfig {
+  std::optional<std::vector<std::string>> ranges;  // absent = 1024-65535
+  std::optional<std::uint32_t> max_per_account;    // absent or 0 = unlimited
+};
+
+// The effective port policy of one account.
+struct PortRules {
+  std::vector<PortRange> ranges;  // never empty
+  std::uint32_t max_ports = 0;    // ports held at once (tcp and udp counted apart); 0 = unlimited
+  bool allows(std::uint16_t port) const;
+  std::string describe_ranges() const;  // "10000-20000, 30000"
+};
+
+// The `bandwidth:` block, at the top level (every account) or in an account (overrides the keys
+// it sets). Rates as written ("10MiB/s", common/byte_rate.hpp), parsed by validate(); each limit
+// applies to each direction apart.
+struct BandwidthConfig {
+  std::optional<std::string> per_tunnel;   // each tunnel of the account; absent or "0" = none
+  std::optional<std::string> per_account;  // all tunnels of the account together
+};
+
+// The effective limits of one account, bytes per second; 0 = unlimited.
+struct BandwidthRules {
+  std::uint64_t per_tunnel = 0;
+  std::uint64_t per_account = 0;
+};
+
+// A certificate for public HTTPS, chosen by SNI among `hostnames` ("*.example.com" allowed).
+struct CertificateConfig {
+  std::vector<std::string> hostnames;
+  std::string cert;  // PEM file
+  std::string key;   // PEM file
+};
+
+struct TlsConfig {
+  std::string cert;  // agent listener certificate; "" = <data_dir>/tls.crt, generated
+  std::string key;
+  std::vector<CertificateConfig> certificates;
+};
+
+struct AuthConfig {
+  std::string jwt_secret;       // HS256 key for agent JWTs (at least 32 bytes)
+  std::string jwt_secret_file;  // or a file holding it (a trailing newline is ignored)
+  bool jwt_enabled() const { return !jwt_secret.empty() || !jwt_secret_file.empty(); }
+};
+
+// A tenant: its tokens and the names it may serve. Names compare case-insensitively.
+struct Account {
+  std::string name;
+  std::vector<std::string> tokens;
+  // Exact DNS labels, "prefix-*" globs, or "*" (any free name).
+  std::vector<std::string> subdomains = {"*"};
+  // Custom domains it owns: "example.org" exactly, or "*.example.org" (one or more labels).
+  std::vector<std::string> domains;
+  std::uint32_t max_agents = 10;  // 0 = unlimited
+  PortsConfig ports;              // overrides Config::ports for this account
+  BandwidthConfig bandwidth;      // overrides Config::bandwidth for this account
+
+  // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
+  // Whether the name is free is the registry's business, not this function's.
+  bool may_use_subdomain(std::string_view name) const;
+  // True if the account may serve the custom domain `host` (no port).
+  bool may_use_domain(std::string_view host) const;
+};
+
+struct LimitsConfig {
+  std::uint64_t max_header_bytes = 64 * 1024;
+  std::uint64_t max_body_bytes = 0;                    // 0 = unlimited
+  std::chrono::milliseconds header_timeout{10'000};    // whole request head must arrive
+  std::chrono::milliseconds response_timeout{60'000};  // agent must send the response head
+  std::chrono::milliseconds idle_timeout{75'000};      // keep-alive idle, public connections
+  std::uint32_t max_streams_per_agent = 1000;
+  // How far the receive windows of one agent connection's streams may grow in all beyond their
+  // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for
+  // public clients that read fast and then stall. 0 = windows never grow.
+  std::uint64_t window_budget_per_agent = 32 * 1024 * 1024;
+  // The same for all agent connections together: what such clients can make the whole core
+  // buffer beyond the initial windows. 0 = windows never grow.
+  std::uint64_t window_budget_total = 1024 * 1024 * 1024;
+  std::uint32_t requests_per_second = 0;  // per account; 0 = unlimited; burst = 2x
+  std::chrono::milliseconds shutdown_grace{30'000};
+  std::chrono::milliseconds udp_idle_timeout{60'000};  // a udp client's session expires
+  // A tcp tunnel connection or an upgraded (WebSocket) HTTP connection with no byte in either
+  // direction for this long is closed; 0 = never (as HAProxy's "timeout tunnel").
+  std::chrono::milliseconds tunnel_idle_timeout{3'600'000};
+  std::uint32_t udp_max_datagram = 65507;  // larger datagrams are dropped (and counted)
+  // Receive and send buffer each public udp port asks the kernel for (capped by
+  // net.core.rmem_max / wmem_max); 0 = the kernel's default. See transport/udp.hpp.
+  std::uint64_t udp_socket_buffer = 4 * 1024 * 1024;
+};
+
+struct HeartbeatConfig {
+  std::chrono::milliseconds interval{10'000};
+  std::chrono::milliseconds timeout{30'000};
+};
+
+struct LogConfig {
+  std::string format = "text";  // text | json
+  std::string level = "info";   // trace | debug | info | warn | error | critical | off
+};
+
+struct Config {
+  std::string domain = "localhost";  // tunnels are served as NAME.<domain>
+  std::string data_dir = "./tunnel-data";
+  std::uint32_t workers = 0;  // 0 = one per CPU core
+  ListenConfig listen;
+  // Proxies in front of the public listeners whose forwarding fields (X-Forwarded-For,
+  // X-Real-IP, Forwarded, X-Request-Id...) the core believes: CIDR ranges or addresses. Empty
+  // (the default): the core is the edge; it drops what visitors send in these fields and sets
+  // its own.
+  std::vector<std::string> trusted_proxies;
+  TlsConfig tls;
+  AuthConfig auth;
+  std::vector<Account> accounts;
+  PortsConfig ports;
+  BandwidthConfig bandwidth;
+  LimitsConfig limits;
+  HeartbeatConfig heartbeat;
+  LogConfig log;
+};
+
+struct LoadResult {
+  Config config;                    // defaults where a value was missing or wrong
+  std::vector<ConfigError> errors;  // all of them, ordered by line
+  bool ok() const { return errors.empty(); }
+};
+
+LoadResult load_config_file(const std::string& path);
+// `source_name` is used only in messages about the document as a whole.
+LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
+
+// Overrides from the environment: TUNNEL_DOMAIN, TUNNEL_DATA_DIR, TUNNEL_AGENT_ADDR,
+// TUNNEL_AGENT_PLAIN_ADDR,
+// TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TUNNELS_HOST, TUNNEL_TOKEN
+// (comma-separated, added to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL,
+// TUNNEL_WORKERS. Unset or empty variables are ignored. Errors (line 0) name the variable.
+std::vector<ConfigError> apply_env(Config& config,
+                                   const std::function<const char*(const char*)>& getenv);
+
+// The checks load_config_*() runs after reading: syntax of addresses, names and patterns,
+// duplicate tokens, accounts without tokens (allowed with JWT), cert without key, files that
+// do not exist. Errors carry no line; call it after env and flags changed the config.
+std::vector<ConfigError> validate(const Config& config);
+
+// The account named "default", created (subdomains ["*"]) if missing. Adds `tokens` not
+// already present. Used for TUNNEL_TOKEN and for the generated <data_dir>/agent.token.
+Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens);
+
+// The HS256 key: auth.jwt_secret, or the contents of auth.jwt_secret_file without trailing
+// newlines. "" with `error` set if the file cannot be read; "" without error if JWT is off.
+std::string read_jwt_secret(const AuthConfig& auth, std::string& error);
+
+// The port policy for `account`: its own `ports` keys, else the top-level ones, else any port
+// from 1024 up, unlimited. Ranges that do not parse are skipped (validate() reports them).
+PortRules port_rules(const Config& config, const Account& account);
+
+// The bandwidth limits for `account`: its own `bandwidth` keys, else the top-level ones.
+BandwidthRules bandwidth_rules(const Config& config, const Account& account);
+
+}  // namespace tunnel::core

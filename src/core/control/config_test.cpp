@@ -1,0 +1,337 @@
+#include "core/control/config.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace tunnel::core {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::string all(const std::vector<ConfigError>& errors) {
+  return format_errors(errors, "t");
+}
+
+// The error whose message starts with `path`, or a failure listing all of them.
+ConfigError find(const LoadResult& result, std::string_view path) {
+  for (const auto& error : result.errors) {
+    if (error.message.starts_with(path)) return error;
+  }
+  ADD_FAILURE() << "no error for " << path << " in:\n" << all(result.errors);
+  return {};
+}
+
+TEST(CoreConfig, EmptyFileGivesDefaults) {
+  auto result = load_config_string("");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  const Config& c = result.config;
+  EXPECT_EQ(c.domain, "localhost");
+  EXPECT_EQ(c.data_dir, "./tunnel-data");
+  EXPECT_EQ(c.listen.agent, ":8443");
+  EXPECT_EQ(c.listen.http, ":8080");
+  EXPECT_EQ(c.listen.https, "");
+  EXPECT_EQ(c.listen.admin, "127.0.0.1:9000");
+  EXPECT_EQ(c.limits.max_header_bytes, 65536u);
+  EXPECT_EQ(c.limits.header_timeout, milliseconds(10'000));
+  EXPECT_EQ(c.limits.idle_timeout, milliseconds(75'000));
+  EXPECT_EQ(c.heartbeat.timeout, milliseconds(30'000));
+  EXPECT_EQ(c.log.format, "text");
+  EXPECT_TRUE(c.accounts.empty());
+  EXPECT_TRUE(validate(c).empty());
+}
+
+TEST(CoreConfig, ReadsEveryKey) {
+  auto result = load_config_string(R"(
+domain: tunnel.example.com
+data_dir: /var/lib/tunnel
+workers: 4
+listen: {agent: "0.0.0.0:4443", http: ":80", https: ":443", admin: "[::1]:9100"}
+auth:
+  jwt_secret: "0123456789abcdef0123456789abcdef"
+accounts:
+  - name: default
+    tokens: [t1, t2]
+    subdomains: [app, "pr-*"]
+    domains: [example.org, "*.example.org"]
+    max_agents: 0
+  - name: jwt-only
+limits:
+  max_header_bytes: 8192
+  max_body_bytes: 1048576
+  header_timeout: 5s
+  response_timeout: 2m
+  idle_timeout: 1h30m
+  max_streams_per_agent: 50
+  requests_per_second: 20
+  shutdown_grace: 0
+heartbeat: {interval: 250ms, timeout: 1s}
+log: {format: json, level: debug}
+)");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  const Config& c = result.config;
+  EXPECT_EQ(c.domain, "tunnel.example.com");
+  EXPECT_EQ(c.workers, 4u);
+  EXPECT_EQ(c.listen.admin, "[::1]:9100");
+  ASSERT_EQ(c.accounts.size(), 2u);
+  EXPECT_EQ(c.accounts[0].tokens, (std::vector<std::string>{"t1", "t2"}));
+  EXPECT_EQ(c.accounts[0].subdomains, (std::vector<std::string>{"app", "pr-*"}));
+  EXPECT_EQ(c.accounts[0].max_agents, 0u);
+  EXPECT_EQ(c.accounts[1].subdomains, (std::vector<std::string>{"*"}));
+  EXPECT_EQ(c.accounts[1].max_agents, 10u);
+  EXPECT_EQ(c.limits.response_timeout, milliseconds(120'000));
+  EXPECT_EQ(c.limits.idle_timeout, milliseconds(5'400'000));
+  EXPECT_EQ(c.limits.shutdown_grace, milliseconds(0));
+  EXPECT_EQ(c.limits.requests_per_second, 20u);
+  EXPECT_EQ(c.heartbeat.interval, milliseconds(250));
+  EXPECT_EQ(c.log.level, "debug");
+}
+
+TEST(CoreConfig, ReportsAllErrorsWithLinesAndPaths) {
+  auto result = load_config_string(R"(domain: bad_domain
+listn: {}
+listen:
+  http: ":99999"
+accounts:
+  - name: a
+    tokens: [same]
+  - name: b
+    tokens: [same]
+    max_agents: ten
+  - name: c
+limits:
+  header_timeout: 10
+heartbeat:
+  timeout: 1s
+log:
+  format: xml
+)");
+  EXPECT_FALSE(result.ok());
+  EXPECT_EQ(find(result, "domain:").line, 1);
+  auto unknown = find(result, "unknown key");
+  EXPECT_EQ(unknown.line, 2);
+  EXPECT_EQ(unknown.column, 1);
+  EXPECT_EQ(unknown.message, "unknown key \"listn\" (did you mean \"listen\"?)");
+  EXPECT_EQ(find(result, "listen.http:").line, 4);
+  auto dup = find(result, "accounts[1].tokens[0]:");
+  EXPECT_EQ(dup.line, 9);
+  EXPECT_EQ(dup.message, "accounts[1].tokens[0]: token already used by account \"a\"");
+  auto ten = find(result, "accounts[1].max_agents:");
+  EXPECT_EQ(ten.line, 10);
+  EXPECT_EQ(ten.message, "accounts[1].max_agents: expected a non-negative integer, got \"ten\"");
+  EXPECT_EQ(find(result, "accounts[2].tokens:").line, 11);
+  EXPECT_NE(find(result, "limits.header_timeout:").message.find("missing a unit"),
+            std::string::npos);
+  EXPECT_EQ(find(result, "heartbeat.timeout:").line, 15);
+  EXPECT_EQ(find(result, "log.format:").line, 17);
+  EXPECT_EQ(result.errors.size(), 9u) << all(result.errors);
+  for (std::size_t i = 1; i < result.errors.size(); ++i) {
+    EXPECT_LE(result.errors[i - 1].line, result.errors[i].line);
+  }
+}
+
+TEST(CoreConfig, SyntaxErrorsHaveALineAndNeverThrow) {
+  auto result = load_config_string("domain: a\naccounts:\n  - name: [unclosed\n");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_GE(result.errors[0].line, 3);
+  EXPECT_NE(result.errors[0].message.find("YAML syntax error"), std::string::npos);
+  EXPECT_FALSE(load_config_string("- a\n- b\n").ok());
+  EXPECT_FALSE(load_config_string("listen: [1, 2]\n").ok());
+  EXPECT_FALSE(load_config_string("\t\x01: \xff\n").ok());
+}
+
+TEST(CoreConfig, ValidatesNamesPatternsAndFiles) {
+  auto result = load_config_string(R"(
+listen: {agent: ":8080", admin: ""}
+tls:
+  cert: /nonexistent/agent.crt
+  certificates:
+    - hostnames: ["*.ok.example", "bad host"]
+      cert: /nonexistent/pub.crt
+auth: {jwt_secret: short, jwt_secret_file: /nonexistent/secret}
+accounts:
+  - name: a
+    tokens: ["x.y.z", ""]
+    subdomains: ["ok", "pr-*", "*x", "bad.label"]
+    domains: ["example.org", "*.*.bad"]
+  - name: a
+    tokens: [t]
+    domains: ["EXAMPLE.org"]
+)");
+  for (const char* path :
+       {"listen.http: port 8080 is also used by listen.agent", "tls.key:", "tls.cert: cannot read",
+        "tls.certificates[0].hostnames[1]:", "tls.certificates[0].key:",
+        "tls.certificates[0].cert: cannot read", "auth: set jwt_secret or jwt_secret_file",
+        "accounts[0].tokens[0]: a plain token must not look like a JWT",
+        "accounts[0].tokens[1]: empty token", "accounts[0].subdomains[2]:",
+        "accounts[0].subdomains[3]:", "accounts[0].domains[1]:", "accounts[1].name: duplicate",
+        "accounts[1].domains[0]: \"example.org\" is also claimed by account \"a\""}) {
+    find(result, path);
+  }
+  EXPECT_EQ(result.errors.size(), 14u) << all(result.errors);
+  EXPECT_NE(all(result.errors).find("No such file or directory"), std::string::npos);
+}
+
+TEST(CoreConfig, JwtSecretRules) {
+  auto short_secret = load_config_string("auth: {jwt_secret: short}\n");
+  EXPECT_NE(find(short_secret, "auth.jwt_secret:").message.find("at least 32 bytes"),
+            std::string::npos);
+  // With JWT on, an account may have no tokens.
+  EXPECT_TRUE(load_config_string("auth: {jwt_secret: 0123456789abcdef0123456789abcdef}\n"
+                                 "accounts: [{name: ci}]\n")
+                  .ok());
+  const auto file =
+      std::filesystem::temp_directory_path() / ("jwt_secret_" + std::to_string(::getpid()));
+  std::ofstream(file) << "0123456789abcdef0123456789abcdef\n";
+  AuthConfig auth;
+  auth.jwt_secret_file = file.string();
+  std::string error;
+  EXPECT_EQ(read_jwt_secret(auth, error), "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(error, "");
+  std::filesystem::remove(file);
+}
+
+TEST(CoreConfig, MissingFileIsAnError) {
+  auto result = load_config_file("/nonexistent/core.yaml");
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(format_errors(result.errors, "core.yaml"),
+            "core.yaml: cannot read \"/nonexistent/core.yaml\": No such file or directory\n");
+}
+
+TEST(CoreConfig, FormatErrorsPrintsFileLineColumn) {
+  auto result = load_config_string("domain: x\nlimits:\n  idle_timeout: soon\n");
+  EXPECT_EQ(format_errors(result.errors, "core.yaml"),
+            "core.yaml:3:17: limits.idle_timeout: invalid duration \"soon\": expected a number at "
+            "position 1 (write e.g. \"10s\", \"1h30m\")\n");
+}
+
+TEST(CoreConfig, EnvironmentOverrides) {
+  std::map<std::string, std::string> env = {
+      {"TUNNEL_DOMAIN", "t.example.com"}, {"TUNNEL_DATA_DIR", "/data"},
+      {"TUNNEL_AGENT_ADDR", ":7000"},     {"TUNNEL_HTTP_ADDR", ":7080"},
+      {"TUNNEL_HTTPS_ADDR", ":7443"},     {"TUNNEL_ADMIN_ADDR", "127.0.0.1:7900"},
+      {"TUNNEL_TOKEN", " a, b ,,a"},      {"TUNNEL_LOG_FORMAT", "json"},
+      {"TUNNEL_LOG_LEVEL", "warn"},       {"TUNNEL_WORKERS", "3"}};
+  auto getenv = [&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  };
+  Config config;
+  EXPECT_TRUE(apply_env(config, getenv).empty());
+  EXPECT_EQ(config.domain, "t.example.com");
+  EXPECT_EQ(config.data_dir, "/data");
+  EXPECT_EQ(config.listen.agent, ":7000");
+  EXPECT_EQ(config.listen.http, ":7080");
+  EXPECT_EQ(config.listen.https, ":7443");
+  EXPECT_EQ(config.listen.admin, "127.0.0.1:7900");
+  EXPECT_EQ(config.log.format, "json");
+  EXPECT_EQ(config.log.level, "warn");
+  EXPECT_EQ(config.workers, 3u);
+  ASSERT_EQ(config.accounts.size(), 1u);
+  EXPECT_EQ(config.accounts[0].name, "default");
+  EXPECT_EQ(config.accounts[0].tokens, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(config.accounts[0].subdomains, (std::vector<std::string>{"*"}));
+  EXPECT_TRUE(validate(config).empty()) << all(validate(config));
+
+  env = {{"TUNNEL_WORKERS", "many"}, {"TUNNEL_TOKEN", " , "}};
+  auto errors = apply_env(config, getenv);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[1].message, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got \"many\"");
+  EXPECT_EQ(errors[1].line, 0);
+  EXPECT_EQ(config.workers, 3u);
+}
+
+TEST(CoreConfig, EnvTokenJoinsAnExistingDefaultAccount) {
+  auto result = load_config_string("accounts: [{name: default, tokens: [a], subdomains: [x]}]\n");
+  ASSERT_TRUE(result.ok());
+  apply_env(result.config, [](const char* name) -> const char* {
+    return std::string_view(name) == "TUNNEL_TOKEN" ? "b,a" : nullptr;
+  });
+  ASSERT_EQ(result.config.accounts.size(), 1u);
+  EXPECT_EQ(result.config.accounts[0].tokens, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(result.config.accounts[0].subdomains, (std::vector<std::string>{"x"}));
+}
+
+TEST(CoreConfig, BandwidthPlainListenerAndTunnelLimits) {
+  auto result = load_config_string(R"(
+listen:
+  agent: ":8443"
+  agent_plain: "127.0.0.1:8444"
+bandwidth:
+  per_tunnel: 10MiB/s
+  per_account: 100Mbit/s
+accounts:
+  - name: free
+    tokens: [t1]
+    bandwidth:
+      per_tunnel: 1MiB/s
+  - name: paid
+    tokens: [t2]
+limits:
+  tunnel_idle_timeout: 0
+  udp_max_datagram: 1400
+  udp_socket_buffer: 1048576
+  window_budget_per_agent: 0
+  window_budget_total: 268435456
+)");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  const Config& c = result.config;
+  EXPECT_EQ(c.listen.agent_plain, "127.0.0.1:8444");
+  EXPECT_EQ(c.limits.tunnel_idle_timeout, milliseconds(0));
+  EXPECT_EQ(c.limits.udp_max_datagram, 1400u);
+  EXPECT_EQ(c.limits.udp_socket_buffer, 1u << 20);
+  EXPECT_EQ(Config{}.limits.udp_socket_buffer, 4u << 20);
+  EXPECT_EQ(c.limits.window_budget_per_agent, 0u);
+  EXPECT_EQ(Config{}.limits.window_budget_per_agent, 32u << 20);
+  EXPECT_EQ(c.limits.window_budget_total, 256u << 20);
+  EXPECT_EQ(Config{}.limits.window_budget_total, 1u << 30);
+  const BandwidthRules free = bandwidth_rules(c, c.accounts[0]);
+  EXPECT_EQ(free.per_tunnel, 1u << 20);      // its own
+  EXPECT_EQ(free.per_account, 12'500'000u);  // the top-level one
+  const BandwidthRules paid = bandwidth_rules(c, c.accounts[1]);
+  EXPECT_EQ(paid.per_tunnel, 10u << 20);
+  EXPECT_EQ(bandwidth_rules(Config{}, Account{}).per_tunnel, 0u);  // none configured
+
+  auto bad = load_config_string(R"(
+listen:
+  agent: ":8443"
+  agent_plain: ":8443"
+bandwidth:
+  per_tunnel: lots
+accounts:
+  - name: a
+    tokens: [t]
+    bandwidth:
+      per_account: 5MBps
+limits:
+  udp_max_datagram: 70000
+  udp_socket_buffer: 100
+)");
+  EXPECT_EQ(find(bad, "listen.agent_plain: port 8443 is also used by listen.agent").line, 4);
+  find(bad, "bandwidth.per_tunnel: \"lots\": expected a number");
+  find(bad, "accounts[0].bandwidth.per_account: \"5MBps\": unknown unit");
+  find(bad, "limits.udp_max_datagram: must be 1-65507");
+  find(bad, "limits.udp_socket_buffer: at least 4096 bytes, or 0 for the kernel's default");
+  auto huge = load_config_string("limits:\n  udp_socket_buffer: 4294967296\n");
+  EXPECT_FALSE(huge.ok());
+  EXPECT_EQ(huge.errors.at(0).line, 2) << all(huge.errors);
+  auto budget = load_config_string("limits:\n  window_budget_per_agent: 5000000000\n");
+  find(budget,
+       "limits.window_budget_per_agent: value 5000000000 is too large (at most 4294967296)");
+  EXPECT_EQ(budget.errors.at(0).line, 2) << all(budget.errors);
+  auto total = load_config_string("limits:\n  window_budget_total: 2TiB\n");
+  find(total, "limits.window_budget_total: expected a non-negative integer, got \"2TiB\"");
+}
+
+TEST(CoreConfig, ShippedExampleIsValid) {
+  const auto path = std::filesystem::path(TUNNEL_SOURCE_DIR) / "docs/examples/core.yaml";
+  auto result = load_config_file(path.string());
+  EXPECT_TRUE(result.ok()) << format_errors(result.errors, path.string());
+  EXPECT_FALSE(result.config.accounts.empty());
+}
+
+}  // namespace
+}  // namespace tunnel::core

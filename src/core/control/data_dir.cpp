@@ -1,0 +1,343 @@
+#include "core/control/data_dir.hpp"
+
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "common/net_address.hpp"
+#include "core/control/jwt.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using Key = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using Cert = std::unique_ptr<X509, decltype(&X509_free)>;
+using Bio = std::unique_ptr<BIO, decltype(&BIO_free)>;
+
+constexpr long kTenYears = 10L * 365 * 24 * 60 * 60;
+
+std::string errno_text(int error) {
+  return std::strerror(error);
+}
+
+std::string openssl_error() {
+  const unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "unknown OpenSSL error";
+  char buffer[256];
+  ERR_error_string_n(code, buffer, sizeof buffer);
+  return buffer;
+}
+
+// Writes `contents` to `path` with mode 0600 unless `path` exists. Returns "" on success,
+// "exists" if another process won the race, else an error naming the path.
+std::string create_private_file(const std::string& path, std::string_view contents) {
+  std::string temp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(temp.data());  // mode 0600
+  if (fd < 0) return "cannot create a file next to " + path + ": " + errno_text(errno);
+  std::size_t written = 0;
+  while (written < contents.size()) {
+    const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      ::close(fd);
+      ::unlink(temp.c_str());
+      return "cannot write " + temp + ": " + errno_text(error);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    const int error = errno;
+    ::unlink(temp.c_str());
+    return "cannot write " + temp + ": " + errno_text(error);
+  }
+  const int linked = ::link(temp.c_str(), path.c_str());  // fails if `path` exists
+  const int error = errno;
+  ::unlink(temp.c_str());
+  if (linked != 0)
+    return error == EEXIST ? "exists" : "cannot create " + path + ": " + errno_text(error);
+  return {};
+}
+
+std::optional<std::string> read_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot read " + path + ": " + errno_text(errno);
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+void warn_if_open_to_others(const std::string& path, std::vector<std::string>& warnings) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;
+  const unsigned mode = st.st_mode & 0777;
+  if ((mode & 077) != 0) {
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", mode);
+    warnings.push_back(path + " has mode " + octal + ", readable by other users; run: chmod 600 " +
+                       path);
+  }
+}
+
+std::string key_to_pem(EVP_PKEY* key) {
+  Bio bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (!bio || PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    return {};
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
+std::string cert_to_pem(X509* cert) {
+  Bio bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (!bio || PEM_write_bio_X509(bio.get(), cert) != 1) return {};
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
+bool add_extension(X509* cert, int nid, const std::string& value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str());
+  if (ext == nullptr) return false;
+  const bool ok = X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok;
+}
+
+// A self-signed certificate for `key`; the error is set on failure.
+Cert make_certificate(EVP_PKEY* key, std::string_view extra_hostname, std::string& error) {
+  Cert cert(X509_new(), &X509_free);
+  unsigned char serial[16];
+  if (!cert || RAND_bytes(serial, sizeof serial) != 1) {
+    error = openssl_error();
+    return Cert(nullptr, &X509_free);
+  }
+  serial[0] &= 0x7f;  // a positive serial number
+  std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(BN_bin2bn(serial, sizeof serial, nullptr),
+                                                 &BN_free);
+  std::string san = "DNS:localhost,IP:127.0.0.1,IP:::1";
+  if (!extra_hostname.empty() && extra_hostname != "localhost") {
+    san += (common::is_ip_literal(extra_hostname) ? ",IP:" : ",DNS:") + std::string(extra_hostname);
+  }
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  const bool ok = bn &&
+                  BN_to_ASN1_INTEGER(bn.get(), X509_get_serialNumber(cert.get())) != nullptr &&
+                  X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+                  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600) != nullptr &&
+                  X509_gmtime_adj(X509_getm_notAfter(cert.get()), kTenYears) != nullptr &&
+                  X509_set_pubkey(cert.get(), key) == 1 &&
+                  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                             reinterpret_cast<const unsigned char*>("tunnel-core"),
+                                             -1, -1, 0) == 1 &&
+                  X509_set_issuer_name(cert.get(), name) == 1 &&
+                  add_extension(cert.get(), NID_basic_constraints, "critical,CA:FALSE") &&
+                  add_extension(cert.get(), NID_key_usage, "critical,digitalSignature") &&
+                  add_extension(cert.get(), NID_ext_key_usage, "serverAuth") &&
+                  add_extension(cert.get(), NID_subject_key_identifier, "hash") &&
+                  add_extension(cert.get(), NID_subject_alt_name, san) &&
+                  X509_sign(cert.get(), key, EVP_sha256()) > 0;
+  if (!ok) {
+    error = "cannot build the certificate: " + openssl_error();
+    return Cert(nullptr, &X509_free);
+  }
+  return cert;
+}
+
+// Reads or creates the key; returns it, or null with `error` set.
+Key ensure_key(DataDirFiles& files, std::string& error) {
+  const auto& path = files.key_path;
+  if (!exists(path)) {
+    Key key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    const std::string pem = key ? key_to_pem(key.get()) : std::string();
+    if (pem.empty()) {
+      error = "cannot generate an EC P-256 key: " + openssl_error();
+      return Key(nullptr, &EVP_PKEY_free);
+    }
+    const auto created = create_private_file(path, pem);
+    if (created.empty()) {
+      files.key_created = true;
+      return key;
+    }
+    if (created != "exists") {
+      error = created;
+      return Key(nullptr, &EVP_PKEY_free);
+    }
+  }
+  warn_if_open_to_others(path, files.warnings);
+  auto pem = read_file(path, error);
+  if (!pem) return Key(nullptr, &EVP_PKEY_free);
+  Bio bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), &BIO_free);
+  Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
+  if (!key) error = path + ": not a PEM private key (" + openssl_error() + ")";
+  return key;
+}
+
+bool ensure_cert(DataDirFiles& files, EVP_PKEY* key, std::string_view extra_hostname,
+                 std::string& error) {
+  const auto& path = files.cert_path;
+  if (!exists(path)) {
+    Cert cert = make_certificate(key, extra_hostname, error);
+    if (!cert) return false;
+    const auto created = create_private_file(path, cert_to_pem(cert.get()));
+    if (created.empty()) {
+      ::chmod(path.c_str(), 0644);  // a certificate is public; agents on this host read it
+      files.cert_created = true;
+      files.fingerprint = common::fingerprint_sha256(cert.get());
+      return true;
+    }
+    if (created != "exists") {
+      error = created;
+      return false;
+    }
+  }
+  auto pem = read_file(path, error);
+  if (!pem) return false;
+  Bio bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), &BIO_free);
+  Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
+  if (!cert) {
+    error = path + ": not a PEM certificate (" + openssl_error() + ")";
+    return false;
+  }
+  if (X509_check_private_key(cert.get(), key) != 1) {
+    ERR_clear_error();
+    error = path + " does not belong to the key in " + files.key_path +
+            "; remove both to generate a new pair";
+    return false;
+  }
+  files.fingerprint = common::fingerprint_sha256(cert.get());
+  return true;
+}
+
+bool ensure_token(DataDirFiles& files, std::string& error) {
+  const auto& path = files.token_path;
+  if (!exists(path)) {
+    unsigned char random[32];
+    if (RAND_bytes(random, sizeof random) != 1) {
+      error = "cannot generate a token: " + openssl_error();
+      return false;
+    }
+    std::string token =
+        base64url_encode(std::string_view(reinterpret_cast<const char*>(random), sizeof random));
+    const auto created = create_private_file(path, token + "\n");
+    if (created.empty()) {
+      files.token = std::move(token);
+      files.token_created = true;
+      return true;
+    }
+    if (created != "exists") {
+      error = created;
+      return false;
+    }
+  }
+  warn_if_open_to_others(path, files.warnings);
+  auto text = read_file(path, error);
+  if (!text) return false;
+  const auto begin = text->find_first_not_of(" \t\r\n");
+  const auto end = text->find_last_not_of(" \t\r\n");
+  if (begin == std::string::npos) {
+    error = path + " is empty; remove it to generate a new token";
+    return false;
+  }
+  files.token = text->substr(begin, end - begin + 1);
+  return true;
+}
+
+}  // namespace
+
+DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hostname,
+                              bool generate_cert) {
+  DataDirResult result;
+  DataDirFiles files;
+  files.dir = dir;
+  const std::filesystem::path base(dir);
+  files.cert_path = (base / "tls.crt").string();
+  files.key_path = (base / "tls.key").string();
+  files.token_path = (base / "agent.token").string();
+
+  if (base.has_parent_path() && !base.parent_path().empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(base.parent_path(), ec);
+    if (ec) {
+      result.error = "cannot create " + base.parent_path().string() + ": " + ec.message();
+      return result;
+    }
+  }
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    files.dir_created = true;
+  } else if (errno != EEXIST) {
+    result.error = "cannot create " + dir + ": " + errno_text(errno);
+    return result;
+  } else {
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      result.error = dir + " exists and is not a directory";
+      return result;
+    }
+    if ((st.st_mode & 077) != 0) {
+      char octal[8];
+      std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(st.st_mode & 0777));
+      files.warnings.push_back(dir + " has mode " + octal + "; run: chmod 700 " + dir);
+    }
+  }
+
+  if (generate_cert && exists(files.cert_path) && !exists(files.key_path)) {
+    result.error = files.cert_path + " exists but " + files.key_path +
+                   " is missing; restore the key, or remove " + files.cert_path +
+                   " to generate a new pair";
+    return result;
+  }
+  std::string error;
+  if (!generate_cert) {
+    // The operator configured a certificate: generating another one here would leave a
+    // tls.crt that local agents pin by default although the core never presents it.
+    files.cert_path.clear();
+    files.key_path.clear();
+    if (!ensure_token(files, error)) {
+      result.error = error;
+      return result;
+    }
+    result.value = std::move(files);
+    return result;
+  }
+  Key key = ensure_key(files, error);
+  if (!key || !ensure_cert(files, key.get(), extra_hostname, error) ||
+      !ensure_token(files, error)) {
+    result.error = error;
+    return result;
+  }
+  result.value = std::move(files);
+  return result;
+}
+
+std::string cert_fingerprint_sha256(const std::string& pem_path) {
+  auto result = common::cert_file_fingerprint_sha256(pem_path);
+  return result ? *result.value : std::string();
+}
+
+}  // namespace tunnel::core

@@ -1,0 +1,102 @@
+#include "core/control/jwt.hpp"
+
+#include <gtest/gtest.h>
+
+namespace tunnel::core {
+namespace {
+
+// Vectors made with PyJWT 2.6: jwt.encode(payload, kSecret, algorithm=...).
+constexpr const char* kSecret = "0123456789abcdef0123456789abcdef-test-secret";
+constexpr const char* kDefault =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50X2lkIjoiZGVmYXVsdCIsImV4cCI6MjAwMDAwMDAwMH0."
+    "_ikY15bYAWy0fiPxy4tOdb1vtfA2Yhou-y7nMHshkmw";
+constexpr const char* kWithAgent =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50X2lkIjoidGVhbS1hIiwiYWdlbnRfaWQiOiJsYXB0b3At"
+    "MSIsImV4cCI6MjAwMDAwMDAwMH0.X0sCtvTEOH_7abHUHGh4r3EYCjPqSdN5jQC5XYWfYWg";
+constexpr const char* kExpiredAt1000 =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50X2lkIjoiZGVmYXVsdCIsImV4cCI6MTAwMH0."
+    "TIQKEuoj3ILSV4GyTtUOZVMm-nu1J4jegi-5ux7w000";
+constexpr const char* kOtherSecret =
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50X2lkIjoiZGVmYXVsdCIsImV4cCI6MjAwMDAwMDAwMH0."
+    "zvvBTo-v9M87V7mzQuuLKEuvKNGZ129ig98JP8sSGmc";
+constexpr const char* kHs512 =
+    "eyJhbGciOiJIUzUxMiIsInR5cCI6IkpXVCJ9.eyJhY2NvdW50X2lkIjoiZGVmYXVsdCIsImV4cCI6MjAwMDAwMDAwMH0."
+    "qXRiLs1I0RDnB05QchbunHeCP_Lf8lEZnrv_Q-KH4Gk1Bjq0zw05_pgurmxh5v2jDcvfCClVNDkVV_DDjcvFjg";
+constexpr const char* kAlgNone =
+    "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJhY2NvdW50X2lkIjoiZGVmYXVsdCIsImV4cCI6MjAwMDAwMDAwMH0.";
+constexpr std::int64_t kNow = 1'900'000'000;
+
+TEST(Jwt, SignMatchesPyJwt) {
+  EXPECT_EQ(sign_hs256(R"({"account_id":"default","exp":2000000000})", kSecret), kDefault);
+  EXPECT_EQ(
+      sign_hs256(R"({"account_id":"team-a","agent_id":"laptop-1","exp":2000000000})", kSecret),
+      kWithAgent);
+}
+
+TEST(Jwt, VerifiesPyJwtTokens) {
+  auto result = verify_hs256(kWithAgent, kSecret, kNow);
+  ASSERT_TRUE(result) << result.error;
+  EXPECT_EQ(result.claims->account_id, "team-a");
+  EXPECT_EQ(result.claims->agent_id, "laptop-1");
+  EXPECT_EQ(result.claims->exp, 2'000'000'000);
+}
+
+TEST(Jwt, ExpiryHasThirtySecondsLeeway) {
+  EXPECT_TRUE(verify_hs256(kExpiredAt1000, kSecret, 1000 + 30));
+  auto late = verify_hs256(kExpiredAt1000, kSecret, 1000 + 31);
+  EXPECT_FALSE(late);
+  EXPECT_EQ(late.error, "JWT has expired");
+}
+
+TEST(Jwt, RejectsWrongSignatureAndAlgorithms) {
+  EXPECT_EQ(verify_hs256(kOtherSecret, kSecret, kNow).error, "invalid JWT signature");
+  EXPECT_NE(verify_hs256(kHs512, kSecret, kNow).error.find("HS512 is not accepted"),
+            std::string::npos);
+  EXPECT_TRUE(looks_like_jwt(kAlgNone));
+  EXPECT_NE(verify_hs256(kAlgNone, kSecret, kNow).error.find("none is not accepted"),
+            std::string::npos);
+  std::string tampered = kDefault;
+  tampered[tampered.size() - 2] = tampered[tampered.size() - 2] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(verify_hs256(tampered, kSecret, kNow));
+  EXPECT_FALSE(verify_hs256(kDefault, "", kNow));
+}
+
+TEST(Jwt, RequiresClaims) {
+  EXPECT_EQ(verify_hs256(sign_hs256(R"({"account_id":"a"})", kSecret), kSecret, kNow).error,
+            "JWT has no numeric \"exp\" claim");
+  EXPECT_EQ(verify_hs256(sign_hs256(R"({"exp":2000000000})", kSecret), kSecret, kNow).error,
+            "JWT has no \"account_id\" claim");
+  EXPECT_EQ(
+      verify_hs256(sign_hs256(R"({"account_id":"a","exp":2000000000,"nbf":1950000000})", kSecret),
+                   kSecret, kNow)
+          .error,
+      "JWT is not valid yet (nbf)");
+  EXPECT_FALSE(verify_hs256(sign_hs256("[1,2]", kSecret), kSecret, kNow));
+  EXPECT_FALSE(verify_hs256(sign_hs256("not json", kSecret), kSecret, kNow));
+}
+
+TEST(Jwt, ShapeDetection) {
+  EXPECT_TRUE(looks_like_jwt(kDefault));
+  EXPECT_FALSE(looks_like_jwt("plain-token"));
+  EXPECT_FALSE(looks_like_jwt("a.b"));
+  EXPECT_FALSE(looks_like_jwt("a.b.c.d"));
+  EXPECT_FALSE(looks_like_jwt(".b.c"));
+  EXPECT_FALSE(looks_like_jwt("a b.c.d"));
+}
+
+TEST(Base64Url, RoundTripsAndIsStrict) {
+  for (std::string_view text : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe"}) {
+    auto decoded = base64url_decode(base64url_encode(text));
+    ASSERT_TRUE(decoded);
+    EXPECT_EQ(*decoded, text);
+  }
+  EXPECT_EQ(base64url_encode("\xfb\xff"), "-_8");
+  EXPECT_FALSE(base64url_decode("Zm9v=="));  // padding
+  EXPECT_FALSE(base64url_decode("Zm+v"));    // standard alphabet
+  EXPECT_FALSE(base64url_decode("Z"));       // impossible length
+  EXPECT_FALSE(base64url_decode("Zm9="));
+  EXPECT_FALSE(base64url_decode("Zh"));  // non-zero leftover bits
+}
+
+}  // namespace
+}  // namespace tunnel::core

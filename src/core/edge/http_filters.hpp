@@ -1,0 +1,55 @@
+// The filters of today's features. Each is added to a chain only when configured (see
+// listener_filters() and tunnel_filters()), so an unconfigured limit costs nothing per request.
+#pragma once
+
+#include <memory>
+
+#include "core/agents/context.hpp"
+#include "core/edge/http_pipeline.hpp"
+#include "protocol/handshake.hpp"
+
+namespace tunnel::core {
+
+// limits.requests_per_second: 429 once the account of the tunnel spent its tokens. Charged once
+// per request, before the connection moves to the agent's worker.
+class RateLimitFilter final : public HttpFilter {
+ public:
+  explicit RateLimitFilter(RateLimiter& limiter) : limiter_(limiter) {}
+  std::string_view name() const override { return "rate_limit"; }
+  unsigned hooks() const override { return hook::kRequestHead; }
+  FilterVerdict on_request_head(FilterRequest& request) override;
+
+ private:
+  RateLimiter& limiter_;
+};
+
+// limits.max_body_bytes: 413 when Content-Length announces more, or when the bytes of a body
+// (chunked, or longer than announced) pass the limit while they are relayed.
+class BodyLimitFilter final : public HttpFilter {
+ public:
+  explicit BodyLimitFilter(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
+  std::string_view name() const override { return "body_limit"; }
+  unsigned hooks() const override { return hook::kRequestHead | hook::kRequestBody; }
+  FilterVerdict on_request_head(FilterRequest& request) override;
+  FilterVerdict on_request_body(FilterRequest& request, std::span<const char> bytes) override;
+
+ private:
+  std::uint64_t max_bytes_;
+};
+
+// A tunnel whose agent sends PROXY headers to its app: OPEN_STREAM starts with the client's and
+// the listener's addresses (protocol/proxy_header.hpp) so the agent can write them.
+class ProxyAddressesFilter final : public HttpFilter {
+ public:
+  std::string_view name() const override { return "proxy_addresses"; }
+  unsigned hooks() const override { return hook::kRequestHead | hook::kLocalAddr; }
+  FilterVerdict on_request_head(FilterRequest& request) override;
+};
+
+// The chain every request of a public HTTP/HTTPS listener passes, from the configuration.
+std::shared_ptr<const FilterChain> listener_filters(CoreContext& context);
+
+// The chain of one http tunnel, from what its agent asked for; null when it needs none.
+std::shared_ptr<const FilterChain> tunnel_filters(const protocol::TunnelRequest& request);
+
+}  // namespace tunnel::core

@@ -1,0 +1,367 @@
+#include "core/edge/http_front.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "core/agents/agent_gateway.hpp"
+#include "core/edge/http_exchange.hpp"
+#include "core/edge/http_filters.hpp"
+#include "http/error_page.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using http::MessageParser;
+using Step = MessageParser::Step;
+constexpr auto kDrainPoll = std::chrono::milliseconds(250);
+
+std::string client_ip(const transport::Conn& conn) {
+  const std::string& peer = conn.peer();
+  const auto colon = peer.rfind(':');
+  std::string ip = colon == std::string::npos ? peer : peer.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
+ForwardingPolicy forwarding_policy(const Config& config) {
+  ForwardingPolicy policy;
+  for (const std::string& text : config.trusted_proxies) {
+    std::string error;
+    if (auto cidr = common::Cidr::parse(text, error)) policy.trusted_proxies.push_back(*cidr);
+  }
+  return policy;
+}
+
+}  // namespace
+
+HttpFront::HttpFront(CoreContext& context)
+    : context_(context),
+      forwarding_(forwarding_policy(context.config)),
+      listener_filters_(core::listener_filters(context)) {}
+
+asio::awaitable<void> linger_close(transport::Conn& conn, std::span<char> buffer,
+                                   Clock::duration total, Clock::duration idle,
+                                   std::size_t max_bytes) {
+  co_await conn.shutdown_send();
+  const auto end = Clock::now() + total;
+  std::size_t drained = 0;
+  while (drained < max_bytes) {
+    const auto now = Clock::now();
+    if (now >= end) break;
+    conn.set_read_deadline(std::min(end, now + idle));
+    transport::error_code ec;
+    const std::size_t n = co_await conn.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+    if (ec) break;  // the client closed, an error, or a deadline passed
+    drained += n;
+  }
+}
+
+asio::awaitable<void> HttpFront::answer(transport::Conn& conn, const LocalAnswer& reply,
+                                        const std::string& request_id) {
+  const std::string response =
+      http::error_response(reply.status, reply.detail, request_id, reply.close);
+  transport::error_code ec;
+  co_await conn.write(asio::buffer(response), ec);
+  context_.metrics.count_request(reply.status);
+  context_.metrics.bytes_out.inc(response.size());
+}
+
+asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bool tls,
+                                       std::string pending, std::optional<Decision> decided,
+                                       bool already_counted) {
+  const auto executor = co_await asio::this_coro::executor;
+  const auto& limits = context_.config.limits;
+  // Counts the connection once, from its first serve() until the last one (after moves).
+  struct Counted {
+    observability::Gauge& gauge;
+    bool owner;
+    ~Counted() {
+      if (owner) gauge.dec();
+    }
+  } counted{context_.metrics.public_connections, true};
+  if (!already_counted) counted.gauge.inc();
+  MessageParser parser(MessageParser::Kind::kRequest,
+                       MessageParser::Limits{limits.max_header_bytes, 100});
+  ConnBuffers buffers;
+  transport::error_code ec;
+  bool first = true;
+
+  const auto close_lingering = [&]() -> asio::awaitable<void> {
+    co_await linger_close(*conn, {buffers.in.get(), kReadBuffer}, kLingerTime, kLingerIdle,
+                          kLingerBytes);
+  };
+
+  for (;;) {
+    // ---- 1. the request head
+    const auto head_started = Clock::now();
+    bool partial = !pending.empty();
+    Step step{Step::kNeedMore, 0};
+    for (;;) {
+      step = parser.parse(pending);
+      if (step.type == Step::kHead) {
+        pending.erase(0, step.consumed);
+        break;
+      }
+      if (step.type == Step::kError) {
+        spdlog::info("{}: bad request: {}", conn->peer(), parser.error());
+        co_await answer(*conn, {parser.error_status(), parser.error(), true}, "");
+        co_await close_lingering();
+        co_return;
+      }
+      if (step.type != Step::kNeedMore) co_return;  // raw bytes after an upgrade: nothing to do
+      pending.clear();
+      const auto limit = partial || first ? limits.header_timeout : limits.idle_timeout;
+      const auto elapsed = Clock::now() - head_started;
+      if (elapsed >= limit) {
+        if (partial) {
+          spdlog::info("{}: request head not complete after {} ms; closing", conn->peer(),
+                       limit.count());
+          co_await answer(*conn, {408, "The request head did not arrive in time.", true}, "");
+          co_await close_lingering();
+        }
+        co_return;
+      }
+      if (context_.draining && !partial) co_return;  // idle keep-alive connection: close now
+      conn->set_read_deadline(Clock::now() +
+                              std::min<Clock::duration>(limit - elapsed, kDrainPoll));
+      const std::size_t n =
+          co_await conn->read_some(asio::buffer(buffers.in.get(), kReadBuffer), ec);
+      if (ec == asio::error::timed_out) continue;  // poll: re-check the deadline and the drain
+      if (ec) co_return;
+      context_.metrics.bytes_in.inc(n);
+      pending.assign(buffers.in.get(), n);
+      partial = true;
+    }
+    first = false;
+
+    // ---- 2. decide
+    Decision decision;
+    if (decided) {
+      decision = std::move(*decided);
+      decided.reset();
+    } else {
+      const RequestFacts facts{parser.request(), parser.has_body(), parser.keep_alive()};
+      decision = decide(facts, [this](const std::string& host, Route& route) {
+        return context_.registry.lookup(host, route);
+      });
+    }
+    if (decision.answer) {
+      const http::RequestHead& request = parser.request();
+      const std::string request_id = new_request_id();
+      spdlog::info("{} {} {} {} -> {} {} id={}", client_ip(*conn), decision.host, request.method,
+                   request.target, decision.answer->status, decision.answer->detail, request_id);
+      co_await answer(*conn, *decision.answer, request_id);
+      if (decision.answer->close) {
+        co_await close_lingering();
+        co_return;
+      }
+      const Step end = parser.parse(pending);  // the bodiless request's message end
+      pending.erase(0, end.consumed);
+      continue;
+    }
+
+    // ---- 3. hop to the agent's worker
+    auto& session = decision.route.agent->session;
+    if (session->get_executor() != executor) {
+      // The socket is re-registered with that worker's event loop (TLS state goes along); the
+      // serve() there re-reads this head from `moved` and goes on with `decision`.
+      std::string moved = parser.request().serialize() + pending;
+      auto target = session->get_executor();
+      conn->move_to(target, ec);
+      if (ec) co_return;
+      counted.owner = false;  // the serve() on the other worker takes the count over
+      asio::co_spawn(target,
+                     serve(std::move(conn), tls, std::move(moved), std::move(decision), true),
+                     asio::detached);
+      co_return;
+    }
+
+    // ---- 4-7. filters, rewrite, relay, finish
+    const After after = co_await forward(*conn, tls, parser, pending, buffers, decision);
+    if (after == After::kNextRequest) continue;
+    if (after == After::kLingerClose) {
+      co_await close_lingering();
+    } else {
+      co_await conn->shutdown_send();
+    }
+    co_return;
+  }
+}
+
+asio::awaitable<HttpFront::After> HttpFront::forward(transport::Conn& conn, bool tls,
+                                                     MessageParser& parser, std::string& pending,
+                                                     ConnBuffers& buffers, Decision& decision) {
+  http::RequestHead& head = parser.request();
+  const bool has_body = parser.has_body();
+  const bool keep_alive = parser.keep_alive();
+  const std::string ip = client_ip(conn);
+  const bool trusted = !forwarding_.trusted_proxies.empty() && forwarding_.trusts(ip);
+  std::string request_id = request_id_for(head, trusted);
+
+  // ---- 4. request filters
+  const FilterChain& listener = *listener_filters_;
+  const FilterChain* tunnel = decision.route.filters.get();
+  std::string& open_payload = buffers.open;
+  open_payload.clear();
+  std::string local_addr;
+  if (listener.wants(hook::kLocalAddr) || (tunnel != nullptr && tunnel->wants(hook::kLocalAddr))) {
+    transport::error_code local_ec;
+    local_addr = transport::endpoint_string(conn.socket().local_endpoint(local_ec));
+  }
+  FilterRequest filtered{head, decision, conn.peer(), local_addr, tls, open_payload};
+  FilterVerdict verdict;
+  if (!listener.empty()) verdict = listener.request_head(filtered);
+  if (verdict.proceed() && tunnel != nullptr) verdict = tunnel->request_head(filtered);
+  if (!verdict.proceed()) {
+    const bool close = verdict.kind == FilterVerdict::Kind::kStop || verdict.answer.close ||
+                       has_body || !keep_alive;
+    if (verdict.kind == FilterVerdict::Kind::kAnswer) {
+      verdict.answer.close = close;
+      spdlog::info("{} {} {} {} -> {} {} id={}", ip, decision.host, head.method, head.target,
+                   verdict.answer.status, verdict.answer.detail, request_id);
+      co_await answer(conn, verdict.answer, request_id);
+    }
+    const ExchangeSummary summary{verdict.answer.status, 0, 0, 0, true};
+    if (listener.wants(hook::kComplete)) listener.complete(filtered, summary);
+    if (tunnel != nullptr && tunnel->wants(hook::kComplete)) tunnel->complete(filtered, summary);
+    if (close) co_return has_body ? After::kLingerClose : After::kClose;
+    const Step end = parser.parse(pending);  // the bodiless request's message end
+    pending.erase(0, end.consumed);
+    co_return After::kNextRequest;
+  }
+
+  // ---- 5. rewrite and OPEN_STREAM
+  const std::string* host_field = head.find("Host");
+  const std::string host_value = !decision.host_override.empty() ? decision.host_override
+                                 : host_field != nullptr         ? *host_field
+                                                                 : decision.host;
+  if (!decision.origin_target.empty()) head.target = decision.origin_target;
+  const bool upgrade = parser.is_upgrade();
+  rewrite_request(head, RewriteInput{ip, trusted, tls, host_value, request_id, upgrade});
+  head.serialize_to(open_payload);
+  std::string error;
+  auto stream =
+      decision.route.agent->session->open_stream(decision.route.tunnel_index, open_payload, error);
+  if (!stream) {
+    const LocalAnswer refused{
+        503, "The agent serving " + decision.host + " cannot take requests: " + error,
+        has_body || !keep_alive};
+    spdlog::info("{} {} {} {} -> 503 {} id={}", ip, decision.host, head.method, head.target,
+                 refused.detail, request_id);
+    co_await answer(conn, refused, request_id);
+    if (refused.close) co_return has_body ? After::kLingerClose : After::kClose;
+    const Step end = parser.parse(pending);
+    pending.erase(0, end.consumed);
+    co_return After::kNextRequest;
+  }
+  if (parser.expects_continue()) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    transport::error_code ec;
+    co_await conn.write(asio::buffer(kContinue), ec);
+  }
+
+  // ---- 6. relay, 7. finish
+  Exchange ex(parser, pending, buffers, std::move(stream), std::move(request_id), filtered,
+              listener, tunnel, decision.route.local, keep_alive, decision.route.throttle.get());
+  ex.upgrade_requested = upgrade;
+  ex.bodiless = !has_body && !ex.upgrade_requested;
+  co_await relay(conn, ex);
+  finish(conn, ex);
+  if (ex.request_done && ex.response_done && !ex.close_after && ex.client_keep_alive &&
+      !context_.draining) {
+    co_return After::kNextRequest;
+  }
+  co_return ex.request_done || ex.client_gone ? After::kClose : After::kLingerClose;
+}
+
+void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
+  const auto elapsed = Clock::now() - ex.start;
+  const double seconds = std::chrono::duration<double>(elapsed).count();
+  const int status = ex.status == 0 ? 499 : ex.status;
+  context_.metrics.request_duration.observe(seconds);
+  context_.metrics.count_request(status);
+  context_.metrics.bytes_out.inc(ex.bytes_out);
+  const bool cut_off = ex.status != 0 && !ex.response_done && !ex.upgraded;
+  const ExchangeSummary summary{status, ex.bytes_in, ex.bytes_out, seconds, !cut_off};
+  if (ex.listener.wants(hook::kComplete)) ex.listener.complete(ex.filtered, summary);
+  if (ex.tunnel != nullptr && ex.tunnel->wants(hook::kComplete)) {
+    ex.tunnel->complete(ex.filtered, summary);
+  }
+  const http::RequestHead& request = ex.parser.request();
+  spdlog::info("{} {} {} {} {}{} {:.1f}ms in={} out={} id={}", conn.peer(),
+               ex.filtered.decision.host, request.method, request.target, status,
+               cut_off          ? " (response cut off)"
+               : ex.client_gone ? " (client closed the connection)"
+                                : "",
+               seconds * 1000, ex.bytes_in, ex.bytes_out, ex.request_id);
+}
+
+asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
+  using namespace asio::experimental::awaitable_operators;
+  ++active_requests_;
+  context_.metrics.streams.inc();
+  if (ex.bodiless) {
+    // Nothing to read from the client until the response is out: upload only sends END_STREAM
+    // and returns, so the halves run one after the other (no parallel group per request).
+    co_await upload(conn, ex);
+    co_await download(conn, ex);
+  } else {
+    co_await (upload(conn, ex) && download(conn, ex));
+  }
+  co_await stop_watching(conn, ex);
+  context_.metrics.streams.dec();
+  --active_requests_;
+}
+
+asio::awaitable<void> HttpFront::watch_client(transport::Conn& conn, Exchange& ex) {
+  const auto& limits = context_.config.limits;
+  for (;;) {
+    if (ex.pending.size() >= kReadBuffer) break;  // enough pipelined bytes; stop reading
+    conn.set_read_deadline(Clock::now() + limits.response_timeout + limits.idle_timeout);
+    transport::error_code ec;
+    const std::size_t n =
+        co_await conn.read_some(asio::buffer(ex.buffers.in.get(), kReadBuffer), ec);
+    if (ec == asio::error::timed_out) break;  // the download's own timeout comes first
+    if (ec == asio::error::operation_aborted || ex.response_started) {
+      if (!ec) ex.pending.append(ex.buffers.in.get(), n);
+      break;  // stop_watching(): the response began
+    }
+    if (ec) {
+      ex.client_gone = true;
+      ex.close_after = true;
+      ex.stream->reset(protocol::ErrorCode::kCancel, "the client closed the connection");
+      break;
+    }
+    context_.metrics.bytes_in.inc(n);
+    ex.pending.append(ex.buffers.in.get(), n);
+  }
+  ex.watching = false;
+  if (ex.watch_done) ex.watch_done->cancel();
+}
+
+asio::awaitable<void> HttpFront::stop_watching(transport::Conn& conn, Exchange& ex) {
+  if (!ex.watching) co_return;
+  conn.socket().cancel();
+  co_await ex.watch_done->async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex,
+                                             const LocalAnswer& answer, std::string_view reason) {
+  ex.stream->reset(protocol::ErrorCode::kCancel, reason);
+  ex.close_after = true;
+  if (ex.response_started) co_return;
+  ex.response_started = true;  // the download half must not answer 502 now
+  ex.status = answer.status;
+  const std::string page = http::error_response(answer.status, answer.detail, ex.request_id, true);
+  transport::error_code ec;
+  co_await conn.write(asio::buffer(page), ec);
+  ex.bytes_out += page.size();
+}
+
+}  // namespace tunnel::core

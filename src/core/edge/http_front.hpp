@@ -1,0 +1,100 @@
+// The public HTTP/1.1 front: reads requests from clients, routes them by host to an agent, and
+// relays each exchange over one mux stream with bodies streamed both ways.
+//
+// The stages of a request (the pure ones and the filter interface are in http_pipeline.hpp):
+//   1. read the head (limits.header_timeout, limits.max_header_bytes; 400/408 on failure);
+//   2. decide(): the tunnel, or a local answer (400, 404, 503);
+//   3. hop: when the agent's session lives on another worker, the connection moves there and
+//      the serve() on that worker takes over with the decision made, so a stream's bytes never
+//      cross threads and nothing before the hop runs twice;
+//   4. request filters (the listener's chain, then the tunnel's): limits, PROXY addresses...;
+//   5. rewrite_request() and OPEN_STREAM;
+//   6. relay: the request body and the response run concurrently (raw bytes; llhttp finds the
+//      message ends); body and response-head filters run here when a chain asks for them;
+//   7. finish: complete filters, the log line, metrics. Then the next request on the connection.
+//
+// A visitor that closes its connection while the app has not answered yet is noticed (after
+// kClientWatchDelay, so fast exchanges pay nothing for it): the stream is reset at once, which
+// frees the agent's stream and closes the app's connection, and the exchange counts as 499.
+// A connection closed while the client may still be sending (a refused or early-answered
+// upload) is closed lingering, as nginx's lingering_close: unread bytes are read and dropped for
+// a bounded time so that the kernel does not reset the connection under the answer.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/agents/context.hpp"
+#include "core/edge/http_pipeline.hpp"
+#include "http/message_parser.hpp"
+#include "transport/conn.hpp"
+
+namespace tunnel::core {
+
+struct ConnBuffers;
+
+class HttpFront {
+ public:
+  // How long the app may take before the front starts watching for the visitor to leave.
+  static constexpr auto kClientWatchDelay = std::chrono::milliseconds(500);
+  // Lingering close: at most this long in all, this long without a byte, and this many bytes.
+  static constexpr auto kLingerTime = std::chrono::seconds(30);
+  static constexpr auto kLingerIdle = std::chrono::seconds(5);
+  static constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+
+  explicit HttpFront(CoreContext& context);
+
+  // Serves one client connection until it closes. `pending` holds bytes already read from it;
+  // `decided`, when set, is the decision already made for the first request in `pending` (by
+  // the serve() that moved the connection here); `already_counted`: the connection was counted
+  // in the metrics by that serve().
+  asio::awaitable<void> serve(std::unique_ptr<transport::Conn> conn, bool tls,
+                              std::string pending = {}, std::optional<Decision> decided = {},
+                              bool already_counted = false);
+
+  // Requests being relayed now (the drain waits for this to reach 0).
+  std::size_t active_requests() const { return active_requests_.load(); }
+
+  // The filters every request of this front passes (from the configuration).
+  const FilterChain& listener_filters() const { return *listener_filters_; }
+
+ private:
+  struct Exchange;
+  enum class After { kNextRequest, kClose, kLingerClose };
+
+  // Stages 4-7 for one routed request whose head `parser` holds.
+  asio::awaitable<After> forward(transport::Conn& conn, bool tls, http::MessageParser& parser,
+                                 std::string& pending, ConnBuffers& buffers, Decision& decision);
+  asio::awaitable<void> relay(transport::Conn& conn, Exchange& ex);
+  asio::awaitable<void> upload(transport::Conn& conn, Exchange& ex);
+  asio::awaitable<void> download(transport::Conn& conn, Exchange& ex);
+  // Reads the client while the app prepares its answer: bytes are kept for the next request;
+  // the end of the connection resets the stream (the visitor left).
+  asio::awaitable<void> watch_client(transport::Conn& conn, Exchange& ex);
+  asio::awaitable<void> stop_watching(transport::Conn& conn, Exchange& ex);
+  // Ends an exchange a filter or the parser refused mid-body: cancels the stream and, unless
+  // the app's response has begun, answers with a page.
+  asio::awaitable<void> refuse_body(transport::Conn& conn, Exchange& ex, const LocalAnswer& answer,
+                                    std::string_view reason);
+  // Writes an error page for a request that was not forwarded, and counts it.
+  asio::awaitable<void> answer(transport::Conn& conn, const LocalAnswer& reply,
+                               const std::string& request_id);
+  void finish(const transport::Conn& conn, Exchange& ex);
+
+  CoreContext& context_;
+  ForwardingPolicy forwarding_;
+  std::shared_ptr<const FilterChain> listener_filters_;
+  std::atomic<std::size_t> active_requests_{0};
+};
+
+// Closes a connection the way nginx's lingering_close does: the send side is shut down, then
+// what the client still sends is read and dropped until it closes, `idle` passes without a
+// byte, `total` passes, or `max_bytes` were read. `buffer` is scratch space.
+asio::awaitable<void> linger_close(transport::Conn& conn, std::span<char> buffer,
+                                   std::chrono::steady_clock::duration total,
+                                   std::chrono::steady_clock::duration idle, std::size_t max_bytes);
+
+}  // namespace tunnel::core

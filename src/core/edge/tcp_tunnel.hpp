@@ -1,0 +1,34 @@
+// The public side of tcp tunnels: one listener per claimed port. Each accepted connection
+// becomes a stream to an agent of the port (round robin, via the registry), whose OPEN_STREAM
+// payload is the client address "ip:port". Bytes flow both ways with half-close kept: a client
+// FIN becomes END_STREAM and the agent's END_STREAM becomes a FIN to the client. A RESET from
+// the agent resets the client connection; a client reset resets the stream.
+//
+// The listener runs on the executor it was opened on; each connection's relay runs on its
+// agent session's executor (the socket is moved there), as Stream requires.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "core/agents/context.hpp"
+
+namespace tunnel::core {
+
+// Binds host:port (port != 0) and starts accepting. nullptr with `error`
+// ("port 15432 is in use") when the port cannot be bound.
+std::shared_ptr<PortListener> open_tcp_port(CoreContext& context, asio::any_io_executor executor,
+                                            const std::string& host, std::uint16_t port,
+                                            std::string& error);
+
+// "port 15432 is in use" for EADDRINUSE, "port 80: Permission denied" otherwise.
+std::string bind_error(std::uint16_t port, const boost::system::error_code& ec);
+
+// The address tcp and udp tunnel ports bind (listen.tunnels_host); nullopt with `error` when it
+// is not an IP literal.
+std::optional<asio::ip::address> tunnels_host_address(const std::string& host, std::string& error);
+
+}  // namespace tunnel::core

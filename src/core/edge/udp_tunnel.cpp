@@ -1,0 +1,441 @@
+#include "core/edge/udp_tunnel.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "common/async.hpp"
+#include "core/agents/agent_gateway.hpp"
+#include "core/edge/tcp_tunnel.hpp"
+#include "protocol/proxy_header.hpp"
+#include "protocol/udp_record.hpp"
+#include "transport/conn.hpp"
+#include "transport/udp.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using asio::ip::udp;
+using Clock = std::chrono::steady_clock;
+using Datagram = std::vector<std::uint8_t>;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+// Datagrams waiting for a client's stream; more are dropped (UDP may lose them anyway).
+constexpr std::size_t kMaxQueuedDatagrams = 512;
+// Datagrams the receive loop takes from the socket per wake-up (without waiting) before it lets
+// the worker run other work.
+constexpr int kReceiveBurst = 64;
+// A client's record buffers keep up to this much memory between writes; a burst of large
+// datagrams leaves them bigger, and they are let go after the write.
+constexpr std::size_t kKeptRecordBytes = 256 * 1024;
+
+// True when `executor` runs handlers on the calling thread: work for it can be done here and now
+// instead of through its queue.
+// (Each worker's executor is its io_context's; any other kind of executor is never "here".)
+bool runs_here(const asio::any_io_executor& executor) {
+  const auto* io = executor.target<asio::io_context::executor_type>();
+  return io != nullptr && io->running_in_this_thread();
+}
+
+struct UdpMetrics {
+  explicit UdpMetrics(observability::Registry& r)
+      : sessions(r.counter("tunnel_udp_sessions_total",
+                           "Client sessions (one per client address) of udp tunnels.")),
+        active(r.gauge("tunnel_udp_sessions_active", "Client sessions of udp tunnels open now.")),
+        datagrams_in(r.counter("tunnel_udp_datagrams_total", "Datagrams relayed for udp tunnels.",
+                               {{"direction", "in"}})),
+        datagrams_out(r.counter("tunnel_udp_datagrams_total", "Datagrams relayed for udp tunnels.",
+                                {{"direction", "out"}})),
+        bytes_in(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
+                           {{"direction", "in"}})),
+        bytes_out(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
+                            {{"direction", "out"}})),
+        dropped(r.counter("tunnel_udp_datagrams_dropped_total",
+                          "Datagrams the core dropped (no agent, queue or send buffer full).")),
+        too_large_in(r.counter("tunnel_udp_datagrams_too_large_total",
+                               "Datagrams dropped for being larger than limits.udp_max_datagram.",
+                               {{"direction", "in"}})),
+        too_large_out(r.counter("tunnel_udp_datagrams_too_large_total",
+                                "Datagrams dropped for being larger than limits.udp_max_datagram.",
+                                {{"direction", "out"}})) {}
+  observability::Counter& sessions;
+  observability::Gauge& active;
+  observability::Counter& datagrams_in;  // from clients
+  observability::Counter& datagrams_out;
+  observability::Counter& bytes_in;
+  observability::Counter& bytes_out;
+  observability::Counter& dropped;
+  observability::Counter& too_large_in;   // from clients
+  observability::Counter& too_large_out;  // from the agent
+};
+
+// Oversized datagrams are reported to the log and to the agent at most once per interval per
+// port and direction, with what was dropped since the last report. Thread-safe.
+class DropReport {
+ public:
+  static constexpr auto kInterval = std::chrono::seconds(10);
+  // Counts one dropped datagram of `size` bytes. Returns the message to send when a report is
+  // due ("" otherwise).
+  std::string count(std::size_t size, std::string_view from, std::uint32_t limit) {
+    std::lock_guard lock(mutex_);
+    ++dropped_;
+    largest_ = std::max(largest_, size);
+    const auto now = Clock::now();
+    if (now - last_ < kInterval) return "";
+    last_ = now;
+    std::string message =
+        "dropped " + std::to_string(dropped_) + " datagram" + (dropped_ == 1 ? "" : "s") +
+        " from " + std::string(from) + " larger than the core's limit of " + std::to_string(limit) +
+        " bytes (limits.udp_max_datagram; largest " + std::to_string(largest_) + " bytes)";
+    dropped_ = 0;
+    largest_ = 0;
+    return message;
+  }
+
+ private:
+  std::mutex mutex_;
+  Clock::time_point last_{};
+  std::uint64_t dropped_ = 0;
+  std::size_t largest_ = 0;
+};
+
+class UdpPort;
+
+// "ip:port" as tcp tunnels and logs write it ("[v6]:port"; IPv4-mapped addresses as IPv4).
+std::string address_text(const udp::endpoint& endpoint) {
+  return transport::endpoint_string(transport::tcp::endpoint(endpoint.address(), endpoint.port()));
+}
+
+// One client address: its stream and the datagrams waiting for it. Lives on the agent
+// session's executor; only `port`, `client` and `executor` are read elsewhere.
+class UdpClient : public std::enable_shared_from_this<UdpClient> {
+ public:
+  UdpClient(std::shared_ptr<UdpPort> port, udp::endpoint client, Route route)
+      : port_(std::move(port)),
+        client_(std::move(client)),
+        route_(std::move(route)),
+        executor_(route_.agent->session->get_executor()),
+        ready_(executor_) {}
+
+  const asio::any_io_executor& executor() const { return executor_; }
+
+  // On the client's executor: queue a datagram for the stream.
+  void on_datagram(std::span<const std::uint8_t> datagram);
+  asio::awaitable<void> run();
+
+ private:
+  asio::awaitable<void> to_agent();
+  asio::awaitable<void> from_agent();
+  asio::awaitable<void> idle_watch();
+
+  std::shared_ptr<UdpPort> port_;
+  udp::endpoint client_;
+  Route route_;
+  asio::any_io_executor executor_;
+  std::shared_ptr<mux::Stream> stream_;
+  // Datagrams waiting for the stream, already as udp records, and how many.
+  std::vector<std::uint8_t> pending_;
+  std::size_t pending_count_ = 0;
+  Signal ready_;
+  Clock::time_point last_activity_ = Clock::now();
+  bool ended_ = false;
+  std::string outcome_;
+  std::uint64_t in_ = 0, out_ = 0;
+};
+
+class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort> {
+ public:
+  UdpPort(CoreContext& core, asio::any_io_executor where, std::uint16_t port)
+      : context(core),
+        executor(std::move(where)),
+        metrics(core.metrics.registry),
+        socket_(executor),
+        port_(port) {}
+
+  bool bind(const std::string& host, std::string& error) {
+    const auto ip = tunnels_host_address(host, error);
+    if (!ip) return false;
+    boost::system::error_code ec;
+    const udp::endpoint endpoint(*ip, port_);
+    socket_.open(endpoint.protocol(), ec);
+    if (!ec) socket_.bind(endpoint, ec);
+    if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
+    if (!ec) transport::size_udp_buffers(socket_, context.config.limits.udp_socket_buffer);
+    if (ec) {
+      error = bind_error(port_, ec);
+      return false;
+    }
+    local_address_ = address_text(socket_.local_endpoint(ec));
+    return true;
+  }
+
+  void start() { asio::co_spawn(executor, receive_loop(shared_from_this()), asio::detached); }
+
+  void close() override {
+    asio::post(executor, [self = shared_from_this()] {
+      boost::system::error_code ignored;
+      self->socket_.close(ignored);
+      spdlog::info("udp :{} closed (no agent serves it)", self->port_);
+    });
+  }
+
+  // From any thread: sends a datagram to a client from the socket's executor (right away when
+  // that is this thread; a copy goes through its queue otherwise).
+  void send(const udp::endpoint& to, std::span<const std::uint8_t> datagram) {
+    if (runs_here(executor)) {
+      send_now(to, datagram);
+      return;
+    }
+    asio::post(executor,
+               [self = shared_from_this(), to, d = Datagram(datagram.begin(), datagram.end())] {
+                 self->send_now(to, d);
+               });
+  }
+
+  // From any thread: the session of `client` ended; forget it (if it is still that one).
+  void forget(udp::endpoint client, std::shared_ptr<UdpClient> session) {
+    asio::post(executor, [self = shared_from_this(), client, session] {
+      auto it = self->clients_.find(client);
+      if (it != self->clients_.end() && it->second == session) self->clients_.erase(it);
+    });
+  }
+
+  std::uint16_t port() const { return port_; }
+  // "ip:port" the port is bound to (for the agent's PROXY-style address line).
+  const std::string& local_address() const { return local_address_; }
+
+  // A datagram over limits.udp_max_datagram was dropped: log and tell the agent, now and then.
+  void report_too_large(std::size_t size, bool from_client, const Route& route) {
+    (from_client ? metrics.too_large_in : metrics.too_large_out).inc();
+    auto& report = from_client ? too_large_in_ : too_large_out_;
+    const std::string message =
+        report.count(size, from_client ? "public clients" : "your local app",
+                     context.config.limits.udp_max_datagram);
+    if (message.empty()) return;
+    spdlog::warn("udp :{}: {}", port_, message);
+    if (route.agent) {
+      asio::post(route.agent->session->get_executor(),
+                 [session = route.agent->session, index = route.tunnel_index, message] {
+                   session->notice(index, message);
+                 });
+    }
+  }
+
+  CoreContext& context;
+  asio::any_io_executor executor;
+  UdpMetrics metrics;
+
+ private:
+  void send_now(const udp::endpoint& to, std::span<const std::uint8_t> datagram) {
+    boost::system::error_code ec;
+    socket_.send_to(asio::buffer(datagram.data(), datagram.size()), to, 0, ec);
+    if (ec) {
+      metrics.dropped.inc();
+    } else {
+      metrics.datagrams_out.inc();
+      metrics.bytes_out.inc(datagram.size());
+    }
+  }
+
+  // Waits until the socket is readable, then reads it until it is empty (the socket is
+  // non-blocking), at most kReceiveBurst datagrams before letting the worker's other work run:
+  // under load one wake-up serves a burst, and its datagrams reach each client's stream together,
+  // as one write. Waiting with async_wait rather than async_receive_from saves the read that
+  // would fail right after a burst emptied the socket.
+  static asio::awaitable<void> receive_loop(std::shared_ptr<UdpPort> self) {
+    // One byte more than the largest datagram, to notice (and drop) bigger ones.
+    std::vector<std::uint8_t> buf(protocol::kMaxDatagram + 1);
+    udp::endpoint from;
+    bool drained = true;
+    for (;;) {
+      if (drained) {
+        auto [ec] = co_await self->socket_.async_wait(udp::socket::wait_read, kNoThrow);
+        if (ec == asio::error::operation_aborted || !self->socket_.is_open()) co_return;
+        // Any other error: the reads below tell.
+      } else {
+        co_await asio::post(self->executor, asio::use_awaitable);
+        if (!self->socket_.is_open()) co_return;
+      }
+      drained = false;
+      for (int burst = 0; burst < kReceiveBurst; ++burst) {
+        boost::system::error_code ec;
+        const std::size_t n = self->socket_.receive_from(asio::buffer(buf), from, 0, ec);
+        if (ec == asio::error::would_block) {
+          drained = true;
+          break;
+        }
+        // Other errors (e.g. ICMP errors reported on the socket): nothing to do.
+        if (!ec) self->on_receive(from, std::span<const std::uint8_t>(buf.data(), n));
+      }
+    }
+  }
+
+  void on_receive(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
+    if (datagram.size() > context.config.limits.udp_max_datagram) {
+      Route route;
+      context.registry.lookup_port(PortProtocol::kUdp, port_, route);
+      report_too_large(datagram.size(), true, route);
+      return;
+    }
+    metrics.datagrams_in.inc();
+    metrics.bytes_in.inc(datagram.size());
+    deliver(from, datagram);
+  }
+
+  void deliver(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
+    auto it = clients_.find(from);
+    if (it == clients_.end()) {
+      Route route;
+      if (context.registry.lookup_port(PortProtocol::kUdp, port_, route) != LookupStatus::kFound) {
+        metrics.dropped.inc();
+        return;
+      }
+      auto client = std::make_shared<UdpClient>(shared_from_this(), from, std::move(route));
+      it = clients_.emplace(from, client).first;
+      asio::co_spawn(client->executor(), client->run(), asio::detached);
+    }
+    if (runs_here(it->second->executor())) {
+      it->second->on_datagram(datagram);
+      return;
+    }
+    asio::post(it->second->executor(),
+               [client = it->second, d = Datagram(datagram.begin(), datagram.end())] {
+                 client->on_datagram(d);
+               });
+  }
+
+  udp::socket socket_;
+  std::uint16_t port_;
+  std::map<udp::endpoint, std::shared_ptr<UdpClient>> clients_;  // on `executor`
+  DropReport too_large_in_;
+  DropReport too_large_out_;
+  std::string local_address_;
+};
+
+void UdpClient::on_datagram(std::span<const std::uint8_t> datagram) {
+  if (ended_) return;
+  if (pending_count_ >= kMaxQueuedDatagrams) {
+    port_->metrics.dropped.inc();
+    return;
+  }
+  last_activity_ = Clock::now();
+  protocol::append_udp_record(pending_, datagram);  // size checked when received
+  if (pending_count_++ == 0) ready_.notify();
+}
+
+asio::awaitable<void> UdpClient::to_agent() {
+  std::vector<std::uint8_t> records;
+  transport::error_code ec;
+  for (;;) {
+    while (pending_count_ == 0) co_await ready_.wait();
+    // Everything that arrived since the last write goes as one; both buffers keep their memory.
+    records.clear();
+    records.swap(pending_);
+    in_ += pending_count_;
+    pending_count_ = 0;
+    if (route_.throttle.get() != nullptr)
+      co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
+    co_await stream_->write(records, ec);
+    if (ec) {
+      outcome_ = "the stream failed: " + ec.message();
+      co_return;
+    }
+    if (records.capacity() > kKeptRecordBytes) std::vector<std::uint8_t>().swap(records);
+  }
+}
+
+asio::awaitable<void> UdpClient::from_agent() {
+  std::vector<std::uint8_t> buf(64 * 1024);
+  protocol::UdpRecordReader reader;
+  transport::error_code ec;
+  for (;;) {
+    const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
+    if (ec || n == 0) {
+      outcome_ = ec ? (stream_->is_reset() ? "reset by the agent: " + stream_->reset_message()
+                                           : "the agent session ended")
+                    : "ended by the agent";
+      co_return;
+    }
+    reader.feed(std::span<const std::uint8_t>(buf.data(), n));
+    std::span<const std::uint8_t> datagram;
+    while (reader.next(datagram)) {
+      if (datagram.size() > port_->context.config.limits.udp_max_datagram) {
+        port_->report_too_large(datagram.size(), false, route_);
+        continue;
+      }
+      ++out_;
+      if (route_.throttle.get() != nullptr)
+        co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
+      port_->send(client_, datagram);
+    }
+    if (!reader.error().empty()) {
+      outcome_ = reader.error();
+      stream_->reset(protocol::ErrorCode::kProtocolError, reader.error());
+      co_return;
+    }
+    last_activity_ = Clock::now();
+  }
+}
+
+asio::awaitable<void> UdpClient::idle_watch() {
+  const auto timeout = port_->context.config.limits.udp_idle_timeout;
+  asio::steady_timer timer(executor_);
+  for (;;) {
+    const auto deadline = last_activity_ + timeout;
+    if (Clock::now() >= deadline) {
+      outcome_ = "idle for " + std::to_string(timeout.count()) + " ms";
+      co_return;
+    }
+    timer.expires_at(deadline);
+    co_await timer.async_wait(kNoThrow);
+  }
+}
+
+asio::awaitable<void> UdpClient::run() {
+  using namespace asio::experimental::awaitable_operators;
+  auto self = shared_from_this();
+  const std::string peer = address_text(client_);
+  std::string error;
+  stream_ = route_.agent->session->open_stream(
+      route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
+  if (!stream_) {
+    spdlog::warn("udp :{} {}: the agent {} cannot take a session: {}", port_->port(), peer,
+                 route_.agent->session->name(), error);
+  } else {
+    port_->metrics.sessions.inc();
+    port_->metrics.active.inc();
+    spdlog::debug("udp :{} {}: session opened", port_->port(), peer);
+    co_await (to_agent() || from_agent() || idle_watch());
+    if (!stream_->is_reset()) stream_->reset(protocol::ErrorCode::kNoError, outcome_);
+    port_->metrics.active.dec();
+    spdlog::info("udp :{} {}: session closed ({}), datagrams in={} out={}", port_->port(), peer,
+                 outcome_, in_, out_);
+  }
+  ended_ = true;
+  pending_.clear();
+  pending_count_ = 0;
+  port_->forget(client_, self);
+}
+
+}  // namespace
+
+std::shared_ptr<PortListener> open_udp_port(CoreContext& context, asio::any_io_executor executor,
+                                            const std::string& host, std::uint16_t port,
+                                            std::string& error) {
+  auto listener = std::make_shared<UdpPort>(context, std::move(executor), port);
+  if (!listener->bind(host, error)) return nullptr;
+  listener->start();
+  return listener;
+}
+
+}  // namespace tunnel::core
