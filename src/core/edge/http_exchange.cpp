@@ -70,11 +70,13 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
           continue;
         case Step::kError:
           spdlog::info("{}: bad request body: {}", conn.peer(), ex.parser.error());
-          co_await refuse_body(
-              conn, ex,
-              {ex.parser.error_status(),
-               "The request body is not valid HTTP/1.1: " + ex.parser.error(), true},
-              "invalid request body");
+          {
+            // Named, not inline: GCC 12 destroys temporaries in a co_await expression twice.
+            const LocalAnswer bad{ex.parser.error_status(),
+                                  "The request body is not valid HTTP/1.1: " + ex.parser.error(),
+                                  true};
+            co_await refuse_body(conn, ex, bad, "invalid request body");
+          }
           co_return;
         case Step::kNeedMore:
           ex.pending.clear();
@@ -152,6 +154,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
                              !ex.upgrade_requested && kClientWatchDelay < timeout;
     const auto response_deadline = deadline;
     if (watch_point) deadline = std::min(deadline, ex.start + kClientWatchDelay);
+    ec = {};  // read_some leaves it as it was on success
     const std::size_t n =
         co_await ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec, deadline);
     const bool timed_out = ec == asio::error::timed_out;

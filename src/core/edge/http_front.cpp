@@ -110,7 +110,10 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       }
       if (step.type == Step::kError) {
         spdlog::info("{}: bad request: {}", conn->peer(), parser.error());
-        co_await answer(*conn, {parser.error_status(), parser.error(), true}, "");
+        // Named, not inline: GCC 12 destroys temporaries in a co_await expression twice.
+        const LocalAnswer bad{parser.error_status(), parser.error(), true};
+        const std::string no_id;
+        co_await answer(*conn, bad, no_id);
         co_await close_lingering();
         co_return;
       }
@@ -122,7 +125,9 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
         if (partial) {
           spdlog::info("{}: request head not complete after {} ms; closing", conn->peer(),
                        limit.count());
-          co_await answer(*conn, {408, "The request head did not arrive in time.", true}, "");
+          const LocalAnswer late{408, "The request head did not arrive in time.", true};
+          const std::string no_id;
+          co_await answer(*conn, late, no_id);
           co_await close_lingering();
         }
         co_return;
@@ -182,102 +187,119 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       co_return;
     }
 
-    // ---- 4-7. filters, rewrite, relay, finish
-    const After after = co_await forward(*conn, tls, parser, pending, buffers, decision);
-    if (after == After::kNextRequest) continue;
-    if (after == After::kLingerClose) {
-      co_await close_lingering();
-    } else {
+    // ---- 4-5. request filters, rewrite, OPEN_STREAM
+    http::RequestHead& head = parser.request();
+    const bool has_body = parser.has_body();
+    const bool keep_alive = parser.keep_alive();
+    const std::string ip = client_ip(*conn);
+    const bool trusted = !forwarding_.trusted_proxies.empty() && forwarding_.trusts(ip);
+    std::string request_id = request_id_for(head, trusted);
+    std::string local_addr;
+    const FilterChain& listener = *listener_filters_;
+    const FilterChain* tunnel = decision.route.filters.get();
+    if (listener.wants(hook::kLocalAddr) ||
+        (tunnel != nullptr && tunnel->wants(hook::kLocalAddr))) {
+      transport::error_code local_ec;
+      local_addr = transport::endpoint_string(conn->socket().local_endpoint(local_ec));
+    }
+    buffers.open.clear();
+    FilterRequest filtered{head, decision, conn->peer(), local_addr, tls, buffers.open};
+    FilterVerdict refusal;
+    auto stream = open_exchange(filtered, ip, trusted, request_id, parser.is_upgrade(), refusal);
+    if (!stream) {
+      const bool close = refusal.kind == FilterVerdict::Kind::kStop || refusal.answer.close ||
+                         has_body || !keep_alive;
+      if (refusal.kind == FilterVerdict::Kind::kAnswer) {
+        refusal.answer.close = close;
+        spdlog::info("{} {} {} {} -> {} {} id={}", ip, decision.host, head.method, head.target,
+                     refusal.answer.status, refusal.answer.detail, request_id);
+        co_await answer(*conn, refusal.answer, request_id);
+      }
+      const ExchangeSummary summary{refusal.answer.status, 0, 0, 0, true};
+      if (listener.wants(hook::kComplete)) listener.complete(filtered, summary);
+      if (tunnel != nullptr && tunnel->wants(hook::kComplete)) tunnel->complete(filtered, summary);
+      if (!close) {
+        const Step end = parser.parse(pending);  // the bodiless request's message end
+        pending.erase(0, end.consumed);
+        continue;
+      }
+      if (has_body) {
+        co_await close_lingering();
+      } else {
+        co_await conn->shutdown_send();
+      }
+      co_return;
+    }
+    if (parser.expects_continue()) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await conn->write(asio::buffer(kContinue), ec);
+    }
+
+    // ---- 6. relay (its state lives in this frame, allocated once per connection)
+    Exchange ex(parser, pending, buffers, std::move(stream), std::move(request_id), filtered,
+                listener, tunnel, decision.route.local, keep_alive, decision.route.throttle.get());
+    ex.upgrade_requested = parser.is_upgrade();
+    ex.bodiless = !has_body && !ex.upgrade_requested;
+    co_await relay(*conn, ex);
+
+    // ---- 7. finish
+    finish(*conn, ex);
+    if (ex.request_done && ex.response_done && !ex.close_after && ex.client_keep_alive &&
+        !context_.draining) {
+      continue;
+    }
+    if (ex.request_done || ex.client_gone) {
       co_await conn->shutdown_send();
+    } else {
+      co_await close_lingering();  // the client may still be sending its body
     }
     co_return;
   }
 }
 
-asio::awaitable<HttpFront::After> HttpFront::forward(transport::Conn& conn, bool tls,
-                                                     MessageParser& parser, std::string& pending,
-                                                     ConnBuffers& buffers, Decision& decision) {
-  http::RequestHead& head = parser.request();
-  const bool has_body = parser.has_body();
-  const bool keep_alive = parser.keep_alive();
-  const std::string ip = client_ip(conn);
-  const bool trusted = !forwarding_.trusted_proxies.empty() && forwarding_.trusts(ip);
-  std::string request_id = request_id_for(head, trusted);
-
-  // ---- 4. request filters
-  const FilterChain& listener = *listener_filters_;
+std::shared_ptr<mux::Stream> HttpFront::open_exchange(FilterRequest& filtered,
+                                                      const std::string& ip, bool trusted,
+                                                      const std::string& request_id, bool upgrade,
+                                                      FilterVerdict& refusal) {
+  const Decision& decision = filtered.decision;
   const FilterChain* tunnel = decision.route.filters.get();
-  std::string& open_payload = buffers.open;
-  open_payload.clear();
-  std::string local_addr;
-  if (listener.wants(hook::kLocalAddr) || (tunnel != nullptr && tunnel->wants(hook::kLocalAddr))) {
-    transport::error_code local_ec;
-    local_addr = transport::endpoint_string(conn.socket().local_endpoint(local_ec));
-  }
-  FilterRequest filtered{head, decision, conn.peer(), local_addr, tls, open_payload};
-  FilterVerdict verdict;
-  if (!listener.empty()) verdict = listener.request_head(filtered);
-  if (verdict.proceed() && tunnel != nullptr) verdict = tunnel->request_head(filtered);
-  if (!verdict.proceed()) {
-    const bool close = verdict.kind == FilterVerdict::Kind::kStop || verdict.answer.close ||
-                       has_body || !keep_alive;
-    if (verdict.kind == FilterVerdict::Kind::kAnswer) {
-      verdict.answer.close = close;
-      spdlog::info("{} {} {} {} -> {} {} id={}", ip, decision.host, head.method, head.target,
-                   verdict.answer.status, verdict.answer.detail, request_id);
-      co_await answer(conn, verdict.answer, request_id);
-    }
-    const ExchangeSummary summary{verdict.answer.status, 0, 0, 0, true};
-    if (listener.wants(hook::kComplete)) listener.complete(filtered, summary);
-    if (tunnel != nullptr && tunnel->wants(hook::kComplete)) tunnel->complete(filtered, summary);
-    if (close) co_return has_body ? After::kLingerClose : After::kClose;
-    const Step end = parser.parse(pending);  // the bodiless request's message end
-    pending.erase(0, end.consumed);
-    co_return After::kNextRequest;
-  }
+  if (!listener_filters_->empty()) refusal = listener_filters_->request_head(filtered);
+  if (refusal.proceed() && tunnel != nullptr) refusal = tunnel->request_head(filtered);
+  if (!refusal.proceed()) return nullptr;
 
-  // ---- 5. rewrite and OPEN_STREAM
+  http::RequestHead& head = filtered.head;
   const std::string* host_field = head.find("Host");
   const std::string host_value = !decision.host_override.empty() ? decision.host_override
                                  : host_field != nullptr         ? *host_field
                                                                  : decision.host;
   if (!decision.origin_target.empty()) head.target = decision.origin_target;
-  const bool upgrade = parser.is_upgrade();
-  rewrite_request(head, RewriteInput{ip, trusted, tls, host_value, request_id, upgrade});
-  head.serialize_to(open_payload);
+  rewrite_request(head, RewriteInput{ip, trusted, filtered.tls, host_value, request_id, upgrade});
+  head.serialize_to(filtered.open_prefix);
   std::string error;
-  auto stream =
-      decision.route.agent->session->open_stream(decision.route.tunnel_index, open_payload, error);
+  auto stream = decision.route.agent->session->open_stream(decision.route.tunnel_index,
+                                                           filtered.open_prefix, error);
   if (!stream) {
-    const LocalAnswer refused{
-        503, "The agent serving " + decision.host + " cannot take requests: " + error,
-        has_body || !keep_alive};
-    spdlog::info("{} {} {} {} -> 503 {} id={}", ip, decision.host, head.method, head.target,
-                 refused.detail, request_id);
-    co_await answer(conn, refused, request_id);
-    if (refused.close) co_return has_body ? After::kLingerClose : After::kClose;
-    const Step end = parser.parse(pending);
-    pending.erase(0, end.consumed);
-    co_return After::kNextRequest;
+    refusal = FilterVerdict::respond(
+        503, "The agent serving " + decision.host + " cannot take requests: " + error, false);
   }
-  if (parser.expects_continue()) {
-    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    transport::error_code ec;
-    co_await conn.write(asio::buffer(kContinue), ec);
-  }
+  return stream;
+}
 
-  // ---- 6. relay, 7. finish
-  Exchange ex(parser, pending, buffers, std::move(stream), std::move(request_id), filtered,
-              listener, tunnel, decision.route.local, keep_alive, decision.route.throttle.get());
-  ex.upgrade_requested = upgrade;
-  ex.bodiless = !has_body && !ex.upgrade_requested;
-  co_await relay(conn, ex);
-  finish(conn, ex);
-  if (ex.request_done && ex.response_done && !ex.close_after && ex.client_keep_alive &&
-      !context_.draining) {
-    co_return After::kNextRequest;
+asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
+  using namespace asio::experimental::awaitable_operators;
+  ++active_requests_;
+  context_.metrics.streams.inc();
+  if (ex.bodiless) {
+    // Nothing to read from the client until the response is out: upload only sends END_STREAM
+    // and returns, so the halves run one after the other (no parallel group per request).
+    co_await upload(conn, ex);
+    co_await download(conn, ex);
+  } else {
+    co_await (upload(conn, ex) && download(conn, ex));
   }
-  co_return ex.request_done || ex.client_gone ? After::kClose : After::kLingerClose;
+  if (ex.watching) co_await stop_watching(conn, ex);
+  context_.metrics.streams.dec();
+  --active_requests_;
 }
 
 void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
@@ -300,23 +322,6 @@ void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
                : ex.client_gone ? " (client closed the connection)"
                                 : "",
                seconds * 1000, ex.bytes_in, ex.bytes_out, ex.request_id);
-}
-
-asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
-  using namespace asio::experimental::awaitable_operators;
-  ++active_requests_;
-  context_.metrics.streams.inc();
-  if (ex.bodiless) {
-    // Nothing to read from the client until the response is out: upload only sends END_STREAM
-    // and returns, so the halves run one after the other (no parallel group per request).
-    co_await upload(conn, ex);
-    co_await download(conn, ex);
-  } else {
-    co_await (upload(conn, ex) && download(conn, ex));
-  }
-  co_await stop_watching(conn, ex);
-  context_.metrics.streams.dec();
-  --active_requests_;
 }
 
 asio::awaitable<void> HttpFront::watch_client(transport::Conn& conn, Exchange& ex) {
@@ -346,7 +351,6 @@ asio::awaitable<void> HttpFront::watch_client(transport::Conn& conn, Exchange& e
 }
 
 asio::awaitable<void> HttpFront::stop_watching(transport::Conn& conn, Exchange& ex) {
-  if (!ex.watching) co_return;
   conn.socket().cancel();
   co_await ex.watch_done->async_wait(asio::as_tuple(asio::use_awaitable));
 }

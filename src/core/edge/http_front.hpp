@@ -30,6 +30,7 @@
 #include "core/agents/context.hpp"
 #include "core/edge/http_pipeline.hpp"
 #include "http/message_parser.hpp"
+#include "mux/session.hpp"
 #include "transport/conn.hpp"
 
 namespace tunnel::core {
@@ -63,17 +64,21 @@ class HttpFront {
 
  private:
   struct Exchange;
-  enum class After { kNextRequest, kClose, kLingerClose };
 
-  // Stages 4-7 for one routed request whose head `parser` holds.
-  asio::awaitable<After> forward(transport::Conn& conn, bool tls, http::MessageParser& parser,
-                                 std::string& pending, ConnBuffers& buffers, Decision& decision);
+  // Stages 4-5, synchronous: the request filters (listener's, then tunnel's), the rewrite and
+  // OPEN_STREAM into filtered.open_prefix. The stream, or null with `refusal` saying why (a
+  // filter's answer or stop, or 503 when the agent cannot take a stream).
+  std::shared_ptr<mux::Stream> open_exchange(FilterRequest& filtered, const std::string& ip,
+                                             bool trusted, const std::string& request_id,
+                                             bool upgrade, FilterVerdict& refusal);
+  // Stage 6: the two halves of the exchange (a small frame: the state is in serve()'s).
   asio::awaitable<void> relay(transport::Conn& conn, Exchange& ex);
   asio::awaitable<void> upload(transport::Conn& conn, Exchange& ex);
   asio::awaitable<void> download(transport::Conn& conn, Exchange& ex);
   // Reads the client while the app prepares its answer: bytes are kept for the next request;
   // the end of the connection resets the stream (the visitor left).
   asio::awaitable<void> watch_client(transport::Conn& conn, Exchange& ex);
+  // Ends watch_client() (precondition: ex.watching) and waits until it has returned.
   asio::awaitable<void> stop_watching(transport::Conn& conn, Exchange& ex);
   // Ends an exchange a filter or the parser refused mid-body: cancels the stream and, unless
   // the app's response has begun, answers with a page.

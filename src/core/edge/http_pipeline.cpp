@@ -171,9 +171,6 @@ void rewrite_request(http::RequestHead& head, const RewriteInput& input) {
   if (!input.peer_trusted || head.find("X-Forwarded-Host") == nullptr) {
     head.headers.push_back({"X-Forwarded-Host", std::string(input.host)});
   }
-  if (!input.peer_trusted || head.find("X-Real-IP") == nullptr) {
-    head.headers.push_back({"X-Real-IP", std::string(input.client_ip)});
-  }
   head.headers.push_back({"X-Request-Id", std::string(input.request_id)});
   head.version_major = 1;
   head.version_minor = 1;
