@@ -43,3 +43,27 @@ def test_bad_config_names_file_and_line(bin_dir, tmp_path, text, line):
     assert cp.returncode != 0, "check-config accepted a bad file:\n" + out
     rx = r"%s:%s:\d+: \S" % (re.escape(str(f)), line if line else r"\d+")
     assert re.search(rx, out), "no %s in:\n%s" % (rx, out)
+
+
+@pytest.mark.parametrize("args", [
+    ["--bogus"],
+    ["--config", "does-not-exist.yaml"],
+    ["--workers", "-3"],
+    ["check-config"],
+    ["--header-timeout", "10"],
+], ids=["unknown-flag", "missing-config-file", "negative-workers", "check-config-no-file",
+        "duration-without-unit"])
+def test_bad_flags_exit_2(bin_dir, tmp_path, args):
+    # 2 is what the systemd unit's RestartPreventExitStatus expects (CLI11 used 104-109).
+    cp = subprocess.run([bin_dir / "tunnel-core"] + args, capture_output=True, text=True,
+                        timeout=30, env=clean_env(), cwd=tmp_path)
+    assert cp.returncode == 2, (cp.returncode, cp.stdout, cp.stderr)
+    assert cp.stderr.strip(), "the error must say what is wrong"
+
+
+def test_help_and_version_exit_0(bin_dir, tmp_path):
+    for flag in ("--help", "--version"):
+        cp = subprocess.run([bin_dir / "tunnel-core", flag], capture_output=True, text=True,
+                            timeout=30, env=clean_env(), cwd=tmp_path)
+        assert cp.returncode == 0, (flag, cp.stdout, cp.stderr)
+    assert cp.stdout.startswith("tunnel-core ")
