@@ -2,19 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <chrono>
-#include <vector>
 
 #include "core/agents/agent_gateway.hpp"
+#include "mux/pump.hpp"
 #include "protocol/proxy_header.hpp"
 #include "transport/accept.hpp"
 #include "transport/conn.hpp"
@@ -24,8 +19,6 @@ namespace {
 
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kBufferSize = 64 * 1024;
 
 struct TcpMetrics {
   explicit TcpMetrics(observability::Registry& r)
@@ -45,130 +38,33 @@ struct TcpMetrics {
   observability::Counter& bytes_out;  // to clients
 };
 
-// One client connection and its stream.
-struct Relay {
-  tcp::socket client;
-  std::shared_ptr<mux::Stream> stream;
-  std::string peer;
-  std::uint16_t port = 0;
-  TcpMetrics& metrics;
-  const Throttle* throttle = nullptr;  // bandwidth limits of the tunnel; null = none
-  std::uint64_t in = 0;
-  std::uint64_t out = 0;
-  bool aborted = false;  // one side broke: the other stops without touching the stream again
-  std::string outcome;
-  Clock::time_point last_activity = Clock::now();
+// The core's side of the pump: the socket is a public client's connection.
+class ClientPumpHooks final : public mux::PumpHooks {
+ public:
+  ClientPumpHooks(TcpMetrics& metrics, const Throttle* throttle)
+      : metrics_(metrics), throttle_(throttle) {}
 
-  // The stream failed: reset the client (agent RESET) or just close it (session gone).
-  void abort_client(const transport::error_code& ec) {
-    if (aborted) return;
-    aborted = true;
-    boost::system::error_code ignored;
-    if (stream->is_reset()) {
-      outcome = "reset by the agent (" +
-                std::string(protocol::error_code_name(stream->reset_code())) +
-                (stream->reset_message().empty() ? "" : ": " + stream->reset_message()) + ")";
-      client.set_option(tcp::socket::linger(true, 0), ignored);
-    } else {
-      outcome = "the agent session ended (" + ec.message() + ")";
-      client.shutdown(tcp::socket::shutdown_both, ignored);
-    }
-    client.close(ignored);
+  bool throttled() const override { return throttle_ != nullptr; }
+  asio::awaitable<void> throttle(mux::PumpDirection direction, std::size_t n) override {
+    const Direction way =
+        direction == mux::PumpDirection::kToStream ? Direction::kIn : Direction::kOut;
+    co_await core::throttle(throttle_, way, n);
   }
-  // The client failed: reset the stream.
-  void abort_stream(const std::string& why) {
-    if (aborted) return;
-    aborted = true;
-    outcome = why;
-    stream->reset(protocol::ErrorCode::kCancel, why);
-    boost::system::error_code ignored;
-    client.close(ignored);
+  void forwarded(mux::PumpDirection direction, std::size_t n) override {
+    (direction == mux::PumpDirection::kToStream ? metrics_.bytes_in : metrics_.bytes_out).inc(n);
   }
+  std::string socket_failed(bool /*reading*/, const boost::system::error_code& ec) override {
+    return "the client connection failed: " + ec.message();
+  }
+
+ private:
+  TcpMetrics& metrics_;
+  const Throttle* throttle_;  // bandwidth limits of the tunnel; null = none
 };
-
-asio::awaitable<void> client_to_agent(Relay& r) {
-  std::vector<std::uint8_t> buf(kBufferSize);
-  transport::error_code ec;
-  for (;;) {
-    auto [rec, n] = co_await r.client.async_read_some(asio::buffer(buf), kNoThrow);
-    if (r.aborted) co_return;
-    if (rec == asio::error::eof) {
-      co_await r.stream->close_write(ec);  // the client's FIN, passed on as END_STREAM
-      if (ec) r.abort_client(ec);
-      co_return;
-    }
-    if (rec) {
-      r.abort_stream("the client connection failed: " + rec.message());
-      co_return;
-    }
-    r.in += n;
-    r.metrics.bytes_in.inc(n);
-    r.last_activity = Clock::now();
-    if (r.throttle != nullptr) co_await throttle(r.throttle, Direction::kIn, n);
-    if (r.aborted) co_return;
-    co_await r.stream->write(std::span<const std::uint8_t>(buf.data(), n), ec);
-    if (r.aborted) co_return;
-    if (ec) {
-      r.abort_client(ec);
-      co_return;
-    }
-    // A throttled tunnel keeps its 64 KiB steps.
-    if (r.throttle == nullptr) mux::grow_after_full_read(buf, n);
-  }
-}
-
-asio::awaitable<void> agent_to_client(Relay& r) {
-  std::vector<std::uint8_t> buf(kBufferSize);
-  transport::error_code ec;
-  for (;;) {
-    const std::size_t n = co_await r.stream->read_some(asio::buffer(buf), ec);
-    if (r.aborted) co_return;
-    if (ec) {
-      r.abort_client(ec);
-      co_return;
-    }
-    if (n == 0) {  // END_STREAM: half-close towards the client
-      boost::system::error_code ignored;
-      r.client.shutdown(tcp::socket::shutdown_send, ignored);
-      co_return;
-    }
-    r.last_activity = Clock::now();
-    if (r.throttle != nullptr) co_await throttle(r.throttle, Direction::kOut, n);
-    if (r.aborted) co_return;
-    auto [wec, written] =
-        co_await asio::async_write(r.client, asio::buffer(buf.data(), n), kNoThrow);
-    (void)written;
-    if (r.aborted) co_return;
-    if (wec) {
-      r.abort_stream("the client connection failed: " + wec.message());
-      co_return;
-    }
-    r.out += n;
-    r.metrics.bytes_out.inc(n);
-  }
-}
-
-// Ends a connection with no byte either way for `timeout` (limits.tunnel_idle_timeout). Runs
-// until then: the relay's `||` cancels it when the connection ends first.
-asio::awaitable<void> idle_watch(Relay& r, std::chrono::milliseconds timeout) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (;;) {
-    timer.expires_at(r.last_activity + timeout);
-    auto [ec] = co_await timer.async_wait(kNoThrow);
-    if (ec) co_return;  // cancelled: the relay finished
-    if (Clock::now() - r.last_activity >= timeout) break;
-  }
-  r.abort_stream("idle for " + std::to_string(timeout.count() / 1000) +
-                 " s (limits.tunnel_idle_timeout)");
-  // Stay until cancelled, so the relay halves (now failing) decide when the connection ends.
-  timer.expires_at(Clock::time_point::max());
-  co_await timer.async_wait(kNoThrow);
-}
 
 asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
                             std::shared_ptr<TcpMetrics> metrics,
                             std::chrono::milliseconds idle_timeout) {
-  using namespace asio::experimental::awaitable_operators;
   const auto start = Clock::now();
   boost::system::error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
@@ -186,21 +82,23 @@ asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
     co_return;
   }
   metrics->active.inc();
-  Relay r{std::move(client), stream, peer, port, *metrics, route.throttle.get(), 0, 0, false, {},
-          Clock::now()};
-  if (idle_timeout.count() > 0) {
-    co_await ((client_to_agent(r) && agent_to_client(r)) || idle_watch(r, idle_timeout));
-  } else {
-    co_await (client_to_agent(r) && agent_to_client(r));
-  }
-  r.client.close(ignored);
+  ClientPumpHooks hooks(*metrics, route.throttle.get());
+  mux::PumpOptions options;
+  options.reset_code = protocol::ErrorCode::kCancel;
+  options.peer = "the agent";
+  options.session = "the agent session";
+  options.idle_timeout = idle_timeout;
+  options.idle_setting = "limits.tunnel_idle_timeout";
+  const mux::PumpResult r = co_await mux::pump(client, *stream, hooks, options);
+  client.close(ignored);
   metrics->active.dec();
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   if (r.outcome.empty()) {
-    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}", port, peer, ms, r.in, r.out);
+    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}", port, peer, ms, r.to_stream,
+                 r.to_socket);
   } else {
-    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}: {}", port, peer, ms, r.in, r.out,
-                 r.outcome);
+    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}: {}", port, peer, ms, r.to_stream,
+                 r.to_socket, r.outcome);
   }
 }
 

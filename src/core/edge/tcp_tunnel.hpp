@@ -2,7 +2,9 @@
 // becomes a stream to an agent of the port (round robin, via the registry), whose OPEN_STREAM
 // payload is the client address "ip:port". Bytes flow both ways with half-close kept: a client
 // FIN becomes END_STREAM and the agent's END_STREAM becomes a FIN to the client. A RESET from
-// the agent resets the client connection; a client reset resets the stream.
+// the agent resets the client connection; a client reset resets the stream (mux::pump(), shared
+// with the agent's tcp forwarder, with the tunnel's bandwidth limits and
+// limits.tunnel_idle_timeout).
 //
 // The listener runs on the executor it was opened on; each connection's relay runs on its
 // agent session's executor (the socket is moved there), as Stream requires.
