@@ -132,8 +132,24 @@ std::chrono::milliseconds heartbeat_interval_from_core(std::uint32_t ms) {
   return interval;
 }
 
-bool refusal_is_retryable(std::string_view error) {
-  return error.starts_with("the core is shutting down") || error.find("max_agents") != error.npos;
+bool refusal_is_retryable(std::string_view code, std::string_view error) {
+  switch (protocol::refusal_kind(code)) {
+    case protocol::RefusalKind::kFinal:
+      return false;
+    case protocol::RefusalKind::kRetry:
+      return true;
+    case protocol::RefusalKind::kUnknown:
+      break;
+  }
+  const auto has = [&](std::string_view text) { return error.find(text) != error.npos; };
+  // One final refusal among several tunnels' reasons makes the whole refusal final.
+  for (std::string_view final : {"authentication failed", "may not use", "does not own",
+                                 "is not a valid", "is not supported", "outside the ranges",
+                                 "need protocol version", "ports.max_per_account"}) {
+    if (has(final)) return false;
+  }
+  return error.starts_with("the core is shutting down") || has("max_agents") ||
+         has("in use by another account") || has("reserved by another account");
 }
 
 struct Connector::Live {
@@ -230,7 +246,12 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   if (!hs.reply.success) {
     hs.error =
         hs.reply.error.empty() ? "the core refused the agent without a reason" : hs.reply.error;
-    hs.final = !refusal_is_retryable(hs.reply.error);
+    hs.final = !refusal_is_retryable(hs.reply.code, hs.reply.error);
+    if (!hs.final &&
+        (hs.reply.code == protocol::refusal::kNameTaken ||
+         (hs.reply.code.empty() && hs.error.find("by another account") != std::string::npos))) {
+      hs.error += " (retrying: the other account may release it)";
+    }
     co_return hs;
   }
   const std::uint8_t version = hs.reply.protocol_version;

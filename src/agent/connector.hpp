@@ -65,9 +65,12 @@ inline constexpr std::chrono::milliseconds kMinHeartbeatInterval{1'000};
 inline constexpr std::chrono::milliseconds kMaxHeartbeatInterval{600'000};
 std::chrono::milliseconds heartbeat_interval_from_core(std::uint32_t ms);
 
-// Whether an AUTH refusal can go away by itself (the core drains, or still counts our previous
-// session against max_agents); every other refusal is final.
-bool refusal_is_retryable(std::string_view error);
+// Whether an AUTH refusal can go away by itself: decided by the refusal code (protocol
+// refusal::k*): the core drains, an account limit (max_agents: it may still count our previous
+// session), a name or port another account holds (it may be released, e.g. after a core
+// restart), no free port. Final: a bad request or token, a name the account may not use. A core
+// that sends no code (or one this build does not know) is judged by its English text.
+bool refusal_is_retryable(std::string_view code, std::string_view error);
 
 class Connector {
  public:

@@ -22,7 +22,10 @@ using transport::tcp;
 struct FakeCoreBehaviour {
   std::uint32_t heartbeat_interval_ms = 10'000;
   bool go_away_after_auth = false;
-  std::string notice;  // sent after AUTH when not empty
+  std::string notice;   // sent after AUTH when not empty
+  bool refuse = false;  // answer AUTH with success false, this code and this text
+  std::string refusal_code;
+  std::string refusal_error;
 };
 
 // Accepts agents, answers AUTH with success (v2), then does what `behaviour` says and reads (and
@@ -66,10 +69,24 @@ class FakeCore {
     reply.protocol_version = protocol::kVersion2;
     reply.heartbeat_interval_ms = behaviour_.heartbeat_interval_ms;
     reply.initial_window = 256 * 1024;
-    reply.tunnels.push_back({"http", "app.example", "http://app.example", true, "", 0});
+    protocol::TunnelResult tunnel;
+    tunnel.name = "app.example";
+    tunnel.url = "http://app.example";
+    tunnel.ok = true;
+    reply.tunnels.push_back(tunnel);
+    if (behaviour_.refuse) {
+      reply.success = false;
+      reply.code = behaviour_.refusal_code;
+      reply.error = behaviour_.refusal_error;
+      reply.tunnels.clear();
+    }
     const std::string body = protocol::serialize(reply);
     co_await mux::write_frame(*conn, protocol::kVersion1, FrameType::kAuth, protocol::flags::kAck,
                               0, mux::as_bytes(body), ec);
+    if (behaviour_.refuse) {
+      co_await conn->shutdown_send();
+      co_return;
+    }
     if (behaviour_.go_away_after_auth) {
       std::vector<std::uint8_t> payload(8);
       protocol::put_u32(payload.data() + 4,
@@ -167,6 +184,62 @@ TEST(ConnectorTest, NoticeTextIsPrintedWithControlCharactersEscaped) {
   const std::string out = testing::internal::GetCapturedStderr();
   EXPECT_NE(out.find(R"(rate limit\x1b[2J\r\nforged line)"), std::string::npos) << out;
   EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+}
+
+TEST(ConnectorTest, AFinalRefusalCodeEndsWithExitCode1) {
+  for (const char* code : {"bad_token", "not_allowed", "bad_request"}) {
+    asio::io_context io;
+    FakeCoreBehaviour behaviour;
+    behaviour.refuse = true;
+    behaviour.refusal_code = code;
+    behaviour.refusal_error = "some text the agent must not need";
+    FakeCore core(io, behaviour);
+    EXPECT_EQ(run_for(io, core, 3s), 1) << code;
+    EXPECT_EQ(core.connections, 1) << code;
+  }
+}
+
+// Issue 25: a name another account took (after a core restart) must not make the owner's
+// agent exit; it retries with backoff and says why.
+TEST(ConnectorTest, NameTakenIsRetriedWithBackoffSayingWhy) {
+  ASSERT_EQ(observability::init_logging("text", "info"), "");
+  asio::io_context io;
+  FakeCoreBehaviour behaviour;
+  behaviour.refuse = true;
+  behaviour.refusal_code = "name_taken";
+  behaviour.refusal_error = "app.example is in use by another account";
+  FakeCore core(io, behaviour);
+  testing::internal::CaptureStderr();
+  const int code = run_for(io, core, 2s);
+  const std::string out = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 0);
+  EXPECT_GE(core.connections, 2);
+  EXPECT_LE(core.connections, 15);
+  EXPECT_NE(out.find("app.example is in use by another account (retrying: the other account may "
+                     "release it)"),
+            std::string::npos)
+      << out;
+}
+
+TEST(ConnectorTest, RefusalCodeDecidesAndTheTextIsTheFallback) {
+  // The code wins over the text.
+  EXPECT_FALSE(refusal_is_retryable("bad_token", "max_agents"));
+  EXPECT_TRUE(refusal_is_retryable("shutting_down", "authentication failed"));
+  EXPECT_TRUE(refusal_is_retryable("limit", ""));
+  EXPECT_TRUE(refusal_is_retryable("unavailable", ""));
+  EXPECT_FALSE(refusal_is_retryable("not_allowed", "x is in use by another account"));
+  // Old cores (no code) and codes this build does not know: the text.
+  EXPECT_TRUE(refusal_is_retryable("", "the core is shutting down; retry shortly"));
+  EXPECT_TRUE(refusal_is_retryable("", "account a already has 10 agents connected (max_agents)"));
+  EXPECT_TRUE(refusal_is_retryable("", "app.localhost is in use by another account"));
+  EXPECT_TRUE(refusal_is_retryable("some_new_code",
+                                   "app.localhost is reserved by another account "
+                                   "(its agent left recently)"));
+  EXPECT_FALSE(refusal_is_retryable("", "authentication failed: unknown token"));
+  EXPECT_FALSE(refusal_is_retryable("", "account bob may not use the subdomain alice-app"));
+  EXPECT_FALSE(refusal_is_retryable("",
+                                    "account bob may not use the subdomain a; "
+                                    "b.localhost is in use by another account"));
 }
 
 }  // namespace

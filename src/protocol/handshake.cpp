@@ -244,6 +244,7 @@ bool read_tunnel_results(Reader& r, const Json& list, std::vector<TunnelResult>&
                                    r.read_string(item, "url", path + ".url", t.url) &&
                                    r.read_bool(item, "ok", path + ".ok", t.ok) &&
                                    r.read_string(item, "error", path + ".error", t.error) &&
+                                   r.read_string(item, "code", path + ".code", t.code) &&
                                    r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth);
                           });
 }
@@ -368,6 +369,7 @@ Parsed<AuthResponse> parse_auth_response(std::string_view json) {
             r.read_string(root, "agent_id", "agent_id", resp.agent_id) &&
             r.read_int(root, "server_time", "server_time", resp.server_time) &&
             r.read_string(root, "error", "error", resp.error) &&
+            r.read_string(root, "code", "code", resp.code) &&
             r.read_int(root, "heartbeat_interval_ms", "heartbeat_interval_ms",
                        resp.heartbeat_interval_ms) &&
             r.read_int(root, "initial_window", "initial_window", resp.initial_window);
@@ -397,6 +399,9 @@ std::string serialize(const AuthResponse& response) {
   if (!response.error.empty()) {
     j["error"] = response.error;
   }
+  if (!response.code.empty()) {
+    j["code"] = response.code;
+  }
   j["protocol_version"] = response.protocol_version;
   j["heartbeat_interval_ms"] = response.heartbeat_interval_ms;
   j["initial_window"] = response.initial_window;
@@ -410,12 +415,26 @@ std::string serialize(const AuthResponse& response) {
     if (!t.error.empty()) {
       item["error"] = t.error;
     }
+    if (!t.code.empty()) {
+      item["code"] = t.code;
+    }
     if (t.bandwidth != 0) {
       item["bandwidth"] = t.bandwidth;
     }
     tunnels.push_back(std::move(item));
   }
   return dump(j);
+}
+
+RefusalKind refusal_kind(std::string_view code) {
+  if (code == refusal::kBadRequest || code == refusal::kBadToken || code == refusal::kNotAllowed) {
+    return RefusalKind::kFinal;
+  }
+  if (code == refusal::kNameTaken || code == refusal::kLimit || code == refusal::kUnavailable ||
+      code == refusal::kShuttingDown) {
+    return RefusalKind::kRetry;
+  }
+  return RefusalKind::kUnknown;
 }
 
 }  // namespace tunnel::protocol

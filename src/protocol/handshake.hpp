@@ -52,6 +52,7 @@ struct TunnelResult {
   bool ok = false;
   std::string error;            // why the core refused this tunnel
   std::uint64_t bandwidth = 0;  // the limit the core enforces on this tunnel, bytes/s; 0 = none
+  std::string code;             // why it was refused, for programs (refusal::k*); "" from old cores
 
   bool operator==(const TunnelResult&) const = default;
 };
@@ -61,6 +62,7 @@ struct AuthResponse {
   std::string agent_id;
   std::int64_t server_time = 0;
   std::string error;
+  std::string code;  // why, for programs (refusal::k*): the agent decides by it whether to retry
   std::uint8_t protocol_version = 1;
   std::uint32_t heartbeat_interval_ms = 10000;
   std::uint32_t initial_window = 0;  // v2: per-stream receive window of the core (bytes)
@@ -68,6 +70,24 @@ struct AuthResponse {
 
   bool operator==(const AuthResponse&) const = default;
 };
+
+// Refusal codes ("code" in the AUTH response and in a refused tunnel's result): what a program
+// acts on, while "error" says it to people. Cores before this field sent only "error". New codes
+// may appear: an agent that does not know one decides by the text, as with old cores.
+namespace refusal {
+inline constexpr std::string_view kBadRequest = "bad_request";  // invalid AUTH or tunnel request
+inline constexpr std::string_view kBadToken = "bad_token";      // authentication failed
+inline constexpr std::string_view kNotAllowed = "not_allowed";  // the account may not use it
+inline constexpr std::string_view kNameTaken = "name_taken";    // another account holds it
+inline constexpr std::string_view kLimit = "limit";  // an account limit (max_agents, ports)
+inline constexpr std::string_view kUnavailable = "unavailable";     // e.g. no free port
+inline constexpr std::string_view kShuttingDown = "shutting_down";  // the core drains
+}  // namespace refusal
+
+// Whether a refusal with `code` may go away by itself (kRetry) or not (kFinal: bad request,
+// bad token, not allowed); kUnknown for "" and codes this build does not know.
+enum class RefusalKind { kFinal, kRetry, kUnknown };
+RefusalKind refusal_kind(std::string_view code);
 
 // Parsers never throw. Payloads over kMaxAuthPayload are rejected unread; unknown keys are
 // ignored; a key that is present with the wrong type is an error naming the key. A request

@@ -283,8 +283,8 @@ TEST(AuthResponse, SerializesAndParsesBack) {
   r.protocol_version = 2;
   r.heartbeat_interval_ms = 5000;
   r.initial_window = 1 << 20;
-  r.tunnels = {{"http", "app.localhost", "http://app.localhost:8080", true, "", 4096},
-               {"http", "api.localhost", "", false, "subdomain \"api\" is taken"}};
+  r.tunnels = {{"http", "app.localhost", "http://app.localhost:8080", true, "", 4096, ""},
+               {"http", "api.localhost", "", false, "subdomain \"api\" is taken", 0, "name_taken"}};
   const std::string json = serialize(r);
   EXPECT_EQ(json,
             R"({"success":true,"agent_id":"agent-7","server_time":-5,"protocol_version":2,)"
@@ -292,10 +292,38 @@ TEST(AuthResponse, SerializesAndParsesBack) {
             R"({"type":"http","name":"app.localhost","url":"http://app.localhost:8080","ok":true,)"
             R"("bandwidth":4096},)"
             R"({"type":"http","name":"api.localhost","url":"","ok":false,)"
-            R"("error":"subdomain \"api\" is taken"}]})");
+            R"("error":"subdomain \"api\" is taken","code":"name_taken"}]})");
   const auto parsed = parse_auth_response(json);
   ASSERT_TRUE(parsed) << parsed.error;
   EXPECT_EQ(*parsed.value, r);
+}
+
+TEST(AuthResponse, RefusalCodeRoundTripsAndIsOptional) {
+  AuthResponse r;
+  r.error = "authentication failed: unknown token";
+  r.code = std::string(refusal::kBadToken);
+  const std::string json = serialize(r);
+  EXPECT_NE(json.find(R"("error":"authentication failed: unknown token","code":"bad_token")"),
+            std::string::npos)
+      << json;
+  auto parsed = parse_auth_response(json);
+  ASSERT_TRUE(parsed) << parsed.error;
+  EXPECT_EQ(*parsed.value, r);
+  // An old core sends no code.
+  parsed = parse_auth_response(R"({"success":false,"error":"no"})");
+  ASSERT_TRUE(parsed) << parsed.error;
+  EXPECT_EQ(parsed.value->code, "");
+  EXPECT_EQ(parse_auth_response(R"({"success":false,"code":7})").error,
+            "auth response: \"code\" must be a string");
+  EXPECT_EQ(refusal_kind("bad_token"), RefusalKind::kFinal);
+  EXPECT_EQ(refusal_kind("not_allowed"), RefusalKind::kFinal);
+  EXPECT_EQ(refusal_kind("bad_request"), RefusalKind::kFinal);
+  EXPECT_EQ(refusal_kind("name_taken"), RefusalKind::kRetry);
+  EXPECT_EQ(refusal_kind("limit"), RefusalKind::kRetry);
+  EXPECT_EQ(refusal_kind("unavailable"), RefusalKind::kRetry);
+  EXPECT_EQ(refusal_kind("shutting_down"), RefusalKind::kRetry);
+  EXPECT_EQ(refusal_kind(""), RefusalKind::kUnknown);
+  EXPECT_EQ(refusal_kind("something_new"), RefusalKind::kUnknown);
 }
 
 TEST(AuthResponse, FailureRoundTrip) {
