@@ -79,6 +79,8 @@ Authenticator::Authenticator(const Config& config, Clock now)
   }
   jwt_configured_ = config.auth.jwt_enabled();
   if (jwt_configured_) jwt_secret_ = read_jwt_secret(config.auth, setup_error_);
+  jwt_expect_.issuer = config.auth.jwt_issuer;
+  jwt_expect_.audience = config.auth.jwt_audience;
 }
 
 AuthResult Authenticator::authenticate(std::string_view token) const {
@@ -92,7 +94,7 @@ AuthResult Authenticator::authenticate(std::string_view token) const {
       result.error = "JWT authentication is not enabled on this server";
       return result;
     }
-    auto verified = verify_hs256(token, jwt_secret_, now_());
+    auto verified = verify_hs256(token, jwt_secret_, now_(), jwt_expect_);
     if (!verified) {
       result.error = verified.error;
       return result;

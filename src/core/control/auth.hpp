@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/control/config.hpp"
+#include "core/control/jwt.hpp"
 
 namespace tunnel::core {
 
@@ -49,6 +50,7 @@ class Authenticator {
   std::vector<Account> accounts_;
   std::unordered_map<Digest, std::size_t, DigestHash> token_index_;  // SHA-256 -> account
   std::string jwt_secret_;
+  JwtExpectations jwt_expect_;
   bool jwt_configured_ = false;
   std::string setup_error_;
   Clock now_;

@@ -52,6 +52,22 @@ TEST(Authenticator, JwtsNameAConfiguredAccount) {
   EXPECT_EQ(expired.error, "JWT has expired");
 }
 
+TEST(Authenticator, JwtIssuerAndAudienceFromConfig) {
+  Config config = two_accounts();
+  config.auth.jwt_issuer = "idp";
+  config.auth.jwt_audience = "core";
+  Authenticator auth(config, [] { return std::int64_t{1'900'000'000}; });
+  EXPECT_TRUE(auth.authenticate(sign_hs256(R"({"account_id":"team-b","exp":2000000000,"iss":"idp",)"
+                                           R"("aud":"core"})",
+                                           kSecret))
+                  .ok);
+  EXPECT_EQ(auth.authenticate(sign_hs256(R"({"account_id":"team-b","exp":2000000000,"iss":"idp",)"
+                                         R"("aud":"other"})",
+                                         kSecret))
+                .error,
+            "JWT \"aud\" does not name this server's audience");
+}
+
 TEST(Authenticator, JwtWithoutSecretIsRefused) {
   Config config = two_accounts();
   config.auth.jwt_secret.clear();

@@ -149,9 +149,12 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "trusted_proxies", "", out.trusted_proxies);
   if (f->contains("tls")) read_tls(r, f->at("tls"), out.tls);
   if (f->contains("auth")) {
-    if (auto af = r.fields(f->at("auth"), "auth", {"jwt_secret", "jwt_secret_file"})) {
+    if (auto af = r.fields(f->at("auth"), "auth",
+                           {"jwt_secret", "jwt_secret_file", "jwt_issuer", "jwt_audience"})) {
       r.read(*af, "jwt_secret", "auth", out.auth.jwt_secret);
       r.read(*af, "jwt_secret_file", "auth", out.auth.jwt_secret_file);
+      r.read(*af, "jwt_issuer", "auth", out.auth.jwt_issuer);
+      r.read(*af, "jwt_audience", "auth", out.auth.jwt_audience);
     }
   }
   read_accounts(r, *f, out);
@@ -289,6 +292,10 @@ void check_auth(ConfigReader& r, const AuthConfig& auth) {
   if (!auth.jwt_secret.empty() && !auth.jwt_secret_file.empty()) {
     r.error("auth", "set jwt_secret or jwt_secret_file, not both");
     return;
+  }
+  if (!auth.jwt_enabled() && (!auth.jwt_issuer.empty() || !auth.jwt_audience.empty())) {
+    r.error(auth.jwt_issuer.empty() ? "auth.jwt_audience" : "auth.jwt_issuer",
+            "needs auth.jwt_secret or auth.jwt_secret_file");
   }
   std::string error;
   const auto secret = read_jwt_secret(auth, error);

@@ -88,6 +88,8 @@ struct TlsConfig {
 struct AuthConfig {
   std::string jwt_secret;       // HS256 key for agent JWTs (at least 32 bytes)
   std::string jwt_secret_file;  // or a file holding it (a trailing newline is ignored)
+  std::string jwt_issuer;       // when set, a JWT's "iss" must equal it
+  std::string jwt_audience;     // when set, a JWT's "aud" must name it
   bool jwt_enabled() const { return !jwt_secret.empty() || !jwt_secret_file.empty(); }
 };
 

@@ -194,6 +194,18 @@ TEST(CoreConfig, JwtSecretRules) {
   std::filesystem::remove(file);
 }
 
+TEST(CoreConfig, JwtIssuerAndAudience) {
+  auto ok = load_config_string(
+      "auth: {jwt_secret: 0123456789abcdef0123456789abcdef, jwt_issuer: idp, "
+      "jwt_audience: core}\naccounts: [{name: ci}]\n");
+  ASSERT_TRUE(ok.ok()) << all(ok.errors);
+  EXPECT_EQ(ok.config.auth.jwt_issuer, "idp");
+  EXPECT_EQ(ok.config.auth.jwt_audience, "core");
+  auto without_secret = load_config_string("auth: {jwt_audience: core}\n");
+  EXPECT_NE(find(without_secret, "auth.jwt_audience:").message.find("needs auth.jwt_secret"),
+            std::string::npos);
+}
+
 TEST(CoreConfig, MissingFileIsAnError) {
   auto result = load_config_file("/nonexistent/core.yaml");
   ASSERT_EQ(result.errors.size(), 1u);

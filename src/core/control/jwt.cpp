@@ -4,7 +4,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 namespace tunnel::core {
 namespace {
@@ -36,6 +38,61 @@ JwtResult fail(std::string message) {
   JwtResult result;
   result.error = std::move(message);
   return result;
+}
+
+// Parses a JSON object, refusing one in which any object repeats a key: nlohmann::json would
+// keep the last silently, so a token could show one value to us and another to a different
+// verifier. `duplicate` is set to the repeated key.
+nlohmann::json parse_unique(const std::string& text, std::string& duplicate) {
+  std::vector<std::vector<std::string>> keys;  // the keys seen, per open object
+  auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) {
+      keys.emplace_back();
+    } else if (event == E::object_end && !keys.empty()) {
+      keys.pop_back();
+    } else if (event == E::key && !keys.empty()) {
+      auto key = parsed.get<std::string>();
+      auto& seen = keys.back();
+      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+        if (duplicate.empty()) duplicate = key;
+      } else {
+        seen.push_back(std::move(key));
+      }
+    }
+    return true;
+  };
+  auto out = nlohmann::json::parse(text, callback, false);
+  if (!duplicate.empty()) return nlohmann::json();
+  return out;
+}
+
+// A NumericDate claim as whole unix seconds in [0, kMaxNumericDate]. Fractions, negatives,
+// huge values and non-numbers are refused before any conversion (a double beyond int64 would
+// be undefined behaviour to cast).
+constexpr std::int64_t kMaxNumericDate = 253'402'300'799;  // 9999-12-31T23:59:59Z
+
+std::optional<std::int64_t> numeric_date(const nlohmann::json& value) {
+  if (value.is_number_unsigned()) {
+    const auto v = value.get<std::uint64_t>();
+    if (v > static_cast<std::uint64_t>(kMaxNumericDate)) return std::nullopt;
+    return static_cast<std::int64_t>(v);
+  }
+  if (value.is_number_integer()) {
+    const auto v = value.get<std::int64_t>();
+    if (v < 0 || v > kMaxNumericDate) return std::nullopt;
+    return v;
+  }
+  return std::nullopt;
+}
+
+bool audience_matches(const nlohmann::json& aud, const std::string& want) {
+  if (aud.is_string()) return aud.get<std::string>() == want;
+  if (!aud.is_array()) return false;
+  for (const auto& a : aud) {
+    if (a.is_string() && a.get<std::string>() == want) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -103,7 +160,7 @@ bool looks_like_jwt(std::string_view token) {
 }
 
 JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int64_t now_unix,
-                       std::chrono::seconds leeway) {
+                       const JwtExpectations& expect) {
   if (secret.empty()) return fail("JWT authentication is not configured");
   if (!looks_like_jwt(token)) return fail("malformed JWT");
   const auto first = token.find('.');
@@ -113,13 +170,18 @@ JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int
   const auto signature = base64url_decode(token.substr(second + 1));
   if (!header_text || !payload_text || !signature) return fail("malformed JWT: bad base64url");
 
-  const auto header = nlohmann::json::parse(*header_text, nullptr, false);
+  std::string duplicate;
+  const auto header = parse_unique(*header_text, duplicate);
+  if (!duplicate.empty()) return fail("malformed JWT: header repeats \"" + duplicate + "\"");
   if (!header.is_object()) return fail("malformed JWT: header is not a JSON object");
   const auto alg = header.find("alg");
   if (alg == header.end() || !alg->is_string()) return fail("JWT header has no \"alg\"");
   if (*alg != "HS256") {
     return fail("JWT algorithm " + alg->get<std::string>() + " is not accepted (use HS256)");
   }
+  // RFC 7515 4.1.11: a verifier must refuse critical extensions it does not implement, and
+  // this one implements none.
+  if (header.contains("crit")) return fail("JWT header \"crit\" names unsupported extensions");
 
   // Check the signature before looking at the claims, so unsigned data is never trusted.
   const auto expected = hmac_sha256(secret, token.substr(0, second));
@@ -128,16 +190,35 @@ JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int
     return fail("invalid JWT signature");
   }
 
-  const auto claims = nlohmann::json::parse(*payload_text, nullptr, false);
+  const auto claims = parse_unique(*payload_text, duplicate);
+  if (!duplicate.empty()) return fail("malformed JWT: claims repeat \"" + duplicate + "\"");
   if (!claims.is_object()) return fail("malformed JWT: claims are not a JSON object");
   const auto exp = claims.find("exp");
-  if (exp == claims.end() || !exp->is_number()) return fail("JWT has no numeric \"exp\" claim");
-  const auto exp_seconds = static_cast<std::int64_t>(exp->get<double>());
-  if (exp_seconds + leeway.count() < now_unix) return fail("JWT has expired");
+  if (exp == claims.end()) return fail("JWT has no numeric \"exp\" claim");
+  const auto exp_seconds = numeric_date(*exp);
+  if (!exp_seconds) return fail("JWT \"exp\" is not whole unix seconds in range");
+  const auto leeway = expect.leeway.count();
+  if (*exp_seconds + leeway < now_unix) return fail("JWT has expired");
   if (const auto nbf = claims.find("nbf"); nbf != claims.end()) {
-    if (!nbf->is_number()) return fail("JWT \"nbf\" claim is not a number");
-    if (static_cast<std::int64_t>(nbf->get<double>()) - leeway.count() > now_unix) {
-      return fail("JWT is not valid yet (nbf)");
+    const auto nbf_seconds = numeric_date(*nbf);
+    if (!nbf_seconds) return fail("JWT \"nbf\" is not whole unix seconds in range");
+    if (*nbf_seconds - leeway > now_unix) return fail("JWT is not valid yet (nbf)");
+  }
+  if (const auto iat = claims.find("iat"); iat != claims.end()) {
+    const auto iat_seconds = numeric_date(*iat);
+    if (!iat_seconds) return fail("JWT \"iat\" is not whole unix seconds in range");
+    if (*iat_seconds - leeway > now_unix) return fail("JWT is issued in the future (iat)");
+  }
+  if (!expect.issuer.empty()) {
+    const auto iss = claims.find("iss");
+    if (iss == claims.end() || !iss->is_string() || *iss != expect.issuer) {
+      return fail("JWT \"iss\" is not the configured issuer");
+    }
+  }
+  if (!expect.audience.empty()) {
+    const auto aud = claims.find("aud");
+    if (aud == claims.end() || !audience_matches(*aud, expect.audience)) {
+      return fail("JWT \"aud\" does not name this server's audience");
     }
   }
   const auto account = claims.find("account_id");
@@ -146,7 +227,7 @@ JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int
   }
   JwtClaims out;
   out.account_id = account->get<std::string>();
-  out.exp = exp_seconds;
+  out.exp = *exp_seconds;
   if (const auto agent = claims.find("agent_id"); agent != claims.end()) {
     if (!agent->is_string()) return fail("JWT \"agent_id\" claim is not a string");
     out.agent_id = agent->get<std::string>();

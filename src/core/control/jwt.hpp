@@ -1,8 +1,11 @@
 // HS256 JSON Web Tokens for agents (RFC 7519), verified without any JWT library.
 //
-// Only {"alg":"HS256"} is accepted ("none" and every other algorithm are rejected). Claims:
-// `exp` (required, unix seconds, checked with a leeway), `account_id` (required string),
-// `agent_id` (optional string), `nbf` (optional, checked with the same leeway).
+// Only {"alg":"HS256"} is accepted ("none" and every other algorithm are rejected), and no
+// header with "crit" (no extension is implemented). A header or claims object that repeats a
+// key is refused. Claims: `exp` (required), `nbf` and `iat` (optional), all whole unix seconds
+// in [0, year 9999] (fractions, negatives and huge values are refused, never converted),
+// checked with a leeway; `account_id` (required string), `agent_id` (optional string); `iss`
+// and `aud` (a string or an array of strings) checked only when the server configures them.
 #pragma once
 
 #include <chrono>
@@ -30,9 +33,15 @@ inline constexpr std::chrono::seconds kJwtLeeway{30};
 // True for three base64url parts separated by '.' (the last may be empty): a compact JWS.
 bool looks_like_jwt(std::string_view token);
 
-// Verifies signature, algorithm and time claims at `now_unix` (seconds).
+struct JwtExpectations {
+  std::string issuer;    // "" = any (or no) "iss"
+  std::string audience;  // "" = "aud" is not checked
+  std::chrono::seconds leeway = kJwtLeeway;
+};
+
+// Verifies signature, algorithm and claims at `now_unix` (seconds).
 JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int64_t now_unix,
-                       std::chrono::seconds leeway = kJwtLeeway);
+                       const JwtExpectations& expect = {});
 
 // A compact JWS over `claims_json` (used verbatim as the payload) with header
 // {"alg":"HS256","typ":"JWT"}: byte-identical to PyJWT's jwt.encode for the same payload text.

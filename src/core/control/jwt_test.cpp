@@ -1,6 +1,8 @@
 #include "core/control/jwt.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 namespace tunnel::core {
 namespace {
@@ -73,6 +75,83 @@ TEST(Jwt, RequiresClaims) {
       "JWT is not valid yet (nbf)");
   EXPECT_FALSE(verify_hs256(sign_hs256("[1,2]", kSecret), kSecret, kNow));
   EXPECT_FALSE(verify_hs256(sign_hs256("not json", kSecret), kSecret, kNow));
+}
+
+// A token with any header text, signed with kSecret: sign_hs256 only makes the standard header.
+std::string sign_with_header(std::string_view header, std::string_view claims) {
+  const std::string input = base64url_encode(header) + "." + base64url_encode(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  HMAC(EVP_sha256(), kSecret, static_cast<int>(std::string_view(kSecret).size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &size);
+  return input + "." + base64url_encode(std::string_view(reinterpret_cast<char*>(mac), size));
+}
+
+std::string verify_error(std::string_view claims, const JwtExpectations& expect = {}) {
+  return verify_hs256(sign_hs256(claims, kSecret), kSecret, kNow, expect).error;
+}
+
+TEST(Jwt, RefusesCriticalHeaderExtensions) {
+  constexpr std::string_view kClaims = R"({"account_id":"a","exp":2000000000})";
+  ASSERT_TRUE(verify_hs256(sign_with_header(R"({"alg":"HS256"})", kClaims), kSecret, kNow));
+  const auto result = verify_hs256(
+      sign_with_header(R"({"alg":"HS256","crit":["exp"],"exp":1})", kClaims), kSecret, kNow);
+  EXPECT_FALSE(result);
+  EXPECT_EQ(result.error, "JWT header \"crit\" names unsupported extensions");
+}
+
+TEST(Jwt, RefusesDuplicateKeys) {
+  // nlohmann::json keeps the last value: without the check this token names account "b".
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"account_id":"b"})"),
+            "malformed JWT: claims repeat \"account_id\"");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":1000,"exp":2000000000})"),
+            "malformed JWT: claims repeat \"exp\"");
+  const auto header = verify_hs256(
+      sign_with_header(R"({"alg":"none","alg":"HS256"})", R"({"account_id":"a","exp":2000000000})"),
+      kSecret, kNow);
+  EXPECT_EQ(header.error, "malformed JWT: header repeats \"alg\"");
+  // The same key in two different objects is fine.
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"x":{"exp":1}})"), "");
+}
+
+TEST(Jwt, RangeChecksTimeClaims) {
+  for (const char* exp : {"1e300", "-1", "18446744073709551615", "9223372036854775807",
+                          "2000000000.5", "\"2000000000\"", "null", "253402300800"}) {
+    EXPECT_EQ(verify_error(std::string(R"({"account_id":"a","exp":)") + exp + "}"),
+              "JWT \"exp\" is not whole unix seconds in range")
+        << exp;
+  }
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"nbf":-5})"),
+            "JWT \"nbf\" is not whole unix seconds in range");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"iat":1e30})"),
+            "JWT \"iat\" is not whole unix seconds in range");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"iat":1950000000})"),
+            "JWT is issued in the future (iat)");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":253402300799,"iat":1800000000})"), "");
+}
+
+TEST(Jwt, ChecksIssuerAndAudienceWhenConfigured) {
+  JwtExpectations expect;
+  expect.issuer = "https://idp.example";
+  expect.audience = "tunnel-core";
+  constexpr std::string_view kGood =
+      R"({"account_id":"a","exp":2000000000,"iss":"https://idp.example","aud":"tunnel-core"})";
+  EXPECT_EQ(verify_error(kGood, expect), "");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"iss":"https://idp.example",)"
+                         R"("aud":["other","tunnel-core"]})",
+                         expect),
+            "");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"aud":"tunnel-core"})", expect),
+            "JWT \"iss\" is not the configured issuer");
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"iss":"https://idp.example",)"
+                         R"("aud":["other"]})",
+                         expect),
+            "JWT \"aud\" does not name this server's audience");
+  EXPECT_EQ(
+      verify_error(R"({"account_id":"a","exp":2000000000,"iss":"https://idp.example"})", expect),
+      "JWT \"aud\" does not name this server's audience");
+  // Unconfigured: neither is required.
+  EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"aud":"x"})"), "");
 }
 
 TEST(Jwt, ShapeDetection) {
