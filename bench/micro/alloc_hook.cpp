@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstddef>
 
+// NOLINTBEGIN(bugprone-reserved-identifier): glibc's own entry points, reserved names by design
 extern "C" {
 void* __libc_malloc(std::size_t size);
 void* __libc_calloc(std::size_t count, std::size_t size);
@@ -19,6 +20,7 @@ void* __libc_valloc(std::size_t size);
 void* __libc_pvalloc(std::size_t size);
 void __libc_free(void* ptr);
 }
+// NOLINTEND(bugprone-reserved-identifier)
 
 namespace {
 

@@ -82,7 +82,10 @@ TEST(HeapTrim, TunedHeapReusesABurstsBuffersWithoutFaultingThemIn) {
       buffers.push_back(new char[kSize]);
       std::memset(buffers.back(), static_cast<int>(i), kSize);
     }
-    for (auto it = buffers.rbegin(); it != buffers.rend(); ++it) delete[] * it;
+    while (!buffers.empty()) {  // newest first
+      delete[] buffers.back();
+      buffers.pop_back();
+    }
   };
   round();  // the heap grows once
   const long before = minor_faults();
@@ -123,6 +126,7 @@ TEST(HeapTrim, ThreadsShareOneArena) {
   // Threads that allocate at the same time would each get an arena of their own by default.
   constexpr int kThreads = 4;
   std::vector<std::thread> threads;
+  threads.reserve(kThreads);
   std::atomic<int> ready{0};
   for (int i = 0; i < kThreads; ++i) {
     threads.emplace_back([&ready] {

@@ -166,6 +166,7 @@ TEST(Metrics, ConcurrentIncrementsAreNotLost) {
   Gauge& g = r.gauge("level", "Level.");
   Histogram& h = r.histogram("obs_seconds", "Observations.");
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&] {
       for (int i = 0; i < 10000; ++i) {
