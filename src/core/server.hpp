@@ -11,8 +11,8 @@
 
 #include "core/admin.hpp"
 #include "core/agents/agent_gateway.hpp"
-#include "core/control/config.hpp"
 #include "core/agents/context.hpp"
+#include "core/control/config.hpp"
 #include "core/edge/http_front.hpp"
 
 namespace tunnel::core {
