@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config git
-  clang lld libclang-rt-14-dev clang-format clang-tidy lintian
+  clang lld libclang-rt-14-dev clang-format clang-tidy lintian adduser
   libboost1.81-dev libssl-dev openssl node-llhttp libyaml-cpp-dev nlohmann-json3-dev
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 python3-pytest python3-websockets python3-yaml python3-jwt procps
