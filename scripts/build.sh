@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds one CMake preset (default: release). Uses at most 2 parallel jobs
 # unless CMAKE_BUILD_PARALLEL_LEVEL says otherwise; compiler output is cached by ccache.
-#   scripts/build.sh [release|asan]
+#   scripts/build.sh [release|release-clang|asan]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
