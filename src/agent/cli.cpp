@@ -258,7 +258,8 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
 
 int run_cli(int argc, char** argv) {
   CLI::App app{"tunnel-agent: exposes local HTTP, TCP and UDP services through a tunnel-core"};
-  app.require_subcommand(1);
+  // `tunnel-agent --config FILE` is what people type: it means `start --config FILE`.
+  app.require_subcommand(0, 1);
   app.fallthrough();
   Flags flags;
   const auto add_common = [&](CLI::App& cmd) {
@@ -275,10 +276,13 @@ int run_cli(int argc, char** argv) {
     cmd.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
   };
   add_common(app);
+  app.add_option("--config", flags.config, "without a subcommand: the same as start --config FILE");
 
   CLI::App* http = app.add_subcommand("http", "forward one public hostname to a local HTTP app");
   http->add_option("TARGET", flags.target, "PORT, HOST:PORT or http://HOST:PORT")->required();
-  http->add_option("--subdomain", flags.subdomain, "serve NAME.<domain of the core>");
+  http->add_option("--subdomain", flags.subdomain,
+                   "serve NAME.<domain of the core> (default: the agent id, this machine's "
+                   "host name and 6 random hex digits, new at every start)");
   http->add_option("--hostname", flags.hostname, "serve a custom domain your account owns");
   http->add_option("--config", flags.config, "YAML file with defaults (its tunnels are ignored)");
   const auto add_tunnel_options = [&](CLI::App& cmd, bool proxy_protocol) {
@@ -323,6 +327,13 @@ int run_cli(int argc, char** argv) {
     app.exit(e);
     return kExitUsage;
   }
+  if (app.get_subcommands().empty()) {
+    if (!flags.config) {
+      app.exit(CLI::RequiredError::Subcommand(1));
+      return kExitUsage;
+    }
+    // Falls through to `start`: the flags layer below opens the file's tunnels.
+  }
   if (version->parsed()) {
     std::cout << "tunnel-agent " << kAgentVersion << "\n";
     return 0;
@@ -338,42 +349,49 @@ int run_cli(int argc, char** argv) {
     return 0;
   }
 
-  Config config;
-  if (flags.config) {
-    LoadResult loaded = load_config_file(*flags.config);
-    if (!loaded.ok()) return usage_error(format_errors(loaded.errors, *flags.config));
-    config = std::move(loaded.config);
+  common::Layers<Config> layers;
+  layers.file = flags.config;
+  layers.getenv = [](const char* name) { return std::getenv(name); };
+  layers.check_after_env = true;
+  layers.flags = [&](Config& config) -> std::vector<ConfigError> {
+    apply_flags(flags, config);
+    if (http->parsed()) {
+      TunnelConfig tunnel;
+      tunnel.local = flags.target;
+      tunnel.subdomain = flags.subdomain.value_or("");
+      tunnel.hostname = flags.hostname.value_or("");
+      tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
+      tunnel.bandwidth = flags.bandwidth.value_or("");
+      config.tunnels = {tunnel};
+    } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
+                                       [](CLI::App* c) { return c->parsed(); });
+               cmd != port_commands.end()) {
+      TunnelConfig tunnel;
+      tunnel.type = (*cmd)->get_name();
+      tunnel.local = flags.target;
+      tunnel.remote_port = flags.remote_port;
+      tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
+      tunnel.bandwidth = flags.bandwidth.value_or("");
+      config.tunnels = {tunnel};
+    } else if (config.tunnels.empty()) {
+      return {{0, 0, *flags.config + ": no tunnels: add a tunnels: list"}};
+    }
+    return {};
+  };
+  auto loaded = common::load_layered(config_schema(), layers);
+  switch (loaded.failed) {
+    case common::ConfigLayer::kNone:
+      break;
+    case common::ConfigLayer::kFile:
+      return usage_error(format_errors(loaded.errors, *flags.config));
+    case common::ConfigLayer::kEnvironmentCheck:
+      return usage_error(describe(loaded.errors, "environment"));
+    case common::ConfigLayer::kEnvironment:
+    case common::ConfigLayer::kFlags:
+    case common::ConfigLayer::kCheck:
+      return usage_error(describe(loaded.errors, ""));
   }
-  if (auto errors = apply_env(config, [](const char* name) { return std::getenv(name); });
-      !errors.empty()) {
-    return usage_error(describe(errors, ""));
-  }
-  if (auto errors = validate(config); !errors.empty()) {
-    return usage_error(describe(errors, "environment"));
-  }
-  apply_flags(flags, config);
-  if (http->parsed()) {
-    TunnelConfig tunnel;
-    tunnel.local = flags.target;
-    tunnel.subdomain = flags.subdomain.value_or("");
-    tunnel.hostname = flags.hostname.value_or("");
-    tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
-    tunnel.bandwidth = flags.bandwidth.value_or("");
-    config.tunnels = {tunnel};
-  } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
-                                     [](CLI::App* c) { return c->parsed(); });
-             cmd != port_commands.end()) {
-    TunnelConfig tunnel;
-    tunnel.type = (*cmd)->get_name();
-    tunnel.local = flags.target;
-    tunnel.remote_port = flags.remote_port;
-    tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
-    tunnel.bandwidth = flags.bandwidth.value_or("");
-    config.tunnels = {tunnel};
-  } else if (start->parsed() && config.tunnels.empty()) {
-    return usage_error(*flags.config + ": no tunnels: add a tunnels: list");
-  }
-  if (auto errors = validate(config); !errors.empty()) return usage_error(describe(errors, ""));
+  Config config = std::move(loaded.config);
 
   if (std::string error = observability::init_logging(config.log_format, config.log_level);
       !error.empty()) {

@@ -188,65 +188,36 @@ std::optional<std::string> read_trimmed(const std::string& path) {
 
 }  // namespace
 
+const common::ConfigSchema<Config>& config_schema() {
+  static constexpr common::EnvVar<Config> kEnv[] = {
+      {"TUNNEL_SERVER", "server", common::env_string<Config, &Config::server>},
+      {"TUNNEL_TOKEN", "token", common::env_string<Config, &Config::token>},
+      {"TUNNEL_DATA_DIR", "data_dir", common::env_string<Config, &Config::data_dir>},
+      {"TUNNEL_CA", "ca", common::env_string<Config, &Config::ca>},
+      {"TUNNEL_FINGERPRINT", "fingerprint", common::env_string<Config, &Config::fingerprint>},
+      {"TUNNEL_LOG_FORMAT", "log_format", common::env_string<Config, &Config::log_format>},
+      {"TUNNEL_LOG_LEVEL", "log_level", common::env_string<Config, &Config::log_level>},
+      {"TUNNEL_INSECURE", "insecure", common::env_bool<Config, &Config::insecure>},
+      {"TUNNEL_PLAIN", "plain", common::env_bool<Config, &Config::plain>},
+  };
+  static const common::ConfigSchema<Config> kSchema{read_document, check, kEnv};
+  return kSchema;
+}
+
 LoadResult load_config_string(const std::string& text, std::string_view source_name) {
-  LoadResult result;
-  result.errors = common::read_yaml_document(text, source_name,
-                                             [&](ConfigReader& reader, const YAML::Node& root) {
-                                               read_document(reader, root, result.config);
-                                               check(reader, result.config);
-                                             });
-  return result;
+  return common::load_config_string(config_schema(), text, source_name);
 }
 
 LoadResult load_config_file(const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!common::read_text_file(path, text, error)) {
-    LoadResult result;
-    result.errors.push_back({0, 0, error});
-    return result;
-  }
-  return load_config_string(text, path);
+  return common::load_config_file(config_schema(), path);
 }
 
 std::vector<ConfigError> validate(const Config& config) {
-  ConfigReader reader;
-  check(reader, config);
-  return reader.take_errors();
+  return common::check_config(config_schema(), config);
 }
 
-std::vector<ConfigError> apply_env(Config& config,
-                                   const std::function<const char*(const char*)>& getenv) {
-  std::vector<ConfigError> errors;
-  auto get = [&](const char* name) -> std::string_view {
-    const char* value = getenv(name);
-    return value == nullptr ? std::string_view() : std::string_view(value);
-  };
-  auto set = [&](const char* name, std::string& field) {
-    if (auto value = get(name); !value.empty()) field = std::string(value);
-  };
-  set("TUNNEL_SERVER", config.server);
-  set("TUNNEL_TOKEN", config.token);
-  set("TUNNEL_DATA_DIR", config.data_dir);
-  set("TUNNEL_CA", config.ca);
-  set("TUNNEL_FINGERPRINT", config.fingerprint);
-  set("TUNNEL_LOG_FORMAT", config.log_format);
-  set("TUNNEL_LOG_LEVEL", config.log_level);
-  const auto set_bool = [&](const char* name, bool& field) {
-    const auto value = get(name);
-    if (value.empty()) return;
-    if (value == "true" || value == "1") {
-      field = true;
-    } else if (value == "false" || value == "0") {
-      field = false;
-    } else {
-      errors.push_back(
-          {0, 0, std::string(name) + ": expected true, false, 1 or 0, got " + in_quotes(value)});
-    }
-  };
-  set_bool("TUNNEL_INSECURE", config.insecure);
-  set_bool("TUNNEL_PLAIN", config.plain);
-  return errors;
+std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv) {
+  return common::apply_env(config_schema(), config, getenv);
 }
 
 common::NetAddressResult parse_local_target(std::string_view text) {

@@ -1,7 +1,8 @@
 // The agent's configuration: defaults, the YAML file, TUNNEL_* environment overrides.
 //
-// Same rules as the core's (core/config.hpp): every error reported with its line, unknown
-// keys rejected with a suggestion; the CLI applies file, then env, then flags, then validate().
+// Loaded like the core's, through common/config_loader.hpp: every error reported with its
+// line, unknown keys rejected with a suggestion; the CLI applies file, then env, then flags,
+// then validate().
 #pragma once
 
 #include <cstdint>
@@ -11,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config_reader.hpp"
+#include "common/config_loader.hpp"
 #include "common/net_address.hpp"
 
 namespace tunnel::agent {
@@ -51,11 +52,11 @@ struct Config {
   std::vector<TunnelConfig> tunnels;
 };
 
-struct LoadResult {
-  Config config;
-  std::vector<ConfigError> errors;  // all of them, ordered by line
-  bool ok() const { return errors.empty(); }
-};
+using LoadResult = common::LoadResult<Config>;
+
+// How the agent's configuration is read, checked and taken from the environment (the table
+// of TUNNEL_* variables and the keys they set is in config.cpp); see common/config_loader.hpp.
+const common::ConfigSchema<Config>& config_schema();
 
 LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
@@ -63,8 +64,7 @@ LoadResult load_config_string(const std::string& text, std::string_view source_n
 // TUNNEL_SERVER, TUNNEL_TOKEN, TUNNEL_DATA_DIR, TUNNEL_CA, TUNNEL_FINGERPRINT,
 // TUNNEL_INSECURE and TUNNEL_PLAIN (true/false/1/0), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL. Unset or
 // empty variables are ignored; errors (line 0) name the variable.
-std::vector<ConfigError> apply_env(Config& config,
-                                   const std::function<const char*(const char*)>& getenv);
+std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv);
 
 // The checks load_config_*() runs after reading; call again after env and flags.
 std::vector<ConfigError> validate(const Config& config);

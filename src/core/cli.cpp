@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <tuple>
 
 #include "common/duration.hpp"
 #include "common/version.hpp"
@@ -31,6 +32,39 @@ struct Flags {
   std::string log_format, log_level, shutdown_grace, header_timeout, response_timeout;
   std::uint32_t workers = 0;
 };
+
+// The command line's layer, over the file and the environment. Returns its errors.
+std::vector<ConfigError> apply_flags(const CLI::App& app, const Flags& f, Config& config) {
+  const auto set = [&](const std::string& value, std::string& target) {
+    if (!value.empty()) target = value;
+  };
+  set(f.data_dir, config.data_dir);
+  set(f.domain, config.domain);
+  set(f.agent_addr, config.listen.agent);
+  // Optional listeners: an empty value given on the command line turns them off.
+  const auto set_listener = [&](const char* flag, const std::string& value, std::string& target) {
+    if (app.count(flag) > 0) target = value;
+  };
+  set_listener("--agent-plain-addr", f.agent_plain_addr, config.listen.agent_plain);
+  set_listener("--http-addr", f.http_addr, config.listen.http);
+  set_listener("--https-addr", f.https_addr, config.listen.https);
+  set_listener("--admin-addr", f.admin_addr, config.listen.admin);
+  set(f.tunnels_host, config.listen.tunnels_host);
+  set(f.log_format, config.log.format);
+  set(f.log_level, config.log.level);
+  if (app.count("--workers") > 0) config.workers = f.workers;
+  for (const auto& [flag, text, target] :
+       {std::tuple{"--shutdown-grace", &f.shutdown_grace, &config.limits.shutdown_grace},
+        std::tuple{"--header-timeout", &f.header_timeout, &config.limits.header_timeout},
+        std::tuple{"--response-timeout", &f.response_timeout, &config.limits.response_timeout}}) {
+    if (text->empty()) continue;
+    auto parsed = common::parse_duration(*text);
+    if (!parsed) return {{0, 0, std::string(flag) + ": " + parsed.error}};
+    *target = *parsed.value;
+  }
+  if (!f.tokens.empty()) add_default_account_tokens(config, f.tokens);
+  return {};
+}
 
 }  // namespace
 
@@ -77,62 +111,29 @@ int run_cli(int argc, char** argv) {
 
   if (*check) return check_config(check_file);
 
-  std::vector<ConfigError> errors;
-  Config config;
-  std::string source = "flags";
-  if (!f.config_file.empty()) {
-    auto loaded = load_config_file(f.config_file);
-    if (!loaded.ok()) {
+  common::Layers<Config> layers;
+  if (!f.config_file.empty()) layers.file = f.config_file;
+  layers.getenv = [](const char* name) { return std::getenv(name); };
+  layers.flags = [&](Config& config) { return apply_flags(app, f, config); };
+  auto loaded = common::load_layered(config_schema(), layers);
+  switch (loaded.failed) {
+    case common::ConfigLayer::kNone:
+      break;
+    case common::ConfigLayer::kFile:
       std::cerr << format_errors(loaded.errors, f.config_file);
       return kExitUsage;
-    }
-    config = std::move(loaded.config);
+    case common::ConfigLayer::kEnvironment:
+    case common::ConfigLayer::kEnvironmentCheck:
+      std::cerr << format_errors(loaded.errors, "environment");
+      return kExitUsage;
+    case common::ConfigLayer::kFlags:
+      for (const auto& e : loaded.errors) std::cerr << "tunnel-core: " << e.message << "\n";
+      return kExitUsage;
+    case common::ConfigLayer::kCheck:
+      std::cerr << format_errors(loaded.errors, f.config_file.empty() ? "flags" : f.config_file);
+      return kExitUsage;
   }
-  errors = apply_env(config, [](const char* name) { return std::getenv(name); });
-  if (!errors.empty()) {
-    std::cerr << format_errors(errors, "environment");
-    return kExitUsage;
-  }
-  const auto set = [&](const std::string& value, std::string& target) {
-    if (!value.empty()) target = value;
-  };
-  set(f.data_dir, config.data_dir);
-  set(f.domain, config.domain);
-  set(f.agent_addr, config.listen.agent);
-  // Optional listeners: an empty value given on the command line turns them off.
-  const auto set_listener = [&](const char* flag, const std::string& value, std::string& target) {
-    if (app.count(flag) > 0) target = value;
-  };
-  set_listener("--agent-plain-addr", f.agent_plain_addr, config.listen.agent_plain);
-  set_listener("--http-addr", f.http_addr, config.listen.http);
-  set_listener("--https-addr", f.https_addr, config.listen.https);
-  set_listener("--admin-addr", f.admin_addr, config.listen.admin);
-  set(f.tunnels_host, config.listen.tunnels_host);
-  set(f.log_format, config.log.format);
-  set(f.log_level, config.log.level);
-  if (app.count("--workers") > 0) config.workers = f.workers;
-  const auto duration = [&](const std::string& flag, const std::string& text,
-                            std::chrono::milliseconds& target) {
-    if (text.empty()) return true;
-    auto parsed = common::parse_duration(text);
-    if (!parsed) {
-      std::cerr << "tunnel-core: " << flag << ": " << parsed.error << "\n";
-      return false;
-    }
-    target = *parsed.value;
-    return true;
-  };
-  if (!duration("--shutdown-grace", f.shutdown_grace, config.limits.shutdown_grace) ||
-      !duration("--header-timeout", f.header_timeout, config.limits.header_timeout) ||
-      !duration("--response-timeout", f.response_timeout, config.limits.response_timeout)) {
-    return kExitUsage;
-  }
-  if (!f.tokens.empty()) add_default_account_tokens(config, f.tokens);
-  errors = validate(config);
-  if (!errors.empty()) {
-    std::cerr << format_errors(errors, f.config_file.empty() ? "flags" : f.config_file);
-    return kExitUsage;
-  }
+  Config config = std::move(loaded.config);
   if (auto error = observability::init_logging(config.log.format, config.log.level);
       !error.empty()) {
     std::cerr << "tunnel-core: " << error << "\n";

@@ -438,31 +438,63 @@ std::vector<std::string> split_tokens(std::string_view text) {
 
 }  // namespace
 
+namespace {
+
+std::string env_tokens(Config& config, std::string_view value) {
+  auto list = split_tokens(value);
+  if (list.empty()) return "no token in the comma-separated list";
+  add_default_account_tokens(config, list);
+  return {};
+}
+
+std::string env_workers(Config& config, std::string_view value) {
+  std::uint32_t workers = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), workers);
+  if (ec != std::errc() || end != value.data() + value.size() || workers > 1024) {
+    return "expected an integer from 0 to 1024, got " + in_quotes(value);
+  }
+  config.workers = workers;
+  return {};
+}
+
+}  // namespace
+
+const common::ConfigSchema<Config>& config_schema() {
+  using common::env_string;
+  static constexpr common::EnvVar<Config> kEnv[] = {
+      {"TUNNEL_DOMAIN", "domain", env_string<Config, &Config::domain>},
+      {"TUNNEL_DATA_DIR", "data_dir", env_string<Config, &Config::data_dir>},
+      {"TUNNEL_AGENT_ADDR", "listen.agent",
+       env_string<Config, &Config::listen, &ListenConfig::agent>},
+      {"TUNNEL_AGENT_PLAIN_ADDR", "listen.agent_plain",
+       env_string<Config, &Config::listen, &ListenConfig::agent_plain>},
+      {"TUNNEL_HTTP_ADDR", "listen.http", env_string<Config, &Config::listen, &ListenConfig::http>},
+      {"TUNNEL_HTTPS_ADDR", "listen.https",
+       env_string<Config, &Config::listen, &ListenConfig::https>},
+      {"TUNNEL_ADMIN_ADDR", "listen.admin",
+       env_string<Config, &Config::listen, &ListenConfig::admin>},
+      {"TUNNEL_TUNNELS_HOST", "listen.tunnels_host",
+       env_string<Config, &Config::listen, &ListenConfig::tunnels_host>},
+      {"TUNNEL_LOG_FORMAT", "log.format", env_string<Config, &Config::log, &LogConfig::format>},
+      {"TUNNEL_LOG_LEVEL", "log.level", env_string<Config, &Config::log, &LogConfig::level>},
+      // Comma-separated; added to the tokens of the account "default" (created if missing).
+      {"TUNNEL_TOKEN", "accounts[name=default].tokens", env_tokens},
+      {"TUNNEL_WORKERS", "workers", env_workers},
+  };
+  static const common::ConfigSchema<Config> kSchema{read_document, check, kEnv};
+  return kSchema;
+}
+
 LoadResult load_config_string(const std::string& text, std::string_view source_name) {
-  LoadResult result;
-  result.errors = common::read_yaml_document(text, source_name,
-                                             [&](ConfigReader& reader, const YAML::Node& root) {
-                                               read_document(reader, root, result.config);
-                                               check(reader, result.config);
-                                             });
-  return result;
+  return common::load_config_string(config_schema(), text, source_name);
 }
 
 LoadResult load_config_file(const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!common::read_text_file(path, text, error)) {
-    LoadResult result;
-    result.errors.push_back({0, 0, error});
-    return result;
-  }
-  return load_config_string(text, path);
+  return common::load_config_file(config_schema(), path);
 }
 
 std::vector<ConfigError> validate(const Config& config) {
-  ConfigReader reader;
-  check(reader, config);
-  return reader.take_errors();
+  return common::check_config(config_schema(), config);
 }
 
 Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens) {
@@ -483,45 +515,8 @@ Account& add_default_account_tokens(Config& config, const std::vector<std::strin
   return *it;
 }
 
-std::vector<ConfigError> apply_env(Config& config,
-                                   const std::function<const char*(const char*)>& getenv) {
-  std::vector<ConfigError> errors;
-  auto get = [&](const char* name) -> std::string_view {
-    const char* value = getenv(name);
-    return value == nullptr ? std::string_view() : std::string_view(value);
-  };
-  auto set = [&](const char* name, std::string& field) {
-    if (auto value = get(name); !value.empty()) field = std::string(value);
-  };
-  set("TUNNEL_DOMAIN", config.domain);
-  set("TUNNEL_DATA_DIR", config.data_dir);
-  set("TUNNEL_AGENT_ADDR", config.listen.agent);
-  set("TUNNEL_AGENT_PLAIN_ADDR", config.listen.agent_plain);
-  set("TUNNEL_HTTP_ADDR", config.listen.http);
-  set("TUNNEL_HTTPS_ADDR", config.listen.https);
-  set("TUNNEL_ADMIN_ADDR", config.listen.admin);
-  set("TUNNEL_TUNNELS_HOST", config.listen.tunnels_host);
-  set("TUNNEL_LOG_FORMAT", config.log.format);
-  set("TUNNEL_LOG_LEVEL", config.log.level);
-  if (auto tokens = get("TUNNEL_TOKEN"); !tokens.empty()) {
-    auto list = split_tokens(tokens);
-    if (list.empty()) {
-      errors.push_back({0, 0, "TUNNEL_TOKEN: no token in the comma-separated list"});
-    } else {
-      add_default_account_tokens(config, list);
-    }
-  }
-  if (auto workers = get("TUNNEL_WORKERS"); !workers.empty()) {
-    std::uint32_t value = 0;
-    auto [end, ec] = std::from_chars(workers.data(), workers.data() + workers.size(), value);
-    if (ec != std::errc() || end != workers.data() + workers.size() || value > 1024) {
-      errors.push_back(
-          {0, 0, "TUNNEL_WORKERS: expected an integer from 0 to 1024, got " + in_quotes(workers)});
-    } else {
-      config.workers = value;
-    }
-  }
-  return errors;
+std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv) {
+  return common::apply_env(config_schema(), config, getenv);
 }
 
 std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {

@@ -1,7 +1,7 @@
 // The core's configuration: defaults, the YAML file, TUNNEL_* environment overrides.
 //
-// The CLI applies, in order: defaults, the file (load_config_file), the environment
-// (apply_env), flags; then validate() again if env or flags changed anything. Every error is
+// The CLI applies, in order (common::load_layered with config_schema()): defaults, the file,
+// the environment, flags; then validate(). Every error is
 // reported, each with the line of the YAML node at fault. docs/configuration.md lists every key.
 #pragma once
 
@@ -13,7 +13,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config_reader.hpp"
+#include "common/config_loader.hpp"
 
 namespace tunnel::core {
 
@@ -168,11 +168,11 @@ struct Config {
   LogConfig log;
 };
 
-struct LoadResult {
-  Config config;                    // defaults where a value was missing or wrong
-  std::vector<ConfigError> errors;  // all of them, ordered by line
-  bool ok() const { return errors.empty(); }
-};
+using LoadResult = common::LoadResult<Config>;
+
+// How the core's configuration is read, checked and taken from the environment (the table of
+// TUNNEL_* variables and the keys they set is in config.cpp); see common/config_loader.hpp.
+const common::ConfigSchema<Config>& config_schema();
 
 LoadResult load_config_file(const std::string& path);
 // `source_name` is used only in messages about the document as a whole.
@@ -183,8 +183,7 @@ LoadResult load_config_string(const std::string& text, std::string_view source_n
 // TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TUNNELS_HOST, TUNNEL_TOKEN
 // (comma-separated, added to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL,
 // TUNNEL_WORKERS. Unset or empty variables are ignored. Errors (line 0) name the variable.
-std::vector<ConfigError> apply_env(Config& config,
-                                   const std::function<const char*(const char*)>& getenv);
+std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv);
 
 // The checks load_config_*() runs after reading: syntax of addresses, names and patterns,
 // duplicate tokens, accounts without tokens (allowed with JWT), cert without key, files that
