@@ -182,19 +182,19 @@ std::string Server::setup_tls() {
 
   if (!config.listen.https.empty()) {
     public_tls_ = agent_tls_;
-    for (const auto& c : config.tls.certificates) {
+    for (std::size_t i = 0; i < config.tls.certificates.size(); ++i) {
+      const auto& c = config.tls.certificates[i];
       auto ctx = transport::make_server_tls(c.cert, c.key, error);
-      if (!ctx) return error;
+      if (!ctx) return "tls.certificates[" + std::to_string(i) + "]: " + error;
       sni_names_.emplace_back(c.hostnames, sni_contexts_.size());
       sni_contexts_.push_back(ctx);
     }
     if (!sni_contexts_.empty()) {
-      public_tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
-      SSL_CTX_set_min_proto_version(public_tls_->native_handle(), TLS1_2_VERSION);
-      // Default certificate: the first configured one.
-      SSL_CTX* first = sni_contexts_.front()->native_handle();
-      SSL_CTX_use_certificate(public_tls_->native_handle(), SSL_CTX_get0_certificate(first));
-      SSL_CTX_use_PrivateKey(public_tls_->native_handle(), SSL_CTX_get0_privatekey(first));
+      // The default (no SNI, or a name no entry matches) is the first entry, loaded again with
+      // its chain and the same hardening: the servername callback lives on this context only.
+      const auto& first = config.tls.certificates.front();
+      public_tls_ = transport::make_server_tls(first.cert, first.key, error);
+      if (!public_tls_) return "tls.certificates[0]: " + error;
       SSL_CTX_set_tlsext_servername_arg(public_tls_->native_handle(), this);
       SSL_CTX_set_tlsext_servername_callback(
           public_tls_->native_handle(), +[](SSL* ssl, int*, void* arg) -> int {

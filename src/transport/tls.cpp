@@ -42,9 +42,21 @@ const char* tls13_suites() {
              : "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
 }
 
+// TLS 1.2 suites: forward-secret (ECDHE) AEAD only, in the same order as TLS 1.3's. No CBC
+// suites (padding-oracle history, MAC-then-encrypt) and no static RSA key exchange.
+const char* tls12_suites() {
+  return aes_in_hardware() ? "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                             "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                             "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+                           : "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                             "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                             "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384";
+}
+
 void harden(asio::ssl::context& ctx) {
   SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
   SSL_CTX_set_ciphersuites(ctx.native_handle(), tls13_suites());
+  SSL_CTX_set_cipher_list(ctx.native_handle(), tls12_suites());
   // Release the 2 x ~17 KiB record buffers while a connection is idle: many idle agents.
   SSL_CTX_set_mode(ctx.native_handle(), SSL_MODE_RELEASE_BUFFERS);
   SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
@@ -52,8 +64,12 @@ void harden(asio::ssl::context& ctx) {
   // read() calls (its header, then its body), ten syscalls per 64 KiB of bulk data.
   SSL_CTX_set_read_ahead(ctx.native_handle(), 1);
   SSL_CTX_set_default_read_buffer_len(ctx.native_handle(), kReadAheadBuffer);
-  // Sessions are long-lived and never resumed: no TLS 1.3 session tickets to send.
+  // Sessions are long-lived and never resumed: no TLS 1.3 session tickets to send, no TLS 1.2
+  // tickets (their key never rotates, so one leaked key would decrypt every recorded session)
+  // and no stateful session cache.
   SSL_CTX_set_num_tickets(ctx.native_handle(), 0);
+  SSL_CTX_set_options(ctx.native_handle(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx.native_handle(), SSL_SESS_CACHE_OFF);
 }
 
 }  // namespace

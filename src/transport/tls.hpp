@@ -10,8 +10,13 @@
 
 namespace tunnel::transport {
 
-// TLS 1.2+ server context from PEM files. Returns nullptr and sets `error` (naming the file and
-// OpenSSL's reason) on failure.
+// Every server context (agent listener, public HTTPS default and per-SNI) comes from here, so
+// all get the same hardening: TLS 1.2+, TLS 1.2 limited to ECDHE AEAD suites (AES-GCM,
+// ChaCha20-Poly1305), the server's suite order, no session tickets (1.2 or 1.3) and no session
+// cache (sessions are never resumed), idle record buffers released. `cert_file` holds the leaf
+// followed by its intermediates; the whole chain is sent. Returns nullptr and sets `error`
+// (naming the file and OpenSSL's reason) when a file is unreadable, not PEM, or the key does
+// not match.
 std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
                                                     const std::string& key_file,
                                                     std::string& error);
