@@ -218,9 +218,12 @@ def test_port_policy_refusals(tunnel, echo):
     assert port in (lo, lo + 1)
     assert echo_once(port) == b"ping\n"
     # max_per_account: 1
+    # (an account limit, code "limit": retried with backoff like max_agents)
     second = tcp_agent(tunnel, core, echo.port, token="alice-token", name="a-2")
-    assert second.wait_exit(20) == 1
-    assert "account alice already serves 1 tcp port (ports.max_per_account)" in second.output()
+    second.wait_output(r"reconnecting in .*account alice already serves 1 tcp port "
+                       r"\(ports\.max_per_account\)", timeout=20)
+    assert second.alive(), second.output()
+    second.stop()
     # Another account cannot take alice's port.
     # (retried with backoff: it may be released, issue 25)
     thief = tcp_agent(tunnel, core, echo.port, remote_port=port, token="bob-token", name="bob")

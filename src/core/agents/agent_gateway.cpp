@@ -23,10 +23,14 @@ std::string public_url(const CoreContext& context, const std::string& host) {
   return "http://" + host + (port == 80 || port == 0 ? "" : ":" + std::to_string(port));
 }
 
-// Resolves what a tunnel request asks for into a hostname the account may use, or an error.
+namespace refusal = protocol::refusal;
+
+// Resolves what a tunnel request asks for into a hostname the account may use, or an error and
+// its refusal code.
 bool resolve_hostname(const CoreContext& context, const Account& account,
                       const protocol::TunnelRequest& request, const std::string& agent_id,
-                      std::string& host, std::string& error) {
+                      std::string& host, std::string& error, std::string_view& code) {
+  code = refusal::kBadRequest;
   const std::string& domain = context.config.domain;
   std::string subdomain = common::ascii_lower(request.subdomain);
   if (!request.hostname.empty()) {
@@ -42,6 +46,7 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
     } else {
       if (!account.may_use_domain(*normalized)) {
         error = "account " + account.name + " does not own the domain " + *normalized;
+        code = refusal::kNotAllowed;
         return false;
       }
       host = *normalized;
@@ -59,6 +64,7 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
   }
   if (!account.may_use_subdomain(subdomain)) {
     error = "account " + account.name + " may not use the subdomain " + subdomain;
+    code = refusal::kNotAllowed;
     return false;
   }
   host = subdomain + "." + domain;
@@ -134,7 +140,9 @@ asio::awaitable<void> AgentGateway::serve_conn(std::unique_ptr<transport::Conn> 
 
 asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn> conn) {
   const std::string peer = conn->peer();
-  mux::FrameReader reader(protocol::kVersion1);
+  // Before AUTH a frame longer than an AUTH payload is refused from its header: nobody can make
+  // the core allocate for a length it announces before authenticating.
+  mux::FrameReader reader(protocol::kVersion1, protocol::kMaxAuthPayload);
   mux::Frame frame;
   std::string error;
   transport::error_code ec;
@@ -151,11 +159,12 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   response.server_time = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  const auto refuse = [&](std::string reason) -> asio::awaitable<void> {
+  const auto refuse = [&](std::string reason, std::string_view code) -> asio::awaitable<void> {
     context_.metrics.agent_auth_failures.inc();
     spdlog::warn("agent {}: refused: {}", peer, reason);
     response.success = false;
     response.error = std::move(reason);
+    response.code = code;
     const std::string body = protocol::serialize(response);
     transport::error_code wec;
     co_await mux::write_frame(*conn, protocol::kVersion1, FrameType::kAuth, protocol::flags::kAck,
@@ -165,33 +174,35 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
 
   if (frame.header.frame_type() != FrameType::kAuth || frame.header.stream_id != 0) {
     co_await refuse("expected an AUTH frame on stream 0, got " +
-                    std::string(protocol::type_name(frame.header.type)) + " on stream " +
-                    std::to_string(frame.header.stream_id));
+                        std::string(protocol::type_name(frame.header.type)) + " on stream " +
+                        std::to_string(frame.header.stream_id),
+                    refusal::kBadRequest);
     co_return;
   }
   auto parsed = protocol::parse_auth_request(mux::as_text(frame.payload));
   if (!parsed) {
-    co_await refuse(parsed.error);
+    co_await refuse(parsed.error, refusal::kBadRequest);
     co_return;
   }
   const protocol::AuthRequest& request = *parsed.value;
   const AuthResult auth = context_.auth.authenticate(request.token);
   if (!auth.ok) {
-    co_await refuse("authentication failed: " + auth.error);
+    co_await refuse("authentication failed: " + auth.error, refusal::kBadToken);
     co_return;
   }
   const Account* account = context_.auth.find_account(auth.account);
   if (account == nullptr) {
-    co_await refuse("authentication failed: unknown account");
+    co_await refuse("authentication failed: unknown account", refusal::kBadToken);
     co_return;
   }
   if (context_.draining) {
-    co_await refuse("the core is shutting down; retry shortly");
+    co_await refuse("the core is shutting down; retry shortly", refusal::kShuttingDown);
     co_return;
   }
   if (!context_.registry.add_agent(account->name, account->max_agents)) {
     co_await refuse("account " + account->name + " already has " +
-                    std::to_string(account->max_agents) + " agents connected (max_agents)");
+                        std::to_string(account->max_agents) + " agents connected (max_agents)",
+                    refusal::kLimit);
     co_return;
   }
   struct AgentSlot {
@@ -238,7 +249,14 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   if (!register_tunnels(request, auth, agent, response)) {
     std::string reasons;
     for (const auto& t : response.tunnels) {
-      if (!t.ok) reasons += (reasons.empty() ? "" : "; ") + t.error;
+      if (t.ok) continue;
+      reasons += (reasons.empty() ? "" : "; ") + t.error;
+      // The AUTH's code: a final reason if any tunnel has one, else the first.
+      if (response.code.empty() ||
+          (protocol::refusal_kind(t.code) == protocol::RefusalKind::kFinal &&
+           protocol::refusal_kind(response.code) != protocol::RefusalKind::kFinal)) {
+        response.code = t.code;
+      }
     }
     response.tunnels.clear();
     context_.metrics.agent_auth_failures.inc();
@@ -291,17 +309,19 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     result.type = t.type;
     std::string host;
     std::string error = check_proxy_protocol(t);
+    std::string_view code = refusal::kBadRequest;
     auto throttle = make_throttle(context_, account, t);
     result.bandwidth = throttle ? throttle->tunnel_rate() : 0;
     if (!error.empty()) {
       // refused below
     } else if (t.type == "tcp" || t.type == "udp") {
-      register_port(account, t, i, agent, throttle, result, error);
+      register_port(account, t, i, agent, throttle, result, error, code);
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
-    } else if (resolve_hostname(context_, account, t, request.agent_id, host, error)) {
+    } else if (resolve_hostname(context_, account, t, request.agent_id, host, error, code)) {
       Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle,
                   tunnel_filters_ ? tunnel_filters_(t) : nullptr};
+      code = refusal::kNameTaken;
       if (context_.registry.claim(host, account.name, std::move(route), error)) {
         result.ok = true;
         result.name = host;
@@ -313,6 +333,7 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     if (!result.ok) {
       all_ok = false;
       result.error = error;
+      result.code = code;
       agent->hostnames.emplace_back();
       agent->locals.push_back(t.local);
     }
@@ -324,7 +345,8 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
 bool AgentGateway::register_port(const Account& account, const protocol::TunnelRequest& request,
                                  std::size_t index, const std::shared_ptr<AgentSession>& agent,
                                  std::shared_ptr<const Throttle> throttle,
-                                 protocol::TunnelResult& result, std::string& error) {
+                                 protocol::TunnelResult& result, std::string& error,
+                                 std::string_view& code) {
   const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
   const PortRules rules = port_rules(context_.config, account);
   if (agent->session->version() < protocol::kVersion2) {
@@ -335,6 +357,7 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
     error = "port " + std::to_string(request.remote_port) +
             " is outside the ranges allowed for account " + account.name + " (" +
             rules.describe_ranges() + ")";
+    code = refusal::kNotAllowed;
     return false;
   }
   auto executor = agent->session->get_executor();
@@ -346,7 +369,18 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
               nullptr};
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error);
-  if (port == 0) return false;
+  if (port == 0) {
+    // The registry's reasons, by what they say (registry.cpp): another account holds the port,
+    // the account's port limit, or no port could be opened.
+    if (error.find("by another account") != std::string::npos) {
+      code = refusal::kNameTaken;
+    } else if (error.find("ports.max_per_account") != std::string::npos) {
+      code = refusal::kLimit;
+    } else {
+      code = refusal::kUnavailable;
+    }
+    return false;
+  }
   result.ok = true;
   result.name = public_port_host(context_) + ":" + std::to_string(port);
   result.url = request.type + "://" + result.name;

@@ -64,7 +64,7 @@ class AgentGateway {
   bool register_port(const Account& account, const protocol::TunnelRequest& request,
                      std::size_t index, const std::shared_ptr<AgentSession>& agent,
                      std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
-                     std::string& error);
+                     std::string& error, std::string_view& code);
 
   CoreContext& context_;
   PortOpener open_port_;

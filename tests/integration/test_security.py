@@ -1,0 +1,120 @@
+"""Security hardening (issue #25): what an unauthenticated or hostile peer can make the core
+spend. Each case measures the core itself (/proc/<pid>/status) and checks that it still
+serves afterwards."""
+import json
+import socket
+import struct
+import time
+
+from harness import client, v1client
+
+MiB = 1 << 20
+# A frame header announcing the largest length the protocol allows (16 MiB), version 1.
+AUTH_HEADER_16MIB = struct.pack(">I", 1 << 24) + b"RT\x01\x01\x00" + struct.pack(">I", 0)
+
+
+def proc_status_kib(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def closed_by_peer(sock, timeout):
+    """True once the peer closed (EOF or reset) within timeout."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except socket.timeout:
+        return False
+    return True
+
+
+def plain_core(tunnel):
+    port = client.free_port()
+    core = tunnel.core(extra_args=["--agent-plain-addr", "127.0.0.1:%d" % port])
+    core.wait_output(r"plain TCP on port %d" % port)
+    return core, port
+
+
+def test_pre_auth_header_cannot_make_the_core_allocate(tunnel, origin):
+    """30 connections that send only a header announcing 16 MiB before AUTH: each is refused
+    from the header (the AUTH limit is 64 KiB), the core's peak RSS grows by less than 30 MiB
+    (it grew by 16 MiB per connection before), and agents are still served."""
+    core, port = plain_core(tunnel)
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-app")
+    assert core.request("app").status == 200
+    before = proc_status_kib(core.pid, "VmHWM")
+    socks = []
+    for _ in range(30):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(AUTH_HEADER_16MIB)
+        socks.append(s)
+    try:
+        for s in socks:
+            assert closed_by_peer(s, 30), "the core kept a connection with an over-limit header"
+    finally:
+        for s in socks:
+            s.close()
+    grown_mib = (proc_status_kib(core.pid, "VmHWM") - before) / 1024
+    assert grown_mib < 30, "the core's peak RSS grew by %.0f MiB" % grown_mib
+    core.wait_output(r"announces a payload of 16777207 bytes, above the limit of 65536 bytes")
+    assert core.request("app").status == 200
+    tunnel.agent(core, origin.addr, subdomain="late", name="agent-late", use_ca=False,
+                 server="127.0.0.1:%d" % port, extra_args=["--plain"])
+    r = core.request("late", "POST", "/echo", body=b"x" * 100_000)
+    assert r.status == 200 and json.loads(r.body)["body_length"] == 100_000, r.text()
+
+
+def test_authenticated_header_costs_only_what_arrives(tunnel, origin):
+    """After AUTH the limit is the protocol's 16 MiB, but a frame still costs only the bytes
+    that arrived: 8 agents that each announce a 16 MiB DATA frame and send 10 bytes of it do
+    not grow the core's RSS by 8 x 16 MiB."""
+    core = tunnel.core()
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-app")
+    assert core.request("app").status == 200
+    before = proc_status_kib(core.pid, "VmRSS")
+    agents = []
+    try:
+        for i in range(8):
+            a = v1client.V1Agent(core.agent_addr, core.ca, core.tokens[0], ["big%d" % i],
+                                 v1client.echo_app("x"), agent_id="big%d" % i)
+            assert a.connect()["success"] is True
+            agents.append(a)
+            a.send_raw(struct.pack(">I", 1 << 24) + b"RT\x01\x03\x00" + struct.pack(">I", 1)
+                       + b"x" * 10)
+        # The growth, if any, comes as soon as the core reads the headers: watch for it.
+        deadline = time.monotonic() + 5
+        grown_mib = 0
+        while time.monotonic() < deadline:
+            grown_mib = max(grown_mib, (proc_status_kib(core.pid, "VmRSS") - before) / 1024)
+            if grown_mib >= 30:
+                break
+            time.sleep(0.1)
+        assert grown_mib < 30, "the core's RSS grew by %.0f MiB" % grown_mib
+        assert core.request("app").status == 200
+    finally:
+        for a in agents:
+            a.sock.close()
+
+
+def test_refusal_carries_a_code(tunnel):
+    """The AUTH refusal names its reason for programs ("code"), besides the text for people:
+    the agent decides by it whether to retry (docs/protocol.md)."""
+    core, port = plain_core(tunnel)
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        auth = json.dumps({"token": "wrong-token", "agent_id": "x", "protocol_versions": [2, 1],
+                           "tunnels": [{"type": "http", "subdomain": "x"}]}).encode()
+        s.sendall(v1client.encode(v1client.AUTH, 0, 0, auth))
+        ftype, flags, _, payload = v1client.read_frame(s)
+        reply = json.loads(payload)
+        assert ftype == v1client.AUTH and reply["success"] is False, reply
+        assert reply["code"] == "bad_token", reply
+        assert "authentication failed" in reply["error"], reply
+    finally:
+        s.close()
