@@ -165,8 +165,10 @@ int main(int argc, char** argv) {
   }
 
   using Path = tunnel::bench::ProxyRig::Path;
-  for (const auto workload : {tunnel::bench::Workload::kGet, tunnel::bench::Workload::kPost1k}) {
+  for (const auto workload : {tunnel::bench::Workload::kGet, tunnel::bench::Workload::kPost1k,
+                              tunnel::bench::Workload::kGetLimits}) {
     for (const auto path : {Path::kTunnel, Path::kDirect}) {
+      if (workload == tunnel::bench::Workload::kGetLimits && path == Path::kDirect) continue;
       const std::string name = std::string(tunnel::bench::workload_name(workload)) +
                                (path == Path::kDirect ? "_direct" : "");
       tunnel::bench::ProxyRig rig(workload, path);

@@ -45,6 +45,9 @@ class FrameCorpus {
 enum class Workload {
   kGet,     // GET with browser-like headers, 612-byte response (the size of nginx's welcome page)
   kPost1k,  // POST with a 1 KiB body, small JSON response
+  // kGet through a core whose limits.requests_per_second and limits.max_body_bytes are set (far
+  // above what the rig reaches): the cost of the two filters those settings add to the chain.
+  kGetLimits,
 };
 const char* workload_name(Workload workload);
 

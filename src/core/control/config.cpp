@@ -113,17 +113,18 @@ constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 constexpr std::uint64_t kMaxWindowBudgetTotal = 1024ull * 1024 * 1024 * 1024;
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f =
-      r.fields(node, "limits",
-               {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
-                "idle_timeout", "max_streams_per_agent", "requests_per_second", "shutdown_grace",
-                "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram", "udp_socket_buffer",
-                "window_budget_per_agent", "window_budget_total"});
+  auto f = r.fields(
+      node, "limits",
+      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
+       "client_watch_delay", "idle_timeout", "max_streams_per_agent", "requests_per_second",
+       "shutdown_grace", "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram",
+       "udp_socket_buffer", "window_budget_per_agent", "window_budget_total"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
   r.read(*f, "header_timeout", "limits", out.header_timeout);
   r.read(*f, "response_timeout", "limits", out.response_timeout);
+  r.read(*f, "client_watch_delay", "limits", out.client_watch_delay);
   r.read(*f, "idle_timeout", "limits", out.idle_timeout);
   r.read(*f, "max_streams_per_agent", "limits", out.max_streams_per_agent);
   r.read(*f, "requests_per_second", "limits", out.requests_per_second);
@@ -383,6 +384,7 @@ void check_rest(ConfigReader& r, const Config& config) {
   if (limits.max_header_bytes < 1024) r.error("limits.max_header_bytes", "at least 1024");
   check_positive(r, "limits.header_timeout", limits.header_timeout);
   check_positive(r, "limits.response_timeout", limits.response_timeout);
+  check_positive(r, "limits.client_watch_delay", limits.client_watch_delay);
   check_positive(r, "limits.idle_timeout", limits.idle_timeout);
   check_positive(r, "limits.udp_idle_timeout", limits.udp_idle_timeout);
   check_ports(r, config.ports, "ports");

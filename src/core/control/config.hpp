@@ -117,7 +117,11 @@ struct LimitsConfig {
   std::uint64_t max_body_bytes = 0;                    // 0 = unlimited
   std::chrono::milliseconds header_timeout{10'000};    // whole request head must arrive
   std::chrono::milliseconds response_timeout{60'000};  // agent must send the response head
-  std::chrono::milliseconds idle_timeout{75'000};      // keep-alive idle, public connections
+  // How long the app may take before the core watches for the visitor leaving (then its
+  // stream is cancelled at once, logged 499); before that nobody reads the client, so fast
+  // answers pay nothing for it.
+  std::chrono::milliseconds client_watch_delay{500};
+  std::chrono::milliseconds idle_timeout{75'000};  // keep-alive idle, public connections
   std::uint32_t max_streams_per_agent = 1000;
   // How far the receive windows of one agent connection's streams may grow in all beyond their
   // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for

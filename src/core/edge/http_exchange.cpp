@@ -149,11 +149,11 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
     const auto timeout = head_seen ? limits.idle_timeout : limits.response_timeout;
     auto deadline = Clock::now() + ex.read_budget(limits.tunnel_idle_timeout, timeout);
     // While the app prepares an answer to a request that is complete, watch the client from
-    // kClientWatchDelay on (before that, nobody reads it: most answers come sooner).
+    // limits.client_watch_delay on (before that, nobody reads it: most answers come sooner).
     const bool watch_point = !head_seen && !ex.watching && !ex.client_gone && ex.request_done &&
-                             !ex.upgrade_requested && kClientWatchDelay < timeout;
+                             !ex.upgrade_requested && limits.client_watch_delay < timeout;
     const auto response_deadline = deadline;
-    if (watch_point) deadline = std::min(deadline, ex.start + kClientWatchDelay);
+    if (watch_point) deadline = std::min(deadline, ex.start + limits.client_watch_delay);
     ec = {};  // read_some leaves it as it was on success
     const std::size_t n =
         co_await ex.stream->read_some(asio::buffer(buf, kReadBuffer), ec, deadline);

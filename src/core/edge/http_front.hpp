@@ -14,8 +14,8 @@
 //   7. finish: complete filters, the log line, metrics. Then the next request on the connection.
 //
 // A visitor that closes its connection while the app has not answered yet is noticed (after
-// kClientWatchDelay, so fast exchanges pay nothing for it): the stream is reset at once, which
-// frees the agent's stream and closes the app's connection, and the exchange counts as 499.
+// limits.client_watch_delay, so fast exchanges pay nothing for it): the stream is reset at once,
+// which frees the agent's stream and closes the app's connection, and the exchange counts as 499.
 // A connection closed while the client may still be sending (a refused or early-answered
 // upload) is closed lingering, as nginx's lingering_close: unread bytes are read and dropped for
 // a bounded time so that the kernel does not reset the connection under the answer.
@@ -39,8 +39,6 @@ struct ConnBuffers;
 
 class HttpFront {
  public:
-  // How long the app may take before the front starts watching for the visitor to leave.
-  static constexpr auto kClientWatchDelay = std::chrono::milliseconds(500);
   // Lingering close: at most this long in all, this long without a byte, and this many bytes.
   static constexpr auto kLingerTime = std::chrono::seconds(30);
   static constexpr auto kLingerIdle = std::chrono::seconds(5);
