@@ -8,10 +8,12 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <cctype>
+#include <cstdio>
 #include <random>
 
 #include "agent/backoff.hpp"
 #include "agent/forwarder.hpp"
+#include "agent/http_probe.hpp"
 #include "agent/raw_forwarder.hpp"
 #include "common/byte_rate.hpp"
 
@@ -185,9 +187,11 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   if (!conn) {
     if (tls != nullptr && (hs.error.find("wrong version number") != std::string::npos ||
                            hs.error.find("stream truncated") != std::string::npos)) {
-      hs.error +=
-          " (the server closed the connection during the TLS handshake: if it is the "
-          "core's plain-TCP agent listener, use --plain)";
+      const bool http = co_await answers_http(executor_, options_.server_host, options_.server_port,
+                                              options_.dial_timeout);
+      hs.error += http ? " (" + std::string(kHttpPortHint) + ")"
+                       : " (the server closed the connection during the TLS handshake: if it "
+                         "is the core's plain-TCP agent listener, use --plain)";
     }
     // An untrusted certificate will not become trusted by retrying: say so and stop.
     hs.final = hs.error.find("certificate verify failed") != std::string::npos;
@@ -224,7 +228,15 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   }
   if (!*got) {
     hs.error = "reading the AUTH reply from " + server_ + ": " + error;
-    if (!conn->is_tls()) {
+    // A protocol error (not a lost connection): maybe an HTTP server answered the frame.
+    bool http = false;
+    if (!ec) {
+      http = co_await answers_http(executor_, options_.server_host, options_.server_port,
+                                   options_.dial_timeout);
+    }
+    if (http) {
+      hs.error += " (" + std::string(kHttpPortHint) + ")";
+    } else if (!conn->is_tls()) {
       hs.error +=
           " (with --plain the server must be the core's plain-TCP agent listener, "
           "listen.agent_plain, not its TLS port)";
@@ -281,21 +293,29 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
 void Connector::announce(const protocol::AuthResponse& reply, bool first) {
   spdlog::info("{} to {} as {} (protocol v{})", first ? "connected" : "reconnected", server_,
                reply.agent_id.empty() ? options_.agent_id : reply.agent_id, reply.protocol_version);
+  // The public addresses go to stdout, for scripts; the log (stderr) has them too unless both
+  // are the same terminal, where they would show twice.
+  const bool log_too = ::isatty(STDOUT_FILENO) == 0 || ::isatty(STDERR_FILENO) == 0;
+  const auto forwarding = [&](const std::string& line) {
+    std::fprintf(stdout, "Forwarding  %s\n", line.c_str());
+    std::fflush(stdout);
+    if (log_too) spdlog::info("Forwarding  {}", line);
+  };
   for (std::size_t i = 0; i < reply.tunnels.size(); ++i) {
     const auto& t = reply.tunnels[i];
     const std::string local = i < tunnels_->size() ? (*tunnels_)[i].request.local : "?";
+    const std::string url = t.url.empty() ? t.name : t.url;
     if (t.ok && t.bandwidth != 0) {
-      spdlog::info("Forwarding  {} -> {} (limited to {} each way)", t.url.empty() ? t.name : t.url,
-                   local, common::format_byte_rate(t.bandwidth));
+      forwarding(url + " -> " + local + " (limited to " + common::format_byte_rate(t.bandwidth) +
+                 " each way)");
     } else if (t.ok) {
-      spdlog::info("Forwarding  {} -> {}", t.url.empty() ? t.name : t.url, local);
+      forwarding(url + " -> " + local);
     } else {
       spdlog::warn("tunnel to {} refused: {}", local, t.error);
     }
   }
   if (reply.tunnels.empty()) {
-    for (const auto& t : *tunnels_)
-      spdlog::info("Forwarding  (core-assigned) -> {}", t.request.local);
+    for (const auto& t : *tunnels_) forwarding("(core-assigned) -> " + t.request.local);
   }
 }
 

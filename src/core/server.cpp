@@ -218,7 +218,7 @@ std::string Server::setup_tls() {
   std::ostringstream banner;
   banner << "agent listener: TLS certificate sha256 " << fingerprint << "\n"
          << "run an agent on this machine:\n"
-         << "  tunnel-agent http 3000 --subdomain app"
+         << "  tunnel-agent http 3000 --subdomain app{local_server}"
          << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir)
          << (config.tls.cert.empty() ? "" : " --fingerprint " + fingerprint)
          << (uses_generated_token ? "" : " " + token_hint) << "\n"
@@ -228,6 +228,18 @@ std::string Server::setup_tls() {
   if (!uses_generated_token) banner << "(tokens come from your configuration)\n";
   banner_ = banner.str();
   return "";
+}
+
+// " --server HOST:PORT" for an agent on this machine, or "" when the default
+// (localhost:8443) reaches the agent listener bound to `listen` on `port`.
+static std::string local_server_flag(const std::string& listen, std::uint16_t port) {
+  std::string host = "localhost";
+  if (auto address = common::parse_listen_address(listen); address) {
+    const auto& bound = address.value->host;
+    if (!bound.empty() && bound != "0.0.0.0" && bound != "::") host = bound;
+  }
+  if (host == "localhost" && port == 8443) return "";
+  return " --server " + common::NetAddress{host, port}.to_string();
 }
 
 std::string Server::start() {
@@ -319,6 +331,12 @@ std::string Server::start() {
   std::string placeholder = "{agent_port}";
   if (auto at = banner_.find(placeholder); at != std::string::npos) {
     banner_.replace(at, placeholder.size(), std::to_string(agent_port_));
+  }
+  // The agent's default is localhost:8443: name the listener when it is anywhere else, or the
+  // printed command retries a port nobody listens on.
+  placeholder = "{local_server}";
+  if (auto at = banner_.find(placeholder); at != std::string::npos) {
+    banner_.replace(at, placeholder.size(), local_server_flag(config.listen.agent, agent_port_));
   }
   std::ostringstream ready;
   ready << "tunnel-core ready: agents on port " << agent_port_;
