@@ -273,6 +273,12 @@ std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::st
     error = "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
     return nullptr;
   }
+  if (silent_) {
+    error = "the agent has sent nothing for over " + std::to_string(silent_after().count()) +
+            " ms (2 heartbeat intervals); it is dropped after " +
+            std::to_string(options_.heartbeat_timeout.count()) + " ms";
+    return nullptr;
+  }
   const std::uint32_t id = next_stream_id_;
   next_stream_id_ += options_.version >= protocol::kVersion2 ? 2 : 1;
   highest_stream_id_ = id;
@@ -409,21 +415,36 @@ asio::awaitable<void> Session::write_loop() {
 }
 
 asio::awaitable<void> Session::heartbeat_loop() {
+  using Clock = std::chrono::steady_clock;
   try {
+    // Wakes for the next PING and exactly when the peer's silence reaches the silent bound or
+    // the timeout, so a dead peer is dropped at heartbeat_timeout, not at the next PING after.
+    auto next_ping = Clock::now() + options_.heartbeat_interval;
     while (!closed_) {
-      co_await stop_.wait_for(options_.heartbeat_interval);
+      auto wake = next_ping;
+      if (!reading_paused_) {  // paused, we do not read: silence proves nothing
+        wake = std::min(wake, last_received_ + options_.heartbeat_timeout);
+        if (!silent_ && options_.send_heartbeats) {
+          wake = std::min(wake, last_received_ + silent_after());
+        }
+      }
+      if (const auto now = Clock::now(); wake > now) co_await stop_.wait_for(wake - now);
       if (closed_) break;
-      const auto now = std::chrono::steady_clock::now();
-      if (!reading_paused_ && now - last_received_ > options_.heartbeat_timeout) {
+      const auto now = Clock::now();
+      const auto quiet = now - last_received_;
+      if (!reading_paused_ && quiet >= options_.heartbeat_timeout) {
         close("no frame from the peer for " +
                   std::to_string(
-                      std::chrono::duration_cast<std::chrono::milliseconds>(now - last_received_)
-                          .count()) +
+                      std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count()) +
                   " ms (heartbeat timeout " + std::to_string(options_.heartbeat_timeout.count()) +
                   " ms)",
               false);
         break;
       }
+      // A peer that answers PINGs is never this quiet; touch() clears it.
+      if (options_.send_heartbeats && !reading_paused_ && quiet >= silent_after()) silent_ = true;
+      if (now < next_ping) continue;
+      next_ping = now + options_.heartbeat_interval;
       if (!options_.send_heartbeats) continue;
       ping_sent_at_ = now;
       if (options_.version >= protocol::kVersion2) {

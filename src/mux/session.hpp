@@ -180,7 +180,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<std::string> run();
 
   // Core: opens a stream. v2 sends `tunnel_index` before the payload. nullptr when the session is
-  // closed, draining, or at its stream limit (`error` says which). OPEN_STREAM counts against the
+  // closed, draining, at its stream limit, or silent: nothing received for 2 heartbeat intervals
+  // although we PING every interval (`error` says which). OPEN_STREAM counts against the
   // write queue's hard limit: one that takes the queue past it ends the session (a peer that
   // does not read) and gets nullptr.
   std::shared_ptr<Stream> open_stream(std::uint16_t tunnel_index, std::string_view payload,
@@ -265,7 +266,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // on_window_growth.
   std::uint32_t take_window_growth(std::uint32_t want);
   void return_window_growth(std::uint32_t n);
-  void touch() { last_received_ = std::chrono::steady_clock::now(); }
+  void touch() {
+    last_received_ = std::chrono::steady_clock::now();
+    silent_ = false;
+  }
+  // How long the peer may be quiet before open_stream refuses (it answers every PING).
+  std::chrono::milliseconds silent_after() const {
+    return std::min(2 * options_.heartbeat_interval, options_.heartbeat_timeout);
+  }
 
   std::unique_ptr<transport::Conn> conn_;
   FrameReader reader_;
@@ -295,6 +303,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool closed_ = false;
   bool going_away_ = false;
   bool reading_paused_ = false;  // v1 backpressure: frames are not being read
+  bool silent_ = false;          // nothing received for silent_after(): open_stream refuses
   bool write_done_ = false;      // write_loop has ended
   bool peer_going_away_ = false;
   std::string close_reason_;
