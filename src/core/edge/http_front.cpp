@@ -92,6 +92,12 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
   transport::error_code ec;
   bool first = true;
 
+  // After a local answer on a connection that stays open: the request had no body, so its
+  // message end comes next; consume it so the parser is ready for the next head.
+  const auto skip_message_end = [&] {
+    const Step end = parser.parse(pending);
+    pending.erase(0, end.consumed);
+  };
   const auto close_lingering = [&]() -> asio::awaitable<void> {
     co_await linger_close(*conn, {buffers.in.get(), kReadBuffer}, kLingerTime, kLingerIdle,
                           kLingerBytes);
@@ -159,15 +165,13 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     if (decision.answer) {
       const http::RequestHead& request = parser.request();
       const std::string request_id = new_request_id();
-      spdlog::info("{} {} {} {} -> {} {} id={}", client_ip(*conn), decision.host, request.method,
-                   request.target, decision.answer->status, decision.answer->detail, request_id);
+      log_local_answer(client_ip(*conn), decision.host, request, *decision.answer, request_id);
       co_await answer(*conn, *decision.answer, request_id);
       if (decision.answer->close) {
         co_await close_lingering();
         co_return;
       }
-      const Step end = parser.parse(pending);  // the bodiless request's message end
-      pending.erase(0, end.consumed);
+      skip_message_end();
       continue;
     }
 
@@ -211,16 +215,14 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
                          has_body || !keep_alive;
       if (refusal.kind == FilterVerdict::Kind::kAnswer) {
         refusal.answer.close = close;
-        spdlog::info("{} {} {} {} -> {} {} id={}", ip, decision.host, head.method, head.target,
-                     refusal.answer.status, refusal.answer.detail, request_id);
+        log_local_answer(ip, decision.host, head, refusal.answer, request_id);
         co_await answer(*conn, refusal.answer, request_id);
       }
       const ExchangeSummary summary{refusal.answer.status, 0, 0, 0, true};
       if (listener.wants(hook::kComplete)) listener.complete(filtered, summary);
       if (tunnel != nullptr && tunnel->wants(hook::kComplete)) tunnel->complete(filtered, summary);
       if (!close) {
-        const Step end = parser.parse(pending);  // the bodiless request's message end
-        pending.erase(0, end.consumed);
+        skip_message_end();
         continue;
       }
       if (has_body) {
@@ -300,6 +302,13 @@ asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
   if (ex.watching) co_await stop_watching(conn, ex);
   context_.metrics.streams.dec();
   --active_requests_;
+}
+
+void HttpFront::log_local_answer(std::string_view ip, std::string_view host,
+                                 const http::RequestHead& head, const LocalAnswer& reply,
+                                 const std::string& request_id) {
+  spdlog::info("{} {} {} {} -> {} {} id={}", ip, host, head.method, head.target, reply.status,
+               reply.detail, request_id);
 }
 
 void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {

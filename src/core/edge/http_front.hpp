@@ -85,6 +85,10 @@ class HttpFront {
   // Writes an error page for a request that was not forwarded, and counts it.
   asio::awaitable<void> answer(transport::Conn& conn, const LocalAnswer& reply,
                                const std::string& request_id);
+  // The log line of a request answered here (decide() or a filter refused it).
+  static void log_local_answer(std::string_view ip, std::string_view host,
+                               const http::RequestHead& head, const LocalAnswer& reply,
+                               const std::string& request_id);
   void finish(const transport::Conn& conn, Exchange& ex);
 
   CoreContext& context_;
