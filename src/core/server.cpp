@@ -29,6 +29,7 @@ namespace {
 using asio::ip::tcp;
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::chrono::milliseconds kOwnershipSaveInterval{1000};
 
 // Logs what escapes a detached coroutine instead of losing it.
 void log_failure(std::exception_ptr error) {
@@ -245,6 +246,7 @@ static std::string local_server_flag(const std::string& listen, std::uint16_t po
 std::string Server::start() {
   if (auto error = setup_tls(); !error.empty()) return error;
   Config& config = context_->config;
+  restore_ownership();
   std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
   if (auto e = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !e.empty()) {
     return e;
@@ -369,6 +371,9 @@ int Server::run() {
   tune_heap();
   asio::co_spawn(workers_[0]->io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
                  asio::detached);
+  asio::co_spawn(workers_[0]->io,
+                 keep_ownership(context_->registry, ownership_, kOwnershipSaveInterval),
+                 asio::detached);
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     workers_[i]->thread = std::thread([w = workers_[i].get()] {
@@ -384,7 +389,32 @@ int Server::run() {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
+  save_ownership(context_->registry, *ownership_, nullptr);
   return 0;
+}
+
+void Server::restore_ownership() {
+  const Config& config = context_->config;
+  ownership_ = std::make_shared<FileOwnershipStore>(config.data_dir + "/ownership");
+  std::vector<Registry::Owned> owned;
+  std::vector<std::string> warnings;
+  std::string error;
+  if (!ownership_->load(owned, warnings, error)) {
+    spdlog::warn("could not read who owned which name before this start: {}", error);
+  }
+  for (const auto& warning : warnings) spdlog::warn("{}", warning);
+  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  if (const std::size_t n = context_->registry.restore(owned, now_unix); n > 0) {
+    spdlog::info("{} names and ports of the previous run are held for their accounts for {} s", n,
+                 context_->registry.offline_hold().count());
+  }
+  for (const Account& account : config.accounts) {
+    if (account.max_agents == 0) continue;
+    spdlog::info("account {}: at most {} agent{} at once (accounts[].max_agents)", account.name,
+                 account.max_agents, account.max_agents == 1 ? "" : "s");
+  }
 }
 
 void Server::shutdown() {

@@ -12,6 +12,7 @@
 #include "core/admin.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
+#include "core/agents/ownership_store.hpp"
 #include "core/control/config.hpp"
 #include "core/edge/http_front.hpp"
 
@@ -42,12 +43,16 @@ class Server {
                        std::vector<asio::ip::tcp::acceptor*>& out, std::uint16_t& port,
                        bool every_worker);
   std::string setup_tls();
+  // Loads the previous run's ownership into the registry (see ownership_store.hpp) and says
+  // each account's agent limit once.
+  void restore_ownership();
   asio::awaitable<void> drain();
 
   std::unique_ptr<CoreContext> context_;
   std::unique_ptr<AgentGateway> gateway_;
   std::unique_ptr<HttpFront> front_;
   std::unique_ptr<AdminServer> admin_;
+  std::shared_ptr<OwnershipStore> ownership_;  // who owns which name, across restarts
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<asio::ssl::context> agent_tls_;
   std::shared_ptr<asio::ssl::context> public_tls_;

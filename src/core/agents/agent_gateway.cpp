@@ -25,11 +25,24 @@ std::string public_url(const CoreContext& context, const std::string& host) {
 
 namespace refusal = protocol::refusal;
 
+// True if one of `patterns` (subdomains or domains of an account) is `name` itself, not a
+// pattern that covers it: such a name wins over another account's pattern (see registry.hpp).
+bool names_exactly(const std::vector<std::string>& patterns, std::string_view name) {
+  for (const auto& p : patterns) {
+    std::string_view text = p;
+    if (text.ends_with('.')) text.remove_suffix(1);
+    if (text.find('*') == std::string_view::npos && common::ascii_lower(text) == name) return true;
+  }
+  return false;
+}
+
 // Resolves what a tunnel request asks for into a hostname the account may use, or an error and
 // its refusal code.
+// `explicit_name`: the account's config names the host exactly.
 bool resolve_hostname(const CoreContext& context, const Account& account,
                       const protocol::TunnelRequest& request, const std::string& agent_id,
-                      std::string& host, std::string& error, std::string_view& code) {
+                      std::string& host, bool& explicit_name, std::string& error,
+                      std::string_view& code) {
   code = refusal::kBadRequest;
   const std::string& domain = context.config.domain;
   std::string subdomain = common::ascii_lower(request.subdomain);
@@ -50,10 +63,13 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
         return false;
       }
       host = *normalized;
+      explicit_name = names_exactly(account.domains, host);
       return true;
     }
   }
-  if (subdomain.empty()) subdomain = common::ascii_lower(agent_id);  // v1: the agent id
+  // v1 without subdomains: the agent's id, which is the JWT's agent_id when the token has one
+  // (never the id the agent declares for itself, which a JWT holder could set to any name).
+  if (subdomain.empty()) subdomain = common::ascii_lower(agent_id);
   if (subdomain.empty()) {
     error = "the tunnel names no subdomain or hostname";
     return false;
@@ -68,6 +84,7 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
     return false;
   }
   host = subdomain + "." + domain;
+  explicit_name = names_exactly(account.subdomains, subdomain);
   return true;
 }
 
@@ -199,9 +216,20 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     co_await refuse("the core is shutting down; retry shortly", refusal::kShuttingDown);
     co_return;
   }
+  const LimitsConfig& limits = context_.config.limits;
+  const std::size_t asked = std::max<std::size_t>(request.tunnels.size(), 1);
+  if (limits.max_tunnels_per_agent != 0 && asked > limits.max_tunnels_per_agent) {
+    co_await refuse("the agent asks for " + std::to_string(asked) + " tunnels; at most " +
+                        std::to_string(limits.max_tunnels_per_agent) +
+                        " per agent (limits.max_tunnels_per_agent in the core's config)",
+                    refusal::kBadRequest);
+    co_return;
+  }
   if (!context_.registry.add_agent(account->name, account->max_agents)) {
     co_await refuse("account " + account->name + " already has " +
-                        std::to_string(account->max_agents) + " agents connected (max_agents)",
+                        std::to_string(account->max_agents) +
+                        " agents connected (max_agents; raise accounts[].max_agents in the core's "
+                        "config, 0 = unlimited)",
                     refusal::kLimit);
     co_return;
   }
@@ -210,6 +238,22 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     std::string account;
     ~AgentSlot() { registry.remove_agent(account); }
   } slot{context_.registry, account->name};
+  std::size_t serving = 0;
+  if (!context_.registry.add_tunnels(account->name, asked, limits.max_tunnels_per_account,
+                                     serving)) {
+    co_await refuse("account " + account->name + " already serves " + std::to_string(serving) +
+                        " tunnels; " + std::to_string(asked) + " more would pass " +
+                        std::to_string(limits.max_tunnels_per_account) +
+                        " (limits.max_tunnels_per_account in the core's config)",
+                    refusal::kLimit);
+    co_return;
+  }
+  struct TunnelSlots {
+    Registry& registry;
+    std::string account;
+    std::size_t count;
+    ~TunnelSlots() { registry.remove_tunnels(account, count); }
+  } tunnel_slots{context_.registry, account->name, asked};
 
   const bool v2 = std::find(request.protocol_versions.begin(), request.protocol_versions.end(),
                             protocol::kVersion2) != request.protocol_versions.end();
@@ -247,6 +291,8 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   } registration{context_.registry, agent.get()};
 
   if (!register_tunnels(request, auth, agent, response)) {
+    // Before the refusal is sent: a refused AUTH must not keep (or hold) any of its names.
+    context_.registry.rollback_agent(agent.get());
     std::string reasons;
     for (const auto& t : response.tunnels) {
       if (t.ok) continue;
@@ -290,6 +336,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   std::string names;
   for (const auto& h : agent->hostnames) names += (names.empty() ? "" : ", ") + h;
   spdlog::info("agent {} connected from {} (protocol v{}): {}", name, peer, options.version, names);
+  announce_shared_names(*agent);
   if (context_.draining) agent->session->go_away(protocol::ErrorCode::kGoingAway, "draining");
   const std::string reason = co_await agent->session->run();
   context_.metrics.agents.dec();
@@ -303,11 +350,14 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
   bool all_ok = true;
   std::vector<protocol::TunnelRequest> tunnels = request.tunnels;
   if (tunnels.empty()) tunnels.push_back({});  // v1 agent without subdomains: its agent id
+  const std::string& id_for_default_name =
+      !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
   for (std::size_t i = 0; i < tunnels.size(); ++i) {
     const auto& t = tunnels[i];
     protocol::TunnelResult result;
     result.type = t.type;
     std::string host;
+    bool explicit_name = false;
     std::string error = check_proxy_protocol(t);
     std::string_view code = refusal::kBadRequest;
     auto throttle = make_throttle(context_, account, t);
@@ -318,11 +368,12 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
       register_port(account, t, i, agent, throttle, result, error, code);
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
-    } else if (resolve_hostname(context_, account, t, request.agent_id, host, error, code)) {
+    } else if (resolve_hostname(context_, account, t, id_for_default_name, host, explicit_name,
+                                error, code)) {
       Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle,
                   tunnel_filters_ ? tunnel_filters_(t) : nullptr};
       code = refusal::kNameTaken;
-      if (context_.registry.claim(host, account.name, std::move(route), error)) {
+      if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name)) {
         result.ok = true;
         result.name = host;
         result.url = public_url(context_, host);
@@ -360,6 +411,11 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
     code = refusal::kNotAllowed;
     return false;
   }
+  // Every port is a descriptor, and so is every visitor's connection: keep some for those.
+  if (error = descriptor_shortage(context_.config.limits.fd_reserve); !error.empty()) {
+    code = refusal::kUnavailable;
+    return false;
+  }
   auto executor = agent->session->get_executor();
   const OpenPort open = [&](std::uint16_t port,
                             std::string& open_error) -> std::shared_ptr<PortListener> {
@@ -368,7 +424,9 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
   Route route{agent, static_cast<std::uint16_t>(index), request.local, std::move(throttle),
               nullptr};
   const std::uint16_t port = context_.registry.claim_port(
-      protocol, request.remote_port, account.name, rules, std::move(route), open, error);
+      protocol, request.remote_port, account.name, rules, std::move(route), open, error,
+      // The agent id changes when the agent restarts; the account and local target do not.
+      request.local);
   if (port == 0) {
     // The registry's reasons, by what they say (registry.cpp): another account holds the port,
     // the account's port limit, or no port could be opened.
@@ -387,6 +445,28 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
   agent->hostnames.push_back(result.url);
   agent->locals.push_back(request.local);
   return true;
+}
+
+void AgentGateway::announce_shared_names(const AgentSession& agent) {
+  for (const std::string& host : agent.hostnames) {
+    if (host.empty() || host.find("://") != std::string::npos) continue;  // refused, or a port
+    const std::vector<Route> routes = context_.registry.routes_of(host);
+    if (routes.size() < 2) continue;
+    const std::string shared =
+        ": requests are shared round robin between " + std::to_string(routes.size()) + " agents";
+    spdlog::info("{} is served by {} agents of account {} (round robin)", host, routes.size(),
+                 agent.account);
+    for (const Route& route : routes) {
+      if (!route.agent || !route.agent->session) continue;
+      std::string message =
+          route.agent.get() == &agent
+              ? host + " was already served by another agent of account " + agent.account + shared
+              : "agent " + agent.agent_id + " now serves " + host + " too" + shared;
+      asio::post(route.agent->session->get_executor(),
+                 [session = route.agent->session, index = route.tunnel_index,
+                  message = std::move(message)] { session->notice(index, message); });
+    }
+  }
 }
 
 void AgentGateway::go_away_all() {

@@ -22,6 +22,9 @@ class AgentSession {
   std::string agent_id;
   std::vector<std::string> hostnames;  // index = tunnel index on the wire (tcp/udp: the url)
   std::vector<std::string> locals;
+  // Streams its tcp and udp tunnels hold now (against raw_stream_budget()). Touched only on
+  // the session's executor, where those relays run.
+  std::uint32_t raw_streams = 0;
 };
 
 // Opens the public listener of a tcp or udp tunnel's port on `executor` (the edge implements
@@ -65,6 +68,10 @@ class AgentGateway {
                      std::size_t index, const std::shared_ptr<AgentSession>& agent,
                      std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
                      std::string& error, std::string_view& code);
+
+  // Tells every agent of a name that `agent` now shares (round robin) so, in a NOTICE: a second
+  // agent taking the same subdomain by mistake must not go unnoticed.
+  void announce_shared_names(const AgentSession& agent);
 
   CoreContext& context_;
   PortOpener open_port_;

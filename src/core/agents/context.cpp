@@ -1,9 +1,12 @@
 #include "core/agents/context.hpp"
 
 #include <openssl/rand.h>
+#include <sys/resource.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
+#include <system_error>
 
 #include "mux/session.hpp"
 
@@ -62,6 +65,28 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
       metrics(metrics_registry),
       rate_limiter(config.limits.requests_per_second),
       window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}
+
+std::string descriptor_shortage(std::uint32_t reserve_setting) {
+  rlimit limit{};
+  if (reserve_setting == 0 || ::getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
+      limit.rlim_cur == RLIM_INFINITY) {
+    return "";
+  }
+  const std::uint64_t max = limit.rlim_cur;
+  const std::uint64_t reserve = std::min<std::uint64_t>(reserve_setting, max / 4);
+  std::error_code ec;
+  std::uint64_t open = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    ++open;
+  }
+  if (ec || open + reserve <= max) return "";
+  return "the core has " + std::to_string(open) + " of its " + std::to_string(max) +
+         " file descriptors in use; new ports are refused while fewer than " +
+         std::to_string(reserve) +
+         " are free (limits.fd_reserve; raise the core's descriptor limit, e.g. LimitNOFILE= "
+         "in its systemd unit)";
+}
 
 std::string new_request_id() {
   // Ids need to be unique, not secret: a per-thread generator seeded once from the OS CSPRNG

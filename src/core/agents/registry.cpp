@@ -1,27 +1,39 @@
 #include "core/agents/registry.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <optional>
 #include <random>
 
 namespace tunnel::core {
 
 bool Registry::claim(const std::string& host, const std::string& account, Route route,
-                     std::string& error) {
+                     std::string& error, bool explicit_name) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = hosts_.try_emplace(host);
   Entry& entry = it->second;
-  if (!inserted && entry.account != account && !expired(entry, Clock::now())) {
+  // Another account's explicit name wins over a hold through a pattern: the pattern's agents
+  // keep their sessions but no longer get this name's traffic.
+  if (!inserted && entry.account != account && !expired(entry, Clock::now()) &&
+      (!explicit_name || entry.explicit_name)) {
     error = entry.routes.empty() ? host +
                                        " is reserved by another account (its agent left "
                                        "recently)"
                                  : host + " is in use by another account";
     return false;
   }
-  if (entry.account != account) {
+  Claims& claims = claims_[route.agent.get()];
+  if (entry.account != account || inserted) {
     entry = Entry{};
     entry.account = account;
+    claims.created_hosts.push_back(host);
+    ++generation_;
   }
-  claims_[route.agent.get()].hosts.push_back(host);
+  if (explicit_name && !entry.explicit_name) {
+    entry.explicit_name = true;
+    ++generation_;
+  }
+  claims.hosts.push_back(host);
   entry.routes.push_back(std::move(route));
   return true;
 }
@@ -40,6 +52,7 @@ void Registry::release_agent(const AgentSession* agent) {
       std::erase_if(entry.routes, [&](const Route& r) { return r.agent.get() == agent; });
       if (entry.routes.empty() && before > 0) {
         entry.offline_since = now;
+        ++generation_;
         if (entry.listener) entry.listener->close();
         entry.listener.reset();
       }
@@ -50,14 +63,52 @@ void Registry::release_agent(const AgentSession* agent) {
       auto& routes = it->second.routes;
       const auto before = routes.size();
       std::erase_if(routes, [&](const Route& r) { return r.agent.get() == agent; });
-      if (routes.empty() && before > 0) it->second.offline_since = now;
+      if (routes.empty() && before > 0) {
+        it->second.offline_since = now;
+        ++generation_;
+      }
     }
   }
   // Forget reservations that have expired, at most once a minute (a full walk).
   if (now - last_sweep_ < kSweepInterval) return;
   last_sweep_ = now;
-  std::erase_if(ports_, [&](const auto& item) { return port_expired(item.second, now); });
-  std::erase_if(hosts_, [&](const auto& item) { return expired(item.second, now); });
+  const std::size_t erased =
+      std::erase_if(ports_, [&](const auto& item) { return port_expired(item.second, now); }) +
+      std::erase_if(hosts_, [&](const auto& item) { return expired(item.second, now); });
+  if (erased > 0) ++generation_;
+}
+
+void Registry::rollback_agent(const AgentSession* agent) {
+  std::lock_guard lock(mutex_);
+  auto node = claims_.extract(agent);
+  if (node.empty()) return;
+  const Claims& claims = node.mapped();
+  const auto mine = [&](const Route& r) { return r.agent.get() == agent; };
+  for (const std::uint32_t key : claims.ports) {
+    auto it = ports_.find(key);
+    if (it == ports_.end()) continue;
+    PortEntry& entry = it->second;
+    std::erase_if(entry.routes, mine);
+    if (!entry.routes.empty()) continue;
+    if (entry.listener) entry.listener->close();
+    entry.listener.reset();
+    if (std::find(claims.created_ports.begin(), claims.created_ports.end(), key) !=
+        claims.created_ports.end()) {
+      ports_.erase(it);
+      ++generation_;
+    }
+  }
+  for (const std::string& host : claims.hosts) {
+    auto it = hosts_.find(host);
+    if (it == hosts_.end()) continue;
+    std::erase_if(it->second.routes, mine);
+    if (it->second.routes.empty() &&
+        std::find(claims.created_hosts.begin(), claims.created_hosts.end(), host) !=
+            claims.created_hosts.end()) {
+      hosts_.erase(it);
+      ++generation_;
+    }
+  }
 }
 
 LookupStatus Registry::lookup(const std::string& host, Route& out) {
@@ -68,12 +119,19 @@ LookupStatus Registry::lookup(const std::string& host, Route& out) {
   if (entry.routes.empty()) {
     if (expired(entry, Clock::now())) {
       hosts_.erase(it);
+      ++generation_;
       return LookupStatus::kUnknown;
     }
     return LookupStatus::kOffline;
   }
   out = entry.routes[entry.next++ % entry.routes.size()];
   return LookupStatus::kFound;
+}
+
+std::vector<Route> Registry::routes_of(const std::string& host) const {
+  std::lock_guard lock(mutex_);
+  auto it = hosts_.find(host);
+  return it == hosts_.end() ? std::vector<Route>{} : it->second.routes;
 }
 
 std::size_t Registry::agents_of(const std::string& account) const {
@@ -96,6 +154,27 @@ void Registry::remove_agent(const std::string& account) {
   if (it != agents_per_account_.end() && it->second > 0 && --it->second == 0) {
     agents_per_account_.erase(it);
   }
+}
+
+bool Registry::add_tunnels(const std::string& account, std::size_t n, std::size_t limit,
+                           std::size_t& serving) {
+  std::lock_guard lock(mutex_);
+  auto& count = tunnels_per_account_[account];
+  serving = count;
+  if (limit != 0 && count + n > limit) {
+    if (count == 0) tunnels_per_account_.erase(account);
+    return false;
+  }
+  count += n;
+  return true;
+}
+
+void Registry::remove_tunnels(const std::string& account, std::size_t n) {
+  std::lock_guard lock(mutex_);
+  auto it = tunnels_per_account_.find(account);
+  if (it == tunnels_per_account_.end()) return;
+  it->second -= std::min(it->second, n);
+  if (it->second == 0) tunnels_per_account_.erase(it);
 }
 
 std::size_t Registry::hostname_count() const {
@@ -124,7 +203,8 @@ std::size_t Registry::ports_of(PortProtocol protocol, const std::string& account
 
 bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
                                  const std::string& account, Route& route, const OpenPort& open,
-                                 bool explicit_port, std::string& error) {
+                                 bool explicit_port, const std::string& holder,
+                                 std::string& error) {
   const auto now = Clock::now();
   auto [it, inserted] = ports_.try_emplace(port_key(protocol, port));
   PortEntry& entry = it->second;
@@ -149,14 +229,21 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
     }
     entry.listener = std::move(listener);
   }
-  claims_[route.agent.get()].ports.push_back(port_key(protocol, port));
+  Claims& claims = claims_[route.agent.get()];
+  if (fresh) claims.created_ports.push_back(port_key(protocol, port));
+  if (fresh || (!holder.empty() && entry.holder != holder)) {
+    if (!holder.empty()) entry.holder = holder;
+    ++generation_;
+  }
+  claims.ports.push_back(port_key(protocol, port));
   entry.routes.push_back(std::move(route));
   return true;
 }
 
 std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
                                    const std::string& account, const PortRules& rules, Route route,
-                                   const OpenPort& open, std::string& error) {
+                                   const OpenPort& open, std::string& error,
+                                   const std::string& holder) {
   std::lock_guard lock(mutex_);
   const std::string proto(protocol_name(protocol));
   const auto at_max = [&] {
@@ -170,9 +257,28 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
     const bool joining =
         it != ports_.end() && it->second.account == account && !it->second.routes.empty();
     if (!joining && at_max()) return 0;
-    return claim_port_locked(protocol, port, account, route, open, true, error) ? port : 0;
+    return claim_port_locked(protocol, port, account, route, open, true, holder, error) ? port : 0;
   }
   if (at_max()) return 0;
+  // Port 0 from a holder whose port is held: the same port again.
+  if (!holder.empty()) {
+    const auto now = Clock::now();
+    const std::uint32_t udp = port_key(PortProtocol::kUdp, 0);
+    const std::uint32_t want = protocol == PortProtocol::kUdp ? udp : 0;
+    for (const auto& [key, entry] : ports_) {
+      if ((key & udp) != want || entry.account != account || entry.holder != holder ||
+          !entry.routes.empty() || port_expired(entry, now)) {
+        continue;
+      }
+      const auto held = static_cast<std::uint16_t>(key & 0xffffu);
+      if (!rules.allows(held)) break;  // the ranges changed since: choose anew
+      std::string held_error;
+      if (claim_port_locked(protocol, held, account, route, open, true, holder, held_error)) {
+        return held;
+      }
+      break;  // it cannot open again (another program took it): choose anew
+    }
+  }
   // Port 0: every port of the ranges in turn, from a random one, until one opens.
   std::size_t total = 0;
   for (const auto& r : rules.ranges) total += static_cast<std::size_t>(r.last - r.first) + 1;
@@ -195,7 +301,7 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
       n -= size;
     }
     if (ports_.contains(port_key(protocol, candidate))) continue;  // held or reserved
-    if (claim_port_locked(protocol, candidate, account, route, open, false, last_error)) {
+    if (claim_port_locked(protocol, candidate, account, route, open, false, holder, last_error)) {
       return candidate;
     }
   }
@@ -212,6 +318,74 @@ LookupStatus Registry::lookup_port(PortProtocol protocol, std::uint16_t port, Ro
   if (entry.routes.empty()) return LookupStatus::kOffline;
   out = entry.routes[entry.next++ % entry.routes.size()];
   return LookupStatus::kFound;
+}
+
+std::vector<Registry::Owned> Registry::owned(std::int64_t now_unix) const {
+  std::lock_guard lock(mutex_);
+  const auto now = Clock::now();
+  const auto unix_of = [&](Clock::time_point t) {
+    return now_unix - std::chrono::duration_cast<std::chrono::seconds>(now - t).count();
+  };
+  std::vector<Owned> out;
+  out.reserve(hosts_.size() + ports_.size());
+  for (const auto& [host, entry] : hosts_) {
+    if (expired(entry, now)) continue;
+    out.push_back({host, entry.account, "", entry.explicit_name,
+                   entry.routes.empty() ? unix_of(entry.offline_since) : 0});
+  }
+  const std::uint32_t udp = port_key(PortProtocol::kUdp, 0);
+  for (const auto& [key, entry] : ports_) {
+    if (port_expired(entry, now)) continue;
+    const std::string name =
+        std::string((key & udp) != 0 ? "udp:" : "tcp:") + std::to_string(key & 0xffffu);
+    out.push_back({name, entry.account, entry.holder, false,
+                   entry.routes.empty() ? unix_of(entry.offline_since) : 0});
+  }
+  return out;
+}
+
+std::size_t Registry::restore(const std::vector<Owned>& owned, std::int64_t now_unix) {
+  std::lock_guard lock(mutex_);
+  const auto now = Clock::now();
+  std::size_t added = 0;
+  for (const Owned& o : owned) {
+    Clock::time_point since = now;
+    if (o.offline_since != 0) {
+      since = now - std::chrono::seconds(std::max<std::int64_t>(0, now_unix - o.offline_since));
+    }
+    if (now - since > offline_hold_) continue;
+    std::optional<PortProtocol> protocol;
+    if (o.key.starts_with("tcp:")) protocol = PortProtocol::kTcp;
+    if (o.key.starts_with("udp:")) protocol = PortProtocol::kUdp;
+    if (protocol) {
+      unsigned port = 0;
+      const std::string digits = o.key.substr(4);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+      if (ec != std::errc{} || end != digits.data() + digits.size() || port == 0 || port > 0xffff) {
+        continue;
+      }
+      auto [it, inserted] =
+          ports_.try_emplace(port_key(*protocol, static_cast<std::uint16_t>(port)));
+      if (!inserted) continue;
+      it->second.account = o.account;
+      it->second.holder = o.holder;
+      it->second.offline_since = since;
+    } else {
+      auto [it, inserted] = hosts_.try_emplace(o.key);
+      if (!inserted) continue;
+      it->second.account = o.account;
+      it->second.explicit_name = o.explicit_name;
+      it->second.offline_since = since;
+    }
+    ++added;
+  }
+  if (added > 0) ++generation_;
+  return added;
+}
+
+std::uint64_t Registry::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
 }
 
 }  // namespace tunnel::core

@@ -9,7 +9,17 @@
 // Ports of tcp and udp tunnels follow the same rules, keyed by (protocol, port): one account at
 // a time, shared round robin by its agents, held for the account for `offline_hold` after its
 // last agent leaves. The registry also owns the port's listener: it is opened by the first
-// claim and closed when the last agent leaves.
+// claim and closed when the last agent leaves. A port chosen by the core (port 0) goes back to
+// the same holder (the tunnel's local target, within the account) when it asks again within the
+// hold.
+//
+// Ownership outlives the process through owned()/restore() (an OwnershipStore keeps it): after
+// a restart every name and port of the previous run is held for its account for
+// `offline_hold`, so no other account can take it while the owner's agents reconnect.
+//
+// An account's explicit names (an exact subdomain or domain in its config) win over another
+// account that holds the name only through a pattern ("*", "app-*", "*.example.org"): the
+// explicit claim takes the name over, online or held.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -62,32 +72,65 @@ class Registry {
       : offline_hold_(offline_hold) {}
 
   // Adds `route` for `host` on behalf of `account`. False with `error` if another account holds
-  // the name (online or recently).
-  bool claim(const std::string& host, const std::string& account, Route route, std::string& error);
+  // the name (online or recently) and this claim does not win over it (see above).
+  // `explicit_name`: the account's config names this host exactly (not through a pattern).
+  bool claim(const std::string& host, const std::string& account, Route route, std::string& error,
+             bool explicit_name = false);
   // Removes every route of `agent` (it disconnected); its names go offline if it was the last.
   void release_agent(const AgentSession* agent);
+  // Undoes the claims of an agent whose AUTH was refused: names and ports it took fresh are
+  // forgotten at once (no offline hold, so a refused AUTH reserves nothing), and those it joined
+  // are left as they were before (a hold keeps its original start). Listeners it opened close.
+  void rollback_agent(const AgentSession* agent);
   // Picks the next agent for `host` (round robin).
   LookupStatus lookup(const std::string& host, Route& out);
+  // Every route of `host` now (several when agents share it round robin).
+  std::vector<Route> routes_of(const std::string& host) const;
 
   // Connected agent sessions of an account (for max_agents).
   std::size_t agents_of(const std::string& account) const;
   bool add_agent(const std::string& account, std::size_t limit);
   void remove_agent(const std::string& account);
+  // Tunnels the account's connected agents asked for (limits.max_tunnels_per_account): adds
+  // `n` unless that would pass `limit` (0 = unlimited); `serving` gets the count before.
+  bool add_tunnels(const std::string& account, std::size_t n, std::size_t limit,
+                   std::size_t& serving);
+  void remove_tunnels(const std::string& account, std::size_t n);
 
   std::size_t hostname_count() const;
+  std::chrono::seconds offline_hold() const { return offline_hold_; }
 
   // Adds `route` for `port` on behalf of `account`, opening the port with `open` when no agent
   // serves it yet. Port 0 picks a free port in `rules.ranges` (random start). `rules.ranges` is
   // not checked for an explicit port (the caller does, to word the refusal). Returns the port,
   // or 0 with `error`: taken by another account, the account's max_ports reached, or `open`
   // failed.
+  // `holder` names who asks (the gateway uses the tunnel's local target: agent ids change when
+  // an agent restarts): a port 0 request gets back the port its holder had when that port is
+  // held for the account.
   std::uint16_t claim_port(PortProtocol protocol, std::uint16_t port, const std::string& account,
                            const PortRules& rules, Route route, const OpenPort& open,
-                           std::string& error);
+                           std::string& error, const std::string& holder = "");
   // Picks the next agent for a port (round robin).
   LookupStatus lookup_port(PortProtocol protocol, std::uint16_t port, Route& out);
   // Ports of `protocol` that `account` serves now (with at least one agent).
   std::size_t ports_of(PortProtocol protocol, const std::string& account) const;
+
+  // Who owns what, for a store that outlives the process (core/agents/ownership_store.hpp).
+  struct Owned {
+    std::string key;  // a hostname, or "tcp:15432" / "udp:5353"
+    std::string account;
+    std::string holder;  // ports: the holder of the last claim; "" for names
+    bool explicit_name = false;
+    std::int64_t offline_since = 0;  // unix seconds; 0 = served when the snapshot was taken
+  };
+  std::vector<Owned> owned(std::int64_t now_unix) const;
+  // Adds what a previous run owned as held (offline) entries: served ones are held for
+  // `offline_hold` from now, offline ones for what is left of their hold. Entries already
+  // present win. Returns how many were added.
+  std::size_t restore(const std::vector<Owned>& owned, std::int64_t now_unix);
+  // Changes whenever owned() would: compare to decide whether to save.
+  std::uint64_t generation() const;
 
  private:
   struct Entry {
@@ -95,6 +138,7 @@ class Registry {
     std::vector<Route> routes;
     std::size_t next = 0;
     Clock::time_point offline_since{};
+    bool explicit_name = false;
   };
   bool expired(const Entry& entry, Clock::time_point now) const {
     return entry.routes.empty() && now - entry.offline_since > offline_hold_;
@@ -106,6 +150,7 @@ class Registry {
     std::size_t next = 0;
     Clock::time_point offline_since{};
     std::shared_ptr<PortListener> listener;  // null while offline
+    std::string holder;
   };
   static std::uint32_t port_key(PortProtocol protocol, std::uint16_t port) {
     return (protocol == PortProtocol::kUdp ? 0x10000u : 0u) | port;
@@ -117,12 +162,15 @@ class Registry {
   // Adds the route to a port entry (opening it if needed). Lock held.
   bool claim_port_locked(PortProtocol protocol, std::uint16_t port, const std::string& account,
                          Route& route, const OpenPort& open, bool explicit_port,
-                         std::string& error);
+                         const std::string& holder, std::string& error);
 
   // What each connected agent claimed, so releasing it touches only those entries.
   struct Claims {
     std::vector<std::string> hosts;
     std::vector<std::uint32_t> ports;
+    // The subset this agent created (no entry, or another account's expired one, before).
+    std::vector<std::string> created_hosts;
+    std::vector<std::uint32_t> created_ports;
   };
   static constexpr auto kSweepInterval = std::chrono::seconds(60);
 
@@ -132,7 +180,9 @@ class Registry {
   std::unordered_map<std::string, Entry> hosts_;
   std::unordered_map<std::uint32_t, PortEntry> ports_;
   std::unordered_map<std::string, std::size_t> agents_per_account_;
+  std::unordered_map<std::string, std::size_t> tunnels_per_account_;
   std::chrono::seconds offline_hold_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace tunnel::core

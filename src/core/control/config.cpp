@@ -113,12 +113,28 @@ constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 constexpr std::uint64_t kMaxWindowBudgetTotal = 1024ull * 1024 * 1024 * 1024;
 
 void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
-  auto f = r.fields(
-      node, "limits",
-      {"max_header_bytes", "max_body_bytes", "header_timeout", "response_timeout",
-       "client_watch_delay", "idle_timeout", "max_streams_per_agent", "requests_per_second",
-       "shutdown_grace", "udp_idle_timeout", "tunnel_idle_timeout", "udp_max_datagram",
-       "udp_socket_buffer", "window_budget_per_agent", "window_budget_total"});
+  auto f = r.fields(node, "limits",
+                    {"max_header_bytes",
+                     "max_body_bytes",
+                     "header_timeout",
+                     "response_timeout",
+                     "client_watch_delay",
+                     "idle_timeout",
+                     "max_streams_per_agent",
+                     "requests_per_second",
+                     "shutdown_grace",
+                     "udp_idle_timeout",
+                     "tunnel_idle_timeout",
+                     "udp_max_datagram",
+                     "udp_socket_buffer",
+                     "window_budget_per_agent",
+                     "window_budget_total",
+                     "max_tunnels_per_agent",
+                     "max_tunnels_per_account",
+                     "fd_reserve",
+                     "max_connections_per_tcp_tunnel",
+                     "max_clients_per_udp_tunnel",
+                     "streams_reserved_for_http"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
   r.read(*f, "max_body_bytes", "limits", out.max_body_bytes, UINT64_MAX);
@@ -135,6 +151,12 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "udp_socket_buffer", "limits", out.udp_socket_buffer, kMaxUdpSocketBuffer);
   r.read(*f, "window_budget_per_agent", "limits", out.window_budget_per_agent, kMaxWindowBudget);
   r.read(*f, "window_budget_total", "limits", out.window_budget_total, kMaxWindowBudgetTotal);
+  r.read(*f, "max_tunnels_per_agent", "limits", out.max_tunnels_per_agent);
+  r.read(*f, "max_tunnels_per_account", "limits", out.max_tunnels_per_account);
+  r.read(*f, "fd_reserve", "limits", out.fd_reserve);
+  r.read(*f, "max_connections_per_tcp_tunnel", "limits", out.max_connections_per_tcp_tunnel);
+  r.read(*f, "max_clients_per_udp_tunnel", "limits", out.max_clients_per_udp_tunnel);
+  r.read(*f, "streams_reserved_for_http", "limits", out.streams_reserved_for_http);
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
@@ -309,6 +331,93 @@ void check_auth(ConfigReader& r, const AuthConfig& auth) {
   }
 }
 
+// Whether two subdomain patterns of different accounts can name the same label. "*" is left
+// out: it means "any name no one else has", and an explicit name wins over it when claimed.
+bool subdomains_overlap(std::string_view a, std::string_view b) {
+  const bool glob_a = a.ends_with('*');
+  const bool glob_b = b.ends_with('*');
+  if (glob_a) a.remove_suffix(1);
+  if (glob_b) b.remove_suffix(1);
+  if (glob_a && glob_b) return a.starts_with(b) || b.starts_with(a);
+  if (glob_a) return b.size() > a.size() && b.starts_with(a);
+  if (glob_b) return a.size() > b.size() && a.starts_with(b);
+  return a == b;
+}
+
+// Whether `host` is `suffix` or under it ("a.example.org" is under "example.org").
+bool at_or_under(std::string_view host, std::string_view suffix) {
+  return host == suffix || (host.size() > suffix.size() + 1 && host.ends_with(suffix) &&
+                            host[host.size() - suffix.size() - 1] == '.');
+}
+
+// Whether two domain patterns ("example.org", "*.example.org") can match the same host.
+// Identical entries are reported apart ("also claimed by").
+bool domains_overlap(std::string_view a, std::string_view b) {
+  const bool wild_a = a.starts_with("*.");
+  const bool wild_b = b.starts_with("*.");
+  if (wild_a) a.remove_prefix(2);
+  if (wild_b) b.remove_prefix(2);
+  if (wild_a && wild_b) return at_or_under(a, b) || at_or_under(b, a);
+  if (wild_a) return b != a && at_or_under(b, a);
+  if (wild_b) return a != b && at_or_under(a, b);
+  return false;
+}
+
+// A name belongs to one account: patterns of two accounts that can name the same host are
+// refused here, naming both (issue 25, "overlapping ownership"), and so are custom domains
+// that would take names under the base domain from its subdomains.
+void check_overlaps(ConfigReader& r, const Config& config) {
+  const std::string base = common::ascii_lower(config.domain);
+  for (std::size_t i = 0; i < config.accounts.size(); ++i) {
+    const Account& a = config.accounts[i];
+    const auto path_a = element("accounts", i);
+    for (std::size_t k = 0; k < a.domains.size(); ++k) {
+      const std::string d = common::ascii_lower(a.domains[k]);
+      const bool wild = d.starts_with("*.");
+      const std::string_view rest = wild ? std::string_view(d).substr(2) : std::string_view(d);
+      // "*.example.org" with the base domain tunnel.example.org, or "x.tunnel.example.org".
+      const bool covers =
+          wild ? at_or_under(base, rest)
+               : at_or_under(d, base) && d != base && d.find('.') == d.size() - base.size() - 1;
+      if (covers && !base.empty()) {
+        r.error(element(child(path_a, "domains"), k),
+                in_quotes(a.domains[k]) + " covers names under the base domain " + base +
+                    ", which belong to the accounts' subdomains; list the name under "
+                    "subdomains instead");
+      }
+    }
+    for (std::size_t j = i + 1; j < config.accounts.size(); ++j) {
+      const Account& b = config.accounts[j];
+      const auto path_b = element("accounts", j);
+      const auto report = [&](std::string_view key, std::size_t ka, std::size_t kb,
+                              const std::string& pa, const std::string& pb) {
+        r.error(element(child(path_b, key), kb),
+                in_quotes(pb) + " of account " + in_quotes(b.name) + " overlaps " + in_quotes(pa) +
+                    " of account " + in_quotes(a.name) + " (" + element(child(path_a, key), ka) +
+                    "): a name belongs to one account; narrow one of them");
+      };
+      for (std::size_t ka = 0; ka < a.subdomains.size(); ++ka) {
+        const std::string pa = common::ascii_lower(a.subdomains[ka]);
+        if (pa == "*") continue;
+        for (std::size_t kb = 0; kb < b.subdomains.size(); ++kb) {
+          const std::string pb = common::ascii_lower(b.subdomains[kb]);
+          if (pb != "*" && subdomains_overlap(pa, pb)) {
+            report("subdomains", ka, kb, a.subdomains[ka], b.subdomains[kb]);
+          }
+        }
+      }
+      for (std::size_t ka = 0; ka < a.domains.size(); ++ka) {
+        for (std::size_t kb = 0; kb < b.domains.size(); ++kb) {
+          if (domains_overlap(common::ascii_lower(a.domains[ka]),
+                              common::ascii_lower(b.domains[kb]))) {
+            report("domains", ka, kb, a.domains[ka], b.domains[kb]);
+          }
+        }
+      }
+    }
+  }
+}
+
 void check_accounts(ConfigReader& r, const Config& config) {
   std::map<std::string, std::string> account_of_token;
   std::map<std::string, std::size_t> account_of_domain;  // domain -> account index
@@ -364,6 +473,7 @@ void check_accounts(ConfigReader& r, const Config& config) {
       }
     }
   }
+  check_overlaps(r, config);
 }
 
 void check_positive(ConfigReader& r, const char* path, std::chrono::milliseconds value) {
@@ -399,6 +509,12 @@ void check_rest(ConfigReader& r, const Config& config) {
     r.error("limits.udp_socket_buffer", "at least 4096 bytes, or 0 for the kernel's default");
   }
   if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
+  if (limits.max_connections_per_tcp_tunnel == 0) {
+    r.error("limits.max_connections_per_tcp_tunnel", "at least 1");
+  }
+  if (limits.max_clients_per_udp_tunnel == 0) {
+    r.error("limits.max_clients_per_udp_tunnel", "at least 1");
+  }
   check_positive(r, "heartbeat.interval", config.heartbeat.interval);
   if (config.heartbeat.timeout <= config.heartbeat.interval) {
     r.error("heartbeat.timeout", "must be longer than heartbeat.interval");
@@ -596,6 +712,15 @@ std::string PortRules::describe_ranges() const {
   return out;
 }
 
+std::uint32_t raw_stream_budget(const LimitsConfig& limits) {
+  const std::uint32_t max = limits.max_streams_per_agent;
+  return max - std::min(limits.streams_reserved_for_http, max / 2);
+}
+
+// ports.max_per_account when no config sets it: one account must not be able to fill the
+// core's descriptor table with listeners (issue 25, "one tenant can exhaust the core").
+constexpr std::uint32_t kDefaultMaxPortsPerAccount = 10;
+
 PortRules port_rules(const Config& config, const Account& account) {
   PortRules rules;
   const auto& ranges = account.ports.ranges ? account.ports.ranges : config.ports.ranges;
@@ -608,7 +733,7 @@ PortRules port_rules(const Config& config, const Account& account) {
   if (rules.ranges.empty()) rules.ranges.push_back({1024, 65535});
   const auto& max =
       account.ports.max_per_account ? account.ports.max_per_account : config.ports.max_per_account;
-  rules.max_ports = max.value_or(0);
+  rules.max_ports = max.value_or(kDefaultMaxPortsPerAccount);
   return rules;
 }
 

@@ -47,13 +47,13 @@ std::optional<PortRange> parse_port_range(std::string_view text, std::string& er
 // sets). Ranges are kept as written and parsed by validate().
 struct PortsConfig {
   std::optional<std::vector<std::string>> ranges;  // absent = 1024-65535
-  std::optional<std::uint32_t> max_per_account;    // absent or 0 = unlimited
+  std::optional<std::uint32_t> max_per_account;    // absent = 10; 0 = unlimited
 };
 
 // The effective port policy of one account.
 struct PortRules {
   std::vector<PortRange> ranges;  // never empty
-  std::uint32_t max_ports = 0;    // ports held at once (tcp and udp counted apart); 0 = unlimited
+  std::uint32_t max_ports = 10;   // ports held at once (tcp and udp counted apart); 0 = unlimited
   bool allows(std::uint16_t port) const;
   std::string describe_ranges() const;  // "10000-20000, 30000"
 };
@@ -112,6 +112,11 @@ struct Account {
   bool may_use_domain(std::string_view host) const;
 };
 
+// How many streams of one agent its tcp and udp tunnels may hold together: max_streams minus
+// the reserve for http tunnels (at most half of max_streams is reserved).
+struct LimitsConfig;
+std::uint32_t raw_stream_budget(const LimitsConfig& limits);
+
 struct LimitsConfig {
   std::uint64_t max_header_bytes = 64 * 1024;
   std::uint64_t max_body_bytes = 0;                    // 0 = unlimited
@@ -123,6 +128,21 @@ struct LimitsConfig {
   std::chrono::milliseconds client_watch_delay{500};
   std::chrono::milliseconds idle_timeout{75'000};  // keep-alive idle, public connections
   std::uint32_t max_streams_per_agent = 1000;
+  // Tunnels one agent may ask for in its AUTH, and all agents of one account may serve at once.
+  // 0 = unlimited. Each tunnel is a registry entry, a hostname or an open port.
+  std::uint32_t max_tunnels_per_agent = 32;
+  std::uint32_t max_tunnels_per_account = 256;
+  // New tcp/udp ports are refused while fewer file descriptors than this are free (of
+  // RLIMIT_NOFILE; at most a quarter of it counts), so listeners cannot starve visitors'
+  // connections of descriptors. 0 = no check.
+  std::uint32_t fd_reserve = 256;
+  // Streams of raw tunnels: each tcp tunnel's connections and each udp tunnel's client
+  // addresses have their own budget (on a udp tunnel the least recently active client is
+  // evicted for a new one), and all tcp/udp streams of one agent leave this many of
+  // max_streams_per_agent to its http tunnels (at most half of it is reserved).
+  std::uint32_t max_connections_per_tcp_tunnel = 500;
+  std::uint32_t max_clients_per_udp_tunnel = 256;
+  std::uint32_t streams_reserved_for_http = 100;
   // How far the receive windows of one agent connection's streams may grow in all beyond their
   // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for
   // public clients that read fast and then stall. 0 = windows never grow.

@@ -175,6 +175,44 @@ accounts:
   EXPECT_NE(all(result.errors).find("No such file or directory"), std::string::npos);
 }
 
+// Issue 25: one account owning "*.example" while another owns "bob.example" was accepted, and
+// the wildcard owner could then take bob's name.
+TEST(CoreConfig, RefusesNamesThatTwoAccountsCouldOwn) {
+  auto result = load_config_string(R"(
+domain: tunnel.example.com
+accounts:
+  - name: alice
+    tokens: [a]
+    subdomains: ["*", "app-*", "shop", "api"]
+    domains: ["*.alice.test", "www.shared.test", "bob.tunnel.example.com"]
+  - name: bob
+    tokens: [b]
+    subdomains: ["app-bob", "ap*", "shop", "apix"]
+    domains: ["*.shared.test", "x.y.alice.test", "*.example.com"]
+  - name: carol
+    tokens: [c]
+    subdomains: ["*", "carol", "carol-*"]
+    domains: ["carol.test"]
+)");
+  for (
+      const char* error : {
+          R"(accounts[1].subdomains[0]: "app-bob" of account "bob" overlaps "app-*" of account "alice" (accounts[0].subdomains[1]))",
+          R"(accounts[1].subdomains[1]: "ap*" of account "bob" overlaps "app-*" of account "alice")",
+          R"(accounts[1].subdomains[1]: "ap*" of account "bob" overlaps "api" of account "alice")",
+          R"(accounts[1].subdomains[2]: "shop" of account "bob" overlaps "shop" of account "alice")",
+          R"(accounts[1].domains[0]: "*.shared.test" of account "bob" overlaps "www.shared.test" of account "alice" (accounts[0].domains[1]))",
+          R"(accounts[1].domains[1]: "x.y.alice.test" of account "bob" overlaps "*.alice.test")",
+          R"(accounts[0].domains[2]: "bob.tunnel.example.com" covers names under the base domain tunnel.example.com)",
+          R"(accounts[1].domains[2]: "*.example.com" covers names under the base domain)",
+          R"(accounts[1].domains[2]: "*.example.com" of account "bob" overlaps "bob.tunnel.example.com" of account "alice")",
+      }) {
+    find(result, error);
+  }
+  // "apix" overlaps nothing exact of alice ("api" is not a prefix glob); "*" overlaps nothing
+  // (explicit names win over it when claimed); carol's names are her own.
+  EXPECT_EQ(result.errors.size(), 9u) << all(result.errors);
+}
+
 TEST(CoreConfig, JwtSecretRules) {
   auto short_secret = load_config_string("auth: {jwt_secret: short}\n");
   EXPECT_NE(find(short_secret, "auth.jwt_secret:").message.find("at least 32 bytes"),

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "core/agents/agent_gateway.hpp"
+#include "core/edge/stream_budget.hpp"
 #include "mux/pump.hpp"
 #include "protocol/proxy_header.hpp"
 #include "transport/accept.hpp"
@@ -62,22 +63,50 @@ class ClientPumpHooks final : public mux::PumpHooks {
   const Throttle* throttle_;  // bandwidth limits of the tunnel; null = none
 };
 
+// What the connections of one tcp port share: their count (limits.max_connections_per_tcp_tunnel)
+// and the gate of refusal log lines. Relays of one port run on several agents' workers.
+struct TcpBudget {
+  std::atomic<std::uint32_t> connections{0};
+  LogGate refusals;
+  void refused(std::uint16_t port, const std::string& peer, const std::string& why) {
+    std::uint64_t held = 0;
+    if (!refusals.allow(held)) return;
+    spdlog::warn(
+        "tcp :{} {}: closed: {}{}", port, peer, why,
+        held == 0 ? "" : " (" + std::to_string(held) + " more refused since the last line)");
+  }
+};
+
 asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
-                            std::shared_ptr<TcpMetrics> metrics,
-                            std::chrono::milliseconds idle_timeout) {
+                            std::shared_ptr<TcpMetrics> metrics, const LimitsConfig& limits,
+                            std::shared_ptr<TcpBudget> budget) {
   const auto start = Clock::now();
   boost::system::error_code ignored;
   client.set_option(tcp::no_delay(true), ignored);
   const std::string peer = transport::remote_string(client);
   const std::string local = transport::endpoint_string(client.local_endpoint(ignored));
   auto session = route.agent->session;
-  std::string error;
+  struct Slot {
+    TcpBudget& budget;
+    ~Slot() { budget.connections.fetch_sub(1, std::memory_order_relaxed); }
+  } slot{*budget};
+  std::string error = take_raw_stream(*route.agent, limits);
+  if (!error.empty()) {
+    metrics->refused.inc();
+    budget->refused(port, peer, error);
+    client.close(ignored);
+    co_return;
+  }
+  struct RawSlot {
+    AgentSession& agent;
+    ~RawSlot() { release_raw_stream(agent); }
+  } raw_slot{*route.agent};
   auto stream =
       session->open_stream(route.tunnel_index, protocol::format_addresses(peer, local), error);
   if (!stream) {
     metrics->refused.inc();
-    spdlog::warn("tcp :{} {}: closed: the agent {} cannot take connections: {}", port, peer,
-                 session->name(), error);
+    budget->refused(port, peer,
+                    "the agent " + session->name() + " cannot take connections: " + error);
     client.close(ignored);
     co_return;
   }
@@ -87,7 +116,7 @@ asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
   options.reset_code = protocol::ErrorCode::kCancel;
   options.peer = "the agent";
   options.session = "the agent session";
-  options.idle_timeout = idle_timeout;
+  options.idle_timeout = limits.tunnel_idle_timeout;
   options.idle_setting = "limits.tunnel_idle_timeout";
   const mux::PumpResult r = co_await mux::pump(client, *stream, hooks, options);
   client.close(ignored);
@@ -154,6 +183,16 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       socket.close(ec);
       return;
     }
+    const std::uint32_t limit = context_.config.limits.max_connections_per_tcp_tunnel;
+    if (budget_->connections.fetch_add(1, std::memory_order_relaxed) >= limit) {
+      budget_->connections.fetch_sub(1, std::memory_order_relaxed);
+      metrics_->refused.inc();
+      budget_->refused(port_, transport::remote_string(socket),
+                       "the tunnel has " + std::to_string(limit) +
+                           " connections open (limits.max_connections_per_tcp_tunnel)");
+      socket.close(ec);
+      return;
+    }
     auto target = route.agent->session->get_executor();
     if (target != executor_) {
       // The relay must run where the agent's session lives: move the descriptor there.
@@ -162,13 +201,14 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       if (ec) {
         spdlog::warn("tcp :{}: cannot hand a connection to the agent's worker: {}", port_,
                      ec.message());
+        budget_->connections.fetch_sub(1, std::memory_order_relaxed);
         return;
       }
       socket = tcp::socket(target, protocol, fd);
     }
     asio::co_spawn(target,
                    relay(std::move(socket), std::move(route), port_, metrics_,
-                         context_.config.limits.tunnel_idle_timeout),
+                         context_.config.limits, budget_),
                    asio::detached);
   }
 
@@ -177,6 +217,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
   tcp::acceptor acceptor_;
   std::uint16_t port_;
   std::shared_ptr<TcpMetrics> metrics_;
+  std::shared_ptr<TcpBudget> budget_ = std::make_shared<TcpBudget>();
 };
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "common/async.hpp"
 #include "core/agents/agent_gateway.hpp"
+#include "core/edge/stream_budget.hpp"
 #include "core/edge/tcp_tunnel.hpp"
 #include "protocol/proxy_header.hpp"
 #include "protocol/udp_record.hpp"
@@ -132,6 +133,10 @@ class UdpClient : public std::enable_shared_from_this<UdpClient> {
   // On the client's executor: queue a datagram for the stream.
   void on_datagram(std::span<const std::uint8_t> datagram);
   asio::awaitable<void> run();
+  // On the client's executor: end the session now (a newer client needs its place).
+  void evict(const std::string& reason);
+  // From any thread: when a datagram last went either way.
+  Clock::rep last_seen() const { return last_seen_.load(std::memory_order_relaxed); }
 
  private:
   asio::awaitable<void> to_agent();
@@ -148,7 +153,9 @@ class UdpClient : public std::enable_shared_from_this<UdpClient> {
   std::size_t pending_count_ = 0;
   Signal ready_;
   Clock::time_point last_activity_ = Clock::now();
+  std::atomic<Clock::rep> last_seen_{Clock::now().time_since_epoch().count()};
   bool ended_ = false;
+  bool evicted_ = false;
   std::string outcome_;
   std::uint64_t in_ = 0, out_ = 0;
 };
@@ -211,6 +218,17 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   }
 
   std::uint16_t port() const { return port_; }
+
+  // A datagram or a client was given up: count it, and log at most one line per 10 s.
+  void dropped(std::uint64_t datagrams, const std::string& why) {
+    if (datagrams > 0) metrics.dropped.inc(datagrams);
+    std::uint64_t held = 0;
+    if (!drop_log_.allow(held)) return;
+    spdlog::warn(
+        "udp :{}: {}{}", port_, why,
+        held == 0 ? "" : " (" + std::to_string(held) + " more like it since the last line)");
+  }
+
   // "ip:port" the port is bound to (for the agent's PROXY-style address line).
   const std::string& local_address() const { return local_address_; }
 
@@ -300,6 +318,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
         metrics.dropped.inc();
         return;
       }
+      if (clients_.size() >= context.config.limits.max_clients_per_udp_tunnel) evict_oldest();
       auto client = std::make_shared<UdpClient>(shared_from_this(), from, std::move(route));
       it = clients_.emplace(from, client).first;
       asio::co_spawn(client->executor(), client->run(), asio::detached);
@@ -314,21 +333,41 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
                });
   }
 
+  // At limits.max_clients_per_udp_tunnel: the least recently active client makes room.
+  void evict_oldest() {
+    auto oldest = clients_.begin();
+    for (auto it = clients_.begin(); it != clients_.end(); ++it) {
+      if (it->second->last_seen() < oldest->second->last_seen()) oldest = it;
+    }
+    if (oldest == clients_.end()) return;
+    auto client = std::move(oldest->second);
+    clients_.erase(oldest);
+    const std::string reason = "evicted for a new client: the tunnel has " +
+                               std::to_string(context.config.limits.max_clients_per_udp_tunnel) +
+                               " clients (limits.max_clients_per_udp_tunnel)";
+    asio::post(client->executor(), [client, reason] { client->evict(reason); });
+  }
+
   udp::socket socket_;
   std::uint16_t port_;
   std::map<udp::endpoint, std::shared_ptr<UdpClient>> clients_;  // on `executor`
+  LogGate drop_log_;
   DropReport too_large_in_;
   DropReport too_large_out_;
   std::string local_address_;
 };
 
 void UdpClient::on_datagram(std::span<const std::uint8_t> datagram) {
-  if (ended_) return;
+  if (ended_) {
+    port_->metrics.dropped.inc();  // raced the session's end
+    return;
+  }
   if (pending_count_ >= kMaxQueuedDatagrams) {
     port_->metrics.dropped.inc();
     return;
   }
   last_activity_ = Clock::now();
+  last_seen_.store(last_activity_.time_since_epoch().count(), std::memory_order_relaxed);
   protocol::append_udp_record(pending_, datagram);  // size checked when received
   if (pending_count_++ == 0) ready_.notify();
 }
@@ -360,6 +399,7 @@ asio::awaitable<void> UdpClient::from_agent() {
   transport::error_code ec;
   for (;;) {
     const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
+    if (evicted_) co_return;  // evict() said why
     if (ec || n == 0) {
       outcome_ = ec ? (stream_->is_reset() ? "reset by the agent: " + stream_->reset_message()
                                            : "the agent session ended")
@@ -384,6 +424,7 @@ asio::awaitable<void> UdpClient::from_agent() {
       co_return;
     }
     last_activity_ = Clock::now();
+    last_seen_.store(last_activity_.time_since_epoch().count(), std::memory_order_relaxed);
   }
 }
 
@@ -401,16 +442,28 @@ asio::awaitable<void> UdpClient::idle_watch() {
   }
 }
 
+void UdpClient::evict(const std::string& reason) {
+  if (ended_) return;
+  evicted_ = true;
+  outcome_ = reason;
+  if (stream_ && !stream_->is_reset()) stream_->reset(protocol::ErrorCode::kNoError, reason);
+}
+
 asio::awaitable<void> UdpClient::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   const std::string peer = address_text(client_);
-  std::string error;
-  stream_ = route_.agent->session->open_stream(
-      route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
+  std::string error =
+      evicted_ ? outcome_ : take_raw_stream(*route_.agent, port_->context.config.limits);
+  const bool slot = error.empty();
+  if (slot) {
+    stream_ = route_.agent->session->open_stream(
+        route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
+    if (!stream_)
+      error = "the agent " + route_.agent->session->name() + " cannot take a session: " + error;
+  }
   if (!stream_) {
-    spdlog::warn("udp :{} {}: the agent {} cannot take a session: {}", port_->port(), peer,
-                 route_.agent->session->name(), error);
+    port_->dropped(pending_count_, peer + ": datagrams dropped: " + error);
   } else {
     port_->metrics.sessions.inc();
     port_->metrics.active.inc();
@@ -421,7 +474,10 @@ asio::awaitable<void> UdpClient::run() {
     spdlog::info("udp :{} {}: session closed ({}), datagrams in={} out={}", port_->port(), peer,
                  outcome_, in_, out_);
   }
+  if (slot) release_raw_stream(*route_.agent);
   ended_ = true;
+  if (stream_ && pending_count_ > 0)
+    port_->dropped(pending_count_, peer + ": datagrams dropped: " + outcome_);
   pending_.clear();
   pending_count_ = 0;
   port_->forget(client_, self);

@@ -1,0 +1,271 @@
+// Registry ownership rules that are not about port policy: a refused AUTH reserves nothing,
+// ownership survives a restart, explicit names win over patterns.
+#include "core/agents/registry.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/agents/agent_gateway.hpp"
+#include "core/agents/context.hpp"
+#include "core/agents/ownership_store.hpp"
+
+namespace tunnel::core {
+namespace {
+
+struct CountingListener : PortListener {
+  explicit CountingListener(int& counter) : closes(counter) {}
+  void close() override { ++closes; }
+  int& closes;
+};
+
+Route route_of(const std::shared_ptr<AgentSession>& agent) {
+  return Route{agent, 0, "localhost:3000", nullptr, nullptr};
+}
+
+// An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and
+// ports of the refused AUTH must not stay reserved for its account.
+TEST(RegistryRollback, ARefusedAuthHoldsNothing) {
+  Registry registry(std::chrono::minutes(10));
+  int closes = 0;
+  const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
+    return std::make_shared<CountingListener>(closes);
+  };
+  PortRules any;
+  any.ranges = {{1024, 65535}};
+  auto attacker = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(attacker), error)) << error;
+  ASSERT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "mallory", any, route_of(attacker), open,
+                                error),
+            15432)
+      << error;
+  registry.rollback_agent(attacker.get());
+  EXPECT_EQ(closes, 1);  // the listener it opened is closed
+  Route out;
+  EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kUnknown);
+  EXPECT_EQ(registry.hostname_count(), 0u);
+  EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 15432, out), LookupStatus::kUnknown);
+
+  auto bob = std::make_shared<AgentSession>();
+  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(bob), open, error),
+            15432)
+      << error;
+  // The release that follows a rollback (the gateway's scope guard) changes nothing.
+  registry.release_agent(attacker.get());
+  EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
+}
+
+// A refused AUTH that joined names its account already had leaves them as they were: online
+// ones keep their other agents, held ones keep their hold.
+TEST(RegistryRollback, JoinedNamesStayAsTheyWere) {
+  Registry registry(std::chrono::minutes(10));
+  auto first = std::make_shared<AgentSession>();
+  auto gone = std::make_shared<AgentSession>();
+  auto refused = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("web.localhost", "alice", route_of(first), error));
+  ASSERT_TRUE(registry.claim("held.localhost", "alice", route_of(gone), error));
+  registry.release_agent(gone.get());
+  ASSERT_TRUE(registry.claim("web.localhost", "alice", route_of(refused), error));
+  ASSERT_TRUE(registry.claim("held.localhost", "alice", route_of(refused), error));
+  registry.rollback_agent(refused.get());
+  Route out;
+  ASSERT_EQ(registry.lookup("web.localhost", out), LookupStatus::kFound);
+  EXPECT_EQ(out.agent, first);
+  ASSERT_EQ(registry.lookup("web.localhost", out), LookupStatus::kFound);
+  EXPECT_EQ(out.agent, first);
+  EXPECT_EQ(registry.lookup("held.localhost", out), LookupStatus::kOffline);
+  EXPECT_FALSE(registry.claim("held.localhost", "mallory", route_of(refused), error));
+}
+
+constexpr std::int64_t kNow = 1'800'000'000;
+
+OpenPort counting_open(int& closes) {
+  return [&closes](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
+    return std::make_shared<CountingListener>(closes);
+  };
+}
+
+// The attack of issue 25: the core restarts, and an account allowed "*" retries AUTH for bob's
+// name until it gets it. With the previous run's ownership restored it cannot, for the hold;
+// bob's agent gets its name back, and its tcp tunnel the port the core had chosen for it.
+TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
+  int closes = 0;
+  PortRules any;
+  any.ranges = {{20000, 29999}};
+  const std::string holder = "laptop localhost:22";
+  std::vector<Registry::Owned> saved;
+  std::uint16_t port = 0;
+  {
+    Registry before(std::chrono::minutes(10));
+    auto bob = std::make_shared<AgentSession>();
+    auto gone = std::make_shared<AgentSession>();
+    std::string error;
+    ASSERT_TRUE(before.claim("bob.localhost", "bob", route_of(bob), error));
+    ASSERT_TRUE(before.claim("old.localhost", "bob", route_of(gone), error));
+    before.release_agent(gone.get());
+    port = before.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
+                             counting_open(closes), error, holder);
+    ASSERT_NE(port, 0) << error;
+    saved = before.owned(kNow);
+  }
+  ASSERT_EQ(saved.size(), 3u);
+
+  // Through the file, as the server does it.
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("registry_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  FileOwnershipStore store((dir / "ownership").string());
+  std::string error;
+  ASSERT_TRUE(store.save(saved, error)) << error;
+  struct stat st {};
+  ASSERT_EQ(::stat(store.path().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::vector<Registry::Owned> loaded;
+  std::vector<std::string> warnings;
+  ASSERT_TRUE(store.load(loaded, warnings, error)) << error;
+  EXPECT_TRUE(warnings.empty());
+  ASSERT_EQ(loaded.size(), 3u);
+  std::filesystem::remove_all(dir);
+
+  Registry after(std::chrono::minutes(10));
+  EXPECT_EQ(after.restore(loaded, kNow + 5), 3u);
+  auto mallory = std::make_shared<AgentSession>();
+  Route out;
+  EXPECT_EQ(after.lookup("bob.localhost", out), LookupStatus::kOffline);
+  EXPECT_FALSE(after.claim("bob.localhost", "mallory", route_of(mallory), error));
+  EXPECT_EQ(error, "bob.localhost is reserved by another account (its agent left recently)");
+  EXPECT_FALSE(after.claim("old.localhost", "mallory", route_of(mallory), error));
+  EXPECT_EQ(after.claim_port(PortProtocol::kTcp, port, "mallory", any, route_of(mallory),
+                             counting_open(closes), error),
+            0);
+
+  auto bob = std::make_shared<AgentSession>();
+  EXPECT_TRUE(after.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  EXPECT_EQ(after.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
+                             counting_open(closes), error, holder),
+            port)
+      << error;
+}
+
+// A name that went offline long enough before the save is not held after the restart.
+TEST(RegistryRestore, AnExpiredHoldIsNotRestored) {
+  Registry registry(std::chrono::minutes(10));
+  const std::vector<Registry::Owned> saved = {
+      {"stale.localhost", "bob", "", false, kNow - 11 * 60},
+      {"fresh.localhost", "bob", "", false, kNow - 60},
+      {"udp:5353", "bob", "", false, 0},
+      {"tcp:0", "bob", "", false, 0},  // not a port: skipped
+  };
+  EXPECT_EQ(registry.restore(saved, kNow), 2u);
+  Route out;
+  EXPECT_EQ(registry.lookup("stale.localhost", out), LookupStatus::kUnknown);
+  EXPECT_EQ(registry.lookup("fresh.localhost", out), LookupStatus::kOffline);
+  EXPECT_EQ(registry.lookup_port(PortProtocol::kUdp, 5353, out), LookupStatus::kOffline);
+}
+
+TEST(RegistryRestore, UnreadableLinesAreNamedAndSkipped) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("registry_test_lines_" + std::to_string(::getpid()));
+  {
+    std::ofstream f(path);
+    f << "# tunnel-core ownership v1\n"
+      << "bob.localhost\tbob\t1\t0\t\n"
+      << "broken line\n"
+      << "x.localhost\tbob\t2\t0\t\n"
+      << "y.localhost\tbob\t0\t-5\t\n";
+  }
+  FileOwnershipStore store(path.string());
+  std::vector<Registry::Owned> loaded;
+  std::vector<std::string> warnings;
+  std::string error;
+  ASSERT_TRUE(store.load(loaded, warnings, error)) << error;
+  std::filesystem::remove(path);
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_TRUE(loaded[0].explicit_name);
+  ASSERT_EQ(warnings.size(), 3u);
+  EXPECT_NE(warnings[0].find(":3: expected 5 tab-separated fields"), std::string::npos)
+      << warnings[0];
+  // A missing file is a first start, not an error.
+  loaded.clear();
+  EXPECT_TRUE(store.load(loaded, warnings, error));
+  EXPECT_TRUE(loaded.empty());
+}
+
+// An account that names bob.localhost exactly wins over another account holding it through
+// "*", whether that one serves it now or holds it; two pattern holders do not displace each
+// other, and a pattern never displaces an explicit owner.
+TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
+  Registry registry(std::chrono::minutes(10));
+  auto squatter = std::make_shared<AgentSession>();
+  auto other = std::make_shared<AgentSession>();
+  auto bob = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), error));
+  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true)) << error;
+  Route out;
+  ASSERT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
+  EXPECT_EQ(out.agent, bob);
+  ASSERT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
+  EXPECT_EQ(out.agent, bob);
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  // Releasing the displaced agent leaves bob's route alone.
+  registry.release_agent(squatter.get());
+  EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
+  // Held for bob now: the pattern still cannot take it.
+  registry.release_agent(bob.get());
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+}
+
+TEST(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
+  Registry registry;
+  std::size_t serving = 0;
+  EXPECT_TRUE(registry.add_tunnels("alice", 20, 32, serving));
+  EXPECT_EQ(serving, 0u);
+  EXPECT_FALSE(registry.add_tunnels("alice", 13, 32, serving));
+  EXPECT_EQ(serving, 20u);
+  EXPECT_TRUE(registry.add_tunnels("bob", 32, 32, serving));  // per account
+  EXPECT_TRUE(registry.add_tunnels("alice", 12, 32, serving));
+  registry.remove_tunnels("alice", 20);
+  EXPECT_TRUE(registry.add_tunnels("alice", 20, 32, serving));
+  EXPECT_EQ(serving, 12u);
+  EXPECT_TRUE(registry.add_tunnels("carol", 1000, 0, serving));  // 0 = unlimited
+}
+
+// Issue 25: with a 256-descriptor limit one AUTH filled the table with listeners and visitors
+// got "accept failed: Too many open files". New ports are refused while the reserve is short.
+TEST(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
+  EXPECT_EQ(descriptor_shortage(0), "");
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  std::vector<int> fds;
+  for (int i = 0; i < 64; ++i) fds.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::size_t open_now = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    (void)entry;
+    ++open_now;
+  }
+  EXPECT_EQ(descriptor_shortage(256), "") << "plenty free at the normal limit";
+  // 4 free: under the reserve (a quarter of the limit, at least 17 here).
+  rlimit tight = saved;
+  tight.rlim_cur = open_now + 4;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  const std::string why = descriptor_shortage(256);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  for (const int fd : fds) ::close(fd);
+  EXPECT_NE(why.find("file descriptors in use; new ports are refused while fewer than"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("(limits.fd_reserve"), std::string::npos) << why;
+}
+
+}  // namespace
+}  // namespace tunnel::core

@@ -1,0 +1,232 @@
+"""Names, ports and tenant limits (issue 25 "names that cannot be taken over", "squatting
+through refused AUTHs"; issue 16 sections 4 and 5): who owns a name survives a core restart,
+a refused AUTH reserves nothing, an account's explicit names win over another's "*", a tcp
+port stays with its agent, a v1 agent's default name comes from its JWT, limits are said."""
+import json
+import os
+import socket
+import stat
+import time
+
+import jwt
+
+from harness import client, v1client
+from harness.raw import PortAgent, Server, core_config, sample
+
+JWT_SECRET = "an-hs256-secret-of-at-least-32-bytes!!"
+
+
+def accounts_core(tunnel, accounts=None, extra="", name="core"):
+    accounts = accounts or ["name: bob\ntokens: [bob-token]",
+                            "name: mallory\ntokens: [mallory-token]"]
+    return tunnel.core(name=name, config_text=core_config(accounts, extra))
+
+
+def v1_auth(core, token, subdomains, agent_id="mallory"):
+    """One raw v1 AUTH. Returns (reply, agent) when accepted (the agent serves an echo app
+    until the test ends), (refusal text, None) when refused."""
+    a = v1client.V1Agent(core.agent_addr, core.ca, token, subdomains,
+                         v1client.echo_app(agent_id), agent_id=agent_id, heartbeat=0.5)
+    try:
+        return a.connect(), a.start()
+    except ConnectionError as e:
+        try:
+            a.sock.close()
+        except OSError:
+            pass
+        return str(e), None
+
+
+# Before: ownership lived in memory only; after a restart an account allowed "*" took bob's
+# name with its first AUTH.
+def test_a_name_stays_with_its_account_across_a_core_restart(tunnel, origin):
+    core = accounts_core(tunnel)
+    bob = tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    core.stop()
+    bob.stop()
+    path = core.data_dir / "ownership"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert "bob.localhost\tbob\t" in path.read_text()
+
+    core.start()
+    assert "names and ports of the previous run are held" in core.output()
+    reply, squatter = v1_auth(core, "mallory-token", ["bob"])
+    assert squatter is None, reply
+    assert "bob.localhost is reserved by another account" in reply
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob-again", token="bob-token")
+
+
+# Before: the refused AUTH's other names went into the 10-minute hold for the attacker's account.
+def test_a_refused_auth_holds_nothing(tunnel, origin):
+    core = accounts_core(tunnel)
+    reply, squatter = v1_auth(core, "mallory-token", ["bob", "not_a_label"])
+    assert squatter is None, reply
+    assert "not a valid DNS label" in reply
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+
+
+# An account that names bob exactly gets it even when another account took it through "*"; and
+# an agent refused because another account holds its name keeps retrying (it exited before).
+def test_an_explicit_name_wins_and_a_held_name_is_retried(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nsubdomains: [bob, bobby]",
+                                  "name: mallory\ntokens: [mallory-token]",
+                                  "name: carol\ntokens: [carol-token]"])
+    reply, squatter = v1_auth(core, "mallory-token", ["bob"])
+    assert squatter is not None, reply
+    assert core.wait_routed("bob").status == 200
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    for _ in range(5):
+        r = core.request("bob")
+        assert r.status == 200 and json.loads(r.body)["origin"] == "A", r.text()
+
+    carol = tunnel.agent(core, origin.addr, subdomain="bob", name="carol", token="carol-token",
+                         wait=False)
+    carol.wait_output(r"bob\.localhost is in use by another account .*retrying", 30)
+    assert carol.alive()
+
+
+# Issue 16 section 5: the port the core chose moved on every reconnect.
+def test_a_tcp_port_stays_with_its_agent_across_restarts(tunnel):
+    echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"])
+    agent = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+                                 name="bob-tcp")).start()
+    _, port = agent.wait_forwarding("tcp")
+    agent.stop()
+    agent.start()
+    assert agent.wait_forwarding("tcp", after=1)[1] == port
+    core.stop()
+    agent.stop()
+    core.start()
+    agent.start()
+    assert agent.wait_forwarding("tcp", after=2)[1] == port
+
+
+# Issue 16 section 4: the default name came from the id the agent declares, not its JWT's.
+def test_a_v1_agents_default_name_comes_from_its_jwt(tunnel):
+    config = ("listen: {{agent: \"{agent}\", http: \"{http}\", admin: \"{admin}\"}}\n"
+              "auth: {{jwt_secret: \"%s\"}}\naccounts:\n  - {{name: alice}}\n" % JWT_SECRET)
+    core = tunnel.core(config_text=config, tokens=())
+    token = jwt.encode({"account_id": "alice", "agent_id": "laptop",
+                        "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256")
+    reply, agent = v1_auth(core, token, [], agent_id="victim")
+    assert agent is not None, reply
+    assert core.wait_routed("laptop").status == 200
+    assert core.request("victim").status == 404
+
+
+# Issue 16 section 5: the agent limit was silent until the next agent retried forever.
+def test_the_agent_limit_is_said_at_start_and_in_the_refusal(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nmax_agents: 1"])
+    assert "account bob: at most 1 agent at once (accounts[].max_agents)" in core.output()
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    second = tunnel.agent(core, origin.addr, subdomain="bob2", name="bob2", token="bob-token",
+                          wait=False)
+    second.wait_output(r"already has 1 agents connected .*accounts\[\]\.max_agents", 30)
+    assert second.alive()
+
+
+# Issue 16 section 5: a second agent taking the same subdomain joined round robin silently.
+def test_a_shared_name_is_said_to_both_agents(tunnel, origin):
+    core = accounts_core(tunnel)
+    first = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-1", token="bob-token")
+    second = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-2", token="bob-token")
+    second.wait_output(r"bob\.localhost was already served by another agent of account bob: "
+                       r"requests are shared round robin between 2 agents", 20)
+    first.wait_output(r"now serves bob\.localhost too: requests are shared round robin "
+                      r"between 2 agents", 20)
+
+
+# Issue 25: one 15 KB AUTH opened 900 ports; tunnels per AUTH were unlimited.
+def test_tunnels_per_agent_and_ports_per_account_are_finite_by_default(tunnel, origin):
+    echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nmax_agents: 20",
+                                  "name: mallory\ntokens: [mallory-token]"])
+    reply, agent = v1_auth(core, "mallory-token", ["m%d" % i for i in range(33)])
+    assert agent is None, reply
+    assert "at most 32 per agent (limits.max_tunnels_per_agent" in reply
+    ports = []
+    for i in range(10):
+        a = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+                                 name="bob-tcp-%d" % i)).start()
+        ports.append(a.wait_forwarding("tcp")[1])
+    assert len(set(ports)) == 10
+    eleventh = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+                                    name="bob-tcp-10")).start()
+    assert eleventh.wait_exit(20) == 1
+    assert "account bob already serves 10 tcp ports (ports.max_per_account)" in eleventh.output()
+
+
+def _udp_from_many_sources(port, count):
+    """One datagram from each of `count` fresh source ports (what spoofed sources look like)."""
+    socks = []
+    for i in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(b"hello %d" % i, ("127.0.0.1", port))
+        socks.append(s)
+    return socks
+
+
+def _http_and_udp_agent(tunnel, core, origin, udp_port, name="mixed"):
+    echo = tunnel.add(Server(tunnel.workdir, "udp-echo")).start()
+    config = tunnel.workdir / ("%s.yaml" % name)
+    config.write_text(
+        "tunnels:\n"
+        "  - type: http\n    local: \"%s\"\n    subdomain: bob\n"
+        "  - type: udp\n    local: \"127.0.0.1:%d\"\n    remote_port: %d\n"
+        % (origin.addr, echo.port, udp_port))
+    agent = tunnel.add(PortAgent(core, config=config, token="bob-token", name=name)).start()
+    agent.wait_forwarding("udp")
+    core.wait_routed("bob")
+    return agent
+
+
+# Issue 16 section 5 / issue 25: datagrams from 1,000 source addresses took all of the agent's
+# streams and its http tunnels answered 503; the drops were not counted.
+def test_udp_sources_leave_streams_for_http_and_drops_are_counted(tunnel, origin):
+    limits = ("limits:\n  max_streams_per_agent: 20\n  streams_reserved_for_http: 5\n"
+              "  max_clients_per_udp_tunnel: 100\n")
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"], extra=limits)
+    udp_port = client.free_port()
+    _http_and_udp_agent(tunnel, core, origin, udp_port)
+    socks = _udp_from_many_sources(udp_port, 40)
+    try:
+        client.wait_for(lambda: sample(core, "tunnel_udp_datagrams_dropped_total") >= 25, 20,
+                        what="25 datagrams counted as dropped")
+        for _ in range(3):
+            r = core.request("bob")
+            assert r.status == 200, r.text()
+    finally:
+        for s in socks:
+            s.close()
+    lines = [l for l in core.output().splitlines()
+             if "udp :%d" % udp_port in l and ("dropped" in l or "cannot take" in l)]
+    assert 1 <= len(lines) < 10, "a line per datagram or per source:\n" + "\n".join(lines)
+
+
+# The least recently active client makes room for a new one.
+def test_a_udp_tunnel_evicts_its_oldest_client(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"],
+                         extra="limits:\n  max_clients_per_udp_tunnel: 4\n")
+    udp_port = client.free_port()
+    _http_and_udp_agent(tunnel, core, origin, udp_port)
+    socks = []
+    try:
+        for i in range(6):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.settimeout(2)
+            socks.append(s)
+            for _ in range(10):
+                s.sendto(b"n%d" % i, ("127.0.0.1", udp_port))
+                try:
+                    assert s.recvfrom(100)[0] == b"n%d" % i
+                    break
+                except socket.timeout:
+                    continue
+            else:
+                raise AssertionError("client %d got no answer" % i)
+        core.wait_output(r"evicted for a new client: the tunnel has 4 clients "
+                         r"\(limits\.max_clients_per_udp_tunnel\)", 20)
+    finally:
+        for s in socks:
+            s.close()
