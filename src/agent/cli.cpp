@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "common/byte_rate.hpp"
+#include "common/config_reader.hpp"
 #include "common/fingerprint.hpp"
 #include "common/heap_trim.hpp"
 #include "observability/log.hpp"
@@ -27,7 +28,8 @@ constexpr int kExitUsage = 2;
 
 struct Flags {
   std::optional<std::string> config;
-  std::optional<std::string> server, token, ca, fingerprint, data_dir, log_format, log_level;
+  std::optional<std::string> server, token, token_file, ca, fingerprint, data_dir, log_format,
+      log_level;
   bool insecure = false;
   bool plain = false;
   // http, tcp, udp
@@ -74,6 +76,23 @@ std::string describe(const std::vector<ConfigError>& errors, std::string_view so
   }
   return out;
 }
+
+// The first line of FILE, without surrounding whitespace: a token kept out of the command line.
+// "" and `error` set (naming the file) when it cannot be read or holds no token.
+std::string read_token_file(const std::string& path, std::string& error) {
+  std::string text;
+  if (!common::read_text_file(path, text, error)) return {};
+  const auto begin = text.find_first_not_of(" \t\r\n");
+  const auto end = text.find_first_of("\r\n", begin == std::string::npos ? 0 : begin);
+  std::string token = begin == std::string::npos ? "" : text.substr(begin, end - begin);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  if (token.empty()) error = path + ": no token in the file";
+  return token;
+}
+
+constexpr const char* kTokenFlagWarning =
+    "--token puts the token on the command line, where every local user sees it (ps, "
+    "/proc/PID/cmdline): use --token-file FILE or the TUNNEL_TOKEN environment variable";
 
 // A bad setting: the message goes to stderr and the process exits with 2.
 int usage_error(const std::string& message) {
@@ -264,7 +283,10 @@ int run_cli(int argc, char** argv) {
   Flags flags;
   const auto add_common = [&](CLI::App& cmd) {
     cmd.add_option("--server", flags.server, "the core's agent address HOST:PORT (localhost:8443)");
-    cmd.add_option("--token", flags.token, "account token (default: <data-dir>/agent.token)");
+    auto* token = cmd.add_option("--token", flags.token,
+                                 "account token (default: <data-dir>/agent.token); visible in ps");
+    cmd.add_option("--token-file", flags.token_file, "read the account token from FILE")
+        ->excludes(token);
     cmd.add_option("--ca", flags.ca, "PEM file to verify the core's certificate");
     cmd.add_option("--fingerprint", flags.fingerprint, "pin the core's certificate SHA-256");
     cmd.add_flag("--insecure", flags.insecure, "do not verify the core's certificate");
@@ -355,6 +377,11 @@ int run_cli(int argc, char** argv) {
   layers.check_after_env = true;
   layers.flags = [&](Config& config) -> std::vector<ConfigError> {
     apply_flags(flags, config);
+    if (flags.token_file) {
+      std::string error;
+      config.token = read_token_file(*flags.token_file, error);
+      if (!error.empty()) return {{0, 0, "--token-file: " + error}};
+    }
     if (http->parsed()) {
       TunnelConfig tunnel;
       tunnel.local = flags.target;
@@ -402,6 +429,7 @@ int run_cli(int argc, char** argv) {
   std::string warning;
   if (!make_connector_options(config, options, error, warning)) return usage_error(error);
   if (!warning.empty()) spdlog::warn("{}", warning);
+  if (flags.token) spdlog::warn("{}", kTokenFlagWarning);
   return run(std::move(options));
 }
 

@@ -150,8 +150,11 @@ bool refusal_is_retryable(std::string_view code, std::string_view error) {
                                  "need protocol version", "ports.max_per_account"}) {
     if (has(final)) return false;
   }
+  // "too many failed authentications from this address": another process behind the same
+  // address guessed tokens; ours may be valid, so back off and retry.
   return error.starts_with("the core is shutting down") || has("max_agents") ||
-         has("in use by another account") || has("reserved by another account");
+         has("in use by another account") || has("reserved by another account") ||
+         error.starts_with("too many failed authentications");
 }
 
 struct Connector::Live {

@@ -1,10 +1,13 @@
 #include "core/cli.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
 #include <tuple>
 
+#include "common/config_reader.hpp"
 #include "common/duration.hpp"
 #include "common/version.hpp"
 #include "core/control/config.hpp"
@@ -24,10 +27,27 @@ int check_config(const std::string& file) {
   return 0;
 }
 
+// The first line of FILE, without surrounding whitespace: a token kept out of the command line.
+// "" and `error` set (naming the file) when it cannot be read or holds no token.
+std::string read_token_file(const std::string& path, std::string& error) {
+  std::string text;
+  if (!common::read_text_file(path, text, error)) return {};
+  const auto begin = text.find_first_not_of(" \t\r\n");
+  const auto end = text.find_first_of("\r\n", begin == std::string::npos ? 0 : begin);
+  std::string token = begin == std::string::npos ? "" : text.substr(begin, end - begin);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  if (token.empty()) error = path + ": no token in the file";
+  return token;
+}
+
+constexpr const char* kTokenFlagWarning =
+    "--token puts the token on the command line, where every local user sees it (ps, "
+    "/proc/PID/cmdline): use --token-file FILE or the TUNNEL_TOKEN environment variable";
+
 struct Flags {
   std::string config_file, data_dir, domain, agent_addr, agent_plain_addr, http_addr, https_addr,
       admin_addr;
-  std::vector<std::string> tokens;
+  std::vector<std::string> tokens, token_files;
   std::string tunnels_host;
   std::string log_format, log_level, shutdown_grace, header_timeout, response_timeout;
   std::uint32_t workers = 0;
@@ -62,7 +82,13 @@ std::vector<ConfigError> apply_flags(const CLI::App& app, const Flags& f, Config
     if (!parsed) return {{0, 0, std::string(flag) + ": " + parsed.error}};
     *target = *parsed.value;
   }
-  if (!f.tokens.empty()) add_default_account_tokens(config, f.tokens);
+  std::vector<std::string> tokens = f.tokens;
+  for (const auto& file : f.token_files) {
+    std::string error;
+    tokens.push_back(read_token_file(file, error));
+    if (!error.empty()) return {{0, 0, "--token-file: " + error}};
+  }
+  if (!tokens.empty()) add_default_account_tokens(config, tokens);
   return {};
 }
 
@@ -87,7 +113,10 @@ int run_cli(int argc, char** argv) {
                  "Admin listener: /healthz /readyz /metrics (127.0.0.1:9000; \"\" = off)");
   app.add_option("--tunnels-host", f.tunnels_host,
                  "IP address for the public ports of tcp/udp tunnels (0.0.0.0)");
-  app.add_option("--token", f.tokens, "An agent token for account \"default\" (repeatable)");
+  app.add_option("--token", f.tokens,
+                 "An agent token for account \"default\" (repeatable; visible in ps)");
+  app.add_option("--token-file", f.token_files,
+                 "A file holding an agent token for account \"default\" (repeatable)");
   app.add_option("--log-format", f.log_format, "text or json");
   app.add_option("--log-level", f.log_level, "trace, debug, info, warn, error");
   app.add_option("--shutdown-grace", f.shutdown_grace,
@@ -139,6 +168,8 @@ int run_cli(int argc, char** argv) {
     std::cerr << "tunnel-core: " << error << "\n";
     return kExitUsage;
   }
+
+  if (app.count("--token") > 0) spdlog::warn("{}", kTokenFlagWarning);
 
   Server server(std::move(config));
   if (auto error = server.start(); !error.empty()) {

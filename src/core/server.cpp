@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <sstream>
@@ -66,6 +68,20 @@ bool sni_match(const std::string& pattern, const std::string& host) {
            host.find('.') == host.size() - suffix.size();
   }
   return pattern == host;
+}
+
+// One line per address whose failed AUTHs were not all logged, when its log interval ends.
+asio::awaitable<void> log_auth_failures(AuthLimiter& limiter) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(10));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    for (const auto& s : limiter.take_summaries(AuthLimiter::Clock::now())) {
+      spdlog::warn("agent {}: {} more failed authentications in the last minute", s.address,
+                   s.failures);
+    }
+  }
 }
 
 }  // namespace
@@ -158,6 +174,13 @@ std::string Server::setup_tls() {
   auto data = ensure_data_dir(config.data_dir, config.domain, config.tls.cert.empty());
   if (!data) return "data dir: " + data.error;
   for (const auto& warning : data.value->warnings) spdlog::warn("{}", warning);
+  if (struct stat st{}; !config.auth.jwt_secret_file.empty() &&
+                        ::stat(config.auth.jwt_secret_file.c_str(), &st) == 0 &&
+                        (st.st_mode & 077) != 0) {
+    spdlog::warn(
+        "auth.jwt_secret_file {} has mode {:04o}, readable by other users; run: chmod 600 {}",
+        config.auth.jwt_secret_file, st.st_mode & 0777, config.auth.jwt_secret_file);
+  }
   if (data.value->cert_created) {
     spdlog::info("generated a self-signed certificate {} (sha256 {})", data.value->cert_path,
                  data.value->fingerprint);
@@ -374,6 +397,7 @@ int Server::run() {
   asio::co_spawn(workers_[0]->io,
                  keep_ownership(context_->registry, ownership_, kOwnershipSaveInterval),
                  asio::detached);
+  asio::co_spawn(workers_[0]->io, log_auth_failures(context_->auth_limiter), asio::detached);
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     workers_[i]->thread = std::thread([w = workers_[i].get()] {

@@ -431,7 +431,7 @@ RefusalKind refusal_kind(std::string_view code) {
     return RefusalKind::kFinal;
   }
   if (code == refusal::kNameTaken || code == refusal::kLimit || code == refusal::kUnavailable ||
-      code == refusal::kShuttingDown) {
+      code == refusal::kShuttingDown || code == refusal::kThrottled) {
     return RefusalKind::kRetry;
   }
   return RefusalKind::kUnknown;

@@ -82,6 +82,7 @@ inline constexpr std::string_view kNameTaken = "name_taken";    // another accou
 inline constexpr std::string_view kLimit = "limit";  // an account limit (max_agents, ports)
 inline constexpr std::string_view kUnavailable = "unavailable";     // e.g. no free port
 inline constexpr std::string_view kShuttingDown = "shutting_down";  // the core drains
+inline constexpr std::string_view kThrottled = "throttled";  // too many failed AUTHs from here
 }  // namespace refusal
 
 // Whether a refusal with `code` may go away by itself (kRetry) or not (kFinal: bad request,

@@ -176,9 +176,10 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   response.server_time = std::chrono::duration_cast<std::chrono::seconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
+  bool quiet = false;  // counted by the auth limiter, summarised later instead of logged
   const auto refuse = [&](std::string reason, std::string_view code) -> asio::awaitable<void> {
     context_.metrics.agent_auth_failures.inc();
-    spdlog::warn("agent {}: refused: {}", peer, reason);
+    if (!quiet) spdlog::warn("agent {}: refused: {}", peer, reason);
     response.success = false;
     response.error = std::move(reason);
     response.code = code;
@@ -202,8 +203,19 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     co_return;
   }
   const protocol::AuthRequest& request = *parsed.value;
+  // Too many failures from this address: refused before its token is looked at.
+  if (const auto wait = context_.auth_limiter.retry_after(peer, AuthLimiter::Clock::now());
+      wait.count() > 0) {
+    context_.auth_limiter.record_throttled(peer);
+    quiet = true;
+    co_await refuse("too many failed authentications from this address; retry in " +
+                        std::to_string((wait.count() + 999) / 1000) + " s",
+                    refusal::kThrottled);
+    co_return;
+  }
   const AuthResult auth = context_.auth.authenticate(request.token);
   if (!auth.ok) {
+    quiet = !context_.auth_limiter.record_failure(peer, AuthLimiter::Clock::now());
     co_await refuse("authentication failed: " + auth.error, refusal::kBadToken);
     co_return;
   }

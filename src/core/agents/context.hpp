@@ -14,6 +14,7 @@
 
 #include "core/agents/registry.hpp"
 #include "core/control/auth.hpp"
+#include "core/control/auth_limiter.hpp"
 #include "core/control/config.hpp"
 #include "observability/metrics.hpp"
 
@@ -68,6 +69,7 @@ struct CoreContext {
 
   Config config;
   Authenticator auth;
+  AuthLimiter auth_limiter;  // failed AUTHs per source address
   Registry registry;
   CoreMetrics metrics;
   RateLimiter rate_limiter;

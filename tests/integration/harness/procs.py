@@ -237,14 +237,17 @@ class Core(Proc):
 
 
 class Agent(Proc):
-    """tunnel-agent http TARGET against a Core, with --ca and --token given explicitly."""
+    """tunnel-agent http TARGET against a Core, with --ca and --token given explicitly
+    (token="" gives no --token: the test passes --token-file or relies on the data dir)."""
 
     def __init__(self, core, target, subdomain=None, token=None, name="agent", extra_args=(),
                  use_ca=True, server=None):
+        token = token if token is not None else core.tokens[0]
         argv = [bin_dir() / "tunnel-agent", "http", target,
                 "--server", server or core.agent_addr,
-                "--token", token if token is not None else core.tokens[0],
                 "--data-dir", core.workdir / ("%s-data" % name)]
+        if token:
+            argv += ["--token", token]
         if use_ca:
             argv += ["--ca", core.ca]
         if subdomain:
