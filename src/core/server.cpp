@@ -19,6 +19,7 @@
 #include "common/heap_trim.hpp"
 #include "common/net_address.hpp"
 #include "core/control/data_dir.hpp"
+#include "core/edge/conn_pipeline.hpp"
 #include "core/edge/http_filters.hpp"
 #include "core/edge/tcp_tunnel.hpp"
 #include "core/edge/udp_tunnel.hpp"
@@ -96,14 +97,15 @@ Server::Server(Config config) {
   context_ = std::make_unique<CoreContext>(std::move(config), observability::default_registry());
   gateway_ = std::make_unique<AgentGateway>(
       *context_,
-      [context = context_.get()](PortProtocol protocol, asio::any_io_executor executor,
-                                 std::uint16_t port, std::string& error) {
+      [context = context_.get(), filters = port_listener_filters(context_->config)](
+          PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port,
+          std::string& error) {
         const std::string& host = context->config.listen.tunnels_host;
         return protocol == PortProtocol::kUdp
-                   ? open_udp_port(*context, std::move(executor), host, port, error)
-                   : open_tcp_port(*context, std::move(executor), host, port, error);
+                   ? open_udp_port(*context, std::move(executor), host, port, error, filters)
+                   : open_tcp_port(*context, std::move(executor), host, port, error, filters);
       },
-      tunnel_filters);
+      tunnel_filters, tunnel_connection_filters);
   front_ = std::make_unique<HttpFront>(*context_);
   admin_ = std::make_unique<AdminServer>(*context_);
   std::uint32_t n = context_->config.workers;

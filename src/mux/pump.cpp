@@ -136,6 +136,7 @@ asio::awaitable<void> idle_watch(Pump& p) {
     if (ec) co_return;  // cancelled: the pump finished
     if (Clock::now() - p.last_activity >= timeout) break;
   }
+  if (!p.aborted) p.result.idle = true;
   p.abort_stream("idle for " + std::to_string(timeout.count() / 1000) + " s (" +
                  std::string(p.options.idle_setting) + ")");
   // Stay until cancelled, so the two directions (now failing) decide when the pump ends.

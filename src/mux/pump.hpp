@@ -70,6 +70,7 @@ struct PumpResult {
   std::uint64_t to_socket = 0;  // bytes from the stream written to the socket
   std::string outcome;          // why it ended abnormally; empty after a clean close both ways
   bool socket_failed = false;   // the outcome is the socket's (or the idle timeout's)
+  bool idle = false;            // the idle timeout ended it (socket_failed is set too)
 };
 
 boost::asio::awaitable<PumpResult> pump(boost::asio::ip::tcp::socket& socket, Stream& stream,

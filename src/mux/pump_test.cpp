@@ -231,6 +231,7 @@ TEST_F(PumpTest, AnIdleConnectionIsEndedAfterTheIdleTimeout) {
   ASSERT_TRUE(result);
   EXPECT_EQ(result->outcome, "idle for 1 s (limits.tunnel_idle_timeout)");
   EXPECT_TRUE(result->socket_failed);
+  EXPECT_TRUE(result->idle);
 }
 
 TEST_F(PumpTest, AThrottledPumpWaitsBeforeEveryChunkAndCountsWhatWentThrough) {

@@ -382,8 +382,8 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
     } else if (resolve_hostname(context_, account, t, id_for_default_name, host, explicit_name,
                                 error, code)) {
-      Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle,
-                  tunnel_filters_ ? tunnel_filters_(t) : nullptr};
+      auto filters = tunnel_filters_ ? tunnel_filters_(t) : nullptr;
+      Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle, std::move(filters), {}};
       code = refusal::kNameTaken;
       if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name)) {
         result.ok = true;
@@ -433,8 +433,13 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
                             std::string& open_error) -> std::shared_ptr<PortListener> {
     return open_port_(protocol, executor, port, open_error);
   };
-  Route route{agent, static_cast<std::uint16_t>(index), request.local, std::move(throttle),
-              nullptr};
+  auto filters = connection_filters_ ? connection_filters_(request) : nullptr;
+  Route route{agent,
+              static_cast<std::uint16_t>(index),
+              request.local,
+              std::move(throttle),
+              {},
+              std::move(filters)};
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error,
       // The agent id changes when the agent restarts; the account and local target do not.

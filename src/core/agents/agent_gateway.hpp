@@ -38,12 +38,19 @@ using PortOpener = std::function<std::shared_ptr<PortListener>(
 using TunnelFilterFactory =
     std::function<std::shared_ptr<const FilterChain>(const protocol::TunnelRequest& request)>;
 
+// The connection filters of a tcp or udp tunnel, from what its agent asked for (the edge
+// implements it); null when the tunnel needs none.
+using ConnectionFilterFactory = std::function<std::shared_ptr<const ConnectionFilterChain>(
+    const protocol::TunnelRequest& request)>;
+
 class AgentGateway {
  public:
-  AgentGateway(CoreContext& context, PortOpener open_port, TunnelFilterFactory tunnel_filters)
+  AgentGateway(CoreContext& context, PortOpener open_port, TunnelFilterFactory tunnel_filters,
+               ConnectionFilterFactory connection_filters = nullptr)
       : context_(context),
         open_port_(std::move(open_port)),
-        tunnel_filters_(std::move(tunnel_filters)) {}
+        tunnel_filters_(std::move(tunnel_filters)),
+        connection_filters_(std::move(connection_filters)) {}
 
   // Serves one accepted TCP connection until the agent leaves. Never throws.
   asio::awaitable<void> serve(transport::tcp::socket socket, asio::ssl::context& tls);
@@ -76,6 +83,7 @@ class AgentGateway {
   CoreContext& context_;
   PortOpener open_port_;
   TunnelFilterFactory tunnel_filters_;
+  ConnectionFilterFactory connection_filters_;
   mutable std::mutex mutex_;
   std::vector<std::weak_ptr<mux::Session>> sessions_;
 };

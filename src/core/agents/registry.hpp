@@ -39,6 +39,7 @@ namespace tunnel::core {
 
 class AgentSession;
 class FilterChain;  // core/edge/http_pipeline.hpp: built by the edge, carried opaquely here
+class ConnectionFilterChain;  // core/edge/conn_pipeline.hpp: the same for tcp/udp tunnels
 
 struct Route {
   std::shared_ptr<AgentSession> agent;
@@ -47,6 +48,8 @@ struct Route {
   std::shared_ptr<const Throttle> throttle;  // bandwidth limits; null = none
   // http: the tunnel's own request filters (after the listener's); null = none.
   std::shared_ptr<const FilterChain> filters;
+  // tcp/udp: the tunnel's own connection filters (after the port listener's); null = none.
+  std::shared_ptr<const ConnectionFilterChain> connection_filters;
 };
 
 enum class LookupStatus { kFound, kUnknown, kOffline };

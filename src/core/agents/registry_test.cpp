@@ -25,7 +25,7 @@ struct CountingListener : PortListener {
 };
 
 Route route_of(const std::shared_ptr<AgentSession>& agent) {
-  return Route{agent, 0, "localhost:3000", nullptr, nullptr};
+  return Route{agent, 0, "localhost:3000", nullptr, nullptr, nullptr};
 }
 
 // An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and

@@ -9,9 +9,9 @@
 #include <chrono>
 
 #include "core/agents/agent_gateway.hpp"
+#include "core/edge/conn_pipeline.hpp"
 #include "core/edge/stream_budget.hpp"
 #include "mux/pump.hpp"
-#include "protocol/proxy_header.hpp"
 #include "transport/accept.hpp"
 #include "transport/conn.hpp"
 
@@ -26,7 +26,8 @@ struct TcpMetrics {
       : connections(r.counter("tunnel_tcp_connections_total",
                               "Public TCP connections accepted for tcp tunnels.")),
         refused(r.counter("tunnel_tcp_connections_refused_total",
-                          "Public TCP connections closed at once: no agent could take them.")),
+                          "Public TCP connections closed at once: no agent, a limit or a filter "
+                          "refused them.")),
         active(r.gauge("tunnel_tcp_connections_active", "Public TCP connections open now.")),
         bytes_in(r.counter("tunnel_tcp_bytes_total", "Bytes relayed for tcp tunnels.",
                            {{"direction", "in"}})),
@@ -68,7 +69,7 @@ class ClientPumpHooks final : public mux::PumpHooks {
 struct TcpBudget {
   std::atomic<std::uint32_t> connections{0};
   LogGate refusals;
-  void refused(std::uint16_t port, const std::string& peer, const std::string& why) {
+  void refused(std::uint16_t port, std::string_view peer, std::string_view why) {
     std::uint64_t held = 0;
     if (!refusals.allow(held)) return;
     spdlog::warn(
@@ -77,68 +78,24 @@ struct TcpBudget {
   }
 };
 
-asio::awaitable<void> relay(tcp::socket client, Route route, std::uint16_t port,
-                            std::shared_ptr<TcpMetrics> metrics, const LimitsConfig& limits,
-                            std::shared_ptr<TcpBudget> budget) {
-  const auto start = Clock::now();
-  boost::system::error_code ignored;
-  client.set_option(tcp::no_delay(true), ignored);
-  const std::string peer = transport::remote_string(client);
-  const std::string local = transport::endpoint_string(client.local_endpoint(ignored));
-  auto session = route.agent->session;
-  struct Slot {
-    TcpBudget& budget;
-    ~Slot() { budget.connections.fetch_sub(1, std::memory_order_relaxed); }
-  } slot{*budget};
-  std::string error = take_raw_stream(*route.agent, limits);
-  if (!error.empty()) {
-    metrics->refused.inc();
-    budget->refused(port, peer, error);
-    client.close(ignored);
-    co_return;
-  }
-  struct RawSlot {
-    AgentSession& agent;
-    ~RawSlot() { release_raw_stream(agent); }
-  } raw_slot{*route.agent};
-  auto stream =
-      session->open_stream(route.tunnel_index, protocol::format_addresses(peer, local), error);
-  if (!stream) {
-    metrics->refused.inc();
-    budget->refused(port, peer,
-                    "the agent " + session->name() + " cannot take connections: " + error);
-    client.close(ignored);
-    co_return;
-  }
-  metrics->active.inc();
-  ClientPumpHooks hooks(*metrics, route.throttle.get());
-  mux::PumpOptions options;
-  options.reset_code = protocol::ErrorCode::kCancel;
-  options.peer = "the agent";
-  options.session = "the agent session";
-  options.idle_timeout = limits.tunnel_idle_timeout;
-  options.idle_setting = "limits.tunnel_idle_timeout";
-  const mux::PumpResult r = co_await mux::pump(client, *stream, hooks, options);
-  client.close(ignored);
-  metrics->active.dec();
-  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  if (r.outcome.empty()) {
-    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}", port, peer, ms, r.to_stream,
-                 r.to_socket);
-  } else {
-    spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}: {}", port, peer, ms, r.to_stream,
-                 r.to_socket, r.outcome);
-  }
-}
+// What the stages after the accept hand on: who connected, where it goes, and since when.
+struct TcpConnection {
+  std::string peer;   // the client, "ip:port"
+  std::string local;  // the address it reached
+  ConnectionDecision decision;
+  Clock::time_point start;
+};
 
 class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort> {
  public:
-  TcpPort(CoreContext& context, asio::any_io_executor executor, std::uint16_t port)
+  TcpPort(CoreContext& context, asio::any_io_executor executor, std::uint16_t port,
+          std::shared_ptr<const ConnectionFilterChain> filters)
       : context_(context),
         executor_(executor),
         acceptor_(executor),
         port_(port),
-        metrics_(std::make_shared<TcpMetrics>(context.metrics.registry)) {}
+        metrics_(std::make_shared<TcpMetrics>(context.metrics.registry)),
+        filters_(std::move(filters)) {}
 
   bool bind(const std::string& host, std::string& error) {
     const auto ip = tunnels_host_address(host, error);
@@ -175,25 +132,45 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     });
   }
 
+  // A connection closed before any stream was opened for it: counted, logged (at most one line
+  // per 10 s per port).
+  void refuse(tcp::socket& socket, std::string_view peer, std::string_view why) {
+    boost::system::error_code ignored;
+    metrics_->refused.inc();
+    budget_->refused(port_, peer, why);
+    socket.close(ignored);
+  }
+
+  // Accept, decide and the accept filters, on the listener's worker; then the hop to the agent's.
   void dispatch(tcp::socket socket) {
-    Route route;
     boost::system::error_code ec;
-    if (context_.registry.lookup_port(PortProtocol::kTcp, port_, route) != LookupStatus::kFound) {
-      metrics_->refused.inc();
-      socket.close(ec);
+    TcpConnection c;
+    c.start = Clock::now();
+    c.peer = transport::remote_string(socket);
+    c.local = transport::endpoint_string(socket.local_endpoint(ec));
+    // Only this worker adds connections (relays elsewhere only take theirs away), so the count
+    // cannot pass the limit between the check and the add below.
+    const ConnectionFacts facts{PortProtocol::kTcp, port_, c.peer, c.local,
+                                budget_->connections.load(std::memory_order_relaxed)};
+    c.decision = decide_connection(facts, context_.config.limits, [this](Route& out) {
+      return context_.registry.lookup_port(PortProtocol::kTcp, port_, out);
+    });
+    if (!c.decision.refusal.empty()) {
+      refuse(socket, c.peer, c.decision.refusal);
       return;
     }
-    const std::uint32_t limit = context_.config.limits.max_connections_per_tcp_tunnel;
-    if (budget_->connections.fetch_add(1, std::memory_order_relaxed) >= limit) {
-      budget_->connections.fetch_sub(1, std::memory_order_relaxed);
-      metrics_->refused.inc();
-      budget_->refused(port_, transport::remote_string(socket),
-                       "the tunnel has " + std::to_string(limit) +
-                           " connections open (limits.max_connections_per_tcp_tunnel)");
-      socket.close(ec);
-      return;
+    const ConnectionFilterChain* tunnel_filters = c.decision.route.connection_filters.get();
+    if (filters_ || tunnel_filters) {
+      const ConnectionInfo info{PortProtocol::kTcp, port_, c.peer, c.local, c.decision.route};
+      const ConnectionVerdict verdict =
+          admit(filters_.get(), tunnel_filters, conn_hook::kAccept, info);
+      if (!verdict.proceed()) {
+        refuse(socket, c.peer, "refused by " + std::string(verdict.by) + ": " + verdict.refusal);
+        return;
+      }
     }
-    auto target = route.agent->session->get_executor();
+    budget_->connections.fetch_add(1, std::memory_order_relaxed);
+    auto target = c.decision.route.agent->session->get_executor();
     if (target != executor_) {
       // The relay must run where the agent's session lives: move the descriptor there.
       const auto protocol = socket.local_endpoint(ec).protocol();
@@ -206,10 +183,79 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       }
       socket = tcp::socket(target, protocol, fd);
     }
-    asio::co_spawn(target,
-                   relay(std::move(socket), std::move(route), port_, metrics_,
-                         context_.config.limits, budget_),
+    asio::co_spawn(target, relay(shared_from_this(), std::move(socket), std::move(c)),
                    asio::detached);
+  }
+
+  // On the agent's worker: the agent's stream budget, OPEN_STREAM, the relay, and the finish.
+  static asio::awaitable<void> relay(std::shared_ptr<TcpPort> self, tcp::socket client,
+                                     TcpConnection c) {
+    const LimitsConfig& limits = self->context_.config.limits;
+    TcpMetrics& metrics = *self->metrics_;
+    const Route& route = c.decision.route;
+    boost::system::error_code ignored;
+    client.set_option(tcp::no_delay(true), ignored);
+    struct Slot {
+      TcpBudget& budget;
+      ~Slot() { budget.connections.fetch_sub(1, std::memory_order_relaxed); }
+    } slot{*self->budget_};
+    const ConnectionInfo info{PortProtocol::kTcp, self->port_, c.peer, c.local, route};
+    ConnectionSummary summary;
+    std::string error = take_raw_stream(*route.agent, limits);
+    if (!error.empty()) {
+      self->refuse(client, c.peer, error);
+      summary.end = ConnectionEnd::kRefused;
+      summary.outcome = error;
+      self->finish(info, summary, c.start);
+      co_return;
+    }
+    struct RawSlot {
+      AgentSession& agent;
+      ~RawSlot() { release_raw_stream(agent); }
+    } raw_slot{*route.agent};
+    auto session = route.agent->session;
+    auto stream = session->open_stream(route.tunnel_index, c.decision.open_payload, error);
+    if (!stream) {
+      error = "the agent " + session->name() + " cannot take connections: " + error;
+      self->refuse(client, c.peer, error);
+      summary.end = ConnectionEnd::kRefused;
+      summary.outcome = error;
+      self->finish(info, summary, c.start);
+      co_return;
+    }
+    metrics.active.inc();
+    ClientPumpHooks hooks(metrics, route.throttle.get());
+    mux::PumpOptions options;
+    options.reset_code = protocol::ErrorCode::kCancel;
+    options.peer = "the agent";
+    options.session = "the agent session";
+    options.idle_timeout = limits.tunnel_idle_timeout;
+    options.idle_setting = "limits.tunnel_idle_timeout";
+    const mux::PumpResult r = co_await mux::pump(client, *stream, hooks, options);
+    client.close(ignored);
+    metrics.active.dec();
+    summary.end = r.outcome.empty() ? ConnectionEnd::kClosed
+                  : r.idle          ? ConnectionEnd::kIdle
+                  : r.socket_failed ? ConnectionEnd::kClient
+                                    : ConnectionEnd::kAgent;
+    summary.outcome = r.outcome;
+    summary.bytes_in = r.to_stream;
+    summary.bytes_out = r.to_socket;
+    const double seconds = self->finish(info, summary, c.start);
+    if (r.outcome.empty()) {
+      spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}", self->port_, c.peer,
+                   seconds * 1000, r.to_stream, r.to_socket);
+    } else {
+      spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}: {}", self->port_, c.peer,
+                   seconds * 1000, r.to_stream, r.to_socket, r.outcome);
+    }
+  }
+
+  // The complete hooks of a connection that passed the accept hooks. Returns its duration.
+  double finish(const ConnectionInfo& info, ConnectionSummary& summary, Clock::time_point start) {
+    summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    complete(filters_.get(), info.route.connection_filters.get(), info, summary);
+    return summary.seconds;
   }
 
   CoreContext& context_;
@@ -218,6 +264,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
   std::uint16_t port_;
   std::shared_ptr<TcpMetrics> metrics_;
   std::shared_ptr<TcpBudget> budget_ = std::make_shared<TcpBudget>();
+  std::shared_ptr<const ConnectionFilterChain> filters_;  // the listener's; null = none
 };
 
 }  // namespace
@@ -237,10 +284,12 @@ std::optional<asio::ip::address> tunnels_host_address(const std::string& host, s
   return ip;
 }
 
-std::shared_ptr<PortListener> open_tcp_port(CoreContext& context, asio::any_io_executor executor,
-                                            const std::string& host, std::uint16_t port,
-                                            std::string& error) {
-  auto listener = std::make_shared<TcpPort>(context, std::move(executor), port);
+std::shared_ptr<PortListener> open_tcp_port(
+    CoreContext& context, asio::any_io_executor executor, const std::string& host,
+    std::uint16_t port, std::string& error,
+    std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+  auto listener =
+      std::make_shared<TcpPort>(context, std::move(executor), port, std::move(listener_filters));
   if (!listener->bind(host, error)) return nullptr;
   listener->start();
   return listener;

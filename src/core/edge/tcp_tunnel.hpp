@@ -1,10 +1,11 @@
 // The public side of tcp tunnels: one listener per claimed port. Each accepted connection
-// becomes a stream to an agent of the port (round robin, via the registry), whose OPEN_STREAM
-// payload is the client address "ip:port". Bytes flow both ways with half-close kept: a client
-// FIN becomes END_STREAM and the agent's END_STREAM becomes a FIN to the client. A RESET from
-// the agent resets the client connection; a client reset resets the stream (mux::pump(), shared
-// with the agent's tcp forwarder, with the tunnel's bandwidth limits and
-// limits.tunnel_idle_timeout).
+// passes the connection pipeline (conn_pipeline.hpp: decide, the listener's and the tunnel's
+// filters) and becomes a stream to an agent of the port (round robin, via the registry), whose
+// OPEN_STREAM payload is the client's and the listener's addresses. Bytes flow both ways with
+// half-close kept: a client FIN becomes END_STREAM and the agent's END_STREAM becomes a FIN to
+// the client. A RESET from the agent resets the client connection; a client reset resets the
+// stream (mux::pump(), shared with the agent's tcp forwarder, with the tunnel's bandwidth limits
+// and limits.tunnel_idle_timeout).
 //
 // The listener runs on the executor it was opened on; each connection's relay runs on its
 // agent session's executor (the socket is moved there), as Stream requires.
@@ -21,10 +22,12 @@
 namespace tunnel::core {
 
 // Binds host:port (port != 0) and starts accepting. nullptr with `error`
-// ("port 15432 is in use") when the port cannot be bound.
-std::shared_ptr<PortListener> open_tcp_port(CoreContext& context, asio::any_io_executor executor,
-                                            const std::string& host, std::uint16_t port,
-                                            std::string& error);
+// ("port 15432 is in use") when the port cannot be bound. `listener_filters`: the chain every
+// connection of the port passes before its tunnel's (null = none; see conn_pipeline.hpp).
+std::shared_ptr<PortListener> open_tcp_port(
+    CoreContext& context, asio::any_io_executor executor, const std::string& host,
+    std::uint16_t port, std::string& error,
+    std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
 
 // "port 15432 is in use" for EADDRINUSE, "port 80: Permission denied" otherwise.
 std::string bind_error(std::uint16_t port, const boost::system::error_code& ec);

@@ -17,9 +17,9 @@
 
 #include "common/async.hpp"
 #include "core/agents/agent_gateway.hpp"
+#include "core/edge/conn_pipeline.hpp"
 #include "core/edge/stream_budget.hpp"
 #include "core/edge/tcp_tunnel.hpp"
-#include "protocol/proxy_header.hpp"
 #include "protocol/udp_record.hpp"
 #include "transport/conn.hpp"
 #include "transport/udp.hpp"
@@ -62,7 +62,8 @@ struct UdpMetrics {
         bytes_out(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
                             {{"direction", "out"}})),
         dropped(r.counter("tunnel_udp_datagrams_dropped_total",
-                          "Datagrams the core dropped (no agent, queue or send buffer full).")),
+                          "Datagrams the core dropped (no agent, a filter refused the client, "
+                          "queue or send buffer full).")),
         too_large_in(r.counter("tunnel_udp_datagrams_too_large_total",
                                "Datagrams dropped for being larger than limits.udp_max_datagram.",
                                {{"direction", "in"}})),
@@ -121,10 +122,13 @@ std::string address_text(const udp::endpoint& endpoint) {
 // session's executor; only `port`, `client` and `executor` are read elsewhere.
 class UdpClient : public std::enable_shared_from_this<UdpClient> {
  public:
-  UdpClient(std::shared_ptr<UdpPort> port, udp::endpoint client, Route route)
+  UdpClient(std::shared_ptr<UdpPort> port, udp::endpoint client, std::string peer,
+            ConnectionDecision decision)
       : port_(std::move(port)),
         client_(std::move(client)),
-        route_(std::move(route)),
+        peer_(std::move(peer)),
+        route_(std::move(decision.route)),
+        open_payload_(std::move(decision.open_payload)),
         executor_(route_.agent->session->get_executor()),
         ready_(executor_) {}
 
@@ -143,29 +147,39 @@ class UdpClient : public std::enable_shared_from_this<UdpClient> {
   asio::awaitable<void> from_agent();
   asio::awaitable<void> idle_watch();
 
+  // The complete hooks of the port's and the tunnel's chains, if any.
+  void finish(ConnectionEnd end);
+
   std::shared_ptr<UdpPort> port_;
   udp::endpoint client_;
+  std::string peer_;  // client_ as "ip:port"
   Route route_;
+  std::string open_payload_;  // the OPEN_STREAM payload decide_connection() chose
   asio::any_io_executor executor_;
   std::shared_ptr<mux::Stream> stream_;
   // Datagrams waiting for the stream, already as udp records, and how many.
   std::vector<std::uint8_t> pending_;
   std::size_t pending_count_ = 0;
   Signal ready_;
-  Clock::time_point last_activity_ = Clock::now();
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_activity_ = start_;
   std::atomic<Clock::rep> last_seen_{Clock::now().time_since_epoch().count()};
   bool ended_ = false;
   bool evicted_ = false;
+  ConnectionEnd end_ = ConnectionEnd::kAgent;  // how the session ended, for complete hooks
   std::string outcome_;
-  std::uint64_t in_ = 0, out_ = 0;
+  std::uint64_t in_ = 0, out_ = 0;              // datagrams
+  std::uint64_t bytes_in_ = 0, bytes_out_ = 0;  // their bytes
 };
 
 class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort> {
  public:
-  UdpPort(CoreContext& core, asio::any_io_executor where, std::uint16_t port)
+  UdpPort(CoreContext& core, asio::any_io_executor where, std::uint16_t port,
+          std::shared_ptr<const ConnectionFilterChain> listener_filters)
       : context(core),
         executor(std::move(where)),
         metrics(core.metrics.registry),
+        filters(std::move(listener_filters)),
         socket_(executor),
         port_(port) {}
 
@@ -252,6 +266,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   CoreContext& context;
   asio::any_io_executor executor;
   UdpMetrics metrics;
+  std::shared_ptr<const ConnectionFilterChain> filters;  // the listener's; null = none
 
  private:
   void send_now(const udp::endpoint& to, std::span<const std::uint8_t> datagram) {
@@ -313,15 +328,8 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   void deliver(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
     auto it = clients_.find(from);
     if (it == clients_.end()) {
-      Route route;
-      if (context.registry.lookup_port(PortProtocol::kUdp, port_, route) != LookupStatus::kFound) {
-        metrics.dropped.inc();
-        return;
-      }
-      if (clients_.size() >= context.config.limits.max_clients_per_udp_tunnel) evict_oldest();
-      auto client = std::make_shared<UdpClient>(shared_from_this(), from, std::move(route));
-      it = clients_.emplace(from, client).first;
-      asio::co_spawn(client->executor(), client->run(), asio::detached);
+      it = new_client(from);
+      if (it == clients_.end()) return;
     }
     if (runs_here(it->second->executor())) {
       it->second->on_datagram(datagram);
@@ -331,6 +339,40 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
                [client = it->second, d = Datagram(datagram.begin(), datagram.end())] {
                  client->on_datagram(d);
                });
+  }
+
+  // A datagram from an address without a session: decide, the new-source filters, then a client
+  // session on the agent's worker. clients_.end() when the datagram is dropped (counted).
+  std::map<udp::endpoint, std::shared_ptr<UdpClient>>::iterator new_client(
+      const udp::endpoint& from) {
+    std::string peer = address_text(from);
+    const ConnectionFacts facts{PortProtocol::kUdp, port_, peer, local_address_,
+                                static_cast<std::uint32_t>(clients_.size())};
+    ConnectionDecision decision =
+        decide_connection(facts, context.config.limits, [this](Route& out) {
+          return context.registry.lookup_port(PortProtocol::kUdp, port_, out);
+        });
+    if (!decision.refusal.empty()) {
+      dropped(1, peer + ": datagram dropped: " + decision.refusal);
+      return clients_.end();
+    }
+    const ConnectionFilterChain* tunnel_filters = decision.route.connection_filters.get();
+    if (filters || tunnel_filters) {
+      const ConnectionInfo info{PortProtocol::kUdp, port_, peer, local_address_, decision.route};
+      const ConnectionVerdict verdict =
+          admit(filters.get(), tunnel_filters, conn_hook::kNewSource, info);
+      if (!verdict.proceed()) {
+        dropped(1, peer + ": datagram dropped: refused by " + std::string(verdict.by) + ": " +
+                       verdict.refusal);
+        return clients_.end();
+      }
+    }
+    if (decision.evict_oldest) evict_oldest();
+    auto client =
+        std::make_shared<UdpClient>(shared_from_this(), from, std::move(peer), std::move(decision));
+    auto it = clients_.emplace(from, client).first;
+    asio::co_spawn(client->executor(), client->run(), asio::detached);
+    return it;
   }
 
   // At limits.max_clients_per_udp_tunnel: the least recently active client makes room.
@@ -369,6 +411,7 @@ void UdpClient::on_datagram(std::span<const std::uint8_t> datagram) {
   last_activity_ = Clock::now();
   last_seen_.store(last_activity_.time_since_epoch().count(), std::memory_order_relaxed);
   protocol::append_udp_record(pending_, datagram);  // size checked when received
+  bytes_in_ += datagram.size();
   if (pending_count_++ == 0) ready_.notify();
 }
 
@@ -401,6 +444,7 @@ asio::awaitable<void> UdpClient::from_agent() {
     const std::size_t n = co_await stream_->read_some(asio::buffer(buf), ec);
     if (evicted_) co_return;  // evict() said why
     if (ec || n == 0) {
+      if (!ec) end_ = ConnectionEnd::kClosed;
       outcome_ = ec ? (stream_->is_reset() ? "reset by the agent: " + stream_->reset_message()
                                            : "the agent session ended")
                     : "ended by the agent";
@@ -414,6 +458,7 @@ asio::awaitable<void> UdpClient::from_agent() {
         continue;
       }
       ++out_;
+      bytes_out_ += datagram.size();
       if (route_.throttle.get() != nullptr)
         co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
       port_->send(client_, datagram);
@@ -434,6 +479,7 @@ asio::awaitable<void> UdpClient::idle_watch() {
   for (;;) {
     const auto deadline = last_activity_ + timeout;
     if (Clock::now() >= deadline) {
+      end_ = ConnectionEnd::kIdle;
       outcome_ = "idle for " + std::to_string(timeout.count()) + " ms";
       co_return;
     }
@@ -445,6 +491,7 @@ asio::awaitable<void> UdpClient::idle_watch() {
 void UdpClient::evict(const std::string& reason) {
   if (ended_) return;
   evicted_ = true;
+  end_ = ConnectionEnd::kEvicted;
   outcome_ = reason;
   if (stream_ && !stream_->is_reset()) stream_->reset(protocol::ErrorCode::kNoError, reason);
 }
@@ -452,18 +499,19 @@ void UdpClient::evict(const std::string& reason) {
 asio::awaitable<void> UdpClient::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
-  const std::string peer = address_text(client_);
+  const std::string& peer = peer_;
   std::string error =
       evicted_ ? outcome_ : take_raw_stream(*route_.agent, port_->context.config.limits);
   const bool slot = error.empty();
   if (slot) {
-    stream_ = route_.agent->session->open_stream(
-        route_.tunnel_index, protocol::format_addresses(peer, port_->local_address()), error);
+    stream_ = route_.agent->session->open_stream(route_.tunnel_index, open_payload_, error);
     if (!stream_)
       error = "the agent " + route_.agent->session->name() + " cannot take a session: " + error;
   }
   if (!stream_) {
     port_->dropped(pending_count_, peer + ": datagrams dropped: " + error);
+    outcome_ = std::move(error);
+    finish(evicted_ ? ConnectionEnd::kEvicted : ConnectionEnd::kRefused);
   } else {
     port_->metrics.sessions.inc();
     port_->metrics.active.inc();
@@ -473,6 +521,7 @@ asio::awaitable<void> UdpClient::run() {
     port_->metrics.active.dec();
     spdlog::info("udp :{} {}: session closed ({}), datagrams in={} out={}", port_->port(), peer,
                  outcome_, in_, out_);
+    finish(end_);
   }
   if (slot) release_raw_stream(*route_.agent);
   ended_ = true;
@@ -483,12 +532,30 @@ asio::awaitable<void> UdpClient::run() {
   port_->forget(client_, self);
 }
 
+void UdpClient::finish(ConnectionEnd end) {
+  const ConnectionFilterChain* tunnel_filters = route_.connection_filters.get();
+  if (!port_->filters && tunnel_filters == nullptr) return;
+  const ConnectionInfo info{PortProtocol::kUdp, port_->port(), peer_, port_->local_address(),
+                            route_};
+  ConnectionSummary summary;
+  summary.end = end;
+  summary.outcome = outcome_;
+  summary.bytes_in = bytes_in_;
+  summary.bytes_out = bytes_out_;
+  summary.datagrams_in = in_;
+  summary.datagrams_out = out_;
+  summary.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+  complete(port_->filters.get(), tunnel_filters, info, summary);
+}
+
 }  // namespace
 
-std::shared_ptr<PortListener> open_udp_port(CoreContext& context, asio::any_io_executor executor,
-                                            const std::string& host, std::uint16_t port,
-                                            std::string& error) {
-  auto listener = std::make_shared<UdpPort>(context, std::move(executor), port);
+std::shared_ptr<PortListener> open_udp_port(
+    CoreContext& context, asio::any_io_executor executor, const std::string& host,
+    std::uint16_t port, std::string& error,
+    std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+  auto listener =
+      std::make_shared<UdpPort>(context, std::move(executor), port, std::move(listener_filters));
   if (!listener->bind(host, error)) return nullptr;
   listener->start();
   return listener;

@@ -1,5 +1,7 @@
 // The public side of udp tunnels: one UDP socket per claimed port. Datagrams stay datagrams:
-// each client address ("ip:port") gets its own stream to an agent of the port (round robin,
+// each client address ("ip:port") passes the connection pipeline at its first datagram
+// (conn_pipeline.hpp: decide, the listener's and the tunnel's new-source filters) and gets its
+// own stream to an agent of the port (round robin,
 // picked at the client's first datagram; OPEN_STREAM payload: the client address), carrying
 // length-prefixed records (protocol/udp_record.hpp) both ways. A client session ends after
 // `limits.udp_idle_timeout` without a datagram either way, or when the agent ends the stream.
@@ -23,8 +25,11 @@
 namespace tunnel::core {
 
 // Binds host:port (port != 0) and starts receiving. nullptr with `error` when it cannot.
-std::shared_ptr<PortListener> open_udp_port(CoreContext& context, asio::any_io_executor executor,
-                                            const std::string& host, std::uint16_t port,
-                                            std::string& error);
+// `listener_filters`: the chain every new client address of the port passes before its
+// tunnel's (null = none; see conn_pipeline.hpp).
+std::shared_ptr<PortListener> open_udp_port(
+    CoreContext& context, asio::any_io_executor executor, const std::string& host,
+    std::uint16_t port, std::string& error,
+    std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
 
 }  // namespace tunnel::core
