@@ -280,9 +280,12 @@ class Rig:
         if "tunnel-plain" in self.args.paths and not self.plain_why:
             self.core_ports["agent_plain"] = free_port()
             argv += ["--agent-plain-addr", "127.0.0.1:%d" % self.core_ports["agent_plain"]]
-        # One account with no agent limit: the agents scenario opens thousands.
+        # One account with no agent limit: the agents scenario opens thousands, all from
+        # 127.0.0.1 and up to 64 handshakes at once (agentflood --concurrency).
         (self.tmp / "core.yaml").write_text(
-            'accounts:\n  - name: bench\n    tokens: ["%s"]\n    max_agents: 0\n' % self.token)
+            'accounts:\n  - name: bench\n    tokens: ["%s"]\n    max_agents: 0\n'
+            'limits:\n  max_tunnels_per_account: 0\n  max_agent_handshakes_per_address: 128\n'
+            % self.token)
         if self.args.workers:
             argv += ["--workers", self.args.workers]
         core = self.procs.start("core", argv)

@@ -71,8 +71,9 @@ bool sni_match(const std::string& pattern, const std::string& host) {
   return pattern == host;
 }
 
-// One line per address whose failed AUTHs were not all logged, when its log interval ends.
-asio::awaitable<void> log_auth_failures(AuthLimiter& limiter) {
+// One line per address whose failed AUTHs were not all logged, when its log interval ends;
+// one line for the agent connections closed over a handshake cap and not logged.
+asio::awaitable<void> log_auth_failures(AuthLimiter& limiter, HandshakeLimiter& handshakes) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::seconds(10));
@@ -81,6 +82,14 @@ asio::awaitable<void> log_auth_failures(AuthLimiter& limiter) {
     for (const auto& s : limiter.take_summaries(AuthLimiter::Clock::now())) {
       spdlog::warn("agent {}: {} more failed authentications in the last minute", s.address,
                    s.failures);
+    }
+    if (const auto h = handshakes.take_summary(HandshakeLimiter::Clock::now());
+        h.global + h.address > 0) {
+      spdlog::warn(
+          "agent listener: {} more connections closed before TLS in the last minute ({} over "
+          "limits.max_agent_handshakes_per_address, {} over limits.max_agent_handshakes; the "
+          "last from {})",
+          h.global + h.address, h.address, h.global, h.last_address);
     }
   }
 }
@@ -399,7 +408,9 @@ int Server::run() {
   asio::co_spawn(workers_[0]->io,
                  keep_ownership(context_->registry, ownership_, kOwnershipSaveInterval),
                  asio::detached);
-  asio::co_spawn(workers_[0]->io, log_auth_failures(context_->auth_limiter), asio::detached);
+  asio::co_spawn(workers_[0]->io,
+                 log_auth_failures(context_->auth_limiter, context_->handshake_limiter),
+                 asio::detached);
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     workers_[i]->thread = std::thread([w = workers_[i].get()] {

@@ -118,3 +118,57 @@ def test_refusal_carries_a_code(tunnel):
         assert "authentication failed" in reply["error"], reply
     finally:
         s.close()
+
+
+def _stalled(port, source, count):
+    """count TCP connections to the agent listener from source that never send a byte."""
+    socks = []
+    for _ in range(count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((source, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        socks.append(s)
+    return socks
+
+
+def test_connections_before_auth_are_capped_per_address(tunnel, origin):
+    """Issue #25 High: cap connections in the handshake state. 16 silent connections from one
+    address (limits.max_agent_handshakes_per_address) hold their slots; the 17th is closed at
+    once, counted and logged; an agent from another address still connects; closing the silent
+    ones frees their slots."""
+    from harness.raw import sample
+    core = tunnel.core()
+    port = core.ports["agent"]
+    stalled = _stalled(port, "127.0.0.2", 16)
+    try:
+        time.sleep(0.5)  # all 16 accepted
+        extra = _stalled(port, "127.0.0.2", 1)[0]
+        started = time.monotonic()
+        assert closed_by_peer(extra, 3), "a 17th connection from one address was kept"
+        assert time.monotonic() - started < 2
+        extra.close()
+        for s in stalled[:3]:
+            assert not closed_by_peer(s, 0.05), "a connection under the cap was closed"
+        assert sample(core, "tunnel_agent_handshakes") == 16
+        assert sample(core, 'tunnel_agent_handshakes_refused_total{cap="address"}') == 1
+        core.wait_output(r"agent connection from 127\.0\.0\.2 closed before TLS: 16 agent "
+                         r"connections from this address .*limits\.max_agent_handshakes_per_")
+        # The harness's agents connect from 127.0.0.1: another address, its own slots.
+        tunnel.agent(core, origin.addr, subdomain="app", name="agent-app")
+        assert core.request("app").status == 200
+    finally:
+        for s in stalled:
+            s.close()
+    client.wait_for(lambda: sample(core, "tunnel_agent_handshakes") == 0, 10,
+                    what="the slots of the closed connections to be freed")
+    again = _stalled(port, "127.0.0.2", 16)
+    try:
+        time.sleep(0.3)
+        for s in again:
+            assert not closed_by_peer(s, 0.01), "a freed slot was not given back"
+        assert sample(core, 'tunnel_agent_handshakes_refused_total{cap="address"}') == 1
+    finally:
+        for s in again:
+            s.close()
+    assert core.alive()

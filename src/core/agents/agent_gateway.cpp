@@ -131,31 +131,77 @@ std::string check_proxy_protocol(const protocol::TunnelRequest& request) {
 
 }  // namespace
 
+HandshakeSlot::~HandshakeSlot() {
+  release();
+}
+
+void HandshakeSlot::release() {
+  if (!slot_) return;
+  slot_.release();
+  gauge_->dec();
+}
+
+HandshakeSlot AgentGateway::admit(const transport::tcp::socket& socket) {
+  transport::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return {};  // already gone
+  const std::string address = endpoint.address().to_string();
+  HandshakeLimiter& limiter = context_.handshake_limiter;
+  HandshakeLimiter::Refusal why = HandshakeLimiter::Refusal::kNone;
+  HandshakeLimiter::Slot slot = limiter.try_acquire(address, why);
+  if (slot) {
+    context_.metrics.agent_handshakes.inc();
+    return HandshakeSlot(std::move(slot), context_.metrics.agent_handshakes);
+  }
+  const bool global = why == HandshakeLimiter::Refusal::kGlobal;
+  (global ? context_.metrics.agent_handshakes_refused_global
+          : context_.metrics.agent_handshakes_refused_address)
+      .inc();
+  if (limiter.record_refusal(address, why, HandshakeLimiter::Clock::now())) {
+    spdlog::warn(
+        "agent connection from {} closed before TLS: {} agent connections {} already in the "
+        "handshake or waiting for AUTH ({}); further refusals are counted and logged once a "
+        "minute",
+        AuthLimiter::key_of(address),
+        global ? limiter.options().global : limiter.options().per_address,
+        global ? "are" : "from this address are",
+        global ? "limits.max_agent_handshakes" : "limits.max_agent_handshakes_per_address");
+  }
+  return {};
+}
+
 asio::awaitable<void> AgentGateway::serve(transport::tcp::socket socket, asio::ssl::context& tls) {
+  // Over a handshake cap the socket closes here, before any TLS work.
+  HandshakeSlot slot = admit(socket);
+  if (!slot) co_return;
   std::string error;
   auto conn = co_await transport::accept_tls(std::move(socket), tls, kHandshakeTimeout, error);
   if (!conn) {
     spdlog::warn("agent connection refused: {}", error);
     co_return;
   }
-  co_await serve_conn(std::move(conn));
+  co_await serve_conn(std::move(conn), std::move(slot));
 }
 
 asio::awaitable<void> AgentGateway::serve_plain(transport::tcp::socket socket) {
+  HandshakeSlot slot = admit(socket);
+  if (!slot) co_return;
   transport::error_code ignored;
   socket.set_option(transport::tcp::no_delay(true), ignored);
-  co_await serve_conn(transport::make_tcp_conn(std::move(socket)));
+  co_await serve_conn(transport::make_tcp_conn(std::move(socket)), std::move(slot));
 }
 
-asio::awaitable<void> AgentGateway::serve_conn(std::unique_ptr<transport::Conn> conn) {
+asio::awaitable<void> AgentGateway::serve_conn(std::unique_ptr<transport::Conn> conn,
+                                               HandshakeSlot slot) {
   try {
-    co_await run_session(std::move(conn));
+    co_await run_session(std::move(conn), slot);
   } catch (const std::exception& e) {
     spdlog::error("agent session failed: {}", e.what());
   }
 }
 
-asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn> conn) {
+asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn> conn,
+                                                HandshakeSlot& handshake) {
   const std::string peer = conn->peer();
   // Before AUTH a frame longer than an AUTH payload is refused from its header: nobody can make
   // the core allocate for a length it announces before authenticating.
@@ -224,6 +270,8 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     co_await refuse("authentication failed: unknown account", refusal::kBadToken);
     co_return;
   }
+  // Authenticated: what it holds from now on is bounded by its account's limits.
+  handshake.release();
   if (context_.draining) {
     co_await refuse("the core is shutting down; retry shortly", refusal::kShuttingDown);
     co_return;

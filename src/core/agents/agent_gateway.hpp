@@ -43,6 +43,31 @@ using TunnelFilterFactory =
 using ConnectionFilterFactory = std::function<std::shared_ptr<const ConnectionFilterChain>(
     const protocol::TunnelRequest& request)>;
 
+// An agent connection's place among those before AUTH (limits.max_agent_handshakes*): given
+// back when AUTH succeeds (release()) or the connection ends. Move-only; empty = refused.
+class HandshakeSlot {
+ public:
+  HandshakeSlot() = default;
+  HandshakeSlot(HandshakeLimiter::Slot slot, observability::Gauge& gauge)
+      : slot_(std::move(slot)), gauge_(&gauge) {}
+  HandshakeSlot(HandshakeSlot&&) noexcept = default;
+  HandshakeSlot& operator=(HandshakeSlot&& other) noexcept {
+    if (this != &other) {
+      release();
+      slot_ = std::move(other.slot_);
+      gauge_ = other.gauge_;
+    }
+    return *this;
+  }
+  ~HandshakeSlot();
+  void release();
+  explicit operator bool() const { return static_cast<bool>(slot_); }
+
+ private:
+  HandshakeLimiter::Slot slot_;
+  observability::Gauge* gauge_ = nullptr;
+};
+
 class AgentGateway {
  public:
   AgentGateway(CoreContext& context, PortOpener open_port, TunnelFilterFactory tunnel_filters,
@@ -64,8 +89,11 @@ class AgentGateway {
   std::size_t session_count() const;
 
  private:
-  asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn);
-  asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn);
+  // A slot for a new connection, or an empty one (counted and logged) when a cap is reached.
+  HandshakeSlot admit(const transport::tcp::socket& socket);
+  asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn, HandshakeSlot slot);
+  asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn,
+                                    HandshakeSlot& handshake);
   // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
   bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
                         const std::shared_ptr<AgentSession>& agent,

@@ -30,7 +30,17 @@ CoreMetrics::CoreMetrics(observability::Registry& r)
           r.gauge("tunnel_public_connections", "Public client connections open now.")),
       agent_sessions(r.counter("tunnel_agent_sessions_total", "Agent sessions accepted.")),
       agent_auth_failures(
-          r.counter("tunnel_agent_auth_failures_total", "Agent connections refused at AUTH.")) {}
+          r.counter("tunnel_agent_auth_failures_total", "Agent connections refused at AUTH.")),
+      agent_handshakes(r.gauge("tunnel_agent_handshakes",
+                               "Agent connections in the TLS handshake or waiting for AUTH now.")),
+      agent_handshakes_refused_global(r.counter(
+          "tunnel_agent_handshakes_refused_total",
+          "Agent connections closed before the TLS handshake: a handshake cap was reached.",
+          {{"cap", "global"}})),
+      agent_handshakes_refused_address(r.counter(
+          "tunnel_agent_handshakes_refused_total",
+          "Agent connections closed before the TLS handshake: a handshake cap was reached.",
+          {{"cap", "address"}})) {}
 
 void CoreMetrics::count_request(int status) {
   const std::size_t index = status >= 100 && status < 600 ? static_cast<std::size_t>(status) : 0;
@@ -62,6 +72,9 @@ bool RateLimiter::allow(const std::string& account) {
 CoreContext::CoreContext(Config config_in, observability::Registry& metrics_registry)
     : config(std::move(config_in)),
       auth(config),
+      handshake_limiter(HandshakeLimiter::Options{config.limits.max_agent_handshakes,
+                                                  config.limits.max_agent_handshakes_per_address,
+                                                  std::chrono::seconds(60)}),
       metrics(metrics_registry),
       rate_limiter(config.limits.requests_per_second),
       window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}

@@ -16,6 +16,7 @@
 #include "core/control/auth.hpp"
 #include "core/control/auth_limiter.hpp"
 #include "core/control/config.hpp"
+#include "core/control/handshake_limiter.hpp"
 #include "observability/metrics.hpp"
 
 namespace tunnel::mux {
@@ -42,6 +43,10 @@ struct CoreMetrics {
   observability::Gauge& public_connections;
   observability::Counter& agent_sessions;
   observability::Counter& agent_auth_failures;
+  observability::Gauge& agent_handshakes;  // agent connections before AUTH now
+  // Agent connections closed unserved because a handshake cap was reached.
+  observability::Counter& agent_handshakes_refused_global;
+  observability::Counter& agent_handshakes_refused_address;
 
  private:
   std::array<std::atomic<observability::Counter*>, 600> by_status_{};
@@ -69,7 +74,8 @@ struct CoreContext {
 
   Config config;
   Authenticator auth;
-  AuthLimiter auth_limiter;  // failed AUTHs per source address
+  AuthLimiter auth_limiter;            // failed AUTHs per source address
+  HandshakeLimiter handshake_limiter;  // agent connections before AUTH
   Registry registry;
   CoreMetrics metrics;
   RateLimiter rate_limiter;

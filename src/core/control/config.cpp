@@ -121,6 +121,8 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
                      "client_watch_delay",
                      "idle_timeout",
                      "max_streams_per_agent",
+                     "max_agent_handshakes",
+                     "max_agent_handshakes_per_address",
                      "requests_per_second",
                      "shutdown_grace",
                      "udp_idle_timeout",
@@ -143,6 +145,8 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "client_watch_delay", "limits", out.client_watch_delay);
   r.read(*f, "idle_timeout", "limits", out.idle_timeout);
   r.read(*f, "max_streams_per_agent", "limits", out.max_streams_per_agent);
+  r.read(*f, "max_agent_handshakes", "limits", out.max_agent_handshakes);
+  r.read(*f, "max_agent_handshakes_per_address", "limits", out.max_agent_handshakes_per_address);
   r.read(*f, "requests_per_second", "limits", out.requests_per_second);
   r.read(*f, "shutdown_grace", "limits", out.shutdown_grace);
   r.read(*f, "udp_idle_timeout", "limits", out.udp_idle_timeout);
@@ -509,6 +513,19 @@ void check_rest(ConfigReader& r, const Config& config) {
     r.error("limits.udp_socket_buffer", "at least 4096 bytes, or 0 for the kernel's default");
   }
   if (limits.max_streams_per_agent == 0) r.error("limits.max_streams_per_agent", "at least 1");
+  // Whatever an unauthenticated peer can make the core hold is bounded: no "0 = unlimited".
+  if (limits.max_agent_handshakes == 0) {
+    r.error("limits.max_agent_handshakes",
+            "at least 1 (connections before AUTH are always capped; raise it instead)");
+  }
+  if (limits.max_agent_handshakes_per_address == 0) {
+    r.error("limits.max_agent_handshakes_per_address",
+            "at least 1 (connections before AUTH are always capped; raise it instead)");
+  } else if (limits.max_agent_handshakes_per_address > limits.max_agent_handshakes) {
+    r.error("limits.max_agent_handshakes_per_address",
+            "must not be above limits.max_agent_handshakes (" +
+                std::to_string(limits.max_agent_handshakes) + ")");
+  }
   if (limits.max_connections_per_tcp_tunnel == 0) {
     r.error("limits.max_connections_per_tcp_tunnel", "at least 1");
   }

@@ -128,6 +128,11 @@ struct LimitsConfig {
   std::chrono::milliseconds client_watch_delay{500};
   std::chrono::milliseconds idle_timeout{75'000};  // keep-alive idle, public connections
   std::uint32_t max_streams_per_agent = 1000;
+  // Agent connections in the handshake state (TLS handshake, then waiting for AUTH) at once:
+  // in all, and from one source address (IPv4 address or IPv6 /64). One more is closed at
+  // once, before its TLS handshake. Agents are in this state for a round trip or two.
+  std::uint32_t max_agent_handshakes = 512;
+  std::uint32_t max_agent_handshakes_per_address = 16;
   // Tunnels one agent may ask for in its AUTH, and all agents of one account may serve at once.
   // 0 = unlimited. Each tunnel is a registry entry, a hostname or an open port.
   std::uint32_t max_tunnels_per_agent = 32;

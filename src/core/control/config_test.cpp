@@ -376,6 +376,25 @@ limits:
   find(total, "limits.window_budget_total: expected a non-negative integer, got \"2TiB\"");
 }
 
+TEST(CoreConfig, HandshakeCapsAreReadAndAlwaysFinite) {
+  EXPECT_EQ(Config{}.limits.max_agent_handshakes, 512u);
+  EXPECT_EQ(Config{}.limits.max_agent_handshakes_per_address, 16u);
+  auto result = load_config_string(
+      "limits:\n  max_agent_handshakes: 2000\n  max_agent_handshakes_per_address: 64\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.limits.max_agent_handshakes, 2000u);
+  EXPECT_EQ(result.config.limits.max_agent_handshakes_per_address, 64u);
+  auto zero = load_config_string(
+      "limits:\n  max_agent_handshakes: 0\n  max_agent_handshakes_per_address: 0\n");
+  find(zero, "limits.max_agent_handshakes: at least 1 (connections before AUTH are always capped");
+  find(zero, "limits.max_agent_handshakes_per_address: at least 1");
+  auto above = load_config_string(
+      "limits:\n  max_agent_handshakes: 10\n  max_agent_handshakes_per_address: 11\n");
+  find(above,
+       "limits.max_agent_handshakes_per_address: must not be above limits.max_agent_handshakes "
+       "(10)");
+}
+
 TEST(CoreConfig, ShippedExampleIsValid) {
   const auto path = std::filesystem::path(TUNNEL_SOURCE_DIR) / "docs/examples/core.yaml";
   auto result = load_config_file(path.string());
