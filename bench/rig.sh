@@ -52,13 +52,13 @@ http { access_log off; keepalive_requests 1000000;
 EOF
   nginx -c "$dir/nginx/nginx.conf" -p "$dir/nginx" >"$dir/origin.log" 2>&1 &
   echo $! >"$dir/origin.pid"
-  printf 'accounts:\n  - name: rig\n    tokens: ["rig-token"]\n' >"$dir/core.yaml"
+  printf 'accounts:\n  - name: rig\n    tokens: ["rig-secret-token"]\n' >"$dir/core.yaml"
   "$dir/tunnel-core" --data-dir "$dir/core-data" --agent-addr "127.0.0.1:$agent" \
     --http-addr "127.0.0.1:$http" --admin-addr "127.0.0.1:$admin" --config "$dir/core.yaml" \
     --log-level warn >"$dir/core.log" 2>&1 &
   echo $! >"$dir/core.pid"
   for _ in $(seq 50); do [ -f "$dir/core-data/tls.crt" ] && break; sleep 0.1; done
-  "$dir/tunnel-agent" --token rig-token --data-dir "$dir/agent-data" --log-level warn \
+  "$dir/tunnel-agent" --token rig-secret-token --data-dir "$dir/agent-data" --log-level warn \
     --server "127.0.0.1:$agent" --ca "$dir/core-data/tls.crt" \
     http "127.0.0.1:$origin" --subdomain bench >"$dir/agent.log" 2>&1 &
   echo $! >"$dir/agent.pid"

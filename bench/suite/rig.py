@@ -270,7 +270,7 @@ class Rig:
         if self.core is not None:
             return
         self.core_ports = {k: free_port() for k in ("agent", "http", "admin")}
-        self.token = "bench-token-%d" % os.getpid()
+        self.token = "bench-token-%08d" % os.getpid()
         data = self.tmp / "core-data"
         argv = [self.bin / "tunnel-core", "--data-dir", data,
                 "--agent-addr", "127.0.0.1:%d" % self.core_ports["agent"],

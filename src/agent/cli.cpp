@@ -376,6 +376,14 @@ int run_cli(int argc, char** argv) {
   layers.getenv = [](const char* name) { return std::getenv(name); };
   layers.check_after_env = true;
   layers.flags = [&](Config& config) -> std::vector<ConfigError> {
+    // An empty --token would fall back to <data_dir>/agent.token without a word.
+    if (flags.token && flags.token->find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+      return {{0, 0,
+               "--token: the token is " +
+                   std::string(flags.token->empty() ? "empty" : "only whitespace") +
+                   "; give the account's token (better with --token-file FILE or "
+                   "TUNNEL_TOKEN)"}};
+    }
     apply_flags(flags, config);
     if (flags.token_file) {
       std::string error;

@@ -124,6 +124,11 @@ void check(ConfigReader& r, const Config& config) {
     r.error("server", server.error);
   }
   if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
+  if (!config.token.empty() && config.token.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
+    r.error("token",
+            "only whitespace: give the account's token (or leave it out to use "
+            "<data_dir>/agent.token)");
+  }
   const int trust_settings =
       int{!config.ca.empty()} + int{!config.fingerprint.empty()} + int{config.insecure};
   if (trust_settings > 1) {

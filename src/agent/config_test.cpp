@@ -127,6 +127,14 @@ window_budget: 5000000000
   EXPECT_EQ(result.errors.size(), 13u) << all(result.errors);
 }
 
+// Issue 25 Low, tokens: a token of only whitespace was sent as it was.
+TEST(AgentConfig, AWhitespaceTokenIsRefused) {
+  auto result = load_config_string("token: \"   \"\ntunnels:\n  - local: 3000\n");
+  EXPECT_TRUE(find(result.errors, "token: only whitespace")
+                  .message.starts_with("token: only whitespace: give the account's token"));
+  EXPECT_EQ(result.errors.size(), 1u) << all(result.errors);
+}
+
 TEST(AgentConfig, LocalTargets) {
   auto expect = [](std::string_view text, std::string host, std::uint16_t port) {
     auto result = parse_local_target(text);

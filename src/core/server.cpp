@@ -208,6 +208,12 @@ std::string Server::setup_tls() {
   std::string token_hint = "--token <your token>";
   bool uses_generated_token = false;
   if (config.accounts.empty()) {
+    // The generated token is 43 characters; one written into the file by hand may be weak.
+    if (const std::string weak = token_weakness(data.value->token); !weak.empty()) {
+      return data.value->token_path + ": the token of account \"default\" is " + weak +
+             "; tokens must be at least " + std::to_string(kMinTokenLength) +
+             " characters (remove the file to generate a strong one)";
+    }
     add_default_account_tokens(config, {data.value->token});
     token_hint = "--token " + data.value->token;
     uses_generated_token = true;

@@ -77,7 +77,7 @@ domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 limits: {{response_timeout: 2s}}
 accounts:
-  - {{name: default, tokens: ["test-token"], subdomains: ["*"]}}
+  - {{name: default, tokens: ["test-agent-token"], subdomains: ["*"]}}
 """
 
 

@@ -6,8 +6,8 @@ ACCOUNTS = """\
 domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 accounts:
-  - {{name: alice, tokens: ["alice-token"], subdomains: ["*"]}}
-  - {{name: bob, tokens: ["bob-token"], subdomains: ["bob-*"]}}
+  - {{name: alice, tokens: ["alice-secret-token"], subdomains: ["*"]}}
+  - {{name: bob, tokens: ["bob-secret-token"], subdomains: ["bob-*"]}}
 """
 
 
@@ -33,16 +33,16 @@ def test_wrong_token(tunnel, core, app, origin):
 def test_subdomain_hijack(tunnel, origin):
     core = tunnel.core(config_text=ACCOUNTS, tokens=())
     b = tunnel.origin("B")
-    tunnel.agent(core, origin.addr, subdomain="shared", name="agent-alice", token="alice-token")
+    tunnel.agent(core, origin.addr, subdomain="shared", name="agent-alice", token="alice-secret-token")
     assert json.loads(core.request("shared").body)["origin"] == "A"
 
     thief = tunnel.agent(core, b.addr, subdomain="shared", name="agent-bob-shared",
-                         token="bob-token", wait=False)
+                         token="bob-secret-token", wait=False)
     out = _refused(thief)
     assert "shared" in out, "the refusal does not name the subdomain:\n" + out
 
     outside = tunnel.agent(core, b.addr, subdomain="alice-app", name="agent-bob-outside",
-                           token="bob-token", wait=False)
+                           token="bob-secret-token", wait=False)
     out = _refused(outside)
     assert "alice-app" in out, "the refusal does not name the subdomain:\n" + out
 
@@ -51,7 +51,7 @@ def test_subdomain_hijack(tunnel, origin):
         r = core.request("shared")
         assert r.status == 200 and json.loads(r.body)["origin"] == "A", r.text()
     assert core.request("alice-app").status == 404
-    tunnel.agent(core, b.addr, subdomain="bob-app", name="agent-bob-ok", token="bob-token")
+    tunnel.agent(core, b.addr, subdomain="bob-app", name="agent-bob-ok", token="bob-secret-token")
     assert json.loads(core.request("bob-app").body)["origin"] == "B"
 
 
@@ -69,7 +69,7 @@ def test_token_files_keep_tokens_off_the_command_line(tunnel, origin, tmp_path):
         assert secret not in " ".join(p.argv)
         assert "--token puts the token on the command line" not in p.output()
 
-    warned = tunnel.core(name="core-flag")  # the harness passes --token test-token
+    warned = tunnel.core(name="core-flag")  # the harness passes --token test-agent-token
     warned.wait_output("--token puts the token on the command line")
 
 
@@ -122,6 +122,6 @@ def test_readable_jwt_secret_file_is_warned_about(tunnel, tmp_path):
     config = ("domain: localhost\n"
               'listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}\n'
               "auth: {{jwt_secret_file: \"%s\"}}\n"
-              "accounts: [{{name: default, tokens: [\"test-token\"]}}]\n" % secret)
+              "accounts: [{{name: default, tokens: [\"test-agent-token\"]}}]\n" % secret)
     core = tunnel.core(config_text=config, tokens=())
     core.wait_output(r"auth.jwt_secret_file .* has mode 0644, readable by other users")

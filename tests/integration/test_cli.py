@@ -53,7 +53,7 @@ def test_help_says_the_default_name(bin_dir):
 
 def http_port_message(tunnel, core, tmp_path, name, extra):
     argv = [bin_dir() / "tunnel-agent", "http", "3000", "--server",
-            "127.0.0.1:%d" % core.http_port, "--token", "test-token"] + extra
+            "127.0.0.1:%d" % core.http_port, "--token", "test-agent-token"] + extra
     agent = tunnel.add(Proc(name, argv, tmp_path / ("%s.log" % name), cwd=tmp_path))
     agent.start()
     m = agent.wait_output(r"^.*reconnecting.*$", timeout=30, flags=re.M)
@@ -75,7 +75,7 @@ def test_agent_at_the_plain_port_over_tls_still_hears_of_plain(tunnel, tmp_path)
     plain = client.free_port()
     core = tunnel.core(extra_args=["--agent-plain-addr", "127.0.0.1:%d" % plain])
     argv = [bin_dir() / "tunnel-agent", "http", "3000", "--server", "127.0.0.1:%d" % plain,
-            "--token", "test-token", "--insecure"]
+            "--token", "test-agent-token", "--insecure"]
     agent = tunnel.add(Proc("agent-tls-plain", argv, tmp_path / "agent-tls-plain.log",
                             cwd=tmp_path))
     agent.start()
@@ -101,7 +101,7 @@ class SplitProc(Proc):
 def test_forwarding_url_on_stdout(tunnel, core, origin, tmp_path):
     """Scripts read the public URL from stdout; the logs stay on stderr."""
     argv = [bin_dir() / "tunnel-agent", "http", origin.addr, "--server", core.agent_addr,
-            "--token", "test-token", "--ca", core.ca, "--subdomain", "scripted"]
+            "--token", "test-agent-token", "--ca", core.ca, "--subdomain", "scripted"]
     agent = tunnel.add(SplitProc("agent-split", argv, tmp_path / "agent-split.err",
                                  cwd=tmp_path))
     agent.start()

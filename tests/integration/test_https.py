@@ -16,7 +16,7 @@ tls:
     - {{hostnames: ["*.alpha.test"], cert: "%(dir)s/alpha.crt", key: "%(dir)s/alpha.key"}}
     - {{hostnames: ["app.localhost"], cert: "%(dir)s/app.crt", key: "%(dir)s/app.key"}}
 accounts:
-  - {{name: default, tokens: ["test-token"], domains: ["*.alpha.test"]}}
+  - {{name: default, tokens: ["test-agent-token"], domains: ["*.alpha.test"]}}
 """
 
 
@@ -65,7 +65,7 @@ def test_sni_picks_the_certificate_and_proxies(tunnel, origin, tmp_path):
     assert "www.alpha.test" in served_cert_cn(https_port, "www.alpha.test")
     assert "app.localhost" in served_cert_cn(https_port, "app.localhost")
 
-    tunnel.agent(core, origin.addr, subdomain="app", name="agent-app", token="test-token")
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-app", token="test-agent-token")
     status, body = https_get(https_port, "app.localhost", tmp_path / "app.crt")
     assert status == 200, body
     seen = json.loads(body)
@@ -74,7 +74,7 @@ def test_sni_picks_the_certificate_and_proxies(tunnel, origin, tmp_path):
     assert headers["host"] == "app.localhost"
 
     # A custom domain the account owns, served over HTTPS with its wildcard certificate.
-    tunnel.agent(core, origin.addr, name="agent-alpha", token="test-token", wait=False,
+    tunnel.agent(core, origin.addr, name="agent-alpha", token="test-agent-token", wait=False,
                  extra_args=["--hostname", "www.alpha.test"])
 
     def routed():
@@ -95,7 +95,7 @@ tls:
     - {{hostnames: ["chain.test"], cert: "%(dir)s/chain.pem", key: "%(dir)s/leaf.key"}}
     - {{hostnames: ["app.localhost"], cert: "%(dir)s/app.crt", key: "%(dir)s/app.key"}}
 accounts:
-  - {{name: default, tokens: ["test-token"]}}
+  - {{name: default, tokens: ["test-agent-token"]}}
 """
 
 

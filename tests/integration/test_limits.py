@@ -21,7 +21,7 @@ def _report(capsys, text):
 
 
 def limits_core(tunnel, account_extra="", extra=""):
-    account = "name: default\ntokens: [test-token]\n" + account_extra
+    account = "name: default\ntokens: [test-agent-token]\n" + account_extra
     return tunnel.core(config_text=core_config([account], extra))
 
 

@@ -19,7 +19,7 @@ def config(workers=1, extra=""):
     extra = extra.replace("{", "{{").replace("}", "}}")
     return ("domain: localhost\nworkers: %d\n"
             'listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}\n'
-            "%s\naccounts:\n  - {{name: default, tokens: [\"test-token\"]}}\n") % (workers, extra)
+            "%s\naccounts:\n  - {{name: default, tokens: [\"test-agent-token\"]}}\n") % (workers, extra)
 
 
 def echo_headers(resp):
@@ -31,7 +31,7 @@ def test_rate_limit_is_charged_once_per_request_across_workers(tunnel, origin):
     # worker; before the fix those were charged twice and some of the first ten got 429.
     core = tunnel.core(config_text=config(workers=2, extra="limits: {requests_per_second: 5}"),
                        tokens=())
-    tunnel.agent(core, origin.addr, subdomain="app", token="test-token", wait=False)
+    tunnel.agent(core, origin.addr, subdomain="app", token="test-agent-token", wait=False)
     client.wait_for(lambda: core.request("app", "GET", "/echo").status == 200, 30,
                     what="the tunnel to be routed")
     time.sleep(2.2)  # refill the burst the probes above used
@@ -62,7 +62,7 @@ def test_the_edge_owns_forwarding_fields(tunnel, origin):
 
 def test_a_trusted_proxy_keeps_its_chain_and_request_id(tunnel, origin):
     core = tunnel.core(config_text=config(extra='trusted_proxies: ["127.0.0.1"]'), tokens=())
-    tunnel.agent(core, origin.addr, subdomain="app", token="test-token")
+    tunnel.agent(core, origin.addr, subdomain="app", token="test-agent-token")
     r = core.request("app", "GET", "/headers", headers={
         "X-Forwarded-For": "203.0.113.9", "X-Request-Id": "lb-42", "X-Forwarded-Proto": "https"})
     h = echo_headers(r)
@@ -88,7 +88,7 @@ def test_absolute_form_routes_by_the_target_and_two_hosts_are_refused(tunnel, or
 
 def test_a_visitor_who_leaves_frees_the_stream_and_is_logged_499(tunnel, origin):
     core = tunnel.core(config_text=config(extra="limits: {max_streams_per_agent: 2}"), tokens=())
-    tunnel.agent(core, origin.addr, subdomain="app", token="test-token")
+    tunnel.agent(core, origin.addr, subdomain="app", token="test-agent-token")
     quitters = []
     for _ in range(2):
         s = socket.create_connection(("127.0.0.1", core.http_port), timeout=10)

@@ -26,7 +26,7 @@ class ProxyApp(procs.ListeningProc):
 
 
 def port_core(tunnel):
-    return tunnel.core(config_text=core_config(["name: default\ntokens: [test-token]"]))
+    return tunnel.core(config_text=core_config(["name: default\ntokens: [test-agent-token]"]))
 
 
 def tcp_line(port):

@@ -23,7 +23,7 @@ domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 heartbeat: {{interval: 500ms, timeout: 3s}}
 accounts:
-  - {{name: default, tokens: ["test-token"]}}
+  - {{name: default, tokens: ["test-agent-token"]}}
 """
 
 
@@ -53,11 +53,11 @@ def test_jwt_agent_and_expired_jwt(tunnel, origin):
 
 def test_agent_that_stops_reading_hurts_only_itself(tunnel, origin):
     core = tunnel.core(config_text=STUCK_CONFIG, tokens=())
-    tunnel.agent(core, origin.addr, subdomain="app", name="agent-ok", token="test-token")
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-ok", token="test-agent-token")
 
     # A v1 agent that authenticates and then never reads again (nor sends heartbeats).
     sock = v1client.connect_tls(core.agent_addr, core.ca)
-    auth = {"token": "test-token", "agent_id": "stuck", "metadata": {"subdomains": "stuck"}}
+    auth = {"token": "test-agent-token", "agent_id": "stuck", "metadata": {"subdomains": "stuck"}}
     sock.sendall(v1client.encode(v1client.AUTH, 0, 0, json.dumps(auth).encode()))
     ftype, flags, _, payload = v1client.read_frame(sock)
     assert ftype == v1client.AUTH and flags & v1client.ACK and json.loads(payload)["success"]
@@ -107,13 +107,13 @@ domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 limits: {{max_body_bytes: 100}}
 accounts:
-  - {{name: default, tokens: ["test-token"]}}
+  - {{name: default, tokens: ["test-agent-token"]}}
 """
 
 
 def test_body_limit_is_413_for_length_and_chunked(tunnel, origin):
     core = tunnel.core(config_text=BODY_LIMIT_CONFIG, tokens=())
-    tunnel.agent(core, origin.addr, subdomain="app", name="agent-limit", token="test-token")
+    tunnel.agent(core, origin.addr, subdomain="app", name="agent-limit", token="test-agent-token")
     assert core.request("app", "POST", "/upload", body=b"x" * 50).status == 200
     assert core.request("app", "POST", "/upload", body=b"x" * 1000).status == 413
     chunked = (b"POST /upload HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"

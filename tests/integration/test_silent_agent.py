@@ -14,7 +14,7 @@ domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 heartbeat: {{interval: %ds, timeout: %ds}}
 accounts:
-  - {{name: default, tokens: ["test-token"]}}
+  - {{name: default, tokens: ["test-agent-token"]}}
 """ % (INTERVAL_S, TIMEOUT_S)
 
 
@@ -50,7 +50,7 @@ domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
 heartbeat: {{interval: 4s, timeout: 6s}}
 accounts:
-  - {{name: default, tokens: ["test-token"]}}
+  - {{name: default, tokens: ["test-agent-token"]}}
 """
 
 
@@ -60,7 +60,7 @@ def test_silent_agent_is_dropped_at_the_timeout_not_the_next_check(tunnel):
     after 8 s; the check now wakes when the timeout is reached."""
     core = tunnel.core(config_text=V1_CONFIG)
     sock = v1client.connect_tls(core.agent_addr, core.ca)
-    auth = {"token": "test-token", "agent_id": "mute", "metadata": {"subdomains": "mute"}}
+    auth = {"token": "test-agent-token", "agent_id": "mute", "metadata": {"subdomains": "mute"}}
     sock.sendall(v1client.encode(v1client.AUTH, 0, 0, json.dumps(auth).encode()))
     ftype, flags, _, payload = v1client.read_frame(sock)
     assert ftype == v1client.AUTH and flags & v1client.ACK and json.loads(payload)["success"]

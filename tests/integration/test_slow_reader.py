@@ -133,7 +133,7 @@ def test_fast_then_stalled_downloads_hold_at_most_the_window_budget(tunnel, orig
     limits.window_budget_per_agent (one agent), or limits.window_budget_total (two agents, each
     with the default 32 MiB of its own), and every byte still arrives once they read again."""
     core = tunnel.core(config_text=core_config(
-        ["name: default\ntokens: [test-token]"],
+        ["name: default\ntokens: [test-agent-token]"],
         "limits:\n  %s: %d\n" % (budget, WINDOW_BUDGET)))
     for a in range(agents):
         tunnel.agent(core, origin.addr, subdomain="app%d" % a)

@@ -29,7 +29,7 @@ def echo(tunnel):
     return tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
 
 
-def tcp_agent(tunnel, core, target_port, remote_port=None, name=None, token="test-token",
+def tcp_agent(tunnel, core, target_port, remote_port=None, name=None, token="test-agent-token",
               kind="tcp"):
     name = name or "agent-%d" % len(tunnel.all)
     return tunnel.add(PortAgent(core, kind, "127.0.0.1:%d" % target_port, token=token,
@@ -37,7 +37,7 @@ def tcp_agent(tunnel, core, target_port, remote_port=None, name=None, token="tes
 
 
 def port_core(tunnel, accounts=None, extra="", name="core"):
-    accounts = accounts or ["name: default\ntokens: [test-token]"]
+    accounts = accounts or ["name: default\ntokens: [test-agent-token]"]
     return tunnel.core(name=name, config_text=core_config(accounts, extra))
 
 
@@ -202,31 +202,31 @@ def test_requested_port_and_round_robin(tunnel):
 def test_port_policy_refusals(tunnel, echo):
     lo = client.free_port()
     accounts = [
-        "name: alice\ntokens: [alice-token]\nports:\n  ranges: [\"%d-%d\"]\n  max_per_account: 1"
+        "name: alice\ntokens: [alice-secret-token]\nports:\n  ranges: [\"%d-%d\"]\n  max_per_account: 1"
         % (lo, lo + 1),
-        "name: bob\ntokens: [bob-token]",
+        "name: bob\ntokens: [bob-secret-token]",
     ]
     core = port_core(tunnel, accounts)
     # Outside alice's ranges: refused with the reason, the agent gives up (exit 1).
-    out = tcp_agent(tunnel, core, echo.port, remote_port=80, token="alice-token", name="a-80")
+    out = tcp_agent(tunnel, core, echo.port, remote_port=80, token="alice-secret-token", name="a-80")
     assert out.wait_exit(20) == 1
     assert "port 80 is outside the ranges allowed for account alice (%d-%d)" % (lo, lo + 1) \
         in out.output()
     # Inside: works; the core picks within the range when asked for port 0.
-    ok = tcp_agent(tunnel, core, echo.port, token="alice-token", name="a-ok")
+    ok = tcp_agent(tunnel, core, echo.port, token="alice-secret-token", name="a-ok")
     _, port = ok.wait_forwarding("tcp")
     assert port in (lo, lo + 1)
     assert echo_once(port) == b"ping\n"
     # max_per_account: 1
     # (an account limit, code "limit": retried with backoff like max_agents)
-    second = tcp_agent(tunnel, core, echo.port, token="alice-token", name="a-2")
+    second = tcp_agent(tunnel, core, echo.port, token="alice-secret-token", name="a-2")
     second.wait_output(r"reconnecting in .*account alice already serves 1 tcp port "
                        r"\(ports\.max_per_account\)", timeout=20)
     assert second.alive(), second.output()
     second.stop()
     # Another account cannot take alice's port.
     # (retried with backoff: it may be released, issue 25)
-    thief = tcp_agent(tunnel, core, echo.port, remote_port=port, token="bob-token", name="bob")
+    thief = tcp_agent(tunnel, core, echo.port, remote_port=port, token="bob-secret-token", name="bob")
     thief.wait_output(r"reconnecting in .*port %d is in use by another account" % port, timeout=20)
     assert thief.alive(), thief.output()
     thief.stop()

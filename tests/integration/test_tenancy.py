@@ -18,8 +18,8 @@ JWT_SECRET = "an-hs256-secret-of-at-least-32-bytes!!"
 
 
 def accounts_core(tunnel, accounts=None, extra="", name="core"):
-    accounts = accounts or ["name: bob\ntokens: [bob-token]",
-                            "name: mallory\ntokens: [mallory-token]"]
+    accounts = accounts or ["name: bob\ntokens: [bob-secret-token]",
+                            "name: mallory\ntokens: [mallory-secret-token]"]
     return tunnel.core(name=name, config_text=core_config(accounts, extra))
 
 
@@ -42,7 +42,7 @@ def v1_auth(core, token, subdomains, agent_id="mallory"):
 # name with its first AUTH.
 def test_a_name_stays_with_its_account_across_a_core_restart(tunnel, origin):
     core = accounts_core(tunnel)
-    bob = tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    bob = tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
     core.stop()
     bob.stop()
     path = core.data_dir / "ownership"
@@ -51,36 +51,36 @@ def test_a_name_stays_with_its_account_across_a_core_restart(tunnel, origin):
 
     core.start()
     assert "names and ports of the previous run are held" in core.output()
-    reply, squatter = v1_auth(core, "mallory-token", ["bob"])
+    reply, squatter = v1_auth(core, "mallory-secret-token", ["bob"])
     assert squatter is None, reply
     assert "bob.localhost is reserved by another account" in reply
-    tunnel.agent(core, origin.addr, subdomain="bob", name="bob-again", token="bob-token")
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob-again", token="bob-secret-token")
 
 
 # Before: the refused AUTH's other names went into the 10-minute hold for the attacker's account.
 def test_a_refused_auth_holds_nothing(tunnel, origin):
     core = accounts_core(tunnel)
-    reply, squatter = v1_auth(core, "mallory-token", ["bob", "not_a_label"])
+    reply, squatter = v1_auth(core, "mallory-secret-token", ["bob", "not_a_label"])
     assert squatter is None, reply
     assert "not a valid DNS label" in reply
-    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
 
 
 # An account that names bob exactly gets it even when another account took it through "*"; and
 # an agent refused because another account holds its name keeps retrying (it exited before).
 def test_an_explicit_name_wins_and_a_held_name_is_retried(tunnel, origin):
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nsubdomains: [bob, bobby]",
-                                  "name: mallory\ntokens: [mallory-token]",
-                                  "name: carol\ntokens: [carol-token]"])
-    reply, squatter = v1_auth(core, "mallory-token", ["bob"])
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]\nsubdomains: [bob, bobby]",
+                                  "name: mallory\ntokens: [mallory-secret-token]",
+                                  "name: carol\ntokens: [carol-secret-token]"])
+    reply, squatter = v1_auth(core, "mallory-secret-token", ["bob"])
     assert squatter is not None, reply
     assert core.wait_routed("bob").status == 200
-    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
     for _ in range(5):
         r = core.request("bob")
         assert r.status == 200 and json.loads(r.body)["origin"] == "A", r.text()
 
-    carol = tunnel.agent(core, origin.addr, subdomain="bob", name="carol", token="carol-token",
+    carol = tunnel.agent(core, origin.addr, subdomain="bob", name="carol", token="carol-secret-token",
                          wait=False)
     carol.wait_output(r"bob\.localhost is in use by another account .*retrying", 30)
     assert carol.alive()
@@ -89,8 +89,8 @@ def test_an_explicit_name_wins_and_a_held_name_is_retried(tunnel, origin):
 # Issue 16 section 5: the port the core chose moved on every reconnect.
 def test_a_tcp_port_stays_with_its_agent_across_restarts(tunnel):
     echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"])
-    agent = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"])
+    agent = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-secret-token",
                                  name="bob-tcp")).start()
     _, port = agent.wait_forwarding("tcp")
     agent.stop()
@@ -118,10 +118,10 @@ def test_a_v1_agents_default_name_comes_from_its_jwt(tunnel):
 
 # Issue 16 section 5: the agent limit was silent until the next agent retried forever.
 def test_the_agent_limit_is_said_at_start_and_in_the_refusal(tunnel, origin):
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nmax_agents: 1"])
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]\nmax_agents: 1"])
     assert "account bob: at most 1 agent at once (accounts[].max_agents)" in core.output()
-    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-token")
-    second = tunnel.agent(core, origin.addr, subdomain="bob2", name="bob2", token="bob-token",
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
+    second = tunnel.agent(core, origin.addr, subdomain="bob2", name="bob2", token="bob-secret-token",
                           wait=False)
     second.wait_output(r"already has 1 agents connected .*accounts\[\]\.max_agents", 30)
     assert second.alive()
@@ -130,8 +130,8 @@ def test_the_agent_limit_is_said_at_start_and_in_the_refusal(tunnel, origin):
 # Issue 16 section 5: a second agent taking the same subdomain joined round robin silently.
 def test_a_shared_name_is_said_to_both_agents(tunnel, origin):
     core = accounts_core(tunnel)
-    first = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-1", token="bob-token")
-    second = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-2", token="bob-token")
+    first = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-1", token="bob-secret-token")
+    second = tunnel.agent(core, origin.addr, subdomain="bob", name="bob-2", token="bob-secret-token")
     second.wait_output(r"bob\.localhost was already served by another agent of account bob: "
                        r"requests are shared round robin between 2 agents", 20)
     first.wait_output(r"now serves bob\.localhost too: requests are shared round robin "
@@ -141,18 +141,18 @@ def test_a_shared_name_is_said_to_both_agents(tunnel, origin):
 # Issue 25: one 15 KB AUTH opened 900 ports; tunnels per AUTH were unlimited.
 def test_tunnels_per_agent_and_ports_per_account_are_finite_by_default(tunnel, origin):
     echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]\nmax_agents: 20",
-                                  "name: mallory\ntokens: [mallory-token]"])
-    reply, agent = v1_auth(core, "mallory-token", ["m%d" % i for i in range(33)])
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]\nmax_agents: 20",
+                                  "name: mallory\ntokens: [mallory-secret-token]"])
+    reply, agent = v1_auth(core, "mallory-secret-token", ["m%d" % i for i in range(33)])
     assert agent is None, reply
     assert "at most 32 per agent (limits.max_tunnels_per_agent" in reply
     ports = []
     for i in range(10):
-        a = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+        a = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-secret-token",
                                  name="bob-tcp-%d" % i)).start()
         ports.append(a.wait_forwarding("tcp")[1])
     assert len(set(ports)) == 10
-    eleventh = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-token",
+    eleventh = tunnel.add(PortAgent(core, "tcp", "127.0.0.1:%d" % echo.port, token="bob-secret-token",
                                     name="bob-tcp-10")).start()
     # An account limit may clear when another of its agents leaves (refusal code "limit"): the
     # agent retries with backoff and says why instead of exiting.
@@ -179,7 +179,7 @@ def _http_and_udp_agent(tunnel, core, origin, udp_port, name="mixed"):
         "  - type: http\n    local: \"%s\"\n    subdomain: bob\n"
         "  - type: udp\n    local: \"127.0.0.1:%d\"\n    remote_port: %d\n"
         % (origin.addr, echo.port, udp_port))
-    agent = tunnel.add(PortAgent(core, config=config, token="bob-token", name=name)).start()
+    agent = tunnel.add(PortAgent(core, config=config, token="bob-secret-token", name=name)).start()
     agent.wait_forwarding("udp")
     core.wait_routed("bob")
     return agent
@@ -190,7 +190,7 @@ def _http_and_udp_agent(tunnel, core, origin, udp_port, name="mixed"):
 def test_udp_sources_leave_streams_for_http_and_drops_are_counted(tunnel, origin):
     limits = ("limits:\n  max_streams_per_agent: 20\n  streams_reserved_for_http: 5\n"
               "  max_clients_per_udp_tunnel: 100\n")
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"], extra=limits)
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"], extra=limits)
     udp_port = client.free_port()
     _http_and_udp_agent(tunnel, core, origin, udp_port)
     socks = _udp_from_many_sources(udp_port, 40)
@@ -210,7 +210,7 @@ def test_udp_sources_leave_streams_for_http_and_drops_are_counted(tunnel, origin
 
 # The least recently active client makes room for a new one.
 def test_a_udp_tunnel_evicts_its_oldest_client(tunnel, origin):
-    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-token]"],
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"],
                          extra="limits:\n  max_clients_per_udp_tunnel: 4\n")
     udp_port = client.free_port()
     _http_and_udp_agent(tunnel, core, origin, udp_port)

@@ -18,7 +18,7 @@ def _report(capsys, text):
 
 
 def port_core(tunnel, extra=""):
-    return tunnel.core(config_text=core_config(["name: default\ntokens: [test-token]"], extra))
+    return tunnel.core(config_text=core_config(["name: default\ntokens: [test-agent-token]"], extra))
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ TEST(PortPolicy, ParsesRanges) {
 }
 
 TEST(PortPolicy, NoPolicyMeansAnyPortFrom1024) {
-  auto loaded = load_config_string("accounts:\n  - name: a\n    tokens: [t]\n");
+  auto loaded = load_config_string("accounts:\n  - name: a\n    tokens: [token-t-0123456789]\n");
   ASSERT_TRUE(loaded.ok()) << all(loaded.errors);
   const PortRules rules = port_rules(loaded.config, loaded.config.accounts[0]);
   EXPECT_EQ(rules.describe_ranges(), "1024-65535");
@@ -47,11 +47,11 @@ TEST(PortPolicy, AccountKeysOverrideTheTopLevelOnes) {
       "  max_per_account: 10\n"
       "accounts:\n"
       "  - name: alice\n"
-      "    tokens: [a]\n"
+      "    tokens: [token-a-0123456789]\n"
       "    ports:\n"
       "      ranges: [\"15000-15099\", \"16000\"]\n"
       "  - name: bob\n"
-      "    tokens: [b]\n"
+      "    tokens: [token-b-0123456789]\n"
       "    ports:\n"
       "      max_per_account: 2\n"
       "listen:\n"
@@ -81,7 +81,7 @@ TEST(PortPolicy, ReportsBadRangesWithLines) {
       "  tunnels_host: example.com\n"
       "accounts:\n"
       "  - name: alice\n"
-      "    tokens: [a]\n"
+      "    tokens: [token-a-0123456789]\n"
       "    ports:\n"
       "      ranges:\n"
       "        - \"30000-20000\"\n");

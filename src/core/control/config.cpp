@@ -446,8 +446,12 @@ void check_accounts(ConfigReader& r, const Config& config) {
     for (std::size_t j = 0; j < account.tokens.size(); ++j) {
       const auto& token = account.tokens[j];
       const auto token_path = element(child(path, "tokens"), j);
-      if (token.empty()) {
-        r.error(token_path, "empty token");
+      if (const std::string weak = token_weakness(token); !weak.empty()) {
+        // Never echo the token itself into logs.
+        r.error(token_path, "account " + in_quotes(account.name) + ": the token is " + weak +
+                                "; tokens must be at least " + std::to_string(kMinTokenLength) +
+                                " characters and not only whitespace (generate one with: "
+                                "openssl rand -base64 24)");
       } else if (looks_like_jwt_token(token)) {
         r.error(token_path, "a plain token must not look like a JWT (two '.' in it)");
       } else if (auto [it, fresh] = account_of_token.emplace(token, account.name); !fresh) {
@@ -630,6 +634,18 @@ LoadResult load_config_file(const std::string& path) {
 
 std::vector<ConfigError> validate(const Config& config) {
   return common::check_config(config_schema(), config);
+}
+
+std::string token_weakness(std::string_view token) {
+  if (token.empty()) return "empty";
+  if (token.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
+    return "only whitespace";
+  }
+  if (token.size() < kMinTokenLength) {
+    return "shorter than " + std::to_string(kMinTokenLength) + " characters (it has " +
+           std::to_string(token.size()) + ")";
+  }
+  return "";
 }
 
 Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens) {

@@ -219,6 +219,13 @@ std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv)
 // do not exist. Errors carry no line; call it after env and flags changed the config.
 std::vector<ConfigError> validate(const Config& config);
 
+// The shortest plain agent token accepted (accounts[].tokens, --token, TUNNEL_TOKEN, the data
+// dir's agent.token): 16 characters, so that a token cannot be guessed by trying names.
+inline constexpr std::size_t kMinTokenLength = 16;
+// "" when `token` is acceptable as a plain agent token, else the rule it breaks ("shorter than
+// 16 characters (it has 9)", "only whitespace"), for a message that names where it came from.
+std::string token_weakness(std::string_view token);
+
 // The account named "default", created (subdomains ["*"]) if missing. Adds `tokens` not
 // already present. Used for TUNNEL_TOKEN and for the generated <data_dir>/agent.token.
 Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens);

@@ -54,7 +54,7 @@ auth:
   jwt_secret: "0123456789abcdef0123456789abcdef"
 accounts:
   - name: default
-    tokens: [t1, t2]
+    tokens: [token-one-0123456789, token-two-0123456789]
     subdomains: [app, "pr-*"]
     domains: [example.org, "*.example.org"]
     max_agents: 0
@@ -77,7 +77,8 @@ log: {format: json, level: debug}
   EXPECT_EQ(c.workers, 4u);
   EXPECT_EQ(c.listen.admin, "[::1]:9100");
   ASSERT_EQ(c.accounts.size(), 2u);
-  EXPECT_EQ(c.accounts[0].tokens, (std::vector<std::string>{"t1", "t2"}));
+  EXPECT_EQ(c.accounts[0].tokens,
+            (std::vector<std::string>{"token-one-0123456789", "token-two-0123456789"}));
   EXPECT_EQ(c.accounts[0].subdomains, (std::vector<std::string>{"app", "pr-*"}));
   EXPECT_EQ(c.accounts[0].max_agents, 0u);
   EXPECT_EQ(c.accounts[1].subdomains, (std::vector<std::string>{"*"}));
@@ -97,9 +98,9 @@ listen:
   http: ":99999"
 accounts:
   - name: a
-    tokens: [same]
+    tokens: [token-same-0123456789]
   - name: b
-    tokens: [same]
+    tokens: [token-same-0123456789]
     max_agents: ten
   - name: c
 limits:
@@ -154,11 +155,11 @@ tls:
 auth: {jwt_secret: short, jwt_secret_file: /nonexistent/secret}
 accounts:
   - name: a
-    tokens: ["x.y.z", ""]
+    tokens: ["xxxxxxx.yyyyyyy.zzzzzzz", ""]
     subdomains: ["ok", "pr-*", "*x", "bad.label"]
     domains: ["example.org", "*.*.bad"]
   - name: a
-    tokens: [t]
+    tokens: [token-t-0123456789]
     domains: ["EXAMPLE.org"]
 )");
   for (const char* path :
@@ -166,8 +167,9 @@ accounts:
         "tls.certificates[0].hostnames[1]:", "tls.certificates[0].key:",
         "tls.certificates[0].cert: cannot read", "auth: set jwt_secret or jwt_secret_file",
         "accounts[0].tokens[0]: a plain token must not look like a JWT",
-        "accounts[0].tokens[1]: empty token", "accounts[0].subdomains[2]:",
-        "accounts[0].subdomains[3]:", "accounts[0].domains[1]:", "accounts[1].name: duplicate",
+        "accounts[0].tokens[1]: account \"a\": the token is empty; tokens must be at least 16 ",
+        "accounts[0].subdomains[2]:", "accounts[0].subdomains[3]:", "accounts[0].domains[1]:",
+        "accounts[1].name: duplicate",
         "accounts[1].domains[0]: \"example.org\" is also claimed by account \"a\""}) {
     find(result, path);
   }
@@ -182,15 +184,15 @@ TEST(CoreConfig, RefusesNamesThatTwoAccountsCouldOwn) {
 domain: tunnel.example.com
 accounts:
   - name: alice
-    tokens: [a]
+    tokens: [token-a-0123456789]
     subdomains: ["*", "app-*", "shop", "api"]
     domains: ["*.alice.test", "www.shared.test", "bob.tunnel.example.com"]
   - name: bob
-    tokens: [b]
+    tokens: [token-b-0123456789]
     subdomains: ["app-bob", "ap*", "shop", "apix"]
     domains: ["*.shared.test", "x.y.alice.test", "*.example.com"]
   - name: carol
-    tokens: [c]
+    tokens: [token-c-0123456789]
     subdomains: ["*", "carol", "carol-*"]
     domains: ["carol.test"]
 )");
@@ -260,11 +262,16 @@ TEST(CoreConfig, FormatErrorsPrintsFileLineColumn) {
 
 TEST(CoreConfig, EnvironmentOverrides) {
   std::map<std::string, std::string> env = {
-      {"TUNNEL_DOMAIN", "t.example.com"}, {"TUNNEL_DATA_DIR", "/data"},
-      {"TUNNEL_AGENT_ADDR", ":7000"},     {"TUNNEL_HTTP_ADDR", ":7080"},
-      {"TUNNEL_HTTPS_ADDR", ":7443"},     {"TUNNEL_ADMIN_ADDR", "127.0.0.1:7900"},
-      {"TUNNEL_TOKEN", " a, b ,,a"},      {"TUNNEL_LOG_FORMAT", "json"},
-      {"TUNNEL_LOG_LEVEL", "warn"},       {"TUNNEL_WORKERS", "3"}};
+      {"TUNNEL_DOMAIN", "t.example.com"},
+      {"TUNNEL_DATA_DIR", "/data"},
+      {"TUNNEL_AGENT_ADDR", ":7000"},
+      {"TUNNEL_HTTP_ADDR", ":7080"},
+      {"TUNNEL_HTTPS_ADDR", ":7443"},
+      {"TUNNEL_ADMIN_ADDR", "127.0.0.1:7900"},
+      {"TUNNEL_TOKEN", " token-a-0123456789, token-b-0123456789 ,,token-a-0123456789"},
+      {"TUNNEL_LOG_FORMAT", "json"},
+      {"TUNNEL_LOG_LEVEL", "warn"},
+      {"TUNNEL_WORKERS", "3"}};
   auto getenv = [&](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
@@ -282,7 +289,8 @@ TEST(CoreConfig, EnvironmentOverrides) {
   EXPECT_EQ(config.workers, 3u);
   ASSERT_EQ(config.accounts.size(), 1u);
   EXPECT_EQ(config.accounts[0].name, "default");
-  EXPECT_EQ(config.accounts[0].tokens, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(config.accounts[0].tokens,
+            (std::vector<std::string>{"token-a-0123456789", "token-b-0123456789"}));
   EXPECT_EQ(config.accounts[0].subdomains, (std::vector<std::string>{"*"}));
   EXPECT_TRUE(validate(config).empty()) << all(validate(config));
 
@@ -295,13 +303,16 @@ TEST(CoreConfig, EnvironmentOverrides) {
 }
 
 TEST(CoreConfig, EnvTokenJoinsAnExistingDefaultAccount) {
-  auto result = load_config_string("accounts: [{name: default, tokens: [a], subdomains: [x]}]\n");
+  auto result = load_config_string(
+      "accounts: [{name: default, tokens: [token-a-0123456789], subdomains: [x]}]\n");
   ASSERT_TRUE(result.ok());
   apply_env(result.config, [](const char* name) -> const char* {
-    return std::string_view(name) == "TUNNEL_TOKEN" ? "b,a" : nullptr;
+    return std::string_view(name) == "TUNNEL_TOKEN" ? "token-b-0123456789,token-a-0123456789"
+                                                    : nullptr;
   });
   ASSERT_EQ(result.config.accounts.size(), 1u);
-  EXPECT_EQ(result.config.accounts[0].tokens, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(result.config.accounts[0].tokens,
+            (std::vector<std::string>{"token-a-0123456789", "token-b-0123456789"}));
   EXPECT_EQ(result.config.accounts[0].subdomains, (std::vector<std::string>{"x"}));
 }
 
@@ -315,11 +326,11 @@ bandwidth:
   per_account: 100Mbit/s
 accounts:
   - name: free
-    tokens: [t1]
+    tokens: [token-one-0123456789]
     bandwidth:
       per_tunnel: 1MiB/s
   - name: paid
-    tokens: [t2]
+    tokens: [token-two-0123456789]
 limits:
   tunnel_idle_timeout: 0
   udp_max_datagram: 1400
@@ -353,7 +364,7 @@ bandwidth:
   per_tunnel: lots
 accounts:
   - name: a
-    tokens: [t]
+    tokens: [token-t-0123456789]
     bandwidth:
       per_account: 5MBps
 limits:
@@ -374,6 +385,37 @@ limits:
   EXPECT_EQ(budget.errors.at(0).line, 2) << all(budget.errors);
   auto total = load_config_string("limits:\n  window_budget_total: 2TiB\n");
   find(total, "limits.window_budget_total: expected a non-negative integer, got \"2TiB\"");
+}
+
+// Issue 25 Low, tokens: "--token ' '" and short tokens were accepted.
+TEST(CoreConfig, TokensMustBeStrong) {
+  auto result = load_config_string(R"(
+accounts:
+  - name: bob
+    tokens: ["0123456789abcde", "                  ", "0123456789abcdef"]
+)");
+  EXPECT_EQ(find(result, "accounts[0].tokens[0]:").message,
+            "accounts[0].tokens[0]: account \"bob\": the token is shorter than 16 characters (it "
+            "has 15); tokens must be at least 16 characters and not only whitespace (generate "
+            "one with: openssl rand -base64 24)");
+  EXPECT_EQ(find(result, "accounts[0].tokens[1]:").line, 4);
+  EXPECT_NE(find(result, "accounts[0].tokens[1]:").message.find("the token is only whitespace"),
+            std::string::npos);
+  EXPECT_EQ(result.errors.size(), 2u) << all(result.errors);
+  EXPECT_EQ(all(result.errors).find("0123456789abcde\""), std::string::npos)
+      << "the token itself is never echoed";
+
+  // --token and TUNNEL_TOKEN land in account "default" and are checked the same way.
+  Config config;
+  add_default_account_tokens(config, {"short"});
+  const auto errors = validate(config);
+  ASSERT_EQ(errors.size(), 1u) << all(errors);
+  EXPECT_TRUE(errors[0].message.starts_with(
+      "accounts[0].tokens[0]: account \"default\": the token is shorter than 16 characters"))
+      << errors[0].message;
+  EXPECT_EQ(token_weakness("0123456789abcdef"), "");
+  EXPECT_EQ(token_weakness(" \t "), "only whitespace");
+  EXPECT_EQ(token_weakness(""), "empty");
 }
 
 TEST(CoreConfig, HandshakeCapsAreReadAndAlwaysFinite) {

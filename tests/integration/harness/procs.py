@@ -141,7 +141,7 @@ class Core(Proc):
     {https} and {admin} placeholders for the chosen addresses); otherwise with flags and
     --token for each of tokens."""
 
-    def __init__(self, workdir, name="core", tokens=("test-token",), config_text=None,
+    def __init__(self, workdir, name="core", tokens=("test-agent-token",), config_text=None,
                  extra_args=(), ports=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)

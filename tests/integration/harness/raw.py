@@ -125,7 +125,7 @@ class PortAgent(procs.Proc):
     """`tunnel-agent tcp|udp TARGET [--remote-port N]`, or with config=PATH
     `tunnel-agent start --config PATH`, against a Core."""
 
-    def __init__(self, core, kind=None, target=None, token="test-token", remote_port=None,
+    def __init__(self, core, kind=None, target=None, token="test-agent-token", remote_port=None,
                  name="agent", config=None, extra_args=()):
         argv = [procs.bin_dir() / "tunnel-agent"]
         if config is not None:
