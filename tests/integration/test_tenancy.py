@@ -86,6 +86,27 @@ def test_an_explicit_name_wins_and_a_held_name_is_retried(tunnel, origin):
     assert carol.alive()
 
 
+# Issue 25: when an account's exact name took a name from another account's live "*" agent,
+# that agent lost the name's traffic without a word. It is told (NOTICE) and the core logs it.
+def test_an_agent_displaced_by_an_explicit_name_is_told(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]\nsubdomains: [bob]",
+                                  "name: mallory\ntokens: [mallory-secret-token]"])
+    other = tunnel.origin("B")
+    squatter = tunnel.agent(core, other.addr, subdomain="bob", name="squatter",
+                            token="mallory-secret-token")
+    assert json.loads(core.wait_routed("bob").body)["origin"] == "B"
+    tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
+    squatter.wait_output(r"bob\.localhost was taken over by another account whose "
+                         r"configuration names it exactly .*no longer gets its traffic", 20)
+    assert "account bob" not in squatter.output(), "the other account is named to the tenant"
+    core.wait_output(r"agent \S+@mallory: bob\.localhost taken over by account bob, whose "
+                     r"config names it exactly", 10)
+    assert squatter.alive()
+    for _ in range(3):
+        r = core.request("bob")
+        assert r.status == 200 and json.loads(r.body)["origin"] == "A", r.text()
+
+
 # Issue 16 section 5: the port the core chose moved on every reconnect.
 def test_a_tcp_port_stays_with_its_agent_across_restarts(tunnel):
     echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()

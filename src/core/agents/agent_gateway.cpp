@@ -433,7 +433,10 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
       auto filters = tunnel_filters_ ? tunnel_filters_(t) : nullptr;
       Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle, std::move(filters), {}};
       code = refusal::kNameTaken;
-      if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name)) {
+      std::vector<Route> displaced;
+      if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,
+                                  &displaced)) {
+        tell_displaced(host, account.name, displaced);
         result.ok = true;
         result.name = host;
         result.url = public_url(context_, host);
@@ -510,6 +513,29 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
   agent->hostnames.push_back(result.url);
   agent->locals.push_back(request.local);
   return true;
+}
+
+void AgentGateway::tell_displaced(const std::string& host, const std::string& account,
+                                  const std::vector<Route>& displaced) {
+  for (const Route& route : displaced) {
+    if (!route.agent || !route.agent->session) continue;
+    const AgentSession& loser = *route.agent;
+    spdlog::warn(
+        "agent {}@{}: {} taken over by account {}, whose config names it exactly (an exact name "
+        "wins over another account's pattern such as \"*\"); the agent's tunnel to {} stays "
+        "connected but gets no traffic for it{}",
+        loser.agent_id, loser.account, host, account, route.local,
+        loser.session->version() < protocol::kVersion2 ? " (a v1 agent: not told)" : "");
+    // The other account is not named to this tenant.
+    std::string message = host +
+                          " was taken over by another account whose configuration names it "
+                          "exactly (an exact name wins over \"*\" and other patterns); this "
+                          "tunnel no longer gets its traffic. Choose another name.";
+    asio::post(loser.session->get_executor(),
+               [session = loser.session, index = route.tunnel_index, message = std::move(message)] {
+                 session->notice(index, message);
+               });
+  }
 }
 
 void AgentGateway::announce_shared_names(const AgentSession& agent) {

@@ -104,6 +104,10 @@ class AgentGateway {
                      std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
                      std::string& error, std::string_view& code);
 
+  // Tells the agents whose routes to `host` an explicit claim of `account` took away (NOTICE),
+  // and logs it.
+  void tell_displaced(const std::string& host, const std::string& account,
+                      const std::vector<Route>& displaced);
   // Tells every agent of a name that `agent` now shares (round robin) so, in a NOTICE: a second
   // agent taking the same subdomain by mistake must not go unnoticed.
   void announce_shared_names(const AgentSession& agent);

@@ -8,7 +8,7 @@
 namespace tunnel::core {
 
 bool Registry::claim(const std::string& host, const std::string& account, Route route,
-                     std::string& error, bool explicit_name) {
+                     std::string& error, bool explicit_name, std::vector<Route>* displaced) {
   std::lock_guard lock(mutex_);
   auto [it, inserted] = hosts_.try_emplace(host);
   Entry& entry = it->second;
@@ -24,6 +24,9 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
   }
   Claims& claims = claims_[route.agent.get()];
   if (entry.account != account || inserted) {
+    if (displaced != nullptr) {
+      for (Route& r : entry.routes) displaced->push_back(std::move(r));
+    }
     entry = Entry{};
     entry.account = account;
     claims.created_hosts.push_back(host);

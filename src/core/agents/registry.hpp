@@ -19,7 +19,9 @@
 //
 // An account's explicit names (an exact subdomain or domain in its config) win over another
 // account that holds the name only through a pattern ("*", "app-*", "*.example.org"): the
-// explicit claim takes the name over, online or held.
+// explicit claim takes the name over, online or held. An online holder's routes are removed
+// at once (its agents keep their sessions, and `claim` hands the routes back so that the
+// gateway can tell those agents).
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -77,8 +79,11 @@ class Registry {
   // Adds `route` for `host` on behalf of `account`. False with `error` if another account holds
   // the name (online or recently) and this claim does not win over it (see above).
   // `explicit_name`: the account's config names this host exactly (not through a pattern).
+  // `displaced` (optional) gets the routes of another account's agents that this explicit claim
+  // took the name from: they stay connected but no longer get the name's traffic, and should be
+  // told.
   bool claim(const std::string& host, const std::string& account, Route route, std::string& error,
-             bool explicit_name = false);
+             bool explicit_name = false, std::vector<Route>* displaced = nullptr);
   // Removes every route of `agent` (it disconnected); its names go offline if it was the last.
   void release_agent(const AgentSession* agent);
   // Undoes the claims of an agent whose AUTH was refused: names and ports it took fresh are

@@ -209,8 +209,18 @@ TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
   auto bob = std::make_shared<AgentSession>();
   std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
-  EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), error));
-  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true)) << error;
+  std::vector<Route> displaced;
+  EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), error, false, &displaced));
+  EXPECT_TRUE(displaced.empty()) << "a refused claim displaces nobody";
+  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true, &displaced))
+      << error;
+  ASSERT_EQ(displaced.size(), 1u) << "the live pattern holder is handed back, to be told";
+  EXPECT_EQ(displaced[0].agent, squatter);
+  displaced.clear();
+  auto bob2 = std::make_shared<AgentSession>();
+  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob2), error, true, &displaced));
+  EXPECT_TRUE(displaced.empty()) << "joining one's own name displaces nobody";
+  registry.release_agent(bob2.get());
   Route out;
   ASSERT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
   EXPECT_EQ(out.agent, bob);
