@@ -255,3 +255,28 @@ def test_a_udp_tunnel_evicts_its_oldest_client(tunnel, origin):
     finally:
         for s in socks:
             s.close()
+
+
+# Issue 25: nothing capped the names and ports one account held (served, kept after its agents
+# left, restored after a restart): one tenant could grow the registry and the ownership file
+# without bound.
+def test_names_an_account_holds_are_capped(tunnel):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]\nmax_names: 2",
+                                  "name: mallory\ntokens: [mallory-secret-token]"])
+    reply, agent = v1_auth(core, "bob-secret-token", ["b1", "b2", "b3"])
+    assert agent is None, reply
+    assert ("account bob already holds 2 names and ports (served, or kept for it for 10 "
+            "minutes after its agents left); at most 2 (accounts[].max_names in the core's "
+            "config)") in reply
+    reply, agent = v1_auth(core, "bob-secret-token", ["b1", "b2"])
+    assert agent is not None, "the refused AUTH held its names: " + reply
+    agent.close()
+    core.wait_output(r"agent \S+@bob disconnected", 10)
+    # b1 and b2 are kept for bob for 10 minutes: they still count.
+    reply, other = v1_auth(core, "bob-secret-token", ["b3"], agent_id="bob-2")
+    assert other is None, reply
+    assert "accounts[].max_names" in reply
+    reply, back = v1_auth(core, "bob-secret-token", ["b1"], agent_id="bob-3")
+    assert back is not None, "a held name of its own must come back: " + reply
+    reply, m = v1_auth(core, "mallory-secret-token", ["m1", "m2", "m3"], agent_id="m")
+    assert m is not None, "the cap is per account: " + reply

@@ -435,13 +435,15 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
       code = refusal::kNameTaken;
       std::vector<Route> displaced;
       if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,
-                                  &displaced)) {
+                                  &displaced, account.max_names)) {
         tell_displaced(host, account.name, displaced);
         result.ok = true;
         result.name = host;
         result.url = public_url(context_, host);
         agent->hostnames.push_back(host);
         agent->locals.push_back(t.local);
+      } else if (error.find("accounts[].max_names") != std::string::npos) {
+        code = refusal::kLimit;
       }
     }
     if (!result.ok) {
@@ -494,13 +496,14 @@ bool AgentGateway::register_port(const Account& account, const protocol::TunnelR
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error,
       // The agent id changes when the agent restarts; the account and local target do not.
-      request.local);
+      request.local, account.max_names);
   if (port == 0) {
     // The registry's reasons, by what they say (registry.cpp): another account holds the port,
     // the account's port limit, or no port could be opened.
     if (error.find("by another account") != std::string::npos) {
       code = refusal::kNameTaken;
-    } else if (error.find("ports.max_per_account") != std::string::npos) {
+    } else if (error.find("ports.max_per_account") != std::string::npos ||
+               error.find("accounts[].max_names") != std::string::npos) {
       code = refusal::kLimit;
     } else {
       code = refusal::kUnavailable;

@@ -7,23 +7,83 @@
 
 namespace tunnel::core {
 
+void Registry::count_out(const std::string& account) {
+  auto it = held_.find(account);
+  if (it == held_.end()) return;
+  if (it->second <= 1) {
+    held_.erase(it);
+  } else {
+    --it->second;
+  }
+}
+
+void Registry::sweep_locked(Clock::time_point now) {
+  last_sweep_ = now;
+  std::size_t erased = 0;
+  for (auto it = ports_.begin(); it != ports_.end();) {
+    if (port_expired(it->second, now)) {
+      count_out(it->second.account);
+      it = ports_.erase(it);
+      ++erased;
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = hosts_.begin(); it != hosts_.end();) {
+    if (expired(it->second, now)) {
+      count_out(it->second.account);
+      it = hosts_.erase(it);
+      ++erased;
+    } else {
+      ++it;
+    }
+  }
+  if (erased > 0) ++generation_;
+}
+
+std::string Registry::over_held_limit(const std::string& account, std::size_t max_held) {
+  if (max_held == 0) return "";
+  const auto held = [&] {
+    auto it = held_.find(account);
+    return it == held_.end() ? std::size_t{0} : it->second;
+  };
+  if (held() < max_held) return "";
+  // Holds that expired since the last sweep still count: look again (rate-limited).
+  if (const auto now = Clock::now(); now - last_sweep_ >= std::chrono::seconds(1)) {
+    sweep_locked(now);
+    if (held() < max_held) return "";
+  }
+  return "account " + account + " already holds " + std::to_string(held()) +
+         " names and ports (served, or kept for it for " +
+         std::to_string(std::chrono::duration_cast<std::chrono::minutes>(offline_hold_).count()) +
+         " minutes after its agents left); at most " + std::to_string(max_held) +
+         " (accounts[].max_names in the core's config)";
+}
+
 bool Registry::claim(const std::string& host, const std::string& account, Route route,
-                     std::string& error, bool explicit_name, std::vector<Route>* displaced) {
+                     std::string& error, bool explicit_name, std::vector<Route>* displaced,
+                     std::size_t max_held) {
   std::lock_guard lock(mutex_);
-  auto [it, inserted] = hosts_.try_emplace(host);
-  Entry& entry = it->second;
+  auto found = hosts_.find(host);
   // Another account's explicit name wins over a hold through a pattern: the pattern's agents
   // keep their sessions but no longer get this name's traffic.
-  if (!inserted && entry.account != account && !expired(entry, Clock::now()) &&
-      (!explicit_name || entry.explicit_name)) {
-    error = entry.routes.empty() ? host +
-                                       " is reserved by another account (its agent left "
-                                       "recently)"
-                                 : host + " is in use by another account";
+  if (found != hosts_.end() && found->second.account != account &&
+      !expired(found->second, Clock::now()) && (!explicit_name || found->second.explicit_name)) {
+    error = found->second.routes.empty() ? host +
+                                               " is reserved by another account (its agent "
+                                               "left recently)"
+                                         : host + " is in use by another account";
     return false;
   }
+  if (found == hosts_.end() || found->second.account != account) {
+    if (error = over_held_limit(account, max_held); !error.empty()) return false;
+  }
+  auto [it, inserted] = hosts_.try_emplace(host);  // the sweep may have erased `found`
+  Entry& entry = it->second;
   Claims& claims = claims_[route.agent.get()];
   if (entry.account != account || inserted) {
+    if (!inserted) count_out(entry.account);
+    count_in(account);
     if (displaced != nullptr) {
       for (Route& r : entry.routes) displaced->push_back(std::move(r));
     }
@@ -73,12 +133,7 @@ void Registry::release_agent(const AgentSession* agent) {
     }
   }
   // Forget reservations that have expired, at most once a minute (a full walk).
-  if (now - last_sweep_ < kSweepInterval) return;
-  last_sweep_ = now;
-  const std::size_t erased =
-      std::erase_if(ports_, [&](const auto& item) { return port_expired(item.second, now); }) +
-      std::erase_if(hosts_, [&](const auto& item) { return expired(item.second, now); });
-  if (erased > 0) ++generation_;
+  if (now - last_sweep_ >= kSweepInterval) sweep_locked(now);
 }
 
 void Registry::rollback_agent(const AgentSession* agent) {
@@ -97,6 +152,7 @@ void Registry::rollback_agent(const AgentSession* agent) {
     entry.listener.reset();
     if (std::find(claims.created_ports.begin(), claims.created_ports.end(), key) !=
         claims.created_ports.end()) {
+      count_out(entry.account);
       ports_.erase(it);
       ++generation_;
     }
@@ -108,6 +164,7 @@ void Registry::rollback_agent(const AgentSession* agent) {
     if (it->second.routes.empty() &&
         std::find(claims.created_hosts.begin(), claims.created_hosts.end(), host) !=
             claims.created_hosts.end()) {
+      count_out(it->second.account);
       hosts_.erase(it);
       ++generation_;
     }
@@ -121,6 +178,7 @@ LookupStatus Registry::lookup(const std::string& host, Route& out) {
   Entry& entry = it->second;
   if (entry.routes.empty()) {
     if (expired(entry, Clock::now())) {
+      count_out(entry.account);
       hosts_.erase(it);
       ++generation_;
       return LookupStatus::kUnknown;
@@ -185,6 +243,12 @@ std::size_t Registry::hostname_count() const {
   return hosts_.size();
 }
 
+std::size_t Registry::held_by(const std::string& account) const {
+  std::lock_guard lock(mutex_);
+  auto it = held_.find(account);
+  return it == held_.end() ? 0 : it->second;
+}
+
 std::string_view protocol_name(PortProtocol protocol) {
   return protocol == PortProtocol::kUdp ? "udp" : "tcp";
 }
@@ -221,13 +285,18 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
   }
   const bool fresh = inserted || entry.account != account;
   if (fresh) {
+    if (!inserted) count_out(entry.account);
+    count_in(account);
     entry = PortEntry{};
     entry.account = account;
   }
   if (!entry.listener) {
     auto listener = open(port, error);
     if (!listener) {
-      if (fresh) ports_.erase(it);  // nothing to hold for anyone
+      if (fresh) {  // nothing to hold for anyone
+        count_out(account);
+        ports_.erase(it);
+      }
       return false;
     }
     entry.listener = std::move(listener);
@@ -246,7 +315,7 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
 std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
                                    const std::string& account, const PortRules& rules, Route route,
                                    const OpenPort& open, std::string& error,
-                                   const std::string& holder) {
+                                   const std::string& holder, std::size_t max_held) {
   std::lock_guard lock(mutex_);
   const std::string proto(protocol_name(protocol));
   const auto at_max = [&] {
@@ -260,6 +329,9 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
     const bool joining =
         it != ports_.end() && it->second.account == account && !it->second.routes.empty();
     if (!joining && at_max()) return 0;
+    if (it == ports_.end() || it->second.account != account) {
+      if (error = over_held_limit(account, max_held); !error.empty()) return 0;
+    }
     return claim_port_locked(protocol, port, account, route, open, true, holder, error) ? port : 0;
   }
   if (at_max()) return 0;
@@ -282,6 +354,7 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
       break;  // it cannot open again (another program took it): choose anew
     }
   }
+  if (error = over_held_limit(account, max_held); !error.empty()) return 0;
   // Port 0: every port of the ranges in turn, from a random one, until one opens.
   std::size_t total = 0;
   for (const auto& r : rules.ranges) total += static_cast<std::size_t>(r.last - r.first) + 1;
@@ -370,12 +443,14 @@ std::size_t Registry::restore(const std::vector<Owned>& owned, std::int64_t now_
       auto [it, inserted] =
           ports_.try_emplace(port_key(*protocol, static_cast<std::uint16_t>(port)));
       if (!inserted) continue;
+      count_in(o.account);
       it->second.account = o.account;
       it->second.holder = o.holder;
       it->second.offline_since = since;
     } else {
       auto [it, inserted] = hosts_.try_emplace(o.key);
       if (!inserted) continue;
+      count_in(o.account);
       it->second.account = o.account;
       it->second.explicit_name = o.explicit_name;
       it->second.offline_since = since;

@@ -82,8 +82,11 @@ class Registry {
   // `displaced` (optional) gets the routes of another account's agents that this explicit claim
   // took the name from: they stay connected but no longer get the name's traffic, and should be
   // told.
+  // `max_held`: the most names and ports the account may hold (accounts[].max_names; 0 =
+  // unlimited): a claim that would add one more is refused, naming the key.
   bool claim(const std::string& host, const std::string& account, Route route, std::string& error,
-             bool explicit_name = false, std::vector<Route>* displaced = nullptr);
+             bool explicit_name = false, std::vector<Route>* displaced = nullptr,
+             std::size_t max_held = 0);
   // Removes every route of `agent` (it disconnected); its names go offline if it was the last.
   void release_agent(const AgentSession* agent);
   // Undoes the claims of an agent whose AUTH was refused: names and ports it took fresh are
@@ -106,6 +109,9 @@ class Registry {
   void remove_tunnels(const std::string& account, std::size_t n);
 
   std::size_t hostname_count() const;
+  // Names and ports the account holds: served, held after its agents left, restored from a
+  // previous run (what accounts[].max_names caps; expired holds may count until swept).
+  std::size_t held_by(const std::string& account) const;
   std::chrono::seconds offline_hold() const { return offline_hold_; }
 
   // Adds `route` for `port` on behalf of `account`, opening the port with `open` when no agent
@@ -116,9 +122,11 @@ class Registry {
   // `holder` names who asks (the gateway uses the tunnel's local target: agent ids change when
   // an agent restarts): a port 0 request gets back the port its holder had when that port is
   // held for the account.
+  // `max_held` as for claim().
   std::uint16_t claim_port(PortProtocol protocol, std::uint16_t port, const std::string& account,
                            const PortRules& rules, Route route, const OpenPort& open,
-                           std::string& error, const std::string& holder = "");
+                           std::string& error, const std::string& holder = "",
+                           std::size_t max_held = 0);
   // Picks the next agent for a port (round robin).
   LookupStatus lookup_port(PortProtocol protocol, std::uint16_t port, Route& out);
   // Ports of `protocol` that `account` serves now (with at least one agent).
@@ -167,6 +175,14 @@ class Registry {
     return entry.routes.empty() && now - entry.offline_since > offline_hold_;
   }
   std::size_t ports_of_locked(PortProtocol protocol, const std::string& account) const;
+  // Keeps held_ in step with the entries of hosts_ and ports_. Lock held.
+  void count_in(const std::string& account) { ++held_[account]; }
+  void count_out(const std::string& account);
+  // Forgets expired holds (a full walk). Lock held.
+  void sweep_locked(Clock::time_point now);
+  // "" when `account` may hold one more name or port, else the refusal. A full sweep first
+  // when at the limit, at most once a second. Lock held.
+  std::string over_held_limit(const std::string& account, std::size_t max_held);
   // Adds the route to a port entry (opening it if needed). Lock held.
   bool claim_port_locked(PortProtocol protocol, std::uint16_t port, const std::string& account,
                          Route& route, const OpenPort& open, bool explicit_port,
@@ -189,6 +205,7 @@ class Registry {
   std::unordered_map<std::uint32_t, PortEntry> ports_;
   std::unordered_map<std::string, std::size_t> agents_per_account_;
   std::unordered_map<std::string, std::size_t> tunnels_per_account_;
+  std::unordered_map<std::string, std::size_t> held_;  // entries of hosts_ and ports_ per account
   std::chrono::seconds offline_hold_;
   std::uint64_t generation_ = 0;
 };

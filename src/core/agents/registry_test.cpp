@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
@@ -233,6 +234,94 @@ TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
   // Held for bob now: the pattern still cannot take it.
   registry.release_agent(bob.get());
   EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+}
+
+// Issue 25: nothing capped the names and ports one account could hold (served, held after its
+// agents left, restored after a restart), so one tenant could grow the registry and the
+// ownership file without bound.
+TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
+  Registry registry(std::chrono::minutes(10));
+  int closes = 0;
+  const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
+    return std::make_shared<CountingListener>(closes);
+  };
+  PortRules any;
+  any.ranges = {{1024, 65535}};
+  any.max_ports = 0;
+  auto a = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 3));
+  ASSERT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 3));
+  ASSERT_EQ(
+      registry.claim_port(PortProtocol::kTcp, 15001, "alice", any, route_of(a), open, error, "", 3),
+      15001)
+      << error;
+  EXPECT_EQ(registry.held_by("alice"), 3u);
+  EXPECT_FALSE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 3));
+  EXPECT_EQ(error,
+            "account alice already holds 3 names and ports (served, or kept for it for 10 minutes "
+            "after its agents left); at most 3 (accounts[].max_names in the core's config)");
+  error.clear();
+  EXPECT_EQ(
+      registry.claim_port(PortProtocol::kTcp, 0, "alice", any, route_of(a), open, error, "", 3), 0);
+  EXPECT_NE(error.find("accounts[].max_names"), std::string::npos) << error;
+  error.clear();
+  EXPECT_EQ(
+      registry.claim_port(PortProtocol::kUdp, 15002, "alice", any, route_of(a), open, error, "", 3),
+      0);
+  EXPECT_NE(error.find("accounts[].max_names"), std::string::npos) << error;
+  // Another agent of the account joining a name it holds adds nothing.
+  auto a2 = std::make_shared<AgentSession>();
+  EXPECT_TRUE(registry.claim("a1.localhost", "alice", route_of(a2), error, false, nullptr, 3));
+  // Another account has its own count.
+  auto b = std::make_shared<AgentSession>();
+  EXPECT_TRUE(registry.claim("b1.localhost", "bob", route_of(b), error, false, nullptr, 3));
+  // Held names count as long as they are held: the agents leaving frees nothing.
+  registry.release_agent(a.get());
+  registry.release_agent(a2.get());
+  EXPECT_EQ(registry.held_by("alice"), 3u);
+  EXPECT_FALSE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 3));
+  EXPECT_TRUE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 0))
+      << "0 = unlimited";
+  // Names restored from a previous run count too.
+  Registry restored(std::chrono::minutes(10));
+  const std::int64_t now = 1'700'000'000;
+  restored.restore({{"x1.localhost", "carol", "", false, 0}, {"tcp:15003", "carol", "h", false, 0}},
+                   now);
+  EXPECT_EQ(restored.held_by("carol"), 2u);
+  EXPECT_FALSE(restored.claim("x2.localhost", "carol", route_of(b), error, false, nullptr, 2));
+}
+
+TEST(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
+  Registry registry(std::chrono::seconds(0));  // holds expire at once
+  auto a = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 1));
+  auto refused = std::make_shared<AgentSession>();
+  EXPECT_FALSE(
+      registry.claim("a2.localhost", "alice", route_of(refused), error, false, nullptr, 1));
+  registry.release_agent(a.get());
+  // The expired hold is swept when the limit is reached (at most once a second).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  EXPECT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 1))
+      << error;
+  EXPECT_EQ(registry.held_by("alice"), 1u);
+  // A refused AUTH's names are forgotten at once, and so is their count.
+  registry.rollback_agent(a.get());
+  EXPECT_EQ(registry.held_by("alice"), 0u);
+}
+
+// An explicit claim that takes a name moves it from one account's count to the other's.
+TEST(RegistryLimits, ATakenOverNameChangesAccounts) {
+  Registry registry(std::chrono::minutes(10));
+  auto squatter = std::make_shared<AgentSession>();
+  auto bob = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  EXPECT_EQ(registry.held_by("mallory"), 1u);
+  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true));
+  EXPECT_EQ(registry.held_by("mallory"), 0u);
+  EXPECT_EQ(registry.held_by("bob"), 1u);
 }
 
 TEST(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {

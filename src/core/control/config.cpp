@@ -88,14 +88,15 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
   for (const auto& item : r.sequence(root, "accounts", "")) {
     const auto path = element("accounts", index++);
     Account account;
-    if (auto f = r.fields(
-            item, path,
-            {"name", "tokens", "subdomains", "domains", "max_agents", "ports", "bandwidth"})) {
+    if (auto f = r.fields(item, path,
+                          {"name", "tokens", "subdomains", "domains", "max_agents", "max_names",
+                           "ports", "bandwidth"})) {
       r.read(*f, "name", path, account.name);
       r.read(*f, "tokens", path, account.tokens);
       r.read(*f, "subdomains", path, account.subdomains);
       r.read(*f, "domains", path, account.domains);
       r.read(*f, "max_agents", path, account.max_agents);
+      r.read(*f, "max_names", path, account.max_names);
       if (f->contains("ports")) read_ports(r, f->at("ports"), child(path, "ports"), account.ports);
       if (f->contains("bandwidth")) {
         read_bandwidth(r, f->at("bandwidth"), child(path, "bandwidth"), account.bandwidth);

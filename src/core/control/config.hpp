@@ -102,8 +102,12 @@ struct Account {
   // Custom domains it owns: "example.org" exactly, or "*.example.org" (one or more labels).
   std::vector<std::string> domains;
   std::uint32_t max_agents = 10;  // 0 = unlimited
-  PortsConfig ports;              // overrides Config::ports for this account
-  BandwidthConfig bandwidth;      // overrides Config::bandwidth for this account
+  // Names and ports the account may hold in the registry at once: served, kept for it after its
+  // agents left, restored after a core restart. Bounds the registry and the ownership file per
+  // tenant. 0 = unlimited.
+  std::uint32_t max_names = 1024;
+  PortsConfig ports;          // overrides Config::ports for this account
+  BandwidthConfig bandwidth;  // overrides Config::bandwidth for this account
 
   // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
   // Whether the name is free is the registry's business, not this function's.

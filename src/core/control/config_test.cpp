@@ -418,6 +418,16 @@ accounts:
   EXPECT_EQ(token_weakness(""), "empty");
 }
 
+TEST(CoreConfig, NamesHeldPerAccountAreFiniteByDefault) {
+  EXPECT_EQ(Account{}.max_names, 1024u);
+  auto result = load_config_string(
+      "accounts:\n  - name: a\n    tokens: [token-a-0123456789]\n    max_names: 5\n"
+      "  - name: b\n    tokens: [token-b-0123456789]\n    max_names: 0\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.accounts[0].max_names, 5u);
+  EXPECT_EQ(result.config.accounts[1].max_names, 0u);  // unlimited, as max_agents
+}
+
 TEST(CoreConfig, HandshakeCapsAreReadAndAlwaysFinite) {
   EXPECT_EQ(Config{}.limits.max_agent_handshakes, 512u);
   EXPECT_EQ(Config{}.limits.max_agent_handshakes_per_address, 16u);
