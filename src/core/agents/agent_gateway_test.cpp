@@ -42,13 +42,13 @@ constexpr std::string_view kConfig =
     "domain: example.test\n"
     "accounts:\n"
     "  - name: acme\n"
-    "    tokens: [acme-token]\n"
+    "    tokens: [acme-secret-token]\n"
     "    subdomains: [app, web, api, \"tcp-*\"]\n"
     "    max_agents: 1\n"
     "    ports:\n"
     "      ranges: [\"20000-20099\"]\n"
     "  - name: other\n"
-    "    tokens: [other-token]\n"
+    "    tokens: [other-secret-token]\n"
     "limits:\n"
     "  max_tunnels_per_agent: 3\n";
 
@@ -197,7 +197,7 @@ class GatewayTest : public ::testing::Test {
 TEST_F(GatewayTest, AcceptsAnAgentAndReleasesItsNamesWhenItLeaves) {
   bool checked = false;
   const Reply reply =
-      exchange(auth_frame(request_for("acme-token", {http("app"), tcp(20001)})), [&] {
+      exchange(auth_frame(request_for("acme-secret-token", {http("app"), tcp(20001)})), [&] {
         Route route;
         EXPECT_EQ(context->registry.lookup("app.example.test", route), LookupStatus::kFound);
         EXPECT_EQ(context->registry.agents_of("acme"), 1u);
@@ -270,14 +270,14 @@ TEST_F(GatewayTest, RefusesABadToken) {
 
 TEST_F(GatewayTest, RefusesWhileShuttingDown) {
   context->draining = true;
-  const Reply reply = exchange(auth_frame(request_for("acme-token", {http("app")})));
+  const Reply reply = exchange(auth_frame(request_for("acme-secret-token", {http("app")})));
   expect_refused(reply, protocol::refusal::kShuttingDown, "the core is shutting down");
   expect_nothing_held();
 }
 
 TEST_F(GatewayTest, RefusesTooManyTunnelsForOneAgent) {
-  const Reply reply = exchange(
-      auth_frame(request_for("acme-token", {http("app"), http("web"), http("api"), tcp(0)})));
+  const Reply reply = exchange(auth_frame(
+      request_for("acme-secret-token", {http("app"), http("web"), http("api"), tcp(0)})));
   expect_refused(reply, protocol::refusal::kBadRequest,
                  "the agent asks for 4 tunnels; at most 3 per agent "
                  "(limits.max_tunnels_per_agent in the core's config)");
@@ -286,7 +286,8 @@ TEST_F(GatewayTest, RefusesTooManyTunnelsForOneAgent) {
 
 TEST_F(GatewayTest, RefusesTunnelsBeyondTheAccountLimit) {
   make(std::string(kConfig) + "  max_tunnels_per_account: 1\n");
-  const Reply reply = exchange(auth_frame(request_for("acme-token", {http("app"), http("web")})));
+  const Reply reply =
+      exchange(auth_frame(request_for("acme-secret-token", {http("app"), http("web")})));
   expect_refused(reply, protocol::refusal::kLimit,
                  "account acme already serves 0 tunnels; 2 more would pass 1 "
                  "(limits.max_tunnels_per_account in the core's config)");
@@ -296,8 +297,8 @@ TEST_F(GatewayTest, RefusesTunnelsBeyondTheAccountLimit) {
 TEST_F(GatewayTest, RefusesAnAgentBeyondMaxAgents) {
   // The account's one agent is connected; a second is refused and takes nothing.
   Reply second;
-  const Reply first = exchange(auth_frame(request_for("acme-token", {http("app")})), [&] {
-    second = exchange(auth_frame(request_for("acme-token", {http("web")})));
+  const Reply first = exchange(auth_frame(request_for("acme-secret-token", {http("app")})), [&] {
+    second = exchange(auth_frame(request_for("acme-secret-token", {http("web")})));
     EXPECT_EQ(context->registry.agents_of("acme"), 1u) << "the first agent keeps its slot";
     EXPECT_EQ(tunnel_slots("acme"), 1u);
     Route route;
@@ -340,7 +341,7 @@ TEST_F(GatewayTest, ATunnelRefusedRollsBackTheOthers) {
     SCOPED_TRACE(c.error);
     make(std::string(kConfig));
     ports.clear();
-    const Reply reply = exchange(auth_frame(request_for("acme-token", c.tunnels)));
+    const Reply reply = exchange(auth_frame(request_for("acme-secret-token", c.tunnels)));
     expect_refused(reply, c.code, c.error);
     EXPECT_TRUE(reply.auth.tunnels.empty());
     Route route;
@@ -351,9 +352,9 @@ TEST_F(GatewayTest, ATunnelRefusedRollsBackTheOthers) {
 
 TEST_F(GatewayTest, ANameHeldByAnotherAccountIsRefusedAndLeftToIt) {
   // acme holds tcp-1 through its pattern "tcp-*"; other (subdomains "*") asks for it too.
-  const Reply holder = exchange(auth_frame(request_for("acme-token", {http("tcp-1")})), [&] {
+  const Reply holder = exchange(auth_frame(request_for("acme-secret-token", {http("tcp-1")})), [&] {
     const Reply refused =
-        exchange(auth_frame(request_for("other-token", {http("web"), http("tcp-1")})));
+        exchange(auth_frame(request_for("other-secret-token", {http("web"), http("tcp-1")})));
     expect_refused(refused, protocol::refusal::kNameTaken, "tcp-1.example.test");
     Route route;
     EXPECT_EQ(context->registry.lookup("web.example.test", route), LookupStatus::kUnknown)
@@ -367,7 +368,7 @@ TEST_F(GatewayTest, ANameHeldByAnotherAccountIsRefusedAndLeftToIt) {
 }
 
 TEST_F(GatewayTest, RefusesPortTunnelsToAVersion1Agent) {
-  auto request = request_for("acme-token", {http("app"), tcp(20001)});
+  auto request = request_for("acme-secret-token", {http("app"), tcp(20001)});
   request.protocol_versions = {protocol::kVersion1};
   const Reply reply = exchange(auth_frame(request));
   expect_refused(reply, protocol::refusal::kBadRequest,
@@ -384,7 +385,7 @@ TEST_F(GatewayTest, ThrottlesAnAddressAfterRepeatedFailures) {
   expect_refused(reply, protocol::refusal::kThrottled,
                  "too many failed authentications from this address; retry in ");
   // Even the right token is refused from there now, before it is looked at.
-  const Reply right = exchange(auth_frame(request_for("acme-token", {http("app")})));
+  const Reply right = exchange(auth_frame(request_for("acme-secret-token", {http("app")})));
   expect_refused(right, protocol::refusal::kThrottled, "too many failed authentications");
   expect_nothing_held();
 }
