@@ -20,17 +20,16 @@ void check(bool ok) {
 }
 
 template <typename P, typename Encode>
-void round_trip(const Parsed<P>& decoded, std::span<const std::uint8_t> payload, std::size_t fixed,
-                std::size_t size, Encode encode_to) {
-  check(decoded.value.has_value() == (payload.size() >= fixed));
+void round_trip(const tunnel::common::Result<P>& decoded, std::span<const std::uint8_t> payload,
+                std::size_t fixed, std::size_t size, Encode encode_to) {
+  check(decoded.has_value() == (payload.size() >= fixed));
   if (!decoded) {
-    check(!decoded.error.empty());
+    check(!decoded.error().message.empty());
     return;
   }
-  check(decoded.error.empty());
   check(size == payload.size());
   std::vector<std::uint8_t> again(size);
-  encode_to(*decoded.value, again.data());
+  encode_to(decoded.value(), again.data());
   check(std::equal(again.begin(), again.end(), payload.begin()));
 }
 
@@ -42,19 +41,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   switch (data[0] % 5) {
     case 0: {
       const auto d = decode_reset(payload);
-      round_trip(d, payload, kResetFixedSize, d ? encoded_size(*d.value) : 0,
+      round_trip(d, payload, kResetFixedSize, d ? encoded_size(d.value()) : 0,
                  [](const ResetPayload& p, std::uint8_t* out) { encode(p, out); });
       break;
     }
     case 1: {
       const auto d = decode_go_away(payload);
-      round_trip(d, payload, kGoAwayFixedSize, d ? encoded_size(*d.value) : 0,
+      round_trip(d, payload, kGoAwayFixedSize, d ? encoded_size(d.value()) : 0,
                  [](const GoAwayPayload& p, std::uint8_t* out) { encode(p, out); });
       break;
     }
     case 2: {
       const auto d = decode_notice(payload);
-      round_trip(d, payload, kNoticeFixedSize, d ? encoded_size(*d.value) : 0,
+      round_trip(d, payload, kNoticeFixedSize, d ? encoded_size(d.value()) : 0,
                  [](const NoticePayload& p, std::uint8_t* out) { encode(p, out); });
       break;
     }
@@ -63,9 +62,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const auto d = decode_open_stream(payload, version);
       round_trip(
           d, payload, version == kVersion2 ? kOpenStreamIndexSize : 0,
-          d ? encoded_size(*d.value, version) : 0,
+          d ? encoded_size(d.value(), version) : 0,
           [version](const OpenStreamPayload& p, std::uint8_t* out) { encode(p, version, out); });
-      if (d && version == kVersion1) check(d.value->tunnel_index == 0);
+      if (d && version == kVersion1) check(d.value().tunnel_index == 0);
       break;
     }
   }

@@ -20,18 +20,17 @@ template <typename Parse>
 void round_trip(std::string_view text, Parse parse) {
   const auto parsed = parse(text);
   if (!parsed) {
-    check(!parsed.error.empty());
+    check(!parsed.error().message.empty());
     return;
   }
-  check(parsed.error.empty());
-  const std::string json = serialize(*parsed.value);
+  const std::string json = serialize(parsed.value());
   if (json.size() > kMaxAuthPayload) {
     return;  // defaults written out in full can outgrow a compact input near the limit
   }
   const auto again = parse(json);
   check(static_cast<bool>(again));
-  check(*again.value == *parsed.value);
-  check(serialize(*again.value) == json);
+  check(again.value() == parsed.value());
+  check(serialize(again.value()) == json);
 }
 
 }  // namespace

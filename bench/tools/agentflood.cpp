@@ -123,8 +123,13 @@ class Flood {
     if (opt_.plain) return true;
     transport::ClientTlsOptions t;
     t.insecure = true;  // a load tool against the benchmark's own core
-    tls_ = transport::make_client_tls(t, error);
-    return tls_.context != nullptr;
+    auto tls = transport::make_client_tls(t);
+    if (!tls) {
+      error = tls.error().message;
+      return false;
+    }
+    tls_ = std::move(tls).value();
+    return true;
   }
 
   asio::awaitable<void> commands() {
@@ -221,10 +226,10 @@ class Flood {
     }
     auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
     if (!parsed) {
-      error = "bad AUTH reply: " + parsed.error;
+      error = "bad AUTH reply: " + parsed.error().message;
       co_return false;
     }
-    const auto& reply = *parsed.value;
+    const auto& reply = parsed.value();
     if (!reply.success) {
       error = "refused: " + reply.error;
       co_return false;

@@ -77,19 +77,6 @@ std::string describe(const std::vector<ConfigError>& errors, std::string_view so
   return out;
 }
 
-// The first line of FILE, without surrounding whitespace: a token kept out of the command line.
-// "" and `error` set (naming the file) when it cannot be read or holds no token.
-std::string read_token_file(const std::string& path, std::string& error) {
-  std::string text;
-  if (!common::read_text_file(path, text, error)) return {};
-  const auto begin = text.find_first_not_of(" \t\r\n");
-  const auto end = text.find_first_of("\r\n", begin == std::string::npos ? 0 : begin);
-  std::string token = begin == std::string::npos ? "" : text.substr(begin, end - begin);
-  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
-  if (token.empty()) error = path + ": no token in the file";
-  return token;
-}
-
 constexpr const char* kTokenFlagWarning =
     "--token puts the token on the command line, where every local user sees it (ps, "
     "/proc/PID/cmdline): use --token-file FILE or the TUNNEL_TOKEN environment variable";
@@ -164,11 +151,11 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
                             std::string& warning) {
   auto server = parse_server_address(config.server);
   if (!server) {
-    error = "--server: " + server.error;
+    error = "--server: " + server.error().message;
     return false;
   }
-  options.server_host = server.value->host;
-  options.server_port = server.value->port;
+  options.server_host = server.value().host;
+  options.server_port = server.value().port;
   options.window_growth_budget = config.window_budget;
 
   std::string token_error;
@@ -193,10 +180,10 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
         // The certificate a core on this machine wrote: pin it, so any host name works.
         auto fingerprint = common::cert_file_fingerprint_sha256(trust.ca_file);
         if (!fingerprint) {
-          error = fingerprint.error;
+          error = fingerprint.error().message;
           return false;
         }
-        tls.pin = [want = *fingerprint.value](X509* cert) {
+        tls.pin = [want = fingerprint.value()](X509* cert) {
           return common::fingerprint_sha256(cert) == want;
         };
       } else {
@@ -224,12 +211,12 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
                 "; the token and the traffic cross the network in clear text";
     }
   } else {
-    std::string tls_error;
-    options.tls = transport::make_client_tls(tls, tls_error);
-    if (!options.tls.context) {
-      error = tls_error;
+    auto client_tls = transport::make_client_tls(tls);
+    if (!client_tls) {
+      error = client_tls.error().message;
       return false;
     }
+    options.tls = std::move(client_tls).value();
   }
 
   options.tunnels.clear();
@@ -242,11 +229,11 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     auto local = parse_local_target(t.local);
     if (!local) {
       error = (config.tunnels.size() == 1 ? "TARGET" : "tunnels[" + std::to_string(i) + "].local") +
-              std::string(": ") + local.error;
+              std::string(": ") + local.error().message;
       return false;
     }
     ForwardSpec spec;
-    spec.local = *local.value;
+    spec.local = local.value();
     spec.request.type = t.type;
     spec.request.subdomain = t.subdomain;
     spec.request.hostname = t.hostname;
@@ -255,10 +242,10 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     if (!t.bandwidth.empty()) {
       auto rate = common::parse_byte_rate(t.bandwidth);
       if (!rate) {
-        error = "tunnels[" + std::to_string(i) + "].bandwidth: " + rate.error;
+        error = "tunnels[" + std::to_string(i) + "].bandwidth: " + rate.error().message;
         return false;
       }
-      spec.request.bandwidth = *rate.value;
+      spec.request.bandwidth = rate.value();
     }
     using protocol::ProxyProtocol;
     spec.proxy_protocol = t.proxy_protocol == "v1"   ? ProxyProtocol::kV1
@@ -386,9 +373,9 @@ int run_cli(int argc, char** argv) {
     }
     apply_flags(flags, config);
     if (flags.token_file) {
-      std::string error;
-      config.token = read_token_file(*flags.token_file, error);
-      if (!error.empty()) return {{0, 0, "--token-file: " + error}};
+      auto token = common::read_token_file(*flags.token_file);
+      if (!token) return {{0, 0, "--token-file: " + token.error().message}};
+      config.token = std::move(token).value();
     }
     if (http->parsed()) {
       TunnelConfig tunnel;

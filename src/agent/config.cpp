@@ -81,7 +81,7 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
   if (tunnel.local.empty()) {
     r.error(child(path, "local"), "required: the local address to forward to, e.g. 3000");
   } else if (auto target = parse_local_target(tunnel.local); !target) {
-    r.error(child(path, "local"), target.error);
+    r.error(child(path, "local"), target.error().message);
   }
   if (!tunnel.proxy_protocol.empty() && tunnel.proxy_protocol != "v1" &&
       tunnel.proxy_protocol != "v2") {
@@ -92,7 +92,7 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
   }
   if (!tunnel.bandwidth.empty()) {
     if (auto rate = common::parse_byte_rate(tunnel.bandwidth); !rate) {
-      r.error(child(path, "bandwidth"), rate.error);
+      r.error(child(path, "bandwidth"), rate.error().message);
     }
   }
   if (!tunnel.name.empty() &&
@@ -121,7 +121,7 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
 
 void check(ConfigReader& r, const Config& config) {
   if (auto server = parse_server_address(config.server); !server) {
-    r.error("server", server.error);
+    r.error("server", server.error().message);
   }
   if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
   if (!config.token.empty() && config.token.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
@@ -225,32 +225,26 @@ std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv)
   return common::apply_env(config_schema(), config, getenv);
 }
 
-common::NetAddressResult parse_local_target(std::string_view text) {
+common::Result<common::NetAddress> parse_local_target(std::string_view text) {
   if (text.starts_with("https://")) {
-    common::NetAddressResult result;
-    result.error = "https:// local targets are not supported yet: " + in_quotes(text);
-    return result;
+    return common::fail("https:// local targets are not supported yet: " + in_quotes(text));
   }
   std::uint16_t default_port = 0;
   if (text.starts_with("http://")) {
     text.remove_prefix(7);
     if (!text.empty() && text.back() == '/') text.remove_suffix(1);
     if (text.find('/') != std::string_view::npos) {
-      common::NetAddressResult result;
-      result.error = "a local target is an address, not a URL with a path: " +
-                     in_quotes(std::string("http://") + std::string(text));
-      return result;
+      return common::fail("a local target is an address, not a URL with a path: " +
+                          in_quotes(std::string("http://") + std::string(text)));
     }
     default_port = 80;
   } else if (text.find("://") != std::string_view::npos) {
-    common::NetAddressResult result;
-    result.error = "unsupported scheme in local target " + in_quotes(text) + " (use http://)";
-    return result;
+    return common::fail("unsupported scheme in local target " + in_quotes(text) + " (use http://)");
   }
   return common::parse_dial_address(text, "localhost", default_port);
 }
 
-common::NetAddressResult parse_server_address(std::string_view text) {
+common::Result<common::NetAddress> parse_server_address(std::string_view text) {
   return common::parse_dial_address(text, "localhost", kDefaultServerPort);
 }
 

@@ -71,10 +71,10 @@ std::vector<ConfigError> validate(const Config& config);
 
 // Where a tunnel forwards to: "3000" -> localhost:3000, "host:port", "http://host[:port][/]".
 // https:// targets are refused for now.
-common::NetAddressResult parse_local_target(std::string_view text);
+common::Result<common::NetAddress> parse_local_target(std::string_view text);
 
 // The core's address from `server` (default port 8443).
-common::NetAddressResult parse_server_address(std::string_view text);
+common::Result<common::NetAddress> parse_server_address(std::string_view text);
 
 // The token to present: config.token, else the contents of <data_dir>/agent.token.
 // "" with `error` naming what was tried if neither exists.

@@ -58,7 +58,7 @@ tunnels:
   EXPECT_EQ(result.errors[0].line, 5);
   const Config& c = result.config;
   EXPECT_EQ(c.server, "tunnel.example.com");
-  EXPECT_EQ(parse_server_address(c.server).value->port, 8443);
+  EXPECT_EQ(parse_server_address(c.server).value().port, 8443);
   EXPECT_EQ(c.token, "abc");
   EXPECT_EQ(c.log_format, "json");
   EXPECT_EQ(c.window_budget, 0u);
@@ -138,9 +138,9 @@ TEST(AgentConfig, AWhitespaceTokenIsRefused) {
 TEST(AgentConfig, LocalTargets) {
   auto expect = [](std::string_view text, std::string host, std::uint16_t port) {
     auto result = parse_local_target(text);
-    ASSERT_TRUE(result) << text << ": " << result.error;
-    EXPECT_EQ(result.value->host, host) << text;
-    EXPECT_EQ(result.value->port, port) << text;
+    ASSERT_TRUE(result) << text << ": " << result.error().message;
+    EXPECT_EQ(result.value().host, host) << text;
+    EXPECT_EQ(result.value().port, port) << text;
   };
   expect("3000", "localhost", 3000);
   expect("127.0.0.1:8080", "127.0.0.1", 8080);
@@ -152,7 +152,7 @@ TEST(AgentConfig, LocalTargets) {
   EXPECT_FALSE(parse_local_target("ftp://a:1"));
   EXPECT_FALSE(parse_local_target("70000"));
   EXPECT_FALSE(parse_local_target("0"));
-  EXPECT_EQ(parse_local_target("https://a:1").error,
+  EXPECT_EQ(parse_local_target("https://a:1").error().message,
             "https:// local targets are not supported yet: \"https://a:1\"");
 }
 

@@ -254,10 +254,10 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   }
   auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
   if (!parsed) {
-    hs.error = "invalid AUTH reply from " + server_ + ": " + parsed.error;
+    hs.error = "invalid AUTH reply from " + server_ + ": " + parsed.error().message;
     co_return hs;
   }
-  hs.reply = std::move(*parsed.value);
+  hs.reply = std::move(parsed.value());
   if (!hs.reply.success) {
     hs.error =
         hs.reply.error.empty() ? "the core refused the agent without a reason" : hs.reply.error;

@@ -28,16 +28,14 @@ constexpr std::array<Unit, 13> kUnits = {{
     {"bit", 1.0 / 8},
 }};
 
-ByteRateResult fail(std::string_view text, std::string_view why) {
-  ByteRateResult r;
-  r.error = "\"" + std::string(text) + "\": " + std::string(why);
-  return r;
+Error bad_rate(std::string_view text, std::string_view why) {
+  return fail("\"" + std::string(text) + "\": " + std::string(why));
 }
 
 }  // namespace
 
-ByteRateResult parse_byte_rate(std::string_view text) {
-  if (text == "0") return {0, ""};
+Result<std::uint64_t> parse_byte_rate(std::string_view text) {
+  if (text == "0") return std::uint64_t{0};
   std::size_t i = 0;
   double number = 0;
   bool digits = false;
@@ -56,21 +54,21 @@ ByteRateResult parse_byte_rate(std::string_view text) {
       ++i;
     }
   }
-  if (!digits) return fail(text, "expected a number and a unit, e.g. 1MiB/s or 100Mbit/s");
+  if (!digits) return bad_rate(text, "expected a number and a unit, e.g. 1MiB/s or 100Mbit/s");
   if (i < text.size() && text[i] == ' ') ++i;
   std::string_view unit = text.substr(i);
   if (unit.ends_with("/s")) unit.remove_suffix(2);
   if (unit.empty())
-    return fail(text, "missing unit (B, KB, KiB, MB, MiB, GB, GiB, kbit, Mbit, Gbit)");
+    return bad_rate(text, "missing unit (B, KB, KiB, MB, MiB, GB, GiB, kbit, Mbit, Gbit)");
   for (const auto& u : kUnits) {
     if (u.name != unit) continue;
     const double bytes = std::round(number * u.bytes);
-    if (bytes < 1) return fail(text, "less than 1 byte per second; use 0 for no limit");
-    if (bytes > 1e15) return fail(text, "too large (at most 1 PB/s)");
-    return {static_cast<std::uint64_t>(bytes), ""};
+    if (bytes < 1) return bad_rate(text, "less than 1 byte per second; use 0 for no limit");
+    if (bytes > 1e15) return bad_rate(text, "too large (at most 1 PB/s)");
+    return static_cast<std::uint64_t>(bytes);
   }
-  return fail(text, "unknown unit \"" + std::string(unit) +
-                        "\" (B, KB, KiB, MB, MiB, GB, GiB, kbit, Mbit, Gbit; per second)");
+  return bad_rate(text, "unknown unit \"" + std::string(unit) +
+                            "\" (B, KB, KiB, MB, MiB, GB, GiB, kbit, Mbit, Gbit; per second)");
 }
 
 std::string format_byte_rate(std::uint64_t bytes_per_second) {

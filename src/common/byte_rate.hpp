@@ -7,19 +7,16 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tunnel::common {
 
-struct ByteRateResult {
-  std::optional<std::uint64_t> value;  // bytes per second; 0 = unlimited
-  std::string error;                   // says what is wrong with the text, quoting it
-  explicit operator bool() const { return value.has_value(); }
-};
-
-ByteRateResult parse_byte_rate(std::string_view text);
+// The value is bytes per second, 0 = unlimited; the error says what is wrong with the text,
+// quoting it.
+Result<std::uint64_t> parse_byte_rate(std::string_view text);
 
 // "1 MiB/s", "512 KiB/s", "1500 B/s", "unlimited" for 0: for logs and messages.
 std::string format_byte_rate(std::uint64_t bytes_per_second);

@@ -6,24 +6,25 @@ namespace tunnel::common {
 namespace {
 
 TEST(ByteRate, ParsesUnits) {
-  EXPECT_EQ(parse_byte_rate("1MiB/s").value, 1024u * 1024);
-  EXPECT_EQ(parse_byte_rate("1MiB").value, 1024u * 1024);
-  EXPECT_EQ(parse_byte_rate("500KB/s").value, 500'000u);
-  EXPECT_EQ(parse_byte_rate("500kB/s").value, 500'000u);
-  EXPECT_EQ(parse_byte_rate("100Mbit/s").value, 12'500'000u);
-  EXPECT_EQ(parse_byte_rate("1 Gbit/s").value, 125'000'000u);
-  EXPECT_EQ(parse_byte_rate("1.5MiB/s").value, 1572864u);
-  EXPECT_EQ(parse_byte_rate("2048B/s").value, 2048u);
-  EXPECT_EQ(parse_byte_rate("0").value, 0u);
+  EXPECT_EQ(parse_byte_rate("1MiB/s").value(), 1024u * 1024);
+  EXPECT_EQ(parse_byte_rate("1MiB").value(), 1024u * 1024);
+  EXPECT_EQ(parse_byte_rate("500KB/s").value(), 500'000u);
+  EXPECT_EQ(parse_byte_rate("500kB/s").value(), 500'000u);
+  EXPECT_EQ(parse_byte_rate("100Mbit/s").value(), 12'500'000u);
+  EXPECT_EQ(parse_byte_rate("1 Gbit/s").value(), 125'000'000u);
+  EXPECT_EQ(parse_byte_rate("1.5MiB/s").value(), 1572864u);
+  EXPECT_EQ(parse_byte_rate("2048B/s").value(), 2048u);
+  EXPECT_EQ(parse_byte_rate("0").value(), 0u);
 }
 
 TEST(ByteRate, RejectsWithReason) {
-  EXPECT_NE(parse_byte_rate("").error.find("expected a number"), std::string::npos);
-  EXPECT_NE(parse_byte_rate("fast").error.find("expected a number"), std::string::npos);
-  EXPECT_NE(parse_byte_rate("10").error.find("missing unit"), std::string::npos);
-  EXPECT_NE(parse_byte_rate("10MBps").error.find("unknown unit \"MBps\""), std::string::npos);
-  EXPECT_NE(parse_byte_rate("-1MB/s").error.find("\"-1MB/s\""), std::string::npos);
-  EXPECT_NE(parse_byte_rate("0.1B/s").error.find("less than 1 byte"), std::string::npos);
+  EXPECT_NE(parse_byte_rate("").error().message.find("expected a number"), std::string::npos);
+  EXPECT_NE(parse_byte_rate("fast").error().message.find("expected a number"), std::string::npos);
+  EXPECT_NE(parse_byte_rate("10").error().message.find("missing unit"), std::string::npos);
+  EXPECT_NE(parse_byte_rate("10MBps").error().message.find("unknown unit \"MBps\""),
+            std::string::npos);
+  EXPECT_NE(parse_byte_rate("-1MB/s").error().message.find("\"-1MB/s\""), std::string::npos);
+  EXPECT_NE(parse_byte_rate("0.1B/s").error().message.find("less than 1 byte"), std::string::npos);
   EXPECT_FALSE(parse_byte_rate("1mb/s"));  // millibits are not a thing we accept
 }
 

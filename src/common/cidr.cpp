@@ -2,6 +2,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <charconv>
+#include <optional>
 
 namespace tunnel::common {
 namespace {
@@ -40,13 +41,12 @@ bool prefix_equal(const std::array<std::uint8_t, 16>& a, const std::array<std::u
 
 }  // namespace
 
-std::optional<Cidr> Cidr::parse(std::string_view text, std::string& error) {
+Result<Cidr> Cidr::parse(std::string_view text) {
   const auto slash = text.find('/');
   const std::string_view address = text.substr(0, slash);
   const auto parsed = to_bytes(address);
   if (!parsed) {
-    error = "\"" + std::string(text) + "\": not an IP address or CIDR range";
-    return std::nullopt;
+    return fail("\"" + std::string(text) + "\": not an IP address or CIDR range");
   }
   Cidr cidr;
   cidr.bytes_ = parsed->first;
@@ -58,12 +58,10 @@ std::optional<Cidr> Cidr::parse(std::string_view text, std::string& error) {
     int bits = -1;
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), bits);
     if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || bits < 0) {
-      error = "\"" + std::string(text) + "\": the prefix length is not a number";
-      return std::nullopt;
+      return fail("\"" + std::string(text) + "\": the prefix length is not a number");
     }
     if (bits > max_bits) {
-      error = "\"" + std::string(text) + "\": prefix length above " + std::to_string(max_bits);
-      return std::nullopt;
+      return fail("\"" + std::string(text) + "\": prefix length above " + std::to_string(max_bits));
     }
     cidr.bits_ = bits;
   }

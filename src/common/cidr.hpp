@@ -4,9 +4,10 @@
 
 #include <array>
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
+
+#include "common/result.hpp"
 
 namespace tunnel::common {
 
@@ -14,8 +15,8 @@ class Cidr {
  public:
   // Parses "ADDRESS/BITS" or a bare address (all bits). An IPv4 range also matches
   // IPv4-mapped IPv6 addresses ("::ffff:10.1.2.3"), as a dual-stack listener reports them.
-  // nullopt with `error` naming the problem ("\"10.0.0.0/33\": prefix length above 32").
-  static std::optional<Cidr> parse(std::string_view text, std::string& error);
+  // The error names the problem ("\"10.0.0.0/33\": prefix length above 32").
+  static Result<Cidr> parse(std::string_view text);
 
   // True if `ip` (an address without port or brackets) is in the range; false for text that is
   // not an address.

@@ -6,10 +6,9 @@ namespace tunnel::common {
 namespace {
 
 Cidr parse_ok(std::string_view text) {
-  std::string error;
-  auto cidr = Cidr::parse(text, error);
-  EXPECT_TRUE(cidr) << text << ": " << error;
-  return cidr.value_or(Cidr{});
+  auto cidr = Cidr::parse(text);
+  EXPECT_TRUE(cidr) << text << ": " << cidr.error().message;
+  return cidr ? cidr.value() : Cidr{};
 }
 
 TEST(Cidr, MatchesIpv4Ranges) {
@@ -37,15 +36,13 @@ TEST(Cidr, MatchesIpv6RangesAndSingleAddresses) {
 }
 
 TEST(Cidr, RefusesBadTextWithAReason) {
-  std::string error;
-  EXPECT_FALSE(Cidr::parse("10.0.0.0/33", error));
-  EXPECT_EQ(error, "\"10.0.0.0/33\": prefix length above 32");
-  EXPECT_FALSE(Cidr::parse("::/129", error));
-  EXPECT_EQ(error, "\"::/129\": prefix length above 128");
+  EXPECT_EQ(Cidr::parse("10.0.0.0/33").error().message, "\"10.0.0.0/33\": prefix length above 32");
+  EXPECT_EQ(Cidr::parse("::/129").error().message, "\"::/129\": prefix length above 128");
   for (const char* bad : {"", "/8", "10.0.0/8", "10.0.0.0/", "10.0.0.0/x", "10.0.0.0/-1",
                           "10.0.0.0/8/8", "host.example/8"}) {
-    EXPECT_FALSE(Cidr::parse(bad, error)) << bad;
-    EXPECT_FALSE(error.empty());
+    auto cidr = Cidr::parse(bad);
+    ASSERT_FALSE(cidr) << bad;
+    EXPECT_FALSE(cidr.error().message.empty());
   }
 }
 

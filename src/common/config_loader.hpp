@@ -96,14 +96,13 @@ LoadResult<Config> load_config_string(const ConfigSchema<Config>& schema, const 
 // As load_config_string, from a file; an unreadable file is one error without a line.
 template <typename Config>
 LoadResult<Config> load_config_file(const ConfigSchema<Config>& schema, const std::string& path) {
-  std::string text;
-  std::string error;
-  if (!read_text_file(path, text, error)) {
+  auto text = read_text_file(path);
+  if (!text) {
     LoadResult<Config> result;
-    result.errors.push_back({0, 0, error});
+    result.errors.push_back({0, 0, text.error().message});
     return result;
   }
-  return load_config_string(schema, text, path);
+  return load_config_string(schema, text.value(), path);
 }
 
 // The schema's checks on `config` (errors without a line).

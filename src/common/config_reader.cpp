@@ -205,10 +205,10 @@ bool ConfigReader::read(const Fields& fields, std::string_view key, std::string_
   if (node == nullptr) return !fields.contains(key);
   auto result = parse_duration(node->Scalar());
   if (!result) {
-    error_at(*node, child(path, key), result.error);
+    error_at(*node, child(path, key), result.error().message);
     return false;
   }
-  out = *result.value;
+  out = result.value();
   return true;
 }
 
@@ -307,16 +307,24 @@ bool ConfigReader::failed_under(std::string_view path) const {
   }
 }
 
-bool read_text_file(const std::string& path, std::string& text, std::string& error) {
+Result<std::string> read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read \"" + path + "\": " + std::strerror(errno);
-    return false;
-  }
+  if (!in) return fail("cannot read \"" + path + "\": " + std::strerror(errno));
   std::ostringstream content;
   content << in.rdbuf();
-  text = content.str();
-  return true;
+  return content.str();
+}
+
+Result<std::string> read_token_file(const std::string& path) {
+  auto text = read_text_file(path);
+  if (!text) return text.error();
+  const std::string& all = text.value();
+  const auto begin = all.find_first_not_of(" \t\r\n");
+  if (begin == std::string::npos) return fail(path + ": no token in the file");
+  const auto end = all.find_first_of("\r\n", begin);
+  std::string token = all.substr(begin, end - begin);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  return token;
 }
 
 }  // namespace tunnel::common

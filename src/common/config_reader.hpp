@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.hpp"
+
 namespace tunnel::common {
 
 struct ConfigError {
@@ -111,7 +113,12 @@ std::vector<ConfigError> read_yaml_document(const std::string& text, std::string
   return reader.take_errors();
 }
 
-// The whole file at `path`; false with `error` ("cannot read \"path\": reason") otherwise.
-bool read_text_file(const std::string& path, std::string& text, std::string& error);
+// The whole file at `path`, or why not ("cannot read \"path\": reason").
+Result<std::string> read_text_file(const std::string& path);
+
+// The first line of the file at `path`, without surrounding whitespace: a secret kept out of
+// the command line (--token-file). The error names the file when it cannot be read or holds
+// no token.
+Result<std::string> read_token_file(const std::string& path);
 
 }  // namespace tunnel::common

@@ -28,31 +28,24 @@ bool is_alpha(char c) {
 
 }  // namespace
 
-DurationResult parse_duration(std::string_view text) {
-  DurationResult result;
+Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (text.empty()) {
-    result.error = "empty duration (write e.g. \"10s\", \"250ms\", \"1h30m\")";
-    return result;
+    return fail("empty duration (write e.g. \"10s\", \"250ms\", \"1h30m\")");
   }
-  if (text == "0") {
-    result.value = std::chrono::milliseconds(0);
-    return result;
-  }
+  if (text == "0") return std::chrono::milliseconds(0);
   constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
   std::int64_t total = 0;
   std::size_t i = 0;
   while (i < text.size()) {
     if (!is_digit(text[i])) {
-      result.error = "invalid duration " + quoted(text) + ": expected a number at position " +
-                     std::to_string(i + 1) + " (write e.g. \"10s\", \"1h30m\")";
-      return result;
+      return fail("invalid duration " + quoted(text) + ": expected a number at position " +
+                  std::to_string(i + 1) + " (write e.g. \"10s\", \"1h30m\")");
     }
     std::int64_t number = 0;
     while (i < text.size() && is_digit(text[i])) {
       const int digit = text[i] - '0';
       if (number > (kMax - digit) / 10) {
-        result.error = "duration " + quoted(text) + " is too large";
-        return result;
+        return fail("duration " + quoted(text) + " is too large");
       }
       number = number * 10 + digit;
       ++i;
@@ -61,23 +54,19 @@ DurationResult parse_duration(std::string_view text) {
     while (i < text.size() && is_alpha(text[i])) ++i;
     const std::string_view unit = text.substr(unit_start, i - unit_start);
     if (unit.empty()) {
-      result.error = "duration " + quoted(text) + " is missing a unit (ms, s, m or h)";
-      return result;
+      return fail("duration " + quoted(text) + " is missing a unit (ms, s, m or h)");
     }
     const std::int64_t per_unit = unit_millis(unit);
     if (per_unit == 0) {
-      result.error =
-          "unknown unit " + quoted(unit) + " in duration " + quoted(text) + " (use ms, s, m or h)";
-      return result;
+      return fail("unknown unit " + quoted(unit) + " in duration " + quoted(text) +
+                  " (use ms, s, m or h)");
     }
     if (number > (kMax - total) / per_unit) {
-      result.error = "duration " + quoted(text) + " is too large";
-      return result;
+      return fail("duration " + quoted(text) + " is too large");
     }
     total += number * per_unit;
   }
-  result.value = std::chrono::milliseconds(total);
-  return result;
+  return std::chrono::milliseconds(total);
 }
 
 std::string format_duration(std::chrono::milliseconds d) {

@@ -5,19 +5,15 @@
 #pragma once
 
 #include <chrono>
-#include <optional>
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tunnel::common {
 
-struct DurationResult {
-  std::optional<std::chrono::milliseconds> value;
-  std::string error;  // says what is wrong with the text, quoting it
-  explicit operator bool() const { return value.has_value(); }
-};
-
-DurationResult parse_duration(std::string_view text);
+// The error says what is wrong with the text, quoting it.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // The shortest text parse_duration() reads back as `d`: "1h30m", "250ms", "0s".
 // Negative durations are written with a leading '-' (which the parser rejects).

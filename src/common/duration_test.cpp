@@ -9,8 +9,8 @@ using std::chrono::milliseconds;
 
 milliseconds parse_ok(std::string_view text) {
   auto result = parse_duration(text);
-  EXPECT_TRUE(result) << text << ": " << result.error;
-  return result.value.value_or(milliseconds(-1));
+  EXPECT_TRUE(result) << text << ": " << result.error().message;
+  return result ? result.value() : milliseconds(-1);
 }
 
 TEST(Duration, ParsesEachUnit) {
@@ -32,15 +32,17 @@ TEST(Duration, RejectsBadText) {
   for (const char* bad : {"", "10", "s", "-5s", "1.5s", "10 s", "10sec", "5d", "ms10", "1h30"}) {
     auto result = parse_duration(bad);
     EXPECT_FALSE(result) << bad;
-    EXPECT_FALSE(result.error.empty()) << bad;
+    EXPECT_FALSE(result.error().message.empty()) << bad;
   }
 }
 
 TEST(Duration, ErrorsExplainTheProblem) {
-  EXPECT_NE(parse_duration("10").error.find("missing a unit"), std::string::npos);
-  EXPECT_NE(parse_duration("5d").error.find("unknown unit \"d\""), std::string::npos);
-  EXPECT_NE(parse_duration("99999999999999999999s").error.find("too large"), std::string::npos);
-  EXPECT_NE(parse_duration("9223372036854775807h").error.find("too large"), std::string::npos);
+  EXPECT_NE(parse_duration("10").error().message.find("missing a unit"), std::string::npos);
+  EXPECT_NE(parse_duration("5d").error().message.find("unknown unit \"d\""), std::string::npos);
+  EXPECT_NE(parse_duration("99999999999999999999s").error().message.find("too large"),
+            std::string::npos);
+  EXPECT_NE(parse_duration("9223372036854775807h").error().message.find("too large"),
+            std::string::npos);
 }
 
 TEST(Duration, FormatRoundTrips) {

@@ -34,27 +34,22 @@ std::string fingerprint_sha256(X509* cert) {
   return to_hex(digest, size);
 }
 
-FingerprintResult cert_file_fingerprint_sha256(const std::string& pem_path) {
-  FingerprintResult result;
+Result<std::string> cert_file_fingerprint_sha256(const std::string& pem_path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(pem_path.c_str(), "rb"), &std::fclose);
   if (!file) {
-    result.error = pem_path + ": " + std::strerror(errno);
-    return result;
+    return fail(pem_path + ": " + std::strerror(errno));
   }
   std::unique_ptr<X509, void (*)(X509*)> cert(PEM_read_X509(file.get(), nullptr, nullptr, nullptr),
                                               &X509_free);
   if (!cert) {
     ERR_clear_error();
-    result.error = pem_path + ": no PEM certificate found";
-    return result;
+    return fail(pem_path + ": no PEM certificate found");
   }
   auto fingerprint = fingerprint_sha256(cert.get());
   if (fingerprint.empty()) {
-    result.error = pem_path + ": cannot encode the certificate";
-    return result;
+    return fail(pem_path + ": cannot encode the certificate");
   }
-  result.value = std::move(fingerprint);
-  return result;
+  return fingerprint;
 }
 
 std::optional<std::string> normalize_fingerprint(std::string_view text) {

@@ -11,20 +11,17 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tunnel::common {
 
 // Fingerprint of a certificate in memory (e.g. the peer's, in a TLS verify callback).
 // Returns "" if the certificate cannot be encoded.
 std::string fingerprint_sha256(X509* cert);
 
-struct FingerprintResult {
-  std::optional<std::string> value;
-  std::string error;  // names the path and the reason
-  explicit operator bool() const { return value.has_value(); }
-};
-
 // Fingerprint of the first certificate in a PEM file.
-FingerprintResult cert_file_fingerprint_sha256(const std::string& pem_path);
+// The error names the path and the reason.
+Result<std::string> cert_file_fingerprint_sha256(const std::string& pem_path);
 
 // The canonical form (64 lower-case hex digits) of a user-written fingerprint, or nullopt if
 // it is not a SHA-256 fingerprint. Colons and surrounding spaces are ignored.

@@ -53,8 +53,8 @@ class FingerprintFile : public ::testing::Test {
 
 TEST_F(FingerprintFile, MatchesOpensslCli) {
   auto result = cert_file_fingerprint_sha256(write("c.pem", kCertPem));
-  ASSERT_TRUE(result) << result.error;
-  EXPECT_EQ(*result.value, expected());
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result.value(), expected());
   EXPECT_EQ(normalize_fingerprint(kOpensslPrinted), expected());
 }
 
@@ -62,13 +62,13 @@ TEST_F(FingerprintFile, ErrorsNameThePath) {
   const auto missing = (dir_ / "missing.pem").string();
   auto result = cert_file_fingerprint_sha256(missing);
   EXPECT_FALSE(result);
-  EXPECT_NE(result.error.find(missing), std::string::npos);
-  EXPECT_NE(result.error.find("No such file"), std::string::npos);
+  EXPECT_NE(result.error().message.find(missing), std::string::npos);
+  EXPECT_NE(result.error().message.find("No such file"), std::string::npos);
 
   const auto junk = write("junk.pem", "not a certificate\n");
   result = cert_file_fingerprint_sha256(junk);
   EXPECT_FALSE(result);
-  EXPECT_NE(result.error.find(junk), std::string::npos);
+  EXPECT_NE(result.error().message.find(junk), std::string::npos);
 }
 
 TEST(Fingerprint, NullCertificateGivesEmpty) {

@@ -19,21 +19,22 @@ bool all_digits(std::string_view text) {
   return true;
 }
 
-// Parses the port part; returns an error message, empty on success.
-std::string parse_port(std::string_view text, std::string_view whole, bool allow_zero,
-                       std::uint16_t& port) {
-  if (text.empty()) return "missing port in address " + quoted(whole);
-  if (!all_digits(text)) return "invalid port " + quoted(text) + " in address " + quoted(whole);
+// The port part of `whole`.
+Result<std::uint16_t> parse_port(std::string_view text, std::string_view whole, bool allow_zero) {
+  if (text.empty()) return fail("missing port in address " + quoted(whole));
+  if (!all_digits(text)) {
+    return fail("invalid port " + quoted(text) + " in address " + quoted(whole));
+  }
   unsigned long value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value > 65535) {
-    return "port " + std::string(text) + " out of range (1-65535) in address " + quoted(whole);
+    return fail("port " + std::string(text) + " out of range (1-65535) in address " +
+                quoted(whole));
   }
   if (value == 0 && !allow_zero) {
-    return "port 0 is not allowed in address " + quoted(whole) + " (use 1-65535)";
+    return fail("port 0 is not allowed in address " + quoted(whole) + " (use 1-65535)");
   }
-  port = static_cast<std::uint16_t>(value);
-  return {};
+  return static_cast<std::uint16_t>(value);
 }
 
 struct Options {
@@ -42,11 +43,9 @@ struct Options {
   std::uint16_t default_port = 0;
 };
 
-NetAddressResult parse(std::string_view text, const Options& options) {
-  NetAddressResult result;
+Result<NetAddress> parse(std::string_view text, const Options& options) {
   if (text.empty()) {
-    result.error = "empty address";
-    return result;
+    return fail("empty address");
   }
   NetAddress address;
   std::string_view host;
@@ -58,29 +57,25 @@ NetAddressResult parse(std::string_view text, const Options& options) {
   } else if (text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string_view::npos) {
-      result.error = "missing ']' in address " + quoted(text);
-      return result;
+      return fail("missing ']' in address " + quoted(text));
     }
     host = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
     if (rest.empty()) {
       has_port = false;
     } else if (rest.front() != ':') {
-      result.error = "unexpected " + quoted(rest) + " after ']' in address " + quoted(text);
-      return result;
+      return fail("unexpected " + quoted(rest) + " after ']' in address " + quoted(text));
     } else {
       port = rest.substr(1);
     }
     in6_addr ignored{};
     if (inet_pton(AF_INET6, std::string(host).c_str(), &ignored) != 1) {
-      result.error = "invalid IPv6 address " + quoted(host) + " in " + quoted(text);
-      return result;
+      return fail("invalid IPv6 address " + quoted(host) + " in " + quoted(text));
     }
   } else {
     const auto colon = text.rfind(':');
     if (colon != std::string_view::npos && text.find(':') != colon) {
-      result.error = "IPv6 address " + quoted(text) + " needs brackets, e.g. \"[::1]:8080\"";
-      return result;
+      return fail("IPv6 address " + quoted(text) + " needs brackets, e.g. \"[::1]:8080\"");
     }
     if (colon == std::string_view::npos) {
       host = text;
@@ -90,30 +85,27 @@ NetAddressResult parse(std::string_view text, const Options& options) {
       port = text.substr(colon + 1);
     }
     if (!host.empty() && !is_ip_literal(host) && !is_valid_hostname(host)) {
-      result.error = "invalid host " + quoted(host) + " in address " + quoted(text);
-      return result;
+      return fail("invalid host " + quoted(host) + " in address " + quoted(text));
     }
   }
   if (!has_port) {
     if (options.default_port == 0) {
-      result.error = "missing port in address " + quoted(text) + " (write HOST:PORT)";
-      return result;
+      return fail("missing port in address " + quoted(text) + " (write HOST:PORT)");
     }
     address.port = options.default_port;
-  } else if (auto error = parse_port(port, text, options.listen, address.port); !error.empty()) {
-    result.error = std::move(error);
-    return result;
+  } else {
+    auto parsed_port = parse_port(port, text, options.listen);
+    if (!parsed_port) return parsed_port.error();
+    address.port = parsed_port.value();
   }
   if (host.empty() && !options.listen) {
     if (options.default_host.empty()) {
-      result.error = "missing host in address " + quoted(text);
-      return result;
+      return fail("missing host in address " + quoted(text));
     }
     host = options.default_host;
   }
   address.host = std::string(host);
-  result.value = std::move(address);
-  return result;
+  return address;
 }
 
 }  // namespace
@@ -123,12 +115,12 @@ std::string NetAddress::to_string() const {
   return (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-NetAddressResult parse_listen_address(std::string_view text) {
+Result<NetAddress> parse_listen_address(std::string_view text) {
   return parse(text, Options{.listen = true, .default_host = "", .default_port = 0});
 }
 
-NetAddressResult parse_dial_address(std::string_view text, std::string_view default_host,
-                                    std::uint16_t default_port) {
+Result<NetAddress> parse_dial_address(std::string_view text, std::string_view default_host,
+                                      std::uint16_t default_port) {
   return parse(
       text, Options{.listen = false, .default_host = default_host, .default_port = default_port});
 }

@@ -6,9 +6,10 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
+
+#include "common/result.hpp"
 
 namespace tunnel::common {
 
@@ -21,19 +22,15 @@ struct NetAddress {
   bool operator==(const NetAddress&) const = default;
 };
 
-struct NetAddressResult {
-  std::optional<NetAddress> value;
-  std::string error;  // quotes the text and says what is wrong
-  explicit operator bool() const { return value.has_value(); }
-};
+// The error quotes the text and says what is wrong.
 
 // An address to bind. The host may be empty (":8443" or "8443"); port 0 asks the OS for any.
-NetAddressResult parse_listen_address(std::string_view text);
+Result<NetAddress> parse_listen_address(std::string_view text);
 
 // An address to connect to. A bare port gets `default_host`; a bare host gets `default_port`
 // (0 = a port is required). The port must be 1-65535.
-NetAddressResult parse_dial_address(std::string_view text, std::string_view default_host,
-                                    std::uint16_t default_port = 0);
+Result<NetAddress> parse_dial_address(std::string_view text, std::string_view default_host,
+                                      std::uint16_t default_port = 0);
 
 // One DNS label: 1-63 of [A-Za-z0-9-], not starting or ending with '-'.
 bool is_valid_dns_label(std::string_view label);

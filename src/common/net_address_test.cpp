@@ -7,14 +7,14 @@ namespace {
 
 NetAddress listen_ok(std::string_view text) {
   auto result = parse_listen_address(text);
-  EXPECT_TRUE(result) << text << ": " << result.error;
-  return result.value.value_or(NetAddress{"<error>", 0});
+  EXPECT_TRUE(result) << text << ": " << result.error().message;
+  return result ? result.value() : NetAddress{"<error>", 0};
 }
 
 NetAddress dial_ok(std::string_view text, std::uint16_t default_port = 0) {
   auto result = parse_dial_address(text, "localhost", default_port);
-  EXPECT_TRUE(result) << text << ": " << result.error;
-  return result.value.value_or(NetAddress{"<error>", 0});
+  EXPECT_TRUE(result) << text << ": " << result.error().message;
+  return result ? result.value() : NetAddress{"<error>", 0};
 }
 
 TEST(NetAddress, ListenForms) {
@@ -49,12 +49,12 @@ TEST(NetAddress, RejectsBadPortsAndHosts) {
         Case{"bad_host:80", "invalid host"}, Case{"-x.com:80", "invalid host"}}) {
     auto result = parse_listen_address(c.text);
     EXPECT_FALSE(result) << c.text;
-    EXPECT_NE(result.error.find(c.message_part), std::string::npos)
-        << c.text << " -> " << result.error;
+    EXPECT_NE(result.error().message.find(c.message_part), std::string::npos)
+        << c.text << " -> " << result.error().message;
   }
   EXPECT_FALSE(parse_dial_address(":0", "localhost"));
   EXPECT_FALSE(parse_dial_address("example.com", "localhost"));  // no default port
-  EXPECT_NE(parse_dial_address("example.com", "localhost").error.find("missing port"),
+  EXPECT_NE(parse_dial_address("example.com", "localhost").error().message.find("missing port"),
             std::string::npos);
 }
 

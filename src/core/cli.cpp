@@ -27,19 +27,6 @@ int check_config(const std::string& file) {
   return 0;
 }
 
-// The first line of FILE, without surrounding whitespace: a token kept out of the command line.
-// "" and `error` set (naming the file) when it cannot be read or holds no token.
-std::string read_token_file(const std::string& path, std::string& error) {
-  std::string text;
-  if (!common::read_text_file(path, text, error)) return {};
-  const auto begin = text.find_first_not_of(" \t\r\n");
-  const auto end = text.find_first_of("\r\n", begin == std::string::npos ? 0 : begin);
-  std::string token = begin == std::string::npos ? "" : text.substr(begin, end - begin);
-  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
-  if (token.empty()) error = path + ": no token in the file";
-  return token;
-}
-
 constexpr const char* kTokenFlagWarning =
     "--token puts the token on the command line, where every local user sees it (ps, "
     "/proc/PID/cmdline): use --token-file FILE or the TUNNEL_TOKEN environment variable";
@@ -79,14 +66,14 @@ std::vector<ConfigError> apply_flags(const CLI::App& app, const Flags& f, Config
         std::tuple{"--response-timeout", &f.response_timeout, &config.limits.response_timeout}}) {
     if (text->empty()) continue;
     auto parsed = common::parse_duration(*text);
-    if (!parsed) return {{0, 0, std::string(flag) + ": " + parsed.error}};
-    *target = *parsed.value;
+    if (!parsed) return {{0, 0, std::string(flag) + ": " + parsed.error().message}};
+    *target = parsed.value();
   }
   std::vector<std::string> tokens = f.tokens;
   for (const auto& file : f.token_files) {
-    std::string error;
-    tokens.push_back(read_token_file(file, error));
-    if (!error.empty()) return {{0, 0, "--token-file: " + error}};
+    auto token = common::read_token_file(file);
+    if (!token) return {{0, 0, "--token-file: " + token.error().message}};
+    tokens.push_back(std::move(token).value());
   }
   if (!tokens.empty()) add_default_account_tokens(config, tokens);
   return {};
@@ -172,8 +159,8 @@ int run_cli(int argc, char** argv) {
   if (app.count("--token") > 0) spdlog::warn("{}", kTokenFlagWarning);
 
   Server server(std::move(config));
-  if (auto error = server.start(); !error.empty()) {
-    std::cerr << "tunnel-core: " << error << "\n";
+  if (auto started = server.start(); !started) {
+    std::cerr << "tunnel-core: " << started.error().message << "\n";
     return 1;
   }
   std::cout << server.banner() << std::flush;

@@ -56,7 +56,7 @@ asio::awaitable<void> serve_each(tcp::acceptor& acceptor, std::string_view what,
 bool is_loopback(const std::string& address) {
   auto parsed = common::parse_listen_address(address);
   if (!parsed) return false;
-  const std::string& host = parsed.value->host;
+  const std::string& host = parsed.value().host;
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(host, ec);
   return host == "localhost" || (!ec && ip.is_loopback());
@@ -129,27 +129,27 @@ Server::~Server() {
   }
 }
 
-std::string Server::bind_all(const std::string& address, const char* what,
-                             std::vector<tcp::acceptor*>& out, std::uint16_t& port,
-                             bool every_worker) {
+common::Status Server::bind_all(const std::string& address, const char* what,
+                                std::vector<tcp::acceptor*>& out, std::uint16_t& port,
+                                bool every_worker) {
   auto parsed = common::parse_listen_address(address);
-  if (!parsed) return std::string(what) + " address: " + parsed.error;
-  port = parsed.value->port;
+  if (!parsed) return common::fail(std::string(what) + " address: " + parsed.error().message);
+  port = parsed.value().port;
   const std::size_t count = every_worker ? workers_.size() : 1;
   for (std::size_t i = 0; i < count; ++i) {
     auto acceptor = std::make_unique<tcp::acceptor>(workers_[i]->io);
     boost::system::error_code ec;
     tcp::endpoint endpoint;
-    if (parsed.value->host.empty()) {
+    if (parsed.value().host.empty()) {
       endpoint = tcp::endpoint(tcp::v6(), port);
     } else {
-      auto ip = asio::ip::make_address(parsed.value->host, ec);
+      auto ip = asio::ip::make_address(parsed.value().host, ec);
       if (ec) {
         tcp::resolver resolver(workers_[i]->io);
-        auto results = resolver.resolve(parsed.value->host, std::to_string(port), ec);
+        auto results = resolver.resolve(parsed.value().host, std::to_string(port), ec);
         if (ec || results.empty()) {
-          return std::string("listen on ") + address + " (" + what + "): cannot resolve " +
-                 parsed.value->host;
+          return common::fail(std::string("listen on ") + address + " (" + what +
+                              "): cannot resolve " + parsed.value().host);
         }
         endpoint = *results.begin();
       } else {
@@ -157,11 +157,11 @@ std::string Server::bind_all(const std::string& address, const char* what,
       }
     }
     acceptor->open(endpoint.protocol(), ec);
-    if (ec && parsed.value->host.empty()) {  // no IPv6 here: all IPv4 interfaces
+    if (ec && parsed.value().host.empty()) {  // no IPv6 here: all IPv4 interfaces
       endpoint = tcp::endpoint(tcp::v4(), port);
       acceptor->open(endpoint.protocol(), ec);
     }
-    if (!ec && endpoint.protocol() == tcp::v6() && parsed.value->host.empty()) {
+    if (!ec && endpoint.protocol() == tcp::v6() && parsed.value().host.empty()) {
       acceptor->set_option(asio::ip::v6_only(false), ec);
     }
     if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
@@ -169,22 +169,22 @@ std::string Server::bind_all(const std::string& address, const char* what,
     if (!ec) acceptor->bind(endpoint, ec);
     if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return std::string("listen on ") + address + " (" + what + "): " + ec.message();
+      return common::fail(std::string("listen on ") + address + " (" + what + "): " + ec.message());
     }
     port = acceptor->local_endpoint().port();  // the others bind the port the first one got
     out.push_back(acceptor.get());
     workers_[i]->acceptors.push_back(std::move(acceptor));
   }
-  return "";
+  return common::success();
 }
 
-std::string Server::setup_tls() {
+common::Status Server::setup_tls() {
   Config& config = context_->config;
   std::string cert = config.tls.cert;
   std::string key = config.tls.key;
   auto data = ensure_data_dir(config.data_dir, config.domain, config.tls.cert.empty());
-  if (!data) return "data dir: " + data.error;
-  for (const auto& warning : data.value->warnings) spdlog::warn("{}", warning);
+  if (!data) return common::fail("data dir: " + data.error().message);
+  for (const auto& warning : data.value().warnings) spdlog::warn("{}", warning);
   if (struct stat st{}; !config.auth.jwt_secret_file.empty() &&
                         ::stat(config.auth.jwt_secret_file.c_str(), &st) == 0 &&
                         (st.st_mode & 077) != 0) {
@@ -192,30 +192,30 @@ std::string Server::setup_tls() {
         "auth.jwt_secret_file {} has mode {:04o}, readable by other users; run: chmod 600 {}",
         config.auth.jwt_secret_file, st.st_mode & 0777, config.auth.jwt_secret_file);
   }
-  if (data.value->cert_created) {
-    spdlog::info("generated a self-signed certificate {} (sha256 {})", data.value->cert_path,
-                 data.value->fingerprint);
+  if (data.value().cert_created) {
+    spdlog::info("generated a self-signed certificate {} (sha256 {})", data.value().cert_path,
+                 data.value().fingerprint);
   }
   if (cert.empty()) {
-    cert = data.value->cert_path;
-    key = data.value->key_path;
+    cert = data.value().cert_path;
+    key = data.value().key_path;
   }
-  std::string error;
-  agent_tls_ = transport::make_server_tls(cert, key, error);
-  if (!agent_tls_) return error;
+  auto agent_tls = transport::make_server_tls(cert, key);
+  if (!agent_tls) return agent_tls.error();
+  agent_tls_ = std::move(agent_tls).value();
 
   // The agent command to print: the generated token works when no account was configured.
   std::string token_hint = "--token <your token>";
   bool uses_generated_token = false;
   if (config.accounts.empty()) {
     // The generated token is 43 characters; one written into the file by hand may be weak.
-    if (const std::string weak = token_weakness(data.value->token); !weak.empty()) {
-      return data.value->token_path + ": the token of account \"default\" is " + weak +
-             "; tokens must be at least " + std::to_string(kMinTokenLength) +
-             " characters (remove the file to generate a strong one)";
+    if (const std::string weak = token_weakness(data.value().token); !weak.empty()) {
+      return common::fail(data.value().token_path + ": the token of account \"default\" is " +
+                          weak + "; tokens must be at least " + std::to_string(kMinTokenLength) +
+                          " characters (remove the file to generate a strong one)");
     }
-    add_default_account_tokens(config, {data.value->token});
-    token_hint = "--token " + data.value->token;
+    add_default_account_tokens(config, {data.value().token});
+    token_hint = "--token " + data.value().token;
     uses_generated_token = true;
     context_->auth = Authenticator(config);  // it copied the accounts before the token existed
   }
@@ -225,17 +225,22 @@ std::string Server::setup_tls() {
     public_tls_ = agent_tls_;
     for (std::size_t i = 0; i < config.tls.certificates.size(); ++i) {
       const auto& c = config.tls.certificates[i];
-      auto ctx = transport::make_server_tls(c.cert, c.key, error);
-      if (!ctx) return "tls.certificates[" + std::to_string(i) + "]: " + error;
+      auto ctx = transport::make_server_tls(c.cert, c.key);
+      if (!ctx) {
+        return common::fail("tls.certificates[" + std::to_string(i) + "]: " + ctx.error().message);
+      }
       sni_names_.emplace_back(c.hostnames, sni_contexts_.size());
-      sni_contexts_.push_back(ctx);
+      sni_contexts_.push_back(std::move(ctx).value());
     }
     if (!sni_contexts_.empty()) {
       // The default (no SNI, or a name no entry matches) is the first entry, loaded again with
       // its chain and the same hardening: the servername callback lives on this context only.
       const auto& first = config.tls.certificates.front();
-      public_tls_ = transport::make_server_tls(first.cert, first.key, error);
-      if (!public_tls_) return "tls.certificates[0]: " + error;
+      auto default_tls = transport::make_server_tls(first.cert, first.key);
+      if (!default_tls) {
+        return common::fail("tls.certificates[0]: " + default_tls.error().message);
+      }
+      public_tls_ = std::move(default_tls).value();
       SSL_CTX_set_tlsext_servername_arg(public_tls_->native_handle(), this);
       SSL_CTX_set_tlsext_servername_callback(
           public_tls_->native_handle(), +[](SSL* ssl, int*, void* arg) -> int {
@@ -268,7 +273,7 @@ std::string Server::setup_tls() {
          << " --fingerprint " << fingerprint << " " << token_hint << "\n";
   if (!uses_generated_token) banner << "(tokens come from your configuration)\n";
   banner_ = banner.str();
-  return "";
+  return common::success();
 }
 
 // " --server HOST:PORT" for an agent on this machine, or "" when the default
@@ -276,26 +281,26 @@ std::string Server::setup_tls() {
 static std::string local_server_flag(const std::string& listen, std::uint16_t port) {
   std::string host = "localhost";
   if (auto address = common::parse_listen_address(listen); address) {
-    const auto& bound = address.value->host;
+    const auto& bound = address.value().host;
     if (!bound.empty() && bound != "0.0.0.0" && bound != "::") host = bound;
   }
   if (host == "localhost" && port == 8443) return "";
   return " --server " + common::NetAddress{host, port}.to_string();
 }
 
-std::string Server::start() {
-  if (auto error = setup_tls(); !error.empty()) return error;
+common::Status Server::start() {
+  if (auto tls = setup_tls(); !tls) return tls;
   Config& config = context_->config;
   restore_ownership();
   std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
-  if (auto e = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !e.empty()) {
-    return e;
+  if (auto bound = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !bound) {
+    return bound;
   }
   if (!config.listen.agent_plain.empty()) {
-    if (auto e = bind_all(config.listen.agent_plain, "agents, plain TCP", agent_plain,
-                          agent_plain_port_, true);
-        !e.empty()) {
-      return e;
+    if (auto bound = bind_all(config.listen.agent_plain, "agents, plain TCP", agent_plain,
+                              agent_plain_port_, true);
+        !bound) {
+      return bound;
     }
     if (!is_loopback(config.listen.agent_plain)) {
       spdlog::warn(
@@ -305,18 +310,18 @@ std::string Server::start() {
     }
   }
   if (!config.listen.http.empty()) {
-    if (auto e = bind_all(config.listen.http, "http", http, http_port_, true); !e.empty()) {
-      return e;
+    if (auto bound = bind_all(config.listen.http, "http", http, http_port_, true); !bound) {
+      return bound;
     }
   }
   if (!config.listen.https.empty()) {
-    if (auto e = bind_all(config.listen.https, "https", https, https_port_, true); !e.empty()) {
-      return e;
+    if (auto bound = bind_all(config.listen.https, "https", https, https_port_, true); !bound) {
+      return bound;
     }
   }
   if (!config.listen.admin.empty()) {
-    if (auto e = bind_all(config.listen.admin, "admin", admin, admin_port_, false); !e.empty()) {
-      return e;
+    if (auto bound = bind_all(config.listen.admin, "admin", admin, admin_port_, false); !bound) {
+      return bound;
     }
   }
   context_->public_http_port = http_port_;
@@ -388,7 +393,7 @@ std::string Server::start() {
   if (admin_port_ != 0) ready << ", admin " << config.listen.admin;
   ready << " (" << workers_.size() << " workers)\n";
   banner_ = ready.str() + banner_;
-  return "";
+  return common::success();
 }
 
 int Server::run() {

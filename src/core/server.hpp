@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/result.hpp"
 #include "core/admin.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
@@ -23,9 +24,9 @@ class Server {
   explicit Server(Config config);
   ~Server();
 
-  // Prepares the data dir and TLS, binds every listener. Returns "" or an error naming what
-  // failed (e.g. "listen on 127.0.0.1:8080: Address already in use").
-  std::string start();
+  // Prepares the data dir and TLS, binds every listener. The error names what failed (e.g.
+  // "listen on 127.0.0.1:8080: Address already in use").
+  common::Status start();
   // Runs until SIGTERM/SIGINT and the drain that follows; returns the exit code.
   int run();
   // Starts a graceful drain (thread-safe): stop accepting, GOAWAY, finish in-flight requests.
@@ -39,10 +40,10 @@ class Server {
 
  private:
   struct Worker;
-  std::string bind_all(const std::string& address, const char* what,
-                       std::vector<asio::ip::tcp::acceptor*>& out, std::uint16_t& port,
-                       bool every_worker);
-  std::string setup_tls();
+  common::Status bind_all(const std::string& address, const char* what,
+                          std::vector<asio::ip::tcp::acceptor*>& out, std::uint16_t& port,
+                          bool every_worker);
+  common::Status setup_tls();
   // Loads the previous run's ownership into the registry (see ownership_store.hpp) and says
   // each account's agent limit once.
   void restore_ownership();

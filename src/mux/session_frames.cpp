@@ -59,7 +59,7 @@ bool Session::handle_open_stream(const Frame& frame) {
     return protocol_error("OPEN_STREAM reuses stream id " + std::to_string(h.stream_id));
   }
   auto open = protocol::decode_open_stream(frame.payload, options_.version);
-  if (!open) return protocol_error(std::move(open.error));
+  if (!open) return protocol_error(open.error().message);
   last_peer_stream_id_ = h.stream_id;
   if (streams_.size() >= options_.max_streams) {
     // Refuse rather than hold unbounded streams; late DATA for it is dropped (id <= last).
@@ -74,8 +74,8 @@ bool Session::handle_open_stream(const Frame& frame) {
   }
   auto stream = std::make_shared<Stream>(shared_from_this(), h.stream_id,
                                          options_.peer_initial_window, options_.initial_window);
-  stream->tunnel_index_ = open.value->tunnel_index;
-  stream->open_payload_.assign(open.value->data);
+  stream->tunnel_index_ = open.value().tunnel_index;
+  stream->open_payload_.assign(open.value().data);
   streams_.emplace(h.stream_id, stream);
   accept_queue_.push_back(std::move(stream));
   acceptable_.notify();
@@ -156,9 +156,9 @@ bool Session::handle_window_update(const Frame& frame) {
 
 bool Session::handle_reset(const Frame& frame) {
   auto reset = protocol::decode_reset(frame.payload);
-  if (!reset) return protocol_error(std::move(reset.error));
+  if (!reset) return protocol_error(reset.error().message);
   if (Stream* stream = find_stream(frame.header.stream_id)) {
-    stream->on_reset(reset.value->code, std::string(reset.value->message));
+    stream->on_reset(reset.value().code, std::string(reset.value().message));
     remove_if_done(*stream);
   }
   return true;
@@ -166,9 +166,9 @@ bool Session::handle_reset(const Frame& frame) {
 
 bool Session::handle_go_away(const Frame& frame) {
   auto go_away = protocol::decode_go_away(frame.payload);
-  if (!go_away) return protocol_error(std::move(go_away.error));
+  if (!go_away) return protocol_error(go_away.error().message);
   peer_going_away_ = true;
-  if (on_go_away) on_go_away(go_away.value->code, std::string(go_away.value->message));
+  if (on_go_away) on_go_away(go_away.value().code, std::string(go_away.value().message));
   return true;
 }
 
@@ -193,8 +193,8 @@ bool Session::handle_ping(const Frame& frame) {
 
 bool Session::handle_notice(const Frame& frame) {
   auto notice = protocol::decode_notice(frame.payload);
-  if (!notice) return protocol_error(std::move(notice.error));
-  if (on_notice) on_notice(notice.value->tunnel_index, std::string(notice.value->message));
+  if (!notice) return protocol_error(notice.error().message);
+  if (on_notice) on_notice(notice.value().tunnel_index, std::string(notice.value().message));
   return true;
 }
 

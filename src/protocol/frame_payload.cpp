@@ -19,58 +19,48 @@ void put_text(std::uint8_t* out, std::string_view s) {
 
 // Out of line and cold: formatting stays off the decoding path.
 template <typename T>
-[[gnu::cold, gnu::noinline]] Parsed<T> too_short(std::string_view frame, std::size_t size,
-                                                 std::string_view field, int first, int last) {
-  Parsed<T> result;
-  result.error = fmt::format("{} payload of {} bytes is too short for its {} (bytes {}..{})", frame,
-                             size, field, first, last);
-  return result;
-}
-
-template <typename T>
-Parsed<T> ok(T value) {
-  Parsed<T> result;
-  result.value = value;
-  return result;
+[[gnu::cold, gnu::noinline]] common::Result<T> too_short(std::string_view frame, std::size_t size,
+                                                         std::string_view field, int first,
+                                                         int last) {
+  return common::fail(fmt::format("{} payload of {} bytes is too short for its {} (bytes {}..{})",
+                                  frame, size, field, first, last));
 }
 
 }  // namespace
 
-Parsed<ResetPayload> decode_reset(std::span<const std::uint8_t> payload) {
+common::Result<ResetPayload> decode_reset(std::span<const std::uint8_t> payload) {
   if (payload.size() < kResetFixedSize) {
     return too_short<ResetPayload>("RESET", payload.size(), "error code", 0, 3);
   }
-  return ok(ResetPayload{static_cast<ErrorCode>(get_u32(payload.data())),
-                         text(payload.subspan(kResetFixedSize))});
+  return ResetPayload{static_cast<ErrorCode>(get_u32(payload.data())),
+                      text(payload.subspan(kResetFixedSize))};
 }
 
-Parsed<GoAwayPayload> decode_go_away(std::span<const std::uint8_t> payload) {
+common::Result<GoAwayPayload> decode_go_away(std::span<const std::uint8_t> payload) {
   if (payload.size() < 4) {
     return too_short<GoAwayPayload>("GOAWAY", payload.size(), "last stream id", 0, 3);
   }
   if (payload.size() < kGoAwayFixedSize) {
     return too_short<GoAwayPayload>("GOAWAY", payload.size(), "error code", 4, 7);
   }
-  return ok(GoAwayPayload{get_u32(payload.data()),
-                          static_cast<ErrorCode>(get_u32(payload.data() + 4)),
-                          text(payload.subspan(kGoAwayFixedSize))});
+  return GoAwayPayload{get_u32(payload.data()), static_cast<ErrorCode>(get_u32(payload.data() + 4)),
+                       text(payload.subspan(kGoAwayFixedSize))};
 }
 
-Parsed<NoticePayload> decode_notice(std::span<const std::uint8_t> payload) {
+common::Result<NoticePayload> decode_notice(std::span<const std::uint8_t> payload) {
   if (payload.size() < kNoticeFixedSize) {
     return too_short<NoticePayload>("NOTICE", payload.size(), "tunnel index", 0, 1);
   }
-  return ok(NoticePayload{get_u16(payload.data()), text(payload.subspan(kNoticeFixedSize))});
+  return NoticePayload{get_u16(payload.data()), text(payload.subspan(kNoticeFixedSize))};
 }
 
-Parsed<OpenStreamPayload> decode_open_stream(std::span<const std::uint8_t> payload,
-                                             std::uint8_t version) {
-  if (version < kVersion2) return ok(OpenStreamPayload{0, text(payload)});
+common::Result<OpenStreamPayload> decode_open_stream(std::span<const std::uint8_t> payload,
+                                                     std::uint8_t version) {
+  if (version < kVersion2) return OpenStreamPayload{0, text(payload)};
   if (payload.size() < kOpenStreamIndexSize) {
     return too_short<OpenStreamPayload>("OPEN_STREAM", payload.size(), "tunnel index", 0, 1);
   }
-  return ok(
-      OpenStreamPayload{get_u16(payload.data()), text(payload.subspan(kOpenStreamIndexSize))});
+  return OpenStreamPayload{get_u16(payload.data()), text(payload.subspan(kOpenStreamIndexSize))};
 }
 
 void encode(const ResetPayload& p, std::uint8_t* out) {

@@ -17,8 +17,8 @@
 #include <span>
 #include <string_view>
 
+#include "common/result.hpp"
 #include "protocol/error_code.hpp"
-#include "protocol/parsed.hpp"
 
 namespace tunnel::protocol {
 
@@ -53,11 +53,11 @@ inline constexpr std::size_t kGoAwayFixedSize = 8;
 inline constexpr std::size_t kNoticeFixedSize = 2;
 inline constexpr std::size_t kOpenStreamIndexSize = 2;  // version 2 only
 
-Parsed<ResetPayload> decode_reset(std::span<const std::uint8_t> payload);
-Parsed<GoAwayPayload> decode_go_away(std::span<const std::uint8_t> payload);
-Parsed<NoticePayload> decode_notice(std::span<const std::uint8_t> payload);
-Parsed<OpenStreamPayload> decode_open_stream(std::span<const std::uint8_t> payload,
-                                             std::uint8_t version);
+common::Result<ResetPayload> decode_reset(std::span<const std::uint8_t> payload);
+common::Result<GoAwayPayload> decode_go_away(std::span<const std::uint8_t> payload);
+common::Result<NoticePayload> decode_notice(std::span<const std::uint8_t> payload);
+common::Result<OpenStreamPayload> decode_open_stream(std::span<const std::uint8_t> payload,
+                                                     std::uint8_t version);
 
 inline std::size_t encoded_size(const ResetPayload& p) {
   return kResetFixedSize + p.message.size();

@@ -32,8 +32,8 @@ TEST(FramePayloadTest, ResetLayoutAndRoundTrip) {
   const std::string wire = encoded(p);
   EXPECT_EQ(wire, std::string("\0\0\0\x06", 4) + "the agent has 5 open streams");
   auto back = decode_reset(bytes(wire));
-  ASSERT_TRUE(back) << back.error;
-  EXPECT_EQ(*back.value, p);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back.value(), p);
 }
 
 TEST(FramePayloadTest, GoAwayLayoutAndRoundTrip) {
@@ -41,8 +41,8 @@ TEST(FramePayloadTest, GoAwayLayoutAndRoundTrip) {
   const std::string wire = encoded(p);
   EXPECT_EQ(wire, std::string("\x01\x02\x03\x04\0\0\0\x0b", 8) + "draining");
   auto back = decode_go_away(bytes(wire));
-  ASSERT_TRUE(back) << back.error;
-  EXPECT_EQ(*back.value, p);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back.value(), p);
 }
 
 TEST(FramePayloadTest, NoticeLayoutAndRoundTrip) {
@@ -50,8 +50,8 @@ TEST(FramePayloadTest, NoticeLayoutAndRoundTrip) {
   const std::string wire = encoded(p);
   EXPECT_EQ(wire, std::string("\x01\x02", 2) + "slow down");
   auto back = decode_notice(bytes(wire));
-  ASSERT_TRUE(back) << back.error;
-  EXPECT_EQ(*back.value, p);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back.value(), p);
 }
 
 TEST(FramePayloadTest, OpenStreamCarriesTheTunnelIndexInV2Only) {
@@ -59,44 +59,45 @@ TEST(FramePayloadTest, OpenStreamCarriesTheTunnelIndexInV2Only) {
   const std::string v2 = encoded_open(p, kVersion2);
   EXPECT_EQ(v2, std::string("\0\x07", 2) + std::string(p.data));
   auto back = decode_open_stream(bytes(v2), kVersion2);
-  ASSERT_TRUE(back) << back.error;
-  EXPECT_EQ(*back.value, p);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back.value(), p);
 
   const std::string v1 = encoded_open(p, kVersion1);
   EXPECT_EQ(v1, p.data);
   back = decode_open_stream(bytes(v1), kVersion1);
-  ASSERT_TRUE(back) << back.error;
-  EXPECT_EQ(back.value->tunnel_index, 0);
-  EXPECT_EQ(back.value->data, p.data);
+  ASSERT_TRUE(back) << back.error().message;
+  EXPECT_EQ(back.value().tunnel_index, 0);
+  EXPECT_EQ(back.value().data, p.data);
 }
 
 TEST(FramePayloadTest, EmptyMessagesAndFixedFieldsOnly) {
-  EXPECT_EQ(*decode_reset(bytes(std::string(4, '\0'))).value, ResetPayload{});
-  EXPECT_EQ(*decode_go_away(bytes(std::string(8, '\0'))).value, GoAwayPayload{});
-  EXPECT_EQ(*decode_notice(bytes(std::string(2, '\0'))).value, NoticePayload{});
-  EXPECT_EQ(*decode_open_stream(bytes(std::string(2, '\0')), kVersion2).value, OpenStreamPayload{});
-  EXPECT_EQ(*decode_open_stream({}, kVersion1).value, OpenStreamPayload{});
+  EXPECT_EQ(decode_reset(bytes(std::string(4, '\0'))).value(), ResetPayload{});
+  EXPECT_EQ(decode_go_away(bytes(std::string(8, '\0'))).value(), GoAwayPayload{});
+  EXPECT_EQ(decode_notice(bytes(std::string(2, '\0'))).value(), NoticePayload{});
+  EXPECT_EQ(decode_open_stream(bytes(std::string(2, '\0')), kVersion2).value(),
+            OpenStreamPayload{});
+  EXPECT_EQ(decode_open_stream({}, kVersion1).value(), OpenStreamPayload{});
 }
 
 TEST(FramePayloadTest, UnknownErrorCodesAndAnyMessageBytesAreKept) {
   const std::string wire = std::string("\xff\xff\xff\xfe", 4) + std::string("\0\x1b[2J\xff", 6);
   auto reset = decode_reset(bytes(wire));
-  ASSERT_TRUE(reset) << reset.error;
-  EXPECT_EQ(static_cast<std::uint32_t>(reset.value->code), 0xfffffffeu);
-  EXPECT_EQ(reset.value->message, std::string("\0\x1b[2J\xff", 6));
-  EXPECT_EQ(encoded(*reset.value), wire);
+  ASSERT_TRUE(reset) << reset.error().message;
+  EXPECT_EQ(static_cast<std::uint32_t>(reset.value().code), 0xfffffffeu);
+  EXPECT_EQ(reset.value().message, std::string("\0\x1b[2J\xff", 6));
+  EXPECT_EQ(encoded(reset.value()), wire);
 }
 
 TEST(FramePayloadTest, ShortPayloadsNameTheFrameTheFieldAndTheSize) {
-  EXPECT_EQ(decode_reset(bytes("abc")).error,
+  EXPECT_EQ(decode_reset(bytes("abc")).error().message,
             "RESET payload of 3 bytes is too short for its error code (bytes 0..3)");
-  EXPECT_EQ(decode_go_away(bytes("abc")).error,
+  EXPECT_EQ(decode_go_away(bytes("abc")).error().message,
             "GOAWAY payload of 3 bytes is too short for its last stream id (bytes 0..3)");
-  EXPECT_EQ(decode_go_away(bytes("abcdefg")).error,
+  EXPECT_EQ(decode_go_away(bytes("abcdefg")).error().message,
             "GOAWAY payload of 7 bytes is too short for its error code (bytes 4..7)");
-  EXPECT_EQ(decode_notice(bytes("a")).error,
+  EXPECT_EQ(decode_notice(bytes("a")).error().message,
             "NOTICE payload of 1 bytes is too short for its tunnel index (bytes 0..1)");
-  EXPECT_EQ(decode_open_stream({}, kVersion2).error,
+  EXPECT_EQ(decode_open_stream({}, kVersion2).error().message,
             "OPEN_STREAM payload of 0 bytes is too short for its tunnel index (bytes 0..1)");
   EXPECT_FALSE(decode_reset({}));
   EXPECT_FALSE(decode_go_away({}));

@@ -258,8 +258,7 @@ std::string dump(const J& j) {
 
 }  // namespace
 
-Parsed<AuthRequest> parse_auth_request(std::string_view json) {
-  Parsed<AuthRequest> result;
+common::Result<AuthRequest> parse_auth_request(std::string_view json) {
   Reader r("auth");
   Json root;
   AuthRequest req;
@@ -297,12 +296,8 @@ Parsed<AuthRequest> parse_auth_request(std::string_view json) {
       ok = read_v1_metadata(r, root, req.tunnels);
     }
   }
-  if (ok) {
-    result.value = std::move(req);
-  } else {
-    result.error = r.error();
-  }
-  return result;
+  if (!ok) return common::fail(r.error());
+  return req;
 }
 
 std::string serialize(const AuthRequest& request) {
@@ -360,8 +355,7 @@ std::string serialize(const AuthRequest& request) {
   return dump(j);
 }
 
-Parsed<AuthResponse> parse_auth_response(std::string_view json) {
-  Parsed<AuthResponse> result;
+common::Result<AuthResponse> parse_auth_response(std::string_view json) {
   Reader r("auth response");
   Json root;
   AuthResponse resp;
@@ -383,12 +377,8 @@ Parsed<AuthResponse> parse_auth_response(std::string_view json) {
       ok = read_tunnel_results(r, *tunnels, resp.tunnels);
     }
   }
-  if (ok) {
-    result.value = std::move(resp);
-  } else {
-    result.error = r.error();
-  }
-  return result;
+  if (!ok) return common::fail(r.error());
+  return resp;
 }
 
 std::string serialize(const AuthResponse& response) {

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "protocol/parsed.hpp"
+#include "common/result.hpp"
 
 namespace tunnel::protocol {
 
@@ -94,9 +94,9 @@ RefusalKind refusal_kind(std::string_view code);
 // ignored; a key that is present with the wrong type is an error naming the key. A request
 // without "tunnels" (a v1 agent) gets one http tunnel per name in metadata.subdomain(s).
 // serialize() output parses back to an equal message.
-Parsed<AuthRequest> parse_auth_request(std::string_view json);
+common::Result<AuthRequest> parse_auth_request(std::string_view json);
 std::string serialize(const AuthRequest& request);
-Parsed<AuthResponse> parse_auth_response(std::string_view json);
+common::Result<AuthResponse> parse_auth_response(std::string_view json);
 std::string serialize(const AuthResponse& response);
 
 }  // namespace tunnel::protocol

@@ -18,13 +18,13 @@ TunnelRequest http_tunnel(std::string subdomain) {
 std::string request_error(std::string_view json) {
   const auto parsed = parse_auth_request(json);
   EXPECT_FALSE(parsed) << json;
-  return parsed.error;
+  return parsed ? std::string("<parsed>") : parsed.error().message;
 }
 
 std::string response_error(std::string_view json) {
   const auto parsed = parse_auth_response(json);
   EXPECT_FALSE(parsed) << json;
-  return parsed.error;
+  return parsed ? std::string("<parsed>") : parsed.error().message;
 }
 
 // The bytes the original Go agent writes (encoding/json escapes '&' as \u0026), in a v1 frame.
@@ -44,8 +44,8 @@ TEST(AuthRequest, ParsesTheOriginalV1AgentFrame) {
                               head.header.payload_size());
 
   const auto parsed = parse_auth_request(body);
-  ASSERT_TRUE(parsed) << parsed.error;
-  const AuthRequest& r = *parsed.value;
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const AuthRequest& r = parsed.value();
   EXPECT_EQ(r.token, "tk_live_&abc");
   EXPECT_EQ(r.agent_id, "laptop-1");
   EXPECT_EQ(r.version, "1.0.0");
@@ -57,24 +57,24 @@ TEST(AuthRequest, ParsesTheOriginalV1AgentFrame) {
 
 TEST(AuthRequest, V1TokenOnly) {
   const auto parsed = parse_auth_request(R"({"token":"t"})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(parsed.value->token, "t");
-  EXPECT_TRUE(parsed.value->tunnels.empty());
-  EXPECT_TRUE(parsed.value->capabilities.empty());
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value().token, "t");
+  EXPECT_TRUE(parsed.value().tunnels.empty());
+  EXPECT_TRUE(parsed.value().capabilities.empty());
 }
 
 TEST(AuthRequest, V1SingleSubdomainAndNulls) {
   const auto parsed = parse_auth_request(
       R"({"token":"t","agent_id":null,"capabilities":null,"metadata":{"subdomain":" web ","region":"eu"}})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(parsed.value->tunnels, std::vector<TunnelRequest>{http_tunnel("web")});
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value().tunnels, std::vector<TunnelRequest>{http_tunnel("web")});
 }
 
 TEST(AuthRequest, V1SubdomainsAndSubdomainMergeWithoutDuplicates) {
   const auto parsed =
       parse_auth_request(R"({"token":"t","metadata":{"subdomains":" a ,b,a, ,","subdomain":"b"}})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(parsed.value->tunnels,
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value().tunnels,
             (std::vector<TunnelRequest>{http_tunnel("a"), http_tunnel("b")}));
 }
 
@@ -84,8 +84,8 @@ TEST(AuthRequest, TunnelsListWinsOverMetadata) {
       R"("tunnels":[{"subdomain":"app","local":"localhost:3000"},)"
       R"({"type":"tcp","remote_port":2222,"local":"127.0.0.1:22","bandwidth":1048576},)"
       R"({"type":"http","hostname":"www.example.com","future":{"x":1}}],"unknown_key":[1,2]})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  const AuthRequest& r = *parsed.value;
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const AuthRequest& r = parsed.value();
   EXPECT_EQ(r.protocol_versions, (std::vector<std::uint8_t>{2, 1}));
   EXPECT_EQ(r.initial_window, 262144u);
   ASSERT_EQ(r.tunnels.size(), 3u);
@@ -102,8 +102,8 @@ TEST(AuthRequest, TunnelsListWinsOverMetadata) {
 TEST(AuthRequest, EmptyTunnelsListIsKept) {
   const auto parsed =
       parse_auth_request(R"({"token":"t","tunnels":[],"metadata":{"subdomain":"x"}})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_TRUE(parsed.value->tunnels.empty());
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_TRUE(parsed.value().tunnels.empty());
 }
 
 TEST(AuthRequest, RejectsMissingOrEmptyToken) {
@@ -208,8 +208,8 @@ TEST(AuthRequest, SerializesAndParsesBack) {
                   R"({"type":"http","hostname":"www.example.com"}],)"
                   R"("metadata":{"subdomains":"app,api"}})");
   const auto parsed = parse_auth_request(json);
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(*parsed.value, r);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
 }
 
 TEST(AuthRequest, MinimalRoundTrip) {
@@ -217,8 +217,8 @@ TEST(AuthRequest, MinimalRoundTrip) {
   r.token = "t";
   EXPECT_EQ(serialize(r), R"({"token":"t","tunnels":[]})");
   const auto parsed = parse_auth_request(serialize(r));
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(*parsed.value, r);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
 }
 
 TEST(AuthRequest, SerializeReplacesInvalidUtf8InsteadOfThrowing) {
@@ -231,8 +231,8 @@ TEST(AuthRequest, SerializeReplacesInvalidUtf8InsteadOfThrowing) {
 
 TEST(AuthResponse, ParsesTheOriginalV1Reply) {
   const auto parsed = parse_auth_response(R"({"success":true,"agent_id":"x","server_time":123})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  const AuthResponse& r = *parsed.value;
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  const AuthResponse& r = parsed.value();
   EXPECT_TRUE(r.success);
   EXPECT_EQ(r.agent_id, "x");
   EXPECT_EQ(r.server_time, 123);
@@ -245,15 +245,15 @@ TEST(AuthResponse, ParsesTheOriginalV1Reply) {
 
 TEST(AuthResponse, ParsesTheOriginalV1Failure) {
   const auto parsed = parse_auth_response(R"({"success":false,"error":"invalid token"})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_FALSE(parsed.value->success);
-  EXPECT_EQ(parsed.value->error, "invalid token");
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_FALSE(parsed.value().success);
+  EXPECT_EQ(parsed.value().error, "invalid token");
 }
 
 TEST(AuthResponse, MissingSuccessMeansFailure) {
   const auto parsed = parse_auth_response("{}");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_FALSE(parsed.value->success);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_FALSE(parsed.value().success);
 }
 
 TEST(AuthResponse, RejectsWrongTypesNamingTheKey) {
@@ -294,8 +294,8 @@ TEST(AuthResponse, SerializesAndParsesBack) {
             R"({"type":"http","name":"api.localhost","url":"","ok":false,)"
             R"("error":"subdomain \"api\" is taken","code":"name_taken"}]})");
   const auto parsed = parse_auth_response(json);
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(*parsed.value, r);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
 }
 
 TEST(AuthResponse, RefusalCodeRoundTripsAndIsOptional) {
@@ -307,13 +307,13 @@ TEST(AuthResponse, RefusalCodeRoundTripsAndIsOptional) {
             std::string::npos)
       << json;
   auto parsed = parse_auth_response(json);
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(*parsed.value, r);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
   // An old core sends no code.
   parsed = parse_auth_response(R"({"success":false,"error":"no"})");
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(parsed.value->code, "");
-  EXPECT_EQ(parse_auth_response(R"({"success":false,"code":7})").error,
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value().code, "");
+  EXPECT_EQ(parse_auth_response(R"({"success":false,"code":7})").error().message,
             "auth response: \"code\" must be a string");
   EXPECT_EQ(refusal_kind("bad_token"), RefusalKind::kFinal);
   EXPECT_EQ(refusal_kind("not_allowed"), RefusalKind::kFinal);
@@ -330,9 +330,9 @@ TEST(AuthResponse, FailureRoundTrip) {
   AuthResponse r;
   r.error = "invalid token";
   const auto parsed = parse_auth_response(serialize(r));
-  ASSERT_TRUE(parsed) << parsed.error;
-  EXPECT_EQ(*parsed.value, r);
-  EXPECT_FALSE(parsed.value->success);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
+  EXPECT_FALSE(parsed.value().success);
 }
 
 }  // namespace

@@ -55,12 +55,12 @@ struct TlsPair {
       ADD_FAILURE() << "could not make a self-signed certificate with the openssl CLI";
       return;
     }
-    std::string error;
-    server_tls = make_server_tls(cert.cert(), cert.key(), error);
-    if (!server_tls) {
-      ADD_FAILURE() << error;
+    auto made = make_server_tls(cert.cert(), cert.key());
+    if (!made) {
+      ADD_FAILURE() << made.error().message;
       return;
     }
+    server_tls = std::move(made).value();
     client_tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     client_tls->set_verify_mode(asio::ssl::verify_none);
     auto s = make_tls_conn(std::move(accepted), *server_tls);

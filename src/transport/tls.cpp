@@ -84,9 +84,8 @@ bool aes_in_hardware() {
 #endif
 }
 
-std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
-                                                    const std::string& key_file,
-                                                    std::string& error) {
+common::Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file,
+                                                                    const std::string& key_file) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   harden(*ctx);
   // The core picks from its own order, except that an agent which lists ChaCha20 first (one
@@ -94,21 +93,18 @@ std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file
   SSL_CTX_set_options(ctx->native_handle(),
                       SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
   if (SSL_CTX_use_certificate_chain_file(ctx->native_handle(), cert_file.c_str()) != 1) {
-    error = "TLS certificate " + cert_file + ": " + openssl_reason();
-    return nullptr;
+    return common::fail("TLS certificate " + cert_file + ": " + openssl_reason());
   }
   if (SSL_CTX_use_PrivateKey_file(ctx->native_handle(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
-    error = "TLS key " + key_file + ": " + openssl_reason();
-    return nullptr;
+    return common::fail("TLS key " + key_file + ": " + openssl_reason());
   }
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
-    error = "TLS key " + key_file + " does not match certificate " + cert_file;
-    return nullptr;
+    return common::fail("TLS key " + key_file + " does not match certificate " + cert_file);
   }
   return ctx;
 }
 
-ClientTls make_client_tls(const ClientTlsOptions& options, std::string& error) {
+common::Result<ClientTls> make_client_tls(const ClientTlsOptions& options) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   bool check_host = false;
   harden(*ctx);
@@ -128,8 +124,7 @@ ClientTls make_client_tls(const ClientTlsOptions& options, std::string& error) {
     if (!options.ca_file.empty()) {
       if (SSL_CTX_load_verify_locations(ctx->native_handle(), options.ca_file.c_str(), nullptr) !=
           1) {
-        error = "CA file " + options.ca_file + ": " + openssl_reason();
-        return {};
+        return common::fail("CA file " + options.ca_file + ": " + openssl_reason());
       }
     } else {
       ctx->set_default_verify_paths();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "common/result.hpp"
 #include "transport/conn.hpp"
 
 namespace tunnel::transport {
@@ -16,10 +17,9 @@ namespace tunnel::transport {
 // cache (sessions are never resumed), idle record buffers released. `cert_file` holds the leaf
 // followed by its intermediates; the whole chain is sent. Returns nullptr and sets `error`
 // (naming the file and OpenSSL's reason) when a file is unreadable, not PEM, or the key does
-// not match.
-std::shared_ptr<asio::ssl::context> make_server_tls(const std::string& cert_file,
-                                                    const std::string& key_file,
-                                                    std::string& error);
+// not match. The error names the file and OpenSSL's reason.
+common::Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file,
+                                                                    const std::string& key_file);
 
 struct ClientTlsOptions {
   std::string ca_file;  // verify the chain against this PEM (and the host name)
@@ -33,8 +33,8 @@ struct ClientTls {
   bool check_host = false;  // verify the certificate names the host we dial (CA mode)
 };
 
-// Returns a context with no value and sets `error` on failure (e.g. an unreadable CA file).
-ClientTls make_client_tls(const ClientTlsOptions& options, std::string& error);
+// Fails when the options cannot be applied (e.g. an unreadable CA file, named in the error).
+common::Result<ClientTls> make_client_tls(const ClientTlsOptions& options);
 
 // Resolves and connects to host:port (TCP_NODELAY on), then, when `tls` is non-null, runs the TLS
 // handshake with SNI and host name verification. Throws nothing: errors go to `error` as text

@@ -32,12 +32,12 @@ std::string negotiated_suite(const ClientTls& client) {
     ADD_FAILURE() << "could not make a self-signed certificate with the openssl CLI";
     return "";
   }
-  std::string error;
-  auto server_tls = make_server_tls(cert.cert(), cert.key(), error);
-  if (!server_tls) {
-    ADD_FAILURE() << error;
+  auto made = make_server_tls(cert.cert(), cert.key());
+  if (!made) {
+    ADD_FAILURE() << made.error().message;
     return "";
   }
+  auto server_tls = made.value();
   asio::io_context io;
   tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   const auto port = acceptor.local_endpoint().port();
@@ -70,9 +70,9 @@ std::string negotiated_suite(const ClientTls& client) {
 ClientTls insecure_client(const char* suites = nullptr) {
   ClientTlsOptions options;
   options.insecure = true;
-  std::string error;
-  ClientTls client = make_client_tls(options, error);
-  EXPECT_TRUE(client.context) << error;
+  auto made = make_client_tls(options);
+  EXPECT_TRUE(made) << made.error().message;
+  ClientTls client = made ? made.value() : ClientTls{};
   if (client.context && suites != nullptr) {
     EXPECT_EQ(SSL_CTX_set_ciphersuites(client.context->native_handle(), suites), 1) << suites;
   }

@@ -245,10 +245,10 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   }
   auto parsed = protocol::parse_auth_request(mux::as_text(frame.payload));
   if (!parsed) {
-    co_await refuse(parsed.error, refusal::kBadRequest);
+    co_await refuse(parsed.error().message, refusal::kBadRequest);
     co_return;
   }
-  const protocol::AuthRequest& request = *parsed.value;
+  const protocol::AuthRequest& request = parsed.value();
   // Too many failures from this address: refused before its token is looked at.
   if (const auto wait = context_.auth_limiter.retry_after(peer, AuthLimiter::Clock::now());
       wait.count() > 0) {
@@ -259,12 +259,13 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
                     refusal::kThrottled);
     co_return;
   }
-  const AuthResult auth = context_.auth.authenticate(request.token);
-  if (!auth.ok) {
+  const auto authenticated = context_.auth.authenticate(request.token);
+  if (!authenticated) {
     quiet = !context_.auth_limiter.record_failure(peer, AuthLimiter::Clock::now());
-    co_await refuse("authentication failed: " + auth.error, refusal::kBadToken);
+    co_await refuse("authentication failed: " + authenticated.error().message, refusal::kBadToken);
     co_return;
   }
+  const Authenticated& auth = authenticated.value();
   const Account* account = context_.auth.find_account(auth.account);
   if (account == nullptr) {
     co_await refuse("authentication failed: unknown account", refusal::kBadToken);
@@ -403,7 +404,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   spdlog::info("agent {} disconnected: {}", name, reason);
 }
 
-bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
+bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
                                     const std::shared_ptr<AgentSession>& agent,
                                     protocol::AuthResponse& response) {
   const Account& account = *context_.auth.find_account(auth.account);

@@ -95,7 +95,7 @@ class AgentGateway {
   asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn,
                                     HandshakeSlot& handshake);
   // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
-  bool register_tunnels(const protocol::AuthRequest& request, const AuthResult& auth,
+  bool register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
                         const std::shared_ptr<AgentSession>& agent,
                         protocol::AuthResponse& response);
   // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).

@@ -141,9 +141,9 @@ class GatewayTest : public ::testing::Test {
           reply.flags = frame.header.flags;
           auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
           if (parsed) {
-            reply.auth = *parsed.value;
+            reply.auth = parsed.value();
           } else {
-            reply.error = parsed.error;
+            reply.error = parsed.error().message;
           }
           replied = true;
         }(),

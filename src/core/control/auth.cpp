@@ -83,30 +83,19 @@ Authenticator::Authenticator(const Config& config, Clock now)
   jwt_expect_.audience = config.auth.jwt_audience;
 }
 
-AuthResult Authenticator::authenticate(std::string_view token) const {
-  AuthResult result;
-  if (token.empty()) {
-    result.error = "no token given";
-    return result;
-  }
+common::Result<Authenticated> Authenticator::authenticate(std::string_view token) const {
+  if (token.empty()) return common::fail("no token given");
   if (looks_like_jwt(token)) {
     if (!jwt_configured_ || jwt_secret_.empty()) {
-      result.error = "JWT authentication is not enabled on this server";
-      return result;
+      return common::fail("JWT authentication is not enabled on this server");
     }
     auto verified = verify_hs256(token, jwt_secret_, now_(), jwt_expect_);
-    if (!verified) {
-      result.error = verified.error;
-      return result;
+    if (!verified) return verified.error();
+    JwtClaims& claims = verified.value();
+    if (find_account(claims.account_id) == nullptr) {
+      return common::fail("JWT names unknown account \"" + claims.account_id + "\"");
     }
-    if (find_account(verified.claims->account_id) == nullptr) {
-      result.error = "JWT names unknown account \"" + verified.claims->account_id + "\"";
-      return result;
-    }
-    result.ok = true;
-    result.account = verified.claims->account_id;
-    result.agent_id = verified.claims->agent_id;
-    return result;
+    return Authenticated{std::move(claims.account_id), std::move(claims.agent_id)};
   }
   const Digest digest = sha256(token);
   const auto it = token_index_.find(digest);
@@ -114,12 +103,9 @@ AuthResult Authenticator::authenticate(std::string_view token) const {
   // constant-time so a hash collision in the table never decides on its own.
   if (it == token_index_.end() ||
       CRYPTO_memcmp(it->first.data(), digest.data(), digest.size()) != 0) {
-    result.error = "invalid token";
-    return result;
+    return common::fail("invalid token");
   }
-  result.ok = true;
-  result.account = accounts_[it->second].name;
-  return result;
+  return Authenticated{accounts_[it->second].name, ""};
 }
 
 const Account* Authenticator::find_account(std::string_view name) const {

@@ -18,11 +18,10 @@
 
 namespace tunnel::core {
 
-struct AuthResult {
-  bool ok = false;
+// Who a token authenticates.
+struct Authenticated {
   std::string account;   // the account's name
   std::string agent_id;  // from a JWT's agent_id claim; "" for plain tokens
-  std::string error;     // safe to send to the agent
 };
 
 class Authenticator {
@@ -33,7 +32,8 @@ class Authenticator {
   // the system clock.
   explicit Authenticator(const Config& config, Clock now = {});
 
-  AuthResult authenticate(std::string_view token) const;
+  // The error is safe to send to the agent.
+  common::Result<Authenticated> authenticate(std::string_view token) const;
 
   // The account with this name, or nullptr.
   const Account* find_account(std::string_view name) const;

@@ -231,18 +231,18 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
     }
     auto parsed = common::parse_listen_address(*entry.text);
     if (!parsed) {
-      r.error(path, parsed.error);
+      r.error(path, parsed.error().message);
       continue;
     }
     for (const auto& [other_key, other] : bound) {
       const bool same_host =
-          other.host == parsed.value->host || other.host.empty() || parsed.value->host.empty();
-      if (parsed.value->port != 0 && other.port == parsed.value->port && same_host) {
+          other.host == parsed.value().host || other.host.empty() || parsed.value().host.empty();
+      if (parsed.value().port != 0 && other.port == parsed.value().port && same_host) {
         r.error(path,
                 "port " + std::to_string(other.port) + " is also used by listen." + other_key);
       }
     }
-    bound.emplace_back(entry.key, *parsed.value);
+    bound.emplace_back(entry.key, parsed.value());
   }
   if (!common::is_ip_literal(listen.tunnels_host)) {
     r.error("listen.tunnels_host", in_quotes(listen.tunnels_host) +
@@ -255,7 +255,9 @@ void check_bandwidth(ConfigReader& r, const BandwidthConfig& bandwidth, const st
   for (auto [key, field] : {std::pair{"per_tunnel", &bandwidth.per_tunnel},
                             std::pair{"per_account", &bandwidth.per_account}}) {
     if (!*field) continue;
-    if (auto rate = common::parse_byte_rate(**field); !rate) r.error(child(path, key), rate.error);
+    if (auto rate = common::parse_byte_rate(**field); !rate) {
+      r.error(child(path, key), rate.error().message);
+    }
   }
 }
 
@@ -496,8 +498,9 @@ void check_rest(ConfigReader& r, const Config& config) {
   if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
   if (config.workers > 1024) r.error("workers", "at most 1024");
   for (const std::string& proxy : config.trusted_proxies) {
-    std::string error;
-    if (!common::Cidr::parse(proxy, error)) r.error("trusted_proxies", error);
+    if (auto cidr = common::Cidr::parse(proxy); !cidr) {
+      r.error("trusted_proxies", cidr.error().message);
+    }
   }
   const auto& limits = config.limits;
   if (limits.max_header_bytes < 1024) r.error("limits.max_header_bytes", "at least 1024");
@@ -693,7 +696,8 @@ BandwidthRules bandwidth_rules(const Config& config, const Account& account) {
                        const std::optional<std::string>& global) -> std::uint64_t {
     const auto& text = own ? own : global;
     if (!text) return 0;
-    return common::parse_byte_rate(*text).value.value_or(0);
+    auto parsed = common::parse_byte_rate(*text);
+    return parsed ? parsed.value() : 0;
   };
   return {rate(account.bandwidth.per_tunnel, config.bandwidth.per_tunnel),
           rate(account.bandwidth.per_account, config.bandwidth.per_account)};

@@ -270,9 +270,8 @@ bool ensure_token(DataDirFiles& files, std::string& error) {
 
 }  // namespace
 
-DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hostname,
-                              bool generate_cert) {
-  DataDirResult result;
+common::Result<DataDirFiles> ensure_data_dir(const std::string& dir,
+                                             std::string_view extra_hostname, bool generate_cert) {
   DataDirFiles files;
   files.dir = dir;
   const std::filesystem::path base(dir);
@@ -284,20 +283,17 @@ DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hos
     std::error_code ec;
     std::filesystem::create_directories(base.parent_path(), ec);
     if (ec) {
-      result.error = "cannot create " + base.parent_path().string() + ": " + ec.message();
-      return result;
+      return common::fail("cannot create " + base.parent_path().string() + ": " + ec.message());
     }
   }
   if (::mkdir(dir.c_str(), 0700) == 0) {
     files.dir_created = true;
   } else if (errno != EEXIST) {
-    result.error = "cannot create " + dir + ": " + errno_text(errno);
-    return result;
+    return common::fail("cannot create " + dir + ": " + errno_text(errno));
   } else {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      result.error = dir + " exists and is not a directory";
-      return result;
+      return common::fail(dir + " exists and is not a directory");
     }
     if ((st.st_mode & 077) != 0) {
       char octal[8];
@@ -307,10 +303,9 @@ DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hos
   }
 
   if (generate_cert && exists(files.cert_path) && !exists(files.key_path)) {
-    result.error = files.cert_path + " exists but " + files.key_path +
-                   " is missing; restore the key, or remove " + files.cert_path +
-                   " to generate a new pair";
-    return result;
+    return common::fail(files.cert_path + " exists but " + files.key_path +
+                        " is missing; restore the key, or remove " + files.cert_path +
+                        " to generate a new pair");
   }
   std::string error;
   if (!generate_cert) {
@@ -319,25 +314,21 @@ DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hos
     files.cert_path.clear();
     files.key_path.clear();
     if (!ensure_token(files, error)) {
-      result.error = error;
-      return result;
+      return common::fail(error);
     }
-    result.value = std::move(files);
-    return result;
+    return files;
   }
   Key key = ensure_key(files, error);
   if (!key || !ensure_cert(files, key.get(), extra_hostname, error) ||
       !ensure_token(files, error)) {
-    result.error = error;
-    return result;
+    return common::fail(error);
   }
-  result.value = std::move(files);
-  return result;
+  return files;
 }
 
 std::string cert_fingerprint_sha256(const std::string& pem_path) {
   auto result = common::cert_file_fingerprint_sha256(pem_path);
-  return result ? *result.value : std::string();
+  return result ? result.value() : std::string();
 }
 
 }  // namespace tunnel::core

@@ -32,16 +32,12 @@ struct DataDirFiles {
   std::vector<std::string> warnings;  // e.g. a key readable by others; worth logging
 };
 
-struct DataDirResult {
-  std::optional<DataDirFiles> value;
-  std::string error;  // names the path and the errno text
-  explicit operator bool() const { return value.has_value(); }
-};
-
 // With generate_cert false (a certificate is configured), only agent.token is ensured and the
 // cert/key paths are left empty.
-DataDirResult ensure_data_dir(const std::string& dir, std::string_view extra_hostname = "",
-                              bool generate_cert = true);
+// The error names the path and the errno text.
+common::Result<DataDirFiles> ensure_data_dir(const std::string& dir,
+                                             std::string_view extra_hostname = "",
+                                             bool generate_cert = true);
 
 // Fingerprint of the certificate in a PEM file: 64 lower-case hex digits, no colons; "" if
 // the file cannot be read. common::cert_file_fingerprint_sha256() also says why.

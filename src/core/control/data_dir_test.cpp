@@ -55,8 +55,8 @@ class DataDir : public ::testing::Test {
 
 TEST_F(DataDir, FirstStartCreatesEverythingPrivately) {
   auto result = ensure_data_dir(dir_, "tunnel.example.com");
-  ASSERT_TRUE(result) << result.error;
-  const DataDirFiles& files = *result.value;
+  ASSERT_TRUE(result) << result.error().message;
+  const DataDirFiles& files = result.value();
   EXPECT_TRUE(files.dir_created && files.key_created && files.cert_created && files.token_created);
   EXPECT_TRUE(files.warnings.empty());
   EXPECT_EQ(mode_of(dir_), 0700u);
@@ -97,35 +97,35 @@ TEST_F(DataDir, FirstStartCreatesEverythingPrivately) {
 
 TEST_F(DataDir, SecondStartReusesFiles) {
   auto first = ensure_data_dir(dir_);
-  ASSERT_TRUE(first) << first.error;
-  const auto key_before = read(first.value->key_path);
+  ASSERT_TRUE(first) << first.error().message;
+  const auto key_before = read(first.value().key_path);
   auto second = ensure_data_dir(dir_);
-  ASSERT_TRUE(second) << second.error;
-  EXPECT_FALSE(second.value->dir_created || second.value->key_created ||
-               second.value->cert_created || second.value->token_created);
-  EXPECT_EQ(second.value->token, first.value->token);
-  EXPECT_EQ(second.value->fingerprint, first.value->fingerprint);
-  EXPECT_EQ(read(second.value->key_path), key_before);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_FALSE(second.value().dir_created || second.value().key_created ||
+               second.value().cert_created || second.value().token_created);
+  EXPECT_EQ(second.value().token, first.value().token);
+  EXPECT_EQ(second.value().fingerprint, first.value().fingerprint);
+  EXPECT_EQ(read(second.value().key_path), key_before);
 }
 
 TEST_F(DataDir, MissingCertIsMadeForTheExistingKey) {
   auto first = ensure_data_dir(dir_);
   ASSERT_TRUE(first);
-  fs::remove(first.value->cert_path);
+  fs::remove(first.value().cert_path);
   auto second = ensure_data_dir(dir_);
-  ASSERT_TRUE(second) << second.error;
-  EXPECT_TRUE(second.value->cert_created);
-  EXPECT_FALSE(second.value->key_created);
-  EXPECT_NE(second.value->fingerprint, first.value->fingerprint);
+  ASSERT_TRUE(second) << second.error().message;
+  EXPECT_TRUE(second.value().cert_created);
+  EXPECT_FALSE(second.value().key_created);
+  EXPECT_NE(second.value().fingerprint, first.value().fingerprint);
 }
 
 TEST_F(DataDir, NoCertificateIsGeneratedWhenOneIsConfigured) {
   auto result = ensure_data_dir(dir_, "", /*generate_cert=*/false);
-  ASSERT_TRUE(result) << result.error;
+  ASSERT_TRUE(result) << result.error().message;
   EXPECT_FALSE(fs::exists(dir_ + "/tls.crt"));
   EXPECT_FALSE(fs::exists(dir_ + "/tls.key"));
-  EXPECT_TRUE(result.value->token_created);
-  EXPECT_TRUE(result.value->cert_path.empty());
+  EXPECT_TRUE(result.value().token_created);
+  EXPECT_TRUE(result.value().cert_path.empty());
 }
 
 TEST_F(DataDir, WarnsAboutOpenPermissionsAndKeepsUserTokens) {
@@ -134,31 +134,31 @@ TEST_F(DataDir, WarnsAboutOpenPermissionsAndKeepsUserTokens) {
   std::ofstream(dir_ + "/agent.token") << "  my-own-token\n";
   fs::permissions(dir_ + "/agent.token", fs::perms(0644));
   auto result = ensure_data_dir(dir_);
-  ASSERT_TRUE(result) << result.error;
-  EXPECT_EQ(result.value->token, "my-own-token");
-  EXPECT_FALSE(result.value->token_created);
-  ASSERT_EQ(result.value->warnings.size(), 2u);
-  EXPECT_NE(result.value->warnings[0].find("chmod 700"), std::string::npos);
-  EXPECT_NE(result.value->warnings[1].find("agent.token has mode 0644"), std::string::npos);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result.value().token, "my-own-token");
+  EXPECT_FALSE(result.value().token_created);
+  ASSERT_EQ(result.value().warnings.size(), 2u);
+  EXPECT_NE(result.value().warnings[0].find("chmod 700"), std::string::npos);
+  EXPECT_NE(result.value().warnings[1].find("agent.token has mode 0644"), std::string::npos);
 }
 
 TEST_F(DataDir, ErrorsNameThePath) {
   auto first = ensure_data_dir(dir_);
   ASSERT_TRUE(first);
-  fs::remove(first.value->key_path);
+  fs::remove(first.value().key_path);
   auto orphan = ensure_data_dir(dir_);
   EXPECT_FALSE(orphan);
-  EXPECT_NE(orphan.error.find(first.value->key_path + " is missing"), std::string::npos);
+  EXPECT_NE(orphan.error().message.find(first.value().key_path + " is missing"), std::string::npos);
 
   fs::create_directories(root_);
   std::ofstream(root_ / "file") << "x";
   auto not_dir = ensure_data_dir((root_ / "file").string());
   EXPECT_FALSE(not_dir);
-  EXPECT_NE(not_dir.error.find("is not a directory"), std::string::npos);
+  EXPECT_NE(not_dir.error().message.find("is not a directory"), std::string::npos);
 
   auto under_file = ensure_data_dir((root_ / "file" / "sub").string());
   EXPECT_FALSE(under_file);
-  EXPECT_NE(under_file.error.find((root_ / "file").string()), std::string::npos);
+  EXPECT_NE(under_file.error().message.find((root_ / "file").string()), std::string::npos);
 
   EXPECT_EQ(cert_fingerprint_sha256((root_ / "missing.crt").string()), "");
 }

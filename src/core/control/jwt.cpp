@@ -34,12 +34,6 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
   return std::string(reinterpret_cast<const char*>(out), size);
 }
 
-JwtResult fail(std::string message) {
-  JwtResult result;
-  result.error = std::move(message);
-  return result;
-}
-
 // Parses a JSON object, refusing one in which any object repeats a key: nlohmann::json would
 // keep the last silently, so a token could show one value to us and another to a different
 // verifier. `duplicate` is set to the repeated key.
@@ -159,82 +153,84 @@ bool looks_like_jwt(std::string_view token) {
   return parts == 2;  // an empty signature is still JWT-shaped ({"alg":"none"}) and rejected
 }
 
-JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int64_t now_unix,
-                       const JwtExpectations& expect) {
-  if (secret.empty()) return fail("JWT authentication is not configured");
-  if (!looks_like_jwt(token)) return fail("malformed JWT");
+common::Result<JwtClaims> verify_hs256(std::string_view token, std::string_view secret,
+                                       std::int64_t now_unix, const JwtExpectations& expect) {
+  if (secret.empty()) return common::fail("JWT authentication is not configured");
+  if (!looks_like_jwt(token)) return common::fail("malformed JWT");
   const auto first = token.find('.');
   const auto second = token.find('.', first + 1);
   const auto header_text = base64url_decode(token.substr(0, first));
   const auto payload_text = base64url_decode(token.substr(first + 1, second - first - 1));
   const auto signature = base64url_decode(token.substr(second + 1));
-  if (!header_text || !payload_text || !signature) return fail("malformed JWT: bad base64url");
+  if (!header_text || !payload_text || !signature)
+    return common::fail("malformed JWT: bad base64url");
 
   std::string duplicate;
   const auto header = parse_unique(*header_text, duplicate);
-  if (!duplicate.empty()) return fail("malformed JWT: header repeats \"" + duplicate + "\"");
-  if (!header.is_object()) return fail("malformed JWT: header is not a JSON object");
+  if (!duplicate.empty())
+    return common::fail("malformed JWT: header repeats \"" + duplicate + "\"");
+  if (!header.is_object()) return common::fail("malformed JWT: header is not a JSON object");
   const auto alg = header.find("alg");
-  if (alg == header.end() || !alg->is_string()) return fail("JWT header has no \"alg\"");
+  if (alg == header.end() || !alg->is_string()) return common::fail("JWT header has no \"alg\"");
   if (*alg != "HS256") {
-    return fail("JWT algorithm " + alg->get<std::string>() + " is not accepted (use HS256)");
+    return common::fail("JWT algorithm " + alg->get<std::string>() +
+                        " is not accepted (use HS256)");
   }
   // RFC 7515 4.1.11: a verifier must refuse critical extensions it does not implement, and
   // this one implements none.
-  if (header.contains("crit")) return fail("JWT header \"crit\" names unsupported extensions");
+  if (header.contains("crit"))
+    return common::fail("JWT header \"crit\" names unsupported extensions");
 
   // Check the signature before looking at the claims, so unsigned data is never trusted.
   const auto expected = hmac_sha256(secret, token.substr(0, second));
   if (expected.empty() || signature->size() != expected.size() ||
       CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) != 0) {
-    return fail("invalid JWT signature");
+    return common::fail("invalid JWT signature");
   }
 
   const auto claims = parse_unique(*payload_text, duplicate);
-  if (!duplicate.empty()) return fail("malformed JWT: claims repeat \"" + duplicate + "\"");
-  if (!claims.is_object()) return fail("malformed JWT: claims are not a JSON object");
+  if (!duplicate.empty()) return common::fail("malformed JWT: claims repeat \"" + duplicate + "\"");
+  if (!claims.is_object()) return common::fail("malformed JWT: claims are not a JSON object");
   const auto exp = claims.find("exp");
-  if (exp == claims.end()) return fail("JWT has no numeric \"exp\" claim");
+  if (exp == claims.end()) return common::fail("JWT has no numeric \"exp\" claim");
   const auto exp_seconds = numeric_date(*exp);
-  if (!exp_seconds) return fail("JWT \"exp\" is not whole unix seconds in range");
+  if (!exp_seconds) return common::fail("JWT \"exp\" is not whole unix seconds in range");
   const auto leeway = expect.leeway.count();
-  if (*exp_seconds + leeway < now_unix) return fail("JWT has expired");
+  if (*exp_seconds + leeway < now_unix) return common::fail("JWT has expired");
   if (const auto nbf = claims.find("nbf"); nbf != claims.end()) {
     const auto nbf_seconds = numeric_date(*nbf);
-    if (!nbf_seconds) return fail("JWT \"nbf\" is not whole unix seconds in range");
-    if (*nbf_seconds - leeway > now_unix) return fail("JWT is not valid yet (nbf)");
+    if (!nbf_seconds) return common::fail("JWT \"nbf\" is not whole unix seconds in range");
+    if (*nbf_seconds - leeway > now_unix) return common::fail("JWT is not valid yet (nbf)");
   }
   if (const auto iat = claims.find("iat"); iat != claims.end()) {
     const auto iat_seconds = numeric_date(*iat);
-    if (!iat_seconds) return fail("JWT \"iat\" is not whole unix seconds in range");
-    if (*iat_seconds - leeway > now_unix) return fail("JWT is issued in the future (iat)");
+    if (!iat_seconds) return common::fail("JWT \"iat\" is not whole unix seconds in range");
+    if (*iat_seconds - leeway > now_unix) return common::fail("JWT is issued in the future (iat)");
   }
   if (!expect.issuer.empty()) {
     const auto iss = claims.find("iss");
     if (iss == claims.end() || !iss->is_string() || *iss != expect.issuer) {
-      return fail("JWT \"iss\" is not the configured issuer");
+      return common::fail("JWT \"iss\" is not the configured issuer");
     }
   }
   if (!expect.audience.empty()) {
     const auto aud = claims.find("aud");
     if (aud == claims.end() || !audience_matches(*aud, expect.audience)) {
-      return fail("JWT \"aud\" does not name this server's audience");
+      return common::fail("JWT \"aud\" does not name this server's audience");
     }
   }
   const auto account = claims.find("account_id");
   if (account == claims.end() || !account->is_string() || account->get<std::string>().empty()) {
-    return fail("JWT has no \"account_id\" claim");
+    return common::fail("JWT has no \"account_id\" claim");
   }
   JwtClaims out;
   out.account_id = account->get<std::string>();
   out.exp = *exp_seconds;
   if (const auto agent = claims.find("agent_id"); agent != claims.end()) {
-    if (!agent->is_string()) return fail("JWT \"agent_id\" claim is not a string");
+    if (!agent->is_string()) return common::fail("JWT \"agent_id\" claim is not a string");
     out.agent_id = agent->get<std::string>();
   }
-  JwtResult result;
-  result.claims = std::move(out);
-  return result;
+  return out;
 }
 
 std::string sign_hs256(std::string_view claims_json, std::string_view secret) {

@@ -14,18 +14,14 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tunnel::core {
 
 struct JwtClaims {
   std::string account_id;
   std::string agent_id;  // "" if absent
   std::int64_t exp = 0;  // unix seconds
-};
-
-struct JwtResult {
-  std::optional<JwtClaims> claims;
-  std::string error;  // safe to send to the agent: says why, never echoes the secret
-  explicit operator bool() const { return claims.has_value(); }
 };
 
 inline constexpr std::chrono::seconds kJwtLeeway{30};
@@ -39,9 +35,10 @@ struct JwtExpectations {
   std::chrono::seconds leeway = kJwtLeeway;
 };
 
-// Verifies signature, algorithm and claims at `now_unix` (seconds).
-JwtResult verify_hs256(std::string_view token, std::string_view secret, std::int64_t now_unix,
-                       const JwtExpectations& expect = {});
+// Verifies signature, algorithm and claims at `now_unix` (seconds). The error is safe to send to
+// the agent: it says why, never echoing the secret.
+common::Result<JwtClaims> verify_hs256(std::string_view token, std::string_view secret,
+                                       std::int64_t now_unix, const JwtExpectations& expect = {});
 
 // A compact JWS over `claims_json` (used verbatim as the payload) with header
 // {"alg":"HS256","typ":"JWT"}: byte-identical to PyJWT's jwt.encode for the same payload text.

@@ -37,25 +37,25 @@ TEST(Jwt, SignMatchesPyJwt) {
 
 TEST(Jwt, VerifiesPyJwtTokens) {
   auto result = verify_hs256(kWithAgent, kSecret, kNow);
-  ASSERT_TRUE(result) << result.error;
-  EXPECT_EQ(result.claims->account_id, "team-a");
-  EXPECT_EQ(result.claims->agent_id, "laptop-1");
-  EXPECT_EQ(result.claims->exp, 2'000'000'000);
+  ASSERT_TRUE(result) << result.error().message;
+  EXPECT_EQ(result.value().account_id, "team-a");
+  EXPECT_EQ(result.value().agent_id, "laptop-1");
+  EXPECT_EQ(result.value().exp, 2'000'000'000);
 }
 
 TEST(Jwt, ExpiryHasThirtySecondsLeeway) {
   EXPECT_TRUE(verify_hs256(kExpiredAt1000, kSecret, 1000 + 30));
   auto late = verify_hs256(kExpiredAt1000, kSecret, 1000 + 31);
   EXPECT_FALSE(late);
-  EXPECT_EQ(late.error, "JWT has expired");
+  EXPECT_EQ(late.error().message, "JWT has expired");
 }
 
 TEST(Jwt, RejectsWrongSignatureAndAlgorithms) {
-  EXPECT_EQ(verify_hs256(kOtherSecret, kSecret, kNow).error, "invalid JWT signature");
-  EXPECT_NE(verify_hs256(kHs512, kSecret, kNow).error.find("HS512 is not accepted"),
+  EXPECT_EQ(verify_hs256(kOtherSecret, kSecret, kNow).error().message, "invalid JWT signature");
+  EXPECT_NE(verify_hs256(kHs512, kSecret, kNow).error().message.find("HS512 is not accepted"),
             std::string::npos);
   EXPECT_TRUE(looks_like_jwt(kAlgNone));
-  EXPECT_NE(verify_hs256(kAlgNone, kSecret, kNow).error.find("none is not accepted"),
+  EXPECT_NE(verify_hs256(kAlgNone, kSecret, kNow).error().message.find("none is not accepted"),
             std::string::npos);
   std::string tampered = kDefault;
   tampered[tampered.size() - 2] = tampered[tampered.size() - 2] == 'A' ? 'B' : 'A';
@@ -64,14 +64,17 @@ TEST(Jwt, RejectsWrongSignatureAndAlgorithms) {
 }
 
 TEST(Jwt, RequiresClaims) {
-  EXPECT_EQ(verify_hs256(sign_hs256(R"({"account_id":"a"})", kSecret), kSecret, kNow).error,
-            "JWT has no numeric \"exp\" claim");
-  EXPECT_EQ(verify_hs256(sign_hs256(R"({"exp":2000000000})", kSecret), kSecret, kNow).error,
-            "JWT has no \"account_id\" claim");
+  EXPECT_EQ(
+      verify_hs256(sign_hs256(R"({"account_id":"a"})", kSecret), kSecret, kNow).error().message,
+      "JWT has no numeric \"exp\" claim");
+  EXPECT_EQ(
+      verify_hs256(sign_hs256(R"({"exp":2000000000})", kSecret), kSecret, kNow).error().message,
+      "JWT has no \"account_id\" claim");
   EXPECT_EQ(
       verify_hs256(sign_hs256(R"({"account_id":"a","exp":2000000000,"nbf":1950000000})", kSecret),
                    kSecret, kNow)
-          .error,
+          .error()
+          .message,
       "JWT is not valid yet (nbf)");
   EXPECT_FALSE(verify_hs256(sign_hs256("[1,2]", kSecret), kSecret, kNow));
   EXPECT_FALSE(verify_hs256(sign_hs256("not json", kSecret), kSecret, kNow));
@@ -87,8 +90,10 @@ std::string sign_with_header(std::string_view header, std::string_view claims) {
   return input + "." + base64url_encode(std::string_view(reinterpret_cast<char*>(mac), size));
 }
 
+// The error, or "" when the token is accepted.
 std::string verify_error(std::string_view claims, const JwtExpectations& expect = {}) {
-  return verify_hs256(sign_hs256(claims, kSecret), kSecret, kNow, expect).error;
+  auto result = verify_hs256(sign_hs256(claims, kSecret), kSecret, kNow, expect);
+  return result ? std::string() : result.error().message;
 }
 
 TEST(Jwt, RefusesCriticalHeaderExtensions) {
@@ -97,7 +102,7 @@ TEST(Jwt, RefusesCriticalHeaderExtensions) {
   const auto result = verify_hs256(
       sign_with_header(R"({"alg":"HS256","crit":["exp"],"exp":1})", kClaims), kSecret, kNow);
   EXPECT_FALSE(result);
-  EXPECT_EQ(result.error, "JWT header \"crit\" names unsupported extensions");
+  EXPECT_EQ(result.error().message, "JWT header \"crit\" names unsupported extensions");
 }
 
 TEST(Jwt, RefusesDuplicateKeys) {
@@ -109,7 +114,7 @@ TEST(Jwt, RefusesDuplicateKeys) {
   const auto header = verify_hs256(
       sign_with_header(R"({"alg":"none","alg":"HS256"})", R"({"account_id":"a","exp":2000000000})"),
       kSecret, kNow);
-  EXPECT_EQ(header.error, "malformed JWT: header repeats \"alg\"");
+  EXPECT_EQ(header.error().message, "malformed JWT: header repeats \"alg\"");
   // The same key in two different objects is fine.
   EXPECT_EQ(verify_error(R"({"account_id":"a","exp":2000000000,"x":{"exp":1}})"), "");
 }

@@ -32,8 +32,7 @@ std::string client_ip(const transport::Conn& conn) {
 ForwardingPolicy forwarding_policy(const Config& config) {
   ForwardingPolicy policy;
   for (const std::string& text : config.trusted_proxies) {
-    std::string error;
-    if (auto cidr = common::Cidr::parse(text, error)) policy.trusted_proxies.push_back(*cidr);
+    if (auto cidr = common::Cidr::parse(text)) policy.trusted_proxies.push_back(cidr.value());
   }
   return policy;
 }

@@ -171,8 +171,7 @@ TEST(RequestId, AdoptedOnlyFromATrustedPeer) {
 TEST(ForwardingPolicy, TrustsOnlyListedRanges) {
   ForwardingPolicy policy;
   EXPECT_FALSE(policy.trusts("127.0.0.1"));
-  std::string error;
-  policy.trusted_proxies.push_back(*common::Cidr::parse("10.0.0.0/8", error));
+  policy.trusted_proxies.push_back(common::Cidr::parse("10.0.0.0/8").value());
   EXPECT_TRUE(policy.trusts("10.9.8.7"));
   EXPECT_FALSE(policy.trusts("11.0.0.1"));
 }
