@@ -247,8 +247,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   app.close(ignored);
   context->registry.release_agent(entry.get());
   entry.reset();
-  core_session->close("fuzz over");
-  agent_session->close("fuzz over");
+  asio::post(io, [core_session, agent_session] {  // on the sessions' executor, as the core does
+    core_session->close("fuzz over");
+    agent_session->close("fuzz over");
+  });
   std::weak_ptr<mux::Session> weak_core = core_session, weak_agent = agent_session;
   core_session.reset();
   agent_session.reset();

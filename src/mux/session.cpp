@@ -44,6 +44,7 @@ Stream::~Stream() {
 
 asio::awaitable<std::size_t> Stream::read_some(asio::mutable_buffer buf, transport::error_code& ec,
                                                std::chrono::steady_clock::time_point deadline) {
+  TUNNEL_ASSERT_ON_EXECUTOR(session_->get_executor(), "mux::Stream::read_some");
   for (;;) {
     if (buffered() > 0 && !reset_) {
       const std::size_t n = recv_.read({static_cast<std::uint8_t*>(buf.data()), buf.size()});
@@ -97,6 +98,7 @@ std::size_t Stream::take_direct() {
 
 asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transport::error_code& ec,
                                     bool end) {
+  TUNNEL_ASSERT_ON_EXECUTOR(session_->get_executor(), "mux::Stream::write");
   std::size_t offset = 0;
   const bool v2 = session_->version() >= protocol::kVersion2;
   for (;;) {
@@ -134,6 +136,7 @@ asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transpor
 }
 
 void Stream::reset(ErrorCode code, std::string_view message) {
+  TUNNEL_ASSERT_ON_EXECUTOR(session_->get_executor(), "mux::Stream::reset");
   if (reset_ || session_->closed_) return;
   const bool v2 = session_->version() >= protocol::kVersion2;
   if (v2) {
@@ -249,6 +252,7 @@ Session::Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role
 Session::~Session() = default;
 
 asio::awaitable<std::string> Session::run() {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::run");
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   try {
@@ -261,6 +265,7 @@ asio::awaitable<std::string> Session::run() {
 
 std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::string_view payload,
                                              std::string& error) {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::open_stream");
   if (closed_) {
     error = "the agent's session is closed";
     return nullptr;
@@ -294,6 +299,7 @@ std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::st
 }
 
 asio::awaitable<std::shared_ptr<Stream>> Session::accept() {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::accept");
   for (;;) {
     if (!accept_queue_.empty()) {
       auto stream = std::move(accept_queue_.front());
@@ -306,6 +312,7 @@ asio::awaitable<std::shared_ptr<Stream>> Session::accept() {
 }
 
 void Session::go_away(ErrorCode code, std::string_view message) {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::go_away");
   if (closed_ || going_away_) return;
   going_away_ = true;
   if (options_.version >= protocol::kVersion2) queue_go_away(code, message);
@@ -313,6 +320,7 @@ void Session::go_away(ErrorCode code, std::string_view message) {
 }
 
 void Session::notice(std::uint16_t tunnel_index, std::string_view message) {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::notice");
   if (closed_ || options_.version < protocol::kVersion2) return;
   const protocol::NoticePayload payload{tunnel_index, message.substr(0, kMaxNoticeBytes)};
   protocol::encode(payload, reserve_frame(FrameType::kNotice, 0, 0, encoded_size(payload)));
@@ -320,6 +328,7 @@ void Session::notice(std::uint16_t tunnel_index, std::string_view message) {
 }
 
 void Session::close(std::string reason, bool tell_peer) {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::close");
   if (closed_) return;
   if (tell_peer) queue(FrameType::kClose, 0, 0);
   if (closed_) return;  // the queue was over its hard limit: queue() closed the session
@@ -339,6 +348,7 @@ void Session::close(std::string reason, bool tell_peer) {
 }
 
 asio::awaitable<void> Session::wait_idle() {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::wait_idle");
   while (!closed_ && !streams_.empty()) co_await idle_.wait();
 }
 
@@ -500,6 +510,7 @@ void Session::frame_queued() {
 }
 
 void Session::queue_raw(std::span<const std::uint8_t> bytes) {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::queue_raw");
   if (closed_) return;
   out_.insert(out_.end(), bytes.begin(), bytes.end());
   out_ready_.notify();

@@ -2,6 +2,8 @@
 // and heartbeats. The same class serves both ends: the core opens streams, the agent accepts them.
 //
 // Threading: a Session and its Streams live on the Conn's executor; call them only from there.
+// Debug builds check it: each entry point that reads or changes their state aborts, naming
+// itself, when the calling thread is not running that executor (common/executor_check.hpp).
 // Memory: each stream holds at most its receive window (v2) of unread bytes; the write queue is
 // bounded (writers wait), so a slow reader slows only its own stream.
 #pragma once
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "common/async.hpp"
+#include "common/executor_check.hpp"
 #include "mux/chunk_queue.hpp"
 #include "mux/frame_io.hpp"
 #include "protocol/error_code.hpp"
@@ -107,7 +110,7 @@ class Stream {
   // `fn` runs once if the peer resets the stream or the session ends while it is set (not for
   // our own reset()): for a relay that is waiting on something else, such as a silent app.
   // Set an empty function to clear it before what `fn` refers to goes away.
-  void on_gone(std::function<void()> fn) { on_gone_ = std::move(fn); }
+  void on_gone(std::function<void()> fn);
 
   bool read_closed() const { return remote_closed_; }
   bool write_closed() const { return local_closed_; }
@@ -308,5 +311,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool peer_going_away_ = false;
   std::string close_reason_;
 };
+
+inline void Stream::on_gone(std::function<void()> fn) {
+  TUNNEL_ASSERT_ON_EXECUTOR(session_->get_executor(), "mux::Stream::on_gone");
+  on_gone_ = std::move(fn);
+}
 
 }  // namespace tunnel::mux

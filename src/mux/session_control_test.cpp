@@ -371,14 +371,12 @@ TEST(HostileInputTest, UnknownV2TypeIsIgnored) {
         EXPECT_EQ(std::string(got.begin() + 13, got.end()), "12345678");
         EXPECT_TRUE(peer.session->is_open());
         EXPECT_FALSE(peer.reason.has_value());
+        peer.session->close("test over");
         done = true;
       },
       asio::detached);
   EXPECT_TRUE(run_until(
-      io, [&] { return done; }, 5s));
-  peer.session->close("test over");
-  EXPECT_TRUE(run_until(
-      io, [&] { return peer.reason.has_value(); }, 5s));
+      io, [&] { return done && peer.reason.has_value(); }, 5s));
 }
 
 Options fast_heartbeat(std::uint8_t version) {
@@ -665,6 +663,60 @@ TEST(SessionCloseTest, OpenStreamAfterCloseDoesNotKeepTheSessionAlive) {
               io.stopped())
       << "a coroutine is still suspended after the session ended";
   EXPECT_TRUE(weak.expired()) << "the session leaked: a stream opened after close() holds it";
+}
+
+// Debug builds: a Session or Stream entry point called from a thread that does not run the
+// session's io_context (another worker) aborts, naming the function. Release builds check nothing.
+TEST(SessionExecutorDeathTest, EntryPointsOffTheExecutorAbortInDebugBuilds) {
+#ifdef NDEBUG
+  GTEST_SKIP() << "the executor checks are compiled in debug builds only";
+#else
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  SessionPair pair(protocol::kVersion2);
+  ASSERT_TRUE(pair.ready());
+  OpenedStream opened;
+  pair.run([&]() -> asio::awaitable<void> { opened = co_await open_accepted(pair); });
+  ASSERT_TRUE(opened.ok());
+  // Another worker: its own io_context, run on this thread.
+  const auto on_other_worker = [](const std::function<void()>& fn) {
+    asio::io_context other;
+    asio::post(other, fn);
+    other.run();
+  };
+  std::string error;
+  EXPECT_DEATH(on_other_worker([&] { pair.core->open_stream(1, "", error); }),
+               "mux::Session::open_stream called off its executor");
+  EXPECT_DEATH(on_other_worker([&] { pair.core->go_away(ErrorCode::kGoingAway, "bye"); }),
+               "mux::Session::go_away called off its executor");
+  EXPECT_DEATH(on_other_worker([&] { pair.core->notice(1, "hello"); }),
+               "mux::Session::notice called off its executor");
+  EXPECT_DEATH(on_other_worker([&] { pair.core->close("bye"); }),
+               "mux::Session::close called off its executor");
+  EXPECT_DEATH(on_other_worker([&] { opened.core->reset(ErrorCode::kCancel, "bye"); }),
+               "mux::Stream::reset called off its executor");
+  EXPECT_DEATH(on_other_worker([&] { opened.agent->on_gone([] {}); }),
+               "mux::Stream::on_gone called off its executor");
+  EXPECT_DEATH(
+      {
+        asio::io_context other;
+        asio::co_spawn(
+            other,
+            [&]() -> asio::awaitable<void> {
+              error_code ec;
+              const std::array<std::uint8_t, 1> byte{1};
+              co_await opened.core->write(byte, ec);
+            },
+            asio::detached);
+        other.run();
+      },
+      "mux::Stream::write called off its executor");
+  // On the executor the same calls pass.
+  pair.run([&]() -> asio::awaitable<void> {
+    opened.agent->on_gone([] {});
+    opened.core->reset(ErrorCode::kCancel, "done");
+    co_return;
+  });
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Versions, SessionControlTest,

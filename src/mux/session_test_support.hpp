@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -265,8 +266,10 @@ class SessionPair {
   void finish() {
     if (finished_ || !ready()) return;
     finished_ = true;
-    core->close("test over");
-    agent->close("test over");
+    asio::post(io, [c = core, a = agent] {  // on the sessions' executor, as every caller must
+      c->close("test over");
+      a->close("test over");
+    });
     EXPECT_TRUE(run_until(
         io, [&] { return core_reason && agent_reason; }, 5s))
         << "run() did not return after close()";
