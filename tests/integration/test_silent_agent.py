@@ -1,6 +1,10 @@
 """A stopped agent (SIGSTOP): new requests fail fast once it has been silent for 2 heartbeat
 intervals, and it is dropped at heartbeat.timeout, not at the first ping after it (issue #16
-section 5: it was dropped after about 36 s with the default 30 s, requests hanging meanwhile)."""
+section 5: it was dropped after about 36 s with the default 30 s, requests hanging meanwhile).
+
+The margins are for sanitized binaries on a loaded 2-core machine (CI runs this under ASan):
+each bound a fixed build must meet is at least 1 s away from where it is measured, and the
+broken behaviour stays on the other side of it by seconds, so the tests still fail on it."""
 import json
 import signal
 import time
@@ -8,7 +12,10 @@ import time
 from harness import v1client
 
 INTERVAL_S = 2
-TIMEOUT_S = 6
+# Far past the silent bound (2 intervals), so the request below meets a silent session that is
+# not yet dropped even if it is served late: a build without the fast refusal makes it wait for
+# the drop and answer something else.
+TIMEOUT_S = 10
 CONFIG = """\
 domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
@@ -28,7 +35,8 @@ def test_stopped_agent_fails_fast_and_is_dropped_at_the_timeout(tunnel, origin):
         # Once the agent has been quiet for 2 intervals (its last frame came before the
         # SIGSTOP, so this sleep is a lower bound on its silence), a new request is refused at
         # once, naming the silence. Before, it waited for the drop and then failed.
-        time.sleep(2 * INTERVAL_S + 0.5)
+        # The 1 s past the bound is for a late timer in the core.
+        time.sleep(2 * INTERVAL_S + 1)
         r = core.request("sleepy", timeout=TIMEOUT_S * 3)
         assert r.status == 503, (r.status, r.body)
         assert b"has sent nothing for over %d ms (2 heartbeat intervals)" % (2000 * INTERVAL_S) \
@@ -48,7 +56,7 @@ def test_stopped_agent_fails_fast_and_is_dropped_at_the_timeout(tunnel, origin):
 V1_CONFIG = """\
 domain: localhost
 listen: {{agent: "{agent}", http: "{http}", https: "{https}", admin: "{admin}"}}
-heartbeat: {{interval: 4s, timeout: 6s}}
+heartbeat: {{interval: 6s, timeout: 7s}}
 accounts:
   - {{name: default, tokens: ["test-agent-token"]}}
 """
@@ -56,8 +64,8 @@ accounts:
 
 def test_silent_agent_is_dropped_at_the_timeout_not_the_next_check(tunnel):
     """A v1 agent that authenticates and then sends nothing. The core checked the silence only
-    at each heartbeat interval (4 s) after the session started, so a 6 s timeout dropped it
-    after 8 s; the check now wakes when the timeout is reached."""
+    at each heartbeat interval (6 s) after the session started, so a 7 s timeout dropped it
+    after 12 s; the check now wakes when the timeout is reached."""
     core = tunnel.core(config_text=V1_CONFIG)
     sock = v1client.connect_tls(core.agent_addr, core.ca)
     auth = {"token": "test-agent-token", "agent_id": "mute", "metadata": {"subdomains": "mute"}}
@@ -65,10 +73,10 @@ def test_silent_agent_is_dropped_at_the_timeout_not_the_next_check(tunnel):
     ftype, flags, _, payload = v1client.read_frame(sock)
     assert ftype == v1client.AUTH and flags & v1client.ACK and json.loads(payload)["success"]
     try:
-        m = core.wait_output(r"no frame from the peer for (\d+) ms \(heartbeat timeout 6000 ms\)",
+        m = core.wait_output(r"no frame from the peer for (\d+) ms \(heartbeat timeout 7000 ms\)",
                              timeout=30)
         silent_ms = int(m.group(1))
-        # 8000 before; the margin below 8000 is for a loaded machine's late timer.
-        assert 6000 <= silent_ms < 7000, m.group(0)
+        # 12000 before; the 3 s above 7000 are for a late timer (sanitized, loaded machine).
+        assert 7000 <= silent_ms < 10000, m.group(0)
     finally:
         sock.close()
