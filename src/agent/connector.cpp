@@ -309,10 +309,10 @@ void Connector::announce(const protocol::AuthResponse& reply, bool first) {
     const std::string local = i < tunnels_->size() ? (*tunnels_)[i].request.local : "?";
     const std::string url = t.url.empty() ? t.name : t.url;
     if (t.ok && t.bandwidth != 0) {
-      forwarding(url + " -> " + local + " (limited to " + common::format_byte_rate(t.bandwidth) +
-                 " each way)");
+      forwarding(fmt::format("{} -> {} (limited to {} each way)", url, local,
+                             common::format_byte_rate(t.bandwidth)));
     } else if (t.ok) {
-      forwarding(url + " -> " + local);
+      forwarding(fmt::format("{} -> {}", url, local));
     } else {
       spdlog::warn("tunnel to {} refused: {}", local, t.error);
     }

@@ -555,8 +555,9 @@ void AgentGateway::announce_shared_names(const AgentSession& agent) {
       if (!route.agent || !route.agent->session) continue;
       std::string message =
           route.agent.get() == &agent
-              ? host + " was already served by another agent of account " + agent.account + shared
-              : "agent " + agent.agent_id + " now serves " + host + " too" + shared;
+              ? fmt::format("{} was already served by another agent of account {}{}", host,
+                            agent.account, shared)
+              : fmt::format("agent {} now serves {} too{}", agent.agent_id, host, shared);
       asio::post(route.agent->session->get_executor(),
                  [session = route.agent->session, index = route.tunnel_index,
                   message = std::move(message)] { session->notice(index, message); });

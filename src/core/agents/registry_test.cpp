@@ -346,6 +346,7 @@ TEST(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   std::vector<int> fds;
+  fds.reserve(64);
   for (int i = 0; i < 64; ++i) fds.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   std::size_t open_now = 0;
   for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
