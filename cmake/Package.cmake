@@ -21,6 +21,8 @@ set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # The libraries the binaries link come from dpkg-shlibdeps; adduser runs in postinst.
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
+# libpq is loaded only for a postgres:// store (store.url), so it is not a dependency.
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libpq5")
 # CPack puts CPACK_PACKAGE_DESCRIPTION_SUMMARY first and indents these lines by one space.
 set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
     "tunnel-core runs on a public machine; tunnel-agent runs next to a private

@@ -11,6 +11,7 @@ packages=(
   curl python3 python3-pytest python3-websockets python3-yaml python3-jwt procps
   nginx libnginx-mod-stream wrk openssh-server openssh-client linux-perf iperf3 nghttp2-client
   valgrind
+  libsqlite3-dev sqlite3 libpq-dev postgresql
 )
 
 missing=()

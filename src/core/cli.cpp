@@ -1,9 +1,12 @@
 #include "core/cli.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <tuple>
 
@@ -11,6 +14,7 @@
 #include "common/duration.hpp"
 #include "common/version.hpp"
 #include "core/control/config.hpp"
+#include "core/control/store/store.hpp"
 #include "core/server.hpp"
 #include "observability/log.hpp"
 
@@ -24,6 +28,52 @@ int check_config(const std::string& file) {
     return 1;
   }
   std::cout << file << ": ok\n";
+  return 0;
+}
+
+// `tunnel-core migrate`: brings the store named by the configuration (store.url, or SQLite in
+// the data dir) to this binary's schema. 0 = done (or nothing to do), 1 = it failed.
+int migrate(const std::string& config_file, const std::string& data_dir_flag) {
+  Config config;
+  if (!config_file.empty()) {
+    auto loaded = load_config_file(config_file);
+    if (!loaded.ok()) {
+      std::cerr << format_errors(loaded.errors, config_file);
+      return kExitUsage;
+    }
+    config = std::move(loaded.config);
+  }
+  if (const char* env = std::getenv("TUNNEL_DATA_DIR"); env && *env) config.data_dir = env;
+  if (!data_dir_flag.empty()) config.data_dir = data_dir_flag;
+  if (::mkdir(config.data_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    std::cerr << "tunnel-core migrate: " << config.data_dir << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  // Open without migrating to say from which version, then migrate.
+  store::StoreOptions options;
+  options.url = config.store.url;
+  options.data_dir = config.data_dir;
+  options.migrate_to = 0;
+  auto opened = store::open_store(options);
+  if (!opened) {
+    std::cerr << "tunnel-core migrate: " << opened.error().message << "\n";
+    return 1;
+  }
+  auto& s = *opened.value();
+  auto version = s.schema_version();
+  const int before = version ? version.value() : 0;
+  if (auto done = s.migrate(); !done) {
+    std::cerr << "tunnel-core migrate: " << done.error().message << "\n";
+    return 1;
+  }
+  const int after = store::Store::latest_schema_version();
+  const std::string where =
+      config.store.url.empty() ? config.data_dir + "/store.db" : "the store (store.url)";
+  if (before == after) {
+    std::cout << where << ": schema version " << after << ", up to date\n";
+  } else {
+    std::cout << where << ": schema version " << before << " -> " << after << "\n";
+  }
   return 0;
 }
 
@@ -116,6 +166,13 @@ int run_cli(int argc, char** argv) {
   std::string check_file;
   auto* check = app.add_subcommand("check-config", "Validate a configuration file and exit");
   check->add_option("FILE", check_file, "The YAML file")->required();
+  std::string migrate_config, migrate_data_dir;
+  auto* migrate_cmd =
+      app.add_subcommand("migrate", "Bring the store's schema to this version and exit");
+  migrate_cmd->add_option("--config", migrate_config, "YAML configuration file (store.url)")
+      ->check(CLI::ExistingFile);
+  migrate_cmd->add_option("--data-dir", migrate_data_dir,
+                          "Data directory (the SQLite store is <data-dir>/store.db)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -126,6 +183,10 @@ int run_cli(int argc, char** argv) {
   }
 
   if (*check) return check_config(check_file);
+  if (*migrate_cmd) {
+    return migrate(migrate_config.empty() ? f.config_file : migrate_config,
+                   migrate_data_dir.empty() ? f.data_dir : migrate_data_dir);
+  }
 
   common::Layers<Config> layers;
   if (!f.config_file.empty()) layers.file = f.config_file;

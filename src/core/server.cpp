@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -19,6 +20,7 @@
 #include "common/heap_trim.hpp"
 #include "common/net_address.hpp"
 #include "core/control/data_dir.hpp"
+#include "core/control/store/store.hpp"
 #include "core/edge/conn_pipeline.hpp"
 #include "core/edge/http_filters.hpp"
 #include "core/edge/tcp_tunnel.hpp"
@@ -291,6 +293,18 @@ static std::string local_server_flag(const std::string& listen, std::uint16_t po
 common::Status Server::start() {
   if (auto tls = setup_tls(); !tls) return tls;
   Config& config = context_->config;
+  // A store that exists (or is configured) is brought to this binary's schema at every start,
+  // as `tunnel-core migrate` does. Nothing reads it yet: it is closed again, and a core that
+  // never had one does not make one (SQLite's code would cost ~1.5 MiB of idle RSS for
+  // nothing). The API (issue 17) will open it at start and keep it.
+  if (!config.store.url.empty() || ::access((config.data_dir + "/store.db").c_str(), F_OK) == 0) {
+    store::StoreOptions options;
+    options.url = config.store.url;
+    options.data_dir = config.data_dir;
+    if (auto opened = store::open_store(options); !opened) {
+      return "store: " + opened.error().message;
+    }
+  }
   restore_ownership();
   std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
   if (auto bound = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !bound) {

@@ -167,7 +167,7 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
                     {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth",
-                     "accounts", "ports", "bandwidth", "limits", "heartbeat", "log"});
+                     "accounts", "ports", "bandwidth", "limits", "heartbeat", "log", "store"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -199,6 +199,11 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
     if (auto lf = r.fields(f->at("log"), "log", {"format", "level"})) {
       r.read(*lf, "format", "log", out.log.format);
       r.read(*lf, "level", "log", out.log.level);
+    }
+  }
+  if (f->contains("store")) {
+    if (auto sf = r.fields(f->at("store"), "store", {"url"})) {
+      r.read(*sf, "url", "store", out.store.url);
     }
   }
 }
@@ -336,38 +341,6 @@ void check_auth(ConfigReader& r, const AuthConfig& auth) {
     r.error(path, "the JWT secret must be at least 32 bytes (RFC 7518), got " +
                       std::to_string(secret.size()));
   }
-}
-
-// Whether two subdomain patterns of different accounts can name the same label. "*" is left
-// out: it means "any name no one else has", and an explicit name wins over it when claimed.
-bool subdomains_overlap(std::string_view a, std::string_view b) {
-  const bool glob_a = a.ends_with('*');
-  const bool glob_b = b.ends_with('*');
-  if (glob_a) a.remove_suffix(1);
-  if (glob_b) b.remove_suffix(1);
-  if (glob_a && glob_b) return a.starts_with(b) || b.starts_with(a);
-  if (glob_a) return b.size() > a.size() && b.starts_with(a);
-  if (glob_b) return a.size() > b.size() && a.starts_with(b);
-  return a == b;
-}
-
-// Whether `host` is `suffix` or under it ("a.example.org" is under "example.org").
-bool at_or_under(std::string_view host, std::string_view suffix) {
-  return host == suffix || (host.size() > suffix.size() + 1 && host.ends_with(suffix) &&
-                            host[host.size() - suffix.size() - 1] == '.');
-}
-
-// Whether two domain patterns ("example.org", "*.example.org") can match the same host.
-// Identical entries are reported apart ("also claimed by").
-bool domains_overlap(std::string_view a, std::string_view b) {
-  const bool wild_a = a.starts_with("*.");
-  const bool wild_b = b.starts_with("*.");
-  if (wild_a) a.remove_prefix(2);
-  if (wild_b) b.remove_prefix(2);
-  if (wild_a && wild_b) return at_or_under(a, b) || at_or_under(b, a);
-  if (wild_a) return b != a && at_or_under(b, a);
-  if (wild_b) return a != b && at_or_under(a, b);
-  return false;
 }
 
 // A name belongs to one account: patterns of two accounts that can name the same host are
@@ -552,6 +525,12 @@ void check_rest(ConfigReader& r, const Config& config) {
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log.level) == std::end(kLevels)) {
     r.error("log.level", "expected one of trace, debug, info, warn, error, critical, off; got " +
                              in_quotes(config.log.level));
+  }
+  const auto& url = config.store.url;
+  if (!url.empty() && !url.starts_with("sqlite:") && !url.starts_with("postgres://") &&
+      !url.starts_with("postgresql://")) {
+    r.error("store.url", "expected sqlite:PATH or postgres://user@host:port/database; got " +
+                             in_quotes(url.substr(0, url.find(':'))) + "...");
   }
 }
 
@@ -773,6 +752,38 @@ PortRules port_rules(const Config& config, const Account& account) {
       account.ports.max_per_account ? account.ports.max_per_account : config.ports.max_per_account;
   rules.max_ports = max.value_or(kDefaultMaxPortsPerAccount);
   return rules;
+}
+
+// Whether two subdomain patterns of different accounts can name the same label. "*" is left
+// out: it means "any name no one else has", and an explicit name wins over it when claimed.
+bool subdomains_overlap(std::string_view a, std::string_view b) {
+  const bool glob_a = a.ends_with('*');
+  const bool glob_b = b.ends_with('*');
+  if (glob_a) a.remove_suffix(1);
+  if (glob_b) b.remove_suffix(1);
+  if (glob_a && glob_b) return a.starts_with(b) || b.starts_with(a);
+  if (glob_a) return b.size() > a.size() && b.starts_with(a);
+  if (glob_b) return a.size() > b.size() && a.starts_with(b);
+  return a == b;
+}
+
+// Whether `host` is `suffix` or under it ("a.example.org" is under "example.org").
+bool at_or_under(std::string_view host, std::string_view suffix) {
+  return host == suffix || (host.size() > suffix.size() + 1 && host.ends_with(suffix) &&
+                            host[host.size() - suffix.size() - 1] == '.');
+}
+
+// Whether two domain patterns ("example.org", "*.example.org") can match the same host.
+// Identical entries are reported apart ("also claimed by").
+bool domains_overlap(std::string_view a, std::string_view b) {
+  const bool wild_a = a.starts_with("*.");
+  const bool wild_b = b.starts_with("*.");
+  if (wild_a) a.remove_prefix(2);
+  if (wild_b) b.remove_prefix(2);
+  if (wild_a && wild_b) return at_or_under(a, b) || at_or_under(b, a);
+  if (wild_a) return b != a && at_or_under(b, a);
+  if (wild_b) return a != b && at_or_under(a, b);
+  return false;
 }
 
 }  // namespace tunnel::core

@@ -181,6 +181,12 @@ struct LogConfig {
   std::string level = "info";   // trace | debug | info | warn | error | critical | off
 };
 
+// The control plane's store (core/control/store): "" = SQLite at <data_dir>/store.db;
+// "sqlite:PATH"; "postgres://user@host:port/database" (libpq's URL form).
+struct StoreConfig {
+  std::string url;
+};
+
 struct Config {
   std::string domain = "localhost";  // tunnels are served as NAME.<domain>
   std::string data_dir = "./tunnel-data";
@@ -199,6 +205,7 @@ struct Config {
   LimitsConfig limits;
   HeartbeatConfig heartbeat;
   LogConfig log;
+  StoreConfig store;
 };
 
 using LoadResult = common::LoadResult<Config>;
@@ -244,5 +251,13 @@ PortRules port_rules(const Config& config, const Account& account);
 
 // The bandwidth limits for `account`: its own `bandwidth` keys, else the top-level ones.
 BandwidthRules bandwidth_rules(const Config& config, const Account& account);
+
+// The ownership rules of check-config, shared with the store (core/control/store): whether
+// two subdomain patterns ("app", "dev-*"; lower case, "*" left out) can name the same label,
+// whether two custom-domain patterns ("example.org", "*.example.org") can match the same host,
+// and whether `host` is `suffix` or under it.
+bool subdomains_overlap(std::string_view a, std::string_view b);
+bool domains_overlap(std::string_view a, std::string_view b);
+bool at_or_under(std::string_view host, std::string_view suffix);
 
 }  // namespace tunnel::core

@@ -456,3 +456,23 @@ TEST(CoreConfig, ShippedExampleIsValid) {
 
 }  // namespace
 }  // namespace tunnel::core
+
+namespace tunnel::core {
+namespace {
+
+TEST(CoreConfig, ReadsTheStoreUrl) {
+  EXPECT_EQ(load_config_string("").config.store.url, "");
+  auto pg = load_config_string("store: {url: \"postgres://tunnel@db:5432/tunnel\"}\n");
+  ASSERT_TRUE(pg.ok()) << all(pg.errors);
+  EXPECT_EQ(pg.config.store.url, "postgres://tunnel@db:5432/tunnel");
+  EXPECT_TRUE(load_config_string("store: {url: \"sqlite:/var/lib/t/store.db\"}\n").ok());
+  auto bad = load_config_string("store: {url: \"mysql://root:secret@db/x\"}\n");
+  ASSERT_FALSE(bad.ok());
+  const auto e = find(bad, "store.url");
+  EXPECT_NE(e.message.find("expected sqlite:PATH or postgres://"), std::string::npos) << e.message;
+  EXPECT_EQ(e.message.find("secret"), std::string::npos);  // never quotes a password
+  EXPECT_FALSE(load_config_string("store: {uri: x}\n").ok());
+}
+
+}  // namespace
+}  // namespace tunnel::core
