@@ -294,15 +294,20 @@ common::Status Server::start() {
   if (auto tls = setup_tls(); !tls) return tls;
   Config& config = context_->config;
   // A store that exists (or is configured) is brought to this binary's schema at every start,
-  // as `tunnel-core migrate` does. Nothing reads it yet: it is closed again, and a core that
-  // never had one does not make one (SQLite's code would cost ~1.5 MiB of idle RSS for
-  // nothing). The API (issue 17) will open it at start and keep it.
+  // as `tunnel-core migrate` does, and the file's accounts become its configured ones. Nothing
+  // reads it yet: it is closed again, and a core that never had one does not make one
+  // (SQLite's code would cost ~1.5 MiB of idle RSS for nothing). The API (issue 17) will open
+  // it at start and keep it.
   if (!config.store.url.empty() || ::access((config.data_dir + "/store.db").c_str(), F_OK) == 0) {
     store::StoreOptions options;
     options.url = config.store.url;
     options.data_dir = config.data_dir;
-    if (auto opened = store::open_store(options); !opened) {
-      return "store: " + opened.error().message;
+    auto opened = store::open_store(options);
+    if (!opened) return "store: " + opened.error().message;
+    std::vector<std::string> names;
+    for (const auto& account : config.accounts) names.push_back(account.name);
+    if (auto synced = opened.value()->sync_configured_accounts(names); !synced) {
+      return "store: " + synced.error().message;
     }
   }
   restore_ownership();

@@ -88,3 +88,21 @@ def test_the_core_migrates_an_existing_store_at_start(tunnel, bin_dir, tmp_path)
     assert cp.returncode == 1, cp.stdout + cp.stderr
     assert "store: the store's schema is version %d, newer than this binary's %d" % (
         latest + 1, latest) in cp.stderr
+
+
+CONFIG = """\
+listen: {{agent: "{agent}", http: "{http}", admin: "{admin}"}}
+accounts:
+  - {{name: alice, tokens: ["alice-secret-token-0123"]}}
+  - {{name: bob, tokens: ["bob-secret-token-01234"]}}
+"""
+
+
+def test_the_files_accounts_become_configured_in_an_existing_store(tunnel, bin_dir):
+    from harness.procs import Core
+    core = tunnel.add(Core(tunnel.workdir, name="cfg", config_text=CONFIG))
+    assert migrate(bin_dir, tunnel.workdir, "--data-dir", str(core.data_dir)).returncode == 0
+    core.start()
+    with sqlite3.connect(core.data_dir / "store.db") as c:
+        rows = c.execute("SELECT name, configured FROM accounts ORDER BY name").fetchall()
+    assert rows == [("alice", 1), ("bob", 1)]

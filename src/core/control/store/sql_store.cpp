@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -237,6 +238,41 @@ class SqlStore : public Store {
   Status check_integrity() override {
     std::lock_guard lock(mutex_);
     return db_->check_integrity();
+  }
+
+  Status sync_configured_accounts(const std::vector<std::string>& names) override {
+    for (const auto& name : names) {
+      if (auto s = check_name("account", name); !s) return s;
+    }
+    return write([&]() -> Status {
+      auto rows = run("SELECT id, name, configured FROM accounts", {});
+      if (!rows) return rows.error();
+      std::map<std::string, std::pair<Id, bool>, std::less<>> existing;
+      for (const auto& r : rows.value()) {
+        existing.emplace(r[1].value_or(""), std::pair(as_int(r[0]), as_int(r[2]) != 0));
+      }
+      for (const auto& name : names) {
+        const auto it = existing.find(name);
+        if (it == existing.end()) {
+          auto created = run(
+              "INSERT INTO accounts (name, configured, created_at) VALUES ($1, 1, $2) RETURNING id",
+              {name, now_()});
+          if (!created) return created.error();
+        } else if (!it->second.second) {
+          return fail("account " + quoted(name) + " of the configuration file" +
+                      (config_file_.empty() ? std::string() : " " + config_file_) +
+                      " exists in the store as an account made through the API (id " +
+                      std::to_string(it->second.first) + "); rename one of them");
+        }
+      }
+      for (const auto& [name, row] : existing) {
+        if (!row.second) continue;
+        if (std::find(names.begin(), names.end(), name) != names.end()) continue;
+        auto freed = run("UPDATE accounts SET configured = 0 WHERE id = $1", {row.first});
+        if (!freed) return freed.error();
+      }
+      return success();
+    });
   }
 
   // Accounts.

@@ -226,6 +226,12 @@ class Store {
   // The database's own consistency check (SQLite: PRAGMA integrity_check).
   virtual Status check_integrity() = 0;
 
+  // Makes the accounts named in the YAML file the store's configured ones, in one transaction:
+  // a missing one is created (configured), an existing ordinary one with the same name is
+  // refused (rename one of them), and a configured account the file no longer names becomes an
+  // ordinary one (kept with what it owns; the API may then change or remove it).
+  virtual Status sync_configured_accounts(const std::vector<std::string>& names) = 0;
+
   virtual Result<Account> create_account(const Account& a) = 0;
   virtual Result<std::optional<Account>> get_account(Id id) = 0;
   virtual Result<std::optional<Account>> find_account(std::string_view name) = 0;

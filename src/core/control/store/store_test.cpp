@@ -100,6 +100,36 @@ TYPED_TEST(StoreTest, ConfiguredAccountsAreListedButNotChanged) {
   EXPECT_EQ(s.find_account("yaml").value()->name, "yaml");
 }
 
+TYPED_TEST(StoreTest, TheConfigFilesAccountsAreSynced) {
+  auto& s = *this->store_;
+  Account api = this->account("api-made");
+  ASSERT_TRUE(s.sync_configured_accounts({"alice", "bob"}));
+  auto alice = s.find_account("alice").value();
+  ASSERT_TRUE(alice);
+  EXPECT_TRUE(alice->configured);
+  EXPECT_FALSE(s.remove_account(alice->id));
+  ASSERT_TRUE(s.create_tunnel(this->http(alice->id, "app")));  // it owns things like others
+  ASSERT_TRUE(s.sync_configured_accounts({"alice", "bob"}));   // again: nothing changes
+  EXPECT_EQ(s.list_accounts().value().size(), 3u);
+
+  // Dropped from the file: an ordinary account, kept with its tunnels.
+  ASSERT_TRUE(s.sync_configured_accounts({"bob"}));
+  auto freed = s.find_account("alice").value();
+  ASSERT_TRUE(freed);
+  EXPECT_FALSE(freed->configured);
+  EXPECT_EQ(s.list_tunnels(freed->id).value().size(), 1u);
+
+  // A file naming an account made through the API: refused, nothing changed.
+  auto clash = s.sync_configured_accounts({"bob", "carol", "api-made"});
+  ASSERT_FALSE(clash);
+  EXPECT_NE(clash.error().message.find("account \"api-made\" of the configuration file "
+                                       "/etc/tunnel/core.yaml exists in the store"),
+            std::string::npos)
+      << clash.error().message;
+  EXPECT_FALSE(s.find_account("carol").value());
+  EXPECT_FALSE(s.get_account(api.id).value()->configured);
+}
+
 TYPED_TEST(StoreTest, UsersTeamsAndRoleBindings) {
   auto& s = *this->store_;
   Account a = this->account("acme");
