@@ -108,6 +108,15 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit(at);
 )sql"},
+    {3, "the registry's ownership of names and ports across restarts", R"sql(
+CREATE TABLE registry_ownership (
+  key TEXT NOT NULL PRIMARY KEY,
+  account TEXT NOT NULL,
+  holder TEXT NOT NULL DEFAULT '',
+  explicit_name INTEGER NOT NULL DEFAULT 0,
+  offline_since {BIGINT} NOT NULL DEFAULT 0
+);
+)sql"},
 };
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {

@@ -157,6 +157,17 @@ struct AuditEntry {
   bool operator==(const AuditEntry&) const = default;
 };
 
+// The registry's ownership of one hostname or port (core/agents/registry.hpp, Registry::Owned),
+// kept across restarts (StoreOwnershipStore in core/store_ownership.hpp).
+struct OwnershipEntry {
+  std::string key;  // a hostname, or "tcp:15432" / "udp:5353"
+  std::string account;
+  std::string holder;
+  bool explicit_name = false;
+  std::int64_t offline_since = 0;
+  bool operator==(const OwnershipEntry&) const = default;
+};
+
 // A created object and its secret, which the store does not keep: show it once.
 template <typename T>
 struct WithSecret {
@@ -300,6 +311,10 @@ class Store {
   virtual Result<AuditEntry> append_audit(const AuditEntry& e) = 0;
   // Newest first: up to `limit` entries with id < before_id (0 = from the newest).
   virtual Result<std::vector<AuditEntry>> list_audit(std::size_t limit, Id before_id = 0) = 0;
+
+  // The registry's ownership: save replaces all of it in one transaction.
+  virtual Result<std::vector<OwnershipEntry>> load_ownership() = 0;
+  virtual Status save_ownership(const std::vector<OwnershipEntry>& entries) = 0;
 
   // The current snapshot; never null after open_store() succeeded.
   std::shared_ptr<const Snapshot> snapshot() const { return snapshot_.load(); }

@@ -471,6 +471,18 @@ TYPED_TEST(StoreTest, QuotasUsageAndAudit) {
   EXPECT_EQ(older[0].at, 1000);
 }
 
+TYPED_TEST(StoreTest, KeepsTheRegistrysOwnership) {
+  auto& s = *this->store_;
+  EXPECT_TRUE(s.load_ownership().value().empty());
+  std::vector<OwnershipEntry> owned = {{"app.localhost", "alice", "", true, 0},
+                                       {"tcp:15432", "bob", "agent-1", false, 1765100000}};
+  ASSERT_TRUE(s.save_ownership(owned));
+  EXPECT_EQ(s.load_ownership().value(), owned);
+  owned.pop_back();
+  ASSERT_TRUE(s.save_ownership(owned));
+  EXPECT_EQ(s.load_ownership().value(), owned);
+}
+
 TYPED_TEST(StoreTest, SurvivesAReopen) {
   Account a = this->account("acme");
   ASSERT_TRUE(this->store_->create_tunnel(this->http(a.id, "app")));

@@ -1,0 +1,43 @@
+#include "core/store_ownership.hpp"
+
+#include <gtest/gtest.h>
+
+#include "core/control/store/test_backends.hpp"
+
+namespace tunnel::core {
+namespace {
+
+TEST(CoreStoreOwnership, SavesAndLoadsWhatTheRegistryOwns) {
+  store::SqliteBackend backend;
+  auto opened = store::open_store(backend.options());
+  ASSERT_TRUE(opened) << opened.error().message;
+  StoreOwnershipStore ownership(*opened.value());
+  std::vector<Registry::Owned> owned, loaded;
+  std::vector<std::string> warnings;
+  std::string error;
+  ASSERT_TRUE(ownership.load(loaded, warnings, error)) << error;
+  EXPECT_TRUE(loaded.empty());
+  owned.push_back({"app.localhost", "alice", "", true, 0});
+  owned.push_back({"tcp:15432", "bob", "agent-1\tx", false, 1765100000});  // any bytes
+  ASSERT_TRUE(ownership.save(owned, error)) << error;
+  ASSERT_TRUE(ownership.load(loaded, warnings, error)) << error;
+  ASSERT_EQ(loaded.size(), 2u);
+  EXPECT_EQ(loaded[0].key, "app.localhost");
+  EXPECT_TRUE(loaded[0].explicit_name);
+  EXPECT_EQ(loaded[1].holder, "agent-1\tx");
+  EXPECT_EQ(loaded[1].offline_since, 1765100000);
+  // A save replaces the whole set; it survives a reopen.
+  owned.erase(owned.begin());
+  ASSERT_TRUE(ownership.save(owned, error)) << error;
+  opened.value().reset();
+  auto again = store::open_store(backend.options());
+  ASSERT_TRUE(again);
+  StoreOwnershipStore reopened(*again.value());
+  ASSERT_TRUE(reopened.load(loaded, warnings, error)) << error;
+  ASSERT_EQ(loaded.size(), 1u);
+  EXPECT_EQ(loaded[0].account, "bob");
+  EXPECT_TRUE(warnings.empty());
+}
+
+}  // namespace
+}  // namespace tunnel::core
