@@ -303,11 +303,11 @@ common::Status Server::start() {
     options.url = config.store.url;
     options.data_dir = config.data_dir;
     auto opened = store::open_store(options);
-    if (!opened) return "store: " + opened.error().message;
+    if (!opened) return common::fail("store: " + opened.error().message);
     std::vector<std::string> names;
     for (const auto& account : config.accounts) names.push_back(account.name);
     if (auto synced = opened.value()->sync_configured_accounts(names); !synced) {
-      return "store: " + synced.error().message;
+      return common::fail("store: " + synced.error().message);
     }
   }
   restore_ownership();
