@@ -21,7 +21,9 @@
 
 // GCC 12 warns that a std::string inside a std::variant in an initializer list "may be used
 // uninitialized" (a false positive of its inliner on the parameter vectors below).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace tunnel::core::store {
 namespace {
