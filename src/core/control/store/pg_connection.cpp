@@ -17,7 +17,10 @@ namespace {
 
 // The libpq functions the store uses, resolved once.
 struct Libpq {
+// The macro's argument is a declarator and a member name: it cannot be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define TUNNEL_PQ(name) decltype(&::name) name = nullptr;
+  // NOLINTEND(bugprone-macro-parentheses)
   TUNNEL_PQ(PQconnectdb)
   TUNNEL_PQ(PQstatus)
   TUNNEL_PQ(PQerrorMessage)
@@ -47,9 +50,11 @@ const Libpq& libpq() {
       pq.error = std::string("cannot load libpq.so.5 (install libpq5): ") + ::dlerror();
       return;
     }
+    // NOLINTBEGIN(bugprone-macro-parentheses): `name` is a member name, see above
 #define TUNNEL_PQ(name)                                               \
   pq.name = reinterpret_cast<decltype(&::name)>(::dlsym(lib, #name)); \
   if (!pq.name && pq.error.empty()) pq.error = "libpq.so.5 has no " #name;
+    // NOLINTEND(bugprone-macro-parentheses)
     TUNNEL_PQ(PQconnectdb)
     TUNNEL_PQ(PQstatus)
     TUNNEL_PQ(PQerrorMessage)

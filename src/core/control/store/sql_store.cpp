@@ -591,7 +591,7 @@ class SqlStore : public Store {
       if (auto s = check_tunnel_refs(n); !s) return s.error();
       if (auto s = check_ownership(n); !s) return s.error();
       auto values = tunnel_values(n, now_());
-      values.push_back(n.id);
+      values.emplace_back(n.id);
       return one<Tunnel>(
           std::string("UPDATE tunnels SET type = $2, name = $3, domain = $4, port = $5, "
                       "bandwidth = $6, proxy_protocol = $7, agent_id = $8, local = $9, "
