@@ -15,29 +15,38 @@
 namespace tunnel::core::store {
 namespace {
 
-// The libpq functions the store uses, resolved once.
-struct Libpq {
-// The macro's argument is a declarator and a member name: it cannot be parenthesized.
+// The libpq functions the store uses, listed once: X(name) for each.
+// clang-format off
+#define TUNNEL_LIBPQ_FUNCTIONS(X) \
+  X(PQconnectdb) \
+  X(PQstatus) \
+  X(PQerrorMessage) \
+  X(PQfinish) \
+  X(PQexecParams) \
+  X(PQexec) \
+  X(PQresultStatus) \
+  X(PQresultErrorField) \
+  X(PQresultErrorMessage) \
+  X(PQclear) \
+  X(PQntuples) \
+  X(PQnfields) \
+  X(PQgetisnull) \
+  X(PQgetvalue) \
+  X(PQgetlength) \
+  X(PQtransactionStatus)
+// clang-format on
+
+// The macros' argument is a declarator and a member name: it cannot be parenthesized.
 // NOLINTBEGIN(bugprone-macro-parentheses)
-#define TUNNEL_PQ(name) decltype(&::name) name = nullptr;
-  // NOLINTEND(bugprone-macro-parentheses)
-  TUNNEL_PQ(PQconnectdb)
-  TUNNEL_PQ(PQstatus)
-  TUNNEL_PQ(PQerrorMessage)
-  TUNNEL_PQ(PQfinish)
-  TUNNEL_PQ(PQexecParams)
-  TUNNEL_PQ(PQexec)
-  TUNNEL_PQ(PQresultStatus)
-  TUNNEL_PQ(PQresultErrorField)
-  TUNNEL_PQ(PQresultErrorMessage)
-  TUNNEL_PQ(PQclear)
-  TUNNEL_PQ(PQntuples)
-  TUNNEL_PQ(PQnfields)
-  TUNNEL_PQ(PQgetisnull)
-  TUNNEL_PQ(PQgetvalue)
-  TUNNEL_PQ(PQgetlength)
-  TUNNEL_PQ(PQtransactionStatus)
-#undef TUNNEL_PQ
+#define TUNNEL_PQ_DECLARE(name) decltype(&::name) name = nullptr;
+#define TUNNEL_PQ_RESOLVE(name)                                       \
+  pq.name = reinterpret_cast<decltype(&::name)>(::dlsym(lib, #name)); \
+  if (!pq.name && pq.error.empty()) pq.error = "libpq.so.5 has no " #name;
+// NOLINTEND(bugprone-macro-parentheses)
+
+// The libpq functions, resolved once.
+struct Libpq {
+  TUNNEL_LIBPQ_FUNCTIONS(TUNNEL_PQ_DECLARE)
   std::string error;
 };
 
@@ -50,31 +59,14 @@ const Libpq& libpq() {
       pq.error = std::string("cannot load libpq.so.5 (install libpq5): ") + ::dlerror();
       return;
     }
-    // NOLINTBEGIN(bugprone-macro-parentheses): `name` is a member name, see above
-#define TUNNEL_PQ(name)                                               \
-  pq.name = reinterpret_cast<decltype(&::name)>(::dlsym(lib, #name)); \
-  if (!pq.name && pq.error.empty()) pq.error = "libpq.so.5 has no " #name;
-    // NOLINTEND(bugprone-macro-parentheses)
-    TUNNEL_PQ(PQconnectdb)
-    TUNNEL_PQ(PQstatus)
-    TUNNEL_PQ(PQerrorMessage)
-    TUNNEL_PQ(PQfinish)
-    TUNNEL_PQ(PQexecParams)
-    TUNNEL_PQ(PQexec)
-    TUNNEL_PQ(PQresultStatus)
-    TUNNEL_PQ(PQresultErrorField)
-    TUNNEL_PQ(PQresultErrorMessage)
-    TUNNEL_PQ(PQclear)
-    TUNNEL_PQ(PQntuples)
-    TUNNEL_PQ(PQnfields)
-    TUNNEL_PQ(PQgetisnull)
-    TUNNEL_PQ(PQgetvalue)
-    TUNNEL_PQ(PQgetlength)
-    TUNNEL_PQ(PQtransactionStatus)
-#undef TUNNEL_PQ
+    TUNNEL_LIBPQ_FUNCTIONS(TUNNEL_PQ_RESOLVE)
   });
   return pq;
 }
+
+#undef TUNNEL_PQ_RESOLVE
+#undef TUNNEL_PQ_DECLARE
+#undef TUNNEL_LIBPQ_FUNCTIONS
 
 using common::fail;
 using common::Result;
