@@ -1,0 +1,695 @@
+// The API's routes: tunnels, agents, usage and quotas (issue 17). Each handler checks the
+// caller's role on the object's account (another account's object is 404, a weaker role 403),
+// validates every field before it changes anything, and audits what it changed.
+#include <ctime>
+
+#include "common/byte_rate.hpp"
+#include "common/net_address.hpp"
+#include "core/control/api/api_internal.hpp"
+
+namespace tunnel::core::api {
+namespace {
+
+using store::Agent;
+using store::Tunnel;
+using store::TunnelType;
+
+constexpr std::int64_t kMaxUsageRange = 366 * 24 * 3600;
+
+std::optional<json> null_or(bool absent, json value) {
+  if (absent) return json(nullptr);
+  return value;
+}
+
+std::string public_url(const ApiOptions& o, const std::string& host) {
+  if (o.https_port != 0) {
+    return "https://" + host + (o.https_port == 443 ? "" : ":" + std::to_string(o.https_port));
+  }
+  return "http://" + host +
+         (o.http_port == 0 || o.http_port == 80 ? "" : ":" + std::to_string(o.http_port));
+}
+
+json tunnel_json(const Tunnel& t, const ApiOptions& o) {
+  std::string url;
+  if (t.type == TunnelType::kHttp) {
+    url = public_url(o, t.name.empty() ? t.domain : t.name + "." + o.domain);
+  } else {
+    url = std::string(store::to_string(t.type)) + "://" + o.domain + ":" + std::to_string(t.port);
+  }
+  return {{"id", t.id},
+          {"account", t.account_id},
+          {"type", store::to_string(t.type)},
+          {"name", *null_or(t.name.empty(), t.name)},
+          {"domain", *null_or(t.domain.empty(), t.domain)},
+          {"port", *null_or(t.port == 0, t.port)},
+          {"url", url},
+          {"bandwidth", t.bandwidth},
+          {"proxy_protocol", t.proxy_protocol},
+          {"agent", *null_or(!t.agent_id, t.agent_id.value_or(0))},
+          {"local", *null_or(t.local.empty(), t.local)},
+          {"created_at", t.created_at},
+          {"updated_at", t.updated_at}};
+}
+
+json agent_json(const Agent& a) {
+  return {{"id", a.id}, {"account", a.account_id}, {"name", a.name}, {"created_at", a.created_at}};
+}
+
+json quota_json(const store::Quota& q) {
+  return {{"account", q.account_id},
+          {"max_agents", q.max_agents},
+          {"max_tunnels", q.max_tunnels},
+          {"max_connections", q.max_connections},
+          {"max_requests_per_second", q.max_requests_per_second},
+          {"bandwidth", q.bandwidth},
+          {"bytes_per_month", q.bytes_per_month}};
+}
+
+ApiResponse not_found(std::string_view what, Id id) {
+  return problem(404, "not-found", "no " + std::string(what) + " " + std::to_string(id));
+}
+
+ApiResponse forbidden(Role have, Role need, std::string_view what) {
+  return problem(403, "forbidden",
+                 std::string(what) + " needs the " + std::string(store::to_string(need)) +
+                     " role or stronger; this key has " + std::string(store::to_string(have)));
+}
+
+ApiResponse with_etag(ApiResponse r, const json& stored) {
+  r.headers.emplace_back("ETag", etag_of(stored));
+  return r;
+}
+
+// 412 when If-Match is given and names another version than `stored`'s.
+std::optional<ApiResponse> precondition(const Call& call, const json& stored) {
+  const std::string_view if_match = call.request.header("If-Match");
+  if (if_match.empty() || if_match == "*") return std::nullopt;
+  const std::string current = etag_of(stored);
+  std::string_view rest = if_match;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view tag = rest.substr(0, comma);
+    while (!tag.empty() && tag.front() == ' ') tag.remove_prefix(1);
+    while (!tag.empty() && tag.back() == ' ') tag.remove_suffix(1);
+    if (tag.starts_with("W/")) tag.remove_prefix(2);
+    if (tag == current) return std::nullopt;
+    if (comma == rest.npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return problem(412, "stale",
+                 "If-Match " + std::string(if_match) + " is not the current version (" + current +
+                     "); GET it again and retry");
+}
+
+// A bandwidth: bytes per second as an integer, or a rate as text ("10MiB/s").
+std::optional<std::uint64_t> bandwidth_field(Fields& f, std::string_view name, const json& body) {
+  if (!f.has(name)) return std::nullopt;
+  if (body.at(name).is_string()) {
+    auto rate = common::parse_byte_rate(body.at(name).get<std::string>());
+    if (!rate) {
+      f.error(std::string(name), rate.error().message);
+      return std::nullopt;
+    }
+    return rate.value();
+  }
+  auto n = f.integer(name, 0, std::numeric_limits<std::int64_t>::max());
+  if (!n) return std::nullopt;
+  return static_cast<std::uint64_t>(*n);
+}
+
+// The account a new object goes to: "account" in the body, else the caller's. An account the
+// caller cannot see is reported like one that does not exist.
+std::optional<Id> target_account(Call& call, Fields& f) {
+  bool ignored = false;
+  if (!f.has("account")) return call.who.user.account_id;
+  auto id = f.id("account", ignored);
+  if (!id) {
+    if (ignored) f.error("account", "must be an account id, not null");
+    return std::nullopt;
+  }
+  auto account = call.store().get_account(*id);
+  if (!account || !account.value() || !call.role_on(*id)) {
+    f.error("account", "no account " + std::to_string(*id));
+    return std::nullopt;
+  }
+  return *id;
+}
+
+// The checks of a tunnel that the store cannot make: the base domain, the port ranges, the
+// agent of the same account (without saying whether another account's exists), the local
+// target's form.
+void check_tunnel(Call& call, const Tunnel& t, Fields& f) {
+  const ApiOptions& o = call.state.options;
+  if (t.type == TunnelType::kHttp) {
+    if (t.name.empty() && t.domain.empty() && !f.has("name") && !f.has("domain")) {
+      f.error("name", "required for an http tunnel (or give a domain)");
+    }
+    if (!t.name.empty() && t.name.size() + 1 + o.domain.size() > 253) {
+      f.error("name", "too long for the base domain " + o.domain);
+    }
+    if (!t.domain.empty() && t.domain.size() > 253) f.error("domain", "at most 253 characters");
+    if (t.port != 0) f.error("port", "only tcp and udp tunnels have a port");
+  } else {
+    if (!t.name.empty())
+      f.error("name",
+              "a " + std::string(store::to_string(t.type)) + " tunnel has a port, not a name");
+    if (!t.domain.empty())
+      f.error("domain",
+              "a " + std::string(store::to_string(t.type)) + " tunnel has a port, not a domain");
+    if (t.port == 0 && !f.has("port")) f.error("port", "required for a tcp or udp tunnel");
+    if (t.port != 0) {
+      bool allowed = false;
+      std::string ranges;
+      for (const auto& r : o.port_ranges) {
+        allowed = allowed || r.contains(t.port);
+        ranges += (ranges.empty() ? "" : ", ") + std::to_string(r.first) +
+                  (r.first == r.last ? "" : "-" + std::to_string(r.last));
+      }
+      if (!allowed) {
+        f.error("port", "port " + std::to_string(t.port) + " is outside the allowed ranges " +
+                            ranges + " (the configuration's ports.ranges)");
+      }
+    }
+  }
+  if (t.agent_id) {
+    auto agent = call.store().get_agent(*t.agent_id);
+    if (!agent || !agent.value() || agent.value()->account_id != t.account_id) {
+      f.error("agent", "no agent " + std::to_string(*t.agent_id) + " in account " +
+                           std::to_string(t.account_id));
+    }
+  }
+  if (!t.local.empty()) {
+    if (!t.agent_id) {
+      f.error("local", "only a tunnel assigned to an agent has a local target (give \"agent\")");
+    } else if (auto a = common::parse_dial_address(t.local, ""); !a || a.value().host.empty()) {
+      f.error("local", "must be \"host:port\" (e.g. \"127.0.0.1:3000\")");
+    }
+  }
+}
+
+// Reads the tunnel fields of a POST or PATCH body into `t`.
+void read_tunnel_fields(const json& body, Fields& f, Tunnel& t) {
+  if (auto v = f.string("name")) t.name = common::ascii_lower(*v);
+  if (f.is_null("name")) t.name.clear();
+  if (auto v = f.string("domain")) t.domain = common::ascii_lower(*v);
+  if (f.is_null("domain")) t.domain.clear();
+  if (f.is_null("port")) {
+    t.port = 0;
+  } else if (auto v = f.integer("port", 1, 65535)) {
+    t.port = static_cast<std::uint16_t>(*v);
+  }
+  if (auto v = bandwidth_field(f, "bandwidth", body)) t.bandwidth = *v;
+  if (auto v = f.boolean("proxy_protocol")) t.proxy_protocol = *v;
+  bool clear = false;
+  if (auto v = f.id("agent", clear)) t.agent_id = *v;
+  if (clear) {
+    t.agent_id.reset();
+    if (!f.has("local")) t.local.clear();
+  }
+  if (f.is_null("local")) {
+    t.local.clear();
+  } else if (auto v = f.string("local")) {
+    t.local = *v;
+  }
+}
+
+// 429 when the account holds `count` objects and its quota `limit` allows no more.
+std::optional<ApiResponse> over_quota(std::string_view what, std::uint64_t limit, std::size_t count,
+                                      Id account) {
+  if (limit == 0 || count < limit) return std::nullopt;
+  return problem(429, "quota-exceeded",
+                 "account " + std::to_string(account) + " holds " + std::to_string(count) + " " +
+                     std::string(what) + "s, its quota max_" + std::string(what) + "s is " +
+                     std::to_string(limit));
+}
+
+// Tunnels.
+
+ApiResponse create_tunnel(Call& call) {
+  std::optional<ApiResponse> error;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "domain", "type", "port", "bandwidth", "proxy_protocol", "agent",
+                   "local", "account"});
+  Tunnel t;
+  if (auto type = f.string("type")) {
+    auto parsed = store::parse_tunnel_type(*type);
+    if (!parsed) {
+      f.error("type", "must be \"http\", \"tcp\" or \"udp\", not \"" + *type + "\"");
+    } else {
+      t.type = *parsed;
+    }
+  }
+  read_tunnel_fields(*body, f, t);
+  auto account = target_account(call, f);
+  if (!account) return f.response();
+  t.account_id = *account;
+  const Role role = *call.role_on(t.account_id);
+  if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "creating a tunnel");
+  check_tunnel(call, t, f);  // every problem at once, also after the fields' own
+  if (!f.ok()) return f.response();
+  auto quota = call.store().get_quota(t.account_id);
+  if (!quota) return store_error(quota.error());
+  if (quota.value().max_tunnels != 0) {
+    auto existing = call.store().list_tunnels(t.account_id);
+    if (!existing) return store_error(existing.error());
+    if (auto over = over_quota("tunnel", quota.value().max_tunnels, existing.value().size(),
+                               t.account_id)) {
+      return *over;
+    }
+  }
+  auto created = call.store().create_tunnel(t);
+  if (!created) return store_error(created.error());
+  const json out = tunnel_json(created.value(), call.state.options);
+  call.changed("tunnel.create", "tunnel:" + std::to_string(created.value().id), nullptr, out);
+  auto r = with_etag(json_response(201, out), out);
+  r.headers.emplace_back("Location", "/api/v1/tunnels/" + std::to_string(created.value().id));
+  return r;
+}
+
+// The tunnel of the path, if the caller may see it.
+std::optional<Tunnel> visible_tunnel(Call& call, std::optional<ApiResponse>& error) {
+  auto t = call.store().get_tunnel(call.ids.at(0));
+  if (!t) {
+    error = store_error(t.error());
+    return std::nullopt;
+  }
+  if (!t.value() || !call.role_on(t.value()->account_id)) {
+    error = not_found("tunnel", call.ids.at(0));
+    return std::nullopt;
+  }
+  return *t.value();
+}
+
+ApiResponse get_tunnel(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_tunnel(call, error);
+  if (!t) return *error;
+  const json stored = tunnel_json(*t, call.state.options);
+  json out = stored;
+  out["live_sessions"] = call.state.hooks.tunnel_sessions(t->id);
+  return with_etag(json_response(200, out), stored);
+}
+
+ApiResponse list_tunnels(Call& call) {
+  std::optional<Id> account;
+  std::vector<FieldError> errors;
+  std::optional<TunnelType> type;
+  std::optional<Id> agent;
+  const auto id_param = [&](const std::string& name) -> std::optional<Id> {
+    auto it = call.query.find(name);
+    if (it == call.query.end()) return std::nullopt;
+    const auto& s = it->second;
+    if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), ::isdigit) ||
+        std::stoll(s) <= 0) {
+      errors.push_back({name, "not an id: \"" + s + "\""});
+      return std::nullopt;
+    }
+    return std::stoll(s);
+  };
+  account = id_param("account");
+  agent = id_param("agent");
+  if (auto it = call.query.find("type"); it != call.query.end()) {
+    type = store::parse_tunnel_type(it->second);
+    if (!type) errors.push_back({"type", "must be http, tcp or udp, not \"" + it->second + "\""});
+  }
+  if (!errors.empty()) {
+    return problem(400, "invalid-query", errors.front().field + ": " + errors.front().problem,
+                   errors);
+  }
+  if (account && !call.role_on(*account)) return not_found("account", *account);
+  if (!account && !call.who.operator_account) account = call.who.user.account_id;
+  auto tunnels = call.store().list_tunnels(account);
+  if (!tunnels) return store_error(tunnels.error());
+  std::vector<json> items;
+  for (const auto& t : tunnels.value()) {
+    if (type && t.type != *type) continue;
+    if (agent && t.agent_id != agent) continue;
+    items.push_back(tunnel_json(t, call.state.options));
+  }
+  std::optional<ApiResponse> error;
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+ApiResponse update_tunnel(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_tunnel(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "changing a tunnel");
+  const json before = tunnel_json(*t, call.state.options);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "domain", "port", "bandwidth", "proxy_protocol", "agent", "local",
+                   "type", "account"});
+  for (const char* fixed : {"type", "account"}) {
+    if (f.has(fixed)) f.error(fixed, "cannot change (delete the tunnel and create it again)");
+  }
+  Tunnel n = *t;
+  read_tunnel_fields(*body, f, n);
+  if (!f.ok()) return f.response();
+  check_tunnel(call, n, f);
+  if (!f.ok()) return f.response();
+  auto updated = call.store().update_tunnel(n);
+  if (!updated) return store_error(updated.error());
+  const json after = tunnel_json(updated.value(), call.state.options);
+  call.changed("tunnel.update", "tunnel:" + std::to_string(n.id), before, after);
+  return with_etag(json_response(200, after), after);
+}
+
+ApiResponse delete_tunnel(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_tunnel(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "deleting a tunnel");
+  const json before = tunnel_json(*t, call.state.options);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto removed = call.store().remove_tunnel(t->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("tunnel", t->id);
+  call.changed("tunnel.delete", "tunnel:" + std::to_string(t->id), before, nullptr);
+  return json_response(204, nullptr);
+}
+
+// Agents.
+
+ApiResponse create_agent(Call& call) {
+  std::optional<ApiResponse> error;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "account"});
+  Agent a;
+  if (auto name = f.string("name", true)) a.name = *name;
+  auto account = target_account(call, f);
+  if (!f.ok()) return f.response();
+  a.account_id = *account;
+  const Role role = *call.role_on(a.account_id);
+  if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "registering an agent");
+  auto quota = call.store().get_quota(a.account_id);
+  if (!quota) return store_error(quota.error());
+  if (quota.value().max_agents != 0) {
+    auto existing = call.store().list_agents(a.account_id);
+    if (!existing) return store_error(existing.error());
+    if (auto over =
+            over_quota("agent", quota.value().max_agents, existing.value().size(), a.account_id)) {
+      return *over;
+    }
+  }
+  auto created = call.store().create_agent(a);
+  if (!created) return store_error(created.error());
+  const json stored = agent_json(created.value().object);
+  call.changed("agent.create", "agent:" + std::to_string(created.value().object.id), nullptr,
+               stored);
+  json out = stored;
+  out["token"] = created.value().secret;
+  auto r = json_response(201, out);
+  r.headers.emplace_back("Location", "/api/v1/agents/" + std::to_string(created.value().object.id));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+std::optional<Agent> visible_agent(Call& call, std::optional<ApiResponse>& error) {
+  auto a = call.store().get_agent(call.ids.at(0));
+  if (!a) {
+    error = store_error(a.error());
+    return std::nullopt;
+  }
+  if (!a.value() || !call.role_on(a.value()->account_id)) {
+    error = not_found("agent", call.ids.at(0));
+    return std::nullopt;
+  }
+  return *a.value();
+}
+
+ApiResponse get_agent(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_agent(call, error);
+  if (!a) return *error;
+  const json stored = agent_json(*a);
+  json out = stored;
+  json sessions = json::array();
+  for (const auto& s : call.state.hooks.agent_sessions(a->id)) {
+    sessions.push_back({{"session_id", s.session_id},
+                        {"address", s.address},
+                        {"connected_at", s.connected_at},
+                        {"protocol", s.protocol},
+                        {"version", s.version},
+                        {"open_streams", s.open_streams},
+                        {"serving", s.serving}});
+  }
+  out["connected"] = !sessions.empty();
+  out["sessions"] = std::move(sessions);
+  return with_etag(json_response(200, out), stored);
+}
+
+ApiResponse list_agents(Call& call) {
+  std::optional<Id> account;
+  if (auto it = call.query.find("account"); it != call.query.end()) {
+    const auto& s = it->second;
+    if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), ::isdigit) ||
+        std::stoll(s) <= 0) {
+      return problem(400, "invalid-query", "account: not an id: \"" + s + "\"",
+                     {{"account", "not an id: \"" + s + "\""}});
+    }
+    account = std::stoll(s);
+    if (!call.role_on(*account)) return not_found("account", *account);
+  }
+  std::vector<Id> accounts;
+  if (account) {
+    accounts.push_back(*account);
+  } else if (call.who.operator_account) {
+    auto all = call.store().list_accounts();
+    if (!all) return store_error(all.error());
+    for (const auto& a : all.value()) accounts.push_back(a.id);
+  } else {
+    accounts.push_back(call.who.user.account_id);
+  }
+  std::vector<json> items;
+  for (Id id : accounts) {
+    auto agents = call.store().list_agents(id);
+    if (!agents) return store_error(agents.error());
+    for (const auto& a : agents.value()) items.push_back(agent_json(a));
+  }
+  std::sort(items.begin(), items.end(), [](const json& x, const json& y) {
+    return x.at("id").get<Id>() < y.at("id").get<Id>();
+  });
+  std::optional<ApiResponse> error;
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+ApiResponse delete_agent(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_agent(call, error);
+  if (!a) return *error;
+  const Role role = *call.role_on(a->account_id);
+  if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "removing an agent");
+  const json before = agent_json(*a);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto removed = call.store().remove_agent(a->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("agent", a->id);
+  call.changed("agent.delete", "agent:" + std::to_string(a->id), before, nullptr);
+  return json_response(204, nullptr);
+}
+
+// Accounts' usage and quota.
+
+// The account of the path if the caller may see it.
+std::optional<store::Account> visible_account(Call& call, std::optional<ApiResponse>& error) {
+  auto a = call.store().get_account(call.ids.at(0));
+  if (!a) {
+    error = store_error(a.error());
+    return std::nullopt;
+  }
+  if (!a.value() || !call.role_on(a.value()->id)) {
+    error = not_found("account", call.ids.at(0));
+    return std::nullopt;
+  }
+  return *a.value();
+}
+
+// Unix seconds, or RFC 3339 in UTC ("2026-12-07T13:00:00Z").
+std::optional<std::int64_t> parse_time(const std::string& s) {
+  if (!s.empty() && s.size() <= 12 && std::all_of(s.begin(), s.end(), ::isdigit)) {
+    return std::stoll(s);
+  }
+  std::tm tm{};
+  char z = 0;
+  int consumed = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z, &consumed) != 7 ||
+      z != 'Z' || static_cast<std::size_t>(consumed) != s.size() || tm.tm_mon < 1 ||
+      tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+      tm.tm_sec > 60) {
+    return std::nullopt;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<std::int64_t>(::timegm(&tm));
+}
+
+ApiResponse get_usage(Call& call) {
+  std::optional<ApiResponse> error;
+  auto account = visible_account(call, error);
+  if (!account) return *error;
+  std::vector<FieldError> errors;
+  const std::int64_t now = call.state.now();
+  std::int64_t to = now;
+  std::int64_t from = now - 24 * 3600;
+  if (auto it = call.query.find("to"); it != call.query.end()) {
+    if (auto t = parse_time(it->second)) {
+      to = *t;
+    } else {
+      errors.push_back({"to", "use Unix seconds or RFC 3339 UTC (2026-12-07T13:00:00Z)"});
+    }
+  }
+  if (auto it = call.query.find("from"); it != call.query.end()) {
+    if (auto t = parse_time(it->second)) {
+      from = *t;
+    } else {
+      errors.push_back({"from", "use Unix seconds or RFC 3339 UTC (2026-12-07T13:00:00Z)"});
+    }
+  } else {
+    from = to - 24 * 3600;
+  }
+  std::string by = "hour";
+  if (auto it = call.query.find("by"); it != call.query.end()) {
+    by = it->second;
+    if (by != "hour" && by != "day") errors.push_back({"by", "must be hour or day"});
+  }
+  std::optional<Id> tunnel;
+  if (auto it = call.query.find("tunnel"); it != call.query.end()) {
+    const auto& s = it->second;
+    if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), ::isdigit) ||
+        std::stoll(s) <= 0) {
+      errors.push_back({"tunnel", "not an id: \"" + s + "\""});
+    } else {
+      tunnel = std::stoll(s);
+    }
+  }
+  if (errors.empty() && from >= to) errors.push_back({"from", "must be before to"});
+  if (errors.empty() && to - from > kMaxUsageRange) {
+    errors.push_back({"from", "at most 366 days before to"});
+  }
+  if (!errors.empty()) {
+    return problem(400, "invalid-query", errors.front().field + ": " + errors.front().problem,
+                   errors);
+  }
+  // Hours that start in [from, to).
+  auto rows = call.store().list_usage(account->id, (from + 3599) / 3600, (to + 3599) / 3600);
+  if (!rows) return store_error(rows.error());
+  const std::int64_t width = by == "day" ? 86400 : 3600;
+  std::map<std::pair<std::int64_t, Id>, store::Usage> buckets;
+  store::Usage total;
+  for (const auto& u : rows.value()) {
+    if (tunnel ? u.tunnel_id != *tunnel : false) continue;
+    const std::int64_t start = u.hour * 3600 / width * width;
+    auto& b = buckets[{start, u.tunnel_id}];
+    b.tunnel_id = u.tunnel_id;
+    b.hour = start;
+    b.requests += u.requests;
+    b.bytes_in += u.bytes_in;
+    b.bytes_out += u.bytes_out;
+    b.errors += u.errors;
+    if (u.tunnel_id == (tunnel ? *tunnel : 0)) {
+      total.requests += u.requests;
+      total.bytes_in += u.bytes_in;
+      total.bytes_out += u.bytes_out;
+      total.errors += u.errors;
+    }
+  }
+  json list = json::array();
+  for (const auto& [key, b] : buckets) {
+    list.push_back({{"start", b.hour},
+                    {"tunnel", *null_or(b.tunnel_id == 0, b.tunnel_id)},
+                    {"requests", b.requests},
+                    {"bytes_in", b.bytes_in},
+                    {"bytes_out", b.bytes_out},
+                    {"errors", b.errors}});
+  }
+  return json_response(200, {{"account", account->id},
+                             {"from", from},
+                             {"to", to},
+                             {"by", by},
+                             {"tunnel", *null_or(!tunnel, tunnel.value_or(0))},
+                             {"buckets", std::move(list)},
+                             {"total",
+                              {{"requests", total.requests},
+                               {"bytes_in", total.bytes_in},
+                               {"bytes_out", total.bytes_out},
+                               {"errors", total.errors}}}});
+}
+
+ApiResponse get_quota(Call& call) {
+  std::optional<ApiResponse> error;
+  auto account = visible_account(call, error);
+  if (!account) return *error;
+  auto q = call.store().get_quota(account->id);
+  if (!q) return store_error(q.error());
+  const json out = quota_json(q.value());
+  return with_etag(json_response(200, out), out);
+}
+
+ApiResponse set_quota(Call& call) {
+  std::optional<ApiResponse> error;
+  auto account = visible_account(call, error);
+  if (!account) return *error;
+  if (!call.who.operator_account || !at_least(call.who.role, Role::kAdmin)) {
+    return problem(403, "forbidden",
+                   "quotas are set by the operator (an owner or admin of the operator account)");
+  }
+  auto q = call.store().get_quota(account->id);
+  if (!q) return store_error(q.error());
+  const json before = quota_json(q.value());
+  if (auto stale = precondition(call, before)) return *stale;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"max_agents", "max_tunnels", "max_connections", "max_requests_per_second",
+                   "bandwidth", "bytes_per_month"});
+  store::Quota n = q.value();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  const auto set = [&](std::string_view name, std::uint64_t& field) {
+    if (auto v = f.integer(name, 0, kMax)) field = static_cast<std::uint64_t>(*v);
+  };
+  set("max_agents", n.max_agents);
+  set("max_tunnels", n.max_tunnels);
+  set("max_connections", n.max_connections);
+  set("max_requests_per_second", n.max_requests_per_second);
+  set("bytes_per_month", n.bytes_per_month);
+  if (auto v = bandwidth_field(f, "bandwidth", *body)) n.bandwidth = *v;
+  if (!f.ok()) return f.response();
+  auto saved = call.store().set_quota(n);
+  if (!saved) return store_error(saved.error());
+  const json after = quota_json(saved.value());
+  call.changed("quota.update", "account:" + std::to_string(account->id), before, after);
+  return with_etag(json_response(200, after), after);
+}
+
+constexpr Route kRoutes[] = {
+    {"POST", "/api/v1/tunnels", create_tunnel},
+    {"GET", "/api/v1/tunnels", list_tunnels},
+    {"GET", "/api/v1/tunnels/{id}", get_tunnel},
+    {"PATCH", "/api/v1/tunnels/{id}", update_tunnel},
+    {"DELETE", "/api/v1/tunnels/{id}", delete_tunnel},
+    {"POST", "/api/v1/agents", create_agent},
+    {"GET", "/api/v1/agents", list_agents},
+    {"GET", "/api/v1/agents/{id}", get_agent},
+    {"DELETE", "/api/v1/agents/{id}", delete_agent},
+    {"GET", "/api/v1/accounts/{id}/usage", get_usage},
+    {"GET", "/api/v1/accounts/{id}/quota", get_quota},
+    {"POST", "/api/v1/accounts/{id}/quota", set_quota},
+};
+
+}  // namespace
+
+std::span<const Route> route_table() {
+  return kRoutes;
+}
+
+}  // namespace tunnel::core::api
