@@ -36,10 +36,35 @@ bool names_exactly(const std::vector<std::string>& patterns, std::string_view na
   return false;
 }
 
+// Whether `account` may serve `host`: a tunnel of the control plane's store that reserves it
+// decides (its account may, every other is refused, whatever its patterns say); otherwise
+// `patterns_allow` (the account's configured subdomains or domains). A reservation counts as
+// an explicit name.
+bool may_serve(const ControlView* view, const Account& account, const std::string& host,
+               bool patterns_allow, const std::string& denied, bool& explicit_name,
+               std::string& error, std::string_view& code) {
+  if (const auto* reserved = view != nullptr ? view->reservation_for_host(host) : nullptr) {
+    if (reserved->account == account.name) {
+      explicit_name = true;
+      return true;
+    }
+    // The other account is not named to this tenant.
+    error = host + " is reserved by another account";
+    code = refusal::kNotAllowed;
+    return false;
+  }
+  if (!patterns_allow) {
+    error = denied;
+    code = refusal::kNotAllowed;
+    return false;
+  }
+  return true;
+}
+
 // Resolves what a tunnel request asks for into a hostname the account may use, or an error and
 // its refusal code.
-// `explicit_name`: the account's config names the host exactly.
-bool resolve_hostname(const CoreContext& context, const Account& account,
+// `explicit_name`: the account's config names the host exactly, or the store reserves it.
+bool resolve_hostname(const CoreContext& context, const ControlView* view, const Account& account,
                       const protocol::TunnelRequest& request, const std::string& agent_id,
                       std::string& host, bool& explicit_name, std::string& error,
                       std::string_view& code) {
@@ -57,14 +82,11 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
         normalized->find('.') == normalized->size() - suffix.size()) {
       subdomain = normalized->substr(0, normalized->size() - suffix.size());
     } else {
-      if (!account.may_use_domain(*normalized)) {
-        error = "account " + account.name + " does not own the domain " + *normalized;
-        code = refusal::kNotAllowed;
-        return false;
-      }
       host = *normalized;
       explicit_name = names_exactly(account.domains, host);
-      return true;
+      return may_serve(view, account, host, account.may_use_domain(host),
+                       "account " + account.name + " does not own the domain " + host,
+                       explicit_name, error, code);
     }
   }
   // v1 without subdomains: the agent's id, which is the JWT's agent_id when the token has one
@@ -78,14 +100,11 @@ bool resolve_hostname(const CoreContext& context, const Account& account,
     error = "subdomain \"" + subdomain + "\" is not a valid DNS label (letters, digits, '-')";
     return false;
   }
-  if (!account.may_use_subdomain(subdomain)) {
-    error = "account " + account.name + " may not use the subdomain " + subdomain;
-    code = refusal::kNotAllowed;
-    return false;
-  }
   host = subdomain + "." + domain;
   explicit_name = names_exactly(account.subdomains, subdomain);
-  return true;
+  return may_serve(view, account, host, account.may_use_subdomain(subdomain),
+                   "account " + account.name + " may not use the subdomain " + subdomain,
+                   explicit_name, error, code);
 }
 
 // The host named in tcp/udp tunnel results: the tunnels host, or the base domain when the
@@ -127,6 +146,28 @@ std::string check_proxy_protocol(const protocol::TunnelRequest& request) {
   }
   if (request.type == "udp") return "udp tunnels cannot send PROXY headers (tcp and http can)";
   return "";
+}
+
+// A registered agent's credential (the control plane's store), else a configured token or JWT.
+common::Result<Authenticated> authenticate(const CoreContext& context, const ControlView* view,
+                                           std::string_view token) {
+  if (view != nullptr && token.starts_with("tna_")) {
+    if (const auto* agent = view->find_agent(token)) {
+      Authenticated registered;
+      registered.account = agent->account;
+      registered.agent_id = agent->name;
+      registered.registered_id = agent->id;
+      return registered;
+    }
+  }
+  return context.auth.authenticate(token);
+}
+
+// A configured account, else one created through the API.
+const Account* find_account(const CoreContext& context, const ControlView* view,
+                            std::string_view name) {
+  if (const Account* configured = context.auth.find_account(name)) return configured;
+  return view != nullptr ? view->find_account(name) : nullptr;
 }
 
 }  // namespace
@@ -259,14 +300,16 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
                     refusal::kThrottled);
     co_return;
   }
-  const auto authenticated = context_.auth.authenticate(request.token);
+  // One view of the store for the whole AUTH: credentials, accounts and reservations agree.
+  const std::shared_ptr<const ControlView> view = context_.control.load();
+  const auto authenticated = authenticate(context_, view.get(), request.token);
   if (!authenticated) {
     quiet = !context_.auth_limiter.record_failure(peer, AuthLimiter::Clock::now());
     co_await refuse("authentication failed: " + authenticated.error().message, refusal::kBadToken);
     co_return;
   }
   const Authenticated& auth = authenticated.value();
-  const Account* account = context_.auth.find_account(auth.account);
+  const Account* account = find_account(context_, view.get(), auth.account);
   if (account == nullptr) {
     co_await refuse("authentication failed: unknown account", refusal::kBadToken);
     co_return;
@@ -331,6 +374,12 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
 
   auto agent = std::make_shared<AgentSession>();
   agent->account = account->name;
+  agent->registered_id = auth.registered_id;
+  agent->peer = peer;
+  agent->version = request.version;
+  agent->connected_at = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
   agent->agent_id = !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
   if (agent->agent_id.empty()) agent->agent_id = new_request_id().substr(0, 12);
   const std::string name = agent->agent_id + "@" + account->name;
@@ -351,7 +400,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     ~Registration() { registry.release_agent(agent); }
   } registration{context_.registry, agent.get()};
 
-  if (!register_tunnels(request, auth, agent, response)) {
+  if (!register_tunnels(request, auth, *account, view.get(), agent, response)) {
     // Before the refusal is sent: a refused AUTH must not keep (or hold) any of its names.
     context_.registry.rollback_agent(agent.get());
     std::string reasons;
@@ -390,7 +439,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   {
     std::lock_guard lock(mutex_);
     std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
-    sessions_.push_back(agent->session);
+    sessions_.push_back(agent);
   }
   context_.metrics.agents.inc();
   context_.metrics.agent_sessions.inc();
@@ -405,9 +454,9 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
 }
 
 bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
+                                    const Account& account, const ControlView* view,
                                     const std::shared_ptr<AgentSession>& agent,
                                     protocol::AuthResponse& response) {
-  const Account& account = *context_.auth.find_account(auth.account);
   bool all_ok = true;
   std::vector<protocol::TunnelRequest> tunnels = request.tunnels;
   if (tunnels.empty()) tunnels.push_back({});  // v1 agent without subdomains: its agent id
@@ -426,11 +475,11 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
     if (!error.empty()) {
       // refused below
     } else if (t.type == "tcp" || t.type == "udp") {
-      register_port(account, t, i, agent, throttle, result, error, code);
+      register_port(account, view, t, i, agent, throttle, result, error, code);
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
-    } else if (resolve_hostname(context_, account, t, id_for_default_name, host, explicit_name,
-                                error, code)) {
+    } else if (resolve_hostname(context_, view, account, t, id_for_default_name, host,
+                                explicit_name, error, code)) {
       auto filters = tunnel_filters_ ? tunnel_filters_(t) : nullptr;
       Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle, std::move(filters), {}};
       code = refusal::kNameTaken;
@@ -459,18 +508,36 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
   return all_ok;
 }
 
-bool AgentGateway::register_port(const Account& account, const protocol::TunnelRequest& request,
-                                 std::size_t index, const std::shared_ptr<AgentSession>& agent,
+bool AgentGateway::register_port(const Account& account, const ControlView* view,
+                                 const protocol::TunnelRequest& request, std::size_t index,
+                                 const std::shared_ptr<AgentSession>& agent,
                                  std::shared_ptr<const Throttle> throttle,
                                  protocol::TunnelResult& result, std::string& error,
                                  std::string_view& code) {
   const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
-  const PortRules rules = port_rules(context_.config, account);
+  PortRules rules = port_rules(context_.config, account);
   if (agent->session->version() < protocol::kVersion2) {
     error = request.type + " tunnels need protocol version 2 (the agent offered only 1)";
     return false;
   }
-  if (request.remote_port != 0 && !rules.allows(request.remote_port)) {
+  // A port the store reserves belongs to its account: others are refused it (and the core never
+  // chooses it for them), its own account may have it even outside its ranges.
+  bool reserved_here = false;
+  if (view != nullptr && !view->ports.empty()) {
+    if (const auto* reserved = view->reservation_for_port(protocol, request.remote_port)) {
+      if (reserved->account != account.name) {
+        error = "port " + std::to_string(request.remote_port) + " is reserved by another account";
+        code = refusal::kNotAllowed;
+        return false;
+      }
+      reserved_here = true;
+    }
+    rules.reserved_for_others = [view, protocol, &account](std::uint16_t port) {
+      const auto* r = view->reservation_for_port(protocol, port);
+      return r != nullptr && r->account != account.name;
+    };
+  }
+  if (request.remote_port != 0 && !reserved_here && !rules.allows(request.remote_port)) {
     error = "port " + std::to_string(request.remote_port) +
             " is outside the ranges allowed for account " + account.name + " (" +
             rules.describe_ranges() + ")";
@@ -568,8 +635,8 @@ void AgentGateway::announce_shared_names(const AgentSession& agent) {
 void AgentGateway::go_away_all() {
   std::lock_guard lock(mutex_);
   for (auto& weak : sessions_) {
-    if (auto session = weak.lock()) {
-      asio::post(session->get_executor(), [session] {
+    if (auto agent = weak.lock()) {
+      asio::post(agent->session->get_executor(), [session = agent->session] {
         session->go_away(protocol::ErrorCode::kGoingAway, "the core is shutting down");
       });
     }
@@ -579,9 +646,9 @@ void AgentGateway::go_away_all() {
 void AgentGateway::close_all() {
   std::lock_guard lock(mutex_);
   for (auto& weak : sessions_) {
-    if (auto session = weak.lock()) {
-      asio::post(session->get_executor(),
-                 [session] { session->close("the core is shutting down"); });
+    if (auto agent = weak.lock()) {
+      asio::post(agent->session->get_executor(),
+                 [session = agent->session] { session->close("the core is shutting down"); });
     }
   }
 }
@@ -590,6 +657,15 @@ std::size_t AgentGateway::session_count() const {
   std::lock_guard lock(mutex_);
   return static_cast<std::size_t>(std::count_if(sessions_.begin(), sessions_.end(),
                                                 [](const auto& w) { return !w.expired(); }));
+}
+
+std::vector<std::shared_ptr<AgentSession>> AgentGateway::agents() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<AgentSession>> out;
+  for (const auto& weak : sessions_) {
+    if (auto agent = weak.lock()) out.push_back(std::move(agent));
+  }
+  return out;
 }
 
 }  // namespace tunnel::core

@@ -20,6 +20,10 @@ class AgentSession {
   std::shared_ptr<mux::Session> session;
   std::string account;
   std::string agent_id;
+  std::int64_t registered_id = 0;      // the store's id of a registered agent; 0 = a token or JWT
+  std::string peer;                    // its address
+  std::string version;                 // as it said in AUTH
+  std::int64_t connected_at = 0;       // Unix seconds
   std::vector<std::string> hostnames;  // index = tunnel index on the wire (tcp/udp: the url)
   std::vector<std::string> locals;
   // Streams its tcp and udp tunnels hold now (against raw_stream_budget()). Touched only on
@@ -87,6 +91,8 @@ class AgentGateway {
   void close_all();
   // Resolves when no agent session has streams left.
   std::size_t session_count() const;
+  // The connected agents now (a copy; each AgentSession is read-only after its AUTH).
+  std::vector<std::shared_ptr<AgentSession>> agents() const;
 
  private:
   // A slot for a new connection, or an empty one (counted and logged) when a cap is reached.
@@ -96,11 +102,13 @@ class AgentGateway {
                                     HandshakeSlot& handshake);
   // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
   bool register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
+                        const Account& account, const ControlView* view,
                         const std::shared_ptr<AgentSession>& agent,
                         protocol::AuthResponse& response);
   // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).
-  bool register_port(const Account& account, const protocol::TunnelRequest& request,
-                     std::size_t index, const std::shared_ptr<AgentSession>& agent,
+  bool register_port(const Account& account, const ControlView* view,
+                     const protocol::TunnelRequest& request, std::size_t index,
+                     const std::shared_ptr<AgentSession>& agent,
                      std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
                      std::string& error, std::string_view& code);
 
@@ -117,7 +125,7 @@ class AgentGateway {
   TunnelFilterFactory tunnel_filters_;
   ConnectionFilterFactory connection_filters_;
   mutable std::mutex mutex_;
-  std::vector<std::weak_ptr<mux::Session>> sessions_;
+  std::vector<std::weak_ptr<AgentSession>> sessions_;
 };
 
 }  // namespace tunnel::core

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "core/agents/control_view.hpp"
 #include "core/agents/registry.hpp"
 #include "core/control/auth.hpp"
 #include "core/control/auth_limiter.hpp"
@@ -85,6 +86,9 @@ struct CoreContext {
   std::atomic<bool> draining{false};
   // Window growth for all agents' sessions together (limits.window_budget_total).
   std::shared_ptr<mux::WindowBudget> window_budget;
+  // What the control plane's store says (registered agents, API accounts, reservations);
+  // null without a store. Swapped by the core after each change; read at each AUTH.
+  std::atomic<std::shared_ptr<const ControlView>> control;
 };
 
 // A fresh request id: 16 random bytes as 32 hex digits.

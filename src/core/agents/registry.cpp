@@ -377,6 +377,7 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
       n -= size;
     }
     if (ports_.contains(port_key(protocol, candidate))) continue;  // held or reserved
+    if (rules.reserved_for_others && rules.reserved_for_others(candidate)) continue;
     if (claim_port_locked(protocol, candidate, account, route, open, false, holder, last_error)) {
       return candidate;
     }

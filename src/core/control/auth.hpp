@@ -22,6 +22,7 @@ namespace tunnel::core {
 struct Authenticated {
   std::string account;   // the account's name
   std::string agent_id;  // from a JWT's agent_id claim; "" for plain tokens
+  std::int64_t registered_id = 0;  // a registered agent of the control plane's store; 0 = none
 };
 
 class Authenticator {

@@ -54,6 +54,9 @@ struct PortsConfig {
 struct PortRules {
   std::vector<PortRange> ranges;  // never empty
   std::uint32_t max_ports = 10;   // ports held at once (tcp and udp counted apart); 0 = unlimited
+  // A port the core must not choose for this account (port 0) although free: reserved for
+  // another account by the control plane's store. Unset = none.
+  std::function<bool(std::uint16_t)> reserved_for_others;
   bool allows(std::uint16_t port) const;
   std::string describe_ranges() const;  // "10000-20000, 30000"
 };

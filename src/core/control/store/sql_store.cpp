@@ -488,6 +488,10 @@ class SqlStore : public Store {
   Result<bool> remove_agent(Id id) override {
     return write([&] { return removed("DELETE FROM agents WHERE id = $1 RETURNING id", id); });
   }
+  std::function<std::string(std::string_view)> credential_hasher() const override {
+    return [key = key_](std::string_view secret) { return hash_secret_hex(key, secret); };
+  }
+
   Result<std::optional<Agent>> find_agent_by_credential(std::string_view credential) override {
     return get<Agent>(select(kAgentColumns, "FROM agents WHERE credential_hash = $1"),
                       {to_hex(hash_secret(key_, credential))}, agent_of);

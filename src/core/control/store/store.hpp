@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -315,6 +316,11 @@ class Store {
   // The registry's ownership: save replaces all of it in one transaction.
   virtual Result<std::vector<OwnershipEntry>> load_ownership() = 0;
   virtual Status save_ownership(const std::vector<OwnershipEntry>& entries) = 0;
+
+  // hash_secret_hex() with this store's key, as a function the data path may keep and call from
+  // any thread (it holds a copy of the key, not the store): how a registered agent's
+  // credential is recognised without asking the database.
+  virtual std::function<std::string(std::string_view)> credential_hasher() const = 0;
 
   // The current snapshot; never null after open_store() succeeded.
   std::shared_ptr<const Snapshot> snapshot() const { return snapshot_.load(); }

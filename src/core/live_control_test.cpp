@@ -1,0 +1,304 @@
+// The control plane's store applied to live agents: a real SQLite store, a real AgentGateway
+// over loopback TCP (serve_plain) and LiveControl between them. A test "agent" sends AUTH with
+// a registered agent's credential or a configured token; changes made in the store reach the
+// connected agents through LiveControl::store_changed().
+#include "core/live_control.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "core/control/store/test_backends.hpp"
+#include "mux/frame_io.hpp"
+#include "mux/session_test_support.hpp"
+#include "observability/metrics.hpp"
+
+namespace tunnel::core {
+namespace {
+
+using mux::test::run_until;
+using mux::test::tcp_pair;
+using namespace std::chrono_literals;
+
+class NoPort final : public PortListener {
+ public:
+  void close() override {}
+};
+
+constexpr std::string_view kConfig =
+    "domain: example.test\n"
+    "accounts:\n"
+    "  - name: acme\n"
+    "    tokens: [acme-secret-token-0123]\n"
+    "    ports:\n"
+    "      ranges: [\"20050-20051\"]\n";
+
+// One agent connection: AUTH sent, the reply read; the connection stays open until closed by
+// the core (`closed`) or by the test.
+struct TestAgent {
+  std::unique_ptr<transport::Conn> conn;
+  protocol::AuthResponse reply;
+  bool replied = false;
+  bool closed = false;  // the core closed the connection after the reply
+  bool served = false;  // the gateway's serve() returned
+};
+
+class LiveControlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto loaded = load_config_string(std::string(kConfig));
+    ASSERT_TRUE(loaded.ok()) << format_errors(loaded.errors, "config");
+    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics);
+    const PortOpener opener = [](PortProtocol, asio::any_io_executor, std::uint16_t,
+                                 std::string&) -> std::shared_ptr<PortListener> {
+      return std::make_shared<NoPort>();
+    };
+    gateway = std::make_unique<AgentGateway>(*context, opener, nullptr);
+    auto opened = store::open_store(backend.options());
+    ASSERT_TRUE(opened) << opened.error().message;
+    db = std::move(opened).value();
+    ASSERT_TRUE(db->sync_configured_accounts({"acme"}));
+    store::Account account;
+    account.name = "team";
+    auto team = db->create_account(account);
+    ASSERT_TRUE(team) << team.error().message;
+    team_id = team.value().id;
+    store::Agent registered;
+    registered.account_id = team_id;
+    registered.name = "laptop";
+    auto agent = db->create_agent(registered);
+    ASSERT_TRUE(agent) << agent.error().message;
+    agent_id = agent.value().object.id;
+    credential = agent.value().secret;
+    app_tunnel = http_tunnel("app");
+    live = std::make_unique<LiveControl>(*db, *context, *gateway);
+    ASSERT_TRUE(live->start());
+  }
+
+  store::Id http_tunnel(std::string name) {
+    store::Tunnel t;
+    t.account_id = team_id;
+    t.name = std::move(name);
+    return create_tunnel(t);
+  }
+  store::Id port_tunnel(std::uint16_t port) {
+    store::Tunnel t;
+    t.account_id = team_id;
+    t.type = store::TunnelType::kTcp;
+    t.port = port;
+    return create_tunnel(t);
+  }
+  store::Id create_tunnel(const store::Tunnel& t) {
+    auto created = db->create_tunnel(t);
+    EXPECT_TRUE(created) << created.error().message;
+    return created ? created.value().id : 0;
+  }
+
+  static protocol::TunnelRequest http(std::string subdomain) {
+    protocol::TunnelRequest t;
+    t.subdomain = std::move(subdomain);
+    t.local = "localhost:3000";
+    return t;
+  }
+  static protocol::TunnelRequest tcp(std::uint16_t port) {
+    protocol::TunnelRequest t;
+    t.type = "tcp";
+    t.remote_port = port;
+    t.local = "localhost:5432";
+    return t;
+  }
+
+  // Connects an agent with `token` asking for `tunnels` and waits for the AUTH reply.
+  std::unique_ptr<TestAgent> connect(std::string token,
+                                     std::vector<protocol::TunnelRequest> tunnels) {
+    auto agent = std::make_unique<TestAgent>();
+    auto [accepted, dialer] = tcp_pair(io);
+    asio::co_spawn(io, gateway->serve_plain(std::move(accepted)),
+                   [a = agent.get()](std::exception_ptr) { a->served = true; });
+    agent->conn = transport::make_tcp_conn(std::move(dialer));
+    protocol::AuthRequest request;
+    request.token = std::move(token);
+    request.agent_id = "test";
+    request.version = "test";
+    request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
+    request.tunnels = std::move(tunnels);
+    std::vector<std::uint8_t> bytes;
+    mux::append_frame(bytes, protocol::kVersion1, protocol::FrameType::kAuth, 0, 0,
+                      mux::as_bytes(protocol::serialize(request)));
+    asio::co_spawn(io, talk(agent.get(), std::move(bytes)), asio::detached);
+    EXPECT_TRUE(run_until(
+        io, [a = agent.get()] { return a->replied; }, 10s))
+        << "no AUTH reply";
+    return agent;
+  }
+
+  // The agent's side: AUTH out, the reply in, then reads until the core closes. (A coroutine's
+  // state must be its parameters: a lambda's captures die with the lambda.)
+  static asio::awaitable<void> talk(TestAgent* a, std::vector<std::uint8_t> bytes) {
+    transport::error_code ec;
+    co_await a->conn->write(asio::buffer(bytes), ec);
+    mux::FrameReader reader(protocol::kVersion1);
+    mux::Frame frame;
+    std::string error;
+    if (!ec && co_await reader.next(*a->conn, frame, error, ec)) {
+      auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
+      if (parsed) a->reply = parsed.value();
+    }
+    a->replied = true;
+    // Then read (and drop) whatever the session sends until the core closes.
+    std::vector<char> sink(4096);
+    for (;;) {
+      ec = {};
+      co_await a->conn->read_some(asio::buffer(sink), ec);
+      if (ec) break;
+    }
+    a->closed = true;
+  }
+
+  // Runs the loop a little so that posted work (a session close) happens.
+  void settle(TestAgent& agent, std::chrono::milliseconds limit = 300ms) {
+    run_until(
+        io, [&] { return agent.closed; }, limit);
+  }
+
+  void finish(TestAgent& agent) {
+    agent.conn->close();
+    EXPECT_TRUE(run_until(
+        io, [&] { return agent.served; }, 10s))
+        << "serve() did not end";
+  }
+
+  asio::io_context io;
+  observability::Registry metrics;
+  std::unique_ptr<CoreContext> context;
+  std::unique_ptr<AgentGateway> gateway;
+  store::SqliteBackend backend;
+  std::unique_ptr<store::Store> db;
+  std::unique_ptr<LiveControl> live;
+  store::Id team_id = 0, agent_id = 0, app_tunnel = 0;
+  std::string credential;
+};
+
+TEST_F(LiveControlTest, ARegisteredAgentServesWhatItsAccountReserves) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  EXPECT_EQ(agent->reply.agent_id, "laptop");
+  ASSERT_EQ(agent->reply.tunnels.size(), 1u);
+  EXPECT_EQ(agent->reply.tunnels[0].name, "app.example.test");
+  // The API shows it live.
+  const auto sessions = live->agent_sessions(agent_id);
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0].serving, std::vector<std::string>{"app.example.test"});
+  EXPECT_EQ(sessions[0].protocol, 2);
+  EXPECT_FALSE(sessions[0].address.empty());
+  EXPECT_EQ(live->tunnel_sessions(app_tunnel), 1u);
+  EXPECT_TRUE(live->agent_sessions(agent_id + 1).empty());
+  finish(*agent);
+}
+
+TEST_F(LiveControlTest, AnAccountMadeThroughTheApiServesOnlyItsReservations) {
+  auto agent = connect(credential, {http("elsewhere")});
+  EXPECT_FALSE(agent->reply.success);
+  EXPECT_EQ(agent->reply.code, protocol::refusal::kNotAllowed);
+  EXPECT_NE(agent->reply.error.find("may not use the subdomain elsewhere"), std::string::npos)
+      << agent->reply.error;
+  finish(*agent);
+}
+
+TEST_F(LiveControlTest, AReservationBeatsAnotherAccountsPattern) {
+  // acme's configuration allows "*": every name nobody else has, but not a reserved one.
+  auto taken = connect("acme-secret-token-0123", {http("app")});
+  EXPECT_FALSE(taken->reply.success);
+  EXPECT_EQ(taken->reply.code, protocol::refusal::kNotAllowed);
+  EXPECT_NE(taken->reply.error.find("app.example.test is reserved by another account"),
+            std::string::npos)
+      << taken->reply.error;
+  EXPECT_EQ(taken->reply.error.find("team"), std::string::npos) << "names the other account";
+  finish(*taken);
+  auto free = connect("acme-secret-token-0123", {http("free")});
+  EXPECT_TRUE(free->reply.success) << free->reply.error;
+  finish(*free);
+}
+
+TEST_F(LiveControlTest, AReservedPortIsRefusedToOthersAndNeverChosenForThem) {
+  port_tunnel(20050);
+  live->store_changed();
+  auto asked = connect("acme-secret-token-0123", {tcp(20050)});
+  EXPECT_FALSE(asked->reply.success);
+  EXPECT_NE(asked->reply.error.find("port 20050 is reserved by another account"), std::string::npos)
+      << asked->reply.error;
+  finish(*asked);
+  // acme's range is 20050-20051: port 0 must get 20051, every time.
+  auto chosen = connect("acme-secret-token-0123", {tcp(0)});
+  ASSERT_TRUE(chosen->reply.success) << chosen->reply.error;
+  EXPECT_EQ(chosen->reply.tunnels[0].name, "example.test:20051");
+  // The owner may have it although it is outside any range of its own.
+  auto owner = connect(credential, {tcp(20050)});
+  EXPECT_TRUE(owner->reply.success) << owner->reply.error;
+  finish(*owner);
+  finish(*chosen);
+}
+
+TEST_F(LiveControlTest, ARemovedAgentIsDisconnectedAndRefusedAfter) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  settle(*agent);
+  EXPECT_FALSE(agent->closed);
+  auto removed = db->remove_agent(agent_id);
+  ASSERT_TRUE(removed && removed.value());
+  live->store_changed();
+  EXPECT_TRUE(run_until(
+      io, [&] { return agent->closed; }, 1s))
+      << "still connected after 1 s";
+  finish(*agent);
+  auto again = connect(credential, {http("app")});
+  EXPECT_FALSE(again->reply.success);
+  EXPECT_EQ(again->reply.code, protocol::refusal::kBadToken);
+  finish(*again);
+}
+
+TEST_F(LiveControlTest, ADeletedTunnelClosesTheSessionsServingIt) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  // An unrelated change leaves it alone.
+  http_tunnel("web");
+  live->store_changed();
+  settle(*agent);
+  EXPECT_FALSE(agent->closed);
+  auto removed = db->remove_tunnel(app_tunnel);
+  ASSERT_TRUE(removed && removed.value());
+  live->store_changed();
+  EXPECT_TRUE(run_until(
+      io, [&] { return agent->closed; }, 1s))
+      << "still connected after 1 s";
+  finish(*agent);
+}
+
+TEST_F(LiveControlTest, ANameReservedForAnotherAccountClosesItsCurrentHolder) {
+  auto holder = connect("acme-secret-token-0123", {http("shop")});
+  ASSERT_TRUE(holder->reply.success) << holder->reply.error;
+  http_tunnel("shop");
+  live->store_changed();
+  EXPECT_TRUE(run_until(
+      io, [&] { return holder->closed; }, 1s))
+      << "still connected after 1 s";
+  finish(*holder);
+}
+
+TEST(ReservationPattern, MatchesLikeTheConfigurationsPatterns) {
+  EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.example.org"));
+  EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.b.example.org"));
+  EXPECT_FALSE(reservation_pattern_matches("*.example.org", "example.org"));
+  EXPECT_FALSE(reservation_pattern_matches("*.example.org", ".example.org"));
+  EXPECT_TRUE(reservation_pattern_matches("app-*.example.com", "app-1.example.com"));
+  EXPECT_FALSE(reservation_pattern_matches("app-*.example.com", "app-1.x.example.com"));
+  EXPECT_FALSE(reservation_pattern_matches("app-*.example.com", "app-.example.com"));
+  EXPECT_TRUE(reservation_pattern_matches("app.example.com", "app.example.com"));
+  EXPECT_EQ(control_key_of("tcp://example.test:20050"), "tcp:20050");
+  EXPECT_EQ(control_key_of("app.example.test"), "app.example.test");
+}
+
+}  // namespace
+}  // namespace tunnel::core
