@@ -1,6 +1,7 @@
 #include "core/admin.hpp"
 
 #include "common/async.hpp"
+#include "core/control/api/api.hpp"
 #include "http/error_page.hpp"
 #include "http/message_parser.hpp"
 
@@ -10,12 +11,34 @@ namespace {
 using http::MessageParser;
 using Step = MessageParser::Step;
 
+// Admin connections served at once; more are closed at accept (the listener is for operators).
+constexpr std::size_t kMaxConnections = 64;
+// A request body must arrive within this, whatever its pace.
+constexpr std::chrono::seconds kBodyTimeout{30};
+
 std::string plain(int status, std::string_view content_type, std::string_view body) {
   std::string out =
       "HTTP/1.1 " + std::to_string(status) + " " + std::string(http::reason_phrase(status)) +
       "\r\nContent-Type: " + std::string(content_type) +
       "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nCache-Control: no-store\r\n\r\n";
   out += body;
+  return out;
+}
+
+bool is_api_path(std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  return path == "/api/v1" || path.starts_with("/api/v1/");
+}
+
+std::string serialize(const api::ApiResponse& r, bool close) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
+                    std::string(http::reason_phrase(r.status)) + "\r\n";
+  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  if (r.status != 204) out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  out += "Cache-Control: no-store\r\n";
+  if (close) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += r.body;
   return out;
 }
 
@@ -37,10 +60,17 @@ std::string AdminServer::respond(const std::string& method, const std::string& t
     return plain(200, observability::kPrometheusContentType, context_.metrics.registry.render());
   }
   return http::error_response(
-      404, "Unknown admin path " + path + " (try /healthz, /readyz, /metrics).", "", false);
+      404, "Unknown admin path " + path + " (try /healthz, /readyz, /metrics, /api/v1).", "",
+      false);
 }
 
 asio::awaitable<void> AdminServer::serve(transport::tcp::socket socket) {
+  if (connections_ >= kMaxConnections) co_return;  // the socket closes
+  ++connections_;
+  struct Count {
+    std::size_t& n;
+    ~Count() { --n; }
+  } count{connections_};
   auto conn = transport::make_tcp_conn(std::move(socket));
   MessageParser parser(MessageParser::Kind::kRequest);
   std::vector<char> buf(8192);
@@ -48,6 +78,64 @@ asio::awaitable<void> AdminServer::serve(transport::tcp::socket socket) {
   transport::error_code ec;
   for (;;) {
     const Step step = parser.parse(pending);
+    if (step.type == Step::kHead && api_ != nullptr && is_api_path(parser.request().target)) {
+      pending.erase(0, step.consumed);
+      bool close = !parser.keep_alive();
+      std::string response;
+      const auto length = parser.content_length();
+      if (!length) {
+        close = true;
+        response = serialize(
+            api::problem_response(411, "length-required",
+                                  "send the body with Content-Length (chunked is not accepted)"),
+            close);
+      } else if (*length > max_body_) {
+        close = true;  // the body is not read
+        response = serialize(api::problem_response(
+                                 413, "too-large",
+                                 "the body is larger than " + std::to_string(max_body_) + " bytes"),
+                             close);
+      } else {
+        if (parser.expects_continue() && *length > 0) {
+          static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+          co_await conn->write(asio::buffer(kContinue), ec);
+          if (ec) break;
+        }
+        api::ApiRequest request;
+        request.body.reserve(*length);
+        const auto deadline = std::chrono::steady_clock::now() + kBodyTimeout;
+        bool complete = false;
+        for (;;) {
+          const Step body = parser.parse(pending);
+          if (body.type == Step::kBody || body.type == Step::kMessageEnd) {
+            request.body.append(pending.data(), body.consumed);
+            pending.erase(0, body.consumed);
+            if (body.type == Step::kMessageEnd) {
+              complete = true;
+              break;
+            }
+            continue;
+          }
+          if (body.type != Step::kNeedMore) break;
+          pending.clear();
+          const auto left = deadline - std::chrono::steady_clock::now();
+          if (left <= std::chrono::steady_clock::duration::zero()) break;
+          auto n = co_await with_timeout(conn->read_some(asio::buffer(buf), ec), left);
+          if (!n || ec) break;
+          pending.assign(buf.data(), *n);
+        }
+        if (!complete) break;  // the peer left or stalled mid-body: nothing to answer
+        request.method = parser.request().method;
+        request.target = parser.request().target;
+        for (const auto& h : parser.request().headers)
+          request.headers.emplace_back(h.name, h.value);
+        request.peer = conn->peer();
+        response = serialize(api_->handle(request), close);
+      }
+      co_await conn->write(asio::buffer(response), ec);
+      if (close || ec) break;
+      continue;
+    }
     if (step.type == Step::kHead) {
       pending.erase(0, step.consumed);
       bool close = !parser.keep_alive() || parser.has_body();

@@ -19,6 +19,7 @@
 
 #include "common/heap_trim.hpp"
 #include "common/net_address.hpp"
+#include "core/control/api/api.hpp"
 #include "core/control/data_dir.hpp"
 #include "core/control/store/store.hpp"
 #include "core/edge/conn_pipeline.hpp"
@@ -104,6 +105,22 @@ struct Server::Worker {
   std::thread thread;
 };
 
+// The control plane's thread: the admin listener (health, metrics, the API) and the store,
+// which only this thread uses, so a slow query never holds up a data-plane worker.
+struct Server::Control {
+  asio::io_context io{1};
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::thread thread;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<api::ControlHooks> hooks;
+  std::unique_ptr<api::Api> api;
+
+  void stop() {
+    io.stop();
+    if (thread.joinable()) thread.join();
+  }
+};
+
 Server::Server(Config config) {
   context_ = std::make_unique<CoreContext>(std::move(config), observability::default_registry());
   gateway_ = std::make_unique<AgentGateway>(
@@ -125,6 +142,7 @@ Server::Server(Config config) {
 }
 
 Server::~Server() {
+  if (control_) control_->stop();
   for (auto& w : workers_) {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
@@ -133,13 +151,14 @@ Server::~Server() {
 
 common::Status Server::bind_all(const std::string& address, const char* what,
                                 std::vector<tcp::acceptor*>& out, std::uint16_t& port,
-                                bool every_worker) {
+                                bool every_worker, Control* control) {
   auto parsed = common::parse_listen_address(address);
   if (!parsed) return common::fail(std::string(what) + " address: " + parsed.error().message);
   port = parsed.value().port;
-  const std::size_t count = every_worker ? workers_.size() : 1;
+  const std::size_t count = every_worker && control == nullptr ? workers_.size() : 1;
   for (std::size_t i = 0; i < count; ++i) {
-    auto acceptor = std::make_unique<tcp::acceptor>(workers_[i]->io);
+    asio::io_context& io = control != nullptr ? control->io : workers_[i]->io;
+    auto acceptor = std::make_unique<tcp::acceptor>(io);
     boost::system::error_code ec;
     tcp::endpoint endpoint;
     if (parsed.value().host.empty()) {
@@ -147,7 +166,7 @@ common::Status Server::bind_all(const std::string& address, const char* what,
     } else {
       auto ip = asio::ip::make_address(parsed.value().host, ec);
       if (ec) {
-        tcp::resolver resolver(workers_[i]->io);
+        tcp::resolver resolver(io);
         auto results = resolver.resolve(parsed.value().host, std::to_string(port), ec);
         if (ec || results.empty()) {
           return common::fail(std::string("listen on ") + address + " (" + what +
@@ -175,7 +194,8 @@ common::Status Server::bind_all(const std::string& address, const char* what,
     }
     port = acceptor->local_endpoint().port();  // the others bind the port the first one got
     out.push_back(acceptor.get());
-    workers_[i]->acceptors.push_back(std::move(acceptor));
+    (control != nullptr ? control->acceptors : workers_[i]->acceptors)
+        .push_back(std::move(acceptor));
   }
   return common::success();
 }
@@ -293,23 +313,7 @@ static std::string local_server_flag(const std::string& listen, std::uint16_t po
 common::Status Server::start() {
   if (auto tls = setup_tls(); !tls) return tls;
   Config& config = context_->config;
-  // A store that exists (or is configured) is brought to this binary's schema at every start,
-  // as `tunnel-core migrate` does, and the file's accounts become its configured ones. Nothing
-  // reads it yet: it is closed again, and a core that never had one does not make one
-  // (SQLite's code would cost ~1.5 MiB of idle RSS for nothing). The API (issue 17) will open
-  // it at start and keep it.
-  if (!config.store.url.empty() || ::access((config.data_dir + "/store.db").c_str(), F_OK) == 0) {
-    store::StoreOptions options;
-    options.url = config.store.url;
-    options.data_dir = config.data_dir;
-    auto opened = store::open_store(options);
-    if (!opened) return common::fail("store: " + opened.error().message);
-    std::vector<std::string> names;
-    for (const auto& account : config.accounts) names.push_back(account.name);
-    if (auto synced = opened.value()->sync_configured_accounts(names); !synced) {
-      return common::fail("store: " + synced.error().message);
-    }
-  }
+  if (auto opened = open_control(); !opened) return opened;
   restore_ownership();
   std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
   if (auto bound = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !bound) {
@@ -339,7 +343,9 @@ common::Status Server::start() {
     }
   }
   if (!config.listen.admin.empty()) {
-    if (auto bound = bind_all(config.listen.admin, "admin", admin, admin_port_, false); !bound) {
+    if (auto bound =
+            bind_all(config.listen.admin, "admin", admin, admin_port_, false, control_.get());
+        !bound) {
       return bound;
     }
   }
@@ -391,6 +397,14 @@ common::Status Server::start() {
                    serve_each(*acceptor, "admin",
                               [this](tcp::socket s) { return admin_->serve(std::move(s)); }),
                    asio::detached);
+  }
+
+  if (control_) {
+    control_->api->set_public_ports(http_port_, https_port_);
+    control_->thread = std::thread([c = control_.get()] {
+      auto guard = asio::make_work_guard(c->io);
+      c->io.run();
+    });
   }
 
   const std::string& domain = config.domain;
@@ -452,12 +466,66 @@ int Server::run() {
     auto guard = asio::make_work_guard(workers_[0]->io);
     workers_[0]->io.run();
   }
+  if (control_) control_->stop();
   for (auto& w : workers_) {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
   save_ownership(context_->registry, *ownership_, nullptr);
   return 0;
+}
+
+common::Status Server::open_control() {
+  const Config& config = context_->config;
+  const bool serve_api = !config.listen.admin.empty();
+  // Without the admin listener there is no API: a store that exists (or is configured) is
+  // still brought to this binary's schema, as `tunnel-core migrate` does, and closed again; a
+  // core that never had one does not make one.
+  if (!serve_api && config.store.url.empty() &&
+      ::access((config.data_dir + "/store.db").c_str(), F_OK) != 0) {
+    return common::success();
+  }
+  store::StoreOptions options;
+  options.url = config.store.url;
+  options.data_dir = config.data_dir;
+  auto opened = store::open_store(options);
+  if (!opened) return common::fail("store: " + opened.error().message);
+  std::vector<std::string> names;
+  for (const auto& account : config.accounts) names.push_back(account.name);
+  if (auto synced = opened.value()->sync_configured_accounts(names); !synced) {
+    return common::fail("store: " + synced.error().message);
+  }
+  if (!serve_api) return common::success();
+
+  // First start: the operator account and its key, written where only this user can read it.
+  const std::string key_path = config.data_dir + "/admin.key";
+  if (::access(key_path.c_str(), F_OK) != 0) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    auto made = api::bootstrap(*opened.value(), now);
+    if (!made) return common::fail("store: the API's operator account: " + made.error().message);
+    if (made.value()) {
+      if (auto written = write_private_file(key_path, made.value()->secret + "\n"); !written) {
+        return common::fail("admin.key: " + written.error().message);
+      }
+      spdlog::info(
+          "API: the operator's key is in {} (curl -H \"Authorization: Bearer $(cat {})\" "
+          "http://{}/api/v1/tunnels)",
+          key_path, key_path, config.listen.admin);
+    } else {
+      spdlog::info("API: no {}; the operator's keys are in the store already", key_path);
+    }
+  }
+  control_ = std::make_unique<Control>();
+  control_->store = std::move(opened).value();
+  control_->hooks = std::make_unique<api::NoLiveTraffic>();
+  api::ApiOptions api_options;
+  api_options.domain = config.domain;
+  api_options.port_ranges = port_rules(config, Account{}).ranges;
+  control_->api = std::make_unique<api::Api>(*control_->store, *control_->hooks, api_options);
+  admin_->set_api(control_->api.get(), api_options.max_body);
+  return common::success();
 }
 
 void Server::restore_ownership() {
@@ -522,6 +590,7 @@ asio::awaitable<void> Server::drain() {
   timer.expires_after(std::chrono::milliseconds(200));
   co_await timer.async_wait(kNoThrow);
   spdlog::info("drained; exiting");
+  if (control_) control_->io.stop();
   for (auto& w : workers_) w->io.stop();
 }
 

@@ -40,9 +40,15 @@ class Server {
 
  private:
   struct Worker;
+  struct Control;
+  // On the control thread's io_context when `control` is set (one acceptor), else on the
+  // workers'.
   common::Status bind_all(const std::string& address, const char* what,
                           std::vector<asio::ip::tcp::acceptor*>& out, std::uint16_t& port,
-                          bool every_worker);
+                          bool every_worker, Control* control = nullptr);
+  // Opens the store (migrated, the file's accounts synced) and, when the admin listener is on,
+  // keeps it for the API: the operator's key on first start (<data_dir>/admin.key), the Api.
+  common::Status open_control();
   common::Status setup_tls();
   // Loads the previous run's ownership into the registry (see ownership_store.hpp) and says
   // each account's agent limit once.
@@ -53,6 +59,8 @@ class Server {
   std::unique_ptr<AgentGateway> gateway_;
   std::unique_ptr<HttpFront> front_;
   std::unique_ptr<AdminServer> admin_;
+  // The control thread (its own io_context): the admin listener, the store and the API.
+  std::unique_ptr<Control> control_;
   std::shared_ptr<OwnershipStore> ownership_;  // who owns which name, across restarts
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<asio::ssl::context> agent_tls_;

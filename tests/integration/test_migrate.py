@@ -72,9 +72,10 @@ def test_an_unreachable_database_fails_with_its_address(bin_dir, tmp_path):
 
 
 def test_the_core_migrates_an_existing_store_at_start(tunnel, bin_dir, tmp_path):
-    # Without a store the core makes none (a YAML-only core pays nothing for it).
+    # With the admin listener (the default) the core makes one for the API (test_api.py has
+    # a core without it, which makes none).
     plain = tunnel.core(name="plain")
-    assert not (plain.data_dir / "store.db").exists()
+    assert (plain.data_dir / "store.db").exists()
     # With one, the core opens it at start: a schema newer than the binary stops it.
     data = tmp_path / "newer-data"
     assert migrate(bin_dir, tmp_path, "--data-dir", str(data)).returncode == 0
@@ -105,4 +106,4 @@ def test_the_files_accounts_become_configured_in_an_existing_store(tunnel, bin_d
     core.start()
     with sqlite3.connect(core.data_dir / "store.db") as c:
         rows = c.execute("SELECT name, configured FROM accounts ORDER BY name").fetchall()
-    assert rows == [("alice", 1), ("bob", 1)]
+    assert rows == [("alice", 1), ("bob", 1), ("operator", 0)]

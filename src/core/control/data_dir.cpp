@@ -331,4 +331,10 @@ std::string cert_fingerprint_sha256(const std::string& pem_path) {
   return result ? result.value() : std::string();
 }
 
+common::Status write_private_file(const std::string& path, std::string_view contents) {
+  const std::string error = create_private_file(path, contents);
+  if (error.empty()) return common::success();
+  return common::fail(error == "exists" ? path + ": exists already" : error);
+}
+
 }  // namespace tunnel::core

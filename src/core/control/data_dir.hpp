@@ -39,6 +39,10 @@ common::Result<DataDirFiles> ensure_data_dir(const std::string& dir,
                                              std::string_view extra_hostname = "",
                                              bool generate_cert = true);
 
+// Creates `path` (mode 0600, written to a temporary name, synced and linked into place) with
+// `contents`; refuses when it exists. The error names the path.
+common::Status write_private_file(const std::string& path, std::string_view contents);
+
 // Fingerprint of the certificate in a PEM file: 64 lower-case hex digits, no colons; "" if
 // the file cannot be read. common::cert_file_fingerprint_sha256() also says why.
 std::string cert_fingerprint_sha256(const std::string& pem_path);

@@ -206,6 +206,10 @@ ApiResponse problem(int status, std::string_view slug, std::string detail,
   return r;
 }
 
+ApiResponse problem_response(int status, std::string_view slug, std::string detail) {
+  return problem(status, slug, std::move(detail));
+}
+
 ApiResponse json_response(int status, const json& body) {
   ApiResponse r;
   r.status = status;
@@ -576,40 +580,71 @@ ApiResponse Api::handle(const ApiRequest& request) {
   return response;
 }
 
-common::Result<std::optional<Bootstrapped>> bootstrap(store::Store& store) {
+common::Result<std::optional<Bootstrapped>> bootstrap(store::Store& store, std::int64_t now) {
   auto existing = store.find_account(kOperatorAccount);
   if (!existing) return existing.error();
-  if (existing.value()) return std::optional<Bootstrapped>();
-  store::Account a;
-  a.name = std::string(kOperatorAccount);
-  auto account = store.create_account(a);
-  if (!account) return account.error();
-  store::User u;
-  u.account_id = account.value().id;
-  u.name = "admin";
-  auto user = store.create_user(u);
-  if (!user) return user.error();
-  store::RoleBinding b;
-  b.account_id = account.value().id;
-  b.user_id = user.value().id;
-  b.role = Role::kOwner;
-  if (auto bound = store.create_role_binding(b); !bound) return bound.error();
+  Bootstrapped made;
+  std::optional<store::Id> owner;
+  if (existing.value()) {
+    if (existing.value()->configured) {
+      return common::fail(
+          "account \"operator\" is declared in the configuration file; the name "
+          "is reserved for the API's operator account: rename it there");
+    }
+    made.account_id = existing.value()->id;
+    // An operator with a usable key needs nothing.
+    auto users = store.list_users(made.account_id);
+    if (!users) return users.error();
+    for (const auto& user : users.value()) {
+      auto keys = store.list_api_keys(user.id);
+      if (!keys) return keys.error();
+      for (const auto& key : keys.value()) {
+        if (!key.revoked_at && (!key.expires_at || *key.expires_at > now)) {
+          return std::optional<Bootstrapped>();
+        }
+      }
+    }
+    auto bindings = store.list_role_bindings(made.account_id);
+    if (!bindings) return bindings.error();
+    for (const auto& b : bindings.value()) {
+      if (b.user_id && b.role == Role::kOwner) owner = b.user_id;
+    }
+  } else {
+    store::Account a;
+    a.name = std::string(kOperatorAccount);
+    auto account = store.create_account(a);
+    if (!account) return account.error();
+    made.account_id = account.value().id;
+  }
+  if (!owner) {
+    store::User u;
+    u.account_id = made.account_id;
+    u.name = "admin";
+    auto user = store.create_user(u);
+    if (!user) return user.error();
+    store::RoleBinding b;
+    b.account_id = made.account_id;
+    b.user_id = user.value().id;
+    b.role = Role::kOwner;
+    if (auto bound = store.create_role_binding(b); !bound) return bound.error();
+    owner = user.value().id;
+  }
+  made.user_id = *owner;
   store::ApiKey k;
-  k.user_id = user.value().id;
+  k.user_id = made.user_id;
   k.name = "bootstrap";
   auto key = store.create_api_key(k);
   if (!key) return key.error();
+  made.key_id = key.value().object.id;
+  made.secret = key.value().secret;
   store::AuditEntry e;
   e.actor = "bootstrap";
-  e.action = "operator.create";
-  e.object = "account:" + std::to_string(account.value().id);
-  e.after = json({{"account", account.value().id},
-                  {"user", user.value().id},
-                  {"key", key.value().object.id}})
-                .dump();
+  e.action = "operator.bootstrap";
+  e.object = "account:" + std::to_string(made.account_id);
+  e.after =
+      json({{"account", made.account_id}, {"user", made.user_id}, {"key", made.key_id}}).dump();
   if (auto audited = store.append_audit(e); !audited) return audited.error();
-  return std::optional<Bootstrapped>(
-      Bootstrapped{account.value().id, user.value().id, key.value().object.id, key.value().secret});
+  return std::optional<Bootstrapped>(std::move(made));
 }
 
 }  // namespace tunnel::core::api

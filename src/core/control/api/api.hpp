@@ -62,6 +62,10 @@ struct ApiOptions {
   std::int64_t (*now)() = nullptr;
 };
 
+// An RFC 9457 problem document ("urn:tunnel:problem:<slug>"), for answers made outside Api
+// (the listener's 411 and 413).
+ApiResponse problem_response(int status, std::string_view slug, std::string detail);
+
 // The account that administers the whole installation (made by bootstrap()): a role there
 // applies to every account.
 inline constexpr std::string_view kOperatorAccount = "operator";
@@ -74,9 +78,11 @@ struct Bootstrapped {
   std::string secret;
 };
 
-// On a store without the operator account: creates it, its user "admin" with the owner role
-// and an API key "bootstrap". nullopt when the operator account exists already.
-common::Result<std::optional<Bootstrapped>> bootstrap(store::Store& store);
+// Makes sure the operator can log in: creates the operator account if missing (with its user
+// "admin", role owner) and, when none of its users holds a usable key (not revoked, not expired
+// at `now`), an API key "bootstrap" for its owner. nullopt when nothing was needed. A configured
+// (YAML) account named "operator" is refused: the name is reserved.
+common::Result<std::optional<Bootstrapped>> bootstrap(store::Store& store, std::int64_t now);
 
 class Api {
  public:

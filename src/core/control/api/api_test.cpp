@@ -55,7 +55,7 @@ class ApiTest : public ::testing::Test {
     auto opened = store::open_store(backend_->options());
     ASSERT_TRUE(opened) << opened.error().message;
     store_ = std::move(opened).value();
-    auto boot = bootstrap(*store_);
+    auto boot = bootstrap(*store_, 1'765'000'000);
     ASSERT_TRUE(boot && boot.value()) << (boot ? "exists" : boot.error().message);
     operator_key_ = boot.value()->secret;
     acme_ = account("acme");
@@ -594,10 +594,24 @@ TYPED_TEST(ApiTest, TheOperatorActsOnEveryAccount) {
                             R"({"name": "z", "account": )" + std::to_string(this->other_) + "}");
   EXPECT_EQ(refused.status, 422);
   EXPECT_EQ(this->fields(refused), std::vector<std::string>{"account"});
-  // bootstrap() does nothing the second time.
-  auto again = bootstrap(*this->store_);
+  // bootstrap() does nothing while the operator has a usable key; a new one when not.
+  auto again = bootstrap(*this->store_, 1'765'000'000);
   ASSERT_TRUE(again);
   EXPECT_FALSE(again.value());
+  const Id op = this->store_->find_account("operator").value()->id;
+  const Id admin = this->store_->list_users(op).value().at(0).id;
+  const auto keys = this->store_->list_api_keys(admin).value();
+  for (const auto& k : keys) {
+    ASSERT_TRUE(this->store_->revoke_api_key(k.id));
+  }
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels", "", this->operator_key_).status, 401);
+  auto renewed = bootstrap(*this->store_, 1'765'000'000);
+  ASSERT_TRUE(renewed && renewed.value());
+  EXPECT_EQ(renewed.value()->user_id, admin);
+  EXPECT_EQ(this->store_->list_users(op).value().size(), 1u);
+  this->peer_ = "192.0.2.12:1";
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels", "", renewed.value()->secret).body["items"].size(),
+            2u);
 }
 
 TYPED_TEST(ApiTest, ListsPageWithACursorAndFilter) {
