@@ -26,6 +26,7 @@
 #include "core/edge/http_filters.hpp"
 #include "core/edge/tcp_tunnel.hpp"
 #include "core/edge/udp_tunnel.hpp"
+#include "core/live_control.hpp"
 #include "transport/accept.hpp"
 #include "transport/tls.hpp"
 
@@ -519,7 +520,12 @@ common::Status Server::open_control() {
   }
   control_ = std::make_unique<Control>();
   control_->store = std::move(opened).value();
-  control_->hooks = std::make_unique<api::NoLiveTraffic>();
+  // Changes through the API reach live traffic; the first view is published before the agent
+  // listeners accept.
+  auto live = std::make_unique<LiveControl>(*control_->store, *context_, *gateway_);
+  if (auto started = live->start(); !started)
+    return common::fail("store: " + started.error().message);
+  control_->hooks = std::move(live);
   api::ApiOptions api_options;
   api_options.domain = config.domain;
   api_options.port_ranges = port_rules(config, Account{}).ranges;

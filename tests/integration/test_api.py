@@ -6,8 +6,6 @@ import json
 import re
 import socket
 
-import pytest
-
 from harness import client
 from harness.procs import Proc, bin_dir
 
@@ -127,9 +125,6 @@ def test_without_the_admin_listener_there_is_no_store(tunnel):
     assert not (data / "admin.key").exists()
 
 
-@pytest.mark.xfail(reason="agents authenticating with their tna_ credential is the lead's "
-                          "wiring of the store into the gateway (LiveControl), not landed yet",
-                   strict=False)
 def test_an_agent_registered_through_the_api_is_accepted(tunnel, origin):
     core = tunnel.core()
     key = operator_key(core)
