@@ -671,6 +671,637 @@ ApiResponse set_quota(Call& call) {
   return with_etag(json_response(200, after), after);
 }
 
+// Accounts, users, teams, role bindings, API keys.
+
+json account_json(const store::Account& a) {
+  return {
+      {"id", a.id}, {"name", a.name}, {"configured", a.configured}, {"created_at", a.created_at}};
+}
+json user_json(const store::User& u) {
+  return {{"id", u.id},
+          {"account", u.account_id},
+          {"name", u.name},
+          {"email", u.email},
+          {"created_at", u.created_at}};
+}
+json team_json(const store::Team& t) {
+  return {{"id", t.id}, {"account", t.account_id}, {"name", t.name}, {"created_at", t.created_at}};
+}
+json binding_json(const store::RoleBinding& b) {
+  return {{"id", b.id},
+          {"account", b.account_id},
+          {"user", *null_or(!b.user_id, b.user_id.value_or(0))},
+          {"team", *null_or(!b.team_id, b.team_id.value_or(0))},
+          {"role", store::to_string(b.role)}};
+}
+json key_json(const store::ApiKey& k, Id account) {
+  return {{"id", k.id},
+          {"user", k.user_id},
+          {"account", account},
+          {"name", k.name},
+          {"role", *null_or(!k.role, k.role ? std::string(store::to_string(*k.role)) : "")},
+          {"expires_at", *null_or(!k.expires_at, k.expires_at.value_or(0))},
+          {"revoked_at", *null_or(!k.revoked_at, k.revoked_at.value_or(0))},
+          {"created_at", k.created_at}};
+}
+
+bool operator_admin(const Call& call) {
+  return call.who.operator_account && at_least(call.who.role, Role::kAdmin);
+}
+
+ApiResponse list_accounts(Call& call) {
+  std::vector<json> items;
+  if (call.who.operator_account) {
+    auto all = call.store().list_accounts();
+    if (!all) return store_error(all.error());
+    for (const auto& a : all.value()) items.push_back(account_json(a));
+  } else {
+    auto own = call.store().get_account(call.who.user.account_id);
+    if (!own) return store_error(own.error());
+    if (own.value()) items.push_back(account_json(*own.value()));
+  }
+  std::optional<ApiResponse> error;
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+ApiResponse create_account(Call& call) {
+  if (!operator_admin(call)) {
+    return problem(403, "forbidden",
+                   "accounts are created by the operator (an owner or admin "
+                   "of the operator account)");
+  }
+  std::optional<ApiResponse> error;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name"});
+  store::Account a;
+  if (auto name = f.string("name", true)) a.name = *name;
+  if (!f.ok()) return f.response();
+  auto created = call.store().create_account(a);
+  if (!created) return store_error(created.error());
+  const json out = account_json(created.value());
+  call.changed("account.create", "account:" + std::to_string(created.value().id), nullptr, out);
+  auto r = with_etag(json_response(201, out), out);
+  r.headers.emplace_back("Location", "/api/v1/accounts/" + std::to_string(created.value().id));
+  return r;
+}
+
+ApiResponse get_account(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  const json out = account_json(*a);
+  return with_etag(json_response(200, out), out);
+}
+
+ApiResponse update_account(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  const Role role = *call.role_on(a->id);
+  if (!at_least(role, Role::kOwner) && !operator_admin(call)) {
+    return forbidden(role, Role::kOwner, "renaming an account");
+  }
+  const json before = account_json(*a);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name"});
+  store::Account n = *a;
+  if (auto name = f.string("name")) n.name = *name;
+  if (a->name == kOperatorAccount && n.name != a->name) {
+    f.error("name", "the operator account keeps its name");
+  }
+  if (!f.ok()) return f.response();
+  auto updated = call.store().update_account(n);
+  if (!updated) return store_error(updated.error());
+  const json after = account_json(updated.value());
+  call.changed("account.update", "account:" + std::to_string(a->id), before, after);
+  return with_etag(json_response(200, after), after);
+}
+
+ApiResponse delete_account(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  if (!operator_admin(call)) {
+    return problem(403, "forbidden",
+                   "accounts are removed by the operator (an owner or admin "
+                   "of the operator account)");
+  }
+  if (a->name == kOperatorAccount && !a->configured) {
+    return problem(409, "conflict", "the operator account cannot be removed");
+  }
+  const json before = account_json(*a);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto removed = call.store().remove_account(a->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("account", a->id);
+  call.changed("account.delete", "account:" + std::to_string(a->id), before, nullptr);
+  return json_response(204, nullptr);
+}
+
+// Users.
+
+std::optional<store::User> visible_user(Call& call, Id id, std::optional<ApiResponse>& error) {
+  auto u = call.store().get_user(id);
+  if (!u) {
+    error = store_error(u.error());
+    return std::nullopt;
+  }
+  if (!u.value() || !call.role_on(u.value()->account_id)) {
+    error = not_found("user", id);
+    return std::nullopt;
+  }
+  return *u.value();
+}
+
+ApiResponse list_users(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  auto users = call.store().list_users(a->id);
+  if (!users) return store_error(users.error());
+  std::vector<json> items;
+  for (const auto& u : users.value()) items.push_back(user_json(u));
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+void read_user_fields(Fields& f, store::User& u, bool create) {
+  if (auto name = f.string("name", create)) u.name = *name;
+  if (auto email = f.string("email")) {
+    if (!email->empty() && (email->find('@') == std::string::npos || email->size() > 254)) {
+      f.error("email", "not an email address");
+    }
+    u.email = *email;
+  }
+}
+
+ApiResponse create_user(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  const Role role = *call.role_on(a->id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "adding a user");
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "email"});
+  store::User u;
+  u.account_id = a->id;
+  read_user_fields(f, u, true);
+  if (!f.ok()) return f.response();
+  auto created = call.store().create_user(u);
+  if (!created) return store_error(created.error());
+  const json out = user_json(created.value());
+  call.changed("user.create", "user:" + std::to_string(created.value().id), nullptr, out);
+  auto r = with_etag(json_response(201, out), out);
+  r.headers.emplace_back("Location", "/api/v1/users/" + std::to_string(created.value().id));
+  return r;
+}
+
+ApiResponse get_user(Call& call) {
+  std::optional<ApiResponse> error;
+  auto u = visible_user(call, call.ids.at(0), error);
+  if (!u) return *error;
+  const json out = user_json(*u);
+  return with_etag(json_response(200, out), out);
+}
+
+ApiResponse update_user(Call& call) {
+  std::optional<ApiResponse> error;
+  auto u = visible_user(call, call.ids.at(0), error);
+  if (!u) return *error;
+  const Role role = *call.role_on(u->account_id);
+  if (!at_least(role, Role::kAdmin) && u->id != call.who.user.id) {
+    return forbidden(role, Role::kAdmin, "changing another user");
+  }
+  const json before = user_json(*u);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "email"});
+  store::User n = *u;
+  read_user_fields(f, n, false);
+  if (!f.ok()) return f.response();
+  auto updated = call.store().update_user(n);
+  if (!updated) return store_error(updated.error());
+  const json after = user_json(updated.value());
+  call.changed("user.update", "user:" + std::to_string(u->id), before, after);
+  return with_etag(json_response(200, after), after);
+}
+
+ApiResponse delete_user(Call& call) {
+  std::optional<ApiResponse> error;
+  auto u = visible_user(call, call.ids.at(0), error);
+  if (!u) return *error;
+  const Role role = *call.role_on(u->account_id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "removing a user");
+  if (u->id == call.who.user.id) {
+    return problem(409, "conflict", "a key cannot remove its own user (use another user's key)");
+  }
+  const json before = user_json(*u);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto removed = call.store().remove_user(u->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("user", u->id);
+  call.changed("user.delete", "user:" + std::to_string(u->id), before, nullptr);
+  return json_response(204, nullptr);
+}
+
+// Teams.
+
+std::optional<store::Team> visible_team(Call& call, std::optional<ApiResponse>& error) {
+  auto t = call.store().get_team(call.ids.at(0));
+  if (!t) {
+    error = store_error(t.error());
+    return std::nullopt;
+  }
+  if (!t.value() || !call.role_on(t.value()->account_id)) {
+    error = not_found("team", call.ids.at(0));
+    return std::nullopt;
+  }
+  return *t.value();
+}
+
+json team_with_members(Call& call, const store::Team& t, std::optional<ApiResponse>& error) {
+  json out = team_json(t);
+  auto members = call.store().list_team_members(t.id);
+  if (!members) {
+    error = store_error(members.error());
+    return out;
+  }
+  out["members"] = members.value();
+  return out;
+}
+
+ApiResponse list_teams(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  auto teams = call.store().list_teams(a->id);
+  if (!teams) return store_error(teams.error());
+  std::vector<json> items;
+  for (const auto& t : teams.value()) {
+    items.push_back(team_with_members(call, t, error));
+    if (error) return *error;
+  }
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+ApiResponse create_team(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  const Role role = *call.role_on(a->id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "creating a team");
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name"});
+  store::Team t;
+  t.account_id = a->id;
+  if (auto name = f.string("name", true)) t.name = *name;
+  if (!f.ok()) return f.response();
+  auto created = call.store().create_team(t);
+  if (!created) return store_error(created.error());
+  const json out = team_json(created.value());
+  call.changed("team.create", "team:" + std::to_string(created.value().id), nullptr, out);
+  auto r = with_etag(json_response(201, out), out);
+  r.headers.emplace_back("Location", "/api/v1/teams/" + std::to_string(created.value().id));
+  return r;
+}
+
+ApiResponse get_team(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_team(call, error);
+  if (!t) return *error;
+  json out = team_with_members(call, *t, error);
+  if (error) return *error;
+  return with_etag(json_response(200, out), team_json(*t));
+}
+
+ApiResponse update_team(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_team(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "changing a team");
+  const json before = team_json(*t);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name"});
+  store::Team n = *t;
+  if (auto name = f.string("name")) n.name = *name;
+  if (!f.ok()) return f.response();
+  auto updated = call.store().update_team(n);
+  if (!updated) return store_error(updated.error());
+  const json after = team_json(updated.value());
+  call.changed("team.update", "team:" + std::to_string(t->id), before, after);
+  return with_etag(json_response(200, after), after);
+}
+
+ApiResponse delete_team(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_team(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "removing a team");
+  const json before = team_json(*t);
+  if (auto stale = precondition(call, before)) return *stale;
+  auto removed = call.store().remove_team(t->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("team", t->id);
+  call.changed("team.delete", "team:" + std::to_string(t->id), before, nullptr);
+  return json_response(204, nullptr);
+}
+
+ApiResponse add_team_member(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_team(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "changing a team");
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"user"});
+  bool clear = false;
+  auto user = f.id("user", clear);
+  if (!user && !clear && !f.has("user")) f.error("user", "required");
+  if (clear) f.error("user", "must be a user id, not null");
+  if (user) {
+    auto u = call.store().get_user(*user);
+    if (!u || !u.value() || u.value()->account_id != t->account_id) {
+      f.error("user",
+              "no user " + std::to_string(*user) + " in account " + std::to_string(t->account_id));
+    }
+  }
+  if (!f.ok()) return f.response();
+  const json before = team_with_members(call, *t, error);
+  if (auto added = call.store().add_team_member(t->id, *user); !added) {
+    return store_error(added.error());
+  }
+  json after = team_with_members(call, *t, error);
+  if (error) return *error;
+  call.changed("team.add_member", "team:" + std::to_string(t->id), before, after);
+  return json_response(200, after);
+}
+
+ApiResponse remove_team_member(Call& call) {
+  std::optional<ApiResponse> error;
+  auto t = visible_team(call, error);
+  if (!t) return *error;
+  const Role role = *call.role_on(t->account_id);
+  if (!at_least(role, Role::kAdmin)) return forbidden(role, Role::kAdmin, "changing a team");
+  const json before = team_with_members(call, *t, error);
+  auto removed = call.store().remove_team_member(t->id, call.ids.at(1));
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("member", call.ids.at(1));
+  json after = team_with_members(call, *t, error);
+  call.changed("team.remove_member", "team:" + std::to_string(t->id), before, after);
+  return json_response(204, nullptr);
+}
+
+// Role bindings.
+
+ApiResponse list_bindings(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  auto bindings = call.store().list_role_bindings(a->id);
+  if (!bindings) return store_error(bindings.error());
+  std::vector<json> items;
+  for (const auto& b : bindings.value()) items.push_back(binding_json(b));
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+// Admins manage bindings up to admin; only owners touch owner bindings.
+std::optional<ApiResponse> may_bind(const Call& call, Id account, Role role) {
+  const Role have = *call.role_on(account);
+  if (!at_least(have, Role::kAdmin)) return forbidden(have, Role::kAdmin, "managing roles");
+  if (role == Role::kOwner && !at_least(have, Role::kOwner)) {
+    return forbidden(have, Role::kOwner, "giving or taking the owner role");
+  }
+  return std::nullopt;
+}
+
+ApiResponse create_binding(Call& call) {
+  std::optional<ApiResponse> error;
+  auto a = visible_account(call, error);
+  if (!a) return *error;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"user", "team", "role"});
+  store::RoleBinding b;
+  b.account_id = a->id;
+  bool clear = false;
+  if (auto user = f.id("user", clear)) b.user_id = *user;
+  if (auto team = f.id("team", clear)) b.team_id = *team;
+  if (f.has("user") == f.has("team")) {
+    f.error("user", "give either user or team (one of the two)");
+  }
+  if (auto role = f.string("role", true)) {
+    if (auto parsed = store::parse_role(*role)) {
+      b.role = *parsed;
+    } else {
+      f.error("role", "must be owner, admin, member or viewer, not \"" + *role + "\"");
+    }
+  }
+  if (b.user_id) {
+    auto u = call.store().get_user(*b.user_id);
+    if (!u || !u.value() || u.value()->account_id != a->id) {
+      f.error("user",
+              "no user " + std::to_string(*b.user_id) + " in account " + std::to_string(a->id));
+    }
+  }
+  if (b.team_id) {
+    auto t = call.store().get_team(*b.team_id);
+    if (!t || !t.value() || t.value()->account_id != a->id) {
+      f.error("team",
+              "no team " + std::to_string(*b.team_id) + " in account " + std::to_string(a->id));
+    }
+  }
+  if (auto refused = may_bind(call, a->id, b.role)) return *refused;
+  if (!f.ok()) return f.response();
+  auto created = call.store().create_role_binding(b);
+  if (!created) return store_error(created.error());
+  const json out = binding_json(created.value());
+  call.changed("role_binding.create", "role_binding:" + std::to_string(created.value().id), nullptr,
+               out);
+  auto r = json_response(201, out);
+  r.headers.emplace_back("Location", "/api/v1/role-bindings/" + std::to_string(created.value().id));
+  return r;
+}
+
+ApiResponse delete_binding(Call& call) {
+  auto b = call.store().get_role_binding(call.ids.at(0));
+  if (!b) return store_error(b.error());
+  if (!b.value() || !call.role_on(b.value()->account_id)) {
+    return not_found("role binding", call.ids.at(0));
+  }
+  if (auto refused = may_bind(call, b.value()->account_id, b.value()->role)) return *refused;
+  const json before = binding_json(*b.value());
+  auto removed = call.store().remove_role_binding(b.value()->id);
+  if (!removed) return store_error(removed.error());
+  if (!removed.value()) return not_found("role binding", call.ids.at(0));
+  call.changed("role_binding.delete", "role_binding:" + std::to_string(b.value()->id), before,
+               nullptr);
+  return json_response(204, nullptr);
+}
+
+// API keys.
+
+// The key of the path with its user's account, if the caller may see it: its own keys, or any
+// key of an account where it is an admin.
+std::optional<std::pair<store::ApiKey, Id>> visible_key(Call& call,
+                                                        std::optional<ApiResponse>& error) {
+  auto k = call.store().get_api_key(call.ids.at(0));
+  if (!k) {
+    error = store_error(k.error());
+    return std::nullopt;
+  }
+  if (k.value()) {
+    auto u = call.store().get_user(k.value()->user_id);
+    if (u && u.value()) {
+      const Id account = u.value()->account_id;
+      const auto role = call.role_on(account);
+      if (k.value()->user_id == call.who.user.id || (role && at_least(*role, Role::kAdmin))) {
+        return std::pair(*k.value(), account);
+      }
+    }
+  }
+  error = not_found("API key", call.ids.at(0));
+  return std::nullopt;
+}
+
+ApiResponse list_keys(Call& call) {
+  Id user = call.who.user.id;
+  Id account = call.who.user.account_id;
+  if (auto it = call.query.find("user"); it != call.query.end()) {
+    const auto& s = it->second;
+    if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), ::isdigit) ||
+        std::stoll(s) <= 0) {
+      return problem(400, "invalid-query", "user: not an id: \"" + s + "\"",
+                     {{"user", "not an id: \"" + s + "\""}});
+    }
+    std::optional<ApiResponse> error;
+    auto u = visible_user(call, std::stoll(s), error);
+    if (!u) return *error;
+    const Role role = *call.role_on(u->account_id);
+    if (u->id != call.who.user.id && !at_least(role, Role::kAdmin)) {
+      return forbidden(role, Role::kAdmin, "listing another user's keys");
+    }
+    user = u->id;
+    account = u->account_id;
+  }
+  auto keys = call.store().list_api_keys(user);
+  if (!keys) return store_error(keys.error());
+  std::vector<json> items;
+  for (const auto& k : keys.value()) items.push_back(key_json(k, account));
+  std::optional<ApiResponse> error;
+  json out = page(std::move(items), call, error);
+  if (error) return *error;
+  return json_response(200, out);
+}
+
+ApiResponse create_key(Call& call) {
+  std::optional<ApiResponse> error;
+  auto body = Fields::parse(call.request.body, error);
+  if (!body) return *error;
+  Fields f(*body, {"name", "user", "role", "expires_at"});
+  store::ApiKey k;
+  k.user_id = call.who.user.id;
+  Id account = call.who.user.account_id;
+  if (auto name = f.string("name", true)) k.name = *name;
+  bool clear = false;
+  if (auto user = f.id("user", clear)) {
+    auto u = call.store().get_user(*user);
+    if (!u || !u.value() || !call.role_on(u.value()->account_id)) {
+      f.error("user", "no user " + std::to_string(*user));
+    } else {
+      k.user_id = *user;
+      account = u.value()->account_id;
+    }
+  }
+  if (f.has("role") && !f.is_null("role")) {
+    if (auto role = f.string("role")) {
+      if (auto parsed = store::parse_role(*role)) {
+        k.role = *parsed;
+      } else {
+        f.error("role", "must be owner, admin, member or viewer, not \"" + *role + "\"");
+      }
+    }
+  }
+  if (f.has("expires_at") && !f.is_null("expires_at")) {
+    const json& v = body->at("expires_at");
+    std::optional<std::int64_t> at;
+    if (v.is_string()) {
+      at = parse_time(v.get<std::string>());
+    } else if (v.is_number_integer()) {
+      at = f.integer("expires_at", 0, std::numeric_limits<std::int64_t>::max());
+    }
+    if (!at) {
+      f.error("expires_at", "use Unix seconds or RFC 3339 UTC (2027-01-01T00:00:00Z)");
+    } else if (*at <= call.state.now()) {
+      f.error("expires_at", "must be in the future");
+    } else {
+      k.expires_at = *at;
+    }
+  }
+  if (!f.ok()) return f.response();
+  // No key stronger than the caller: another user's key, or a key without a role, is
+  // narrowed to the caller's role.
+  const Role have = *call.role_on(account);
+  if (k.user_id != call.who.user.id && !at_least(have, Role::kAdmin)) {
+    return forbidden(have, Role::kAdmin, "creating a key for another user");
+  }
+  if (k.role && !at_least(have, *k.role)) {
+    return forbidden(have, *k.role,
+                     "creating a key with the " + std::string(store::to_string(*k.role)) + " role");
+  }
+  if (!k.role && (k.user_id != call.who.user.id || call.who.key.role)) k.role = have;
+  auto created = call.store().create_api_key(k);
+  if (!created) return store_error(created.error());
+  const json stored = key_json(created.value().object, account);
+  call.changed("api_key.create", "api_key:" + std::to_string(created.value().object.id), nullptr,
+               stored);
+  json out = stored;
+  out["key"] = created.value().secret;
+  auto r = json_response(201, out);
+  r.headers.emplace_back("Location", "/api/v1/keys/" + std::to_string(created.value().object.id));
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+ApiResponse get_key(Call& call) {
+  std::optional<ApiResponse> error;
+  auto k = visible_key(call, error);
+  if (!k) return *error;
+  const json out = key_json(k->first, k->second);
+  return with_etag(json_response(200, out), out);
+}
+
+ApiResponse revoke_key(Call& call) {
+  std::optional<ApiResponse> error;
+  auto k = visible_key(call, error);
+  if (!k) return *error;
+  const json before = key_json(k->first, k->second);
+  if (k->first.revoked_at) return json_response(204, nullptr);
+  auto revoked = call.store().revoke_api_key(k->first.id);
+  if (!revoked) return store_error(revoked.error());
+  auto now = call.store().get_api_key(k->first.id);
+  const json after = now && now.value() ? key_json(*now.value(), k->second) : json(nullptr);
+  call.changed("api_key.revoke", "api_key:" + std::to_string(k->first.id), before, after);
+  return json_response(204, nullptr);
+}
+
 constexpr Route kRoutes[] = {
     {"POST", "/api/v1/tunnels", create_tunnel},
     {"GET", "/api/v1/tunnels", list_tunnels},
@@ -684,6 +1315,30 @@ constexpr Route kRoutes[] = {
     {"GET", "/api/v1/accounts/{id}/usage", get_usage},
     {"GET", "/api/v1/accounts/{id}/quota", get_quota},
     {"POST", "/api/v1/accounts/{id}/quota", set_quota},
+    {"GET", "/api/v1/accounts", list_accounts},
+    {"POST", "/api/v1/accounts", create_account},
+    {"GET", "/api/v1/accounts/{id}", get_account},
+    {"PATCH", "/api/v1/accounts/{id}", update_account},
+    {"DELETE", "/api/v1/accounts/{id}", delete_account},
+    {"GET", "/api/v1/accounts/{id}/users", list_users},
+    {"POST", "/api/v1/accounts/{id}/users", create_user},
+    {"GET", "/api/v1/users/{id}", get_user},
+    {"PATCH", "/api/v1/users/{id}", update_user},
+    {"DELETE", "/api/v1/users/{id}", delete_user},
+    {"GET", "/api/v1/accounts/{id}/teams", list_teams},
+    {"POST", "/api/v1/accounts/{id}/teams", create_team},
+    {"GET", "/api/v1/teams/{id}", get_team},
+    {"PATCH", "/api/v1/teams/{id}", update_team},
+    {"DELETE", "/api/v1/teams/{id}", delete_team},
+    {"POST", "/api/v1/teams/{id}/members", add_team_member},
+    {"DELETE", "/api/v1/teams/{id}/members/{user}", remove_team_member},
+    {"GET", "/api/v1/accounts/{id}/role-bindings", list_bindings},
+    {"POST", "/api/v1/accounts/{id}/role-bindings", create_binding},
+    {"DELETE", "/api/v1/role-bindings/{id}", delete_binding},
+    {"GET", "/api/v1/keys", list_keys},
+    {"POST", "/api/v1/keys", create_key},
+    {"GET", "/api/v1/keys/{id}", get_key},
+    {"DELETE", "/api/v1/keys/{id}", revoke_key},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "core/control/store/test_backends.hpp"
 
@@ -513,6 +514,235 @@ TYPED_TEST(ApiTest, RoleMatrix) {
       auto r = route.send(keys[i], ++n);
       EXPECT_EQ(r.status, route.expect[i]) << route.name << " as " << who[i] << ": " << r.raw.body;
       // A refusal changes nothing.
+      if (r.status >= 400) {
+        EXPECT_EQ(this->hooks_.changes, changes) << route.name;
+      }
+    }
+  }
+}
+
+TYPED_TEST(ApiTest, AccountsUsersTeamsBindingsAndKeys) {
+  const std::string& op = this->operator_key_;
+  // Accounts: the operator makes them; an account's owner sees only its own.
+  EXPECT_EQ(this->call("POST", "/api/v1/accounts", R"({"name": "newco"})").status, 403);
+  auto newco = this->call("POST", "/api/v1/accounts", R"({"name": "newco"})", op);
+  ASSERT_EQ(newco.status, 201) << newco.raw.body;
+  const std::string account =
+      "/api/v1/accounts/" + std::to_string(newco.body["id"].template get<Id>());
+  EXPECT_EQ(this->call("GET", "/api/v1/accounts").body["items"].size(), 1u);
+  EXPECT_EQ(this->call("GET", "/api/v1/accounts", "", op).body["items"].size(), 4u);
+  EXPECT_EQ(this->call("GET", account).status, 404);
+  // A user, its owner role and a key, all by the operator; the key works on newco only.
+  auto user = this->call("POST", account + "/users",
+                         R"({"name": "ceo", "email": "ceo@newco.example"})", op);
+  ASSERT_EQ(user.status, 201) << user.raw.body;
+  const Id ceo = user.body["id"];
+  auto bound = this->call("POST", account + "/role-bindings",
+                          R"({"user": )" + std::to_string(ceo) + R"(, "role": "owner"})", op);
+  ASSERT_EQ(bound.status, 201) << bound.raw.body;
+  auto key = this->call("POST", "/api/v1/keys",
+                        R"({"name": "ceo", "user": )" + std::to_string(ceo) + "}", op);
+  ASSERT_EQ(key.status, 201) << key.raw.body;
+  const std::string ceo_key = key.body["key"];
+  EXPECT_EQ(ceo_key.rfind("tnk_", 0), 0u);
+  auto made = this->call("POST", "/api/v1/tunnels", R"({"name": "newco"})", ceo_key);
+  ASSERT_EQ(made.status, 201) << made.raw.body;
+  EXPECT_EQ(made.body["account"], newco.body["id"]);
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels?account=" + std::to_string(this->acme_), "", ceo_key)
+                .status,
+            404);
+
+  // In acme: the admin adds bob, a team with bob as member role; bob's key is a member's.
+  const std::string& admin = this->keys_[Role::kAdmin];
+  const std::string acme = "/api/v1/accounts/" + std::to_string(this->acme_);
+  auto bob = this->call("POST", acme + "/users", R"({"name": "bob"})", admin);
+  ASSERT_EQ(bob.status, 201) << bob.raw.body;
+  const Id bob_id = bob.body["id"];
+  auto team = this->call("POST", acme + "/teams", R"({"name": "devs"})", admin);
+  ASSERT_EQ(team.status, 201) << team.raw.body;
+  const std::string team_path =
+      "/api/v1/teams/" + std::to_string(team.body["id"].template get<Id>());
+  auto member = this->call("POST", team_path + "/members",
+                           R"({"user": )" + std::to_string(bob_id) + "}", admin);
+  ASSERT_EQ(member.status, 200) << member.raw.body;
+  EXPECT_EQ(member.body["members"], json::array({bob_id}));
+  auto team_role =
+      this->call("POST", acme + "/role-bindings",
+                 R"({"team": )" + team.body["id"].dump() + R"(, "role": "member"})", admin);
+  ASSERT_EQ(team_role.status, 201) << team_role.raw.body;
+  // An admin cannot give the owner role; the owner can.
+  EXPECT_EQ(this->call("POST", acme + "/role-bindings",
+                       R"({"user": )" + std::to_string(bob_id) + R"(, "role": "owner"})", admin)
+                .status,
+            403);
+  auto bob_key = this->call("POST", "/api/v1/keys",
+                            R"({"name": "bob", "user": )" + std::to_string(bob_id) + "}", admin);
+  ASSERT_EQ(bob_key.status, 201) << bob_key.raw.body;
+  const std::string bk = bob_key.body["key"];
+  EXPECT_EQ(this->call("POST", "/api/v1/tunnels", R"({"name": "bobs"})", bk).status, 201);
+  EXPECT_EQ(this->call("POST", acme + "/users", R"({"name": "eve"})", bk).status, 403);
+  // Out of the team, bob has no role at all.
+  EXPECT_EQ(
+      this->call("DELETE", team_path + "/members/" + std::to_string(bob_id), "", admin).status,
+      204);
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels", "", bk).status, 403);
+
+  // Keys: a viewer makes only viewer keys; a revoked key is refused.
+  const std::string& viewer = this->keys_[Role::kViewer];
+  EXPECT_EQ(this->call("POST", "/api/v1/keys", R"({"name": "up", "role": "admin"})", viewer).status,
+            403);
+  auto own = this->call(
+      "POST", "/api/v1/keys",
+      R"({"name": "mine", "role": "viewer", "expires_at": "2099-01-01T00:00:00Z"})", viewer);
+  ASSERT_EQ(own.status, 201) << own.raw.body;
+  EXPECT_EQ(own.body["expires_at"], 4070908800);
+  const std::string own_path = "/api/v1/keys/" + std::to_string(own.body["id"].template get<Id>());
+  EXPECT_EQ(this->call("GET", "/api/v1/keys", "", viewer).body["items"].size(), 2u);
+  EXPECT_EQ(this->call("GET", own_path, "", this->other_key_).status, 404);
+  EXPECT_EQ(this->call("DELETE", own_path, "", viewer).status, 204);
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels", "", own.body["key"]).status, 401);
+  EXPECT_FALSE(this->call("GET", own_path, "", viewer).body["revoked_at"].is_null());
+  auto past = this->call("POST", "/api/v1/keys", R"({"name": "old", "expires_at": 5})", viewer);
+  EXPECT_EQ(past.status, 422);
+  EXPECT_EQ(this->fields(past), std::vector<std::string>{"expires_at"});
+
+  // Another account's users and teams are 404; the operator account stays.
+  EXPECT_EQ(
+      this->call("GET", "/api/v1/users/" + std::to_string(bob_id), "", this->other_key_).status,
+      404);
+  EXPECT_EQ(this->call("GET", team_path, "", this->other_key_).status, 404);
+  const Id op_account = this->store_->find_account("operator").value()->id;
+  EXPECT_EQ(this->call("DELETE", "/api/v1/accounts/" + std::to_string(op_account), "", op).status,
+            409);
+  EXPECT_EQ(this->call("DELETE", account, "", op).status, 204);
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels", "", ceo_key).status, 401);  // its keys went too
+  // Audited.
+  auto audit = this->store_->list_audit(100).value();
+  std::set<std::string> actions;
+  for (const auto& e : audit) actions.insert(e.action);
+  for (const char* a :
+       {"account.create", "user.create", "role_binding.create", "api_key.create", "team.create",
+        "team.add_member", "team.remove_member", "api_key.revoke", "account.delete"}) {
+    EXPECT_TRUE(actions.contains(a)) << a;
+  }
+}
+
+// The same for the routes of accounts, users, teams, role bindings and keys.
+TYPED_TEST(ApiTest, RoleMatrixOfTheAccountRoutes) {
+  const std::string acme = "/api/v1/accounts/" + std::to_string(this->acme_);
+  auto* self = this;
+  const auto fresh_user = [&](int n) {
+    store::User u;
+    u.account_id = self->acme_;
+    u.name = "u" + std::to_string(n);
+    return self->store_->create_user(u).value().id;
+  };
+  const auto id = [](Id v) { return std::to_string(v); };
+  struct Route {
+    std::string name;
+    std::function<Reply(const std::string& key, int n)> send;
+    std::array<int, 6> expect;  // owner, admin, member, viewer, another account, operator
+  };
+  const std::vector<Route> routes = {
+      {"GET /accounts/{id}",
+       [&](const std::string& k, int) { return self->call("GET", acme, "", k); },
+       {200, 200, 200, 200, 404, 200}},
+      {"PATCH /accounts/{id}",
+       [&](const std::string& k, int) {
+         return self->call("PATCH", acme, R"({"name": "acme"})", k);
+       },
+       {200, 403, 403, 403, 404, 200}},
+      {"DELETE /accounts/{id}",
+       [&](const std::string& k, int n) {
+         store::Account a;
+         a.name = "gone" + std::to_string(n);
+         const Id made = self->store_->create_account(a).value().id;
+         return self->call("DELETE", "/api/v1/accounts/" + std::to_string(made), "", k);
+       },
+       {404, 404, 404, 404, 404, 204}},
+      {"POST /accounts/{id}/users",
+       [&](const std::string& k, int n) {
+         return self->call("POST", acme + "/users", R"({"name": "n)" + std::to_string(n) + "\"}",
+                           k);
+       },
+       {201, 201, 403, 403, 404, 201}},
+      {"GET /accounts/{id}/users",
+       [&](const std::string& k, int) { return self->call("GET", acme + "/users", "", k); },
+       {200, 200, 200, 200, 404, 200}},
+      {"PATCH /users/{id}",
+       [&](const std::string& k, int n) {
+         return self->call("PATCH", "/api/v1/users/" + id(fresh_user(n)),
+                           R"({"email": "a@b.example"})", k);
+       },
+       {200, 200, 403, 403, 404, 200}},
+      {"DELETE /users/{id}",
+       [&](const std::string& k, int n) {
+         return self->call("DELETE", "/api/v1/users/" + id(fresh_user(n)), "", k);
+       },
+       {204, 204, 403, 403, 404, 204}},
+      {"POST /accounts/{id}/teams",
+       [&](const std::string& k, int n) {
+         return self->call("POST", acme + "/teams", R"({"name": "t)" + std::to_string(n) + "\"}",
+                           k);
+       },
+       {201, 201, 403, 403, 404, 201}},
+      {"GET /teams/{id}",
+       [&](const std::string& k, int n) {
+         store::Team t;
+         t.account_id = self->acme_;
+         t.name = "g" + std::to_string(n);
+         return self->call("GET", "/api/v1/teams/" + id(self->store_->create_team(t).value().id),
+                           "", k);
+       },
+       {200, 200, 200, 200, 404, 200}},
+      {"POST /accounts/{id}/role-bindings viewer",
+       [&](const std::string& k, int n) {
+         return self->call("POST", acme + "/role-bindings",
+                           R"({"user": )" + id(fresh_user(n)) + R"(, "role": "viewer"})", k);
+       },
+       {201, 201, 403, 403, 404, 201}},
+      {"POST /accounts/{id}/role-bindings owner",
+       [&](const std::string& k, int n) {
+         return self->call("POST", acme + "/role-bindings",
+                           R"({"user": )" + id(fresh_user(n)) + R"(, "role": "owner"})", k);
+       },
+       {201, 403, 403, 403, 404, 201}},
+      {"DELETE /role-bindings/{id}",
+       [&](const std::string& k, int n) {
+         store::RoleBinding b;
+         b.account_id = self->acme_;
+         b.user_id = fresh_user(n);
+         b.role = Role::kViewer;
+         return self->call(
+             "DELETE",
+             "/api/v1/role-bindings/" + id(self->store_->create_role_binding(b).value().id), "", k);
+       },
+       {204, 204, 403, 403, 404, 204}},
+      {"GET /keys/{id} of another user",
+       [&](const std::string& k, int n) {
+         store::ApiKey key;
+         key.user_id = fresh_user(n);
+         key.name = "k";
+         return self->call(
+             "GET", "/api/v1/keys/" + id(self->store_->create_api_key(key).value().object.id), "",
+             k);
+       },
+       {200, 200, 404, 404, 404, 200}},
+      {"GET /keys",
+       [&](const std::string& k, int) { return self->call("GET", "/api/v1/keys", "", k); },
+       {200, 200, 200, 200, 200, 200}},
+  };
+  const std::array<std::string, 6> keys = {this->keys_[Role::kOwner],  this->keys_[Role::kAdmin],
+                                           this->keys_[Role::kMember], this->keys_[Role::kViewer],
+                                           this->other_key_,           this->operator_key_};
+  const std::array<const char*, 6> who = {"owner",  "admin",           "member",
+                                          "viewer", "another account", "operator"};
+  int n = 100;
+  for (const auto& route : routes) {
+    for (std::size_t i = 0; i < keys.size(); ++i) {
+      const int changes = this->hooks_.changes;
+      auto r = route.send(keys[i], ++n);
+      EXPECT_EQ(r.status, route.expect[i]) << route.name << " as " << who[i] << ": " << r.raw.body;
       if (r.status >= 400) {
         EXPECT_EQ(this->hooks_.changes, changes) << route.name;
       }
