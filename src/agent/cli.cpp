@@ -15,6 +15,7 @@
 #include <iostream>
 #include <optional>
 
+#include "agent/allow_local.hpp"
 #include "common/byte_rate.hpp"
 #include "common/config_reader.hpp"
 #include "common/fingerprint.hpp"
@@ -39,6 +40,8 @@ struct Flags {
   std::optional<std::string> subdomain, hostname;
   // tcp, udp
   std::uint16_t remote_port = 0;
+  // start: the local targets the core may assign
+  std::vector<std::string> allow_local;
 };
 
 // "tunnels[0].subdomain: ..." -> "--subdomain: ..." for errors about values given as flags.
@@ -106,6 +109,7 @@ void apply_flags(const Flags& flags, Config& config) {
     config.insecure = flags.insecure;
   }
   if (flags.plain) config.plain = true;
+  if (!flags.allow_local.empty()) config.allow_local = flags.allow_local;
 }
 
 int run(ConnectorOptions options) {
@@ -254,10 +258,14 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     spec.request.proxy_protocol = t.proxy_protocol;
     options.tunnels.push_back(std::move(spec));
   }
-  if (options.tunnels.empty()) {
-    error = "no tunnels to open";
+  auto allow = parse_local_rules(config.allow_local);
+  if (!allow) {
+    error = "allow_local: " + allow.error().message;
     return false;
   }
+  options.allow_local = std::move(allow).value();
+  // No tunnels of its own: it serves what the core assigns to it (a registered agent).
+  options.assigned = options.tunnels.empty();
   if (options.agent_id.empty()) options.agent_id = default_agent_id();
   return true;
 }
@@ -321,8 +329,14 @@ int run_cli(int argc, char** argv) {
     add_tunnel_options(*cmd, std::string(type) == "tcp");
     port_commands.push_back(cmd);
   }
-  CLI::App* start = app.add_subcommand("start", "open every tunnel of a config file");
-  start->add_option("--config", flags.config, "the agent's YAML config file")->required();
+  CLI::App* start = app.add_subcommand(
+      "start",
+      "open every tunnel of a config file; without tunnels, serve what the core assigns to this "
+      "agent (an agent registered through the core's API)");
+  start->add_option("--config", flags.config, "the agent's YAML config file");
+  start->add_option("--allow-local", flags.allow_local,
+                    "HOST:PORTS the core may assign as a local target (repeatable; default "
+                    "loopback only: localhost:*, 127.0.0.0/8:*, [::1]:*)");
   CLI::App* version = app.add_subcommand("version", "print the version");
   std::string check_file;
   CLI::App* check = app.add_subcommand("check-config", "validate a config file and exit");
@@ -395,8 +409,6 @@ int run_cli(int argc, char** argv) {
       tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
       tunnel.bandwidth = flags.bandwidth.value_or("");
       config.tunnels = {tunnel};
-    } else if (config.tunnels.empty()) {
-      return {{0, 0, *flags.config + ": no tunnels: add a tunnels: list"}};
     }
     return {};
   };

@@ -10,6 +10,7 @@
 #include <map>
 #include <sstream>
 
+#include "agent/allow_local.hpp"
 #include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
 
@@ -56,7 +57,7 @@ constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
                     {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
-                     "log_format", "log_level", "window_budget", "tunnels"});
+                     "log_format", "log_level", "window_budget", "tunnels", "allow_local"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -68,6 +69,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "log_format", "", out.log_format);
   r.read(*f, "log_level", "", out.log_level);
   r.read(*f, "window_budget", "", out.window_budget, kMaxWindowBudget);
+  r.read(*f, "allow_local", "", out.allow_local);
   read_tunnels(r, *f, out);
 }
 
@@ -155,6 +157,11 @@ void check(ConfigReader& r, const Config& config) {
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log_level) == std::end(kLevels)) {
     r.error("log_level", "expected one of trace, debug, info, warn, error, critical, off; got " +
                              in_quotes(config.log_level));
+  }
+  for (std::size_t i = 0; i < config.allow_local.size(); ++i) {
+    if (auto rule = parse_local_rule(config.allow_local[i]); !rule) {
+      r.error(element("allow_local", i), rule.error().message);
+    }
   }
   std::map<std::string, std::size_t> names;
   std::map<std::string, std::size_t> hosts;

@@ -49,7 +49,10 @@ struct Config {
   // initial 256 KiB (auto-tuning for fast uploads); bounds what the agent buffers for apps that
   // read request bodies slowly. 0 = windows never grow.
   std::uint64_t window_budget = 32 * 1024 * 1024;
+  // No tunnels: the agent serves what the core assigns to it (a registered agent, issue 17).
   std::vector<TunnelConfig> tunnels;
+  // The local targets the core may assign (agent/allow_local.hpp); [] = loopback only.
+  std::vector<std::string> allow_local;
 };
 
 using LoadResult = common::LoadResult<Config>;

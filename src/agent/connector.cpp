@@ -12,6 +12,7 @@
 #include <random>
 
 #include "agent/backoff.hpp"
+#include "agent/config.hpp"
 #include "agent/forwarder.hpp"
 #include "agent/http_probe.hpp"
 #include "agent/raw_forwarder.hpp"
@@ -54,6 +55,11 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
                                    std::size_t index) {
   const ForwardSpec& tunnel = (*tunnels)[index];
   const std::string& type = tunnel.request.type;
+  if (!tunnel.refused.empty()) {
+    spdlog::warn("{} stream for {} refused: {}", type, tunnel.request.local, tunnel.refused);
+    stream->reset(protocol::ErrorCode::kRefused, tunnel.refused);
+    co_return;
+  }
   if (type == "tcp" || type == "udp") {
     // Not a ?: of two co_awaits: GCC 12 destroys such temporaries twice.
     RawForwardResult r;
@@ -100,6 +106,25 @@ asio::awaitable<void> accept_streams(std::shared_ptr<mux::Session> session,
 }
 
 }  // namespace
+
+std::vector<ForwardSpec> assigned_tunnels(const protocol::AuthResponse& reply,
+                                          const std::vector<LocalRule>& allow_local) {
+  std::vector<ForwardSpec> out;
+  for (const protocol::TunnelResult& t : reply.tunnels) {
+    ForwardSpec spec;
+    spec.request.type = t.type;
+    spec.request.local = t.local;
+    if (auto local = parse_local_target(t.local); !local) {
+      spec.refused = "the core assigned the local target \"" + t.local +
+                     "\", which is not an address: " + local.error().message;
+    } else if (spec.local = local.value(); !local_allowed(allow_local, spec.local)) {
+      spec.refused = "the core assigned the local target " + spec.local.to_string() +
+                     ", which allow_local (--allow-local) does not allow";
+    }
+    out.push_back(std::move(spec));
+  }
+  return out;
+}
 
 std::string default_agent_id() {
   char host[256] = {};
@@ -159,6 +184,7 @@ bool refusal_is_retryable(std::string_view code, std::string_view error) {
 
 struct Connector::Live {
   std::shared_ptr<mux::Session> session;
+  std::shared_ptr<const std::vector<ForwardSpec>> tunnels;
   Clock::time_point started = Clock::now();
   bool ended = false;
   bool go_away = false;
@@ -206,6 +232,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   request.agent_id = options_.agent_id;
   request.version = std::string(kAgentVersion);
   request.capabilities = {"http", "tcp", "udp"};
+  if (options_.assigned) request.capabilities.emplace_back(protocol::kAssignedTunnels);
   request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
   request.initial_window = options_.initial_window;
   for (const auto& t : *tunnels_) request.tunnels.push_back(t.request);
@@ -288,12 +315,16 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
                                                                     3 * options.heartbeat_interval);
   }
   reader.set_version(version);
+  hs.tunnels = options_.assigned ? std::make_shared<const std::vector<ForwardSpec>>(
+                                       assigned_tunnels(hs.reply, options_.allow_local))
+                                 : tunnels_;
   hs.session = std::make_shared<mux::Session>(std::move(conn), std::move(reader), mux::Role::kAgent,
                                               options, "core " + server_);
   co_return hs;
 }
 
-void Connector::announce(const protocol::AuthResponse& reply, bool first) {
+void Connector::announce(const protocol::AuthResponse& reply,
+                         const std::vector<ForwardSpec>& tunnels, bool first) {
   spdlog::info("{} to {} as {} (protocol v{})", first ? "connected" : "reconnected", server_,
                reply.agent_id.empty() ? options_.agent_id : reply.agent_id, reply.protocol_version);
   // The public addresses go to stdout, for scripts; the log (stderr) has them too unless both
@@ -306,9 +337,11 @@ void Connector::announce(const protocol::AuthResponse& reply, bool first) {
   };
   for (std::size_t i = 0; i < reply.tunnels.size(); ++i) {
     const auto& t = reply.tunnels[i];
-    const std::string local = i < tunnels_->size() ? (*tunnels_)[i].request.local : "?";
+    const std::string local = i < tunnels.size() ? tunnels[i].request.local : "?";
     const std::string url = t.url.empty() ? t.name : t.url;
-    if (t.ok && t.bandwidth != 0) {
+    if (t.ok && i < tunnels.size() && !tunnels[i].refused.empty()) {
+      spdlog::warn("tunnel {} not forwarded: {}", url, tunnels[i].refused);
+    } else if (t.ok && t.bandwidth != 0) {
       forwarding(fmt::format("{} -> {} (limited to {} each way)", url, local,
                              common::format_byte_rate(t.bandwidth)));
     } else if (t.ok) {
@@ -317,8 +350,12 @@ void Connector::announce(const protocol::AuthResponse& reply, bool first) {
       spdlog::warn("tunnel to {} refused: {}", local, t.error);
     }
   }
-  if (reply.tunnels.empty()) {
-    for (const auto& t : *tunnels_) forwarding("(core-assigned) -> " + t.request.local);
+  if (reply.tunnels.empty() && options_.assigned) {
+    spdlog::info(
+        "no tunnels assigned to this agent yet: waiting for the core (assign one with POST "
+        "/api/v1/tunnels {\"agent\": ID, \"local\": \"127.0.0.1:3000\", ...})");
+  } else if (reply.tunnels.empty()) {
+    for (const auto& t : tunnels) forwarding("(core-assigned) -> " + t.request.local);
   }
 }
 
@@ -326,7 +363,7 @@ asio::awaitable<void> Connector::serve(std::shared_ptr<Live> live) {
   using namespace asio::experimental::awaitable_operators;
   std::string reason;
   try {
-    reason = co_await (live->session->run() && accept_streams(live->session, pool_, tunnels_));
+    reason = co_await (live->session->run() && accept_streams(live->session, pool_, live->tunnels));
   } catch (const std::exception& e) {
     reason = std::string("session failed: ") + e.what();
     live->session->close(reason, false);
@@ -374,11 +411,12 @@ asio::awaitable<int> Connector::run() {
       continue;
     }
     ++connects_;
-    announce(hs.reply, first);
+    announce(hs.reply, *hs.tunnels, first);
     first = false;
 
     auto live = std::make_shared<Live>();
     live->session = hs.session;
+    live->tunnels = hs.tunnels;
     live_.push_back(live);
     std::weak_ptr<Live> weak = live;
     live->session->on_go_away = [this, weak](protocol::ErrorCode, const std::string& message) {
@@ -388,8 +426,8 @@ asio::awaitable<int> Connector::run() {
         wake_.notify();
       }
     };
-    live->session->on_notice = [tunnels = tunnels_](std::uint16_t index,
-                                                    const std::string& message) {
+    live->session->on_notice = [tunnels = hs.tunnels](std::uint16_t index,
+                                                      const std::string& message) {
       const std::string local = index < tunnels->size() ? (*tunnels)[index].request.local : "?";
       spdlog::warn("core, tunnel -> {}: {}", local, message);
     };

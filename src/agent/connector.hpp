@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/allow_local.hpp"
 #include "agent/local_pool.hpp"
 #include "common/async.hpp"
 #include "common/net_address.hpp"
@@ -37,7 +38,15 @@ struct ForwardSpec {
   common::NetAddress local;
   protocol::ProxyProtocol proxy_protocol =
       protocol::ProxyProtocol::kNone;  // header sent to the local app
+  // A tunnel the core assigned whose target this agent does not forward to (outside
+  // allow_local, or not an address): why. Its streams are refused.
+  std::string refused;
 };
+
+// The tunnels the core assigned in its AUTH reply (each result's `local`), checked against the
+// agent's allow list.
+std::vector<ForwardSpec> assigned_tunnels(const protocol::AuthResponse& reply,
+                                          const std::vector<LocalRule>& allow_local);
 
 struct ConnectorOptions {
   std::string server_host = "localhost";
@@ -46,6 +55,10 @@ struct ConnectorOptions {
   std::string token;
   std::string agent_id;
   std::vector<ForwardSpec> tunnels;
+  // No tunnels of its own: serve what the core assigns (protocol::kAssignedTunnels), forwarding
+  // only to targets `allow_local` allows.
+  bool assigned = false;
+  std::vector<LocalRule> allow_local;
   std::uint32_t initial_window = 256 * 1024;
   std::size_t window_growth_budget = 32 * 1024 * 1024;  // mux::Options::window_growth_budget
   std::chrono::milliseconds dial_timeout{10'000};
@@ -94,6 +107,7 @@ class Connector {
   struct Live;
   struct Handshake {
     std::shared_ptr<mux::Session> session;
+    std::shared_ptr<const std::vector<ForwardSpec>> tunnels;  // what this session serves
     protocol::AuthResponse reply;
     std::string error;
     bool final = false;  // a refusal: do not retry
@@ -101,7 +115,8 @@ class Connector {
   asio::awaitable<Handshake> connect();
   asio::awaitable<void> serve(std::shared_ptr<Live> live);
   asio::awaitable<void> drain(std::shared_ptr<Live> live);
-  void announce(const protocol::AuthResponse& reply, bool first);
+  void announce(const protocol::AuthResponse& reply, const std::vector<ForwardSpec>& tunnels,
+                bool first);
 
   asio::any_io_executor executor_;
   ConnectorOptions options_;

@@ -144,7 +144,7 @@ void LiveControl::apply(const ControlView& before, const ControlView& after) {
     } else {
       reason = why_close(*agent, before, after);
     }
-    if (reason.empty() && agent->registered_id != 0 &&
+    if (reason.empty() && agent->assigned &&
         before.assigned_to(agent->registered_id) != after.assigned_to(agent->registered_id)) {
       reason = "its assigned tunnels changed";
       reconnect = true;

@@ -41,8 +41,9 @@ struct TestAgent {
   std::unique_ptr<transport::Conn> conn;
   protocol::AuthResponse reply;
   bool replied = false;
-  bool closed = false;  // the core closed the connection after the reply
-  bool served = false;  // the gateway's serve() returned
+  bool closed = false;   // the core closed the connection after the reply
+  bool go_away = false;  // a GOAWAY frame arrived after the reply
+  bool served = false;   // the gateway's serve() returned
 };
 
 class LiveControlTest : public ::testing::Test {
@@ -112,7 +113,8 @@ class LiveControlTest : public ::testing::Test {
 
   // Connects an agent with `token` asking for `tunnels` and waits for the AUTH reply.
   std::unique_ptr<TestAgent> connect(std::string token,
-                                     std::vector<protocol::TunnelRequest> tunnels) {
+                                     std::vector<protocol::TunnelRequest> tunnels,
+                                     bool serves_assignments = false) {
     auto agent = std::make_unique<TestAgent>();
     auto [accepted, dialer] = tcp_pair(io);
     asio::co_spawn(io, gateway->serve_plain(std::move(accepted)),
@@ -124,6 +126,7 @@ class LiveControlTest : public ::testing::Test {
     request.version = "test";
     request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
     request.tunnels = std::move(tunnels);
+    if (serves_assignments) request.capabilities = {std::string(protocol::kAssignedTunnels)};
     std::vector<std::uint8_t> bytes;
     mux::append_frame(bytes, protocol::kVersion1, protocol::FrameType::kAuth, 0, 0,
                       mux::as_bytes(protocol::serialize(request)));
@@ -147,12 +150,15 @@ class LiveControlTest : public ::testing::Test {
       if (parsed) a->reply = parsed.value();
     }
     a->replied = true;
-    // Then read (and drop) whatever the session sends until the core closes.
-    std::vector<char> sink(4096);
-    for (;;) {
-      ec = {};
-      co_await a->conn->read_some(asio::buffer(sink), ec);
-      if (ec) break;
+    // Then read the session's frames until the core closes.
+    reader.set_version(a->reply.protocol_version == 2 ? protocol::kVersion2 : protocol::kVersion1);
+    reader.set_max_payload(protocol::kMaxPayload);
+    while (a->reply.success && co_await reader.next(*a->conn, frame, error, ec)) {
+      if (frame.header.frame_type() == protocol::FrameType::kGoAway) a->go_away = true;
+    }
+    if (!a->reply.success) {  // a refusal: wait for the close
+      std::vector<char> sink(4096);
+      for (ec = {}; !ec;) co_await a->conn->read_some(asio::buffer(sink), ec);
     }
     a->closed = true;
   }
@@ -285,6 +291,58 @@ TEST_F(LiveControlTest, ANameReservedForAnotherAccountClosesItsCurrentHolder) {
       io, [&] { return holder->closed; }, 1s))
       << "still connected after 1 s";
   finish(*holder);
+}
+
+TEST_F(LiveControlTest, AnAgentServesWhatTheStoreAssignsAndHearsOfChanges) {
+  store::Tunnel t;
+  t.account_id = team_id;
+  t.type = store::TunnelType::kTcp;
+  t.port = 20077;
+  t.agent_id = agent_id;
+  t.local = "127.0.0.1:5432";
+  create_tunnel(t);
+  live->store_changed();
+  auto agent = connect(credential, {}, true);
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  ASSERT_EQ(agent->reply.tunnels.size(), 1u);
+  EXPECT_EQ(agent->reply.tunnels[0].type, "tcp");
+  EXPECT_EQ(agent->reply.tunnels[0].name, "example.test:20077");
+  EXPECT_EQ(agent->reply.tunnels[0].local, "127.0.0.1:5432");
+  // A change that is not its assignment leaves it alone.
+  http_tunnel("web");
+  live->store_changed();
+  settle(*agent);
+  EXPECT_FALSE(agent->go_away);
+  // A tunnel assigned to it: it is told to reconnect (GOAWAY), and gets both.
+  t.type = store::TunnelType::kHttp;
+  t.port = 0;
+  t.name = "db-admin";
+  t.local = "127.0.0.1:8080";
+  create_tunnel(t);
+  live->store_changed();
+  EXPECT_TRUE(run_until(
+      io, [&] { return agent->go_away; }, 1s))
+      << "no GOAWAY within 1 s";
+  finish(*agent);
+  auto again = connect(credential, {}, true);
+  ASSERT_TRUE(again->reply.success) << again->reply.error;
+  ASSERT_EQ(again->reply.tunnels.size(), 2u);
+  EXPECT_EQ(again->reply.tunnels[1].name, "db-admin.example.test");
+  EXPECT_EQ(again->reply.tunnels[1].local, "127.0.0.1:8080");
+  finish(*again);
+}
+
+TEST_F(LiveControlTest, AnAgentWithoutAssignmentsWaitsAndATokenCannotAskForThem) {
+  auto waiting = connect(credential, {}, true);
+  ASSERT_TRUE(waiting->reply.success) << waiting->reply.error;
+  EXPECT_TRUE(waiting->reply.tunnels.empty());
+  finish(*waiting);
+  auto token = connect("acme-secret-token-0123", {}, true);
+  EXPECT_FALSE(token->reply.success);
+  EXPECT_EQ(token->reply.code, protocol::refusal::kBadRequest);
+  EXPECT_NE(token->reply.error.find("not a registered agent's"), std::string::npos)
+      << token->reply.error;
+  finish(*token);
 }
 
 TEST(ReservationPattern, MatchesLikeTheConfigurationsPatterns) {

@@ -237,16 +237,17 @@ bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest
 }
 
 bool read_tunnel_results(Reader& r, const Json& list, std::vector<TunnelResult>& tunnels) {
-  return read_tunnel_list(r, list, tunnels,
-                          [&r](const std::string& path, const Json& item, TunnelResult& t) {
-                            return r.read_string(item, "type", path + ".type", t.type) &&
-                                   r.read_string(item, "name", path + ".name", t.name) &&
-                                   r.read_string(item, "url", path + ".url", t.url) &&
-                                   r.read_bool(item, "ok", path + ".ok", t.ok) &&
-                                   r.read_string(item, "error", path + ".error", t.error) &&
-                                   r.read_string(item, "code", path + ".code", t.code) &&
-                                   r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth);
-                          });
+  return read_tunnel_list(
+      r, list, tunnels, [&r](const std::string& path, const Json& item, TunnelResult& t) {
+        return r.read_string(item, "type", path + ".type", t.type) &&
+               r.read_string(item, "name", path + ".name", t.name) &&
+               r.read_string(item, "url", path + ".url", t.url) &&
+               r.read_bool(item, "ok", path + ".ok", t.ok) &&
+               r.read_string(item, "error", path + ".error", t.error) &&
+               r.read_string(item, "code", path + ".code", t.code) &&
+               r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth) &&
+               r.read_string(item, "local", path + ".local", t.local);
+      });
 }
 
 // Strings set by callers may hold invalid UTF-8 (e.g. an error naming a received byte);
@@ -410,6 +411,9 @@ std::string serialize(const AuthResponse& response) {
     }
     if (t.bandwidth != 0) {
       item["bandwidth"] = t.bandwidth;
+    }
+    if (!t.local.empty()) {
+      item["local"] = t.local;
     }
     tunnels.push_back(std::move(item));
   }

@@ -33,6 +33,11 @@ struct TunnelRequest {
   bool operator==(const TunnelRequest&) const = default;
 };
 
+// The capability of an agent that serves the tunnels the core assigns to it (a registered
+// agent of the control plane, issue 17): it sends AUTH without tunnels, and the core answers
+// with the assigned ones, each with its `local` target.
+inline constexpr std::string_view kAssignedTunnels = "assigned-tunnels";
+
 struct AuthRequest {
   std::string token;  // an account token, or a JWT (HS256) signed with a key the core knows
   std::string agent_id;
@@ -53,6 +58,8 @@ struct TunnelResult {
   std::string error;            // why the core refused this tunnel
   std::uint64_t bandwidth = 0;  // the limit the core enforces on this tunnel, bytes/s; 0 = none
   std::string code;             // why it was refused, for programs (refusal::k*); "" from old cores
+  // A tunnel the core assigned (kAssignedTunnels): where the agent forwards it, "host:port".
+  std::string local;
 
   bool operator==(const TunnelResult&) const = default;
 };

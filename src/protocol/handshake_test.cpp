@@ -283,8 +283,10 @@ TEST(AuthResponse, SerializesAndParsesBack) {
   r.protocol_version = 2;
   r.heartbeat_interval_ms = 5000;
   r.initial_window = 1 << 20;
-  r.tunnels = {{"http", "app.localhost", "http://app.localhost:8080", true, "", 4096, ""},
-               {"http", "api.localhost", "", false, "subdomain \"api\" is taken", 0, "name_taken"}};
+  r.tunnels = {
+      {"http", "app.localhost", "http://app.localhost:8080", true, "", 4096, "", ""},
+      {"http", "api.localhost", "", false, "subdomain \"api\" is taken", 0, "name_taken", ""},
+      {"tcp", "localhost:15432", "tcp://localhost:15432", true, "", 0, "", "127.0.0.1:5432"}};
   const std::string json = serialize(r);
   EXPECT_EQ(json,
             R"({"success":true,"agent_id":"agent-7","server_time":-5,"protocol_version":2,)"
@@ -292,7 +294,9 @@ TEST(AuthResponse, SerializesAndParsesBack) {
             R"({"type":"http","name":"app.localhost","url":"http://app.localhost:8080","ok":true,)"
             R"("bandwidth":4096},)"
             R"({"type":"http","name":"api.localhost","url":"","ok":false,)"
-            R"("error":"subdomain \"api\" is taken","code":"name_taken"}]})");
+            R"("error":"subdomain \"api\" is taken","code":"name_taken"},)"
+            R"({"type":"tcp","name":"localhost:15432","url":"tcp://localhost:15432","ok":true,)"
+            R"("local":"127.0.0.1:5432"}]})");
   const auto parsed = parse_auth_response(json);
   ASSERT_TRUE(parsed) << parsed.error().message;
   EXPECT_EQ(parsed.value(), r);

@@ -163,6 +163,48 @@ common::Result<Authenticated> authenticate(const CoreContext& context, const Con
   return context.auth.authenticate(token);
 }
 
+bool asks_for_assignments(const protocol::AuthRequest& request) {
+  return request.tunnels.empty() &&
+         std::find(request.capabilities.begin(), request.capabilities.end(),
+                   protocol::kAssignedTunnels) != request.capabilities.end();
+}
+
+// Whether the agent serves what the core assigns to it: a registered agent that says so and
+// asks for nothing itself.
+bool serves_assignments(const protocol::AuthRequest& request, const Authenticated& auth) {
+  return auth.registered_id != 0 && asks_for_assignments(request);
+}
+
+// The tunnels the store assigns to a registered agent, as the requests it would have sent.
+// A reservation by pattern ("app-*", "*.example.org") names no single host: not assignable.
+std::vector<protocol::TunnelRequest> assignments_of(const CoreContext& context,
+                                                    const ControlView* view,
+                                                    std::int64_t agent_id) {
+  std::vector<protocol::TunnelRequest> out;
+  if (view == nullptr) return out;
+  const std::string suffix = "." + context.config.domain;
+  for (const ControlView::Reservation& r : view->assigned_to(agent_id)) {
+    protocol::TunnelRequest t;
+    t.type = r.type;
+    t.local = r.local;
+    t.bandwidth = r.bandwidth;
+    if (r.type == "http") {
+      if (r.key.find('*') != std::string::npos) continue;
+      const bool under_domain = r.key.size() > suffix.size() && r.key.ends_with(suffix) &&
+                                r.key.find('.') == r.key.size() - suffix.size();
+      if (under_domain) {
+        t.subdomain = r.key.substr(0, r.key.size() - suffix.size());
+      } else {
+        t.hostname = r.key;
+      }
+    } else {
+      t.remote_port = static_cast<std::uint16_t>(std::stoul(r.key.substr(r.key.find(':') + 1)));
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
 // A configured account, else one created through the API.
 const Account* find_account(const CoreContext& context, const ControlView* view,
                             std::string_view name) {
@@ -321,7 +363,25 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     co_return;
   }
   const LimitsConfig& limits = context_.config.limits;
-  const std::size_t asked = std::max<std::size_t>(request.tunnels.size(), 1);
+  // What it serves: what it asks for; a v1 agent without subdomains its agent id; a registered
+  // agent that serves what the core assigns (kAssignedTunnels, no tunnels asked) its
+  // assignments in the store, possibly none yet.
+  std::vector<protocol::TunnelRequest> wanted = request.tunnels;
+  const bool assigned = serves_assignments(request, auth);
+  if (!assigned && wanted.empty() && asks_for_assignments(request)) {
+    co_await refuse(
+        "the agent has no tunnels of its own and its token is not a registered agent's: only an "
+        "agent registered through the API (POST /api/v1/agents) gets tunnels assigned by the "
+        "core; give the agent tunnels, or use the registered agent's token",
+        refusal::kBadRequest);
+    co_return;
+  }
+  if (assigned) {
+    wanted = assignments_of(context_, view.get(), auth.registered_id);
+  } else if (wanted.empty()) {
+    wanted.emplace_back();
+  }
+  const std::size_t asked = wanted.size();
   if (limits.max_tunnels_per_agent != 0 && asked > limits.max_tunnels_per_agent) {
     co_await refuse("the agent asks for " + std::to_string(asked) + " tunnels; at most " +
                         std::to_string(limits.max_tunnels_per_agent) +
@@ -375,6 +435,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   auto agent = std::make_shared<AgentSession>();
   agent->account = account->name;
   agent->registered_id = auth.registered_id;
+  agent->assigned = assigned;
   agent->peer = peer;
   agent->version = request.version;
   agent->connected_at = std::chrono::duration_cast<std::chrono::seconds>(
@@ -400,7 +461,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     ~Registration() { registry.release_agent(agent); }
   } registration{context_.registry, agent.get()};
 
-  if (!register_tunnels(request, auth, *account, view.get(), agent, response)) {
+  if (!register_tunnels(wanted, assigned, request, auth, *account, view.get(), agent, response)) {
     // Before the refusal is sent: a refused AUTH must not keep (or hold) any of its names.
     context_.registry.rollback_agent(agent.get());
     std::string reasons;
@@ -453,13 +514,13 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   spdlog::info("agent {} disconnected: {}", name, reason);
 }
 
-bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
-                                    const Account& account, const ControlView* view,
+bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& tunnels,
+                                    bool assigned, const protocol::AuthRequest& request,
+                                    const Authenticated& auth, const Account& account,
+                                    const ControlView* view,
                                     const std::shared_ptr<AgentSession>& agent,
                                     protocol::AuthResponse& response) {
   bool all_ok = true;
-  std::vector<protocol::TunnelRequest> tunnels = request.tunnels;
-  if (tunnels.empty()) tunnels.push_back({});  // v1 agent without subdomains: its agent id
   const std::string& id_for_default_name =
       !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
   for (std::size_t i = 0; i < tunnels.size(); ++i) {
@@ -496,6 +557,7 @@ bool AgentGateway::register_tunnels(const protocol::AuthRequest& request, const 
         code = refusal::kLimit;
       }
     }
+    if (result.ok && assigned) result.local = t.local;
     if (!result.ok) {
       all_ok = false;
       result.error = error;

@@ -21,6 +21,7 @@ class AgentSession {
   std::string account;
   std::string agent_id;
   std::int64_t registered_id = 0;      // the store's id of a registered agent; 0 = a token or JWT
+  bool assigned = false;               // it serves what the store assigns to it, nothing of its own
   std::string peer;                    // its address
   std::string version;                 // as it said in AUTH
   std::int64_t connected_at = 0;       // Unix seconds
@@ -100,8 +101,11 @@ class AgentGateway {
   asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn, HandshakeSlot slot);
   asio::awaitable<void> run_session(std::unique_ptr<transport::Conn> conn,
                                     HandshakeSlot& handshake);
-  // Registers the requested tunnels; fills `response.tunnels`. False if any was refused.
-  bool register_tunnels(const protocol::AuthRequest& request, const Authenticated& auth,
+  // Registers `tunnels` (what the agent asked for, or what the store assigns to it when
+  // `assigned`: each result then carries its local target); fills `response.tunnels`. False if
+  // any was refused.
+  bool register_tunnels(const std::vector<protocol::TunnelRequest>& tunnels, bool assigned,
+                        const protocol::AuthRequest& request, const Authenticated& auth,
                         const Account& account, const ControlView* view,
                         const std::shared_ptr<AgentSession>& agent,
                         protocol::AuthResponse& response);
