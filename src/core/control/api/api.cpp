@@ -168,6 +168,13 @@ common::Result<std::optional<Role>> role_of(store::Store& store, const store::Us
 
 }  // namespace
 
+ApiResponse openapi() {
+  ApiResponse r;
+  r.headers.emplace_back("Content-Type", "application/json");
+  r.body = std::string(openapi_document());
+  return r;
+}
+
 std::string_view ApiRequest::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
     if (iequals(k, name)) return v;
@@ -439,6 +446,7 @@ ApiResponse Api::handle(const ApiRequest& request) {
   if (path != kPrefix && !path.starts_with(std::string(kPrefix) + "/")) {
     return problem(404, "not-found", "no API route " + path);
   }
+  if (path == "/api/v1/openapi.json" && request.method == "GET") return openapi();  // no key
   if (request.body.size() > s.options.max_body) {
     return problem(413, "too-large",
                    "the body is larger than " + std::to_string(s.options.max_body) + " bytes");

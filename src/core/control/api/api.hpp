@@ -66,6 +66,9 @@ struct ApiOptions {
 // (the listener's 411 and 413).
 ApiResponse problem_response(int status, std::string_view slug, std::string detail);
 
+// docs/openapi.json, compiled in; served at GET /api/v1/openapi.json without a key.
+std::string_view openapi_document();
+
 // The account that administers the whole installation (made by bootstrap()): a role there
 // applies to every account.
 inline constexpr std::string_view kOperatorAccount = "operator";

@@ -22,6 +22,8 @@ struct FieldError {
 ApiResponse problem(int status, std::string_view slug, std::string detail,
                     std::vector<FieldError> errors = {});
 ApiResponse json_response(int status, const json& body);
+// GET /api/v1/openapi.json.
+ApiResponse openapi();
 
 // Who is calling: the key, its user, the user's account and role there (narrowed by the
 // key's own role), and whether that account is the operator account.

@@ -1339,6 +1339,7 @@ constexpr Route kRoutes[] = {
     {"POST", "/api/v1/keys", create_key},
     {"GET", "/api/v1/keys/{id}", get_key},
     {"DELETE", "/api/v1/keys/{id}", revoke_key},
+    {"GET", "/api/v1/openapi.json", [](Call&) { return openapi(); }},
 };
 
 }  // namespace

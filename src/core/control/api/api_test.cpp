@@ -750,6 +750,14 @@ TYPED_TEST(ApiTest, RoleMatrixOfTheAccountRoutes) {
   }
 }
 
+TYPED_TEST(ApiTest, ServesItsOpenApiDocumentWithoutAKey) {
+  auto r = this->call("GET", "/api/v1/openapi.json", "", "-");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("Content-Type"), "application/json");
+  EXPECT_EQ(r.body["openapi"], "3.1.0");
+  EXPECT_TRUE(r.body["paths"].contains("/api/v1/tunnels"));
+}
+
 TYPED_TEST(ApiTest, AKeyNarrowedToViewerCannotWrite) {
   store::ApiKey k;
   k.user_id = this->store_->list_users(this->acme_).value().at(0).id;  // the owner
@@ -879,6 +887,40 @@ TYPED_TEST(ApiTest, AnIdempotencyKeyAnswersTheSameTwice) {
   auto admin = this->call("POST", "/api/v1/agents", R"({"name": "laptop2"})",
                           this->keys_[Role::kAdmin], key);
   EXPECT_EQ(admin.status, 201);
+}
+
+}  // namespace
+}  // namespace tunnel::core::api
+
+namespace tunnel::core::api {
+namespace {
+
+// docs/openapi.json (compiled in) and the route table name the same operations: a route
+// missing from the document, or an operation in it that no route serves, fails here.
+TEST(ApiOpenApi, TheDocumentAndTheRouteTableAgree) {
+  const auto doc = json::parse(openapi_document(), nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << "docs/openapi.json is not valid JSON";
+  EXPECT_EQ(doc["openapi"], "3.1.0");
+  std::set<std::string> documented;
+  for (const auto& [path, item] : doc["paths"].items()) {
+    for (const auto& [method, operation] : item.items()) {
+      static const std::set<std::string> kMethods = {"get",    "post", "put",    "patch",
+                                                     "delete", "head", "options"};
+      if (!kMethods.contains(method)) continue;
+      std::string upper = method;
+      for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      documented.insert(upper + " " + path);
+      EXPECT_TRUE(operation.contains("responses")) << upper << " " << path;
+    }
+  }
+  std::set<std::string> routed;
+  for (const auto& r : Api::routes()) routed.insert(r);
+  for (const auto& r : routed) {
+    EXPECT_TRUE(documented.contains(r)) << "route " << r << " is missing from docs/openapi.json";
+  }
+  for (const auto& d : documented) {
+    EXPECT_TRUE(routed.contains(d)) << "docs/openapi.json has " << d << ", which no route serves";
+  }
 }
 
 }  // namespace
