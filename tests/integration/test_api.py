@@ -5,6 +5,7 @@ import http.client
 import json
 import re
 import socket
+import threading
 
 from harness import client
 from harness.procs import Proc, bin_dir
@@ -134,3 +135,34 @@ def test_an_agent_registered_through_the_api_is_accepted(tunnel, origin):
     assert status == 201, t
     a = tunnel.agent(core, origin.addr, subdomain="app", token=agent["token"], wait=False)
     client.wait_routed(core.http_port, core.host("app"), timeout=10, proc=a)
+
+
+def test_every_acknowledged_write_survives_kill_9(tunnel):
+    core = tunnel.core()
+    key = operator_key(core)
+    acknowledged = []
+
+    def write():
+        conn = http.client.HTTPConnection("127.0.0.1", core.admin_port, timeout=10)
+        for i in range(10000):
+            try:
+                status, _, t = call(core, "POST", "/api/v1/tunnels", {"name": "t%d" % i}, key,
+                                    conn=conn)
+            except (OSError, http.client.HTTPException):
+                return
+            assert status == 201, t
+            acknowledged.append(t["id"])
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    client.wait_for(lambda: len(acknowledged) >= 20, 30, what="20 writes")
+    core.kill()  # SIGKILL while the writer's requests run
+    writer.join(timeout=20)
+    assert not writer.is_alive()
+    core.start()
+    status, _, listed = call(core, "GET", "/api/v1/tunnels?limit=1000", key=key)
+    assert status == 200, listed
+    stored = [t["id"] for t in listed["items"]]
+    # Every acknowledged write is there (one committed but not acknowledged may be too).
+    assert stored[:len(acknowledged)] == acknowledged, (acknowledged, stored)
+    assert len(stored) <= len(acknowledged) + 1
