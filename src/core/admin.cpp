@@ -33,7 +33,12 @@ bool is_api_path(std::string_view target) {
 std::string serialize(const api::ApiResponse& r, bool close) {
   std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " +
                     std::string(http::reason_phrase(r.status)) + "\r\n";
-  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  for (const auto& [name, value] : r.headers) {
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
   if (r.status != 204) out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
   out += "Cache-Control: no-store\r\n";
   if (close) out += "Connection: close\r\n";
