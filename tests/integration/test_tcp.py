@@ -114,7 +114,10 @@ def test_echo_checksummed_each_way(tunnel, echo, bulk_bytes, capsys):
 
 
 async def _one(port, i, start):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    # From 4 loopback addresses: one address may hold at most 64 connections to a tunnel
+    # (limits.max_connections_per_tcp_tunnel_per_address).
+    reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                   local_addr=("127.0.0.%d" % (1 + i % 4), 0))
     try:
         await start.wait()
         msg = (b"%06d:" % i) * 2000  # 14 KB, unique per connection

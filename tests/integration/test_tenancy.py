@@ -183,10 +183,12 @@ def test_tunnels_per_agent_and_ports_per_account_are_finite_by_default(tunnel, o
 
 
 def _udp_from_many_sources(port, count):
-    """One datagram from each of `count` fresh source ports (what spoofed sources look like)."""
+    """One datagram from each of `count` source addresses (what spoofed sources look like):
+    127.0.1.1, 127.0.1.2, ..."""
     socks = []
     for i in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.1.%d" % (1 + i), 0))
         s.sendto(b"hello %d" % i, ("127.0.0.1", port))
         socks.append(s)
     return socks
@@ -254,6 +256,132 @@ def test_a_udp_tunnel_evicts_its_oldest_client(tunnel, origin):
                          r"\(limits\.max_clients_per_udp_tunnel\)", 20)
     finally:
         for s in socks:
+            s.close()
+
+
+def _tcp_from(port, source, timeout=10):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.settimeout(timeout)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def _echoes(s, data):
+    s.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        chunk = s.recv(100)
+        if not chunk:
+            break
+        got += chunk
+    return got == data
+
+
+# Issue 25 "per-source caps": one client address could hold a tcp tunnel's whole connection
+# budget (and with idle connections, lock every other visitor out for tunnel_idle_timeout).
+# Now one address (IPv4, or IPv6 /64) holds at most 64 connections per tunnel by default.
+def test_one_address_cannot_take_a_tcp_tunnels_connections(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"])
+    echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
+    config = tunnel.workdir / "mixed-tcp.yaml"
+    config.write_text(
+        "tunnels:\n"
+        "  - type: http\n    local: \"%s\"\n    subdomain: bob\n"
+        "  - type: tcp\n    local: \"127.0.0.1:%d\"\n" % (origin.addr, echo.port))
+    agent = tunnel.add(PortAgent(core, config=config, token="bob-secret-token",
+                                 name="mixed")).start()
+    _, port = agent.wait_forwarding("tcp")
+    core.wait_routed("bob")
+    held = []
+    try:
+        for i in range(64):  # the default limits.max_connections_per_tcp_tunnel_per_address
+            held.append(_tcp_from(port, "127.0.0.1"))
+            assert _echoes(held[-1], b"c%d" % i), "connection %d was not relayed" % i
+        for _ in range(3):
+            extra = _tcp_from(port, "127.0.0.1")
+            try:
+                extra.sendall(b"x")
+                assert extra.recv(10) == b"", "a 65th connection from one address got through"
+            except ConnectionResetError:
+                pass
+            finally:
+                extra.close()
+        assert sample(core, 'tunnel_tcp_connections_refused_total{reason="address_limit"}') == 3
+        core.wait_output(re.escape("closed: the client's address has 64 connections open to "
+                                   "the tunnel (limits.max_connections_per_tcp_tunnel_per_"
+                                   "address)"))
+        lines = [l for l in core.output().splitlines() if "limits.max_connections_per_tcp_" in l]
+        assert len(lines) == 1, "a line per refused connection:\n" + "\n".join(lines)
+        # Another address has its own count; the agent's http tunnel still answers.
+        with _tcp_from(port, "127.0.0.2") as other:
+            assert _echoes(other, b"from another address")
+        assert core.request("bob").status == 200
+        # A closed connection gives its place back.
+        held.pop().close()
+        def reconnects():
+            s = _tcp_from(port, "127.0.0.1")
+            try:
+                return _echoes(s, b"again")
+            except OSError:
+                return False
+            finally:
+                s.close()
+        client.wait_for(reconnects, 10, what="a freed place to be given back")
+    finally:
+        for s in held:
+            s.close()
+    assert core.alive()
+
+
+# Issue 25 "per-source caps": one address churning through source ports evicted every other
+# client of a udp tunnel (the tunnel-wide eviction takes the least recently active). Now an
+# address at limits.max_clients_per_udp_tunnel_per_address evicts only its own clients.
+def test_one_address_evicts_only_its_own_udp_clients(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"],
+                         extra="limits:\n  max_clients_per_udp_tunnel: 8\n"
+                               "  max_clients_per_udp_tunnel_per_address: 3\n")
+    udp_port = client.free_port()
+    _http_and_udp_agent(tunnel, core, origin, udp_port)
+
+    def sock(source):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((source, 0))
+        s.settimeout(1)
+        return s
+
+    def echoes(s, data):
+        for _ in range(10):
+            s.sendto(data, ("127.0.0.1", udp_port))
+            try:
+                return s.recvfrom(100)[0] == data
+            except socket.timeout:
+                continue
+        return False
+
+    others = [sock("127.0.0.2") for _ in range(2)]
+    churn = [sock("127.0.0.1") for _ in range(20)]
+    try:
+        for i, s in enumerate(others):
+            assert echoes(s, b"other %d" % i)
+        for i, s in enumerate(churn):
+            assert echoes(s, b"churn %d" % i)
+        # 127.0.0.1 made room among its own clients 17 times; the tunnel's cap (8) was never
+        # reached, and 127.0.0.2's clients kept their sessions.
+        client.wait_for(lambda: sample(
+            core, 'tunnel_udp_sessions_evicted_total{cap="address"}') == 17, 10,
+            what="17 evictions by the per-address cap")
+        assert sample(core, 'tunnel_udp_sessions_evicted_total{cap="tunnel"}') == 0
+        for i, s in enumerate(others):
+            assert echoes(s, b"other again %d" % i)
+        assert "127.0.0.2" not in "\n".join(l for l in core.output().splitlines()
+                                              if "evicted" in l)
+        core.wait_output(re.escape("evicted for a new client from the same address: 127.0.0.1 "
+                                   "has 3 clients of the tunnel (limits.max_clients_per_udp_"
+                                   "tunnel_per_address)"))
+        assert core.request("bob").status == 200
+    finally:
+        for s in others + churn:
             s.close()
 
 

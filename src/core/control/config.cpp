@@ -137,6 +137,8 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
                      "fd_reserve",
                      "max_connections_per_tcp_tunnel",
                      "max_clients_per_udp_tunnel",
+                     "max_connections_per_tcp_tunnel_per_address",
+                     "max_clients_per_udp_tunnel_per_address",
                      "streams_reserved_for_http"});
   if (!f) return;
   r.read(*f, "max_header_bytes", "limits", out.max_header_bytes, 16 * 1024 * 1024);
@@ -161,6 +163,10 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "fd_reserve", "limits", out.fd_reserve);
   r.read(*f, "max_connections_per_tcp_tunnel", "limits", out.max_connections_per_tcp_tunnel);
   r.read(*f, "max_clients_per_udp_tunnel", "limits", out.max_clients_per_udp_tunnel);
+  r.read(*f, "max_connections_per_tcp_tunnel_per_address", "limits",
+         out.max_connections_per_tcp_tunnel_per_address);
+  r.read(*f, "max_clients_per_udp_tunnel_per_address", "limits",
+         out.max_clients_per_udp_tunnel_per_address);
   r.read(*f, "streams_reserved_for_http", "limits", out.streams_reserved_for_http);
 }
 

@@ -154,6 +154,11 @@ struct LimitsConfig {
   // max_streams_per_agent to its http tunnels (at most half of it is reserved).
   std::uint32_t max_connections_per_tcp_tunnel = 500;
   std::uint32_t max_clients_per_udp_tunnel = 256;
+  // The same from one client address (an IPv4 address or an IPv6 /64), per tunnel, so that one
+  // address cannot take a tunnel's whole budget: a tcp connection over it is closed at once; a
+  // new udp client over it evicts the least recently active client of that address. 0 = no cap.
+  std::uint32_t max_connections_per_tcp_tunnel_per_address = 64;
+  std::uint32_t max_clients_per_udp_tunnel_per_address = 32;
   std::uint32_t streams_reserved_for_http = 100;
   // How far the receive windows of one agent connection's streams may grow in all beyond their
   // initial 256 KiB (auto-tuning for fast transfers); bounds the bytes the core buffers for

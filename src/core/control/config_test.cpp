@@ -447,6 +447,18 @@ TEST(CoreConfig, HandshakeCapsAreReadAndAlwaysFinite) {
        "(10)");
 }
 
+// Issue 25: one client address could take a tcp/udp tunnel's whole budget.
+TEST(CoreConfig, PerAddressCapsOfRawTunnelsAreReadAndFiniteByDefault) {
+  EXPECT_EQ(Config{}.limits.max_connections_per_tcp_tunnel_per_address, 64u);
+  EXPECT_EQ(Config{}.limits.max_clients_per_udp_tunnel_per_address, 32u);
+  auto result = load_config_string(
+      "limits:\n  max_connections_per_tcp_tunnel_per_address: 200\n"
+      "  max_clients_per_udp_tunnel_per_address: 0\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.limits.max_connections_per_tcp_tunnel_per_address, 200u);
+  EXPECT_EQ(result.config.limits.max_clients_per_udp_tunnel_per_address, 0u);  // explicit: off
+}
+
 TEST(CoreConfig, ShippedExampleIsValid) {
   const auto path = std::filesystem::path(TUNNEL_SOURCE_DIR) / "docs/examples/core.yaml";
   auto result = load_config_file(path.string());

@@ -4,23 +4,84 @@
 
 namespace tunnel::core {
 
+SourceKey source_key(const boost::asio::ip::address& address) {
+  if (address.is_v4()) return {address.to_v4().to_uint(), false};
+  const auto v6 = address.to_v6();
+  if (v6.is_v4_mapped()) {
+    return {boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_uint(), false};
+  }
+  const auto bytes = v6.to_bytes();
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < 8; ++i) bits = (bits << 8) | bytes[i];
+  return {bits, true};
+}
+
+std::string to_string(const SourceKey& key) {
+  if (!key.v6) {
+    return boost::asio::ip::address_v4(static_cast<std::uint32_t>(key.bits)).to_string();
+  }
+  boost::asio::ip::address_v6::bytes_type bytes{};
+  for (std::size_t i = 0; i < 8; ++i)
+    bytes[i] = static_cast<unsigned char>(key.bits >> (56 - 8 * i));
+  return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
+std::uint32_t SourceCounts::count(const SourceKey& key) const {
+  std::lock_guard lock(mutex_);
+  const auto it = counts_.find(key);
+  return it == counts_.end() ? 0 : it->second;
+}
+
+void SourceCounts::add(const SourceKey& key) {
+  std::lock_guard lock(mutex_);
+  ++counts_[key];
+}
+
+void SourceCounts::remove(const SourceKey& key) {
+  std::lock_guard lock(mutex_);
+  const auto it = counts_.find(key);
+  if (it == counts_.end()) return;
+  if (--it->second == 0) counts_.erase(it);
+}
+
+std::size_t SourceCounts::sources() const {
+  std::lock_guard lock(mutex_);
+  return counts_.size();
+}
+
 ConnectionDecision decide_connection(const ConnectionFacts& facts, const LimitsConfig& limits,
                                      const PortLookup& lookup) {
   ConnectionDecision decision;
   if (lookup(decision.route) != LookupStatus::kFound) {
     decision.route = {};
     decision.refusal = "no agent serves the port";
+    decision.refusal_reason = "no_agent";
     return decision;
   }
   if (facts.protocol == PortProtocol::kTcp) {
+    const std::uint32_t per_address = limits.max_connections_per_tcp_tunnel_per_address;
+    if (per_address != 0 && facts.open_from_source >= per_address) {
+      decision.route = {};
+      decision.refusal = "the client's address has " + std::to_string(per_address) +
+                         " connections open to the tunnel "
+                         "(limits.max_connections_per_tcp_tunnel_per_address)";
+      decision.refusal_reason = "address_limit";
+      return decision;
+    }
     if (facts.open >= limits.max_connections_per_tcp_tunnel) {
       decision.route = {};
       decision.refusal = "the tunnel has " + std::to_string(limits.max_connections_per_tcp_tunnel) +
                          " connections open (limits.max_connections_per_tcp_tunnel)";
+      decision.refusal_reason = "tunnel_limit";
       return decision;
     }
   } else {
-    decision.evict_oldest = facts.open >= limits.max_clients_per_udp_tunnel;
+    const std::uint32_t per_address = limits.max_clients_per_udp_tunnel_per_address;
+    if (per_address != 0 && facts.open_from_source >= per_address) {
+      decision.evict = UdpEviction::kOldestOfSource;  // makes room in the port's count too
+    } else if (facts.open >= limits.max_clients_per_udp_tunnel) {
+      decision.evict = UdpEviction::kOldest;
+    }
   }
   decision.open_payload = protocol::format_addresses(facts.peer, facts.local);
   return decision;

@@ -9,17 +9,22 @@
 //        -> finish (complete filters, log, metrics)
 //
 // decide_connection() picks the tunnel or the refusal from the port, the client and the port's
-// counts alone. Filters carry the features that act per connection (IP allow and deny lists,
-// per-source limits, metrics per tunnel): a feature adds a filter, never a branch in the relay.
+// counts alone: the per-tunnel and per-source-address caps (the counts live with the port, which
+// keeps them exact however a connection ends). Filters carry the features that act per
+// connection by policy (IP allow and deny lists, metrics per tunnel): a feature adds a filter,
+// never a branch in the relay.
 // A chain holds only configured filters and a listener or tunnel without any has none (a null
 // chain), so an unconfigured feature costs one pointer test per connection and nothing per byte.
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/agents/registry.hpp"
@@ -27,6 +32,40 @@
 #include "protocol/handshake.hpp"
 
 namespace tunnel::core {
+
+// ---- sources
+
+// A client's source as the per-address caps count it (limits.*_per_address): an IPv4 address,
+// or the /64 of an IPv6 address, since one host usually holds a whole /64 (as the agent
+// listener's handshake cap and failed-AUTH throttle count). IPv4-mapped IPv6 counts as IPv4.
+struct SourceKey {
+  std::uint64_t bits = 0;  // IPv4: the address; IPv6: its first 64 bits
+  bool v6 = false;
+  bool operator==(const SourceKey&) const = default;
+};
+SourceKey source_key(const boost::asio::ip::address& address);
+std::string to_string(const SourceKey& key);  // "192.0.2.7", "2001:db8:1:2::/64"
+
+struct SourceKeyHash {
+  std::size_t operator()(const SourceKey& key) const {
+    return std::hash<std::uint64_t>{}(key.bits ^ (key.v6 ? 0x9e3779b97f4a7c15ull : 0));
+  }
+};
+
+// How many connections (tcp) or client sessions (udp) of one port each source has open. Holds
+// only sources with at least one, so never more entries than the port's own cap. Thread-safe:
+// a tcp port adds on its listener's worker and removes on the agents' workers.
+class SourceCounts {
+ public:
+  std::uint32_t count(const SourceKey& key) const;
+  void add(const SourceKey& key);
+  void remove(const SourceKey& key);  // a key not counted is ignored
+  std::size_t sources() const;        // with at least one open now
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<SourceKey, std::uint32_t, SourceKeyHash> counts_;
+};
 
 // What is known about a connection (tcp) or a new client address (udp) when it arrives.
 struct ConnectionFacts {
@@ -36,15 +75,30 @@ struct ConnectionFacts {
   std::string_view local;  // the address it reached, "ip:port"
   // tcp: connections of the port open now; udp: client sessions of the port now.
   std::uint32_t open = 0;
+  // The same from the client's source address (SourceKey: an IPv4 address or an IPv6 /64).
+  std::uint32_t open_from_source = 0;
+};
+
+// What a new udp client costs the clients the port has.
+enum class UdpEviction {
+  kNone,
+  // The port has limits.max_clients_per_udp_tunnel clients: the least recently active one
+  // makes room.
+  kOldest,
+  // The client's address has limits.max_clients_per_udp_tunnel_per_address: the least recently
+  // active client of the same address makes room (an address churning through source ports
+  // evicts only its own clients, never another address's).
+  kOldestOfSource,
 };
 
 // What decide_connection() chose.
 struct ConnectionDecision {
   Route route;          // valid when refusal is empty
   std::string refusal;  // "" = go on; else why (tcp: the connection closes; udp: dropped)
-  // udp: the port has limits.max_clients_per_udp_tunnel clients; the least recently active one
-  // makes room for this one.
-  bool evict_oldest = false;
+  // The refusal for metrics (the `reason` label of tunnel_tcp_connections_refused_total):
+  // "no_agent", "tunnel_limit", "address_limit".
+  std::string_view refusal_reason;
+  UdpEviction evict = UdpEviction::kNone;  // udp only
   // What OPEN_STREAM carries: the client's and the listener's addresses, always (the agent
   // writes a PROXY header to its app from them when its tunnel asks for one; udp tunnels never
   // do, refused at registration).
@@ -55,10 +109,13 @@ struct ConnectionDecision {
 using PortLookup = std::function<LookupStatus(Route& out)>;
 
 // Routes a connection to an agent of its port (round robin). Refuses when no agent serves the
-// port and, for tcp, when the port has limits.max_connections_per_tcp_tunnel connections open.
-// A udp port at limits.max_clients_per_udp_tunnel evicts its least recently active client
-// instead (evict_oldest). The agent's stream budget (limits.streams_reserved_for_http) is
-// checked later, on the agent's worker (stream_budget.hpp).
+// port and, for tcp, when the client's address has limits.max_connections_per_tcp_tunnel_per_
+// address connections open to the port or the port has limits.max_connections_per_tcp_tunnel.
+// A udp port evicts instead: the least recently active client of the same address when the
+// address is at limits.max_clients_per_udp_tunnel_per_address, else the port's least recently
+// active one when the port is at limits.max_clients_per_udp_tunnel. A per-address cap of 0 is
+// no cap. The agent's stream budget (limits.streams_reserved_for_http) is checked later, on the
+// agent's worker (stream_budget.hpp).
 ConnectionDecision decide_connection(const ConnectionFacts& facts, const LimitsConfig& limits,
                                      const PortLookup& lookup);
 

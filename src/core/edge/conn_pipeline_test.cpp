@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/ip/udp.hpp>
+#include <boost/asio/read.hpp>
 
 #include "core/agents/agent_gateway.hpp"
 #include "core/edge/tcp_tunnel.hpp"
@@ -55,7 +56,7 @@ TEST(DecideConnection, ForwardsToTheAgentOfThePortWithBothAddresses) {
     ASSERT_TRUE(d.route.agent);
     EXPECT_EQ(d.route.agent->account, "acme");
     EXPECT_EQ(d.route.tunnel_index, 3);
-    EXPECT_FALSE(d.evict_oldest);
+    EXPECT_EQ(d.evict, UdpEviction::kNone);
     // Always the addresses: the agent writes a PROXY header from them when its tunnel asks.
     EXPECT_EQ(d.open_payload, protocol::format_addresses("198.51.100.7:40000", "192.0.2.1:15432"));
     const auto parsed = protocol::parse_addresses(d.open_payload);
@@ -87,10 +88,111 @@ TEST(DecideConnection, ANewUdpClientAtTheLimitEvictsTheOldest) {
   ConnectionFacts facts{PortProtocol::kUdp, 5353, "198.51.100.7:1", "192.0.2.1:5353", 2};
   ConnectionDecision d = decide_connection(facts, small_limits(), table.lookup());
   EXPECT_EQ(d.refusal, "");
-  EXPECT_TRUE(d.evict_oldest);
+  EXPECT_EQ(d.evict, UdpEviction::kOldest);
   facts.open = 1;
   d = decide_connection(facts, small_limits(), table.lookup());
-  EXPECT_FALSE(d.evict_oldest);
+  EXPECT_EQ(d.evict, UdpEviction::kNone);
+}
+
+// Issue 25: one client address could take a tcp tunnel's whole connection budget (and so, with
+// the stream budget, lock out every other visitor of the tunnel).
+TEST(DecideConnection, RefusesATcpConnectionAtItsAddressesLimit) {
+  PortTable table;
+  LimitsConfig limits = small_limits();
+  limits.max_connections_per_tcp_tunnel = 10;
+  limits.max_connections_per_tcp_tunnel_per_address = 3;
+  ConnectionFacts facts{PortProtocol::kTcp, 15432, "198.51.100.7:1", "192.0.2.1:15432", 5, 3};
+  ConnectionDecision d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.refusal,
+            "the client's address has 3 connections open to the tunnel "
+            "(limits.max_connections_per_tcp_tunnel_per_address)");
+  EXPECT_EQ(d.refusal_reason, "address_limit");
+  EXPECT_FALSE(d.route.agent) << "a refused connection holds no route";
+  facts.open_from_source = 2;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.refusal, "");
+  EXPECT_TRUE(d.route.agent);
+  // The tunnel's own limit still holds for an address under its cap.
+  facts.open = 10;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.refusal_reason, "tunnel_limit");
+  // 0 = no per-address cap.
+  limits.max_connections_per_tcp_tunnel_per_address = 0;
+  facts.open = 5;
+  facts.open_from_source = 9;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.refusal, "");
+}
+
+// An address at its cap evicts its own least recently active client: churning through source
+// ports cannot push another address's clients out (the tunnel-wide eviction could).
+TEST(DecideConnection, ANewUdpClientAtItsAddressesLimitEvictsOneOfThatAddress) {
+  PortTable table;
+  LimitsConfig limits = small_limits();
+  limits.max_clients_per_udp_tunnel = 10;
+  limits.max_clients_per_udp_tunnel_per_address = 3;
+  ConnectionFacts facts{PortProtocol::kUdp, 5353, "198.51.100.7:1", "192.0.2.1:5353", 4, 3};
+  ConnectionDecision d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.refusal, "");
+  EXPECT_EQ(d.evict, UdpEviction::kOldestOfSource);
+  // Also when the tunnel is full: evicting one of the address makes room in both counts.
+  facts.open = 10;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.evict, UdpEviction::kOldestOfSource);
+  facts.open_from_source = 2;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.evict, UdpEviction::kOldest);
+  limits.max_clients_per_udp_tunnel_per_address = 0;
+  facts.open = 4;
+  facts.open_from_source = 9;
+  d = decide_connection(facts, limits, table.lookup());
+  EXPECT_EQ(d.evict, UdpEviction::kNone);
+}
+
+TEST(DecideConnection, PerAddressCapsAreOnByDefault) {
+  const LimitsConfig limits;
+  EXPECT_EQ(limits.max_connections_per_tcp_tunnel_per_address, 64u);
+  EXPECT_EQ(limits.max_clients_per_udp_tunnel_per_address, 32u);
+}
+
+// ---- sources
+
+SourceKey key_of(std::string_view ip) {
+  return source_key(asio::ip::make_address(std::string(ip)));
+}
+
+TEST(SourceKey, IsTheIpv4AddressOrTheIpv6Slash64) {
+  EXPECT_EQ(to_string(key_of("192.0.2.7")), "192.0.2.7");
+  EXPECT_FALSE(key_of("192.0.2.7") == key_of("192.0.2.8"));
+  // An IPv4 client on a dual-stack listener arrives IPv4-mapped: the same source.
+  EXPECT_EQ(key_of("::ffff:192.0.2.7"), key_of("192.0.2.7"));
+  // One host usually holds a whole /64.
+  EXPECT_EQ(key_of("2001:db8:1:2::1"), key_of("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+  EXPECT_FALSE(key_of("2001:db8:1:2::1") == key_of("2001:db8:1:3::1"));
+  EXPECT_EQ(to_string(key_of("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+  // An IPv6 /64 whose bits equal an IPv4 address is still another source.
+  EXPECT_FALSE(key_of("0:0:c000:207::1") == key_of("192.0.2.7"));
+}
+
+TEST(SourceCounts, CountsPerSourceAndKeepsOnlySourcesWithConnections) {
+  SourceCounts counts;
+  const SourceKey a = key_of("192.0.2.7");
+  const SourceKey b = key_of("2001:db8::1");
+  counts.add(a);
+  counts.add(a);
+  counts.add(b);
+  EXPECT_EQ(counts.count(a), 2u);
+  EXPECT_EQ(counts.count(b), 1u);
+  EXPECT_EQ(counts.count(key_of("192.0.2.8")), 0u);
+  EXPECT_EQ(counts.sources(), 2u);
+  counts.remove(a);
+  counts.remove(b);
+  counts.remove(b);  // not counted: ignored
+  EXPECT_EQ(counts.count(a), 1u);
+  EXPECT_EQ(counts.count(b), 0u);
+  EXPECT_EQ(counts.sources(), 1u);
+  counts.remove(a);
+  EXPECT_EQ(counts.sources(), 0u) << "a source with nothing open is forgotten";
 }
 
 // ---- filter chains
@@ -208,7 +310,8 @@ class PortTest : public ::testing::Test {
       auto stream = co_await pair.agent->accept();
       if (!stream) co_return;
       payloads.push_back(stream->open_payload());
-      asio::co_spawn(pair.io, answer(stream), asio::detached);
+      asio::co_spawn(pair.io, keep_open ? mux::test::echo_stream(stream) : answer(stream),
+                     asio::detached);
     }
   }
   static asio::awaitable<void> answer(std::shared_ptr<mux::Stream> stream) {
@@ -238,13 +341,19 @@ class PortTest : public ::testing::Test {
     return port;
   }
 
-  std::uint64_t counter(std::string_view name) { return metrics.counter(name, "").value(); }
+  std::uint64_t counter(std::string_view name, const observability::Labels& labels = {}) {
+    return metrics.counter(name, "", labels).value();
+  }
+  std::uint64_t refused_count(std::string reason) {
+    return counter("tunnel_tcp_connections_refused_total", {{"reason", std::move(reason)}});
+  }
 
   observability::Registry metrics;
   std::unique_ptr<CoreContext> context;
   mux::test::SessionPair pair;
   std::shared_ptr<AgentSession> agent;
   std::vector<std::string> payloads;  // OPEN_STREAM payloads the agent got
+  bool keep_open = false;             // the test agent echoes each stream until it ends
 };
 
 // Connects to the port, sends "hello", and reads until the core closes: what came back.
@@ -276,7 +385,7 @@ TEST_F(PortTest, ARefusingFilterClosesATcpConnectionBeforeAnyStreamIsOpened) {
                                       "127.0.0.1 is denied");
   const std::uint16_t port = claim(PortProtocol::kTcp, nullptr, chain_of({deny}));
   ASSERT_NE(port, 0);
-  const std::uint64_t refused = counter("tunnel_tcp_connections_refused_total");
+  const std::uint64_t refused = refused_count("filter");
   pair.run([&]() -> asio::awaitable<void> {
     boost::system::error_code end;
     const std::string got = co_await tcp_client(port, end);
@@ -289,7 +398,7 @@ TEST_F(PortTest, ARefusingFilterClosesATcpConnectionBeforeAnyStreamIsOpened) {
   EXPECT_EQ(agent->raw_streams, 0u);
   ASSERT_EQ(deny->calls.size(), 1u);
   EXPECT_TRUE(deny->calls[0].starts_with("accept 127.0.0.1:")) << deny->calls[0];
-  EXPECT_EQ(counter("tunnel_tcp_connections_refused_total"), refused + 1);
+  EXPECT_EQ(refused_count("filter"), refused + 1);
 }
 
 TEST_F(PortTest, AnAcceptedTcpConnectionIsRelayedAndCompleted) {
@@ -378,6 +487,106 @@ TEST_F(PortTest, AnAcceptedUdpSourceGetsASession) {
   EXPECT_EQ(probe->summaries[0].datagrams_out, 1u);
   EXPECT_EQ(probe->summaries[0].bytes_in, 4u);
   EXPECT_EQ(probe->summaries[0].bytes_out, 4u);
+}
+
+// Opens a tcp connection to the port from `source` that sends nothing (the test agent keeps its
+// stream open while it waits for bytes).
+asio::awaitable<asio::ip::tcp::socket> hold(std::uint16_t port, std::string_view source) {
+  asio::ip::tcp::socket s(co_await asio::this_coro::executor);
+  s.open(asio::ip::tcp::v4());
+  s.bind(asio::ip::tcp::endpoint(asio::ip::make_address(std::string(source)), 0));
+  co_await s.async_connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                           asio::use_awaitable);
+  co_return s;
+}
+
+// Sends "hello" from `source` and reads until the core or the agent ends: what came back (""
+// when the core closed the connection at once).
+asio::awaitable<std::string> hello_from(std::uint16_t port, std::string_view source) {
+  asio::ip::tcp::socket s = co_await hold(port, source);
+  co_await asio::async_write(s, asio::buffer(std::string_view("hello")),
+                             asio::as_tuple(asio::use_awaitable));
+  char buf[16];
+  auto [ec, n] =
+      co_await asio::async_read(s, asio::buffer(buf, 5), asio::as_tuple(asio::use_awaitable));
+  co_return std::string(buf, n);
+}
+
+// Issue 25: one address's connections are capped per tunnel; another address still gets in, and
+// a closed connection gives its place back.
+TEST_F(PortTest, ATcpConnectionOverItsAddressesCapIsClosedAtOnce) {
+  context->config.limits.max_connections_per_tcp_tunnel_per_address = 2;
+  keep_open = true;
+  const std::uint16_t port = claim(PortProtocol::kTcp, nullptr, nullptr);
+  ASSERT_NE(port, 0);
+  const std::uint64_t refused = refused_count("address_limit");
+  pair.run([&]() -> asio::awaitable<void> {
+    std::vector<asio::ip::tcp::socket> held;
+    held.push_back(co_await hold(port, "127.0.0.1"));
+    held.push_back(co_await hold(port, "127.0.0.1"));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return payloads.size() == 2; }, 5s));
+    EXPECT_EQ(co_await hello_from(port, "127.0.0.1"), "") << "a third from one address got in";
+    EXPECT_EQ(refused_count("address_limit"), refused + 1);
+    EXPECT_EQ(co_await hello_from(port, "127.0.0.2"), "hello") << "another address was refused";
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return agent->raw_streams == 2; }, 5s));
+    held[0].close();
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return agent->raw_streams == 1; }, 5s));
+    EXPECT_EQ(co_await hello_from(port, "127.0.0.1"), "hello") << "a closed one kept its place";
+  });
+  EXPECT_EQ(refused_count("address_limit"), refused + 1);
+  EXPECT_EQ(payloads.size(), 4u) << "the refused connection opened no stream";
+}
+
+// Sends `text` from `socket` until an answer comes back (the first datagrams of a new source
+// may race its session's start).
+asio::awaitable<bool> udp_echo(asio::ip::udp::socket& socket, std::uint16_t port,
+                               std::string_view text) {
+  const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+  co_await socket.async_send_to(asio::buffer(text), to, asio::as_tuple(asio::use_awaitable));
+  char buf[64];
+  asio::ip::udp::endpoint from;
+  auto [ec, n] = co_await socket.async_receive_from(asio::buffer(buf), from,
+                                                    asio::as_tuple(asio::use_awaitable));
+  co_return !ec && std::string_view(buf, n) == text;
+}
+
+// Issue 25: an address at its cap of udp clients evicts its own least recently active one, never
+// another address's.
+TEST_F(PortTest, AUdpAddressAtItsCapEvictsItsOwnOldestClient) {
+  context->config.limits.max_clients_per_udp_tunnel_per_address = 2;
+  keep_open = true;
+  const std::uint16_t port = claim(PortProtocol::kUdp, nullptr, nullptr);
+  ASSERT_NE(port, 0);
+  const std::uint64_t by_address =
+      counter("tunnel_udp_sessions_evicted_total", {{"cap", "address"}});
+  const std::uint64_t by_tunnel = counter("tunnel_udp_sessions_evicted_total", {{"cap", "tunnel"}});
+  pair.run([&]() -> asio::awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto from = [&](const char* ip) {
+      return asio::ip::udp::socket(ex, asio::ip::udp::endpoint(asio::ip::make_address(ip), 0));
+    };
+    auto other = from("127.0.0.2");
+    auto first = from("127.0.0.1");
+    auto second = from("127.0.0.1");
+    auto third = from("127.0.0.1");
+    EXPECT_TRUE(co_await udp_echo(other, port, "o"));
+    EXPECT_TRUE(co_await udp_echo(first, port, "1"));
+    EXPECT_TRUE(co_await udp_echo(second, port, "2"));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return agent->raw_streams == 3; }, 5s));
+    EXPECT_TRUE(co_await udp_echo(third, port, "3"));
+    // `first` (127.0.0.1's least recently active) made room; 127.0.0.2's client stayed.
+    CO_ASSERT_TRUE(co_await mux::test::wait_until(
+        [&] {
+          return counter("tunnel_udp_sessions_evicted_total", {{"cap", "address"}}) ==
+                 by_address + 1;
+        },
+        5s));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return agent->raw_streams == 3; }, 5s));
+    EXPECT_TRUE(co_await udp_echo(other, port, "o2"));
+    EXPECT_TRUE(co_await udp_echo(second, port, "22"));
+  });
+  EXPECT_EQ(payloads.size(), 4u) << "127.0.0.2 and 127.0.0.1's second kept their sessions";
+  EXPECT_EQ(counter("tunnel_udp_sessions_evicted_total", {{"cap", "tunnel"}}), by_tunnel);
 }
 
 }  // namespace

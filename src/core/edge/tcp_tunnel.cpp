@@ -21,20 +21,50 @@ namespace {
 using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
+constexpr std::string_view kRefusedHelp =
+    "Public TCP connections closed at once, by reason: no agent serves the port (no_agent), "
+    "limits.max_connections_per_tcp_tunnel (tunnel_limit), "
+    "limits.max_connections_per_tcp_tunnel_per_address (address_limit), a connection filter "
+    "(filter), the agent's stream budget for tcp/udp tunnels (stream_budget), the agent could "
+    "not open a stream (agent).";
+
 struct TcpMetrics {
   explicit TcpMetrics(observability::Registry& r)
       : connections(r.counter("tunnel_tcp_connections_total",
                               "Public TCP connections accepted for tcp tunnels.")),
-        refused(r.counter("tunnel_tcp_connections_refused_total",
-                          "Public TCP connections closed at once: no agent, a limit or a filter "
-                          "refused them.")),
+        refused_no_agent(r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp,
+                                   {{"reason", "no_agent"}})),
+        refused_tunnel_limit(r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp,
+                                       {{"reason", "tunnel_limit"}})),
+        refused_address_limit(r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp,
+                                        {{"reason", "address_limit"}})),
+        refused_filter(r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp,
+                                 {{"reason", "filter"}})),
+        refused_stream_budget(r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp,
+                                        {{"reason", "stream_budget"}})),
+        refused_agent(
+            r.counter("tunnel_tcp_connections_refused_total", kRefusedHelp, {{"reason", "agent"}})),
         active(r.gauge("tunnel_tcp_connections_active", "Public TCP connections open now.")),
         bytes_in(r.counter("tunnel_tcp_bytes_total", "Bytes relayed for tcp tunnels.",
                            {{"direction", "in"}})),
         bytes_out(r.counter("tunnel_tcp_bytes_total", "Bytes relayed for tcp tunnels.",
                             {{"direction", "out"}})) {}
+  // The counter of a refusal's reason (ConnectionDecision::refusal_reason, or the stage's own).
+  observability::Counter& refused(std::string_view reason) {
+    if (reason == "no_agent") return refused_no_agent;
+    if (reason == "tunnel_limit") return refused_tunnel_limit;
+    if (reason == "address_limit") return refused_address_limit;
+    if (reason == "filter") return refused_filter;
+    if (reason == "stream_budget") return refused_stream_budget;
+    return refused_agent;
+  }
   observability::Counter& connections;
-  observability::Counter& refused;
+  observability::Counter& refused_no_agent;
+  observability::Counter& refused_tunnel_limit;
+  observability::Counter& refused_address_limit;
+  observability::Counter& refused_filter;
+  observability::Counter& refused_stream_budget;
+  observability::Counter& refused_agent;
   observability::Gauge& active;
   observability::Counter& bytes_in;   // from clients
   observability::Counter& bytes_out;  // to clients
@@ -64,10 +94,12 @@ class ClientPumpHooks final : public mux::PumpHooks {
   const Throttle* throttle_;  // bandwidth limits of the tunnel; null = none
 };
 
-// What the connections of one tcp port share: their count (limits.max_connections_per_tcp_tunnel)
-// and the gate of refusal log lines. Relays of one port run on several agents' workers.
+// What the connections of one tcp port share: their count (limits.max_connections_per_tcp_tunnel),
+// their count per source address (limits.max_connections_per_tcp_tunnel_per_address) and the gate
+// of refusal log lines. Relays of one port run on several agents' workers.
 struct TcpBudget {
   std::atomic<std::uint32_t> connections{0};
+  SourceCounts sources;  // only while the per-address cap is on
   LogGate refusals;
   void refused(std::uint16_t port, std::string_view peer, std::string_view why) {
     std::uint64_t held = 0;
@@ -82,6 +114,8 @@ struct TcpBudget {
 struct TcpConnection {
   std::string peer;   // the client, "ip:port"
   std::string local;  // the address it reached
+  SourceKey source;   // counted in TcpBudget::sources when `counted`
+  bool counted = false;
   ConnectionDecision decision;
   Clock::time_point start;
 };
@@ -134,9 +168,10 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
 
   // A connection closed before any stream was opened for it: counted, logged (at most one line
   // per 10 s per port).
-  void refuse(tcp::socket& socket, std::string_view peer, std::string_view why) {
+  void refuse(tcp::socket& socket, std::string_view peer, std::string_view reason,
+              std::string_view why) {
     boost::system::error_code ignored;
-    metrics_->refused.inc();
+    metrics_->refused(reason).inc();
     budget_->refused(port_, peer, why);
     socket.close(ignored);
   }
@@ -146,17 +181,23 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     boost::system::error_code ec;
     TcpConnection c;
     c.start = Clock::now();
-    c.peer = transport::remote_string(socket);
+    const auto remote = socket.remote_endpoint(ec);
+    c.peer = ec ? std::string("unknown") : transport::endpoint_string(remote);
     c.local = transport::endpoint_string(socket.local_endpoint(ec));
-    // Only this worker adds connections (relays elsewhere only take theirs away), so the count
-    // cannot pass the limit between the check and the add below.
-    const ConnectionFacts facts{PortProtocol::kTcp, port_, c.peer, c.local,
-                                budget_->connections.load(std::memory_order_relaxed)};
+    // Only this worker adds connections (relays elsewhere only take theirs away), so the counts
+    // cannot pass the limits between the check and the add below.
+    ConnectionFacts facts{PortProtocol::kTcp, port_, c.peer, c.local,
+                          budget_->connections.load(std::memory_order_relaxed)};
+    const bool per_source = context_.config.limits.max_connections_per_tcp_tunnel_per_address != 0;
+    if (per_source) {
+      c.source = source_key(remote.address());
+      facts.open_from_source = budget_->sources.count(c.source);
+    }
     c.decision = decide_connection(facts, context_.config.limits, [this](Route& out) {
       return context_.registry.lookup_port(PortProtocol::kTcp, port_, out);
     });
     if (!c.decision.refusal.empty()) {
-      refuse(socket, c.peer, c.decision.refusal);
+      refuse(socket, c.peer, c.decision.refusal_reason, c.decision.refusal);
       return;
     }
     const ConnectionFilterChain* tunnel_filters = c.decision.route.connection_filters.get();
@@ -165,11 +206,16 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       const ConnectionVerdict verdict =
           admit(filters_.get(), tunnel_filters, conn_hook::kAccept, info);
       if (!verdict.proceed()) {
-        refuse(socket, c.peer, "refused by " + std::string(verdict.by) + ": " + verdict.refusal);
+        refuse(socket, c.peer, "filter",
+               "refused by " + std::string(verdict.by) + ": " + verdict.refusal);
         return;
       }
     }
     budget_->connections.fetch_add(1, std::memory_order_relaxed);
+    if (per_source) {
+      budget_->sources.add(c.source);
+      c.counted = true;
+    }
     auto target = c.decision.route.agent->session->get_executor();
     if (target != executor_) {
       // The relay must run where the agent's session lives: move the descriptor there.
@@ -179,6 +225,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
         spdlog::warn("tcp :{}: cannot hand a connection to the agent's worker: {}", port_,
                      ec.message());
         budget_->connections.fetch_sub(1, std::memory_order_relaxed);
+        if (c.counted) budget_->sources.remove(c.source);
         return;
       }
       socket = tcp::socket(target, protocol, fd);
@@ -197,13 +244,17 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     client.set_option(tcp::no_delay(true), ignored);
     struct Slot {
       TcpBudget& budget;
-      ~Slot() { budget.connections.fetch_sub(1, std::memory_order_relaxed); }
-    } slot{*self->budget_};
+      const TcpConnection& connection;
+      ~Slot() {
+        budget.connections.fetch_sub(1, std::memory_order_relaxed);
+        if (connection.counted) budget.sources.remove(connection.source);
+      }
+    } slot{*self->budget_, c};
     const ConnectionInfo info{PortProtocol::kTcp, self->port_, c.peer, c.local, route};
     ConnectionSummary summary;
     std::string error = take_raw_stream(*route.agent, limits);
     if (!error.empty()) {
-      self->refuse(client, c.peer, error);
+      self->refuse(client, c.peer, "stream_budget", error);
       summary.end = ConnectionEnd::kRefused;
       summary.outcome = error;
       self->finish(info, summary, c.start);
@@ -217,7 +268,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     auto stream = session->open_stream(route.tunnel_index, c.decision.open_payload, error);
     if (!stream) {
       error = "the agent " + session->name() + " cannot take connections: " + error;
-      self->refuse(client, c.peer, error);
+      self->refuse(client, c.peer, "agent", error);
       summary.end = ConnectionEnd::kRefused;
       summary.outcome = error;
       self->finish(info, summary, c.start);

@@ -61,6 +61,16 @@ struct UdpMetrics {
                            {{"direction", "in"}})),
         bytes_out(r.counter("tunnel_udp_bytes_total", "Datagram bytes relayed for udp tunnels.",
                             {{"direction", "out"}})),
+        evicted_tunnel(r.counter("tunnel_udp_sessions_evicted_total",
+                                 "Client sessions of udp tunnels ended to make room for a new "
+                                 "client, by cap: limits.max_clients_per_udp_tunnel (tunnel), "
+                                 "limits.max_clients_per_udp_tunnel_per_address (address).",
+                                 {{"cap", "tunnel"}})),
+        evicted_address(r.counter("tunnel_udp_sessions_evicted_total",
+                                  "Client sessions of udp tunnels ended to make room for a new "
+                                  "client, by cap: limits.max_clients_per_udp_tunnel (tunnel), "
+                                  "limits.max_clients_per_udp_tunnel_per_address (address).",
+                                  {{"cap", "address"}})),
         dropped(r.counter("tunnel_udp_datagrams_dropped_total",
                           "Datagrams the core dropped (no agent, a filter refused the client, "
                           "queue or send buffer full).")),
@@ -76,6 +86,8 @@ struct UdpMetrics {
   observability::Counter& datagrams_out;
   observability::Counter& bytes_in;
   observability::Counter& bytes_out;
+  observability::Counter& evicted_tunnel;   // limits.max_clients_per_udp_tunnel
+  observability::Counter& evicted_address;  // limits.max_clients_per_udp_tunnel_per_address
   observability::Counter& dropped;
   observability::Counter& too_large_in;   // from clients
   observability::Counter& too_large_out;  // from the agent
@@ -227,7 +239,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   void forget(udp::endpoint client, std::shared_ptr<UdpClient> session) {
     asio::post(executor, [self = shared_from_this(), client, session] {
       auto it = self->clients_.find(client);
-      if (it != self->clients_.end() && it->second == session) self->clients_.erase(it);
+      if (it != self->clients_.end() && it->second == session) self->erase_client(it);
     });
   }
 
@@ -325,6 +337,19 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
     deliver(from, datagram);
   }
 
+  using Clients = std::map<udp::endpoint, std::shared_ptr<UdpClient>>;
+
+  // Every client leaves clients_ here (its source address counted once less); returns the
+  // client, whose session may still run.
+  std::shared_ptr<UdpClient> erase_client(Clients::iterator it) {
+    if (context.config.limits.max_clients_per_udp_tunnel_per_address != 0) {
+      sources_.remove(source_key(it->first.address()));
+    }
+    auto client = std::move(it->second);
+    clients_.erase(it);
+    return client;
+  }
+
   void deliver(const udp::endpoint& from, std::span<const std::uint8_t> datagram) {
     auto it = clients_.find(from);
     if (it == clients_.end()) {
@@ -343,11 +368,16 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
 
   // A datagram from an address without a session: decide, the new-source filters, then a client
   // session on the agent's worker. clients_.end() when the datagram is dropped (counted).
-  std::map<udp::endpoint, std::shared_ptr<UdpClient>>::iterator new_client(
-      const udp::endpoint& from) {
+  Clients::iterator new_client(const udp::endpoint& from) {
     std::string peer = address_text(from);
-    const ConnectionFacts facts{PortProtocol::kUdp, port_, peer, local_address_,
-                                static_cast<std::uint32_t>(clients_.size())};
+    ConnectionFacts facts{PortProtocol::kUdp, port_, peer, local_address_,
+                          static_cast<std::uint32_t>(clients_.size())};
+    const bool per_source = context.config.limits.max_clients_per_udp_tunnel_per_address != 0;
+    SourceKey source;
+    if (per_source) {
+      source = source_key(from.address());
+      facts.open_from_source = sources_.count(source);
+    }
     ConnectionDecision decision =
         decide_connection(facts, context.config.limits, [this](Route& out) {
           return context.registry.lookup_port(PortProtocol::kUdp, port_, out);
@@ -367,10 +397,15 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
         return clients_.end();
       }
     }
-    if (decision.evict_oldest) evict_oldest();
+    if (decision.evict == UdpEviction::kOldestOfSource) {
+      evict_oldest_of(source);
+    } else if (decision.evict == UdpEviction::kOldest) {
+      evict_oldest();
+    }
     auto client =
         std::make_shared<UdpClient>(shared_from_this(), from, std::move(peer), std::move(decision));
     auto it = clients_.emplace(from, client).first;
+    if (per_source) sources_.add(source);
     asio::co_spawn(client->executor(), client->run(), asio::detached);
     return it;
   }
@@ -382,17 +417,41 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
       if (it->second->last_seen() < oldest->second->last_seen()) oldest = it;
     }
     if (oldest == clients_.end()) return;
-    auto client = std::move(oldest->second);
-    clients_.erase(oldest);
+    auto client = erase_client(oldest);
+    metrics.evicted_tunnel.inc();
     const std::string reason = "evicted for a new client: the tunnel has " +
                                std::to_string(context.config.limits.max_clients_per_udp_tunnel) +
                                " clients (limits.max_clients_per_udp_tunnel)";
     asio::post(client->executor(), [client, reason] { client->evict(reason); });
   }
 
+  // At limits.max_clients_per_udp_tunnel_per_address: the least recently active client of the
+  // same address (IPv4, or IPv6 /64) makes room, so an address that churns through source ports
+  // evicts only its own clients.
+  void evict_oldest_of(const SourceKey& source) {
+    auto oldest = clients_.end();
+    for (auto it = clients_.begin(); it != clients_.end(); ++it) {
+      if (!(source_key(it->first.address()) == source)) continue;
+      if (oldest == clients_.end() || it->second->last_seen() < oldest->second->last_seen()) {
+        oldest = it;
+      }
+    }
+    if (oldest == clients_.end()) return;
+    const std::string evicted = address_text(oldest->first);
+    auto client = erase_client(oldest);
+    metrics.evicted_address.inc();
+    const std::string reason =
+        "evicted for a new client from the same address: " + to_string(source) + " has " +
+        std::to_string(context.config.limits.max_clients_per_udp_tunnel_per_address) +
+        " clients of the tunnel (limits.max_clients_per_udp_tunnel_per_address)";
+    dropped(0, evicted + ": " + reason);  // at most one line per 10 s per port
+    asio::post(client->executor(), [client, reason] { client->evict(reason); });
+  }
+
   udp::socket socket_;
   std::uint16_t port_;
-  std::map<udp::endpoint, std::shared_ptr<UdpClient>> clients_;  // on `executor`
+  Clients clients_;       // on `executor`
+  SourceCounts sources_;  // clients_ per source address, while the per-address cap is on
   LogGate drop_log_;
   DropReport too_large_in_;
   DropReport too_large_out_;
