@@ -17,6 +17,7 @@
 #include "agent/http_probe.hpp"
 #include "agent/raw_forwarder.hpp"
 #include "common/byte_rate.hpp"
+#include "observability/log.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -330,8 +331,10 @@ void Connector::announce(const protocol::AuthResponse& reply,
   // The public addresses go to stdout, for scripts; the log (stderr) has them too unless both
   // are the same terminal, where they would show twice.
   const bool log_too = ::isatty(STDOUT_FILENO) == 0 || ::isatty(STDERR_FILENO) == 0;
+  // The line holds what the core sent (the URL, the name): control characters are escaped, as
+  // in the log, so a core cannot send escape sequences to the terminal.
   const auto forwarding = [&](const std::string& line) {
-    std::fprintf(stdout, "Forwarding  %s\n", line.c_str());
+    std::fprintf(stdout, "Forwarding  %s\n", observability::escape_for_text_log(line).c_str());
     std::fflush(stdout);
     if (log_too) spdlog::info("Forwarding  {}", line);
   };

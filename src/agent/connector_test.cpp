@@ -22,7 +22,8 @@ using transport::tcp;
 struct FakeCoreBehaviour {
   std::uint32_t heartbeat_interval_ms = 10'000;
   bool go_away_after_auth = false;
-  std::string notice;   // sent after AUTH when not empty
+  std::string notice;                      // sent after AUTH when not empty
+  std::string url = "http://app.example";  // the tunnel's public address in the AUTH reply
   bool refuse = false;  // answer AUTH with success false, this code and this text
   std::string refusal_code;
   std::string refusal_error;
@@ -71,7 +72,7 @@ class FakeCore {
     reply.initial_window = 256 * 1024;
     protocol::TunnelResult tunnel;
     tunnel.name = "app.example";
-    tunnel.url = "http://app.example";
+    tunnel.url = behaviour_.url;
     tunnel.ok = true;
     reply.tunnels.push_back(tunnel);
     if (behaviour_.refuse) {
@@ -184,6 +185,25 @@ TEST(ConnectorTest, NoticeTextIsPrintedWithControlCharactersEscaped) {
   const std::string out = testing::internal::GetCapturedStderr();
   EXPECT_NE(out.find(R"(rate limit\x1b[2J\r\nforged line)"), std::string::npos) << out;
   EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+}
+
+// Issue 25 "terminal escape sequences in core-provided text are stripped before printing": the
+// log escaped them, but the public address went to stdout as the core sent it.
+TEST(ConnectorTest, ThePublicAddressIsPrintedWithControlCharactersEscaped) {
+  ASSERT_EQ(observability::init_logging("text", "info"), "");
+  asio::io_context io;
+  FakeCoreBehaviour behaviour;
+  behaviour.url = "http://app.example\x1b]0;owned\x07\x1b[2J\rForwarding  http://evil";
+  FakeCore core(io, behaviour);
+  testing::internal::CaptureStdout();
+  run_for(io, core, 500ms);
+  const std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_NE(
+      out.find(R"(Forwarding  http://app.example\x1b]0;owned\x07\x1b[2J\rForwarding  http://evil)"),
+      std::string::npos)
+      << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+  EXPECT_EQ(out.find('\r'), std::string::npos) << out;
 }
 
 TEST(ConnectorTest, AFinalRefusalCodeEndsWithExitCode1) {
