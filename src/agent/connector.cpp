@@ -215,13 +215,28 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   auto conn = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
                                        options_.dial_timeout, hs.error);
   if (!conn) {
-    if (tls != nullptr && (hs.error.find("wrong version number") != std::string::npos ||
-                           hs.error.find("stream truncated") != std::string::npos)) {
+    // The server ended the TLS handshake: closed it (EOF), or reset it (it closed with our
+    // ClientHello unread, as a core over its caps of connections before AUTH does at once).
+    const bool in_handshake = tls != nullptr && hs.error.starts_with("TLS handshake with ");
+    const bool closed = in_handshake && (hs.error.find("stream truncated") != std::string::npos ||
+                                         hs.error.find("Connection reset") != std::string::npos);
+    if (closed || (in_handshake && hs.error.find("wrong version number") != std::string::npos)) {
       const bool http = co_await answers_http(executor_, options_.server_host, options_.server_port,
                                               options_.dial_timeout);
-      hs.error += http ? " (" + std::string(kHttpPortHint) + ")"
-                       : " (the server closed the connection during the TLS handshake: if it "
-                         "is the core's plain-TCP agent listener, use --plain)";
+      if (http) {
+        hs.error += " (" + std::string(kHttpPortHint) + ")";
+      } else if (closed) {
+        hs.error +=
+            " (the server closed the connection during the TLS handshake. A core does so at once "
+            "while it holds limits.max_agent_handshakes connections before AUTH, or "
+            "limits.max_agent_handshakes_per_address from this address (shared behind a NAT); "
+            "that passes within seconds and the agent retries. If it is the core's plain-TCP "
+            "agent listener, use --plain)";
+      } else {
+        hs.error +=
+            " (the server closed the connection during the TLS handshake: if it is the core's "
+            "plain-TCP agent listener, use --plain)";
+      }
     }
     // An untrusted certificate will not become trusted by retrying: say so and stop.
     hs.final = hs.error.find("certificate verify failed") != std::string::npos;

@@ -172,3 +172,25 @@ def test_connections_before_auth_are_capped_per_address(tunnel, origin):
         for s in again:
             s.close()
     assert core.alive()
+
+
+def test_an_agent_over_the_handshake_cap_is_told_why_and_retries(tunnel, origin):
+    """Issue #25 (weak point left by the handshake cap): the core closes a connection over
+    limits.max_agent_handshakes_per_address before its TLS handshake, so the agent saw only a
+    TLS error, with a hint about --plain that did not apply. It now names the caps it may have
+    met, keeps retrying, and connects once a slot is free."""
+    from harness.raw import core_config
+    core = tunnel.core(config_text=core_config(
+        ["name: default\ntokens: [test-agent-token]"],
+        "limits:\n  max_agent_handshakes_per_address: 1\n"))
+    stalled = _stalled(core.ports["agent"], "127.0.0.1", 1)
+    try:
+        time.sleep(0.3)
+        agent = tunnel.agent(core, origin.addr, subdomain="app", name="agent-app", wait=False)
+        agent.wait_output(r"limits\.max_agent_handshakes_per_address", timeout=15)
+        assert agent.alive()
+    finally:
+        for s in stalled:
+            s.close()
+    core.wait_routed("app", agent=agent)
+    assert core.request("app").status == 200
