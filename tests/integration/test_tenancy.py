@@ -259,6 +259,21 @@ def test_a_udp_tunnel_evicts_its_oldest_client(tunnel, origin):
             s.close()
 
 
+def _mixed_tcp_agent(tunnel, core, origin):
+    """An agent serving bob (http) and a tcp echo; returns the tcp tunnel's public port."""
+    echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
+    config = tunnel.workdir / "mixed-tcp.yaml"
+    config.write_text(
+        "tunnels:\n"
+        "  - type: http\n    local: \"%s\"\n    subdomain: bob\n"
+        "  - type: tcp\n    local: \"127.0.0.1:%d\"\n" % (origin.addr, echo.port))
+    agent = tunnel.add(PortAgent(core, config=config, token="bob-secret-token",
+                                 name="mixed")).start()
+    _, port = agent.wait_forwarding("tcp")
+    core.wait_routed("bob")
+    return port
+
+
 def _tcp_from(port, source, timeout=10):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.bind((source, 0))
@@ -283,16 +298,7 @@ def _echoes(s, data):
 # Now one address (IPv4, or IPv6 /64) holds at most 64 connections per tunnel by default.
 def test_one_address_cannot_take_a_tcp_tunnels_connections(tunnel, origin):
     core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"])
-    echo = tunnel.add(Server(tunnel.workdir, "tcp-echo")).start()
-    config = tunnel.workdir / "mixed-tcp.yaml"
-    config.write_text(
-        "tunnels:\n"
-        "  - type: http\n    local: \"%s\"\n    subdomain: bob\n"
-        "  - type: tcp\n    local: \"127.0.0.1:%d\"\n" % (origin.addr, echo.port))
-    agent = tunnel.add(PortAgent(core, config=config, token="bob-secret-token",
-                                 name="mixed")).start()
-    _, port = agent.wait_forwarding("tcp")
-    core.wait_routed("bob")
+    port = _mixed_tcp_agent(tunnel, core, origin)
     held = []
     try:
         for i in range(64):  # the default limits.max_connections_per_tcp_tunnel_per_address
@@ -332,6 +338,35 @@ def test_one_address_cannot_take_a_tcp_tunnels_connections(tunnel, origin):
         for s in held:
             s.close()
     assert core.alive()
+
+
+# Issue 25 "idle tcp connections count against the agent's shared stream limit": 1,000 idle
+# tcp-tunnel connections blocked the agent's http tunnels. The tcp side of the udp test above.
+def test_idle_tcp_connections_leave_streams_for_http(tunnel, origin):
+    core = accounts_core(tunnel, ["name: bob\ntokens: [bob-secret-token]"],
+                         extra="limits:\n  max_streams_per_agent: 20\n"
+                               "  streams_reserved_for_http: 5\n")
+    port = _mixed_tcp_agent(tunnel, core, origin)
+    held = []
+    try:
+        for i in range(15):  # the agent's tcp/udp budget: 20 - 5
+            held.append(_tcp_from(port, "127.0.0.%d" % (1 + i % 3)))
+            assert _echoes(held[-1], b"c%d" % i), "connection %d was not relayed" % i
+        extra = _tcp_from(port, "127.0.0.4")
+        try:
+            extra.sendall(b"x")
+            assert extra.recv(10) == b"", "a 16th connection took one of the http streams"
+        except ConnectionResetError:
+            pass
+        finally:
+            extra.close()
+        assert sample(core, 'tunnel_tcp_connections_refused_total{reason="stream_budget"}') == 1
+        for _ in range(3):
+            r = core.request("bob")
+            assert r.status == 200, r.text()
+    finally:
+        for s in held:
+            s.close()
 
 
 # Issue 25 "per-source caps": one address churning through source ports evicted every other
