@@ -27,6 +27,7 @@
 #include "core/edge/tcp_tunnel.hpp"
 #include "core/edge/udp_tunnel.hpp"
 #include "core/live_control.hpp"
+#include "core/store_ownership.hpp"
 #include "transport/accept.hpp"
 #include "transport/tls.hpp"
 
@@ -450,7 +451,8 @@ int Server::run() {
   tune_heap();
   asio::co_spawn(workers_[0]->io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
                  asio::detached);
-  asio::co_spawn(workers_[0]->io,
+  // With the store, the saves run on the control thread (the store's only thread).
+  asio::co_spawn(control_ ? control_->io : workers_[0]->io,
                  keep_ownership(context_->registry, ownership_, kOwnershipSaveInterval),
                  asio::detached);
   asio::co_spawn(workers_[0]->io,
@@ -536,12 +538,26 @@ common::Status Server::open_control() {
 
 void Server::restore_ownership() {
   const Config& config = context_->config;
-  ownership_ = std::make_shared<FileOwnershipStore>(config.data_dir + "/ownership");
+  const std::string file = config.data_dir + "/ownership";
+  // With the store open (the API is on) ownership lives there, saved on the control thread;
+  // an `ownership` file of an earlier run is moved in once (and renamed, never read again).
+  if (control_) {
+    ownership_ = std::make_shared<StoreOwnershipStore>(*control_->store);
+  } else {
+    ownership_ = std::make_shared<FileOwnershipStore>(file);
+  }
   std::vector<Registry::Owned> owned;
   std::vector<std::string> warnings;
   std::string error;
   if (!ownership_->load(owned, warnings, error)) {
     spdlog::warn("could not read who owned which name before this start: {}", error);
+  }
+  bool imported = false;
+  if (control_ && owned.empty() && error.empty() && ::access(file.c_str(), F_OK) == 0) {
+    if (!FileOwnershipStore(file).load(owned, warnings, error)) {
+      spdlog::warn("could not read who owned which name before this start: {}", error);
+    }
+    imported = !owned.empty();
   }
   for (const auto& warning : warnings) spdlog::warn("{}", warning);
   const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
@@ -550,6 +566,13 @@ void Server::restore_ownership() {
   if (const std::size_t n = context_->registry.restore(owned, now_unix); n > 0) {
     spdlog::info("{} names and ports of the previous run are held for their accounts for {} s", n,
                  context_->registry.offline_hold().count());
+  }
+  if (imported) {
+    save_ownership(context_->registry, *ownership_, nullptr);
+    if (::rename(file.c_str(), (file + ".imported").c_str()) == 0) {
+      spdlog::info("who owns which name moved from {} into the store ({}.imported is the old file)",
+                   file, file);
+    }
   }
   for (const Account& account : config.accounts) {
     if (account.max_agents == 0) continue;

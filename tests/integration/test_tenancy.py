@@ -6,6 +6,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import stat
 import time
 
@@ -45,9 +46,13 @@ def test_a_name_stays_with_its_account_across_a_core_restart(tunnel, origin):
     bob = tunnel.agent(core, origin.addr, subdomain="bob", name="bob", token="bob-secret-token")
     core.stop()
     bob.stop()
-    path = core.data_dir / "ownership"
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert "bob.localhost\tbob\t" in path.read_text()
+    # Kept in the store (the API keeps it open), saved on the control thread.
+    db = core.data_dir / "store.db"
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    with sqlite3.connect(db) as c:
+        assert ("bob.localhost", "bob") in c.execute(
+            "SELECT key, account FROM registry_ownership").fetchall()
+    assert not (core.data_dir / "ownership").exists()
 
     core.start()
     assert "names and ports of the previous run are held" in core.output()
@@ -55,6 +60,29 @@ def test_a_name_stays_with_its_account_across_a_core_restart(tunnel, origin):
     assert squatter is None, reply
     assert "bob.localhost is reserved by another account" in reply
     tunnel.agent(core, origin.addr, subdomain="bob", name="bob-again", token="bob-secret-token")
+
+
+# The `ownership` file of a core before the store was kept open moves into the store once.
+def test_an_ownership_file_of_an_earlier_run_moves_into_the_store(tunnel):
+    from harness.procs import Core
+    accounts = ["name: bob\ntokens: [bob-secret-token]",
+                "name: mallory\ntokens: [mallory-secret-token]"]
+    core = tunnel.add(Core(tunnel.workdir, name="core", config_text=core_config(accounts, "")))
+    core.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = core.data_dir / "ownership"
+    old.write_text("# tunnel-core ownership v1\n# name\taccount\texplicit\toffline since\tholder\n"
+                   "bob.localhost\tbob\t0\t%d\t\n" % int(time.time()))
+    old.chmod(0o600)
+    core.start()
+    assert "names and ports of the previous run are held" in core.output()
+    assert not old.exists() and (core.data_dir / "ownership.imported").exists()
+    for restart in (False, True):
+        if restart:
+            core.stop()
+            core.start()
+        reply, squatter = v1_auth(core, "mallory-secret-token", ["bob"])
+        assert squatter is None, reply
+        assert "bob.localhost is reserved by another account" in reply
 
 
 # Before: the refused AUTH's other names went into the 10-minute hold for the attacker's account.
