@@ -1,5 +1,5 @@
 # What `cmake --install` and the Debian package (cmake/Package.cmake) put where:
-#   <prefix>/bin/tunnel-core, tunnel-agent
+#   <prefix>/bin/tunnel-core, tunnel-agent, tunnelctl
 #   <prefix>/lib/systemd/system/tunnel-core.service, tunnel-agent.service  (deploy/systemd)
 #   <confdir>/core.yaml, agent.yaml   the examples with data_dir /var/lib/tunnel; a plain
 #                                     install never overwrites a file already there
@@ -11,7 +11,7 @@
 # prefix /usr into its staging DESTDIR) both set it after configuration.
 include(GNUInstallDirs)
 
-install(TARGETS tunnel-core tunnel-agent RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS tunnel-core tunnel-agent tunnelctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES docs/examples/core.yaml docs/examples/agent.yaml
         DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES README.md CHANGELOG.md LICENSE docs/operations.md docs/configuration.md

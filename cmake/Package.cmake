@@ -1,7 +1,7 @@
 # The Debian package `tunnel` (CPack's DEB generator): what cmake/Install.cmake installs,
 # with prefix /usr, plus the maintainer scripts and conffiles of deploy/debian. Built and
 # checked by scripts/package.sh and scripts/check-package.sh; run `cpack` in a build tree
-# whose tunnel-core and tunnel-agent are built.
+# whose tunnel-core, tunnel-agent and tunnelctl are built.
 set(TUNNEL_PACKAGE_MAINTAINER "tunnel developers <tunnel@example.org>"
     CACHE STRING "Maintainer field of the .deb (set it to whoever publishes the package)")
 
@@ -30,7 +30,8 @@ app and dials out to the core over one TLS connection, multiplexed into
 streams. HTTP requests for NAME.<domain> (and custom domains), raw TCP ports
 and UDP ports reach the app through the tunnel.
 .
-This package installs both programs, systemd units for them (not enabled),
+This package installs both programs and tunnelctl (the command-line client
+of the core's REST API), systemd units for them (not enabled),
 example configurations in /etc/tunnel, the system user tunnel and the data
 directory /var/lib/tunnel.")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA

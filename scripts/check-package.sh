@@ -64,7 +64,7 @@ sort "$work/control/conffiles" >"$work/conffiles" 2>/dev/null || : >"$work/conff
 # --- 2. contents -----------------------------------------------------------------------
 dpkg-deb -c "$deb" | awk '{ print $6 }' | sed 's|^\./|/|' >"$work/files"
 expected=(
-  /usr/bin/tunnel-core /usr/bin/tunnel-agent
+  /usr/bin/tunnel-core /usr/bin/tunnel-agent /usr/bin/tunnelctl
   /usr/lib/systemd/system/tunnel-core.service /usr/lib/systemd/system/tunnel-agent.service
   /etc/tunnel/core.yaml /etc/tunnel/agent.yaml
   /usr/share/doc/tunnel/examples/core.yaml /usr/share/doc/tunnel/examples/agent.yaml

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the release binaries (preset `release`, only tunnel-core and tunnel-agent) and the
-# Debian package from them: build/release/package/tunnel_<version>_<arch>.deb, whose path is
-# the last line printed. Check it with scripts/check-package.sh.
+# Builds the release binaries (preset `release`, only tunnel-core, tunnel-agent and
+# tunnelctl) and the Debian package from them:
+# build/release/package/tunnel_<version>_<arch>.deb, whose path is the last line printed. Check it with scripts/check-package.sh.
 #   scripts/package.sh
 # The package's contents are reproducible: SOURCE_DATE_EPOCH defaults to the last commit's
 # time (it dates the Debian changelog and the file times in the .deb).
@@ -23,7 +23,7 @@ for tool in cpack dpkg-deb dpkg-shlibdeps; do
 done
 
 cmake --preset release >/dev/null
-cmake --build --preset release --target tunnel-core tunnel-agent
+cmake --build --preset release --target tunnel-core tunnel-agent tunnelctl
 
 out=build/release/package
 rm -rf "$out"
