@@ -71,6 +71,7 @@ std::string render_object(const json& obj, Kind kind) {
       sub.push_back(header);
       for (const auto& item : value) {
         std::vector<std::string> row;
+        row.reserve(header.size());
         for (const auto& field : header) {
           row.push_back(item.contains(field) ? cell(item.at(field), is_time_field(field)) : "-");
         }
@@ -133,10 +134,12 @@ std::string render_table(Kind kind, const json& doc) {
   const auto cols = columns(kind);
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> header;
+  header.reserve(cols.size());
   for (const auto& c : cols) header.emplace_back(c.header);
   rows.push_back(std::move(header));
   for (const auto& item : *items) {
     std::vector<std::string> row;
+    row.reserve(cols.size());
     for (const auto& c : cols) {
       row.push_back(item.is_object() && item.contains(c.field) ? cell(item.at(c.field), c.time)
                                                                : "-");
@@ -175,7 +178,11 @@ std::string render_problem(int status, const std::string& body, const std::strin
         const std::string problem = e.contains("problem") && e.at("problem").is_string()
                                         ? e.at("problem").get<std::string>()
                                         : e.dump();
-        out += head + ": " + (field.empty() ? "" : field + ": ") + problem + "\n";
+        out += head;
+        out += ": ";
+        if (!field.empty()) out += field + ": ";
+        out += problem;
+        out += '\n';
       }
     } else if (doc.contains("detail") && doc.at("detail").is_string()) {
       out += head + ": " + doc.at("detail").get<std::string>() + "\n";

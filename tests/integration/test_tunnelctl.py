@@ -41,7 +41,7 @@ def test_tunnels_in_both_output_modes(tunnel):
     assert [t["id"] for t in ok_json(core, "tunnels", "list", "--type", "tcp")["items"]] == [tcp["id"]]
     assert len(ok_json(core, "tunnels", "list", "--limit", "1")["items"]) == 1
     got = ok_json(core, "tunnels", "get", app["id"])
-    assert got["name"] == "app" and got["live_sessions"] == []
+    assert got["name"] == "app" and got["live_sessions"] == 0
     patched = ok_json(core, "tunnels", "update", app["id"], "--proxy-protocol", "true")
     assert patched["proxy_protocol"] is True
 
@@ -150,6 +150,7 @@ def test_defaults_the_key_file_from_data_dir_and_the_server_from_the_environment
     key = (core.data_dir / "admin.key").read_text().strip()
     r = ctl(core, "--key-file", core.data_dir / "admin.key", "accounts", "list",
             data_dir=core.workdir / "none")
-    assert r.returncode == 0 and json.loads(r.stdout)["items"][0]["name"] == "operator", r.stderr
+    assert r.returncode == 0, r.stderr
+    assert "operator" in [a["name"] for a in json.loads(r.stdout)["items"]], r.stdout
     r = ctl(core, "keys", "list", env={"TUNNEL_API_KEY": key}, data_dir=core.workdir / "none")
     assert r.returncode == 0 and len(json.loads(r.stdout)["items"]) >= 1, r.stderr
