@@ -63,7 +63,14 @@ bool is_time_field(std::string_view name) {
 std::string render_object(const json& obj, Kind kind) {
   std::vector<std::vector<std::string>> rows;
   std::string below;
+  // The id first, then the fields in the API's (alphabetical) order.
+  std::vector<std::pair<std::string, const json*>> fields;
+  if (obj.contains("id")) fields.emplace_back("id", &obj.at("id"));
   for (const auto& [name, value] : obj.items()) {
+    if (name != "id") fields.emplace_back(name, &value);
+  }
+  for (const auto& [name, pointer] : fields) {
+    const json& value = *pointer;
     if (value.is_array() && !value.empty() && value.front().is_object()) {
       std::vector<std::vector<std::string>> sub;
       std::vector<std::string> header;

@@ -47,9 +47,9 @@ TEST(CtlRender, OneObjectIsFieldValueLinesWithTimesAndSessions) {
                       {"connected", true},
                       {"sessions", {{{"session_id", 9}, {"address", "10.0.0.1:5000"}}}}};
   EXPECT_EQ(render_table(Kind::agent, agent),
+            "id          3\n"
             "connected   yes\n"
             "created_at  2025-12-07T13:00:00Z\n"
-            "id          3\n"
             "name        laptop\n"
             "sessions    1\n"
             "\n"

@@ -154,3 +154,21 @@ def test_defaults_the_key_file_from_data_dir_and_the_server_from_the_environment
     assert "operator" in [a["name"] for a in json.loads(r.stdout)["items"]], r.stdout
     r = ctl(core, "keys", "list", env={"TUNNEL_API_KEY": key}, data_dir=core.workdir / "none")
     assert r.returncode == 0 and len(json.loads(r.stdout)["items"]) >= 1, r.stderr
+
+
+def test_https_servers_are_verified(tunnel):
+    # The core's agent listener speaks TLS with <data_dir>/tls.crt (for 127.0.0.1): enough to
+    # see the certificate checked; what answers after the handshake is not the API.
+    core = tunnel.core()
+    url = "https://127.0.0.1:%d" % core.ports["agent"]
+    r = ctl(core, "--server", url, "--timeout", "3", "tunnels", "list", server=False)
+    assert r.returncode == 1, r.stderr
+    assert ("cannot reach %s: TLS handshake: " % url) in r.stderr, r.stderr
+    assert "certificate verify failed" in r.stderr, r.stderr
+    r = ctl(core, "--server", url, "--ca", core.ca, "--timeout", "3", "tunnels", "list",
+            server=False)
+    assert r.returncode == 1 and "TLS handshake" not in r.stderr, r.stderr
+    r = ctl(core, "--server", url, "--insecure", "--timeout", "3", "tunnels", "list",
+            server=False)
+    assert r.returncode == 1 and "TLS handshake" not in r.stderr, r.stderr
+    assert "warning: --insecure" in r.stderr, r.stderr
