@@ -2,7 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
 #include <set>
 
 namespace tunnel::core {
@@ -99,6 +106,7 @@ common::Result<std::shared_ptr<const ControlView>> LiveControl::build_view() {
   auto accounts = store_.list_accounts();
   if (!accounts) return accounts.error();
   for (const store::Account& a : accounts.value()) {
+    view->account_ids.emplace(a.name, a.id);
     if (context_.auth.find_account(a.name) != nullptr) continue;  // the configuration's
     Account account;
     account.name = a.name;
@@ -159,6 +167,64 @@ void LiveControl::apply(const ControlView& before, const ControlView& after) {
         session->close(reason);
       }
     });
+  }
+}
+
+common::Status LiveControl::flush_usage(std::int64_t now_unix, std::chrono::seconds retention) {
+  const std::int64_t hour = now_unix / 3600;
+  std::map<std::pair<std::int64_t, std::int64_t>, store::Usage> rows;
+  const auto add = [&](std::int64_t account, std::int64_t tunnel, const UsageBook::Sample& s) {
+    store::Usage& row = rows[{account, tunnel}];
+    row.account_id = account;
+    row.tunnel_id = tunnel;
+    row.hour = hour;
+    row.requests += s.requests;
+    row.bytes_in += s.bytes_in;
+    row.bytes_out += s.bytes_out;
+    row.errors += s.errors;
+  };
+  for (const UsageBook::Sample& s : context_.usage.take()) {
+    if (s.tunnel_id != 0) add(s.account_id, s.tunnel_id, s);
+    add(s.account_id, 0, s);
+  }
+  if (!rows.empty()) {
+    std::vector<store::Usage> samples;
+    samples.reserve(rows.size());
+    for (auto& [key, row] : rows) samples.push_back(row);
+    if (auto added = store_.add_usage(samples); !added) {
+      return common::fail("usage: " + added.error().message);
+    }
+  }
+  if (hour != pruned_hour_) {
+    pruned_hour_ = hour;
+    const std::int64_t keep_hours = std::max<std::int64_t>(1, retention.count() / 3600);
+    if (auto pruned = store_.prune_usage(hour - keep_hours); !pruned) {
+      return common::fail("usage: " + pruned.error().message);
+    }
+  }
+  return common::success();
+}
+
+void LiveControl::start_usage_flush(asio::any_io_executor executor,
+                                    std::chrono::milliseconds interval,
+                                    std::chrono::seconds retention) {
+  asio::co_spawn(std::move(executor), flush_every(interval, retention), asio::detached);
+}
+
+asio::awaitable<void> LiveControl::flush_every(std::chrono::milliseconds interval,
+                                               std::chrono::seconds retention) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(interval);
+    transport::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    if (auto flushed = flush_usage(now, retention); !flushed) {
+      spdlog::warn("control plane: {}", flushed.error().message);
+    }
   }
 }
 

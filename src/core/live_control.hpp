@@ -39,6 +39,15 @@ class LiveControl : public api::ControlHooks {
   std::vector<api::LiveSession> agent_sessions(store::Id agent_id) override;
   std::uint64_t tunnel_sessions(store::Id tunnel_id) override;
 
+  // Writes what the data path counted since the last call (CoreContext::usage) to the store's
+  // hourly buckets: one row per store tunnel, and one per account (tunnel 0) summing all of
+  // its traffic. At most once an hour it drops buckets older than `retention`. A failed write
+  // is logged and its counts are lost (the store's usage is best effort; metrics are exact).
+  common::Status flush_usage(std::int64_t now_unix, std::chrono::seconds retention);
+  // Calls flush_usage() every `interval` on `executor` (the control thread) until it stops.
+  void start_usage_flush(asio::any_io_executor executor, std::chrono::milliseconds interval,
+                         std::chrono::seconds retention);
+
   // The view the store's current snapshot gives (exposed for tests).
   common::Result<std::shared_ptr<const ControlView>> build_view();
 
@@ -46,9 +55,13 @@ class LiveControl : public api::ControlHooks {
   // Acts on the connected agents that the change from `before` to `after` concerns.
   void apply(const ControlView& before, const ControlView& after);
 
+  asio::awaitable<void> flush_every(std::chrono::milliseconds interval,
+                                    std::chrono::seconds retention);
+
   store::Store& store_;
   CoreContext& context_;
   AgentGateway& gateway_;
+  std::int64_t pruned_hour_ = 0;  // the hour of the last prune
 };
 
 // What an agent serving `served` (a hostname, or "tcp://host:port" / "udp://host:port" as the

@@ -345,6 +345,59 @@ TEST_F(LiveControlTest, AnAgentWithoutAssignmentsWaitsAndATokenCannotAskForThem)
   finish(*token);
 }
 
+TEST_F(LiveControlTest, RoutesCountUsageThatIsWrittenToTheStoreInBatches) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  Route route;
+  ASSERT_EQ(context->registry.lookup("app.example.test", route), LookupStatus::kFound);
+  ASSERT_NE(route.usage, nullptr) << "a route of a store tunnel is not counted";
+  EXPECT_EQ(route.usage, context->usage.counters(team_id, app_tunnel));
+  route.usage->add(300, 4000, false);
+  route.usage->add(200, 0, true);
+  // acme's traffic through its own pattern counts for acme as a whole (tunnel 0).
+  auto free = connect("acme-secret-token-0123", {http("free")});
+  ASSERT_TRUE(free->reply.success) << free->reply.error;
+  Route acme;
+  ASSERT_EQ(context->registry.lookup("free.example.test", acme), LookupStatus::kFound);
+  ASSERT_NE(acme.usage, nullptr);
+  acme.usage->add(1, 2, false);
+
+  const std::int64_t now = 1'765'100'000;
+  ASSERT_TRUE(live->flush_usage(now, std::chrono::hours(24)));
+  const std::int64_t hour = now / 3600;
+  auto rows = db->list_usage(team_id, hour, hour + 1);
+  ASSERT_TRUE(rows) << rows.error().message;
+  ASSERT_EQ(rows.value().size(), 2u);  // the tunnel's row and the account's
+  for (const auto& row : rows.value()) {
+    EXPECT_EQ(row.requests, 2u);
+    EXPECT_EQ(row.bytes_in, 500u);
+    EXPECT_EQ(row.bytes_out, 4000u);
+    EXPECT_EQ(row.errors, 1u);
+  }
+  EXPECT_EQ(rows.value()[0].tunnel_id + rows.value()[1].tunnel_id, app_tunnel);
+  // A second flush adds to the bucket, never counts twice.
+  route.usage->add(1, 1, false);
+  ASSERT_TRUE(live->flush_usage(now + 10, std::chrono::hours(24)));
+  ASSERT_TRUE(live->flush_usage(now + 20, std::chrono::hours(24)));
+  rows = db->list_usage(team_id, hour, hour + 1);
+  ASSERT_TRUE(rows);
+  EXPECT_EQ(rows.value()[0].requests, 3u);
+  const auto acme_id = db->find_account("acme");
+  ASSERT_TRUE(acme_id && acme_id.value());
+  auto acme_rows = db->list_usage(acme_id.value()->id, hour, hour + 1);
+  ASSERT_TRUE(acme_rows);
+  ASSERT_EQ(acme_rows.value().size(), 1u);
+  EXPECT_EQ(acme_rows.value()[0].tunnel_id, 0);
+  EXPECT_EQ(acme_rows.value()[0].bytes_out, 2u);
+  // Buckets older than the retention go at the next hour's flush.
+  ASSERT_TRUE(live->flush_usage(now + 3 * 3600, std::chrono::hours(2)));
+  rows = db->list_usage(team_id, hour, hour + 1);
+  ASSERT_TRUE(rows);
+  EXPECT_TRUE(rows.value().empty());
+  finish(*free);
+  finish(*agent);
+}
+
 TEST(ReservationPattern, MatchesLikeTheConfigurationsPatterns) {
   EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.example.org"));
   EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.b.example.org"));

@@ -115,6 +115,7 @@ struct Server::Control {
   std::thread thread;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<api::ControlHooks> hooks;
+  LiveControl* live = nullptr;  // the hooks, as what they are
   std::unique_ptr<api::Api> api;
 
   void stop() {
@@ -474,6 +475,18 @@ int Server::run() {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
+  if (control_ && control_->live != nullptr) {
+    // The last counts, now that no worker adds to them (the control thread has stopped too).
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    if (auto flushed =
+            control_->live->flush_usage(now, std::chrono::duration_cast<std::chrono::seconds>(
+                                                 context_->config.store.usage_retention));
+        !flushed) {
+      spdlog::warn("control plane: {}", flushed.error().message);
+    }
+  }
   save_ownership(context_->registry, *ownership_, nullptr);
   return 0;
 }
@@ -527,6 +540,10 @@ common::Status Server::open_control() {
   auto live = std::make_unique<LiveControl>(*control_->store, *context_, *gateway_);
   if (auto started = live->start(); !started)
     return common::fail("store: " + started.error().message);
+  control_->live = live.get();
+  live->start_usage_flush(
+      control_->io.get_executor(), config.store.usage_flush_interval,
+      std::chrono::duration_cast<std::chrono::seconds>(config.store.usage_retention));
   control_->hooks = std::move(live);
   api::ApiOptions api_options;
   api_options.domain = config.domain;

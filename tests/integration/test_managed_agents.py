@@ -1,7 +1,8 @@
 """Agents managed from the core (issue 17): an agent registered through the API runs with only
 its token (`tunnel-agent start --token tna_...`) and serves what the API assigns to it; a
 change reaches it within seconds without a restart; a target outside its allow list is not
-forwarded; removing the agent disconnects it and it stops (its credential is refused)."""
+forwarded; removing the agent disconnects it and it stops (its credential is refused). The
+traffic it serves shows in the account's usage, per tunnel and for the account."""
 import http.client
 import json
 import re
@@ -112,3 +113,45 @@ def test_a_plain_token_cannot_ask_for_assignments(tunnel):
     while proc.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not proc.alive() and proc.returncode() == 1, proc.tail()
+
+
+FAST_USAGE = """
+listen:
+  agent: "{agent}"
+  http: "{http}"
+  admin: "{admin}"
+store:
+  usage_flush_interval: 200ms
+"""
+
+
+def test_traffic_shows_in_the_usage_per_tunnel_and_account(tunnel):
+    core = tunnel.core(config_text=FAST_USAGE, tokens=())
+    a = tunnel.origin("A")
+    status, agent = call(core, "POST", "/api/v1/agents", {"name": "counted"})
+    assert status == 201, agent
+    status, t = call(core, "POST", "/api/v1/tunnels",
+                     {"name": "metered", "type": "http", "agent": agent["id"], "local": a.addr})
+    assert status == 201, t
+    managed_agent(tunnel, core, agent["token"], name="counted")
+    served_by(core, "metered", "A")
+    body = b"x" * 1000
+    for _ in range(9):
+        r = client.request(core.http_port, core.host("metered"), "POST", "/echo", body=body)
+        assert r.status == 200
+    r = client.request(core.http_port, core.host("metered"), "GET", "/status/503")
+    assert r.status == 503
+    account = t["account"]
+    deadline = time.monotonic() + 10
+    while True:
+        status, usage = call(core, "GET", "/api/v1/accounts/%s/usage" % account)
+        assert status == 200, usage
+        if usage["total"]["requests"] >= 11 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # served_by's first request, the nine posts and the 503 (maybe a few more probes).
+    assert usage["total"]["requests"] >= 11, usage
+    assert usage["total"]["bytes_in"] >= 9000, usage
+    assert usage["total"]["errors"] >= 1, usage
+    per_tunnel = [b for b in usage["buckets"] if b["tunnel"] == t["id"]]
+    assert per_tunnel and sum(b["requests"] for b in per_tunnel) == usage["total"]["requests"]

@@ -205,6 +205,26 @@ std::vector<protocol::TunnelRequest> assignments_of(const CoreContext& context,
   return out;
 }
 
+// The usage counters of a route: the store tunnel that reserves `key` (a hostname, or
+// ControlView::port_key()), else the account's own; null without a store.
+std::shared_ptr<UsageCounters> usage_of(CoreContext& context, const ControlView* view,
+                                        const std::string& account, const std::string& key,
+                                        bool port) {
+  if (view == nullptr) return nullptr;
+  const auto id = view->account_ids.find(account);
+  if (id == view->account_ids.end()) return nullptr;
+  const ControlView::Reservation* reserved = nullptr;
+  if (port) {
+    const auto it = view->ports.find(key);
+    if (it != view->ports.end()) reserved = &it->second;
+  } else {
+    reserved = view->reservation_for_host(key);
+  }
+  const std::int64_t tunnel =
+      reserved != nullptr && reserved->account == account ? reserved->tunnel_id : 0;
+  return context.usage.counters(id->second, tunnel);
+}
+
 // A configured account, else one created through the API.
 const Account* find_account(const CoreContext& context, const ControlView* view,
                             std::string_view name) {
@@ -542,7 +562,13 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
     } else if (resolve_hostname(context_, view, account, t, id_for_default_name, host,
                                 explicit_name, error, code)) {
       auto filters = tunnel_filters_ ? tunnel_filters_(t) : nullptr;
-      Route route{agent, static_cast<std::uint16_t>(i), t.local, throttle, std::move(filters), {}};
+      Route route{agent,
+                  static_cast<std::uint16_t>(i),
+                  t.local,
+                  throttle,
+                  std::move(filters),
+                  nullptr,
+                  usage_of(context_, view, account.name, host, false)};
       code = refusal::kNameTaken;
       std::vector<Route> displaced;
       if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,
@@ -617,12 +643,16 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
     return open_port_(protocol, executor, port, open_error);
   };
   auto filters = connection_filters_ ? connection_filters_(request) : nullptr;
+  // Usage: the store tunnel that reserves the port asked for, else the account's own.
+  const std::string usage_key =
+      request.remote_port != 0 ? ControlView::port_key(protocol, request.remote_port) : "";
   Route route{agent,
               static_cast<std::uint16_t>(index),
               request.local,
               std::move(throttle),
               {},
-              std::move(filters)};
+              std::move(filters),
+              usage_of(context_, view, account.name, usage_key, true)};
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error,
       // The agent id changes when the agent restarts; the account and local target do not.

@@ -89,6 +89,8 @@ struct CoreContext {
   // What the control plane's store says (registered agents, API accounts, reservations);
   // null without a store. Swapped by the core after each change; read at each AUTH.
   std::atomic<std::shared_ptr<const ControlView>> control;
+  // Requests and bytes per tunnel and account, for the store's usage (written in batches).
+  UsageBook usage;
 };
 
 // A fresh request id: 16 random bytes as 32 hex digits.

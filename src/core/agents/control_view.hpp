@@ -56,6 +56,8 @@ struct ControlView {
   std::unordered_map<std::string, Reservation> hosts;
   std::vector<Reservation> host_patterns;
   std::map<std::string, Reservation> ports;  // "tcp:15432", "udp:5353"
+  // The store's id of every account (configured ones too), for usage.
+  std::unordered_map<std::string, std::int64_t> account_ids;
   std::uint64_t generation = 0;
 
   // The registered agent this credential belongs to, or nullptr.

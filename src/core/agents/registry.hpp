@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "core/agents/bandwidth.hpp"
+#include "core/agents/usage.hpp"
 #include "core/control/config.hpp"
 
 namespace tunnel::core {
@@ -52,6 +53,9 @@ struct Route {
   std::shared_ptr<const FilterChain> filters;
   // tcp/udp: the tunnel's own connection filters (after the port listener's); null = none.
   std::shared_ptr<const ConnectionFilterChain> connection_filters;
+  // Where its requests are counted for the store's usage (core/agents/usage.hpp); null = not
+  // counted (a core without a store).
+  std::shared_ptr<UsageCounters> usage;
 };
 
 enum class LookupStatus { kFound, kUnknown, kOffline };

@@ -26,7 +26,7 @@ struct CountingListener : PortListener {
 };
 
 Route route_of(const std::shared_ptr<AgentSession>& agent) {
-  return Route{agent, 0, "localhost:3000", nullptr, nullptr, nullptr};
+  return Route{agent, 0, "localhost:3000", nullptr, nullptr, nullptr, nullptr};
 }
 
 // An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and

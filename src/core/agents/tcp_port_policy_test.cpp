@@ -133,7 +133,7 @@ struct Opener {
 };
 
 Route route_of(const std::shared_ptr<AgentSession>& agent, std::uint16_t index = 0) {
-  return Route{agent, index, "localhost:5432", nullptr, nullptr, nullptr};
+  return Route{agent, index, "localhost:5432", nullptr, nullptr, nullptr, nullptr};
 }
 
 PortRules rules(std::vector<PortRange> ranges, std::uint32_t max = 0) {

@@ -208,8 +208,11 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
     }
   }
   if (f->contains("store")) {
-    if (auto sf = r.fields(f->at("store"), "store", {"url"})) {
+    if (auto sf =
+            r.fields(f->at("store"), "store", {"url", "usage_flush_interval", "usage_retention"})) {
       r.read(*sf, "url", "store", out.store.url);
+      r.read(*sf, "usage_flush_interval", "store", out.store.usage_flush_interval);
+      r.read(*sf, "usage_retention", "store", out.store.usage_retention);
     }
   }
 }
@@ -531,6 +534,10 @@ void check_rest(ConfigReader& r, const Config& config) {
   if (std::find(std::begin(kLevels), std::end(kLevels), config.log.level) == std::end(kLevels)) {
     r.error("log.level", "expected one of trace, debug, info, warn, error, critical, off; got " +
                              in_quotes(config.log.level));
+  }
+  check_positive(r, "store.usage_flush_interval", config.store.usage_flush_interval);
+  if (config.store.usage_retention < std::chrono::hours(1)) {
+    r.error("store.usage_retention", "must be at least 1h (usage is kept in hourly buckets)");
   }
   const auto& url = config.store.url;
   if (!url.empty() && !url.starts_with("sqlite:") && !url.starts_with("postgres://") &&

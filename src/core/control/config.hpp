@@ -193,6 +193,10 @@ struct LogConfig {
 // "sqlite:PATH"; "postgres://user@host:port/database" (libpq's URL form).
 struct StoreConfig {
   std::string url;
+  // How often the usage counted on the data path is written to the store (one transaction).
+  std::chrono::milliseconds usage_flush_interval{10'000};
+  // How long hourly usage buckets are kept (90 days).
+  std::chrono::milliseconds usage_retention{std::chrono::hours(24 * 90)};
 };
 
 struct Config {

@@ -328,7 +328,7 @@ class PortTest : public ::testing::Test {
     PortRules rules;
     rules.ranges = {{30000, 60000}};
     rules.max_ports = 0;
-    Route route{agent, 0, "localhost:5432", nullptr, nullptr, std::move(tunnel)};
+    Route route{agent, 0, "localhost:5432", nullptr, nullptr, std::move(tunnel), nullptr};
     std::string error;
     const OpenPort open = [&](std::uint16_t port, std::string& e) {
       return protocol == PortProtocol::kTcp

@@ -318,6 +318,9 @@ void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
   context_.metrics.count_request(status);
   context_.metrics.bytes_out.inc(ex.bytes_out);
   const bool cut_off = ex.status != 0 && !ex.response_done && !ex.upgraded;
+  if (const auto& usage = ex.filtered.decision.route.usage) {
+    usage->add(ex.bytes_in, ex.bytes_out, status >= 500 || cut_off);
+  }
   const ExchangeSummary summary{status, ex.bytes_in, ex.bytes_out, seconds, !cut_off};
   if (ex.listener.wants(hook::kComplete)) ex.listener.complete(ex.filtered, summary);
   if (ex.tunnel != nullptr && ex.tunnel->wants(hook::kComplete)) {

@@ -292,6 +292,9 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     summary.outcome = r.outcome;
     summary.bytes_in = r.to_stream;
     summary.bytes_out = r.to_socket;
+    if (route.usage) {
+      route.usage->add(r.to_stream, r.to_socket, summary.end == ConnectionEnd::kAgent);
+    }
     const double seconds = self->finish(info, summary, c.start);
     if (r.outcome.empty()) {
       spdlog::info("tcp :{} {} closed after {:.1f} ms in={} out={}", self->port_, c.peer,
