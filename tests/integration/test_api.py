@@ -87,6 +87,7 @@ def test_refusals_without_a_key_and_for_bad_bodies(tunnel):
     key = operator_key(core)
     status, fields, problem = call(core, "GET", "/api/v1/tunnels")
     assert status == 401 and fields["www-authenticate"].startswith("Bearer"), problem
+    core.wait_output(r"api 127\.0\.0\.1:\d+: failed authentication: send an API key", 5)
     assert fields["content-type"] == "application/problem+json"
     status, _, problem = call(core, "POST", "/api/v1/tunnels", '{"name": ', key)
     assert status == 400 and problem["type"] == "urn:tunnel:problem:malformed-json", problem

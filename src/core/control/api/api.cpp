@@ -455,7 +455,10 @@ ApiResponse Api::handle(const ApiRequest& request) {
   // Authentication, before anything about the routes is said.
   const auto auth_now = AuthLimiter::Clock::now();
   const auto unauthorized = [&](std::string detail) {
-    s.limiter.record_failure(request.peer, auth_now);
+    // Logged once per address and minute (the limiter says when); the rest are only counted.
+    if (s.limiter.record_failure(request.peer, auth_now)) {
+      spdlog::warn("api {}: failed authentication: {}", request.peer, detail);
+    }
     auto r = problem(401, "unauthorized", std::move(detail));
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"tunnel\"");
     return r;
