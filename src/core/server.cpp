@@ -230,7 +230,8 @@ common::Status Server::setup_tls() {
   agent_tls_ = std::move(agent_tls).value();
 
   // The agent command to print: the generated token works when no account was configured.
-  std::string token_hint = "--token <your token>";
+  // In the environment, not as --token: a command line shows in `ps` to every local user.
+  std::string token_hint = "TUNNEL_TOKEN='<your token>' ";
   bool uses_generated_token = false;
   if (config.accounts.empty()) {
     // The generated token is 43 characters; one written into the file by hand may be weak.
@@ -240,7 +241,7 @@ common::Status Server::setup_tls() {
                           " characters (remove the file to generate a strong one)");
     }
     add_default_account_tokens(config, {data.value().token});
-    token_hint = "--token " + data.value().token;
+    token_hint = "TUNNEL_TOKEN=" + data.value().token + " ";
     uses_generated_token = true;
     context_->auth = Authenticator(config);  // it copied the accounts before the token existed
   }
@@ -289,13 +290,14 @@ common::Status Server::setup_tls() {
   std::ostringstream banner;
   banner << "agent listener: TLS certificate sha256 " << fingerprint << "\n"
          << "run an agent on this machine:\n"
-         << "  tunnel-agent http 3000 --subdomain app{local_server}"
+         << "  " << (uses_generated_token ? "" : token_hint)
+         << "tunnel-agent http 3000 --subdomain app{local_server}"
          << (config.data_dir == "./tunnel-data" ? "" : " --data-dir " + config.data_dir)
-         << (config.tls.cert.empty() ? "" : " --fingerprint " + fingerprint)
-         << (uses_generated_token ? "" : " " + token_hint) << "\n"
+         << (config.tls.cert.empty() ? "" : " --fingerprint " + fingerprint) << "\n"
          << "or from another machine:\n"
-         << "  tunnel-agent http 3000 --subdomain app --server <this-host>:{agent_port}"
-         << " --fingerprint " << fingerprint << " " << token_hint << "\n";
+         << "  " << token_hint
+         << "tunnel-agent http 3000 --subdomain app --server <this-host>:{agent_port}"
+         << " --fingerprint " << fingerprint << "\n";
   if (!uses_generated_token) banner << "(tokens come from your configuration)\n";
   banner_ = banner.str();
   return common::success();

@@ -41,6 +41,9 @@ def test_core_hint_works_on_a_free_agent_port(tunnel, origin, tmp_path):
     agent.start()
     # The hint names --subdomain app.
     core.wait_routed("app", agent=agent)
+    # The token of the other-machine line is in the environment: --token shows in `ps`.
+    other = core.wait_output(r"^or from another machine:\n  (.*)$", flags=re.M).group(1)
+    assert other.startswith("TUNNEL_TOKEN=") and "--token" not in other, other
 
 
 def test_help_says_the_default_name(bin_dir):
