@@ -108,13 +108,13 @@ TEST(CtlExecute, JsonIsTheApisAsIsAndAgentCreateAddsTheCommandOnStderr) {
   std::string out, err;
   EXPECT_EQ(execute(inv, send, out, err), kExitOk);
   EXPECT_EQ(out, body + "\n");
-  EXPECT_NE(err.find("tunnel-agent start --server h:8443 --token tna_t"), std::string::npos);
+  EXPECT_NE(err.find("TUNNEL_TOKEN=tna_t tunnel-agent start --server h:8443"), std::string::npos);
 
   inv.output = Output::table;
   out.clear();
   err.clear();
   EXPECT_EQ(execute(inv, send, out, err), kExitOk);
-  EXPECT_NE(out.find("tunnel-agent start --server h:8443 --token tna_t"), std::string::npos);
+  EXPECT_NE(out.find("TUNNEL_TOKEN=tna_t tunnel-agent start --server h:8443"), std::string::npos);
   EXPECT_EQ(err, "");
 }
 

@@ -211,8 +211,8 @@ std::string render_agent_created(const json& agent, const std::string& agent_ser
                     agent.value("name", std::string()) +
                     ") registered. Its token, shown once:\n  " + token +
                     "\nRun the agent with (--ca FILE if the core's certificate is not "
-                    "publicly trusted):\n  tunnel-agent start --server " +
-                    agent_server + " --token " + token + "\n";
+                    "publicly trusted):\n  TUNNEL_TOKEN=" +
+                    token + " tunnel-agent start --server " + agent_server + "\n";
   return out;
 }
 

@@ -105,7 +105,7 @@ TEST(CtlRender, A401NamesTheKeySourceAndOtherBodiesAreQuoted) {
 TEST(CtlRender, AgentCreatedShowsTheTokenAndTheCommand) {
   const auto text = render_agent_created(json{{"id", 3}, {"name", "laptop"}, {"token", "tna_x"}},
                                          "core.example.org:8443");
-  EXPECT_NE(text.find("tunnel-agent start --server core.example.org:8443 --token tna_x\n"),
+  EXPECT_NE(text.find("TUNNEL_TOKEN=tna_x tunnel-agent start --server core.example.org:8443\n"),
             std::string::npos)
       << text;
 }

@@ -78,8 +78,8 @@ def test_an_agent_token_from_tunnelctl_runs_a_real_agent(tunnel):
     r = ctl(core, "-o", "table", "agents", "create", "--name", "other",
             "--agent-server", core.agent_addr)
     assert r.returncode == 0, r.stderr
-    m = re.search(r"tunnel-agent start --server (\S+) --token (tna_\S+)$", r.stdout, re.M)
-    assert m and m.group(1) == core.agent_addr, r.stdout
+    m = re.search(r"TUNNEL_TOKEN=(tna_\S+) tunnel-agent start --server (\S+)$", r.stdout, re.M)
+    assert m and m.group(2) == core.agent_addr, r.stdout
 
     proc = tunnel.add(Proc("managed", [bin_dir() / "tunnel-agent", "start", "--token",
                                        agent["token"], "--server", core.agent_addr, "--ca",

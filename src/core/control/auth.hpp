@@ -20,8 +20,8 @@ namespace tunnel::core {
 
 // Who a token authenticates.
 struct Authenticated {
-  std::string account;   // the account's name
-  std::string agent_id;  // from a JWT's agent_id claim; "" for plain tokens
+  std::string account;             // the account's name
+  std::string agent_id;            // from a JWT's agent_id claim; "" for plain tokens
   std::int64_t registered_id = 0;  // a registered agent of the control plane's store; 0 = none
 };
 
