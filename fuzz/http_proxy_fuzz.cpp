@@ -177,7 +177,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   tunnel::observability::Registry metrics;
   tunnel::core::Config config;
   config.limits.header_timeout = std::chrono::seconds(30);  // longer than the hang check below
-  auto context = std::make_unique<tunnel::core::CoreContext>(config, metrics);
+  tunnel::SimulatedTimeSource time;  // no decision by time depends on how fast the fuzzer runs
+  auto context = std::make_unique<tunnel::core::CoreContext>(config, metrics, time);
   auto front = std::make_unique<tunnel::core::HttpFront>(*context);
   asio::io_context io(1);
 
@@ -199,10 +200,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   socket_pair(io, core_end, agent_end);
   auto core_session = std::make_shared<mux::Session>(
       tunnel::transport::make_tcp_conn(std::move(core_end)), mux::FrameReader(version),
-      mux::Role::kCore, session_options(version), "fuzz-agent");
+      mux::Role::kCore, session_options(version), "fuzz-agent", time);
   auto agent_session = std::make_shared<mux::Session>(
       tunnel::transport::make_tcp_conn(std::move(agent_end)), mux::FrameReader(version),
-      mux::Role::kAgent, session_options(version), "core");
+      mux::Role::kAgent, session_options(version), "core", time);
   for (const auto& session : {core_session, agent_session}) {
     asio::co_spawn(io, session->run(), [](std::exception_ptr e, const std::string& why) {
       check(!e);
@@ -223,7 +224,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   route.local = app_address.to_string();
   std::string claim_error;
   check(context->registry.claim(std::string(kHost), "default", std::move(route), claim_error));
-  auto pool = std::make_shared<tunnel::agent::LocalPool>(io.get_executor());
+  auto pool = std::make_shared<tunnel::agent::LocalPool>(io.get_executor(), time);
   asio::co_spawn(io, agent_accept(agent_session, pool, app_address), asio::detached);
 
   // The public client, served by the real HttpFront.

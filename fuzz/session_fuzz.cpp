@@ -144,6 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::size_t piece = (data[0] >> 2) + 1;
   const std::string_view input(reinterpret_cast<const char*>(data) + 1, size - 1);
 
+  tunnel::SimulatedTimeSource time;  // outlives the session
   asio::io_context io(1);
   Options options;
   options.version = version;
@@ -159,7 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   options.v1_stream_buffer = 16 * 1024;
   auto session =
       std::make_shared<Session>(std::make_unique<PeerConn>(io, input, piece),
-                                tunnel::mux::FrameReader(version), role, options, "fuzz");
+                                tunnel::mux::FrameReader(version), role, options, "fuzz", time);
   bool ended = false;
   asio::co_spawn(io, session->run(), [&ended](std::exception_ptr e, const std::string& why) {
     check(!e && !why.empty());

@@ -189,6 +189,7 @@ const char* workload_name(Workload workload) {
 // Destruction order matters: the io_context goes before the core objects its pending coroutine
 // frames refer to, and after every socket that uses it.
 struct ProxyRig::State {
+  RealTimeSource time;  // as the programs run: the real clock, through the interface
   observability::Registry metrics;
   std::unique_ptr<core::CoreContext> context;
   std::unique_ptr<core::HttpFront> front;
@@ -433,10 +434,10 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
     if (!socket_pair(st.io, core_end, agent_end, error_)) return;
     st.core_session = std::make_shared<mux::Session>(
         transport::make_tcp_conn(std::move(core_end)), mux::FrameReader(protocol::kVersion2),
-        mux::Role::kCore, session_options(), "bench-agent");
+        mux::Role::kCore, session_options(), "bench-agent", st.time);
     st.agent_session = std::make_shared<mux::Session>(
         transport::make_tcp_conn(std::move(agent_end)), mux::FrameReader(protocol::kVersion2),
-        mux::Role::kAgent, session_options(), "core");
+        mux::Role::kAgent, session_options(), "core", st.time);
     asio::co_spawn(st.io, st.core_session->run(), asio::detached);
     asio::co_spawn(st.io, st.agent_session->run(), asio::detached);
 
@@ -450,7 +451,7 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
       config.limits.requests_per_second = 1'000'000'000;
       config.limits.max_body_bytes = std::uint64_t{1} << 40;
     }
-    st.context = std::make_unique<core::CoreContext>(std::move(config), st.metrics);
+    st.context = std::make_unique<core::CoreContext>(std::move(config), st.metrics, st.time);
     st.front = std::make_unique<core::HttpFront>(*st.context);
     st.agent_entry = std::make_shared<core::AgentSession>();
     st.agent_entry->session = st.core_session;
@@ -469,7 +470,7 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
     }
 
     // The agent's side.
-    st.pool = std::make_shared<agent::LocalPool>(st.io.get_executor());
+    st.pool = std::make_shared<agent::LocalPool>(st.io.get_executor(), st.time);
     asio::co_spawn(st.io, agent_accept(st.agent_session, st.pool, origin_address), asio::detached);
 
     // The client connection, served by the real HttpFront.
@@ -557,6 +558,7 @@ bool ProxyRig::run_concurrent(std::size_t clients, std::size_t per_client) {
 IdleSessionCost measure_idle_sessions(std::size_t count) {
   IdleSessionCost cost;
   cost.sessions = count;
+  RealTimeSource time;
   asio::io_context io(1);
   std::vector<std::shared_ptr<mux::Session>> sessions;
   sessions.reserve(2 * count + 2);
@@ -566,7 +568,7 @@ IdleSessionCost measure_idle_sessions(std::size_t count) {
   const auto start = [&](tcp::socket socket, mux::Role role) {
     auto session = std::make_shared<mux::Session>(
         transport::make_tcp_conn(std::move(socket)), mux::FrameReader(protocol::kVersion2), role,
-        session_options(), role == mux::Role::kCore ? "agent" : "core");
+        session_options(), role == mux::Role::kCore ? "agent" : "core", time);
     asio::co_spawn(io, session->run(), asio::detached);
     sessions.push_back(std::move(session));
   };

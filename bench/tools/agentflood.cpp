@@ -251,7 +251,7 @@ class Flood {
     auto agent = std::make_shared<Agent>();
     agent->index = index;
     agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
-                                                    mux::Role::kAgent, options, "core");
+                                                    mux::Role::kAgent, options, "core", time_);
     live_[index] = agent;
     asio::co_spawn(ex, serve(agent), asio::detached);
     co_return true;
@@ -509,6 +509,7 @@ class Flood {
   }
 
   asio::io_context& io_;
+  RealTimeSource time_;
   Options opt_;
   transport::ClientTls tls_;
   std::map<std::size_t, std::shared_ptr<Agent>> live_;

@@ -114,7 +114,8 @@ void apply_flags(const Flags& flags, Config& config) {
 
 int run(ConnectorOptions options) {
   boost::asio::io_context io(1);
-  Connector connector(io.get_executor(), std::move(options));
+  RealTimeSource time;  // the agent's clock: every part gets it by reference from here
+  Connector connector(io.get_executor(), std::move(options), time);
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal) {

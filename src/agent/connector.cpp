@@ -186,17 +186,18 @@ bool refusal_is_retryable(std::string_view code, std::string_view error) {
 struct Connector::Live {
   std::shared_ptr<mux::Session> session;
   std::shared_ptr<const std::vector<ForwardSpec>> tunnels;
-  Clock::time_point started = Clock::now();
+  MonotonicTime started;
   bool ended = false;
   bool go_away = false;
   std::string reason;
 };
 
-Connector::Connector(asio::any_io_executor executor, ConnectorOptions options)
+Connector::Connector(asio::any_io_executor executor, ConnectorOptions options, TimeSource& time)
     : executor_(std::move(executor)),
       options_(std::move(options)),
+      time_(time),
       server_(common::NetAddress{options_.server_host, options_.server_port}.to_string()),
-      pool_(std::make_shared<LocalPool>(executor_, options_.pool)),
+      pool_(std::make_shared<LocalPool>(executor_, time_, options_.pool)),
       tunnels_(std::make_shared<const std::vector<ForwardSpec>>(options_.tunnels)),
       wake_(executor_) {}
 
@@ -335,7 +336,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
                                        assigned_tunnels(hs.reply, options_.allow_local))
                                  : tunnels_;
   hs.session = std::make_shared<mux::Session>(std::move(conn), std::move(reader), mux::Role::kAgent,
-                                              options, "core " + server_);
+                                              options, "core " + server_, time_);
   co_return hs;
 }
 
@@ -435,6 +436,7 @@ asio::awaitable<int> Connector::run() {
     auto live = std::make_shared<Live>();
     live->session = hs.session;
     live->tunnels = hs.tunnels;
+    live->started = time_.monotonic_time();
     live_.push_back(live);
     std::weak_ptr<Live> weak = live;
     live->session->on_go_away = [this, weak](protocol::ErrorCode, const std::string& message) {
@@ -453,7 +455,7 @@ asio::awaitable<int> Connector::run() {
 
     while (!stopping_ && !live->ended && !live->go_away) co_await wake_.wait();
     if (stopping_) break;
-    const bool lasted = Clock::now() - live->started > options_.stable_after;
+    const bool lasted = time_.monotonic_time() - live->started > options_.stable_after;
     if (!live->ended) {
       // GOAWAY: the old session finishes its streams while a new one takes over, at once after
       // a session that lasted; a core that says GOAWAY right after AUTH gets the backoff.
@@ -466,7 +468,7 @@ asio::awaitable<int> Connector::run() {
       }
       const auto delay = backoff.next();
       spdlog::warn("the core is going away ({}) {} after we connected; connecting again in {}", why,
-                   format_elapsed(Clock::now() - live->started), format_delay(delay));
+                   format_elapsed(time_.monotonic_time() - live->started), format_delay(delay));
       co_await sleep(delay);
       continue;
     }

@@ -87,7 +87,9 @@ bool refusal_is_retryable(std::string_view code, std::string_view error);
 
 class Connector {
  public:
-  Connector(asio::any_io_executor executor, ConnectorOptions options);
+  // `time` (the agent main's) decides heartbeats, the pool's idle expiry and whether a session
+  // lasted; it must outlive the connector.
+  Connector(asio::any_io_executor executor, ConnectorOptions options, TimeSource& time);
   ~Connector();
 
   Connector(const Connector&) = delete;
@@ -120,6 +122,7 @@ class Connector {
 
   asio::any_io_executor executor_;
   ConnectorOptions options_;
+  TimeSource& time_;
   std::string server_;  // "host:port" for messages
   std::shared_ptr<LocalPool> pool_;
   std::shared_ptr<const std::vector<ForwardSpec>> tunnels_;

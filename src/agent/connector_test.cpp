@@ -131,7 +131,8 @@ ConnectorOptions options_for(const FakeCore& core) {
 
 // Runs a Connector against `core` for `how_long`, then stops it; returns run()'s exit code.
 int run_for(asio::io_context& io, FakeCore& core, std::chrono::milliseconds how_long) {
-  Connector connector(io.get_executor(), options_for(core));
+  RealTimeSource time;  // real heartbeats and reconnect timing against a real fake core
+  Connector connector(io.get_executor(), options_for(core), time);
   std::optional<int> code;
   asio::co_spawn(io, connector.run(), [&](std::exception_ptr e, int c) {
     if (e) std::rethrow_exception(e);

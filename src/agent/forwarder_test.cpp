@@ -162,7 +162,7 @@ asio::awaitable<Reply> round_trip(mux::Session& core, std::string head, std::str
 class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest() : pair(protocol::kVersion2) {
-    pool = std::make_shared<LocalPool>(pair.io.get_executor());
+    pool = std::make_shared<LocalPool>(pair.io.get_executor(), pair.time);
   }
 
   // The agent side: forwards every accepted stream to `target`.

@@ -17,10 +17,11 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 
-LocalPool::LocalPool(asio::any_io_executor executor) : LocalPool(std::move(executor), Options{}) {}
+LocalPool::LocalPool(asio::any_io_executor executor, TimeSource& time)
+    : LocalPool(std::move(executor), time, Options{}) {}
 
-LocalPool::LocalPool(asio::any_io_executor executor, Options options)
-    : executor_(std::move(executor)), options_(options) {}
+LocalPool::LocalPool(asio::any_io_executor executor, TimeSource& time, Options options)
+    : executor_(std::move(executor)), time_(time), options_(options) {}
 
 LocalPool::IdleState LocalPool::idle_state(tcp::socket& socket) {
   if (!socket.is_open()) return IdleState::kClosed;
@@ -117,7 +118,7 @@ void LocalPool::release(const common::NetAddress& target, tcp::socket socket,
     list.pop_front();  // the oldest goes
     --total_;
   }
-  list.push_back(Idle{std::move(socket), Clock::now()});
+  list.push_back(Idle{std::move(socket), time_.monotonic_time()});
   ++total_;
 }
 
@@ -135,7 +136,7 @@ void LocalPool::evict_oldest() {
 }
 
 void LocalPool::prune() {
-  const auto oldest = Clock::now() - options_.idle_timeout;
+  const auto oldest = time_.monotonic_time() - options_.idle_timeout;
   for (auto it = idle_.begin(); it != idle_.end();) {
     auto& list = it->second;
     while (!list.empty() && list.front().since <= oldest) {

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "common/net_address.hpp"
+#include "common/time_source.hpp"
 
 namespace tunnel::agent {
 
@@ -39,8 +40,9 @@ class LocalPool {
     std::chrono::milliseconds connect_timeout{10'000};
   };
 
-  explicit LocalPool(asio::any_io_executor executor);
-  LocalPool(asio::any_io_executor executor, Options options);
+  // Idle connections expire by `time` (which must outlive the pool).
+  LocalPool(asio::any_io_executor executor, TimeSource& time);
+  LocalPool(asio::any_io_executor executor, TimeSource& time, Options options);
 
   // An open connection to `target` (TCP_NODELAY on): a pooled one (`reused` = true) or a new
   // one. On failure returns nullopt and sets `error`, which names the address
@@ -80,6 +82,7 @@ class LocalPool {
   void evict_oldest();
 
   asio::any_io_executor executor_;
+  TimeSource& time_;
   Options options_;
   // key: target "host:port" (+ " for " client); newest at the back
   std::map<std::string, std::deque<Idle>> idle_;

@@ -1,11 +1,13 @@
 #include "agent/local_pool.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/write.hpp>
-#include <thread>
+
+#include "common/time_source.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -40,13 +42,21 @@ class LocalPoolTest : public ::testing::Test {
   // The server end of the last connection the pool dialed.
   tcp::socket accept_one() { return acceptor.accept(); }
 
+  // Waits (at most 5 s) until what the app did reached `socket`: bytes or a FIN to read.
+  static void wait_readable(tcp::socket& socket) { wait_readable(socket.native_handle()); }
+  static void wait_readable(int native) {
+    pollfd fd{native, POLLIN, 0};
+    ASSERT_EQ(::poll(&fd, 1, 5000), 1) << "nothing arrived";
+  }
+
+  SimulatedTimeSource time;  // idle expiry and ages: advanced by hand
   asio::io_context io;
   tcp::acceptor acceptor;
   common::NetAddress target;
 };
 
 TEST_F(LocalPoolTest, DialsThenReusesAReleasedConnection) {
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = true;
   std::string error;
   auto first = acquire(pool, reused, error);
@@ -68,7 +78,7 @@ TEST_F(LocalPoolTest, DialsThenReusesAReleasedConnection) {
 }
 
 TEST_F(LocalPoolTest, ClientConnectionsAreOnlyReusedForTheirClient) {
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = true;
   std::string error;
   auto conn = run(pool.acquire(target, reused, error, "203.0.113.7:5000"));
@@ -96,7 +106,7 @@ TEST_F(LocalPoolTest, ClientConnectionsAreOnlyReusedForTheirClient) {
 TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
   LocalPool::Options options;
   options.max_idle_total = 2;
-  LocalPool pool(io.get_executor(), options);
+  LocalPool pool(io.get_executor(), time, options);
   bool reused = false;
   std::string error;
   std::vector<tcp::socket> servers;
@@ -105,7 +115,7 @@ TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
     ASSERT_TRUE(conn) << error;
     servers.push_back(accept_one());
     pool.release(target, std::move(*conn), client);
-    std::this_thread::sleep_for(2ms);
+    time.advance(1ms);
   }
   EXPECT_EQ(pool.idle_count(), 2u);
   EXPECT_EQ(pool.idle_count(target, "a:1"), 0u) << "the oldest should have been closed";
@@ -113,16 +123,17 @@ TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
 }
 
 TEST_F(LocalPoolTest, ConnectionClosedByTheAppIsNotReused) {
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = false;
   std::string error;
   auto conn = acquire(pool, reused, error);
   ASSERT_TRUE(conn) << error;
   auto server = accept_one();
   const auto port = conn->local_endpoint().port();
+  const int pooled = conn->native_handle();  // stays open while the pool holds it
   pool.release(target, std::move(*conn));
   server.close();  // the app drops the idle keep-alive connection
-  std::this_thread::sleep_for(50ms);
+  wait_readable(pooled);
 
   auto next = acquire(pool, reused, error);
   ASSERT_TRUE(next) << error;
@@ -133,7 +144,7 @@ TEST_F(LocalPoolTest, ConnectionClosedByTheAppIsNotReused) {
 TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
   bool reused = false;
   std::string error;
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   auto a = acquire(pool, reused, error);
   ASSERT_TRUE(a) << error;
   auto server_a = accept_one();
@@ -145,7 +156,8 @@ TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
 
   asio::write(server_a, asio::buffer(std::string("HTTP/1.1 200 OK\r\n")));  // out of step
   server_b.shutdown(tcp::socket::shutdown_send);                            // FIN
-  std::this_thread::sleep_for(50ms);
+  wait_readable(*a);
+  wait_readable(*b);
   EXPECT_FALSE(LocalPool::still_open(*a));
   EXPECT_FALSE(LocalPool::still_open(*b));
   EXPECT_EQ(LocalPool::idle_state(*a), LocalPool::IdleState::kUnsolicited);
@@ -157,16 +169,17 @@ TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
 // Issue 25: bytes the app sent on an idle connection (a second response to the last request)
 // would be read as the answer to the next one; such a connection is closed, never reused.
 TEST_F(LocalPoolTest, ConnectionWithUnsolicitedBytesIsNotReused) {
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = false;
   std::string error;
   auto conn = acquire(pool, reused, error);
   ASSERT_TRUE(conn) << error;
   auto server = accept_one();
   const auto port = conn->local_endpoint().port();
+  const int pooled = conn->native_handle();
   pool.release(target, std::move(*conn));
   asio::write(server, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")));
-  std::this_thread::sleep_for(50ms);
+  wait_readable(pooled);
 
   auto next = acquire(pool, reused, error);
   ASSERT_TRUE(next) << error;
@@ -180,10 +193,9 @@ TEST_F(LocalPoolTest, ConnectionWithUnsolicitedBytesIsNotReused) {
   EXPECT_TRUE(ec == asio::error::eof || ec == asio::error::connection_reset) << ec.message();
 }
 
+// An idle connection lives exactly idle_timeout (60 s by default) after its release.
 TEST_F(LocalPoolTest, IdleConnectionsExpire) {
-  LocalPool::Options options;
-  options.idle_timeout = 50ms;
-  LocalPool pool(io.get_executor(), options);
+  LocalPool pool(io.get_executor(), time);
   bool reused = false;
   std::string error;
   auto conn = acquire(pool, reused, error);
@@ -191,7 +203,10 @@ TEST_F(LocalPoolTest, IdleConnectionsExpire) {
   auto server = accept_one();
   pool.release(target, std::move(*conn));
   EXPECT_EQ(pool.idle_count(), 1u);
-  std::this_thread::sleep_for(80ms);
+  time.advance(60s - 1ns);
+  pool.prune();
+  EXPECT_EQ(pool.idle_count(), 1u) << "expired before idle_timeout";
+  time.advance(1ns);
   pool.prune();
   EXPECT_EQ(pool.idle_count(), 0u);
   // The expired connection was closed: the app sees EOF.
@@ -204,7 +219,7 @@ TEST_F(LocalPoolTest, IdleConnectionsExpire) {
 TEST_F(LocalPoolTest, IdleListIsBounded) {
   LocalPool::Options options;
   options.max_idle_per_target = 3;
-  LocalPool pool(io.get_executor(), options);
+  LocalPool pool(io.get_executor(), time, options);
   std::vector<tcp::socket> servers;
   std::vector<tcp::socket> conns;
   for (int i = 0; i < 5; ++i) {
@@ -225,7 +240,7 @@ TEST_F(LocalPoolTest, IdleListIsBounded) {
 TEST_F(LocalPoolTest, RefusedConnectionNamesTheAddress) {
   const auto port = acceptor.local_endpoint().port();
   acceptor.close();  // nothing listens there any more
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = false;
   std::string error;
   auto conn = acquire(pool, reused, error);
@@ -234,7 +249,7 @@ TEST_F(LocalPoolTest, RefusedConnectionNamesTheAddress) {
 }
 
 TEST_F(LocalPoolTest, ResolvesHostNames) {
-  LocalPool pool(io.get_executor());
+  LocalPool pool(io.get_executor(), time);
   bool reused = false;
   std::string error;
   common::NetAddress by_name{"localhost", target.port};

@@ -72,7 +72,9 @@ asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> strea
   const auto addresses = protocol::parse_addresses(stream->open_payload());
   result.client = addresses.client;
   const auto start = Clock::now();
-  LocalPool dialer(co_await asio::this_coro::executor);  // a fresh connection, never pooled
+  // A fresh connection, never pooled: nothing idles in this pool, so no decision reads its clock.
+  RealTimeSource unused_clock;
+  LocalPool dialer(co_await asio::this_coro::executor, unused_clock);
   bool reused = false;
   std::string error;
   auto app = co_await dialer.acquire(target, reused, error);

@@ -51,7 +51,7 @@ class LiveControlTest : public ::testing::Test {
   void SetUp() override {
     auto loaded = load_config_string(std::string(kConfig));
     ASSERT_TRUE(loaded.ok()) << format_errors(loaded.errors, "config");
-    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics);
+    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics, time);
     const PortOpener opener = [](PortProtocol, asio::any_io_executor, std::uint16_t,
                                  std::string&) -> std::shared_ptr<PortListener> {
       return std::make_shared<NoPort>();
@@ -177,6 +177,7 @@ class LiveControlTest : public ::testing::Test {
   }
 
   asio::io_context io;
+  SimulatedTimeSource time;  // the core's clock: holds and throttling advance only by hand
   observability::Registry metrics;
   std::unique_ptr<CoreContext> context;
   std::unique_ptr<AgentGateway> gateway;

@@ -78,18 +78,18 @@ bool sni_match(const std::string& pattern, const std::string& host) {
 
 // One line per address whose failed AUTHs were not all logged, when its log interval ends;
 // one line for the agent connections closed over a handshake cap and not logged.
-asio::awaitable<void> log_auth_failures(AuthLimiter& limiter, HandshakeLimiter& handshakes) {
+asio::awaitable<void> log_auth_failures(AuthLimiter& limiter, HandshakeLimiter& handshakes,
+                                        TimeSource& time) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(std::chrono::seconds(10));
     auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ec) co_return;
-    for (const auto& s : limiter.take_summaries(AuthLimiter::Clock::now())) {
+    for (const auto& s : limiter.take_summaries(time.monotonic_time())) {
       spdlog::warn("agent {}: {} more failed authentications in the last minute", s.address,
                    s.failures);
     }
-    if (const auto h = handshakes.take_summary(HandshakeLimiter::Clock::now());
-        h.global + h.address > 0) {
+    if (const auto h = handshakes.take_summary(time.monotonic_time()); h.global + h.address > 0) {
       spdlog::warn(
           "agent listener: {} more connections closed before TLS in the last minute ({} over "
           "limits.max_agent_handshakes_per_address, {} over limits.max_agent_handshakes; the "
@@ -125,7 +125,8 @@ struct Server::Control {
 };
 
 Server::Server(Config config) {
-  context_ = std::make_unique<CoreContext>(std::move(config), observability::default_registry());
+  context_ =
+      std::make_unique<CoreContext>(std::move(config), observability::default_registry(), time_);
   gateway_ = std::make_unique<AgentGateway>(
       *context_,
       [context = context_.get(), filters = port_listener_filters(context_->config)](
@@ -459,7 +460,7 @@ int Server::run() {
                  keep_ownership(context_->registry, ownership_, kOwnershipSaveInterval),
                  asio::detached);
   asio::co_spawn(workers_[0]->io,
-                 log_auth_failures(context_->auth_limiter, context_->handshake_limiter),
+                 log_auth_failures(context_->auth_limiter, context_->handshake_limiter, time_),
                  asio::detached);
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
@@ -579,10 +580,8 @@ void Server::restore_ownership() {
     imported = !owned.empty();
   }
   for (const auto& warning : warnings) spdlog::warn("{}", warning);
-  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  if (const std::size_t n = context_->registry.restore(owned, now_unix); n > 0) {
+  if (const std::size_t n = context_->registry.restore(owned, context_->registry.now_unix());
+      n > 0) {
     spdlog::info("{} names and ports of the previous run are held for their accounts for {} s", n,
                  context_->registry.offline_hold().count());
   }

@@ -55,6 +55,7 @@ class Server {
   void restore_ownership();
   asio::awaitable<void> drain();
 
+  RealTimeSource time_;  // the core's clock: every part gets it by reference, via context_
   std::unique_ptr<CoreContext> context_;
   std::unique_ptr<AgentGateway> gateway_;
   std::unique_ptr<HttpFront> front_;

@@ -231,12 +231,15 @@ void Stream::grow_window() {
 // Session
 
 Session::Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role role,
-                 Options options, std::string name)
+                 Options options, std::string name, TimeSource& time)
     : conn_(std::move(conn)),
       reader_(std::move(reader)),
       role_(role),
       options_(options),
       name_(std::move(name)),
+      time_(time),
+      heartbeat_(options_.heartbeat_interval, options_.heartbeat_timeout, options_.send_heartbeats,
+                 time_.monotonic_time()),
       acceptable_(conn_->get_executor()),
       out_ready_(conn_->get_executor()),
       out_drained_(conn_->get_executor()),
@@ -246,7 +249,6 @@ Session::Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role
   reader_.set_version(options_.version);
   reader_.set_max_payload(protocol::kMaxPayload);  // the AUTH limit ends with the handshake
   next_stream_id_ = 1;
-  touch();
 }
 
 Session::~Session() = default;
@@ -278,8 +280,9 @@ std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::st
     error = "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
     return nullptr;
   }
-  if (silent_) {
-    error = "the agent has sent nothing for over " + std::to_string(silent_after().count()) +
+  if (heartbeat_.silent()) {
+    error = "the agent has sent nothing for over " +
+            std::to_string(heartbeat_.silent_after().count()) +
             " ms (2 heartbeat intervals); it is dropped after " +
             std::to_string(options_.heartbeat_timeout.count()) + " ms";
     return nullptr;
@@ -424,25 +427,24 @@ asio::awaitable<void> Session::write_loop() {
   conn_->close();
 }
 
+void Session::time_moved() {
+  TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::time_moved");
+  stop_.notify();
+}
+
 asio::awaitable<void> Session::heartbeat_loop() {
-  using Clock = std::chrono::steady_clock;
   try {
-    // Wakes for the next PING and exactly when the peer's silence reaches the silent bound or
+    // Decisions read the TimeSource (heartbeat_); the wait between them is a real timer that
+    // wakes for the next PING and exactly when the peer's silence reaches the silent bound or
     // the timeout, so a dead peer is dropped at heartbeat_timeout, not at the next PING after.
-    auto next_ping = Clock::now() + options_.heartbeat_interval;
     while (!closed_) {
-      auto wake = next_ping;
-      if (!reading_paused_) {  // paused, we do not read: silence proves nothing
-        wake = std::min(wake, last_received_ + options_.heartbeat_timeout);
-        if (!silent_ && options_.send_heartbeats) {
-          wake = std::min(wake, last_received_ + silent_after());
-        }
-      }
-      if (const auto now = Clock::now(); wake > now) co_await stop_.wait_for(wake - now);
+      const auto wake = heartbeat_.next_check(reading_paused_);
+      if (const auto now = time_.monotonic_time(); wake > now) co_await stop_.wait_for(wake - now);
       if (closed_) break;
-      const auto now = Clock::now();
-      const auto quiet = now - last_received_;
-      if (!reading_paused_ && quiet >= options_.heartbeat_timeout) {
+      const auto now = time_.monotonic_time();
+      const Heartbeat::Step step = heartbeat_.check(now, reading_paused_);
+      if (step.drop) {
+        const auto quiet = now - heartbeat_.last_received();
         close("no frame from the peer for " +
                   std::to_string(
                       std::chrono::duration_cast<std::chrono::milliseconds>(quiet).count()) +
@@ -451,11 +453,7 @@ asio::awaitable<void> Session::heartbeat_loop() {
               false);
         break;
       }
-      // A peer that answers PINGs is never this quiet; touch() clears it.
-      if (options_.send_heartbeats && !reading_paused_ && quiet >= silent_after()) silent_ = true;
-      if (now < next_ping) continue;
-      next_ping = now + options_.heartbeat_interval;
-      if (!options_.send_heartbeats) continue;
+      if (!step.ping) continue;
       ping_sent_at_ = now;
       if (options_.version >= protocol::kVersion2) {
         std::array<std::uint8_t, 8> payload{};
@@ -470,7 +468,8 @@ asio::awaitable<void> Session::heartbeat_loop() {
   } catch (const std::exception& e) {
     close(std::string("session failed in the heartbeat loop: ") + e.what(), false);
   }
-  // The session is closed: give the final flush kFlushTimeout, then abort it.
+  // The session is closed: give the final flush kFlushTimeout, then abort it. This bounds real
+  // I/O (a peer that stopped reading), so it is measured on the timer's clock, not time_.
   const auto deadline = std::chrono::steady_clock::now() + kFlushTimeout;
   while (!write_done_) {
     const auto now = std::chrono::steady_clock::now();

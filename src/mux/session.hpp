@@ -21,8 +21,10 @@
 
 #include "common/async.hpp"
 #include "common/executor_check.hpp"
+#include "common/time_source.hpp"
 #include "mux/chunk_queue.hpp"
 #include "mux/frame_io.hpp"
+#include "mux/heartbeat.hpp"
 #include "protocol/error_code.hpp"
 #include "protocol/frame.hpp"
 #include "transport/conn.hpp"
@@ -171,9 +173,10 @@ class Stream {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `reader` carries bytes already read past the AUTH exchange; its payload limit is raised from
-  // the handshake's to protocol::kMaxPayload.
+  // the handshake's to protocol::kMaxPayload. `time` decides heartbeats and silence (it must
+  // outlive the session).
   Session(std::unique_ptr<transport::Conn> conn, FrameReader reader, Role role, Options options,
-          std::string name);
+          std::string name, TimeSource& time);
   ~Session();
 
   Session(const Session&) = delete;
@@ -221,6 +224,11 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint8_t version() const { return options_.version; }
   std::size_t stream_count() const { return streams_.size(); }
   std::chrono::microseconds rtt() const { return rtt_; }
+  // When the last frame from the peer arrived (by the session's TimeSource).
+  MonotonicTime last_received() const { return heartbeat_.last_received(); }
+  // For tests on a SimulatedTimeSource: the clock moved, so the heartbeat loop decides again
+  // now instead of when its timer (which runs in real time) fires.
+  void time_moved();
   // How far the receive windows of this session's streams have grown beyond their initial size,
   // in all (at most Options::window_growth_budget).
   std::size_t window_growth() const { return window_growth_; }
@@ -248,7 +256,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool handle_notice(const Frame& frame);
   bool protocol_error(std::string message);
   Stream* find_stream(std::uint32_t id) const;
-  static std::uint64_t ping_ticks(std::chrono::steady_clock::time_point t) {
+  static std::uint64_t ping_ticks(MonotonicTime t) {
     return static_cast<std::uint64_t>(t.time_since_epoch().count());
   }
   void queue_open(std::uint32_t stream_id, std::uint16_t tunnel_index, std::string_view payload);
@@ -269,20 +277,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // on_window_growth.
   std::uint32_t take_window_growth(std::uint32_t want);
   void return_window_growth(std::uint32_t n);
-  void touch() {
-    last_received_ = std::chrono::steady_clock::now();
-    silent_ = false;
-  }
-  // How long the peer may be quiet before open_stream refuses (it answers every PING).
-  std::chrono::milliseconds silent_after() const {
-    return std::min(2 * options_.heartbeat_interval, options_.heartbeat_timeout);
-  }
+  void touch() { heartbeat_.received(time_.monotonic_time()); }
 
   std::unique_ptr<transport::Conn> conn_;
   FrameReader reader_;
   Role role_;
   Options options_;
   std::string name_;
+  TimeSource& time_;
+  Heartbeat heartbeat_;  // when to PING, silence, the timeout
 
   std::unordered_map<std::uint32_t, std::shared_ptr<Stream>> streams_;
   std::uint32_t next_stream_id_ = 1;
@@ -295,18 +298,16 @@ class Session : public std::enable_shared_from_this<Session> {
   Signal out_ready_;
   Signal out_drained_;
   Signal idle_;
-  Signal stop_;       // wakes the heartbeat loop on close
+  Signal stop_;       // wakes the heartbeat loop (close, time_moved)
   Signal v1_resume_;  // v1: a reader drained its stream, reading may resume
   std::uint32_t highest_stream_id_ = 0;
   std::size_t window_growth_ = 0;  // the sum of the streams' grown_
 
-  std::chrono::steady_clock::time_point last_received_;
-  std::chrono::steady_clock::time_point ping_sent_at_{};
+  MonotonicTime ping_sent_at_{};
   std::chrono::microseconds rtt_{0};
   bool closed_ = false;
   bool going_away_ = false;
   bool reading_paused_ = false;  // v1 backpressure: frames are not being read
-  bool silent_ = false;          // nothing received for silent_after(): open_stream refuses
   bool write_done_ = false;      // write_loop has ended
   bool peer_going_away_ = false;
   std::string close_reason_;

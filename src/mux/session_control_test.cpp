@@ -379,38 +379,118 @@ TEST(HostileInputTest, UnknownV2TypeIsIgnored) {
       io, [&] { return done && peer.reason.has_value(); }, 5s));
 }
 
-Options fast_heartbeat(std::uint8_t version) {
-  Options o = options_for(version);
-  o.heartbeat_interval = 50ms;
-  o.heartbeat_timeout = 200ms;
-  return o;
+// The heartbeat tests run on the sessions' simulated clock (10 s interval, 30 s timeout, the
+// defaults): the decisions are exact and nothing waits for real heartbeats. What the decisions
+// are at each instant is tested without sockets in heartbeat_test.cpp.
+
+// Reads one frame header (and its payload) from a raw peer's socket.
+asio::awaitable<protocol::FrameHeader> read_frame(tcp::socket& raw, std::uint8_t version) {
+  std::array<std::uint8_t, protocol::kHeaderSize> head{};
+  co_await asio::async_read(raw, asio::buffer(head), asio::use_awaitable);
+  const auto decoded = protocol::decode_header(head, version);
+  EXPECT_EQ(decoded.status, protocol::DecodeStatus::kOk) << decoded.error;
+  std::vector<std::uint8_t> payload(decoded.header.payload_size());
+  co_await asio::async_read(raw, asio::buffer(payload), asio::use_awaitable);
+  co_return decoded.header;
 }
 
-TEST_P(SessionControlTest, SilentPeerIsDroppedAfterTheHeartbeatTimeout) {
+TEST_P(SessionControlTest, SilentPeerIsDroppedAtExactlyTheHeartbeatTimeout) {
   asio::io_context io;
   // v1: the core only answers heartbeats, so the silent one is the agent.
-  Options options = fast_heartbeat(version());
+  Options options = options_for(version());
   const Role role = v2() ? Role::kAgent : Role::kCore;
   if (!v2()) options.send_heartbeats = false;
-  const auto started = Clock::now();
   RawPeer peer(io, role, options);
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        peer.time.advance(30s - 1ms);
+        peer.session->time_moved();
+        if (v2()) {
+          // The PING due since 10 s shows that the session decided at 29.999 s, and kept going.
+          const auto ping = co_await read_frame(peer.raw, version());
+          EXPECT_EQ(ping.frame_type(), FrameType::kPing);
+          EXPECT_FALSE(ping.has(flags::kAck));
+        }
+        EXPECT_TRUE(peer.session->is_open()) << peer.reason.value_or("");
+        peer.time.advance(1ms);
+        peer.session->time_moved();
+        EXPECT_TRUE(co_await wait_until([&] { return peer.reason.has_value(); }, 5s))
+            << "not dropped at the timeout";
+        done = true;
+      },
+      asio::detached);
   EXPECT_TRUE(run_until(
-      io, [&] { return peer.reason.has_value(); }, 5s));
-  const auto elapsed = Clock::now() - started;
-  ASSERT_TRUE(peer.reason.has_value());
-  EXPECT_NE(peer.reason->find("heartbeat timeout"), std::string::npos) << *peer.reason;
-  EXPECT_GE(elapsed, 200ms);
-  EXPECT_LT(elapsed, 200ms + 50ms + 300ms) << "slack for a loaded machine";
+      io, [&] { return done; }, 10s));
+  EXPECT_EQ(peer.reason.value_or(""),
+            "no frame from the peer for 30000 ms (heartbeat timeout 30000 ms)");
+}
+
+// Streams are refused once the agent is silent for 2 intervals, before the timeout drops it.
+TEST(SessionSilenceTest, OpenStreamIsRefusedOnceThePeerIsSilentFor2Intervals) {
+  asio::io_context io;
+  RawPeer peer(io, Role::kCore, options_for(protocol::kVersion2));
+  bool done = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        std::string error;
+        peer.time.advance(20s - 1ms);
+        peer.session->time_moved();
+        co_await read_frame(peer.raw, protocol::kVersion2);  // the PING of 10 s: it decided
+        auto stream = peer.session->open_stream(1, "", error);
+        EXPECT_TRUE(stream != nullptr) << error;
+        if (stream) stream->reset(ErrorCode::kCancel, "test");
+        peer.time.advance(1ms);
+        peer.session->time_moved();
+        EXPECT_TRUE(co_await wait_until(
+            [&] {
+              auto extra = peer.session->open_stream(1, "", error);
+              if (extra) extra->reset(ErrorCode::kCancel, "test");
+              return extra == nullptr;
+            },
+            5s));
+        EXPECT_EQ(error,
+                  "the agent has sent nothing for over 20000 ms (2 heartbeat intervals); it is "
+                  "dropped after 30000 ms");
+        EXPECT_TRUE(peer.session->is_open());
+        // One frame from the agent and streams flow again.
+        const auto pong = frame(2, static_cast<std::uint8_t>(FrameType::kPing), flags::kAck, 0,
+                                std::string(8, '\0'));
+        co_await asio::async_write(peer.raw, asio::buffer(pong), asio::use_awaitable);
+        EXPECT_TRUE(co_await wait_until(
+            [&] {
+              auto extra = peer.session->open_stream(1, "", error);
+              if (extra) extra->reset(ErrorCode::kCancel, "test");
+              return extra != nullptr;
+            },
+            5s));
+        peer.session->close("test over");
+        done = true;
+      },
+      asio::detached);
+  EXPECT_TRUE(run_until(
+      io, [&] { return done && peer.reason.has_value(); }, 10s));
 }
 
 TEST_P(SessionControlTest, HealthyPairStaysUpAndMeasuresRtt) {
-  Options core = fast_heartbeat(version());
-  Options agent = fast_heartbeat(version());
+  Options core = options_for(version());
+  Options agent = options_for(version());
   if (!v2()) core.send_heartbeats = false;
   SessionPair pair(core, agent);
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    co_await sleep_for(1s);
+    // Ten intervals, well past the timeout: each time the PINGs go out and are answered (v1:
+    // the agent's HEARTBEAT), so both ends keep hearing from each other.
+    for (int i = 0; i < 10; ++i) {
+      pair.advance(10s);
+      const auto now = pair.time.monotonic_time();
+      EXPECT_TRUE(co_await wait_until(
+          [&] { return pair.core->last_received() == now && pair.agent->last_received() == now; },
+          5s))
+          << "no heartbeat answered at interval " << i;
+    }
     EXPECT_TRUE(pair.core->is_open()) << pair.core_reason.value_or("");
     EXPECT_TRUE(pair.agent->is_open()) << pair.agent_reason.value_or("");
     EXPECT_GT(pair.agent->rtt().count(), 0);
@@ -423,9 +503,9 @@ TEST_P(SessionControlTest, HealthyPairStaysUpAndMeasuresRtt) {
 // v1 stops reading the connection while a stream holds too much unread data; the peer's
 // heartbeats then sit unread, which must not count as a silent peer.
 TEST(SessionV1Test, BackpressureIsNotAHeartbeatTimeout) {
-  Options core = fast_heartbeat(protocol::kVersion1);
+  Options core = options_for(protocol::kVersion1);
   core.send_heartbeats = false;
-  Options agent = fast_heartbeat(protocol::kVersion1);
+  Options agent = options_for(protocol::kVersion1);
   agent.v1_stream_buffer = 64 * 1024;
   SessionPair pair(core, agent);
   ASSERT_TRUE(pair.ready());
@@ -445,7 +525,19 @@ TEST(SessionV1Test, BackpressureIsNotAHeartbeatTimeout) {
           written = true;
         },
         asio::detached);
-    co_await sleep_for(600ms);
+    // The agent stops reading once the stream holds its v1 bound.
+    CO_ASSERT_TRUE(
+        co_await wait_until([&] { return accepted->buffered() > agent.v1_stream_buffer; }, 5s));
+    // Twice the timeout while the agent does not read: it hears nothing (its HEARTBEAT acks sit
+    // unread), the core hears its HEARTBEATs.
+    for (int i = 0; i < 6; ++i) {
+      pair.advance(10s);
+      const auto now = pair.time.monotonic_time();
+      EXPECT_TRUE(co_await wait_until([&] { return pair.core->last_received() == now; }, 5s))
+          << "the agent's HEARTBEAT did not arrive at interval " << i;
+    }
+    EXPECT_LT(pair.agent->last_received(), pair.time.monotonic_time() - 30s)
+        << "the agent read something: the test does not test backpressure";
     EXPECT_TRUE(pair.agent->is_open()) << pair.agent_reason.value_or("");
     EXPECT_TRUE(pair.core->is_open()) << pair.core_reason.value_or("");
     // Memory held for the unread stream stays near the v1 bound (plus one read chunk).

@@ -136,8 +136,9 @@ bool Session::handle_close(const Frame& frame) {
 bool Session::handle_heartbeat(const Frame& frame) {
   if (frame.header.has(flags::kAck)) {
     if (ping_sent_at_.time_since_epoch().count() != 0) {
-      rtt_ = std::chrono::duration_cast<std::chrono::microseconds>(
-          std::chrono::steady_clock::now() - ping_sent_at_);
+      rtt_ = std::max(std::chrono::microseconds(1),
+                      std::chrono::duration_cast<std::chrono::microseconds>(time_.monotonic_time() -
+                                                                            ping_sent_at_));
     }
   } else {
     queue(FrameType::kHeartbeat, flags::kAck, 0);
@@ -182,7 +183,7 @@ bool Session::handle_ping(const Frame& frame) {
   if (frame.payload.size() != 8) return true;
   const std::uint64_t sent = (std::uint64_t{protocol::get_u32(frame.payload.data())} << 32) |
                              protocol::get_u32(frame.payload.data() + 4);
-  const std::uint64_t now = ping_ticks(std::chrono::steady_clock::now());
+  const std::uint64_t now = ping_ticks(time_.monotonic_time());
   if (ping_sent_at_.time_since_epoch().count() != 0 && sent != 0 && sent <= now) {
     rtt_ = std::max(std::chrono::microseconds(1),
                     std::chrono::duration_cast<std::chrono::microseconds>(

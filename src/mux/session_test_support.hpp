@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/time_source.hpp"
 #include "mux/session.hpp"
 #include "transport/conn.hpp"
 #include "transport/test_support.hpp"
@@ -210,6 +211,10 @@ class SessionPair {
   bool finished_ = false;
 
  public:
+  // Both sessions' clock: it stands still unless a test advances it (advance() below), so no
+  // heartbeat decision depends on how fast the machine runs.
+  SimulatedTimeSource time;
+
   explicit SessionPair(Options core_options, Options agent_options, bool tls = false) {
     auto [accepted, dialer] = tcp_pair(io);
     std::unique_ptr<transport::Conn> core_conn;
@@ -224,9 +229,9 @@ class SessionPair {
       agent_conn = std::move(tls_->client);
     }
     core = std::make_shared<Session>(std::move(core_conn), FrameReader(core_options.version),
-                                     Role::kCore, core_options, "core");
+                                     Role::kCore, core_options, "core", time);
     agent = std::make_shared<Session>(std::move(agent_conn), FrameReader(agent_options.version),
-                                      Role::kAgent, agent_options, "agent");
+                                      Role::kAgent, agent_options, "agent", time);
     start_session(io, core, core_reason);
     start_session(io, agent, agent_reason);
   }
@@ -240,6 +245,14 @@ class SessionPair {
   ~SessionPair() { finish(); }
 
   bool ready() const { return core && agent; }
+
+  // Moves the sessions' clock by `d` and lets their heartbeat loops decide at the new time. Call
+  // it on the io_context (from a test body).
+  void advance(Clock::duration d) {
+    time.advance(d);
+    core->time_moved();
+    agent->time_moved();
+  }
 
   // Runs `body` (a callable returning awaitable<void>) on the io_context until it finishes;
   // a body still running after `limit` is a failure.
@@ -320,9 +333,10 @@ struct RawPeer {
     auto conn =
         transport::make_tcp_conn(std::move(role == Role::kAgent ? sockets.second : sockets.first));
     session = std::make_shared<Session>(std::move(conn), FrameReader(options.version), role,
-                                        options, "under-test");
+                                        options, "under-test", time);
     start_session(io, session, reason);
   }
+  SimulatedTimeSource time;  // the session's clock, advanced by the test; outlives the session
   tcp::socket raw;
   std::shared_ptr<Session> session;
   std::optional<std::string> reason;

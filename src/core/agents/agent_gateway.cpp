@@ -128,8 +128,8 @@ std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Accoun
   for (const Direction d : {Direction::kIn, Direction::kOut}) {
     const auto i = static_cast<std::size_t>(d);
     if (per_tunnel != 0) {
-      t->tunnel[i] =
-          std::make_shared<TokenBucket>(per_tunnel, TokenBucket::default_burst(per_tunnel));
+      t->tunnel[i] = std::make_shared<TokenBucket>(
+          per_tunnel, TokenBucket::default_burst(per_tunnel), context.time);
     }
     t->account[i] = context.account_buckets.get(account.name, d, rules.per_account);
   }
@@ -260,7 +260,7 @@ HandshakeSlot AgentGateway::admit(const transport::tcp::socket& socket) {
   (global ? context_.metrics.agent_handshakes_refused_global
           : context_.metrics.agent_handshakes_refused_address)
       .inc();
-  if (limiter.record_refusal(address, why, HandshakeLimiter::Clock::now())) {
+  if (limiter.record_refusal(address, why, context_.time.monotonic_time())) {
     spdlog::warn(
         "agent connection from {} closed before TLS: {} agent connections {} already in the "
         "handshake or waiting for AUTH ({}); further refusals are counted and logged once a "
@@ -322,9 +322,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
     co_return;
   }
   protocol::AuthResponse response;
-  response.server_time = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  response.server_time = context_.registry.now_unix();
   bool quiet = false;  // counted by the auth limiter, summarised later instead of logged
   const auto refuse = [&](std::string reason, std::string_view code) -> asio::awaitable<void> {
     context_.metrics.agent_auth_failures.inc();
@@ -353,7 +351,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   }
   const protocol::AuthRequest& request = parsed.value();
   // Too many failures from this address: refused before its token is looked at.
-  if (const auto wait = context_.auth_limiter.retry_after(peer, AuthLimiter::Clock::now());
+  if (const auto wait = context_.auth_limiter.retry_after(peer, context_.time.monotonic_time());
       wait.count() > 0) {
     context_.auth_limiter.record_throttled(peer);
     quiet = true;
@@ -366,7 +364,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   const std::shared_ptr<const ControlView> view = context_.control.load();
   const auto authenticated = authenticate(context_, view.get(), request.token);
   if (!authenticated) {
-    quiet = !context_.auth_limiter.record_failure(peer, AuthLimiter::Clock::now());
+    quiet = !context_.auth_limiter.record_failure(peer, context_.time.monotonic_time());
     co_await refuse("authentication failed: " + authenticated.error().message, refusal::kBadToken);
     co_return;
   }
@@ -465,7 +463,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   if (agent->agent_id.empty()) agent->agent_id = new_request_id().substr(0, 12);
   const std::string name = agent->agent_id + "@" + account->name;
   agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
-                                                  mux::Role::kCore, options, name);
+                                                  mux::Role::kCore, options, name, context_.time);
   agent->session->on_window_growth = [&gauge = context_.metrics.window_growth](std::int64_t d) {
     gauge.inc(static_cast<double>(d));
   };

@@ -61,7 +61,7 @@ class GatewayTest : public ::testing::Test {
     context.reset();
     auto loaded = load_config_string(yaml);
     ASSERT_TRUE(loaded.ok()) << format_errors(loaded.errors, "config");
-    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics);
+    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics, time);
     const PortOpener opener = [this](PortProtocol, asio::any_io_executor, std::uint16_t port,
                                      std::string& error) -> std::shared_ptr<PortListener> {
       if (port == 20042) {
@@ -188,6 +188,7 @@ class GatewayTest : public ::testing::Test {
   std::uint64_t auth_failures() const { return context->metrics.agent_auth_failures.value(); }
 
   asio::io_context io;
+  SimulatedTimeSource time;  // the core's clock: holds and throttling advance only by hand
   observability::Registry metrics;
   std::unique_ptr<CoreContext> context;
   std::unique_ptr<AgentGateway> gateway;

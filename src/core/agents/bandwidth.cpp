@@ -8,18 +8,19 @@
 
 namespace tunnel::core {
 
-TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t burst)
-    : rate_per_ns_(static_cast<double>(rate) / 1e9),
+TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t burst, TimeSource& time)
+    : time_(time),
+      rate_per_ns_(static_cast<double>(rate) / 1e9),
       rate_(rate),
       burst_(static_cast<double>(burst)),
       tokens_(static_cast<double>(burst)),
-      last_(Clock::now()) {}
+      last_(time.monotonic_time()) {}
 
 std::uint64_t TokenBucket::default_burst(std::uint64_t rate) {
   return std::max<std::uint64_t>(rate / 10, 16 * 1024);
 }
 
-TokenBucket::Clock::duration TokenBucket::take(std::size_t n, Clock::time_point now) {
+TokenBucket::Clock::duration TokenBucket::take(std::size_t n, MonotonicTime now) {
   std::lock_guard lock(mutex_);
   if (now > last_) {
     const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_);
@@ -40,14 +41,21 @@ std::uint64_t Throttle::tunnel_rate() const {
   return tunnel[0] ? tunnel[0]->rate() : 0;
 }
 
+TokenBucket::Clock::duration Throttle::take(Direction direction, std::size_t n) const {
+  const auto d = static_cast<std::size_t>(direction);
+  const TokenBucket* first = tunnel[d] ? tunnel[d].get() : account[d].get();
+  auto wait = TokenBucket::Clock::duration::zero();
+  if (first == nullptr) return wait;
+  const MonotonicTime now = first->time().monotonic_time();  // one reading for both buckets
+  if (tunnel[d]) wait = std::max(wait, tunnel[d]->take(n, now));
+  if (account[d]) wait = std::max(wait, account[d]->take(n, now));
+  return wait;
+}
+
 boost::asio::awaitable<void> throttle(const Throttle* throttle, Direction direction,
                                       std::size_t n) {
   if (throttle == nullptr || n == 0) co_return;
-  const auto d = static_cast<std::size_t>(direction);
-  const auto now = TokenBucket::Clock::now();
-  auto wait = TokenBucket::Clock::duration::zero();
-  if (throttle->tunnel[d]) wait = std::max(wait, throttle->tunnel[d]->take(n, now));
-  if (throttle->account[d]) wait = std::max(wait, throttle->account[d]->take(n, now));
+  const auto wait = throttle->take(direction, n);
   if (wait <= TokenBucket::Clock::duration::zero()) co_return;
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, wait);
   co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
@@ -60,7 +68,7 @@ std::shared_ptr<TokenBucket> AccountBuckets::get(const std::string& account, Dir
   std::lock_guard lock(mutex_);
   auto& bucket = buckets_[key];
   if (!bucket || bucket->rate() != rate) {
-    bucket = std::make_shared<TokenBucket>(rate, TokenBucket::default_burst(rate));
+    bucket = std::make_shared<TokenBucket>(rate, TokenBucket::default_burst(rate), time_);
   }
   return bucket;
 }

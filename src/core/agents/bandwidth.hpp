@@ -17,6 +17,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/time_source.hpp"
+
 namespace tunnel::core {
 
 enum class Direction { kIn, kOut };  // in: from public clients to the app; out: back to them
@@ -24,17 +26,22 @@ enum class Direction { kIn, kOut };  // in: from public clients to the app; out:
 class TokenBucket {
  public:
   using Clock = std::chrono::steady_clock;
-  // `rate` bytes per second (> 0); bursts up to `burst` bytes after an idle spell.
-  TokenBucket(std::uint64_t rate, std::uint64_t burst);
+  // `rate` bytes per second (> 0); bursts up to `burst` bytes after an idle spell. Full at
+  // first; refills by `time` (which must outlive the bucket).
+  TokenBucket(std::uint64_t rate, std::uint64_t burst, TimeSource& time);
   // Takes `n` bytes; returns how long the caller must wait before sending them (zero if the
   // bucket had them).
-  Clock::duration take(std::size_t n, Clock::time_point now = Clock::now());
+  Clock::duration take(std::size_t n) { return take(n, time_.monotonic_time()); }
+  // The same at `now` (from the bucket's TimeSource), for callers that take from several.
+  Clock::duration take(std::size_t n, MonotonicTime now);
   std::uint64_t rate() const { return rate_; }
+  TimeSource& time() const { return time_; }
 
   // The burst used for a rate: a tenth of a second of traffic, at least 16 KiB.
   static std::uint64_t default_burst(std::uint64_t rate);
 
  private:
+  TimeSource& time_;
   std::mutex mutex_;
   double rate_per_ns_;
   std::uint64_t rate_;
@@ -49,6 +56,9 @@ struct Throttle {
   std::shared_ptr<TokenBucket> tunnel[2];
   std::shared_ptr<TokenBucket> account[2];
   bool limited() const;
+  // Takes `n` bytes of `direction` from its buckets; returns how long the caller must wait (the
+  // slowest bucket's wait; zero when they had the bytes or there is none).
+  TokenBucket::Clock::duration take(Direction direction, std::size_t n) const;
   // The tunnel's own rate (bytes/s, 0 = none), for the AUTH reply and logs.
   std::uint64_t tunnel_rate() const;
 };
@@ -62,11 +72,13 @@ boost::asio::awaitable<void> throttle(const Throttle* throttle, Direction direct
 // from the configuration, so there are few).
 class AccountBuckets {
  public:
+  explicit AccountBuckets(TimeSource& time) : time_(time) {}
   // The bucket of `account` for `direction` at `rate` bytes/s; null when rate is 0.
   std::shared_ptr<TokenBucket> get(const std::string& account, Direction direction,
                                    std::uint64_t rate);
 
  private:
+  TimeSource& time_;
   std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<TokenBucket>> buckets_;
 };

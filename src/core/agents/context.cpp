@@ -57,7 +57,7 @@ void CoreMetrics::count_request(int status) {
 
 bool RateLimiter::allow(const std::string& account) {
   if (rate_ == 0) return true;
-  const auto now = std::chrono::steady_clock::now();
+  const MonotonicTime now = time_.monotonic_time();
   std::lock_guard lock(mutex_);
   auto [it, inserted] = buckets_.try_emplace(account, Bucket{2.0 * rate_, now});
   Bucket& bucket = it->second;
@@ -69,14 +69,18 @@ bool RateLimiter::allow(const std::string& account) {
   return true;
 }
 
-CoreContext::CoreContext(Config config_in, observability::Registry& metrics_registry)
-    : config(std::move(config_in)),
+CoreContext::CoreContext(Config config_in, observability::Registry& metrics_registry,
+                         TimeSource& time_in)
+    : time(time_in),
+      config(std::move(config_in)),
       auth(config),
       handshake_limiter(HandshakeLimiter::Options{config.limits.max_agent_handshakes,
                                                   config.limits.max_agent_handshakes_per_address,
                                                   std::chrono::seconds(60)}),
+      registry(time),
       metrics(metrics_registry),
-      rate_limiter(config.limits.requests_per_second),
+      rate_limiter(config.limits.requests_per_second, time),
+      account_buckets(time),
       window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}
 
 std::string descriptor_shortage(std::uint32_t reserve_setting) {

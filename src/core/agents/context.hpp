@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/time_source.hpp"
 #include "core/agents/control_view.hpp"
 #include "core/agents/registry.hpp"
 #include "core/control/auth.hpp"
@@ -54,25 +55,29 @@ struct CoreMetrics {
   std::mutex mutex_;
 };
 
-// Token bucket per account: `rate` requests per second, bursts up to 2x rate.
+// Token bucket per account: `rate` requests per second, bursts up to 2x rate; refills by `time`
+// (which must outlive the limiter).
 class RateLimiter {
  public:
-  explicit RateLimiter(std::uint32_t rate) : rate_(rate) {}
+  RateLimiter(std::uint32_t rate, TimeSource& time) : rate_(rate), time_(time) {}
   bool allow(const std::string& account);
 
  private:
   struct Bucket {
     double tokens;
-    std::chrono::steady_clock::time_point last;
+    MonotonicTime last;
   };
   std::uint32_t rate_;
+  TimeSource& time_;
   std::mutex mutex_;
   std::unordered_map<std::string, Bucket> buckets_;
 };
 
 struct CoreContext {
-  CoreContext(Config config_in, observability::Registry& metrics_registry);
+  // `time` (the Server's) must outlive the context.
+  CoreContext(Config config_in, observability::Registry& metrics_registry, TimeSource& time);
 
+  TimeSource& time;  // every decision by time in the core reads this clock
   Config config;
   Authenticator auth;
   AuthLimiter auth_limiter;            // failed AUTHs per source address

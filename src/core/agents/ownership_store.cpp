@@ -129,11 +129,8 @@ bool FileOwnershipStore::save(const std::vector<Registry::Owned>& owned, std::st
 void save_ownership(Registry& registry, OwnershipStore& store, std::uint64_t* saved) {
   const std::uint64_t generation = registry.generation();
   if (saved != nullptr && generation == *saved) return;
-  const auto now_unix = std::chrono::duration_cast<std::chrono::seconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
   std::string error;
-  if (!store.save(registry.owned(now_unix), error)) {
+  if (!store.save(registry.owned(registry.now_unix()), error)) {
     spdlog::warn("could not save who owns which name: {}", error);
     return;
   }

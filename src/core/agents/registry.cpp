@@ -49,7 +49,7 @@ std::string Registry::over_held_limit(const std::string& account, std::size_t ma
   };
   if (held() < max_held) return "";
   // Holds that expired since the last sweep still count: look again (rate-limited).
-  if (const auto now = Clock::now(); now - last_sweep_ >= std::chrono::seconds(1)) {
+  if (const auto now = time_.monotonic_time(); now - last_sweep_ >= std::chrono::seconds(1)) {
     sweep_locked(now);
     if (held() < max_held) return "";
   }
@@ -60,6 +60,11 @@ std::string Registry::over_held_limit(const std::string& account, std::size_t ma
          " (accounts[].max_names in the core's config)";
 }
 
+std::int64_t Registry::now_unix() const {
+  return std::chrono::duration_cast<std::chrono::seconds>(time_.system_time().time_since_epoch())
+      .count();
+}
+
 bool Registry::claim(const std::string& host, const std::string& account, Route route,
                      std::string& error, bool explicit_name, std::vector<Route>* displaced,
                      std::size_t max_held) {
@@ -68,7 +73,8 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
   // Another account's explicit name wins over a hold through a pattern: the pattern's agents
   // keep their sessions but no longer get this name's traffic.
   if (found != hosts_.end() && found->second.account != account &&
-      !expired(found->second, Clock::now()) && (!explicit_name || found->second.explicit_name)) {
+      !expired(found->second, time_.monotonic_time()) &&
+      (!explicit_name || found->second.explicit_name)) {
     error = found->second.routes.empty() ? host +
                                                " is reserved by another account (its agent "
                                                "left recently)"
@@ -103,7 +109,7 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
 
 void Registry::release_agent(const AgentSession* agent) {
   std::lock_guard lock(mutex_);
-  const auto now = Clock::now();
+  const auto now = time_.monotonic_time();
   // Only the names and ports this agent claimed: dropping thousands of agents at once must not
   // walk every entry for each of them.
   if (auto claims = claims_.extract(agent); !claims.empty()) {
@@ -177,7 +183,7 @@ LookupStatus Registry::lookup(const std::string& host, Route& out) {
   if (it == hosts_.end()) return LookupStatus::kUnknown;
   Entry& entry = it->second;
   if (entry.routes.empty()) {
-    if (expired(entry, Clock::now())) {
+    if (expired(entry, time_.monotonic_time())) {
       count_out(entry.account);
       hosts_.erase(it);
       ++generation_;
@@ -272,7 +278,7 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
                                  const std::string& account, Route& route, const OpenPort& open,
                                  bool explicit_port, const std::string& holder,
                                  std::string& error) {
-  const auto now = Clock::now();
+  const auto now = time_.monotonic_time();
   auto [it, inserted] = ports_.try_emplace(port_key(protocol, port));
   PortEntry& entry = it->second;
   if (!inserted && entry.account != account && !port_expired(entry, now)) {
@@ -337,7 +343,7 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
   if (at_max()) return 0;
   // Port 0 from a holder whose port is held: the same port again.
   if (!holder.empty()) {
-    const auto now = Clock::now();
+    const auto now = time_.monotonic_time();
     const std::uint32_t udp = port_key(PortProtocol::kUdp, 0);
     const std::uint32_t want = protocol == PortProtocol::kUdp ? udp : 0;
     for (const auto& [key, entry] : ports_) {
@@ -399,7 +405,7 @@ LookupStatus Registry::lookup_port(PortProtocol protocol, std::uint16_t port, Ro
 
 std::vector<Registry::Owned> Registry::owned(std::int64_t now_unix) const {
   std::lock_guard lock(mutex_);
-  const auto now = Clock::now();
+  const auto now = time_.monotonic_time();
   const auto unix_of = [&](Clock::time_point t) {
     return now_unix - std::chrono::duration_cast<std::chrono::seconds>(now - t).count();
   };
@@ -423,7 +429,7 @@ std::vector<Registry::Owned> Registry::owned(std::int64_t now_unix) const {
 
 std::size_t Registry::restore(const std::vector<Owned>& owned, std::int64_t now_unix) {
   std::lock_guard lock(mutex_);
-  const auto now = Clock::now();
+  const auto now = time_.monotonic_time();
   std::size_t added = 0;
   for (const Owned& o : owned) {
     Clock::time_point since = now;

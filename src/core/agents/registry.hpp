@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/time_source.hpp"
 #include "core/agents/bandwidth.hpp"
 #include "core/agents/usage.hpp"
 #include "core/control/config.hpp"
@@ -77,8 +78,9 @@ using OpenPort =
 class Registry {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit Registry(std::chrono::seconds offline_hold = std::chrono::minutes(10))
-      : offline_hold_(offline_hold) {}
+  // Holds and their expiry are measured by `time` (which must outlive the registry).
+  explicit Registry(TimeSource& time, std::chrono::seconds offline_hold = std::chrono::minutes(10))
+      : time_(time), offline_hold_(offline_hold) {}
 
   // Adds `route` for `host` on behalf of `account`. False with `error` if another account holds
   // the name (online or recently) and this claim does not win over it (see above).
@@ -117,6 +119,9 @@ class Registry {
   // previous run (what accounts[].max_names caps; expired holds may count until swept).
   std::size_t held_by(const std::string& account) const;
   std::chrono::seconds offline_hold() const { return offline_hold_; }
+  TimeSource& time() const { return time_; }
+  // time().system_time() in unix seconds, for owned() and restore().
+  std::int64_t now_unix() const;
 
   // Adds `route` for `port` on behalf of `account`, opening the port with `open` when no agent
   // serves it yet. Port 0 picks a free port in `rules.ranges` (random start). `rules.ranges` is
@@ -202,6 +207,7 @@ class Registry {
   };
   static constexpr auto kSweepInterval = std::chrono::seconds(60);
 
+  TimeSource& time_;
   mutable std::mutex mutex_;
   std::unordered_map<const AgentSession*, Claims> claims_;
   Clock::time_point last_sweep_{};

@@ -10,7 +10,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
@@ -32,7 +31,8 @@ Route route_of(const std::shared_ptr<AgentSession>& agent) {
 // An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and
 // ports of the refused AUTH must not stay reserved for its account.
 TEST(RegistryRollback, ARefusedAuthHoldsNothing) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   int closes = 0;
   const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
     return std::make_shared<CountingListener>(closes);
@@ -66,7 +66,8 @@ TEST(RegistryRollback, ARefusedAuthHoldsNothing) {
 // A refused AUTH that joined names its account already had leaves them as they were: online
 // ones keep their other agents, held ones keep their hold.
 TEST(RegistryRollback, JoinedNamesStayAsTheyWere) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   auto first = std::make_shared<AgentSession>();
   auto gone = std::make_shared<AgentSession>();
   auto refused = std::make_shared<AgentSession>();
@@ -98,6 +99,7 @@ OpenPort counting_open(int& closes) {
 // name until it gets it. With the previous run's ownership restored it cannot, for the hold;
 // bob's agent gets its name back, and its tcp tunnel the port the core had chosen for it.
 TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
+  SimulatedTimeSource time;
   int closes = 0;
   PortRules any;
   any.ranges = {{20000, 29999}};
@@ -105,7 +107,7 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
   std::vector<Registry::Owned> saved;
   std::uint16_t port = 0;
   {
-    Registry before(std::chrono::minutes(10));
+    Registry before(time, std::chrono::minutes(10));
     auto bob = std::make_shared<AgentSession>();
     auto gone = std::make_shared<AgentSession>();
     std::string error;
@@ -136,7 +138,7 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
   ASSERT_EQ(loaded.size(), 3u);
   std::filesystem::remove_all(dir);
 
-  Registry after(std::chrono::minutes(10));
+  Registry after(time, std::chrono::minutes(10));
   EXPECT_EQ(after.restore(loaded, kNow + 5), 3u);
   auto mallory = std::make_shared<AgentSession>();
   Route out;
@@ -158,7 +160,8 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
 
 // A name that went offline long enough before the save is not held after the restart.
 TEST(RegistryRestore, AnExpiredHoldIsNotRestored) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   const std::vector<Registry::Owned> saved = {
       {"stale.localhost", "bob", "", false, kNow - 11 * 60},
       {"fresh.localhost", "bob", "", false, kNow - 60},
@@ -204,7 +207,8 @@ TEST(RegistryRestore, UnreadableLinesAreNamedAndSkipped) {
 // "*", whether that one serves it now or holds it; two pattern holders do not displace each
 // other, and a pattern never displaces an explicit owner.
 TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   auto squatter = std::make_shared<AgentSession>();
   auto other = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
@@ -240,7 +244,8 @@ TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
 // agents left, restored after a restart), so one tenant could grow the registry and the
 // ownership file without bound.
 TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   int closes = 0;
   const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
     return std::make_shared<CountingListener>(closes);
@@ -284,7 +289,7 @@ TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
   EXPECT_TRUE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 0))
       << "0 = unlimited";
   // Names restored from a previous run count too.
-  Registry restored(std::chrono::minutes(10));
+  Registry restored(time, std::chrono::minutes(10));
   const std::int64_t now = 1'700'000'000;
   restored.restore({{"x1.localhost", "carol", "", false, 0}, {"tcp:15003", "carol", "h", false, 0}},
                    now);
@@ -293,7 +298,8 @@ TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
 }
 
 TEST(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
-  Registry registry(std::chrono::seconds(0));  // holds expire at once
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::seconds(0));  // holds expire at once
   auto a = std::make_shared<AgentSession>();
   std::string error;
   ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 1));
@@ -302,7 +308,7 @@ TEST(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
       registry.claim("a2.localhost", "alice", route_of(refused), error, false, nullptr, 1));
   registry.release_agent(a.get());
   // The expired hold is swept when the limit is reached (at most once a second).
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  time.advance(std::chrono::seconds(1));
   EXPECT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 1))
       << error;
   EXPECT_EQ(registry.held_by("alice"), 1u);
@@ -313,7 +319,8 @@ TEST(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
 
 // An explicit claim that takes a name moves it from one account's count to the other's.
 TEST(RegistryLimits, ATakenOverNameChangesAccounts) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   auto squatter = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
   std::string error;
@@ -324,8 +331,64 @@ TEST(RegistryLimits, ATakenOverNameChangesAccounts) {
   EXPECT_EQ(registry.held_by("bob"), 1u);
 }
 
+// The hold of a name whose last agent left: exactly 10 minutes, to the nanosecond, measured
+// from when it left; the owner may come back at any time within it.
+TEST(RegistryHold, ANameIsHeldForExactlyTenMinutes) {
+  SimulatedTimeSource time;
+  Registry registry(time);  // the default hold: 10 minutes
+  auto bob = std::make_shared<AgentSession>();
+  auto mallory = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  time.advance(std::chrono::hours(5));  // served for a while: the hold starts when it leaves
+  registry.release_agent(bob.get());
+  time.advance(std::chrono::minutes(10));
+  Route out;
+  EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kOffline) << "503, not 404";
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(mallory), error));
+  EXPECT_EQ(error, "bob.localhost is reserved by another account (its agent left recently)");
+  time.advance(std::chrono::nanoseconds(1));
+  EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kUnknown);
+  EXPECT_TRUE(registry.claim("bob.localhost", "mallory", route_of(mallory), error)) << error;
+}
+
+TEST(RegistryHold, TheOwnerComesBackAtTheLastMoment) {
+  SimulatedTimeSource time;
+  Registry registry(time);
+  auto bob = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  registry.release_agent(bob.get());
+  time.advance(std::chrono::minutes(10));
+  auto again = std::make_shared<AgentSession>();
+  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(again), error)) << error;
+  // Served again: no hold runs, however long it is served.
+  time.advance(std::chrono::hours(24));
+  auto mallory = std::make_shared<AgentSession>();
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(mallory), error));
+  EXPECT_EQ(error, "bob.localhost is in use by another account");
+}
+
+// owned() reports when a name went offline in unix seconds of the registry's clock.
+TEST(RegistryHold, OwnedReportsTheUnixTimeOfLeaving) {
+  SimulatedTimeSource time;
+  Registry registry(time);
+  auto bob = std::make_shared<AgentSession>();
+  std::string error;
+  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  const std::int64_t start = registry.now_unix();
+  EXPECT_EQ(start, SimulatedTimeSource::kStartSinceEpoch.count());
+  time.advance(std::chrono::seconds(100));
+  registry.release_agent(bob.get());
+  time.advance(std::chrono::seconds(20));
+  const auto owned = registry.owned(registry.now_unix());
+  ASSERT_EQ(owned.size(), 1u);
+  EXPECT_EQ(owned[0].offline_since, start + 100);
+}
+
 TEST(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
-  Registry registry;
+  SimulatedTimeSource time;
+  Registry registry(time);
   std::size_t serving = 0;
   EXPECT_TRUE(registry.add_tunnels("alice", 20, 32, serving));
   EXPECT_EQ(serving, 0u);

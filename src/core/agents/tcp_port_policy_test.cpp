@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <set>
-#include <thread>
 
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/registry.hpp"
@@ -144,7 +143,8 @@ PortRules rules(std::vector<PortRange> ranges, std::uint32_t max = 0) {
 }
 
 TEST(PortClaims, OneAccountPerPortSharedRoundRobinReservedAfterLeaving) {
-  Registry registry(std::chrono::minutes(10));
+  SimulatedTimeSource time;
+  Registry registry(time, std::chrono::minutes(10));
   Opener opener;
   auto a1 = std::make_shared<AgentSession>();
   auto a2 = std::make_shared<AgentSession>();
@@ -189,8 +189,10 @@ TEST(PortClaims, OneAccountPerPortSharedRoundRobinReservedAfterLeaving) {
   EXPECT_EQ(opener.opened.size(), 3u);
 }
 
-TEST(PortClaims, ReservationExpires) {
-  Registry registry(std::chrono::seconds(0));
+// A port whose last agent left is held for its account for exactly the hold (10 minutes).
+TEST(PortClaims, ReservationExpiresAfterExactlyTheHold) {
+  SimulatedTimeSource time;
+  Registry registry(time);
   Opener opener;
   auto a = std::make_shared<AgentSession>();
   auto b = std::make_shared<AgentSession>();
@@ -200,7 +202,12 @@ TEST(PortClaims, ReservationExpires) {
       registry.claim_port(PortProtocol::kTcp, 20000, "alice", any, route_of(a), opener.fn(), error),
       20000);
   registry.release_agent(a.get());
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  time.advance(std::chrono::minutes(10));
+  EXPECT_EQ(
+      registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b), opener.fn(), error),
+      0);
+  EXPECT_EQ(error, "port 20000 is reserved by another account (its agent left recently)");
+  time.advance(std::chrono::nanoseconds(1));
   EXPECT_EQ(
       registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b), opener.fn(), error),
       20000)
@@ -208,7 +215,8 @@ TEST(PortClaims, ReservationExpires) {
 }
 
 TEST(PortClaims, PortZeroPicksAFreePortInTheRanges) {
-  Registry registry;
+  SimulatedTimeSource time;
+  Registry registry(time);
   Opener opener;
   opener.busy = {30000, 30002};
   auto a = std::make_shared<AgentSession>();
@@ -231,7 +239,8 @@ TEST(PortClaims, PortZeroPicksAFreePortInTheRanges) {
 }
 
 TEST(PortClaims, MaxPerAccountCountsPortsNotAgents) {
-  Registry registry;
+  SimulatedTimeSource time;
+  Registry registry(time);
   Opener opener;
   auto a = std::make_shared<AgentSession>();
   auto a2 = std::make_shared<AgentSession>();
@@ -259,7 +268,8 @@ TEST(PortClaims, MaxPerAccountCountsPortsNotAgents) {
 }
 
 TEST(PortClaims, AFailedOpenLeavesNoReservation) {
-  Registry registry;
+  SimulatedTimeSource time;
+  Registry registry(time);
   Opener opener;
   opener.busy = {15432};
   auto a = std::make_shared<AgentSession>();
@@ -285,7 +295,8 @@ namespace {
 // Releasing an agent touches only what it claimed: the others keep their names and ports, and
 // the released ones stay reserved (offline) for their account.
 TEST(RegistryRelease, OnlyTheAgentsOwnClaims) {
-  Registry registry;
+  SimulatedTimeSource time;
+  Registry registry(time);
   Opener opener;
   std::vector<std::shared_ptr<AgentSession>> agents;
   std::string error;

@@ -291,7 +291,7 @@ class PortTest : public ::testing::Test {
   PortTest() : pair(protocol::kVersion2) {
     auto loaded = load_config_string("listen:\n  tunnels_host: 127.0.0.1\n");
     EXPECT_TRUE(loaded.ok());
-    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics);
+    context = std::make_unique<CoreContext>(std::move(loaded.config), metrics, time);
     agent = std::make_shared<AgentSession>();
     agent->account = "acme";
     agent->session = pair.core;
@@ -348,6 +348,7 @@ class PortTest : public ::testing::Test {
     return counter("tunnel_tcp_connections_refused_total", {{"reason", std::move(reason)}});
   }
 
+  SimulatedTimeSource time;  // the core's clock (registry, limits)
   observability::Registry metrics;
   std::unique_ptr<CoreContext> context;
   mux::test::SessionPair pair;

@@ -232,7 +232,8 @@ TEST(FilterChain, RunsHooksInOrderAndStopsAtTheFirstAnswer) {
 }
 
 TEST(Filters, RateLimitAnswersFourTwentyNineOnceTheAccountSpentItsBurst) {
-  RateLimiter limiter(1);  // 1 request/s, burst 2
+  SimulatedTimeSource time;
+  RateLimiter limiter(1, time);  // 1 request/s, burst 2
   RateLimitFilter filter(limiter);
   Request r;
   EXPECT_TRUE(filter.on_request_head(r.filtered).proceed());
