@@ -28,19 +28,35 @@ Route route_of(const std::shared_ptr<AgentSession>& agent) {
   return Route{agent, 0, "localhost:3000", nullptr, nullptr, nullptr, nullptr};
 }
 
-// An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and
-// ports of the refused AUTH must not stay reserved for its account.
-TEST(RegistryRollback, ARefusedAuthHoldsNothing) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::minutes(10));
-  int closes = 0;
-  const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
+OpenPort counting_open(int& closes) {
+  return [&closes](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
     return std::make_shared<CountingListener>(closes);
   };
+}
+
+// A registry with the default 10-minute hold on a simulated clock, and ports that are not bound
+// (each closing counts in `closes`) from any unprivileged range.
+class RegistryTest : public ::testing::Test {
+ protected:
+  RegistryTest() { any.ranges = {{1024, 65535}}; }
+
+  SimulatedTimeSource time;
+  Registry registry{time, std::chrono::minutes(10)};
+  int closes = 0;
+  const OpenPort open = counting_open(closes);
   PortRules any;
-  any.ranges = {{1024, 65535}};
-  auto attacker = std::make_shared<AgentSession>();
   std::string error;
+};
+// The suites keep their names (and so their CTest names).
+using RegistryRollback = RegistryTest;
+using RegistryExplicit = RegistryTest;
+using RegistryLimits = RegistryTest;
+using RegistryHold = RegistryTest;
+
+// An attacker sends AUTHs that are refused on purpose (one bad tunnel among many): the names and
+// ports of the refused AUTH must not stay reserved for its account.
+TEST_F(RegistryRollback, ARefusedAuthHoldsNothing) {
+  auto attacker = std::make_shared<AgentSession>();
   ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(attacker), error)) << error;
   ASSERT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "mallory", any, route_of(attacker), open,
                                 error),
@@ -65,13 +81,10 @@ TEST(RegistryRollback, ARefusedAuthHoldsNothing) {
 
 // A refused AUTH that joined names its account already had leaves them as they were: online
 // ones keep their other agents, held ones keep their hold.
-TEST(RegistryRollback, JoinedNamesStayAsTheyWere) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::minutes(10));
+TEST_F(RegistryRollback, JoinedNamesStayAsTheyWere) {
   auto first = std::make_shared<AgentSession>();
   auto gone = std::make_shared<AgentSession>();
   auto refused = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("web.localhost", "alice", route_of(first), error));
   ASSERT_TRUE(registry.claim("held.localhost", "alice", route_of(gone), error));
   registry.release_agent(gone.get());
@@ -88,12 +101,6 @@ TEST(RegistryRollback, JoinedNamesStayAsTheyWere) {
 }
 
 constexpr std::int64_t kNow = 1'800'000'000;
-
-OpenPort counting_open(int& closes) {
-  return [&closes](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
-    return std::make_shared<CountingListener>(closes);
-  };
-}
 
 // The attack of issue 25: the core restarts, and an account allowed "*" retries AUTH for bob's
 // name until it gets it. With the previous run's ownership restored it cannot, for the hold;
@@ -206,13 +213,10 @@ TEST(RegistryRestore, UnreadableLinesAreNamedAndSkipped) {
 // An account that names bob.localhost exactly wins over another account holding it through
 // "*", whether that one serves it now or holds it; two pattern holders do not displace each
 // other, and a pattern never displaces an explicit owner.
-TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::minutes(10));
+TEST_F(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
   auto squatter = std::make_shared<AgentSession>();
   auto other = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
   std::vector<Route> displaced;
   EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), error, false, &displaced));
@@ -243,18 +247,9 @@ TEST(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
 // Issue 25: nothing capped the names and ports one account could hold (served, held after its
 // agents left, restored after a restart), so one tenant could grow the registry and the
 // ownership file without bound.
-TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::minutes(10));
-  int closes = 0;
-  const OpenPort open = [&](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
-    return std::make_shared<CountingListener>(closes);
-  };
-  PortRules any;
-  any.ranges = {{1024, 65535}};
+TEST_F(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
   any.max_ports = 0;
   auto a = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 3));
   ASSERT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 3));
   ASSERT_EQ(
@@ -297,33 +292,26 @@ TEST(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
   EXPECT_FALSE(restored.claim("x2.localhost", "carol", route_of(b), error, false, nullptr, 2));
 }
 
-TEST(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::seconds(0));  // holds expire at once
+TEST_F(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
+  Registry quick(time, std::chrono::seconds(0));  // holds expire at once
   auto a = std::make_shared<AgentSession>();
-  std::string error;
-  ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 1));
+  ASSERT_TRUE(quick.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 1));
   auto refused = std::make_shared<AgentSession>();
-  EXPECT_FALSE(
-      registry.claim("a2.localhost", "alice", route_of(refused), error, false, nullptr, 1));
-  registry.release_agent(a.get());
+  EXPECT_FALSE(quick.claim("a2.localhost", "alice", route_of(refused), error, false, nullptr, 1));
+  quick.release_agent(a.get());
   // The expired hold is swept when the limit is reached (at most once a second).
   time.advance(std::chrono::seconds(1));
-  EXPECT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 1))
-      << error;
-  EXPECT_EQ(registry.held_by("alice"), 1u);
+  EXPECT_TRUE(quick.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 1)) << error;
+  EXPECT_EQ(quick.held_by("alice"), 1u);
   // A refused AUTH's names are forgotten at once, and so is their count.
-  registry.rollback_agent(a.get());
-  EXPECT_EQ(registry.held_by("alice"), 0u);
+  quick.rollback_agent(a.get());
+  EXPECT_EQ(quick.held_by("alice"), 0u);
 }
 
 // An explicit claim that takes a name moves it from one account's count to the other's.
-TEST(RegistryLimits, ATakenOverNameChangesAccounts) {
-  SimulatedTimeSource time;
-  Registry registry(time, std::chrono::minutes(10));
+TEST_F(RegistryLimits, ATakenOverNameChangesAccounts) {
   auto squatter = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
   EXPECT_EQ(registry.held_by("mallory"), 1u);
   ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true));
@@ -333,12 +321,9 @@ TEST(RegistryLimits, ATakenOverNameChangesAccounts) {
 
 // The hold of a name whose last agent left: exactly 10 minutes, to the nanosecond, measured
 // from when it left; the owner may come back at any time within it.
-TEST(RegistryHold, ANameIsHeldForExactlyTenMinutes) {
-  SimulatedTimeSource time;
-  Registry registry(time);  // the default hold: 10 minutes
+TEST_F(RegistryHold, ANameIsHeldForExactlyTenMinutes) {
   auto bob = std::make_shared<AgentSession>();
   auto mallory = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
   time.advance(std::chrono::hours(5));  // served for a while: the hold starts when it leaves
   registry.release_agent(bob.get());
@@ -352,11 +337,8 @@ TEST(RegistryHold, ANameIsHeldForExactlyTenMinutes) {
   EXPECT_TRUE(registry.claim("bob.localhost", "mallory", route_of(mallory), error)) << error;
 }
 
-TEST(RegistryHold, TheOwnerComesBackAtTheLastMoment) {
-  SimulatedTimeSource time;
-  Registry registry(time);
+TEST_F(RegistryHold, TheOwnerComesBackAtTheLastMoment) {
   auto bob = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
   registry.release_agent(bob.get());
   time.advance(std::chrono::minutes(10));
@@ -370,11 +352,8 @@ TEST(RegistryHold, TheOwnerComesBackAtTheLastMoment) {
 }
 
 // owned() reports when a name went offline in unix seconds of the registry's clock.
-TEST(RegistryHold, OwnedReportsTheUnixTimeOfLeaving) {
-  SimulatedTimeSource time;
-  Registry registry(time);
+TEST_F(RegistryHold, OwnedReportsTheUnixTimeOfLeaving) {
   auto bob = std::make_shared<AgentSession>();
-  std::string error;
   ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
   const std::int64_t start = registry.now_unix();
   EXPECT_EQ(start, SimulatedTimeSource::kStartSinceEpoch.count());
@@ -386,9 +365,7 @@ TEST(RegistryHold, OwnedReportsTheUnixTimeOfLeaving) {
   EXPECT_EQ(owned[0].offline_since, start + 100);
 }
 
-TEST(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
-  SimulatedTimeSource time;
-  Registry registry(time);
+TEST_F(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
   std::size_t serving = 0;
   EXPECT_TRUE(registry.add_tunnels("alice", 20, 32, serving));
   EXPECT_EQ(serving, 0u);
@@ -404,7 +381,7 @@ TEST(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
 
 // Issue 25: with a 256-descriptor limit one AUTH filled the table with listeners and visitors
 // got "accept failed: Too many open files". New ports are refused while the reserve is short.
-TEST(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
+TEST_F(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
   EXPECT_EQ(descriptor_shortage(0), "");
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
