@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 
 namespace tunnel {
 
@@ -29,6 +30,12 @@ class TimeSource {
   // JWT expiry, the ownership file).
   virtual SystemTime system_time() const = 0;
 };
+
+// `time`'s system time in whole seconds since the unix epoch (JWT claims, the ownership file).
+inline std::int64_t unix_seconds(const TimeSource& time) {
+  return std::chrono::duration_cast<std::chrono::seconds>(time.system_time().time_since_epoch())
+      .count();
+}
 
 // The process's clocks. Stateless: one per program, owned by its main (Server, the agent's run).
 class RealTimeSource final : public TimeSource {

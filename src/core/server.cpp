@@ -244,7 +244,8 @@ common::Status Server::setup_tls() {
     add_default_account_tokens(config, {data.value().token});
     token_hint = "TUNNEL_TOKEN=" + data.value().token + " ";
     uses_generated_token = true;
-    context_->auth = Authenticator(config);  // it copied the accounts before the token existed
+    // It copied the accounts before the token existed.
+    context_->auth = Authenticator(config, [this] { return unix_seconds(time_); });
   }
   const std::string fingerprint = cert_fingerprint_sha256(cert);
 

@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <optional>
 
+#include "core/control/jwt.hpp"
 #include "mux/frame_io.hpp"
 #include "mux/session_test_support.hpp"
 #include "observability/metrics.hpp"
@@ -389,6 +390,23 @@ TEST_F(GatewayTest, ThrottlesAnAddressAfterRepeatedFailures) {
   const Reply right = exchange(auth_frame(request_for("acme-secret-token", {http("app")})));
   expect_refused(right, protocol::refusal::kThrottled, "too many failed authentications");
   expect_nothing_held();
+}
+
+// A JWT's expiry is judged by the core's clock (CoreContext::time), as everything else by time
+// is: accepted until exactly `exp` + the 30 s leeway, refused one second later.
+TEST_F(GatewayTest, AJwtExpiresByTheCoresClock) {
+  constexpr std::string_view kSecret = "0123456789abcdef0123456789abcdef-gateway";
+  make(std::string(kConfig) + "auth:\n  jwt_secret: " + std::string(kSecret) + "\n");
+  const std::int64_t exp = SimulatedTimeSource::kStartSinceEpoch.count() + 60;
+  const std::string jwt =
+      sign_hs256(R"({"account_id":"acme","exp":)" + std::to_string(exp) + "}", kSecret);
+  time.advance(90s);
+  const Reply in_time = exchange(auth_frame(request_for(jwt, {http("app")})));
+  ASSERT_TRUE(in_time.got_frame) << in_time.error;
+  EXPECT_TRUE(in_time.auth.success) << in_time.auth.error;
+  time.advance(1s);
+  const Reply late = exchange(auth_frame(request_for(jwt, {http("app")})));
+  expect_refused(late, protocol::refusal::kBadToken, "authentication failed: JWT has expired");
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
                          TimeSource& time_in)
     : time(time_in),
       config(std::move(config_in)),
-      auth(config),
+      auth(config, [&time_in] { return unix_seconds(time_in); }),
       handshake_limiter(HandshakeLimiter::Options{config.limits.max_agent_handshakes,
                                                   config.limits.max_agent_handshakes_per_address,
                                                   std::chrono::seconds(60)}),

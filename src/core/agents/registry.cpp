@@ -61,8 +61,7 @@ std::string Registry::over_held_limit(const std::string& account, std::size_t ma
 }
 
 std::int64_t Registry::now_unix() const {
-  return std::chrono::duration_cast<std::chrono::seconds>(time_.system_time().time_since_epoch())
-      .count();
+  return unix_seconds(time_);
 }
 
 bool Registry::claim(const std::string& host, const std::string& account, Route route,
