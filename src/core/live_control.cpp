@@ -80,7 +80,8 @@ common::Result<std::shared_ptr<const ControlView>> LiveControl::build_view() {
   view->hash_credential = store_.credential_hasher();
   const std::string& domain = context_.config.domain;
   for (const auto& [name, e] : snapshot->by_name) {
-    const std::string host = name + "." + domain;
+    std::string host = name;
+    host.append(".").append(domain);
     if (name.find('*') != std::string::npos) {
       view->host_patterns.push_back(reservation_of(e, host));
     } else {
@@ -208,7 +209,7 @@ common::Status LiveControl::flush_usage(std::int64_t now_unix, std::chrono::seco
 void LiveControl::start_usage_flush(asio::any_io_executor executor,
                                     std::chrono::milliseconds interval,
                                     std::chrono::seconds retention) {
-  asio::co_spawn(std::move(executor), flush_every(interval, retention), asio::detached);
+  asio::co_spawn(executor, flush_every(interval, retention), asio::detached);
 }
 
 asio::awaitable<void> LiveControl::flush_every(std::chrono::milliseconds interval,
