@@ -46,6 +46,7 @@ TEST(UsageBook, ConcurrentAddsAreNotLost) {
   auto c = book.counters(1, 1);
   std::uint64_t seen = 0;
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([c] {
       for (int i = 0; i < 10000; ++i) c->add(1, 0, false);
