@@ -6,6 +6,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "core/agents/quota.hpp"
+
 namespace tunnel::core {
 
 TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t burst, TimeSource& time)
@@ -18,6 +20,19 @@ TokenBucket::TokenBucket(std::uint64_t rate, std::uint64_t burst, TimeSource& ti
 
 std::uint64_t TokenBucket::default_burst(std::uint64_t rate) {
   return std::max<std::uint64_t>(rate / 10, 16 * 1024);
+}
+
+void TokenBucket::set_rate(std::uint64_t rate, std::uint64_t burst, bool fill) {
+  const MonotonicTime now = time_.monotonic_time();
+  std::lock_guard lock(mutex_);
+  rate_per_ns_ = static_cast<double>(rate) / 1e9;
+  rate_.store(rate, std::memory_order_relaxed);
+  burst_ = static_cast<double>(burst);
+  if (fill) {
+    tokens_ = burst_;
+    last_ = now;
+  }
+  tokens_ = std::min(tokens_, burst_);
 }
 
 TokenBucket::Clock::duration TokenBucket::take(std::size_t n, MonotonicTime now) {
@@ -34,7 +49,11 @@ TokenBucket::Clock::duration TokenBucket::take(std::size_t n, MonotonicTime now)
 }
 
 bool Throttle::limited() const {
-  return tunnel[0] || tunnel[1] || account[0] || account[1];
+  return tunnel[0] || tunnel[1] || account[0] || account[1] || quota;
+}
+
+bool Throttle::engaged() const {
+  return tunnel[0] || tunnel[1] || account[0] || account[1] || (quota && quota->bandwidth() != 0);
 }
 
 std::uint64_t Throttle::tunnel_rate() const {
@@ -45,10 +64,14 @@ TokenBucket::Clock::duration Throttle::take(Direction direction, std::size_t n) 
   const auto d = static_cast<std::size_t>(direction);
   const TokenBucket* first = tunnel[d] ? tunnel[d].get() : account[d].get();
   auto wait = TokenBucket::Clock::duration::zero();
-  if (first == nullptr) return wait;
-  const MonotonicTime now = first->time().monotonic_time();  // one reading for both buckets
+  const bool by_quota = quota && quota->bandwidth() != 0;
+  if (first == nullptr && !by_quota) return wait;
+  // One reading for every bucket.
+  const MonotonicTime now =
+      first != nullptr ? first->time().monotonic_time() : quota->time().monotonic_time();
   if (tunnel[d]) wait = std::max(wait, tunnel[d]->take(n, now));
   if (account[d]) wait = std::max(wait, account[d]->take(n, now));
+  if (by_quota) wait = std::max(wait, quota->take_bandwidth(direction, n, now));
   return wait;
 }
 

@@ -8,6 +8,7 @@
 // live on every worker).
 #pragma once
 
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
 #include <cstddef>
@@ -34,8 +35,11 @@ class TokenBucket {
   Clock::duration take(std::size_t n) { return take(n, time_.monotonic_time()); }
   // The same at `now` (from the bucket's TimeSource), for callers that take from several.
   Clock::duration take(std::size_t n, MonotonicTime now);
-  std::uint64_t rate() const { return rate_; }
+  std::uint64_t rate() const { return rate_.load(std::memory_order_relaxed); }
   TimeSource& time() const { return time_; }
+  // Changes the rate (> 0) and burst in place; tokens above the new burst are dropped. `fill`:
+  // starts full, as a new bucket does.
+  void set_rate(std::uint64_t rate, std::uint64_t burst, bool fill = false);
 
   // The burst used for a rate: a tenth of a second of traffic, at least 16 KiB.
   static std::uint64_t default_burst(std::uint64_t rate);
@@ -44,18 +48,29 @@ class TokenBucket {
   TimeSource& time_;
   std::mutex mutex_;
   double rate_per_ns_;
-  std::uint64_t rate_;
+  std::atomic<std::uint64_t> rate_;
   double burst_;
   double tokens_;
   Clock::time_point last_;
 };
 
-// The buckets one tunnel's traffic passes: its own and its account's, per direction. Any of
+class AccountQuota;  // core/agents/quota.hpp
+
+// The buckets one tunnel's traffic passes: its own and its account's, per direction, and the
+// account's quota (whose bandwidth, set through the API, may change while traffic runs). Any of
 // them may be null (no limit at that level).
 struct Throttle {
   std::shared_ptr<TokenBucket> tunnel[2];
   std::shared_ptr<TokenBucket> account[2];
+  std::shared_ptr<AccountQuota> quota;
+  // Whether any bucket may limit (with a quota: always, its bandwidth may be set later).
   bool limited() const;
+  // Whether a bucket limits now: relays skip throttle() when not.
+  bool engaged() const;
+  // throttle != nullptr && throttle->engaged().
+  static bool engaged(const Throttle* throttle) {
+    return throttle != nullptr && throttle->engaged();
+  }
   // Takes `n` bytes of `direction` from its buckets; returns how long the caller must wait (the
   // slowest bucket's wait; zero when they had the bytes or there is none).
   TokenBucket::Clock::duration take(Direction direction, std::size_t n) const;

@@ -81,7 +81,8 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
       metrics(metrics_registry),
       rate_limiter(config.limits.requests_per_second, time),
       account_buckets(time),
-      window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)) {}
+      window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)),
+      quotas(metrics_registry, time) {}
 
 std::string descriptor_shortage(std::uint32_t reserve_setting) {
   rlimit limit{};

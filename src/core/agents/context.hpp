@@ -14,6 +14,7 @@
 
 #include "common/time_source.hpp"
 #include "core/agents/control_view.hpp"
+#include "core/agents/quota.hpp"
 #include "core/agents/registry.hpp"
 #include "core/control/auth.hpp"
 #include "core/control/auth_limiter.hpp"
@@ -96,6 +97,9 @@ struct CoreContext {
   std::atomic<std::shared_ptr<const ControlView>> control;
   // Requests and bytes per tunnel and account, for the store's usage (written in batches).
   UsageBook usage;
+  // The store's quotas per account, enforced on live traffic (core/agents/quota.hpp); routes
+  // get one only in a core with a store.
+  QuotaBook quotas;
 };
 
 // A fresh request id: 16 random bytes as 32 hex digits.

@@ -42,7 +42,8 @@
 namespace tunnel::core {
 
 class AgentSession;
-class FilterChain;  // core/edge/http_pipeline.hpp: built by the edge, carried opaquely here
+class AccountQuota;  // core/agents/quota.hpp
+class FilterChain;   // core/edge/http_pipeline.hpp: built by the edge, carried opaquely here
 class ConnectionFilterChain;  // core/edge/conn_pipeline.hpp: the same for tcp/udp tunnels
 
 struct Route {
@@ -57,6 +58,9 @@ struct Route {
   // Where its requests are counted for the store's usage (core/agents/usage.hpp); null = not
   // counted (a core without a store).
   std::shared_ptr<UsageCounters> usage;
+  // The account's quotas on live traffic (core/agents/quota.hpp); null = none (a core without a
+  // store). The filters that enforce them hold it too.
+  std::shared_ptr<AccountQuota> quota{};
 };
 
 enum class LookupStatus { kFound, kUnknown, kOffline };
