@@ -122,10 +122,54 @@ common::Result<std::shared_ptr<const ControlView>> LiveControl::build_view() {
   return std::shared_ptr<const ControlView>(std::move(view));
 }
 
+common::Result<std::uint64_t> LiveControl::month_usage(std::int64_t account_id,
+                                                       std::int64_t now_unix) {
+  auto rows = store_.list_usage(account_id, month_start(now_unix) / 3600, now_unix / 3600 + 1);
+  if (!rows) return rows.error();
+  std::uint64_t bytes = 0;
+  for (const store::Usage& u : rows.value()) {
+    if (u.tunnel_id == 0) bytes += u.bytes_in + u.bytes_out;  // the account's total row
+  }
+  return bytes;
+}
+
+common::Status LiveControl::apply_quotas(std::int64_t now_unix) {
+  auto accounts = store_.list_accounts();
+  if (!accounts) return accounts.error();
+  for (const store::Account& a : accounts.value()) {
+    auto quota = store_.get_quota(a.id);
+    if (!quota) return quota.error();
+    const store::Quota& q = quota.value();
+    const QuotaLimits limits{q.max_connections, q.max_requests_per_second, q.bandwidth,
+                             q.bytes_per_month};
+    std::shared_ptr<AccountQuota> live = context_.quotas.find(a.name);
+    if (!live && limits == QuotaLimits{}) continue;  // created with no limits when first used
+    if (!live) live = context_.quotas.get(a.name);
+    if (limits.bytes_per_month != 0 && live->limits().bytes_per_month == 0) {
+      // Counted from now on: what the store holds for the month so far.
+      auto used = month_usage(a.id, now_unix);
+      if (!used) return used.error();
+      live->set_month(used.value(), next_month_start(now_unix), 0);
+    }
+    if (live->limits() != limits) {
+      spdlog::info(
+          "account {}: quota max_connections={} max_requests_per_second={} "
+          "bandwidth={} bytes_per_month={} applied to live traffic",
+          a.name, limits.max_connections, limits.max_requests_per_second, limits.bandwidth,
+          limits.bytes_per_month);
+      live->set_limits(limits);
+    }
+  }
+  return common::success();
+}
+
 common::Status LiveControl::start() {
   auto view = build_view();
   if (!view) return common::fail("store: " + view.error().message);
   context_.control.store(std::move(view).value());
+  if (auto applied = apply_quotas(unix_seconds(context_.time)); !applied) {
+    return common::fail("store: " + applied.error().message);
+  }
   return common::success();
 }
 
@@ -140,6 +184,9 @@ void LiveControl::store_changed() {
   const std::shared_ptr<const ControlView> after = std::move(built).value();
   const std::shared_ptr<const ControlView> before = context_.control.exchange(after);
   if (before) apply(*before, *after);
+  if (auto applied = apply_quotas(unix_seconds(context_.time)); !applied) {
+    spdlog::error("control plane: quotas not applied to live traffic: {}", applied.error().message);
+  }
 }
 
 void LiveControl::apply(const ControlView& before, const ControlView& after) {
@@ -184,9 +231,11 @@ common::Status LiveControl::flush_usage(std::int64_t now_unix, std::chrono::seco
     row.bytes_out += s.bytes_out;
     row.errors += s.errors;
   };
+  std::map<std::int64_t, std::uint64_t> flushed;  // bytes per account
   for (const UsageBook::Sample& s : context_.usage.take()) {
     if (s.tunnel_id != 0) add(s.account_id, s.tunnel_id, s);
     add(s.account_id, 0, s);
+    flushed[s.account_id] += s.bytes_in + s.bytes_out;
   }
   if (!rows.empty()) {
     std::vector<store::Usage> samples;
@@ -194,6 +243,23 @@ common::Status LiveControl::flush_usage(std::int64_t now_unix, std::chrono::seco
     for (auto& [key, row] : rows) samples.push_back(row);
     if (auto added = store_.add_usage(samples); !added) {
       return common::fail("usage: " + added.error().message);
+    }
+  }
+  // bytes_per_month: what the store now holds for the month replaces what was counted in
+  // memory and just written (and after the month turned, the new month starts from the store).
+  if (const auto view = context_.control.load()) {
+    for (const auto& [name, id] : view->account_ids) {
+      const std::shared_ptr<AccountQuota> quota = context_.quotas.find(name);
+      if (!quota) continue;
+      const auto it = flushed.find(id);
+      const std::uint64_t bytes = it == flushed.end() ? 0 : it->second;
+      std::uint64_t stored = 0;
+      if (quota->limits().bytes_per_month != 0) {
+        auto used = month_usage(id, now_unix);
+        if (!used) return common::fail("usage: " + used.error().message);
+        stored = used.value();
+      }
+      quota->set_month(stored, next_month_start(now_unix), bytes);
     }
   }
   if (hour != pruned_hour_) {

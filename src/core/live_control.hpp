@@ -12,6 +12,8 @@
 //   reconnect with backoff and get what they are still allowed);
 // - a registered agent whose assigned tunnels changed: told to reconnect (GOAWAY: its
 //   in-flight streams finish on the old session while the new one gets the new set).
+// And it sets each account's quota limits on its AccountQuota (core/agents/quota.hpp) in place,
+// so a changed quota applies to the running traffic at once.
 //
 // Threading: every call runs on the control thread, as ControlHooks says. Closing a session is
 // posted to its worker; nothing here waits for the data plane.
@@ -51,9 +53,18 @@ class LiveControl : public api::ControlHooks {
   // The view the store's current snapshot gives (exposed for tests).
   common::Result<std::shared_ptr<const ControlView>> build_view();
 
+  // Sets the store's quota of every account on its AccountQuota (CoreContext::quotas), in
+  // place: running routes and filters see the new limits at their next request. For accounts
+  // with bytes_per_month, also the month's usage the store holds. Called by start() and
+  // store_changed(); `now_unix` decides the month.
+  common::Status apply_quotas(std::int64_t now_unix);
+
  private:
   // Acts on the connected agents that the change from `before` to `after` concerns.
   void apply(const ControlView& before, const ControlView& after);
+
+  // Bytes in + out the store's hourly usage holds for `account_id` in the month of `now_unix`.
+  common::Result<std::uint64_t> month_usage(std::int64_t account_id, std::int64_t now_unix);
 
   asio::awaitable<void> flush_every(std::chrono::milliseconds interval,
                                     std::chrono::seconds retention);

@@ -399,6 +399,89 @@ TEST_F(LiveControlTest, RoutesCountUsageThatIsWrittenToTheStoreInBatches) {
   finish(*agent);
 }
 
+TEST_F(LiveControlTest, AQuotaChangedInTheStoreAppliesToTheRunningRoutesWithoutReconnecting) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  Route route;
+  ASSERT_EQ(context->registry.lookup("app.example.test", route), LookupStatus::kFound);
+  ASSERT_NE(route.quota, nullptr) << "a route of a core with a store has no quota";
+  EXPECT_EQ(route.quota, context->quotas.find("team"));
+  ASSERT_NE(route.throttle, nullptr);  // the account's bandwidth quota may come later
+  EXPECT_FALSE(route.throttle->engaged());
+  AccountQuota& quota = *route.quota;
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(quota.admit()) << "no quota set yet";
+  const auto set = [&](store::Quota q) {
+    q.account_id = team_id;
+    ASSERT_TRUE(db->set_quota(q));
+    live->store_changed();
+  };
+  // Lowered below the three open connections: new ones are refused, the open ones stay.
+  set(store::Quota{.max_connections = 2});
+  auto refused = quota.admit();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->quota, QuotaKind::kMaxConnections);
+  EXPECT_EQ(refused->limit, 2u);
+  EXPECT_EQ(quota.connections(), 3u);
+  for (int i = 0; i < 3; ++i) quota.release(0);
+  // Requests per second, and raised again.
+  set(store::Quota{.max_requests_per_second = 1});
+  ASSERT_FALSE(quota.admit());
+  quota.release(0);
+  refused = quota.admit();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->quota, QuotaKind::kMaxRequestsPerSecond);
+  set(store::Quota{.max_requests_per_second = 1000});
+  time.advance(std::chrono::milliseconds(2));
+  EXPECT_FALSE(quota.admit());
+  quota.release(0);
+  // Bandwidth: the route's throttle takes from the account's quota from now on.
+  set(store::Quota{.bandwidth = 100'000});
+  EXPECT_TRUE(route.throttle->engaged());
+  // Nothing of this closed or moved the agent.
+  settle(*agent);
+  EXPECT_FALSE(agent->closed);
+  EXPECT_FALSE(agent->go_away);
+  finish(*agent);
+}
+
+TEST_F(LiveControlTest, BytesPerMonthCountsWhatTheStoreHoldsForTheMonth) {
+  auto agent = connect(credential, {http("app")});
+  ASSERT_TRUE(agent->reply.success) << agent->reply.error;
+  Route route;
+  ASSERT_EQ(context->registry.lookup("app.example.test", route), LookupStatus::kFound);
+  ASSERT_NE(route.quota, nullptr);
+  AccountQuota& quota = *route.quota;
+  // One request of 1000 bytes, counted as the filters and finish() do, written at a flush.
+  const std::int64_t now = unix_seconds(time);  // the core's clock: January 2026
+  const auto request = [&](std::uint64_t bytes) {
+    if (quota.admit()) return false;
+    route.usage->add(bytes, 0, false);
+    quota.release(bytes);
+    return true;
+  };
+  ASSERT_TRUE(request(1000));
+  ASSERT_TRUE(live->flush_usage(now, std::chrono::hours(24 * 90)));
+  // The quota set through the store counts the month's stored usage at once.
+  store::Quota q{.account_id = team_id, .bytes_per_month = 1500};
+  ASSERT_TRUE(db->set_quota(q));
+  live->store_changed();
+  EXPECT_EQ(quota.month_bytes(), 1000u);
+  ASSERT_TRUE(request(600));
+  auto refused = quota.admit();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->quota, QuotaKind::kBytesPerMonth);
+  EXPECT_EQ(refused->limit, 1500u);
+  ASSERT_TRUE(live->flush_usage(now + 10, std::chrono::hours(24 * 90)));
+  EXPECT_EQ(quota.month_bytes(), 1600u);
+  EXPECT_TRUE(quota.admit());
+  // The next month's first flush: January's bytes no longer count.
+  ASSERT_TRUE(live->flush_usage(next_month_start(now) + 10, std::chrono::hours(24 * 90)));
+  EXPECT_EQ(quota.month_bytes(), 0u);
+  EXPECT_FALSE(quota.admit());
+  quota.release(0);
+  finish(*agent);
+}
+
 TEST(ReservationPattern, MatchesLikeTheConfigurationsPatterns) {
   EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.example.org"));
   EXPECT_TRUE(reservation_pattern_matches("*.example.org", "a.b.example.org"));

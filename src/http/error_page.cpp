@@ -199,4 +199,24 @@ std::string error_response(int status, std::string_view detail, std::string_view
   return out;
 }
 
+std::string problem_response(int status, std::string_view problem, std::string_view request_id,
+                             bool close_connection, std::uint64_t retry_after) {
+  if (status < 400 || status > 599) status = 500;
+  std::string_view reason = reason_phrase(status);
+  if (reason.empty()) reason = "Error";
+  const std::string id = sanitize_request_id(request_id);
+  std::string out;
+  out.reserve(256 + problem.size());
+  out += "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  out += "Content-Type: application/problem+json\r\n";
+  out += "Content-Length: " + std::to_string(problem.size()) + "\r\n";
+  out += "Cache-Control: no-store\r\n";
+  if (retry_after != 0) out += "Retry-After: " + std::to_string(retry_after) + "\r\n";
+  if (!id.empty()) out += "X-Request-Id: " + id + "\r\n";
+  if (close_connection) out += "Connection: close\r\n";
+  out += "\r\n";
+  out += problem;
+  return out;
+}
+
 }  // namespace tunnel::http

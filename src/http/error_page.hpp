@@ -2,6 +2,7 @@
 // agent cannot reach the local app, a request is malformed, and so on.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,5 +18,10 @@ std::string_view reason_phrase(int status);
 // status must be 400..599; anything else is answered as 500.
 std::string error_response(int status, std::string_view detail, std::string_view request_id,
                            bool close_connection);
+
+// The same with an RFC 9457 problem document (application/problem+json) as the body: `problem`
+// is the JSON object, written as given. `retry_after` > 0 adds Retry-After (seconds).
+std::string problem_response(int status, std::string_view problem, std::string_view request_id,
+                             bool close_connection, std::uint64_t retry_after = 0);
 
 }  // namespace tunnel::http

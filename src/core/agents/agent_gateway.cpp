@@ -118,7 +118,8 @@ std::string public_port_host(const CoreContext& context) {
 // The bandwidth limits of one tunnel: the tighter of what the agent asked for and the account's
 // per-tunnel limit, plus the account's shared buckets.
 std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Account& account,
-                                              const protocol::TunnelRequest& request) {
+                                              const protocol::TunnelRequest& request,
+                                              const std::shared_ptr<AccountQuota>& quota) {
   const BandwidthRules rules = bandwidth_rules(context.config, account);
   std::uint64_t per_tunnel = rules.per_tunnel;
   if (request.bandwidth != 0 && (per_tunnel == 0 || request.bandwidth < per_tunnel)) {
@@ -133,6 +134,7 @@ std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Accoun
     }
     t->account[i] = context.account_buckets.get(account.name, d, rules.per_account);
   }
+  t->quota = quota;
   if (!t->limited()) return nullptr;
   return t;
 }
@@ -549,24 +551,27 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
     bool explicit_name = false;
     std::string error = check_proxy_protocol(t);
     std::string_view code = refusal::kBadRequest;
-    auto throttle = make_throttle(context_, account, t);
+    // The account's quotas on live traffic: only a core with a store has them.
+    auto quota = view != nullptr ? context_.quotas.get(account.name) : nullptr;
+    auto throttle = make_throttle(context_, account, t, quota);
     result.bandwidth = throttle ? throttle->tunnel_rate() : 0;
     if (!error.empty()) {
       // refused below
     } else if (t.type == "tcp" || t.type == "udp") {
-      register_port(account, view, t, i, agent, throttle, result, error, code);
+      register_port(account, view, t, i, agent, throttle, quota, result, error, code);
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
     } else if (resolve_hostname(context_, view, account, t, id_for_default_name, host,
                                 explicit_name, error, code)) {
-      auto filters = tunnel_filters_ ? tunnel_filters_(t) : nullptr;
+      auto filters = tunnel_filters_ ? tunnel_filters_(t, quota) : nullptr;
       Route route{agent,
                   static_cast<std::uint16_t>(i),
                   t.local,
                   throttle,
                   std::move(filters),
                   nullptr,
-                  usage_of(context_, view, account.name, host, false)};
+                  usage_of(context_, view, account.name, host, false),
+                  quota};
       code = refusal::kNameTaken;
       std::vector<Route> displaced;
       if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,
@@ -598,6 +603,7 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
                                  const protocol::TunnelRequest& request, std::size_t index,
                                  const std::shared_ptr<AgentSession>& agent,
                                  std::shared_ptr<const Throttle> throttle,
+                                 const std::shared_ptr<AccountQuota>& quota,
                                  protocol::TunnelResult& result, std::string& error,
                                  std::string_view& code) {
   const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
@@ -640,7 +646,7 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
                             std::string& open_error) -> std::shared_ptr<PortListener> {
     return open_port_(protocol, executor, port, open_error);
   };
-  auto filters = connection_filters_ ? connection_filters_(request) : nullptr;
+  auto filters = connection_filters_ ? connection_filters_(request, quota) : nullptr;
   // Usage: the store tunnel that reserves the port asked for, else the account's own.
   const std::string usage_key =
       request.remote_port != 0 ? ControlView::port_key(protocol, request.remote_port) : "";
@@ -650,7 +656,8 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
               std::move(throttle),
               {},
               std::move(filters),
-              usage_of(context_, view, account.name, usage_key, true)};
+              usage_of(context_, view, account.name, usage_key, true),
+              quota};
   const std::uint16_t port = context_.registry.claim_port(
       protocol, request.remote_port, account.name, rules, std::move(route), open, error,
       // The agent id changes when the agent restarts; the account and local target do not.

@@ -38,15 +38,15 @@ class AgentSession {
 using PortOpener = std::function<std::shared_ptr<PortListener>(
     PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port, std::string& error)>;
 
-// The request filters of an http tunnel, from what its agent asked for (the edge implements
-// it); null when the tunnel needs none.
-using TunnelFilterFactory =
-    std::function<std::shared_ptr<const FilterChain>(const protocol::TunnelRequest& request)>;
+// The request filters of an http tunnel, from what its agent asked for and its account's quota
+// (null without a store) (the edge implements it); null when the tunnel needs none.
+using TunnelFilterFactory = std::function<std::shared_ptr<const FilterChain>(
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota)>;
 
-// The connection filters of a tcp or udp tunnel, from what its agent asked for (the edge
-// implements it); null when the tunnel needs none.
+// The connection filters of a tcp or udp tunnel, the same way (the edge implements it); null
+// when the tunnel needs none.
 using ConnectionFilterFactory = std::function<std::shared_ptr<const ConnectionFilterChain>(
-    const protocol::TunnelRequest& request)>;
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota)>;
 
 // An agent connection's place among those before AUTH (limits.max_agent_handshakes*): given
 // back when AUTH succeeds (release()) or the connection ends. Move-only; empty = refused.
@@ -113,7 +113,8 @@ class AgentGateway {
   bool register_port(const Account& account, const ControlView* view,
                      const protocol::TunnelRequest& request, std::size_t index,
                      const std::shared_ptr<AgentSession>& agent,
-                     std::shared_ptr<const Throttle> throttle, protocol::TunnelResult& result,
+                     std::shared_ptr<const Throttle> throttle,
+                     const std::shared_ptr<AccountQuota>& quota, protocol::TunnelResult& result,
                      std::string& error, std::string_view& code);
 
   // Tells the agents whose routes to `host` an explicit claim of `account` took away (NOTICE),

@@ -165,9 +165,26 @@ std::shared_ptr<const ConnectionFilterChain> port_listener_filters(const Config&
   return nullptr;
 }
 
+ConnectionVerdict QuotaConnectionFilter::on_accept(const ConnectionInfo& /*connection*/) {
+  if (const auto refusal = quota_->admit()) return ConnectionVerdict::refuse(refusal->describe());
+  return ConnectionVerdict::next();
+}
+
+ConnectionVerdict QuotaConnectionFilter::on_new_source(const ConnectionInfo& client) {
+  return on_accept(client);
+}
+
+void QuotaConnectionFilter::on_complete(const ConnectionInfo& /*connection*/,
+                                        const ConnectionSummary& summary) {
+  quota_->release(summary.bytes_in + summary.bytes_out);
+}
+
 std::shared_ptr<const ConnectionFilterChain> tunnel_connection_filters(
-    const protocol::TunnelRequest& /*request*/) {
-  return nullptr;
+    const protocol::TunnelRequest& /*request*/, const std::shared_ptr<AccountQuota>& quota) {
+  if (!quota) return nullptr;
+  return std::make_shared<const ConnectionFilterChain>(
+      std::vector<std::shared_ptr<ConnectionFilter>>{
+          std::make_shared<QuotaConnectionFilter>(quota)});
 }
 
 }  // namespace tunnel::core

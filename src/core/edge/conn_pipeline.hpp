@@ -27,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/agents/quota.hpp"
 #include "core/agents/registry.hpp"
 #include "core/control/config.hpp"
 #include "protocol/handshake.hpp"
@@ -221,8 +222,30 @@ void complete(const ConnectionFilterChain* listener, const ConnectionFilterChain
 // 23 and 18).
 std::shared_ptr<const ConnectionFilterChain> port_listener_filters(const Config& config);
 
-// The chain of one tcp or udp tunnel, from what its agent asked for; null when it needs none.
+// The account's quotas of the control plane's store (core/agents/quota.hpp) for tcp
+// connections and udp client flows: one over max_connections, max_requests_per_second or
+// bytes_per_month is refused (the tcp connection closed at once, the udp datagram dropped; both
+// logged at a bounded rate naming the quota, and counted); an admitted one holds one of the
+// account's connections until it completes, and its bytes count for the month. Last in the
+// tunnel's chain: complete runs only for connections that passed every accept hook.
+class QuotaConnectionFilter final : public ConnectionFilter {
+ public:
+  explicit QuotaConnectionFilter(std::shared_ptr<AccountQuota> quota) : quota_(std::move(quota)) {}
+  std::string_view name() const override { return "quota"; }
+  unsigned hooks() const override {
+    return conn_hook::kAccept | conn_hook::kNewSource | conn_hook::kComplete;
+  }
+  ConnectionVerdict on_accept(const ConnectionInfo& connection) override;
+  ConnectionVerdict on_new_source(const ConnectionInfo& client) override;
+  void on_complete(const ConnectionInfo& connection, const ConnectionSummary& summary) override;
+
+ private:
+  std::shared_ptr<AccountQuota> quota_;
+};
+
+// The chain of one tcp or udp tunnel, from what its agent asked for and its account's quota
+// (null in a core without a store); null when it needs none.
 std::shared_ptr<const ConnectionFilterChain> tunnel_connection_filters(
-    const protocol::TunnelRequest& request);
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota);
 
 }  // namespace tunnel::core

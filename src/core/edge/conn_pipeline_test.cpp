@@ -324,11 +324,12 @@ class PortTest : public ::testing::Test {
   }
 
   std::uint16_t claim(PortProtocol protocol, std::shared_ptr<const ConnectionFilterChain> listener,
-                      std::shared_ptr<const ConnectionFilterChain> tunnel) {
+                      std::shared_ptr<const ConnectionFilterChain> tunnel,
+                      std::shared_ptr<UsageCounters> usage = nullptr) {
     PortRules rules;
     rules.ranges = {{30000, 60000}};
     rules.max_ports = 0;
-    Route route{agent, 0, "localhost:5432", nullptr, nullptr, std::move(tunnel), nullptr};
+    Route route{agent, 0, "localhost:5432", nullptr, nullptr, std::move(tunnel), std::move(usage)};
     std::string error;
     const OpenPort open = [&](std::uint16_t port, std::string& e) {
       return protocol == PortProtocol::kTcp
@@ -488,6 +489,53 @@ TEST_F(PortTest, AnAcceptedUdpSourceGetsASession) {
   EXPECT_EQ(probe->summaries[0].datagrams_out, 1u);
   EXPECT_EQ(probe->summaries[0].bytes_in, 4u);
   EXPECT_EQ(probe->summaries[0].bytes_out, 4u);
+}
+
+TEST_F(PortTest, AUdpClientFlowCountsAsOneRequestWithItsBytesInTheUsage) {
+  auto usage = std::make_shared<UsageCounters>();
+  auto probe = std::make_shared<Probe>("probe", conn_hook::kNewSource | conn_hook::kComplete);
+  const std::uint16_t port = claim(PortProtocol::kUdp, nullptr, chain_of({probe}), usage);
+  ASSERT_NE(port, 0);
+  pair.run([&]() -> asio::awaitable<void> {
+    asio::ip::udp::socket s(co_await asio::this_coro::executor,
+                            asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+    co_await s.async_send_to(asio::buffer(std::string_view("ping!")), to,
+                             asio::as_tuple(asio::use_awaitable));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until(
+        [&] {
+          std::lock_guard lock(probe->mutex);
+          return !probe->summaries.empty();
+        },
+        5s));
+  });
+  EXPECT_EQ(usage->requests.load(), 1u);
+  EXPECT_EQ(usage->bytes_in.load(), 5u);
+  EXPECT_EQ(usage->bytes_out.load(), 5u);
+  EXPECT_EQ(usage->errors.load(), 0u);
+}
+
+TEST_F(PortTest, TheAccountsMaxConnectionsQuotaClosesANewTcpConnectionAtOnce) {
+  auto quota = context->quotas.get("acme");
+  const auto chain = tunnel_connection_filters(protocol::TunnelRequest{}, quota);
+  ASSERT_NE(chain, nullptr);
+  const std::uint16_t port = claim(PortProtocol::kTcp, nullptr, chain);
+  ASSERT_NE(port, 0);
+  ASSERT_FALSE(quota->admit());  // another connection of the account (an http request, say)
+  quota->set_limits(QuotaLimits{.max_connections = 1});
+  const std::uint64_t refused = refused_count("filter");
+  pair.run([&]() -> asio::awaitable<void> {
+    boost::system::error_code end;
+    EXPECT_EQ(co_await tcp_client(port, end), "");
+    EXPECT_TRUE(end == asio::error::eof || end == asio::error::connection_reset) << end.message();
+    quota->release(0);  // the other one ended: room for one
+    EXPECT_EQ(co_await tcp_client(port, end), "hello");
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return quota->connections() == 0; }, 5s));
+  });
+  EXPECT_EQ(payloads.size(), 1u) << "the refused connection reached the agent";
+  EXPECT_EQ(refused_count("filter"), refused + 1);
+  EXPECT_EQ(counter("tunnel_quota_refusals_total", {{"quota", "max_connections"}}), 1u);
+  EXPECT_EQ(quota->month_bytes(), 10u);  // the relayed connection's 5 bytes each way
 }
 
 // Opens a tcp connection to the port from `source` that sends nothing (the test agent keeps its

@@ -51,7 +51,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
               co_return;
             }
           }
-          if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kIn, step.consumed);
+          if (Throttle::engaged(ex.throttle))
+            co_await throttle(ex.throttle, Direction::kIn, step.consumed);
           co_await ex.stream->write(bytes, ec, end);
           ex.pending.erase(0, step.consumed);
           if (ec) {
@@ -86,7 +87,8 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       }
     }
     if (raw && !ex.pending.empty()) {
-      if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kIn, ex.pending.size());
+      if (Throttle::engaged(ex.throttle))
+        co_await throttle(ex.throttle, Direction::kIn, ex.pending.size());
       co_await ex.stream->write(
           {reinterpret_cast<const std::uint8_t*>(ex.pending.data()), ex.pending.size()}, ec);
       ex.bytes_in += ex.pending.size();
@@ -305,7 +307,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
         ex.listener.response_body(ex.filtered, out);
         if (ex.tunnel != nullptr) ex.tunnel->response_body(ex.filtered, out);
       }
-      if (ex.throttle != nullptr) co_await throttle(ex.throttle, Direction::kOut, out.size());
+      if (Throttle::engaged(ex.throttle))
+        co_await throttle(ex.throttle, Direction::kOut, out.size());
       co_await conn.write(asio::buffer(out), ec);
       ex.bytes_out += out.size();
       if (ec) {

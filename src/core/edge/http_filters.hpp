@@ -46,10 +46,33 @@ class ProxyAddressesFilter final : public HttpFilter {
   FilterVerdict on_request_head(FilterRequest& request) override;
 };
 
+// The account's quotas of the control plane's store (core/agents/quota.hpp): a request over
+// max_connections, max_requests_per_second or bytes_per_month is answered 429 with a problem
+// document naming the quota and its value (Retry-After for the last two); an admitted one holds
+// one of the account's connections until it completes, and its bytes count for the month.
+// Last in the tunnel's chain: nothing after it refuses what it admitted.
+class QuotaFilter final : public HttpFilter {
+ public:
+  explicit QuotaFilter(std::shared_ptr<AccountQuota> quota) : quota_(std::move(quota)) {}
+  std::string_view name() const override { return "quota"; }
+  unsigned hooks() const override { return hook::kRequestHead | hook::kComplete; }
+  FilterVerdict on_request_head(FilterRequest& request) override;
+  void on_complete(const FilterRequest& request, const ExchangeSummary& summary) override;
+
+ private:
+  std::shared_ptr<AccountQuota> quota_;
+};
+
+// The 429 answer to a request refused by a quota: the problem document names the quota
+// ("quota": "max_requests_per_second") and its value ("limit").
+LocalAnswer quota_answer(const QuotaRefusal& refusal, std::string_view host);
+
 // The chain every request of a public HTTP/HTTPS listener passes, from the configuration.
 std::shared_ptr<const FilterChain> listener_filters(CoreContext& context);
 
-// The chain of one http tunnel, from what its agent asked for; null when it needs none.
-std::shared_ptr<const FilterChain> tunnel_filters(const protocol::TunnelRequest& request);
+// The chain of one http tunnel, from what its agent asked for and its account's quota (null in
+// a core without a store); null when it needs none.
+std::shared_ptr<const FilterChain> tunnel_filters(const protocol::TunnelRequest& request,
+                                                  const std::shared_ptr<AccountQuota>& quota);
 
 }  // namespace tunnel::core

@@ -64,7 +64,10 @@ asio::awaitable<void> linger_close(transport::Conn& conn, std::span<char> buffer
 asio::awaitable<void> HttpFront::answer(transport::Conn& conn, const LocalAnswer& reply,
                                         const std::string& request_id) {
   const std::string response =
-      http::error_response(reply.status, reply.detail, request_id, reply.close);
+      reply.problem.empty()
+          ? http::error_response(reply.status, reply.detail, request_id, reply.close)
+          : http::problem_response(reply.status, reply.problem, request_id, reply.close,
+                                   reply.retry_after);
   transport::error_code ec;
   co_await conn.write(asio::buffer(response), ec);
   context_.metrics.count_request(reply.status);
@@ -373,7 +376,11 @@ asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex
   if (ex.response_started) co_return;
   ex.response_started = true;  // the download half must not answer 502 now
   ex.status = answer.status;
-  const std::string page = http::error_response(answer.status, answer.detail, ex.request_id, true);
+  const std::string page =
+      answer.problem.empty()
+          ? http::error_response(answer.status, answer.detail, ex.request_id, true)
+          : http::problem_response(answer.status, answer.problem, ex.request_id, true,
+                                   answer.retry_after);
   transport::error_code ec;
   co_await conn.write(asio::buffer(page), ec);
   ex.bytes_out += page.size();

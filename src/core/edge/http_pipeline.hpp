@@ -38,8 +38,11 @@ struct RequestFacts {
 // close after it (the request's body cannot be skipped, or the client asked to close).
 struct LocalAnswer {
   int status = 0;
-  std::string detail;
+  std::string detail;  // for the HTML page and the log line
   bool close = false;
+  std::uint32_t retry_after = 0;  // seconds; > 0 adds Retry-After
+  // Set: the body is this problem document (application/problem+json) instead of the page.
+  std::string problem{};
 };
 
 // What decide() chose.
@@ -127,7 +130,14 @@ struct FilterRequest {
   // Bytes OPEN_STREAM carries before the request head (the PROXY address line); filters append.
   std::string& open_prefix;
   std::uint64_t body_bytes = 0;  // request body bytes relayed so far (framing included)
+  // What filters' request hooks took and their complete hooks give back (held::k*): complete
+  // runs for every exchange, also one a filter before them refused.
+  unsigned held = 0;
 };
+
+namespace held {
+inline constexpr unsigned kQuotaSlot = 1u << 0;  // QuotaFilter: a connection of the account
+}  // namespace held
 
 // How an exchange ended, for complete hooks and the log.
 struct ExchangeSummary {

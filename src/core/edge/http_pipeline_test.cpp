@@ -8,6 +8,8 @@
 
 #include "core/agents/agent_gateway.hpp"
 #include "core/edge/http_filters.hpp"
+#include "http/error_page.hpp"
+#include "observability/metrics.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -263,13 +265,57 @@ TEST(Filters, BodyLimitByLengthAndByBytes) {
 TEST(Filters, ProxyAddressesPrefixTheOpenStreamPayload) {
   protocol::TunnelRequest with_proxy;
   with_proxy.proxy_protocol = "v1";
-  const auto chain = tunnel_filters(with_proxy);
+  const auto chain = tunnel_filters(with_proxy, nullptr);
   ASSERT_TRUE(chain);
   EXPECT_TRUE(chain->wants(hook::kLocalAddr));
   Request r;
   EXPECT_TRUE(chain->request_head(r.filtered).proceed());
   EXPECT_EQ(r.prefix, "192.0.2.7:5000 127.0.0.1:8080\n");
-  EXPECT_FALSE(tunnel_filters(protocol::TunnelRequest{}));
+  EXPECT_FALSE(tunnel_filters(protocol::TunnelRequest{}, nullptr));
+}
+
+TEST(Filters, QuotaAnswersFourTwentyNineWithAProblemNamingTheQuota) {
+  SimulatedTimeSource time;
+  observability::Registry registry;
+  QuotaBook book(registry, time);
+  auto quota = book.get("acme");
+  const auto chain = tunnel_filters(protocol::TunnelRequest{}, quota);
+  ASSERT_TRUE(chain);  // every tunnel of a core with a store has it
+  EXPECT_TRUE(chain->wants(hook::kRequestHead | hook::kComplete));
+  quota->set_limits(QuotaLimits{.max_requests_per_second = 1});
+  Request admitted;
+  EXPECT_TRUE(chain->request_head(admitted.filtered).proceed());
+  EXPECT_EQ(quota->connections(), 1u);
+  Request refused;
+  const FilterVerdict verdict = chain->request_head(refused.filtered);
+  ASSERT_EQ(verdict.kind, FilterVerdict::Kind::kAnswer);
+  EXPECT_EQ(verdict.answer.status, 429);
+  EXPECT_EQ(verdict.answer.retry_after, 1u);
+  EXPECT_EQ(verdict.answer.problem,
+            R"({"type":"urn:tunnel:problem:quota-exceeded","title":"Too Many Requests",)"
+            R"("status":429,"detail":"app.example: the account's quota max_requests_per_second )"
+            R"((1) is reached; retry in 1 s.","quota":"max_requests_per_second","limit":1,)"
+            R"("retry_after":1})");
+  // Complete gives back only what the head hook took: the refused request held nothing.
+  chain->complete(refused.filtered, ExchangeSummary{429});
+  EXPECT_EQ(quota->connections(), 1u);
+  chain->complete(admitted.filtered, ExchangeSummary{200, 100, 900});
+  EXPECT_EQ(quota->connections(), 0u);
+  EXPECT_EQ(quota->month_bytes(), 1000u);
+  EXPECT_EQ(
+      registry.counter("tunnel_quota_refusals_total", "", {{"quota", "max_requests_per_second"}})
+          .value(),
+      1u);
+}
+
+TEST(Filters, AQuotaAnswerIsAProblemDocumentWithRetryAfter) {
+  const std::string response =
+      http::problem_response(429, R"({"quota":"bytes_per_month"})", "abc", false, 3600);
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 429 Too Many Requests\r\n")) << response;
+  EXPECT_NE(response.find("Content-Type: application/problem+json\r\n"), std::string::npos);
+  EXPECT_NE(response.find("Retry-After: 3600\r\n"), std::string::npos);
+  EXPECT_NE(response.find("X-Request-Id: abc\r\n"), std::string::npos);
+  EXPECT_TRUE(response.ends_with("\r\n\r\n{\"quota\":\"bytes_per_month\"}")) << response;
 }
 
 }  // namespace

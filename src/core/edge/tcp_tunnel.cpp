@@ -76,7 +76,7 @@ class ClientPumpHooks final : public mux::PumpHooks {
   ClientPumpHooks(TcpMetrics& metrics, const Throttle* throttle)
       : metrics_(metrics), throttle_(throttle) {}
 
-  bool throttled() const override { return throttle_ != nullptr; }
+  bool throttled() const override { return Throttle::engaged(throttle_); }
   asio::awaitable<void> throttle(mux::PumpDirection direction, std::size_t n) override {
     const Direction way =
         direction == mux::PumpDirection::kToStream ? Direction::kIn : Direction::kOut;

@@ -484,7 +484,7 @@ asio::awaitable<void> UdpClient::to_agent() {
     records.swap(pending_);
     in_ += pending_count_;
     pending_count_ = 0;
-    if (route_.throttle.get() != nullptr)
+    if (Throttle::engaged(route_.throttle.get()))
       co_await throttle(route_.throttle.get(), Direction::kIn, records.size());
     co_await stream_->write(records, ec);
     if (ec) {
@@ -518,7 +518,7 @@ asio::awaitable<void> UdpClient::from_agent() {
       }
       ++out_;
       bytes_out_ += datagram.size();
-      if (route_.throttle.get() != nullptr)
+      if (Throttle::engaged(route_.throttle.get()))
         co_await throttle(route_.throttle.get(), Direction::kOut, datagram.size());
       port_->send(client_, datagram);
     }
@@ -592,6 +592,11 @@ asio::awaitable<void> UdpClient::run() {
 }
 
 void UdpClient::finish(ConnectionEnd end) {
+  // Usage: the flow is one request, its datagrams' bytes in and out (a flow the agent broke is
+  // an error); a flow refused before it reached the agent counts nothing.
+  if (route_.usage && end != ConnectionEnd::kRefused) {
+    route_.usage->add(bytes_in_, bytes_out_, end == ConnectionEnd::kAgent);
+  }
   const ConnectionFilterChain* tunnel_filters = route_.connection_filters.get();
   if (!port_->filters && tunnel_filters == nullptr) return;
   const ConnectionInfo info{PortProtocol::kUdp, port_->port(), peer_, port_->local_address(),
