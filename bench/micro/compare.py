@@ -22,7 +22,8 @@ DEFAULT_TOLERANCE = {
 }
 
 FRAME_REGIONS = ["frame_encode_v1", "frame_decode_v1", "frame_encode_v2", "frame_decode_v2"]
-REQUEST_REGIONS = ["http_get", "http_post_1k", "http_get_limits"]
+REQUEST_REGIONS = ["http_get", "http_post_1k", "http_get_limits", "http_get_quota",
+                   "http_get_quota_set"]
 DIRECT_REGIONS = ["http_get_direct", "http_post_1k_direct"]
 
 

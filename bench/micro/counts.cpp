@@ -165,10 +165,15 @@ int main(int argc, char** argv) {
   }
 
   using Path = tunnel::bench::ProxyRig::Path;
-  for (const auto workload : {tunnel::bench::Workload::kGet, tunnel::bench::Workload::kPost1k,
-                              tunnel::bench::Workload::kGetLimits}) {
+  for (const auto workload :
+       {tunnel::bench::Workload::kGet, tunnel::bench::Workload::kPost1k,
+        tunnel::bench::Workload::kGetLimits, tunnel::bench::Workload::kGetQuota,
+        tunnel::bench::Workload::kGetQuotaSet}) {
     for (const auto path : {Path::kTunnel, Path::kDirect}) {
-      if (workload == tunnel::bench::Workload::kGetLimits && path == Path::kDirect) continue;
+      if (workload != tunnel::bench::Workload::kGet &&
+          workload != tunnel::bench::Workload::kPost1k && path == Path::kDirect) {
+        continue;
+      }
       const std::string name = std::string(tunnel::bench::workload_name(workload)) +
                                (path == Path::kDirect ? "_direct" : "");
       tunnel::bench::ProxyRig rig(workload, path);

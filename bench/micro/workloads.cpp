@@ -23,6 +23,7 @@
 #include "common/net_address.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
+#include "core/edge/http_filters.hpp"
 #include "core/edge/http_front.hpp"
 #include "http/message_parser.hpp"
 #include "mux/session.hpp"
@@ -182,6 +183,10 @@ const char* workload_name(Workload workload) {
       return "http_post_1k";
     case Workload::kGetLimits:
       return "http_get_limits";
+    case Workload::kGetQuota:
+      return "http_get_quota";
+    case Workload::kGetQuotaSet:
+      return "http_get_quota_set";
   }
   return "?";
 }
@@ -366,6 +371,8 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
   switch (workload) {
     case Workload::kGet:
     case Workload::kGetLimits:
+    case Workload::kGetQuota:
+    case Workload::kGetQuotaSet:
       st.method = "GET";
       st.request =
           "GET /index.html HTTP/1.1\r\n"
@@ -463,6 +470,18 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
     route.agent = st.agent_entry;
     route.tunnel_index = 0;
     route.local = origin_address.to_string();
+    if (workload == Workload::kGetQuota || workload == Workload::kGetQuotaSet) {
+      // As the gateway builds a route in a core with a store.
+      route.quota = st.context->quotas.get("default");
+      if (workload == Workload::kGetQuotaSet) {
+        route.quota->set_limits(core::QuotaLimits{1'000'000, 1'000'000'000, std::uint64_t{1} << 40,
+                                                  std::uint64_t{1} << 60});
+      }
+      auto throttle = std::make_shared<core::Throttle>();
+      throttle->quota = route.quota;
+      route.throttle = std::move(throttle);
+      route.filters = core::tunnel_filters(protocol::TunnelRequest{}, route.quota);
+    }
     std::string claim_error;
     if (!st.context->registry.claim(std::string(kHost), "default", std::move(route), claim_error)) {
       error_ = "registry claim: " + claim_error;

@@ -48,6 +48,13 @@ enum class Workload {
   // kGet through a core whose limits.requests_per_second and limits.max_body_bytes are set (far
   // above what the rig reaches): the cost of the two filters those settings add to the chain.
   kGetLimits,
+  // kGet through a route of a core with a store (issue 17): the account's AccountQuota held by
+  // the route, its QuotaFilter in the tunnel's chain and its bucket in the route's throttle,
+  // with no quota set: what every store-backed core pays.
+  kGetQuota,
+  // The same with max_connections, max_requests_per_second, bandwidth and bytes_per_month set
+  // (far above what the rig reaches): the cost of enforcing them.
+  kGetQuotaSet,
 };
 const char* workload_name(Workload workload);
 
