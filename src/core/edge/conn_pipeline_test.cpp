@@ -538,6 +538,31 @@ TEST_F(PortTest, TheAccountsMaxConnectionsQuotaClosesANewTcpConnectionAtOnce) {
   EXPECT_EQ(quota->month_bytes(), 10u);  // the relayed connection's 5 bytes each way
 }
 
+TEST_F(PortTest, TheAccountsRequestQuotaDropsTheDatagramsOfANewUdpClient) {
+  auto quota = context->quotas.get("acme");
+  quota->set_limits(QuotaLimits{.max_requests_per_second = 1});
+  ASSERT_FALSE(quota->admit());  // the second's one request went elsewhere (http, say)
+  quota->release(0);
+  const std::uint16_t port = claim(PortProtocol::kUdp, nullptr,
+                                   tunnel_connection_filters(protocol::TunnelRequest{}, quota));
+  ASSERT_NE(port, 0);
+  const std::uint64_t dropped = counter("tunnel_udp_datagrams_dropped_total");
+  pair.run([&]() -> asio::awaitable<void> {
+    asio::ip::udp::socket s(co_await asio::this_coro::executor,
+                            asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+    for (int i = 0; i < 2; ++i) {
+      co_await s.async_send_to(asio::buffer(std::string_view("ping")), to,
+                               asio::as_tuple(asio::use_awaitable));
+    }
+    CO_ASSERT_TRUE(co_await mux::test::wait_until(
+        [&] { return counter("tunnel_udp_datagrams_dropped_total") == dropped + 2; }, 5s));
+  });
+  EXPECT_TRUE(payloads.empty()) << "a stream reached the agent";
+  EXPECT_EQ(counter("tunnel_quota_refusals_total", {{"quota", "max_requests_per_second"}}), 2u);
+  EXPECT_EQ(quota->connections(), 0u);
+}
+
 // Opens a tcp connection to the port from `source` that sends nothing (the test agent keeps its
 // stream open while it waits for bytes).
 asio::awaitable<asio::ip::tcp::socket> hold(std::uint16_t port, std::string_view source) {
