@@ -21,6 +21,7 @@
 #include "common/net_address.hpp"
 #include "core/control/api/api.hpp"
 #include "core/control/data_dir.hpp"
+#include "core/control/store/change_follower.hpp"
 #include "core/control/store/store.hpp"
 #include "core/edge/conn_pipeline.hpp"
 #include "core/edge/http_filters.hpp"
@@ -548,6 +549,15 @@ common::Status Server::open_control() {
   live->start_usage_flush(
       control_->io.get_executor(), config.store.usage_flush_interval,
       std::chrono::duration_cast<std::chrono::seconds>(config.store.usage_retention));
+  if (control_->store->shared()) {
+    // Other cores share the database: their changes reach this core's live traffic too.
+    store::FollowOptions follow;
+    follow.url = config.store.url;
+    asio::co_spawn(control_->io,
+                   store::follow_changes(*control_->store, std::move(follow),
+                                         [live = live.get()] { live->store_changed(); }),
+                   asio::detached);
+  }
   control_->hooks = std::move(live);
   api::ApiOptions api_options;
   api_options.domain = config.domain;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <sstream>
 
@@ -64,6 +65,10 @@ Value optional_value(const std::optional<std::int64_t>& v) {
 }
 Value u64(std::uint64_t v) {
   return static_cast<std::int64_t>(v);
+}
+// A LIMIT: 0 = no limit.
+Value limit_value(std::size_t limit) {
+  return limit == 0 ? std::numeric_limits<std::int64_t>::max() : static_cast<std::int64_t>(limit);
 }
 
 bool valid_label(std::string_view s) {
@@ -125,6 +130,12 @@ auto in_transaction(Connection& db, F&& body) -> decltype(body()) {
   }
   return result;
 }
+
+// How many times a write that PostgreSQL refused as not serializable is run again.
+constexpr int kWriteRetries = 8;
+
+// The PostgreSQL advisory lock key held while migrating ("tunnelmg" in ASCII).
+constexpr std::int64_t kMigrationLock = 0x74756e6e656c6d67;
 
 constexpr const char* kAccountColumns = "id, name, configured, created_at";
 constexpr const char* kUserColumns = "id, account_id, name, email, password_hash, created_at";
@@ -218,7 +229,8 @@ class SqlStore : public Store {
       : db_(std::move(db)),
         key_(options.secret_key),
         config_file_(options.config_file),
-        now_(options.now ? options.now : &system_now) {}
+        now_(options.now ? options.now : &system_now),
+        origin_(new_secret("").substr(0, 16)) {}
 
   Status open(std::optional<int> to) {
     std::lock_guard lock(mutex_);
@@ -241,6 +253,13 @@ class SqlStore : public Store {
     std::lock_guard lock(mutex_);
     return db_->check_integrity();
   }
+
+  Status reload() override {
+    std::lock_guard lock(mutex_);
+    return refresh_locked();
+  }
+  bool shared() const override { return db_->dialect() == Dialect::kPostgres; }
+  const std::string& change_origin() const override { return origin_; }
 
   Status sync_configured_accounts(const std::vector<std::string>& names) override {
     for (const auto& name : names) {
@@ -492,6 +511,13 @@ class SqlStore : public Store {
     return [key = key_](std::string_view secret) { return hash_secret_hex(key, secret); };
   }
 
+  Result<std::vector<Agent>> find_agents(const AgentQuery& q) override {
+    return list<Agent>(select(kAgentColumns,
+                              "FROM agents WHERE id > $1 AND (CAST($2 AS BIGINT) = 0 OR "
+                              "account_id = $2) ORDER BY id LIMIT $3"),
+                       {q.after, q.account_id.value_or(0), limit_value(q.limit)}, agent_of);
+  }
+
   Result<std::optional<Agent>> find_agent_by_credential(std::string_view credential) override {
     return get<Agent>(select(kAgentColumns, "FROM agents WHERE credential_hash = $1"),
                       {to_hex(hash_secret(key_, credential))}, agent_of);
@@ -580,6 +606,17 @@ class SqlStore : public Store {
                           {*account_id}, tunnel_of);
     }
     return list<Tunnel>(select(kTunnelColumns, "FROM tunnels ORDER BY id"), {}, tunnel_of);
+  }
+  Result<std::vector<Tunnel>> find_tunnels(const TunnelQuery& q) override {
+    return list<Tunnel>(
+        select(kTunnelColumns,
+               "FROM tunnels WHERE id > $1 AND (CAST($2 AS BIGINT) = 0 OR account_id = $2) AND "
+               "($3 = '' OR type = $3) AND (CAST($4 AS BIGINT) = 0 OR agent_id = $4) ORDER BY "
+               "id LIMIT $5"),
+        {q.after, q.account_id.value_or(0),
+         q.type ? std::string(to_string(*q.type)) : std::string(), q.agent_id.value_or(0),
+         limit_value(q.limit)},
+        tunnel_of);
   }
   Result<Tunnel> update_tunnel(const Tunnel& t) override {
     Tunnel n = normalized(t);
@@ -757,11 +794,29 @@ class SqlStore : public Store {
     return !rows.value().empty();
   }
 
-  // A change: under the lock, in a transaction, followed by a new snapshot.
+  // A change: under the lock, in a transaction, followed by a new snapshot. On a shared
+  // database the transaction also sends NOTIFY, delivered to the other cores at its commit.
+  // A transaction that overlapped another core's (SERIALIZABLE refused it) runs again, a few
+  // times, as PostgreSQL asks.
   template <typename F>
   auto write(F&& body) -> decltype(body()) {
     std::lock_guard lock(mutex_);
-    auto result = in_transaction(*db_, body);
+    const auto attempt = [&] {
+      return in_transaction(*db_, [&]() -> decltype(body()) {
+        auto r = body();
+        if (r && shared()) {
+          auto notified =
+              run("SELECT pg_notify($1, $2)", {std::string(kChangeChannel), origin_});
+          if (!notified) return notified.error();
+        }
+        return r;
+      });
+    };
+    auto result = attempt();
+    for (int retries = 0; !result && db_->last_error_was_retryable() && retries < kWriteRetries;
+         ++retries) {
+      result = attempt();
+    }
     if (result) {
       if (auto s = refresh_locked(); !s) return s.error();
     }
@@ -915,6 +970,24 @@ class SqlStore : public Store {
       return fail("cannot migrate to schema version " + std::to_string(target) +
                   ": this binary knows versions up to " + std::to_string(latest));
     }
+    // Several cores starting at once on one PostgreSQL database: one migrates, the others wait
+    // here and then find nothing left to do (the lock is the session's, freed on disconnect).
+    const bool lock = db_->dialect() == Dialect::kPostgres;
+    if (lock) {
+      if (auto locked = run("SELECT pg_advisory_lock($1)", {kMigrationLock}); !locked) {
+        return fail("schema migration: cannot take the migration lock: " + locked.error().message);
+      }
+    }
+    auto migrated = migrate_steps(latest, target);
+    if (lock) {
+      if (auto unlocked = run("SELECT pg_advisory_unlock($1)", {kMigrationLock}); !unlocked) {
+        if (migrated) return unlocked.error();
+      }
+    }
+    return migrated;
+  }
+
+  Status migrate_steps(int latest, int target) {
     auto created = in_transaction(*db_, [&]() -> Status {
       return db_->exec_script(
           "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY, "
@@ -1003,6 +1076,7 @@ class SqlStore : public Store {
   std::string key_;
   std::string config_file_;
   std::int64_t (*now_)();
+  std::string origin_;
 };
 
 }  // namespace

@@ -2,7 +2,9 @@
 // statements cached by their text for the connection's life.
 #include <sqlite3.h>
 
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "core/control/store/connection.hpp"
 
@@ -140,10 +142,16 @@ Result<std::unique_ptr<Connection>> open_sqlite(const std::string& path) {
   auto connection = std::make_unique<SqliteConnection>(db, path);
   // WAL: readers do not block the writer; synchronous=FULL: an acknowledged commit survives
   // a power loss, not only a crash of the process.
-  if (auto s = connection->exec_script(
-          "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
-      !s) {
-    return s.error();
+  // Switching to WAL takes the file's exclusive lock and is refused at once (no busy wait)
+  // while another process opens the same new file: retry for up to the busy timeout.
+  for (int attempt = 0;; ++attempt) {
+    auto s = connection->exec_script(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;");
+    if (s) break;
+    if (attempt == 250 || s.error().message.find("database is locked") == std::string::npos) {
+      return s.error();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   auto mode = connection->query("PRAGMA journal_mode", {});
   if (!mode) return mode.error();

@@ -169,6 +169,21 @@ struct OwnershipEntry {
   bool operator==(const OwnershipEntry&) const = default;
 };
 
+// One page of a list, in id order (keyset pagination: the next page starts after the last id
+// of this one, so a page costs the same wherever it is). limit 0 = every row.
+struct TunnelQuery {
+  std::optional<Id> account_id;
+  std::optional<TunnelType> type;
+  std::optional<Id> agent_id;
+  Id after = 0;
+  std::size_t limit = 0;
+};
+struct AgentQuery {
+  std::optional<Id> account_id;
+  Id after = 0;
+  std::size_t limit = 0;
+};
+
 // A created object and its secret, which the store does not keep: show it once.
 template <typename T>
 struct WithSecret {
@@ -209,6 +224,9 @@ std::string hash_secret(std::string_view key, std::string_view secret);
 std::string hash_secret_hex(std::string_view key, std::string_view secret);
 // A new secret: `prefix` + 64 hex digits of 256 random bits ("tna_", "tnk_").
 std::string new_secret(std::string_view prefix);
+
+// The PostgreSQL channel on which a store announces its committed changes.
+inline constexpr const char* kChangeChannel = "tunnel_store_changed";
 
 struct StoreOptions {
   // "" or "sqlite:PATH" = SQLite at PATH (default <data_dir>/store.db);
@@ -279,6 +297,7 @@ class Store {
   virtual Result<Agent> update_agent(const Agent& a) = 0;
   virtual Result<bool> remove_agent(Id id) = 0;
   virtual Result<std::optional<Agent>> find_agent_by_credential(std::string_view credential) = 0;
+  virtual Result<std::vector<Agent>> find_agents(const AgentQuery& query) = 0;
 
   virtual Result<WithSecret<ApiKey>> create_api_key(const ApiKey& k) = 0;
   virtual Result<std::optional<ApiKey>> get_api_key(Id id) = 0;
@@ -294,6 +313,7 @@ class Store {
   virtual Result<std::optional<Tunnel>> get_tunnel(Id id) = 0;
   // All tunnels, or one account's.
   virtual Result<std::vector<Tunnel>> list_tunnels(std::optional<Id> account_id) = 0;
+  virtual Result<std::vector<Tunnel>> find_tunnels(const TunnelQuery& query) = 0;
   virtual Result<Tunnel> update_tunnel(const Tunnel& t) = 0;
   virtual Result<bool> remove_tunnel(Id id) = 0;
 
@@ -321,6 +341,16 @@ class Store {
   // any thread (it holds a copy of the key, not the store): how a registered agent's
   // credential is recognised without asking the database.
   virtual std::function<std::string(std::string_view)> credential_hasher() const = 0;
+
+  // Rebuilds the snapshot from the tables: another core sharing the database changed them
+  // (PostgreSQL: see change_follower.hpp).
+  virtual Status reload() = 0;
+  // Whether other processes may change this database (PostgreSQL): then every committed change
+  // sends NOTIFY on kChangeChannel, in its transaction, with change_origin() as the payload.
+  virtual bool shared() const = 0;
+  // This store's own name in those notifications (random per open), so that a core can skip
+  // its own.
+  virtual const std::string& change_origin() const = 0;
 
   // The current snapshot; never null after open_store() succeeded.
   std::shared_ptr<const Snapshot> snapshot() const { return snapshot_.load(); }

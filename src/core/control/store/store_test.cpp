@@ -2,6 +2,10 @@
 // when its binaries are installed, on a cluster the fixture starts; see test_backends.hpp).
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <mutex>
+#include <thread>
+
 // Designated initializers leave the other members at their defaults, which is the point.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 
@@ -299,6 +303,52 @@ TYPED_TEST(StoreTest, TunnelsCrudAndSnapshot) {
   EXPECT_FALSE(s.snapshot()->by_name.contains("web"));
 }
 
+// Lists page by key (id > cursor, in id order, LIMIT) in the database, filters included.
+TYPED_TEST(StoreTest, TunnelsAndAgentsPageByKeyInTheDatabase) {
+  auto& s = *this->store_;
+  const Id acme = this->account("acme").id;
+  const Id other = this->account("other").id;
+  const Id laptop = s.create_agent({.account_id = acme, .name = "laptop"}).value().object.id;
+  const Id server = s.create_agent({.account_id = other, .name = "server"}).value().object.id;
+  std::vector<Id> ids;
+  for (int i = 0; i < 5; ++i) {
+    Tunnel t = this->http(i % 2 == 0 ? acme : other, "t" + std::to_string(i));
+    if (i == 2) t.agent_id = laptop;
+    ids.push_back(s.create_tunnel(t).value().id);
+  }
+  Tunnel tcp;
+  tcp.account_id = acme;
+  tcp.type = TunnelType::kTcp;
+  tcp.port = 15432;
+  ids.push_back(s.create_tunnel(tcp).value().id);
+
+  const auto page_ids = [&](const TunnelQuery& q) {
+    std::vector<Id> out;
+    const auto rows = s.find_tunnels(q);
+    for (const auto& t : rows.value()) out.push_back(t.id);
+    return out;
+  };
+  EXPECT_EQ(page_ids({}), ids);
+  EXPECT_EQ(page_ids({.limit = 2}), (std::vector<Id>{ids[0], ids[1]}));
+  EXPECT_EQ(page_ids({.after = ids[1], .limit = 2}), (std::vector<Id>{ids[2], ids[3]}));
+  EXPECT_EQ(page_ids({.after = ids[5], .limit = 2}), std::vector<Id>{});
+  EXPECT_EQ(page_ids({.account_id = acme}), (std::vector<Id>{ids[0], ids[2], ids[4], ids[5]}));
+  EXPECT_EQ(page_ids({.account_id = acme, .after = ids[2], .limit = 1}), std::vector<Id>{ids[4]});
+  EXPECT_EQ(page_ids({.type = TunnelType::kTcp}), std::vector<Id>{ids[5]});
+  EXPECT_EQ(page_ids({.agent_id = laptop}), std::vector<Id>{ids[2]});
+
+  const auto agent_ids = [&](const AgentQuery& q) {
+    std::vector<Id> out;
+    const auto rows = s.find_agents(q);
+    for (const auto& a : rows.value()) out.push_back(a.id);
+    return out;
+  };
+  EXPECT_EQ(agent_ids({}), (std::vector<Id>{laptop, server}));
+  EXPECT_EQ(agent_ids({.limit = 1}), std::vector<Id>{laptop});
+  EXPECT_EQ(agent_ids({.after = laptop}), std::vector<Id>{server});
+  EXPECT_EQ(agent_ids({.account_id = other}), std::vector<Id>{server});
+}
+
 TYPED_TEST(StoreTest, TunnelsRefuseBadValues) {
   auto& s = *this->store_;
   Account a = this->account("acme");
@@ -495,6 +545,66 @@ TYPED_TEST(StoreTest, SurvivesAReopen) {
 }
 
 // Every earlier version, with data in it, migrates to the latest and keeps the data.
+// Cores started together on one empty database: one migrates, the others wait for it (on
+// PostgreSQL, an advisory lock; before it the losers failed on CREATE TABLE).
+TYPED_TEST(StoreTest, CoresStartingAtOnceOnAnEmptyDatabaseAllOpenIt) {
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    this->store_.reset();
+    this->backend_->reset();
+    const auto options = this->backend_->options();
+    constexpr int kCores = 4;
+    std::vector<std::string> errors(kCores);
+    std::vector<int> versions(kCores, -1);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kCores; ++i) {
+      threads.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < kCores) std::this_thread::yield();
+        auto opened = open_store(options);
+        if (!opened) {
+          errors[i] = opened.error().message;
+          return;
+        }
+        auto version = opened.value()->schema_version();
+        versions[i] = version ? version.value() : -1;
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (int i = 0; i < kCores; ++i) {
+      EXPECT_EQ(errors[i], "") << "core " << i;
+      EXPECT_EQ(versions[i], Store::latest_schema_version()) << "core " << i;
+    }
+  }
+}
+
+// Two cores writing at once (two stores on one database, PostgreSQL SERIALIZABLE): a
+// transaction refused as overlapping another is run again, so every write succeeds.
+TYPED_TEST(StoreTest, TwoCoresWritingAtOnceBothSucceed) {
+  auto second = this->open();
+  ASSERT_TRUE(second);
+  const Id acme = this->account("acme").id;
+  constexpr int kEach = 15;
+  std::vector<std::string> errors;
+  std::mutex errors_mutex;
+  const auto writer = [&](Store& s, const std::string& prefix) {
+    for (int i = 0; i < kEach; ++i) {
+      auto made = s.create_tunnel(this->http(acme, prefix + std::to_string(i)));
+      if (!made) {
+        const std::lock_guard lock(errors_mutex);
+        errors.push_back(made.error().message);
+      }
+    }
+  };
+  std::thread a([&] { writer(*this->store_, "a"); });
+  std::thread b([&] { writer(*second, "b"); });
+  a.join();
+  b.join();
+  EXPECT_EQ(errors, std::vector<std::string>{});
+  EXPECT_EQ(this->store_->list_tunnels(acme).value().size(), 2u * kEach);
+}
+
 TYPED_TEST(StoreTest, MigratesFromEveryEarlierVersion) {
   for (int from = 0; from < Store::latest_schema_version(); ++from) {
     SCOPED_TRACE("from version " + std::to_string(from));
