@@ -1,9 +1,18 @@
 #include "core/admin.hpp"
 
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
 #include "common/async.hpp"
 #include "core/control/api/api.hpp"
 #include "http/error_page.hpp"
 #include "http/message_parser.hpp"
+#include "transport/tls.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -69,14 +78,64 @@ std::string AdminServer::respond(const std::string& method, const std::string& t
       false);
 }
 
+namespace {
+
+struct Count {
+  explicit Count(std::size_t& counter) : n(counter) { ++n; }
+  Count(const Count&) = delete;
+  Count& operator=(const Count&) = delete;
+  ~Count() { --n; }
+  std::size_t& n;
+};
+
+}  // namespace
+
 asio::awaitable<void> AdminServer::serve(transport::tcp::socket socket) {
   if (connections_ >= kMaxConnections) co_return;  // the socket closes
-  ++connections_;
-  struct Count {
-    std::size_t& n;
-    ~Count() { --n; }
-  } count{connections_};
-  auto conn = transport::make_tcp_conn(std::move(socket));
+  const Count count(connections_);
+  co_await serve_conn(transport::make_tcp_conn(std::move(socket)), false);
+}
+
+asio::awaitable<void> AdminServer::serve_api(transport::tcp::socket socket,
+                                             asio::ssl::context& tls) {
+  if (api_connections_ >= kMaxConnections) co_return;  // the socket closes
+  const Count count(api_connections_);
+  const auto timeout = context_.config.limits.header_timeout;
+  // A TLS client starts with a handshake record (0x16); anything else is most likely plain
+  // HTTP sent to the wrong scheme: say so rather than fail the handshake silently.
+  transport::error_code ec;
+  if (!co_await with_timeout(socket.async_wait(transport::tcp::socket::wait_read,
+                                               asio::redirect_error(asio::use_awaitable, ec)),
+                             timeout) ||
+      ec) {
+    co_return;
+  }
+  unsigned char first = 0;
+  if (::recv(socket.native_handle(), &first, 1, MSG_PEEK) != 1) co_return;
+  if (first != 0x16) {
+    // Read what the client sent (its request head, most likely) so that closing does not
+    // reset the connection under the answer.
+    std::array<char, 16384> discard{};
+    while (::recv(socket.native_handle(), discard.data(), discard.size(), MSG_DONTWAIT) > 0) {
+    }
+    const std::string page = http::error_response(
+        400, "This is the API listener: it speaks HTTPS only (use https://).", "", true);
+    co_await asio::async_write(socket, asio::buffer(page),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    socket.shutdown(transport::tcp::socket::shutdown_send, ec);
+    co_return;
+  }
+  std::string error;
+  auto conn = co_await transport::accept_tls(std::move(socket), tls, timeout, error);
+  if (!conn) {
+    spdlog::debug("api listener: {}", error);
+    co_return;
+  }
+  co_await serve_conn(std::move(conn), true);
+}
+
+asio::awaitable<void> AdminServer::serve_conn(std::unique_ptr<transport::Conn> conn,
+                                              bool api_only) {
   MessageParser parser(MessageParser::Kind::kRequest);
   std::vector<char> buf(8192);
   std::string pending;
@@ -144,7 +203,12 @@ asio::awaitable<void> AdminServer::serve(transport::tcp::socket socket) {
     if (step.type == Step::kHead) {
       pending.erase(0, step.consumed);
       bool close = !parser.keep_alive() || parser.has_body();
-      std::string response = respond(parser.request().method, parser.request().target, close);
+      std::string response =
+          api_only
+              ? serialize(api::problem_response(404, "not-found",
+                                                "this listener serves the API only: /api/v1/..."),
+                          close)
+              : respond(parser.request().method, parser.request().target, close);
       if (parser.request().method == "HEAD") response.resize(response.find("\r\n\r\n") + 4);
       co_await conn->write(asio::buffer(response), ec);
       if (close || ec) break;

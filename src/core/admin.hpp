@@ -4,6 +4,7 @@
 // API uses never blocks a data-plane worker.
 #pragma once
 
+#include <boost/asio/ssl/context.hpp>
 #include <memory>
 
 #include "core/agents/context.hpp"
@@ -25,13 +26,19 @@ class AdminServer {
     max_body_ = max_body;
   }
   asio::awaitable<void> serve(transport::tcp::socket socket);
+  // The API listener (listen.api): TLS (handshake within limits.header_timeout; a client that
+  // speaks plain HTTP gets a 400 saying so), then /api/v1 only: every other path answers 404.
+  // Bounded as the admin listener is, with its own 64 connections.
+  asio::awaitable<void> serve_api(transport::tcp::socket socket, asio::ssl::context& tls);
 
  private:
+  asio::awaitable<void> serve_conn(std::unique_ptr<transport::Conn> conn, bool api_only);
   std::string respond(const std::string& method, const std::string& target, bool& close);
   CoreContext& context_;
   api::Api* api_ = nullptr;
   std::size_t max_body_ = 1024 * 1024;
-  std::size_t connections_ = 0;  // served now (all on one thread)
+  std::size_t connections_ = 0;      // served now (all on one thread)
+  std::size_t api_connections_ = 0;  // on the API listener
 };
 
 }  // namespace tunnel::core

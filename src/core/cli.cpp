@@ -83,7 +83,7 @@ constexpr const char* kTokenFlagWarning =
 
 struct Flags {
   std::string config_file, data_dir, domain, agent_addr, agent_plain_addr, http_addr, https_addr,
-      admin_addr;
+      admin_addr, api_addr;
   std::vector<std::string> tokens, token_files;
   std::string tunnels_host;
   std::string log_format, log_level, shutdown_grace, header_timeout, response_timeout;
@@ -106,6 +106,7 @@ std::vector<ConfigError> apply_flags(const CLI::App& app, const Flags& f, Config
   set_listener("--http-addr", f.http_addr, config.listen.http);
   set_listener("--https-addr", f.https_addr, config.listen.https);
   set_listener("--admin-addr", f.admin_addr, config.listen.admin);
+  set_listener("--api-addr", f.api_addr, config.listen.api);
   set(f.tunnels_host, config.listen.tunnels_host);
   set(f.log_format, config.log.format);
   set(f.log_level, config.log.level);
@@ -148,6 +149,8 @@ int run_cli(int argc, char** argv) {
   app.add_option("--https-addr", f.https_addr, "Public HTTPS listener (off)");
   app.add_option("--admin-addr", f.admin_addr,
                  "Admin listener: /healthz /readyz /metrics (127.0.0.1:9000; \"\" = off)");
+  app.add_option("--api-addr", f.api_addr,
+                 "TLS listener for the REST API only (/api/v1), for remote use (off)");
   app.add_option("--tunnels-host", f.tunnels_host,
                  "IP address for the public ports of tcp/udp tunnels (0.0.0.0)");
   app.add_option("--token", f.tokens,

@@ -249,6 +249,13 @@ common::Status Server::setup_tls() {
     context_->auth = Authenticator(config, [this] { return unix_seconds(time_); });
   }
   const std::string fingerprint = cert_fingerprint_sha256(cert);
+  agent_fingerprint_ = fingerprint;
+  api_tls_ = agent_tls_;
+  if (!config.tls.api_cert.empty()) {
+    auto api_tls = transport::make_server_tls(config.tls.api_cert, config.tls.api_key);
+    if (!api_tls) return common::fail("tls.api_cert: " + api_tls.error().message);
+    api_tls_ = std::move(api_tls).value();
+  }
 
   if (!config.listen.https.empty()) {
     public_tls_ = agent_tls_;
@@ -323,7 +330,7 @@ common::Status Server::start() {
   Config& config = context_->config;
   if (auto opened = open_control(); !opened) return opened;
   restore_ownership();
-  std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin;
+  std::vector<tcp::acceptor*> agent, agent_plain, http, https, admin, api;
   if (auto bound = bind_all(config.listen.agent, "agents", agent, agent_port_, true); !bound) {
     return bound;
   }
@@ -353,6 +360,12 @@ common::Status Server::start() {
   if (!config.listen.admin.empty()) {
     if (auto bound =
             bind_all(config.listen.admin, "admin", admin, admin_port_, false, control_.get());
+        !bound) {
+      return bound;
+    }
+  }
+  if (!config.listen.api.empty()) {
+    if (auto bound = bind_all(config.listen.api, "api", api, api_port_, false, control_.get());
         !bound) {
       return bound;
     }
@@ -407,8 +420,22 @@ common::Status Server::start() {
                    asio::detached);
   }
 
+  for (auto* acceptor : api) {
+    asio::co_spawn(
+        acceptor->get_executor(),
+        serve_each(*acceptor, "api",
+                   [this](tcp::socket s) { return admin_->serve_api(std::move(s), *api_tls_); }),
+        asio::detached);
+  }
+
   if (control_) {
     control_->api->set_public_ports(http_port_, https_port_);
+    // What a registered agent dials: the configured public address, else the base domain on
+    // the agent listener's port.
+    control_->api->set_agent_server(config.listen.agent_public.empty()
+                                        ? common::NetAddress{config.domain, agent_port_}.to_string()
+                                        : config.listen.agent_public,
+                                    agent_fingerprint_);
     control_->thread = std::thread([c = control_.get()] {
       auto guard = asio::make_work_guard(c->io);
       c->io.run();
@@ -432,6 +459,7 @@ common::Status Server::start() {
   if (http_port_ != 0) ready << ", http://*." << domain << ":" << http_port_;
   if (https_port_ != 0) ready << ", https://*." << domain << ":" << https_port_;
   if (admin_port_ != 0) ready << ", admin " << config.listen.admin;
+  if (api_port_ != 0) ready << ", API https on port " << api_port_;
   ready << " (" << workers_.size() << " workers)\n";
   banner_ = ready.str() + banner_;
   return common::success();
@@ -498,7 +526,7 @@ int Server::run() {
 
 common::Status Server::open_control() {
   const Config& config = context_->config;
-  const bool serve_api = !config.listen.admin.empty();
+  const bool serve_api = !config.listen.admin.empty() || !config.listen.api.empty();
   // Without the admin listener there is no API: a store that exists (or is configured) is
   // still brought to this binary's schema, as `tunnel-core migrate` does, and closed again; a
   // core that never had one does not make one.

@@ -36,6 +36,7 @@ class Server {
   std::uint16_t agent_port() const { return agent_port_; }
   std::uint16_t http_port() const { return http_port_; }
   std::uint16_t admin_port() const { return admin_port_; }
+  std::uint16_t api_port() const { return api_port_; }
   const std::string& banner() const { return banner_; }
 
  private:
@@ -66,10 +67,12 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::shared_ptr<asio::ssl::context> agent_tls_;
   std::shared_ptr<asio::ssl::context> public_tls_;
+  std::shared_ptr<asio::ssl::context> api_tls_;  // listen.api: tls.api_cert, else agent_tls_
+  std::string agent_fingerprint_;                // sha256 of the agent listener's certificate
   std::vector<std::shared_ptr<asio::ssl::context>> sni_contexts_;
   std::vector<std::pair<std::vector<std::string>, std::size_t>> sni_names_;
   std::uint16_t agent_port_ = 0, agent_plain_port_ = 0, http_port_ = 0, https_port_ = 0,
-                admin_port_ = 0;
+                admin_port_ = 0, api_port_ = 0;
   std::string banner_;
   bool shutting_down_ = false;
 };

@@ -105,7 +105,7 @@ int execute(const Invocation& inv, const Send& send, std::string& out, std::stri
     }
   }
   if (inv.agent_create) {
-    const std::string hint = render_agent_created(doc, inv.agent_server);
+    const std::string hint = render_agent_created(doc, inv.agent_server, inv.agent_server_guess);
     if (inv.output == Output::table) {
       out += hint;
       return kExitOk;

@@ -162,7 +162,8 @@ ParseResult parse_command_line(const std::vector<std::string>& args, const Envir
   a_create->add_option("--name", f.name, "the agent's name")->required();
   a_create->add_option("--account", f.account, "register it in account ID");
   a_create->add_option("--agent-server", f.agent_server,
-                       "the core's agent address for the printed command (HOST:8443 of --server)");
+                       "the core's agent address for the printed command (default: the one the "
+                       "core answers)");
   auto* a_get = agents->add_subcommand("get", "show one agent and its live sessions");
   add_id(a_get, "agent id");
   auto* a_delete = agents->add_subcommand("delete", "remove an agent (its sessions close)");
@@ -389,8 +390,9 @@ ParseResult parse_command_line(const std::vector<std::string>& args, const Envir
                        url.error().message);
   }
   const std::string& host = url.value().host;
-  inv.agent_server = f.agent_server.value_or(
-      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":8443");
+  inv.agent_server = f.agent_server.value_or("");
+  inv.agent_server_guess =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":8443";
 
   // The key.
   if (f.key) {

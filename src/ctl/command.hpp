@@ -47,7 +47,10 @@ struct Invocation {
   Request request;
   Kind kind = Kind::tunnel;
   bool agent_create = false;  // print the token with the tunnel-agent command line
-  std::string agent_server;   // for that command line: the core's agent address
+  // For that command line: the core's agent address given with --agent-server ("" = the one
+  // the core answers), and the guess for a core that answers none (HOST:8443 of --server).
+  std::string agent_server;
+  std::string agent_server_guess;
 };
 
 struct Environment {

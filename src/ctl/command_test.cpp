@@ -106,10 +106,14 @@ TEST(CtlCommand, AgentsKeysUsageAccountsQuota) {
   EXPECT_EQ(agent.request.path, "/agents");
   EXPECT_EQ(*agent.request.body, json({{"name", "laptop"}, {"account", 2}}));
   EXPECT_TRUE(agent.agent_create);
-  EXPECT_EQ(agent.agent_server, "127.0.0.1:8443");
+  EXPECT_EQ(agent.agent_server, "");  // the core's answer says
+  EXPECT_EQ(agent.agent_server_guess, "127.0.0.1:8443");
+  EXPECT_EQ(ok({"--server", "https://core.example.org", "agents", "create", "--name", "a"})
+                .agent_server_guess,
+            "core.example.org:8443");
   EXPECT_EQ(
-      ok({"--server", "https://core.example.org", "agents", "create", "--name", "a"}).agent_server,
-      "core.example.org:8443");
+      ok({"agents", "create", "--name", "a", "--agent-server", "t.example.org:443"}).agent_server,
+      "t.example.org:443");
 
   const auto key = ok({"keys", "create", "--name", "ci", "--role", "member", "--expires-at",
                        "2027-06-30T00:00:00Z", "--user", "5"});

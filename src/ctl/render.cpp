@@ -205,14 +205,26 @@ std::string render_problem(int status, const std::string& body, const std::strin
   return out;
 }
 
-std::string render_agent_created(const json& agent, const std::string& agent_server) {
+std::string render_agent_created(const json& agent, const std::string& agent_server,
+                                 const std::string& guess) {
   const std::string token = agent.value("token", std::string());
+  std::string server = agent_server;
+  if (server.empty()) server = agent.value("server", std::string());
+  if (server.empty()) server = guess;
+  const std::string fingerprint = agent.value("fingerprint", std::string());
   std::string out = "agent " + cell(agent.value("id", json())) + " (" +
                     agent.value("name", std::string()) +
-                    ") registered. Its token, shown once:\n  " + token +
-                    "\nRun the agent with (--ca FILE if the core's certificate is not "
-                    "publicly trusted):\n  TUNNEL_TOKEN=" +
-                    token + " tunnel-agent start --server " + agent_server + "\n";
+                    ") registered. Its token, shown once:\n  " + token + "\n";
+  if (fingerprint.empty()) {
+    out += "Run the agent with (--ca FILE if the core's certificate is not publicly trusted):\n";
+  } else {
+    out +=
+        "Run the agent with (--fingerprint pins the core's current certificate; with a publicly "
+        "trusted one, leave it out):\n";
+  }
+  out += "  TUNNEL_TOKEN=" + token + " tunnel-agent start --server " + server;
+  if (!fingerprint.empty()) out += " --fingerprint " + fingerprint;
+  out += "\n";
   return out;
 }
 

@@ -24,7 +24,10 @@ std::string format_time(std::int64_t unix_seconds);
 // at 200 bytes). For 401 a second line names where the key came from (key_source).
 std::string render_problem(int status, const std::string& body, const std::string& key_source);
 
-// The agent's token once, and the command that runs it.
-std::string render_agent_created(const nlohmann::json& agent, const std::string& agent_server);
+// The agent's token once, and the command that runs it: --server is `agent_server` when given,
+// else the address the core answered ("server"), else `guess`; --fingerprint is the core's
+// answer ("fingerprint") when it gave one.
+std::string render_agent_created(const nlohmann::json& agent, const std::string& agent_server,
+                                 const std::string& guess);
 
 }  // namespace tunnel::ctl

@@ -103,11 +103,26 @@ TEST(CtlRender, A401NamesTheKeySourceAndOtherBodiesAreQuoted) {
 }
 
 TEST(CtlRender, AgentCreatedShowsTheTokenAndTheCommand) {
-  const auto text = render_agent_created(json{{"id", 3}, {"name", "laptop"}, {"token", "tna_x"}},
-                                         "core.example.org:8443");
+  // A core that does not say where agents dial: the guess.
+  auto text = render_agent_created(json{{"id", 3}, {"name", "laptop"}, {"token", "tna_x"}}, "",
+                                   "core.example.org:8443");
   EXPECT_NE(text.find("TUNNEL_TOKEN=tna_x tunnel-agent start --server core.example.org:8443\n"),
             std::string::npos)
       << text;
+  // The core's answer: its advertised agent address and certificate fingerprint.
+  const json answer{{"id", 3},
+                    {"name", "laptop"},
+                    {"token", "tna_x"},
+                    {"server", "tunnel.example.org:443"},
+                    {"fingerprint", "ab:cd"}};
+  text = render_agent_created(answer, "", "core.example.org:8443");
+  EXPECT_NE(text.find("TUNNEL_TOKEN=tna_x tunnel-agent start --server tunnel.example.org:443 "
+                      "--fingerprint ab:cd\n"),
+            std::string::npos)
+      << text;
+  // --agent-server wins.
+  text = render_agent_created(answer, "other:8443", "core.example.org:8443");
+  EXPECT_NE(text.find("--server other:8443 --fingerprint ab:cd\n"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -5,6 +5,8 @@ import http.client
 import json
 import re
 import socket
+import ssl
+import subprocess
 import threading
 
 from harness import client
@@ -167,3 +169,43 @@ def test_every_acknowledged_write_survives_kill_9(tunnel):
     # Every acknowledged write is there (one committed but not acknowledged may be too).
     assert stored[:len(acknowledged)] == acknowledged, (acknowledged, stored)
     assert len(stored) <= len(acknowledged) + 1
+
+
+def test_the_api_listener_serves_the_api_over_tls_only(tunnel):
+    """listen.api: the API on a TLS listener of its own, for remote use (the agent listener's
+    certificate by default); nothing else is served there, plain HTTP is told to use https."""
+    api_port = client.free_port()
+    core = tunnel.core(extra_args=["--api-addr", "127.0.0.1:%d" % api_port])
+    core.wait_output(re.escape("API https on port %d" % api_port))
+    key = operator_key(core)
+    tls = ssl.create_default_context(cafile=str(core.ca))
+
+    def https(method, path, key=None, body=None):
+        conn = http.client.HTTPSConnection("127.0.0.1", api_port, timeout=10, context=tls)
+        return call(core, method, path, body, key, conn=conn)
+
+    status, _, made = https("POST", "/api/v1/tunnels", key, {"name": "remote", "type": "http"})
+    assert status == 201, made
+    status, _, listed = https("GET", "/api/v1/tunnels", key)
+    assert status == 200 and [t["name"] for t in listed["items"]] == ["remote"]
+    status, fields, problem = https("GET", "/api/v1/tunnels", "tnk_" + "0" * 64)
+    assert status == 401 and fields.get("www-authenticate", "").startswith("Bearer"), problem
+    # Only the API: the admin endpoints stay on the admin listener.
+    status, _, problem = https("GET", "/metrics")
+    assert status == 404 and "API only" in problem["detail"], problem
+
+    # Plain HTTP to the TLS port: a clear 400, then the connection closes.
+    with socket.create_connection(("127.0.0.1", api_port), timeout=10) as s:
+        s.sendall(b"GET /api/v1/tunnels HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := s.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert b"speaks HTTPS only" in answer, answer
+
+    # tunnelctl reaches it with --server https://... and the core's CA.
+    cp = subprocess.run([str(bin_dir() / "tunnelctl"), "--server",
+                         "https://127.0.0.1:%d" % api_port, "--ca", str(core.ca), "--key", key,
+                         "tunnels", "list"], capture_output=True, text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    assert [t["name"] for t in json.loads(cp.stdout)["items"]] == ["remote"]

@@ -69,8 +69,17 @@ def test_tunnels_in_both_output_modes(tunnel):
 def test_an_agent_token_from_tunnelctl_runs_a_real_agent(tunnel):
     core = tunnel.core()
     origin = tunnel.origin("A")
-    agent = ok_json(core, "agents", "create", "--name", "laptop")
+    r = ctl(core, "agents", "create", "--name", "laptop")
+    assert r.returncode == 0, r.stderr
+    agent = json.loads(r.stdout)
     assert agent["token"].startswith("tna_")
+    # The core says where agents dial and which certificate they get: the printed command
+    # works as it is (no guessed port, no --ca).
+    assert agent["server"] == "localhost:%d" % core.ports["agent"], agent
+    printed = re.search(r"TUNNEL_TOKEN=(tna_\S+) (tunnel-agent start .*)$", r.stderr, re.M)
+    assert printed, r.stderr
+    assert printed.group(2) == "tunnel-agent start --server %s --fingerprint %s" % (
+        agent["server"], agent["fingerprint"]), r.stderr
     t = ok_json(core, "tunnels", "create", "--name", "app", "--agent", agent["id"],
                 "--local", origin.addr)
     assert t["agent"] == agent["id"]
@@ -78,13 +87,14 @@ def test_an_agent_token_from_tunnelctl_runs_a_real_agent(tunnel):
     r = ctl(core, "-o", "table", "agents", "create", "--name", "other",
             "--agent-server", core.agent_addr)
     assert r.returncode == 0, r.stderr
-    m = re.search(r"TUNNEL_TOKEN=(tna_\S+) tunnel-agent start --server (\S+)$", r.stdout, re.M)
+    m = re.search(r"TUNNEL_TOKEN=(tna_\S+) tunnel-agent start --server (\S+) --fingerprint \S+$",
+                  r.stdout, re.M)
     assert m and m.group(2) == core.agent_addr, r.stdout
 
-    proc = tunnel.add(Proc("managed", [bin_dir() / "tunnel-agent", "start", "--token",
-                                       agent["token"], "--server", core.agent_addr, "--ca",
-                                       core.ca, "--data-dir", core.workdir / "managed-data"],
-                           core.workdir / "managed.log", cwd=core.workdir)).start()
+    argv = [bin_dir() / "tunnel-agent"] + printed.group(2).split()[1:] + [
+        "--data-dir", core.workdir / "managed-data"]
+    proc = tunnel.add(Proc("managed", argv, core.workdir / "managed.log", cwd=core.workdir,
+                           env=clean_env({"TUNNEL_TOKEN": printed.group(1)}))).start()
     deadline = time.monotonic() + 15
     last = None
     while time.monotonic() < deadline:

@@ -28,8 +28,9 @@ std::string in_quotes(std::string_view text) {
 // ---- reading -------------------------------------------------------------------------------
 
 void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
-  auto f =
-      r.fields(node, "listen", {"agent", "agent_plain", "http", "https", "admin", "tunnels_host"});
+  auto f = r.fields(
+      node, "listen",
+      {"agent", "agent_plain", "http", "https", "admin", "api", "agent_public", "tunnels_host"});
   if (!f) return;
   r.read(*f, "tunnels_host", "listen", out.tunnels_host);
   r.read(*f, "agent", "listen", out.agent);
@@ -37,13 +38,17 @@ void read_listen(ConfigReader& r, const YAML::Node& node, ListenConfig& out) {
   r.read(*f, "http", "listen", out.http);
   r.read(*f, "https", "listen", out.https);
   r.read(*f, "admin", "listen", out.admin);
+  r.read(*f, "api", "listen", out.api);
+  r.read(*f, "agent_public", "listen", out.agent_public);
 }
 
 void read_tls(ConfigReader& r, const YAML::Node& node, TlsConfig& out) {
-  auto f = r.fields(node, "tls", {"cert", "key", "certificates"});
+  auto f = r.fields(node, "tls", {"cert", "key", "certificates", "api_cert", "api_key"});
   if (!f) return;
   r.read(*f, "cert", "tls", out.cert);
   r.read(*f, "key", "tls", out.key);
+  r.read(*f, "api_cert", "tls", out.api_cert);
+  r.read(*f, "api_key", "tls", out.api_key);
   std::size_t index = 0;
   for (const auto& item : r.sequence(*f, "certificates", "tls")) {
     const auto path = element("tls.certificates", index++);
@@ -231,11 +236,9 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
     const char* key;
     const std::string* text;
   };
-  const Entry entries[] = {{"agent", &listen.agent},
-                           {"agent_plain", &listen.agent_plain},
-                           {"http", &listen.http},
-                           {"https", &listen.https},
-                           {"admin", &listen.admin}};
+  const Entry entries[] = {{"agent", &listen.agent}, {"agent_plain", &listen.agent_plain},
+                           {"http", &listen.http},   {"https", &listen.https},
+                           {"admin", &listen.admin}, {"api", &listen.api}};
   std::vector<std::pair<const char*, common::NetAddress>> bound;
   for (const auto& entry : entries) {
     const auto path = child("listen", entry.key);
@@ -257,6 +260,14 @@ void check_listen(ConfigReader& r, const ListenConfig& listen) {
       }
     }
     bound.emplace_back(entry.key, parsed.value());
+  }
+  if (!listen.agent_public.empty()) {
+    auto advertised = common::parse_dial_address(listen.agent_public, "");
+    if (!advertised || advertised.value().host.empty()) {
+      r.error("listen.agent_public",
+              in_quotes(listen.agent_public) +
+                  " is not host:port (the address agents dial, such as tunnel.example.com:443)");
+    }
   }
   if (!common::is_ip_literal(listen.tunnels_host)) {
     r.error("listen.tunnels_host", in_quotes(listen.tunnels_host) +
@@ -315,6 +326,13 @@ void check_tls(ConfigReader& r, const TlsConfig& tls) {
   }
   check_readable(r, "tls.cert", tls.cert);
   check_readable(r, "tls.key", tls.key);
+  if (tls.api_cert.empty() != tls.api_key.empty()) {
+    r.error(tls.api_cert.empty() ? "tls.api_cert" : "tls.api_key",
+            tls.api_cert.empty() ? "required when tls.api_key is set"
+                                 : "required when tls.api_cert is set");
+  }
+  check_readable(r, "tls.api_cert", tls.api_cert);
+  check_readable(r, "tls.api_key", tls.api_key);
   for (std::size_t i = 0; i < tls.certificates.size(); ++i) {
     const auto& cert = tls.certificates[i];
     const auto path = element("tls.certificates", i);
@@ -608,6 +626,9 @@ const common::ConfigSchema<Config>& config_schema() {
        env_string<Config, &Config::listen, &ListenConfig::https>},
       {"TUNNEL_ADMIN_ADDR", "listen.admin",
        env_string<Config, &Config::listen, &ListenConfig::admin>},
+      {"TUNNEL_API_ADDR", "listen.api", env_string<Config, &Config::listen, &ListenConfig::api>},
+      {"TUNNEL_AGENT_PUBLIC", "listen.agent_public",
+       env_string<Config, &Config::listen, &ListenConfig::agent_public>},
       {"TUNNEL_TUNNELS_HOST", "listen.tunnels_host",
        env_string<Config, &Config::listen, &ListenConfig::tunnels_host>},
       {"TUNNEL_LOG_FORMAT", "log.format", env_string<Config, &Config::log, &LogConfig::format>},

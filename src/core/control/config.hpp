@@ -28,6 +28,12 @@ struct ListenConfig {
   std::string http = ":8080";            // "" = off
   std::string https;                     // "" = off
   std::string admin = "127.0.0.1:9000";  // "" = off
+  // The REST API (/api/v1 only) over TLS, for remote use (tls.api_cert, else the agent
+  // listener's certificate). "" = off.
+  std::string api;
+  // The address agents should dial, as they write it ("tunnel.example.com:443"): what the API
+  // answers when an agent is registered. "" = <domain>:<the agent listener's port>.
+  std::string agent_public;
   // Where tcp and udp tunnels bind their public ports (an IP address; "0.0.0.0" or "::" = all).
   std::string tunnels_host = "0.0.0.0";
 };
@@ -86,6 +92,10 @@ struct TlsConfig {
   std::string cert;  // agent listener certificate; "" = <data_dir>/tls.crt, generated
   std::string key;
   std::vector<CertificateConfig> certificates;
+  // The certificate of listen.api; "" = the agent listener's (cert/key above, or the
+  // generated one).
+  std::string api_cert;
+  std::string api_key;
 };
 
 struct AuthConfig {

@@ -316,6 +316,32 @@ TEST(CoreConfig, EnvTokenJoinsAnExistingDefaultAccount) {
   EXPECT_EQ(result.config.accounts[0].subdomains, (std::vector<std::string>{"x"}));
 }
 
+// listen.api (the API over TLS), its certificate, and the agent address the API advertises.
+TEST(CoreConfig, ApiListenerAndAdvertisedAgentAddress) {
+  auto good = load_config_string(R"(
+listen:
+  api: ":9443"
+  agent_public: "tunnel.example.org:443"
+)");
+  ASSERT_TRUE(good.ok()) << all(good.errors);
+  EXPECT_EQ(good.config.listen.api, ":9443");
+  EXPECT_EQ(good.config.listen.agent_public, "tunnel.example.org:443");
+  EXPECT_TRUE(good.config.tls.api_cert.empty());
+
+  auto bad = load_config_string(R"(
+listen:
+  api: ":8443"
+  agent_public: "no-port"
+tls:
+  api_cert: /nonexistent/api.crt
+)");
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(find(bad, "listen.api").message.find("also used by listen.agent"), std::string::npos);
+  EXPECT_NE(find(bad, "listen.agent_public").message.find("is not host:port"), std::string::npos);
+  EXPECT_NE(find(bad, "tls.api_key").message.find("required when tls.api_cert is set"),
+            std::string::npos);
+}
+
 TEST(CoreConfig, BandwidthPlainListenerAndTunnelLimits) {
   auto result = load_config_string(R"(
 listen:

@@ -354,9 +354,8 @@ ApiResponse store_error(const common::Error& error) {
   return problem(500, "store", "the store failed: " + m);
 }
 
-json page(std::vector<json> items, Call& call, std::optional<ApiResponse>& error) {
-  std::int64_t limit = 100;
-  Id after = 0;
+std::optional<PageQuery> page_query(Call& call, std::optional<ApiResponse>& error) {
+  PageQuery q;
   std::vector<FieldError> errors;
   if (auto it = call.query.find("limit"); it != call.query.end()) {
     const auto& s = it->second;
@@ -364,7 +363,7 @@ json page(std::vector<json> items, Call& call, std::optional<ApiResponse>& error
         std::stoll(s) < 1 || std::stoll(s) > 1000) {
       errors.push_back({"limit", "must be an integer from 1 to 1000"});
     } else {
-      limit = std::stoll(s);
+      q.limit = static_cast<std::size_t>(std::stoll(s));
     }
   }
   if (auto it = call.query.find("cursor"); it != call.query.end()) {
@@ -372,25 +371,38 @@ json page(std::vector<json> items, Call& call, std::optional<ApiResponse>& error
     if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), ::isdigit)) {
       errors.push_back({"cursor", "not a cursor of this API (use next_cursor of a page)"});
     } else {
-      after = std::stoll(s);
+      q.after = std::stoll(s);
     }
   }
   if (!errors.empty()) {
     error =
         problem(400, "invalid-query", errors.front().field + ": " + errors.front().problem, errors);
-    return {};
+    return std::nullopt;
+  }
+  return q;
+}
+
+json page_of(std::vector<json> items, const PageQuery& q) {
+  json next = nullptr;
+  if (items.size() > q.limit) {
+    items.resize(q.limit);
+    next = std::to_string(items.back().at("id").get<Id>());
   }
   json out = json::array();
-  json next = nullptr;
-  for (auto& item : items) {
-    if (item.at("id").get<Id>() <= after) continue;
-    if (static_cast<std::int64_t>(out.size()) == limit) {
-      next = std::to_string(out.back().at("id").get<Id>());
-      break;
-    }
-    out.push_back(std::move(item));
-  }
+  for (auto& item : items) out.push_back(std::move(item));
   return {{"items", std::move(out)}, {"next_cursor", next}};
+}
+
+json page(std::vector<json> items, Call& call, std::optional<ApiResponse>& error) {
+  const auto q = page_query(call, error);
+  if (!q) return {};
+  std::vector<json> kept;
+  for (auto& item : items) {
+    if (item.at("id").get<Id>() <= q->after) continue;
+    kept.push_back(std::move(item));
+    if (kept.size() > q->limit) break;
+  }
+  return page_of(std::move(kept), *q);
 }
 
 std::string etag_of(const json& representation) {
@@ -430,6 +442,11 @@ Api::~Api() = default;
 void Api::set_public_ports(std::uint16_t http, std::uint16_t https) {
   state_->options.http_port = http;
   state_->options.https_port = https;
+}
+
+void Api::set_agent_server(std::string server, std::string fingerprint) {
+  state_->options.agent_server = std::move(server);
+  state_->options.agent_fingerprint = std::move(fingerprint);
 }
 
 std::vector<std::string> Api::routes() {

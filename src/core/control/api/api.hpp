@@ -54,6 +54,12 @@ struct ApiOptions {
   std::uint16_t http_port = 0;
   std::uint16_t https_port = 0;
   std::size_t max_body = 1024 * 1024;
+  // What a registered agent needs to dial the core, answered by POST /api/v1/agents as
+  // "server" (host:port, listen.agent_public or <domain>:<agent port>) and "fingerprint" (the
+  // SHA-256 of the agent listener's certificate, as `tunnel-agent --fingerprint` takes it).
+  // "" = left out.
+  std::string agent_server;
+  std::string agent_fingerprint;
   AuthLimiter::Options auth_limits;
   // Idempotency-Key answers kept (in memory): at most this many, for this long.
   std::size_t idempotency_entries = 1000;
@@ -102,6 +108,9 @@ class Api {
 
   // The public listeners' ports, known once they are bound.
   void set_public_ports(std::uint16_t http, std::uint16_t https);
+  // The agent listener's address and certificate fingerprint (see ApiOptions), known once it
+  // is bound.
+  void set_agent_server(std::string server, std::string fingerprint);
 
   struct State;
 

@@ -112,7 +112,17 @@ class Fields {
 // message starts with "object.field"), anything else 500.
 ApiResponse store_error(const common::Error& error);
 
-// A list page: `items` after `cursor`, at most `limit`, with next_cursor when more follow.
+// A list's ?limit= (1-1000, default 100) and ?cursor= (the last id of the previous page).
+struct PageQuery {
+  std::size_t limit = 100;
+  Id after = 0;
+};
+std::optional<PageQuery> page_query(Call& call, std::optional<ApiResponse>& error);
+// A page from the rows after the cursor, fetched with LIMIT limit + 1: at most `limit` items,
+// with next_cursor when one more was there.
+json page_of(std::vector<json> items, const PageQuery& q);
+// A list page from every item (in id order): `items` after `cursor`, at most `limit`, with
+// next_cursor when more follow. For short lists; long ones ask the store for one page.
 json page(std::vector<json> items, Call& call, std::optional<ApiResponse>& error);
 
 // The ETag of a representation: a quoted hash of its JSON.

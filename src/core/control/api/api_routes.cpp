@@ -317,20 +317,22 @@ ApiResponse list_tunnels(Call& call) {
     return problem(400, "invalid-query", errors.front().field + ": " + errors.front().problem,
                    errors);
   }
+  std::optional<ApiResponse> error;
+  const auto q = page_query(call, error);
+  if (!q) return *error;
   if (account && !call.role_on(*account)) return not_found("account", *account);
   if (!account && !call.who.operator_account) account = call.who.user.account_id;
-  auto tunnels = call.store().list_tunnels(account);
+  // One page from the store (keyset: id > cursor, LIMIT), however long the list.
+  auto tunnels = call.store().find_tunnels({.account_id = account,
+                                            .type = type,
+                                            .agent_id = agent,
+                                            .after = q->after,
+                                            .limit = q->limit + 1});
   if (!tunnels) return store_error(tunnels.error());
   std::vector<json> items;
-  for (const auto& t : tunnels.value()) {
-    if (type && t.type != *type) continue;
-    if (agent && t.agent_id != agent) continue;
-    items.push_back(tunnel_json(t, call.state.options));
-  }
-  std::optional<ApiResponse> error;
-  json out = page(std::move(items), call, error);
-  if (error) return *error;
-  return json_response(200, out);
+  items.reserve(tunnels.value().size());
+  for (const auto& t : tunnels.value()) items.push_back(tunnel_json(t, call.state.options));
+  return json_response(200, page_of(std::move(items), *q));
 }
 
 ApiResponse update_tunnel(Call& call) {
@@ -406,6 +408,9 @@ ApiResponse create_agent(Call& call) {
                stored);
   json out = stored;
   out["token"] = created.value().secret;
+  const ApiOptions& o = call.state.options;
+  if (!o.agent_server.empty()) out["server"] = o.agent_server;
+  if (!o.agent_fingerprint.empty()) out["fingerprint"] = o.agent_fingerprint;
   auto r = json_response(201, out);
   r.headers.emplace_back("Location", "/api/v1/agents/" + std::to_string(created.value().object.id));
   r.headers.emplace_back("Cache-Control", "no-store");
@@ -458,28 +463,18 @@ ApiResponse list_agents(Call& call) {
     account = std::stoll(s);
     if (!call.role_on(*account)) return not_found("account", *account);
   }
-  std::vector<Id> accounts;
-  if (account) {
-    accounts.push_back(*account);
-  } else if (call.who.operator_account) {
-    auto all = call.store().list_accounts();
-    if (!all) return store_error(all.error());
-    for (const auto& a : all.value()) accounts.push_back(a.id);
-  } else {
-    accounts.push_back(call.who.user.account_id);
-  }
-  std::vector<json> items;
-  for (Id id : accounts) {
-    auto agents = call.store().list_agents(id);
-    if (!agents) return store_error(agents.error());
-    for (const auto& a : agents.value()) items.push_back(agent_json(a));
-  }
-  std::sort(items.begin(), items.end(), [](const json& x, const json& y) {
-    return x.at("id").get<Id>() < y.at("id").get<Id>();
-  });
+  if (!account && !call.who.operator_account) account = call.who.user.account_id;
   std::optional<ApiResponse> error;
-  json out = page(std::move(items), call, error);
-  if (error) return *error;
+  const auto q = page_query(call, error);
+  if (!q) return *error;
+  // One page from the store (keyset: id > cursor, LIMIT).
+  auto agents =
+      call.store().find_agents({.account_id = account, .after = q->after, .limit = q->limit + 1});
+  if (!agents) return store_error(agents.error());
+  std::vector<json> items;
+  items.reserve(agents.value().size());
+  for (const auto& a : agents.value()) items.push_back(agent_json(a));
+  json out = page_of(std::move(items), *q);
   return json_response(200, out);
 }
 

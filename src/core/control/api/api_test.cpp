@@ -70,6 +70,8 @@ class ApiTest : public ::testing::Test {
     options.http_port = 8080;
     options.port_ranges = {{15000, 15999}};
     options.auth_limits.burst = 3;
+    options.agent_server = "core.example.com:443";
+    options.agent_fingerprint = "ab:cd";
     options.now = [] { return std::int64_t{1'765'000'000}; };
     api_ = std::make_unique<Api>(*store_, hooks_, options);
   }
@@ -233,6 +235,9 @@ TYPED_TEST(ApiTest, RegistersAnAgentAndShowsItsTokenOnce) {
   const Id id = created.body["id"];
   const std::string token = created.body["token"];
   EXPECT_EQ(token.rfind("tna_", 0), 0u);
+  // Where to dial and which certificate to expect, so that nobody guesses the port.
+  EXPECT_EQ(created.body["server"], "core.example.com:443");
+  EXPECT_EQ(created.body["fingerprint"], "ab:cd");
   auto found = this->store_->find_agent_by_credential(token);
   ASSERT_TRUE(found && found.value());
   EXPECT_EQ(found.value()->id, id);
