@@ -558,6 +558,7 @@ TYPED_TEST(StoreTest, CoresStartingAtOnceOnAnEmptyDatabaseAllOpenIt) {
     std::vector<int> versions(kCores, -1);
     std::atomic<int> ready{0};
     std::vector<std::thread> threads;
+    threads.reserve(kCores);
     for (int i = 0; i < kCores; ++i) {
       threads.emplace_back([&, i] {
         ready.fetch_add(1);
