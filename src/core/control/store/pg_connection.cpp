@@ -125,7 +125,7 @@ class PgConnection : public Connection {
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       const char* state = libpq().PQresultErrorField(res, PG_DIAG_SQLSTATE);
       constraint_ = state && std::string_view(state).starts_with("23");  // integrity violation
-      retryable_ = state && std::string_view(state).starts_with("40");  // serialization, deadlock
+      retryable_ = state && std::string_view(state).starts_with("40");   // serialization, deadlock
       auto error = fail(name_ + ": " + trimmed(libpq().PQresultErrorMessage(res)));
       libpq().PQclear(res);
       return error;

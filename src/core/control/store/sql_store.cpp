@@ -805,8 +805,7 @@ class SqlStore : public Store {
       return in_transaction(*db_, [&]() -> decltype(body()) {
         auto r = body();
         if (r && shared()) {
-          auto notified =
-              run("SELECT pg_notify($1, $2)", {std::string(kChangeChannel), origin_});
+          auto notified = run("SELECT pg_notify($1, $2)", {std::string(kChangeChannel), origin_});
           if (!notified) return notified.error();
         }
         return r;
