@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev
   curl python3 python3-pytest python3-websockets python3-yaml python3-jwt procps
   nginx libnginx-mod-stream wrk openssh-server openssh-client linux-perf iperf3 nghttp2-client
-  valgrind
+  valgrind prometheus
   libsqlite3-dev sqlite3 libpq-dev postgresql
 )
 

@@ -482,6 +482,8 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
       route.throttle = std::move(throttle);
       route.filters = core::tunnel_filters(protocol::TunnelRequest{}, route.quota);
     }
+    // As the gateway does: the route carries its per-tunnel series (counted per request).
+    route.metrics = st.context->tunnel_metrics.series(std::string(kHost), "default");
     std::string claim_error;
     if (!st.context->registry.claim(std::string(kHost), "default", std::move(route), claim_error)) {
       error_ = "registry claim: " + claim_error;

@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
@@ -16,11 +17,15 @@
 #include <optional>
 
 #include "agent/allow_local.hpp"
+#include "agent/metrics.hpp"
 #include "common/byte_rate.hpp"
 #include "common/config_reader.hpp"
 #include "common/fingerprint.hpp"
 #include "common/heap_trim.hpp"
+#include "common/loop_lag.hpp"
 #include "observability/log.hpp"
+#include "observability/metrics.hpp"
+#include "transport/conn.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -30,7 +35,7 @@ constexpr int kExitUsage = 2;
 struct Flags {
   std::optional<std::string> config;
   std::optional<std::string> server, token, token_file, ca, fingerprint, data_dir, log_format,
-      log_level;
+      log_level, metrics_addr;
   bool insecure = false;
   bool plain = false;
   // http, tcp, udp
@@ -58,6 +63,7 @@ std::string name_flag(const std::string& message) {
       {"tunnels[0].bandwidth", "--bandwidth"},
       {"log_format", "--log-format"},
       {"log_level", "--log-level"},
+      {"metrics_addr", "--metrics-addr"},
       {"tunnels[0].local", "TARGET"},
       {"tunnels[0].subdomain", "--subdomain"},
       {"tunnels[0].hostname", "--hostname"},
@@ -99,6 +105,7 @@ void apply_flags(const Flags& flags, Config& config) {
   set(flags.data_dir, config.data_dir);
   set(flags.log_format, config.log_format);
   set(flags.log_level, config.log_level);
+  set(flags.metrics_addr, config.metrics_addr);
   // A trust flag replaces whatever the file or the environment chose.
   if (flags.ca || flags.fingerprint || flags.insecure) {
     config.ca.clear();
@@ -112,16 +119,65 @@ void apply_flags(const Flags& flags, Config& config) {
   if (!flags.allow_local.empty()) config.allow_local = flags.allow_local;
 }
 
-int run(ConnectorOptions options) {
+int run(ConnectorOptions options, const std::string& metrics_addr) {
   boost::asio::io_context io(1);
   RealTimeSource time;  // the agent's clock: every part gets it by reference from here
+  observability::Registry registry;
+  std::optional<AgentMetrics> metrics;
+  std::optional<boost::asio::ip::tcp::acceptor> metrics_acceptor;
+  if (!metrics_addr.empty()) {
+    auto addr = common::parse_listen_address(metrics_addr);  // checked by validate()
+    const std::string host =
+        addr && !addr.value().host.empty() ? addr.value().host : std::string("127.0.0.1");
+    boost::system::error_code ec;
+    const auto ip = boost::asio::ip::make_address(host, ec);
+    if (!addr || ec) {
+      spdlog::error("--metrics-addr {}: not an IP address and port", metrics_addr);
+      return kExitUsage;
+    }
+    const boost::asio::ip::tcp::endpoint at(ip, addr.value().port);
+    metrics_acceptor.emplace(io);
+    if (metrics_acceptor->open(at.protocol(), ec); !ec) {
+      metrics_acceptor->set_option(boost::asio::socket_base::reuse_address(true), ec);
+      if (metrics_acceptor->bind(at, ec); !ec) metrics_acceptor->listen(64, ec);
+    }
+    if (ec) {
+      spdlog::error("--metrics-addr {}: cannot listen: {}", metrics_addr, ec.message());
+      return 1;
+    }
+    observability::register_process_metrics(registry);
+    metrics.emplace(registry);
+    options.metrics = &*metrics;
+    spdlog::info("metrics on http://{}/metrics",
+                 transport::endpoint_string(metrics_acceptor->local_endpoint(ec)));
+  }
   Connector connector(io.get_executor(), std::move(options), time);
+  if (metrics) {
+    registry.gauge_fn("tunnel_agent_sessions_connected", "Sessions to the core open now.",
+                      [&connector] { return static_cast<double>(connector.live_sessions()); });
+    registry.gauge_fn("tunnel_agent_session_rtt_seconds",
+                      "Round-trip time of the last PING on the newest session to the core.",
+                      [&connector] { return connector.rtt_seconds(); });
+    boost::asio::co_spawn(io, serve_metrics(*metrics_acceptor, registry), boost::asio::detached);
+    mux::register_session_stats(registry);
+    auto& lag = registry.gauge("tunnel_event_loop_lag_seconds",
+                               "How late a 250 ms timer fired on the agent's event loop, last "
+                               "measured.",
+                               {{"worker", "0"}});
+    boost::asio::co_spawn(
+        io, watch_loop_lag(std::chrono::milliseconds(250), [&lag](double late) { lag.set(late); }),
+        boost::asio::detached);
+  }
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int signal) {
         if (ec) return;
         spdlog::info("{} received: closing the session", signal == SIGINT ? "SIGINT" : "SIGTERM");
         connector.stop();
+        if (metrics_acceptor) {
+          boost::system::error_code ignored;
+          metrics_acceptor->close(ignored);
+        }
         // A second signal while closing: leave at once.
         signals.async_wait([](const boost::system::error_code& again, int) {
           if (!again) std::_Exit(0);
@@ -292,6 +348,8 @@ int run_cli(int argc, char** argv) {
                    "where a local core keeps tls.crt and agent.token");
     cmd.add_option("--log-format", flags.log_format, "text or json");
     cmd.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
+    cmd.add_option("--metrics-addr", flags.metrics_addr,
+                   "serve /metrics on HOST:PORT (a bare :PORT is 127.0.0.1; off by default)");
   };
   add_common(app);
   app.add_option("--config", flags.config, "without a subcommand: the same as start --config FILE");
@@ -438,7 +496,7 @@ int run_cli(int argc, char** argv) {
   if (!make_connector_options(config, options, error, warning)) return usage_error(error);
   if (!warning.empty()) spdlog::warn("{}", warning);
   if (flags.token) spdlog::warn("{}", kTokenFlagWarning);
-  return run(std::move(options));
+  return run(std::move(options), config.metrics_addr);
 }
 
 }  // namespace tunnel::agent

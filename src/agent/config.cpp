@@ -55,9 +55,10 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
 constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
-  auto f = r.fields(root, "",
-                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
-                     "log_format", "log_level", "window_budget", "tunnels", "allow_local"});
+  auto f = r.fields(
+      root, "",
+      {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain", "log_format",
+       "log_level", "window_budget", "tunnels", "allow_local", "metrics_addr"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -70,6 +71,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "log_level", "", out.log_level);
   r.read(*f, "window_budget", "", out.window_budget, kMaxWindowBudget);
   r.read(*f, "allow_local", "", out.allow_local);
+  r.read(*f, "metrics_addr", "", out.metrics_addr);
   read_tunnels(r, *f, out);
 }
 
@@ -158,6 +160,11 @@ void check(ConfigReader& r, const Config& config) {
     r.error("log_level", "expected one of trace, debug, info, warn, error, critical, off; got " +
                              in_quotes(config.log_level));
   }
+  if (!config.metrics_addr.empty()) {
+    if (auto addr = common::parse_listen_address(config.metrics_addr); !addr) {
+      r.error("metrics_addr", addr.error().message);
+    }
+  }
   for (std::size_t i = 0; i < config.allow_local.size(); ++i) {
     if (auto rule = parse_local_rule(config.allow_local[i]); !rule) {
       r.error(element("allow_local", i), rule.error().message);
@@ -209,6 +216,7 @@ const common::ConfigSchema<Config>& config_schema() {
       {"TUNNEL_FINGERPRINT", "fingerprint", common::env_string<Config, &Config::fingerprint>},
       {"TUNNEL_LOG_FORMAT", "log_format", common::env_string<Config, &Config::log_format>},
       {"TUNNEL_LOG_LEVEL", "log_level", common::env_string<Config, &Config::log_level>},
+      {"TUNNEL_METRICS_ADDR", "metrics_addr", common::env_string<Config, &Config::metrics_addr>},
       {"TUNNEL_INSECURE", "insecure", common::env_bool<Config, &Config::insecure>},
       {"TUNNEL_PLAIN", "plain", common::env_bool<Config, &Config::plain>},
   };

@@ -53,6 +53,9 @@ struct Config {
   std::vector<TunnelConfig> tunnels;
   // The local targets the core may assign (agent/allow_local.hpp); [] = loopback only.
   std::vector<std::string> allow_local;
+  // HOST:PORT serving /metrics (Prometheus text); "" = off. A bare port (":9100" or "9100")
+  // binds 127.0.0.1: another interface only when named.
+  std::string metrics_addr;
 };
 
 using LoadResult = common::LoadResult<Config>;
@@ -64,7 +67,7 @@ const common::ConfigSchema<Config>& config_schema();
 LoadResult load_config_file(const std::string& path);
 LoadResult load_config_string(const std::string& text, std::string_view source_name = "config");
 
-// TUNNEL_SERVER, TUNNEL_TOKEN, TUNNEL_DATA_DIR, TUNNEL_CA, TUNNEL_FINGERPRINT,
+// TUNNEL_SERVER, TUNNEL_TOKEN, TUNNEL_DATA_DIR, TUNNEL_CA, TUNNEL_FINGERPRINT, TUNNEL_METRICS_ADDR,
 // TUNNEL_INSECURE and TUNNEL_PLAIN (true/false/1/0), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL. Unset or
 // empty variables are ignored; errors (line 0) name the variable.
 std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv);

@@ -86,6 +86,22 @@ TEST(AgentConfig, WindowBudgetReachesTheConnector) {
   EXPECT_EQ(options.window_growth_budget, 1234u);
 }
 
+TEST(AgentConfig, MetricsAddressIsOffByDefaultAndChecked) {
+  EXPECT_EQ(Config{}.metrics_addr, "");
+  auto result = load_config_string("metrics_addr: \"127.0.0.1:9100\"\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.metrics_addr, "127.0.0.1:9100");
+  auto bad = load_config_string("metrics_addr: \"127.0.0.1:99999\"\n");
+  EXPECT_EQ(find(bad.errors, "metrics_addr:").line, 1);
+  std::map<std::string, std::string> env{{"TUNNEL_METRICS_ADDR", ":9100"}};
+  Config config;
+  EXPECT_TRUE(apply_env(config, [&](const char* name) -> const char* {
+                auto it = env.find(name);
+                return it == env.end() ? nullptr : it->second.c_str();
+              }).empty());
+  EXPECT_EQ(config.metrics_addr, ":9100");
+}
+
 TEST(AgentConfig, ReportsAllErrorsWithLines) {
   auto result = load_config_string(R"(server: "host:99999"
 tunels: []

@@ -80,8 +80,13 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
     }
     co_return;
   }
+  if (tunnel.metrics != nullptr) tunnel.metrics->active.inc();
   const ForwardResult result =
       co_await forward_http(std::move(stream), pool, tunnel.local, tunnel.proxy_protocol);
+  if (tunnel.metrics != nullptr) {
+    tunnel.metrics->active.dec();
+    tunnel.metrics->count(result);
+  }
   log_request(result, tunnel);
 }
 
@@ -335,6 +340,16 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   hs.tunnels = options_.assigned ? std::make_shared<const std::vector<ForwardSpec>>(
                                        assigned_tunnels(hs.reply, options_.allow_local))
                                  : tunnels_;
+  if (options_.metrics != nullptr) {
+    // Each tunnel's series, by the name the core gave it (its hostname), else its target.
+    auto specs = *hs.tunnels;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const bool named = i < hs.reply.tunnels.size() && !hs.reply.tunnels[i].name.empty();
+      specs[i].metrics =
+          options_.metrics->tunnel(named ? hs.reply.tunnels[i].name : specs[i].request.local);
+    }
+    hs.tunnels = std::make_shared<const std::vector<ForwardSpec>>(std::move(specs));
+  }
   hs.session = std::make_shared<mux::Session>(std::move(conn), std::move(reader), mux::Role::kAgent,
                                               options, "core " + server_, time_);
   co_return hs;
@@ -395,6 +410,11 @@ asio::awaitable<void> Connector::serve(std::shared_ptr<Live> live) {
   wake_.notify();
 }
 
+double Connector::rtt_seconds() const {
+  if (live_.empty()) return 0;
+  return std::chrono::duration<double>(live_.back()->session->rtt()).count();
+}
+
 asio::awaitable<void> Connector::drain(std::shared_ptr<Live> live) {
   co_await live->session->wait_idle();
   live->session->close("drained after GOAWAY");
@@ -424,12 +444,17 @@ asio::awaitable<int> Connector::run() {
         code = 1;
         break;
       }
+      if (options_.metrics != nullptr) options_.metrics->connect_failures.inc();
       const auto delay = backoff.next();
       spdlog::warn("reconnecting in {}: {}", format_delay(delay), hs.error);
       co_await sleep(delay);
       continue;
     }
     ++connects_;
+    if (options_.metrics != nullptr) {
+      options_.metrics->sessions.inc();
+      if (!first) options_.metrics->reconnects.inc();
+    }
     announce(hs.reply, *hs.tunnels, first);
     first = false;
 

@@ -20,6 +20,7 @@
 
 #include "agent/allow_local.hpp"
 #include "agent/local_pool.hpp"
+#include "agent/metrics.hpp"
 #include "common/async.hpp"
 #include "common/net_address.hpp"
 #include "common/version.hpp"
@@ -41,6 +42,8 @@ struct ForwardSpec {
   // A tunnel the core assigned whose target this agent does not forward to (outside
   // allow_local, or not an address): why. Its streams are refused.
   std::string refused;
+  // Its series when the agent serves /metrics (set per session, from the core's reply).
+  AgentTunnelMetrics* metrics = nullptr;
 };
 
 // The tunnels the core assigned in its AUTH reply (each result's `local`), checked against the
@@ -67,6 +70,7 @@ struct ConnectorOptions {
   std::chrono::milliseconds backoff_cap{10'000};
   std::chrono::milliseconds stable_after{10'000};  // a session that lived longer resets backoff
   LocalPool::Options pool;
+  AgentMetrics* metrics = nullptr;  // null: no /metrics; must outlive the connector
 };
 
 // A stable name for this agent process: the host name, cleaned, plus a random suffix.
@@ -104,6 +108,8 @@ class Connector {
   // For tests and the console.
   std::size_t live_sessions() const { return live_.size(); }
   std::uint64_t connects() const { return connects_; }
+  // The round-trip time of the newest session's last PING, in seconds; 0 before one.
+  double rtt_seconds() const;
 
  private:
   struct Live;

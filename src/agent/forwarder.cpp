@@ -326,6 +326,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   };
   if (!request.error.empty()) {
     result.error = "invalid request head from the core: " + request.error;
+    result.bad_request = true;
     stream->reset(ErrorCode::kProtocolError, result.error);
     co_return finish();
   }
@@ -339,6 +340,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     auto app = co_await pool->acquire(target, reused, error, addresses.client);
     if (!app) {
       result.error = error;
+      result.unreachable = true;
       stream->reset(ErrorCode::kLocalUnreachable, error);
       co_return finish();
     }

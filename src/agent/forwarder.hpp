@@ -33,6 +33,8 @@ struct ForwardResult {
   std::uint64_t bytes_out = 0;  // response bytes sent to the core
   bool reused_connection = false;
   bool upgraded = false;
+  bool unreachable = false;  // the app could not be reached (LOCAL_UNREACHABLE)
+  bool bad_request = false;  // the head from the core could not be read
 };
 
 // Relays `stream` to the app at `target` and returns once the stream is finished on our side.

@@ -67,8 +67,16 @@ std::string AdminServer::respond(const std::string& method, const std::string& t
   }
   if (path == "/healthz") return plain(200, "text/plain; charset=utf-8", "ok\n");
   if (path == "/readyz") {
-    return context_.draining ? plain(503, "text/plain; charset=utf-8", "draining\n")
-                             : plain(200, "text/plain; charset=utf-8", "ready\n");
+    // As cloudflared's /ready: the status repeated in the body, with what serves traffic now.
+    const bool ready = !context_.draining;
+    const int status = ready ? 200 : 503;
+    const auto sessions = static_cast<std::uint64_t>(context_.metrics.agents.value());
+    const std::string body = "{\"status\":" + std::to_string(status) +
+                             ",\"ready\":" + (ready ? "true" : "false") +
+                             ",\"sessions\":" + std::to_string(sessions) +
+                             ",\"workers\":" + std::to_string(context_.workers) +
+                             ",\"draining\":" + (ready ? "false" : "true") + "}\n";
+    return plain(status, "application/json", body);
   }
   if (path == "/metrics") {
     return plain(200, observability::kPrometheusContentType, context_.metrics.registry.render());

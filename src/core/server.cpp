@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "common/heap_trim.hpp"
+#include "common/loop_lag.hpp"
 #include "common/net_address.hpp"
 #include "core/control/api/api.hpp"
 #include "core/control/data_dir.hpp"
@@ -39,6 +40,7 @@ using asio::ip::tcp;
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kOwnershipSaveInterval{1000};
+constexpr std::chrono::milliseconds kLoopLagInterval{250};
 
 // Logs what escapes a detached coroutine instead of losing it.
 void log_failure(std::exception_ptr error) {
@@ -144,6 +146,7 @@ Server::Server(Config config) {
   std::uint32_t n = context_->config.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  context_->workers = n;
 }
 
 Server::~Server() {
@@ -492,6 +495,20 @@ int Server::run() {
   asio::co_spawn(workers_[0]->io,
                  log_auth_failures(context_->auth_limiter, context_->handshake_limiter, time_),
                  asio::detached);
+
+  // Each event loop measures how late its own timer fires (saturation: a loop busy with long
+  // handlers delays every connection it serves).
+  const auto watch_lag = [this](asio::io_context& io, const std::string& name) {
+    auto& gauge = context_->metrics.registry.gauge(
+        "tunnel_event_loop_lag_seconds",
+        "How late a 250 ms timer fired on each event loop, last measured (worker number, or "
+        "control).",
+        {{"worker", name}});
+    asio::co_spawn(io, watch_loop_lag(kLoopLagInterval, [&gauge](double late) { gauge.set(late); }),
+                   asio::detached);
+  };
+  for (std::size_t i = 0; i < workers_.size(); ++i) watch_lag(workers_[i]->io, std::to_string(i));
+  if (control_) watch_lag(control_->io, "control");
 
   for (std::size_t i = 1; i < workers_.size(); ++i) {
     workers_[i]->thread = std::thread([w = workers_[i].get()] {

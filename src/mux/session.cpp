@@ -7,9 +7,15 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <cstring>
 
+#include "observability/metrics.hpp"
 #include "protocol/frame_payload.hpp"
 
 namespace tunnel::mux {
+
+namespace {
+// Constant-initialized: no guard to check on each use.
+constinit SessionStats g_session_stats;
+}  // namespace
 
 using protocol::ErrorCode;
 using protocol::FrameType;
@@ -113,10 +119,12 @@ asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transpor
     const std::size_t remaining = data.size() - offset;
     if (remaining == 0 && !end) co_return;
     if (v2 && remaining > 0 && send_credit_ <= 0) {
+      g_session_stats.credit_stalls.fetch_add(1, std::memory_order_relaxed);
       co_await writable_.wait();
       continue;
     }
     if (session_->out_.size() >= session_->options_.write_queue_limit) {
+      g_session_stats.queue_stalls.fetch_add(1, std::memory_order_relaxed);
       co_await session_->out_drained_.wait();
       continue;
     }
@@ -393,6 +401,37 @@ asio::awaitable<void> Session::read_loop() {
   }
 }
 
+SessionStats& session_stats() {
+  return g_session_stats;
+}
+
+void register_session_stats(observability::Registry& registry) {
+  SessionStats& stats = session_stats();
+  registry.counter_fn(
+      "tunnel_mux_credit_stalls_total",
+      "Times a stream's writer waited for the peer's flow-control credit (all sessions).",
+      [&stats] {
+        return static_cast<double>(stats.credit_stalls.load(std::memory_order_relaxed));
+      });
+  registry.counter_fn(
+      "tunnel_mux_queue_stalls_total",
+      "Times a stream's writer waited for a session's full write queue to drain (all sessions).",
+      [&stats] { return static_cast<double>(stats.queue_stalls.load(std::memory_order_relaxed)); });
+  registry.gauge_fn(
+      "tunnel_mux_writing_bytes",
+      "Bytes of frames being written to the peers now (all sessions): a peer that reads slowly "
+      "keeps its batch here.",
+      [&stats] {
+        return static_cast<double>(stats.writing_bytes.load(std::memory_order_relaxed));
+      });
+}
+
+void Session::count_writing(bool started) {
+  // writing_ does not change while it is being written.
+  const auto n = static_cast<std::int64_t>(writing_.size());
+  g_session_stats.writing_bytes.fetch_add(started ? n : -n, std::memory_order_relaxed);
+}
+
 asio::awaitable<void> Session::write_loop() {
   // Once the session is closed, a write that does not finish within kFlushTimeout (a peer that
   // stopped reading) is aborted by heartbeat_loop closing the connection.
@@ -406,7 +445,9 @@ asio::awaitable<void> Session::write_loop() {
       }
       writing_.swap(out_);
       out_.clear();
+      count_writing(true);  // not inline: GCC keeps a coroutine's temporaries in its frame
       co_await conn_->write(asio::buffer(writing_), ec);
+      count_writing(false);
       writing_.clear();
       if (out_.empty() && writing_.capacity() > kCompactAbove) {
         writing_.shrink_to_fit();  // idle: give a burst's buffer back

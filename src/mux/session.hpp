@@ -29,6 +29,10 @@
 #include "protocol/frame.hpp"
 #include "transport/conn.hpp"
 
+namespace tunnel::observability {
+class Registry;
+}
+
 namespace tunnel::mux {
 
 enum class Role { kCore, kAgent };
@@ -82,6 +86,18 @@ constexpr std::size_t kBulkRelayRead = 256 * 1024;
 inline void grow_after_full_read(std::vector<std::uint8_t>& buf, std::size_t n) {
   if (n == buf.size() && buf.size() < kBulkRelayRead) buf.resize(kBulkRelayRead);
 }
+
+// Saturation counts of every session of the process together (the core's and the agent's
+// /metrics read them): relaxed atomics, touched when a writer waits and once per written batch.
+struct SessionStats {
+  std::atomic<std::uint64_t> credit_stalls{0};  // a DATA writer waited for the peer's credit
+  std::atomic<std::uint64_t> queue_stalls{0};   // a DATA writer waited for the write queue
+  std::atomic<std::int64_t> writing_bytes{0};   // bytes of frames being written to peers now
+};
+SessionStats& session_stats();
+// Adds tunnel_mux_credit_stalls_total, tunnel_mux_queue_stalls_total and
+// tunnel_mux_writing_bytes (read from session_stats()) to `registry`.
+void register_session_stats(observability::Registry& registry);
 
 // One bidirectional stream. Reads return 0 at the peer's END_STREAM; writes wait for credit.
 class Stream {
@@ -241,6 +257,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   asio::awaitable<void> read_loop();
   asio::awaitable<void> write_loop();
+  void count_writing(bool started);  // SessionStats::writing_bytes, around each write
   asio::awaitable<void> heartbeat_loop();
   // Frame handlers (session_frames.cpp): false when the frame ended the session (a protocol
   // error, `close_reason_` set, or the peer's CLOSE).

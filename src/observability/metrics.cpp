@@ -97,6 +97,18 @@ void append_sample(std::string& out, std::string_view name, std::string_view suf
 
 }  // namespace
 
+namespace {
+
+std::string format_bound(double v) {
+  // Fixed notation, shortest round trip: le="0.0001", not le="1e-04", so that a query can name
+  // the bucket as it is written in the docs.
+  char buf[64];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  return ec == std::errc{} ? std::string(buf, end) : format_value(v);
+}
+
+}  // namespace
+
 std::string format_value(double v) {
   if (std::isnan(v)) {
     return "NaN";
@@ -269,7 +281,7 @@ std::string Registry::render() const {
         for (std::size_t i = 0; i <= bounds.size(); ++i) {
           cumulative += h.bucket_count(i);
           const std::string le =
-              "le=\"" + (i < bounds.size() ? format_value(bounds[i]) : std::string("+Inf")) + "\"";
+              "le=\"" + (i < bounds.size() ? format_bound(bounds[i]) : std::string("+Inf")) + "\"";
           append_sample(out, f->name, "_bucket", s->label_text, le, std::to_string(cumulative));
         }
         append_sample(out, f->name, "_sum", s->label_text, "", format_value(h.sum()));

@@ -222,3 +222,20 @@ TEST(Metrics, FormatValue) {
 
 }  // namespace
 }  // namespace tunnel::observability
+
+namespace tunnel::observability {
+namespace {
+
+TEST(Metrics, BucketBoundsAreWrittenInFixedNotation) {
+  Registry registry;
+  const double bounds[] = {0.0001, 0.0002, 60};
+  registry.histogram("h_seconds", "help", bounds).observe(0.00015);
+  EXPECT_NE(registry.render().find(
+                "h_seconds_bucket{le=\"0.0001\"} 0\nh_seconds_bucket{le=\"0.0002\"} 1\n"
+                "h_seconds_bucket{le=\"60\"} 1\n"),
+            std::string::npos)
+      << registry.render();
+}
+
+}  // namespace
+}  // namespace tunnel::observability

@@ -572,6 +572,7 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
                   nullptr,
                   usage_of(context_, view, account.name, host, false),
                   quota};
+      route.metrics = context_.tunnel_metrics.series(host, account.name);
       code = refusal::kNameTaken;
       std::vector<Route> displaced;
       if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,

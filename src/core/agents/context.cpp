@@ -40,7 +40,9 @@ CoreMetrics::CoreMetrics(observability::Registry& r)
       agent_handshakes_refused_address(r.counter(
           "tunnel_agent_handshakes_refused_total",
           "Agent connections closed before the TLS handshake: a handshake cap was reached.",
-          {{"cap", "address"}})) {}
+          {{"cap", "address"}})) {
+  mux::register_session_stats(r);
+}
 
 void CoreMetrics::count_request(int status) {
   const std::size_t index = status >= 100 && status < 600 ? static_cast<std::size_t>(status) : 0;
@@ -79,6 +81,7 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
                                                   std::chrono::seconds(60)}),
       registry(time),
       metrics(metrics_registry),
+      tunnel_metrics(metrics_registry, config.metrics.max_tunnels),
       rate_limiter(config.limits.requests_per_second, time),
       account_buckets(time),
       window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)),

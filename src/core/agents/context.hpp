@@ -16,6 +16,7 @@
 #include "core/agents/control_view.hpp"
 #include "core/agents/quota.hpp"
 #include "core/agents/registry.hpp"
+#include "core/agents/tunnel_metrics.hpp"
 #include "core/control/auth.hpp"
 #include "core/control/auth_limiter.hpp"
 #include "core/control/config.hpp"
@@ -85,10 +86,12 @@ struct CoreContext {
   HandshakeLimiter handshake_limiter;  // agent connections before AUTH
   Registry registry;
   CoreMetrics metrics;
+  TunnelMetricsBook tunnel_metrics;  // per tunnel and account (metrics.max_tunnels)
   RateLimiter rate_limiter;
   AccountBuckets account_buckets;       // bandwidth per account
   std::uint16_t public_http_port = 0;   // for the URLs given to agents
   std::uint16_t public_https_port = 0;  // 0 = HTTPS off
+  std::uint32_t workers = 0;            // event loops serving traffic (set by the Server)
   std::atomic<bool> draining{false};
   // Window growth for all agents' sessions together (limits.window_budget_total).
   std::shared_ptr<mux::WindowBudget> window_budget;

@@ -43,6 +43,7 @@ namespace tunnel::core {
 
 class AgentSession;
 class AccountQuota;  // core/agents/quota.hpp
+class TunnelSeries;  // core/agents/tunnel_metrics.hpp
 class FilterChain;   // core/edge/http_pipeline.hpp: built by the edge, carried opaquely here
 class ConnectionFilterChain;  // core/edge/conn_pipeline.hpp: the same for tcp/udp tunnels
 
@@ -61,6 +62,9 @@ struct Route {
   // The account's quotas on live traffic (core/agents/quota.hpp); null = none (a core without a
   // store). The filters that enforce them hold it too.
   std::shared_ptr<AccountQuota> quota{};
+  // Its series in the per-tunnel metrics (core/agents/tunnel_metrics.hpp), resolved at
+  // registration; null = not counted per tunnel.
+  std::shared_ptr<TunnelSeries> metrics{};
 };
 
 enum class LookupStatus { kFound, kUnknown, kOffline };

@@ -176,9 +176,10 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
-  auto f = r.fields(root, "",
-                    {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth",
-                     "accounts", "ports", "bandwidth", "limits", "heartbeat", "log", "store"});
+  auto f = r.fields(
+      root, "",
+      {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth", "accounts",
+       "ports", "bandwidth", "limits", "heartbeat", "log", "store", "metrics"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -218,6 +219,11 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
       r.read(*sf, "url", "store", out.store.url);
       r.read(*sf, "usage_flush_interval", "store", out.store.usage_flush_interval);
       r.read(*sf, "usage_retention", "store", out.store.usage_retention);
+    }
+  }
+  if (f->contains("metrics")) {
+    if (auto mf = r.fields(f->at("metrics"), "metrics", {"max_tunnels"})) {
+      r.read(*mf, "max_tunnels", "metrics", out.metrics.max_tunnels);
     }
   }
 }

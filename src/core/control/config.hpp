@@ -209,6 +209,13 @@ struct StoreConfig {
   std::chrono::milliseconds usage_retention{std::chrono::hours(24 * 90)};
 };
 
+// Metrics on the admin listener (docs/observability.md).
+struct MetricsConfig {
+  // Tunnels (hostname and account) with their own per-tunnel series; the ones after share
+  // tunnel="_other" and are counted in tunnel_metrics_overflow_total.
+  std::uint32_t max_tunnels = 200;
+};
+
 struct Config {
   std::string domain = "localhost";  // tunnels are served as NAME.<domain>
   std::string data_dir = "./tunnel-data";
@@ -228,6 +235,7 @@ struct Config {
   HeartbeatConfig heartbeat;
   LogConfig log;
   StoreConfig store;
+  MetricsConfig metrics;
 };
 
 using LoadResult = common::LoadResult<Config>;

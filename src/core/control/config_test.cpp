@@ -473,6 +473,15 @@ TEST(CoreConfig, HandshakeCapsAreReadAndAlwaysFinite) {
        "(10)");
 }
 
+TEST(CoreConfig, MetricsCapOnTunnels) {
+  EXPECT_EQ(Config{}.metrics.max_tunnels, 200u);
+  auto result = load_config_string("metrics:\n  max_tunnels: 5\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.metrics.max_tunnels, 5u);
+  auto typo = load_config_string("metrics:\n  max_tunnel: 5\n");
+  EXPECT_FALSE(typo.ok());
+}
+
 // Issue 25: one client address could take a tcp/udp tunnel's whole budget.
 TEST(CoreConfig, PerAddressCapsOfRawTunnelsAreReadAndFiniteByDefault) {
   EXPECT_EQ(Config{}.limits.max_connections_per_tcp_tunnel_per_address, 64u);

@@ -54,6 +54,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
           if (Throttle::engaged(ex.throttle))
             co_await throttle(ex.throttle, Direction::kIn, step.consumed);
           co_await ex.stream->write(bytes, ec, end);
+          if (ex.metrics != nullptr) ex.metrics->bytes_in.inc(step.consumed);
           ex.pending.erase(0, step.consumed);
           if (ec) {
             ex.close_after = true;
@@ -92,6 +93,7 @@ asio::awaitable<void> HttpFront::upload(transport::Conn& conn, Exchange& ex) {
       co_await ex.stream->write(
           {reinterpret_cast<const std::uint8_t*>(ex.pending.data()), ex.pending.size()}, ec);
       ex.bytes_in += ex.pending.size();
+      if (ex.metrics != nullptr) ex.metrics->bytes_in.inc(ex.pending.size());
       ex.pending.clear();
       if (ec) co_return;
     }
@@ -132,8 +134,9 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
   bool head_seen = false;
   bool broken = false;  // the response turned invalid after it began: cut the exchange off
 
-  const auto fail = [&](int status, std::string detail) -> asio::awaitable<void> {
+  const auto fail = [&](int status, std::string detail, ErrorCause cause) -> asio::awaitable<void> {
     ex.close_after = true;
+    ex.cause = cause;
     if (!ex.stream->is_reset()) ex.stream->reset(protocol::ErrorCode::kCancel, detail);
     if (!ex.response_started) {
       spdlog::warn("{} {}: {} ({})", ex.filtered.decision.host, ex.request_id, detail, status);
@@ -141,7 +144,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       transport::error_code wec;
       co_await conn.write(asio::buffer(page), wec);
       ex.status = status;
-      ex.bytes_out += page.size();
+      ex.sent(page.size(), context_.metrics.bytes_out);
       ex.response_started = true;
     }
     conn.socket().cancel();  // stops an upload still reading the client
@@ -185,19 +188,24 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
                                            : "The app behind " + ex.filtered.decision.host +
                                                  " did not answer within " +
                                                  std::to_string(timeout.count() / 1000) + " s.";
-      co_await fail(504, detail);
+      co_await fail(504, detail, ErrorCause::kTimeout);
       co_return;
     }
     if (ec) {
       std::string detail;
       int status = 502;
+      ErrorCause cause = ErrorCause::kAgentGone;
       if (ex.stream->reset_code() == protocol::ErrorCode::kLocalUnreachable ||
           ex.stream->reset_code() == protocol::ErrorCode::kLocalError) {
+        cause = ex.stream->reset_code() == protocol::ErrorCode::kLocalUnreachable
+                    ? ErrorCause::kAppRefused
+                    : ErrorCause::kAppError;
         detail = "The agent could not get a response from its local app" +
                  (ex.local.empty() ? std::string() : " at " + ex.local) + ": " +
                  ex.stream->reset_message();
       } else if (ex.stream->reset_code() == protocol::ErrorCode::kTimeout) {
         status = 504;
+        cause = ErrorCause::kTimeout;
         detail = "The agent's local app timed out: " + ex.stream->reset_message();
       } else {
         detail = "The agent serving " + ex.filtered.decision.host + " dropped the request (" +
@@ -207,7 +215,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
                       : ec.message()) +
                  ").";
       }
-      co_await fail(status, detail);
+      co_await fail(status, detail, cause);
       co_return;
     }
     if (n == 0) {  // END_STREAM from the agent
@@ -221,7 +229,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
         ex.response_done = true;
         ex.close_after = true;  // close-delimited body: the client learns the end by EOF
       } else {
-        co_await fail(502, "The agent ended the response before it was complete.");
+        co_await fail(502, "The agent ended the response before it was complete.",
+                      ErrorCause::kAppError);
       }
       co_return;
     }
@@ -247,7 +256,8 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
               }
               if (!verdict.proceed()) {
                 if (verdict.kind == FilterVerdict::Kind::kAnswer) {
-                  co_await fail(verdict.answer.status, verdict.answer.detail);
+                  co_await fail(verdict.answer.status, verdict.answer.detail,
+                                cause_of_local_answer(verdict.answer.status, true));
                 } else {
                   ex.close_after = true;
                   ex.stream->reset(protocol::ErrorCode::kCancel, "stopped by a filter");
@@ -258,6 +268,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
             }
             head_seen = true;
             ex.status = head.status;
+            ex.response_head_at = Clock::now();
             head.remove_hop_by_hop(head.status == 101);
             if (!ex.client_keep_alive || parser.body_is_close_delimited() || context_.draining) {
               ex.close_after = true;
@@ -283,12 +294,14 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
           break;
         case Step::kError:
           if (out.empty() && !ex.response_started) {
-            co_await fail(502, "The app sent an invalid HTTP response: " + parser.error());
+            co_await fail(502, "The app sent an invalid HTTP response: " + parser.error(),
+                          ErrorCause::kAppError);
             co_return;
           }
           spdlog::warn("{} {}: the response turned invalid after it began: {}",
                        ex.filtered.decision.host, ex.request_id, parser.error());
           broken = true;
+          ex.cause = ErrorCause::kAppError;
           data = {};
           break;
         case Step::kNeedMore:
@@ -310,7 +323,7 @@ asio::awaitable<void> HttpFront::download(transport::Conn& conn, Exchange& ex) {
       if (Throttle::engaged(ex.throttle))
         co_await throttle(ex.throttle, Direction::kOut, out.size());
       co_await conn.write(asio::buffer(out), ec);
-      ex.bytes_out += out.size();
+      ex.sent(out.size(), context_.metrics.bytes_out);
       if (ec) {
         ex.close_after = true;
         ex.stream->reset(protocol::ErrorCode::kCancel, "the client closed the connection");

@@ -74,6 +74,17 @@ struct HttpFront::Exchange {
   bool bodiless = false;           // no body and no upgrade: the request ends with its head
   bool watching = false;           // watch_client() is reading the client
   std::optional<asio::steady_timer> watch_done;  // cancelled when watch_client() returns
+  TunnelSeries* metrics = nullptr;        // the tunnel's series; null = not counted per tunnel
+  Clock::time_point head_at{};            // the request head was complete
+  Clock::time_point response_head_at{};   // the response head arrived (unset: it did not)
+  ErrorCause cause = ErrorCause::kCount;  // why the app did not answer (kCount: it did)
+
+  // Bytes written to the client for this exchange: counted at once, per tunnel and in all.
+  void sent(std::uint64_t n, observability::Counter& total) {
+    bytes_out += n;
+    total.inc(n);
+    if (metrics != nullptr) metrics->bytes_out.inc(n);
+  }
 
   bool request_filters() const {
     return listener.wants(hook::kRequestBody) ||

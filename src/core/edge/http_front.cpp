@@ -62,7 +62,8 @@ asio::awaitable<void> linger_close(transport::Conn& conn, std::span<char> buffer
 }
 
 asio::awaitable<void> HttpFront::answer(transport::Conn& conn, const LocalAnswer& reply,
-                                        const std::string& request_id) {
+                                        const std::string& request_id, std::string_view method,
+                                        TunnelSeries* tunnel) {
   const std::string response =
       reply.problem.empty()
           ? http::error_response(reply.status, reply.detail, request_id, reply.close)
@@ -72,6 +73,10 @@ asio::awaitable<void> HttpFront::answer(transport::Conn& conn, const LocalAnswer
   co_await conn.write(asio::buffer(response), ec);
   context_.metrics.count_request(reply.status);
   context_.metrics.bytes_out.inc(response.size());
+  TunnelSeries& series = tunnel != nullptr ? *tunnel : context_.tunnel_metrics.none();
+  series.count_request(method_index(method), reply.status);
+  series.count_error(cause_of_local_answer(reply.status, tunnel != nullptr));
+  series.bytes_out.inc(response.size());
 }
 
 asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bool tls,
@@ -121,7 +126,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
         // Named, not inline: GCC 12 destroys temporaries in a co_await expression twice.
         const LocalAnswer bad{parser.error_status(), parser.error(), true};
         const std::string no_id;
-        co_await answer(*conn, bad, no_id);
+        co_await answer(*conn, bad, no_id, parser.request().method, nullptr);
         co_await close_lingering();
         co_return;
       }
@@ -135,7 +140,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
                        limit.count());
           const LocalAnswer late{408, "The request head did not arrive in time.", true};
           const std::string no_id;
-          co_await answer(*conn, late, no_id);
+          co_await answer(*conn, late, no_id, {}, nullptr);
           co_await close_lingering();
         }
         co_return;
@@ -152,6 +157,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       partial = true;
     }
     first = false;
+    const auto head_at = decided ? decided->head_at : Clock::now();
 
     // ---- 2. decide
     Decision decision;
@@ -163,12 +169,13 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       decision = decide(facts, [this](const std::string& host, Route& route) {
         return context_.registry.lookup(host, route);
       });
+      decision.head_at = head_at;
     }
     if (decision.answer) {
       const http::RequestHead& request = parser.request();
       const std::string request_id = new_request_id();
       log_local_answer(client_ip(*conn), decision.host, request, *decision.answer, request_id);
-      co_await answer(*conn, *decision.answer, request_id);
+      co_await answer(*conn, *decision.answer, request_id, request.method, nullptr);
       if (decision.answer->close) {
         co_await close_lingering();
         co_return;
@@ -218,7 +225,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       if (refusal.kind == FilterVerdict::Kind::kAnswer) {
         refusal.answer.close = close;
         log_local_answer(ip, decision.host, head, refusal.answer, request_id);
-        co_await answer(*conn, refusal.answer, request_id);
+        co_await answer(*conn, refusal.answer, request_id, head.method,
+                        decision.route.metrics.get());
       }
       const ExchangeSummary summary{refusal.answer.status, 0, 0, 0, true};
       if (listener.wants(hook::kComplete)) listener.complete(filtered, summary);
@@ -244,6 +252,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
                 listener, tunnel, decision.route.local, keep_alive, decision.route.throttle.get());
     ex.upgrade_requested = parser.is_upgrade();
     ex.bodiless = !has_body && !ex.upgrade_requested;
+    ex.metrics = decision.route.metrics.get();
+    ex.head_at = head_at;
     co_await relay(*conn, ex);
 
     // ---- 7. finish
@@ -293,6 +303,7 @@ asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
   using namespace asio::experimental::awaitable_operators;
   ++active_requests_;
   context_.metrics.streams.inc();
+  if (ex.metrics != nullptr) ex.metrics->active.inc();
   if (ex.bodiless) {
     // Nothing to read from the client until the response is out: upload only sends END_STREAM
     // and returns, so the halves run one after the other (no parallel group per request).
@@ -319,8 +330,24 @@ void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
   const int status = ex.status == 0 ? 499 : ex.status;
   context_.metrics.request_duration.observe(seconds);
   context_.metrics.count_request(status);
-  context_.metrics.bytes_out.inc(ex.bytes_out);
   const bool cut_off = ex.status != 0 && !ex.response_done && !ex.upgraded;
+  if (TunnelSeries* m = ex.metrics) {
+    m->count_request(method_index(ex.parser.request().method), status);
+    const auto since = [](Clock::time_point from, Clock::time_point to) {
+      return std::chrono::duration<double>(to - from).count();
+    };
+    m->open_duration.observe(since(ex.head_at, ex.start));
+    if (ex.response_head_at != Clock::time_point{}) {
+      m->app_duration.observe(since(ex.start, ex.response_head_at));
+    }
+    m->duration.observe(since(ex.head_at, ex.start) + seconds);
+    if (ex.client_gone) {
+      m->count_error(ErrorCause::kClientGone);
+    } else if (ex.cause != ErrorCause::kCount) {
+      m->count_error(ex.cause);
+    }
+    m->active.dec();  // after the counts: active 0 means every request is counted
+  }
   if (const auto& usage = ex.filtered.decision.route.usage) {
     usage->add(ex.bytes_in, ex.bytes_out, status >= 500 || cut_off);
   }
@@ -373,6 +400,7 @@ asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex
                                              const LocalAnswer& answer, std::string_view reason) {
   ex.stream->reset(protocol::ErrorCode::kCancel, reason);
   ex.close_after = true;
+  ex.cause = cause_of_local_answer(answer.status, true);
   if (ex.response_started) co_return;
   ex.response_started = true;  // the download half must not answer 502 now
   ex.status = answer.status;
@@ -383,7 +411,7 @@ asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex
                                    answer.retry_after);
   transport::error_code ec;
   co_await conn.write(asio::buffer(page), ec);
-  ex.bytes_out += page.size();
+  ex.sent(page.size(), context_.metrics.bytes_out);
 }
 
 }  // namespace tunnel::core

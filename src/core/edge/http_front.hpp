@@ -83,8 +83,10 @@ class HttpFront {
   asio::awaitable<void> refuse_body(transport::Conn& conn, Exchange& ex, const LocalAnswer& answer,
                                     std::string_view reason);
   // Writes an error page for a request that was not forwarded, and counts it.
+  // Counted per tunnel under `tunnel` (null: the request reached no tunnel, "_none").
   asio::awaitable<void> answer(transport::Conn& conn, const LocalAnswer& reply,
-                               const std::string& request_id);
+                               const std::string& request_id, std::string_view method,
+                               TunnelSeries* tunnel);
   // The log line of a request answered here (decide() or a filter refused it).
   static void log_local_answer(std::string_view ip, std::string_view host,
                                const http::RequestHead& head, const LocalAnswer& reply,

@@ -12,6 +12,7 @@
 // nothing per request.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,6 +55,9 @@ struct Decision {
   std::string origin_target;          // with host_override: the target to forward ("/x?y")
   Route route;                        // valid when !answer
   std::optional<LocalAnswer> answer;  // set: answer here, do not forward
+  // When the request head was complete (set by HttpFront, kept across the hop to the agent's
+  // worker): the start of the per-tunnel duration histograms.
+  std::chrono::steady_clock::time_point head_at{};
 };
 
 // The registry's lookup, as decide() uses it (a table in tests).
