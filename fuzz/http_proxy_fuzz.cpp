@@ -222,8 +222,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   route.agent = entry;
   route.tunnel_index = 0;
   route.local = app_address.to_string();
-  std::string claim_error;
-  check(context->registry.claim(std::string(kHost), "default", std::move(route), claim_error));
+  check(context->registry.claim(std::string(kHost), "default", std::move(route)).has_value());
   auto pool = std::make_shared<tunnel::agent::LocalPool>(io.get_executor(), time);
   asio::co_spawn(io, agent_accept(agent_session, pool, app_address), asio::detached);
 

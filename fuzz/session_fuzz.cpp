@@ -117,12 +117,12 @@ asio::awaitable<void> agent_user(std::shared_ptr<Session> session) {
 
 asio::awaitable<void> core_user(std::shared_ptr<Session> session) {
   for (int i = 0; i < 3; ++i) {
-    std::string error;
-    std::shared_ptr<Stream> stream = session->open_stream(0, "GET / HTTP/1.1\r\n\r\n", error);
-    if (!stream) {
-      check(!error.empty());
+    auto opened = session->open_stream(0, "GET / HTTP/1.1\r\n\r\n");
+    if (!opened) {
+      check(!opened.error().message.empty());
       co_return;
     }
+    std::shared_ptr<Stream> stream = std::move(opened).value();
     asio::co_spawn(session->get_executor(), serve_stream(std::move(stream)), asio::detached);
     co_await asio::post(session->get_executor(), asio::use_awaitable);
   }

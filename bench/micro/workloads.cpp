@@ -484,9 +484,9 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
     }
     // As the gateway does: the route carries its per-tunnel series (counted per request).
     route.metrics = st.context->tunnel_metrics.series(std::string(kHost), "default");
-    std::string claim_error;
-    if (!st.context->registry.claim(std::string(kHost), "default", std::move(route), claim_error)) {
-      error_ = "registry claim: " + claim_error;
+    if (auto claimed = st.context->registry.claim(std::string(kHost), "default", std::move(route));
+        !claimed) {
+      error_ = "registry claim: " + claimed.error().message;
       return;
     }
 

@@ -190,8 +190,12 @@ class Flood {
   asio::awaitable<bool> open_one(std::size_t index, std::string& error) {
     auto ex = io_.get_executor();
     const transport::ClientTls* tls = opt_.plain ? nullptr : &tls_;
-    auto conn = co_await transport::dial(ex, opt_.server_host, opt_.server_port, tls, 10s, error);
-    if (!conn) co_return false;
+    auto dialed = co_await transport::dial(ex, opt_.server_host, opt_.server_port, tls, 10s);
+    if (!dialed) {
+      error = std::move(dialed).error().message;
+      co_return false;
+    }
+    auto conn = std::move(dialed).value();
     protocol::AuthRequest request;
     request.token = opt_.token;
     request.agent_id = opt_.prefix + "-" + std::to_string(index);
@@ -214,9 +218,9 @@ class Flood {
     }
     mux::FrameReader reader(protocol::kVersion1);
     mux::Frame frame;
-    auto got = co_await with_timeout(reader.next(*conn, frame, error, ec), 10s);
+    auto got = co_await with_timeout(reader.next(*conn, frame, ec), 10s);
     if (!got || !*got) {
-      if (!got) error = "no AUTH reply within 10 s";
+      error = !got ? "no AUTH reply within 10 s" : got->error().message;
       co_return false;
     }
     if (frame.header.frame_type() != protocol::FrameType::kAuth ||

@@ -208,28 +208,26 @@ int run(ConnectorOptions options, const std::string& metrics_addr) {
 
 }  // namespace
 
-bool make_connector_options(const Config& config, ConnectorOptions& options, std::string& error,
-                            std::string& warning) {
+common::Result<ConnectorOptions> make_connector_options(const Config& config,
+                                                        std::string& warning) {
+  ConnectorOptions options;
   auto server = parse_server_address(config.server);
-  if (!server) {
-    error = "--server: " + server.error().message;
-    return false;
-  }
+  if (!server) return common::fail("--server: " + server.error().message);
   options.server_host = server.value().host;
   options.server_port = server.value().port;
   options.window_growth_budget = config.window_budget;
 
-  std::string token_error;
-  options.token = resolve_token(config, token_error);
-  if (options.token.empty()) {
+  auto token = resolve_token(config);
+  if (!token) {
     const auto path = (std::filesystem::path(config.data_dir) / "agent.token").string();
-    error =
+    std::string error =
         "no token: pass --token TOKEN (or set TUNNEL_TOKEN), or run the agent next to a "
         "tunnel-core, which writes " +
         path;
-    if (token_error.ends_with("is empty")) error += " (" + token_error + ")";
-    return false;
+    if (token.error().message.ends_with("is empty")) error += " (" + token.error().message + ")";
+    return common::fail(std::move(error));
   }
+  options.token = std::move(token).value();
 
   transport::ClientTlsOptions tls;
   const TrustSettings trust = resolve_trust(config);
@@ -240,10 +238,7 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
       if (config.ca.empty()) {
         // The certificate a core on this machine wrote: pin it, so any host name works.
         auto fingerprint = common::cert_file_fingerprint_sha256(trust.ca_file);
-        if (!fingerprint) {
-          error = fingerprint.error().message;
-          return false;
-        }
+        if (!fingerprint) return fingerprint.error();
         tls.pin = [want = fingerprint.value()](X509* cert) {
           return common::fingerprint_sha256(cert) == want;
         };
@@ -273,10 +268,7 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     }
   } else {
     auto client_tls = transport::make_client_tls(tls);
-    if (!client_tls) {
-      error = client_tls.error().message;
-      return false;
-    }
+    if (!client_tls) return client_tls.error();
     options.tls = std::move(client_tls).value();
   }
 
@@ -284,14 +276,13 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
   for (std::size_t i = 0; i < config.tunnels.size(); ++i) {
     const TunnelConfig& t = config.tunnels[i];
     if (t.type != "http" && t.type != "tcp" && t.type != "udp") {
-      error = "tunnels[" + std::to_string(i) + "]: unknown tunnel type " + t.type;
-      return false;
+      return common::fail("tunnels[" + std::to_string(i) + "]: unknown tunnel type " + t.type);
     }
     auto local = parse_local_target(t.local);
     if (!local) {
-      error = (config.tunnels.size() == 1 ? "TARGET" : "tunnels[" + std::to_string(i) + "].local") +
-              std::string(": ") + local.error().message;
-      return false;
+      return common::fail(
+          (config.tunnels.size() == 1 ? "TARGET" : "tunnels[" + std::to_string(i) + "].local") +
+          std::string(": ") + local.error().message);
     }
     ForwardSpec spec;
     spec.local = local.value();
@@ -303,8 +294,8 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     if (!t.bandwidth.empty()) {
       auto rate = common::parse_byte_rate(t.bandwidth);
       if (!rate) {
-        error = "tunnels[" + std::to_string(i) + "].bandwidth: " + rate.error().message;
-        return false;
+        return common::fail("tunnels[" + std::to_string(i) +
+                            "].bandwidth: " + rate.error().message);
       }
       spec.request.bandwidth = rate.value();
     }
@@ -316,15 +307,12 @@ bool make_connector_options(const Config& config, ConnectorOptions& options, std
     options.tunnels.push_back(std::move(spec));
   }
   auto allow = parse_local_rules(config.allow_local);
-  if (!allow) {
-    error = "allow_local: " + allow.error().message;
-    return false;
-  }
+  if (!allow) return common::fail("allow_local: " + allow.error().message);
   options.allow_local = std::move(allow).value();
   // No tunnels of its own: it serves what the core assigns to it (a registered agent).
   options.assigned = options.tunnels.empty();
   if (options.agent_id.empty()) options.agent_id = default_agent_id();
-  return true;
+  return options;
 }
 
 int run_cli(int argc, char** argv) {
@@ -486,17 +474,15 @@ int run_cli(int argc, char** argv) {
   }
   Config config = std::move(loaded.config);
 
-  if (std::string error = observability::init_logging(config.log_format, config.log_level);
-      !error.empty()) {
-    return usage_error(error);
+  if (auto logging = observability::init_logging(config.log_format, config.log_level); !logging) {
+    return usage_error(logging.error().message);
   }
-  ConnectorOptions options;
-  std::string error;
   std::string warning;
-  if (!make_connector_options(config, options, error, warning)) return usage_error(error);
+  auto options = make_connector_options(config, warning);
+  if (!options) return usage_error(options.error().message);
   if (!warning.empty()) spdlog::warn("{}", warning);
   if (flags.token) spdlog::warn("{}", kTokenFlagWarning);
-  return run(std::move(options), config.metrics_addr);
+  return run(std::move(options).value(), config.metrics_addr);
 }
 
 }  // namespace tunnel::agent

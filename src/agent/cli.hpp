@@ -17,9 +17,7 @@ namespace tunnel::agent {
 int run_cli(int argc, char** argv);
 
 // Turns a validated Config into what the Connector needs: the server address, the token, TLS
-// trust and the tunnels. Returns false with `error` set (for the user) on failure; `warning`
-// is set when verification is off.
-bool make_connector_options(const Config& config, ConnectorOptions& options, std::string& error,
-                            std::string& warning);
+// trust and the tunnels, or an error for the user. `warning` is set when verification is off.
+common::Result<ConnectorOptions> make_connector_options(const Config& config, std::string& warning);
 
 }  // namespace tunnel::agent

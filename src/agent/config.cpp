@@ -263,17 +263,16 @@ common::Result<common::NetAddress> parse_server_address(std::string_view text) {
   return common::parse_dial_address(text, "localhost", kDefaultServerPort);
 }
 
-std::string resolve_token(const Config& config, std::string& error) {
-  error.clear();
+common::Result<std::string> resolve_token(const Config& config) {
   if (!config.token.empty()) return config.token;
   const auto path = (std::filesystem::path(config.data_dir) / "agent.token").string();
   auto token = read_trimmed(path);
   if (!token) {
-    error = "no token: set token in the config, TUNNEL_TOKEN, or run a core that writes " + path +
-            " (" + std::strerror(errno) + ")";
-    return {};
+    return common::fail(
+        "no token: set token in the config, TUNNEL_TOKEN, or run a core that writes " + path +
+        " (" + std::strerror(errno) + ")");
   }
-  if (token->empty()) error = path + " is empty";
+  if (token->empty()) return common::fail(path + " is empty");
   return *token;
 }
 

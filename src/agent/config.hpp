@@ -14,6 +14,7 @@
 
 #include "common/config_loader.hpp"
 #include "common/net_address.hpp"
+#include "common/result.hpp"
 
 namespace tunnel::agent {
 
@@ -82,9 +83,9 @@ common::Result<common::NetAddress> parse_local_target(std::string_view text);
 // The core's address from `server` (default port 8443).
 common::Result<common::NetAddress> parse_server_address(std::string_view text);
 
-// The token to present: config.token, else the contents of <data_dir>/agent.token.
-// "" with `error` naming what was tried if neither exists.
-std::string resolve_token(const Config& config, std::string& error);
+// The token to present: config.token, else the contents of <data_dir>/agent.token. An error
+// naming what was tried if neither exists, or naming the file if it is empty.
+common::Result<std::string> resolve_token(const Config& config);
 
 // How the agent verifies the core, after defaults are applied.
 struct TrustSettings {

@@ -79,11 +79,10 @@ TEST(AgentConfig, WindowBudgetReachesTheConnector) {
   web.local = "3000";
   web.subdomain = "app";
   config.tunnels.push_back(web);
-  ConnectorOptions options;
-  std::string error;
   std::string warning;
-  ASSERT_TRUE(make_connector_options(config, options, error, warning)) << error;
-  EXPECT_EQ(options.window_growth_budget, 1234u);
+  const auto options = make_connector_options(config, warning);
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options.value().window_growth_budget, 1234u);
 }
 
 TEST(AgentConfig, MetricsAddressIsOffByDefaultAndChecked) {
@@ -216,21 +215,22 @@ class AgentDataDir : public ::testing::Test {
 TEST_F(AgentDataDir, TokenAndTrustFallBackToTheLocalCore) {
   Config config;
   config.data_dir = dir_.string();
-  std::string error;
-  EXPECT_EQ(resolve_token(config, error), "");
-  EXPECT_NE(error.find((dir_ / "agent.token").string()), std::string::npos);
+  const auto missing = resolve_token(config);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find((dir_ / "agent.token").string()), std::string::npos);
   EXPECT_EQ(resolve_trust(config).mode, TrustSettings::Mode::kSystemCAs);
 
   std::ofstream(dir_ / "agent.token") << "local-token\n";
   std::ofstream(dir_ / "tls.crt") << "pem";
-  EXPECT_EQ(resolve_token(config, error), "local-token");
-  EXPECT_EQ(error, "");
+  const auto local = resolve_token(config);
+  ASSERT_TRUE(local) << local.error().message;
+  EXPECT_EQ(local.value(), "local-token");
   auto trust = resolve_trust(config);
   EXPECT_EQ(trust.mode, TrustSettings::Mode::kCaFile);
   EXPECT_EQ(trust.ca_file, (dir_ / "tls.crt").string());
 
   config.token = "explicit";
-  EXPECT_EQ(resolve_token(config, error), "explicit");
+  EXPECT_EQ(resolve_token(config).value(), "explicit");
   config.fingerprint =
       "5A:77:85:79:DB:E6:43:46:39:62:14:09:34:06:92:E9:D7:B0:2B:AA:B1:88:F4:1E:"
       "B0:7E:55:65:B1:95:E8:D4";

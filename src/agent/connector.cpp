@@ -218,9 +218,10 @@ void Connector::stop() {
 asio::awaitable<Connector::Handshake> Connector::connect() {
   Handshake hs;
   const transport::ClientTls* tls = options_.tls.context ? &options_.tls : nullptr;
-  auto conn = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
-                                       options_.dial_timeout, hs.error);
-  if (!conn) {
+  auto dialed = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
+                                         options_.dial_timeout);
+  if (!dialed) {
+    hs.error = std::move(dialed).error().message;
     // The server ended the TLS handshake: closed it (EOF), or reset it (it closed with our
     // ClientHello unread, as a core over its caps of connections before AUTH does at once).
     const bool in_handshake = tls != nullptr && hs.error.starts_with("TLS handshake with ");
@@ -248,6 +249,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
     hs.final = hs.error.find("certificate verify failed") != std::string::npos;
     co_return hs;
   }
+  std::unique_ptr<transport::Conn> conn = std::move(dialed).value();
 
   protocol::AuthRequest request;
   request.token = options_.token;
@@ -270,16 +272,14 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   // Nothing more is sent until the reply: the version may change right after it.
   mux::FrameReader reader(protocol::kVersion1, protocol::kMaxAuthPayload);
   mux::Frame frame;
-  std::string error;
-  auto got =
-      co_await with_timeout(reader.next(*conn, frame, error, ec), options_.handshake_timeout);
+  auto got = co_await with_timeout(reader.next(*conn, frame, ec), options_.handshake_timeout);
   if (!got) {
     hs.error =
         "no AUTH reply from " + server_ + " within " + format_delay(options_.handshake_timeout);
     co_return hs;
   }
   if (!*got) {
-    hs.error = "reading the AUTH reply from " + server_ + ": " + error;
+    hs.error = "reading the AUTH reply from " + server_ + ": " + got->error().message;
     // A protocol error (not a lost connection): maybe an HTTP server answered the frame.
     bool http = false;
     if (!ec) {

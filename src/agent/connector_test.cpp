@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/result_testing.hpp"
 #include "mux/frame_io.hpp"
 #include "observability/log.hpp"
 
@@ -61,9 +62,8 @@ class FakeCore {
   asio::awaitable<void> serve(std::unique_ptr<transport::Conn> conn) {
     mux::FrameReader reader(protocol::kVersion1, protocol::kMaxAuthPayload);
     mux::Frame frame;
-    std::string error;
     transport::error_code ec;
-    if (!co_await reader.next(*conn, frame, error, ec)) co_return;
+    if (!co_await reader.next(*conn, frame, ec)) co_return;
     protocol::AuthResponse reply;
     reply.success = true;
     reply.agent_id = "fake";
@@ -101,7 +101,7 @@ class FakeCore {
     }
     reader.set_version(protocol::kVersion2);
     reader.set_max_payload(protocol::kMaxPayload);
-    while (co_await reader.next(*conn, frame, error, ec)) {
+    while (co_await reader.next(*conn, frame, ec)) {
       if (frame.header.frame_type() == FrameType::kPing &&
           !frame.header.has(protocol::flags::kAck)) {
         ++pings;
@@ -176,7 +176,7 @@ TEST(ConnectorTest, HeartbeatIntervalFromTheCoreIsClamped) {
 }
 
 TEST(ConnectorTest, NoticeTextIsPrintedWithControlCharactersEscaped) {
-  ASSERT_EQ(observability::init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(observability::init_logging("text", "info")));
   asio::io_context io;
   FakeCoreBehaviour behaviour;
   behaviour.notice = "rate limit\x1b[2J\r\nforged line";
@@ -191,7 +191,7 @@ TEST(ConnectorTest, NoticeTextIsPrintedWithControlCharactersEscaped) {
 // Issue 25 "terminal escape sequences in core-provided text are stripped before printing": the
 // log escaped them, but the public address went to stdout as the core sent it.
 TEST(ConnectorTest, ThePublicAddressIsPrintedWithControlCharactersEscaped) {
-  ASSERT_EQ(observability::init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(observability::init_logging("text", "info")));
   asio::io_context io;
   FakeCoreBehaviour behaviour;
   behaviour.url = "http://app.example\x1b]0;owned\x07\x1b[2J\rForwarding  http://evil";
@@ -223,7 +223,7 @@ TEST(ConnectorTest, AFinalRefusalCodeEndsWithExitCode1) {
 // Issue 25: a name another account took (after a core restart) must not make the owner's
 // agent exit; it retries with backoff and says why.
 TEST(ConnectorTest, NameTakenIsRetriedWithBackoffSayingWhy) {
-  ASSERT_EQ(observability::init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(observability::init_logging("text", "info")));
   asio::io_context io;
   FakeCoreBehaviour behaviour;
   behaviour.refuse = true;

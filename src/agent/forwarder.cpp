@@ -334,16 +334,16 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   const std::string where = target.to_string();
   for (int tries = 0; tries < 3; ++tries) {
     bool reused = false;
-    std::string error;
     // A request without a body is retried on a fresh connection if a reused one turns out
     // closed (at.retryable).
-    auto app = co_await pool->acquire(target, reused, error, addresses.client);
-    if (!app) {
-      result.error = error;
+    auto acquired = co_await pool->acquire(target, reused, addresses.client);
+    if (!acquired) {
+      result.error = std::move(acquired).error().message;
       result.unreachable = true;
-      stream->reset(ErrorCode::kLocalUnreachable, error);
+      stream->reset(ErrorCode::kLocalUnreachable, result.error);
       co_return finish();
     }
+    tcp::socket& app = acquired.value();
     result.reused_connection = reused;
     std::string proxy_header;
     if (proxy != protocol::ProxyProtocol::kNone && !reused) {
@@ -351,7 +351,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     }
     const std::array<asio::const_buffer, 3> first_bytes{
         asio::buffer(proxy_header), asio::buffer(request.head), asio::buffer(request.end)};
-    auto [hec, written] = co_await asio::async_write(*app, first_bytes, kNoThrow);
+    auto [hec, written] = co_await asio::async_write(app, first_bytes, kNoThrow);
     (void)written;
     if (hec) {
       if (reused) continue;  // a stale pooled connection: dial a fresh one
@@ -360,7 +360,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
       co_return finish();
     }
 
-    Attempt at(*stream, *app, where, request);
+    Attempt at(*stream, app, where, request);
     at.reused = reused;
     if (!proxy_header.empty()) at.proxy = proxy;
     if (stream->read_closed() && stream->buffered() == 0 && !stream->failed() && !request.upgrade) {
@@ -381,7 +381,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
     }
     if (at.request_done && at.response_done && at.keep_alive && !request.upgrade && !at.trailing &&
         !at.failed && !at.stream_dead) {
-      pool->release(target, std::move(*app), addresses.client);
+      pool->release(target, std::move(app), addresses.client);
     }
     co_return finish();
   }

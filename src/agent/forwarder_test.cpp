@@ -15,6 +15,7 @@ namespace tunnel::agent {
 namespace {
 
 using namespace std::chrono_literals;
+using mux::test::opened;
 using mux::test::SessionPair;
 using mux::test::sleep_for;
 using protocol::ErrorCode;
@@ -133,12 +134,12 @@ struct Reply {
 // Plays the core: opens a stream with `head`, sends `body` and END_STREAM, reads to the end.
 asio::awaitable<Reply> round_trip(mux::Session& core, std::string head, std::string body = "") {
   Reply reply;
-  std::string error;
-  auto stream = core.open_stream(0, head, error);
-  if (!stream) {
-    ADD_FAILURE() << "open_stream: " << error;
+  auto result = core.open_stream(0, head);
+  if (!result) {
+    ADD_FAILURE() << "open_stream: " << result.error().message;
     co_return reply;
   }
+  auto stream = std::move(result).value();
   error_code ec;
   co_await stream->write(mux::as_bytes(body), ec, true);
   std::vector<char> buf(16 * 1024);
@@ -337,10 +338,8 @@ TEST_F(ForwarderTest, ContinueInterimResponsePassesThrough) {
       });
   serve(app->address());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(
-        0, "PUT /f HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
-        error);
+    auto stream = opened(pair.core->open_stream(
+        0, "PUT /f HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
     CO_ASSERT_TRUE(stream != nullptr);
     // The client waits for the 100 before sending its body.
     std::string got;
@@ -458,8 +457,7 @@ TEST_F(ForwarderTest, CoreResetWhileAppIsSilentStopsTheExchange) {
       });
   serve(app->address());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(0, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n", error);
+    auto stream = opened(pair.core->open_stream(0, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
     CO_ASSERT_TRUE(stream != nullptr);
     error_code ec;
     co_await stream->close_write(ec);
@@ -540,9 +538,8 @@ TEST_F(ForwarderTest, UpgradeRelaysRawBytesBothWays) {
       });
   serve(app->address());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(
-        0, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\n", error);
+    auto stream = opened(pair.core->open_stream(
+        0, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\n"));
     CO_ASSERT_TRUE(stream != nullptr);
     std::string got;
     std::vector<char> buf(1024);

@@ -31,9 +31,9 @@ bool is_http_answer(std::string_view bytes) {
 
 asio::awaitable<bool> answers_http(asio::any_io_executor executor, const std::string& host,
                                    std::uint16_t port, std::chrono::milliseconds timeout) {
-  std::string error;
-  auto conn = co_await transport::dial(executor, host, port, nullptr, timeout, error);
-  if (!conn) co_return false;
+  auto dialed = co_await transport::dial(executor, host, port, nullptr, timeout);
+  if (!dialed) co_return false;
+  auto conn = std::move(dialed).value();
   static constexpr std::string_view kRequest =
       "HEAD / HTTP/1.1\r\nHost: tunnel-agent.invalid\r\nConnection: close\r\n\r\n";
   const asio::const_buffer request(kRequest.data(), kRequest.size());

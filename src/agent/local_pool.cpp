@@ -44,9 +44,9 @@ std::string LocalPool::key(const common::NetAddress& target, std::string_view cl
   return k;
 }
 
-asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::NetAddress& target,
-                                                               bool& reused, std::string& error,
-                                                               std::string_view client) {
+asio::awaitable<common::Result<tcp::socket>> LocalPool::acquire(const common::NetAddress& target,
+                                                                bool& reused,
+                                                                std::string_view client) {
   reused = false;
   prune();
   if (auto it = idle_.find(key(target, client)); it != idle_.end()) {
@@ -59,7 +59,7 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
       if (state == IdleState::kOpen) {
         if (list.empty()) idle_.erase(it);
         reused = true;
-        co_return std::optional<tcp::socket>(std::move(socket));
+        co_return std::move(socket);
       }
       if (state == IdleState::kUnsolicited) {
         boost::system::error_code ignored;
@@ -80,10 +80,7 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
     tcp::resolver resolver(executor_);
     auto [rec, results] =
         co_await resolver.async_resolve(target.host, std::to_string(target.port), kNoThrow);
-    if (rec) {
-      error = where + ": " + rec.message();
-      co_return std::nullopt;
-    }
+    if (rec) co_return common::fail(where + ": " + rec.message());
     endpoints = std::move(results);
   } else {
     endpoints = tcp::resolver::results_type::create(tcp::endpoint(ip, target.port), target.host,
@@ -93,17 +90,16 @@ asio::awaitable<std::optional<tcp::socket>> LocalPool::acquire(const common::Net
   auto connected = co_await with_timeout(asio::async_connect(socket, endpoints, kNoThrow),
                                          options_.connect_timeout);
   if (!connected) {
-    error = where + ": timed out after " + std::to_string(options_.connect_timeout.count()) + " ms";
-    co_return std::nullopt;
+    co_return common::fail(where + ": timed out after " +
+                           std::to_string(options_.connect_timeout.count()) + " ms");
   }
   if (const auto& [cec, endpoint] = *connected; cec) {
     (void)endpoint;
-    error = where + ": " + cec.message();
-    co_return std::nullopt;
+    co_return common::fail(where + ": " + cec.message());
   }
   boost::system::error_code opt_ec;
   socket.set_option(tcp::no_delay(true), opt_ec);
-  co_return std::optional<tcp::socket>(std::move(socket));
+  co_return std::move(socket);
 }
 
 void LocalPool::release(const common::NetAddress& target, tcp::socket socket,

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "common/net_address.hpp"
+#include "common/result.hpp"
 #include "common/time_source.hpp"
 
 namespace tunnel::agent {
@@ -45,15 +46,13 @@ class LocalPool {
   LocalPool(asio::any_io_executor executor, TimeSource& time, Options options);
 
   // An open connection to `target` (TCP_NODELAY on): a pooled one (`reused` = true) or a new
-  // one. On failure returns nullopt and sets `error`, which names the address
-  // ("dial tcp 127.0.0.1:3000: Connection refused").
+  // one, or an error that names the address ("dial tcp 127.0.0.1:3000: Connection refused").
   // `client` (non-empty) restricts reuse to connections released for the same client.
   // A reused connection was open and silent when checked; the app may still close it at that
   // moment, so a caller should retry on a fresh connection when a reused one fails before
   // anything was answered.
-  asio::awaitable<std::optional<tcp::socket>> acquire(const common::NetAddress& target,
-                                                      bool& reused, std::string& error,
-                                                      std::string_view client = {});
+  asio::awaitable<common::Result<tcp::socket>> acquire(const common::NetAddress& target,
+                                                       bool& reused, std::string_view client = {});
   // Hands back a connection that finished a keep-alive exchange cleanly.
   void release(const common::NetAddress& target, tcp::socket socket, std::string_view client = {});
 

@@ -24,10 +24,13 @@ class LocalPoolTest : public ::testing::Test {
   template <typename T>
   T run(asio::awaitable<T> op) {
     std::optional<T> result;
-    asio::co_spawn(io, std::move(op), [&](std::exception_ptr e, T value) {
-      if (e) std::rethrow_exception(e);
-      result = std::move(value);
-    });
+    // Through a lambda: co_spawn's handler would need a default-constructible T, and
+    // common::Result is not.
+    asio::co_spawn(
+        io, [&]() -> asio::awaitable<void> { result.emplace(co_await std::move(op)); },
+        [](std::exception_ptr e) {
+          if (e) std::rethrow_exception(e);
+        });
     io.restart();
     while (!result && io.run_one_for(10s) > 0) {
     }
@@ -35,8 +38,8 @@ class LocalPoolTest : public ::testing::Test {
     return std::move(*result);
   }
 
-  std::optional<tcp::socket> acquire(LocalPool& pool, bool& reused, std::string& error) {
-    return run(pool.acquire(target, reused, error));
+  common::Result<tcp::socket> acquire(LocalPool& pool, bool& reused) {
+    return run(pool.acquire(target, reused));
   }
 
   // The server end of the last connection the pool dialed.
@@ -58,49 +61,47 @@ class LocalPoolTest : public ::testing::Test {
 TEST_F(LocalPoolTest, DialsThenReusesAReleasedConnection) {
   LocalPool pool(io.get_executor(), time);
   bool reused = true;
-  std::string error;
-  auto first = acquire(pool, reused, error);
-  ASSERT_TRUE(first) << error;
+  auto first = acquire(pool, reused);
+  ASSERT_TRUE(first) << first.error().message;
   EXPECT_FALSE(reused);
   auto server = accept_one();
   tcp::no_delay nodelay;
-  first->get_option(nodelay);
+  first.value().get_option(nodelay);
   EXPECT_TRUE(nodelay.value());
-  const auto port = first->local_endpoint().port();
+  const auto port = first.value().local_endpoint().port();
 
-  pool.release(target, std::move(*first));
+  pool.release(target, std::move(first.value()));
   EXPECT_EQ(pool.idle_count(target), 1u);
-  auto second = acquire(pool, reused, error);
-  ASSERT_TRUE(second) << error;
+  auto second = acquire(pool, reused);
+  ASSERT_TRUE(second) << second.error().message;
   EXPECT_TRUE(reused);
-  EXPECT_EQ(second->local_endpoint().port(), port) << "not the same connection";
+  EXPECT_EQ(second.value().local_endpoint().port(), port) << "not the same connection";
   EXPECT_EQ(pool.idle_count(), 0u);
 }
 
 TEST_F(LocalPoolTest, ClientConnectionsAreOnlyReusedForTheirClient) {
   LocalPool pool(io.get_executor(), time);
   bool reused = true;
-  std::string error;
-  auto conn = run(pool.acquire(target, reused, error, "203.0.113.7:5000"));
-  ASSERT_TRUE(conn) << error;
+  auto conn = run(pool.acquire(target, reused, "203.0.113.7:5000"));
+  ASSERT_TRUE(conn) << conn.error().message;
   auto server = accept_one();
-  const auto port = conn->local_endpoint().port();
-  pool.release(target, std::move(*conn), "203.0.113.7:5000");
+  const auto port = conn.value().local_endpoint().port();
+  pool.release(target, std::move(conn.value()), "203.0.113.7:5000");
   EXPECT_EQ(pool.idle_count(target), 0u);
   EXPECT_EQ(pool.idle_count(target, "203.0.113.7:5000"), 1u);
 
-  auto other = run(pool.acquire(target, reused, error, "203.0.113.8:5000"));
-  ASSERT_TRUE(other) << error;
+  auto other = run(pool.acquire(target, reused, "203.0.113.8:5000"));
+  ASSERT_TRUE(other) << other.error().message;
   EXPECT_FALSE(reused) << "another client's connection was handed out";
   auto other_server = accept_one();
-  auto plain = run(pool.acquire(target, reused, error));
-  ASSERT_TRUE(plain) << error;
+  auto plain = run(pool.acquire(target, reused));
+  ASSERT_TRUE(plain) << plain.error().message;
   EXPECT_FALSE(reused);
   auto plain_server = accept_one();
-  auto same = run(pool.acquire(target, reused, error, "203.0.113.7:5000"));
-  ASSERT_TRUE(same) << error;
+  auto same = run(pool.acquire(target, reused, "203.0.113.7:5000"));
+  ASSERT_TRUE(same) << same.error().message;
   EXPECT_TRUE(reused);
-  EXPECT_EQ(same->local_endpoint().port(), port);
+  EXPECT_EQ(same.value().local_endpoint().port(), port);
 }
 
 TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
@@ -108,13 +109,12 @@ TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
   options.max_idle_total = 2;
   LocalPool pool(io.get_executor(), time, options);
   bool reused = false;
-  std::string error;
   std::vector<tcp::socket> servers;
   for (const char* client : {"a:1", "b:1", "c:1"}) {
-    auto conn = run(pool.acquire(target, reused, error, client));
-    ASSERT_TRUE(conn) << error;
+    auto conn = run(pool.acquire(target, reused, client));
+    ASSERT_TRUE(conn) << conn.error().message;
     servers.push_back(accept_one());
-    pool.release(target, std::move(*conn), client);
+    pool.release(target, std::move(conn.value()), client);
     time.advance(1ms);
   }
   EXPECT_EQ(pool.idle_count(), 2u);
@@ -125,43 +125,41 @@ TEST_F(LocalPoolTest, TotalIdleIsCappedOldestFirst) {
 TEST_F(LocalPoolTest, ConnectionClosedByTheAppIsNotReused) {
   LocalPool pool(io.get_executor(), time);
   bool reused = false;
-  std::string error;
-  auto conn = acquire(pool, reused, error);
-  ASSERT_TRUE(conn) << error;
+  auto conn = acquire(pool, reused);
+  ASSERT_TRUE(conn) << conn.error().message;
   auto server = accept_one();
-  const auto port = conn->local_endpoint().port();
-  const int pooled = conn->native_handle();  // stays open while the pool holds it
-  pool.release(target, std::move(*conn));
+  const auto port = conn.value().local_endpoint().port();
+  const int pooled = conn.value().native_handle();  // stays open while the pool holds it
+  pool.release(target, std::move(conn.value()));
   server.close();  // the app drops the idle keep-alive connection
   wait_readable(pooled);
 
-  auto next = acquire(pool, reused, error);
-  ASSERT_TRUE(next) << error;
+  auto next = acquire(pool, reused);
+  ASSERT_TRUE(next) << next.error().message;
   EXPECT_FALSE(reused);
-  EXPECT_NE(next->local_endpoint().port(), port);
+  EXPECT_NE(next.value().local_endpoint().port(), port);
 }
 
 TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
   bool reused = false;
-  std::string error;
   LocalPool pool(io.get_executor(), time);
-  auto a = acquire(pool, reused, error);
-  ASSERT_TRUE(a) << error;
+  auto a = acquire(pool, reused);
+  ASSERT_TRUE(a) << a.error().message;
   auto server_a = accept_one();
-  auto b = acquire(pool, reused, error);
-  ASSERT_TRUE(b) << error;
+  auto b = acquire(pool, reused);
+  ASSERT_TRUE(b) << b.error().message;
   auto server_b = accept_one();
-  EXPECT_TRUE(LocalPool::still_open(*a));
-  EXPECT_TRUE(LocalPool::still_open(*b));
+  EXPECT_TRUE(LocalPool::still_open(a.value()));
+  EXPECT_TRUE(LocalPool::still_open(b.value()));
 
   asio::write(server_a, asio::buffer(std::string("HTTP/1.1 200 OK\r\n")));  // out of step
   server_b.shutdown(tcp::socket::shutdown_send);                            // FIN
-  wait_readable(*a);
-  wait_readable(*b);
-  EXPECT_FALSE(LocalPool::still_open(*a));
-  EXPECT_FALSE(LocalPool::still_open(*b));
-  EXPECT_EQ(LocalPool::idle_state(*a), LocalPool::IdleState::kUnsolicited);
-  EXPECT_EQ(LocalPool::idle_state(*b), LocalPool::IdleState::kClosed);
+  wait_readable(a.value());
+  wait_readable(b.value());
+  EXPECT_FALSE(LocalPool::still_open(a.value()));
+  EXPECT_FALSE(LocalPool::still_open(b.value()));
+  EXPECT_EQ(LocalPool::idle_state(a.value()), LocalPool::IdleState::kUnsolicited);
+  EXPECT_EQ(LocalPool::idle_state(b.value()), LocalPool::IdleState::kClosed);
   tcp::socket closed(io);
   EXPECT_FALSE(LocalPool::still_open(closed));
 }
@@ -171,20 +169,19 @@ TEST_F(LocalPoolTest, StillOpenDetectsEofAndUnexpectedBytes) {
 TEST_F(LocalPoolTest, ConnectionWithUnsolicitedBytesIsNotReused) {
   LocalPool pool(io.get_executor(), time);
   bool reused = false;
-  std::string error;
-  auto conn = acquire(pool, reused, error);
-  ASSERT_TRUE(conn) << error;
+  auto conn = acquire(pool, reused);
+  ASSERT_TRUE(conn) << conn.error().message;
   auto server = accept_one();
-  const auto port = conn->local_endpoint().port();
-  const int pooled = conn->native_handle();
-  pool.release(target, std::move(*conn));
+  const auto port = conn.value().local_endpoint().port();
+  const int pooled = conn.value().native_handle();
+  pool.release(target, std::move(conn.value()));
   asio::write(server, asio::buffer(std::string("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")));
   wait_readable(pooled);
 
-  auto next = acquire(pool, reused, error);
-  ASSERT_TRUE(next) << error;
+  auto next = acquire(pool, reused);
+  ASSERT_TRUE(next) << next.error().message;
   EXPECT_FALSE(reused);
-  EXPECT_NE(next->local_endpoint().port(), port);
+  EXPECT_NE(next.value().local_endpoint().port(), port);
   EXPECT_EQ(pool.idle_count(), 0u);
   // The app sees the connection closed (reset, since its bytes were never read).
   char byte = 0;
@@ -197,11 +194,10 @@ TEST_F(LocalPoolTest, ConnectionWithUnsolicitedBytesIsNotReused) {
 TEST_F(LocalPoolTest, IdleConnectionsExpire) {
   LocalPool pool(io.get_executor(), time);
   bool reused = false;
-  std::string error;
-  auto conn = acquire(pool, reused, error);
-  ASSERT_TRUE(conn) << error;
+  auto conn = acquire(pool, reused);
+  ASSERT_TRUE(conn) << conn.error().message;
   auto server = accept_one();
-  pool.release(target, std::move(*conn));
+  pool.release(target, std::move(conn.value()));
   EXPECT_EQ(pool.idle_count(), 1u);
   time.advance(60s - 1ns);
   pool.prune();
@@ -224,12 +220,11 @@ TEST_F(LocalPoolTest, IdleListIsBounded) {
   std::vector<tcp::socket> conns;
   for (int i = 0; i < 5; ++i) {
     bool reused = false;
-    std::string error;
-    auto conn = acquire(pool, reused, error);
-    ASSERT_TRUE(conn) << error;
+    auto conn = acquire(pool, reused);
+    ASSERT_TRUE(conn) << conn.error().message;
     ASSERT_FALSE(reused);
     servers.push_back(accept_one());
-    conns.push_back(std::move(*conn));
+    conns.push_back(std::move(conn.value()));
   }
   for (auto& c : conns) pool.release(target, std::move(c));
   EXPECT_EQ(pool.idle_count(target), 3u);
@@ -242,22 +237,21 @@ TEST_F(LocalPoolTest, RefusedConnectionNamesTheAddress) {
   acceptor.close();  // nothing listens there any more
   LocalPool pool(io.get_executor(), time);
   bool reused = false;
-  std::string error;
-  auto conn = acquire(pool, reused, error);
-  EXPECT_FALSE(conn);
-  EXPECT_EQ(error, "dial tcp 127.0.0.1:" + std::to_string(port) + ": Connection refused");
+  auto conn = acquire(pool, reused);
+  ASSERT_FALSE(conn);
+  EXPECT_EQ(conn.error().message,
+            "dial tcp 127.0.0.1:" + std::to_string(port) + ": Connection refused");
 }
 
 TEST_F(LocalPoolTest, ResolvesHostNames) {
   LocalPool pool(io.get_executor(), time);
   bool reused = false;
-  std::string error;
   common::NetAddress by_name{"localhost", target.port};
-  auto conn = run(pool.acquire(by_name, reused, error));
+  auto conn = run(pool.acquire(by_name, reused));
   // localhost may resolve to ::1 first; the v4 listener still gets the connection.
-  ASSERT_TRUE(conn) << error;
+  ASSERT_TRUE(conn) << conn.error().message;
   auto server = accept_one();
-  EXPECT_TRUE(LocalPool::still_open(*conn));
+  EXPECT_TRUE(LocalPool::still_open(conn.value()));
 }
 
 }  // namespace

@@ -76,17 +76,17 @@ asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> strea
   RealTimeSource unused_clock;
   LocalPool dialer(co_await asio::this_coro::executor, unused_clock);
   bool reused = false;
-  std::string error;
-  auto app = co_await dialer.acquire(target, reused, error);
-  if (!app) {
-    result.error = error;
-    stream->reset(ErrorCode::kLocalUnreachable, error);
+  auto acquired = co_await dialer.acquire(target, reused);
+  if (!acquired) {
+    result.error = std::move(acquired).error().message;
+    stream->reset(ErrorCode::kLocalUnreachable, result.error);
     result.elapsed = Clock::now() - start;
     co_return result;
   }
+  tcp::socket& app = acquired.value();
   if (proxy != protocol::ProxyProtocol::kNone) {
     const std::string header = protocol::proxy_header(proxy, addresses.client, addresses.server);
-    auto [wec, written] = co_await asio::async_write(*app, asio::buffer(header), kNoThrow);
+    auto [wec, written] = co_await asio::async_write(app, asio::buffer(header), kNoThrow);
     (void)written;
     if (wec) {
       result.error = "writing the PROXY header to " + target.to_string() + ": " + wec.message();
@@ -100,12 +100,12 @@ asio::awaitable<RawForwardResult> forward_tcp(std::shared_ptr<mux::Stream> strea
   options.reset_code = ErrorCode::kLocalError;
   options.peer = "the core";
   options.session = "the session";
-  const mux::PumpResult pumped = co_await mux::pump(*app, *stream, hooks, options);
+  const mux::PumpResult pumped = co_await mux::pump(app, *stream, hooks, options);
   result.bytes_in = pumped.to_socket;
   result.bytes_out = pumped.to_stream;
   result.error = pumped.outcome;
   boost::system::error_code ignored;
-  app->close(ignored);
+  app.close(ignored);
   result.elapsed = Clock::now() - start;
   co_return result;
 }

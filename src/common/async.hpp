@@ -10,11 +10,21 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <optional>
+#include <type_traits>
 #include <variant>
 
 namespace tunnel {
 
 namespace asio = boost::asio;
+
+namespace detail {
+// `op`'s value in an optional: the awaitable operators need a default-constructible result
+// (asio builds one when an operation throws), which common::Result is not.
+template <typename T>
+asio::awaitable<std::optional<T>> as_optional(asio::awaitable<T> op) {
+  co_return co_await std::move(op);
+}
+}  // namespace detail
 
 // Runs `op`; if it has not finished after `timeout`, cancels it and returns nullopt.
 template <typename T>
@@ -23,8 +33,14 @@ asio::awaitable<std::optional<T>> with_timeout(asio::awaitable<T> op,
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
   // as_tuple: a cancelled timer must not throw; exceptions cost a global unwinder lock.
-  auto result = co_await (std::move(op) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (result.index() == 0) co_return std::get<0>(std::move(result));
+  if constexpr (std::is_default_constructible_v<T>) {
+    auto result = co_await (std::move(op) || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 0) co_return std::get<0>(std::move(result));
+  } else {
+    auto result = co_await (detail::as_optional(std::move(op)) ||
+                            timer.async_wait(asio::as_tuple(asio::use_awaitable)));
+    if (result.index() == 0) co_return std::get<0>(std::move(result));
+  }
   co_return std::nullopt;
 }
 

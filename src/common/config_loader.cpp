@@ -2,15 +2,15 @@
 
 namespace tunnel::common {
 
-std::string parse_env_bool(std::string_view value, bool& out) {
+Status parse_env_bool(std::string_view value, bool& out) {
   if (value == "true" || value == "1") {
     out = true;
   } else if (value == "false" || value == "0") {
     out = false;
   } else {
-    return "expected true, false, 1 or 0, got \"" + std::string(value) + "\"";
+    return fail("expected true, false, 1 or 0, got \"" + std::string(value) + "\"");
   }
-  return {};
+  return success();
 }
 
 }  // namespace tunnel::common

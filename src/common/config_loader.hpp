@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/config_reader.hpp"
+#include "common/result.hpp"
 
 namespace tunnel::common {
 
@@ -32,13 +33,13 @@ template <typename Config>
 struct EnvVar {
   const char* name;  // "TUNNEL_SERVER"
   const char* key;   // the config key it sets: "server", "listen.agent"
-  // Applies a value (never called for unset or empty variables); returns "" or what is wrong
-  // with the value. The caller prefixes the variable's name.
-  std::string (*apply)(Config& config, std::string_view value);
+  // Applies a value (never called for unset or empty variables), or says what is wrong with
+  // it. The caller prefixes the variable's name.
+  Status (*apply)(Config& config, std::string_view value);
 };
 
-// "" when `value` is true, false, 1 or 0 (and sets `out`); else the error.
-std::string parse_env_bool(std::string_view value, bool& out);
+// Sets `out` when `value` is true, false, 1 or 0; else the error.
+Status parse_env_bool(std::string_view value, bool& out);
 
 namespace detail {
 template <auto First, auto... Rest, typename T>
@@ -53,14 +54,14 @@ auto& member(T& object) {
 
 // EnvVar::apply for a string member reached through `Path` (&Config::listen, &Listen::agent).
 template <typename Config, auto... Path>
-std::string env_string(Config& config, std::string_view value) {
+Status env_string(Config& config, std::string_view value) {
   detail::member<Path...>(config) = std::string(value);
-  return {};
+  return success();
 }
 
 // EnvVar::apply for a bool member (true, false, 1, 0).
 template <typename Config, auto... Path>
-std::string env_bool(Config& config, std::string_view value) {
+Status env_bool(Config& config, std::string_view value) {
   return parse_env_bool(value, detail::member<Path...>(config));
 }
 
@@ -122,8 +123,8 @@ std::vector<ConfigError> apply_env(const ConfigSchema<Config>& schema, Config& c
   for (const auto& var : schema.env) {
     const char* value = getenv(var.name);
     if (value == nullptr || *value == '\0') continue;
-    if (auto error = var.apply(config, value); !error.empty()) {
-      errors.push_back({0, 0, std::string(var.name) + ": " + error});
+    if (auto applied = var.apply(config, value); !applied) {
+      errors.push_back({0, 0, std::string(var.name) + ": " + applied.error().message});
     }
   }
   return errors;

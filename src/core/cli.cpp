@@ -214,9 +214,8 @@ int run_cli(int argc, char** argv) {
       return kExitUsage;
   }
   Config config = std::move(loaded.config);
-  if (auto error = observability::init_logging(config.log.format, config.log.level);
-      !error.empty()) {
-    std::cerr << "tunnel-core: " << error << "\n";
+  if (auto logging = observability::init_logging(config.log.format, config.log.level); !logging) {
+    std::cerr << "tunnel-core: " << logging.error().message << "\n";
     return kExitUsage;
   }
 

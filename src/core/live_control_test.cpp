@@ -52,9 +52,9 @@ class LiveControlTest : public ::testing::Test {
     auto loaded = load_config_string(std::string(kConfig));
     ASSERT_TRUE(loaded.ok()) << format_errors(loaded.errors, "config");
     context = std::make_unique<CoreContext>(std::move(loaded.config), metrics, time);
-    const PortOpener opener = [](PortProtocol, asio::any_io_executor, std::uint16_t,
-                                 std::string&) -> std::shared_ptr<PortListener> {
-      return std::make_shared<NoPort>();
+    const PortOpener opener = [](PortProtocol, asio::any_io_executor,
+                                 std::uint16_t) -> common::Result<std::shared_ptr<PortListener>> {
+      return std::shared_ptr<PortListener>(std::make_shared<NoPort>());
     };
     gateway = std::make_unique<AgentGateway>(*context, opener, nullptr);
     auto opened = store::open_store(backend.options());
@@ -144,8 +144,7 @@ class LiveControlTest : public ::testing::Test {
     co_await a->conn->write(asio::buffer(bytes), ec);
     mux::FrameReader reader(protocol::kVersion1);
     mux::Frame frame;
-    std::string error;
-    if (!ec && co_await reader.next(*a->conn, frame, error, ec)) {
+    if (!ec && co_await reader.next(*a->conn, frame, ec)) {
       auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
       if (parsed) a->reply = parsed.value();
     }
@@ -153,7 +152,7 @@ class LiveControlTest : public ::testing::Test {
     // Then read the session's frames until the core closes.
     reader.set_version(a->reply.protocol_version == 2 ? protocol::kVersion2 : protocol::kVersion1);
     reader.set_max_payload(protocol::kMaxPayload);
-    while (a->reply.success && co_await reader.next(*a->conn, frame, error, ec)) {
+    while (a->reply.success && co_await reader.next(*a->conn, frame, ec)) {
       if (frame.header.frame_type() == protocol::FrameType::kGoAway) a->go_away = true;
     }
     if (!a->reply.success) {  // a refusal: wait for the close

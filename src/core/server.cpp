@@ -133,12 +133,11 @@ Server::Server(Config config) {
   gateway_ = std::make_unique<AgentGateway>(
       *context_,
       [context = context_.get(), filters = port_listener_filters(context_->config)](
-          PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port,
-          std::string& error) {
+          PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port) {
         const std::string& host = context->config.listen.tunnels_host;
         return protocol == PortProtocol::kUdp
-                   ? open_udp_port(*context, std::move(executor), host, port, error, filters)
-                   : open_tcp_port(*context, std::move(executor), host, port, error, filters);
+                   ? open_udp_port(*context, std::move(executor), host, port, filters)
+                   : open_tcp_port(*context, std::move(executor), host, port, filters);
       },
       tunnel_filters, tunnel_connection_filters);
   front_ = std::make_unique<HttpFront>(*context_);
@@ -240,9 +239,10 @@ common::Status Server::setup_tls() {
   bool uses_generated_token = false;
   if (config.accounts.empty()) {
     // The generated token is 43 characters; one written into the file by hand may be weak.
-    if (const std::string weak = token_weakness(data.value().token); !weak.empty()) {
+    if (auto strong = check_token_strength(data.value().token); !strong) {
       return common::fail(data.value().token_path + ": the token of account \"default\" is " +
-                          weak + "; tokens must be at least " + std::to_string(kMinTokenLength) +
+                          strong.error().message + "; tokens must be at least " +
+                          std::to_string(kMinTokenLength) +
                           " characters (remove the file to generate a strong one)");
     }
     add_default_account_tokens(config, {data.value().token});
@@ -404,15 +404,14 @@ common::Status Server::start() {
     asio::co_spawn(acceptor->get_executor(),
                    serve_each(*acceptor, "https",
                               [this](tcp::socket s) -> asio::awaitable<void> {
-                                std::string error;
                                 auto conn = co_await transport::accept_tls(
                                     std::move(s), *public_tls_,
-                                    context_->config.limits.header_timeout, error);
+                                    context_->config.limits.header_timeout);
                                 if (!conn) {
-                                  spdlog::debug("https: {}", error);
+                                  spdlog::debug("https: {}", conn.error().message);
                                   co_return;
                                 }
-                                co_await front_->serve(std::move(conn), true);
+                                co_await front_->serve(std::move(conn).value(), true);
                               }),
                    asio::detached);
   }
@@ -624,14 +623,16 @@ void Server::restore_ownership() {
   }
   std::vector<Registry::Owned> owned;
   std::vector<std::string> warnings;
-  std::string error;
-  if (!ownership_->load(owned, warnings, error)) {
-    spdlog::warn("could not read who owned which name before this start: {}", error);
+  const auto loaded = ownership_->load(owned, warnings);
+  if (!loaded) {
+    spdlog::warn("could not read who owned which name before this start: {}",
+                 loaded.error().message);
   }
   bool imported = false;
-  if (control_ && owned.empty() && error.empty() && ::access(file.c_str(), F_OK) == 0) {
-    if (!FileOwnershipStore(file).load(owned, warnings, error)) {
-      spdlog::warn("could not read who owned which name before this start: {}", error);
+  if (control_ && owned.empty() && loaded && ::access(file.c_str(), F_OK) == 0) {
+    if (auto from_file = FileOwnershipStore(file).load(owned, warnings); !from_file) {
+      spdlog::warn("could not read who owned which name before this start: {}",
+                   from_file.error().message);
     }
     imported = !owned.empty();
   }

@@ -2,32 +2,25 @@
 
 namespace tunnel::core {
 
-bool StoreOwnershipStore::load(std::vector<Registry::Owned>& out, std::vector<std::string>&,
-                               std::string& error) {
+common::Status StoreOwnershipStore::load(std::vector<Registry::Owned>& out,
+                                         std::vector<std::string>& /*warnings*/) {
   auto rows = store_.load_ownership();
-  if (!rows) {
-    error = rows.error().message;
-    return false;
-  }
+  if (!rows) return rows.error();
   out.clear();
   for (auto& e : rows.value()) {
     out.push_back({std::move(e.key), std::move(e.account), std::move(e.holder), e.explicit_name,
                    e.offline_since});
   }
-  return true;
+  return common::success();
 }
 
-bool StoreOwnershipStore::save(const std::vector<Registry::Owned>& owned, std::string& error) {
+common::Status StoreOwnershipStore::save(const std::vector<Registry::Owned>& owned) {
   std::vector<store::OwnershipEntry> entries;
   entries.reserve(owned.size());
   for (const auto& o : owned) {
     entries.push_back({o.key, o.account, o.holder, o.explicit_name, o.offline_since});
   }
-  if (auto saved = store_.save_ownership(entries); !saved) {
-    error = saved.error().message;
-    return false;
-  }
-  return true;
+  return store_.save_ownership(entries);
 }
 
 }  // namespace tunnel::core

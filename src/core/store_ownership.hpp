@@ -12,9 +12,9 @@ namespace tunnel::core {
 class StoreOwnershipStore : public OwnershipStore {
  public:
   explicit StoreOwnershipStore(store::Store& store) : store_(store) {}
-  bool load(std::vector<Registry::Owned>& out, std::vector<std::string>& warnings,
-            std::string& error) override;
-  bool save(const std::vector<Registry::Owned>& owned, std::string& error) override;
+  common::Status load(std::vector<Registry::Owned>& out,
+                      std::vector<std::string>& warnings) override;
+  common::Status save(const std::vector<Registry::Owned>& owned) override;
 
  private:
   store::Store& store_;

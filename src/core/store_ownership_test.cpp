@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/result_testing.hpp"
 #include "core/control/store/test_backends.hpp"
 
 namespace tunnel::core {
@@ -14,13 +15,12 @@ TEST(CoreStoreOwnership, SavesAndLoadsWhatTheRegistryOwns) {
   StoreOwnershipStore ownership(*opened.value());
   std::vector<Registry::Owned> owned, loaded;
   std::vector<std::string> warnings;
-  std::string error;
-  ASSERT_TRUE(ownership.load(loaded, warnings, error)) << error;
+  ASSERT_TRUE(common::is_ok(ownership.load(loaded, warnings)));
   EXPECT_TRUE(loaded.empty());
   owned.push_back({"app.localhost", "alice", "", true, 0});
   owned.push_back({"tcp:15432", "bob", "agent-1\tx", false, 1765100000});  // any bytes
-  ASSERT_TRUE(ownership.save(owned, error)) << error;
-  ASSERT_TRUE(ownership.load(loaded, warnings, error)) << error;
+  ASSERT_TRUE(common::is_ok(ownership.save(owned)));
+  ASSERT_TRUE(common::is_ok(ownership.load(loaded, warnings)));
   ASSERT_EQ(loaded.size(), 2u);
   EXPECT_EQ(loaded[0].key, "app.localhost");
   EXPECT_TRUE(loaded[0].explicit_name);
@@ -28,12 +28,12 @@ TEST(CoreStoreOwnership, SavesAndLoadsWhatTheRegistryOwns) {
   EXPECT_EQ(loaded[1].offline_since, 1765100000);
   // A save replaces the whole set; it survives a reopen.
   owned.erase(owned.begin());
-  ASSERT_TRUE(ownership.save(owned, error)) << error;
+  ASSERT_TRUE(common::is_ok(ownership.save(owned)));
   opened.value().reset();
   auto again = store::open_store(backend.options());
   ASSERT_TRUE(again);
   StoreOwnershipStore reopened(*again.value());
-  ASSERT_TRUE(reopened.load(loaded, warnings, error)) << error;
+  ASSERT_TRUE(common::is_ok(reopened.load(loaded, warnings)));
   ASSERT_EQ(loaded.size(), 1u);
   EXPECT_EQ(loaded[0].account, "bob");
   EXPECT_TRUE(warnings.empty());

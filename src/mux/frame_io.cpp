@@ -19,19 +19,15 @@ namespace {
 }
 }  // namespace
 
-asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std::string& error,
-                                        transport::error_code& ec) {
+asio::awaitable<common::Status> FrameReader::next(transport::Conn& conn, Frame& frame,
+                                                  transport::error_code& ec) {
   for (;;) {
     const std::size_t have = end_ - start_;
     if (have >= protocol::kHeaderSize) {
       auto decoded = protocol::decode_header({buf_.data() + start_, have}, version_);
-      if (decoded.status == DecodeStatus::kError) {
-        error = std::move(decoded.error);
-        co_return false;
-      }
+      if (decoded.status == DecodeStatus::kError) co_return common::fail(std::move(decoded.error));
       if (decoded.header.payload_size() > max_payload_) {
-        error = over_limit(decoded.header, max_payload_);
-        co_return false;
+        co_return common::fail(over_limit(decoded.header, max_payload_));
       }
       const std::size_t need = protocol::kHeaderSize + decoded.header.payload_size();
       if (have >= need) {
@@ -39,7 +35,7 @@ asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std
         frame.payload = {buf_.data() + start_ + protocol::kHeaderSize,
                          decoded.header.payload_size()};
         start_ += need;
-        co_return true;
+        co_return common::success();
       }
       if (buf_.size() - start_ < need) {
         // The frame will not fit behind start_: move it to the front. When the buffer is full,
@@ -71,11 +67,9 @@ asio::awaitable<bool> FrameReader::next(transport::Conn& conn, Frame& frame, std
     const std::size_t n =
         co_await conn.read_some(asio::buffer(buf_.data() + end_, buf_.size() - end_), ec);
     if (ec) {
-      error = ec == asio::error::eof ? "connection closed by peer" : ec.message();
-      if (ec == asio::error::eof && end_ != start_) {
-        error = "connection closed in the middle of a frame";
-      }
-      co_return false;
+      if (ec != asio::error::eof) co_return common::fail(ec.message());
+      co_return common::fail(end_ != start_ ? "connection closed in the middle of a frame"
+                                            : "connection closed by peer");
     }
     last_read_full_ = end_ + n == buf_.size();
     end_ += n;

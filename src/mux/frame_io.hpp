@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "protocol/frame.hpp"
 #include "transport/conn.hpp"
 
@@ -43,10 +44,10 @@ class FrameReader {
   void set_max_payload(std::size_t max) { max_payload_ = std::min(max, protocol::kMaxPayload); }
   std::size_t max_payload() const { return max_payload_; }
 
-  // The next frame, or false with `error` set: a protocol error (text names the problem), or the
-  // connection's error/EOF (then `ec` is set and `error` describes it).
-  asio::awaitable<bool> next(transport::Conn& conn, Frame& frame, std::string& error,
-                             transport::error_code& ec);
+  // The next frame into `frame`, or an error: a protocol error (the message names the problem),
+  // or the connection's error/EOF (then `ec` is set too and the message describes it).
+  asio::awaitable<common::Status> next(transport::Conn& conn, Frame& frame,
+                                       transport::error_code& ec);
 
   // Bytes received but not yet returned as frames.
   std::size_t buffered() const { return end_ - start_; }

@@ -88,7 +88,12 @@ Outcome read_all(FrameReader& reader, ScriptedConn& conn, asio::io_context& io) 
       io,
       [&]() -> asio::awaitable<void> {
         Frame frame;
-        while (co_await reader.next(conn, frame, out.error, out.ec)) {
+        for (;;) {
+          auto read = co_await reader.next(conn, frame, out.ec);
+          if (!read) {
+            out.error = read.error().message;
+            break;
+          }
           out.payloads.emplace_back(frame.payload.begin(), frame.payload.end());
         }
       },

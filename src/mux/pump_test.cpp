@@ -66,7 +66,7 @@ class PumpTest : public ::testing::Test {
     asio::co_spawn(pair.io, serve(pair.agent, *pumped, hooks, options, result), asio::detached);
   }
 
-  std::shared_ptr<Stream> open(std::string& error) { return pair.core->open_stream(0, "", error); }
+  std::shared_ptr<Stream> open() { return opened(pair.core->open_stream(0, "")); }
 
   SessionPair pair;
   std::optional<tcp::socket> pumped;  // the pump's socket
@@ -102,8 +102,7 @@ TEST_F(PumpTest, RelaysBothWaysAndPassesEachHalfCloseOn) {
   const std::string up(300 * 1024, 'u');  // more than one 64 KiB read
   const std::string down = "down";
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     error_code ec;
     co_await stream->write(as_bytes(up), ec, true);  // END_STREAM: the peer sees a FIN
@@ -133,8 +132,7 @@ TEST_F(PumpTest, RelaysBothWaysAndPassesEachHalfCloseOn) {
 TEST_F(PumpTest, AStreamResetResetsTheSocket) {
   start();
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     error_code ec;
     co_await stream->write(as_bytes(std::string_view("x")), ec);
@@ -154,8 +152,7 @@ TEST_F(PumpTest, AStreamResetResetsTheSocket) {
 TEST_F(PumpTest, ASocketResetResetsTheStreamWithTheReason) {
   start();
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     error_code ec;
     co_await stream->write(as_bytes(std::string_view("x")), ec);
@@ -180,8 +177,7 @@ TEST_F(PumpTest, ARefusedEofResetsTheStreamInsteadOfEndingIt) {
   hooks.refuse_eof = "it closed at once";
   start();
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     peer->shutdown(tcp::socket::shutdown_send);
     auto [got, sec] = co_await read_to_end(*stream);
@@ -197,8 +193,7 @@ TEST_F(PumpTest, ARefusedEofResetsTheStreamInsteadOfEndingIt) {
 TEST_F(PumpTest, TheSessionEndingClosesTheSocket) {
   start();
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     error_code ec;
     co_await stream->write(as_bytes(std::string_view("x")), ec);
@@ -218,8 +213,7 @@ TEST_F(PumpTest, AnIdleConnectionIsEndedAfterTheIdleTimeout) {
   options.idle_setting = "limits.tunnel_idle_timeout";
   start();
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     auto [got, sec] = co_await read_to_end(*stream);
     EXPECT_TRUE(stream->is_reset());
@@ -240,8 +234,7 @@ TEST_F(PumpTest, AThrottledPumpWaitsBeforeEveryChunkAndCountsWhatWentThrough) {
   const std::string up(200 * 1024, 'u');
   const std::string down(150 * 1024, 'd');
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = open(error);
+    auto stream = open();
     CO_ASSERT_TRUE(stream);
     error_code ec;
     co_await stream->write(as_bytes(up), ec, true);

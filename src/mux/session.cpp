@@ -273,27 +273,20 @@ asio::awaitable<std::string> Session::run() {
   co_return close_reason_;
 }
 
-std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::string_view payload,
-                                             std::string& error) {
+common::Result<std::shared_ptr<Stream>> Session::open_stream(std::uint16_t tunnel_index,
+                                                             std::string_view payload) {
   TUNNEL_ASSERT_ON_EXECUTOR(get_executor(), "mux::Session::open_stream");
-  if (closed_) {
-    error = "the agent's session is closed";
-    return nullptr;
-  }
-  if (is_draining()) {
-    error = "the agent's session is draining";
-    return nullptr;
-  }
+  if (closed_) return common::fail("the agent's session is closed");
+  if (is_draining()) return common::fail("the agent's session is draining");
   if (streams_.size() >= options_.max_streams) {
-    error = "the agent has " + std::to_string(streams_.size()) + " open streams (the limit)";
-    return nullptr;
+    return common::fail("the agent has " + std::to_string(streams_.size()) +
+                        " open streams (the limit)");
   }
   if (heartbeat_.silent()) {
-    error = "the agent has sent nothing for over " +
-            std::to_string(heartbeat_.silent_after().count()) +
-            " ms (2 heartbeat intervals); it is dropped after " +
-            std::to_string(options_.heartbeat_timeout.count()) + " ms";
-    return nullptr;
+    return common::fail("the agent has sent nothing for over " +
+                        std::to_string(heartbeat_.silent_after().count()) +
+                        " ms (2 heartbeat intervals); it is dropped after " +
+                        std::to_string(options_.heartbeat_timeout.count()) + " ms");
   }
   const std::uint32_t id = next_stream_id_;
   next_stream_id_ += options_.version >= protocol::kVersion2 ? 2 : 1;
@@ -303,8 +296,7 @@ std::shared_ptr<Stream> Session::open_stream(std::uint16_t tunnel_index, std::st
   streams_.emplace(id, stream);
   queue_open(id, tunnel_index, payload);
   if (closed_) {  // over the queue's hard limit: queue_open() ended the session
-    error = "the agent's session is closed: " + close_reason_;
-    return nullptr;
+    return common::fail("the agent's session is closed: " + close_reason_);
   }
   return stream;
 }
@@ -368,7 +360,6 @@ asio::awaitable<void> Session::read_loop() {
   // for the other two loops, whose waits swallow the cancellation.
   try {
     Frame frame;
-    std::string error;
     transport::error_code ec;
     while (!closed_) {
       if (options_.version < protocol::kVersion2 && any_stream_over_v1_buffer()) {
@@ -381,11 +372,11 @@ asio::awaitable<void> Session::read_loop() {
         touch();
         if (closed_) break;
       }
-      if (!co_await reader_.next(*conn_, frame, error, ec)) {
+      if (auto read = co_await reader_.next(*conn_, frame, ec); !read) {
         if (ec) {
-          close(closed_ ? close_reason_ : "connection lost: " + error, false);
+          close(closed_ ? close_reason_ : "connection lost: " + read.error().message, false);
         } else {
-          protocol_error(error);
+          protocol_error(read.error().message);
         }
         break;
       }

@@ -201,13 +201,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // Runs until the connection ends or close() is called; returns why it ended.
   asio::awaitable<std::string> run();
 
-  // Core: opens a stream. v2 sends `tunnel_index` before the payload. nullptr when the session is
-  // closed, draining, at its stream limit, or silent: nothing received for 2 heartbeat intervals
-  // although we PING every interval (`error` says which). OPEN_STREAM counts against the
-  // write queue's hard limit: one that takes the queue past it ends the session (a peer that
-  // does not read) and gets nullptr.
-  std::shared_ptr<Stream> open_stream(std::uint16_t tunnel_index, std::string_view payload,
-                                      std::string& error);
+  // Core: opens a stream. v2 sends `tunnel_index` before the payload. An error when the session
+  // is closed, draining, at its stream limit, or silent: nothing received for 2 heartbeat
+  // intervals although we PING every interval (the error says which). OPEN_STREAM counts
+  // against the write queue's hard limit: one that takes the queue past it ends the session (a
+  // peer that does not read) and gets an error.
+  common::Result<std::shared_ptr<Stream>> open_stream(std::uint16_t tunnel_index,
+                                                      std::string_view payload);
   // Agent: the next stream the core opened; nullptr once the session has ended.
   asio::awaitable<std::shared_ptr<Stream>> accept();
 

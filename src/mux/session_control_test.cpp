@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "common/result_testing.hpp"
 #include "mux/session_test_support.hpp"
 
 // Records the largest single allocation so a test can show that a hostile frame length is
@@ -51,8 +52,7 @@ TEST_P(SessionControlTest, AgentResetReachesTheCoreWithCodeAndMessage) {
   SessionPair pair(version());
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(1, "x", error);
+    auto stream = opened(pair.core->open_stream(1, "x"));
     CO_ASSERT_TRUE(stream != nullptr);
     auto accepted = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted != nullptr);
@@ -80,8 +80,7 @@ TEST(SessionResetTest, CoreResetWakesTheAgentReader) {
   SessionPair pair(protocol::kVersion2);
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(1, "", error);
+    auto stream = opened(pair.core->open_stream(1, ""));
     CO_ASSERT_TRUE(stream != nullptr);
     auto accepted = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted != nullptr);
@@ -200,8 +199,7 @@ TEST_P(SessionControlTest, NoticeReachesTheAgentOnV2Only) {
       }
     } else {
       // v1 has no NOTICE: nothing is sent, and the session stays healthy.
-      std::string error;
-      auto stream = pair.core->open_stream(0, "", error);
+      auto stream = opened(pair.core->open_stream(0, ""));
       CO_ASSERT_TRUE(stream != nullptr);
       EXPECT_TRUE(co_await pair.agent->accept() != nullptr);
       EXPECT_TRUE(seen.empty());
@@ -218,8 +216,7 @@ TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
     seen.emplace(code, message);
   };
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(1, "", error);
+    auto stream = opened(pair.core->open_stream(1, ""));
     CO_ASSERT_TRUE(stream != nullptr);
     auto accepted = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted != nullptr);
@@ -235,9 +232,9 @@ TEST_P(SessionControlTest, GoAwayRefusesNewStreamsAndLetsOpenOnesFinish) {
       }
       EXPECT_TRUE(pair.agent->peer_going_away());
     }
-    error.clear();
-    EXPECT_EQ(pair.core->open_stream(2, "", error), nullptr);
-    EXPECT_FALSE(error.empty());
+    const auto refused = pair.core->open_stream(2, "");
+    EXPECT_FALSE(refused);
+    EXPECT_FALSE(common::error_of(refused).empty());
 
     // wait_idle() resolves only once the open stream has finished both ways.
     bool idle = false;
@@ -335,8 +332,7 @@ TEST_P(HostileInputTest, EndsOnlyThatSessionWithANamedReason) {
     }
     // The other session of the same process is untouched.
     EXPECT_TRUE(healthy.core->is_open());
-    std::string error;
-    auto stream = healthy.core->open_stream(1, "", error);
+    auto stream = opened(healthy.core->open_stream(1, ""));
     CO_ASSERT_TRUE(stream != nullptr);
     error_code ec;
     co_await stream->write(as_bytes("ok"), ec, true);
@@ -439,16 +435,17 @@ TEST(SessionSilenceTest, OpenStreamIsRefusedOnceThePeerIsSilentFor2Intervals) {
         peer.time.advance(20s - 1ms);
         peer.session->time_moved();
         co_await read_frame(peer.raw, protocol::kVersion2);  // the PING of 10 s: it decided
-        auto stream = peer.session->open_stream(1, "", error);
-        EXPECT_TRUE(stream != nullptr) << error;
+        auto stream = opened(peer.session->open_stream(1, ""));
+        EXPECT_TRUE(stream != nullptr);
         if (stream) stream->reset(ErrorCode::kCancel, "test");
         peer.time.advance(1ms);
         peer.session->time_moved();
         EXPECT_TRUE(co_await wait_until(
             [&] {
-              auto extra = peer.session->open_stream(1, "", error);
-              if (extra) extra->reset(ErrorCode::kCancel, "test");
-              return extra == nullptr;
+              auto extra = peer.session->open_stream(1, "");
+              if (extra) extra.value()->reset(ErrorCode::kCancel, "test");
+              if (!extra) error = extra.error().message;
+              return !extra;
             },
             5s));
         EXPECT_EQ(error,
@@ -461,7 +458,7 @@ TEST(SessionSilenceTest, OpenStreamIsRefusedOnceThePeerIsSilentFor2Intervals) {
         co_await asio::async_write(peer.raw, asio::buffer(pong), asio::use_awaitable);
         EXPECT_TRUE(co_await wait_until(
             [&] {
-              auto extra = peer.session->open_stream(1, "", error);
+              auto extra = opened(peer.session->open_stream(1, ""));
               if (extra) extra->reset(ErrorCode::kCancel, "test");
               return extra != nullptr;
             },
@@ -510,8 +507,7 @@ TEST(SessionV1Test, BackpressureIsNotAHeartbeatTimeout) {
   SessionPair pair(core, agent);
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(0, "", error);
+    auto stream = opened(pair.core->open_stream(0, ""));
     CO_ASSERT_TRUE(stream != nullptr);
     auto accepted = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted != nullptr);
@@ -558,8 +554,7 @@ TEST(SessionV1Test, ResetOfABlockingStreamResumesReading) {
   SessionPair pair(options_for(protocol::kVersion1), agent);
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto blocked = pair.core->open_stream(0, "", error);
+    auto blocked = opened(pair.core->open_stream(0, ""));
     CO_ASSERT_TRUE(blocked != nullptr);
     auto blocked_agent = co_await pair.agent->accept();
     CO_ASSERT_TRUE(blocked_agent != nullptr);
@@ -569,7 +564,7 @@ TEST(SessionV1Test, ResetOfABlockingStreamResumesReading) {
     CO_ASSERT_TRUE(co_await wait_until(
         [&] { return blocked_agent->buffered() > agent.v1_stream_buffer; }, 2s));
     blocked_agent->reset(ErrorCode::kCancel, "not interested");
-    auto other = pair.core->open_stream(0, "next", error);
+    auto other = opened(pair.core->open_stream(0, "next"));
     CO_ASSERT_TRUE(other != nullptr);
     auto other_agent = co_await with_timeout(pair.agent->accept(), 3s);
     CO_ASSERT_TRUE(other_agent.has_value() && *other_agent != nullptr);
@@ -584,9 +579,8 @@ TEST_P(SessionControlTest, CloseWakesBlockedReadersWritersAndAccept) {
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    std::string error;
-    auto reading = pair.core->open_stream(1, "", error);
-    auto writing = pair.core->open_stream(2, "", error);
+    auto reading = opened(pair.core->open_stream(1, ""));
+    auto writing = opened(pair.core->open_stream(2, ""));
     CO_ASSERT_TRUE(reading && writing);
     auto reading_agent = co_await pair.agent->accept();
     auto writing_agent = co_await pair.agent->accept();
@@ -646,9 +640,9 @@ TEST_P(SessionControlTest, CloseWakesBlockedReadersWritersAndAccept) {
     EXPECT_TRUE(read_result && *read_result == asio::error::connection_aborted);
     EXPECT_TRUE(write_result && *write_result == asio::error::connection_aborted);
     EXPECT_FALSE(pair.core->is_open());
-    std::string refused;
-    EXPECT_EQ(pair.core->open_stream(3, "", refused), nullptr);
-    EXPECT_FALSE(refused.empty());
+    const auto refused = pair.core->open_stream(3, "");
+    EXPECT_FALSE(refused);
+    EXPECT_FALSE(common::error_of(refused).empty());
 
     // The agent learns it from the CLOSE frame (or the connection's end) once it reads again.
     co_await receive_pattern(*writing_agent, 0);
@@ -697,8 +691,7 @@ TEST(SessionCloseTest, CloseReturnsWhileAWriteIsStuck) {
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        std::string error;
-        auto stream = peer.session->open_stream(0, "", error);
+        auto stream = opened(peer.session->open_stream(0, ""));
         CO_ASSERT_TRUE(stream != nullptr);
         std::optional<error_code> result;
         co_await write_until_stuck(stream, &result);
@@ -775,8 +768,7 @@ TEST(SessionExecutorDeathTest, EntryPointsOffTheExecutorAbortInDebugBuilds) {
     asio::post(other, fn);
     other.run();
   };
-  std::string error;
-  EXPECT_DEATH(on_other_worker([&] { pair.core->open_stream(1, "", error); }),
+  EXPECT_DEATH(on_other_worker([&] { opened(pair.core->open_stream(1, "")); }),
                "mux::Session::open_stream called off its executor");
   EXPECT_DEATH(on_other_worker([&] { pair.core->go_away(ErrorCode::kGoingAway, "bye"); }),
                "mux::Session::go_away called off its executor");

@@ -26,10 +26,8 @@ TEST_P(SessionDataTest, OpenStreamCarriesPayloadAndTunnelIndex) {
   SessionPair pair(version());
   ASSERT_TRUE(pair.ready());
   pair.run([&]() -> asio::awaitable<void> {
-    std::string error;
-    auto stream = pair.core->open_stream(7, "GET / HTTP/1.1\r\n", error);
+    auto stream = opened(pair.core->open_stream(7, "GET / HTTP/1.1\r\n"));
     CO_ASSERT_TRUE(stream != nullptr);
-    EXPECT_TRUE(error.empty()) << error;
     auto accepted = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted != nullptr);
     EXPECT_EQ(accepted->id(), stream->id());
@@ -38,7 +36,7 @@ TEST_P(SessionDataTest, OpenStreamCarriesPayloadAndTunnelIndex) {
       EXPECT_EQ(accepted->tunnel_index(), 7);
     }
     // A second stream gets a new id and its own payload.
-    auto second = pair.core->open_stream(300, "", error);
+    auto second = opened(pair.core->open_stream(300, ""));
     CO_ASSERT_TRUE(second != nullptr);
     auto accepted2 = co_await pair.agent->accept();
     CO_ASSERT_TRUE(accepted2 != nullptr);
@@ -55,8 +53,7 @@ TEST_P(SessionDataTest, OpenStreamCarriesPayloadAndTunnelIndex) {
 // Writes `total` bytes through an echoing agent and reads them back concurrently.
 asio::awaitable<void> echo_round_trip(SessionPair& pair, std::uint64_t seed, std::size_t total,
                                       std::size_t write_chunk) {
-  std::string error;
-  auto stream = pair.core->open_stream(1, "echo", error);
+  auto stream = opened(pair.core->open_stream(1, "echo"));
   CO_ASSERT_TRUE(stream != nullptr);
   error_code write_ec;
   auto [sent_hash, got] =
@@ -168,8 +165,7 @@ TEST_P(SessionDataTest, TwoHundredConcurrentEchoStreams) {
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
         for (int i = 0; i < kStreams; ++i) {
-          std::string error;
-          auto stream = pair.core->open_stream(static_cast<std::uint16_t>(i), "", error);
+          auto stream = opened(pair.core->open_stream(static_cast<std::uint16_t>(i), ""));
           CO_ASSERT_TRUE(stream != nullptr);
           asio::co_spawn(
               ex,
@@ -214,8 +210,7 @@ TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
   pair.run(
       [&]() -> asio::awaitable<void> {
         auto ex = co_await asio::this_coro::executor;
-        std::string error;
-        auto slow = pair.core->open_stream(1, "slow", error);
+        auto slow = opened(pair.core->open_stream(1, "slow"));
         CO_ASSERT_TRUE(slow != nullptr);
         auto slow_agent = co_await pair.agent->accept();
         CO_ASSERT_TRUE(slow_agent != nullptr);
@@ -265,7 +260,7 @@ TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
         EXPECT_EQ(slow_agent->window(), kWindow) << "a reader that never reads grew its window";
 
         // Meanwhile another stream of the same session moves 32 MiB.
-        auto fast = pair.core->open_stream(2, "fast", error);
+        auto fast = opened(pair.core->open_stream(2, "fast"));
         CO_ASSERT_TRUE(fast != nullptr);
         auto fast_agent = co_await pair.agent->accept();
         CO_ASSERT_TRUE(fast_agent != nullptr);
@@ -308,9 +303,9 @@ TEST(SessionFlowControlTest, SlowReaderBlocksOnlyItsOwnStream) {
 // checks every byte; returns the agent's end of the stream (null if none came).
 asio::awaitable<std::shared_ptr<Stream>> fast_transfer(SessionPair& pair, std::uint64_t seed,
                                                        std::size_t total) {
-  std::string error;
-  auto stream = pair.core->open_stream(1, "", error);
-  EXPECT_TRUE(stream != nullptr) << error;
+  auto opened_stream = pair.core->open_stream(1, "");
+  EXPECT_TRUE(opened_stream) << opened_stream.error().message;
+  auto stream = opened(std::move(opened_stream));
   if (stream == nullptr) co_return nullptr;
   auto agent_stream = co_await pair.agent->accept();
   EXPECT_TRUE(agent_stream != nullptr);
@@ -355,11 +350,10 @@ TEST(SessionFlowControlTest, WindowGrowthSharesOneBudgetPerSession) {
   pair.run(
       [&]() -> asio::awaitable<void> {
         constexpr std::size_t kTotal = 16u * 1024 * 1024;
-        std::string error;
         std::vector<std::shared_ptr<Stream>> sent;
         std::vector<std::shared_ptr<Stream>> received;
         for (int i = 0; i < 3; ++i) {
-          sent.push_back(pair.core->open_stream(1, "", error));
+          sent.push_back(opened(pair.core->open_stream(1, "")));
           received.push_back(co_await pair.agent->accept());
           CO_ASSERT_TRUE(sent.back() != nullptr && received.back() != nullptr);
         }

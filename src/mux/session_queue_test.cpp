@@ -29,7 +29,11 @@ TEST_P(SessionQueueTest, OpenStreamToAPeerThatNeverReadsIsBounded) {
       io,
       [&]() -> asio::awaitable<void> {
         while (opened < kMaxOpens) {
-          if (peer.session->open_stream(0, head, error) == nullptr) break;
+          auto stream = peer.session->open_stream(0, head);
+          if (!stream) {
+            error = stream.error().message;
+            break;
+          }
           ++opened;
           // Lets the write loop move what the socket takes.
           co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);

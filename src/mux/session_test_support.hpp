@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/result.hpp"
 #include "common/time_source.hpp"
 #include "mux/session.hpp"
 #include "transport/conn.hpp"
@@ -307,6 +308,12 @@ class SessionPair {
   std::optional<std::string> agent_reason;
 };
 
+// The stream Session::open_stream opened, or nullptr (a test that needs only the stream; one
+// that checks a refusal reads the result itself).
+inline std::shared_ptr<Stream> opened(common::Result<std::shared_ptr<Stream>> result) {
+  return result ? std::move(result).value() : nullptr;
+}
+
 // One stream opened by the core (tunnel 1, empty payload) and accepted by the agent; a null
 // side is a failure the caller asserts on.
 struct OpenedStream {
@@ -315,10 +322,10 @@ struct OpenedStream {
   bool ok() const { return core != nullptr && agent != nullptr; }
 };
 inline asio::awaitable<OpenedStream> open_accepted(SessionPair& pair) {
-  std::string error;
   OpenedStream s;
-  s.core = pair.core->open_stream(1, "", error);
-  EXPECT_TRUE(error.empty()) << error;
+  auto result = pair.core->open_stream(1, "");
+  EXPECT_TRUE(result) << result.error().message;
+  s.core = opened(std::move(result));
   if (s.core != nullptr) s.agent = co_await pair.agent->accept();
   co_return s;
 }

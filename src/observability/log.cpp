@@ -256,15 +256,15 @@ std::string format_json_record(std::chrono::system_clock::time_point time, std::
   return out;
 }
 
-std::string init_logging(std::string_view format, std::string_view level) {
+common::Status init_logging(std::string_view format, std::string_view level) {
   if (format != "text" && format != "json") {
-    return fmt::format("unknown --log-format \"{}\" (expected text or json)", format);
+    return common::fail(fmt::format("unknown --log-format \"{}\" (expected text or json)", format));
   }
   const auto parsed_level = parse_level(level);
   if (!parsed_level) {
-    return fmt::format(
+    return common::fail(fmt::format(
         "unknown --log-level \"{}\" (expected trace, debug, info, warn, error, critical or off)",
-        level);
+        level));
   }
   std::shared_ptr<spdlog::logger> logger;
   if (format == "json") {
@@ -281,7 +281,7 @@ std::string init_logging(std::string_view format, std::string_view level) {
   logger->set_level(*parsed_level);
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));
-  return {};
+  return common::success();
 }
 
 }  // namespace tunnel::observability

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace tunnel::observability {
 
 // Replaces the default spdlog logger. `format` is "text" or "json"; `level` is one of trace,
@@ -16,7 +18,7 @@ namespace tunnel::observability {
 // (a peer's agent id, a JWT header, a request target), so a logged value can neither start a
 // forged line nor send a terminal escape sequence: the text format as escape_for_text_log()
 // does, the JSON format as JSON strings require (see append_json_string()).
-[[nodiscard]] std::string init_logging(std::string_view format, std::string_view level);
+[[nodiscard]] common::Status init_logging(std::string_view format, std::string_view level);
 
 // `text` with every control character written as an escape, for a text log line: \n, \r, \t,
 // and \xHH for the other C0 bytes, DEL and the two bytes of a UTF-8 encoded C1 control

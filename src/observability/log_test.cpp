@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "common/result_testing.hpp"
+
 namespace tunnel::observability {
 namespace {
 
@@ -66,13 +68,13 @@ TEST(Log, TextEscapeFindsControlCharactersAtEveryOffset) {
 // What issue 25 found: a JWT header with a newline in "alg" (or an agent id with one) wrote a
 // line of its own into the text log.
 TEST(Log, TextLoggerCannotBeMadeToWriteAForgedLine) {
-  ASSERT_EQ(init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(init_logging("text", "info")));
   testing::internal::CaptureStderr();
   spdlog::warn("agent {}: unsupported JWT alg \"{}\"", "laptop\r\n",
                "HS256\n2026-01-01T00:00:00.000 info  agent admin authenticated\x1b[2K");
   spdlog::info("second");
   const std::string out = testing::internal::GetCapturedStderr();
-  ASSERT_EQ(init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(init_logging("text", "info")));
   std::vector<std::string> lines;
   for (size_t from = 0, nl; (nl = out.find('\n', from)) != std::string::npos; from = nl + 1) {
     lines.push_back(out.substr(from, nl - from));
@@ -107,23 +109,24 @@ TEST(Log, JsonRecordIsOneLineWithTimeLevelAndMessage) {
 }
 
 TEST(Log, RejectsUnknownFormatAndLevel) {
-  EXPECT_EQ(init_logging("xml", "info"), "unknown --log-format \"xml\" (expected text or json)");
-  EXPECT_EQ(init_logging("json", "verbose"),
+  EXPECT_EQ(common::error_of(init_logging("xml", "info")),
+            "unknown --log-format \"xml\" (expected text or json)");
+  EXPECT_EQ(common::error_of(init_logging("json", "verbose")),
             "unknown --log-level \"verbose\" (expected trace, debug, info, warn, error, critical "
             "or off)");
-  EXPECT_EQ(init_logging("text", "INFO"), "");
-  EXPECT_EQ(init_logging("text", "warning"), "");
+  EXPECT_TRUE(common::is_ok(init_logging("text", "INFO")));
+  EXPECT_TRUE(common::is_ok(init_logging("text", "warning")));
   EXPECT_EQ(spdlog::default_logger()->level(), spdlog::level::warn);
 }
 
 TEST(Log, JsonLoggerWritesParseableLines) {
-  ASSERT_EQ(init_logging("json", "debug"), "");
+  ASSERT_TRUE(common::is_ok(init_logging("json", "debug")));
   testing::internal::CaptureStderr();
   spdlog::debug("route {} -> \"{}\"", "app.localhost", "tab\there\xFF");
   spdlog::trace("not shown at debug level");
   spdlog::warn("second");
   const std::string out = testing::internal::GetCapturedStderr();
-  ASSERT_EQ(init_logging("text", "info"), "");
+  ASSERT_TRUE(common::is_ok(init_logging("text", "info")));
 
   const auto newline = out.find('\n');
   ASSERT_NE(newline, std::string::npos) << out;

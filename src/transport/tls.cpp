@@ -150,26 +150,24 @@ std::string describe_tls_error(const error_code& ec) {
   return ec.message();
 }
 
-asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, const std::string& host,
-                                            std::uint16_t port, const ClientTls* tls,
-                                            std::chrono::milliseconds timeout, std::string& error) {
+asio::awaitable<common::Result<std::unique_ptr<Conn>>> dial(asio::any_io_executor executor,
+                                                            const std::string& host,
+                                                            std::uint16_t port,
+                                                            const ClientTls* tls,
+                                                            std::chrono::milliseconds timeout) {
   const std::string where = host + ":" + std::to_string(port);
   tcp::resolver resolver(executor);
   auto [rec, endpoints] = co_await resolver.async_resolve(host, std::to_string(port), kNoThrow);
-  if (rec) {
-    error = "resolve " + where + ": " + rec.message();
-    co_return nullptr;
-  }
+  if (rec) co_return common::fail("resolve " + where + ": " + rec.message());
   tcp::socket socket(executor);
   auto connected = co_await with_timeout(asio::async_connect(socket, endpoints, kNoThrow), timeout);
   if (!connected) {
-    error = "connect to " + where + ": timed out after " + std::to_string(timeout.count()) + " ms";
-    co_return nullptr;
+    co_return common::fail("connect to " + where + ": timed out after " +
+                           std::to_string(timeout.count()) + " ms");
   }
   if (auto [cec, ep] = *connected; cec) {
     (void)ep;
-    error = "connect to " + where + ": " + cec.message();
-    co_return nullptr;
+    co_return common::fail("connect to " + where + ": " + cec.message());
   }
   socket.set_option(tcp::no_delay(true));
   if (!tls) co_return make_tcp_conn(std::move(socket));
@@ -189,33 +187,24 @@ asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, cons
     }
   }
   auto handshake = co_await with_timeout(conn->handshake(false), timeout);
-  if (!handshake) {
-    error = "TLS handshake with " + where + ": timed out";
-    co_return nullptr;
-  }
+  if (!handshake) co_return common::fail("TLS handshake with " + where + ": timed out");
   if (const error_code hec = *handshake; hec) {
-    error = "TLS handshake with " + where + ": " + describe_tls_error(hec);
-    co_return nullptr;
+    co_return common::fail("TLS handshake with " + where + ": " + describe_tls_error(hec));
   }
-  co_return conn;
+  co_return std::unique_ptr<Conn>(std::move(conn));
 }
 
-asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl::context& tls,
-                                                  std::chrono::milliseconds timeout,
-                                                  std::string& error) {
+asio::awaitable<common::Result<std::unique_ptr<Conn>>> accept_tls(
+    tcp::socket socket, asio::ssl::context& tls, std::chrono::milliseconds timeout) {
   socket.set_option(tcp::no_delay(true));
   const std::string peer = remote_string(socket);
   auto conn = make_tls_conn(std::move(socket), tls);
   auto handshake = co_await with_timeout(conn->handshake(true), timeout);
-  if (!handshake) {
-    error = "TLS handshake from " + peer + ": timed out";
-    co_return nullptr;
-  }
+  if (!handshake) co_return common::fail("TLS handshake from " + peer + ": timed out");
   if (const error_code hec = *handshake; hec) {
-    error = "TLS handshake from " + peer + ": " + describe_tls_error(hec);
-    co_return nullptr;
+    co_return common::fail("TLS handshake from " + peer + ": " + describe_tls_error(hec));
   }
-  co_return conn;
+  co_return std::unique_ptr<Conn>(std::move(conn));
 }
 
 }  // namespace tunnel::transport

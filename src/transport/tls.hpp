@@ -37,16 +37,17 @@ struct ClientTls {
 common::Result<ClientTls> make_client_tls(const ClientTlsOptions& options);
 
 // Resolves and connects to host:port (TCP_NODELAY on), then, when `tls` is non-null, runs the TLS
-// handshake with SNI and host name verification. Throws nothing: errors go to `error` as text
-// that names the address and the step ("connect to core.example.com:8443: Connection refused").
-asio::awaitable<std::unique_ptr<Conn>> dial(asio::any_io_executor executor, const std::string& host,
-                                            std::uint16_t port, const ClientTls* tls,
-                                            std::chrono::milliseconds timeout, std::string& error);
+// handshake with SNI and host name verification. Throws nothing: an error names the address
+// and the step ("connect to core.example.com:8443: Connection refused").
+asio::awaitable<common::Result<std::unique_ptr<Conn>>> dial(asio::any_io_executor executor,
+                                                            const std::string& host,
+                                                            std::uint16_t port,
+                                                            const ClientTls* tls,
+                                                            std::chrono::milliseconds timeout);
 
-// Accepts a TLS handshake on an accepted socket within `timeout`.
-asio::awaitable<std::unique_ptr<Conn>> accept_tls(tcp::socket socket, asio::ssl::context& tls,
-                                                  std::chrono::milliseconds timeout,
-                                                  std::string& error);
+// Accepts a TLS handshake on an accepted socket within `timeout`. An error names the peer.
+asio::awaitable<common::Result<std::unique_ptr<Conn>>> accept_tls(
+    tcp::socket socket, asio::ssl::context& tls, std::chrono::milliseconds timeout);
 
 // Whether this CPU has AES and carry-less multiply instructions (AES-GCM in hardware). Decides
 // the TLS 1.3 suite order: AES-128-GCM first with them, ChaCha20-Poly1305 first without.

@@ -47,13 +47,23 @@ std::string negotiated_suite(const ClientTls& client) {
       io,
       [&]() -> asio::awaitable<void> {
         auto socket = co_await acceptor.async_accept(asio::use_awaitable);
-        server = co_await accept_tls(std::move(socket), *server_tls, 5s, server_error);
+        auto accepted = co_await accept_tls(std::move(socket), *server_tls, 5s);
+        if (accepted) {
+          server = std::move(accepted).value();
+        } else {
+          server_error = accepted.error().message;
+        }
       },
       asio::detached);
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
-        dialed = co_await dial(io.get_executor(), "127.0.0.1", port, &client, 5s, dial_error);
+        auto connected = co_await dial(io.get_executor(), "127.0.0.1", port, &client, 5s);
+        if (connected) {
+          dialed = std::move(connected).value();
+        } else {
+          dial_error = connected.error().message;
+        }
       },
       asio::detached);
   io.run_for(10s);

@@ -40,71 +40,76 @@ bool names_exactly(const std::vector<std::string>& patterns, std::string_view na
 // decides (its account may, every other is refused, whatever its patterns say); otherwise
 // `patterns_allow` (the account's configured subdomains or domains). A reservation counts as
 // an explicit name.
-bool may_serve(const ControlView* view, const Account& account, const std::string& host,
-               bool patterns_allow, const std::string& denied, bool& explicit_name,
-               std::string& error, std::string_view& code) {
+common::Status may_serve(const ControlView* view, const Account& account, const std::string& host,
+                         bool patterns_allow, const std::string& denied, bool& explicit_name,
+                         std::string_view& code) {
   if (const auto* reserved = view != nullptr ? view->reservation_for_host(host) : nullptr) {
     if (reserved->account == account.name) {
       explicit_name = true;
-      return true;
+      return common::success();
     }
     // The other account is not named to this tenant.
-    error = host + " is reserved by another account";
     code = refusal::kNotAllowed;
-    return false;
+    return common::fail(host + " is reserved by another account");
   }
   if (!patterns_allow) {
-    error = denied;
     code = refusal::kNotAllowed;
-    return false;
+    return common::fail(denied);
   }
-  return true;
+  return common::success();
 }
 
-// Resolves what a tunnel request asks for into a hostname the account may use, or an error and
-// its refusal code.
-// `explicit_name`: the account's config names the host exactly, or the store reserves it.
-bool resolve_hostname(const CoreContext& context, const ControlView* view, const Account& account,
-                      const protocol::TunnelRequest& request, const std::string& agent_id,
-                      std::string& host, bool& explicit_name, std::string& error,
-                      std::string_view& code) {
+// A hostname an account may use, for one tunnel.
+struct NamedHost {
+  std::string host;
+  // The account's config names the host exactly, or the store reserves it.
+  bool explicit_name = false;
+};
+
+// Resolves what a tunnel request asks for into a hostname the account may use, or an error
+// (and its refusal code in `code`).
+common::Result<NamedHost> resolve_hostname(const CoreContext& context, const ControlView* view,
+                                           const Account& account,
+                                           const protocol::TunnelRequest& request,
+                                           const std::string& agent_id, std::string_view& code) {
   code = refusal::kBadRequest;
   const std::string& domain = context.config.domain;
   std::string subdomain = common::ascii_lower(request.subdomain);
+  NamedHost named;
   if (!request.hostname.empty()) {
     auto normalized = http::normalize_host(request.hostname);
     if (!normalized) {
-      error = "hostname \"" + request.hostname + "\" is not a valid host name";
-      return false;
+      return common::fail("hostname \"" + request.hostname + "\" is not a valid host name");
     }
     const std::string suffix = "." + domain;
     if (normalized->size() > suffix.size() && normalized->ends_with(suffix) &&
         normalized->find('.') == normalized->size() - suffix.size()) {
       subdomain = normalized->substr(0, normalized->size() - suffix.size());
     } else {
-      host = *normalized;
-      explicit_name = names_exactly(account.domains, host);
-      return may_serve(view, account, host, account.may_use_domain(host),
-                       "account " + account.name + " does not own the domain " + host,
-                       explicit_name, error, code);
+      named.host = *normalized;
+      named.explicit_name = names_exactly(account.domains, named.host);
+      auto allowed = may_serve(view, account, named.host, account.may_use_domain(named.host),
+                               "account " + account.name + " does not own the domain " + named.host,
+                               named.explicit_name, code);
+      if (!allowed) return allowed.error();
+      return named;
     }
   }
   // v1 without subdomains: the agent's id, which is the JWT's agent_id when the token has one
   // (never the id the agent declares for itself, which a JWT holder could set to any name).
   if (subdomain.empty()) subdomain = common::ascii_lower(agent_id);
-  if (subdomain.empty()) {
-    error = "the tunnel names no subdomain or hostname";
-    return false;
-  }
+  if (subdomain.empty()) return common::fail("the tunnel names no subdomain or hostname");
   if (!common::is_valid_dns_label(subdomain)) {
-    error = "subdomain \"" + subdomain + "\" is not a valid DNS label (letters, digits, '-')";
-    return false;
+    return common::fail("subdomain \"" + subdomain +
+                        "\" is not a valid DNS label (letters, digits, '-')");
   }
-  host = subdomain + "." + domain;
-  explicit_name = names_exactly(account.subdomains, subdomain);
-  return may_serve(view, account, host, account.may_use_subdomain(subdomain),
-                   "account " + account.name + " may not use the subdomain " + subdomain,
-                   explicit_name, error, code);
+  named.host = subdomain + "." + domain;
+  named.explicit_name = names_exactly(account.subdomains, subdomain);
+  auto allowed = may_serve(view, account, named.host, account.may_use_subdomain(subdomain),
+                           "account " + account.name + " may not use the subdomain " + subdomain,
+                           named.explicit_name, code);
+  if (!allowed) return allowed.error();
+  return named;
 }
 
 // The host named in tcp/udp tunnel results: the tunnels host, or the base domain when the
@@ -139,15 +144,17 @@ std::shared_ptr<const Throttle> make_throttle(CoreContext& context, const Accoun
   return t;
 }
 
-// "" when the tunnel's PROXY protocol request is acceptable, else why not.
-std::string check_proxy_protocol(const protocol::TunnelRequest& request) {
+// Success when the tunnel's PROXY protocol request is acceptable, else why not.
+common::Status check_proxy_protocol(const protocol::TunnelRequest& request) {
   const std::string& p = request.proxy_protocol;
-  if (p.empty()) return "";
+  if (p.empty()) return common::success();
   if (p != "v1" && p != "v2") {
-    return "proxy_protocol \"" + p + "\" is not supported (v1 or v2)";
+    return common::fail("proxy_protocol \"" + p + "\" is not supported (v1 or v2)");
   }
-  if (request.type == "udp") return "udp tunnels cannot send PROXY headers (tcp and http can)";
-  return "";
+  if (request.type == "udp") {
+    return common::fail("udp tunnels cannot send PROXY headers (tcp and http can)");
+  }
+  return common::success();
 }
 
 // A registered agent's credential (the control plane's store), else a configured token or JWT.
@@ -279,13 +286,12 @@ asio::awaitable<void> AgentGateway::serve(transport::tcp::socket socket, asio::s
   // Over a handshake cap the socket closes here, before any TLS work.
   HandshakeSlot slot = admit(socket);
   if (!slot) co_return;
-  std::string error;
-  auto conn = co_await transport::accept_tls(std::move(socket), tls, kHandshakeTimeout, error);
+  auto conn = co_await transport::accept_tls(std::move(socket), tls, kHandshakeTimeout);
   if (!conn) {
-    spdlog::warn("agent connection refused: {}", error);
+    spdlog::warn("agent connection refused: {}", conn.error().message);
     co_return;
   }
-  co_await serve_conn(std::move(conn), std::move(slot));
+  co_await serve_conn(std::move(conn).value(), std::move(slot));
 }
 
 asio::awaitable<void> AgentGateway::serve_plain(transport::tcp::socket socket) {
@@ -312,11 +318,11 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   // the core allocate for a length it announces before authenticating.
   mux::FrameReader reader(protocol::kVersion1, protocol::kMaxAuthPayload);
   mux::Frame frame;
-  std::string error;
   transport::error_code ec;
-  auto got = co_await with_timeout(reader.next(*conn, frame, error, ec), kHandshakeTimeout);
+  auto got = co_await with_timeout(reader.next(*conn, frame, ec), kHandshakeTimeout);
   if (!got || !*got) {
-    spdlog::warn("agent {}: no valid AUTH frame: {}{}", peer, !got ? "timed out after 10 s" : error,
+    spdlog::warn("agent {}: no valid AUTH frame: {}{}", peer,
+                 !got ? "timed out after 10 s" : got->error().message,
                  conn->is_tls() ? ""
                                 : " (on the plain-TCP agent listener; a TLS agent must use the "
                                   "TLS one)");
@@ -547,22 +553,27 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
     const auto& t = tunnels[i];
     protocol::TunnelResult result;
     result.type = t.type;
-    std::string host;
-    bool explicit_name = false;
-    std::string error = check_proxy_protocol(t);
+    std::string error;
     std::string_view code = refusal::kBadRequest;
     // The account's quotas on live traffic: only a core with a store has them.
     auto quota = view != nullptr ? context_.quotas.get(account.name) : nullptr;
     auto throttle = make_throttle(context_, account, t, quota);
     result.bandwidth = throttle ? throttle->tunnel_rate() : 0;
-    if (!error.empty()) {
-      // refused below
+    if (auto proxy = check_proxy_protocol(t); !proxy) {
+      error = std::move(proxy).error().message;
     } else if (t.type == "tcp" || t.type == "udp") {
-      register_port(account, view, t, i, agent, throttle, quota, result, error, code);
+      if (auto registered =
+              register_port(account, view, t, i, agent, throttle, quota, result, code);
+          !registered) {
+        error = std::move(registered).error().message;
+      }
     } else if (t.type != "http") {
       error = "tunnel type \"" + t.type + "\" is not supported by this core (http, tcp, udp)";
-    } else if (resolve_hostname(context_, view, account, t, id_for_default_name, host,
-                                explicit_name, error, code)) {
+    } else if (auto named = resolve_hostname(context_, view, account, t, id_for_default_name, code);
+               !named) {
+      error = std::move(named).error().message;
+    } else {
+      const std::string& host = named.value().host;
       auto filters = tunnel_filters_ ? tunnel_filters_(t, quota) : nullptr;
       Route route{agent,
                   static_cast<std::uint16_t>(i),
@@ -575,16 +586,18 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
       route.metrics = context_.tunnel_metrics.series(host, account.name);
       code = refusal::kNameTaken;
       std::vector<Route> displaced;
-      if (context_.registry.claim(host, account.name, std::move(route), error, explicit_name,
-                                  &displaced, account.max_names)) {
+      if (auto claimed =
+              context_.registry.claim(host, account.name, std::move(route),
+                                      named.value().explicit_name, &displaced, account.max_names)) {
         tell_displaced(host, account.name, displaced);
         result.ok = true;
         result.name = host;
         result.url = public_url(context_, host);
         agent->hostnames.push_back(host);
         agent->locals.push_back(t.local);
-      } else if (error.find("accounts[].max_names") != std::string::npos) {
-        code = refusal::kLimit;
+      } else {
+        error = std::move(claimed).error().message;
+        if (error.find("accounts[].max_names") != std::string::npos) code = refusal::kLimit;
       }
     }
     if (result.ok && assigned) result.local = t.local;
@@ -600,18 +613,18 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
   return all_ok;
 }
 
-bool AgentGateway::register_port(const Account& account, const ControlView* view,
-                                 const protocol::TunnelRequest& request, std::size_t index,
-                                 const std::shared_ptr<AgentSession>& agent,
-                                 std::shared_ptr<const Throttle> throttle,
-                                 const std::shared_ptr<AccountQuota>& quota,
-                                 protocol::TunnelResult& result, std::string& error,
-                                 std::string_view& code) {
+common::Status AgentGateway::register_port(const Account& account, const ControlView* view,
+                                           const protocol::TunnelRequest& request,
+                                           std::size_t index,
+                                           const std::shared_ptr<AgentSession>& agent,
+                                           std::shared_ptr<const Throttle> throttle,
+                                           const std::shared_ptr<AccountQuota>& quota,
+                                           protocol::TunnelResult& result, std::string_view& code) {
   const PortProtocol protocol = request.type == "udp" ? PortProtocol::kUdp : PortProtocol::kTcp;
   PortRules rules = port_rules(context_.config, account);
   if (agent->session->version() < protocol::kVersion2) {
-    error = request.type + " tunnels need protocol version 2 (the agent offered only 1)";
-    return false;
+    return common::fail(request.type +
+                        " tunnels need protocol version 2 (the agent offered only 1)");
   }
   // A port the store reserves belongs to its account: others are refused it (and the core never
   // chooses it for them), its own account may have it even outside its ranges.
@@ -619,9 +632,9 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
   if (view != nullptr && !view->ports.empty()) {
     if (const auto* reserved = view->reservation_for_port(protocol, request.remote_port)) {
       if (reserved->account != account.name) {
-        error = "port " + std::to_string(request.remote_port) + " is reserved by another account";
         code = refusal::kNotAllowed;
-        return false;
+        return common::fail("port " + std::to_string(request.remote_port) +
+                            " is reserved by another account");
       }
       reserved_here = true;
     }
@@ -631,22 +644,18 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
     };
   }
   if (request.remote_port != 0 && !reserved_here && !rules.allows(request.remote_port)) {
-    error = "port " + std::to_string(request.remote_port) +
-            " is outside the ranges allowed for account " + account.name + " (" +
-            rules.describe_ranges() + ")";
     code = refusal::kNotAllowed;
-    return false;
+    return common::fail("port " + std::to_string(request.remote_port) +
+                        " is outside the ranges allowed for account " + account.name + " (" +
+                        rules.describe_ranges() + ")");
   }
   // Every port is a descriptor, and so is every visitor's connection: keep some for those.
-  if (error = descriptor_shortage(context_.config.limits.fd_reserve); !error.empty()) {
+  if (auto reserve = check_descriptor_reserve(context_.config.limits.fd_reserve); !reserve) {
     code = refusal::kUnavailable;
-    return false;
+    return reserve;
   }
   auto executor = agent->session->get_executor();
-  const OpenPort open = [&](std::uint16_t port,
-                            std::string& open_error) -> std::shared_ptr<PortListener> {
-    return open_port_(protocol, executor, port, open_error);
-  };
+  const OpenPort open = [&](std::uint16_t port) { return open_port_(protocol, executor, port); };
   auto filters = connection_filters_ ? connection_filters_(request, quota) : nullptr;
   // Usage: the store tunnel that reserves the port asked for, else the account's own.
   const std::string usage_key =
@@ -659,13 +668,14 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
               std::move(filters),
               usage_of(context_, view, account.name, usage_key, true),
               quota};
-  const std::uint16_t port = context_.registry.claim_port(
-      protocol, request.remote_port, account.name, rules, std::move(route), open, error,
+  auto claimed = context_.registry.claim_port(
+      protocol, request.remote_port, account.name, rules, std::move(route), open,
       // The agent id changes when the agent restarts; the account and local target do not.
       request.local, account.max_names);
-  if (port == 0) {
+  if (!claimed) {
     // The registry's reasons, by what they say (registry.cpp): another account holds the port,
     // the account's port limit, or no port could be opened.
+    const std::string& error = claimed.error().message;
     if (error.find("by another account") != std::string::npos) {
       code = refusal::kNameTaken;
     } else if (error.find("ports.max_per_account") != std::string::npos ||
@@ -674,14 +684,14 @@ bool AgentGateway::register_port(const Account& account, const ControlView* view
     } else {
       code = refusal::kUnavailable;
     }
-    return false;
+    return claimed.error();
   }
   result.ok = true;
-  result.name = public_port_host(context_) + ":" + std::to_string(port);
+  result.name = public_port_host(context_) + ":" + std::to_string(claimed.value());
   result.url = request.type + "://" + result.name;
   agent->hostnames.push_back(result.url);
   agent->locals.push_back(request.local);
-  return true;
+  return common::success();
 }
 
 void AgentGateway::tell_displaced(const std::string& host, const std::string& account,

@@ -33,10 +33,9 @@ class AgentSession {
 };
 
 // Opens the public listener of a tcp or udp tunnel's port on `executor` (the edge implements
-// it; the agent side only decides who may claim which port). nullptr with `error` when the
-// port cannot be opened.
-using PortOpener = std::function<std::shared_ptr<PortListener>(
-    PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port, std::string& error)>;
+// it; the agent side only decides who may claim which port), or says why it cannot.
+using PortOpener = std::function<common::Result<std::shared_ptr<PortListener>>(
+    PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port)>;
 
 // The request filters of an http tunnel, from what its agent asked for and its account's quota
 // (null without a store) (the edge implements it); null when the tunnel needs none.
@@ -109,13 +108,14 @@ class AgentGateway {
                         const Account& account, const ControlView* view,
                         const std::shared_ptr<AgentSession>& agent,
                         protocol::AuthResponse& response);
-  // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed).
-  bool register_port(const Account& account, const ControlView* view,
-                     const protocol::TunnelRequest& request, std::size_t index,
-                     const std::shared_ptr<AgentSession>& agent,
-                     std::shared_ptr<const Throttle> throttle,
-                     const std::shared_ptr<AccountQuota>& quota, protocol::TunnelResult& result,
-                     std::string& error, std::string_view& code);
+  // A tcp or udp tunnel: checks the port policy, claims the port (opening it if needed). On
+  // a refusal, `code` gets its refusal code.
+  common::Status register_port(const Account& account, const ControlView* view,
+                               const protocol::TunnelRequest& request, std::size_t index,
+                               const std::shared_ptr<AgentSession>& agent,
+                               std::shared_ptr<const Throttle> throttle,
+                               const std::shared_ptr<AccountQuota>& quota,
+                               protocol::TunnelResult& result, std::string_view& code);
 
   // Tells the agents whose routes to `host` an explicit claim of `account` took away (NOTICE),
   // and logs it.

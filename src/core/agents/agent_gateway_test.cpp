@@ -63,15 +63,13 @@ class GatewayTest : public ::testing::Test {
     auto loaded = load_config_string(yaml);
     ASSERT_TRUE(loaded.ok()) << format_errors(loaded.errors, "config");
     context = std::make_unique<CoreContext>(std::move(loaded.config), metrics, time);
-    const PortOpener opener = [this](PortProtocol, asio::any_io_executor, std::uint16_t port,
-                                     std::string& error) -> std::shared_ptr<PortListener> {
-      if (port == 20042) {
-        error = "port 20042 is in use";
-        return nullptr;
-      }
+    const PortOpener opener =
+        [this](PortProtocol, asio::any_io_executor,
+               std::uint16_t port) -> common::Result<std::shared_ptr<PortListener>> {
+      if (port == 20042) return common::fail("port 20042 is in use");
       auto p = std::make_shared<FakePort>();
       ports.push_back(p);
-      return p;
+      return std::shared_ptr<PortListener>(p);
     };
     gateway = std::make_unique<AgentGateway>(*context, opener, nullptr);
   }
@@ -131,9 +129,8 @@ class GatewayTest : public ::testing::Test {
           }
           mux::FrameReader reader(protocol::kVersion1);
           mux::Frame frame;
-          std::string error;
-          if (!co_await reader.next(*agent, frame, error, ec)) {
-            reply.error = error;
+          if (auto read = co_await reader.next(*agent, frame, ec); !read) {
+            reply.error = read.error().message;
             replied = true;
             co_return;
           }

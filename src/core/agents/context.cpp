@@ -87,11 +87,11 @@ CoreContext::CoreContext(Config config_in, observability::Registry& metrics_regi
       window_budget(std::make_shared<mux::WindowBudget>(config.limits.window_budget_total)),
       quotas(metrics_registry, time) {}
 
-std::string descriptor_shortage(std::uint32_t reserve_setting) {
+common::Status check_descriptor_reserve(std::uint32_t reserve_setting) {
   rlimit limit{};
   if (reserve_setting == 0 || ::getrlimit(RLIMIT_NOFILE, &limit) != 0 ||
       limit.rlim_cur == RLIM_INFINITY) {
-    return "";
+    return common::success();
   }
   const std::uint64_t max = limit.rlim_cur;
   const std::uint64_t reserve = std::min<std::uint64_t>(reserve_setting, max / 4);
@@ -101,12 +101,13 @@ std::string descriptor_shortage(std::uint32_t reserve_setting) {
        it.increment(ec)) {
     ++open;
   }
-  if (ec || open + reserve <= max) return "";
-  return "the core has " + std::to_string(open) + " of its " + std::to_string(max) +
-         " file descriptors in use; new ports are refused while fewer than " +
-         std::to_string(reserve) +
-         " are free (limits.fd_reserve; raise the core's descriptor limit, e.g. LimitNOFILE= "
-         "in its systemd unit)";
+  if (ec || open + reserve <= max) return common::success();
+  return common::fail(
+      "the core has " + std::to_string(open) + " of its " + std::to_string(max) +
+      " file descriptors in use; new ports are refused while fewer than " +
+      std::to_string(reserve) +
+      " are free (limits.fd_reserve; raise the core's descriptor limit, e.g. LimitNOFILE= "
+      "in its systemd unit)");
 }
 
 std::string new_request_id() {

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/result.hpp"
 #include "common/time_source.hpp"
 #include "core/agents/control_view.hpp"
 #include "core/agents/quota.hpp"
@@ -108,9 +109,9 @@ struct CoreContext {
 // A fresh request id: 16 random bytes as 32 hex digits.
 std::string new_request_id();
 
-// "" while more than `reserve` file descriptors are free (of RLIMIT_NOFILE's soft limit; at
-// most a quarter of the limit counts as reserve), else why a new listener is refused, naming
+// Success while more than `reserve` file descriptors are free (of RLIMIT_NOFILE's soft limit;
+// at most a quarter of the limit counts as reserve), else why a new listener is refused, naming
 // limits.fd_reserve. Counts /proc/self/fd: for AUTH time, not per request. 0 = no check.
-std::string descriptor_shortage(std::uint32_t reserve);
+common::Status check_descriptor_reserve(std::uint32_t reserve);
 
 }  // namespace tunnel::core

@@ -54,13 +54,12 @@ bool write_all(int fd, std::string_view data) {
 
 }  // namespace
 
-bool FileOwnershipStore::load(std::vector<Registry::Owned>& out, std::vector<std::string>& warnings,
-                              std::string& error) {
+common::Status FileOwnershipStore::load(std::vector<Registry::Owned>& out,
+                                        std::vector<std::string>& warnings) {
   std::ifstream in(path_);
   if (!in) {
-    if (errno == ENOENT) return true;  // first start: nothing owned yet
-    error = path_ + ": " + std::strerror(errno);
-    return false;
+    if (errno == ENOENT) return common::success();  // first start: nothing owned yet
+    return common::fail(path_ + ": " + std::strerror(errno));
   }
   std::string line;
   std::size_t number = 0;
@@ -96,10 +95,10 @@ bool FileOwnershipStore::load(std::vector<Registry::Owned>& out, std::vector<std
     }
     out.push_back(std::move(o));
   }
-  return true;
+  return common::success();
 }
 
-bool FileOwnershipStore::save(const std::vector<Registry::Owned>& owned, std::string& error) {
+common::Status FileOwnershipStore::save(const std::vector<Registry::Owned>& owned) {
   std::ostringstream text;
   text << kHeader << "\n# name\taccount\texplicit\toffline since (unix s, 0 = served)\tholder\n";
   for (const auto& o : owned) {
@@ -109,29 +108,25 @@ bool FileOwnershipStore::save(const std::vector<Registry::Owned>& owned, std::st
   }
   const std::string temp = path_ + ".tmp";
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    error = temp + ": " + std::strerror(errno);
-    return false;
-  }
+  if (fd < 0) return common::fail(temp + ": " + std::strerror(errno));
   ::fchmod(fd, 0600);  // a leftover temporary file may have had another mode
   const std::string data = text.str();
   const bool ok = write_all(fd, data) && ::fsync(fd) == 0;
   const int saved_errno = errno;
   ::close(fd);
   if (!ok || ::rename(temp.c_str(), path_.c_str()) != 0) {
-    error = (ok ? path_ : temp) + ": " + std::strerror(ok ? errno : saved_errno);
+    std::string error = (ok ? path_ : temp) + ": " + std::strerror(ok ? errno : saved_errno);
     ::unlink(temp.c_str());
-    return false;
+    return common::fail(std::move(error));
   }
-  return true;
+  return common::success();
 }
 
 void save_ownership(Registry& registry, OwnershipStore& store, std::uint64_t* saved) {
   const std::uint64_t generation = registry.generation();
   if (saved != nullptr && generation == *saved) return;
-  std::string error;
-  if (!store.save(registry.owned(registry.now_unix()), error)) {
-    spdlog::warn("could not save who owns which name: {}", error);
+  if (auto stored = store.save(registry.owned(registry.now_unix())); !stored) {
+    spdlog::warn("could not save who owns which name: {}", stored.error().message);
     return;
   }
   if (saved != nullptr) *saved = generation;

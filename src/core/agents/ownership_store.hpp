@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "core/agents/registry.hpp"
 
 namespace tunnel::core {
@@ -25,18 +26,18 @@ class OwnershipStore {
  public:
   virtual ~OwnershipStore() = default;
   // What was saved; empty when nothing was. Lines that cannot be read are skipped, each named
-  // in `warnings` ("<path>:3: ..."). False with `error` only when the store cannot be read.
-  virtual bool load(std::vector<Registry::Owned>& out, std::vector<std::string>& warnings,
-                    std::string& error) = 0;
-  virtual bool save(const std::vector<Registry::Owned>& owned, std::string& error) = 0;
+  // in `warnings` ("<path>:3: ..."). An error only when the store cannot be read.
+  virtual common::Status load(std::vector<Registry::Owned>& out,
+                              std::vector<std::string>& warnings) = 0;
+  virtual common::Status save(const std::vector<Registry::Owned>& owned) = 0;
 };
 
 class FileOwnershipStore : public OwnershipStore {
  public:
   explicit FileOwnershipStore(std::string path) : path_(std::move(path)) {}
-  bool load(std::vector<Registry::Owned>& out, std::vector<std::string>& warnings,
-            std::string& error) override;
-  bool save(const std::vector<Registry::Owned>& owned, std::string& error) override;
+  common::Status load(std::vector<Registry::Owned>& out,
+                      std::vector<std::string>& warnings) override;
+  common::Status save(const std::vector<Registry::Owned>& owned) override;
   const std::string& path() const { return path_; }
 
  private:

@@ -41,32 +41,33 @@ void Registry::sweep_locked(Clock::time_point now) {
   if (erased > 0) ++generation_;
 }
 
-std::string Registry::over_held_limit(const std::string& account, std::size_t max_held) {
-  if (max_held == 0) return "";
+common::Status Registry::check_held_limit(const std::string& account, std::size_t max_held) {
+  if (max_held == 0) return common::success();
   const auto held = [&] {
     auto it = held_.find(account);
     return it == held_.end() ? std::size_t{0} : it->second;
   };
-  if (held() < max_held) return "";
+  if (held() < max_held) return common::success();
   // Holds that expired since the last sweep still count: look again (rate-limited).
   if (const auto now = time_.monotonic_time(); now - last_sweep_ >= std::chrono::seconds(1)) {
     sweep_locked(now);
-    if (held() < max_held) return "";
+    if (held() < max_held) return common::success();
   }
-  return "account " + account + " already holds " + std::to_string(held()) +
-         " names and ports (served, or kept for it for " +
-         std::to_string(std::chrono::duration_cast<std::chrono::minutes>(offline_hold_).count()) +
-         " minutes after its agents left); at most " + std::to_string(max_held) +
-         " (accounts[].max_names in the core's config)";
+  return common::fail(
+      "account " + account + " already holds " + std::to_string(held()) +
+      " names and ports (served, or kept for it for " +
+      std::to_string(std::chrono::duration_cast<std::chrono::minutes>(offline_hold_).count()) +
+      " minutes after its agents left); at most " + std::to_string(max_held) +
+      " (accounts[].max_names in the core's config)");
 }
 
 std::int64_t Registry::now_unix() const {
   return unix_seconds(time_);
 }
 
-bool Registry::claim(const std::string& host, const std::string& account, Route route,
-                     std::string& error, bool explicit_name, std::vector<Route>* displaced,
-                     std::size_t max_held) {
+common::Status Registry::claim(const std::string& host, const std::string& account, Route route,
+                               bool explicit_name, std::vector<Route>* displaced,
+                               std::size_t max_held) {
   std::lock_guard lock(mutex_);
   auto found = hosts_.find(host);
   // Another account's explicit name wins over a hold through a pattern: the pattern's agents
@@ -74,14 +75,12 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
   if (found != hosts_.end() && found->second.account != account &&
       !expired(found->second, time_.monotonic_time()) &&
       (!explicit_name || found->second.explicit_name)) {
-    error = found->second.routes.empty() ? host +
-                                               " is reserved by another account (its agent "
-                                               "left recently)"
-                                         : host + " is in use by another account";
-    return false;
+    return common::fail(found->second.routes.empty()
+                            ? host + " is reserved by another account (its agent left recently)"
+                            : host + " is in use by another account");
   }
   if (found == hosts_.end() || found->second.account != account) {
-    if (error = over_held_limit(account, max_held); !error.empty()) return false;
+    if (auto room = check_held_limit(account, max_held); !room) return room;
   }
   auto [it, inserted] = hosts_.try_emplace(host);  // the sweep may have erased `found`
   Entry& entry = it->second;
@@ -103,7 +102,7 @@ bool Registry::claim(const std::string& host, const std::string& account, Route 
   }
   claims.hosts.push_back(host);
   entry.routes.push_back(std::move(route));
-  return true;
+  return common::success();
 }
 
 void Registry::release_agent(const AgentSession* agent) {
@@ -273,20 +272,17 @@ std::size_t Registry::ports_of(PortProtocol protocol, const std::string& account
   return ports_of_locked(protocol, account);
 }
 
-bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
-                                 const std::string& account, Route& route, const OpenPort& open,
-                                 bool explicit_port, const std::string& holder,
-                                 std::string& error) {
+common::Status Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
+                                           const std::string& account, Route& route,
+                                           const OpenPort& open, const std::string& holder) {
   const auto now = time_.monotonic_time();
   auto [it, inserted] = ports_.try_emplace(port_key(protocol, port));
   PortEntry& entry = it->second;
   if (!inserted && entry.account != account && !port_expired(entry, now)) {
-    if (explicit_port) {
-      error = "port " + std::to_string(port) +
-              (entry.routes.empty() ? " is reserved by another account (its agent left recently)"
-                                    : " is in use by another account");
-    }
-    return false;
+    return common::fail("port " + std::to_string(port) +
+                        (entry.routes.empty()
+                             ? " is reserved by another account (its agent left recently)"
+                             : " is in use by another account"));
   }
   const bool fresh = inserted || entry.account != account;
   if (fresh) {
@@ -296,15 +292,15 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
     entry.account = account;
   }
   if (!entry.listener) {
-    auto listener = open(port, error);
+    auto listener = open(port);
     if (!listener) {
       if (fresh) {  // nothing to hold for anyone
         count_out(account);
         ports_.erase(it);
       }
-      return false;
+      return listener.error();
     }
-    entry.listener = std::move(listener);
+    entry.listener = std::move(listener).value();
   }
   Claims& claims = claims_[route.agent.get()];
   if (fresh) claims.created_ports.push_back(port_key(protocol, port));
@@ -314,32 +310,38 @@ bool Registry::claim_port_locked(PortProtocol protocol, std::uint16_t port,
   }
   claims.ports.push_back(port_key(protocol, port));
   entry.routes.push_back(std::move(route));
-  return true;
+  return common::success();
 }
 
-std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
-                                   const std::string& account, const PortRules& rules, Route route,
-                                   const OpenPort& open, std::string& error,
-                                   const std::string& holder, std::size_t max_held) {
+common::Result<std::uint16_t> Registry::claim_port(PortProtocol protocol, std::uint16_t port,
+                                                   const std::string& account,
+                                                   const PortRules& rules, Route route,
+                                                   const OpenPort& open, const std::string& holder,
+                                                   std::size_t max_held) {
   std::lock_guard lock(mutex_);
   const std::string proto(protocol_name(protocol));
   const auto at_max = [&] {
-    if (rules.max_ports == 0 || ports_of_locked(protocol, account) < rules.max_ports) return false;
-    error = "account " + account + " already serves " + std::to_string(rules.max_ports) + " " +
-            proto + " port" + (rules.max_ports == 1 ? "" : "s") + " (ports.max_per_account)";
-    return true;
+    return rules.max_ports != 0 && ports_of_locked(protocol, account) >= rules.max_ports;
+  };
+  const auto max_error = [&] {
+    return common::fail("account " + account + " already serves " +
+                        std::to_string(rules.max_ports) + " " + proto + " port" +
+                        (rules.max_ports == 1 ? "" : "s") + " (ports.max_per_account)");
   };
   if (port != 0) {
     auto it = ports_.find(port_key(protocol, port));
     const bool joining =
         it != ports_.end() && it->second.account == account && !it->second.routes.empty();
-    if (!joining && at_max()) return 0;
+    if (!joining && at_max()) return max_error();
     if (it == ports_.end() || it->second.account != account) {
-      if (error = over_held_limit(account, max_held); !error.empty()) return 0;
+      if (auto room = check_held_limit(account, max_held); !room) return room.error();
     }
-    return claim_port_locked(protocol, port, account, route, open, true, holder, error) ? port : 0;
+    if (auto claimed = claim_port_locked(protocol, port, account, route, open, holder); !claimed) {
+      return claimed.error();
+    }
+    return port;
   }
-  if (at_max()) return 0;
+  if (at_max()) return max_error();
   // Port 0 from a holder whose port is held: the same port again.
   if (!holder.empty()) {
     const auto now = time_.monotonic_time();
@@ -352,21 +354,15 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
       }
       const auto held = static_cast<std::uint16_t>(key & 0xffffu);
       if (!rules.allows(held)) break;  // the ranges changed since: choose anew
-      std::string held_error;
-      if (claim_port_locked(protocol, held, account, route, open, true, holder, held_error)) {
-        return held;
-      }
+      if (claim_port_locked(protocol, held, account, route, open, holder)) return held;
       break;  // it cannot open again (another program took it): choose anew
     }
   }
-  if (error = over_held_limit(account, max_held); !error.empty()) return 0;
+  if (auto room = check_held_limit(account, max_held); !room) return room.error();
   // Port 0: every port of the ranges in turn, from a random one, until one opens.
   std::size_t total = 0;
   for (const auto& r : rules.ranges) total += static_cast<std::size_t>(r.last - r.first) + 1;
-  if (total == 0) {
-    error = "no port range to choose from";
-    return 0;
-  }
+  if (total == 0) return common::fail("no port range to choose from");
   thread_local std::minstd_rand random{std::random_device{}()};
   const std::size_t start = std::uniform_int_distribution<std::size_t>(0, total - 1)(random);
   std::string last_error;
@@ -383,13 +379,12 @@ std::uint16_t Registry::claim_port(PortProtocol protocol, std::uint16_t port,
     }
     if (ports_.contains(port_key(protocol, candidate))) continue;  // held or reserved
     if (rules.reserved_for_others && rules.reserved_for_others(candidate)) continue;
-    if (claim_port_locked(protocol, candidate, account, route, open, false, holder, last_error)) {
-      return candidate;
-    }
+    auto claimed = claim_port_locked(protocol, candidate, account, route, open, holder);
+    if (claimed) return candidate;
+    last_error = std::move(claimed).error().message;
   }
-  error = "no free " + proto + " port left in " + rules.describe_ranges() +
-          (last_error.empty() ? std::string() : " (last error: " + last_error + ")");
-  return 0;
+  return common::fail("no free " + proto + " port left in " + rules.describe_ranges() +
+                      (last_error.empty() ? std::string() : " (last error: " + last_error + ")"));
 }
 
 LookupStatus Registry::lookup_port(PortProtocol protocol, std::uint16_t port, Route& out) {

@@ -34,6 +34,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/result.hpp"
 #include "common/time_source.hpp"
 #include "core/agents/bandwidth.hpp"
 #include "core/agents/usage.hpp"
@@ -79,9 +80,8 @@ class PortListener {
   virtual void close() = 0;
 };
 
-// Binds `port` (never 0); nullptr with `error` ("port 15432 is in use") when it cannot.
-using OpenPort =
-    std::function<std::shared_ptr<PortListener>(std::uint16_t port, std::string& error)>;
+// Binds `port` (never 0), or says why it cannot ("port 15432 is in use").
+using OpenPort = std::function<common::Result<std::shared_ptr<PortListener>>(std::uint16_t port)>;
 
 class Registry {
  public:
@@ -90,17 +90,17 @@ class Registry {
   explicit Registry(TimeSource& time, std::chrono::seconds offline_hold = std::chrono::minutes(10))
       : time_(time), offline_hold_(offline_hold) {}
 
-  // Adds `route` for `host` on behalf of `account`. False with `error` if another account holds
-  // the name (online or recently) and this claim does not win over it (see above).
+  // Adds `route` for `host` on behalf of `account`. An error if another account holds the name
+  // (online or recently) and this claim does not win over it (see above).
   // `explicit_name`: the account's config names this host exactly (not through a pattern).
   // `displaced` (optional) gets the routes of another account's agents that this explicit claim
   // took the name from: they stay connected but no longer get the name's traffic, and should be
   // told.
   // `max_held`: the most names and ports the account may hold (accounts[].max_names; 0 =
   // unlimited): a claim that would add one more is refused, naming the key.
-  bool claim(const std::string& host, const std::string& account, Route route, std::string& error,
-             bool explicit_name = false, std::vector<Route>* displaced = nullptr,
-             std::size_t max_held = 0);
+  common::Status claim(const std::string& host, const std::string& account, Route route,
+                       bool explicit_name = false, std::vector<Route>* displaced = nullptr,
+                       std::size_t max_held = 0);
   // Removes every route of `agent` (it disconnected); its names go offline if it was the last.
   void release_agent(const AgentSession* agent);
   // Undoes the claims of an agent whose AUTH was refused: names and ports it took fresh are
@@ -134,16 +134,16 @@ class Registry {
   // Adds `route` for `port` on behalf of `account`, opening the port with `open` when no agent
   // serves it yet. Port 0 picks a free port in `rules.ranges` (random start). `rules.ranges` is
   // not checked for an explicit port (the caller does, to word the refusal). Returns the port,
-  // or 0 with `error`: taken by another account, the account's max_ports reached, or `open`
-  // failed.
+  // or why not: taken by another account, the account's max_ports reached, or `open` failed.
   // `holder` names who asks (the gateway uses the tunnel's local target: agent ids change when
   // an agent restarts): a port 0 request gets back the port its holder had when that port is
   // held for the account.
   // `max_held` as for claim().
-  std::uint16_t claim_port(PortProtocol protocol, std::uint16_t port, const std::string& account,
-                           const PortRules& rules, Route route, const OpenPort& open,
-                           std::string& error, const std::string& holder = "",
-                           std::size_t max_held = 0);
+  common::Result<std::uint16_t> claim_port(PortProtocol protocol, std::uint16_t port,
+                                           const std::string& account, const PortRules& rules,
+                                           Route route, const OpenPort& open,
+                                           const std::string& holder = "",
+                                           std::size_t max_held = 0);
   // Picks the next agent for a port (round robin).
   LookupStatus lookup_port(PortProtocol protocol, std::uint16_t port, Route& out);
   // Ports of `protocol` that `account` serves now (with at least one agent).
@@ -197,13 +197,13 @@ class Registry {
   void count_out(const std::string& account);
   // Forgets expired holds (a full walk). Lock held.
   void sweep_locked(Clock::time_point now);
-  // "" when `account` may hold one more name or port, else the refusal. A full sweep first
-  // when at the limit, at most once a second. Lock held.
-  std::string over_held_limit(const std::string& account, std::size_t max_held);
+  // Success when `account` may hold one more name or port, else the refusal. A full sweep
+  // first when at the limit, at most once a second. Lock held.
+  common::Status check_held_limit(const std::string& account, std::size_t max_held);
   // Adds the route to a port entry (opening it if needed). Lock held.
-  bool claim_port_locked(PortProtocol protocol, std::uint16_t port, const std::string& account,
-                         Route& route, const OpenPort& open, bool explicit_port,
-                         const std::string& holder, std::string& error);
+  common::Status claim_port_locked(PortProtocol protocol, std::uint16_t port,
+                                   const std::string& account, Route& route, const OpenPort& open,
+                                   const std::string& holder);
 
   // What each connected agent claimed, so releasing it touches only those entries.
   struct Claims {

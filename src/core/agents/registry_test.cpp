@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/result_testing.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
 #include "core/agents/ownership_store.hpp"
@@ -29,8 +30,8 @@ Route route_of(const std::shared_ptr<AgentSession>& agent) {
 }
 
 OpenPort counting_open(int& closes) {
-  return [&closes](std::uint16_t, std::string&) -> std::shared_ptr<PortListener> {
-    return std::make_shared<CountingListener>(closes);
+  return [&closes](std::uint16_t) -> common::Result<std::shared_ptr<PortListener>> {
+    return std::shared_ptr<PortListener>(std::make_shared<CountingListener>(closes));
   };
 }
 
@@ -45,7 +46,6 @@ class RegistryTest : public ::testing::Test {
   int closes = 0;
   const OpenPort open = counting_open(closes);
   PortRules any;
-  std::string error;
 };
 // The suites keep their names (and so their CTest names).
 using RegistryRollback = RegistryTest;
@@ -57,11 +57,10 @@ using RegistryHold = RegistryTest;
 // ports of the refused AUTH must not stay reserved for its account.
 TEST_F(RegistryRollback, ARefusedAuthHoldsNothing) {
   auto attacker = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(attacker), error)) << error;
-  ASSERT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "mallory", any, route_of(attacker), open,
-                                error),
-            15432)
-      << error;
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "mallory", route_of(attacker))));
+  ASSERT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "mallory", any, route_of(attacker), open),
+      15432));
   registry.rollback_agent(attacker.get());
   EXPECT_EQ(closes, 1);  // the listener it opened is closed
   Route out;
@@ -70,10 +69,9 @@ TEST_F(RegistryRollback, ARefusedAuthHoldsNothing) {
   EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 15432, out), LookupStatus::kUnknown);
 
   auto bob = std::make_shared<AgentSession>();
-  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(bob), open, error),
-            15432)
-      << error;
+  EXPECT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob))));
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(bob), open), 15432));
   // The release that follows a rollback (the gateway's scope guard) changes nothing.
   registry.release_agent(attacker.get());
   EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
@@ -85,11 +83,11 @@ TEST_F(RegistryRollback, JoinedNamesStayAsTheyWere) {
   auto first = std::make_shared<AgentSession>();
   auto gone = std::make_shared<AgentSession>();
   auto refused = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("web.localhost", "alice", route_of(first), error));
-  ASSERT_TRUE(registry.claim("held.localhost", "alice", route_of(gone), error));
+  ASSERT_TRUE(common::is_ok(registry.claim("web.localhost", "alice", route_of(first))));
+  ASSERT_TRUE(common::is_ok(registry.claim("held.localhost", "alice", route_of(gone))));
   registry.release_agent(gone.get());
-  ASSERT_TRUE(registry.claim("web.localhost", "alice", route_of(refused), error));
-  ASSERT_TRUE(registry.claim("held.localhost", "alice", route_of(refused), error));
+  ASSERT_TRUE(common::is_ok(registry.claim("web.localhost", "alice", route_of(refused))));
+  ASSERT_TRUE(common::is_ok(registry.claim("held.localhost", "alice", route_of(refused))));
   registry.rollback_agent(refused.get());
   Route out;
   ASSERT_EQ(registry.lookup("web.localhost", out), LookupStatus::kFound);
@@ -97,7 +95,7 @@ TEST_F(RegistryRollback, JoinedNamesStayAsTheyWere) {
   ASSERT_EQ(registry.lookup("web.localhost", out), LookupStatus::kFound);
   EXPECT_EQ(out.agent, first);
   EXPECT_EQ(registry.lookup("held.localhost", out), LookupStatus::kOffline);
-  EXPECT_FALSE(registry.claim("held.localhost", "mallory", route_of(refused), error));
+  EXPECT_FALSE(registry.claim("held.localhost", "mallory", route_of(refused)));
 }
 
 constexpr std::int64_t kNow = 1'800'000'000;
@@ -117,13 +115,13 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
     Registry before(time, std::chrono::minutes(10));
     auto bob = std::make_shared<AgentSession>();
     auto gone = std::make_shared<AgentSession>();
-    std::string error;
-    ASSERT_TRUE(before.claim("bob.localhost", "bob", route_of(bob), error));
-    ASSERT_TRUE(before.claim("old.localhost", "bob", route_of(gone), error));
+    ASSERT_TRUE(common::is_ok(before.claim("bob.localhost", "bob", route_of(bob))));
+    ASSERT_TRUE(common::is_ok(before.claim("old.localhost", "bob", route_of(gone))));
     before.release_agent(gone.get());
-    port = before.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
-                             counting_open(closes), error, holder);
-    ASSERT_NE(port, 0) << error;
+    const auto claimed = before.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
+                                           counting_open(closes), holder);
+    ASSERT_TRUE(common::is_ok(claimed));
+    port = claimed.value();
     saved = before.owned(kNow);
   }
   ASSERT_EQ(saved.size(), 3u);
@@ -133,14 +131,13 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
       std::filesystem::temp_directory_path() / ("registry_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   FileOwnershipStore store((dir / "ownership").string());
-  std::string error;
-  ASSERT_TRUE(store.save(saved, error)) << error;
+  ASSERT_TRUE(common::is_ok(store.save(saved)));
   struct stat st {};
   ASSERT_EQ(::stat(store.path().c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   std::vector<Registry::Owned> loaded;
   std::vector<std::string> warnings;
-  ASSERT_TRUE(store.load(loaded, warnings, error)) << error;
+  ASSERT_TRUE(common::is_ok(store.load(loaded, warnings)));
   EXPECT_TRUE(warnings.empty());
   ASSERT_EQ(loaded.size(), 3u);
   std::filesystem::remove_all(dir);
@@ -150,19 +147,17 @@ TEST(RegistryRestore, WhatAnAccountOwnedBeforeARestartStaysWithIt) {
   auto mallory = std::make_shared<AgentSession>();
   Route out;
   EXPECT_EQ(after.lookup("bob.localhost", out), LookupStatus::kOffline);
-  EXPECT_FALSE(after.claim("bob.localhost", "mallory", route_of(mallory), error));
-  EXPECT_EQ(error, "bob.localhost is reserved by another account (its agent left recently)");
-  EXPECT_FALSE(after.claim("old.localhost", "mallory", route_of(mallory), error));
-  EXPECT_EQ(after.claim_port(PortProtocol::kTcp, port, "mallory", any, route_of(mallory),
-                             counting_open(closes), error),
-            0);
+  EXPECT_EQ(common::error_of(after.claim("bob.localhost", "mallory", route_of(mallory))),
+            "bob.localhost is reserved by another account (its agent left recently)");
+  EXPECT_FALSE(after.claim("old.localhost", "mallory", route_of(mallory)));
+  EXPECT_FALSE(after.claim_port(PortProtocol::kTcp, port, "mallory", any, route_of(mallory),
+                                counting_open(closes)));
 
   auto bob = std::make_shared<AgentSession>();
-  EXPECT_TRUE(after.claim("bob.localhost", "bob", route_of(bob), error)) << error;
-  EXPECT_EQ(after.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
-                             counting_open(closes), error, holder),
-            port)
-      << error;
+  EXPECT_TRUE(common::is_ok(after.claim("bob.localhost", "bob", route_of(bob))));
+  EXPECT_TRUE(common::is_value(after.claim_port(PortProtocol::kTcp, 0, "bob", any, route_of(bob),
+                                                counting_open(closes), holder),
+                               port));
 }
 
 // A name that went offline long enough before the save is not held after the restart.
@@ -196,8 +191,7 @@ TEST(RegistryRestore, UnreadableLinesAreNamedAndSkipped) {
   FileOwnershipStore store(path.string());
   std::vector<Registry::Owned> loaded;
   std::vector<std::string> warnings;
-  std::string error;
-  ASSERT_TRUE(store.load(loaded, warnings, error)) << error;
+  ASSERT_TRUE(common::is_ok(store.load(loaded, warnings)));
   std::filesystem::remove(path);
   ASSERT_EQ(loaded.size(), 1u);
   EXPECT_TRUE(loaded[0].explicit_name);
@@ -206,7 +200,7 @@ TEST(RegistryRestore, UnreadableLinesAreNamedAndSkipped) {
       << warnings[0];
   // A missing file is a first start, not an error.
   loaded.clear();
-  EXPECT_TRUE(store.load(loaded, warnings, error));
+  EXPECT_TRUE(common::is_ok(store.load(loaded, warnings)));
   EXPECT_TRUE(loaded.empty());
 }
 
@@ -217,17 +211,18 @@ TEST_F(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
   auto squatter = std::make_shared<AgentSession>();
   auto other = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "mallory", route_of(squatter))));
   std::vector<Route> displaced;
-  EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), error, false, &displaced));
+  EXPECT_FALSE(registry.claim("bob.localhost", "carol", route_of(other), false, &displaced));
   EXPECT_TRUE(displaced.empty()) << "a refused claim displaces nobody";
-  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true, &displaced))
-      << error;
+  EXPECT_TRUE(
+      common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob), true, &displaced)));
   ASSERT_EQ(displaced.size(), 1u) << "the live pattern holder is handed back, to be told";
   EXPECT_EQ(displaced[0].agent, squatter);
   displaced.clear();
   auto bob2 = std::make_shared<AgentSession>();
-  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob2), error, true, &displaced));
+  EXPECT_TRUE(
+      common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob2), true, &displaced)));
   EXPECT_TRUE(displaced.empty()) << "joining one's own name displaces nobody";
   registry.release_agent(bob2.get());
   Route out;
@@ -235,13 +230,13 @@ TEST_F(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
   EXPECT_EQ(out.agent, bob);
   ASSERT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
   EXPECT_EQ(out.agent, bob);
-  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter)));
   // Releasing the displaced agent leaves bob's route alone.
   registry.release_agent(squatter.get());
   EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kFound);
   // Held for bob now: the pattern still cannot take it.
   registry.release_agent(bob.get());
-  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(squatter)));
 }
 
 // Issue 25: nothing capped the names and ports one account could hold (served, held after its
@@ -250,38 +245,38 @@ TEST_F(RegistryExplicit, AnExplicitNameWinsOverAnotherAccountsPattern) {
 TEST_F(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
   any.max_ports = 0;
   auto a = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 3));
-  ASSERT_TRUE(registry.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 3));
-  ASSERT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15001, "alice", any, route_of(a), open, error, "", 3),
-      15001)
-      << error;
+  ASSERT_TRUE(
+      common::is_ok(registry.claim("a1.localhost", "alice", route_of(a), false, nullptr, 3)));
+  ASSERT_TRUE(
+      common::is_ok(registry.claim("a2.localhost", "alice", route_of(a), false, nullptr, 3)));
+  ASSERT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15001, "alice", any, route_of(a), open, "", 3),
+      15001));
   EXPECT_EQ(registry.held_by("alice"), 3u);
-  EXPECT_FALSE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 3));
-  EXPECT_EQ(error,
-            "account alice already holds 3 names and ports (served, or kept for it for 10 minutes "
-            "after its agents left); at most 3 (accounts[].max_names in the core's config)");
-  error.clear();
   EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 0, "alice", any, route_of(a), open, error, "", 3), 0);
+      common::error_of(registry.claim("a3.localhost", "alice", route_of(a), false, nullptr, 3)),
+      "account alice already holds 3 names and ports (served, or kept for it for 10 minutes "
+      "after its agents left); at most 3 (accounts[].max_names in the core's config)");
+  std::string error = common::error_of(
+      registry.claim_port(PortProtocol::kTcp, 0, "alice", any, route_of(a), open, "", 3));
   EXPECT_NE(error.find("accounts[].max_names"), std::string::npos) << error;
-  error.clear();
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kUdp, 15002, "alice", any, route_of(a), open, error, "", 3),
-      0);
+  error = common::error_of(
+      registry.claim_port(PortProtocol::kUdp, 15002, "alice", any, route_of(a), open, "", 3));
   EXPECT_NE(error.find("accounts[].max_names"), std::string::npos) << error;
   // Another agent of the account joining a name it holds adds nothing.
   auto a2 = std::make_shared<AgentSession>();
-  EXPECT_TRUE(registry.claim("a1.localhost", "alice", route_of(a2), error, false, nullptr, 3));
+  EXPECT_TRUE(
+      common::is_ok(registry.claim("a1.localhost", "alice", route_of(a2), false, nullptr, 3)));
   // Another account has its own count.
   auto b = std::make_shared<AgentSession>();
-  EXPECT_TRUE(registry.claim("b1.localhost", "bob", route_of(b), error, false, nullptr, 3));
+  EXPECT_TRUE(common::is_ok(registry.claim("b1.localhost", "bob", route_of(b), false, nullptr, 3)));
   // Held names count as long as they are held: the agents leaving frees nothing.
   registry.release_agent(a.get());
   registry.release_agent(a2.get());
   EXPECT_EQ(registry.held_by("alice"), 3u);
-  EXPECT_FALSE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 3));
-  EXPECT_TRUE(registry.claim("a3.localhost", "alice", route_of(a), error, false, nullptr, 0))
+  EXPECT_FALSE(registry.claim("a3.localhost", "alice", route_of(a), false, nullptr, 3));
+  EXPECT_TRUE(
+      common::is_ok(registry.claim("a3.localhost", "alice", route_of(a), false, nullptr, 0)))
       << "0 = unlimited";
   // Names restored from a previous run count too.
   Registry restored(time, std::chrono::minutes(10));
@@ -289,19 +284,19 @@ TEST_F(RegistryLimits, NamesAndPortsHeldPerAccountAreCapped) {
   restored.restore({{"x1.localhost", "carol", "", false, 0}, {"tcp:15003", "carol", "h", false, 0}},
                    now);
   EXPECT_EQ(restored.held_by("carol"), 2u);
-  EXPECT_FALSE(restored.claim("x2.localhost", "carol", route_of(b), error, false, nullptr, 2));
+  EXPECT_FALSE(restored.claim("x2.localhost", "carol", route_of(b), false, nullptr, 2));
 }
 
 TEST_F(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
   Registry quick(time, std::chrono::seconds(0));  // holds expire at once
   auto a = std::make_shared<AgentSession>();
-  ASSERT_TRUE(quick.claim("a1.localhost", "alice", route_of(a), error, false, nullptr, 1));
+  ASSERT_TRUE(common::is_ok(quick.claim("a1.localhost", "alice", route_of(a), false, nullptr, 1)));
   auto refused = std::make_shared<AgentSession>();
-  EXPECT_FALSE(quick.claim("a2.localhost", "alice", route_of(refused), error, false, nullptr, 1));
+  EXPECT_FALSE(quick.claim("a2.localhost", "alice", route_of(refused), false, nullptr, 1));
   quick.release_agent(a.get());
   // The expired hold is swept when the limit is reached (at most once a second).
   time.advance(std::chrono::seconds(1));
-  EXPECT_TRUE(quick.claim("a2.localhost", "alice", route_of(a), error, false, nullptr, 1)) << error;
+  EXPECT_TRUE(common::is_ok(quick.claim("a2.localhost", "alice", route_of(a), false, nullptr, 1)));
   EXPECT_EQ(quick.held_by("alice"), 1u);
   // A refused AUTH's names are forgotten at once, and so is their count.
   quick.rollback_agent(a.get());
@@ -312,9 +307,9 @@ TEST_F(RegistryLimits, ExpiredAndRolledBackNamesNoLongerCount) {
 TEST_F(RegistryLimits, ATakenOverNameChangesAccounts) {
   auto squatter = std::make_shared<AgentSession>();
   auto bob = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "mallory", route_of(squatter), error));
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "mallory", route_of(squatter))));
   EXPECT_EQ(registry.held_by("mallory"), 1u);
-  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error, true));
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob), true)));
   EXPECT_EQ(registry.held_by("mallory"), 0u);
   EXPECT_EQ(registry.held_by("bob"), 1u);
 }
@@ -324,37 +319,37 @@ TEST_F(RegistryLimits, ATakenOverNameChangesAccounts) {
 TEST_F(RegistryHold, ANameIsHeldForExactlyTenMinutes) {
   auto bob = std::make_shared<AgentSession>();
   auto mallory = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob))));
   time.advance(std::chrono::hours(5));  // served for a while: the hold starts when it leaves
   registry.release_agent(bob.get());
   time.advance(std::chrono::minutes(10));
   Route out;
   EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kOffline) << "503, not 404";
-  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(mallory), error));
-  EXPECT_EQ(error, "bob.localhost is reserved by another account (its agent left recently)");
+  EXPECT_EQ(common::error_of(registry.claim("bob.localhost", "mallory", route_of(mallory))),
+            "bob.localhost is reserved by another account (its agent left recently)");
   time.advance(std::chrono::nanoseconds(1));
   EXPECT_EQ(registry.lookup("bob.localhost", out), LookupStatus::kUnknown);
-  EXPECT_TRUE(registry.claim("bob.localhost", "mallory", route_of(mallory), error)) << error;
+  EXPECT_TRUE(common::is_ok(registry.claim("bob.localhost", "mallory", route_of(mallory))));
 }
 
 TEST_F(RegistryHold, TheOwnerComesBackAtTheLastMoment) {
   auto bob = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob))));
   registry.release_agent(bob.get());
   time.advance(std::chrono::minutes(10));
   auto again = std::make_shared<AgentSession>();
-  EXPECT_TRUE(registry.claim("bob.localhost", "bob", route_of(again), error)) << error;
+  EXPECT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(again))));
   // Served again: no hold runs, however long it is served.
   time.advance(std::chrono::hours(24));
   auto mallory = std::make_shared<AgentSession>();
-  EXPECT_FALSE(registry.claim("bob.localhost", "mallory", route_of(mallory), error));
-  EXPECT_EQ(error, "bob.localhost is in use by another account");
+  EXPECT_EQ(common::error_of(registry.claim("bob.localhost", "mallory", route_of(mallory))),
+            "bob.localhost is in use by another account");
 }
 
 // owned() reports when a name went offline in unix seconds of the registry's clock.
 TEST_F(RegistryHold, OwnedReportsTheUnixTimeOfLeaving) {
   auto bob = std::make_shared<AgentSession>();
-  ASSERT_TRUE(registry.claim("bob.localhost", "bob", route_of(bob), error)) << error;
+  ASSERT_TRUE(common::is_ok(registry.claim("bob.localhost", "bob", route_of(bob))));
   const std::int64_t start = registry.now_unix();
   EXPECT_EQ(start, SimulatedTimeSource::kStartSinceEpoch.count());
   time.advance(std::chrono::seconds(100));
@@ -382,7 +377,7 @@ TEST_F(RegistryLimits, TunnelsPerAccountAreCountedAcrossAgents) {
 // Issue 25: with a 256-descriptor limit one AUTH filled the table with listeners and visitors
 // got "accept failed: Too many open files". New ports are refused while the reserve is short.
 TEST_F(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
-  EXPECT_EQ(descriptor_shortage(0), "");
+  EXPECT_TRUE(common::is_ok(check_descriptor_reserve(0)));
   rlimit saved{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
   std::vector<int> fds;
@@ -393,12 +388,12 @@ TEST_F(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
     (void)entry;
     ++open_now;
   }
-  EXPECT_EQ(descriptor_shortage(256), "") << "plenty free at the normal limit";
+  EXPECT_TRUE(common::is_ok(check_descriptor_reserve(256))) << "plenty free at the normal limit";
   // 4 free: under the reserve (a quarter of the limit, at least 17 here).
   rlimit tight = saved;
   tight.rlim_cur = open_now + 4;
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
-  const std::string why = descriptor_shortage(256);
+  const std::string why = common::error_of(check_descriptor_reserve(256));
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   for (const int fd : fds) ::close(fd);
   EXPECT_NE(why.find("file descriptors in use; new ports are refused while fewer than"),

@@ -5,6 +5,7 @@
 
 #include <set>
 
+#include "common/result_testing.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/agents/registry.hpp"
 #include "core/control/config.hpp"
@@ -17,13 +18,13 @@ std::string all(const std::vector<ConfigError>& errors) {
 }
 
 TEST(PortPolicy, ParsesRanges) {
-  std::string error;
-  EXPECT_EQ(parse_port_range("10000-20000", error), (PortRange{10000, 20000}));
-  EXPECT_EQ(parse_port_range("5432", error), (PortRange{5432, 5432}));
-  EXPECT_FALSE(parse_port_range("20000-10000", error));
-  EXPECT_EQ(error, "\"20000-10000\": the first port is above the last");
+  EXPECT_EQ(parse_port_range("10000-20000").value(), (PortRange{10000, 20000}));
+  EXPECT_EQ(parse_port_range("5432").value(), (PortRange{5432, 5432}));
+  const auto reversed = parse_port_range("20000-10000");
+  ASSERT_FALSE(reversed);
+  EXPECT_EQ(reversed.error().message, "\"20000-10000\": the first port is above the last");
   for (const char* bad : {"", "-", "0-10", "1-65536", "a-b", "10-", "-10", "1 - 2", "80x"}) {
-    EXPECT_FALSE(parse_port_range(bad, error)) << bad;
+    EXPECT_FALSE(parse_port_range(bad)) << bad;
   }
 }
 
@@ -120,13 +121,10 @@ struct Opener {
   std::vector<std::uint16_t> opened;
   int closes = 0;
   OpenPort fn() {
-    return [this](std::uint16_t port, std::string& error) -> std::shared_ptr<PortListener> {
-      if (busy.contains(port)) {
-        error = "port " + std::to_string(port) + " is in use";
-        return nullptr;
-      }
+    return [this](std::uint16_t port) -> common::Result<std::shared_ptr<PortListener>> {
+      if (busy.contains(port)) return common::fail("port " + std::to_string(port) + " is in use");
       opened.push_back(port);
-      return std::make_shared<FakeListener>(closes);
+      return std::shared_ptr<PortListener>(std::make_shared<FakeListener>(closes));
     };
   }
 };
@@ -150,22 +148,19 @@ TEST(PortClaims, OneAccountPerPortSharedRoundRobinReservedAfterLeaving) {
   auto a2 = std::make_shared<AgentSession>();
   auto b = std::make_shared<AgentSession>();
   const PortRules any = rules({{1024, 65535}});
-  std::string error;
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a1, 0),
-                                opener.fn(), error),
-            15432);
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a2, 3),
-                                opener.fn(), error),
-            15432);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a1, 0), opener.fn()),
+      15432));
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a2, 3), opener.fn()),
+      15432));
   EXPECT_EQ(opener.opened.size(), 1u);  // the second agent joins the open listener
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b), opener.fn(), error),
-      0);
-  EXPECT_EQ(error, "port 15432 is in use by another account");
+  EXPECT_EQ(common::error_of(registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b),
+                                                 opener.fn())),
+            "port 15432 is in use by another account");
   // udp 15432 is another port.
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kUdp, 15432, "bob", any, route_of(b), opener.fn(), error),
-      15432);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kUdp, 15432, "bob", any, route_of(b), opener.fn()), 15432));
 
   Route r;
   ASSERT_EQ(registry.lookup_port(PortProtocol::kTcp, 15432, r), LookupStatus::kFound);
@@ -178,14 +173,13 @@ TEST(PortClaims, OneAccountPerPortSharedRoundRobinReservedAfterLeaving) {
   registry.release_agent(a2.get());
   EXPECT_EQ(opener.closes, 1);  // the last agent left: the listener closes
   EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 15432, r), LookupStatus::kOffline);
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b), opener.fn(), error),
-      0);
-  EXPECT_EQ(error, "port 15432 is reserved by another account (its agent left recently)");
+  EXPECT_EQ(common::error_of(registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b),
+                                                 opener.fn())),
+            "port 15432 is reserved by another account (its agent left recently)");
   // alice comes back within the hold: the port opens again for her.
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a1), opener.fn(),
-                                error),
-            15432);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a1), opener.fn()),
+      15432));
   EXPECT_EQ(opener.opened.size(), 3u);
 }
 
@@ -197,21 +191,17 @@ TEST(PortClaims, ReservationExpiresAfterExactlyTheHold) {
   auto a = std::make_shared<AgentSession>();
   auto b = std::make_shared<AgentSession>();
   const PortRules any = rules({{1024, 65535}});
-  std::string error;
-  ASSERT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 20000, "alice", any, route_of(a), opener.fn(), error),
-      20000);
+  ASSERT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 20000, "alice", any, route_of(a), opener.fn()),
+      20000));
   registry.release_agent(a.get());
   time.advance(std::chrono::minutes(10));
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b), opener.fn(), error),
-      0);
-  EXPECT_EQ(error, "port 20000 is reserved by another account (its agent left recently)");
+  EXPECT_EQ(common::error_of(registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b),
+                                                 opener.fn())),
+            "port 20000 is reserved by another account (its agent left recently)");
   time.advance(std::chrono::nanoseconds(1));
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b), opener.fn(), error),
-      20000)
-      << error;
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 20000, "bob", any, route_of(b), opener.fn()), 20000));
 }
 
 TEST(PortClaims, PortZeroPicksAFreePortInTheRanges) {
@@ -221,21 +211,19 @@ TEST(PortClaims, PortZeroPicksAFreePortInTheRanges) {
   opener.busy = {30000, 30002};
   auto a = std::make_shared<AgentSession>();
   const PortRules narrow = rules({{30000, 30002}, {30005, 30005}});
-  std::string error;
   std::set<std::uint16_t> got;
   for (int i = 0; i < 2; ++i) {
-    const auto port = registry.claim_port(PortProtocol::kTcp, 0, "alice", narrow, route_of(a),
-                                          opener.fn(), error);
-    ASSERT_NE(port, 0) << error;
-    got.insert(port);
+    const auto port =
+        registry.claim_port(PortProtocol::kTcp, 0, "alice", narrow, route_of(a), opener.fn());
+    ASSERT_TRUE(common::is_ok(port));
+    got.insert(port.value());
   }
   EXPECT_EQ(got, (std::set<std::uint16_t>{30001, 30005}));
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 0, "alice", narrow, route_of(a), opener.fn(), error),
-      0);
   // Which busy port was tried last depends on where the search started.
-  EXPECT_THAT(error, ::testing::MatchesRegex("no free tcp port left in 30000-30002, 30005 "
-                                             "\\(last error: port 3000[02] is in use\\)"));
+  EXPECT_THAT(common::error_of(registry.claim_port(PortProtocol::kTcp, 0, "alice", narrow,
+                                                   route_of(a), opener.fn())),
+              ::testing::MatchesRegex("no free tcp port left in 30000-30002, 30005 "
+                                      "\\(last error: port 3000[02] is in use\\)"));
 }
 
 TEST(PortClaims, MaxPerAccountCountsPortsNotAgents) {
@@ -245,25 +233,21 @@ TEST(PortClaims, MaxPerAccountCountsPortsNotAgents) {
   auto a = std::make_shared<AgentSession>();
   auto a2 = std::make_shared<AgentSession>();
   const PortRules one = rules({{1024, 65535}}, 1);
-  std::string error;
-  ASSERT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15000, "alice", one, route_of(a), opener.fn(), error),
-      15000);
+  ASSERT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15000, "alice", one, route_of(a), opener.fn()),
+      15000));
   // Joining the port it already serves is fine; another port is not.
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15000, "alice", one, route_of(a2), opener.fn(),
-                                error),
-            15000);
-  EXPECT_EQ(registry.claim_port(PortProtocol::kTcp, 15001, "alice", one, route_of(a2), opener.fn(),
-                                error),
-            0);
-  EXPECT_EQ(error, "account alice already serves 1 tcp port (ports.max_per_account)");
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 0, "alice", one, route_of(a2), opener.fn(), error),
-      0);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15000, "alice", one, route_of(a2), opener.fn()),
+      15000));
+  EXPECT_EQ(common::error_of(registry.claim_port(PortProtocol::kTcp, 15001, "alice", one,
+                                                 route_of(a2), opener.fn())),
+            "account alice already serves 1 tcp port (ports.max_per_account)");
+  EXPECT_FALSE(registry.claim_port(PortProtocol::kTcp, 0, "alice", one, route_of(a2), opener.fn()));
   // udp ports are counted apart.
-  EXPECT_EQ(registry.claim_port(PortProtocol::kUdp, 15001, "alice", one, route_of(a2), opener.fn(),
-                                error),
-            15001);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kUdp, 15001, "alice", one, route_of(a2), opener.fn()),
+      15001));
   EXPECT_EQ(registry.ports_of(PortProtocol::kTcp, "alice"), 1u);
 }
 
@@ -275,15 +259,12 @@ TEST(PortClaims, AFailedOpenLeavesNoReservation) {
   auto a = std::make_shared<AgentSession>();
   auto b = std::make_shared<AgentSession>();
   const PortRules any = rules({{1024, 65535}});
-  std::string error;
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15432, "alice", any, route_of(a), opener.fn(), error),
-      0);
-  EXPECT_EQ(error, "port 15432 is in use");
+  EXPECT_EQ(common::error_of(registry.claim_port(PortProtocol::kTcp, 15432, "alice", any,
+                                                 route_of(a), opener.fn())),
+            "port 15432 is in use");
   opener.busy.clear();
-  EXPECT_EQ(
-      registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b), opener.fn(), error),
-      15432);
+  EXPECT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 15432, "bob", any, route_of(b), opener.fn()), 15432));
 }
 
 }  // namespace
@@ -299,17 +280,15 @@ TEST(RegistryRelease, OnlyTheAgentsOwnClaims) {
   Registry registry(time);
   Opener opener;
   std::vector<std::shared_ptr<AgentSession>> agents;
-  std::string error;
   const PortRules any = rules({{1024, 65535}});
   for (int i = 0; i < 2000; ++i) {
     agents.push_back(std::make_shared<AgentSession>());
-    ASSERT_TRUE(registry.claim("a" + std::to_string(i) + ".localhost", "acct",
-                               route_of(agents.back()), error))
-        << error;
+    ASSERT_TRUE(common::is_ok(
+        registry.claim("a" + std::to_string(i) + ".localhost", "acct", route_of(agents.back()))));
   }
-  ASSERT_EQ(registry.claim_port(PortProtocol::kTcp, 30000, "acct", any, route_of(agents[7]),
-                                opener.fn(), error),
-            30000);
+  ASSERT_TRUE(common::is_value(
+      registry.claim_port(PortProtocol::kTcp, 30000, "acct", any, route_of(agents[7]), opener.fn()),
+      30000));
   for (int i = 0; i < 2000; i += 2) registry.release_agent(agents[i].get());
   Route out;
   EXPECT_EQ(registry.lookup("a0.localhost", out), LookupStatus::kOffline);
@@ -320,7 +299,7 @@ TEST(RegistryRelease, OnlyTheAgentsOwnClaims) {
   EXPECT_EQ(registry.lookup_port(PortProtocol::kTcp, 30000, out), LookupStatus::kOffline);
   EXPECT_EQ(opener.closes, 1);
   // Another account still cannot take a released name while it is reserved.
-  EXPECT_FALSE(registry.claim("a0.localhost", "other", route_of(agents[0]), error));
+  EXPECT_FALSE(registry.claim("a0.localhost", "other", route_of(agents[0])));
   EXPECT_EQ(registry.hostname_count(), 2000u);
 }
 

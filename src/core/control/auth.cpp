@@ -78,7 +78,14 @@ Authenticator::Authenticator(const Config& config, Clock now)
     }
   }
   jwt_configured_ = config.auth.jwt_enabled();
-  if (jwt_configured_) jwt_secret_ = read_jwt_secret(config.auth, setup_error_);
+  if (jwt_configured_) {
+    auto secret = read_jwt_secret(config.auth);
+    if (secret) {
+      jwt_secret_ = std::move(secret).value();
+    } else {
+      setup_ = secret.error();
+    }
+  }
   jwt_expect_.issuer = config.auth.jwt_issuer;
   jwt_expect_.audience = config.auth.jwt_audience;
 }

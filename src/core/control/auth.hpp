@@ -39,8 +39,8 @@ class Authenticator {
   // The account with this name, or nullptr.
   const Account* find_account(std::string_view name) const;
 
-  // Why JWT auth is unavailable although configured (unreadable secret file); "" if fine.
-  const std::string& setup_error() const { return setup_error_; }
+  // Success, or why JWT auth is unavailable although configured (unreadable secret file).
+  const common::Status& setup() const { return setup_; }
 
  private:
   using Digest = std::array<unsigned char, 32>;
@@ -53,7 +53,7 @@ class Authenticator {
   std::string jwt_secret_;
   JwtExpectations jwt_expect_;
   bool jwt_configured_ = false;
-  std::string setup_error_;
+  common::Status setup_ = common::success();
   Clock now_;
 };
 

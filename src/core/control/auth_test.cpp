@@ -83,7 +83,7 @@ TEST(Authenticator, UnreadableSecretFileIsASetupError) {
   config.auth.jwt_secret.clear();
   config.auth.jwt_secret_file = "/nonexistent/jwt.secret";
   Authenticator auth(config);
-  EXPECT_NE(auth.setup_error().find("/nonexistent/jwt.secret"), std::string::npos);
+  EXPECT_NE(auth.setup().error().message.find("/nonexistent/jwt.secret"), std::string::npos);
   EXPECT_TRUE(auth.authenticate("token-a1"));
 }
 

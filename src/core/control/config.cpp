@@ -299,8 +299,9 @@ void check_ports(ConfigReader& r, const PortsConfig& ports, const std::string& p
     r.error(ranges_path, "at least one range such as \"10000-20000\" (or leave the key out)");
   }
   for (std::size_t i = 0; i < ports.ranges->size(); ++i) {
-    std::string error;
-    if (!parse_port_range((*ports.ranges)[i], error)) r.error(element(ranges_path, i), error);
+    if (auto range = parse_port_range((*ports.ranges)[i]); !range) {
+      r.error(element(ranges_path, i), range.error().message);
+    }
   }
 }
 
@@ -365,14 +366,13 @@ void check_auth(ConfigReader& r, const AuthConfig& auth) {
     r.error(auth.jwt_issuer.empty() ? "auth.jwt_audience" : "auth.jwt_issuer",
             "needs auth.jwt_secret or auth.jwt_secret_file");
   }
-  std::string error;
-  const auto secret = read_jwt_secret(auth, error);
+  const auto secret = read_jwt_secret(auth);
   const char* path = auth.jwt_secret.empty() ? "auth.jwt_secret_file" : "auth.jwt_secret";
-  if (!error.empty()) {
-    r.error(path, error);
-  } else if (auth.jwt_enabled() && secret.size() < 32) {
+  if (!secret) {
+    r.error(path, secret.error().message);
+  } else if (auth.jwt_enabled() && secret.value().size() < 32) {
     r.error(path, "the JWT secret must be at least 32 bytes (RFC 7518), got " +
-                      std::to_string(secret.size()));
+                      std::to_string(secret.value().size()));
   }
 }
 
@@ -455,10 +455,11 @@ void check_accounts(ConfigReader& r, const Config& config) {
     for (std::size_t j = 0; j < account.tokens.size(); ++j) {
       const auto& token = account.tokens[j];
       const auto token_path = element(child(path, "tokens"), j);
-      if (const std::string weak = token_weakness(token); !weak.empty()) {
+      if (auto strong = check_token_strength(token); !strong) {
         // Never echo the token itself into logs.
-        r.error(token_path, "account " + in_quotes(account.name) + ": the token is " + weak +
-                                "; tokens must be at least " + std::to_string(kMinTokenLength) +
+        r.error(token_path, "account " + in_quotes(account.name) + ": the token is " +
+                                strong.error().message + "; tokens must be at least " +
+                                std::to_string(kMinTokenLength) +
                                 " characters and not only whitespace (generate one with: "
                                 "openssl rand -base64 24)");
       } else if (looks_like_jwt_token(token)) {
@@ -599,21 +600,21 @@ std::vector<std::string> split_tokens(std::string_view text) {
 
 namespace {
 
-std::string env_tokens(Config& config, std::string_view value) {
+common::Status env_tokens(Config& config, std::string_view value) {
   auto list = split_tokens(value);
-  if (list.empty()) return "no token in the comma-separated list";
+  if (list.empty()) return common::fail("no token in the comma-separated list");
   add_default_account_tokens(config, list);
-  return {};
+  return common::success();
 }
 
-std::string env_workers(Config& config, std::string_view value) {
+common::Status env_workers(Config& config, std::string_view value) {
   std::uint32_t workers = 0;
   auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), workers);
   if (ec != std::errc() || end != value.data() + value.size() || workers > 1024) {
-    return "expected an integer from 0 to 1024, got " + in_quotes(value);
+    return common::fail("expected an integer from 0 to 1024, got " + in_quotes(value));
   }
   config.workers = workers;
-  return {};
+  return common::success();
 }
 
 }  // namespace
@@ -659,16 +660,16 @@ std::vector<ConfigError> validate(const Config& config) {
   return common::check_config(config_schema(), config);
 }
 
-std::string token_weakness(std::string_view token) {
-  if (token.empty()) return "empty";
+common::Status check_token_strength(std::string_view token) {
+  if (token.empty()) return common::fail("empty");
   if (token.find_first_not_of(" \t\r\n\f\v") == std::string_view::npos) {
-    return "only whitespace";
+    return common::fail("only whitespace");
   }
   if (token.size() < kMinTokenLength) {
-    return "shorter than " + std::to_string(kMinTokenLength) + " characters (it has " +
-           std::to_string(token.size()) + ")";
+    return common::fail("shorter than " + std::to_string(kMinTokenLength) + " characters (it has " +
+                        std::to_string(token.size()) + ")");
   }
-  return "";
+  return common::success();
 }
 
 Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens) {
@@ -693,20 +694,19 @@ std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv)
   return common::apply_env(config_schema(), config, getenv);
 }
 
-std::string read_jwt_secret(const AuthConfig& auth, std::string& error) {
-  error.clear();
+common::Result<std::string> read_jwt_secret(const AuthConfig& auth) {
   if (!auth.jwt_secret.empty()) return auth.jwt_secret;
-  if (auth.jwt_secret_file.empty()) return {};
+  if (auth.jwt_secret_file.empty()) return std::string();
   std::ifstream in(auth.jwt_secret_file, std::ios::binary);
   if (!in) {
-    error = "cannot read " + in_quotes(auth.jwt_secret_file) + ": " + std::strerror(errno);
-    return {};
+    return common::fail("cannot read " + in_quotes(auth.jwt_secret_file) + ": " +
+                        std::strerror(errno));
   }
   std::ostringstream text;
   text << in.rdbuf();
   std::string secret = text.str();
   while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
-  if (secret.empty()) error = in_quotes(auth.jwt_secret_file) + " is empty";
+  if (secret.empty()) return common::fail(in_quotes(auth.jwt_secret_file) + " is empty");
   return secret;
 }
 
@@ -726,7 +726,7 @@ BandwidthRules bandwidth_rules(const Config& config, const Account& account) {
 
 namespace tunnel::core {
 
-std::optional<PortRange> parse_port_range(std::string_view text, std::string& error) {
+common::Result<PortRange> parse_port_range(std::string_view text) {
   const auto number = [](std::string_view digits, std::uint16_t& out) {
     unsigned value = 0;
     auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
@@ -743,13 +743,12 @@ std::optional<PortRange> parse_port_range(std::string_view text, std::string& er
           ? number(text, range.first) && number(text, range.last)
           : number(text.substr(0, dash), range.first) && number(text.substr(dash + 1), range.last);
   if (!ok) {
-    error = in_quotes(text) + " is not a port range: expected \"FIRST-LAST\" or \"PORT\" with " +
-            "ports from 1 to 65535";
-    return std::nullopt;
+    return common::fail(in_quotes(text) +
+                        " is not a port range: expected \"FIRST-LAST\" or \"PORT\" with " +
+                        "ports from 1 to 65535");
   }
   if (range.first > range.last) {
-    error = in_quotes(text) + ": the first port is above the last";
-    return std::nullopt;
+    return common::fail(in_quotes(text) + ": the first port is above the last");
   }
   return range;
 }
@@ -783,8 +782,7 @@ PortRules port_rules(const Config& config, const Account& account) {
   const auto& ranges = account.ports.ranges ? account.ports.ranges : config.ports.ranges;
   if (ranges) {
     for (const auto& text : *ranges) {
-      std::string error;
-      if (auto range = parse_port_range(text, error)) rules.ranges.push_back(*range);
+      if (auto range = parse_port_range(text)) rules.ranges.push_back(range.value());
     }
   }
   if (rules.ranges.empty()) rules.ranges.push_back({1024, 65535});

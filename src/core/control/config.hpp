@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/config_loader.hpp"
+#include "common/result.hpp"
 
 namespace tunnel::core {
 
@@ -46,8 +47,8 @@ struct PortRange {
   bool operator==(const PortRange&) const = default;
 };
 
-// "15000-15099" or "15000" (one port); ports 1-65535, first <= last. nullopt with `error`.
-std::optional<PortRange> parse_port_range(std::string_view text, std::string& error);
+// "15000-15099" or "15000" (one port); ports 1-65535, first <= last.
+common::Result<PortRange> parse_port_range(std::string_view text);
 
 // The `ports:` block, at the top level (every account) or in an account (overrides the keys it
 // sets). Ranges are kept as written and parsed by validate().
@@ -263,17 +264,18 @@ std::vector<ConfigError> validate(const Config& config);
 // The shortest plain agent token accepted (accounts[].tokens, --token, TUNNEL_TOKEN, the data
 // dir's agent.token): 16 characters, so that a token cannot be guessed by trying names.
 inline constexpr std::size_t kMinTokenLength = 16;
-// "" when `token` is acceptable as a plain agent token, else the rule it breaks ("shorter than
-// 16 characters (it has 9)", "only whitespace"), for a message that names where it came from.
-std::string token_weakness(std::string_view token);
+// Success when `token` is acceptable as a plain agent token, else the rule it breaks ("shorter
+// than 16 characters (it has 9)", "only whitespace"), for a message that names where it came
+// from.
+common::Status check_token_strength(std::string_view token);
 
 // The account named "default", created (subdomains ["*"]) if missing. Adds `tokens` not
 // already present. Used for TUNNEL_TOKEN and for the generated <data_dir>/agent.token.
 Account& add_default_account_tokens(Config& config, const std::vector<std::string>& tokens);
 
 // The HS256 key: auth.jwt_secret, or the contents of auth.jwt_secret_file without trailing
-// newlines. "" with `error` set if the file cannot be read; "" without error if JWT is off.
-std::string read_jwt_secret(const AuthConfig& auth, std::string& error);
+// newlines; "" if JWT is off. An error if the file cannot be read or is empty.
+common::Result<std::string> read_jwt_secret(const AuthConfig& auth);
 
 // The port policy for `account`: its own `ports` keys, else the top-level ones, else any port
 // from 1024 up, unlimited. Ranges that do not parse are skipped (validate() reports them).

@@ -228,9 +228,9 @@ TEST(CoreConfig, JwtSecretRules) {
   std::ofstream(file) << "0123456789abcdef0123456789abcdef\n";
   AuthConfig auth;
   auth.jwt_secret_file = file.string();
-  std::string error;
-  EXPECT_EQ(read_jwt_secret(auth, error), "0123456789abcdef0123456789abcdef");
-  EXPECT_EQ(error, "");
+  const auto secret = read_jwt_secret(auth);
+  ASSERT_TRUE(secret) << secret.error().message;
+  EXPECT_EQ(secret.value(), "0123456789abcdef0123456789abcdef");
   std::filesystem::remove(file);
 }
 
@@ -439,9 +439,9 @@ accounts:
   EXPECT_TRUE(errors[0].message.starts_with(
       "accounts[0].tokens[0]: account \"default\": the token is shorter than 16 characters"))
       << errors[0].message;
-  EXPECT_EQ(token_weakness("0123456789abcdef"), "");
-  EXPECT_EQ(token_weakness(" \t "), "only whitespace");
-  EXPECT_EQ(token_weakness(""), "empty");
+  EXPECT_TRUE(check_token_strength("0123456789abcdef"));
+  EXPECT_EQ(check_token_strength(" \t ").error().message, "only whitespace");
+  EXPECT_EQ(check_token_strength("").error().message, "empty");
 }
 
 TEST(CoreConfig, NamesHeldPerAccountAreFiniteByDefault) {

@@ -43,12 +43,13 @@ std::string openssl_error() {
   return buffer;
 }
 
-// Writes `contents` to `path` with mode 0600 unless `path` exists. Returns "" on success,
-// "exists" if another process won the race, else an error naming the path.
-std::string create_private_file(const std::string& path, std::string_view contents) {
+// Writes `contents` to `path` with mode 0600 unless `path` exists. True when it wrote the file,
+// false if another process won the race (`path` exists), else an error naming the path.
+common::Result<bool> create_private_file(const std::string& path, std::string_view contents) {
   std::string temp = path + ".tmp-XXXXXX";
   const int fd = ::mkstemp(temp.data());  // mode 0600
-  if (fd < 0) return "cannot create a file next to " + path + ": " + errno_text(errno);
+  if (fd < 0)
+    return common::fail("cannot create a file next to " + path + ": " + errno_text(errno));
   std::size_t written = 0;
   while (written < contents.size()) {
     const ssize_t n = ::write(fd, contents.data() + written, contents.size() - written);
@@ -57,29 +58,26 @@ std::string create_private_file(const std::string& path, std::string_view conten
       const int error = errno;
       ::close(fd);
       ::unlink(temp.c_str());
-      return "cannot write " + temp + ": " + errno_text(error);
+      return common::fail("cannot write " + temp + ": " + errno_text(error));
     }
     written += static_cast<std::size_t>(n);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     const int error = errno;
     ::unlink(temp.c_str());
-    return "cannot write " + temp + ": " + errno_text(error);
+    return common::fail("cannot write " + temp + ": " + errno_text(error));
   }
   const int linked = ::link(temp.c_str(), path.c_str());  // fails if `path` exists
   const int error = errno;
   ::unlink(temp.c_str());
-  if (linked != 0)
-    return error == EEXIST ? "exists" : "cannot create " + path + ": " + errno_text(error);
-  return {};
+  if (linked == 0) return true;
+  if (error == EEXIST) return false;
+  return common::fail("cannot create " + path + ": " + errno_text(error));
 }
 
-std::optional<std::string> read_file(const std::string& path, std::string& error) {
+common::Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot read " + path + ": " + errno_text(errno);
-    return std::nullopt;
-  }
+  if (!in) return common::fail("cannot read " + path + ": " + errno_text(errno));
   std::ostringstream text;
   text << in.rdbuf();
   return text.str();
@@ -130,14 +128,11 @@ bool add_extension(X509* cert, int nid, const std::string& value) {
   return ok;
 }
 
-// A self-signed certificate for `key`; the error is set on failure.
-Cert make_certificate(EVP_PKEY* key, std::string_view extra_hostname, std::string& error) {
+// A self-signed certificate for `key`.
+common::Result<Cert> make_certificate(EVP_PKEY* key, std::string_view extra_hostname) {
   Cert cert(X509_new(), &X509_free);
   unsigned char serial[16];
-  if (!cert || RAND_bytes(serial, sizeof serial) != 1) {
-    error = openssl_error();
-    return Cert(nullptr, &X509_free);
-  }
+  if (!cert || RAND_bytes(serial, sizeof serial) != 1) return common::fail(openssl_error());
   serial[0] &= 0x7f;  // a positive serial number
   std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(BN_bin2bn(serial, sizeof serial, nullptr),
                                                  &BN_free);
@@ -162,110 +157,92 @@ Cert make_certificate(EVP_PKEY* key, std::string_view extra_hostname, std::strin
                   add_extension(cert.get(), NID_subject_key_identifier, "hash") &&
                   add_extension(cert.get(), NID_subject_alt_name, san) &&
                   X509_sign(cert.get(), key, EVP_sha256()) > 0;
-  if (!ok) {
-    error = "cannot build the certificate: " + openssl_error();
-    return Cert(nullptr, &X509_free);
-  }
+  if (!ok) return common::fail("cannot build the certificate: " + openssl_error());
   return cert;
 }
 
-// Reads or creates the key; returns it, or null with `error` set.
-Key ensure_key(DataDirFiles& files, std::string& error) {
+// Reads or creates the key.
+common::Result<Key> ensure_key(DataDirFiles& files) {
   const auto& path = files.key_path;
   if (!exists(path)) {
     Key key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
     const std::string pem = key ? key_to_pem(key.get()) : std::string();
-    if (pem.empty()) {
-      error = "cannot generate an EC P-256 key: " + openssl_error();
-      return Key(nullptr, &EVP_PKEY_free);
-    }
-    const auto created = create_private_file(path, pem);
-    if (created.empty()) {
+    if (pem.empty()) return common::fail("cannot generate an EC P-256 key: " + openssl_error());
+    auto created = create_private_file(path, pem);
+    if (!created) return created.error();
+    if (created.value()) {
       files.key_created = true;
       return key;
     }
-    if (created != "exists") {
-      error = created;
-      return Key(nullptr, &EVP_PKEY_free);
-    }
   }
   warn_if_open_to_others(path, files.warnings);
-  auto pem = read_file(path, error);
-  if (!pem) return Key(nullptr, &EVP_PKEY_free);
-  Bio bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), &BIO_free);
+  auto pem = read_file(path);
+  if (!pem) return pem.error();
+  const std::string& text = pem.value();
+  Bio bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), &BIO_free);
   Key key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr), &EVP_PKEY_free);
-  if (!key) error = path + ": not a PEM private key (" + openssl_error() + ")";
+  if (!key) return common::fail(path + ": not a PEM private key (" + openssl_error() + ")");
   return key;
 }
 
-bool ensure_cert(DataDirFiles& files, EVP_PKEY* key, std::string_view extra_hostname,
-                 std::string& error) {
+common::Status ensure_cert(DataDirFiles& files, EVP_PKEY* key, std::string_view extra_hostname) {
   const auto& path = files.cert_path;
   if (!exists(path)) {
-    Cert cert = make_certificate(key, extra_hostname, error);
-    if (!cert) return false;
-    const auto created = create_private_file(path, cert_to_pem(cert.get()));
-    if (created.empty()) {
+    auto made = make_certificate(key, extra_hostname);
+    if (!made) return made.error();
+    const Cert& cert = made.value();
+    auto created = create_private_file(path, cert_to_pem(cert.get()));
+    if (!created) return created.error();
+    if (created.value()) {
       ::chmod(path.c_str(), 0644);  // a certificate is public; agents on this host read it
       files.cert_created = true;
       files.fingerprint = common::fingerprint_sha256(cert.get());
-      return true;
-    }
-    if (created != "exists") {
-      error = created;
-      return false;
+      return common::success();
     }
   }
-  auto pem = read_file(path, error);
-  if (!pem) return false;
-  Bio bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())), &BIO_free);
+  auto pem = read_file(path);
+  if (!pem) return pem.error();
+  const std::string& text = pem.value();
+  Bio bio(BIO_new_mem_buf(text.data(), static_cast<int>(text.size())), &BIO_free);
   Cert cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr), &X509_free);
-  if (!cert) {
-    error = path + ": not a PEM certificate (" + openssl_error() + ")";
-    return false;
-  }
+  if (!cert) return common::fail(path + ": not a PEM certificate (" + openssl_error() + ")");
   if (X509_check_private_key(cert.get(), key) != 1) {
     ERR_clear_error();
-    error = path + " does not belong to the key in " + files.key_path +
-            "; remove both to generate a new pair";
-    return false;
+    return common::fail(path + " does not belong to the key in " + files.key_path +
+                        "; remove both to generate a new pair");
   }
   files.fingerprint = common::fingerprint_sha256(cert.get());
-  return true;
+  return common::success();
 }
 
-bool ensure_token(DataDirFiles& files, std::string& error) {
+common::Status ensure_token(DataDirFiles& files) {
   const auto& path = files.token_path;
   if (!exists(path)) {
     unsigned char random[32];
     if (RAND_bytes(random, sizeof random) != 1) {
-      error = "cannot generate a token: " + openssl_error();
-      return false;
+      return common::fail("cannot generate a token: " + openssl_error());
     }
     std::string token =
         base64url_encode(std::string_view(reinterpret_cast<const char*>(random), sizeof random));
-    const auto created = create_private_file(path, token + "\n");
-    if (created.empty()) {
+    auto created = create_private_file(path, token + "\n");
+    if (!created) return created.error();
+    if (created.value()) {
       files.token = std::move(token);
       files.token_created = true;
-      return true;
-    }
-    if (created != "exists") {
-      error = created;
-      return false;
+      return common::success();
     }
   }
   warn_if_open_to_others(path, files.warnings);
-  auto text = read_file(path, error);
-  if (!text) return false;
-  const auto begin = text->find_first_not_of(" \t\r\n");
-  const auto end = text->find_last_not_of(" \t\r\n");
+  auto read = read_file(path);
+  if (!read) return read.error();
+  const std::string& text = read.value();
+  const auto begin = text.find_first_not_of(" \t\r\n");
+  const auto end = text.find_last_not_of(" \t\r\n");
   if (begin == std::string::npos) {
-    error = path + " is empty; remove it to generate a new token";
-    return false;
+    return common::fail(path + " is empty; remove it to generate a new token");
   }
-  files.token = text->substr(begin, end - begin + 1);
-  return true;
+  files.token = text.substr(begin, end - begin + 1);
+  return common::success();
 }
 
 }  // namespace
@@ -307,22 +284,20 @@ common::Result<DataDirFiles> ensure_data_dir(const std::string& dir,
                         " is missing; restore the key, or remove " + files.cert_path +
                         " to generate a new pair");
   }
-  std::string error;
   if (!generate_cert) {
     // The operator configured a certificate: generating another one here would leave a
     // tls.crt that local agents pin by default although the core never presents it.
     files.cert_path.clear();
     files.key_path.clear();
-    if (!ensure_token(files, error)) {
-      return common::fail(error);
-    }
+    if (auto token = ensure_token(files); !token) return token.error();
     return files;
   }
-  Key key = ensure_key(files, error);
-  if (!key || !ensure_cert(files, key.get(), extra_hostname, error) ||
-      !ensure_token(files, error)) {
-    return common::fail(error);
+  auto key = ensure_key(files);
+  if (!key) return key.error();
+  if (auto cert = ensure_cert(files, key.value().get(), extra_hostname); !cert) {
+    return cert.error();
   }
+  if (auto token = ensure_token(files); !token) return token.error();
   return files;
 }
 
@@ -332,9 +307,10 @@ std::string cert_fingerprint_sha256(const std::string& pem_path) {
 }
 
 common::Status write_private_file(const std::string& path, std::string_view contents) {
-  const std::string error = create_private_file(path, contents);
-  if (error.empty()) return common::success();
-  return common::fail(error == "exists" ? path + ": exists already" : error);
+  auto created = create_private_file(path, contents);
+  if (!created) return created.error();
+  if (!created.value()) return common::fail(path + ": exists already");
+  return common::success();
 }
 
 }  // namespace tunnel::core

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/read.hpp>
 
+#include "common/result_testing.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/edge/tcp_tunnel.hpp"
 #include "core/edge/udp_tunnel.hpp"
@@ -330,16 +331,15 @@ class PortTest : public ::testing::Test {
     rules.ranges = {{30000, 60000}};
     rules.max_ports = 0;
     Route route{agent, 0, "localhost:5432", nullptr, nullptr, std::move(tunnel), std::move(usage)};
-    std::string error;
-    const OpenPort open = [&](std::uint16_t port, std::string& e) {
+    const OpenPort open = [&](std::uint16_t port) {
       return protocol == PortProtocol::kTcp
-                 ? open_tcp_port(*context, pair.io.get_executor(), "127.0.0.1", port, e, listener)
-                 : open_udp_port(*context, pair.io.get_executor(), "127.0.0.1", port, e, listener);
+                 ? open_tcp_port(*context, pair.io.get_executor(), "127.0.0.1", port, listener)
+                 : open_udp_port(*context, pair.io.get_executor(), "127.0.0.1", port, listener);
     };
-    const std::uint16_t port =
-        context->registry.claim_port(protocol, 0, "acme", rules, std::move(route), open, error);
-    EXPECT_NE(port, 0) << error;
-    return port;
+    const auto port =
+        context->registry.claim_port(protocol, 0, "acme", rules, std::move(route), open);
+    EXPECT_TRUE(common::is_ok(port));
+    return port ? port.value() : 0;
   }
 
   std::uint64_t counter(std::string_view name, const observability::Labels& labels = {}) {

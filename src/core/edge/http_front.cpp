@@ -289,14 +289,16 @@ std::shared_ptr<mux::Stream> HttpFront::open_exchange(FilterRequest& filtered,
   if (!decision.origin_target.empty()) head.target = decision.origin_target;
   rewrite_request(head, RewriteInput{ip, trusted, filtered.tls, host_value, request_id, upgrade});
   head.serialize_to(filtered.open_prefix);
-  std::string error;
-  auto stream = decision.route.agent->session->open_stream(decision.route.tunnel_index,
-                                                           filtered.open_prefix, error);
-  if (!stream) {
+  auto opened =
+      decision.route.agent->session->open_stream(decision.route.tunnel_index, filtered.open_prefix);
+  if (!opened) {
     refusal = FilterVerdict::respond(
-        503, "The agent serving " + decision.host + " cannot take requests: " + error, false);
+        503,
+        "The agent serving " + decision.host + " cannot take requests: " + opened.error().message,
+        false);
+    return nullptr;
   }
-  return stream;
+  return std::move(opened).value();
 }
 
 asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {

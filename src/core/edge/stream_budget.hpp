@@ -14,23 +14,24 @@
 #include <cstdint>
 #include <string>
 
+#include "common/result.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/control/config.hpp"
 
 namespace tunnel::core {
 
-// Takes one of `agent`'s raw-tunnel stream slots: "" when taken, else why not (naming the
-// config key). Call on the agent session's executor; give it back there with
-// release_raw_stream().
-inline std::string take_raw_stream(AgentSession& agent, const LimitsConfig& limits) {
+// Takes one of `agent`'s raw-tunnel stream slots, or says why not (naming the config key).
+// Call on the agent session's executor; give it back there with release_raw_stream().
+inline common::Status take_raw_stream(AgentSession& agent, const LimitsConfig& limits) {
   const std::uint32_t budget = raw_stream_budget(limits);
   if (agent.raw_streams >= budget) {
-    return "the agent's tcp/udp tunnels hold " + std::to_string(agent.raw_streams) +
-           " streams; the other " + std::to_string(limits.max_streams_per_agent - budget) +
-           " are kept for its http tunnels (limits.streams_reserved_for_http)";
+    return common::fail("the agent's tcp/udp tunnels hold " + std::to_string(agent.raw_streams) +
+                        " streams; the other " +
+                        std::to_string(limits.max_streams_per_agent - budget) +
+                        " are kept for its http tunnels (limits.streams_reserved_for_http)");
   }
   ++agent.raw_streams;
-  return "";
+  return common::success();
 }
 
 inline void release_raw_stream(AgentSession& agent) {

@@ -131,20 +131,17 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
         metrics_(std::make_shared<TcpMetrics>(context.metrics.registry)),
         filters_(std::move(filters)) {}
 
-  bool bind(const std::string& host, std::string& error) {
-    const auto ip = tunnels_host_address(host, error);
-    if (!ip) return false;
+  common::Status bind(const std::string& host) {
+    const auto ip = tunnels_host_address(host);
+    if (!ip) return ip.error();
     boost::system::error_code ec;
-    const tcp::endpoint endpoint(*ip, port_);
+    const tcp::endpoint endpoint(ip.value(), port_);
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-      error = bind_error(port_, ec);
-      return false;
-    }
-    return true;
+    if (ec) return common::fail(bind_error(port_, ec));
+    return common::success();
   }
 
   void start() { asio::co_spawn(executor_, accept_loop(shared_from_this()), asio::detached); }
@@ -252,8 +249,9 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
     } slot{*self->budget_, c};
     const ConnectionInfo info{PortProtocol::kTcp, self->port_, c.peer, c.local, route};
     ConnectionSummary summary;
-    std::string error = take_raw_stream(*route.agent, limits);
-    if (!error.empty()) {
+    std::string error;
+    if (auto taken = take_raw_stream(*route.agent, limits); !taken) {
+      error = std::move(taken).error().message;
       self->refuse(client, c.peer, "stream_budget", error);
       summary.end = ConnectionEnd::kRefused;
       summary.outcome = error;
@@ -265,15 +263,17 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
       ~RawSlot() { release_raw_stream(agent); }
     } raw_slot{*route.agent};
     auto session = route.agent->session;
-    auto stream = session->open_stream(route.tunnel_index, c.decision.open_payload, error);
-    if (!stream) {
-      error = "the agent " + session->name() + " cannot take connections: " + error;
+    auto opened = session->open_stream(route.tunnel_index, c.decision.open_payload);
+    if (!opened) {
+      error =
+          "the agent " + session->name() + " cannot take connections: " + opened.error().message;
       self->refuse(client, c.peer, "agent", error);
       summary.end = ConnectionEnd::kRefused;
       summary.outcome = error;
       self->finish(info, summary, c.start);
       co_return;
     }
+    const std::shared_ptr<mux::Stream> stream = std::move(opened).value();
     metrics.active.inc();
     ClientPumpHooks hooks(metrics, route.throttle.get());
     mux::PumpOptions options;
@@ -328,25 +328,21 @@ std::string bind_error(std::uint16_t port, const boost::system::error_code& ec) 
   return "port " + std::to_string(port) + ": " + ec.message();
 }
 
-std::optional<asio::ip::address> tunnels_host_address(const std::string& host, std::string& error) {
+common::Result<asio::ip::address> tunnels_host_address(const std::string& host) {
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(host, ec);
-  if (ec) {
-    error = "tunnels host \"" + host + "\" is not an IP address";
-    return std::nullopt;
-  }
+  if (ec) return common::fail("tunnels host \"" + host + "\" is not an IP address");
   return ip;
 }
 
-std::shared_ptr<PortListener> open_tcp_port(
+common::Result<std::shared_ptr<PortListener>> open_tcp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::string& error,
-    std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters) {
   auto listener =
       std::make_shared<TcpPort>(context, std::move(executor), port, std::move(listener_filters));
-  if (!listener->bind(host, error)) return nullptr;
+  if (auto bound = listener->bind(host); !bound) return bound.error();
   listener->start();
-  return listener;
+  return std::shared_ptr<PortListener>(std::move(listener));
 }
 
 }  // namespace tunnel::core

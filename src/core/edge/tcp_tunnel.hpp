@@ -21,19 +21,18 @@
 
 namespace tunnel::core {
 
-// Binds host:port (port != 0) and starts accepting. nullptr with `error`
-// ("port 15432 is in use") when the port cannot be bound. `listener_filters`: the chain every
-// connection of the port passes before its tunnel's (null = none; see conn_pipeline.hpp).
-std::shared_ptr<PortListener> open_tcp_port(
+// Binds host:port (port != 0) and starts accepting, or says why the port cannot be bound
+// ("port 15432 is in use"). `listener_filters`: the chain every connection of the port passes
+// before its tunnel's (null = none; see conn_pipeline.hpp).
+common::Result<std::shared_ptr<PortListener>> open_tcp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::string& error,
-    std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
 
 // "port 15432 is in use" for EADDRINUSE, "port 80: Permission denied" otherwise.
 std::string bind_error(std::uint16_t port, const boost::system::error_code& ec);
 
-// The address tcp and udp tunnel ports bind (listen.tunnels_host); nullopt with `error` when it
-// is not an IP literal.
-std::optional<asio::ip::address> tunnels_host_address(const std::string& host, std::string& error);
+// The address tcp and udp tunnel ports bind (listen.tunnels_host); an error when it is not an
+// IP literal.
+common::Result<asio::ip::address> tunnels_host_address(const std::string& host);
 
 }  // namespace tunnel::core

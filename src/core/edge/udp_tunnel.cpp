@@ -195,21 +195,18 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
         socket_(executor),
         port_(port) {}
 
-  bool bind(const std::string& host, std::string& error) {
-    const auto ip = tunnels_host_address(host, error);
-    if (!ip) return false;
+  common::Status bind(const std::string& host) {
+    const auto ip = tunnels_host_address(host);
+    if (!ip) return ip.error();
     boost::system::error_code ec;
-    const udp::endpoint endpoint(*ip, port_);
+    const udp::endpoint endpoint(ip.value(), port_);
     socket_.open(endpoint.protocol(), ec);
     if (!ec) socket_.bind(endpoint, ec);
     if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
     if (!ec) transport::size_udp_buffers(socket_, context.config.limits.udp_socket_buffer);
-    if (ec) {
-      error = bind_error(port_, ec);
-      return false;
-    }
+    if (ec) return common::fail(bind_error(port_, ec));
     local_address_ = address_text(socket_.local_endpoint(ec));
-    return true;
+    return common::success();
   }
 
   void start() { asio::co_spawn(executor, receive_loop(shared_from_this()), asio::detached); }
@@ -559,13 +556,23 @@ asio::awaitable<void> UdpClient::run() {
   using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   const std::string& peer = peer_;
-  std::string error =
-      evicted_ ? outcome_ : take_raw_stream(*route_.agent, port_->context.config.limits);
-  const bool slot = error.empty();
+  std::string error;
+  bool slot = false;
+  if (evicted_) {
+    error = outcome_;
+  } else if (auto taken = take_raw_stream(*route_.agent, port_->context.config.limits); !taken) {
+    error = std::move(taken).error().message;
+  } else {
+    slot = true;
+  }
   if (slot) {
-    stream_ = route_.agent->session->open_stream(route_.tunnel_index, open_payload_, error);
-    if (!stream_)
-      error = "the agent " + route_.agent->session->name() + " cannot take a session: " + error;
+    auto opened = route_.agent->session->open_stream(route_.tunnel_index, open_payload_);
+    if (opened) {
+      stream_ = std::move(opened).value();
+    } else {
+      error = "the agent " + route_.agent->session->name() +
+              " cannot take a session: " + opened.error().message;
+    }
   }
   if (!stream_) {
     port_->dropped(pending_count_, peer + ": datagrams dropped: " + error);
@@ -614,15 +621,14 @@ void UdpClient::finish(ConnectionEnd end) {
 
 }  // namespace
 
-std::shared_ptr<PortListener> open_udp_port(
+common::Result<std::shared_ptr<PortListener>> open_udp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::string& error,
-    std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters) {
   auto listener =
       std::make_shared<UdpPort>(context, std::move(executor), port, std::move(listener_filters));
-  if (!listener->bind(host, error)) return nullptr;
+  if (auto bound = listener->bind(host); !bound) return bound.error();
   listener->start();
-  return listener;
+  return std::shared_ptr<PortListener>(std::move(listener));
 }
 
 }  // namespace tunnel::core

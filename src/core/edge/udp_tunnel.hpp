@@ -24,12 +24,11 @@
 
 namespace tunnel::core {
 
-// Binds host:port (port != 0) and starts receiving. nullptr with `error` when it cannot.
+// Binds host:port (port != 0) and starts receiving, or says why it cannot.
 // `listener_filters`: the chain every new client address of the port passes before its
 // tunnel's (null = none; see conn_pipeline.hpp).
-std::shared_ptr<PortListener> open_udp_port(
+common::Result<std::shared_ptr<PortListener>> open_udp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::string& error,
-    std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
 
 }  // namespace tunnel::core
