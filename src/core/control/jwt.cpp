@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/json.hpp"
+
 namespace tunnel::core {
 namespace {
 
@@ -32,33 +34,6 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
     return {};
   }
   return std::string(reinterpret_cast<const char*>(out), size);
-}
-
-// Parses a JSON object, refusing one in which any object repeats a key: nlohmann::json would
-// keep the last silently, so a token could show one value to us and another to a different
-// verifier. `duplicate` is set to the repeated key.
-nlohmann::json parse_unique(const std::string& text, std::string& duplicate) {
-  std::vector<std::vector<std::string>> keys;  // the keys seen, per open object
-  auto callback = [&](int, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start) {
-      keys.emplace_back();
-    } else if (event == E::object_end && !keys.empty()) {
-      keys.pop_back();
-    } else if (event == E::key && !keys.empty()) {
-      auto key = parsed.get<std::string>();
-      auto& seen = keys.back();
-      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-        if (duplicate.empty()) duplicate = key;
-      } else {
-        seen.push_back(std::move(key));
-      }
-    }
-    return true;
-  };
-  auto out = nlohmann::json::parse(text, callback, false);
-  if (!duplicate.empty()) return nlohmann::json();
-  return out;
 }
 
 // A NumericDate claim as whole unix seconds in [0, kMaxNumericDate]. Fractions, negatives,
@@ -165,10 +140,11 @@ common::Result<JwtClaims> verify_hs256(std::string_view token, std::string_view 
   if (!header_text || !payload_text || !signature)
     return common::fail("malformed JWT: bad base64url");
 
-  std::string duplicate;
-  const auto header = parse_unique(*header_text, duplicate);
-  if (!duplicate.empty())
-    return common::fail("malformed JWT: header repeats \"" + duplicate + "\"");
+  // A repeated key could mean one thing to us and another to a different verifier.
+  const auto [header, header_duplicate] = common::parse_json_unique_keys(*header_text);
+  if (!header_duplicate.empty()) {
+    return common::fail("malformed JWT: header repeats \"" + header_duplicate + "\"");
+  }
   if (!header.is_object()) return common::fail("malformed JWT: header is not a JSON object");
   const auto alg = header.find("alg");
   if (alg == header.end() || !alg->is_string()) return common::fail("JWT header has no \"alg\"");
@@ -188,8 +164,10 @@ common::Result<JwtClaims> verify_hs256(std::string_view token, std::string_view 
     return common::fail("invalid JWT signature");
   }
 
-  const auto claims = parse_unique(*payload_text, duplicate);
-  if (!duplicate.empty()) return common::fail("malformed JWT: claims repeat \"" + duplicate + "\"");
+  const auto [claims, claims_duplicate] = common::parse_json_unique_keys(*payload_text);
+  if (!claims_duplicate.empty()) {
+    return common::fail("malformed JWT: claims repeat \"" + claims_duplicate + "\"");
+  }
   if (!claims.is_object()) return common::fail("malformed JWT: claims are not a JSON object");
   const auto exp = claims.find("exp");
   if (exp == claims.end()) return common::fail("JWT has no numeric \"exp\" claim");

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/json.hpp"
 #include "core/control/api/api_internal.hpp"
 
 namespace tunnel::core::api {
@@ -122,29 +123,6 @@ const char* json_type(const json& v) {
   return "an object";
 }
 
-// Parses JSON, refusing an object that repeats a key (nlohmann would keep the last).
-json parse_unique(const std::string& text, std::string& duplicate) {
-  std::vector<std::vector<std::string>> keys;
-  auto callback = [&](int, json::parse_event_t event, json& parsed) {
-    using E = json::parse_event_t;
-    if (event == E::object_start) {
-      keys.emplace_back();
-    } else if (event == E::object_end && !keys.empty()) {
-      keys.pop_back();
-    } else if (event == E::key && !keys.empty()) {
-      auto key = parsed.get<std::string>();
-      auto& seen = keys.back();
-      if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
-        if (duplicate.empty()) duplicate = key;
-      } else {
-        seen.push_back(std::move(key));
-      }
-    }
-    return true;
-  };
-  return json::parse(text, callback, false);
-}
-
 // The caller's role on its account: the strongest of its bindings (its own and its teams'),
 // narrowed by the key's role. nullopt = none.
 common::Result<std::optional<Role>> role_of(store::Store& store, const store::User& user,
@@ -232,8 +210,9 @@ std::optional<json> Fields::parse(const std::string& body, std::optional<ApiResp
     error = problem(400, "malformed-json", "the request needs a JSON object as its body");
     return std::nullopt;
   }
-  std::string duplicate;
-  json parsed = parse_unique(body, duplicate);
+  auto unique = common::parse_json_unique_keys(body);
+  const std::string& duplicate = unique.duplicate;
+  json& parsed = unique.value;
   if (!duplicate.empty()) {
     error = problem(400, "malformed-json", "the field \"" + duplicate + "\" appears twice",
                     {{duplicate, "appears twice"}});
@@ -248,7 +227,7 @@ std::optional<json> Fields::parse(const std::string& body, std::optional<ApiResp
                     std::string("the body must be a JSON object, not ") + json_type(parsed));
     return std::nullopt;
   }
-  return parsed;
+  return std::move(parsed);
 }
 
 Fields::Fields(const json& object, std::vector<std::string_view> allowed) : object_(object) {
