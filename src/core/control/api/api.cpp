@@ -313,21 +313,30 @@ ApiResponse Fields::response() const {
 
 ApiResponse store_error(const common::Error& error) {
   const std::string& m = error.message;
-  if (m.find(" exists") != m.npos || m.find("is taken by") != m.npos ||
-      m.find("overlaps") != m.npos || m.find("exists already") != m.npos) {
-    return problem(409, "conflict", m);
-  }
-  if (m.find("declared in the configuration file") != m.npos) {
-    return problem(409, "configured", m);
-  }
-  // "tunnel.name \"a b\": ..." names the field; "tunnel: ..." the object.
-  const auto space = m.find_first_of(" :");
-  const auto dot = m.find('.');
-  if (dot != m.npos && space != m.npos && dot < space) {
-    return problem(422, "invalid-fields", m, {{m.substr(dot + 1, space - dot - 1), m}});
-  }
-  if (m.starts_with("tunnel:") || m.starts_with("role binding:") || m.starts_with("user ")) {
-    return problem(422, "invalid-fields", m);
+  switch (error.kind) {
+    case common::ErrorKind::kConflict:
+      // The name or port is taken (also when two writes raced for it), or the object is the
+      // configuration file's.
+      return problem(409,
+                     m.find("declared in the configuration file") != m.npos ||
+                             m.find("of the configuration file") != m.npos
+                         ? "configured"
+                         : "conflict",
+                     m);
+    case common::ErrorKind::kNotFound:
+      return problem(404, "not-found", m);
+    case common::ErrorKind::kInvalid: {
+      // "tunnel.name \"a b\": ..." names the field; "tunnel: ..." the object.
+      const auto space = m.find_first_of(" :");
+      const auto dot = m.find('.');
+      if (dot != m.npos && space != m.npos && dot < space) {
+        return problem(422, "invalid-fields", m, {{m.substr(dot + 1, space - dot - 1), m}});
+      }
+      return problem(422, "invalid-fields", m);
+    }
+    case common::ErrorKind::kUnavailable:
+    case common::ErrorKind::kInternal:
+      break;
   }
   spdlog::error("api: store: {}", m);
   return problem(500, "store", "the store failed: " + m);

@@ -108,7 +108,8 @@ class Fields {
   std::vector<FieldError> errors_;
 };
 
-// A store error as an answer: a conflict (409), a bad value (422, the field named when the
+// A store error as an answer, by its kind: conflict 409 (problem type "configured" for an
+// object of the configuration file), not_found 404, invalid 422 (the field named when the
 // message starts with "object.field"), anything else 500.
 ApiResponse store_error(const common::Error& error);
 

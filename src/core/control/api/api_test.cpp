@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
+#include "core/control/api/api_internal.hpp"
 #include "core/control/store/test_backends.hpp"
 
 namespace tunnel::core::api {
@@ -209,6 +211,50 @@ TYPED_TEST(ApiTest, CreatesGetsListsChangesAndDeletesATunnel) {
   EXPECT_EQ(this->call("GET", "/api/v1/tunnels/" + std::to_string(id)).status, 404);
   EXPECT_EQ(this->hooks_.changes, 3);
   EXPECT_EQ(this->store_->list_audit(1).value()[0].action, "tunnel.delete");
+}
+
+// Two cores on one store (two Api and Store objects on one database) create the same tunnel
+// name at the same moment, 20 times over: one gets 201, the other 409 with a problem document
+// of type conflict, whichever way it lost: the check before the insert, the UNIQUE constraint,
+// or on PostgreSQL a serialization failure (the store gives those errors the kind conflict).
+// Before errors had a kind, the API guessed from the text, and a lost serializable transaction
+// ("could not serialize access") answered 500.
+TYPED_TEST(ApiTest, TwoCreatesRacingForOneNameAnswer201And409) {
+  auto second_store = store::open_store(this->backend_->options());
+  ASSERT_TRUE(second_store) << second_store.error().message;
+  RecordingHooks second_hooks;
+  ApiOptions options;
+  options.domain = "example.com";
+  options.http_port = 8080;
+  options.now = [] { return std::int64_t{1'765'000'000}; };
+  Api second(*second_store.value(), second_hooks, options);
+  const std::string key = this->keys_[Role::kOwner];
+  const auto post = [&](Api& api, const std::string& name) {
+    ApiRequest r;
+    r.method = "POST";
+    r.target = "/api/v1/tunnels";
+    r.body = json{{"name", name}}.dump();
+    r.peer = this->peer_;
+    r.headers.emplace_back("Authorization", "Bearer " + key);
+    return api.handle(r);
+  };
+  for (int round = 0; round < 20; ++round) {
+    const std::string name = "race" + std::to_string(round);
+    ApiResponse first;
+    ApiResponse other;
+    std::thread racer([&] { other = post(second, name); });
+    first = post(*this->api_, name);
+    racer.join();
+    const bool first_won = first.status == 201;
+    const ApiResponse& won = first_won ? first : other;
+    const ApiResponse& lost = first_won ? other : first;
+    ASSERT_EQ(won.status, 201) << first.body << " / " << other.body;
+    ASSERT_EQ(lost.status, 409) << lost.body;
+    const json problem = json::parse(lost.body, nullptr, false);
+    EXPECT_EQ(problem["type"], "urn:tunnel:problem:conflict") << lost.body;
+    EXPECT_EQ(problem["status"], 409) << lost.body;
+    EXPECT_TRUE(problem.contains("detail")) << lost.body;
+  }
 }
 
 TYPED_TEST(ApiTest, ReservesAPortWithinTheConfiguredRanges) {
@@ -928,6 +974,31 @@ TEST(ApiOpenApi, TheDocumentAndTheRouteTableAgree) {
   for (const auto& d : documented) {
     EXPECT_TRUE(routed.contains(d)) << "docs/openapi.json has " << d << ", which no route serves";
   }
+}
+
+// The API answers a store error by its kind, not by its words: a lost serializable transaction
+// ("could not serialize access", PostgreSQL's 40001) is a conflict, an object that vanished
+// between the API's check and the write is not found. Guessed from the text, both were 500.
+TEST(ApiStoreErrors, AreAnsweredByTheirKind) {
+  using common::ErrorKind;
+  const auto status_of = [](ErrorKind kind, const char* message) {
+    return store_error(common::fail(kind, message)).status;
+  };
+  EXPECT_EQ(status_of(ErrorKind::kConflict,
+                      "postgres: could not serialize access due to read/write dependencies"),
+            409);
+  EXPECT_EQ(status_of(ErrorKind::kNotFound, "no tunnel 5"), 404);
+  EXPECT_EQ(status_of(ErrorKind::kInvalid, "tunnel.port: give a port from 1 to 65535"), 422);
+  EXPECT_EQ(status_of(ErrorKind::kInternal, "sqlite: disk I/O error"), 500);
+  EXPECT_EQ(status_of(ErrorKind::kUnavailable, "postgres: the server is shutting down"), 500);
+  const ApiResponse conflict = store_error(common::fail(ErrorKind::kConflict, "name taken"));
+  const json problem = json::parse(conflict.body, nullptr, false);
+  EXPECT_EQ(problem["type"], "urn:tunnel:problem:conflict");
+  EXPECT_EQ(problem["status"], 409);
+  EXPECT_EQ(problem["detail"], "name taken");
+  const ApiResponse invalid =
+      store_error(common::fail(ErrorKind::kInvalid, "tunnel.port: give a port from 1 to 65535"));
+  EXPECT_EQ(json::parse(invalid.body, nullptr, false)["errors"][0]["field"], "port");
 }
 
 }  // namespace

@@ -126,7 +126,7 @@ class PgConnection : public Connection {
       const char* state = libpq().PQresultErrorField(res, PG_DIAG_SQLSTATE);
       constraint_ = state && std::string_view(state).starts_with("23");  // integrity violation
       retryable_ = state && std::string_view(state).starts_with("40");   // serialization, deadlock
-      auto error = fail(name_ + ": " + trimmed(libpq().PQresultErrorMessage(res)));
+      auto error = failure(res);
       libpq().PQclear(res);
       return error;
     }
@@ -157,12 +157,25 @@ class PgConnection : public Connection {
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
       const char* state = libpq().PQresultErrorField(res, PG_DIAG_SQLSTATE);
       retryable_ = state && std::string_view(state).starts_with("40");
-      auto error = fail(name_ + ": " + trimmed(libpq().PQresultErrorMessage(res)));
+      auto error = failure(res);
       libpq().PQclear(res);
       return error;
     }
     libpq().PQclear(res);
     return success();
+  }
+
+  // The failure of a statement, named. 23505 (a UNIQUE constraint: the name or port is taken)
+  // and 40001 (a concurrent write won the serializable transaction, as when two creates of
+  // one name race) are conflicts.
+  common::Error failure(const PGresult* res) const {
+    auto error = fail(name_ + ": " + trimmed(libpq().PQresultErrorMessage(res)));
+    const char* state = libpq().PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (state != nullptr &&
+        (std::string_view(state) == "23505" || std::string_view(state) == "40001")) {
+      error.kind = common::ErrorKind::kConflict;
+    }
+    return error;
   }
 
   Status begin() override { return exec_script("BEGIN ISOLATION LEVEL SERIALIZABLE"); }

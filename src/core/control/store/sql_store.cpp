@@ -29,6 +29,7 @@
 namespace tunnel::core::store {
 namespace {
 
+using common::ErrorKind;
 using common::fail;
 using common::success;
 
@@ -111,8 +112,8 @@ bool valid_object_name(std::string_view s) {
 
 Status check_name(std::string_view what, std::string_view name) {
   if (valid_object_name(name)) return success();
-  return fail(std::string(what) + ".name " + quoted(name) +
-              ": use 1 to 64 letters, digits, '_', '.' and '-'");
+  return fail(ErrorKind::kInvalid, std::string(what) + ".name " + quoted(name) +
+                                       ": use 1 to 64 letters, digits, '_', '.' and '-'");
 }
 
 // Runs `body` in a write transaction; commits if it succeeded, rolls back otherwise.
@@ -280,10 +281,11 @@ class SqlStore : public Store {
               {name, now_()});
           if (!created) return created.error();
         } else if (!it->second.second) {
-          return fail("account " + quoted(name) + " of the configuration file" +
-                      (config_file_.empty() ? std::string() : " " + config_file_) +
-                      " exists in the store as an account made through the API (id " +
-                      std::to_string(it->second.first) + "); rename one of them");
+          return fail(ErrorKind::kConflict,
+                      "account " + quoted(name) + " of the configuration file" +
+                          (config_file_.empty() ? std::string() : " " + config_file_) +
+                          " exists in the store as an account made through the API (id " +
+                          std::to_string(it->second.first) + "); rename one of them");
         }
       }
       for (const auto& [name, row] : existing) {
@@ -302,7 +304,9 @@ class SqlStore : public Store {
     return write([&]() -> Result<Account> {
       auto rows = run("SELECT id FROM accounts WHERE name = $1", {a.name});
       if (!rows) return rows.error();
-      if (!rows.value().empty()) return fail("account " + quoted(a.name) + " exists");
+      if (!rows.value().empty()) {
+        return fail(ErrorKind::kConflict, "account " + quoted(a.name) + " exists");
+      }
       auto created =
           run(std::string("INSERT INTO accounts (name, configured, created_at) VALUES ($1, $2, "
                           "$3) RETURNING ") +
@@ -330,7 +334,8 @@ class SqlStore : public Store {
           std::string("UPDATE accounts SET name = $2 WHERE id = $1 RETURNING ") + kAccountColumns,
           {a.id, a.name});
       if (!rows) return rows.error();
-      if (rows.value().empty()) return fail("no account " + std::to_string(a.id));
+      if (rows.value().empty())
+        return fail(ErrorKind::kNotFound, "no account " + std::to_string(a.id));
       return account_of(rows.value()[0]);
     });
   }
@@ -407,11 +412,16 @@ class SqlStore : public Store {
       if (!team) return team.error();
       auto user = run("SELECT account_id FROM users WHERE id = $1", {user_id});
       if (!user) return user.error();
-      if (team.value().empty()) return fail("no team " + std::to_string(team_id));
-      if (user.value().empty()) return fail("no user " + std::to_string(user_id));
+      if (team.value().empty()) {
+        return fail(ErrorKind::kNotFound, "no team " + std::to_string(team_id));
+      }
+      if (user.value().empty()) {
+        return fail(ErrorKind::kNotFound, "no user " + std::to_string(user_id));
+      }
       if (team.value()[0][0] != user.value()[0][0]) {
-        return fail("user " + std::to_string(user_id) + " belongs to another account than team " +
-                    std::to_string(team_id));
+        return fail(ErrorKind::kInvalid, "user " + std::to_string(user_id) +
+                                             " belongs to another account than team " +
+                                             std::to_string(team_id));
       }
       auto rows =
           run("INSERT INTO team_members (team_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
@@ -624,10 +634,13 @@ class SqlStore : public Store {
     return write([&]() -> Result<Tunnel> {
       auto old = run("SELECT account_id FROM tunnels WHERE id = $1", {n.id});
       if (!old) return old.error();
-      if (old.value().empty()) return fail("no tunnel " + std::to_string(n.id));
+      if (old.value().empty()) {
+        return fail(ErrorKind::kNotFound, "no tunnel " + std::to_string(n.id));
+      }
       if (as_int(old.value()[0][0]) != n.account_id) {
-        return fail("tunnel " + std::to_string(n.id) +
-                    ": account_id cannot change (delete the tunnel and create it again)");
+        return fail(ErrorKind::kInvalid,
+                    "tunnel " + std::to_string(n.id) +
+                        ": account_id cannot change (delete the tunnel and create it again)");
       }
       if (auto s = check_tunnel_refs(n); !s) return s.error();
       if (auto s = check_ownership(n); !s) return s.error();
@@ -751,11 +764,14 @@ class SqlStore : public Store {
   }
 
   // A constraint failure named for people: "<what>: conflicts with an existing object or
-  // refers to one that does not exist (<database's words>)".
+  // refers to one that does not exist (<database's words>)". A conflict (a UNIQUE constraint,
+  // and so for the API 409, whichever of two racing writes lost), unless the connection said
+  // more precisely what it was.
   common::Error explain(const common::Error& e, const std::string& what) const {
     if (!db_->last_error_was_constraint()) return e;
-    return fail(what + ": exists already, or refers to an object that does not exist (" +
-                e.message + ")");
+    return fail(
+        e.kind == ErrorKind::kInternal ? ErrorKind::kConflict : e.kind,
+        what + ": exists already, or refers to an object that does not exist (" + e.message + ")");
   }
 
   template <typename T, typename F>
@@ -784,7 +800,7 @@ class SqlStore : public Store {
                 const std::string& what) {
     auto rows = run(sql, params);
     if (!rows) return explain(rows.error(), what);
-    if (rows.value().empty()) return fail(what + ": no such object");
+    if (rows.value().empty()) return fail(ErrorKind::kNotFound, what + ": no such object");
     return of(rows.value()[0]);
   }
 
@@ -826,17 +842,19 @@ class SqlStore : public Store {
     auto rows = run("SELECT name, configured FROM accounts WHERE id = $1", {account_id});
     if (!rows) return rows.error();
     if (!rows.value().empty() && as_int(rows.value()[0][1]) != 0) {
-      return fail("account " + quoted(rows.value()[0][0].value_or("")) +
-                  " is declared in the configuration file" +
-                  (config_file_.empty() ? std::string() : " " + config_file_) + " and cannot be " +
-                  std::string(verb) + " here; change it there");
+      return fail(ErrorKind::kConflict,
+                  "account " + quoted(rows.value()[0][0].value_or("")) +
+                      " is declared in the configuration file" +
+                      (config_file_.empty() ? std::string() : " " + config_file_) +
+                      " and cannot be " + std::string(verb) + " here; change it there");
     }
     return success();
   }
 
   Status check_binding(const RoleBinding& b) {
     if (b.user_id.has_value() == b.team_id.has_value()) {
-      return fail("role binding: give either user_id or team_id, not both or neither");
+      return fail(ErrorKind::kInvalid,
+                  "role binding: give either user_id or team_id, not both or neither");
     }
     const char* sql = b.user_id ? "SELECT account_id FROM users WHERE id = $1"
                                 : "SELECT account_id FROM teams WHERE id = $1";
@@ -844,9 +862,9 @@ class SqlStore : public Store {
     if (!rows) return rows.error();
     const std::string what =
         b.user_id ? "user " + std::to_string(*b.user_id) : "team " + std::to_string(*b.team_id);
-    if (rows.value().empty()) return fail("role binding: no " + what);
+    if (rows.value().empty()) return fail(ErrorKind::kInvalid, "role binding: no " + what);
     if (as_int(rows.value()[0][0]) != b.account_id) {
-      return fail("role binding: " + what + " belongs to another account");
+      return fail(ErrorKind::kInvalid, "role binding: " + what + " belongs to another account");
     }
     return success();
   }
@@ -859,29 +877,35 @@ class SqlStore : public Store {
 
   static Status check_tunnel(const Tunnel& t) {
     if (t.type == TunnelType::kHttp) {
-      if (t.port != 0) return fail("tunnel.port: only tcp and udp tunnels have a port");
+      if (t.port != 0)
+        return fail(ErrorKind::kInvalid, "tunnel.port: only tcp and udp tunnels have a port");
       if (t.name.empty() == t.domain.empty()) {
-        return fail("tunnel: an http tunnel has a name or a domain (one of the two)");
+        return fail(ErrorKind::kInvalid,
+                    "tunnel: an http tunnel has a name or a domain (one of the two)");
       }
       if (!t.name.empty() && !valid_tunnel_name(t.name)) {
-        return fail("tunnel.name " + quoted(t.name) +
-                    ": use one DNS label (letters, digits, '-') or a prefix ending in '*'");
+        return fail(ErrorKind::kInvalid,
+                    "tunnel.name " + quoted(t.name) +
+                        ": use one DNS label (letters, digits, '-') or a prefix ending in '*'");
       }
       if (!t.domain.empty() && !valid_domain(t.domain)) {
-        return fail("tunnel.domain " + quoted(t.domain) +
-                    ": use a domain name (\"example.org\" or \"*.example.org\")");
+        return fail(ErrorKind::kInvalid,
+                    "tunnel.domain " + quoted(t.domain) +
+                        ": use a domain name (\"example.org\" or \"*.example.org\")");
       }
     } else {
       if (!t.name.empty() || !t.domain.empty()) {
-        return fail("tunnel: a " + std::string(to_string(t.type)) +
-                    " tunnel has a port, not a name or domain");
+        return fail(ErrorKind::kInvalid, "tunnel: a " + std::string(to_string(t.type)) +
+                                             " tunnel has a port, not a name or domain");
       }
-      if (t.port == 0) return fail("tunnel.port: give a port from 1 to 65535");
+      if (t.port == 0) return fail(ErrorKind::kInvalid, "tunnel.port: give a port from 1 to 65535");
     }
     if (!t.local.empty() && !t.agent_id) {
-      return fail("tunnel.local: only a tunnel assigned to an agent has a local target");
+      return fail(ErrorKind::kInvalid,
+                  "tunnel.local: only a tunnel assigned to an agent has a local target");
     }
-    if (t.local.size() > 255) return fail("tunnel.local: at most 255 characters");
+    if (t.local.size() > 255)
+      return fail(ErrorKind::kInvalid, "tunnel.local: at most 255 characters");
     return success();
   }
 
@@ -889,10 +913,11 @@ class SqlStore : public Store {
     if (!t.agent_id) return success();
     auto rows = run("SELECT account_id FROM agents WHERE id = $1", {*t.agent_id});
     if (!rows) return rows.error();
-    if (rows.value().empty()) return fail("tunnel.agent: no agent " + std::to_string(*t.agent_id));
+    if (rows.value().empty())
+      return fail(ErrorKind::kInvalid, "tunnel.agent: no agent " + std::to_string(*t.agent_id));
     if (as_int(rows.value()[0][0]) != t.account_id) {
-      return fail("tunnel.agent: agent " + std::to_string(*t.agent_id) +
-                  " belongs to another account");
+      return fail(ErrorKind::kInvalid, "tunnel.agent: agent " + std::to_string(*t.agent_id) +
+                                           " belongs to another account");
     }
     return success();
   }
@@ -907,8 +932,9 @@ class SqlStore : public Store {
               {std::string(to_string(t.type)), std::int64_t{t.port}, t.id});
       if (!rows) return rows.error();
       if (!rows.value().empty()) {
-        return fail(describe(t) + " is taken by tunnel " + rows.value()[0][0].value_or("") +
-                    " (account " + rows.value()[0][1].value_or("") + ")");
+        return fail(ErrorKind::kConflict, describe(t) + " is taken by tunnel " +
+                                              rows.value()[0][0].value_or("") + " (account " +
+                                              rows.value()[0][1].value_or("") + ")");
       }
       return success();
     }
@@ -927,9 +953,11 @@ class SqlStore : public Store {
           ((!t.name.empty() && !name.empty() && subdomains_overlap(t.name, name)) ||
            (!t.domain.empty() && !domain.empty() && domains_overlap(t.domain, domain)));
       if (same || overlaps) {
-        return fail(describe(t) + (same ? " is taken by tunnel " : " overlaps tunnel ") +
-                    row[0].value_or("") + " (" + (name.empty() ? quoted(domain) : quoted(name)) +
-                    ", account " + row[1].value_or("") + "): a name belongs to one account");
+        return fail(ErrorKind::kConflict,
+                    describe(t) + (same ? " is taken by tunnel " : " overlaps tunnel ") +
+                        row[0].value_or("") + " (" +
+                        (name.empty() ? quoted(domain) : quoted(name)) + ", account " +
+                        row[1].value_or("") + "): a name belongs to one account");
       }
     }
     return success();

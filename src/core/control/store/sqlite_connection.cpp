@@ -56,6 +56,9 @@ class SqliteConnection : public Connection {
         const int code = sqlite3_extended_errcode(db_);
         constraint_ = (code & 0xff) == SQLITE_CONSTRAINT;
         auto error = failure("statement");
+        if (code == SQLITE_CONSTRAINT_UNIQUE || code == SQLITE_CONSTRAINT_PRIMARYKEY) {
+          error.kind = common::ErrorKind::kConflict;  // the name or port is taken
+        }
         sqlite3_reset(stmt);
         return error;
       }

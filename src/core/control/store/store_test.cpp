@@ -57,6 +57,34 @@ class StoreTest : public ::testing::Test {
 
 TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
 
+// Errors say their kind, which the REST API answers by: a name taken is a conflict (also when
+// the UNIQUE constraint catches it), a bad name invalid, a missing object not found.
+TYPED_TEST(StoreTest, ErrorsHaveKinds) {
+  auto& s = *this->store_;
+  const Account a = this->account("acme");
+  auto dup = s.create_account({.name = "acme"});
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().kind, common::ErrorKind::kConflict) << dup.error().message;
+  auto bad = s.create_account({.name = "a b"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().kind, common::ErrorKind::kInvalid) << bad.error().message;
+  auto web = s.create_tunnel(this->http(a.id, "web"));
+  ASSERT_TRUE(web) << web.error().message;
+  auto taken = s.create_tunnel(this->http(a.id, "web"));
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().kind, common::ErrorKind::kConflict) << taken.error().message;
+  Tunnel missing = web.value();
+  missing.id += 100;
+  auto gone = s.update_tunnel(missing);
+  ASSERT_FALSE(gone);
+  EXPECT_EQ(gone.error().kind, common::ErrorKind::kNotFound) << gone.error().message;
+  // A UNIQUE constraint: two users of one name in one account.
+  ASSERT_TRUE(s.create_user({.account_id = a.id, .name = "ann"}));
+  auto twin = s.create_user({.account_id = a.id, .name = "ann"});
+  ASSERT_FALSE(twin);
+  EXPECT_EQ(twin.error().kind, common::ErrorKind::kConflict) << twin.error().message;
+}
+
 TYPED_TEST(StoreTest, SchemaIsAtTheLatestVersion) {
   auto v = this->store_->schema_version();
   ASSERT_TRUE(v);
