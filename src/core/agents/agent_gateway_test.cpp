@@ -74,11 +74,15 @@ class GatewayTest : public ::testing::Test {
     gateway = std::make_unique<AgentGateway>(*context, opener, nullptr);
   }
 
-  static std::vector<std::uint8_t> auth_frame(const protocol::AuthRequest& request) {
+  // One v1 frame as an agent sends it before AUTH.
+  static std::vector<std::uint8_t> frame(protocol::FrameType type, std::uint32_t stream,
+                                         std::string_view payload) {
     std::vector<std::uint8_t> out;
-    mux::append_frame(out, protocol::kVersion1, protocol::FrameType::kAuth, 0, 0,
-                      mux::as_bytes(protocol::serialize(request)));
+    mux::append_frame(out, protocol::kVersion1, type, 0, stream, mux::as_bytes(payload));
     return out;
+  }
+  static std::vector<std::uint8_t> auth_frame(const protocol::AuthRequest& request) {
+    return frame(protocol::FrameType::kAuth, 0, protocol::serialize(request));
   }
 
   static protocol::AuthRequest request_for(std::string token,
@@ -185,6 +189,12 @@ class GatewayTest : public ::testing::Test {
 
   std::uint64_t auth_failures() const { return context->metrics.agent_auth_failures.value(); }
 
+  // A refused AUTH: counted once as a failure, and the registry holds nothing for it.
+  void expect_one_failure_and_nothing_held() {
+    EXPECT_EQ(auth_failures(), 1u);
+    expect_nothing_held();
+  }
+
   asio::io_context io;
   SimulatedTimeSource time;  // the core's clock: holds and throttling advance only by hand
   observability::Registry metrics;
@@ -228,43 +238,32 @@ TEST_F(GatewayTest, AcceptsAnAgentAndReleasesItsNamesWhenItLeaves) {
 TEST_F(GatewayTest, ABadFrameHeaderClosesWithoutAReply) {
   // A header announcing more than an AUTH payload may carry: refused from the header alone,
   // before any of it is read. (The length field, big-endian, counts 9 header bytes + payload.)
-  std::vector<std::uint8_t> bytes;
-  mux::append_frame(bytes, protocol::kVersion1, protocol::FrameType::kAuth, 0, 0, {});
+  std::vector<std::uint8_t> bytes = frame(protocol::FrameType::kAuth, 0, "");
   const std::uint32_t length = protocol::kMinLength + protocol::kMaxAuthPayload + 1;
   for (int i = 0; i < 4; ++i) bytes[i] = static_cast<std::uint8_t>(length >> (8 * (3 - i)));
   const Reply reply = exchange(bytes);
   EXPECT_FALSE(reply.got_frame);
-  EXPECT_EQ(auth_failures(), 1u);
-  expect_nothing_held();
+  expect_one_failure_and_nothing_held();
 }
 
 TEST_F(GatewayTest, RefusesAnAuthThatIsNotJson) {
-  std::vector<std::uint8_t> bytes;
-  mux::append_frame(bytes, protocol::kVersion1, protocol::FrameType::kAuth, 0, 0,
-                    mux::as_bytes("{not json"));
-  const Reply reply = exchange(bytes);
+  const Reply reply = exchange(frame(protocol::FrameType::kAuth, 0, "{not json"));
   expect_refused(reply, protocol::refusal::kBadRequest, "");
   EXPECT_FALSE(reply.auth.error.empty());
-  EXPECT_EQ(auth_failures(), 1u);
-  expect_nothing_held();
+  expect_one_failure_and_nothing_held();
 }
 
 TEST_F(GatewayTest, RefusesAFrameThatIsNotAuth) {
-  std::vector<std::uint8_t> bytes;
-  mux::append_frame(bytes, protocol::kVersion1, protocol::FrameType::kData, 0, 7,
-                    mux::as_bytes("hello"));
-  const Reply reply = exchange(bytes);
+  const Reply reply = exchange(frame(protocol::FrameType::kData, 7, "hello"));
   expect_refused(reply, protocol::refusal::kBadRequest,
                  "expected an AUTH frame on stream 0, got DATA on stream 7");
-  EXPECT_EQ(auth_failures(), 1u);
-  expect_nothing_held();
+  expect_one_failure_and_nothing_held();
 }
 
 TEST_F(GatewayTest, RefusesABadToken) {
   const Reply reply = exchange(auth_frame(request_for("wrong-token", {http("app")})));
   expect_refused(reply, protocol::refusal::kBadToken, "authentication failed: ");
-  EXPECT_EQ(auth_failures(), 1u);
-  expect_nothing_held();
+  expect_one_failure_and_nothing_held();
 }
 
 TEST_F(GatewayTest, RefusesWhileShuttingDown) {

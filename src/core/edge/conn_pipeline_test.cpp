@@ -219,6 +219,11 @@ class Probe final : public ConnectionFilter {
     summaries.push_back(s);
     outcomes.emplace_back(s.outcome);
   }
+  // Whether a connection or udp session completed.
+  bool completed() {
+    std::lock_guard lock(mutex);
+    return !summaries.empty();
+  }
   std::mutex mutex;
   std::vector<std::string> calls;
   std::vector<ConnectionSummary> summaries;
@@ -382,6 +387,15 @@ asio::awaitable<std::string> tcp_client(std::uint16_t port, boost::system::error
   }
 }
 
+// A udp socket on `ip` (any port), and 127.0.0.1:`port`, where the tests' tunnel ports listen.
+asio::ip::udp::socket loopback_udp(const asio::any_io_executor& executor,
+                                   const char* ip = "127.0.0.1") {
+  return asio::ip::udp::socket(executor, asio::ip::udp::endpoint(asio::ip::make_address(ip), 0));
+}
+asio::ip::udp::endpoint loopback(std::uint16_t port) {
+  return {asio::ip::make_address("127.0.0.1"), port};
+}
+
 TEST_F(PortTest, ARefusingFilterClosesATcpConnectionBeforeAnyStreamIsOpened) {
   auto deny = std::make_shared<Probe>("deny", conn_hook::kAccept | conn_hook::kComplete,
                                       "127.0.0.1 is denied");
@@ -412,12 +426,7 @@ TEST_F(PortTest, AnAcceptedTcpConnectionIsRelayedAndCompleted) {
     const std::string got = co_await tcp_client(port, end);
     EXPECT_EQ(got, "hello");  // echoed by the agent, then its END_STREAM
     EXPECT_EQ(end, asio::error::eof) << end.message();
-    CO_ASSERT_TRUE(co_await mux::test::wait_until(
-        [&] {
-          std::lock_guard lock(probe->mutex);
-          return !probe->summaries.empty();
-        },
-        5s));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return probe->completed(); }, 5s));
   });
   ASSERT_EQ(payloads.size(), 1u);
   EXPECT_TRUE(payloads[0].starts_with("127.0.0.1:")) << payloads[0];
@@ -437,9 +446,8 @@ TEST_F(PortTest, ARefusedUdpSourceHasItsDatagramsDroppedAndCounted) {
   ASSERT_NE(port, 0);
   const std::uint64_t dropped = counter("tunnel_udp_datagrams_dropped_total");
   pair.run([&]() -> asio::awaitable<void> {
-    asio::ip::udp::socket s(co_await asio::this_coro::executor,
-                            asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+    auto s = loopback_udp(co_await asio::this_coro::executor);
+    const asio::ip::udp::endpoint to = loopback(port);
     for (int i = 0; i < 2; ++i) {
       co_await s.async_send_to(asio::buffer(std::string_view("ping")), to,
                                asio::as_tuple(asio::use_awaitable));
@@ -461,9 +469,8 @@ TEST_F(PortTest, AnAcceptedUdpSourceGetsASession) {
   const std::uint16_t port = claim(PortProtocol::kUdp, nullptr, chain_of({probe}));
   ASSERT_NE(port, 0);
   pair.run([&]() -> asio::awaitable<void> {
-    asio::ip::udp::socket s(co_await asio::this_coro::executor,
-                            asio::ip::udp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+    auto s = loopback_udp(co_await asio::this_coro::executor);
+    const asio::ip::udp::endpoint to = loopback(port);
     co_await s.async_send_to(asio::buffer(std::string_view("ping")), to,
                              asio::as_tuple(asio::use_awaitable));
     char buf[64];
@@ -473,12 +480,7 @@ TEST_F(PortTest, AnAcceptedUdpSourceGetsASession) {
     EXPECT_FALSE(ec) << ec.message();
     EXPECT_EQ(std::string_view(buf, n), "ping");  // the agent echoed the record
     // The agent ended the stream after its answer: the session closes and completes.
-    CO_ASSERT_TRUE(co_await mux::test::wait_until(
-        [&] {
-          std::lock_guard lock(probe->mutex);
-          return !probe->summaries.empty();
-        },
-        5s));
+    CO_ASSERT_TRUE(co_await mux::test::wait_until([&] { return probe->completed(); }, 5s));
   });
   ASSERT_EQ(payloads.size(), 1u);
   std::lock_guard lock(probe->mutex);
@@ -615,7 +617,7 @@ TEST_F(PortTest, ATcpConnectionOverItsAddressesCapIsClosedAtOnce) {
 // may race its session's start).
 asio::awaitable<bool> udp_echo(asio::ip::udp::socket& socket, std::uint16_t port,
                                std::string_view text) {
-  const asio::ip::udp::endpoint to(asio::ip::make_address("127.0.0.1"), port);
+  const asio::ip::udp::endpoint to = loopback(port);
   co_await socket.async_send_to(asio::buffer(text), to, asio::as_tuple(asio::use_awaitable));
   char buf[64];
   asio::ip::udp::endpoint from;
@@ -636,9 +638,7 @@ TEST_F(PortTest, AUdpAddressAtItsCapEvictsItsOwnOldestClient) {
   const std::uint64_t by_tunnel = counter("tunnel_udp_sessions_evicted_total", {{"cap", "tunnel"}});
   pair.run([&]() -> asio::awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
-    auto from = [&](const char* ip) {
-      return asio::ip::udp::socket(ex, asio::ip::udp::endpoint(asio::ip::make_address(ip), 0));
-    };
+    auto from = [&](const char* ip) { return loopback_udp(ex, ip); };
     auto other = from("127.0.0.2");
     auto first = from("127.0.0.1");
     auto second = from("127.0.0.1");
