@@ -553,6 +553,7 @@ common::Status Server::open_control() {
   store::StoreOptions options;
   options.url = config.store.url;
   options.data_dir = config.data_dir;
+  options.time = &time_;
   auto opened = store::open_store(options);
   if (!opened) return common::fail("store: " + opened.error().message);
   std::vector<std::string> names;
@@ -606,6 +607,7 @@ common::Status Server::open_control() {
   api::ApiOptions api_options;
   api_options.domain = config.domain;
   api_options.port_ranges = port_rules(config, Account{}).ranges;
+  api_options.time = &time_;
   control_->api = std::make_unique<api::Api>(*control_->store, *control_->hooks, api_options);
   admin_->set_api(control_->api.get(), api_options.max_body);
   return common::success();

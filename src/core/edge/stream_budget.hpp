@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/result.hpp"
+#include "common/time_source.hpp"
 #include "core/agents/agent_gateway.hpp"
 #include "core/control/config.hpp"
 
@@ -39,18 +40,19 @@ inline void release_raw_stream(AgentSession& agent) {
 }
 
 // Lets one log line through per `interval` and counts the ones held back, so a flood of
-// refusals (one per spoofed datagram) costs one line every 10 s. Thread-safe.
+// refusals (one per spoofed datagram) costs one line every 10 s. Thread-safe. The caller says
+// when it is (the core's TimeSource), so tests decide on a simulated clock.
 class LogGate {
  public:
   explicit LogGate(std::chrono::seconds interval = std::chrono::seconds(10))
       : interval_(interval) {}
 
-  // True when a line may be written now; `suppressed` gets how many were held back since.
-  bool allow(std::uint64_t& suppressed) {
-    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+  // True when a line may be written at `now`; `suppressed` gets how many were held back since.
+  bool allow(std::uint64_t& suppressed, MonotonicTime now) {
+    const auto at = now.time_since_epoch().count();
     auto next = next_.load(std::memory_order_relaxed);
-    if (now < next || !next_.compare_exchange_strong(
-                          next, now + std::chrono::steady_clock::duration(interval_).count())) {
+    if (at < next || !next_.compare_exchange_strong(
+                         next, at + std::chrono::steady_clock::duration(interval_).count())) {
       held_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }

@@ -101,9 +101,10 @@ struct TcpBudget {
   std::atomic<std::uint32_t> connections{0};
   SourceCounts sources;  // only while the per-address cap is on
   LogGate refusals;
-  void refused(std::uint16_t port, std::string_view peer, std::string_view why) {
+  void refused(std::uint16_t port, std::string_view peer, std::string_view why,
+               MonotonicTime now) {
     std::uint64_t held = 0;
-    if (!refusals.allow(held)) return;
+    if (!refusals.allow(held, now)) return;
     spdlog::warn(
         "tcp :{} {}: closed: {}{}", port, peer, why,
         held == 0 ? "" : " (" + std::to_string(held) + " more refused since the last line)");
@@ -169,7 +170,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
               std::string_view why) {
     boost::system::error_code ignored;
     metrics_->refused(reason).inc();
-    budget_->refused(port_, peer, why);
+    budget_->refused(port_, peer, why, context_.time.monotonic_time());
     socket.close(ignored);
   }
 

@@ -246,7 +246,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   void dropped(std::uint64_t datagrams, const std::string& why) {
     if (datagrams > 0) metrics.dropped.inc(datagrams);
     std::uint64_t held = 0;
-    if (!drop_log_.allow(held)) return;
+    if (!drop_log_.allow(held, context.time.monotonic_time())) return;
     spdlog::warn(
         "udp :{}: {}{}", port_, why,
         held == 0 ? "" : " (" + std::to_string(held) + " more like it since the last line)");

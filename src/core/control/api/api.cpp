@@ -423,7 +423,7 @@ void Call::changed(std::string_view action, std::string_view object, const json&
 }
 
 Api::Api(store::Store& store, ControlHooks& hooks, ApiOptions options)
-    : state_(new State{store, hooks, options, AuthLimiter(options.auth_limits), {}, {}}) {}
+    : state_(new State{store, hooks, options, AuthLimiter(options.auth_limits), {}, {}, {}}) {}
 
 Api::~Api() = default;
 
@@ -458,7 +458,7 @@ ApiResponse Api::handle(const ApiRequest& request) {
   }
 
   // Authentication, before anything about the routes is said.
-  const auto auth_now = AuthLimiter::Clock::now();
+  const auto auth_now = s.monotonic_now();
   const auto unauthorized = [&](std::string detail) {
     // Logged once per address and minute (the limiter says when); the rest are only counted.
     if (s.limiter.record_failure(request.peer, auth_now)) {

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/time_source.hpp"
 #include "core/control/api/hooks.hpp"
 #include "core/control/auth_limiter.hpp"
 #include "core/control/config.hpp"
@@ -61,6 +62,8 @@ struct ApiOptions {
   std::string agent_server;
   std::string agent_fingerprint;
   AuthLimiter::Options auth_limits;
+  // The clock of the failed-key throttle (the core's TimeSource); nullptr = the real clock.
+  const TimeSource* time = nullptr;
   // Idempotency-Key answers kept (in memory): at most this many, for this long.
   std::size_t idempotency_entries = 1000;
   std::chrono::seconds idempotency_ttl{24 * 3600};

@@ -52,8 +52,13 @@ struct Api::State {
   };
   std::map<std::string, Remembered> idempotent;  // key: scope + "\n" + Idempotency-Key
   std::deque<std::string> idempotent_order;      // oldest first
+  RealTimeSource real_time;                      // when options.time is null
 
   std::int64_t now() const;
+  // For the failed-key throttle: options.time, else the real clock.
+  MonotonicTime monotonic_now() const {
+    return options.time != nullptr ? options.time->monotonic_time() : real_time.monotonic_time();
+  }
 };
 
 // One call: the request, the caller, the path's ids and the query.

@@ -74,6 +74,7 @@ class ApiTest : public ::testing::Test {
     options.auth_limits.burst = 3;
     options.agent_server = "core.example.com:443";
     options.agent_fingerprint = "ab:cd";
+    options.time = &time_;
     options.now = [] { return std::int64_t{1'765'000'000}; };
     api_ = std::make_unique<Api>(*store_, hooks_, options);
   }
@@ -154,6 +155,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<B> backend_;
   std::unique_ptr<store::Store> store_;
   RecordingHooks hooks_;
+  SimulatedTimeSource time_;  // the failed-key throttle's clock
   std::unique_ptr<Api> api_;
   std::string operator_key_, other_key_;
   std::map<Role, std::string> keys_;
@@ -439,6 +441,11 @@ TYPED_TEST(ApiTest, WithoutAValidKeyIs401AndFailuresAreRateLimited) {
   EXPECT_EQ(throttled.status, 429);
   EXPECT_FALSE(throttled.header("Retry-After").empty());
   EXPECT_GE(std::stoi(throttled.header("Retry-After")), 1);
+  // One more attempt is allowed after a refill (6 s) on the core's clock, not before.
+  this->time_.advance(std::chrono::milliseconds(5999));
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels").status, 429);
+  this->time_.advance(std::chrono::milliseconds(1));
+  EXPECT_EQ(this->call("GET", "/api/v1/tunnels").status, 200);
   // Another address is not affected.
   this->peer_ = "192.0.2.11:40000";
   EXPECT_EQ(this->call("GET", "/api/v1/tunnels").status, 200);

@@ -33,12 +33,6 @@ using common::ErrorKind;
 using common::fail;
 using common::success;
 
-std::int64_t system_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string quoted(std::string_view text) {
   return "\"" + std::string(text) + "\"";
 }
@@ -230,7 +224,7 @@ class SqlStore : public Store {
       : db_(std::move(db)),
         key_(options.secret_key),
         config_file_(options.config_file),
-        now_(options.now ? options.now : &system_now),
+        time_(options.time != nullptr ? *options.time : real_time_),
         origin_(new_secret("").substr(0, 16)) {}
 
   Status open(std::optional<int> to) {
@@ -1102,7 +1096,10 @@ class SqlStore : public Store {
   std::unique_ptr<Connection> db_;
   std::string key_;
   std::string config_file_;
-  std::int64_t (*now_)();
+  RealTimeSource real_time_;  // when the options give no clock
+  const TimeSource& time_;
+  // Unix seconds on the store's clock, for the rows it writes.
+  std::int64_t now_() const { return unix_seconds(time_); }
   std::string origin_;
 };
 

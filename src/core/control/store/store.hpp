@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/time_source.hpp"
 
 namespace tunnel::core::store {
 
@@ -240,8 +241,9 @@ struct StoreOptions {
   std::string config_file;
   // Migrate to this version instead of the latest (tests write older fixtures this way).
   std::optional<int> migrate_to;
-  // Clock for created_at etc.; nullptr = the system clock.
-  std::int64_t (*now)() = nullptr;
+  // The clock of created_at, updated_at, audit times and usage hours (the core's TimeSource, in
+  // unix seconds; it must outlive the store); nullptr = the system clock.
+  const TimeSource* time = nullptr;
 };
 
 class Store {

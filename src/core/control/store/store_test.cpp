@@ -33,6 +33,7 @@ class StoreTest : public ::testing::Test {
     auto o = backend_->options();
     o.migrate_to = to;
     o.config_file = "/etc/tunnel/core.yaml";
+    o.time = &time_;
     auto s = open_store(o);
     EXPECT_TRUE(s) << (s ? "" : s.error().message);
     return s ? std::move(s).value() : nullptr;
@@ -51,11 +52,33 @@ class StoreTest : public ::testing::Test {
     return t;
   }
 
+  SimulatedTimeSource time_;  // the store's clock: moves only when a test advances it
   std::unique_ptr<B> backend_;
   std::unique_ptr<Store> store_;
 };
 
 TYPED_TEST_SUITE(StoreTest, Backends, BackendNames);
+
+// The store writes its times on the clock it is given (the core's TimeSource), not the
+// system's: here a simulated one that starts at 2026-01-01 and moves by hand.
+TYPED_TEST(StoreTest, TimestampsComeFromTheStoresClock) {
+  auto& s = *this->store_;
+  const std::int64_t start = SimulatedTimeSource::kStartSinceEpoch.count();
+  EXPECT_EQ(this->account("acme").created_at, start);
+  this->time_.advance(std::chrono::hours(1));
+  const Account later = this->account("later");
+  EXPECT_EQ(later.created_at, start + 3600);
+  auto tunnel = s.create_tunnel(this->http(later.id, "web"));
+  ASSERT_TRUE(tunnel) << tunnel.error().message;
+  EXPECT_EQ(tunnel.value().created_at, start + 3600);
+  this->time_.advance(std::chrono::seconds(60));
+  Tunnel changed = tunnel.value();
+  changed.bandwidth = 1000;
+  auto updated = s.update_tunnel(changed);
+  ASSERT_TRUE(updated) << updated.error().message;
+  EXPECT_EQ(updated.value().created_at, start + 3600);
+  EXPECT_EQ(updated.value().updated_at, start + 3660);
+}
 
 // Errors say their kind, which the REST API answers by: a name taken is a conflict (also when
 // the UNIQUE constraint catches it), a bad name invalid, a missing object not found.
