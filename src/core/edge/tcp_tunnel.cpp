@@ -101,8 +101,7 @@ struct TcpBudget {
   std::atomic<std::uint32_t> connections{0};
   SourceCounts sources;  // only while the per-address cap is on
   LogGate refusals;
-  void refused(std::uint16_t port, std::string_view peer, std::string_view why,
-               MonotonicTime now) {
+  void refused(std::uint16_t port, std::string_view peer, std::string_view why, MonotonicTime now) {
     std::uint64_t held = 0;
     if (!refusals.allow(held, now)) return;
     spdlog::warn(
