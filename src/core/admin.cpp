@@ -133,13 +133,12 @@ asio::awaitable<void> AdminServer::serve_api(transport::tcp::socket socket,
     socket.shutdown(transport::tcp::socket::shutdown_send, ec);
     co_return;
   }
-  std::string error;
-  auto conn = co_await transport::accept_tls(std::move(socket), tls, timeout, error);
+  auto conn = co_await transport::accept_tls(std::move(socket), tls, timeout);
   if (!conn) {
-    spdlog::debug("api listener: {}", error);
+    spdlog::debug("api listener: {}", conn.error().message);
     co_return;
   }
-  co_await serve_conn(std::move(conn), true);
+  co_await serve_conn(std::move(conn).value(), true);
 }
 
 asio::awaitable<void> AdminServer::serve_conn(std::unique_ptr<transport::Conn> conn,

@@ -30,29 +30,21 @@ asio::awaitable<bool> wait_for(int fd, Want want) {
   co_return !ec;
 }
 
-// Connects and LISTENs; nullptr (the reason in `error`) when it fails.
-asio::awaitable<std::unique_ptr<ChangeFeed>> connect(const FollowOptions& options,
-                                                     std::string& error) {
+// Connects and LISTENs, or says why it cannot.
+asio::awaitable<common::Result<std::unique_ptr<ChangeFeed>>> connect(const FollowOptions& options) {
   auto started = start_change_feed(options.url, options.channel);
-  if (!started) {
-    error = started.error().message;
-    co_return nullptr;
-  }
+  if (!started) co_return started.error();
   std::unique_ptr<ChangeFeed> feed = std::move(started).value();
   Want want = Want::kWrite;
   while (want != Want::kDone) {
     if (feed->socket() < 0 || !co_await wait_for(feed->socket(), want)) {
-      error = "the listening connection has no socket";
-      co_return nullptr;
+      co_return common::fail("the listening connection has no socket");
     }
     auto step = feed->connect_step();
-    if (!step) {
-      error = step.error().message;
-      co_return nullptr;
-    }
+    if (!step) co_return step.error();
     want = step.value();
   }
-  co_return feed;
+  co_return std::move(feed);
 }
 
 void reload(Store& store, const std::function<void()>& changed) {
@@ -73,8 +65,11 @@ asio::awaitable<void> follow_changes(Store& store, FollowOptions options,
   bool lost = false;  // a drop was logged: say when it is back
   for (;;) {
     std::string error;
-    std::unique_ptr<ChangeFeed> feed = co_await connect(options, error);
-    if (feed) {
+    auto connected = co_await connect(options);
+    if (!connected) {
+      error = std::move(connected).error().message;
+    } else {
+      std::unique_ptr<ChangeFeed> feed = std::move(connected).value();
       if (lost) spdlog::info("store: listening for other cores' changes again");
       lost = false;
       delay = options.first_retry;
