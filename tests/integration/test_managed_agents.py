@@ -3,28 +3,12 @@ its token (`tunnel-agent start --token tna_...`) and serves what the API assigns
 change reaches it within seconds without a restart; a target outside its allow list is not
 forwarded; removing the agent disconnects it and it stops (its credential is refused). The
 traffic it serves shows in the account's usage, per tunnel and for the account."""
-import http.client
-import json
 import re
 import time
 
 from harness import client
+from harness.api import call
 from harness.procs import Proc, bin_dir
-
-
-def call(core, method, path, body=None):
-    key = (core.data_dir / "admin.key").read_text().strip()
-    conn = http.client.HTTPConnection("127.0.0.1", core.admin_port, timeout=10)
-    headers = {"Authorization": "Bearer " + key}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=headers)
-    r = conn.getresponse()
-    raw = r.read()
-    conn.close()
-    return r.status, (json.loads(raw) if raw else None)
 
 
 def managed_agent(tunnel, core, token, name="managed", extra=()):

@@ -3,8 +3,6 @@ reaches the other core's live traffic within a second (LISTEN/NOTIFY): an agent 
 and a tunnel assigned through core A are accepted and served by core B; the agent removed
 through A is dropped by B. Runs on a PostgreSQL 15 cluster of its own (initdb + pg_ctl in a
 temp dir); skipped when PostgreSQL is not installed."""
-import http.client
-import json
 import re
 import shutil
 import time
@@ -12,6 +10,7 @@ import time
 import pytest
 
 from harness import client
+from harness.api import call
 from harness.postgres import Cluster
 from harness.procs import Proc, bin_dir
 
@@ -24,21 +23,6 @@ def pg():
     cluster = Cluster().start()
     yield cluster
     cluster.stop()
-
-
-def call(core, method, path, body=None):
-    key = (core.data_dir / "admin.key").read_text().strip()
-    conn = http.client.HTTPConnection("127.0.0.1", core.admin_port, timeout=10)
-    headers = {"Authorization": "Bearer " + key}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    conn.request(method, path, body=data, headers=headers)
-    r = conn.getresponse()
-    raw = r.read()
-    conn.close()
-    return r.status, (json.loads(raw) if raw else None)
 
 
 CONFIG = """listen:

@@ -10,7 +10,8 @@ import time
 
 from harness import client
 from harness.raw import Server, sample
-from test_managed_agents import call, managed_agent, served_by
+from harness.api import call
+from test_managed_agents import managed_agent, served_by
 
 
 def set_quota(core, account, **quota):
