@@ -768,7 +768,7 @@ TEST(SessionExecutorDeathTest, EntryPointsOffTheExecutorAbortInDebugBuilds) {
     asio::post(other, fn);
     other.run();
   };
-  EXPECT_DEATH(on_other_worker([&] { opened(pair.core->open_stream(1, "")); }),
+  EXPECT_DEATH(on_other_worker([&] { (void)pair.core->open_stream(1, ""); }),
                "mux::Session::open_stream called off its executor");
   EXPECT_DEATH(on_other_worker([&] { pair.core->go_away(ErrorCode::kGoingAway, "bye"); }),
                "mux::Session::go_away called off its executor");
