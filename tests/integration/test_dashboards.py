@@ -159,3 +159,24 @@ def test_a_renamed_metric_is_caught():
     sel = promql.selectors('sum by (tunnel) (rate(tunnel_requests_totl{klass="5xx"}[5m])) '
                            '/ on (tunnel) group_left () tunnel:x:y offset 5m')
     assert sel == [("tunnel_requests_totl", [("klass", "=", "5xx")]), ("tunnel:x:y", [])]
+
+
+def test_every_alert_has_a_runbook():
+    """Each alert's runbook_url names a file of docs/runbooks, which the index lists; no
+    runbook is left without its alert."""
+    runbooks = promql.REPO / "docs" / "runbooks"
+    index = (runbooks / "README.md").read_text()
+    linked = set()
+    for _, _, r in promql.load_rules():
+        if "alert" not in r:
+            continue
+        url = r["annotations"]["runbook_url"]
+        assert url.startswith("docs/runbooks/"), (r["alert"], url)
+        path = promql.REPO / url
+        assert path.is_file(), (r["alert"], url)
+        assert "`%s`" % r["alert"] in index, r["alert"]
+        assert r["labels"]["severity"] in ("page", "warning", "info"), r["alert"]
+        assert r["annotations"].get("summary") and r["annotations"].get("description")
+        linked.add(path.name)
+    pages = {p.name for p in runbooks.glob("*.md")} - {"README.md", "incident-response.md"}
+    assert pages == linked
