@@ -11,12 +11,15 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 
 #include "agent/allow_local.hpp"
+#include "agent/inspector.hpp"
+#include "agent/inspector_server.hpp"
 #include "agent/metrics.hpp"
 #include "common/byte_rate.hpp"
 #include "common/config_reader.hpp"
@@ -47,6 +50,10 @@ struct Flags {
   std::uint16_t remote_port = 0;
   // start: the local targets the core may assign
   std::vector<std::string> allow_local;
+  // the request inspector
+  std::optional<bool> inspect;
+  std::optional<std::string> inspect_addr;
+  std::optional<std::uint64_t> inspect_db_size, inspect_body_cap;
 };
 
 // "tunnels[0].subdomain: ..." -> "--subdomain: ..." for errors about values given as flags.
@@ -117,9 +124,14 @@ void apply_flags(const Flags& flags, Config& config) {
   }
   if (flags.plain) config.plain = true;
   if (!flags.allow_local.empty()) config.allow_local = flags.allow_local;
+  if (flags.inspect) config.inspect = *flags.inspect;
+  set(flags.inspect_addr, config.inspect_addr);
+  if (flags.inspect_db_size) config.inspect_db_size = *flags.inspect_db_size;
+  if (flags.inspect_body_cap) config.inspect_body_cap = *flags.inspect_body_cap;
 }
 
-int run(ConnectorOptions options, const std::string& metrics_addr) {
+int run(ConnectorOptions options, const Config& config) {
+  const std::string& metrics_addr = config.metrics_addr;
   boost::asio::io_context io(1);
   RealTimeSource time;  // the agent's clock: every part gets it by reference from here
   observability::Registry registry;
@@ -150,6 +162,25 @@ int run(ConnectorOptions options, const std::string& metrics_addr) {
     options.metrics = &*metrics;
     spdlog::info("metrics on http://{}/metrics",
                  transport::endpoint_string(metrics_acceptor->local_endpoint(ec)));
+  }
+  std::unique_ptr<Inspector> inspector;
+  std::unique_ptr<InspectorServer> inspector_server;
+  if (config.inspect) {
+    InspectorOptions inspect;
+    inspect.db_size = config.inspect_db_size;
+    inspect.body_cap = config.inspect_body_cap;
+    inspect.redact = config.inspect_redact;
+    inspector = std::make_unique<Inspector>(std::move(inspect));
+    inspector_server = std::make_unique<InspectorServer>(io.get_executor(), *inspector);
+    std::string error;
+    if (!inspector_server->listen(config.inspect_addr, error)) {
+      return usage_error(error + " (--inspect=false turns the inspector off)");
+    }
+    // To the log (stderr) only: scripts read the first http:// URL on stdout as the tunnel's.
+    spdlog::info("request inspector on http://{} (--inspect=false turns it off)",
+                 inspector_server->address());
+    boost::asio::co_spawn(io, inspector_server->run(), boost::asio::detached);
+    options.inspector = inspector.get();
   }
   Connector connector(io.get_executor(), std::move(options), time);
   if (metrics) {
@@ -200,6 +231,7 @@ int run(ConnectorOptions options, const std::string& metrics_addr) {
     }
     boost::system::error_code ignored;
     signals.cancel(ignored);
+    if (inspector_server) inspector_server->stop();
     io.stop();
   });
   io.run();
@@ -338,6 +370,15 @@ int run_cli(int argc, char** argv) {
     cmd.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
     cmd.add_option("--metrics-addr", flags.metrics_addr,
                    "serve /metrics on HOST:PORT (a bare :PORT is 127.0.0.1; off by default)");
+    cmd.add_option("--inspect", flags.inspect,
+                   "the request inspector (web API on --inspect-addr): true (default) or false");
+    cmd.add_option("--inspect-addr", flags.inspect_addr,
+                   "where the inspector listens, loopback only (127.0.0.1:4040; the next free "
+                   "port when taken; port 0: any)");
+    cmd.add_option("--inspect-db-size", flags.inspect_db_size,
+                   "bytes of requests the inspector keeps in all (52428800); 0 keeps none");
+    cmd.add_option("--inspect-body-cap", flags.inspect_body_cap,
+                   "body bytes the inspector keeps per request and direction (10485760)");
   };
   add_common(app);
   app.add_option("--config", flags.config, "without a subcommand: the same as start --config FILE");
@@ -482,7 +523,7 @@ int run_cli(int argc, char** argv) {
   if (!options) return usage_error(options.error().message);
   if (!warning.empty()) spdlog::warn("{}", warning);
   if (flags.token) spdlog::warn("{}", kTokenFlagWarning);
-  return run(std::move(options).value(), config.metrics_addr);
+  return run(std::move(options).value(), config);
 }
 
 }  // namespace tunnel::agent

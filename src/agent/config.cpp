@@ -54,11 +54,15 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
 // The largest window_budget accepted (as the core's limits.window_budget_per_agent).
 constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 
+// The largest inspect_db_size and inspect_body_cap accepted: the ring lives in memory.
+constexpr std::uint64_t kMaxInspectBytes = 16ull * 1024 * 1024 * 1024;
+
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(
       root, "",
       {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain", "log_format",
-       "log_level", "window_budget", "tunnels", "allow_local", "metrics_addr"});
+       "log_level", "window_budget", "tunnels", "allow_local", "metrics_addr", "inspect",
+       "inspect_addr", "inspect_db_size", "inspect_body_cap", "inspect_redact"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -72,6 +76,11 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "window_budget", "", out.window_budget, kMaxWindowBudget);
   r.read(*f, "allow_local", "", out.allow_local);
   r.read(*f, "metrics_addr", "", out.metrics_addr);
+  r.read(*f, "inspect", "", out.inspect);
+  r.read(*f, "inspect_addr", "", out.inspect_addr);
+  r.read(*f, "inspect_db_size", "", out.inspect_db_size, kMaxInspectBytes);
+  r.read(*f, "inspect_body_cap", "", out.inspect_body_cap, kMaxInspectBytes);
+  r.read(*f, "inspect_redact", "", out.inspect_redact);
   read_tunnels(r, *f, out);
 }
 

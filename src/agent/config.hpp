@@ -57,6 +57,15 @@ struct Config {
   // HOST:PORT serving /metrics (Prometheus text); "" = off. A bare port (":9100" or "9100")
   // binds 127.0.0.1: another interface only when named.
   std::string metrics_addr;
+  // The request inspector (docs/inspector.md): on by default, on loopback port 4040 (or the next
+  // free one); inspect_db_size bounds what it keeps in all, inspect_body_cap each body.
+  bool inspect = true;
+  std::string inspect_addr = "127.0.0.1:4040";
+  std::uint64_t inspect_db_size = 50 * 1024 * 1024;
+  std::uint64_t inspect_body_cap = 10 * 1024 * 1024;
+  // Header fields the inspector shows as "[redacted]"; [] shows every value.
+  std::vector<std::string> inspect_redact = {"Authorization", "Cookie", "Set-Cookie",
+                                             "Proxy-Authorization"};
 };
 
 using LoadResult = common::LoadResult<Config>;

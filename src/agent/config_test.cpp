@@ -101,6 +101,29 @@ TEST(AgentConfig, MetricsAddressIsOffByDefaultAndChecked) {
   EXPECT_EQ(config.metrics_addr, ":9100");
 }
 
+TEST(AgentConfig, InspectorKeys) {
+  auto defaults = load_config_string("");
+  ASSERT_TRUE(defaults.ok()) << all(defaults.errors);
+  EXPECT_TRUE(defaults.config.inspect);
+  EXPECT_EQ(defaults.config.inspect_addr, "127.0.0.1:4040");
+  EXPECT_EQ(defaults.config.inspect_db_size, 50u << 20);
+  EXPECT_EQ(defaults.config.inspect_body_cap, 10u << 20);
+  EXPECT_EQ(defaults.config.inspect_redact.size(), 4u);
+  auto set = load_config_string(R"(
+inspect: false
+inspect_addr: "127.0.0.1:5050"
+inspect_db_size: 1000
+inspect_body_cap: 10
+inspect_redact: [X-Secret]
+)");
+  ASSERT_TRUE(set.ok()) << all(set.errors);
+  EXPECT_FALSE(set.config.inspect);
+  EXPECT_EQ(set.config.inspect_addr, "127.0.0.1:5050");
+  EXPECT_EQ(set.config.inspect_db_size, 1000u);
+  EXPECT_EQ(set.config.inspect_body_cap, 10u);
+  EXPECT_EQ(set.config.inspect_redact, std::vector<std::string>{"X-Secret"});
+}
+
 TEST(AgentConfig, ReportsAllErrorsWithLines) {
   auto result = load_config_string(R"(server: "host:99999"
 tunels: []

@@ -53,7 +53,7 @@ void log_request(const ForwardResult& r, const ForwardSpec& tunnel) {
 asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
                                    std::shared_ptr<LocalPool> pool,
                                    std::shared_ptr<const std::vector<ForwardSpec>> tunnels,
-                                   std::size_t index) {
+                                   std::size_t index, Inspector* inspector) {
   const ForwardSpec& tunnel = (*tunnels)[index];
   const std::string& type = tunnel.request.type;
   if (!tunnel.refused.empty()) {
@@ -81,18 +81,31 @@ asio::awaitable<void> serve_stream(std::shared_ptr<mux::Stream> stream,
     co_return;
   }
   if (tunnel.metrics != nullptr) tunnel.metrics->active.inc();
-  const ForwardResult result =
-      co_await forward_http(std::move(stream), pool, tunnel.local, tunnel.proxy_protocol);
+  std::unique_ptr<ExchangeCapture> capture;
+  if (inspector != nullptr) capture = inspector->begin();
+  const auto started = std::chrono::system_clock::now();
+  const ForwardResult result = co_await forward_http(std::move(stream), pool, tunnel.local,
+                                                     tunnel.proxy_protocol, capture.get());
   if (tunnel.metrics != nullptr) {
     tunnel.metrics->active.dec();
     tunnel.metrics->count(result);
   }
   log_request(result, tunnel);
+  if (capture) {
+    Exchange exchange;
+    exchange.tunnel_name = inspector->tunnel_name(index);
+    exchange.local = tunnel.request.local;
+    exchange.error = result.error;
+    exchange.start = started;
+    exchange.capture = std::move(*capture);
+    inspector->add(std::move(exchange));
+  }
 }
 
 asio::awaitable<void> accept_streams(std::shared_ptr<mux::Session> session,
                                      std::shared_ptr<LocalPool> pool,
-                                     std::shared_ptr<const std::vector<ForwardSpec>> tunnels) {
+                                     std::shared_ptr<const std::vector<ForwardSpec>> tunnels,
+                                     Inspector* inspector) {
   for (;;) {
     auto stream = co_await session->accept();
     if (!stream) co_return;
@@ -106,7 +119,8 @@ asio::awaitable<void> accept_streams(std::shared_ptr<mux::Session> session,
                     "no tunnel with index " + std::to_string(index));
       continue;
     }
-    asio::co_spawn(session->get_executor(), serve_stream(std::move(stream), pool, tunnels, index),
+    asio::co_spawn(session->get_executor(),
+                   serve_stream(std::move(stream), pool, tunnels, index, inspector),
                    asio::detached);
   }
 }
@@ -384,6 +398,19 @@ void Connector::announce(const protocol::AuthResponse& reply,
       spdlog::warn("tunnel to {} refused: {}", local, t.error);
     }
   }
+  if (options_.inspector != nullptr) {
+    std::vector<InspectedTunnel> inspected;
+    for (std::size_t i = 0; i < reply.tunnels.size(); ++i) {
+      const auto& t = reply.tunnels[i];
+      InspectedTunnel entry;
+      entry.name = t.name;
+      entry.public_url = t.url;
+      entry.proto = t.type;
+      entry.local = i < tunnels.size() ? tunnels[i].request.local : t.local;
+      inspected.push_back(std::move(entry));
+    }
+    options_.inspector->set_tunnels(std::move(inspected));
+  }
   if (reply.tunnels.empty() && options_.assigned) {
     spdlog::info(
         "no tunnels assigned to this agent yet: waiting for the core (assign one with POST "
@@ -397,7 +424,8 @@ asio::awaitable<void> Connector::serve(std::shared_ptr<Live> live) {
   using namespace asio::experimental::awaitable_operators;
   std::string reason;
   try {
-    reason = co_await (live->session->run() && accept_streams(live->session, pool_, live->tunnels));
+    reason = co_await (live->session->run() &&
+                       accept_streams(live->session, pool_, live->tunnels, options_.inspector));
   } catch (const std::exception& e) {
     reason = std::string("session failed: ") + e.what();
     live->session->close(reason, false);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "agent/allow_local.hpp"
+#include "agent/inspector.hpp"
 #include "agent/local_pool.hpp"
 #include "agent/metrics.hpp"
 #include "common/async.hpp"
@@ -71,6 +72,9 @@ struct ConnectorOptions {
   std::chrono::milliseconds stable_after{10'000};  // a session that lived longer resets backoff
   LocalPool::Options pool;
   AgentMetrics* metrics = nullptr;  // null: no /metrics; must outlive the connector
+  // The request inspector (agent/inspector.hpp), or nullptr when it is off; it outlives the
+  // connector.
+  Inspector* inspector = nullptr;
 };
 
 // A stable name for this agent process: the host name, cleaned, plus a random suffix.

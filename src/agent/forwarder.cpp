@@ -133,6 +133,7 @@ struct Attempt {
   tcp::socket& app;
   const std::string& where;  // the app's address, for messages
   const RequestInfo& request;
+  ExchangeCapture* capture = nullptr;  // the inspector's copy, when it is on
 
   bool final_head = false;
   bool upgraded = false;  // 101: raw bytes both ways
@@ -210,6 +211,7 @@ asio::awaitable<void> upload(Attempt& at) {
     (void)written;
     if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
     at.bytes_in += n;
+    if (at.capture != nullptr) at.capture->add_request_body(buf->data, n);
   }
 }
 
@@ -253,6 +255,8 @@ asio::awaitable<void> download_body(Attempt& at) {
 
     std::size_t offset = 0;
     bool end = false;
+    const bool head_before = at.final_head;
+    std::size_t head_end = 0;
     while (!raw && !end) {
       const Step step = parser.parse(std::span<const char>(buf->data + offset, n - offset));
       if (step.type == Step::kNeedMore) {
@@ -269,6 +273,10 @@ asio::awaitable<void> download_body(Attempt& at) {
         at.final_head = true;
         at.status = parser.response().status;
         at.keep_alive = parser.keep_alive();
+        if (at.capture != nullptr) {
+          head_end = offset;
+          at.capture->app_head = Clock::now();
+        }
       } else if (step.type == Step::kMessageEnd && at.final_head && !parser.is_upgrade()) {
         end = true;
       } else if (step.type == Step::kUpgrade) {
@@ -285,6 +293,7 @@ asio::awaitable<void> download_body(Attempt& at) {
           at.where, n - offset);
     }
 
+    if (at.capture != nullptr) at.capture->add_response(buf->data, offset, head_before, head_end);
     transport::error_code wec;
     co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf->data), offset}, wec, end);
     if (wec) {
@@ -312,7 +321,8 @@ asio::awaitable<void> download(Attempt& at) {
 asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
                                             std::shared_ptr<LocalPool> pool,
                                             common::NetAddress target,
-                                            protocol::ProxyProtocol proxy) {
+                                            protocol::ProxyProtocol proxy,
+                                            ExchangeCapture* capture) {
   using namespace asio::experimental::awaitable_operators;
   const auto start = Clock::now();
   ForwardResult result;
@@ -320,8 +330,16 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   std::string_view head = stream->open_payload();
   if (proxy != protocol::ProxyProtocol::kNone) head = protocol::take_address_line(head, addresses);
   const RequestInfo request = read_request_head(head, result);
+  if (capture != nullptr) {
+    capture->opened = start;
+    capture->request_raw.reserve(request.head.size() + request.end.size());
+    capture->request_raw.append(request.head).append(request.end);
+    capture->request_head_size = capture->request_raw.size();
+    if (proxy != protocol::ProxyProtocol::kNone) capture->client = addresses.client;
+  }
   const auto finish = [&] {
     result.elapsed = Clock::now() - start;
+    if (capture != nullptr) capture->ended = start + result.elapsed;
     return std::move(result);
   };
   if (!request.error.empty()) {
@@ -362,6 +380,10 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
 
     Attempt at(*stream, app, where, request);
     at.reused = reused;
+    if (capture != nullptr) {
+      capture->reset_response();
+      at.capture = capture;
+    }
     if (!proxy_header.empty()) at.proxy = proxy;
     if (stream->read_closed() && stream->buffered() == 0 && !stream->failed() && !request.upgrade) {
       // END_STREAM came with the head (a request without a body): nothing to upload, so no

@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/inspector.hpp"
 #include "agent/local_pool.hpp"
 #include "common/net_address.hpp"
 #include "mux/session.hpp"
@@ -43,8 +44,12 @@ struct ForwardResult {
 // With `proxy` set, the OPEN_STREAM payload starts with the core's address line; each new app
 // connection starts with a PROXY header for that client, and is pooled for that public client
 // connection only (its header named that client).
+//
+// With `capture` set (the inspector is on), the exchange's bytes and times are copied into it
+// as they pass; the relay never waits for it.
 asio::awaitable<ForwardResult> forward_http(
     std::shared_ptr<mux::Stream> stream, std::shared_ptr<LocalPool> pool, common::NetAddress target,
-    protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone);
+    protocol::ProxyProtocol proxy = protocol::ProxyProtocol::kNone,
+    ExchangeCapture* capture = nullptr);
 
 }  // namespace tunnel::agent

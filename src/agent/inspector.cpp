@@ -1,0 +1,447 @@
+#include "agent/inspector.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "common/version.hpp"
+#include "http/message_parser.hpp"
+
+namespace tunnel::agent {
+namespace {
+
+using http::MessageParser;
+using nlohmann::json;
+using Step = MessageParser::Step;
+
+constexpr std::string_view kRedacted = "[redacted]";
+constexpr std::size_t kDefaultLimit = 50;
+constexpr std::size_t kEntryOverhead = 512;  // the Exchange's fields beyond the raw bytes
+
+bool redacted(const InspectorOptions& options, std::string_view name) {
+  return std::any_of(options.redact.begin(), options.redact.end(),
+                     [&](const std::string& r) { return http::iequals(r, name); });
+}
+
+// Header fields as ngrok shows them: {"Name": ["value", ...]}, redacted as configured.
+json header_map(const http::HeaderFields& fields, const InspectorOptions& options) {
+  json out = json::object();
+  for (const auto& h : fields.headers) {
+    auto& values = out[h.name];
+    if (values.is_null()) values = json::array();
+    values.push_back(redacted(options, h.name) ? std::string(kRedacted) : h.value);
+  }
+  return out;
+}
+
+bool needs_redaction(const http::HeaderFields& fields, const InspectorOptions& options) {
+  return std::any_of(fields.headers.begin(), fields.headers.end(),
+                     [&](const http::Header& h) { return redacted(options, h.name); });
+}
+
+template <typename Head>
+void redact(Head& head, const InspectorOptions& options) {
+  for (auto& h : head.headers) {
+    if (redacted(options, h.name)) h.value = kRedacted;
+  }
+}
+
+std::string proto(int major, int minor) {
+  return "HTTP/" + std::to_string(major) + "." + std::to_string(minor);
+}
+
+bool is_text(std::string_view bytes) {
+  // UTF-8 without control characters other than tab, CR and LF.
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') return false;
+      if (c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (len == 0 || (c >= 0xf5)) return false;
+    if (i + len > bytes.size()) return true;  // cut at the cap inside a character
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(bytes[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// The body as the API shows it: its size, what was kept, and the data (chunk framing removed).
+json body_json(std::string_view kept, std::uint64_t size, bool chunked,
+               const http::HeaderFields& fields) {
+  const std::string data = chunked ? dechunk(kept) : std::string(kept);
+  json out;
+  out["size"] = size;  // bytes on the wire, framing included
+  out["captured"] = kept.size();
+  out["truncated"] = kept.size() < size;
+  out["base64"] = base64_encode(data);
+  const std::string* type = fields.find("Content-Type");
+  const std::string* coding = fields.find("Content-Encoding");
+  const bool encoded = coding != nullptr && !http::iequals(*coding, "identity");
+  std::string kind = "binary";
+  if (!encoded && is_text(data)) {
+    kind = type != nullptr && type->find("json") != std::string::npos ? "json" : "text";
+    out["text"] = data;
+  }
+  out["kind"] = kind;
+  if (encoded) out["content_encoding"] = *coding;
+  return out;
+}
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() %
+      1'000'000;
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%.*s.%06lldZ", static_cast<int>(n), buf,
+                static_cast<long long>(micros));
+  return out;
+}
+
+std::int64_t nanos(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
+json request_json(const Exchange& e, const InspectorOptions& options) {
+  const ExchangeCapture& c = e.capture;
+  const std::string_view head(c.request_raw.data(), c.request_head_size);
+  const std::string_view body = std::string_view(c.request_raw).substr(c.request_head_size);
+  MessageParser parser(MessageParser::Kind::kRequest);
+  const Step step = parser.parse(head);
+  json out;
+  if (step.type != Step::kHead && step.type != Step::kMessageEnd) {
+    out["error"] = "the head does not parse: " + parser.error();
+    out["raw"] = base64_encode(c.request_raw);
+    return out;
+  }
+  http::RequestHead& h = parser.request();
+  out["method"] = h.method;
+  out["proto"] = proto(h.version_major, h.version_minor);
+  out["uri"] = h.target;
+  out["headers"] = header_map(h, options);
+  out["body"] = body_json(body, c.request_body_size, parser.chunked(), h);
+  if (needs_redaction(h, options)) {
+    redact(h, options);
+    out["raw"] = base64_encode(h.serialize() + std::string(body));
+  } else {
+    out["raw"] = base64_encode(c.request_raw);
+  }
+  return out;
+}
+
+json response_json(const Exchange& e, std::string_view method, const InspectorOptions& options) {
+  const ExchangeCapture& c = e.capture;
+  if (c.response_head_size == 0) return nullptr;
+  const std::string_view all(c.response_raw);
+  const std::string_view head = all.substr(0, c.response_head_size);
+  const std::string_view body = all.substr(c.response_head_size);
+  MessageParser parser(MessageParser::Kind::kResponse);
+  parser.expect_response_to(method);
+  std::size_t at = 0;
+  std::size_t final_start = 0;
+  bool found = false;
+  while (!found && at <= head.size()) {
+    const Step step = parser.parse(head.substr(at));
+    if (step.type == Step::kHead && !parser.is_interim()) {
+      found = true;
+    } else if (step.type == Step::kHead || step.type == Step::kMessageEnd) {
+      at += step.consumed;
+      if (step.type == Step::kMessageEnd) final_start = at;  // after an interim response
+    } else {
+      break;
+    }
+  }
+  json out;
+  if (!found) {
+    out["error"] = "the head does not parse: " + parser.error();
+    out["raw"] = base64_encode(all);
+    return out;
+  }
+  http::ResponseHead& h = parser.response();
+  out["status_code"] = h.status;
+  const std::string line = h.serialize();  // "HTTP/1.1 200 OK\r\n..."
+  const std::size_t sp = line.find(' ');
+  const std::size_t eol = line.find("\r\n");
+  out["status"] = line.substr(sp + 1, eol - sp - 1);
+  out["proto"] = proto(h.version_major, h.version_minor);
+  out["headers"] = header_map(h, options);
+  out["body"] = body_json(body, c.response_body_size, parser.chunked(), h);
+  if (needs_redaction(h, options)) {
+    redact(h, options);
+    out["raw"] =
+        base64_encode(std::string(all.substr(0, final_start)) + h.serialize() + std::string(body));
+  } else {
+    out["raw"] = base64_encode(all);
+  }
+  return out;
+}
+
+json exchange_json(const Exchange& e, const InspectorOptions& options) {
+  const ExchangeCapture& c = e.capture;
+  json out;
+  out["uri"] = "/api/requests/http/" + e.id;
+  out["id"] = e.id;
+  out["tunnel_name"] = e.tunnel_name;
+  out["local"] = e.local;
+  out["remote_addr"] = c.client;
+  out["start"] = iso_time(e.start);
+  out["duration"] = nanos(c.ended - c.opened);  // ns, as ngrok
+  json timing;
+  timing["to_app_head"] = c.app_head == std::chrono::steady_clock::time_point{}
+                              ? json(nullptr)
+                              : json(nanos(c.app_head - c.opened));
+  timing["total"] = nanos(c.ended - c.opened);
+  out["timing"] = timing;
+  json request = request_json(e, options);
+  const std::string method = request.value("method", std::string("GET"));
+  if (out["remote_addr"].get<std::string>().empty() && request.contains("headers")) {
+    // Without a PROXY line, the core's X-Forwarded-For names the client (its last hop).
+    const json& headers = request["headers"];
+    for (auto it = headers.begin(); it != headers.end(); ++it) {
+      if (http::iequals(it.key(), "X-Forwarded-For") && !it.value().empty()) {
+        std::string v = it.value().back().get<std::string>();
+        const std::size_t comma = v.rfind(',');
+        if (comma != std::string::npos) v = v.substr(comma + 1);
+        v.erase(0, v.find_first_not_of(' '));
+        out["remote_addr"] = v;
+      }
+    }
+  }
+  out["request"] = std::move(request);
+  out["response"] = response_json(e, method, options);
+  if (!e.error.empty()) out["error"] = e.error;
+  return out;
+}
+
+ApiResponse problem(int status, std::string message) {
+  json body;
+  body["status_code"] = status;
+  body["msg"] = message;
+  body["error_code"] = status;
+  return {status, "application/json", body.dump()};
+}
+
+ApiResponse ok(const json& body) {
+  return {200, "application/json", body.dump(-1, ' ', false, json::error_handler_t::replace)};
+}
+
+// "a=1&b=2" -> the value of `key` ("" if absent); no percent-decoding beyond what names need.
+std::string query_value(std::string_view query, std::string_view key) {
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    const std::size_t eq = pair.find('=');
+    if (pair.substr(0, eq) == key) {
+      std::string value(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+      std::string decoded;
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        if (value[i] == '%' && i + 2 < value.size()) {
+          int v = 0;
+          std::from_chars(value.data() + i + 1, value.data() + i + 3, v, 16);
+          decoded += static_cast<char>(v);
+          i += 2;
+        } else {
+          decoded += value[i] == '+' ? ' ' : value[i];
+        }
+      }
+      return decoded;
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return "";
+}
+
+}  // namespace
+
+void ExchangeCapture::add_response(const char* data, std::size_t n, bool head_seen_before,
+                                   std::size_t head_end) {
+  if (head_seen_before) {
+    response_body_size += n;
+    const std::size_t kept = response_raw.size() - response_head_size;
+    if (kept < body_cap) response_raw.append(data, std::min(n, body_cap - kept));
+    return;
+  }
+  if (head_end == 0) {
+    response_raw.append(data, n);  // still in the head(s): bounded by the parser's head limit
+    return;
+  }
+  response_raw.append(data, head_end);
+  response_head_size = response_raw.size();
+  add_response(data + head_end, n - head_end, true, 0);
+}
+
+std::size_t Exchange::cost() const {
+  return kEntryOverhead + capture.request_raw.size() + capture.response_raw.size() + id.size() +
+         tunnel_name.size() + local.size() + error.size() + capture.client.size();
+}
+
+Inspector::Inspector(InspectorOptions options) : options_(std::move(options)) {}
+
+std::unique_ptr<ExchangeCapture> Inspector::begin() const {
+  if (options_.db_size == 0) return nullptr;
+  auto capture = std::make_unique<ExchangeCapture>();
+  capture->body_cap = options_.body_cap;
+  return capture;
+}
+
+std::string Inspector::add(Exchange exchange) {
+  exchange.id = "ex_" + std::to_string(next_id_++);
+  std::string id = exchange.id;
+  const std::size_t cost = exchange.cost();
+  if (cost > options_.db_size) {
+    ++evicted_;  // larger than the whole ring: not kept
+    return id;
+  }
+  while (!ring_.empty() && bytes_ + cost > options_.db_size) {
+    bytes_ -= ring_.front().cost();
+    ring_.pop_front();
+    ++evicted_;
+  }
+  bytes_ += cost;
+  ring_.push_back(std::move(exchange));
+  return id;
+}
+
+const Exchange* Inspector::find(std::string_view id) const {
+  // Ids grow with position: a binary search would do, but rings are a few thousand long.
+  for (const auto& e : ring_) {
+    if (e.id == id) return &e;
+  }
+  return nullptr;
+}
+
+ApiResponse Inspector::handle_mutating(std::string_view method, std::string_view target) {
+  const std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/api/requests/http" && method == "DELETE") {
+    clear();
+    return {204, "application/json", ""};
+  }
+  return handle(method, target);
+}
+
+ApiResponse Inspector::handle(std::string_view method, std::string_view target) const {
+  const std::size_t q = target.find('?');
+  const std::string_view path = target.substr(0, q);
+  const std::string_view query = q == std::string_view::npos ? "" : target.substr(q + 1);
+  constexpr std::string_view kRequests = "/api/requests/http";
+  if (path == kRequests) {
+    if (method != "GET") return problem(405, "use GET or DELETE on " + std::string(kRequests));
+    std::size_t limit = kDefaultLimit;
+    if (const std::string l = query_value(query, "limit"); !l.empty()) {
+      const auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), limit);
+      if (ec != std::errc() || end != l.data() + l.size()) {
+        return problem(400, "limit: expected a number, got \"" + l + "\"");
+      }
+    }
+    const std::string tunnel = query_value(query, "tunnel_name");
+    json list = json::array();
+    for (auto it = ring_.rbegin(); it != ring_.rend() && list.size() < limit; ++it) {
+      if (!tunnel.empty() && it->tunnel_name != tunnel) continue;
+      list.push_back(exchange_json(*it, options_));
+    }
+    json body;
+    body["uri"] = kRequests;
+    body["requests"] = std::move(list);
+    return ok(body);
+  }
+  if (path.starts_with(std::string(kRequests) + "/")) {
+    if (method != "GET") return problem(405, "use GET on " + std::string(path));
+    const std::string_view id = path.substr(kRequests.size() + 1);
+    const Exchange* e = find(id);
+    if (e == nullptr) {
+      return problem(404, "no request with id \"" + std::string(id) +
+                              "\" (evicted from the ring, cleared, or never seen)");
+    }
+    return ok(exchange_json(*e, options_));
+  }
+  if (path == "/api/tunnels") {
+    if (method != "GET") return problem(405, "use GET on /api/tunnels");
+    json list = json::array();
+    for (const auto& t : tunnels_) {
+      json j;
+      j["name"] = t.name;
+      j["uri"] = "/api/tunnels/" + t.name;
+      j["public_url"] = t.public_url;
+      j["proto"] = t.proto;
+      j["config"] = {{"addr", t.local}, {"inspect", true}};
+      list.push_back(std::move(j));
+    }
+    json body;
+    body["uri"] = "/api/tunnels";
+    body["tunnels"] = std::move(list);
+    return ok(body);
+  }
+  if (path == "/api/status") {
+    if (method != "GET") return problem(405, "use GET on /api/status");
+    json body;
+    body["version"] = std::string(common::kVersion);
+    body["inspector"] = {
+        {"address", address_},         {"entries", ring_.size()},       {"bytes", bytes_},
+        {"db_size", options_.db_size}, {"body_cap", options_.body_cap}, {"evicted", evicted_},
+        {"redact", options_.redact}};
+    body["tunnels"] = tunnels_.size();
+    return ok(body);
+  }
+  return problem(404, "no such API path: " + std::string(path) +
+                          " (see /api/requests/http, /api/tunnels, /api/status)");
+}
+
+std::string base64_encode(std::string_view bytes) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    const auto v = (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
+                   (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8) |
+                   static_cast<unsigned char>(bytes[i + 2]);
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  const std::size_t rest = bytes.size() - i;
+  if (rest > 0) {
+    std::uint32_t v = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (rest == 2) v |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    out += kAlphabet[(v >> 18) & 63];
+    out += kAlphabet[(v >> 12) & 63];
+    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+std::string dechunk(std::string_view body) {
+  std::string out;
+  while (!body.empty()) {
+    const std::size_t eol = body.find("\r\n");
+    if (eol == std::string_view::npos) break;
+    std::size_t size = 0;
+    const auto [end, ec] = std::from_chars(body.data(), body.data() + eol, size, 16);
+    (void)end;
+    if (ec != std::errc()) break;
+    body.remove_prefix(eol + 2);
+    if (size == 0) break;
+    out.append(body.substr(0, size));
+    if (body.size() <= size + 2) break;
+    body.remove_prefix(size + 2);
+  }
+  return out;
+}
+
+}  // namespace tunnel::agent

@@ -1,0 +1,130 @@
+// The agent's request inspector (issue 20): what went through the agent's http tunnels, kept in
+// a bounded ring, and the JSON API over it in ngrok's agent-API shapes (docs/inspector.md).
+//
+// Capture: forward_http() fills an ExchangeCapture (copies of the raw bytes each way, up to the
+// body cap, and a few timestamps) only when it is given one; it never waits for the inspector.
+// Inspector::add() moves the finished capture into the ring, evicting the oldest entries until
+// the ring is within its byte bound. Heads are parsed, bodies decoded and headers redacted only
+// when the API is asked, never on the relay's path.
+//
+// Everything runs on the agent's one executor: no locks.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tunnel::agent {
+
+// What forward_http() records of one exchange.
+struct ExchangeCapture {
+  std::size_t body_cap = 0;  // body bytes kept per direction
+
+  std::string request_raw;  // the head as sent to the app, then body bytes up to the cap
+  std::size_t request_head_size = 0;
+  std::uint64_t request_body_size = 0;  // every body byte, kept or not
+  std::string response_raw;             // head, then body bytes up to the cap (as sent: chunked)
+  std::size_t response_head_size = 0;   // 0 until the final head was read
+  std::uint64_t response_body_size = 0;
+  std::chrono::steady_clock::time_point opened, app_head, ended;
+  std::string client;  // from the PROXY address line, when the tunnel has one
+
+  // Appends request body bytes (after the head), keeping at most body_cap of them.
+  void add_request_body(const char* data, std::size_t n) {
+    request_body_size += n;
+    const std::size_t kept = request_raw.size() - request_head_size;
+    if (kept < body_cap) request_raw.append(data, std::min(n, body_cap - kept));
+  }
+  // Appends response bytes as they go to the core; `head_end` is where the final head ends in
+  // them (0 when it does not end in this piece). Head bytes are always kept (the parser bounds
+  // them), body bytes up to body_cap.
+  void add_response(const char* data, std::size_t n, bool head_seen_before, std::size_t head_end);
+  void reset_response() {
+    response_raw.clear();
+    response_head_size = 0;
+    response_body_size = 0;
+  }
+};
+
+struct InspectorOptions {
+  std::size_t db_size = 50 * 1024 * 1024;   // bytes of captures kept in all
+  std::size_t body_cap = 10 * 1024 * 1024;  // body bytes kept per direction and exchange
+  // Header fields shown as "[redacted]" in the API (case-insensitive).
+  std::vector<std::string> redact = {"Authorization", "Cookie", "Set-Cookie",
+                                     "Proxy-Authorization"};
+};
+
+// One exchange in the ring.
+struct Exchange {
+  std::string id;           // "ex_<n>"
+  std::string tunnel_name;  // the tunnel's public URL or name
+  std::string local;        // where it was forwarded
+  std::string error;        // why it did not complete; "" when it did
+  std::chrono::system_clock::time_point start;
+  ExchangeCapture capture;
+  std::size_t cost() const;  // bytes counted against db_size
+};
+
+// A public tunnel as the core confirmed it, for GET /api/tunnels.
+struct InspectedTunnel {
+  std::string name, public_url, proto, local;
+};
+
+// An HTTP answer of the API.
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+class Inspector {
+ public:
+  explicit Inspector(InspectorOptions options);
+
+  const InspectorOptions& options() const { return options_; }
+  // A capture for a new exchange, or nullptr when the inspector keeps nothing (db_size 0).
+  std::unique_ptr<ExchangeCapture> begin() const;
+  // Keeps a finished exchange; evicts the oldest while over db_size. Returns its id.
+  std::string add(Exchange exchange);
+  void clear() { ring_.clear(), bytes_ = 0; }
+
+  std::size_t size() const { return ring_.size(); }
+  std::size_t bytes() const { return bytes_; }
+  std::uint64_t evicted() const { return evicted_; }
+  const Exchange* find(std::string_view id) const;
+
+  void set_tunnels(std::vector<InspectedTunnel> tunnels) { tunnels_ = std::move(tunnels); }
+  // The name of the session's tunnel number `index` ("" before the core confirmed it).
+  std::string tunnel_name(std::size_t index) const {
+    return index < tunnels_.size() ? tunnels_[index].name : std::string();
+  }
+  void set_address(std::string address) { address_ = std::move(address); }
+
+  // The API without the network: GET /api/requests/http[?limit=N&tunnel_name=T],
+  // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status.
+  // `target` is the request-target ("/api/requests/http?limit=5").
+  ApiResponse handle(std::string_view method, std::string_view target) const;
+  // DELETE needs a mutable inspector: handle_mutating() covers every route.
+  ApiResponse handle_mutating(std::string_view method, std::string_view target);
+
+ private:
+  InspectorOptions options_;
+  std::deque<Exchange> ring_;  // oldest first
+  std::size_t bytes_ = 0;
+  std::uint64_t next_id_ = 1;
+  std::uint64_t evicted_ = 0;
+  std::vector<InspectedTunnel> tunnels_;
+  std::string address_;
+};
+
+// Helpers, pure, for the API and its tests.
+std::string base64_encode(std::string_view bytes);
+// The data of a chunked body (chunk framing removed); a cut body gives what it holds.
+std::string dechunk(std::string_view body);
+
+}  // namespace tunnel::agent

@@ -1,0 +1,208 @@
+#include "agent/inspector.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace tunnel::agent {
+namespace {
+
+using nlohmann::json;
+
+// An exchange as forward_http() would have captured it.
+Exchange make_exchange(std::string request_head, std::string request_body,
+                       std::string response_head, std::string response_body,
+                       std::size_t body_cap = 1024, std::string tunnel = "app.localhost") {
+  Exchange e;
+  e.tunnel_name = std::move(tunnel);
+  e.local = "127.0.0.1:3000";
+  e.start = std::chrono::system_clock::time_point(std::chrono::seconds(1'800'000'000));
+  ExchangeCapture& c = e.capture;
+  c.body_cap = body_cap;
+  c.request_raw = request_head;
+  c.request_head_size = request_head.size();
+  c.add_request_body(request_body.data(), request_body.size());
+  const std::string response = response_head + response_body;
+  c.add_response(response.data(), response.size(), false, response_head.size());
+  c.opened = std::chrono::steady_clock::time_point(std::chrono::seconds(5));
+  c.app_head = c.opened + std::chrono::milliseconds(2);
+  c.ended = c.opened + std::chrono::milliseconds(3);
+  return e;
+}
+
+json get(Inspector& inspector, const std::string& target, int want_status = 200) {
+  const ApiResponse r = inspector.handle_mutating("GET", target);
+  EXPECT_EQ(r.status, want_status) << r.body;
+  return json::parse(r.body);
+}
+
+TEST(Inspector, ListsNewestFirstInNgroksShape) {
+  Inspector inspector({});
+  inspector.add(make_exchange("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "",
+                              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "hi"));
+  inspector.add(make_exchange("GET /b HTTP/1.1\r\nHost: x\r\n\r\n", "",
+                              "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", ""));
+  const json list = get(inspector, "/api/requests/http");
+  EXPECT_EQ(list["uri"], "/api/requests/http");
+  ASSERT_EQ(list["requests"].size(), 2u);
+  const json& newest = list["requests"][0];
+  EXPECT_EQ(newest["id"], "ex_2");
+  EXPECT_EQ(newest["uri"], "/api/requests/http/ex_2");
+  EXPECT_EQ(newest["tunnel_name"], "app.localhost");
+  EXPECT_EQ(newest["duration"], 3'000'000);
+  EXPECT_EQ(newest["timing"]["to_app_head"], 2'000'000);
+  EXPECT_EQ(newest["request"]["method"], "GET");
+  EXPECT_EQ(newest["request"]["uri"], "/b");
+  EXPECT_EQ(newest["request"]["proto"], "HTTP/1.1");
+  EXPECT_EQ(newest["request"]["headers"]["Host"], json::array({"x"}));
+  EXPECT_EQ(newest["response"]["status"], "404 Not Found");
+  EXPECT_EQ(newest["response"]["status_code"], 404);
+  EXPECT_EQ(list["requests"][1]["response"]["body"]["text"], "hi");
+  EXPECT_EQ(list["requests"][1]["response"]["raw"],
+            base64_encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"));
+  EXPECT_EQ(newest["start"], "2027-01-15T08:00:00.000000Z");
+
+  EXPECT_EQ(get(inspector, "/api/requests/http?limit=1")["requests"].size(), 1u);
+  EXPECT_EQ(get(inspector, "/api/requests/http?tunnel_name=other")["requests"].size(), 0u);
+  EXPECT_EQ(get(inspector, "/api/requests/http?tunnel_name=app.localhost")["requests"].size(), 2u);
+  EXPECT_EQ(get(inspector, "/api/requests/http/ex_1")["request"]["uri"], "/a");
+  EXPECT_NE(get(inspector, "/api/requests/http/ex_9", 404)["msg"].get<std::string>().find("ex_9"),
+            std::string::npos);
+  EXPECT_NE(
+      get(inspector, "/api/requests/http?limit=x", 400)["msg"].get<std::string>().find("limit"),
+      std::string::npos);
+}
+
+TEST(Inspector, DeleteClearsTheRing) {
+  Inspector inspector({});
+  inspector.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "", "HTTP/1.1 204 No Content\r\n\r\n", ""));
+  EXPECT_EQ(inspector.handle_mutating("DELETE", "/api/requests/http").status, 204);
+  EXPECT_EQ(inspector.size(), 0u);
+  EXPECT_EQ(inspector.bytes(), 0u);
+  EXPECT_EQ(get(inspector, "/api/requests/http")["requests"].size(), 0u);
+}
+
+TEST(Inspector, TheRingStaysWithinItsSizeEvictingTheOldest) {
+  InspectorOptions options;
+  options.db_size = 64 * 1024;
+  options.body_cap = 4096;
+  Inspector inspector(options);
+  const std::string big(10'000, 'x');
+  for (int i = 0; i < 10'000; ++i) {
+    inspector.add(make_exchange("POST /" + std::to_string(i) + " HTTP/1.1\r\n\r\n", big,
+                                "HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n", big,
+                                options.body_cap));
+    ASSERT_LE(inspector.bytes(), options.db_size);
+  }
+  EXPECT_GT(inspector.size(), 0u);
+  EXPECT_EQ(inspector.evicted() + inspector.size(), 10'000u);
+  // The newest stayed, the oldest went.
+  EXPECT_NE(inspector.find("ex_10000"), nullptr);
+  EXPECT_EQ(inspector.find("ex_1"), nullptr);
+  // Each body was cut at the cap, and the API says so.
+  const json e = get(inspector, "/api/requests/http/ex_10000");
+  EXPECT_EQ(e["request"]["body"]["size"], 10'000);
+  EXPECT_EQ(e["request"]["body"]["captured"], 4096);
+  EXPECT_EQ(e["request"]["body"]["truncated"], true);
+  EXPECT_EQ(e["response"]["body"]["captured"], 4096);
+  EXPECT_EQ(e["response"]["body"]["text"], std::string(4096, 'x'));
+}
+
+TEST(Inspector, AnExchangeLargerThanTheRingIsNotKept) {
+  InspectorOptions options;
+  options.db_size = 1000;
+  Inspector inspector(options);
+  inspector.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "", "HTTP/1.1 200 OK\r\n\r\n",
+                              std::string(5000, 'y')));
+  EXPECT_EQ(inspector.size(), 0u);
+  EXPECT_EQ(inspector.evicted(), 1u);
+}
+
+TEST(Inspector, RedactsCredentialsInHeadersAndRaw) {
+  Inspector inspector({});
+  inspector.add(make_exchange(
+      "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\ncookie: a=b\r\n\r\n", "",
+      "HTTP/1.1 200 OK\r\nSet-Cookie: s=1\r\nContent-Length: 0\r\n\r\n", ""));
+  const json e = get(inspector, "/api/requests/http/ex_1");
+  EXPECT_EQ(e["request"]["headers"]["Authorization"], json::array({"[redacted]"}));
+  EXPECT_EQ(e["request"]["headers"]["cookie"], json::array({"[redacted]"}));
+  EXPECT_EQ(e["request"]["headers"]["Host"], json::array({"x"}));
+  EXPECT_EQ(e["response"]["headers"]["Set-Cookie"], json::array({"[redacted]"}));
+  EXPECT_EQ(e.dump().find("secret"), std::string::npos);
+  EXPECT_EQ(e.dump().find(base64_encode("secret")), std::string::npos);
+  EXPECT_EQ(e["request"]["raw"],
+            base64_encode("GET / HTTP/1.1\r\nHost: x\r\nAuthorization: [redacted]\r\ncookie: "
+                          "[redacted]\r\n\r\n"));
+
+  InspectorOptions open;
+  open.redact = {};
+  Inspector shown(open);
+  shown.add(make_exchange("GET / HTTP/1.1\r\nAuthorization: Bearer secret\r\n\r\n", "",
+                          "HTTP/1.1 200 OK\r\n\r\n", ""));
+  EXPECT_EQ(get(shown, "/api/requests/http/ex_1")["request"]["headers"]["Authorization"],
+            json::array({"Bearer secret"}));
+}
+
+TEST(Inspector, BodiesAreDechunkedAndClassified) {
+  Inspector inspector({});
+  inspector.add(make_exchange(
+      "POST /j HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n",
+      "{\"a\":1}",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream"
+      "\r\n\r\n",
+      "3\r\n\x00\x01\x02\r\n0\r\n\r\n"));
+  const json e = get(inspector, "/api/requests/http/ex_1");
+  EXPECT_EQ(e["request"]["body"]["kind"], "json");
+  EXPECT_EQ(e["request"]["body"]["text"], "{\"a\":1}");
+  // make_exchange's string literal stops at the NUL: build the chunked body by hand instead.
+  Inspector binary({});
+  const std::string chunked("3\r\n\x00\x01\x02\r\n0\r\n\r\n", 13);
+  binary.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "",
+                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunked));
+  const json b = get(binary, "/api/requests/http/ex_1");
+  EXPECT_EQ(b["response"]["body"]["kind"], "binary");
+  EXPECT_EQ(b["response"]["body"]["base64"], base64_encode(std::string("\x00\x01\x02", 3)));
+  EXPECT_EQ(b["response"]["body"]["size"], 13);
+  EXPECT_FALSE(b["response"]["body"].contains("text"));
+}
+
+TEST(Inspector, InterimResponsesStayInRawAndTheFinalHeadIsShown) {
+  Inspector inspector({});
+  inspector.add(make_exchange("POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n", "",
+                              "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\r\n", ""));
+  const json e = get(inspector, "/api/requests/http/ex_1");
+  EXPECT_EQ(e["response"]["status_code"], 201);
+  EXPECT_EQ(e["response"]["raw"],
+            base64_encode("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n\r\n"));
+}
+
+TEST(Inspector, TunnelsAndStatus) {
+  Inspector inspector({});
+  inspector.set_tunnels({{"app.localhost", "http://app.localhost:8080", "http", "localhost:3000"}});
+  inspector.set_address("127.0.0.1:4040");
+  const json t = get(inspector, "/api/tunnels");
+  ASSERT_EQ(t["tunnels"].size(), 1u);
+  EXPECT_EQ(t["tunnels"][0]["public_url"], "http://app.localhost:8080");
+  EXPECT_EQ(t["tunnels"][0]["proto"], "http");
+  EXPECT_EQ(t["tunnels"][0]["config"]["addr"], "localhost:3000");
+  const json s = get(inspector, "/api/status");
+  EXPECT_EQ(s["inspector"]["address"], "127.0.0.1:4040");
+  EXPECT_EQ(s["inspector"]["db_size"], 50 * 1024 * 1024);
+  EXPECT_EQ(get(inspector, "/nope", 404)["status_code"], 404);
+  EXPECT_EQ(inspector.handle_mutating("POST", "/api/tunnels").status, 405);
+}
+
+TEST(Inspector, Base64AndDechunk) {
+  EXPECT_EQ(base64_encode(""), "");
+  EXPECT_EQ(base64_encode("f"), "Zg==");
+  EXPECT_EQ(base64_encode("fo"), "Zm8=");
+  EXPECT_EQ(base64_encode("foo"), "Zm9v");
+  EXPECT_EQ(base64_encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(dechunk("5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n"), "hello world");
+  EXPECT_EQ(dechunk("5\r\nhel"), "hel");  // cut at the cap
+  EXPECT_EQ(dechunk("zz\r\n"), "");
+}
+
+}  // namespace
+}  // namespace tunnel::agent

@@ -1,0 +1,173 @@
+"""The agent's request inspector (issue #20): exchanges through a real core and agent appear
+in the inspector's API (ngrok's shapes) with their exact heads and bodies; bodies are cut at
+the cap and say so; credentials are redacted; DELETE clears; /api/tunnels and /api/status;
+the listener is loopback only and takes the next port when its own is taken."""
+import base64
+import http.client
+import json
+import re
+import socket
+import time
+
+from harness import payload, procs
+
+CAP = 5000
+
+
+def start(tunnel, extra=()):
+    core = tunnel.core()
+    origin = tunnel.origin()
+    agent = tunnel.agent(core, "127.0.0.1:%d" % origin.port, subdomain="insp",
+                         extra_args=["--inspect-addr", "127.0.0.1:0",
+                                     "--inspect-body-cap", str(CAP)] + list(extra))
+    m = agent.wait_output(re.escape("request inspector on http://") + r"(127\.0\.0\.1:\d+)")
+    return core, agent, m.group(1)
+
+
+def api(addr, method, path, host=None):
+    conn = http.client.HTTPConnection(*addr.split(":"), timeout=10)
+    try:
+        conn.request(method, path, headers={"Host": host or addr})
+        r = conn.getresponse()
+        data = r.read()
+        return r.status, (json.loads(data) if data else None)
+    finally:
+        conn.close()
+
+
+def entries(addr, n):
+    """The newest n entries once the inspector has them (each is added when it ends)."""
+    for _ in range(100):
+        status, body = api(addr, "GET", "/api/requests/http?limit=%d" % n)
+        assert status == 200
+        if len(body["requests"]) >= n:
+            return body["requests"]
+        time.sleep(0.05)
+    raise AssertionError("the inspector has %d entries, wanted %d" % (len(body["requests"]), n))
+
+
+def raw(part):
+    return base64.b64decode(part["raw"])
+
+
+def body_bytes(part):
+    return base64.b64decode(part["body"]["base64"])
+
+
+def test_exchanges_appear_with_exact_heads_and_bodies(tunnel):
+    core, agent, addr = start(tunnel)
+    assert api(addr, "DELETE", "/api/requests/http")[0] == 204  # the harness's routing probe
+    blob = bytes(range(256)) * 40  # 10240 bytes, binary, over the cap
+    r = core.request("insp", "POST", "/echo?x=1", body=b"hello inspector",
+                     headers={"Content-Type": "text/plain", "Authorization": "Bearer s3cret",
+                              "X-Test": "one"})
+    assert r.status == 200
+    assert core.request("insp", "PUT", "/upload", body=blob).status == 200
+    assert core.request("insp", "GET", "/download?bytes=%d" % (3 * CAP)).status == 200
+    assert core.request("insp", "GET", "/chunked").status == 200
+    assert core.request("insp", "HEAD", "/echo").status == 200
+    assert core.request("insp", "GET", "/status/204").status == 204
+    got = {(e["request"]["method"], e["request"]["uri"]): e for e in entries(addr, 6)}
+    post = got[("POST", "/echo?x=1")]
+    upload = got[("PUT", "/upload")]
+    download = got[("GET", "/download?bytes=%d" % (3 * CAP))]
+    chunked = got[("GET", "/chunked")]
+    head = got[("HEAD", "/echo")]
+    status204 = got[("GET", "/status/204")]
+
+    # POST: the head as the app got it, the body, redaction, ngrok's fields.
+    assert post["request"]["method"] == "POST"
+    assert post["request"]["uri"] == "/echo?x=1"
+    assert post["request"]["headers"]["X-Test"] == ["one"]
+    assert post["request"]["headers"]["Authorization"] == ["[redacted]"]
+    assert b"s3cret" not in raw(post["request"])
+    assert raw(post["request"]).endswith(b"\r\n\r\nhello inspector")
+    assert post["request"]["body"]["text"] == "hello inspector"
+    assert post["request"]["body"]["truncated"] is False
+    echoed = json.loads(body_bytes(post["response"]))
+    assert echoed["body"] == "hello inspector"
+    assert echoed["headers"]["x-test"] == "one"
+    assert post["response"]["status_code"] == 200
+    assert post["response"]["status"] == "200 OK"
+    assert post["tunnel_name"].startswith("insp.")
+    assert post["remote_addr"].startswith("127.0.0.1")
+    assert post["duration"] > 0
+    assert post["id"] and post["uri"] == "/api/requests/http/" + post["id"]
+
+    # A binary upload cut at the cap; its whole size is known.
+    assert upload["request"]["body"]["size"] == len(blob)
+    assert upload["request"]["body"]["captured"] == CAP
+    assert upload["request"]["body"]["truncated"] is True
+    assert upload["request"]["body"]["kind"] == "binary"
+    assert body_bytes(upload["request"]) == blob[:CAP]
+
+    # A binary download cut at the cap: the first CAP bytes exactly.
+    want = b"".join(payload.blocks(3 * CAP))
+    assert download["response"]["body"]["size"] == 3 * CAP
+    assert body_bytes(download["response"]) == want[:CAP]
+    assert download["response"]["headers"]["Content-Length"] == [str(3 * CAP)]
+
+    # Chunked: raw keeps the framing, the body is the data, cut at the cap.
+    parts = payload.chunked_body_parts()
+    assert raw(chunked["response"]).split(b"\r\n\r\n", 1)[1].startswith(
+        b"%x\r\n%s\r\n" % (len(parts[0]), parts[0]))
+    assert body_bytes(chunked["response"]) == b"".join(parts)[:len(body_bytes(chunked["response"]))]
+    assert chunked["response"]["body"]["truncated"] is True
+
+    # HEAD and 204: heads only.
+    assert head["request"]["method"] == "HEAD"
+    assert head["response"]["status_code"] == 200
+    assert body_bytes(head["response"]) == b""
+    assert status204["response"]["status_code"] == 204
+    assert status204["response"]["body"]["size"] == 0
+
+    # One entry by id; an unknown id is a 404 naming it.
+    status, one = api(addr, "GET", "/api/requests/http/" + post["id"])
+    assert status == 200 and one["request"]["body"]["text"] == "hello inspector"
+    status, err = api(addr, "GET", "/api/requests/http/ex_999999")
+    assert status == 404 and "ex_999999" in err["msg"]
+
+    # Tunnels and status.
+    status, tunnels = api(addr, "GET", "/api/tunnels")
+    assert status == 200
+    assert tunnels["tunnels"][0]["name"] == post["tunnel_name"]
+    assert tunnels["tunnels"][0]["public_url"].startswith("http")
+    assert tunnels["tunnels"][0]["config"]["addr"].endswith(":%d" % tunnel.all[1].port)
+    status, st = api(addr, "GET", "/api/status")
+    assert status == 200 and st["inspector"]["address"] == addr
+    assert st["inspector"]["entries"] == 6 and st["inspector"]["body_cap"] == CAP
+
+    # tunnel_name filters; DELETE clears.
+    status, none = api(addr, "GET", "/api/requests/http?tunnel_name=nope")
+    assert none["requests"] == []
+    assert api(addr, "DELETE", "/api/requests/http")[0] == 204
+    assert api(addr, "GET", "/api/requests/http")[1]["requests"] == []
+
+    # A page from another origin (DNS rebinding) cannot read it.
+    assert api(addr, "GET", "/api/requests/http", host="evil.example")[0] == 403
+
+
+def test_off_next_port_and_loopback_only(tunnel):
+    core = tunnel.core()
+    origin = tunnel.origin()
+    # Its port taken: the next one.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    a = tunnel.agent(core, "127.0.0.1:%d" % origin.port, subdomain="insp2", name="a-next",
+                     extra_args=["--inspect-addr", "127.0.0.1:%d" % port])
+    m = a.wait_output(re.escape("request inspector on http://") + r"127\.0\.0\.1:(\d+)")
+    assert int(m.group(1)) > port
+    taken.close()
+    # Off: no listener line, traffic flows.
+    off = tunnel.agent(core, "127.0.0.1:%d" % origin.port, subdomain="insp3", name="a-off",
+                       extra_args=["--inspect=false"])
+    assert core.request("insp3", "GET", "/echo").status == 200
+    assert "request inspector" not in off.output()
+    # Not loopback: refused at start, with the reason.
+    bad = tunnel.add(procs.Agent(core, "127.0.0.1:%d" % origin.port, subdomain="insp4",
+                                 name="a-bad", extra_args=["--inspect-addr", "0.0.0.0:4040"]))
+    bad.start()
+    assert bad.wait_exit() == 2
+    assert "not a loopback address" in bad.output()
