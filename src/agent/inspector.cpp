@@ -222,7 +222,31 @@ json exchange_json(const Exchange& e, const InspectorOptions& options) {
   out["request"] = std::move(request);
   out["response"] = response_json(e, method, options);
   if (!e.error.empty()) out["error"] = e.error;
+  if (!e.replay_of.empty()) out["replay_of"] = e.replay_of;
   return out;
+}
+
+bool base64_decode(std::string_view in, std::string& out) {
+  out.clear();
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : in) {
+    int v = -1;
+    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+    if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+    if (ch == '+' || ch == '-') v = 62;
+    if (ch == '/' || ch == '_') v = 63;
+    if (ch == '=') break;
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return true;
 }
 
 ApiResponse problem(int status, std::string message) {
@@ -397,6 +421,109 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
   }
   return problem(404, "no such API path: " + std::string(path) +
                           " (see /api/requests/http, /api/tunnels, /api/status)");
+}
+
+bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
+                            ApiResponse& error) const {
+  const json request = json::parse(json_body, nullptr, false);
+  if (request.is_discarded() || !request.is_object()) {
+    error = problem(400, "expected a JSON object such as {\"id\": \"ex_1\"}");
+    return false;
+  }
+  if (!request.contains("id") || !request["id"].is_string()) {
+    error = problem(400, "id: required, the id of the request to replay");
+    return false;
+  }
+  const std::string id = request["id"].get<std::string>();
+  const Exchange* e = find(id);
+  if (e == nullptr) {
+    error = problem(404, "no request with id \"" + id + "\" (evicted, cleared or never seen)");
+    return false;
+  }
+  const ExchangeCapture& c = e->capture;
+  const bool body_edited = request.contains("body") || request.contains("body_base64");
+  if (!body_edited && c.request_raw.size() - c.request_head_size < c.request_body_size) {
+    error = problem(409, "the body of " + id + " was cut at the inspector's body cap (" +
+                             std::to_string(c.request_body_size) + " bytes, kept " +
+                             std::to_string(c.request_raw.size() - c.request_head_size) +
+                             "): give \"body\" to replay it");
+    return false;
+  }
+  plan.local = e->local;
+  plan.tunnel_name = e->tunnel_name;
+  plan.replay_of = id;
+  const bool edited = body_edited || request.contains("method") || request.contains("uri") ||
+                      request.contains("headers");
+  MessageParser parser(MessageParser::Kind::kRequest);
+  const Step step = parser.parse(std::string_view(c.request_raw.data(), c.request_head_size));
+  if (step.type != Step::kHead && step.type != Step::kMessageEnd) {
+    error = problem(409, "the head of " + id + " does not parse: " + parser.error());
+    return false;
+  }
+  http::RequestHead& head = parser.request();
+  if (!edited) {
+    plan.method = head.method;
+    plan.bytes = c.request_raw;
+    return true;
+  }
+  const auto text_field = [&](const char* name, std::string& field) {
+    if (!request.contains(name)) return true;
+    if (!request[name].is_string() || request[name].get<std::string>().empty()) {
+      error = problem(400, std::string(name) + ": expected a non-empty string");
+      return false;
+    }
+    field = request[name].get<std::string>();
+    if (field.find_first_of(" \r\n") != std::string::npos) {
+      error = problem(400, std::string(name) + ": no spaces or line breaks");
+      return false;
+    }
+    return true;
+  };
+  if (!text_field("method", head.method) || !text_field("uri", head.target)) return false;
+  if (request.contains("headers")) {
+    const json& headers = request["headers"];
+    if (!headers.is_object()) {
+      error = problem(400, "headers: expected an object {\"Name\": \"value\"}");
+      return false;
+    }
+    for (auto it = headers.begin(); it != headers.end(); ++it) {
+      head.remove(it.key());
+      if (it.value().is_null()) continue;
+      const json values = it.value().is_array() ? it.value() : json::array({it.value()});
+      for (const auto& v : values) {
+        if (!v.is_string()) {
+          error = problem(400, "headers." + it.key() + ": expected a string or strings");
+          return false;
+        }
+        head.append(it.key(), v.get<std::string>());
+      }
+    }
+  }
+  std::string body;
+  if (request.contains("body")) {
+    if (!request["body"].is_string()) {
+      error = problem(400, "body: expected a string (or use body_base64)");
+      return false;
+    }
+    body = request["body"].get<std::string>();
+  } else if (request.contains("body_base64")) {
+    if (!request["body_base64"].is_string() ||
+        !base64_decode(request["body_base64"].get<std::string>(), body)) {
+      error = problem(400, "body_base64: not base64");
+      return false;
+    }
+  } else {
+    const std::string_view kept = std::string_view(c.request_raw).substr(c.request_head_size);
+    body = parser.chunked() ? dechunk(kept) : std::string(kept);
+  }
+  head.remove("Transfer-Encoding");
+  head.remove("Content-Length");
+  if (!body.empty() || head.method == "POST" || head.method == "PUT" || head.method == "PATCH") {
+    head.set("Content-Length", std::to_string(body.size()));
+  }
+  plan.method = head.method;
+  plan.bytes = head.serialize() + body;
+  return true;
 }
 
 std::string base64_encode(std::string_view bytes) {

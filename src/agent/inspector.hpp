@@ -65,9 +65,19 @@ struct Exchange {
   std::string tunnel_name;  // the tunnel's public URL or name
   std::string local;        // where it was forwarded
   std::string error;        // why it did not complete; "" when it did
+  std::string replay_of;    // the id of the exchange this one replayed; "" for live traffic
   std::chrono::system_clock::time_point start;
   ExchangeCapture capture;
   std::size_t cost() const;  // bytes counted against db_size
+};
+
+// What POST /api/requests/http sends to the app: the original request, or an edited copy.
+struct ReplayPlan {
+  std::string local;   // where the original went ("127.0.0.1:3000")
+  std::string bytes;   // the whole request
+  std::string method;  // for reading the response (HEAD has no body)
+  std::string tunnel_name;
+  std::string replay_of;
 };
 
 // A public tunnel as the core confirmed it, for GET /api/tunnels.
@@ -109,6 +119,11 @@ class Inspector {
   // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status.
   // `target` is the request-target ("/api/requests/http?limit=5").
   ApiResponse handle(std::string_view method, std::string_view target) const;
+  // POST /api/requests/http: {"id": ID} replays that exchange as it was; "method", "uri",
+  // "headers" ({"Name": "value"} or {"Name": ["v1", "v2"]}: replace those fields; null
+  // removes one) and "body" (text) or "body_base64" edit it first. False with `error` (an
+  // API answer: 400, 404, 409 when the original body was cut at the cap) when it cannot.
+  bool plan_replay(std::string_view json_body, ReplayPlan& plan, ApiResponse& error) const;
   // DELETE needs a mutable inspector: handle_mutating() covers every route.
   ApiResponse handle_mutating(std::string_view method, std::string_view target);
 

@@ -5,7 +5,9 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -13,9 +15,14 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <chrono>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <vector>
 
+#include "agent/config.hpp"
 #include "common/net_address.hpp"
 #include "http/head.hpp"
+#include "http/message_parser.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -143,7 +150,14 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     } else {
       const std::string method(request.method_string());
       const std::string target(request.target());
-      answer = inspector_.handle_mutating(method, target);
+      if (method == "POST" && target == "/api/requests/http") {
+        ReplayPlan plan;
+        if (inspector_.plan_replay(request.body(), plan, answer)) {
+          answer = co_await replay(std::move(plan));
+        }
+      } else {
+        answer = inspector_.handle_mutating(method, target);
+      }
     }
     response.result(static_cast<unsigned>(answer.status));
     response.set(bhttp::field::content_type, answer.content_type);
@@ -154,6 +168,98 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     (void)written;
     if (wec || !response.keep_alive()) co_return;
   }
+}
+
+asio::awaitable<ApiResponse> InspectorServer::replay(ReplayPlan plan) {
+  using Clock = std::chrono::steady_clock;
+  const auto fail = [](int status, const std::string& message) {
+    nlohmann::json body;
+    body["status_code"] = status;
+    body["error_code"] = status;
+    body["msg"] = message;
+    return ApiResponse{status, "application/json", body.dump()};
+  };
+  auto target = parse_local_target(plan.local);
+  if (!target)
+    co_return fail(409,
+                   "the request's local address " + plan.local + ": " + target.error().message);
+  const std::string where = target.value().to_string();
+  ExchangeCapture capture;
+  capture.body_cap = inspector_.options().body_cap;
+  capture.opened = Clock::now();
+  const std::size_t head_end = plan.bytes.find("\r\n\r\n");
+  capture.request_head_size = head_end == std::string::npos ? plan.bytes.size() : head_end + 4;
+  capture.request_raw = plan.bytes.substr(0, capture.request_head_size);
+  capture.add_request_body(plan.bytes.data() + capture.request_head_size,
+                           plan.bytes.size() - capture.request_head_size);
+  const auto started = std::chrono::system_clock::now();
+
+  tcp::resolver resolver(executor_);
+  const std::string port = std::to_string(target.value().port);
+  auto [rec, endpoints] = co_await resolver.async_resolve(target.value().host, port, kNoThrow);
+  if (rec) co_return fail(502, "resolving " + where + ": " + rec.message());
+  beast::tcp_stream app(executor_);
+  app.expires_after(kRequestTimeout);
+  auto [cec, endpoint] = co_await app.async_connect(endpoints, kNoThrow);
+  (void)endpoint;
+  if (cec) co_return fail(502, "cannot reach the local app at " + where + ": " + cec.message());
+  auto [wec, written] = co_await asio::async_write(app, asio::buffer(plan.bytes), kNoThrow);
+  (void)written;
+  std::string error;
+  if (wec) error = "writing the request to " + where + ": " + wec.message();
+
+  http::MessageParser parser(http::MessageParser::Kind::kResponse);
+  parser.expect_response_to(plan.method);
+  std::vector<char> buf(16 * 1024);
+  bool final_head = false;
+  bool end = false;
+  while (error.empty() && !end) {
+    auto [ec, n] = co_await app.async_read_some(asio::buffer(buf), kNoThrow);
+    if (ec) {
+      if (ec == asio::error::eof && final_head &&
+          parser.finish().type == http::MessageParser::Step::kMessageEnd) {
+        break;
+      }
+      error = "the local app at " + where + " broke off its response (" + ec.message() + ")";
+      break;
+    }
+    std::size_t offset = 0;
+    std::size_t head_at = 0;
+    const bool head_before = final_head;
+    while (!end) {
+      const auto step = parser.parse(std::span<const char>(buf.data() + offset, n - offset));
+      if (step.type == http::MessageParser::Step::kNeedMore) {
+        offset = n;
+        break;
+      }
+      if (step.type == http::MessageParser::Step::kError) {
+        error = "the local app at " + where + " sent an invalid response: " + parser.error();
+        break;
+      }
+      offset += step.consumed;
+      if (step.type == http::MessageParser::Step::kHead && !parser.is_interim()) {
+        final_head = true;
+        head_at = offset;
+        capture.app_head = Clock::now();
+      } else if ((step.type == http::MessageParser::Step::kMessageEnd && final_head) ||
+                 step.type == http::MessageParser::Step::kUpgrade) {
+        end = true;  // a replayed upgrade is not followed into raw bytes
+      }
+    }
+    capture.add_response(buf.data(), offset, head_before, head_at);
+  }
+  capture.ended = Clock::now();
+  Exchange exchange;
+  exchange.tunnel_name = plan.tunnel_name;
+  exchange.local = plan.local;
+  exchange.replay_of = plan.replay_of;
+  exchange.error = error;
+  exchange.start = started;
+  exchange.capture = std::move(capture);
+  const std::string id = inspector_.add(std::move(exchange));
+  ApiResponse answer = inspector_.handle("GET", "/api/requests/http/" + id);
+  if (answer.status == 200) answer.status = 201;
+  co_return answer;
 }
 
 }  // namespace tunnel::agent

@@ -33,6 +33,8 @@ class InspectorServer {
 
  private:
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+  // POST /api/requests/http: sends the plan to the app, keeps the exchange, answers with it.
+  boost::asio::awaitable<ApiResponse> replay(ReplayPlan plan);
 
   boost::asio::any_io_executor executor_;
   Inspector& inspector_;

@@ -148,14 +148,11 @@ TEST(Inspector, BodiesAreDechunkedAndClassified) {
   Inspector inspector({});
   inspector.add(make_exchange(
       "POST /j HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 7\r\n\r\n",
-      "{\"a\":1}",
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/octet-stream"
-      "\r\n\r\n",
-      "3\r\n\x00\x01\x02\r\n0\r\n\r\n"));
+      "{\"a\":1}", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ""));
   const json e = get(inspector, "/api/requests/http/ex_1");
   EXPECT_EQ(e["request"]["body"]["kind"], "json");
   EXPECT_EQ(e["request"]["body"]["text"], "{\"a\":1}");
-  // make_exchange's string literal stops at the NUL: build the chunked body by hand instead.
+  // A chunked binary body: NULs and all.
   Inspector binary({});
   const std::string chunked("3\r\n\x00\x01\x02\r\n0\r\n\r\n", 13);
   binary.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "",
@@ -202,6 +199,64 @@ TEST(Inspector, Base64AndDechunk) {
   EXPECT_EQ(dechunk("5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n"), "hello world");
   EXPECT_EQ(dechunk("5\r\nhel"), "hel");  // cut at the cap
   EXPECT_EQ(dechunk("zz\r\n"), "");
+}
+
+}  // namespace
+}  // namespace tunnel::agent
+
+namespace tunnel::agent {
+namespace {
+
+TEST(InspectorReplay, AsItWasOrEdited) {
+  Inspector inspector({});
+  inspector.add(
+      make_exchange("POST /a?x=1 HTTP/1.1\r\nHost: app\r\nX-Keep: k\r\nContent-Length: 5\r\n\r\n",
+                    "hello", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ""));
+  ReplayPlan plan;
+  ApiResponse error;
+  ASSERT_TRUE(inspector.plan_replay(R"({"id": "ex_1"})", plan, error)) << error.body;
+  EXPECT_EQ(plan.bytes,
+            "POST /a?x=1 HTTP/1.1\r\nHost: app\r\nX-Keep: k\r\nContent-Length: 5\r\n\r\nhello");
+  EXPECT_EQ(plan.local, "127.0.0.1:3000");
+  EXPECT_EQ(plan.replay_of, "ex_1");
+  EXPECT_EQ(plan.method, "POST");
+
+  ReplayPlan edited;
+  ASSERT_TRUE(inspector.plan_replay(
+      R"({"id": "ex_1", "method": "PUT", "uri": "/b", "headers": {"X-New": "n", "X-Keep": null},
+          "body": "changed!"})",
+      edited, error))
+      << error.body;
+  EXPECT_EQ(edited.bytes,
+            "PUT /b HTTP/1.1\r\nHost: app\r\nX-New: n\r\nContent-Length: 8\r\n\r\nchanged!");
+  EXPECT_EQ(edited.method, "PUT");
+  ReplayPlan b64;
+  ASSERT_TRUE(inspector.plan_replay(R"({"id": "ex_1", "body_base64": "AAEC"})", b64, error));
+  EXPECT_TRUE(b64.bytes.ends_with("Content-Length: 3\r\n\r\n" +
+                                  std::string(3, '\0').replace(1, 2, "\x01\x02")));
+}
+
+TEST(InspectorReplay, RefusesWhatItCannotReplay) {
+  InspectorOptions options;
+  options.body_cap = 3;
+  Inspector inspector(options);
+  inspector.add(make_exchange("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "hello",
+                              "HTTP/1.1 200 OK\r\n\r\n", "", 3));
+  ReplayPlan plan;
+  ApiResponse error;
+  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_1"})", plan, error));
+  EXPECT_EQ(error.status, 409);
+  EXPECT_NE(error.body.find("cut"), std::string::npos);
+  EXPECT_TRUE(inspector.plan_replay(R"({"id": "ex_1", "body": "new"})", plan, error));
+  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_9"})", plan, error));
+  EXPECT_EQ(error.status, 404);
+  EXPECT_FALSE(inspector.plan_replay("not json", plan, error));
+  EXPECT_EQ(error.status, 400);
+  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_1", "body": "x", "uri": "/a b"})", plan, error));
+  EXPECT_EQ(error.status, 400);
+  EXPECT_FALSE(
+      inspector.plan_replay(R"({"id": "ex_1", "body": "x", "headers": [1]})", plan, error));
+  EXPECT_EQ(error.status, 400);
 }
 
 }  // namespace

@@ -171,3 +171,46 @@ def test_off_next_port_and_loopback_only(tunnel):
     bad.start()
     assert bad.wait_exit() == 2
     assert "not a loopback address" in bad.output()
+
+
+def test_replay_as_it_was_and_edited_reaches_the_app(tunnel):
+    core, agent, addr = start(tunnel)
+    r = core.request("insp", "POST", "/echo?r=1", body=b"replay me",
+                     headers={"Content-Type": "text/plain", "X-Test": "orig"})
+    assert r.status == 200
+    orig = [e for e in entries(addr, 2) if e["request"]["uri"] == "/echo?r=1"][0]
+
+    def replay(body):
+        conn = http.client.HTTPConnection(*addr.split(":"), timeout=10)
+        conn.request("POST", "/api/requests/http", body=json.dumps(body),
+                     headers={"Host": addr, "Content-Type": "application/json"})
+        resp = conn.getresponse()
+        out = resp.status, json.loads(resp.read())
+        conn.close()
+        return out
+
+    status, again = replay({"id": orig["id"]})
+    assert status == 201, again
+    assert again["replay_of"] == orig["id"] and again["id"] != orig["id"]
+    echoed = json.loads(body_bytes(again["response"]))
+    assert echoed["method"] == "POST" and echoed["path"] == "/echo?r=1"
+    assert echoed["body"] == "replay me" and echoed["headers"]["x-test"] == "orig"
+    # The app got exactly the bytes of the original request.
+    assert raw(again["request"]) == raw(orig["request"])
+
+    status, edited = replay({"id": orig["id"], "method": "PUT", "uri": "/echo?r=2",
+                             "headers": {"X-Test": "edited", "X-Added": "yes"},
+                             "body": "new body"})
+    assert status == 201, edited
+    echoed = json.loads(body_bytes(edited["response"]))
+    assert echoed["method"] == "PUT" and echoed["path"] == "/echo?r=2"
+    assert echoed["body"] == "new body"
+    assert echoed["headers"]["x-test"] == "edited" and echoed["headers"]["x-added"] == "yes"
+    assert echoed["headers"]["content-length"] == "8"
+    # Both replays are in the list, linked to their original.
+    listed = api(addr, "GET", "/api/requests/http")[1]["requests"]
+    assert [e["id"] for e in listed if e.get("replay_of") == orig["id"]] == \
+        [edited["id"], again["id"]]
+
+    status, err = replay({"id": "ex_424242"})
+    assert status == 404 and "ex_424242" in err["msg"]
