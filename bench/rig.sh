@@ -14,7 +14,9 @@
 #                                perf record of core (or agent) during a load; writes
 #                                $RIG_DIR/perf-ROLE-CONNS.data
 #   bench/rig.sh down            stop everything
-# State and logs live in $RIG_DIR (default /tmp/tunnel-rig).
+# State and logs live in $RIG_DIR (default /tmp/tunnel-rig). $RIG_AGENT_ARGS adds flags to the
+# agent's command line at `up` (`RIG_AGENT_ARGS=--inspect=false` turns the request inspector
+# off; it is on by default, as for users).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${RIG_DIR:-/tmp/tunnel-rig}"
@@ -59,7 +61,7 @@ EOF
   echo $! >"$dir/core.pid"
   for _ in $(seq 50); do [ -f "$dir/core-data/tls.crt" ] && break; sleep 0.1; done
   "$dir/tunnel-agent" --token rig-secret-token --data-dir "$dir/agent-data" --log-level warn \
-    --server "127.0.0.1:$agent" --ca "$dir/core-data/tls.crt" \
+    --server "127.0.0.1:$agent" --ca "$dir/core-data/tls.crt" ${RIG_AGENT_ARGS:-} \
     http "127.0.0.1:$origin" --subdomain bench >"$dir/agent.log" 2>&1 &
   echo $! >"$dir/agent.pid"
   echo "$http" >"$dir/http.port"

@@ -77,11 +77,15 @@ if [ "$code" != 200 ]; then
   exit 1
 fi
 
+# The agent's request inspector (on by default, as for users) logs where it listens.
+inspect_url="$(grep -o 'request inspector on http://[^ ]*' "$logs/agent.log" | head -n 1 | sed 's/.* on //')"
+
 cat <<MSG
 
   The tunnel is up. Open:   $url
   Or from a shell:          curl $url
                             curl -H 'Host: demo.localhost' http://127.0.0.1:${http_port}/
+  Requests through it:      curl ${inspect_url:-http://127.0.0.1:4040}/api/requests/http
 
   Press Ctrl-C to stop tunnel-core, tunnel-agent and the app.
 

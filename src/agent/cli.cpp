@@ -172,9 +172,8 @@ int run(ConnectorOptions options, const Config& config) {
     inspect.redact = config.inspect_redact;
     inspector = std::make_unique<Inspector>(std::move(inspect));
     inspector_server = std::make_unique<InspectorServer>(io.get_executor(), *inspector);
-    std::string error;
-    if (!inspector_server->listen(config.inspect_addr, error)) {
-      return usage_error(error + " (--inspect=false turns the inspector off)");
+    if (auto listening = inspector_server->listen(config.inspect_addr); !listening) {
+      return usage_error(listening.error().message + " (--inspect=false turns the inspector off)");
     }
     // To the log (stderr) only: scripts read the first http:// URL on stdout as the tunnel's.
     spdlog::info("request inspector on http://{} (--inspect=false turns it off)",

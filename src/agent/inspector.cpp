@@ -423,31 +423,30 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
                           " (see /api/requests/http, /api/tunnels, /api/status)");
 }
 
-bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
-                            ApiResponse& error) const {
+common::Result<ReplayPlan> Inspector::plan_replay(std::string_view json_body) const {
+  using common::ErrorKind;
+  ReplayPlan plan;
   const json request = json::parse(json_body, nullptr, false);
   if (request.is_discarded() || !request.is_object()) {
-    error = problem(400, "expected a JSON object such as {\"id\": \"ex_1\"}");
-    return false;
+    return common::fail(ErrorKind::kInvalid, "expected a JSON object such as {\"id\": \"ex_1\"}");
   }
   if (!request.contains("id") || !request["id"].is_string()) {
-    error = problem(400, "id: required, the id of the request to replay");
-    return false;
+    return common::fail(ErrorKind::kInvalid, "id: required, the id of the request to replay");
   }
   const std::string id = request["id"].get<std::string>();
   const Exchange* e = find(id);
   if (e == nullptr) {
-    error = problem(404, "no request with id \"" + id + "\" (evicted, cleared or never seen)");
-    return false;
+    return common::fail(ErrorKind::kNotFound,
+                        "no request with id \"" + id + "\" (evicted, cleared or never seen)");
   }
   const ExchangeCapture& c = e->capture;
   const bool body_edited = request.contains("body") || request.contains("body_base64");
   if (!body_edited && c.request_raw.size() - c.request_head_size < c.request_body_size) {
-    error = problem(409, "the body of " + id + " was cut at the inspector's body cap (" +
-                             std::to_string(c.request_body_size) + " bytes, kept " +
-                             std::to_string(c.request_raw.size() - c.request_head_size) +
-                             "): give \"body\" to replay it");
-    return false;
+    return common::fail(ErrorKind::kConflict,
+                        "the body of " + id + " was cut at the inspector's body cap (" +
+                            std::to_string(c.request_body_size) + " bytes, kept " +
+                            std::to_string(c.request_raw.size() - c.request_head_size) +
+                            "): give \"body\" to replay it");
   }
   plan.local = e->local;
   plan.tunnel_name = e->tunnel_name;
@@ -457,34 +456,32 @@ bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
   MessageParser parser(MessageParser::Kind::kRequest);
   const Step step = parser.parse(std::string_view(c.request_raw.data(), c.request_head_size));
   if (step.type != Step::kHead && step.type != Step::kMessageEnd) {
-    error = problem(409, "the head of " + id + " does not parse: " + parser.error());
-    return false;
+    return common::fail(ErrorKind::kConflict,
+                        "the head of " + id + " does not parse: " + parser.error());
   }
   http::RequestHead& head = parser.request();
   if (!edited) {
     plan.method = head.method;
     plan.bytes = c.request_raw;
-    return true;
+    return plan;
   }
-  const auto text_field = [&](const char* name, std::string& field) {
-    if (!request.contains(name)) return true;
+  const auto text_field = [&](const char* name, std::string& field) -> common::Status {
+    if (!request.contains(name)) return common::success();
     if (!request[name].is_string() || request[name].get<std::string>().empty()) {
-      error = problem(400, std::string(name) + ": expected a non-empty string");
-      return false;
+      return common::fail(ErrorKind::kInvalid, std::string(name) + ": expected a non-empty string");
     }
     field = request[name].get<std::string>();
     if (field.find_first_of(" \r\n") != std::string::npos) {
-      error = problem(400, std::string(name) + ": no spaces or line breaks");
-      return false;
+      return common::fail(ErrorKind::kInvalid, std::string(name) + ": no spaces or line breaks");
     }
-    return true;
+    return common::success();
   };
-  if (!text_field("method", head.method) || !text_field("uri", head.target)) return false;
+  if (auto s = text_field("method", head.method); !s) return s.error();
+  if (auto s = text_field("uri", head.target); !s) return s.error();
   if (request.contains("headers")) {
     const json& headers = request["headers"];
     if (!headers.is_object()) {
-      error = problem(400, "headers: expected an object {\"Name\": \"value\"}");
-      return false;
+      return common::fail(ErrorKind::kInvalid, "headers: expected an object {\"Name\": \"value\"}");
     }
     for (auto it = headers.begin(); it != headers.end(); ++it) {
       head.remove(it.key());
@@ -492,8 +489,8 @@ bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
       const json values = it.value().is_array() ? it.value() : json::array({it.value()});
       for (const auto& v : values) {
         if (!v.is_string()) {
-          error = problem(400, "headers." + it.key() + ": expected a string or strings");
-          return false;
+          return common::fail(ErrorKind::kInvalid,
+                              "headers." + it.key() + ": expected a string or strings");
         }
         head.append(it.key(), v.get<std::string>());
       }
@@ -502,15 +499,13 @@ bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
   std::string body;
   if (request.contains("body")) {
     if (!request["body"].is_string()) {
-      error = problem(400, "body: expected a string (or use body_base64)");
-      return false;
+      return common::fail(ErrorKind::kInvalid, "body: expected a string (or use body_base64)");
     }
     body = request["body"].get<std::string>();
   } else if (request.contains("body_base64")) {
     if (!request["body_base64"].is_string() ||
         !base64_decode(request["body_base64"].get<std::string>(), body)) {
-      error = problem(400, "body_base64: not base64");
-      return false;
+      return common::fail(ErrorKind::kInvalid, "body_base64: not base64");
     }
   } else {
     const std::string_view kept = std::string_view(c.request_raw).substr(c.request_head_size);
@@ -523,7 +518,23 @@ bool Inspector::plan_replay(std::string_view json_body, ReplayPlan& plan,
   }
   plan.method = head.method;
   plan.bytes = head.serialize() + body;
-  return true;
+  return plan;
+}
+
+ApiResponse problem_response(const common::Error& error) {
+  switch (error.kind) {
+    case common::ErrorKind::kInvalid:
+      return problem(400, error.message);
+    case common::ErrorKind::kNotFound:
+      return problem(404, error.message);
+    case common::ErrorKind::kConflict:
+      return problem(409, error.message);
+    case common::ErrorKind::kUnavailable:
+      return problem(503, error.message);
+    case common::ErrorKind::kInternal:
+      break;
+  }
+  return problem(500, error.message);
 }
 
 std::string base64_encode(std::string_view bytes) {

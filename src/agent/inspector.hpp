@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.hpp"
+
 namespace tunnel::agent {
 
 // What forward_http() records of one exchange.
@@ -121,9 +123,10 @@ class Inspector {
   ApiResponse handle(std::string_view method, std::string_view target) const;
   // POST /api/requests/http: {"id": ID} replays that exchange as it was; "method", "uri",
   // "headers" ({"Name": "value"} or {"Name": ["v1", "v2"]}: replace those fields; null
-  // removes one) and "body" (text) or "body_base64" edit it first. False with `error` (an
-  // API answer: 400, 404, 409 when the original body was cut at the cap) when it cannot.
-  bool plan_replay(std::string_view json_body, ReplayPlan& plan, ApiResponse& error) const;
+  // removes one) and "body" (text) or "body_base64" edit it first. The
+  // error's kind says the API answer (problem_response): invalid (400), not_found (404),
+  // conflict (409: the original body was cut at the cap, or its head does not parse).
+  common::Result<ReplayPlan> plan_replay(std::string_view json_body) const;
   // DELETE needs a mutable inspector: handle_mutating() covers every route.
   ApiResponse handle_mutating(std::string_view method, std::string_view target);
 
@@ -139,6 +142,9 @@ class Inspector {
 
 // Helpers, pure, for the API and its tests.
 std::string base64_encode(std::string_view bytes);
+// The API's JSON error answer for an Error, its status by kind (invalid 400, not_found 404,
+// conflict 409, unavailable 503, internal 500).
+ApiResponse problem_response(const common::Error& error);
 // The data of a chunked body (chunk framing removed); a cut body gives what it holds.
 std::string dechunk(std::string_view body);
 

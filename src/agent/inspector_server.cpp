@@ -57,25 +57,23 @@ bool loopback_host(std::string_view host) {
 InspectorServer::InspectorServer(asio::any_io_executor executor, Inspector& inspector)
     : executor_(std::move(executor)), inspector_(inspector), acceptor_(executor_) {}
 
-bool InspectorServer::listen(const std::string& address, std::string& error) {
+common::Status InspectorServer::listen(const std::string& address) {
   auto parsed = common::parse_listen_address(address);
   if (!parsed) {
-    error = "--inspect-addr: " + parsed.error().message;
-    return false;
+    return common::fail("--inspect-addr: " + parsed.error().message);
   }
   std::string host = parsed.value().host;
   if (host == "localhost" || host.empty()) host = "127.0.0.1";
   boost::system::error_code ec;
   const auto ip = asio::ip::make_address(host, ec);
   if (ec) {
-    error = "--inspect-addr: " + host + " is not an IP address or localhost";
-    return false;
+    return common::fail("--inspect-addr: " + host + " is not an IP address or localhost");
   }
   if (!ip.is_loopback()) {
-    error = "--inspect-addr: " + host +
-            " is not a loopback address; the inspector shows every request and its body, so "
-            "it listens on loopback only (127.0.0.1, ::1)";
-    return false;
+    return common::fail(
+        "--inspect-addr: " + host +
+        " is not a loopback address; the inspector shows every request and its body, so "
+        "it listens on loopback only (127.0.0.1, ::1)");
   }
   const std::uint16_t first = parsed.value().port;
   const int tries = first == 0 ? 1 : kPortsTried;
@@ -91,15 +89,16 @@ bool InspectorServer::listen(const std::string& address, std::string& error) {
       address_ = (ip.is_v6() ? "[" + ip.to_string() + "]" : ip.to_string()) + ":" +
                  std::to_string(bound.port());
       inspector_.set_address(address_);
-      return true;
+      return common::success();
     }
     if (ec != asio::error::address_in_use) break;
   }
-  error = "--inspect-addr: cannot listen on " + address +
-          (first == 0 ? "" : " nor the next " + std::to_string(kPortsTried - 1) + " ports") + ": " +
-          ec.message();
+  std::string why =
+      "--inspect-addr: cannot listen on " + address +
+      (first == 0 ? "" : " nor the next " + std::to_string(kPortsTried - 1) + " ports") + ": " +
+      ec.message();
   acceptor_.close(ec);
-  return false;
+  return common::fail(std::move(why));
 }
 
 asio::awaitable<void> InspectorServer::run() {
@@ -151,9 +150,11 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
       const std::string method(request.method_string());
       const std::string target(request.target());
       if (method == "POST" && target == "/api/requests/http") {
-        ReplayPlan plan;
-        if (inspector_.plan_replay(request.body(), plan, answer)) {
-          answer = co_await replay(std::move(plan));
+        auto plan = inspector_.plan_replay(request.body());
+        if (plan) {
+          answer = co_await replay(std::move(plan).value());
+        } else {
+          answer = problem_response(plan.error());
         }
       } else {
         answer = inspector_.handle_mutating(method, target);

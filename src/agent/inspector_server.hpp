@@ -11,6 +11,7 @@
 #include <string>
 
 #include "agent/inspector.hpp"
+#include "common/result.hpp"
 
 namespace tunnel::agent {
 
@@ -22,9 +23,9 @@ class InspectorServer {
   InspectorServer(boost::asio::any_io_executor executor, Inspector& inspector);
 
   // Binds `address` ("HOST:PORT", HOST a loopback address or "localhost"); when the port is
-  // taken, the next ones (up to kPortsTried). Port 0: any free port. False with `error` set when
-  // nothing could be bound or the address is not loopback.
-  bool listen(const std::string& address, std::string& error);
+  // taken, the next ones (up to kPortsTried). Port 0: any free port. The error names the problem
+  // when nothing could be bound or the address is not loopback.
+  common::Status listen(const std::string& address);
   // "127.0.0.1:4040" once listening.
   const std::string& address() const { return address_; }
 

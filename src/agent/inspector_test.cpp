@@ -212,28 +212,31 @@ TEST(InspectorReplay, AsItWasOrEdited) {
   inspector.add(
       make_exchange("POST /a?x=1 HTTP/1.1\r\nHost: app\r\nX-Keep: k\r\nContent-Length: 5\r\n\r\n",
                     "hello", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", ""));
-  ReplayPlan plan;
-  ApiResponse error;
-  ASSERT_TRUE(inspector.plan_replay(R"({"id": "ex_1"})", plan, error)) << error.body;
-  EXPECT_EQ(plan.bytes,
+  auto plan = inspector.plan_replay(R"({"id": "ex_1"})");
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_EQ(plan.value().bytes,
             "POST /a?x=1 HTTP/1.1\r\nHost: app\r\nX-Keep: k\r\nContent-Length: 5\r\n\r\nhello");
-  EXPECT_EQ(plan.local, "127.0.0.1:3000");
-  EXPECT_EQ(plan.replay_of, "ex_1");
-  EXPECT_EQ(plan.method, "POST");
+  EXPECT_EQ(plan.value().local, "127.0.0.1:3000");
+  EXPECT_EQ(plan.value().replay_of, "ex_1");
+  EXPECT_EQ(plan.value().method, "POST");
 
-  ReplayPlan edited;
-  ASSERT_TRUE(inspector.plan_replay(
+  auto edited = inspector.plan_replay(
       R"({"id": "ex_1", "method": "PUT", "uri": "/b", "headers": {"X-New": "n", "X-Keep": null},
-          "body": "changed!"})",
-      edited, error))
-      << error.body;
-  EXPECT_EQ(edited.bytes,
+          "body": "changed!"})");
+  ASSERT_TRUE(edited) << edited.error().message;
+  EXPECT_EQ(edited.value().bytes,
             "PUT /b HTTP/1.1\r\nHost: app\r\nX-New: n\r\nContent-Length: 8\r\n\r\nchanged!");
-  EXPECT_EQ(edited.method, "PUT");
-  ReplayPlan b64;
-  ASSERT_TRUE(inspector.plan_replay(R"({"id": "ex_1", "body_base64": "AAEC"})", b64, error));
-  EXPECT_TRUE(b64.bytes.ends_with("Content-Length: 3\r\n\r\n" +
-                                  std::string(3, '\0').replace(1, 2, "\x01\x02")));
+  EXPECT_EQ(edited.value().method, "PUT");
+  auto b64 = inspector.plan_replay(R"({"id": "ex_1", "body_base64": "AAEC"})");
+  ASSERT_TRUE(b64) << b64.error().message;
+  EXPECT_TRUE(b64.value().bytes.ends_with("Content-Length: 3\r\n\r\n" +
+                                          std::string(3, '\0').replace(1, 2, "\x01\x02")));
+}
+
+// The API status of a refused replay: the error's kind, through problem_response().
+int refused_status(const Inspector& inspector, std::string_view body) {
+  auto plan = inspector.plan_replay(body);
+  return plan ? 0 : problem_response(plan.error()).status;
 }
 
 TEST(InspectorReplay, RefusesWhatItCannotReplay) {
@@ -242,21 +245,15 @@ TEST(InspectorReplay, RefusesWhatItCannotReplay) {
   Inspector inspector(options);
   inspector.add(make_exchange("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n", "hello",
                               "HTTP/1.1 200 OK\r\n\r\n", "", 3));
-  ReplayPlan plan;
-  ApiResponse error;
-  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_1"})", plan, error));
-  EXPECT_EQ(error.status, 409);
-  EXPECT_NE(error.body.find("cut"), std::string::npos);
-  EXPECT_TRUE(inspector.plan_replay(R"({"id": "ex_1", "body": "new"})", plan, error));
-  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_9"})", plan, error));
-  EXPECT_EQ(error.status, 404);
-  EXPECT_FALSE(inspector.plan_replay("not json", plan, error));
-  EXPECT_EQ(error.status, 400);
-  EXPECT_FALSE(inspector.plan_replay(R"({"id": "ex_1", "body": "x", "uri": "/a b"})", plan, error));
-  EXPECT_EQ(error.status, 400);
-  EXPECT_FALSE(
-      inspector.plan_replay(R"({"id": "ex_1", "body": "x", "headers": [1]})", plan, error));
-  EXPECT_EQ(error.status, 400);
+  auto cut = inspector.plan_replay(R"({"id": "ex_1"})");
+  ASSERT_FALSE(cut);
+  EXPECT_EQ(problem_response(cut.error()).status, 409);
+  EXPECT_NE(cut.error().message.find("cut"), std::string::npos);
+  EXPECT_TRUE(inspector.plan_replay(R"({"id": "ex_1", "body": "new"})"));
+  EXPECT_EQ(refused_status(inspector, R"({"id": "ex_9"})"), 404);
+  EXPECT_EQ(refused_status(inspector, "not json"), 400);
+  EXPECT_EQ(refused_status(inspector, R"({"id": "ex_1", "body": "x", "uri": "/a b"})"), 400);
+  EXPECT_EQ(refused_status(inspector, R"({"id": "ex_1", "body": "x", "headers": [1]})"), 400);
 }
 
 }  // namespace
