@@ -154,7 +154,7 @@ TEST(Inspector, BodiesAreDechunkedAndClassified) {
   EXPECT_EQ(e["request"]["body"]["text"], "{\"a\":1}");
   // A chunked binary body: NULs and all.
   Inspector binary({});
-  const std::string chunked("3\r\n\x00\x01\x02\r\n0\r\n\r\n", 13);
+  const std::string chunked = "3\r\n" + std::string{'\0', '\x01', '\x02'} + "\r\n0\r\n\r\n";
   binary.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "",
                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", chunked));
   const json b = get(binary, "/api/requests/http/ex_1");
