@@ -114,7 +114,8 @@ std::int64_t nanos(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
 
-json request_json(const Exchange& e, const InspectorOptions& options) {
+// `full`: with the headers, the body and the raw bytes; else the request line and sizes only.
+json request_json(const Exchange& e, const InspectorOptions& options, bool full) {
   const ExchangeCapture& c = e.capture;
   const std::string_view head(c.request_raw.data(), c.request_head_size);
   const std::string_view body = std::string_view(c.request_raw).substr(c.request_head_size);
@@ -130,6 +131,13 @@ json request_json(const Exchange& e, const InspectorOptions& options) {
   out["method"] = h.method;
   out["proto"] = proto(h.version_major, h.version_minor);
   out["uri"] = h.target;
+  if (!full) {
+    out["body"] = {{"size", c.request_body_size}};
+    if (const std::string* xff = h.find("X-Forwarded-For"); xff != nullptr) {
+      out["headers"] = {{"X-Forwarded-For", {*xff}}};  // for remote_addr
+    }
+    return out;
+  }
   out["headers"] = header_map(h, options);
   out["body"] = body_json(body, c.request_body_size, parser.chunked(), h);
   if (needs_redaction(h, options)) {
@@ -141,7 +149,8 @@ json request_json(const Exchange& e, const InspectorOptions& options) {
   return out;
 }
 
-json response_json(const Exchange& e, std::string_view method, const InspectorOptions& options) {
+json response_json(const Exchange& e, std::string_view method, const InspectorOptions& options,
+                   bool full) {
   const ExchangeCapture& c = e.capture;
   if (c.response_head_size == 0) return nullptr;
   const std::string_view all(c.response_raw);
@@ -176,6 +185,10 @@ json response_json(const Exchange& e, std::string_view method, const InspectorOp
   const std::size_t eol = line.find("\r\n");
   out["status"] = line.substr(sp + 1, eol - sp - 1);
   out["proto"] = proto(h.version_major, h.version_minor);
+  if (!full) {
+    out["body"] = {{"size", c.response_body_size}};
+    return out;
+  }
   out["headers"] = header_map(h, options);
   out["body"] = body_json(body, c.response_body_size, parser.chunked(), h);
   if (needs_redaction(h, options)) {
@@ -188,7 +201,7 @@ json response_json(const Exchange& e, std::string_view method, const InspectorOp
   return out;
 }
 
-json exchange_json(const Exchange& e, const InspectorOptions& options) {
+json exchange_json(const Exchange& e, const InspectorOptions& options, bool full = true) {
   const ExchangeCapture& c = e.capture;
   json out;
   out["uri"] = "/api/requests/http/" + e.id;
@@ -204,7 +217,7 @@ json exchange_json(const Exchange& e, const InspectorOptions& options) {
                               : json(nanos(c.app_head - c.opened));
   timing["total"] = nanos(c.ended - c.opened);
   out["timing"] = timing;
-  json request = request_json(e, options);
+  json request = request_json(e, options, full);
   const std::string method = request.value("method", std::string("GET"));
   if (out["remote_addr"].get<std::string>().empty() && request.contains("headers")) {
     // Without a PROXY line, the core's X-Forwarded-For names the client (its last hop).
@@ -219,8 +232,9 @@ json exchange_json(const Exchange& e, const InspectorOptions& options) {
       }
     }
   }
+  if (!full) request.erase("headers");
   out["request"] = std::move(request);
-  out["response"] = response_json(e, method, options);
+  out["response"] = response_json(e, method, options, full);
   if (!e.error.empty()) out["error"] = e.error;
   if (!e.replay_of.empty()) out["replay_of"] = e.replay_of;
   return out;
@@ -336,6 +350,12 @@ std::string Inspector::add(Exchange exchange) {
   }
   bytes_ += cost;
   ring_.push_back(std::move(exchange));
+  if (!events_->empty()) {
+    events_->publish("id: " + id + "\nevent: request\ndata: " +
+                     exchange_json(ring_.back(), options_, false)
+                         .dump(-1, ' ', false, json::error_handler_t::replace) +
+                     "\n\n");
+  }
   return id;
 }
 
@@ -351,6 +371,7 @@ ApiResponse Inspector::handle_mutating(std::string_view method, std::string_view
   const std::string_view path = target.substr(0, target.find('?'));
   if (path == "/api/requests/http" && method == "DELETE") {
     clear();
+    if (!events_->empty()) events_->publish("event: cleared\ndata: {}\n\n");
     return {204, "application/json", ""};
   }
   return handle(method, target);
@@ -416,6 +437,8 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
         {"address", address_},         {"entries", ring_.size()},       {"bytes", bytes_},
         {"db_size", options_.db_size}, {"body_cap", options_.body_cap}, {"evicted", evicted_},
         {"redact", options_.redact}};
+    body["inspector"]["streams"] = events_->size();
+    body["inspector"]["streams_dropped"] = events_->dropped();
     body["tunnels"] = tunnels_.size();
     return ok(body);
   }

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/inspector_events.hpp"
 #include "common/result.hpp"
 
 namespace tunnel::agent {
@@ -116,6 +117,10 @@ class Inspector {
     return index < tunnels_.size() ? tunnels_[index].name : std::string();
   }
   void set_address(std::string address) { address_ = std::move(address); }
+  // Live updates: each kept exchange is published as an SSE event "request" (its summary:
+  // the entry without headers and bodies), DELETE as "cleared". Shared: a stream's coroutine
+  // may outlive the inspector when the io_context goes away.
+  const std::shared_ptr<EventHub>& events() const { return events_; }
 
   // The API without the network: GET /api/requests/http[?limit=N&tunnel_name=T],
   // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status.
@@ -138,6 +143,7 @@ class Inspector {
   std::uint64_t evicted_ = 0;
   std::vector<InspectedTunnel> tunnels_;
   std::string address_;
+  std::shared_ptr<EventHub> events_ = std::make_shared<EventHub>();
 };
 
 // Helpers, pure, for the API and its tests.

@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -17,9 +18,11 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <span>
+#include <variant>
 #include <vector>
 
 #include "agent/config.hpp"
+#include "common/async.hpp"
 #include "common/net_address.hpp"
 #include "http/head.hpp"
 #include "http/message_parser.hpp"
@@ -35,6 +38,8 @@ constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxHead = 16 * 1024;
 constexpr std::size_t kMaxBody = 1024 * 1024;
 constexpr std::chrono::seconds kRequestTimeout{30};
+constexpr std::chrono::seconds kWriteTimeout{10};  // an event stream's client must read
+constexpr std::chrono::seconds kKeepAlive{15};     // a comment on an idle event stream
 
 // Host names a page served from this machine uses: "localhost", "127.x.y.z", "[::1]", with any
 // port.
@@ -149,6 +154,10 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     } else {
       const std::string method(request.method_string());
       const std::string target(request.target());
+      if (method == "GET" && target.substr(0, target.find('?')) == "/api/requests/http/stream") {
+        co_await stream_events(stream);
+        co_return;
+      }
       if (method == "POST" && target == "/api/requests/http") {
         auto plan = inspector_.plan_replay(request.body());
         if (plan) {
@@ -168,6 +177,58 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     auto [wec, written] = co_await bhttp::async_write(stream, response, kNoThrow);
     (void)written;
     if (wec || !response.keep_alive()) co_return;
+  }
+}
+
+asio::awaitable<void> InspectorServer::stream_events(beast::tcp_stream& stream) {
+  using namespace asio::experimental::awaitable_operators;
+  auto signal = std::make_shared<Signal>(executor_);
+  std::shared_ptr<EventHub> hub = inspector_.events();
+  auto subscriber = hub->subscribe([signal] { signal->notify(); });
+  if (!subscriber) {
+    std::string busy =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Connection: close\r\nContent-Length: ";
+    const std::string body =
+        problem_response(common::fail(common::ErrorKind::kUnavailable,
+                                      "the inspector streams to " +
+                                          std::to_string(EventHub::kMaxSubscribers) +
+                                          " subscribers at most; close one"))
+            .body;
+    busy += std::to_string(body.size()) + "\r\n\r\n" + body;
+    stream.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, asio::buffer(busy), kNoThrow);
+    co_return;
+  }
+  struct Leave {
+    std::shared_ptr<EventHub> hub;
+    std::shared_ptr<EventHub::Subscriber> subscriber;
+    ~Leave() { hub->unsubscribe(subscriber); }
+  } leave{hub, subscriber};
+  std::string out =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+      "Connection: close\r\n\r\nretry: 2000\n\n";
+  for (;;) {
+    stream.expires_after(kWriteTimeout);
+    auto [ec, n] = co_await asio::async_write(stream, asio::buffer(out), kNoThrow);
+    (void)n;
+    if (ec || subscriber->dropped) co_return;
+    out.clear();
+    stream.expires_never();
+    while (subscriber->queue.empty() && !subscriber->dropped) {
+      // Wake on an event, on the client closing (or sending anything), or to keep alive.
+      auto woke = co_await (signal->wait_for(kKeepAlive) ||
+                            stream.socket().async_wait(tcp::socket::wait_read, kNoThrow));
+      if (woke.index() == 1) co_return;
+      if (!std::get<0>(woke)) {
+        out = ": keep-alive\n\n";
+        break;
+      }
+    }
+    if (subscriber->dropped) co_return;
+    for (auto& event : subscriber->queue) out += event;
+    subscriber->queue.clear();
+    subscriber->bytes = 0;
   }
 }
 

@@ -1,11 +1,12 @@
 // The inspector's listener: the JSON API of agent/inspector.hpp over HTTP/1.1 (Boost.Beast), on
-// loopback. Bounded: at most kMaxConnections at once, request heads of 16 KiB, bodies of 1 MiB,
-// 30 s per request; requests whose Host is not a loopback name are refused (a web page must not
-// read the captures through DNS rebinding).
+// loopback. Bounded: at most kMaxConnections at once (event streams included), request heads of 16
+// KiB, bodies of 1 MiB, 30 s per request; requests whose Host is not a loopback name are refused (a
+// web page must not read the captures through DNS rebinding).
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -34,6 +35,9 @@ class InspectorServer {
 
  private:
   boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+  // GET /api/requests/http/stream: Server-Sent Events until the client goes, its queue
+  // overflows (agent/inspector_events.hpp) or a write takes over kWriteTimeout.
+  boost::asio::awaitable<void> stream_events(boost::beast::tcp_stream& stream);
   // POST /api/requests/http: sends the plan to the app, keeps the exchange, answers with it.
   boost::asio::awaitable<ApiResponse> replay(ReplayPlan plan);
 

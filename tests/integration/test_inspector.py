@@ -214,3 +214,45 @@ def test_replay_as_it_was_and_edited_reaches_the_app(tunnel):
 
     status, err = replay({"id": "ex_424242"})
     assert status == 404 and "ex_424242" in err["msg"]
+
+
+def test_live_updates_stream_each_request(tunnel):
+    core, agent, addr = start(tunnel)
+    host, port = addr.split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(b"GET /api/requests/http/stream HTTP/1.1\r\nHost: %s\r\n\r\n" % addr.encode())
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(4096)
+        head, got = got.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head
+
+        def next_event():
+            nonlocal got
+            while b"\n\n" not in got:
+                data = s.recv(65536)
+                assert data, "the stream closed"
+                got += data
+            block, got = got.split(b"\n\n", 1)
+            fields = {}
+            for line in block.decode().split("\n"):
+                if line and not line.startswith(":"):
+                    k, _, v = line.partition(": ")
+                    fields[k] = v
+            return fields
+
+        assert core.request("insp", "POST", "/echo?live=1", body=b"x" * 100).status == 200
+        event = next_event()
+        while event.get("event") != "request":
+            event = next_event()  # "retry:" and keep-alives first
+        data = json.loads(event["data"])
+        assert data["request"]["method"] == "POST" and data["request"]["uri"] == "/echo?live=1"
+        assert data["request"]["body"]["size"] == 100
+        assert data["response"]["status_code"] == 200
+        assert event["id"] == data["id"] and data["uri"] == "/api/requests/http/" + data["id"]
+        assert api(addr, "GET", "/api/status")[1]["inspector"]["streams"] == 1
+        assert api(addr, "DELETE", "/api/requests/http")[0] == 204
+        assert next_event()["event"] == "cleared"
+    finally:
+        s.close()
