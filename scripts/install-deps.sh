@@ -12,6 +12,7 @@ packages=(
   nginx libnginx-mod-stream wrk openssh-server openssh-client linux-perf iperf3 nghttp2-client
   valgrind prometheus
   libsqlite3-dev sqlite3 libpq-dev postgresql
+  zlib1g-dev libbrotli-dev
 )
 
 missing=()

@@ -1,10 +1,12 @@
 #include "agent/inspector.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "agent/body_decode.hpp"
 #include "common/version.hpp"
 #include "http/message_parser.hpp"
 
@@ -73,9 +75,24 @@ bool is_text(std::string_view bytes) {
   return true;
 }
 
+// How a page shows a body: "json", "xml" and "form" pretty-printed, "text" as it is, "binary"
+// in hex.
+std::string body_kind(std::string_view data, const std::string* type) {
+  if (!is_text(data)) return "binary";
+  if (type == nullptr) return "text";
+  std::string t(*type);
+  std::transform(t.begin(), t.end(), t.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (t.find("json") != std::string::npos) return "json";
+  if (t.find("xml") != std::string::npos) return "xml";
+  if (t.find("application/x-www-form-urlencoded") != std::string::npos) return "form";
+  return "text";
+}
+
 // The body as the API shows it: its size, what was kept, and the data (chunk framing removed).
+// A Content-Encoding body is decoded too, up to `max_decoded` bytes.
 json body_json(std::string_view kept, std::uint64_t size, bool chunked,
-               const http::HeaderFields& fields) {
+               const http::HeaderFields& fields, std::size_t max_decoded) {
   const std::string data = chunked ? dechunk(kept) : std::string(kept);
   json out;
   out["size"] = size;  // bytes on the wire, framing included
@@ -85,13 +102,27 @@ json body_json(std::string_view kept, std::uint64_t size, bool chunked,
   const std::string* type = fields.find("Content-Type");
   const std::string* coding = fields.find("Content-Encoding");
   const bool encoded = coding != nullptr && !http::iequals(*coding, "identity");
-  std::string kind = "binary";
-  if (!encoded && is_text(data)) {
-    kind = type != nullptr && type->find("json") != std::string::npos ? "json" : "text";
-    out["text"] = data;
+  const std::string* shown = &data;
+  common::Result<DecodedBody> decoded = DecodedBody{};
+  if (encoded) {
+    out["content_encoding"] = *coding;
+    decoded = decode_body(*coding, data, max_decoded);
+    if (!decoded) {
+      out["decode_error"] = decoded.error().message;
+      out["kind"] = "binary";
+      return out;
+    }
+    const DecodedBody& d = decoded.value();
+    out["decoded"] = {{"size", d.data.size()},
+                      {"truncated", d.truncated},
+                      {"incomplete", d.incomplete},
+                      {"base64", base64_encode(d.data)}};
+    shown = &d.data;
   }
+  const std::string kind = body_kind(*shown, type);
   out["kind"] = kind;
-  if (encoded) out["content_encoding"] = *coding;
+  if (kind != "binary") out["text"] = *shown;
+  if (kind == "json" || kind == "xml" || kind == "form") out["pretty"] = true;
   return out;
 }
 
@@ -139,7 +170,7 @@ json request_json(const Exchange& e, const InspectorOptions& options, bool full)
     return out;
   }
   out["headers"] = header_map(h, options);
-  out["body"] = body_json(body, c.request_body_size, parser.chunked(), h);
+  out["body"] = body_json(body, c.request_body_size, parser.chunked(), h, options.body_cap);
   if (needs_redaction(h, options)) {
     redact(h, options);
     out["raw"] = base64_encode(h.serialize() + std::string(body));
@@ -190,7 +221,7 @@ json response_json(const Exchange& e, std::string_view method, const InspectorOp
     return out;
   }
   out["headers"] = header_map(h, options);
-  out["body"] = body_json(body, c.response_body_size, parser.chunked(), h);
+  out["body"] = body_json(body, c.response_body_size, parser.chunked(), h, options.body_cap);
   if (needs_redaction(h, options)) {
     redact(h, options);
     out["raw"] =

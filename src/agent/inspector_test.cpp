@@ -1,6 +1,7 @@
 #include "agent/inspector.hpp"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <nlohmann/json.hpp>
 #include <string>
@@ -107,6 +108,49 @@ TEST(Inspector, TheRingStaysWithinItsSizeEvictingTheOldest) {
   EXPECT_EQ(e["request"]["body"]["truncated"], true);
   EXPECT_EQ(e["response"]["body"]["captured"], 4096);
   EXPECT_EQ(e["response"]["body"]["text"], std::string(4096, 'x'));
+}
+
+TEST(Inspector, EncodedBodiesAreDecodedAndKindsFlagged) {
+  Inspector inspector({});
+  const std::string plain = R"({"hello": "inspector", "n": [1, 2, 3]})";
+  std::string gz(256, '\0');
+  z_stream z{};
+  ASSERT_EQ(deflateInit2(&z, 9, Z_DEFLATED, 16 + 15, 9, Z_DEFAULT_STRATEGY), Z_OK);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
+  z.avail_in = static_cast<uInt>(plain.size());
+  z.next_out = reinterpret_cast<Bytef*>(gz.data());
+  z.avail_out = static_cast<uInt>(gz.size());
+  ASSERT_EQ(deflate(&z, Z_FINISH), Z_STREAM_END);
+  gz.resize(z.total_out);
+  deflateEnd(&z);
+  inspector.add(make_exchange(
+      "POST /f HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+      "Content-Length: 7\r\n\r\n",
+      "a=1&b=2",
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+      "Content-Length: " +
+          std::to_string(gz.size()) + "\r\n\r\n",
+      gz));
+  inspector.add(make_exchange("GET /x HTTP/1.1\r\n\r\n", "",
+                              "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Encoding: "
+                              "gzip\r\nContent-Length: 5\r\n\r\n",
+                              "nope!"));
+  const json e = get(inspector, "/api/requests/http/ex_1");
+  EXPECT_EQ(e["request"]["body"]["kind"], "form");
+  EXPECT_EQ(e["request"]["body"]["pretty"], true);
+  const json& body = e["response"]["body"];
+  EXPECT_EQ(body["content_encoding"], "gzip");
+  EXPECT_EQ(body["base64"], base64_encode(gz));  // as it came
+  EXPECT_EQ(body["decoded"]["size"], plain.size());
+  EXPECT_EQ(body["decoded"]["truncated"], false);
+  EXPECT_EQ(body["kind"], "json");
+  EXPECT_EQ(body["pretty"], true);
+  EXPECT_EQ(body["text"], plain);
+  // Not gzip after all: shown as it came, with the reason.
+  const json bad = get(inspector, "/api/requests/http/ex_2")["response"]["body"];
+  EXPECT_EQ(bad["kind"], "binary");
+  EXPECT_NE(bad["decode_error"].get<std::string>().find("gzip"), std::string::npos);
+  EXPECT_FALSE(bad.contains("text"));
 }
 
 TEST(Inspector, AnExchangeLargerThanTheRingIsNotKept) {
