@@ -104,8 +104,8 @@ common::Result<DecodedBody> decode_body(std::string_view coding, std::string_vie
   }
   DecodedBody body;
   body.data = std::string(data);
-  for (auto it = codings.rbegin(); it != codings.rend(); ++it) {
-    const std::string_view c = *it;
+  std::reverse(codings.begin(), codings.end());  // the last coding applied is undone first
+  for (const std::string_view c : codings) {
     common::Result<DecodedBody> step = DecodedBody{};
     if (http::iequals(c, "identity")) {
       continue;
