@@ -4,12 +4,15 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -130,6 +133,17 @@ void apply_flags(const Flags& flags, Config& config) {
   if (flags.inspect_body_cap) config.inspect_body_cap = *flags.inspect_body_cap;
 }
 
+// Puts the configured log level back once a temporary one's time is up.
+boost::asio::awaitable<void> expire_log_level(observability::LogLevelControl& control) {
+  boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec) co_return;
+    control.expire();
+  }
+}
+
 int run(ConnectorOptions options, const Config& config) {
   const std::string& metrics_addr = config.metrics_addr;
   boost::asio::io_context io(1);
@@ -214,6 +228,18 @@ int run(ConnectorOptions options, const Config& config) {
         });
       };
   signals.async_wait(on_signal);
+  // SIGUSR1: debug logs (each request, the session's events) for 10 minutes, or back to the
+  // configured level (debug mode, without a restart).
+  observability::LogLevelControl log_level(time);
+  boost::asio::signal_set usr1(io, SIGUSR1);
+  std::function<void(const boost::system::error_code&, int)> on_usr1 =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        log_level.toggle("SIGUSR1");
+        usr1.async_wait(on_usr1);
+      };
+  usr1.async_wait(on_usr1);
+  boost::asio::co_spawn(io, expire_log_level(log_level), boost::asio::detached);
   tune_heap();
   boost::asio::co_spawn(io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),
                         boost::asio::detached);

@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/async.hpp"
+#include "common/duration.hpp"
 #include "core/control/api/api.hpp"
 #include "http/error_page.hpp"
 #include "http/message_parser.hpp"
@@ -58,9 +59,59 @@ std::string serialize(const api::ApiResponse& r, bool close) {
 
 }  // namespace
 
-std::string AdminServer::respond(const std::string& method, const std::string& target,
-                                 bool& close) {
+std::string AdminServer::debug_log(const std::string& method, const std::string& target,
+                                   const std::string& peer) {
+  constexpr std::string_view kJson = "application/json";
+  if (method == "GET" || method == "HEAD") return plain(200, kJson, log_level_->state_json());
+  if (method == "DELETE") {
+    log_level_->reset("DELETE /debug/log from " + peer);
+    return plain(200, kJson, log_level_->state_json());
+  }
+  // POST /debug/log?level=debug&for=5m: the settings in the query, no body.
+  std::string level;
+  std::chrono::seconds duration = std::chrono::minutes(5);
+  const auto q = target.find('?');
+  std::string_view query = q == std::string::npos ? "" : std::string_view(target).substr(q + 1);
+  while (!query.empty()) {
+    const std::string_view pair = query.substr(0, query.find('&'));
+    query.remove_prefix(std::min(query.size(), pair.size() + 1));
+    const auto eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    const std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    if (key == "level") {
+      level = value;
+    } else if (key == "for") {
+      auto parsed = common::parse_duration(value);
+      if (!parsed) {
+        return plain(400, "text/plain; charset=utf-8", "for: " + parsed.error().message + "\n");
+      }
+      duration = std::chrono::duration_cast<std::chrono::seconds>(parsed.value());
+    } else {
+      return plain(400, "text/plain; charset=utf-8",
+                   "unknown parameter \"" + observability::escape_for_text_log(key) +
+                       "\" (expected level and for; the level applies to the whole process)\n");
+    }
+  }
+  if (level.empty()) {
+    return plain(400, "text/plain; charset=utf-8",
+                 "level is missing: POST /debug/log?level=debug&for=5m\n");
+  }
+  if (auto set = log_level_->set(level, duration, "POST /debug/log from " + peer); !set) {
+    return plain(400, "text/plain; charset=utf-8", set.error().message + "\n");
+  }
+  return plain(200, kJson, log_level_->state_json());
+}
+
+std::string AdminServer::respond(const std::string& method, const std::string& target, bool& close,
+                                 const std::string& peer) {
   const std::string path = target.substr(0, target.find('?'));
+  if (path == "/debug/log" && log_level_ != nullptr) {
+    if (method != "GET" && method != "HEAD" && method != "POST" && method != "DELETE") {
+      close = true;
+      return http::error_response(405, "/debug/log answers GET, POST and DELETE.", "", true);
+    }
+    return debug_log(method, target, peer);
+  }
   if (method != "GET" && method != "HEAD") {
     close = true;
     return http::error_response(405, "The admin endpoints only answer GET.", "", true);
@@ -82,7 +133,8 @@ std::string AdminServer::respond(const std::string& method, const std::string& t
     return plain(200, observability::kPrometheusContentType, context_.metrics.registry.render());
   }
   return http::error_response(
-      404, "Unknown admin path " + path + " (try /healthz, /readyz, /metrics, /api/v1).", "",
+      404,
+      "Unknown admin path " + path + " (try /healthz, /readyz, /metrics, /debug/log, /api/v1).", "",
       false);
 }
 
@@ -215,7 +267,7 @@ asio::awaitable<void> AdminServer::serve_conn(std::unique_ptr<transport::Conn> c
               ? serialize(api::problem_response(404, "not-found",
                                                 "this listener serves the API only: /api/v1/..."),
                           close)
-              : respond(parser.request().method, parser.request().target, close);
+              : respond(parser.request().method, parser.request().target, close, conn->peer());
       if (parser.request().method == "HEAD") response.resize(response.find("\r\n\r\n") + 4);
       co_await conn->write(asio::buffer(response), ec);
       if (close || ec) break;

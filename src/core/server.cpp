@@ -102,6 +102,17 @@ asio::awaitable<void> log_auth_failures(AuthLimiter& limiter, HandshakeLimiter& 
   }
 }
 
+// Puts the configured log level back once a temporary one's time is up.
+asio::awaitable<void> expire_log_level(observability::LogLevelControl& control) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    timer.expires_after(std::chrono::seconds(1));
+    auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    control.expire();
+  }
+}
+
 }  // namespace
 
 struct Server::Worker {
@@ -142,6 +153,7 @@ Server::Server(Config config) {
       tunnel_filters, tunnel_connection_filters);
   front_ = std::make_unique<HttpFront>(*context_);
   admin_ = std::make_unique<AdminServer>(*context_);
+  admin_->set_log_level(&log_level_);
   std::uint32_t n = context_->config.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
@@ -483,6 +495,16 @@ int Server::run() {
         signals.async_wait(on_signal);
       };
   signals.async_wait(on_signal);
+  // SIGUSR1: debug logs for 10 minutes, or back to the configured level (debug mode).
+  asio::signal_set usr1(workers_[0]->io, SIGUSR1);
+  std::function<void(const boost::system::error_code&, int)> on_usr1 =
+      [&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        log_level_.toggle("SIGUSR1");
+        usr1.async_wait(on_usr1);
+      };
+  usr1.async_wait(on_usr1);
+  asio::co_spawn(workers_[0]->io, expire_log_level(log_level_), asio::detached);
   std::signal(SIGPIPE, SIG_IGN);
   tune_heap();
   asio::co_spawn(workers_[0]->io, trim_heap_every(kHeapTrimInterval, kHeapTrimMinFree),

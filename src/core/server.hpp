@@ -16,6 +16,7 @@
 #include "core/agents/ownership_store.hpp"
 #include "core/control/config.hpp"
 #include "core/edge/http_front.hpp"
+#include "observability/log.hpp"
 
 namespace tunnel::core {
 
@@ -57,6 +58,8 @@ class Server {
   asio::awaitable<void> drain();
 
   RealTimeSource time_;  // the core's clock: every part gets it by reference, via context_
+  // The log level at run time: SIGUSR1 and the admin listener's /debug/log.
+  observability::LogLevelControl log_level_{time_};
   std::unique_ptr<CoreContext> context_;
   std::unique_ptr<AgentGateway> gateway_;
   std::unique_ptr<HttpFront> front_;

@@ -284,4 +284,84 @@ common::Status init_logging(std::string_view format, std::string_view level) {
   return common::success();
 }
 
+LogLevelControl::LogLevelControl(const TimeSource& time)
+    : time_(time), configured_(static_cast<int>(spdlog::get_level())), level_(configured_) {}
+
+void LogLevelControl::apply_locked(int level) {
+  level_ = level;
+  spdlog::set_level(static_cast<spdlog::level::level_enum>(level));
+}
+
+common::Status LogLevelControl::set(std::string_view level, std::chrono::seconds duration,
+                                    std::string_view source) {
+  const auto parsed = parse_level(level);
+  if (!parsed) {
+    return common::fail(fmt::format(
+        "unknown log level \"{}\" (expected trace, debug, info, warn, error, critical or off)",
+        escape_for_text_log(level)));
+  }
+  if (duration < std::chrono::seconds(1) || duration > kMaxDuration) {
+    return common::fail(fmt::format("the duration must be between 1s and {}s, got {}s",
+                                    kMaxDuration.count(), duration.count()));
+  }
+  const std::scoped_lock lock(mutex_);
+  apply_locked(static_cast<int>(*parsed));
+  until_ = time_.monotonic_time() + duration;
+  temporary_ = true;
+  // At warn, so the line shows whatever the level (only "off" hides it).
+  spdlog::warn("log level {} for {}s ({}); then back to {}", level_name(*parsed), duration.count(),
+               escape_for_text_log(source),
+               level_name(static_cast<spdlog::level::level_enum>(configured_)));
+  return common::success();
+}
+
+void LogLevelControl::reset(std::string_view source) {
+  const std::scoped_lock lock(mutex_);
+  if (!temporary_) return;
+  temporary_ = false;
+  apply_locked(configured_);
+  spdlog::warn("log level back to {} ({})",
+               level_name(static_cast<spdlog::level::level_enum>(configured_)),
+               escape_for_text_log(source));
+}
+
+void LogLevelControl::toggle(std::string_view source) {
+  {
+    const std::scoped_lock lock(mutex_);
+    if (!temporary_) {
+      apply_locked(static_cast<int>(spdlog::level::debug));
+      until_ = time_.monotonic_time() + kToggleDuration;
+      temporary_ = true;
+      spdlog::warn("log level debug for {}s ({}; again to go back to {} now)",
+                   kToggleDuration.count(), escape_for_text_log(source),
+                   level_name(static_cast<spdlog::level::level_enum>(configured_)));
+      return;
+    }
+  }
+  reset(source);
+}
+
+void LogLevelControl::expire() {
+  {
+    const std::scoped_lock lock(mutex_);
+    if (!temporary_ || time_.monotonic_time() < until_) return;
+  }
+  reset("its time is up");
+}
+
+std::string LogLevelControl::state_json() const {
+  const std::scoped_lock lock(mutex_);
+  std::string out =
+      fmt::format(R"({{"level":"{}","configured":"{}","temporary":{})",
+                  level_name(static_cast<spdlog::level::level_enum>(level_)),
+                  level_name(static_cast<spdlog::level::level_enum>(configured_)), temporary_);
+  if (temporary_) {
+    const auto left = std::chrono::ceil<std::chrono::seconds>(
+        std::max(until_ - time_.monotonic_time(), MonotonicTime::duration::zero()));
+    out += fmt::format(R"(,"remaining_seconds":{})", left.count());
+  }
+  out += "}\n";
+  return out;
+}
+
 }  // namespace tunnel::observability

@@ -2,10 +2,12 @@
 #pragma once
 
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/time_source.hpp"
 
 namespace tunnel::observability {
 
@@ -35,5 +37,40 @@ std::string format_json_record(std::chrono::system_clock::time_point time, std::
 // U+0080 to U+009F) are escaped and invalid UTF-8 sequences become U+FFFD, so the output is
 // valid JSON whatever bytes a peer sent, and shown raw it cannot drive a terminal.
 void append_json_string(std::string& out, std::string_view text);
+
+// The log level changed at run time, without a restart (issue 18, debug mode): a level set for
+// a while, after which the configured one (what init_logging() set before construction) comes
+// back. For the whole process: every component logs through the default logger. Thread-safe
+// (a signal handler, the admin listener and the expiry timer may run on different threads).
+class LogLevelControl {
+ public:
+  // The longest a temporary level lasts, and what SIGUSR1 gives.
+  static constexpr std::chrono::seconds kMaxDuration{3600};
+  static constexpr std::chrono::seconds kToggleDuration{600};
+
+  explicit LogLevelControl(const TimeSource& time);
+
+  // Sets `level` (as init_logging() reads it) for `duration` (1 s .. kMaxDuration); `source`
+  // names who asked, in the log line that says so.
+  common::Status set(std::string_view level, std::chrono::seconds duration,
+                     std::string_view source);
+  // Back to the configured level now (nothing when no temporary level is on).
+  void reset(std::string_view source);
+  // SIGUSR1: debug for kToggleDuration when no temporary level is on, else back.
+  void toggle(std::string_view source);
+  // Back to the configured level once the time is up: call every second or so.
+  void expire();
+  // {"level":"debug","configured":"info","temporary":true,"remaining_seconds":299}
+  std::string state_json() const;
+
+ private:
+  void apply_locked(int level);
+  const TimeSource& time_;
+  mutable std::mutex mutex_;
+  int configured_;         // spdlog::level::level_enum
+  int level_;              // the level now
+  MonotonicTime until_{};  // while temporary_: when the configured level returns
+  bool temporary_ = false;
+};
 
 }  // namespace tunnel::observability

@@ -142,3 +142,68 @@ TEST(Log, JsonLoggerWritesParseableLines) {
 
 }  // namespace
 }  // namespace tunnel::observability
+
+namespace tunnel::observability {
+namespace {
+
+// The process's level is global: each test starts at info and leaves it there.
+class LogLevelControlTest : public ::testing::Test {
+ protected:
+  LogLevelControlTest() { spdlog::set_level(spdlog::level::info); }
+  ~LogLevelControlTest() override { spdlog::set_level(spdlog::level::info); }
+  SimulatedTimeSource time;
+};
+
+TEST_F(LogLevelControlTest, ATemporaryLevelLastsItsTimeThenTheConfiguredOneReturns) {
+  LogLevelControl control(time);
+  EXPECT_EQ(control.state_json(), R"({"level":"info","configured":"info","temporary":false})"
+                                  "\n");
+  ASSERT_TRUE(common::is_ok(control.set("debug", std::chrono::minutes(5), "test")));
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::debug);
+  EXPECT_EQ(control.state_json(),
+            R"({"level":"debug","configured":"info","temporary":true,"remaining_seconds":300})"
+            "\n");
+  time.advance(std::chrono::seconds(299));
+  control.expire();
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::debug);
+  time.advance(std::chrono::seconds(1));
+  control.expire();
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+  EXPECT_EQ(control.state_json(), R"({"level":"info","configured":"info","temporary":false})"
+                                  "\n");
+}
+
+TEST_F(LogLevelControlTest, ResetAndToggleGoBackAtOnce) {
+  LogLevelControl control(time);
+  control.reset("nothing to reset");
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+  ASSERT_TRUE(common::is_ok(control.set("WARNING", std::chrono::seconds(10), "test")));
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::warn);
+  control.reset("test");
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+
+  control.toggle("SIGUSR1");
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::debug);
+  time.advance(LogLevelControl::kToggleDuration - std::chrono::seconds(1));
+  control.expire();
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::debug);
+  control.toggle("SIGUSR1");
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+}
+
+TEST_F(LogLevelControlTest, RefusesAnUnknownLevelAndADurationOutOfBounds) {
+  LogLevelControl control(time);
+  auto bad = control.set("verbose", std::chrono::seconds(10), "test");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message,
+            "unknown log level \"verbose\" (expected trace, debug, info, warn, error, critical or "
+            "off)");
+  bad = control.set("debug", std::chrono::seconds(0), "test");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "the duration must be between 1s and 3600s, got 0s");
+  EXPECT_FALSE(control.set("debug", std::chrono::hours(2), "test"));
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
+}
+
+}  // namespace
+}  // namespace tunnel::observability
