@@ -5,8 +5,10 @@
 #include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "agent/body_decode.hpp"
+#include "agent/inspector_har.hpp"
 #include "common/version.hpp"
 #include "http/message_parser.hpp"
 
@@ -51,28 +53,6 @@ void redact(Head& head, const InspectorOptions& options) {
 
 std::string proto(int major, int minor) {
   return "HTTP/" + std::to_string(major) + "." + std::to_string(minor);
-}
-
-bool is_text(std::string_view bytes) {
-  // UTF-8 without control characters other than tab, CR and LF.
-  std::size_t i = 0;
-  while (i < bytes.size()) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    if (c < 0x80) {
-      if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') return false;
-      if (c == 0x7f) return false;
-      ++i;
-      continue;
-    }
-    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-    if (len == 0 || (c >= 0xf5)) return false;
-    if (i + len > bytes.size()) return true;  // cut at the cap inside a character
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(bytes[i + k]) & 0xc0) != 0x80) return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 // How a page shows a body: "json", "xml" and "form" pretty-printed, "text" as it is, "binary"
@@ -271,29 +251,6 @@ json exchange_json(const Exchange& e, const InspectorOptions& options, bool full
   return out;
 }
 
-bool base64_decode(std::string_view in, std::string& out) {
-  out.clear();
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char ch : in) {
-    int v = -1;
-    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-    if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-    if (ch == '+' || ch == '-') v = 62;
-    if (ch == '/' || ch == '_') v = 63;
-    if (ch == '=') break;
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return true;
-}
-
 ApiResponse problem(int status, std::string message) {
   json body;
   body["status_code"] = status;
@@ -333,7 +290,209 @@ std::string query_value(std::string_view query, std::string_view key) {
   return "";
 }
 
+// The final response of an exchange, parsed, with its body data (de-chunked, decoded).
+struct FinalResponse {
+  bool present = false;
+  http::ResponseHead head;
+  std::string data;
+  bool complete = true;  // the body was kept whole
+};
+
+FinalResponse final_response(const Exchange& e, const InspectorOptions& options) {
+  FinalResponse out;
+  const ExchangeCapture& c = e.capture;
+  if (c.response_head_size == 0) return out;
+  MessageParser request(MessageParser::Kind::kRequest);
+  const Step rs = request.parse(std::string_view(c.request_raw.data(), c.request_head_size));
+  const std::string method =
+      rs.type == Step::kHead || rs.type == Step::kMessageEnd ? request.request().method : "GET";
+  const std::string_view all(c.response_raw);
+  const std::string_view head = all.substr(0, c.response_head_size);
+  MessageParser parser(MessageParser::Kind::kResponse);
+  parser.expect_response_to(method);
+  std::size_t at = 0;
+  while (at <= head.size()) {
+    const Step step = parser.parse(head.substr(at));
+    if (step.type == Step::kHead && !parser.is_interim()) {
+      out.present = true;
+      break;
+    }
+    if (step.type != Step::kHead && step.type != Step::kMessageEnd) return out;
+    at += step.consumed;
+  }
+  if (!out.present) return out;
+  out.head = parser.response();
+  const std::string_view kept = all.substr(c.response_head_size);
+  out.complete = kept.size() >= c.response_body_size;
+  out.data = parser.chunked() ? dechunk(kept) : std::string(kept);
+  if (const std::string* coding = out.head.find("Content-Encoding");
+      coding != nullptr && !http::iequals(*coding, "identity")) {
+    if (auto decoded = decode_body(*coding, out.data, options.body_cap); decoded) {
+      out.data = std::move(decoded.value().data);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string_view> lines_of(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const std::size_t nl = text.find('\n');
+    out.push_back(text.substr(0, nl));
+    if (nl == std::string_view::npos) break;
+    text.remove_prefix(nl + 1);
+  }
+  return out;
+}
+
+// A line diff (longest common subsequence) of two short texts: [{"op": " "|"-"|"+", "line"}].
+json line_diff(std::string_view a, std::string_view b) {
+  const auto x = lines_of(a);
+  const auto y = lines_of(b);
+  const std::size_t n = x.size();
+  const std::size_t m = y.size();
+  std::vector<std::uint32_t> lcs((n + 1) * (m + 1), 0);
+  const auto at = [&](std::size_t i, std::size_t j) -> std::uint32_t& {
+    return lcs[i * (m + 1) + j];
+  };
+  for (std::size_t i = n; i-- > 0;) {
+    for (std::size_t j = m; j-- > 0;) {
+      at(i, j) = x[i] == y[j] ? at(i + 1, j + 1) + 1 : std::max(at(i + 1, j), at(i, j + 1));
+    }
+  }
+  json out = json::array();
+  std::size_t i = 0;
+  std::size_t j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] == y[j]) {
+      out.push_back({{"op", " "}, {"line", std::string(x[i])}});
+      ++i, ++j;
+    } else if (i < n && (j == m || at(i + 1, j) >= at(i, j + 1))) {
+      out.push_back({{"op", "-"}, {"line", std::string(x[i])}});
+      ++i;
+    } else {
+      out.push_back({{"op", "+"}, {"line", std::string(y[j])}});
+      ++j;
+    }
+  }
+  return out;
+}
+
+constexpr std::size_t kMaxDiffLines = 1000;  // per side; longer bodies get sizes and offsets only
+
+json fields_of(const http::HeaderFields& fields) {
+  json out = json::object();
+  for (const auto& h : fields.headers) {
+    std::string name = h.name;
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    auto& v = out[name];
+    v = v.is_null() ? h.value : v.get<std::string>() + ", " + h.value;
+  }
+  return out;
+}
+
+// What changed from `original`'s response to `replay`'s: status, header fields, body.
+json response_diff(const Exchange& original, const Exchange& replay,
+                   const InspectorOptions& options) {
+  const FinalResponse a = final_response(original, options);
+  const FinalResponse b = final_response(replay, options);
+  json out;
+  out["id"] = replay.id;
+  out["replay_of"] = original.id;
+  const int sa = a.present ? a.head.status : 0;
+  const int sb = b.present ? b.head.status : 0;
+  out["status"] = {{"original", sa}, {"replay", sb}, {"same", sa == sb}};
+  json added = json::array();
+  json removed = json::array();
+  json changed = json::array();
+  const json fa = fields_of(a.head);
+  const json fb = fields_of(b.head);
+  const auto shown = [&](const std::string& name, const json& v) {
+    return redacted(options, name) ? json(std::string(kRedacted)) : v;
+  };
+  for (auto it = fa.begin(); it != fa.end(); ++it) {
+    if (!fb.contains(it.key())) {
+      removed.push_back({{"name", it.key()}, {"value", shown(it.key(), it.value())}});
+    } else if (fb[it.key()] != it.value()) {
+      changed.push_back({{"name", it.key()},
+                         {"original", shown(it.key(), it.value())},
+                         {"replay", shown(it.key(), fb[it.key()])}});
+    }
+  }
+  for (auto it = fb.begin(); it != fb.end(); ++it) {
+    if (!fa.contains(it.key())) {
+      added.push_back({{"name", it.key()}, {"value", shown(it.key(), it.value())}});
+    }
+  }
+  out["headers"] = {{"added", std::move(added)},
+                    {"removed", std::move(removed)},
+                    {"changed", std::move(changed)},
+                    {"same", fa == fb}};
+  json body;
+  body["original_size"] = a.data.size();
+  body["replay_size"] = b.data.size();
+  body["complete"] = a.complete && b.complete;  // false: compared what was kept
+  body["same"] = a.data == b.data;
+  const auto mismatch = std::mismatch(a.data.begin(), a.data.end(), b.data.begin(), b.data.end());
+  body["first_difference"] =
+      a.data == b.data ? json(nullptr) : json(mismatch.first - a.data.begin());
+  if (a.data != b.data && is_text(a.data) && is_text(b.data)) {
+    if (lines_of(a.data).size() <= kMaxDiffLines && lines_of(b.data).size() <= kMaxDiffLines) {
+      body["lines"] = line_diff(a.data, b.data);
+    }
+  }
+  out["body"] = std::move(body);
+  out["same"] = sa == sb && fa == fb && a.data == b.data;
+  return out;
+}
+
 }  // namespace
+
+bool is_text(std::string_view bytes) {
+  // UTF-8 without control characters other than tab, CR and LF.
+  std::size_t i = 0;
+  while (i < bytes.size()) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') return false;
+      if (c == 0x7f) return false;
+      ++i;
+      continue;
+    }
+    const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (len == 0 || (c >= 0xf5)) return false;
+    if (i + len > bytes.size()) return true;  // cut at the cap inside a character
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(bytes[i + k]) & 0xc0) != 0x80) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+bool base64_decode(std::string_view in, std::string& out) {
+  out.clear();
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (const char ch : in) {
+    int v = -1;
+    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
+    if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
+    if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
+    if (ch == '+' || ch == '-') v = 62;
+    if (ch == '/' || ch == '_') v = 63;
+    if (ch == '=') break;
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return true;
+}
 
 void ExchangeCapture::add_response(const char* data, std::size_t n, bool head_seen_before,
                                    std::size_t head_end) {
@@ -398,6 +557,22 @@ const Exchange* Inspector::find(std::string_view id) const {
   return nullptr;
 }
 
+ApiResponse Inspector::import_har(std::string_view body, std::string_view target) {
+  const std::size_t q = target.find('?');
+  const std::string local =
+      query_value(q == std::string_view::npos ? "" : target.substr(q + 1), "local");
+  auto imported = from_har(body, local, options_.body_cap);
+  if (!imported) return problem_response(imported.error());
+  json ids = json::array();
+  for (auto& e : imported.value()) ids.push_back(add(std::move(e)));
+  json answer;
+  answer["imported"] = ids.size();
+  answer["ids"] = std::move(ids);
+  ApiResponse response = ok(answer);
+  response.status = 201;
+  return response;
+}
+
 ApiResponse Inspector::handle_mutating(std::string_view method, std::string_view target) {
   const std::string_view path = target.substr(0, target.find('?'));
   if (path == "/api/requests/http" && method == "DELETE") {
@@ -433,9 +608,38 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
     body["requests"] = std::move(list);
     return ok(body);
   }
+  if (path == "/api/requests/http.har") {
+    if (method != "GET") return problem(405, "use GET on /api/requests/http.har");
+    std::vector<const Exchange*> list;
+    const std::string ids = query_value(query, "ids");
+    for (const auto& e : ring_) {
+      if (!ids.empty() && ("," + ids + ",").find("," + e.id + ",") == std::string::npos) continue;
+      list.push_back(&e);
+    }
+    return {200, "application/json",
+            to_har(list, options_, query_value(query, "redact") != "false")};
+  }
   if (path.starts_with(std::string(kRequests) + "/")) {
     if (method != "GET") return problem(405, "use GET on " + std::string(path));
-    const std::string_view id = path.substr(kRequests.size() + 1);
+    std::string_view id = path.substr(kRequests.size() + 1);
+    if (id.ends_with("/diff")) {
+      // GET /api/requests/http/:id/diff: a replay's response against its original's.
+      id.remove_suffix(5);
+      const Exchange* replay = find(id);
+      if (replay == nullptr) {
+        return problem(404, "no request with id \"" + std::string(id) +
+                                "\" (evicted from the ring, cleared, or never seen)");
+      }
+      if (replay->replay_of.empty()) {
+        return problem(409, std::string(id) + " is not a replay: only a replay has a diff");
+      }
+      const Exchange* original = find(replay->replay_of);
+      if (original == nullptr) {
+        return problem(409, "the original of " + std::string(id) + ", " + replay->replay_of +
+                                ", is no longer kept (evicted or cleared)");
+      }
+      return ok(response_diff(*original, *replay, options_));
+    }
     const Exchange* e = find(id);
     if (e == nullptr) {
       return problem(404, "no request with id \"" + std::string(id) +

@@ -123,7 +123,8 @@ class Inspector {
   const std::shared_ptr<EventHub>& events() const { return events_; }
 
   // The API without the network: GET /api/requests/http[?limit=N&tunnel_name=T],
-  // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status.
+  // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status,
+  // GET /api/requests/http.har[?ids=a,b&redact=false] (HAR 1.2, oldest first).
   // `target` is the request-target ("/api/requests/http?limit=5").
   ApiResponse handle(std::string_view method, std::string_view target) const;
   // POST /api/requests/http: {"id": ID} replays that exchange as it was; "method", "uri",
@@ -132,6 +133,10 @@ class Inspector {
   // error's kind says the API answer (problem_response): invalid (400), not_found (404),
   // conflict (409: the original body was cut at the cap, or its head does not parse).
   common::Result<ReplayPlan> plan_replay(std::string_view json_body) const;
+  // POST /api/requests/http/import[?local=HOST:PORT]: the entries of a HAR document
+  // (agent/inspector_har.hpp) become exchanges, replayable to their "_local" or to `local`.
+  // 201 {"imported": N, "ids": [...]}; 400 naming the entry and field that is wrong.
+  ApiResponse import_har(std::string_view body, std::string_view target);
   // DELETE needs a mutable inspector: handle_mutating() covers every route.
   ApiResponse handle_mutating(std::string_view method, std::string_view target);
 
@@ -148,6 +153,10 @@ class Inspector {
 
 // Helpers, pure, for the API and its tests.
 std::string base64_encode(std::string_view bytes);
+// Standard or URL-safe alphabet, padding optional; false on any other character.
+bool base64_decode(std::string_view in, std::string& out);
+// UTF-8 without control characters other than tab, CR and LF (a cut last character is fine).
+bool is_text(std::string_view bytes);
 // The API's JSON error answer for an Error, its status by kind (invalid 400, not_found 404,
 // conflict 409, unavailable 503, internal 500).
 ApiResponse problem_response(const common::Error& error);

@@ -37,6 +37,8 @@ using tcp = asio::ip::tcp;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kMaxHead = 16 * 1024;
 constexpr std::size_t kMaxBody = 1024 * 1024;
+constexpr std::size_t kMaxImport = 64 * 1024 * 1024;  // a HAR to import
+constexpr std::string_view kImportPath = "/api/requests/http/import";
 constexpr std::chrono::seconds kRequestTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{10};  // an event stream's client must read
 constexpr std::chrono::seconds kKeepAlive{15};     // a comment on an idle event stream
@@ -136,8 +138,13 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(kMaxHead);
-    parser.body_limit(kMaxBody);
     stream.expires_after(kRequestTimeout);
+    auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
+    (void)hn;
+    if (hec) co_return;
+    // A HAR to import may be large; every other body is small.
+    const bool importing = parser.get().target().starts_with(kImportPath);
+    parser.body_limit(importing ? kMaxImport : kMaxBody);
     auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
     (void)n;
     if (ec) co_return;
@@ -158,7 +165,9 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
         co_await stream_events(stream);
         co_return;
       }
-      if (method == "POST" && target == "/api/requests/http") {
+      if (method == "POST" && importing) {
+        answer = inspector_.import_har(request.body(), target);
+      } else if (method == "POST" && target == "/api/requests/http") {
         auto plan = inspector_.plan_replay(request.body());
         if (plan) {
           answer = co_await replay(std::move(plan).value());

@@ -153,6 +153,40 @@ TEST(Inspector, EncodedBodiesAreDecodedAndKindsFlagged) {
   EXPECT_FALSE(bad.contains("text"));
 }
 
+TEST(Inspector, AReplayDiffsAgainstItsOriginal) {
+  Inspector inspector({});
+  inspector.add(make_exchange("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "",
+                              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Old: 1\r\n"
+                              "X-Same: s\r\nSet-Cookie: a=1\r\nContent-Length: 12\r\n\r\n",
+                              "one\ntwo\nthree"));
+  Exchange replay = make_exchange("GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "",
+                                  "HTTP/1.1 500 Internal Server Error\r\nContent-Type: "
+                                  "text/plain\r\nX-Same: s\r\nX-New: 2\r\nSet-Cookie: a=2\r\n"
+                                  "Content-Length: 12\r\n\r\n",
+                                  "one\n2\nthree");
+  replay.replay_of = "ex_1";
+  inspector.add(std::move(replay));
+  const json d = get(inspector, "/api/requests/http/ex_2/diff");
+  EXPECT_EQ(d["replay_of"], "ex_1");
+  EXPECT_EQ(d["same"], false);
+  EXPECT_EQ(d["status"], json::parse(R"({"original": 200, "replay": 500, "same": false})"));
+  EXPECT_EQ(d["headers"]["added"], json::parse(R"([{"name": "x-new", "value": "2"}])"));
+  EXPECT_EQ(d["headers"]["removed"], json::parse(R"([{"name": "x-old", "value": "1"}])"));
+  // Changed, and redacted as everywhere.
+  EXPECT_EQ(d["headers"]["changed"],
+            json::parse(R"([{"name": "set-cookie", "original": "[redacted]",
+                             "replay": "[redacted]"}])"));
+  EXPECT_EQ(d["body"]["same"], false);
+  EXPECT_EQ(d["body"]["first_difference"], 4);
+  EXPECT_EQ(d["body"]["lines"], json::parse(R"([{"op": " ", "line": "one"},
+      {"op": "-", "line": "two"}, {"op": "+", "line": "2"}, {"op": " ", "line": "three"}])"));
+  // Not a replay; unknown.
+  EXPECT_NE(get(inspector, "/api/requests/http/ex_1/diff", 409)["msg"].get<std::string>().find(
+                "not a replay"),
+            std::string::npos);
+  get(inspector, "/api/requests/http/ex_9/diff", 404);
+}
+
 TEST(Inspector, AnExchangeLargerThanTheRingIsNotKept) {
   InspectorOptions options;
   options.db_size = 1000;

@@ -256,3 +256,54 @@ def test_live_updates_stream_each_request(tunnel):
         assert next_event()["event"] == "cleared"
     finally:
         s.close()
+
+
+def test_har_export_import_and_replay(tunnel):
+    core, agent, addr = start(tunnel)
+    assert api(addr, "DELETE", "/api/requests/http")[0] == 204
+    assert core.request("insp", "POST", "/echo?har=1", body=b"har body",
+                        headers={"Content-Type": "text/plain",
+                                 "Authorization": "Bearer s3cret"}).status == 200
+    orig = entries(addr, 1)[0]
+    status, har = api(addr, "GET", "/api/requests/http.har?ids=" + orig["id"])
+    assert status == 200 and har["log"]["version"] == "1.2"
+    [entry] = har["log"]["entries"]
+    assert entry["request"]["method"] == "POST"
+    assert entry["request"]["url"].endswith("/echo?har=1")
+    assert entry["request"]["postData"]["text"] == "har body"
+    assert {"name": "Authorization", "value": "[redacted]"} in entry["request"]["headers"]
+    assert entry["response"]["status"] == 200
+    # Unredacted on request, then imported: a new entry that replays to the same app.
+    status, full = api(addr, "GET", "/api/requests/http.har?redact=false")
+    assert status == 200 and len(full["log"]["entries"]) == 1
+    conn = http.client.HTTPConnection(*addr.split(":"), timeout=10)
+    conn.request("POST", "/api/requests/http/import", body=json.dumps(full),
+                 headers={"Host": addr, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    imported = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 201 and imported["imported"] == 1
+    [new_id] = imported["ids"]
+    status, again = api(addr, "GET", "/api/requests/http.har?redact=false&ids=" + new_id)
+    first = dict(full["log"]["entries"][0])
+    second = dict(again["log"]["entries"][0])
+    first.pop("_id"), second.pop("_id")
+    assert first == second
+    conn = http.client.HTTPConnection(*addr.split(":"), timeout=10)
+    conn.request("POST", "/api/requests/http", body=json.dumps({"id": new_id}),
+                 headers={"Host": addr, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    replayed = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 201, replayed
+    echoed = json.loads(body_bytes(replayed["response"]))
+    assert echoed["body"] == "har body" and echoed["path"] == "/echo?har=1"
+    assert echoed["headers"]["authorization"] == "Bearer s3cret"
+    # A broken HAR is refused with the place named.
+    conn = http.client.HTTPConnection(*addr.split(":"), timeout=10)
+    conn.request("POST", "/api/requests/http/import", body='{"log": {"entries": [{}]}}',
+                 headers={"Host": addr})
+    resp = conn.getresponse()
+    err = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 400 and "entries[0]" in err["msg"]
