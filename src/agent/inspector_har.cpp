@@ -259,7 +259,11 @@ common::Status add_headers(http::HeaderFields& fields, const json& list, std::si
     }
     const std::string name = h["name"].get<std::string>();
     if (name.empty() || name.find_first_of(" :\r\n") != std::string::npos) {
-      return bad(i, where + ".headers: \"" + name + "\" is not a header name");
+      std::string why = where;
+      why += ".headers: \"";
+      why += name;
+      why += "\" is not a header name";
+      return bad(i, why);
     }
     fields.append(name, h["value"].get<std::string>());
   }

@@ -61,6 +61,7 @@ std::vector<Exchange> sample() {
 
 json har_of(const std::vector<Exchange>& exchanges, bool redact = true) {
   std::vector<const Exchange*> list;
+  list.reserve(exchanges.size());
   for (const auto& e : exchanges) list.push_back(&e);
   return json::parse(to_har(list, InspectorOptions{}, redact));
 }
