@@ -57,6 +57,7 @@ struct Flags {
   std::optional<bool> inspect;
   std::optional<std::string> inspect_addr;
   std::optional<std::uint64_t> inspect_db_size, inspect_body_cap;
+  std::optional<std::string> inspect_password;
 };
 
 // "tunnels[0].subdomain: ..." -> "--subdomain: ..." for errors about values given as flags.
@@ -131,6 +132,7 @@ void apply_flags(const Flags& flags, Config& config) {
   set(flags.inspect_addr, config.inspect_addr);
   if (flags.inspect_db_size) config.inspect_db_size = *flags.inspect_db_size;
   if (flags.inspect_body_cap) config.inspect_body_cap = *flags.inspect_body_cap;
+  set(flags.inspect_password, config.inspect_password);
 }
 
 // Puts the configured log level back once a temporary one's time is up.
@@ -186,6 +188,7 @@ int run(ConnectorOptions options, const Config& config) {
     inspect.redact = config.inspect_redact;
     inspector = std::make_unique<Inspector>(std::move(inspect));
     inspector_server = std::make_unique<InspectorServer>(io.get_executor(), *inspector);
+    inspector_server->set_password(config.inspect_password);
     if (auto listening = inspector_server->listen(config.inspect_addr); !listening) {
       return usage_error(listening.error().message + " (--inspect=false turns the inspector off)");
     }
@@ -400,6 +403,9 @@ int run_cli(int argc, char** argv) {
     cmd.add_option("--inspect-addr", flags.inspect_addr,
                    "where the inspector listens, loopback only (127.0.0.1:4040; the next free "
                    "port when taken; port 0: any)");
+    cmd.add_option("--inspect-password", flags.inspect_password,
+                   "needed to read the inspector (Basic, any user, or Bearer); required when "
+                   "--inspect-addr is not loopback");
     cmd.add_option("--inspect-db-size", flags.inspect_db_size,
                    "bytes of requests the inspector keeps in all (52428800); 0 keeps none");
     cmd.add_option("--inspect-body-cap", flags.inspect_body_cap,

@@ -58,11 +58,11 @@ constexpr std::uint64_t kMaxWindowBudget = 4ull * 1024 * 1024 * 1024;
 constexpr std::uint64_t kMaxInspectBytes = 16ull * 1024 * 1024 * 1024;
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
-  auto f = r.fields(
-      root, "",
-      {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain", "log_format",
-       "log_level", "window_budget", "tunnels", "allow_local", "metrics_addr", "inspect",
-       "inspect_addr", "inspect_db_size", "inspect_body_cap", "inspect_redact"});
+  auto f = r.fields(root, "",
+                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
+                     "log_format", "log_level", "window_budget", "tunnels", "allow_local",
+                     "metrics_addr", "inspect", "inspect_addr", "inspect_db_size",
+                     "inspect_body_cap", "inspect_redact", "inspect_password"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -81,6 +81,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "inspect_db_size", "", out.inspect_db_size, kMaxInspectBytes);
   r.read(*f, "inspect_body_cap", "", out.inspect_body_cap, kMaxInspectBytes);
   r.read(*f, "inspect_redact", "", out.inspect_redact);
+  r.read(*f, "inspect_password", "", out.inspect_password);
   read_tunnels(r, *f, out);
 }
 

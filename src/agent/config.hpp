@@ -63,6 +63,9 @@ struct Config {
   std::string inspect_addr = "127.0.0.1:4040";
   std::uint64_t inspect_db_size = 50 * 1024 * 1024;
   std::uint64_t inspect_body_cap = 10 * 1024 * 1024;
+  // Needed to read the inspector (HTTP Basic with any user name, or Bearer); required when
+  // inspect_addr is not a loopback address. "" = none (loopback only).
+  std::string inspect_password;
   // Header fields the inspector shows as "[redacted]"; [] shows every value.
   std::vector<std::string> inspect_redact = {"Authorization", "Cookie", "Set-Cookie",
                                              "Proxy-Authorization"};

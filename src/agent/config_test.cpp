@@ -115,6 +115,7 @@ inspect_addr: "127.0.0.1:5050"
 inspect_db_size: 1000
 inspect_body_cap: 10
 inspect_redact: [X-Secret]
+inspect_password: s3cret
 )");
   ASSERT_TRUE(set.ok()) << all(set.errors);
   EXPECT_FALSE(set.config.inspect);
@@ -122,6 +123,8 @@ inspect_redact: [X-Secret]
   EXPECT_EQ(set.config.inspect_db_size, 1000u);
   EXPECT_EQ(set.config.inspect_body_cap, 10u);
   EXPECT_EQ(set.config.inspect_redact, std::vector<std::string>{"X-Secret"});
+  EXPECT_EQ(set.config.inspect_password, "s3cret");
+  EXPECT_EQ(defaults.config.inspect_password, "");
 }
 
 TEST(AgentConfig, ReportsAllErrorsWithLines) {

@@ -1,5 +1,6 @@
 #include "agent/inspector_server.hpp"
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -59,6 +60,25 @@ bool loopback_host(std::string_view host) {
   return !ec && ip.is_loopback();
 }
 
+// "Bearer PASSWORD" or "Basic base64(USER:PASSWORD)" with any user name; constant time in the
+// password.
+bool authorized(std::string_view header, const std::string& password) {
+  std::string given;
+  if (header.size() > 7 && http::iequals(header.substr(0, 7), "Bearer ")) {
+    given = std::string(header.substr(7));
+  } else if (header.size() > 6 && http::iequals(header.substr(0, 6), "Basic ")) {
+    std::string decoded;
+    if (!base64_decode(header.substr(6), decoded)) return false;
+    const std::size_t colon = decoded.find(':');
+    if (colon == std::string::npos) return false;
+    given = decoded.substr(colon + 1);
+  } else {
+    return false;
+  }
+  return given.size() == password.size() &&
+         CRYPTO_memcmp(given.data(), password.data(), password.size()) == 0;
+}
+
 }  // namespace
 
 InspectorServer::InspectorServer(asio::any_io_executor executor, Inspector& inspector)
@@ -76,11 +96,12 @@ common::Status InspectorServer::listen(const std::string& address) {
   if (ec) {
     return common::fail("--inspect-addr: " + host + " is not an IP address or localhost");
   }
-  if (!ip.is_loopback()) {
+  if (!ip.is_loopback() && password_.empty()) {
     return common::fail(
         "--inspect-addr: " + host +
         " is not a loopback address; the inspector shows every request and its body, so "
-        "it listens on loopback only (127.0.0.1, ::1)");
+        "it listens on loopback only (127.0.0.1, ::1) unless --inspect-password (or "
+        "inspect_password) is set");
   }
   const std::uint16_t first = parsed.value().port;
   const int tries = first == 0 ? 1 : kPortsTried;
@@ -154,7 +175,15 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     response.keep_alive(request.keep_alive());
     ApiResponse answer;
     const std::string_view host(request[bhttp::field::host]);
-    if (!loopback_host(host)) {
+    bool unauthorized = false;
+    if (!password_.empty()) {
+      unauthorized = !authorized(request[bhttp::field::authorization], password_);
+      if (unauthorized) {
+        answer.status = 401;
+        answer.body = R"({"status_code":401,"error_code":401,"msg":"the inspector needs its )"
+                      R"(password: HTTP Basic (any user name) or Bearer"})";
+      }
+    } else if (!loopback_host(host)) {
       answer = {403, "application/json",
                 R"({"status_code":403,"error_code":403,"msg":"the inspector answers requests )"
                 R"(for localhost, 127.0.0.1 or [::1] only"})"};
@@ -181,6 +210,9 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     response.result(static_cast<unsigned>(answer.status));
     response.set(bhttp::field::content_type, answer.content_type);
     response.set(bhttp::field::cache_control, "no-store");
+    if (unauthorized) {
+      response.set(bhttp::field::www_authenticate, R"(Basic realm="tunnel-agent inspector")");
+    }
     response.body() = std::move(answer.body);
     response.prepare_payload();
     auto [wec, written] = co_await bhttp::async_write(stream, response, kNoThrow);

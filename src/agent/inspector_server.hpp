@@ -23,10 +23,14 @@ class InspectorServer {
 
   InspectorServer(boost::asio::any_io_executor executor, Inspector& inspector);
 
-  // Binds `address` ("HOST:PORT", HOST a loopback address or "localhost"); when the port is
+  // Binds `address` ("HOST:PORT", HOST a loopback address or "localhost", or any address once a
+  // password is set); when the port is
   // taken, the next ones (up to kPortsTried). Port 0: any free port. The error names the problem
   // when nothing could be bound or the address is not loopback.
   common::Status listen(const std::string& address);
+  // Every request must then carry it (Basic with any user name, or Bearer); needed before
+  // listen() on an address that is not loopback. "" = none.
+  void set_password(std::string password) { password_ = std::move(password); }
   // "127.0.0.1:4040" once listening.
   const std::string& address() const { return address_; }
 
@@ -45,6 +49,7 @@ class InspectorServer {
   Inspector& inspector_;
   boost::asio::ip::tcp::acceptor acceptor_;
   std::string address_;
+  std::string password_;
   // Shared with each connection's coroutine: frames left when the io_context goes away are
   // destroyed after this server.
   std::shared_ptr<std::size_t> connections_ = std::make_shared<std::size_t>(0);

@@ -307,3 +307,33 @@ def test_har_export_import_and_replay(tunnel):
     err = json.loads(resp.read())
     conn.close()
     assert resp.status == 400 and "entries[0]" in err["msg"]
+
+
+def test_password_needed_off_loopback(tunnel):
+    core = tunnel.core()
+    origin = tunnel.origin()
+    agent = tunnel.agent(core, "127.0.0.1:%d" % origin.port, subdomain="inspw", name="a-pw",
+                         extra_args=["--inspect-addr", "0.0.0.0:0",
+                                     "--inspect-password", "hunter2"])
+    m = agent.wait_output(re.escape("request inspector on http://") + r"0\.0\.0\.0:(\d+)")
+    port = m.group(1)
+    # Never logged (the harness's own "=== start" line echoes the command).
+    assert not [line for line in agent.output().splitlines()
+                if "hunter2" in line and not line.startswith("=== start")]
+
+    def status(headers):
+        conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=10)
+        try:
+            conn.request("GET", "/api/status", headers=dict({"Host": "box.lan:" + port}, **headers))
+            r = conn.getresponse()
+            r.read()
+            return r.status, r.getheader("WWW-Authenticate")
+        finally:
+            conn.close()
+
+    st, challenge = status({})
+    assert st == 401 and challenge.startswith("Basic")
+    assert status({"Authorization": "Bearer wrong"})[0] == 401
+    assert status({"Authorization": "Bearer hunter2"})[0] == 200
+    basic = base64.b64encode(b"anyone:hunter2").decode()
+    assert status({"Authorization": "Basic " + basic})[0] == 200
