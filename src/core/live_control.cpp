@@ -11,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
 #include <set>
+#include <unordered_set>
 
 namespace tunnel::core {
 namespace {
@@ -136,6 +137,9 @@ common::Result<std::uint64_t> LiveControl::month_usage(std::int64_t account_id,
 common::Status LiveControl::apply_quotas(std::int64_t now_unix) {
   auto accounts = store_.list_accounts();
   if (!accounts) return accounts.error();
+  std::unordered_set<std::string> names;
+  for (const store::Account& a : accounts.value()) names.insert(a.name);
+  context_.quotas.retain(names);
   for (const store::Account& a : accounts.value()) {
     auto quota = store_.get_quota(a.id);
     if (!quota) return quota.error();

@@ -443,6 +443,18 @@ TEST_F(LiveControlTest, AQuotaChangedInTheStoreAppliesToTheRunningRoutesWithoutR
   finish(*agent);
 }
 
+TEST_F(LiveControlTest, ADeletedAccountsQuotaIsForgotten) {
+  store::Quota q;
+  q.account_id = team_id;
+  q.max_connections = 5;
+  ASSERT_TRUE(db->set_quota(q));
+  live->store_changed();
+  ASSERT_NE(context->quotas.find("team"), nullptr);
+  ASSERT_TRUE(db->remove_account(team_id).value());
+  live->store_changed();
+  EXPECT_EQ(context->quotas.find("team"), nullptr) << "a deleted account's quota stays in memory";
+}
+
 TEST_F(LiveControlTest, BytesPerMonthCountsWhatTheStoreHoldsForTheMonth) {
   auto agent = connect(credential, {http("app")});
   ASSERT_TRUE(agent->reply.success) << agent->reply.error;

@@ -173,6 +173,11 @@ std::shared_ptr<AccountQuota> QuotaBook::find(const std::string& account) const 
   return it == quotas_.end() ? nullptr : it->second;
 }
 
+void QuotaBook::retain(const std::unordered_set<std::string>& accounts) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(quotas_, [&](const auto& entry) { return !accounts.contains(entry.first); });
+}
+
 std::int64_t month_start(std::int64_t unix_seconds) {
   using namespace std::chrono;
   const sys_days day{floor<days>(sys_seconds{seconds{unix_seconds}})};

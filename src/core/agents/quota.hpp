@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/time_source.hpp"
 #include "core/agents/bandwidth.hpp"
@@ -135,6 +136,9 @@ class QuotaBook {
   std::shared_ptr<AccountQuota> get(const std::string& account);
   // The quota of `account` if it has one, else null.
   std::shared_ptr<AccountQuota> find(const std::string& account) const;
+  // Forgets the quotas of accounts not in `accounts` (deleted ones); routes that still hold one
+  // keep it until they end.
+  void retain(const std::unordered_set<std::string>& accounts);
   const QuotaMetrics& metrics() const { return metrics_; }
 
  private:

@@ -174,7 +174,8 @@ ApiResponse problem(int status, std::string_view slug, std::string detail,
                                                      {415, "Unsupported Media Type"},
                                                      {422, "Unprocessable Content"},
                                                      {429, "Too Many Requests"},
-                                                     {500, "Internal Server Error"}};
+                                                     {500, "Internal Server Error"},
+                                                     {503, "Service Unavailable"}};
   json body = {{"type", "urn:tunnel:problem:" + std::string(slug)},
                {"title", kTitles.contains(status) ? kTitles.at(status) : "Error"},
                {"status", status},
@@ -334,7 +335,13 @@ ApiResponse store_error(const common::Error& error) {
       }
       return problem(422, "invalid-fields", m);
     }
-    case common::ErrorKind::kUnavailable:
+    case common::ErrorKind::kUnavailable: {
+      // The database cannot be reached (PostgreSQL restarting, a network cut): try again.
+      spdlog::warn("api: store: {}", m);
+      auto r = problem(503, "store-unavailable", "the store cannot be reached now: " + m);
+      r.headers.emplace_back("Retry-After", "1");
+      return r;
+    }
     case common::ErrorKind::kInternal:
       break;
   }

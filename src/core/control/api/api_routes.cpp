@@ -48,11 +48,16 @@ json tunnel_json(const Tunnel& t, const ApiOptions& o) {
           {"agent", *null_or(!t.agent_id, t.agent_id.value_or(0))},
           {"local", *null_or(t.local.empty(), t.local)},
           {"created_at", t.created_at},
-          {"updated_at", t.updated_at}};
+          {"updated_at", t.updated_at},
+          {"created_by", *null_or(!t.created_by, t.created_by.value_or(0))}};
 }
 
 json agent_json(const Agent& a) {
-  return {{"id", a.id}, {"account", a.account_id}, {"name", a.name}, {"created_at", a.created_at}};
+  return {{"id", a.id},
+          {"account", a.account_id},
+          {"name", a.name},
+          {"created_at", a.created_at},
+          {"created_by", *null_or(!a.created_by, a.created_by.value_or(0))}};
 }
 
 json quota_json(const store::Quota& q) {
@@ -73,6 +78,21 @@ ApiResponse forbidden(Role have, Role need, std::string_view what) {
   return problem(403, "forbidden",
                  std::string(what) + " needs the " + std::string(store::to_string(need)) +
                      " role or stronger; this key has " + std::string(store::to_string(have)));
+}
+
+// A member manages only the tunnels and agents it created; admins and owners manage all of their
+// account's. nullopt = `role` may change the object.
+std::optional<ApiResponse> not_its_own(const Call& call, Role role,
+                                       const std::optional<Id>& created_by, std::string_view what) {
+  if (at_least(role, Role::kAdmin)) return std::nullopt;
+  if (created_by && *created_by == call.who.user.id) return std::nullopt;
+  return problem(403, "forbidden",
+                 std::string(what) +
+                     ": the member role manages only the tunnels and agents its user created; "
+                     "this one was created by " +
+                     (created_by ? "user " + std::to_string(*created_by)
+                                 : std::string("a user that no longer exists")) +
+                     " (an admin or owner of the account may change it)");
 }
 
 ApiResponse with_etag(ApiResponse r, const json& stored) {
@@ -176,6 +196,11 @@ void check_tunnel(Call& call, const Tunnel& t, Fields& f) {
     if (!agent || !agent.value() || agent.value()->account_id != t.account_id) {
       f.error("agent", "no agent " + std::to_string(*t.agent_id) + " in account " +
                            std::to_string(t.account_id));
+    } else if (const auto role = call.role_on(t.account_id);
+               role && not_its_own(call, *role, agent.value()->created_by, "")) {
+      f.error("agent", "agent " + std::to_string(*t.agent_id) +
+                           " was registered by another user; the member role assigns tunnels "
+                           "only to agents its user registered");
     }
   }
   if (!t.local.empty()) {
@@ -244,6 +269,7 @@ ApiResponse create_tunnel(Call& call) {
   auto account = target_account(call, f);
   if (!account) return f.response();
   t.account_id = *account;
+  t.created_by = call.who.user.id;
   const Role role = *call.role_on(t.account_id);
   if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "creating a tunnel");
   check_tunnel(call, t, f);  // every problem at once, also after the fields' own
@@ -341,6 +367,7 @@ ApiResponse update_tunnel(Call& call) {
   if (!t) return *error;
   const Role role = *call.role_on(t->account_id);
   if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "changing a tunnel");
+  if (auto refused = not_its_own(call, role, t->created_by, "changing a tunnel")) return *refused;
   const json before = tunnel_json(*t, call.state.options);
   if (auto stale = precondition(call, before)) return *stale;
   auto body = Fields::parse(call.request.body, error);
@@ -368,6 +395,7 @@ ApiResponse delete_tunnel(Call& call) {
   if (!t) return *error;
   const Role role = *call.role_on(t->account_id);
   if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "deleting a tunnel");
+  if (auto refused = not_its_own(call, role, t->created_by, "deleting a tunnel")) return *refused;
   const json before = tunnel_json(*t, call.state.options);
   if (auto stale = precondition(call, before)) return *stale;
   auto removed = call.store().remove_tunnel(t->id);
@@ -389,6 +417,7 @@ ApiResponse create_agent(Call& call) {
   auto account = target_account(call, f);
   if (!f.ok()) return f.response();
   a.account_id = *account;
+  a.created_by = call.who.user.id;
   const Role role = *call.role_on(a.account_id);
   if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "registering an agent");
   auto quota = call.store().get_quota(a.account_id);
@@ -484,6 +513,7 @@ ApiResponse delete_agent(Call& call) {
   if (!a) return *error;
   const Role role = *call.role_on(a->account_id);
   if (!at_least(role, Role::kMember)) return forbidden(role, Role::kMember, "removing an agent");
+  if (auto refused = not_its_own(call, role, a->created_by, "removing an agent")) return *refused;
   const json before = agent_json(*a);
   if (auto stale = precondition(call, before)) return *stale;
   auto removed = call.store().remove_agent(a->id);

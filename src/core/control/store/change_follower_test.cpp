@@ -118,5 +118,28 @@ TEST_F(ChangeFollowerTest, ALostListeningConnectionComesBackAndCatchesUp) {
   EXPECT_GT(changes_, after_reconnect);
 }
 
+// The store's own connection (not the listening one) cut by the server, as when PostgreSQL
+// restarts: the next write and the next read open it again instead of failing for good.
+TEST_F(ChangeFollowerTest, AStoresLostConnectionIsOpenedAgainForTheNextWriteAndRead) {
+  http_tunnel(*a_, "acme", "before");
+  auto admin = open_postgres(backend_->options().url);
+  ASSERT_TRUE(admin);
+  const auto cut = [&] {
+    auto killed = admin.value()->query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+        "current_database() AND pid <> pg_backend_pid() AND query NOT LIKE 'LISTEN %'",
+        {});
+    ASSERT_TRUE(killed) << killed.error().message;
+    ASSERT_GE(killed.value().size(), 1u) << "the stores' connections";
+  };
+  cut();
+  EXPECT_NE(http_tunnel(*a_, "acme", "after"), 0) << "a write after the cut";
+  cut();
+  auto listed = a_->list_tunnels(std::nullopt);
+  ASSERT_TRUE(listed) << "a read after the cut: " << listed.error().message;
+  EXPECT_EQ(listed.value().size(), 2u);
+  ASSERT_TRUE(run_until([&] { return b_->snapshot()->by_name.contains("after"); }, 1s));
+}
+
 }  // namespace
 }  // namespace tunnel::core::store

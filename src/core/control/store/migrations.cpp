@@ -117,6 +117,10 @@ CREATE TABLE registry_ownership (
   offline_since {BIGINT} NOT NULL DEFAULT 0
 );
 )sql"},
+    {4, "who created each tunnel and agent (a member manages only its own)", R"sql(
+ALTER TABLE tunnels ADD COLUMN created_by {BIGINT} REFERENCES users(id) ON DELETE SET NULL;
+ALTER TABLE agents ADD COLUMN created_by {BIGINT} REFERENCES users(id) ON DELETE SET NULL;
+)sql"},
 };
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {

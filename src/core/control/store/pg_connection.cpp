@@ -25,6 +25,7 @@ namespace {
   X(PQstatus) \
   X(PQerrorMessage) \
   X(PQfinish) \
+  X(PQreset) \
   X(PQexecParams) \
   X(PQexec) \
   X(PQresultStatus) \
@@ -105,9 +106,27 @@ class PgConnection : public Connection {
 
   Dialect dialect() const override { return Dialect::kPostgres; }
 
+  // The session's settings, again after each reconnection: quiet NOTICEs ("relation exists,
+  // skipping") and UTC times.
+  Status configure() {
+    return exec_statement("SET client_min_messages = warning; SET TIME ZONE 'UTC'");
+  }
+
   Result<std::vector<Row>> query(std::string_view sql, const std::vector<Value>& params) override {
+    auto rows = query_once(sql, params);
+    // A read outside a transaction whose connection was lost (the server restarted, a failover)
+    // runs once more on the reopened connection; a write's outcome is unknown, so it is not.
+    if (!rows && lost_ && !in_transaction_ && sql.starts_with("SELECT ") &&
+        sql.find("pg_notify") == std::string_view::npos) {
+      rows = query_once(sql, params);
+    }
+    return rows;
+  }
+
+  Result<std::vector<Row>> query_once(std::string_view sql, const std::vector<Value>& params) {
     constraint_ = false;
     retryable_ = false;
+    if (auto open = reopen_if_lost(); !open) return open.error();
     std::vector<std::string> text(params.size());
     std::vector<const char*> values(params.size(), nullptr);
     for (std::size_t i = 0; i < params.size(); ++i) {
@@ -128,6 +147,7 @@ class PgConnection : public Connection {
       retryable_ = state && std::string_view(state).starts_with("40");   // serialization, deadlock
       auto error = failure(res);
       libpq().PQclear(res);
+      note_lost(error);
       return error;
     }
     std::vector<Row> rows;
@@ -150,8 +170,13 @@ class PgConnection : public Connection {
   }
 
   Status exec_script(std::string_view sql) override {
-    const std::string text(sql);
     retryable_ = false;
+    if (auto open = reopen_if_lost(); !open) return open.error();
+    return exec_statement(sql);
+  }
+
+  Status exec_statement(std::string_view sql) {
+    const std::string text(sql);
     PGresult* res = libpq().PQexec(db_, text.c_str());
     const auto status = libpq().PQresultStatus(res);
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
@@ -159,6 +184,7 @@ class PgConnection : public Connection {
       retryable_ = state && std::string_view(state).starts_with("40");
       auto error = failure(res);
       libpq().PQclear(res);
+      note_lost(error);
       return error;
     }
     libpq().PQclear(res);
@@ -178,10 +204,23 @@ class PgConnection : public Connection {
     return error;
   }
 
-  Status begin() override { return exec_script("BEGIN ISOLATION LEVEL SERIALIZABLE"); }
-  Status commit() override { return exec_script("COMMIT"); }
+  Status begin() override {
+    constexpr std::string_view kBegin = "BEGIN ISOLATION LEVEL SERIALIZABLE";
+    auto s = exec_script(kBegin);
+    if (!s && lost_) s = exec_script(kBegin);  // lost while idle: found out only now
+    in_transaction_ = s.has_value();
+    return s;
+  }
+  Status commit() override {
+    committing_ = true;
+    auto s = exec_script("COMMIT");
+    committing_ = false;
+    in_transaction_ = false;
+    return s;
+  }
   void rollback() override {
-    if (libpq().PQtransactionStatus(db_) != PQTRANS_IDLE)
+    in_transaction_ = false;
+    if (libpq().PQstatus(db_) == CONNECTION_OK && libpq().PQtransactionStatus(db_) != PQTRANS_IDLE)
       libpq().PQclear(libpq().PQexec(db_, "ROLLBACK"));
   }
   // PostgreSQL checks its pages itself (and pg_amcheck does more); here: the server answers.
@@ -195,10 +234,40 @@ class PgConnection : public Connection {
     return text;
   }
 
+  // A connection found broken is opened again (PQreset, blocking: the store runs on the control
+  // thread, never on the data path) before the next statement.
+  Status reopen_if_lost() {
+    if (libpq().PQstatus(db_) == CONNECTION_OK) {
+      lost_ = false;
+      return success();
+    }
+    libpq().PQreset(db_);
+    if (libpq().PQstatus(db_) != CONNECTION_OK) {
+      return fail(common::ErrorKind::kUnavailable,
+                  name_ + ": the connection to the database was lost and cannot be opened again: " +
+                      trimmed(libpq().PQerrorMessage(db_)));
+    }
+    lost_ = false;
+    return configure();
+  }
+
+  // After a failed statement: when the connection itself broke, the failure says so (kind
+  // unavailable). A transaction cut before its COMMIT may simply run again on a new connection
+  // (nothing of it was committed); one cut during COMMIT may have committed, so it is not retried.
+  void note_lost(common::Error& error) {
+    if (libpq().PQstatus(db_) == CONNECTION_OK) return;
+    lost_ = true;
+    error.kind = common::ErrorKind::kUnavailable;
+    if (in_transaction_ && !committing_) retryable_ = true;
+  }
+
   PGconn* db_;
   std::string name_;
   bool constraint_ = false;
   bool retryable_ = false;
+  bool lost_ = false;
+  bool in_transaction_ = false;
+  bool committing_ = false;
 };
 
 // libpq's message up to its first line break (it adds an indented hint after it).
@@ -328,11 +397,7 @@ Result<std::unique_ptr<Connection>> open_postgres(const std::string& url) {
     return fail(name + ": cannot connect: " + why);
   }
   auto connection = std::make_unique<PgConnection>(db, name);
-  // Quiet NOTICEs ("relation exists, skipping") and UTC times.
-  if (auto s = connection->exec_script("SET client_min_messages = warning; SET TIME ZONE 'UTC'");
-      !s) {
-    return s.error();
-  }
+  if (auto s = connection->configure(); !s) return s.error();
   return std::unique_ptr<Connection>(std::move(connection));
 }
 

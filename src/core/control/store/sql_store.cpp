@@ -136,11 +136,11 @@ constexpr const char* kAccountColumns = "id, name, configured, created_at";
 constexpr const char* kUserColumns = "id, account_id, name, email, password_hash, created_at";
 constexpr const char* kTeamColumns = "id, account_id, name, created_at";
 constexpr const char* kBindingColumns = "id, account_id, user_id, team_id, role";
-constexpr const char* kAgentColumns = "id, account_id, name, created_at";
+constexpr const char* kAgentColumns = "id, account_id, name, created_at, created_by";
 constexpr const char* kKeyColumns = "id, user_id, name, role, expires_at, revoked_at, created_at";
 constexpr const char* kTunnelColumns =
     "id, account_id, type, name, domain, port, bandwidth, proxy_protocol, agent_id, local, "
-    "created_at, updated_at";
+    "created_at, updated_at, created_by";
 constexpr const char* kQuotaColumns =
     "account_id, max_agents, max_tunnels, max_connections, max_requests_per_second, bandwidth, "
     "bytes_per_month";
@@ -164,7 +164,7 @@ RoleBinding binding_of(const Row& r) {
           parse_role(r[4].value_or("")).value_or(Role::kViewer)};
 }
 Agent agent_of(const Row& r) {
-  return {as_int(r[0]), as_int(r[1]), r[2].value_or(""), as_int(r[3])};
+  return {as_int(r[0]), as_int(r[1]), r[2].value_or(""), as_int(r[3]), as_optional_int(r[4])};
 }
 ApiKey key_of(const Row& r) {
   ApiKey k;
@@ -191,6 +191,7 @@ Tunnel tunnel_of(const Row& r) {
   t.local = r[9].value_or("");
   t.created_at = as_int(r[10]);
   t.updated_at = as_int(r[11]);
+  t.created_by = as_optional_int(r[12]);
   return t;
 }
 Quota quota_of(const Row& r) {
@@ -485,9 +486,9 @@ class SqlStore : public Store {
     return write([&]() -> Result<WithSecret<Agent>> {
       auto agent =
           one<Agent>(std::string("INSERT INTO agents (account_id, name, credential_hash, "
-                                 "created_at) VALUES ($1, $2, $3, $4) RETURNING ") +
+                                 "created_at, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING ") +
                          kAgentColumns,
-                     {a.account_id, a.name, hash, now_()}, agent_of,
+                     {a.account_id, a.name, hash, now_(), optional_value(a.created_by)}, agent_of,
                      "agent " + quoted(a.name) + " in account " + std::to_string(a.account_id));
       if (!agent) return agent.error();
       return WithSecret<Agent>{agent.value(), secret};
@@ -592,13 +593,14 @@ class SqlStore : public Store {
     return write([&]() -> Result<Tunnel> {
       if (auto s = check_tunnel_refs(n); !s) return s.error();
       if (auto s = check_ownership(n); !s) return s.error();
-      const auto now = now_();
+      auto values = tunnel_values(n, now_());
+      values.push_back(optional_value(n.created_by));
       return one<Tunnel>(
           std::string("INSERT INTO tunnels (account_id, type, name, domain, port, bandwidth, "
-                      "proxy_protocol, agent_id, local, created_at, updated_at) VALUES ($1, $2, "
-                      "$3, $4, $5, $6, $7, $8, $9, $10, $10) RETURNING ") +
+                      "proxy_protocol, agent_id, local, created_at, updated_at, created_by) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) RETURNING ") +
               kTunnelColumns,
-          tunnel_values(n, now), tunnel_of, describe(n));
+          values, tunnel_of, describe(n));
     });
   }
   Result<std::optional<Tunnel>> get_tunnel(Id id) override {

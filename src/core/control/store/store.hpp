@@ -89,6 +89,7 @@ struct Agent {
   Id account_id = 0;
   std::string name;
   std::int64_t created_at = 0;
+  std::optional<Id> created_by;  // the user who registered it; nullopt = unknown or removed
   bool operator==(const Agent&) const = default;
 };
 
@@ -119,6 +120,7 @@ struct Tunnel {
   std::string local;           // the assigned agent's local target, "host:port"
   std::int64_t created_at = 0;
   std::int64_t updated_at = 0;
+  std::optional<Id> created_by;  // the user who created it; nullopt = unknown or removed
   bool operator==(const Tunnel&) const = default;
 };
 
