@@ -125,3 +125,31 @@ def test_max_connections_refuses_new_tcp_connections_and_keeps_the_open_ones(tun
         assert echo(third, b"three\n") == b"three\n"
     first.close()
     second.close()
+
+
+def test_a_bandwidth_quota_set_through_the_api_slows_a_running_tunnel(tunnel):
+    """bandwidth (bytes/s each way, burst one second) applies to a tunnel already served: 400 kB
+    at 100 kB/s cannot arrive in under 3 s (2 s asserted, for slack); lifted, it flows freely."""
+    core = tunnel.core()
+    a = tunnel.origin("A")
+    status, agent = call(core, "POST", "/api/v1/agents", {"name": "throttled"})
+    assert status == 201, agent
+    status, t = call(core, "POST", "/api/v1/tunnels",
+                     {"name": "files", "type": "http", "agent": agent["id"], "local": a.addr})
+    assert status == 201, t
+    managed_agent(tunnel, core, agent["token"], name="throttled")
+    served_by(core, "files", "A")
+
+    size = 400_000
+    set_quota(core, t["account"], bandwidth=100_000)
+    started = time.monotonic()
+    r = client.request(core.http_port, core.host("files"), "GET",
+                       "/download?bytes=%d&seed=7" % size, timeout=30)
+    took = time.monotonic() - started
+    assert r.status == 200 and len(r.body) == size, (r.status, len(r.body))
+    assert took >= 2.0, "400 kB at a 100 kB/s quota arrived in %.2f s" % took
+
+    set_quota(core, t["account"], bandwidth=0)
+    r = client.request(core.http_port, core.host("files"), "GET",
+                       "/download?bytes=%d&seed=7" % size, timeout=30)
+    assert r.status == 200 and len(r.body) == size
