@@ -641,7 +641,11 @@ void Server::restore_ownership() {
   // With the store open (the API is on) ownership lives there, saved on the control thread;
   // an `ownership` file of an earlier run is moved in once (and renamed, never read again).
   if (control_) {
-    ownership_ = std::make_shared<StoreOwnershipStore>(*control_->store);
+    auto id = core_id(config.data_dir);
+    if (!id) {
+      spdlog::warn("{}: ownership of names is kept under a shared id", id.error().message);
+    }
+    ownership_ = std::make_shared<StoreOwnershipStore>(*control_->store, id ? id.value() : "");
   } else {
     ownership_ = std::make_shared<FileOwnershipStore>(file);
   }

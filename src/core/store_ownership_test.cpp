@@ -12,7 +12,7 @@ TEST(CoreStoreOwnership, SavesAndLoadsWhatTheRegistryOwns) {
   store::SqliteBackend backend;
   auto opened = store::open_store(backend.options());
   ASSERT_TRUE(opened) << opened.error().message;
-  StoreOwnershipStore ownership(*opened.value());
+  StoreOwnershipStore ownership(*opened.value(), "core-a");
   std::vector<Registry::Owned> owned, loaded;
   std::vector<std::string> warnings;
   ASSERT_TRUE(common::is_ok(ownership.load(loaded, warnings)));
@@ -32,11 +32,24 @@ TEST(CoreStoreOwnership, SavesAndLoadsWhatTheRegistryOwns) {
   opened.value().reset();
   auto again = store::open_store(backend.options());
   ASSERT_TRUE(again);
-  StoreOwnershipStore reopened(*again.value());
+  StoreOwnershipStore reopened(*again.value(), "core-a");
   ASSERT_TRUE(common::is_ok(reopened.load(loaded, warnings)));
   ASSERT_EQ(loaded.size(), 1u);
   EXPECT_EQ(loaded[0].account, "bob");
   EXPECT_TRUE(warnings.empty());
+}
+
+TEST(CoreStoreOwnership, TheCoreIdIsMadeOnceAndKept) {
+  store::SqliteBackend backend;
+  auto first = core_id(backend.dir());
+  ASSERT_TRUE(first) << first.error().message;
+  EXPECT_TRUE(first.value().starts_with("core_")) << first.value();
+  auto again = core_id(backend.dir());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again.value(), first.value());
+  auto nowhere = core_id(backend.dir() + "/missing/dir");
+  ASSERT_FALSE(nowhere);
+  EXPECT_NE(nowhere.error().message.find("core.id"), std::string::npos) << nowhere.error().message;
 }
 
 }  // namespace

@@ -121,6 +121,24 @@ CREATE TABLE registry_ownership (
 ALTER TABLE tunnels ADD COLUMN created_by {BIGINT} REFERENCES users(id) ON DELETE SET NULL;
 ALTER TABLE agents ADD COLUMN created_by {BIGINT} REFERENCES users(id) ON DELETE SET NULL;
 )sql"},
+    {5,
+     "the registry's ownership kept per core, so that cores sharing a store do not overwrite "
+     "each other's",
+     R"sql(
+CREATE TABLE registry_ownership_v5 (
+  core TEXT NOT NULL DEFAULT '',
+  key TEXT NOT NULL,
+  account TEXT NOT NULL,
+  holder TEXT NOT NULL DEFAULT '',
+  explicit_name INTEGER NOT NULL DEFAULT 0,
+  offline_since {BIGINT} NOT NULL DEFAULT 0,
+  PRIMARY KEY (core, key)
+);
+INSERT INTO registry_ownership_v5 (core, key, account, holder, explicit_name, offline_since)
+  SELECT '', key, account, holder, explicit_name, offline_since FROM registry_ownership;
+DROP TABLE registry_ownership;
+ALTER TABLE registry_ownership_v5 RENAME TO registry_ownership;
+)sql"},
 };
 
 void replace_all(std::string& text, std::string_view from, std::string_view to) {

@@ -728,26 +728,28 @@ class SqlStore : public Store {
         {before_id, static_cast<std::int64_t>(limit)}, audit_of);
   }
 
-  Result<std::vector<OwnershipEntry>> load_ownership() override {
+  Result<std::vector<OwnershipEntry>> load_ownership(const std::string& core) override {
     return list<OwnershipEntry>(
         "SELECT key, account, holder, explicit_name, offline_since FROM registry_ownership "
-        "ORDER BY key",
-        {}, [](const Row& r) {
+        "WHERE core = $1 OR core = '' ORDER BY key, core DESC",
+        {core}, [](const Row& r) {
           return OwnershipEntry{r[0].value_or(""), r[1].value_or(""), r[2].value_or(""),
                                 as_int(r[3]) != 0, as_int(r[4])};
         });
   }
-  Status save_ownership(const std::vector<OwnershipEntry>& entries) override {
+  Status save_ownership(const std::string& core,
+                        const std::vector<OwnershipEntry>& entries) override {
     std::lock_guard lock(mutex_);
     return in_transaction(*db_, [&]() -> Status {
-      if (auto cleared = run("DELETE FROM registry_ownership", {}); !cleared) {
+      if (auto cleared = run("DELETE FROM registry_ownership WHERE core = $1 OR core = ''", {core});
+          !cleared) {
         return cleared.error();
       }
       for (const auto& e : entries) {
-        auto rows = run(
-            "INSERT INTO registry_ownership (key, account, holder, explicit_name, offline_since) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
-            {e.key, e.account, e.holder, std::int64_t{e.explicit_name}, e.offline_since});
+        auto rows =
+            run("INSERT INTO registry_ownership (core, key, account, holder, explicit_name, "
+                "offline_since) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (core, key) DO NOTHING",
+                {core, e.key, e.account, e.holder, std::int64_t{e.explicit_name}, e.offline_since});
         if (!rows) return rows.error();
       }
       return success();

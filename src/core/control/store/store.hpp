@@ -337,9 +337,12 @@ class Store {
   // Newest first: up to `limit` entries with id < before_id (0 = from the newest).
   virtual Result<std::vector<AuditEntry>> list_audit(std::size_t limit, Id before_id = 0) = 0;
 
-  // The registry's ownership: save replaces all of it in one transaction.
-  virtual Result<std::vector<OwnershipEntry>> load_ownership() = 0;
-  virtual Status save_ownership(const std::vector<OwnershipEntry>& entries) = 0;
+  // The registry's ownership as `core` (a core's stable id; cores sharing a store each keep
+  // their own) saved it; rows saved before schema version 5 (core "") count as every core's
+  // until one saves. save replaces all of `core`'s in one transaction.
+  virtual Result<std::vector<OwnershipEntry>> load_ownership(const std::string& core) = 0;
+  virtual Status save_ownership(const std::string& core,
+                                const std::vector<OwnershipEntry>& entries) = 0;
 
   // hash_secret_hex() with this store's key, as a function the data path may keep and call from
   // any thread (it holds a copy of the key, not the store): how a registered agent's

@@ -574,14 +574,20 @@ TYPED_TEST(StoreTest, QuotasUsageAndAudit) {
 
 TYPED_TEST(StoreTest, KeepsTheRegistrysOwnership) {
   auto& s = *this->store_;
-  EXPECT_TRUE(s.load_ownership().value().empty());
+  EXPECT_TRUE(s.load_ownership("core-a").value().empty());
   std::vector<OwnershipEntry> owned = {{"app.localhost", "alice", "", true, 0},
                                        {"tcp:15432", "bob", "agent-1", false, 1765100000}};
-  ASSERT_TRUE(s.save_ownership(owned));
-  EXPECT_EQ(s.load_ownership().value(), owned);
+  ASSERT_TRUE(s.save_ownership("core-a", owned));
+  EXPECT_EQ(s.load_ownership("core-a").value(), owned);
+  // Another core sharing the store keeps its own: neither overwrites the other's.
+  const std::vector<OwnershipEntry> theirs = {{"app.localhost", "carol", "agent-9", true, 0}};
+  ASSERT_TRUE(s.save_ownership("core-b", theirs));
+  EXPECT_EQ(s.load_ownership("core-b").value(), theirs);
+  EXPECT_EQ(s.load_ownership("core-a").value(), owned);
   owned.pop_back();
-  ASSERT_TRUE(s.save_ownership(owned));
-  EXPECT_EQ(s.load_ownership().value(), owned);
+  ASSERT_TRUE(s.save_ownership("core-a", owned));
+  EXPECT_EQ(s.load_ownership("core-a").value(), owned);
+  EXPECT_EQ(s.load_ownership("core-b").value(), theirs);
 }
 
 TYPED_TEST(StoreTest, SurvivesAReopen) {
@@ -668,12 +674,22 @@ TYPED_TEST(StoreTest, MigratesFromEveryEarlierVersion) {
     if (from >= 1) {
       ASSERT_TRUE(old->create_account({.name = "kept"}));
     }
+    if (from >= 3) {  // saved before ownership was per core: every core's until one saves
+      ASSERT_TRUE(this->backend_->raw_exec(
+          "INSERT INTO registry_ownership (key, account) VALUES ('old.localhost', 'kept')"));
+    }
     old.reset();
     auto now = this->open();
     ASSERT_TRUE(now);
     EXPECT_EQ(now->schema_version().value(), Store::latest_schema_version());
     if (from >= 1) {
       EXPECT_TRUE(now->find_account("kept").value());
+    }
+    if (from >= 3) {
+      auto owned = now->load_ownership("any-core");
+      ASSERT_TRUE(owned) << owned.error().message;
+      ASSERT_EQ(owned.value().size(), 1u);
+      EXPECT_EQ(owned.value()[0].key, "old.localhost");
     }
     EXPECT_TRUE(now->create_account({.name = "fresh"}));
     EXPECT_TRUE(now->check_integrity());
