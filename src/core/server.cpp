@@ -21,6 +21,7 @@
 #include "common/loop_lag.hpp"
 #include "common/net_address.hpp"
 #include "core/control/api/api.hpp"
+#include "core/control/auth.hpp"
 #include "core/control/data_dir.hpp"
 #include "core/control/store/change_follower.hpp"
 #include "core/control/store/store.hpp"
@@ -630,6 +631,10 @@ common::Status Server::open_control() {
   api_options.domain = config.domain;
   api_options.port_ranges = port_rules(config, Account{}).ranges;
   api_options.time = &time_;
+  api_options.reservation_check = [accounts = config.accounts](std::string_view account,
+                                                               std::string_view name, bool domain) {
+    return reservation_refusal(accounts, account, name, domain);
+  };
   control_->api = std::make_unique<api::Api>(*control_->store, *control_->hooks, api_options);
   admin_->set_api(control_->api.get(), api_options.max_body);
   return common::success();

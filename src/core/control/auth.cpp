@@ -64,6 +64,34 @@ bool Account::may_use_domain(std::string_view host_text) const {
   return false;
 }
 
+std::string reservation_refusal(const std::vector<Account>& accounts, std::string_view account,
+                                std::string_view name, bool domain) {
+  const char* kind = domain ? "domains" : "subdomains";
+  const auto listed = [](const std::vector<std::string>& patterns) {
+    std::string out;
+    for (const auto& p : patterns) out += (out.empty() ? "" : ", ") + p;
+    return out.empty() ? std::string("(none)") : out;
+  };
+  for (const Account& a : accounts) {
+    if (a.name == account) {
+      if (domain ? a.may_use_domain(name) : a.may_use_subdomain(name)) continue;
+      return "account \"" + a.name + "\" is declared in the configuration file with " + kind + " " +
+             listed(domain ? a.domains : a.subdomains) + ", which do not allow \"" +
+             std::string(name) + "\"";
+    }
+    Account explicit_only;
+    explicit_only.subdomains.clear();
+    for (const auto& p : a.subdomains) {
+      if (p != "*") explicit_only.subdomains.push_back(p);
+    }
+    if (domain ? a.may_use_domain(name) : explicit_only.may_use_subdomain(name)) {
+      return "\"" + std::string(name) + "\" is given to account \"" + a.name + "\" by its " + kind +
+             " in the configuration file";
+    }
+  }
+  return {};
+}
+
 std::size_t Authenticator::DigestHash::operator()(const Digest& d) const {
   std::size_t out = 0;
   std::memcpy(&out, d.data(), sizeof out);  // already uniformly distributed

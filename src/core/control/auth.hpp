@@ -25,6 +25,14 @@ struct Authenticated {
   std::int64_t registered_id = 0;  // a registered agent of the control plane's store; 0 = none
 };
 
+// Why `account` may not reserve the subdomain `name` (domain = false) or the custom domain
+// `name` (domain = true) through the API, given the configuration file's accounts; "" = it
+// may. An account declared in the file is held to its own `subdomains`/`domains` there, and no
+// account takes what another declared account names explicitly (a pattern other than "*"):
+// otherwise a tenant with API access could reserve a name the operator gave someone else.
+std::string reservation_refusal(const std::vector<Account>& accounts, std::string_view account,
+                                std::string_view name, bool domain);
+
 class Authenticator {
  public:
   using Clock = std::function<std::int64_t()>;  // unix seconds

@@ -117,5 +117,35 @@ TEST(Account, DomainPatterns) {
   EXPECT_FALSE(account.may_use_domain("evil.com"));
 }
 
+// What the API lets an account reserve, given the configuration file's accounts.
+TEST(Account, ReservationsRespectTheConfigurationsPatterns) {
+  Account bob;
+  bob.name = "bob";
+  bob.subdomains = {"bob-*", "shop"};
+  bob.domains = {"bob.example.org"};
+  Account open;
+  open.name = "open";  // subdomains "*": any free name, no claim on any
+  const std::vector<Account> accounts = {bob, open};
+  // An account made through the API: free names, not what bob is given.
+  EXPECT_EQ(reservation_refusal(accounts, "api-made", "mine", false), "");
+  EXPECT_EQ(reservation_refusal(accounts, "api-made", "bob-app", false),
+            "\"bob-app\" is given to account \"bob\" by its subdomains in the configuration file");
+  EXPECT_NE(reservation_refusal(accounts, "api-made", "SHOP", false), "");
+  EXPECT_NE(reservation_refusal(accounts, "api-made", "bob.example.org", true), "");
+  EXPECT_EQ(reservation_refusal(accounts, "api-made", "other.example.org", true), "");
+  // bob itself: within its patterns only.
+  EXPECT_EQ(reservation_refusal(accounts, "bob", "bob-app", false), "");
+  EXPECT_EQ(reservation_refusal(accounts, "bob", "www", false),
+            "account \"bob\" is declared in the configuration file with subdomains bob-*, shop, "
+            "which do not allow \"www\"");
+  EXPECT_EQ(reservation_refusal(accounts, "bob", "bob.example.org", true), "");
+  // "open" may take any name nobody is given, and no custom domain (it lists none).
+  EXPECT_EQ(reservation_refusal(accounts, "open", "www", false), "");
+  EXPECT_NE(reservation_refusal(accounts, "open", "bob-x", false), "");
+  EXPECT_EQ(reservation_refusal(accounts, "open", "x.example.com", true),
+            "account \"open\" is declared in the configuration file with domains (none), which do "
+            "not allow \"x.example.com\"");
+}
+
 }  // namespace
 }  // namespace tunnel::core

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -69,6 +70,11 @@ struct ApiOptions {
   std::chrono::seconds idempotency_ttl{24 * 3600};
   // Unix seconds; nullptr = the system clock.
   std::int64_t (*now)() = nullptr;
+  // Why account ACCOUNT (by name) may not reserve the subdomain or custom domain NAME; "" = it
+  // may (the core passes reservation_refusal() over the configuration's accounts). Empty
+  // function = no such rule.
+  std::function<std::string(std::string_view account, std::string_view name, bool domain)>
+      reservation_check;
 };
 
 // An RFC 9457 problem document ("urn:tunnel:problem:<slug>"), for answers made outside Api

@@ -191,6 +191,20 @@ void check_tunnel(Call& call, const Tunnel& t, Fields& f) {
       }
     }
   }
+  if (o.reservation_check && (!t.name.empty() || !t.domain.empty())) {
+    auto account = call.store().get_account(t.account_id);
+    if (account && account.value()) {
+      const std::string& owner = account.value()->name;
+      if (!t.name.empty()) {
+        if (auto why = o.reservation_check(owner, t.name, false); !why.empty())
+          f.error("name", why);
+      }
+      if (!t.domain.empty()) {
+        if (auto why = o.reservation_check(owner, t.domain, true); !why.empty())
+          f.error("domain", why);
+      }
+    }
+  }
   if (t.agent_id) {
     auto agent = call.store().get_agent(*t.agent_id);
     if (!agent || !agent.value() || agent.value()->account_id != t.account_id) {

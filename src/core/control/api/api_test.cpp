@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/control/api/api_internal.hpp"
+#include "core/control/auth.hpp"
 #include "core/control/store/test_backends.hpp"
 
 namespace tunnel::core::api {
@@ -580,6 +581,36 @@ TYPED_TEST(ApiTest, RoleMatrix) {
 }
 
 // The member role manages the tunnels and agents its own user created, not its colleagues'
+// With the configuration's accounts, a tenant cannot reserve through the API a name the
+// configuration file gives another account (nor a configured account a name outside its own).
+TYPED_TEST(ApiTest, ANameTheConfigurationGivesAnotherAccountIsRefused) {
+  ApiOptions options;
+  options.domain = "example.com";
+  options.time = &this->time_;
+  options.now = [] { return std::int64_t{1'765'000'000}; };
+  options.reservation_check = [](std::string_view account, std::string_view name, bool domain) {
+    Account bob;
+    bob.name = "bob";
+    bob.subdomains = {"bob-*"};
+    return reservation_refusal({bob}, account, name, domain);
+  };
+  this->api_ = std::make_unique<Api>(*this->store_, this->hooks_, options);
+  const int changes = this->hooks_.changes;
+  auto refused = this->call("POST", "/api/v1/tunnels", R"({"name": "bob-shop"})");
+  EXPECT_EQ(refused.status, 422) << refused.raw.body;
+  EXPECT_EQ(this->fields(refused), std::vector<std::string>{"name"});
+  EXPECT_NE(refused.body["detail"].template get<std::string>().find("given to account \"bob\""),
+            std::string::npos)
+      << refused.raw.body;
+  EXPECT_EQ(this->hooks_.changes, changes);
+  auto made = this->call("POST", "/api/v1/tunnels", R"({"name": "acme-shop"})");
+  ASSERT_EQ(made.status, 201) << made.raw.body;
+  // A rename onto bob's names is refused too.
+  EXPECT_EQ(this->call("PATCH", "/api/v1/tunnels/" + made.body["id"].dump(), R"({"name": "bob-x"})")
+                .status,
+            422);
+}
+
 // (made in the store without a creator, like the role matrix's, they are an admin's to change).
 TYPED_TEST(ApiTest, AMemberManagesOnlyWhatItsUserCreated) {
   const std::string member = this->keys_[Role::kMember];
