@@ -21,6 +21,7 @@
 #include <optional>
 
 #include "agent/allow_local.hpp"
+#include "agent/forwarder.hpp"
 #include "agent/inspector.hpp"
 #include "agent/inspector_server.hpp"
 #include "agent/metrics.hpp"
@@ -31,6 +32,7 @@
 #include "common/loop_lag.hpp"
 #include "observability/log.hpp"
 #include "observability/metrics.hpp"
+#include "tracing/tracer.hpp"
 #include "transport/conn.hpp"
 
 namespace tunnel::agent {
@@ -41,7 +43,7 @@ constexpr int kExitUsage = 2;
 struct Flags {
   std::optional<std::string> config;
   std::optional<std::string> server, token, token_file, ca, fingerprint, data_dir, log_format,
-      log_level, metrics_addr;
+      log_level, metrics_addr, otlp_endpoint, trace_sample_ratio;
   bool insecure = false;
   bool plain = false;
   // http, tcp, udp
@@ -75,6 +77,8 @@ std::string name_flag(const std::string& message) {
       {"log_format", "--log-format"},
       {"log_level", "--log-level"},
       {"metrics_addr", "--metrics-addr"},
+      {"otlp_endpoint", "--otlp-endpoint"},
+      {"trace_sample_ratio", "--trace-sample-ratio"},
       {"tunnels[0].local", "TARGET"},
       {"tunnels[0].subdomain", "--subdomain"},
       {"tunnels[0].hostname", "--hostname"},
@@ -117,6 +121,8 @@ void apply_flags(const Flags& flags, Config& config) {
   set(flags.log_format, config.log_format);
   set(flags.log_level, config.log_level);
   set(flags.metrics_addr, config.metrics_addr);
+  set(flags.otlp_endpoint, config.otlp_endpoint);
+  set(flags.trace_sample_ratio, config.trace_sample_ratio);
   // A trust flag replaces whatever the file or the environment chose.
   if (flags.ca || flags.fingerprint || flags.insecure) {
     config.ca.clear();
@@ -146,11 +152,43 @@ boost::asio::awaitable<void> expire_log_level(observability::LogLevelControl& co
   }
 }
 
+// The agent's tracer while it runs (--otlp-endpoint): forward_http() reads it; flushed at exit.
+class TracingOn {
+ public:
+  TracingOn(const Config& config, observability::Registry& registry) {
+    if (config.otlp_endpoint.empty()) return;
+    tracing::TracerOptions options;
+    options.endpoint = config.otlp_endpoint;
+    options.service_name = "tunnel-agent";
+    options.sample_ratio = tracing::parse_sample_ratio(config.trace_sample_ratio).value_or(1.0);
+    auto started = tracing::Tracer::start(std::move(options), registry);
+    if (!started) {
+      spdlog::error("tracing off: {}", started.error().message);
+      return;
+    }
+    tracer_ = std::move(started).value();
+    set_tracer(tracer_.get());
+    spdlog::info("tracing: spans to {} (sample ratio {})", config.otlp_endpoint,
+                 tracer_->sample_ratio());
+  }
+  ~TracingOn() {
+    if (!tracer_) return;
+    set_tracer(nullptr);
+    tracer_->shutdown(std::chrono::seconds(2));
+  }
+  TracingOn(const TracingOn&) = delete;
+  TracingOn& operator=(const TracingOn&) = delete;
+
+ private:
+  std::unique_ptr<tracing::Tracer> tracer_;
+};
+
 int run(ConnectorOptions options, const Config& config) {
   const std::string& metrics_addr = config.metrics_addr;
   boost::asio::io_context io(1);
   RealTimeSource time;  // the agent's clock: every part gets it by reference from here
   observability::Registry registry;
+  const TracingOn tracing_on(config, registry);
   std::optional<AgentMetrics> metrics;
   std::optional<boost::asio::ip::tcp::acceptor> metrics_acceptor;
   if (!metrics_addr.empty()) {
@@ -410,6 +448,10 @@ int run_cli(int argc, char** argv) {
                    "bytes of requests the inspector keeps in all (52428800); 0 keeps none");
     cmd.add_option("--inspect-body-cap", flags.inspect_body_cap,
                    "body bytes the inspector keeps per request and direction (10485760)");
+    cmd.add_option("--otlp-endpoint", flags.otlp_endpoint,
+                   "send OpenTelemetry spans to this OTLP/HTTP URL (http://collector:4318)");
+    cmd.add_option("--trace-sample-ratio", flags.trace_sample_ratio,
+                   "share of new traces kept: 0.01 or 1% (default 1)");
   };
   add_common(app);
   app.add_option("--config", flags.config, "without a subcommand: the same as start --config FILE");

@@ -13,6 +13,8 @@
 #include "agent/allow_local.hpp"
 #include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
+#include "tracing/trace_context.hpp"
+#include "tracing/tracer.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -59,10 +61,27 @@ constexpr std::uint64_t kMaxInspectBytes = 16ull * 1024 * 1024 * 1024;
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
-                    {"server", "token", "data_dir", "ca", "fingerprint", "insecure", "plain",
-                     "log_format", "log_level", "window_budget", "tunnels", "allow_local",
-                     "metrics_addr", "inspect", "inspect_addr", "inspect_db_size",
-                     "inspect_body_cap", "inspect_redact", "inspect_password"});
+                    {"server",
+                     "token",
+                     "data_dir",
+                     "ca",
+                     "fingerprint",
+                     "insecure",
+                     "plain",
+                     "log_format",
+                     "log_level",
+                     "window_budget",
+                     "tunnels",
+                     "allow_local",
+                     "metrics_addr",
+                     "inspect",
+                     "inspect_addr",
+                     "inspect_db_size",
+                     "inspect_body_cap",
+                     "inspect_redact",
+                     "inspect_password",
+                     "otlp_endpoint",
+                     "trace_sample_ratio"});
   if (!f) return;
   r.read(*f, "server", "", out.server);
   r.read(*f, "token", "", out.token);
@@ -82,6 +101,8 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   r.read(*f, "inspect_body_cap", "", out.inspect_body_cap, kMaxInspectBytes);
   r.read(*f, "inspect_redact", "", out.inspect_redact);
   r.read(*f, "inspect_password", "", out.inspect_password);
+  r.read(*f, "otlp_endpoint", "", out.otlp_endpoint);
+  r.read(*f, "trace_sample_ratio", "", out.trace_sample_ratio);
   read_tunnels(r, *f, out);
 }
 
@@ -175,6 +196,15 @@ void check(ConfigReader& r, const Config& config) {
       r.error("metrics_addr", addr.error().message);
     }
   }
+  if (!config.otlp_endpoint.empty()) {
+    if (auto endpoint = tracing::check_endpoint(config.otlp_endpoint); !endpoint) {
+      r.error("otlp_endpoint", endpoint.error().message);
+    }
+  }
+  if (!tracing::parse_sample_ratio(config.trace_sample_ratio)) {
+    r.error("trace_sample_ratio", in_quotes(config.trace_sample_ratio) +
+                                      " is not a ratio from 0 to 1 (0.01) or a percentage (1%)");
+  }
   for (std::size_t i = 0; i < config.allow_local.size(); ++i) {
     if (auto rule = parse_local_rule(config.allow_local[i]); !rule) {
       r.error(element("allow_local", i), rule.error().message);
@@ -227,6 +257,9 @@ const common::ConfigSchema<Config>& config_schema() {
       {"TUNNEL_LOG_FORMAT", "log_format", common::env_string<Config, &Config::log_format>},
       {"TUNNEL_LOG_LEVEL", "log_level", common::env_string<Config, &Config::log_level>},
       {"TUNNEL_METRICS_ADDR", "metrics_addr", common::env_string<Config, &Config::metrics_addr>},
+      {"TUNNEL_OTLP_ENDPOINT", "otlp_endpoint", common::env_string<Config, &Config::otlp_endpoint>},
+      {"TUNNEL_TRACE_SAMPLE_RATIO", "trace_sample_ratio",
+       common::env_string<Config, &Config::trace_sample_ratio>},
       {"TUNNEL_INSECURE", "insecure", common::env_bool<Config, &Config::insecure>},
       {"TUNNEL_PLAIN", "plain", common::env_bool<Config, &Config::plain>},
   };

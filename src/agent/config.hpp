@@ -69,6 +69,11 @@ struct Config {
   // Header fields the inspector shows as "[redacted]"; [] shows every value.
   std::vector<std::string> inspect_redact = {"Authorization", "Cookie", "Set-Cookie",
                                              "Proxy-Authorization"};
+  // OpenTelemetry spans over OTLP/HTTP JSON ("http://collector:4318"); "" = tracing off.
+  std::string otlp_endpoint;
+  // The share of new traces kept: "0.01", "1%"; a request with a valid traceparent (from the
+  // core) follows its sampled flag; errors are kept always.
+  std::string trace_sample_ratio = "1";
 };
 
 using LoadResult = common::LoadResult<Config>;

@@ -39,11 +39,17 @@ std::string format_elapsed(Clock::duration elapsed) {
 void log_request(const ForwardResult& r, const ForwardSpec& tunnel) {
   const std::string what =
       (r.method.empty() ? std::string("?") : r.method) + " " + (r.target.empty() ? "?" : r.target);
+  // The request id (from the core), and the trace with tracing on: " id=... trace=...".
+  const std::string_view id_label = r.request_id.empty() ? "" : " id=";
+  const std::string_view trace_label = r.trace.active ? " trace=" : "";
+  const std::string trace = r.trace.active ? tracing::to_hex(r.trace.trace_id) : std::string();
   if (!r.error.empty()) {
-    spdlog::warn("{} {} {}: {}", what, r.status == 0 ? std::string("-") : std::to_string(r.status),
-                 format_elapsed(r.elapsed), r.error);
+    spdlog::warn("{} {} {}: {}{}{}{}{}", what,
+                 r.status == 0 ? std::string("-") : std::to_string(r.status),
+                 format_elapsed(r.elapsed), r.error, id_label, r.request_id, trace_label, trace);
   } else {
-    spdlog::info("{} {} {}", what, r.status, format_elapsed(r.elapsed));
+    spdlog::info("{} {} {}{}{}{}{}", what, r.status, format_elapsed(r.elapsed), id_label,
+                 r.request_id, trace_label, trace);
   }
   spdlog::debug("  id={} local={} in={} out={} reused={}{}", r.request_id, tunnel.request.local,
                 r.bytes_in, r.bytes_out, r.reused_connection ? "yes" : "no",

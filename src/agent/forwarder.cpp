@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <atomic>
+#include <boost/algorithm/string/predicate.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -82,8 +84,41 @@ struct RequestInfo {
   std::string error;  // the head does not parse
 };
 
+std::atomic<tracing::Tracer*> g_tracer{nullptr};
+
+bool is_field(std::string_view line, std::string_view name) {
+  return line.size() > name.size() && line[name.size()] == ':' &&
+         boost::algorithm::iequals(line.substr(0, name.size()), name);
+}
+
+// The head with traceparent set to `traceparent` (any earlier one removed), and tracestate
+// removed when `keep_state` is false; complete (ends with the empty line).
+std::string with_traceparent(std::string_view head, std::string_view traceparent, bool keep_state) {
+  while (head.ends_with("\r\n")) head.remove_suffix(2);
+  std::string out;
+  out.reserve(head.size() + 80);
+  bool first = true;
+  while (!head.empty()) {
+    const auto eol = head.find("\r\n");
+    const std::string_view line = head.substr(0, eol);
+    head = eol == std::string_view::npos ? std::string_view() : head.substr(eol + 2);
+    if (!first &&
+        (is_field(line, "traceparent") || (!keep_state && is_field(line, "tracestate")))) {
+      continue;
+    }
+    first = false;
+    out += line;
+    out += "\r\n";
+  }
+  out += "traceparent: ";
+  out += traceparent;
+  out += "\r\n\r\n";
+  return out;
+}
+
 // Reads the head in `payload`; its method, target and request id go to `result`.
-RequestInfo read_request_head(std::string_view payload, ForwardResult& result) {
+RequestInfo read_request_head(std::string_view payload, ForwardResult& result,
+                              std::optional<tracing::TraceContext>* parent = nullptr) {
   RequestInfo info;
   info.head = payload;
   if (payload.ends_with("\r\n\r\n")) {
@@ -98,20 +133,43 @@ RequestInfo read_request_head(std::string_view payload, ForwardResult& result) {
     made.keep_only_headers({"X-Request-Id"});  // the head goes to the app as the core sent it
     return made;
   }();
-  parser.reset();
-  Step step = parser.parse(payload);
-  if (step.type == Step::kNeedMore && !info.end.empty()) step = parser.parse(info.end);
+  // With tracing on: one that keeps traceparent too.
+  thread_local MessageParser traced_parser = [] {
+    MessageParser made(MessageParser::Kind::kRequest);
+    made.keep_only_headers({"X-Request-Id", "traceparent"});
+    return made;
+  }();
+  MessageParser& used = parent != nullptr ? traced_parser : parser;
+  used.reset();
+  Step step = used.parse(payload);
+  if (step.type == Step::kNeedMore && !info.end.empty()) step = used.parse(info.end);
   if (step.type != Step::kHead) {
-    info.error = step.type == Step::kError ? parser.error() : "incomplete request head";
+    info.error = step.type == Step::kError ? used.error() : "incomplete request head";
     return info;
   }
-  http::RequestHead& head = parser.request();
+  http::RequestHead& head = used.request();
   result.method = std::move(head.method);
   result.target = std::move(head.target);
-  // X-Request-Id is the only field kept.
-  if (!head.headers.empty()) result.request_id = std::move(head.headers.front().value);
+  if (parent == nullptr) {
+    // X-Request-Id is the only field kept.
+    if (!head.headers.empty()) result.request_id = std::move(head.headers.front().value);
+    info.method = result.method;
+    info.upgrade = used.is_upgrade();
+    return info;
+  }
+  int traceparents = 0;
+  const std::string* traceparent = nullptr;
+  for (http::Header& field : head.headers) {
+    if (boost::algorithm::iequals(field.name, "X-Request-Id")) {
+      result.request_id = std::move(field.value);
+    } else {
+      ++traceparents;
+      traceparent = &field.value;
+    }
+  }
+  if (traceparents == 1) *parent = tracing::parse_traceparent(*traceparent);
   info.method = result.method;
-  info.upgrade = parser.is_upgrade();
+  info.upgrade = used.is_upgrade();
   return info;
 }
 
@@ -316,7 +374,46 @@ asio::awaitable<void> download(Attempt& at) {
   if (!at.request_done && !at.upgraded) at.cancel_app();
 }
 
+// The agent's span for the local call, when it is kept: sampled, or the exchange failed.
+void export_span(tracing::Tracer& tracer, const ForwardResult& result,
+                 const common::NetAddress& target) {
+  const tracing::RequestTrace& trace = result.trace;
+  const bool failed = !result.error.empty() || result.status >= 500;
+  if (!trace.sampled() && !failed) return;
+  tracing::SpanData span;
+  span.trace_id = trace.trace_id;
+  span.span_id = trace.span_id;
+  span.parent_span_id = trace.parent_span_id;
+  span.flags = trace.flags;
+  span.kind = tracing::SpanKind::kClient;
+  span.name = result.method + " local";
+  span.end_unix_nano = tracing::unix_nanos(std::chrono::system_clock::now());
+  span.start_unix_nano =
+      span.end_unix_nano -
+      std::chrono::duration_cast<std::chrono::nanoseconds>(result.elapsed).count();
+  span.error = failed;
+  if (!result.error.empty()) {
+    span.status_message = result.error;
+  } else if (failed) {
+    span.status_message = "HTTP " + std::to_string(result.status);
+  }
+  span.attributes = {
+      {"http.request.method", result.method},
+      {"url.path", result.target.substr(0, result.target.find('?'))},
+      {"server.address", target.to_string()},
+      {"tunnel.request_id", result.request_id},
+  };
+  if (result.status != 0) {
+    span.attributes.push_back({"http.response.status_code", std::int64_t{result.status}});
+  }
+  tracer.submit(std::move(span));
+}
+
 }  // namespace
+
+void set_tracer(tracing::Tracer* tracer) {
+  g_tracer.store(tracer);
+}
 
 asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
                                             std::shared_ptr<LocalPool> pool,
@@ -329,7 +426,23 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   protocol::ConnectionAddresses addresses;
   std::string_view head = stream->open_payload();
   if (proxy != protocol::ProxyProtocol::kNone) head = protocol::take_address_line(head, addresses);
-  const RequestInfo request = read_request_head(head, result);
+  tracing::Tracer* const tracer = g_tracer.load(std::memory_order_relaxed);
+  std::optional<tracing::TraceContext> parent;
+  RequestInfo request = read_request_head(head, result, tracer != nullptr ? &parent : nullptr);
+  std::string traced_head;  // with tracing on: the head with the agent's traceparent
+  if (tracer != nullptr && request.error.empty()) {
+    tracing::RequestTrace& trace = result.trace;
+    trace.trace_id = parent ? parent->trace_id : tracing::new_trace_id();
+    if (parent) trace.parent_span_id = parent->span_id;
+    trace.span_id = tracing::new_span_id();
+    trace.flags = tracer->sample(parent, trace.trace_id) ? tracing::kSampledFlag : 0;
+    trace.active = true;
+    traced_head = with_traceparent(
+        request.head, tracing::format_traceparent(trace.trace_id, trace.span_id, trace.flags),
+        parent.has_value());
+    request.head = traced_head;
+    request.end = {};
+  }
   if (capture != nullptr) {
     capture->opened = start;
     capture->request_raw.reserve(request.head.size() + request.end.size());
@@ -340,6 +453,7 @@ asio::awaitable<ForwardResult> forward_http(std::shared_ptr<mux::Stream> stream,
   const auto finish = [&] {
     result.elapsed = Clock::now() - start;
     if (capture != nullptr) capture->ended = start + result.elapsed;
+    if (tracer != nullptr && result.trace.active) export_span(*tracer, result, target);
     return std::move(result);
   };
   if (!request.error.empty()) {

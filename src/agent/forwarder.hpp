@@ -19,6 +19,7 @@
 #include "common/net_address.hpp"
 #include "mux/session.hpp"
 #include "protocol/proxy_header.hpp"
+#include "tracing/tracer.hpp"
 
 namespace tunnel::agent {
 
@@ -34,12 +35,21 @@ struct ForwardResult {
   std::uint64_t bytes_out = 0;  // response bytes sent to the core
   bool reused_connection = false;
   bool upgraded = false;
-  bool unreachable = false;  // the app could not be reached (LOCAL_UNREACHABLE)
-  bool bad_request = false;  // the head from the core could not be read
+  bool unreachable = false;       // the app could not be reached (LOCAL_UNREACHABLE)
+  bool bad_request = false;       // the head from the core could not be read
+  tracing::RequestTrace trace{};  // with tracing on: the request's trace and the agent's span
 };
+
+// The tracer forward_http() uses (the agent's --otlp-endpoint); null (the default) = tracing
+// off. Set before streams are served and cleared after; not owned.
+void set_tracer(tracing::Tracer* tracer);
 
 // Relays `stream` to the app at `target` and returns once the stream is finished on our side.
 // The connection goes back to `pool` only after a clean keep-alive exchange.
+//
+// With tracing on (set_tracer()), the app gets a traceparent naming the agent's span for the
+// local call, whose parent is the core's (the incoming traceparent; a missing or invalid one
+// starts a new trace), and the span is exported when sampled or when the exchange failed.
 //
 // With `proxy` set, the OPEN_STREAM payload starts with the core's address line; each new app
 // connection starts with a PROXY header for that client, and is pooled for that public client

@@ -42,6 +42,7 @@ using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::milliseconds kOwnershipSaveInterval{1000};
 constexpr std::chrono::milliseconds kLoopLagInterval{250};
+constexpr std::chrono::milliseconds kTraceFlushGrace{2000};  // spans still queued at exit
 
 // Logs what escapes a detached coroutine instead of losing it.
 void log_failure(std::exception_ptr error) {
@@ -152,6 +153,17 @@ Server::Server(Config config) {
                    : open_tcp_port(*context, std::move(executor), host, port, filters);
       },
       tunnel_filters, tunnel_connection_filters);
+  if (const TracingConfig& tracing = context_->config.tracing; !tracing.otlp_endpoint.empty()) {
+    // The endpoint was checked with the configuration.
+    tracing::TracerOptions options;
+    options.endpoint = tracing.otlp_endpoint;
+    options.service_name = "tunnel-core";
+    options.sample_ratio = tracing.sample_ratio;
+    context_->tracer =
+        tracing::Tracer::start(std::move(options), observability::default_registry()).value();
+    spdlog::info("tracing: spans to {} (sample ratio {})", tracing.otlp_endpoint,
+                 tracing.sample_ratio);
+  }
   front_ = std::make_unique<HttpFront>(*context_);
   admin_ = std::make_unique<AdminServer>(*context_);
   admin_->set_log_level(&log_level_);
@@ -560,6 +572,7 @@ int Server::run() {
     }
   }
   save_ownership(context_->registry, *ownership_, nullptr);
+  if (context_->tracer) context_->tracer->shutdown(kTraceFlushGrace);  // the last spans
   return 0;
 }
 

@@ -25,6 +25,19 @@ struct TraceContext {
   bool sampled() const { return (flags & kSampledFlag) != 0; }
 };
 
+// One request's trace in one process, set when tracing is on (`active`): the trace, this
+// process's span for the request, the span it hands on (the core's span for the trip through
+// the tunnel; the agent sends its own span), the caller's span (zeros: none) and the flags.
+struct RequestTrace {
+  TraceId trace_id{};
+  SpanId span_id{};
+  SpanId child_span_id{};
+  SpanId parent_span_id{};
+  std::uint8_t flags = 0;
+  bool active = false;
+  bool sampled() const { return (flags & kSampledFlag) != 0; }
+};
+
 // Parses a `traceparent` value strictly (W3C Trace Context level 1, section 3.2): version
 // 2 lower-case hex digits, not "ff"; version 00 is exactly 55 characters; a later version is at
 // least 55 and, when longer, goes on with '-' (its first four parts are read as version 00's);

@@ -63,7 +63,9 @@ void Tracer::submit(SpanData&& span) {
       dropped_.inc();
       return;
     }
-    wake = batcher_.size() == batcher_.options().max_batch;
+    // The thread sleeps without a deadline while the queue is empty, and until the oldest
+    // span's deadline otherwise: wake it for the first span and for a full batch.
+    wake = batcher_.size() == 1 || batcher_.size() == batcher_.options().max_batch;
   }
   if (wake) wake_.notify_one();
 }

@@ -23,6 +23,7 @@
 #include "core/control/config.hpp"
 #include "core/control/handshake_limiter.hpp"
 #include "observability/metrics.hpp"
+#include "tracing/tracer.hpp"
 
 namespace tunnel::mux {
 class WindowBudget;
@@ -104,6 +105,9 @@ struct CoreContext {
   // The store's quotas per account, enforced on live traffic (core/agents/quota.hpp); routes
   // get one only in a core with a store.
   QuotaBook quotas;
+  // OpenTelemetry spans (tracing.otlp_endpoint); null when tracing is off. Set by the Server
+  // before the listeners' filters are built.
+  std::unique_ptr<tracing::Tracer> tracer;
 };
 
 // A fresh request id: 16 random bytes as 32 hex digits.

@@ -13,6 +13,8 @@
 #include "common/byte_rate.hpp"
 #include "common/cidr.hpp"
 #include "common/net_address.hpp"
+#include "tracing/trace_context.hpp"
+#include "tracing/tracer.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -179,7 +181,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(
       root, "",
       {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth", "accounts",
-       "ports", "bandwidth", "limits", "heartbeat", "log", "store", "metrics"});
+       "ports", "bandwidth", "limits", "heartbeat", "log", "store", "metrics", "tracing"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -224,6 +226,21 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   if (f->contains("metrics")) {
     if (auto mf = r.fields(f->at("metrics"), "metrics", {"max_tunnels"})) {
       r.read(*mf, "max_tunnels", "metrics", out.metrics.max_tunnels);
+    }
+  }
+  if (f->contains("tracing")) {
+    if (auto tf = r.fields(f->at("tracing"), "tracing", {"otlp_endpoint", "sample_ratio"})) {
+      r.read(*tf, "otlp_endpoint", "tracing", out.tracing.otlp_endpoint);
+      std::string ratio;
+      if (r.read(*tf, "sample_ratio", "tracing", ratio) && tf->contains("sample_ratio")) {
+        if (auto parsed = tracing::parse_sample_ratio(ratio)) {
+          out.tracing.sample_ratio = *parsed;
+        } else {
+          r.error("tracing.sample_ratio", "\"" + ratio +
+                                              "\" is not a ratio from 0 to 1 (0.01) or a "
+                                              "percentage (1%)");
+        }
+      }
     }
   }
 }
@@ -578,6 +595,11 @@ void check(ConfigReader& r, const Config& config) {
   check_tls(r, config.tls);
   check_auth(r, config.auth);
   check_accounts(r, config);
+  if (!config.tracing.otlp_endpoint.empty()) {
+    if (auto endpoint = tracing::check_endpoint(config.tracing.otlp_endpoint); !endpoint) {
+      r.error("tracing.otlp_endpoint", endpoint.error().message);
+    }
+  }
 }
 
 std::vector<std::string> split_tokens(std::string_view text) {
@@ -617,6 +639,16 @@ common::Status env_workers(Config& config, std::string_view value) {
   return common::success();
 }
 
+common::Status env_sample_ratio(Config& config, std::string_view value) {
+  const auto ratio = tracing::parse_sample_ratio(value);
+  if (!ratio) {
+    return common::fail("expected a ratio from 0 to 1 (0.01) or a percentage (1%), got " +
+                        in_quotes(value));
+  }
+  config.tracing.sample_ratio = *ratio;
+  return common::success();
+}
+
 }  // namespace
 
 const common::ConfigSchema<Config>& config_schema() {
@@ -643,6 +675,9 @@ const common::ConfigSchema<Config>& config_schema() {
       // Comma-separated; added to the tokens of the account "default" (created if missing).
       {"TUNNEL_TOKEN", "accounts[name=default].tokens", env_tokens},
       {"TUNNEL_WORKERS", "workers", env_workers},
+      {"TUNNEL_OTLP_ENDPOINT", "tracing.otlp_endpoint",
+       env_string<Config, &Config::tracing, &TracingConfig::otlp_endpoint>},
+      {"TUNNEL_TRACE_SAMPLE_RATIO", "tracing.sample_ratio", env_sample_ratio},
   };
   static const common::ConfigSchema<Config> kSchema{read_document, check, kEnv};
   return kSchema;

@@ -217,6 +217,16 @@ struct MetricsConfig {
   std::uint32_t max_tunnels = 200;
 };
 
+// OpenTelemetry tracing (docs/observability.md#tracing): off while otlp_endpoint is "".
+struct TracingConfig {
+  // Where spans go over OTLP/HTTP JSON: "http://collector:4318" (POST /v1/traces) or a URL
+  // with its path; https:// verifies the server with the system's CAs.
+  std::string otlp_endpoint;
+  // The share of new traces kept (0..1, or "1%" in the file); a request with a valid
+  // traceparent follows its sampled flag; errors (5xx, refused) are kept always.
+  double sample_ratio = 1.0;
+};
+
 struct Config {
   std::string domain = "localhost";  // tunnels are served as NAME.<domain>
   std::string data_dir = "./tunnel-data";
@@ -237,6 +247,7 @@ struct Config {
   LogConfig log;
   StoreConfig store;
   MetricsConfig metrics;
+  TracingConfig tracing;
 };
 
 using LoadResult = common::LoadResult<Config>;
@@ -253,7 +264,8 @@ LoadResult load_config_string(const std::string& text, std::string_view source_n
 // TUNNEL_AGENT_PLAIN_ADDR,
 // TUNNEL_HTTP_ADDR, TUNNEL_HTTPS_ADDR, TUNNEL_ADMIN_ADDR, TUNNEL_TUNNELS_HOST, TUNNEL_TOKEN
 // (comma-separated, added to account "default"), TUNNEL_LOG_FORMAT, TUNNEL_LOG_LEVEL,
-// TUNNEL_WORKERS. Unset or empty variables are ignored. Errors (line 0) name the variable.
+// TUNNEL_WORKERS, TUNNEL_OTLP_ENDPOINT, TUNNEL_TRACE_SAMPLE_RATIO. Unset or empty variables are
+// ignored. Errors (line 0) name the variable.
 std::vector<ConfigError> apply_env(Config& config, const common::Getenv& getenv);
 
 // The checks load_config_*() runs after reading: syntax of addresses, names and patterns,

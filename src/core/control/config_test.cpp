@@ -482,6 +482,24 @@ TEST(CoreConfig, MetricsCapOnTunnels) {
   EXPECT_FALSE(typo.ok());
 }
 
+TEST(CoreConfig, TracingEndpointAndSampleRatio) {
+  EXPECT_EQ(Config{}.tracing.otlp_endpoint, "");
+  EXPECT_EQ(Config{}.tracing.sample_ratio, 1.0);
+  auto result = load_config_string(
+      "tracing:\n  otlp_endpoint: http://127.0.0.1:4318\n  sample_ratio: 0.01\n");
+  ASSERT_TRUE(result.ok()) << all(result.errors);
+  EXPECT_EQ(result.config.tracing.otlp_endpoint, "http://127.0.0.1:4318");
+  EXPECT_EQ(result.config.tracing.sample_ratio, 0.01);
+  auto percent = load_config_string("tracing:\n  sample_ratio: 5%\n");
+  ASSERT_TRUE(percent.ok()) << all(percent.errors);
+  EXPECT_EQ(percent.config.tracing.sample_ratio, 0.05);
+  find(load_config_string("tracing:\n  sample_ratio: 2\n"),
+       "tracing.sample_ratio: \"2\" is not a ratio from 0 to 1");
+  find(load_config_string("tracing:\n  otlp_endpoint: collector:4318\n"),
+       "tracing.otlp_endpoint: the OTLP endpoint \"collector:4318\" is not an http:// or https:// "
+       "URL");
+}
+
 // Issue 25: one client address could take a tcp/udp tunnel's whole budget.
 TEST(CoreConfig, PerAddressCapsOfRawTunnelsAreReadAndFiniteByDefault) {
   EXPECT_EQ(Config{}.limits.max_connections_per_tcp_tunnel_per_address, 64u);

@@ -1,6 +1,9 @@
 #include "core/edge/http_filters.hpp"
 
 #include <algorithm>
+#include <array>
+#include <boost/algorithm/string/predicate.hpp>
+#include <chrono>
 #include <limits>
 
 #include "core/agents/agent_gateway.hpp"
@@ -40,8 +43,117 @@ FilterVerdict ProxyAddressesFilter::on_request_head(FilterRequest& request) {
   return FilterVerdict::next();
 }
 
+std::optional<tracing::TraceContext> incoming_trace(const http::RequestHead& head) {
+  const std::string* found = nullptr;
+  for (const http::Header& field : head.headers) {
+    if (field.name.size() != 11 || !boost::algorithm::iequals(field.name, "traceparent")) continue;
+    if (found != nullptr) return std::nullopt;  // several: not one context
+    found = &field.value;
+  }
+  if (found == nullptr) return std::nullopt;
+  return tracing::parse_traceparent(*found);
+}
+
+FilterVerdict TracingFilter::on_request_head(FilterRequest& request) {
+  tracing::RequestTrace& trace = request.trace;
+  const auto parent = incoming_trace(request.head);
+  if (parent) {
+    trace.trace_id = parent->trace_id;
+    trace.parent_span_id = parent->span_id;
+  } else {
+    trace.trace_id = tracing::new_trace_id();
+    request.head.remove("tracestate");  // it belonged to the context that was not valid
+  }
+  trace.span_id = tracing::new_span_id();
+  trace.child_span_id = tracing::new_span_id();
+  trace.flags = tracer_.sample(parent, trace.trace_id) ? tracing::kSampledFlag : 0;
+  trace.active = true;
+  std::array<char, tracing::kTraceparentLength> value{};
+  tracing::write_traceparent(value.data(), trace.trace_id, trace.child_span_id, trace.flags);
+  request.head.set("traceparent", std::string_view(value.data(), value.size()));
+  return FilterVerdict::next();
+}
+
+namespace {
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+std::string_view ip_of(std::string_view peer) {
+  const auto colon = peer.rfind(':');
+  std::string_view ip = colon == std::string_view::npos ? peer : peer.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
+}  // namespace
+
+void TracingFilter::on_complete(const FilterRequest& request, const ExchangeSummary& summary) {
+  const tracing::RequestTrace& trace = request.trace;
+  if (!trace.active) return;
+  const bool failed = summary.status >= 500 || !summary.relayed;
+  if (!trace.sampled() && !failed) return;  // kept: sampled, or an error (a bounded tail)
+  const auto now = std::chrono::steady_clock::now();
+  const std::int64_t end = tracing::unix_nanos(std::chrono::system_clock::now());
+  const auto since_head =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - request.decision.head_at);
+  const std::string method = request.head.method;
+  const std::string& host = request.decision.host;
+  const std::string request_id = request.request_id != nullptr ? *request.request_id : "";
+  const auto status = static_cast<std::int64_t>(summary.status);
+  const std::string status_text = "HTTP " + std::to_string(summary.status);
+
+  tracing::SpanData server;
+  server.trace_id = trace.trace_id;
+  server.span_id = trace.span_id;
+  server.parent_span_id = trace.parent_span_id;
+  server.flags = trace.flags;
+  server.kind = tracing::SpanKind::kServer;
+  server.name = method;
+  server.start_unix_nano = end - since_head.count();
+  server.end_unix_nano = end;
+  server.error = summary.status >= 500 || summary.status == 0;
+  if (server.error)
+    server.status_message = summary.status == 0 ? "closed without an answer" : status_text;
+  server.attributes = {
+      {"http.request.method", method},
+      {"url.path", std::string(path_of(request.head.target))},
+      {"url.scheme", std::string(request.tls ? "https" : "http")},
+      {"server.address", host},
+      {"client.address", std::string(ip_of(request.client_peer))},
+      {"http.response.status_code", status},
+      {"tunnel.name", host},
+      {"tunnel.request_id", request_id},
+  };
+  if (const auto& agent = request.decision.route.agent) {
+    server.attributes.push_back({"tunnel.account", agent->account});
+  }
+  if (summary.relayed) {
+    tracing::SpanData client;
+    client.trace_id = trace.trace_id;
+    client.span_id = trace.child_span_id;
+    client.parent_span_id = trace.span_id;
+    client.flags = trace.flags;
+    client.kind = tracing::SpanKind::kClient;
+    client.name = method + " tunnel";
+    client.end_unix_nano = end;
+    client.start_unix_nano = end - static_cast<std::int64_t>(summary.seconds * 1e9);
+    client.error = summary.status >= 500 || summary.status == 0;
+    if (client.error) client.status_message = server.status_message;
+    client.attributes = {
+        {"http.request.method", method},       {"server.address", request.decision.route.local},
+        {"http.response.status_code", status}, {"tunnel.name", host},
+        {"tunnel.request_id", request_id},
+    };
+    tracer_.submit(std::move(client));
+  }
+  tracer_.submit(std::move(server));
+}
+
 std::shared_ptr<const FilterChain> listener_filters(CoreContext& context) {
   std::vector<std::shared_ptr<HttpFilter>> filters;
+  if (context.tracer) filters.push_back(std::make_shared<TracingFilter>(*context.tracer));
   const LimitsConfig& limits = context.config.limits;
   if (limits.requests_per_second != 0) {
     filters.push_back(std::make_shared<RateLimitFilter>(context.rate_limiter));

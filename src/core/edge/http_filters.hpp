@@ -63,6 +63,30 @@ class QuotaFilter final : public HttpFilter {
   std::shared_ptr<AccountQuota> quota_;
 };
 
+// tracing.otlp_endpoint (docs/observability.md#tracing): W3C trace context in and out. First in
+// the listener's chain. The request head hook reads the client's traceparent (a valid one is the
+// parent; an invalid one, or several, is ignored with its tracestate and a new trace starts),
+// decides sampling (parent-based, else tracing.sample_ratio) and sets traceparent to the span of
+// the trip through the tunnel; the complete hook sends the core's two spans (server: the public
+// request; client: the tunnel trip, when a stream was opened) when the request was sampled or
+// failed (5xx, or refused by the core). Nothing is allocated for an unsampled request apart
+// from the traceparent value the app is sent.
+class TracingFilter final : public HttpFilter {
+ public:
+  explicit TracingFilter(tracing::Tracer& tracer) : tracer_(tracer) {}
+  std::string_view name() const override { return "tracing"; }
+  unsigned hooks() const override { return hook::kRequestHead | hook::kComplete; }
+  FilterVerdict on_request_head(FilterRequest& request) override;
+  void on_complete(const FilterRequest& request, const ExchangeSummary& summary) override;
+
+ private:
+  tracing::Tracer& tracer_;
+};
+
+// The trace context of a request head: its one valid traceparent, else nullopt (none, invalid,
+// or more than one field).
+std::optional<tracing::TraceContext> incoming_trace(const http::RequestHead& head);
+
 // The 429 answer to a request refused by a quota: the problem document names the quota
 // ("quota": "max_requests_per_second") and its value ("limit").
 LocalAnswer quota_answer(const QuotaRefusal& refusal, std::string_view host);

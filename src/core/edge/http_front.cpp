@@ -174,7 +174,10 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     if (decision.answer) {
       const http::RequestHead& request = parser.request();
       const std::string request_id = new_request_id();
-      log_local_answer(client_ip(*conn), decision.host, request, *decision.answer, request_id);
+      std::optional<tracing::TraceContext> incoming;
+      if (context_.tracer) incoming = incoming_trace(request);  // the caller's trace, if any
+      log_local_answer(client_ip(*conn), decision.host, request, *decision.answer, request_id,
+                       incoming ? &incoming->trace_id : nullptr);
       co_await answer(*conn, *decision.answer, request_id, request.method, nullptr);
       if (decision.answer->close) {
         co_await close_lingering();
@@ -217,6 +220,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     }
     buffers.open.clear();
     FilterRequest filtered{head, decision, conn->peer(), local_addr, tls, buffers.open};
+    filtered.request_id = &request_id;
     FilterVerdict refusal;
     auto stream = open_exchange(filtered, ip, trusted, request_id, parser.is_upgrade(), refusal);
     if (!stream) {
@@ -224,7 +228,8 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
                          has_body || !keep_alive;
       if (refusal.kind == FilterVerdict::Kind::kAnswer) {
         refusal.answer.close = close;
-        log_local_answer(ip, decision.host, head, refusal.answer, request_id);
+        log_local_answer(ip, decision.host, head, refusal.answer, request_id,
+                         filtered.trace.active ? &filtered.trace.trace_id : nullptr);
         co_await answer(*conn, refusal.answer, request_id, head.method,
                         decision.route.metrics.get());
       }
@@ -254,6 +259,7 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
     ex.bodiless = !has_body && !ex.upgrade_requested;
     ex.metrics = decision.route.metrics.get();
     ex.head_at = head_at;
+    filtered.request_id = &ex.request_id;  // request_id moved there
     co_await relay(*conn, ex);
 
     // ---- 7. finish
@@ -321,7 +327,12 @@ asio::awaitable<void> HttpFront::relay(transport::Conn& conn, Exchange& ex) {
 
 void HttpFront::log_local_answer(std::string_view ip, std::string_view host,
                                  const http::RequestHead& head, const LocalAnswer& reply,
-                                 const std::string& request_id) {
+                                 const std::string& request_id, const tracing::TraceId* trace_id) {
+  if (trace_id != nullptr) {
+    spdlog::info("{} {} {} {} -> {} {} id={} trace={}", ip, host, head.method, head.target,
+                 reply.status, reply.detail, request_id, tracing::to_hex(*trace_id));
+    return;
+  }
   spdlog::info("{} {} {} {} -> {} {} id={}", ip, host, head.method, head.target, reply.status,
                reply.detail, request_id);
 }
@@ -353,12 +364,22 @@ void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
   if (const auto& usage = ex.filtered.decision.route.usage) {
     usage->add(ex.bytes_in, ex.bytes_out, status >= 500 || cut_off);
   }
-  const ExchangeSummary summary{status, ex.bytes_in, ex.bytes_out, seconds, !cut_off};
+  const ExchangeSummary summary{status, ex.bytes_in, ex.bytes_out, seconds, !cut_off, true};
   if (ex.listener.wants(hook::kComplete)) ex.listener.complete(ex.filtered, summary);
   if (ex.tunnel != nullptr && ex.tunnel->wants(hook::kComplete)) {
     ex.tunnel->complete(ex.filtered, summary);
   }
   const http::RequestHead& request = ex.parser.request();
+  if (ex.filtered.trace.active) {
+    spdlog::info("{} {} {} {} {}{} {:.1f}ms in={} out={} id={} trace={}", conn.peer(),
+                 ex.filtered.decision.host, request.method, request.target, status,
+                 cut_off          ? " (response cut off)"
+                 : ex.client_gone ? " (client closed the connection)"
+                                  : "",
+                 seconds * 1000, ex.bytes_in, ex.bytes_out, ex.request_id,
+                 tracing::to_hex(ex.filtered.trace.trace_id));
+    return;
+  }
   spdlog::info("{} {} {} {} {}{} {:.1f}ms in={} out={} id={}", conn.peer(),
                ex.filtered.decision.host, request.method, request.target, status,
                cut_off          ? " (response cut off)"

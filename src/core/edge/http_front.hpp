@@ -88,9 +88,10 @@ class HttpFront {
                                const std::string& request_id, std::string_view method,
                                TunnelSeries* tunnel);
   // The log line of a request answered here (decide() or a filter refused it).
+  // `trace_id`: the request's trace when tracing is on (logged as trace=), else null.
   static void log_local_answer(std::string_view ip, std::string_view host,
                                const http::RequestHead& head, const LocalAnswer& reply,
-                               const std::string& request_id);
+                               const std::string& request_id, const tracing::TraceId* trace_id);
   void finish(const transport::Conn& conn, Exchange& ex);
 
   CoreContext& context_;

@@ -25,6 +25,7 @@
 #include "common/cidr.hpp"
 #include "core/agents/registry.hpp"
 #include "http/head.hpp"
+#include "tracing/trace_context.hpp"
 
 namespace tunnel::core {
 
@@ -137,6 +138,8 @@ struct FilterRequest {
   // What filters' request hooks took and their complete hooks give back (held::k*): complete
   // runs for every exchange, also one a filter before them refused.
   unsigned held = 0;
+  const std::string* request_id = nullptr;  // the request's X-Request-Id (set by HttpFront)
+  tracing::RequestTrace trace{};            // set by TracingFilter when tracing is on
 };
 
 namespace held {
@@ -150,6 +153,7 @@ struct ExchangeSummary {
   std::uint64_t bytes_out = 0;
   double seconds = 0;
   bool complete = false;  // the response reached its end (not cut off)
+  bool relayed = false;   // a stream to the agent was opened (else the core answered)
 };
 
 // Which hooks a filter implements; the relay skips hooks no filter of the chain asked for.
