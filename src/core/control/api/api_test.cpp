@@ -1075,7 +1075,13 @@ TEST(ApiStoreErrors, AreAnsweredByTheirKind) {
   EXPECT_EQ(status_of(ErrorKind::kNotFound, "no tunnel 5"), 404);
   EXPECT_EQ(status_of(ErrorKind::kInvalid, "tunnel.port: give a port from 1 to 65535"), 422);
   EXPECT_EQ(status_of(ErrorKind::kInternal, "sqlite: disk I/O error"), 500);
-  EXPECT_EQ(status_of(ErrorKind::kUnavailable, "postgres: the server is shutting down"), 500);
+  // The database cannot be reached for now (PostgreSQL restarting): try again shortly.
+  const ApiResponse unavailable =
+      store_error(common::fail(ErrorKind::kUnavailable, "postgres: the server is shutting down"));
+  EXPECT_EQ(unavailable.status, 503);
+  EXPECT_NE(std::find(unavailable.headers.begin(), unavailable.headers.end(),
+                      std::pair<std::string, std::string>{"Retry-After", "1"}),
+            unavailable.headers.end());
   const ApiResponse conflict = store_error(common::fail(ErrorKind::kConflict, "name taken"));
   const json problem = json::parse(conflict.body, nullptr, false);
   EXPECT_EQ(problem["type"], "urn:tunnel:problem:conflict");
