@@ -19,14 +19,17 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <tuple>
 
 #include "agent/allow_local.hpp"
 #include "agent/forwarder.hpp"
+#include "agent/health_check.hpp"
 #include "agent/inspector.hpp"
 #include "agent/inspector_server.hpp"
 #include "agent/metrics.hpp"
 #include "common/byte_rate.hpp"
 #include "common/config_reader.hpp"
+#include "common/duration.hpp"
 #include "common/fingerprint.hpp"
 #include "common/heap_trim.hpp"
 #include "common/loop_lag.hpp"
@@ -42,12 +45,18 @@ constexpr int kExitUsage = 2;
 
 struct Flags {
   std::optional<std::string> config;
-  std::optional<std::string> server, token, token_file, ca, fingerprint, data_dir, log_format,
-      log_level, metrics_addr, otlp_endpoint, trace_sample_ratio;
+  std::vector<std::string> servers;  // --server, repeatable, each maybe a comma-separated list
+  std::optional<std::uint32_t> connections;
+  std::optional<std::string> session_max_age;
+  std::optional<std::string> token, token_file, ca, fingerprint, data_dir, log_format, log_level,
+      metrics_addr, otlp_endpoint, trace_sample_ratio;
   bool insecure = false;
   bool plain = false;
   // http, tcp, udp
   std::optional<std::string> proxy_protocol, bandwidth;
+  // http, tcp: the health check
+  std::optional<std::string> health_check, health_interval, health_timeout;
+  std::optional<std::uint32_t> health_rise, health_fall;
   // http
   std::string target;
   std::optional<std::string> subdomain, hostname;
@@ -66,6 +75,8 @@ struct Flags {
 std::string name_flag(const std::string& message) {
   static const std::pair<std::string_view, std::string_view> kFlags[] = {
       {"server", "--server"},
+      {"connections", "--connections"},
+      {"session_max_age", "--session-max-age"},
       {"token", "--token"},
       {"data_dir", "--data-dir"},
       {"ca", "--ca"},
@@ -74,6 +85,11 @@ std::string name_flag(const std::string& message) {
       {"plain", "--plain"},
       {"tunnels[0].proxy_protocol", "--proxy-protocol"},
       {"tunnels[0].bandwidth", "--bandwidth"},
+      {"tunnels[0].health_check", "--health-check"},
+      {"tunnels[0].health_interval", "--health-interval"},
+      {"tunnels[0].health_timeout", "--health-timeout"},
+      {"tunnels[0].health_rise", "--health-rise"},
+      {"tunnels[0].health_fall", "--health-fall"},
       {"log_format", "--log-format"},
       {"log_level", "--log-level"},
       {"metrics_addr", "--metrics-addr"},
@@ -111,11 +127,33 @@ int usage_error(const std::string& message) {
   return kExitUsage;
 }
 
+// The health check flags of `http` and `tcp` into their one tunnel; an error names the flag.
+std::optional<std::string> apply_health_flags(const Flags& flags, TunnelConfig& tunnel) {
+  tunnel.health_check = flags.health_check.value_or("");
+  for (const auto& [flag, value, out] :
+       {std::tuple{"--health-interval", &flags.health_interval, &tunnel.health_interval},
+        std::tuple{"--health-timeout", &flags.health_timeout, &tunnel.health_timeout}}) {
+    if (!*value) continue;
+    auto parsed = common::parse_duration(**value);
+    if (!parsed) return std::string(flag) + ": " + parsed.error().message;
+    *out = parsed.value();
+  }
+  if (flags.health_rise) tunnel.health_rise = *flags.health_rise;
+  if (flags.health_fall) tunnel.health_fall = *flags.health_fall;
+  return std::nullopt;
+}
+
 void apply_flags(const Flags& flags, Config& config) {
   const auto set = [](const std::optional<std::string>& flag, std::string& field) {
     if (flag) field = *flag;
   };
-  set(flags.server, config.server);
+  if (!flags.servers.empty()) {
+    config.server.clear();
+    for (const auto& server : flags.servers) {
+      config.server += (config.server.empty() ? "" : ",") + server;
+    }
+  }
+  if (flags.connections) config.connections = *flags.connections;
   set(flags.token, config.token);
   set(flags.data_dir, config.data_dir);
   set(flags.log_format, config.log_format);
@@ -240,6 +278,19 @@ int run(ConnectorOptions options, const Config& config) {
   if (metrics) {
     registry.gauge_fn("tunnel_agent_sessions_connected", "Sessions to the core open now.",
                       [&connector] { return static_cast<double>(connector.live_sessions()); });
+    const auto cores = connector.core_names();
+    for (std::size_t i = 0; i < cores.size(); ++i) {
+      registry.gauge_fn("tunnel_agent_core_sessions", "Sessions open now to each core.",
+                        [&connector, i] { return static_cast<double>(connector.live_sessions(i)); },
+                        {{"core", cores[i]}});
+    }
+    for (std::size_t i = 0; i < connector.tunnels_checked(); ++i) {
+      if (!connector.health_checked(i)) continue;
+      registry.gauge_fn("tunnel_agent_tunnel_healthy",
+                        "1 when the tunnel's local app passes its health check, else 0.",
+                        [&connector, i] { return connector.tunnel_healthy(i) ? 1.0 : 0.0; },
+                        {{"local", connector.tunnel_local(i)}});
+    }
     registry.gauge_fn("tunnel_agent_session_rtt_seconds",
                       "Round-trip time of the last PING on the newest session to the core.",
                       [&connector] { return connector.rtt_seconds(); });
@@ -309,10 +360,17 @@ int run(ConnectorOptions options, const Config& config) {
 common::Result<ConnectorOptions> make_connector_options(const Config& config,
                                                         std::string& warning) {
   ConnectorOptions options;
-  auto server = parse_server_address(config.server);
-  if (!server) return common::fail("--server: " + server.error().message);
-  options.server_host = server.value().host;
-  options.server_port = server.value().port;
+  auto servers = parse_server_list(config.server);
+  if (!servers) return common::fail("--server: " + servers.error().message);
+  options.servers = std::move(servers).value();
+  options.server_host = options.servers.front().host;
+  options.server_port = options.servers.front().port;
+  options.connections = config.connections;
+  options.session_max_age = config.session_max_age;
+  options.pool.max_idle_per_target = config.local_pool.max_idle_per_target;
+  options.pool.max_idle_total = config.local_pool.max_idle;
+  options.pool.idle_timeout = config.local_pool.idle_timeout;
+  options.pool.connect_timeout = config.local_pool.connect_timeout;
   options.window_growth_budget = config.window_budget;
 
   auto token = resolve_token(config);
@@ -358,11 +416,13 @@ common::Result<ConnectorOptions> make_connector_options(const Config& config,
   }
   if (config.plain) {
     options.tls = {};  // no context: plain TCP
-    boost::system::error_code ec;
-    const auto ip = boost::asio::ip::make_address(options.server_host, ec);
-    if (options.server_host != "localhost" && (ec || !ip.is_loopback())) {
-      warning = "--plain: no TLS to the core at " + options.server_host +
-                "; the token and the traffic cross the network in clear text";
+    for (const auto& server : options.servers) {
+      boost::system::error_code ec;
+      const auto ip = boost::asio::ip::make_address(server.host, ec);
+      if (server.host != "localhost" && (ec || !ip.is_loopback())) {
+        warning = "--plain: no TLS to the core at " + server.host +
+                  "; the token and the traffic cross the network in clear text";
+      }
     }
   } else {
     auto client_tls = transport::make_client_tls(tls);
@@ -402,6 +462,16 @@ common::Result<ConnectorOptions> make_connector_options(const Config& config,
                           : t.proxy_protocol == "v2" ? ProxyProtocol::kV2
                                                      : ProxyProtocol::kNone;
     spec.request.proxy_protocol = t.proxy_protocol;
+    auto health = parse_health_check(t.health_check);
+    if (!health) {
+      return common::fail("tunnels[" + std::to_string(i) +
+                          "].health_check: " + health.error().message);
+    }
+    spec.health = std::move(health).value();
+    spec.health.interval = t.health_interval;
+    spec.health.timeout = t.health_timeout;
+    spec.health.rise = t.health_rise;
+    spec.health.fall = t.health_fall;
     options.tunnels.push_back(std::move(spec));
   }
   auto allow = parse_local_rules(config.allow_local);
@@ -420,7 +490,14 @@ int run_cli(int argc, char** argv) {
   app.fallthrough();
   Flags flags;
   const auto add_common = [&](CLI::App& cmd) {
-    cmd.add_option("--server", flags.server, "the core's agent address HOST:PORT (localhost:8443)");
+    cmd.add_option("--server", flags.servers,
+                   "the core's agent address HOST:PORT (localhost:8443); several cores: "
+                   "comma-separated or the flag repeated (sessions to each)");
+    cmd.add_option("--connections", flags.connections,
+                   "sessions per core, new streams spread over them (default 1, at most 8)");
+    cmd.add_option("--session-max-age", flags.session_max_age,
+                   "replace a session older than this (e.g. 1h): the new one first, then the "
+                   "old one drains (default 0: never)");
     auto* token = cmd.add_option("--token", flags.token,
                                  "account token (default: <data-dir>/agent.token); visible in ps");
     cmd.add_option("--token-file", flags.token_file, "read the account token from FILE")
@@ -468,6 +545,17 @@ int run_cli(int argc, char** argv) {
       cmd.add_option("--proxy-protocol", flags.proxy_protocol,
                      "send a PROXY protocol header (v1 or v2) with the client's address to the "
                      "local app");
+      cmd.add_option("--health-check", flags.health_check,
+                     "check the local app: tcp (connect) or http:/PATH (GET, 2xx/3xx); an "
+                     "unhealthy tunnel gets no requests until it recovers");
+      cmd.add_option("--health-interval", flags.health_interval,
+                     "time between health checks (default 10s)");
+      cmd.add_option("--health-timeout", flags.health_timeout,
+                     "a check slower than this fails (default 2s)");
+      cmd.add_option("--health-rise", flags.health_rise,
+                     "passed checks in a row that make the tunnel healthy again (default 2)");
+      cmd.add_option("--health-fall", flags.health_fall,
+                     "failed checks in a row that make the tunnel unhealthy (default 3)");
     }
     cmd.add_option("--bandwidth", flags.bandwidth,
                    "limit this tunnel, each direction (e.g. 1MiB/s, 100Mbit/s)");
@@ -547,6 +635,11 @@ int run_cli(int argc, char** argv) {
                    "TUNNEL_TOKEN)"}};
     }
     apply_flags(flags, config);
+    if (flags.session_max_age) {
+      auto age = common::parse_duration(*flags.session_max_age);
+      if (!age) return {{0, 0, "--session-max-age: " + age.error().message}};
+      config.session_max_age = age.value();
+    }
     if (flags.token_file) {
       auto token = common::read_token_file(*flags.token_file);
       if (!token) return {{0, 0, "--token-file: " + token.error().message}};
@@ -559,6 +652,7 @@ int run_cli(int argc, char** argv) {
       tunnel.hostname = flags.hostname.value_or("");
       tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
       tunnel.bandwidth = flags.bandwidth.value_or("");
+      if (auto error = apply_health_flags(flags, tunnel)) return {{0, 0, *error}};
       config.tunnels = {tunnel};
     } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
                                        [](CLI::App* c) { return c->parsed(); });
@@ -569,6 +663,7 @@ int run_cli(int argc, char** argv) {
       tunnel.remote_port = flags.remote_port;
       tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
       tunnel.bandwidth = flags.bandwidth.value_or("");
+      if (auto error = apply_health_flags(flags, tunnel)) return {{0, 0, *error}};
       config.tunnels = {tunnel};
     }
     return {};

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "agent/allow_local.hpp"
+#include "agent/health_check.hpp"
 #include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
 #include "tracing/trace_context.hpp"
@@ -36,7 +37,13 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
     TunnelConfig tunnel;
     if (auto f = r.fields(item, path,
                           {"name", "type", "local", "subdomain", "hostname", "remote_port",
-                           "proxy_protocol", "bandwidth"})) {
+                           "proxy_protocol", "bandwidth", "health_check", "health_interval",
+                           "health_timeout", "health_rise", "health_fall"})) {
+      r.read(*f, "health_check", path, tunnel.health_check);
+      r.read(*f, "health_interval", path, tunnel.health_interval);
+      r.read(*f, "health_timeout", path, tunnel.health_timeout);
+      r.read(*f, "health_rise", path, tunnel.health_rise);
+      r.read(*f, "health_fall", path, tunnel.health_fall);
       r.read(*f, "name", path, tunnel.name);
       r.read(*f, "type", path, tunnel.type);
       r.read(*f, "local", path, tunnel.local);
@@ -81,9 +88,33 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
                      "inspect_redact",
                      "inspect_password",
                      "otlp_endpoint",
-                     "trace_sample_ratio"});
+                     "trace_sample_ratio",
+                     "connections",
+                     "session_max_age",
+                     "local_pool"});
   if (!f) return;
-  r.read(*f, "server", "", out.server);
+  if (auto it = f->find("server"); it != f->end() && it->second.IsSequence()) {
+    // A list of cores: kept as the comma-separated text the flag and TUNNEL_SERVER take.
+    std::vector<std::string> servers;
+    if (r.read(*f, "server", "", servers)) {
+      out.server.clear();
+      for (const auto& server : servers) out.server += (out.server.empty() ? "" : ",") + server;
+    }
+  } else {
+    r.read(*f, "server", "", out.server);
+  }
+  r.read(*f, "connections", "", out.connections);
+  r.read(*f, "session_max_age", "", out.session_max_age);
+  if (auto it = f->find("local_pool"); it != f->end() && !it->second.IsNull()) {
+    if (auto pool =
+            r.fields(it->second, "local_pool",
+                     {"max_idle_per_target", "max_idle", "idle_timeout", "connect_timeout"})) {
+      r.read(*pool, "max_idle_per_target", "local_pool", out.local_pool.max_idle_per_target);
+      r.read(*pool, "max_idle", "local_pool", out.local_pool.max_idle);
+      r.read(*pool, "idle_timeout", "local_pool", out.local_pool.idle_timeout);
+      r.read(*pool, "connect_timeout", "local_pool", out.local_pool.connect_timeout);
+    }
+  }
   r.read(*f, "token", "", out.token);
   r.read(*f, "data_dir", "", out.data_dir);
   r.read(*f, "ca", "", out.ca);
@@ -130,6 +161,22 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
       r.error(child(path, "bandwidth"), rate.error().message);
     }
   }
+  if (auto health = parse_health_check(tunnel.health_check); !health) {
+    r.error(child(path, "health_check"), health.error().message);
+  } else if (health.value().enabled() && tunnel.type == "udp") {
+    r.error(child(path, "health_check"), "udp tunnels have no health check (tcp and http do)");
+  }
+  if (tunnel.health_interval < std::chrono::milliseconds(100)) {
+    r.error(child(path, "health_interval"), "at least 100ms");
+  }
+  if (tunnel.health_timeout < std::chrono::milliseconds(10) ||
+      tunnel.health_timeout > tunnel.health_interval) {
+    r.error(child(path, "health_timeout"), "at least 10ms and at most health_interval");
+  }
+  for (const auto& [key, value] : {std::pair{"health_rise", tunnel.health_rise},
+                                   std::pair{"health_fall", tunnel.health_fall}}) {
+    if (value < 1 || value > 100) r.error(child(path, key), "expected 1 to 100 checks");
+  }
   if (!tunnel.name.empty() &&
       tunnel.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                     "0123456789_.-") != std::string::npos) {
@@ -155,8 +202,25 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
 }
 
 void check(ConfigReader& r, const Config& config) {
-  if (auto server = parse_server_address(config.server); !server) {
-    r.error("server", server.error().message);
+  if (auto servers = parse_server_list(config.server); !servers) {
+    r.error("server", servers.error().message);
+  }
+  if (config.connections < 1 || config.connections > kMaxConnections) {
+    r.error("connections", "expected 1 to " + std::to_string(kMaxConnections) +
+                               " sessions per core, got " + std::to_string(config.connections));
+  }
+  if (config.local_pool.idle_timeout < std::chrono::milliseconds(100)) {
+    r.error("local_pool.idle_timeout", "at least 100ms");
+  }
+  if (config.local_pool.connect_timeout < std::chrono::milliseconds(100)) {
+    r.error("local_pool.connect_timeout", "at least 100ms");
+  }
+  if (config.local_pool.max_idle < config.local_pool.max_idle_per_target) {
+    r.error("local_pool.max_idle", "at least max_idle_per_target (" +
+                                       std::to_string(config.local_pool.max_idle_per_target) + ")");
+  }
+  if (config.session_max_age.count() != 0 && config.session_max_age < std::chrono::seconds(10)) {
+    r.error("session_max_age", "at least 10s (or 0: sessions are never rotated)");
   }
   if (config.data_dir.empty()) r.error("data_dir", "must not be empty");
   if (!config.token.empty() && config.token.find_first_not_of(" \t\r\n\f\v") == std::string::npos) {
@@ -304,6 +368,35 @@ common::Result<common::NetAddress> parse_local_target(std::string_view text) {
 
 common::Result<common::NetAddress> parse_server_address(std::string_view text) {
   return common::parse_dial_address(text, "localhost", kDefaultServerPort);
+}
+
+common::Result<std::vector<common::NetAddress>> parse_server_list(std::string_view text) {
+  std::vector<common::NetAddress> out;
+  std::size_t index = 0;
+  for (;;) {
+    const auto comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) {
+      return common::fail(text.find(',') == std::string_view::npos && out.empty()
+                              ? std::string("empty: give the core's address HOST:PORT")
+                              : "core #" + std::to_string(index + 1) +
+                                    " of the list is empty (addresses are separated by commas)");
+    }
+    auto address = parse_server_address(item);
+    if (!address) return address.error();
+    for (const auto& seen : out) {
+      if (seen.host == address.value().host && seen.port == address.value().port) {
+        return common::fail(address.value().to_string() + " is listed twice");
+      }
+    }
+    out.push_back(std::move(address).value());
+    ++index;
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
 }
 
 common::Result<std::string> resolve_token(const Config& config) {

@@ -5,6 +5,7 @@
 // then validate().
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -34,10 +35,37 @@ struct TunnelConfig {
   // A bandwidth limit for this tunnel, each direction, enforced by the core ("1MiB/s", see
   // common/byte_rate.hpp); "" or "0" = only the account's limits.
   std::string bandwidth;
+  // Active health check of the local app (agent/health_check.hpp): "tcp", "http", "http:/path";
+  // "" = none. An unhealthy tunnel is withdrawn from the cores until it recovers.
+  std::string health_check;
+  std::chrono::milliseconds health_interval{10'000};
+  std::chrono::milliseconds health_timeout{2'000};
+  std::uint32_t health_rise = 2;  // passed checks in a row that make it healthy again
+  std::uint32_t health_fall = 3;  // failed checks in a row that make it unhealthy
+};
+
+// The most sessions the agent holds to one core (the core accepts kMaxSessionsPerAgent per agent,
+// which leaves room for a GOAWAY handover or a rotation of every one).
+inline constexpr std::uint32_t kMaxConnections = 8;
+
+// The keep-alive connections to the local apps (agent/local_pool.hpp). A connection goes back
+// to the pool only after a clean exchange: one that failed is never reused.
+struct LocalPoolConfig {
+  std::uint32_t max_idle_per_target = 256;  // 0 = no keep-alive: a new connection per request
+  std::uint32_t max_idle = 1024;            // across targets; the oldest idle goes first
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds connect_timeout{10'000};
 };
 
 struct Config {
-  std::string server = "localhost:8443";  // HOST:PORT, or HOST (port 8443)
+  // HOST:PORT, or HOST (port 8443); several cores separated by commas (in the file also a list):
+  // the agent holds sessions to each and registers its tunnels on every one.
+  std::string server = "localhost:8443";
+  // Sessions per core (--connections); new streams are spread over all of them.
+  std::uint32_t connections = 1;
+  // Replace a session older than this (the new one first, then the old one drains); 0 = never.
+  std::chrono::milliseconds session_max_age{0};
+  LocalPoolConfig local_pool;
   std::string token;  // "" = TUNNEL_TOKEN, else <data_dir>/agent.token (see resolve_token)
   std::string data_dir = "./tunnel-data";
   std::string ca;           // PEM file to verify the core; "" = <data_dir>/tls.crt if present
@@ -99,6 +127,9 @@ common::Result<common::NetAddress> parse_local_target(std::string_view text);
 
 // The core's address from `server` (default port 8443).
 common::Result<common::NetAddress> parse_server_address(std::string_view text);
+// Every core of `server`: addresses separated by commas (spaces allowed around them); an empty
+// entry or the same core twice is an error.
+common::Result<std::vector<common::NetAddress>> parse_server_list(std::string_view text);
 
 // The token to present: config.token, else the contents of <data_dir>/agent.token. An error
 // naming what was tried if neither exists, or naming the file if it is empty.

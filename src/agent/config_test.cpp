@@ -85,6 +85,99 @@ TEST(AgentConfig, WindowBudgetReachesTheConnector) {
   EXPECT_EQ(options.value().window_growth_budget, 1234u);
 }
 
+// Issue 19: several cores (a list in the file, commas in the flag and TUNNEL_SERVER), sessions
+// per core, rotation and the local pool's settings all reach the connector.
+TEST(AgentConfig, CoresConnectionsRotationAndPoolReachTheConnector) {
+  auto loaded = load_config_string(R"(
+server: ["core-a.example:8443", core-b.example]
+token: t
+plain: true
+connections: 4
+session_max_age: 1h
+local_pool: {max_idle_per_target: 8, max_idle: 64, idle_timeout: 15s, connect_timeout: 2s}
+tunnels:
+  - {local: 3000, subdomain: app}
+)");
+  ASSERT_TRUE(loaded.ok()) << all(loaded.errors);
+  EXPECT_EQ(loaded.config.server, "core-a.example:8443,core-b.example");
+  std::string warning;
+  const auto options = make_connector_options(loaded.config, warning);
+  ASSERT_TRUE(options) << options.error().message;
+  const ConnectorOptions& o = options.value();
+  ASSERT_EQ(o.servers.size(), 2u);
+  EXPECT_EQ(o.servers[0].to_string(), "core-a.example:8443");
+  EXPECT_EQ(o.servers[1].to_string(), "core-b.example:8443");
+  EXPECT_EQ(o.connections, 4u);
+  EXPECT_EQ(o.session_max_age, std::chrono::hours(1));
+  EXPECT_EQ(o.pool.max_idle_per_target, 8u);
+  EXPECT_EQ(o.pool.max_idle_total, 64u);
+  EXPECT_EQ(o.pool.idle_timeout, std::chrono::seconds(15));
+  EXPECT_EQ(o.pool.connect_timeout, std::chrono::seconds(2));
+
+  auto list = parse_server_list(" a:1 , b ");
+  ASSERT_TRUE(list) << list.error().message;
+  EXPECT_EQ(list.value().size(), 2u);
+  EXPECT_EQ(list.value()[1].to_string(), "b:8443");
+  EXPECT_EQ(parse_server_list("a:1,,b").error().message,
+            "core #2 of the list is empty (addresses are separated by commas)");
+  EXPECT_EQ(parse_server_list("a:1,a:1").error().message, "a:1 is listed twice");
+
+  auto bad = load_config_string(R"(
+connections: 9
+session_max_age: 2s
+local_pool: {idle_timeout: 0s, max_idle: 1, max_idle_per_target: 2, extra: 1}
+server: "a,"
+)");
+  EXPECT_EQ(find(bad.errors, "connections:").message,
+            "connections: expected 1 to 8 sessions per core, got 9");
+  EXPECT_EQ(find(bad.errors, "session_max_age:").message,
+            "session_max_age: at least 10s (or 0: sessions are never rotated)");
+  find(bad.errors, "local_pool.idle_timeout:");
+  find(bad.errors, "local_pool.max_idle:");
+  find(bad.errors, "server:");
+  EXPECT_FALSE(load_config_string("connections: 0\n").ok());
+}
+
+// Issue 19: a tunnel's health check, from the file to the connector, and its checks.
+TEST(AgentConfig, HealthChecksReachTheConnector) {
+  auto loaded = load_config_string(R"(
+token: t
+plain: true
+tunnels:
+  - {local: 3000, subdomain: app, health_check: "http:/healthz", health_interval: 5s,
+     health_timeout: 1s, health_rise: 1, health_fall: 4}
+  - {type: tcp, local: 22, health_check: tcp}
+  - {local: 3001, subdomain: plain}
+)");
+  ASSERT_TRUE(loaded.ok()) << all(loaded.errors);
+  std::string warning;
+  const auto options = make_connector_options(loaded.config, warning);
+  ASSERT_TRUE(options) << options.error().message;
+  const auto& tunnels = options.value().tunnels;
+  ASSERT_EQ(tunnels.size(), 3u);
+  EXPECT_EQ(tunnels[0].health.describe(), "http GET /healthz");
+  EXPECT_EQ(tunnels[0].health.interval, std::chrono::seconds(5));
+  EXPECT_EQ(tunnels[0].health.timeout, std::chrono::seconds(1));
+  EXPECT_EQ(tunnels[0].health.rise, 1u);
+  EXPECT_EQ(tunnels[0].health.fall, 4u);
+  EXPECT_EQ(tunnels[1].health.describe(), "tcp");
+  EXPECT_EQ(tunnels[1].health.interval, std::chrono::seconds(10)) << "the defaults";
+  EXPECT_FALSE(tunnels[2].health.enabled());
+
+  auto bad = load_config_string(R"(
+tunnels:
+  - {local: 3000, health_check: "https:/x", health_interval: 50ms, health_rise: 0}
+  - {type: udp, local: 53, health_check: tcp, health_timeout: 20s}
+)");
+  EXPECT_EQ(find(bad.errors, "tunnels[0].health_check:").message,
+            "tunnels[0].health_check: expected tcp, http or http:/PATH, got \"https:/x\"");
+  find(bad.errors, "tunnels[0].health_interval:");
+  find(bad.errors, "tunnels[0].health_rise:");
+  EXPECT_EQ(find(bad.errors, "tunnels[1].health_check:").message,
+            "tunnels[1].health_check: udp tunnels have no health check (tcp and http do)");
+  find(bad.errors, "tunnels[1].health_timeout:");
+}
+
 TEST(AgentConfig, MetricsAddressIsOffByDefaultAndChecked) {
   EXPECT_EQ(Config{}.metrics_addr, "");
   auto result = load_config_string("metrics_addr: \"127.0.0.1:9100\"\n");

@@ -7,7 +7,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <random>
 
@@ -18,12 +20,16 @@
 #include "agent/raw_forwarder.hpp"
 #include "common/byte_rate.hpp"
 #include "observability/log.hpp"
+#include "protocol/health_notice.hpp"
 
 namespace tunnel::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using protocol::FrameType;
+
+// How long a rotated session keeps accepting streams after its GOAWAY before it may close.
+constexpr std::chrono::milliseconds kRotationGrace{1'000};
 
 std::string format_delay(std::chrono::milliseconds delay) {
   if (delay < std::chrono::seconds(1)) return std::to_string(delay.count()) + " ms";
@@ -208,8 +214,23 @@ bool refusal_is_retryable(std::string_view code, std::string_view error) {
          error.starts_with("too many failed authentications");
 }
 
+// One core: its address and what its sessions share.
+struct Connector::CoreLink {
+  common::NetAddress address;
+  std::string name;             // "host:port", for messages
+  std::size_t sessions = 0;     // open now
+  bool connected_once = false;  // the first slot got an AUTH reply once
+  bool refused = false;         // it refused the agent for good
+  bool announced = false;
+  // Per tunnel, the public port this core gave a tcp/udp tunnel that asked for port 0: the
+  // other sessions (and reconnects) ask for that port, so that every session of the agent
+  // serves the same one. 0 = not known (yet).
+  std::vector<std::uint16_t> ports;
+};
+
 struct Connector::Live {
   std::shared_ptr<mux::Session> session;
+  CoreLink* core = nullptr;
   std::shared_ptr<const std::vector<ForwardSpec>> tunnels;
   MonotonicTime started;
   bool ended = false;
@@ -221,10 +242,34 @@ Connector::Connector(asio::any_io_executor executor, ConnectorOptions options, T
     : executor_(std::move(executor)),
       options_(std::move(options)),
       time_(time),
-      server_(common::NetAddress{options_.server_host, options_.server_port}.to_string()),
       pool_(std::make_shared<LocalPool>(executor_, time_, options_.pool)),
       tunnels_(std::make_shared<const std::vector<ForwardSpec>>(options_.tunnels)),
-      wake_(executor_) {}
+      wake_(executor_) {
+  std::vector<common::NetAddress> servers = options_.servers;
+  if (servers.empty()) servers.push_back({options_.server_host, options_.server_port});
+  for (auto& address : servers) {
+    auto core = std::make_unique<CoreLink>();
+    core->name = address.to_string();
+    core->address = std::move(address);
+    core->ports.assign(options_.tunnels.size(), 0);
+    cores_.push_back(std::move(core));
+  }
+  options_.connections = std::max<std::size_t>(options_.connections, 1);
+  for (const auto& tunnel : options_.tunnels) {
+    health_.push_back({HealthState(tunnel.health.rise, tunnel.health.fall), {}});
+  }
+}
+
+std::vector<std::string> Connector::core_names() const {
+  std::vector<std::string> names;
+  names.reserve(cores_.size());
+  for (const auto& core : cores_) names.push_back(core->name);
+  return names;
+}
+
+std::size_t Connector::live_sessions(std::size_t core) const {
+  return core < cores_.size() ? cores_[core]->sessions : 0;
+}
 
 Connector::~Connector() {
   for (auto& live : live_) live->session->on_go_away = nullptr;
@@ -235,10 +280,11 @@ void Connector::stop() {
   wake_.notify();
 }
 
-asio::awaitable<Connector::Handshake> Connector::connect() {
+asio::awaitable<Connector::Handshake> Connector::connect(CoreLink& core) {
   Handshake hs;
+  const std::string& server = core.name;
   const transport::ClientTls* tls = options_.tls.context ? &options_.tls : nullptr;
-  auto dialed = co_await transport::dial(executor_, options_.server_host, options_.server_port, tls,
+  auto dialed = co_await transport::dial(executor_, core.address.host, core.address.port, tls,
                                          options_.dial_timeout);
   if (!dialed) {
     hs.error = std::move(dialed).error().message;
@@ -248,7 +294,7 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
     const bool closed = in_handshake && (hs.error.find("stream truncated") != std::string::npos ||
                                          hs.error.find("Connection reset") != std::string::npos);
     if (closed || (in_handshake && hs.error.find("wrong version number") != std::string::npos)) {
-      const bool http = co_await answers_http(executor_, options_.server_host, options_.server_port,
+      const bool http = co_await answers_http(executor_, core.address.host, core.address.port,
                                               options_.dial_timeout);
       if (http) {
         hs.error += " (" + std::string(kHttpPortHint) + ")";
@@ -279,13 +325,17 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   if (options_.assigned) request.capabilities.emplace_back(protocol::kAssignedTunnels);
   request.protocol_versions = {protocol::kVersion2, protocol::kVersion1};
   request.initial_window = options_.initial_window;
-  for (const auto& t : *tunnels_) request.tunnels.push_back(t.request);
+  for (std::size_t i = 0; i < tunnels_->size(); ++i) {
+    protocol::TunnelRequest t = (*tunnels_)[i].request;
+    if (t.remote_port == 0 && i < core.ports.size()) t.remote_port = core.ports[i];
+    request.tunnels.push_back(std::move(t));
+  }
   const std::string body = protocol::serialize(request);
   transport::error_code ec;
   co_await mux::write_frame(*conn, protocol::kVersion1, FrameType::kAuth, 0, 0, mux::as_bytes(body),
                             ec);
   if (ec) {
-    hs.error = "sending AUTH to " + server_ + ": " + ec.message();
+    hs.error = "sending AUTH to " + server + ": " + ec.message();
     co_return hs;
   }
 
@@ -295,15 +345,15 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
   auto got = co_await with_timeout(reader.next(*conn, frame, ec), options_.handshake_timeout);
   if (!got) {
     hs.error =
-        "no AUTH reply from " + server_ + " within " + format_delay(options_.handshake_timeout);
+        "no AUTH reply from " + server + " within " + format_delay(options_.handshake_timeout);
     co_return hs;
   }
   if (!*got) {
-    hs.error = "reading the AUTH reply from " + server_ + ": " + got->error().message;
+    hs.error = "reading the AUTH reply from " + server + ": " + got->error().message;
     // A protocol error (not a lost connection): maybe an HTTP server answered the frame.
     bool http = false;
     if (!ec) {
-      http = co_await answers_http(executor_, options_.server_host, options_.server_port,
+      http = co_await answers_http(executor_, core.address.host, core.address.port,
                                    options_.dial_timeout);
     }
     if (http) {
@@ -316,14 +366,14 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
     co_return hs;
   }
   if (frame.header.frame_type() != FrameType::kAuth || !frame.header.has(protocol::flags::kAck)) {
-    hs.error = "the core at " + server_ + " answered AUTH with " +
+    hs.error = "the core at " + server + " answered AUTH with " +
                std::string(protocol::type_name(frame.header.type)) +
                (frame.header.has(protocol::flags::kAck) ? "|ACK" : " without ACK");
     co_return hs;
   }
   auto parsed = protocol::parse_auth_response(mux::as_text(frame.payload));
   if (!parsed) {
-    hs.error = "invalid AUTH reply from " + server_ + ": " + parsed.error().message;
+    hs.error = "invalid AUTH reply from " + server + ": " + parsed.error().message;
     co_return hs;
   }
   hs.reply = std::move(parsed.value());
@@ -371,13 +421,13 @@ asio::awaitable<Connector::Handshake> Connector::connect() {
     hs.tunnels = std::make_shared<const std::vector<ForwardSpec>>(std::move(specs));
   }
   hs.session = std::make_shared<mux::Session>(std::move(conn), std::move(reader), mux::Role::kAgent,
-                                              options, "core " + server_, time_);
+                                              options, "core " + server, time_);
   co_return hs;
 }
 
-void Connector::announce(const protocol::AuthResponse& reply,
+void Connector::announce(const CoreLink& core, const protocol::AuthResponse& reply,
                          const std::vector<ForwardSpec>& tunnels, bool first) {
-  spdlog::info("{} to {} as {} (protocol v{})", first ? "connected" : "reconnected", server_,
+  spdlog::info("{} to {} as {} (protocol v{})", first ? "connected" : "reconnected", core.name,
                reply.agent_id.empty() ? options_.agent_id : reply.agent_id, reply.protocol_version);
   // The public addresses go to stdout, for scripts; the log (stderr) has them too unless both
   // are the same terminal, where they would show twice.
@@ -449,54 +499,112 @@ double Connector::rtt_seconds() const {
   return std::chrono::duration<double>(live_.back()->session->rtt()).count();
 }
 
-asio::awaitable<void> Connector::drain(std::shared_ptr<Live> live) {
+asio::awaitable<void> Connector::drain(std::shared_ptr<Live> live,
+                                       std::chrono::milliseconds grace) {
+  if (grace.count() > 0) {
+    // Requests the core routed here before it read our GOAWAY are still on their way.
+    asio::steady_timer timer(executor_, grace);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
   co_await live->session->wait_idle();
   live->session->close("drained after GOAWAY");
 }
 
-asio::awaitable<int> Connector::run() {
+void Connector::log_core_status(const CoreLink& core) const {
+  if (cores_.size() == 1 && options_.connections == 1) return;  // "connected to" says it all
+  std::string others;
+  for (const auto& other : cores_) {
+    if (other.get() == &core) continue;
+    others += fmt::format("{}{} {}/{}", others.empty() ? "; " : ", ", other->name, other->sessions,
+                          options_.connections);
+  }
+  spdlog::info("core {}: {}/{} sessions{}", core.name, core.sessions, options_.connections, others);
+}
+
+asio::awaitable<void> Connector::run_slot(CoreLink& core, std::size_t slot) {
   using namespace asio::experimental::awaitable_operators;
   Backoff backoff(options_.backoff_base, options_.backoff_cap, std::random_device{}());
-  bool first = true;
-  int code = 0;
-
-  const auto wait_for_stop = [this]() -> asio::awaitable<void> {
-    while (!stopping_) co_await wake_.wait();
-  };
   const auto sleep = [this](std::chrono::milliseconds delay) -> asio::awaitable<void> {
     const auto deadline = Clock::now() + delay;
     while (!stopping_ && Clock::now() < deadline) co_await wake_.wait_for(deadline - Clock::now());
   };
+  // The first session to a core claims the names and the ports the core picks; the others
+  // join them once it is up.
+  while (slot != 0 && !stopping_ && !core.connected_once && !core.refused) co_await wake_.wait();
+  std::shared_ptr<Live> retiring;  // a session past its max age, replaced by the next one
+  const auto retire = [&] {
+    if (!retiring) return;
+    if (!retiring->ended) {
+      retiring->session->go_away(protocol::ErrorCode::kNoError, "session rotated (max age)");
+      asio::co_spawn(executor_, drain(retiring, kRotationGrace), asio::detached);
+    }
+    retiring.reset();
+  };
 
-  while (!stopping_) {
-    auto attempt = co_await (connect() || wait_for_stop());
+  const auto wait_for_stop = [this]() -> asio::awaitable<void> {
+    while (!stopping_) co_await wake_.wait();
+  };
+  bool slot_first = true;
+  while (!stopping_ && !core.refused) {
+    auto attempt = co_await (connect(core) || wait_for_stop());
     if (attempt.index() == 1) break;
     Handshake hs = std::get<0>(std::move(attempt));
     if (!hs.session) {
       if (hs.final) {
-        spdlog::error("{}", hs.error);
-        code = 1;
+        spdlog::error("{}{}", cores_.size() > 1 ? "core " + core.name + ": " : std::string(),
+                      hs.error);
+        refused_ = true;
+        core.refused = true;
         break;
       }
       if (options_.metrics != nullptr) options_.metrics->connect_failures.inc();
       const auto delay = backoff.next();
-      spdlog::warn("reconnecting in {}: {}", format_delay(delay), hs.error);
+      spdlog::warn("{}reconnecting in {}: {}",
+                   cores_.size() > 1 ? "core " + core.name + ": " : std::string(),
+                   format_delay(delay), hs.error);
       co_await sleep(delay);
       continue;
     }
     ++connects_;
+    const bool first = slot == 0 && !core.announced;
     if (options_.metrics != nullptr) {
       options_.metrics->sessions.inc();
-      if (!first) options_.metrics->reconnects.inc();
+      if (!slot_first) options_.metrics->reconnects.inc();
     }
-    announce(hs.reply, *hs.tunnels, first);
-    first = false;
+    slot_first = false;
+    for (std::size_t i = 0; i < hs.reply.tunnels.size() && i < core.ports.size(); ++i) {
+      const auto& t = hs.reply.tunnels[i];
+      const auto colon = t.name.rfind(':');
+      if (!t.ok || t.type == "http" || colon == std::string::npos) continue;
+      std::uint16_t port = 0;
+      const char* digits = t.name.data() + colon + 1;
+      if (std::from_chars(digits, t.name.data() + t.name.size(), port).ec == std::errc{}) {
+        core.ports[i] = port;
+      }
+    }
+    if (slot == 0) {
+      announce(core, hs.reply, *hs.tunnels, first);
+      core.announced = true;
+    }
+    core.connected_once = true;
 
     auto live = std::make_shared<Live>();
     live->session = hs.session;
+    live->core = &core;
     live->tunnels = hs.tunnels;
     live->started = time_.monotonic_time();
     live_.push_back(live);
+    ++core.sessions;
+    log_core_status(core);
+    // A tunnel that is unhealthy now is withdrawn on this session too.
+    for (std::size_t i = 0; i < health_.size() && !options_.assigned; ++i) {
+      if (!health_[i].state.healthy()) {
+        live->session->notice(static_cast<std::uint16_t>(i),
+                              protocol::health_notice(false, health_[i].reason));
+      }
+    }
+    wake_.notify();
+    retire();
     std::weak_ptr<Live> weak = live;
     live->session->on_go_away = [this, weak](protocol::ErrorCode, const std::string& message) {
       if (auto l = weak.lock()) {
@@ -512,9 +620,31 @@ asio::awaitable<int> Connector::run() {
     };
     asio::co_spawn(executor_, serve(live), asio::detached);
 
-    while (!stopping_ && !live->ended && !live->go_away) co_await wake_.wait();
+    const bool ages = options_.session_max_age.count() > 0;
+    const auto expires = Clock::now() + options_.session_max_age;
+    bool aged = false;
+    while (!stopping_ && !live->ended && !live->go_away) {
+      if (!ages) {
+        co_await wake_.wait();
+      } else if (Clock::now() >= expires) {
+        aged = true;
+        break;
+      } else {
+        co_await wake_.wait_for(expires - Clock::now());
+      }
+    }
     if (stopping_) break;
     const bool lasted = time_.monotonic_time() - live->started > options_.stable_after;
+    if (aged) {
+      // Rotation: the new session comes up first; this one drains once it is (retire()).
+      spdlog::info("session to {} reached its max age ({}); opening its replacement", core.name,
+                   format_delay(options_.session_max_age));
+      --core.sessions;
+      retiring = live;
+      backoff.reset();
+      continue;
+    }
+    --core.sessions;
     if (!live->ended) {
       // GOAWAY: the old session finishes its streams while a new one takes over, at once after
       // a session that lasted; a core that says GOAWAY right after AUTH gets the backoff.
@@ -522,7 +652,8 @@ asio::awaitable<int> Connector::run() {
       asio::co_spawn(executor_, drain(live), asio::detached);
       if (lasted) {
         backoff.reset();
-        spdlog::info("the core is going away ({}); connecting again", why);
+        spdlog::info("the core {}is going away ({}); connecting again",
+                     cores_.size() > 1 ? "at " + core.name + " " : std::string(), why);
         continue;
       }
       const auto delay = backoff.next();
@@ -531,12 +662,85 @@ asio::awaitable<int> Connector::run() {
       co_await sleep(delay);
       continue;
     }
+    log_core_status(core);
     if (lasted) backoff.reset();
     const auto delay = backoff.next();
-    spdlog::warn("reconnecting in {}: {}", format_delay(delay),
-                 live->reason.empty() ? "the session ended" : live->reason);
+    spdlog::warn("{}reconnecting in {}: {}",
+                 cores_.size() > 1 ? "core " + core.name + ": " : std::string(),
+                 format_delay(delay), live->reason.empty() ? "the session ended" : live->reason);
     co_await sleep(delay);
   }
+  if (retiring && !retiring->ended) retiring->session->close("the agent is shutting down");
+  --slots_running_;
+  wake_.notify();
+}
+
+asio::awaitable<void> Connector::health_loop(std::size_t index) {
+  using namespace asio::experimental::awaitable_operators;
+  const ForwardSpec& tunnel = (*tunnels_)[index];
+  const HealthCheckSpec& spec = tunnel.health;
+  const auto wait_for_stop = [this]() -> asio::awaitable<void> {
+    while (!stopping_) co_await wake_.wait();
+  };
+  spdlog::info(
+      "tunnel -> {}: health check {} every {} (timeout {}, unhealthy after {} failures, "
+      "healthy again after {} passes)",
+      tunnel.request.local, spec.describe(), format_delay(spec.interval),
+      format_delay(spec.timeout), spec.fall, spec.rise);
+  while (!stopping_) {
+    auto checked = co_await (run_health_check(executor_, spec, tunnel.local) || wait_for_stop());
+    if (checked.index() == 1) break;
+    const std::string why = std::get<0>(std::move(checked));
+    TunnelHealth& health = health_[index];
+    const bool passed = why.empty();
+    if (health.state.observe(passed)) {
+      health.reason = passed ? std::string() : why;
+      if (passed) {
+        spdlog::info("tunnel -> {} is healthy again ({} checks passed): the cores route to it",
+                     tunnel.request.local, spec.rise);
+      } else {
+        spdlog::warn(
+            "tunnel -> {} is unhealthy ({} checks failed, the last: {}): withdrawn from "
+            "the cores until it recovers",
+            tunnel.request.local, spec.fall, why);
+      }
+      for (const auto& live : live_) {
+        if (!live->ended) {
+          live->session->notice(static_cast<std::uint16_t>(index),
+                                protocol::health_notice(passed, health.reason));
+        }
+      }
+    } else if (!passed && health.state.healthy()) {
+      spdlog::debug("tunnel -> {}: health check failed: {}", tunnel.request.local, why);
+    }
+    const auto deadline = Clock::now() + spec.interval;
+    while (!stopping_ && Clock::now() < deadline) co_await wake_.wait_for(deadline - Clock::now());
+  }
+  --checks_running_;
+  wake_.notify();
+}
+
+asio::awaitable<int> Connector::run() {
+  if (!options_.assigned) {
+    for (std::size_t i = 0; i < tunnels_->size(); ++i) {
+      if (!(*tunnels_)[i].health.enabled()) continue;
+      ++checks_running_;
+      asio::co_spawn(executor_, health_loop(i), asio::detached);
+    }
+  }
+  for (const auto& core : cores_) {
+    for (std::size_t slot = 0; slot < options_.connections; ++slot) {
+      ++slots_running_;
+      asio::co_spawn(executor_, run_slot(*core, slot), asio::detached);
+    }
+  }
+  // Until stop(), or every slot ended on a final refusal (a slot that is refused for good by
+  // one core leaves the others running).
+  while (!stopping_ && slots_running_ > 0) co_await wake_.wait();
+  const int code = !stopping_ && refused_ ? 1 : 0;
+  stopping_ = true;
+  wake_.notify();
+  while (slots_running_ > 0 || checks_running_ > 0) co_await wake_.wait();
 
   for (const auto& live : live_) live->session->close("the agent is shutting down");
   const auto deadline = Clock::now() + std::chrono::seconds(5);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "agent/allow_local.hpp"
+#include "agent/health_check.hpp"
 #include "agent/inspector.hpp"
 #include "agent/local_pool.hpp"
 #include "agent/metrics.hpp"
@@ -45,6 +46,8 @@ struct ForwardSpec {
   std::string refused;
   // Its series when the agent serves /metrics (set per session, from the core's reply).
   AgentTunnelMetrics* metrics = nullptr;
+  // The active health check of its app (own tunnels only; none for assigned ones).
+  HealthCheckSpec health;
 };
 
 // The tunnels the core assigned in its AUTH reply (each result's `local`), checked against the
@@ -55,6 +58,15 @@ std::vector<ForwardSpec> assigned_tunnels(const protocol::AuthResponse& reply,
 struct ConnectorOptions {
   std::string server_host = "localhost";
   std::uint16_t server_port = 8443;
+  // Several cores (issue 19): the agent holds `connections` sessions to each and registers its
+  // tunnels on every one. Empty: the one core at server_host:server_port.
+  std::vector<common::NetAddress> servers;
+  // Sessions per core; new streams come over all of them (the core round-robins). A session
+  // that ends (missed PINGs, a lost connection) is replaced while the others carry the traffic.
+  std::size_t connections = 1;
+  // A session older than this is replaced: the new one is up before the old one drains
+  // (GOAWAY to the core, the streams in flight finish). 0 = never.
+  std::chrono::milliseconds session_max_age{0};
   transport::ClientTls tls;  // context == nullptr: plain TCP (tests)
   std::string token;
   std::string agent_id;
@@ -111,12 +123,23 @@ class Connector {
 
   // For tests and the console.
   std::size_t live_sessions() const { return live_.size(); }
+  // The cores, "host:port", in the order given, and the sessions open to one of them now.
+  std::vector<std::string> core_names() const;
+  std::size_t live_sessions(std::size_t core) const;
+  // The agent's own tunnels and their health (a tunnel without a health check is healthy).
+  std::size_t tunnels_checked() const { return health_.size(); }
+  bool health_checked(std::size_t tunnel) const { return (*tunnels_)[tunnel].health.enabled(); }
+  bool tunnel_healthy(std::size_t tunnel) const { return health_[tunnel].state.healthy(); }
+  const std::string& tunnel_local(std::size_t tunnel) const {
+    return (*tunnels_)[tunnel].request.local;
+  }
   std::uint64_t connects() const { return connects_; }
   // The round-trip time of the newest session's last PING, in seconds; 0 before one.
   double rtt_seconds() const;
 
  private:
   struct Live;
+  struct CoreLink;
   struct Handshake {
     std::shared_ptr<mux::Session> session;
     std::shared_ptr<const std::vector<ForwardSpec>> tunnels;  // what this session serves
@@ -124,21 +147,37 @@ class Connector {
     std::string error;
     bool final = false;  // a refusal: do not retry
   };
-  asio::awaitable<Handshake> connect();
+  asio::awaitable<Handshake> connect(CoreLink& core);
   asio::awaitable<void> serve(std::shared_ptr<Live> live);
-  asio::awaitable<void> drain(std::shared_ptr<Live> live);
-  void announce(const protocol::AuthResponse& reply, const std::vector<ForwardSpec>& tunnels,
-                bool first);
+  // Closes `live` once its streams are done, not before `grace` has passed.
+  asio::awaitable<void> drain(std::shared_ptr<Live> live,
+                              std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+  // One session's life to `core`, reconnected with backoff until stop() or a final refusal.
+  asio::awaitable<void> run_slot(CoreLink& core, std::size_t slot);
+  // Checks tunnel `index`'s app every interval until stop(); tells every session when its
+  // health changes.
+  asio::awaitable<void> health_loop(std::size_t index);
+  void announce(const CoreLink& core, const protocol::AuthResponse& reply,
+                const std::vector<ForwardSpec>& tunnels, bool first);
+  void log_core_status(const CoreLink& core) const;
 
   asio::any_io_executor executor_;
   ConnectorOptions options_;
   TimeSource& time_;
-  std::string server_;  // "host:port" for messages
+  std::vector<std::unique_ptr<CoreLink>> cores_;
   std::shared_ptr<LocalPool> pool_;
   std::shared_ptr<const std::vector<ForwardSpec>> tunnels_;
   std::vector<std::shared_ptr<Live>> live_;
+  struct TunnelHealth {
+    HealthState state;
+    std::string reason;  // the last failure, while unhealthy
+  };
+  std::vector<TunnelHealth> health_;  // per own tunnel
+  std::size_t checks_running_ = 0;
   Signal wake_;  // stop(), a session ended, a GOAWAY
   bool stopping_ = false;
+  bool refused_ = false;  // a slot ended on a final refusal
+  std::size_t slots_running_ = 0;
   std::uint64_t connects_ = 0;
 };
 

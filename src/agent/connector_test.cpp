@@ -8,6 +8,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 
 #include "common/result_testing.hpp"
 #include "mux/frame_io.hpp"
@@ -47,6 +48,10 @@ class FakeCore {
 
   int connections = 0;
   int pings = 0;
+  int open = 0;                            // sessions after AUTH that have not ended
+  int max_open = 0;                        // the most at once
+  int go_aways = 0;                        // GOAWAY frames from the agent
+  std::vector<std::uint16_t> asked_ports;  // remote_port of the first tunnel in each AUTH
 
  private:
   asio::awaitable<void> accept_loop() {
@@ -64,6 +69,10 @@ class FakeCore {
     mux::Frame frame;
     transport::error_code ec;
     if (!co_await reader.next(*conn, frame, ec)) co_return;
+    if (auto request = protocol::parse_auth_request(mux::as_text(frame.payload));
+        request && !request.value().tunnels.empty()) {
+      asked_ports.push_back(request.value().tunnels.front().remote_port);
+    }
     protocol::AuthResponse reply;
     reply.success = true;
     reply.agent_id = "fake";
@@ -101,7 +110,13 @@ class FakeCore {
     }
     reader.set_version(protocol::kVersion2);
     reader.set_max_payload(protocol::kMaxPayload);
+    max_open = std::max(max_open, ++open);
+    struct Open {
+      int& count;
+      ~Open() { --count; }
+    } guard{open};
     while (co_await reader.next(*conn, frame, ec)) {
+      if (frame.header.frame_type() == FrameType::kGoAway) ++go_aways;
       if (frame.header.frame_type() == FrameType::kPing &&
           !frame.header.has(protocol::flags::kAck)) {
         ++pings;
@@ -158,6 +173,124 @@ TEST(ConnectorTest, GoAwayRightAfterAuthIsRetriedWithBackoff) {
   EXPECT_EQ(run_for(io, core, 3s), 0);
   EXPECT_GE(core.connections, 2) << "the agent did not reconnect after GOAWAY";
   EXPECT_LE(core.connections, 15) << "the agent reconnected in a loop";
+}
+
+// Runs `connector` for `how_long`, then stops it; returns run()'s exit code.
+int run_connector_for(asio::io_context& io, Connector& connector,
+                      std::chrono::milliseconds how_long) {
+  std::optional<int> code;
+  asio::co_spawn(io, connector.run(), [&](std::exception_ptr e, int c) {
+    if (e) std::rethrow_exception(e);
+    code = c;
+  });
+  asio::steady_timer timer(io, how_long);
+  timer.async_wait([&](const transport::error_code&) { connector.stop(); });
+  const auto deadline = std::chrono::steady_clock::now() + how_long + 30s;
+  while (!code && std::chrono::steady_clock::now() < deadline) io.run_one_for(100ms);
+  EXPECT_TRUE(code.has_value()) << "run() did not return after stop()";
+  return code.value_or(-1);
+}
+
+// Issue 19: --connections N to each of several cores; every session registers the tunnels.
+TEST(ConnectorTest, HoldsConnectionsSessionsToEveryCore) {
+  asio::io_context io;
+  FakeCore a(io, {});
+  FakeCore b(io, {});
+  RealTimeSource time;
+  ConnectorOptions options = options_for(a);
+  options.servers = {{"127.0.0.1", a.port()}, {"127.0.0.1", b.port()}};
+  options.connections = 3;
+  Connector connector(io.get_executor(), options, time);
+  EXPECT_EQ(connector.core_names(),
+            (std::vector<std::string>{"127.0.0.1:" + std::to_string(a.port()),
+                                      "127.0.0.1:" + std::to_string(b.port())}));
+  std::size_t most = 0;
+  asio::steady_timer probe(io, 700ms);
+  probe.async_wait([&](const transport::error_code&) {
+    most = connector.live_sessions();
+    EXPECT_EQ(connector.live_sessions(0), 3u);
+    EXPECT_EQ(connector.live_sessions(1), 3u);
+  });
+  EXPECT_EQ(run_connector_for(io, connector, 1s), 0);
+  EXPECT_EQ(most, 6u);
+  EXPECT_EQ(a.connections, 3);
+  EXPECT_EQ(b.connections, 3);
+  EXPECT_EQ(a.max_open, 3);
+  a.stop();
+  b.stop();
+  io.run_for(200ms);
+}
+
+// A core that refuses the agent for good ends only its own sessions: the other core keeps them.
+TEST(ConnectorTest, AFinalRefusalFromOneCoreLeavesTheOthers) {
+  asio::io_context io;
+  FakeCoreBehaviour refusing;
+  refusing.refuse = true;
+  refusing.refusal_code = "bad_token";
+  refusing.refusal_error = "authentication failed";
+  FakeCore bad(io, refusing);
+  FakeCore good(io, {});
+  RealTimeSource time;
+  ConnectorOptions options = options_for(good);
+  options.servers = {{"127.0.0.1", bad.port()}, {"127.0.0.1", good.port()}};
+  options.connections = 2;
+  Connector connector(io.get_executor(), options, time);
+  EXPECT_EQ(run_connector_for(io, connector, 1s), 0) << "stopped by stop(), not by the refusal";
+  EXPECT_EQ(bad.connections, 1) << "the second slot waits for the first one's AUTH";
+  EXPECT_EQ(good.max_open, 2);
+  bad.stop();
+  good.stop();
+  io.run_for(200ms);
+}
+
+// With several sessions per core, a final refusal still ends the agent: the sessions waiting
+// for the first one's AUTH give up with it.
+TEST(ConnectorTest, AFinalRefusalEndsEverySessionOfThatCore) {
+  asio::io_context io;
+  FakeCoreBehaviour refusing;
+  refusing.refuse = true;
+  refusing.refusal_code = "bad_token";
+  refusing.refusal_error = "authentication failed";
+  FakeCore core(io, refusing);
+  RealTimeSource time;
+  ConnectorOptions options = options_for(core);
+  options.connections = 3;
+  Connector connector(io.get_executor(), options, time);
+  EXPECT_EQ(run_connector_for(io, connector, 20s), 1);
+  EXPECT_EQ(core.connections, 1);
+  core.stop();
+  io.run_for(200ms);
+}
+
+// --session-max-age: the replacement session is up before the old one gets GOAWAY, so the core
+// never has fewer sessions than asked for.
+TEST(ConnectorTest, AnOldSessionIsReplacedBeforeItDrains) {
+  asio::io_context io;
+  FakeCore core(io, {});
+  RealTimeSource time;
+  ConnectorOptions options = options_for(core);
+  options.session_max_age = 300ms;
+  Connector connector(io.get_executor(), options, time);
+  int fewest = 1;
+  asio::steady_timer probe(io);
+  const auto until = std::chrono::steady_clock::now() + 1s;  // before stop() closes them all
+  std::function<void()> sample = [&] {
+    if (std::chrono::steady_clock::now() >= until) return;
+    if (core.max_open > 0) fewest = std::min(fewest, core.open);
+    probe.expires_after(5ms);
+    probe.async_wait([&](const transport::error_code& ec) {
+      if (!ec) sample();
+    });
+  };
+  sample();
+  EXPECT_EQ(run_connector_for(io, connector, 1100ms), 0);
+  probe.cancel();
+  EXPECT_GE(core.connections, 3);
+  EXPECT_LE(core.connections, 5);
+  EXPECT_GE(core.go_aways, 2) << "the old sessions were not told to drain";
+  EXPECT_EQ(fewest, 1) << "a moment without a session";
+  core.stop();
+  io.run_for(200ms);
 }
 
 TEST(ConnectorTest, HeartbeatIntervalFromTheCoreIsClamped) {

@@ -3,12 +3,15 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <bit>
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <set>
 
 #include "common/async.hpp"
 #include "common/net_address.hpp"
 #include "http/host.hpp"
+#include "protocol/health_notice.hpp"
 #include "transport/tls.hpp"
 
 namespace tunnel::core {
@@ -415,19 +418,32 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
                     refusal::kBadRequest);
     co_return;
   }
-  if (!context_.registry.add_agent(account->name, account->max_agents)) {
-    co_await refuse("account " + account->name + " already has " +
-                        std::to_string(account->max_agents) +
-                        " agents connected (max_agents; raise accounts[].max_agents in the core's "
-                        "config, 0 = unlimited)",
-                    refusal::kLimit);
-    co_return;
+  // Sessions of one agent (its --connections) count once against max_agents.
+  std::string agent_id = !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
+  if (agent_id.empty()) agent_id = new_request_id().substr(0, 12);
+  switch (context_.registry.add_agent(account->name, agent_id, account->max_agents)) {
+    case AddAgent::kAdded:
+      break;
+    case AddAgent::kTooManyAgents:
+      co_await refuse("account " + account->name + " already has " +
+                          std::to_string(account->max_agents) +
+                          " agents connected (max_agents; raise accounts[].max_agents in the "
+                          "core's config, 0 = unlimited)",
+                      refusal::kLimit);
+      co_return;
+    case AddAgent::kTooManySessions:
+      co_await refuse("agent " + agent_id + " of account " + account->name + " already has " +
+                          std::to_string(kMaxSessionsPerAgent) +
+                          " sessions to this core (lower the agent's --connections)",
+                      refusal::kLimit);
+      co_return;
   }
   struct AgentSlot {
     Registry& registry;
     std::string account;
-    ~AgentSlot() { registry.remove_agent(account); }
-  } slot{context_.registry, account->name};
+    std::string agent_id;
+    ~AgentSlot() { registry.remove_agent(account, agent_id); }
+  } slot{context_.registry, account->name, agent_id};
   std::size_t serving = 0;
   if (!context_.registry.add_tunnels(account->name, asked, limits.max_tunnels_per_account,
                                      serving)) {
@@ -467,8 +483,7 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   agent->connected_at = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-  agent->agent_id = !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
-  if (agent->agent_id.empty()) agent->agent_id = new_request_id().substr(0, 12);
+  agent->agent_id = agent_id;
   const std::string name = agent->agent_id + "@" + account->name;
   agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
                                                   mux::Role::kCore, options, name, context_.time);
@@ -534,8 +549,41 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   for (const auto& h : agent->hostnames) names += (names.empty() ? "" : ", ") + h;
   spdlog::info("agent {} connected from {} (protocol v{}): {}", name, peer, options.version, names);
   announce_shared_names(*agent);
+  // The agent's health checks (a NOTICE from the agent, protocol/health_notice.hpp).
+  agent->session->on_notice = [this, a = agent.get()](std::uint16_t index,
+                                                      const std::string& message) {
+    const auto health = protocol::parse_health_notice(message);
+    if (!health) return;
+    const std::string why(health->reason);
+    if (!a->set_health(index, health->healthy, why)) return;
+    if (health->healthy) {
+      context_.metrics.unhealthy_tunnels.dec();
+    } else {
+      context_.metrics.unhealthy_tunnels.inc();
+    }
+    const std::string tunnel =
+        index < a->hostnames.size() ? a->hostnames[index] : "tunnel #" + std::to_string(index);
+    if (health->healthy) {
+      spdlog::info("agent {}@{}: the app of {} is healthy again; it gets requests", a->agent_id,
+                   a->account, tunnel);
+    } else {
+      spdlog::warn(
+          "agent {}@{}: the app of {} is unhealthy ({}); its requests go to the "
+          "name's other agents, or get 503 when none is healthy",
+          a->agent_id, a->account, tunnel, why);
+    }
+  };
+  // The agent rotates this session (or leaves): new requests go to its other sessions.
+  agent->session->on_go_away = [a = agent.get()](protocol::ErrorCode, const std::string& why) {
+    a->withdrawn.store(true, std::memory_order_relaxed);
+    spdlog::info("agent {}@{} withdraws a session: {}", a->agent_id, a->account, why);
+  };
   if (context_.draining) agent->session->go_away(protocol::ErrorCode::kGoingAway, "draining");
   const std::string reason = co_await agent->session->run();
+  agent->session->on_go_away = nullptr;
+  agent->session->on_notice = nullptr;
+  context_.metrics.unhealthy_tunnels.dec(
+      static_cast<double>(std::popcount(agent->unhealthy.load(std::memory_order_relaxed))));
   context_.metrics.agents.dec();
   spdlog::info("agent {} disconnected: {}", name, reason);
 }
@@ -694,6 +742,28 @@ common::Status AgentGateway::register_port(const Account& account, const Control
   return common::success();
 }
 
+std::string AgentSession::health_reason(std::uint16_t index) const {
+  std::lock_guard lock(health_mutex_);
+  auto it = health_reasons_.find(index);
+  return it == health_reasons_.end() ? std::string() : it->second;
+}
+
+bool AgentSession::set_health(std::uint16_t index, bool healthy, const std::string& reason) {
+  if (index >= 64) return false;
+  {
+    std::lock_guard lock(health_mutex_);
+    if (healthy) {
+      health_reasons_.erase(index);
+    } else {
+      health_reasons_[index] = reason.empty() ? std::string("health check failing") : reason;
+    }
+  }
+  const std::uint64_t bit = std::uint64_t{1} << index;
+  const std::uint64_t before = healthy ? unhealthy.fetch_and(~bit, std::memory_order_relaxed)
+                                       : unhealthy.fetch_or(bit, std::memory_order_relaxed);
+  return ((before & bit) != 0) == healthy;
+}
+
 void AgentGateway::tell_displaced(const std::string& host, const std::string& account,
                                   const std::vector<Route>& displaced) {
   for (const Route& route : displaced) {
@@ -721,13 +791,23 @@ void AgentGateway::announce_shared_names(const AgentSession& agent) {
   for (const std::string& host : agent.hostnames) {
     if (host.empty() || host.find("://") != std::string::npos) continue;  // refused, or a port
     const std::vector<Route> routes = context_.registry.routes_of(host);
-    if (routes.size() < 2) continue;
+    // Several sessions of one agent (its --connections) are one agent here: tell only when
+    // another agent serves the name, and only at this agent's first session.
+    std::set<std::string> agents;
+    std::size_t own_sessions = 0;
+    for (const Route& route : routes) {
+      if (!route.agent) continue;
+      agents.insert(route.agent->agent_id);
+      if (route.agent->agent_id == agent.agent_id) ++own_sessions;
+    }
+    if (agents.size() < 2 || own_sessions > 1) continue;
     const std::string shared =
-        ": requests are shared round robin between " + std::to_string(routes.size()) + " agents";
-    spdlog::info("{} is served by {} agents of account {} (round robin)", host, routes.size(),
+        ": requests are shared round robin between " + std::to_string(agents.size()) + " agents";
+    spdlog::info("{} is served by {} agents of account {} (round robin)", host, agents.size(),
                  agent.account);
     for (const Route& route : routes) {
       if (!route.agent || !route.agent->session) continue;
+      if (route.agent.get() != &agent && route.agent->agent_id == agent.agent_id) continue;
       std::string message =
           route.agent.get() == &agent
               ? fmt::format("{} was already served by another agent of account {}{}", host,

@@ -2,9 +2,12 @@
 // mux session for the agent's life.
 #pragma once
 
+#include <atomic>
 #include <boost/asio/ssl/context.hpp>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,23 @@ class AgentSession {
   // Streams its tcp and udp tunnels hold now (against raw_stream_budget()). Touched only on
   // the session's executor, where those relays run.
   std::uint32_t raw_streams = 0;
+  // The agent sent GOAWAY on this session (it rotates it, or leaves): the registry's lookups pass
+  // over it while another session serves the name. Set on the session's executor, read by any.
+  std::atomic<bool> withdrawn{false};
+  // Tunnels whose app fails the agent's health check (the agent's health notices; bit i = tunnel i,
+  // tunnels from 64 on are never withdrawn). Set on the session's executor, read by any thread.
+  std::atomic<std::uint64_t> unhealthy{0};
+  bool tunnel_unhealthy(std::uint16_t index) const {
+    return index < 64 && ((unhealthy.load(std::memory_order_relaxed) >> index) & 1u) != 0;
+  }
+  // Why tunnel `index` is unhealthy, as the agent said ("" when it is healthy). Any thread.
+  std::string health_reason(std::uint16_t index) const;
+  // Records a health report; true when it changed the tunnel's state.
+  bool set_health(std::uint16_t index, bool healthy, const std::string& reason);
+
+ private:
+  mutable std::mutex health_mutex_;
+  std::map<std::uint16_t, std::string> health_reasons_;
 };
 
 // Opens the public listener of a tcp or udp tunnel's port on `executor` (the edge implements

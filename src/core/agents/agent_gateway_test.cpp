@@ -296,7 +296,9 @@ TEST_F(GatewayTest, RefusesAnAgentBeyondMaxAgents) {
   // The account's one agent is connected; a second is refused and takes nothing.
   Reply second;
   const Reply first = exchange(auth_frame(request_for("acme-secret-token", {http("app")})), [&] {
-    second = exchange(auth_frame(request_for("acme-secret-token", {http("web")})));
+    auto other = request_for("acme-secret-token", {http("web")});
+    other.agent_id = "phone";  // another agent: a second session of "laptop" would be let in
+    second = exchange(auth_frame(other));
     EXPECT_EQ(context->registry.agents_of("acme"), 1u) << "the first agent keeps its slot";
     EXPECT_EQ(tunnel_slots("acme"), 1u);
     Route route;

@@ -29,6 +29,9 @@ CoreMetrics::CoreMetrics(observability::Registry& r)
       public_connections(
           r.gauge("tunnel_public_connections", "Public client connections open now.")),
       agent_sessions(r.counter("tunnel_agent_sessions_total", "Agent sessions accepted.")),
+      unhealthy_tunnels(r.gauge("tunnel_agent_tunnels_unhealthy",
+                                "Tunnels of connected agent sessions whose app fails the "
+                                "agent's health check now (they get no new requests).")),
       agent_auth_failures(
           r.counter("tunnel_agent_auth_failures_total", "Agent connections refused at AUTH.")),
       agent_handshakes(r.gauge("tunnel_agent_handshakes",

@@ -48,6 +48,7 @@ struct CoreMetrics {
   observability::Gauge& window_growth;  // of the agents' stream windows, in all
   observability::Gauge& public_connections;
   observability::Counter& agent_sessions;
+  observability::Gauge& unhealthy_tunnels;  // tunnels of connected sessions reported unhealthy
   observability::Counter& agent_auth_failures;
   observability::Gauge& agent_handshakes;  // agent connections before AUTH now
   // Agent connections closed unserved because a handshake cap was reached.

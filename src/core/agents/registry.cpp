@@ -5,6 +5,8 @@
 #include <optional>
 #include <random>
 
+#include "core/agents/agent_gateway.hpp"
+
 namespace tunnel::core {
 
 void Registry::count_out(const std::string& account) {
@@ -175,6 +177,37 @@ void Registry::rollback_agent(const AgentSession* agent) {
   }
 }
 
+namespace {
+
+bool available(const Route& route) {
+  return !route.agent || (!route.agent->withdrawn.load(std::memory_order_relaxed) &&
+                          !route.agent->tunnel_unhealthy(route.tunnel_index));
+}
+
+// The next route round robin that is neither withdrawn nor unhealthy. When none is: one whose
+// app is unhealthy (kUnhealthy, for the 503's reason), else the next (all withdrawn: opening a
+// stream on it fails and says why).
+LookupStatus pick(const std::vector<Route>& routes, std::size_t& next, Route& out) {
+  const std::size_t n = routes.size();
+  for (std::size_t tries = 0; tries < n; ++tries) {
+    const Route& route = routes[next++ % n];
+    if (available(route)) {
+      out = route;
+      return LookupStatus::kFound;
+    }
+  }
+  for (const Route& route : routes) {
+    if (route.agent && route.agent->tunnel_unhealthy(route.tunnel_index)) {
+      out = route;
+      return LookupStatus::kUnhealthy;
+    }
+  }
+  out = routes[next++ % n];
+  return LookupStatus::kFound;
+}
+
+}  // namespace
+
 LookupStatus Registry::lookup(const std::string& host, Route& out) {
   std::lock_guard lock(mutex_);
   auto it = hosts_.find(host);
@@ -189,8 +222,7 @@ LookupStatus Registry::lookup(const std::string& host, Route& out) {
     }
     return LookupStatus::kOffline;
   }
-  out = entry.routes[entry.next++ % entry.routes.size()];
-  return LookupStatus::kFound;
+  return pick(entry.routes, entry.next, out);
 }
 
 std::vector<Route> Registry::routes_of(const std::string& host) const {
@@ -202,23 +234,34 @@ std::vector<Route> Registry::routes_of(const std::string& host) const {
 std::size_t Registry::agents_of(const std::string& account) const {
   std::lock_guard lock(mutex_);
   auto it = agents_per_account_.find(account);
-  return it == agents_per_account_.end() ? 0 : it->second;
+  return it == agents_per_account_.end() ? 0 : it->second.size();
 }
 
-bool Registry::add_agent(const std::string& account, std::size_t limit) {
+AddAgent Registry::add_agent(const std::string& account, const std::string& agent_id,
+                             std::size_t limit) {
   std::lock_guard lock(mutex_);
-  auto& count = agents_per_account_[account];
-  if (limit != 0 && count >= limit) return false;
-  ++count;
-  return true;
+  auto& agents = agents_per_account_[account];
+  auto it = agents.find(agent_id);
+  if (it == agents.end()) {
+    if (limit != 0 && agents.size() >= limit) {
+      if (agents.empty()) agents_per_account_.erase(account);
+      return AddAgent::kTooManyAgents;
+    }
+    agents.emplace(agent_id, 1);
+    return AddAgent::kAdded;
+  }
+  if (it->second >= kMaxSessionsPerAgent) return AddAgent::kTooManySessions;
+  ++it->second;
+  return AddAgent::kAdded;
 }
 
-void Registry::remove_agent(const std::string& account) {
+void Registry::remove_agent(const std::string& account, const std::string& agent_id) {
   std::lock_guard lock(mutex_);
   auto it = agents_per_account_.find(account);
-  if (it != agents_per_account_.end() && it->second > 0 && --it->second == 0) {
-    agents_per_account_.erase(it);
-  }
+  if (it == agents_per_account_.end()) return;
+  auto agent = it->second.find(agent_id);
+  if (agent != it->second.end() && --agent->second == 0) it->second.erase(agent);
+  if (it->second.empty()) agents_per_account_.erase(it);
 }
 
 bool Registry::add_tunnels(const std::string& account, std::size_t n, std::size_t limit,
@@ -393,8 +436,7 @@ LookupStatus Registry::lookup_port(PortProtocol protocol, std::uint16_t port, Ro
   if (it == ports_.end()) return LookupStatus::kUnknown;
   PortEntry& entry = it->second;
   if (entry.routes.empty()) return LookupStatus::kOffline;
-  out = entry.routes[entry.next++ % entry.routes.size()];
-  return LookupStatus::kFound;
+  return pick(entry.routes, entry.next, out);
 }
 
 std::vector<Registry::Owned> Registry::owned(std::int64_t now_unix) const {

@@ -68,7 +68,15 @@ struct Route {
   std::shared_ptr<TunnelSeries> metrics{};
 };
 
-enum class LookupStatus { kFound, kUnknown, kOffline };
+// kUnhealthy: every agent serving the name reports its app unhealthy (the route found is one of
+// them, for the reason).
+enum class LookupStatus { kFound, kUnknown, kOffline, kUnhealthy };
+
+// One agent (an agent id within an account) may hold several sessions (the agent's
+// --connections, a GOAWAY handover, a rotation): they count once against max_agents, and at most
+// this many at a time.
+inline constexpr std::size_t kMaxSessionsPerAgent = 16;
+enum class AddAgent { kAdded, kTooManyAgents, kTooManySessions };
 
 enum class PortProtocol { kTcp, kUdp };
 std::string_view protocol_name(PortProtocol protocol);  // "tcp", "udp"
@@ -107,15 +115,19 @@ class Registry {
   // forgotten at once (no offline hold, so a refused AUTH reserves nothing), and those it joined
   // are left as they were before (a hold keeps its original start). Listeners it opened close.
   void rollback_agent(const AgentSession* agent);
-  // Picks the next agent for `host` (round robin).
+  // Picks the next agent for `host` (round robin), passing over sessions that are withdrawn
+  // (AgentSession::withdrawn: the agent said GOAWAY) and tunnels whose app the agent reports
+  // unhealthy while another route is neither. When every route's app is unhealthy: kUnhealthy.
   LookupStatus lookup(const std::string& host, Route& out);
   // Every route of `host` now (several when agents share it round robin).
   std::vector<Route> routes_of(const std::string& host) const;
 
-  // Connected agent sessions of an account (for max_agents).
+  // Connected agents of an account (distinct agent ids, for max_agents).
   std::size_t agents_of(const std::string& account) const;
-  bool add_agent(const std::string& account, std::size_t limit);
-  void remove_agent(const std::string& account);
+  // Counts one more session of `agent_id`: refused when it is a new agent and the account has
+  // `limit` agents (0 = unlimited), or the agent has kMaxSessionsPerAgent sessions.
+  AddAgent add_agent(const std::string& account, const std::string& agent_id, std::size_t limit);
+  void remove_agent(const std::string& account, const std::string& agent_id);
   // Tunnels the account's connected agents asked for (limits.max_tunnels_per_account): adds
   // `n` unless that would pass `limit` (0 = unlimited); `serving` gets the count before.
   bool add_tunnels(const std::string& account, std::size_t n, std::size_t limit,
@@ -221,7 +233,8 @@ class Registry {
   Clock::time_point last_sweep_{};
   std::unordered_map<std::string, Entry> hosts_;
   std::unordered_map<std::uint32_t, PortEntry> ports_;
-  std::unordered_map<std::string, std::size_t> agents_per_account_;
+  // account -> agent id -> sessions
+  std::unordered_map<std::string, std::unordered_map<std::string, std::size_t>> agents_per_account_;
   std::unordered_map<std::string, std::size_t> tunnels_per_account_;
   std::unordered_map<std::string, std::size_t> held_;  // entries of hosts_ and ports_ per account
   std::chrono::seconds offline_hold_;

@@ -402,5 +402,83 @@ TEST_F(RegistryLimits, NewPortsAreRefusedWhenDescriptorsRunShort) {
   EXPECT_NE(why.find("(limits.fd_reserve"), std::string::npos) << why;
 }
 
+// Issue 19: the sessions of one agent (its --connections) count once against max_agents, and at
+// most kMaxSessionsPerAgent of them at a time.
+TEST_F(RegistryLimits, SessionsOfOneAgentCountOnceAgainstMaxAgents) {
+  EXPECT_EQ(registry.add_agent("alice", "laptop", 2), AddAgent::kAdded);
+  EXPECT_EQ(registry.add_agent("alice", "laptop", 2), AddAgent::kAdded);
+  EXPECT_EQ(registry.add_agent("alice", "laptop", 2), AddAgent::kAdded);
+  EXPECT_EQ(registry.agents_of("alice"), 1u);
+  EXPECT_EQ(registry.add_agent("alice", "server", 2), AddAgent::kAdded);
+  EXPECT_EQ(registry.add_agent("alice", "phone", 2), AddAgent::kTooManyAgents);
+  EXPECT_EQ(registry.agents_of("alice"), 2u);
+  for (std::size_t i = 1; i < kMaxSessionsPerAgent; ++i) {
+    EXPECT_EQ(registry.add_agent("bob", "box", 1), AddAgent::kAdded);
+  }
+  EXPECT_EQ(registry.add_agent("bob", "box", 1), AddAgent::kAdded);
+  EXPECT_EQ(registry.add_agent("bob", "box", 1), AddAgent::kTooManySessions);
+  registry.remove_agent("alice", "laptop");
+  registry.remove_agent("alice", "laptop");
+  EXPECT_EQ(registry.agents_of("alice"), 2u) << "one session of laptop is left";
+  registry.remove_agent("alice", "laptop");
+  EXPECT_EQ(registry.agents_of("alice"), 1u);
+  EXPECT_EQ(registry.add_agent("alice", "phone", 2), AddAgent::kAdded);
+  registry.remove_agent("nobody", "x");  // harmless
+}
+
+// A session the agent withdrew (GOAWAY: rotated or leaving) gets no new requests while another
+// session serves the name; when every one is withdrawn, lookups still find one (its stream is
+// then refused with the reason).
+TEST_F(RegistryTest, LookupsPassOverWithdrawnSessions) {
+  auto first = std::make_shared<AgentSession>();
+  auto second = std::make_shared<AgentSession>();
+  ASSERT_TRUE(common::is_ok(registry.claim("app.example.test", "alice", route_of(first))));
+  ASSERT_TRUE(common::is_ok(registry.claim("app.example.test", "alice", route_of(second))));
+  first->withdrawn = true;
+  for (int i = 0; i < 4; ++i) {
+    Route route;
+    ASSERT_EQ(registry.lookup("app.example.test", route), LookupStatus::kFound);
+    EXPECT_EQ(route.agent, second);
+  }
+  second->withdrawn = true;
+  Route route;
+  EXPECT_EQ(registry.lookup("app.example.test", route), LookupStatus::kFound);
+  EXPECT_NE(route.agent, nullptr);
+
+  // Issue 19: a tunnel whose app the agent reports unhealthy is passed over the same way; when
+  // every route's app is unhealthy the lookup says so (503 naming the reason).
+  first->withdrawn = false;
+  second->withdrawn = false;
+  EXPECT_TRUE(first->set_health(0, false, "connect refused"));
+  EXPECT_FALSE(first->set_health(0, false, "connect refused")) << "no change";
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(registry.lookup("app.example.test", route), LookupStatus::kFound);
+    EXPECT_EQ(route.agent, second);
+  }
+  EXPECT_TRUE(second->set_health(0, false, "GET / answered 500"));
+  EXPECT_EQ(registry.lookup("app.example.test", route), LookupStatus::kUnhealthy);
+  EXPECT_EQ(route.agent->health_reason(0),
+            route.agent == first ? "connect refused" : "GET / answered 500");
+  EXPECT_TRUE(first->set_health(0, true, ""));
+  EXPECT_EQ(first->health_reason(0), "");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(registry.lookup("app.example.test", route), LookupStatus::kFound);
+    EXPECT_EQ(route.agent, first);
+  }
+
+  // Ports the same way.
+  auto third = std::make_shared<AgentSession>();
+  auto fourth = std::make_shared<AgentSession>();
+  third->withdrawn = true;
+  ASSERT_TRUE(common::is_ok(
+      registry.claim_port(PortProtocol::kTcp, 20001, "alice", any, route_of(third), open)));
+  ASSERT_TRUE(common::is_ok(
+      registry.claim_port(PortProtocol::kTcp, 20001, "alice", any, route_of(fourth), open)));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(registry.lookup_port(PortProtocol::kTcp, 20001, route), LookupStatus::kFound);
+    EXPECT_EQ(route.agent, fourth);
+  }
+}
+
 }  // namespace
 }  // namespace tunnel::core

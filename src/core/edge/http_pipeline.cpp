@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "core/agents/agent_gateway.hpp"
 #include "core/agents/context.hpp"
 #include "http/host.hpp"
 
@@ -103,6 +104,16 @@ Decision decide(const RequestFacts& request, const RouteLookup& lookup) {
   const bool close = request.has_body || !request.keep_alive;
   if (found == LookupStatus::kUnknown) {
     decision.answer = LocalAnswer{404, "No tunnel is serving " + decision.host + ".", close};
+  } else if (found == LookupStatus::kUnhealthy) {
+    const std::string why = decision.route.agent
+                                ? decision.route.agent->health_reason(decision.route.tunnel_index)
+                                : std::string();
+    decision.answer =
+        LocalAnswer{503,
+                    "Every agent serving " + decision.host + " reports its app unhealthy (" +
+                        (why.empty() ? std::string("health check failing") : why) +
+                        "). Try again when it recovers.",
+                    close};
   } else {
     decision.answer = LocalAnswer{503,
                                   "The agent serving " + decision.host +

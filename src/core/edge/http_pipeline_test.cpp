@@ -93,6 +93,23 @@ TEST(Decide, AnAbsoluteFormTargetRoutesByItsAuthority) {
   EXPECT_EQ(decide_head(head_with("http://a.example?q", {}), table).origin_target, "/?q");
 }
 
+// Issue 19: every agent of the name reports its app unhealthy: 503 with the agent's reason.
+TEST(Decide, EveryAppUnhealthyIsFiveOhThreeNamingTheReason) {
+  RouteLookup lookup = [](const std::string&, Route& out) {
+    out.agent = std::make_shared<AgentSession>();
+    out.tunnel_index = 1;
+    out.agent->set_health(1, false, "GET /healthz answered 500");
+    return LookupStatus::kUnhealthy;
+  };
+  const auto d =
+      decide(RequestFacts{head_with("/", {{"Host", "app.example"}}), false, true}, lookup);
+  ASSERT_TRUE(d.answer);
+  EXPECT_EQ(d.answer->status, 503);
+  EXPECT_EQ(d.answer->detail,
+            "Every agent serving app.example reports its app unhealthy (GET /healthz answered "
+            "500). Try again when it recovers.");
+}
+
 TEST(Decide, UnknownIsFourOhFourAndOfflineIsFiveOhThree) {
   Table table{{{"gone.example", LookupStatus::kOffline}}, {}};
   auto d = decide_head(head_with("/", {{"Host", "nope.example"}}), table);
