@@ -97,19 +97,24 @@ def test_agent_on_two_cores_survives_kill_9_and_rejoins(tunnel, origin):
     wait_sessions(a, 2)
     wait_sessions(b, 2)
 
-    # A client in front of both cores, as nginx with proxy_next_upstream: it tries the cores in
-    # turn, and the next one when a core refuses the connection.
+    # A client in front of both cores, as nginx with `proxy_next_upstream error http_404
+    # http_503`: it tries the cores in turn, and the next one when a core refuses the
+    # connection, or does not serve the name yet (restarted, the agent not back).
     turn = [0]
 
     def send():
         cores = [a, b] if turn[0] % 2 == 0 else [b, a]
         turn[0] += 1
         for i, core in enumerate(cores):
+            last = i == len(cores) - 1
             try:
-                return core.request("ha", timeout=5)
+                r = core.request("ha", timeout=5)
             except ConnectionRefusedError:
-                if i == len(cores) - 1:
+                if last:
                     raise
+                continue
+            if r.status not in (404, 503) or last:
+                return r
         raise AssertionError("unreachable")
 
     load = Load(send)
