@@ -106,21 +106,6 @@ json body_json(std::string_view kept, std::uint64_t size, bool chunked,
   return out;
 }
 
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() %
-      1'000'000;
-  char buf[40];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[64];
-  std::snprintf(out, sizeof out, "%.*s.%06lldZ", static_cast<int>(n), buf,
-                static_cast<long long>(micros));
-  return out;
-}
-
 std::int64_t nanos(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
@@ -448,6 +433,21 @@ json response_diff(const Exchange& original, const Exchange& replay,
 }
 
 }  // namespace
+
+std::string iso_time(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() %
+      1'000'000;
+  char buf[40];
+  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[64];
+  std::snprintf(out, sizeof out, "%.*s.%06lldZ", static_cast<int>(n), buf,
+                static_cast<long long>(micros));
+  return out;
+}
 
 bool is_text(std::string_view bytes) {
   // UTF-8 without control characters other than tab, CR and LF.

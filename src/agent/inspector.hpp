@@ -162,5 +162,7 @@ bool is_text(std::string_view bytes);
 ApiResponse problem_response(const common::Error& error);
 // The data of a chunked body (chunk framing removed); a cut body gives what it holds.
 std::string dechunk(std::string_view body);
+// ISO 8601 in UTC with microseconds: "2026-12-07T21:40:00.123456Z" (the API's and HAR's times).
+std::string iso_time(std::chrono::system_clock::time_point t);
 
 }  // namespace tunnel::agent

@@ -45,21 +45,6 @@ Steady::duration from_millis(double ms) {
   return std::chrono::nanoseconds(std::llround(ms * 1e6));
 }
 
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count() %
-      1'000'000;
-  char buf[40];
-  const std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[64];
-  std::snprintf(out, sizeof out, "%.*s.%06lldZ", static_cast<int>(n), buf,
-                static_cast<long long>(micros));
-  return out;
-}
-
 // "2026-12-07T17:40:01.123456Z" (fraction optional; "Z" or "+00:00").
 bool parse_iso_time(const std::string& s, std::chrono::system_clock::time_point& out) {
   std::tm tm{};

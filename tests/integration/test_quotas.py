@@ -20,16 +20,23 @@ def set_quota(core, account, **quota):
     return body
 
 
-def test_a_lowered_request_quota_answers_429_naming_it(tunnel):
+def served_http_tunnel(tunnel, agent_name, name):
+    """A core, an origin A, an agent registered through the API serving http tunnel `name`
+    assigned to it: (core, the tunnel as the API answered it)."""
     core = tunnel.core()
     a = tunnel.origin("A")
-    status, agent = call(core, "POST", "/api/v1/agents", {"name": "metered"})
+    status, agent = call(core, "POST", "/api/v1/agents", {"name": agent_name})
     assert status == 201, agent
     status, t = call(core, "POST", "/api/v1/tunnels",
-                     {"name": "shop", "type": "http", "agent": agent["id"], "local": a.addr})
+                     {"name": name, "type": "http", "agent": agent["id"], "local": a.addr})
     assert status == 201, t
-    managed_agent(tunnel, core, agent["token"], name="metered")
-    served_by(core, "shop", "A")
+    managed_agent(tunnel, core, agent["token"], name=agent_name)
+    served_by(core, name, "A")
+    return core, t
+
+
+def test_a_lowered_request_quota_answers_429_naming_it(tunnel):
+    core, t = served_http_tunnel(tunnel, "metered", "shop")
     account = t["account"]
 
     set_quota(core, account, max_requests_per_second=2)
@@ -130,15 +137,7 @@ def test_max_connections_refuses_new_tcp_connections_and_keeps_the_open_ones(tun
 def test_a_bandwidth_quota_set_through_the_api_slows_a_running_tunnel(tunnel):
     """bandwidth (bytes/s each way, burst one second) applies to a tunnel already served: 400 kB
     at 100 kB/s cannot arrive in under 3 s (2 s asserted, for slack); lifted, it flows freely."""
-    core = tunnel.core()
-    a = tunnel.origin("A")
-    status, agent = call(core, "POST", "/api/v1/agents", {"name": "throttled"})
-    assert status == 201, agent
-    status, t = call(core, "POST", "/api/v1/tunnels",
-                     {"name": "files", "type": "http", "agent": agent["id"], "local": a.addr})
-    assert status == 201, t
-    managed_agent(tunnel, core, agent["token"], name="throttled")
-    served_by(core, "files", "A")
+    core, t = served_http_tunnel(tunnel, "throttled", "files")
 
     size = 400_000
     set_quota(core, t["account"], bandwidth=100_000)
