@@ -5,6 +5,8 @@
 #include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "agent/body_decode.hpp"
@@ -432,6 +434,142 @@ json response_diff(const Exchange& original, const Exchange& replay,
   return out;
 }
 
+// GET /api/requests/http's filters (docs/inspector.md); an empty field does not filter.
+struct ListFilter {
+  std::string tunnel, path, method, status, header_name, header_value;
+  bool header_has_value = false;
+  std::optional<std::int64_t> min_duration_ns, max_duration_ns;
+  std::optional<std::uint64_t> min_size, max_size;
+  bool needs_heads() const {
+    return !path.empty() || !method.empty() || !status.empty() || !header_name.empty();
+  }
+};
+
+bool contains_field(const http::HeaderFields& fields, const ListFilter& f,
+                    const InspectorOptions& options) {
+  for (const auto& h : fields.headers) {
+    if (!http::iequals(h.name, f.header_name)) continue;
+    if (!f.header_has_value) return true;
+    // A redacted field matches on its mask only: a filter must not probe a credential.
+    const std::string_view value = redacted(options, h.name) ? kRedacted : h.value;
+    if (value.find(f.header_value) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
+// The final response head of `e` (after any interim ones); false when there is none.
+bool final_response_head(const Exchange& e, std::string_view method, http::ResponseHead& out) {
+  const ExchangeCapture& c = e.capture;
+  if (c.response_head_size == 0) return false;
+  const std::string_view head = std::string_view(c.response_raw).substr(0, c.response_head_size);
+  MessageParser parser(MessageParser::Kind::kResponse);
+  parser.expect_response_to(method);
+  std::size_t at = 0;
+  while (at <= head.size()) {
+    const Step step = parser.parse(head.substr(at));
+    if (step.type == Step::kHead && !parser.is_interim()) {
+      out = std::move(parser.response());
+      return true;
+    }
+    if (step.type != Step::kHead && step.type != Step::kMessageEnd) return false;
+    at += step.consumed;
+  }
+  return false;
+}
+
+bool status_matches(std::string_view want, int status) {
+  // "404", or a class: "4xx" (also "4XX", "4").
+  if (want.size() == 3 && (want[1] == 'x' || want[1] == 'X') &&
+      (want[2] == 'x' || want[2] == 'X')) {
+    want = want.substr(0, 1);
+  }
+  if (want.size() == 1) return status / 100 == want[0] - '0';
+  return std::to_string(status) == want;
+}
+
+bool matches(const Exchange& e, const ListFilter& f, const InspectorOptions& options) {
+  const ExchangeCapture& c = e.capture;
+  if (!f.tunnel.empty() && e.tunnel_name != f.tunnel) return false;
+  const std::int64_t duration = nanos(c.ended - c.opened);
+  if (f.min_duration_ns && duration < *f.min_duration_ns) return false;
+  if (f.max_duration_ns && duration > *f.max_duration_ns) return false;
+  const std::uint64_t size = c.request_body_size + c.response_body_size;
+  if (f.min_size && size < *f.min_size) return false;
+  if (f.max_size && size > *f.max_size) return false;
+  if (!f.needs_heads()) return true;
+  MessageParser parser(MessageParser::Kind::kRequest);
+  const Step step = parser.parse(std::string_view(c.request_raw.data(), c.request_head_size));
+  if (step.type != Step::kHead && step.type != Step::kMessageEnd) return false;
+  const http::RequestHead& request = parser.request();
+  if (!f.method.empty() && !http::iequals(request.method, f.method)) return false;
+  if (!f.path.empty() && request.target.find(f.path) == std::string::npos) return false;
+  http::ResponseHead response;
+  const bool has_response = (!f.status.empty() || !f.header_name.empty()) &&
+                            final_response_head(e, request.method, response);
+  if (!f.status.empty() && !(has_response && status_matches(f.status, response.status))) {
+    return false;
+  }
+  if (!f.header_name.empty() && !contains_field(request, f, options) &&
+      !(has_response && contains_field(response, f, options))) {
+    return false;
+  }
+  return true;
+}
+
+// The filters of a GET /api/requests/http query; the error names the parameter that is wrong.
+common::Result<ListFilter> parse_filter(std::string_view query) {
+  ListFilter f;
+  f.tunnel = query_value(query, "tunnel_name");
+  f.path = query_value(query, "path");
+  f.method = query_value(query, "method");
+  f.status = query_value(query, "status");
+  if (!f.status.empty()) {
+    const bool digits = std::all_of(f.status.begin(), f.status.end(),
+                                    [](char ch) { return ch >= '0' && ch <= '9'; });
+    const bool class_form = (f.status.size() == 3 && f.status[0] >= '1' && f.status[0] <= '5' &&
+                             http::iequals(f.status.substr(1), "xx")) ||
+                            (f.status.size() == 1 && f.status[0] >= '1' && f.status[0] <= '5');
+    if (!(digits && f.status.size() == 3) && !class_form) {
+      return common::fail(
+          common::ErrorKind::kInvalid,
+          "status: expected a code (404) or a class (4xx), got \"" + f.status + "\"");
+    }
+  }
+  if (const std::string h = query_value(query, "header"); !h.empty()) {
+    const std::size_t colon = h.find(':');
+    f.header_name = h.substr(0, colon);
+    if (colon != std::string::npos) {
+      f.header_has_value = true;
+      f.header_value = h.substr(colon + 1);
+      f.header_value.erase(0, f.header_value.find_first_not_of(' '));
+    }
+    if (f.header_name.empty()) {
+      return common::fail(common::ErrorKind::kInvalid,
+                          "header: expected Name or Name:value, got \"" + h + "\"");
+    }
+  }
+  const auto number = [&](const char* name, auto& field) -> common::Status {
+    const std::string v = query_value(query, name);
+    if (v.empty()) return common::success();
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || end != v.data() + v.size() || n > (std::uint64_t{1} << 53)) {
+      return common::fail(common::ErrorKind::kInvalid,
+                          std::string(name) + ": expected a number, got \"" + v + "\"");
+    }
+    using T = typename std::remove_reference_t<decltype(field)>::value_type;
+    field = static_cast<T>(n);
+    return common::success();
+  };
+  if (auto s = number("min_duration_ms", f.min_duration_ns); !s) return s.error();
+  if (auto s = number("max_duration_ms", f.max_duration_ns); !s) return s.error();
+  if (f.min_duration_ns) *f.min_duration_ns *= 1'000'000;
+  if (f.max_duration_ns) *f.max_duration_ns *= 1'000'000;
+  if (auto s = number("min_size", f.min_size); !s) return s.error();
+  if (auto s = number("max_size", f.max_size); !s) return s.error();
+  return f;
+}
+
 }  // namespace
 
 std::string iso_time(std::chrono::system_clock::time_point t) {
@@ -597,11 +735,14 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
         return problem(400, "limit: expected a number, got \"" + l + "\"");
       }
     }
-    const std::string tunnel = query_value(query, "tunnel_name");
+    auto filter = parse_filter(query);
+    if (!filter) return problem_response(filter.error());
+    // summary=true: each entry as the event stream gives it (no headers, bodies or raw).
+    const bool full = query_value(query, "summary") != "true";
     json list = json::array();
     for (auto it = ring_.rbegin(); it != ring_.rend() && list.size() < limit; ++it) {
-      if (!tunnel.empty() && it->tunnel_name != tunnel) continue;
-      list.push_back(exchange_json(*it, options_));
+      if (!matches(*it, filter.value(), options_)) continue;
+      list.push_back(exchange_json(*it, options_, full));
     }
     json body;
     body["uri"] = kRequests;
@@ -676,6 +817,10 @@ ApiResponse Inspector::handle(std::string_view method, std::string_view target) 
     body["inspector"]["streams_dropped"] = events_->dropped();
     body["tunnels"] = tunnels_.size();
     return ok(body);
+  }
+  if (const PageFile* file = inspector_page_file(path); file != nullptr) {
+    if (method != "GET") return problem(405, "use GET on " + std::string(path));
+    return {200, file->content_type, file->body};
   }
   return problem(404, "no such API path: " + std::string(path) +
                           " (see /api/requests/http, /api/tunnels, /api/status)");

@@ -124,7 +124,11 @@ class Inspector {
 
   // The API without the network: GET /api/requests/http[?limit=N&tunnel_name=T],
   // GET /api/requests/http/:id, DELETE /api/requests/http, GET /api/tunnels, GET /api/status,
-  // GET /api/requests/http.har[?ids=a,b&redact=false] (HAR 1.2, oldest first).
+  // GET /api/requests/http.har[?ids=a,b&redact=false] (HAR 1.2, oldest first), and the page
+  // (GET /, /inspector.js, /inspector.css). The list's filters: path (the target contains
+  // it), method, status (404 or 4xx), min_duration_ms, max_duration_ms, min_size, max_size
+  // (request + response body bytes), header (Name or Name:value, value contained), summary=true
+  // (entries as the event stream gives them).
   // `target` is the request-target ("/api/requests/http?limit=5").
   ApiResponse handle(std::string_view method, std::string_view target) const;
   // POST /api/requests/http: {"id": ID} replays that exchange as it was; "method", "uri",
@@ -150,6 +154,14 @@ class Inspector {
   std::string address_;
   std::shared_ptr<EventHub> events_ = std::make_shared<EventHub>();
 };
+
+// A file of the inspector's page (src/agent/page/*, compiled in): "/" or "/index.html",
+// "/inspector.js", "/inspector.css"; nullptr for any other path.
+struct PageFile {
+  std::string content_type;
+  std::string body;
+};
+const PageFile* inspector_page_file(std::string_view path);
 
 // Helpers, pure, for the API and its tests.
 std::string base64_encode(std::string_view bytes);

@@ -43,6 +43,8 @@ constexpr std::string_view kImportPath = "/api/requests/http/import";
 constexpr std::chrono::seconds kRequestTimeout{30};
 constexpr std::chrono::seconds kWriteTimeout{10};  // an event stream's client must read
 constexpr std::chrono::seconds kKeepAlive{15};     // a comment on an idle event stream
+constexpr std::string_view kContentSecurityPolicy =
+    "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 // Host names a page served from this machine uses: "localhost", "127.x.y.z", "[::1]", with any
 // port.
@@ -210,6 +212,11 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
     response.result(static_cast<unsigned>(answer.status));
     response.set(bhttp::field::content_type, answer.content_type);
     response.set(bhttp::field::cache_control, "no-store");
+    // The page's scripts are their own paths (no inline script), everything from here only;
+    // the traffic it shows is data, never markup.
+    response.set("Content-Security-Policy", kContentSecurityPolicy);
+    response.set("X-Content-Type-Options", "nosniff");
+    response.set("Referrer-Policy", "no-referrer");
     if (unauthorized) {
       response.set(bhttp::field::www_authenticate, R"(Basic realm="tunnel-agent inspector")");
     }

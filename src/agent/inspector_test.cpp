@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace tunnel::agent {
 namespace {
@@ -73,6 +74,87 @@ TEST(Inspector, ListsNewestFirstInNgroksShape) {
   EXPECT_NE(
       get(inspector, "/api/requests/http?limit=x", 400)["msg"].get<std::string>().find("limit"),
       std::string::npos);
+}
+
+std::vector<std::string> ids(const json& list) {
+  std::vector<std::string> out;
+  for (const auto& e : list["requests"]) out.push_back(e["id"].get<std::string>());
+  return out;
+}
+
+TEST(Inspector, ListFiltersByPathMethodStatusDurationSizeAndHeader) {
+  Inspector inspector({});
+  // ex_1: GET /api/users 200, 3 ms, 2 body bytes, X-Trace: abc-123, Authorization
+  inspector.add(make_exchange(
+      "GET /api/users?page=2 HTTP/1.1\r\nHost: x\r\nX-Trace: abc-123\r\nAuthorization: s3cret\r\n"
+      "\r\n",
+      "", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "hi"));
+  // ex_2: POST /upload 404, 40 ms, 1000 + 0 body bytes
+  Exchange slow =
+      make_exchange("POST /upload HTTP/1.1\r\nContent-Length: 1000\r\n\r\n", std::string(1000, 'a'),
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", "");
+  slow.capture.ended = slow.capture.opened + std::chrono::milliseconds(40);
+  inspector.add(std::move(slow));
+  // ex_3: GET /api/orders 503 after an interim 100, response field X-Cache: MISS
+  inspector.add(make_exchange("GET /api/orders HTTP/1.1\r\n\r\n", "",
+                              "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\n"
+                              "X-Cache: MISS\r\nContent-Length: 0\r\n\r\n",
+                              ""));
+  using V = std::vector<std::string>;
+  const auto list = [&](const std::string& q) {
+    return ids(get(inspector, "/api/requests/http?" + q));
+  };
+  EXPECT_EQ(list(""), (V{"ex_3", "ex_2", "ex_1"}));
+  EXPECT_EQ(list("path=/api/"), (V{"ex_3", "ex_1"}));
+  EXPECT_EQ(list("path=page%3D2"), (V{"ex_1"}));
+  EXPECT_EQ(list("method=post"), (V{"ex_2"}));
+  EXPECT_EQ(list("status=404"), (V{"ex_2"}));
+  EXPECT_EQ(list("status=5xx"), (V{"ex_3"}));
+  EXPECT_EQ(list("status=2"), (V{"ex_1"}));
+  EXPECT_EQ(list("min_duration_ms=10"), (V{"ex_2"}));
+  EXPECT_EQ(list("max_duration_ms=3"), (V{"ex_3", "ex_1"}));
+  EXPECT_EQ(list("max_duration_ms=2"), V{});
+  EXPECT_EQ(list("min_size=2&max_size=999"), (V{"ex_1"}));
+  EXPECT_EQ(list("min_size=1000"), (V{"ex_2"}));
+  EXPECT_EQ(list("header=x-trace"), (V{"ex_1"}));
+  EXPECT_EQ(list("header=X-Trace:abc"), (V{"ex_1"}));
+  EXPECT_EQ(list("header=X-Trace:zzz"), V{});
+  EXPECT_EQ(list("header=x-cache:MISS"), (V{"ex_3"}));  // a response field
+  // A redacted field matches its mask only: a filter cannot probe the credential.
+  EXPECT_EQ(list("header=Authorization:s3c"), V{});
+  EXPECT_EQ(list("header=Authorization:redacted"), (V{"ex_1"}));
+  EXPECT_EQ(list("path=/api/&status=2xx&tunnel_name=app.localhost&limit=5"), (V{"ex_1"}));
+  // summary=true: the stream's shape, without headers and bodies.
+  const json summary = get(inspector, "/api/requests/http?summary=true&limit=1");
+  ASSERT_EQ(summary["requests"].size(), 1u);
+  EXPECT_FALSE(summary["requests"][0]["request"].contains("headers"));
+  EXPECT_EQ(summary["requests"][0]["response"]["status_code"], 503);
+  EXPECT_EQ(summary["requests"][0]["response"]["body"], json({{"size", 0}}));
+  for (const std::string bad : {"status=abc", "status=6xx", "min_size=-1", "max_duration_ms=1s",
+                                "header=:x", "min_size=99999999999999999999"}) {
+    const json problem = get(inspector, "/api/requests/http?" + bad, 400);
+    EXPECT_NE(problem["msg"].get<std::string>().find(bad.substr(0, bad.find('='))),
+              std::string::npos)
+        << bad << ": " << problem["msg"];
+  }
+}
+
+TEST(Inspector, ServesItsPage) {
+  Inspector inspector({});
+  const ApiResponse index = inspector.handle("GET", "/");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_EQ(index.content_type, "text/html; charset=utf-8");
+  EXPECT_NE(index.body.find("<script src=\"/inspector.js\""), std::string::npos);
+  EXPECT_EQ(index.body.find("<script>"), std::string::npos);  // no inline script (the CSP)
+  EXPECT_EQ(inspector.handle("GET", "/index.html").body, index.body);
+  const ApiResponse js = inspector.handle("GET", "/inspector.js");
+  EXPECT_EQ(js.status, 200);
+  EXPECT_EQ(js.content_type, "text/javascript; charset=utf-8");
+  EXPECT_NE(js.body.find("EventSource"), std::string::npos);
+  EXPECT_EQ(js.body.find("innerHTML"), std::string::npos);  // traffic is shown as text only
+  EXPECT_EQ(inspector.handle("GET", "/inspector.css").content_type, "text/css; charset=utf-8");
+  EXPECT_EQ(inspector.handle("POST", "/").status, 405);
+  EXPECT_EQ(inspector.handle("GET", "/other.js").status, 404);
 }
 
 TEST(Inspector, DeleteClearsTheRing) {
