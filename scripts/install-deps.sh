@@ -13,7 +13,14 @@ packages=(
   valgrind prometheus
   libsqlite3-dev sqlite3 libpq-dev postgresql
   zlib1g-dev libbrotli-dev
+  chromium
 )
+# The inspector's browser test (tests/browser) drives chromium with playwright-core, which
+# needs node and npm. A machine with Node.js from another source (nodesource's nodejs bundles
+# npm, and conflicts with Debian's npm package) keeps it: apt installs them only when missing.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,12 +31,14 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
-  exit 0
+else
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# playwright-core for the browser test, from tests/browser/package-lock.json (skips when there).
+"$(dirname "$0")/../tests/browser/install.sh"
