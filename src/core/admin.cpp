@@ -10,7 +10,9 @@
 
 #include "common/async.hpp"
 #include "common/duration.hpp"
+#include "core/agents/agent_gateway.hpp"
 #include "core/control/api/api.hpp"
+#include "core/inspect.hpp"
 #include "http/error_page.hpp"
 #include "http/message_parser.hpp"
 #include "transport/tls.hpp"
@@ -102,6 +104,26 @@ std::string AdminServer::debug_log(const std::string& method, const std::string&
   return plain(200, kJson, log_level_->state_json());
 }
 
+asio::awaitable<std::string> AdminServer::debug_connections(const std::string& target) {
+  const auto q = target.find('?');
+  auto query = parse_inspect_query(q == std::string::npos ? std::string_view{}
+                                                          : std::string_view(target).substr(q + 1));
+  if (!query) co_return plain(400, "text/plain; charset=utf-8", query.error().message + "\n");
+  bool truncated = false;
+  auto agents = gateway_->agents();
+  std::string matching = query.value().agent;
+  const auto sessions =
+      co_await snapshot_sessions(std::move(agents), std::move(matching), truncated);
+  const auto doc = connections_json(
+      sessions, query.value(), truncated, context_.time.monotonic_time(),
+      unix_seconds(context_.time),
+      static_cast<std::uint64_t>(std::max(0.0, context_.metrics.public_connections.value())));
+  if (!query.value().agent.empty() && sessions.empty()) {
+    co_return plain(404, "application/json", doc.dump() + "\n");
+  }
+  co_return plain(200, "application/json", doc.dump() + "\n");
+}
+
 std::string AdminServer::respond(const std::string& method, const std::string& target, bool& close,
                                  const std::string& peer) {
   const std::string path = target.substr(0, target.find('?'));
@@ -134,8 +156,9 @@ std::string AdminServer::respond(const std::string& method, const std::string& t
   }
   return http::error_response(
       404,
-      "Unknown admin path " + path + " (try /healthz, /readyz, /metrics, /debug/log, /api/v1).", "",
-      false);
+      "Unknown admin path " + path +
+          " (try /healthz, /readyz, /metrics, /debug/log, /debug/connections, /api/v1).",
+      "", false);
 }
 
 namespace {
@@ -262,12 +285,20 @@ asio::awaitable<void> AdminServer::serve_conn(std::unique_ptr<transport::Conn> c
     if (step.type == Step::kHead) {
       pending.erase(0, step.consumed);
       bool close = !parser.keep_alive() || parser.has_body();
-      std::string response =
-          api_only
-              ? serialize(api::problem_response(404, "not-found",
-                                                "this listener serves the API only: /api/v1/..."),
-                          close)
-              : respond(parser.request().method, parser.request().target, close, conn->peer());
+      const auto& request = parser.request();
+      std::string response;
+      if (api_only) {
+        response =
+            serialize(api::problem_response(404, "not-found",
+                                            "this listener serves the API only: /api/v1/..."),
+                      close);
+      } else if (gateway_ != nullptr && (request.method == "GET" || request.method == "HEAD") &&
+                 request.target.substr(0, request.target.find('?')) == "/debug/connections") {
+        const std::string target = request.target;
+        response = co_await debug_connections(target);
+      } else {
+        response = respond(request.method, request.target, close, conn->peer());
+      }
       if (parser.request().method == "HEAD") response.resize(response.find("\r\n\r\n") + 4);
       co_await conn->write(asio::buffer(response), ec);
       if (close || ec) break;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -15,7 +16,9 @@
 #include "common/version.hpp"
 #include "core/control/config.hpp"
 #include "core/control/store/store.hpp"
+#include "core/inspect.hpp"
 #include "core/server.hpp"
+#include "ctl/http_client.hpp"
 #include "observability/log.hpp"
 
 namespace tunnel::core {
@@ -29,6 +32,57 @@ int check_config(const std::string& file) {
   }
   std::cout << file << ": ok\n";
   return 0;
+}
+
+// `tunnel-core inspect`: GET /debug/connections from a running core's admin listener, printed
+// as tables (or the JSON as it came). 0 = printed, 1 = the core could not be asked or refused.
+int inspect(std::string admin, const InspectQuery& query, bool as_json) {
+  if (admin.find("://") == std::string::npos) admin = "http://" + admin;
+  auto url = ctl::parse_url(admin);
+  if (!url) {
+    std::cerr << "tunnel-core inspect: --admin: " << url.error().message << "\n";
+    return kExitUsage;
+  }
+  ctl::ClientOptions options;
+  options.timeout = std::chrono::seconds(10);
+  ctl::HttpClient client(url.value(), options);
+  std::string target =
+      url.value().base_path + "/debug/connections?limit=" + std::to_string(query.limit);
+  if (!query.agent.empty()) {
+    target += "&agent=";
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    for (const unsigned char c : query.agent) {
+      if (std::isalnum(c) != 0 || c == '-' || c == '_' || c == '.' || c == '~') {
+        target += static_cast<char>(c);
+      } else {
+        target += '%';
+        target += kHex[c >> 4];
+        target += kHex[c & 15];
+      }
+    }
+  }
+  auto response = client.send(ctl::HttpRequest{"GET", target, {}, ""});
+  if (!response) {
+    std::cerr << "tunnel-core inspect: " << admin << ": " << response.error().message << "\n";
+    return 1;
+  }
+  const auto& r = response.value();
+  const bool is_json = r.content_type.starts_with("application/json");
+  if (!is_json) {
+    std::cerr << "tunnel-core inspect: " << admin << " answered " << r.status << ": " << r.body;
+    return 1;
+  }
+  if (as_json) {
+    std::cout << r.body;
+  } else {
+    const auto doc = nlohmann::json::parse(r.body, nullptr, false);
+    if (doc.is_discarded() || !doc.is_object()) {
+      std::cerr << "tunnel-core inspect: " << admin << " did not answer JSON\n";
+      return 1;
+    }
+    std::cout << render_connections(doc);
+  }
+  return r.status == 200 ? 0 : 1;
 }
 
 // `tunnel-core migrate`: brings the store named by the configuration (store.url, or SQLite in
@@ -176,6 +230,20 @@ int run_cli(int argc, char** argv) {
       ->check(CLI::ExistingFile);
   migrate_cmd->add_option("--data-dir", migrate_data_dir,
                           "Data directory (the SQLite store is <data-dir>/store.db)");
+  std::string inspect_admin = "127.0.0.1:9000";
+  InspectQuery inspect_query;
+  bool inspect_json = false;
+  auto* inspect_cmd = app.add_subcommand(
+      "inspect", "Show the agents, sessions, streams and public connections of a running core");
+  inspect_cmd->add_option("--admin", inspect_admin,
+                          "The core's admin listener (127.0.0.1:9000, or http://host:port)");
+  inspect_cmd->add_option("--agent", inspect_query.agent,
+                          "One agent (its id, or account/id): its sessions and streams");
+  inspect_cmd
+      ->add_option("--limit", inspect_query.limit,
+                   "Sessions listed, or streams per session with --agent (100)")
+      ->check(CLI::Range(std::size_t{1}, kInspectMaxLimit));
+  inspect_cmd->add_flag("--json", inspect_json, "Print the JSON as the core answered it");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -186,6 +254,7 @@ int run_cli(int argc, char** argv) {
   }
 
   if (*check) return check_config(check_file);
+  if (*inspect_cmd) return inspect(inspect_admin, inspect_query, inspect_json);
   if (*migrate_cmd) {
     return migrate(migrate_config.empty() ? f.config_file : migrate_config,
                    migrate_data_dir.empty() ? f.data_dir : migrate_data_dir);

@@ -167,6 +167,7 @@ Server::Server(Config config) {
   front_ = std::make_unique<HttpFront>(*context_);
   admin_ = std::make_unique<AdminServer>(*context_);
   admin_->set_log_level(&log_level_);
+  admin_->set_gateway(gateway_.get());
   std::uint32_t n = context_->config.workers;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
   for (std::uint32_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());

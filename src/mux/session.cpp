@@ -42,6 +42,7 @@ Stream::Stream(std::shared_ptr<Session> session, std::uint32_t id, std::uint32_t
       writable_(session_->get_executor()),
       send_credit_(send_credit),
       granted_(window),
+      opened_at_(session_->time_.monotonic_time()),
       window_(window) {}
 
 Stream::~Stream() {
@@ -134,6 +135,7 @@ asio::awaitable<void> Stream::write(std::span<const std::uint8_t> data, transpor
     session_->queue(FrameType::kData, last ? flags::kEndStream : 0, id_,
                     data.subspan(offset, chunk));
     send_credit_ -= static_cast<std::int64_t>(chunk);
+    sent_ += chunk;
     offset += chunk;
     if (last) {
       local_closed_ = true;
@@ -293,6 +295,7 @@ common::Result<std::shared_ptr<Stream>> Session::open_stream(std::uint16_t tunne
   highest_stream_id_ = id;
   auto stream = std::make_shared<Stream>(shared_from_this(), id, options_.peer_initial_window,
                                          options_.initial_window);
+  stream->tunnel_index_ = tunnel_index;
   streams_.emplace(id, stream);
   queue_open(id, tunnel_index, payload);
   if (closed_) {  // over the queue's hard limit: queue_open() ended the session
@@ -385,11 +388,44 @@ asio::awaitable<void> Session::read_loop() {
       // and the session would then keep each other alive.
       if (closed_) break;
       touch();
+      bytes_received_ += protocol::kHeaderSize + frame.payload.size();
       if (!handle_frame(frame)) break;
     }
   } catch (const std::exception& e) {
     close(std::string("session failed while reading: ") + e.what(), false);
   }
+}
+
+SessionInfo Session::inspect() const {
+  TUNNEL_ASSERT_ON_EXECUTOR(conn_->get_executor(), "mux::Session::inspect");
+  SessionInfo info;
+  info.version = options_.version;
+  info.rtt = rtt_;
+  info.bytes_received = bytes_received_;
+  info.bytes_sent = bytes_sent_;
+  info.queued_bytes = out_.size() + writing_.size();
+  info.peer_window = options_.peer_initial_window;
+  info.window_growth = window_growth_;
+  info.draining = going_away_ || peer_going_away_;
+  info.open = !closed_;
+  info.streams.reserve(streams_.size());
+  for (const auto& [id, stream] : streams_) {
+    StreamInfo& s = info.streams.emplace_back();
+    s.id = id;
+    s.tunnel_index = stream->tunnel_index_;
+    s.opened_at = stream->opened_at_;
+    s.bytes_received = stream->received_;
+    s.bytes_sent = stream->sent_;
+    s.receive_window = stream->window_;
+    s.send_credit = stream->send_credit_;
+    s.buffered = stream->buffered();
+    s.read_closed = stream->remote_closed_;
+    s.write_closed = stream->local_closed_;
+  }
+  std::sort(info.streams.begin(), info.streams.end(), [](const StreamInfo& a, const StreamInfo& b) {
+    return a.opened_at != b.opened_at ? a.opened_at < b.opened_at : a.id < b.id;
+  });
+  return info;
 }
 
 SessionStats& session_stats() {
@@ -439,6 +475,7 @@ asio::awaitable<void> Session::write_loop() {
       count_writing(true);  // not inline: GCC keeps a coroutine's temporaries in its frame
       co_await conn_->write(asio::buffer(writing_), ec);
       count_writing(false);
+      bytes_sent_ += writing_.size();
       writing_.clear();
       if (out_.empty() && writing_.capacity() > kCompactAbove) {
         writing_.shrink_to_fit();  // idle: give a burst's buffer back

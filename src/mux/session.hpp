@@ -99,6 +99,34 @@ SessionStats& session_stats();
 // tunnel_mux_writing_bytes (read from session_stats()) to `registry`.
 void register_session_stats(observability::Registry& registry);
 
+// One stream's state, for connection inspection (the core's /debug/connections).
+struct StreamInfo {
+  std::uint32_t id = 0;
+  std::uint16_t tunnel_index = 0;
+  MonotonicTime opened_at{};
+  std::uint64_t bytes_received = 0;  // DATA payload from the peer
+  std::uint64_t bytes_sent = 0;      // DATA payload to the peer
+  std::uint32_t receive_window = 0;  // ours (v2)
+  std::int64_t send_credit = 0;      // what we may still send (v2)
+  std::size_t buffered = 0;          // received, not read yet
+  bool read_closed = false;
+  bool write_closed = false;
+};
+
+// A session's state at one moment, taken on its executor (Session::inspect).
+struct SessionInfo {
+  std::uint8_t version = 0;
+  std::chrono::microseconds rtt{0};
+  std::uint64_t bytes_received = 0;  // frames from the peer, headers included
+  std::uint64_t bytes_sent = 0;      // frames written to the peer, headers included
+  std::size_t queued_bytes = 0;      // frames waiting or being written
+  std::uint32_t peer_window = 0;     // each stream's initial send window (the peer's, v2)
+  std::size_t window_growth = 0;
+  bool draining = false;
+  bool open = false;
+  std::vector<StreamInfo> streams;  // oldest first
+};
+
 // One bidirectional stream. Reads return 0 at the peer's END_STREAM; writes wait for credit.
 class Stream {
  public:
@@ -174,6 +202,8 @@ class Stream {
   std::uint64_t granted_;     // v2: total bytes we allowed the peer to send
   std::uint64_t received_ = 0;
   std::uint64_t consumed_ = 0;
+  std::uint64_t sent_ = 0;  // DATA payload queued to the peer
+  MonotonicTime opened_at_{};
   std::uint32_t window_;
   std::uint32_t grown_ = 0;  // how far window_ grew: drawn from the session's growth budget
 
@@ -250,6 +280,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t window_growth() const { return window_growth_; }
   const std::string& name() const { return name_; }
   const std::string& peer() const { return conn_->peer(); }
+  // Its state and its streams' now (oldest first), for connection inspection. Bounded by the
+  // session's stream limit (Options::max_streams).
+  SessionInfo inspect() const;
   asio::any_io_executor get_executor() { return conn_->get_executor(); }
 
  private:
@@ -322,6 +355,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   MonotonicTime ping_sent_at_{};
   std::chrono::microseconds rtt_{0};
+  std::uint64_t bytes_received_ = 0;
+  std::uint64_t bytes_sent_ = 0;
   bool closed_ = false;
   bool going_away_ = false;
   bool reading_paused_ = false;  // v1 backpressure: frames are not being read

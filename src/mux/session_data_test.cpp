@@ -50,6 +50,49 @@ TEST_P(SessionDataTest, OpenStreamCarriesPayloadAndTunnelIndex) {
   });
 }
 
+// inspect() (the core's /debug/connections) shows each open stream with its tunnel, its bytes
+// each way and its windows, oldest first, and the session's byte counts.
+TEST_P(SessionDataTest, InspectShowsStreamsWithTheirBytes) {
+  SessionPair pair(version());
+  ASSERT_TRUE(pair.ready());
+  pair.run([&]() -> asio::awaitable<void> {
+    auto first = opened(pair.core->open_stream(3, "one"));
+    CO_ASSERT_TRUE(first != nullptr);
+    auto second = opened(pair.core->open_stream(5, "two"));
+    CO_ASSERT_TRUE(second != nullptr);
+    auto accepted = co_await pair.agent->accept();
+    CO_ASSERT_TRUE(accepted != nullptr);
+    error_code ec;
+    const std::vector<std::uint8_t> up(1000, 'u');
+    const std::vector<std::uint8_t> down(300, 'd');
+    co_await first->write(up, ec);
+    co_await accepted->write(down, ec);
+    CO_ASSERT_TRUE(!ec);
+    std::vector<std::uint8_t> buf(4096);
+    std::size_t got = 0;
+    while (got < down.size()) got += co_await first->read_some(asio::buffer(buf), ec);
+    const SessionInfo core = pair.core->inspect();
+    EXPECT_EQ(core.version, version());
+    EXPECT_TRUE(core.open);
+    CO_ASSERT_TRUE(core.streams.size() == 2u);
+    EXPECT_EQ(core.streams[0].id, first->id());  // oldest first
+    EXPECT_EQ(core.streams[0].bytes_sent, 1000u);
+    EXPECT_EQ(core.streams[0].bytes_received, 300u);
+    EXPECT_EQ(core.streams[1].bytes_sent, 0u);
+    if (version() >= protocol::kVersion2) {
+      EXPECT_EQ(core.streams[0].tunnel_index, 3);
+      EXPECT_EQ(core.streams[1].tunnel_index, 5);
+      EXPECT_EQ(core.streams[0].send_credit, static_cast<std::int64_t>(core.peer_window) - 1000);
+      EXPECT_GT(core.streams[0].receive_window, 0u);
+    }
+    // Frames both ways, headers included: at least the payloads.
+    EXPECT_GE(core.bytes_sent, 1000u + 6u);
+    EXPECT_GE(core.bytes_received, 300u);
+    const SessionInfo agent = pair.agent->inspect();
+    EXPECT_EQ(agent.streams.size(), 2u);
+  });
+}
+
 // Writes `total` bytes through an echoing agent and reads them back concurrently.
 asio::awaitable<void> echo_round_trip(SessionPair& pair, std::uint64_t seed, std::size_t total,
                                       std::size_t write_chunk) {

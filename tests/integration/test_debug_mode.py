@@ -1,16 +1,19 @@
 """Debug mode (issue #18): the log level changed at run time, without a restart, and back.
 The core: POST/GET/DELETE /debug/log on the admin listener and SIGUSR1; the agent: SIGUSR1.
-Traffic through the tunnel runs all along and is not disturbed."""
+Traffic through the tunnel runs all along and is not disturbed. Connection inspection:
+/debug/connections and `tunnel-core inspect` show a stream held open with its bytes."""
 import json
 import re
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
 from harness import client
+from harness.procs import bin_dir
 
 
 def admin(core, method, path):
@@ -131,3 +134,72 @@ def test_the_agent_turns_debug_logs_on_and_off_with_sigusr1(core, app, traffic):
     client.wait_for(lambda: traffic[0] >= n + 5, 10, what="more traffic")
     assert len(detail.findall(app.output())) <= seen + 1  # one may have been in flight
     assert app.alive()
+
+
+def connections(core, query=""):
+    r = admin(core, "GET", "/debug/connections" + query)
+    assert r.headers["content-type"] == "application/json", r.text()
+    return r.status, json.loads(r.body)
+
+
+def inspect(core, *args):
+    return subprocess.run([str(bin_dir() / "tunnel-core"), "inspect", "--admin",
+                           "127.0.0.1:%d" % core.admin_port, *args],
+                          capture_output=True, text=True, timeout=15)
+
+
+def test_connection_inspection_shows_a_held_upload_with_its_bytes(core, app):
+    core.wait_routed("app")
+    host = core.host("app")
+    # An upload held open: its head and 5000 of its 100000 body bytes sent, the rest never.
+    held = socket.create_connection(("127.0.0.1", core.http_port), timeout=10)
+    held.sendall(b"POST /upload HTTP/1.1\r\nHost: %s\r\nContent-Length: 100000\r\n\r\n"
+                 % host.encode() + b"x" * 5000)
+    try:
+        def the_tunnel():
+            _, doc = connections(core)
+            tunnels = [t for t in doc["tunnels"] if t["tunnel"] == host]
+            return doc, (tunnels[0] if tunnels else None)
+
+        client.wait_for(lambda: (the_tunnel()[1] or {}).get("bytes_sent") == 5000, 10,
+                        what="the held upload's 5000 bytes")
+        doc, tunnel = the_tunnel()
+        assert doc["truncated"] is False and doc["sessions"] == 1
+        assert doc["public_connections"] >= 1
+        assert tunnel["connections"] == 1 and tunnel["agents"] == 1
+        assert tunnel["oldest"][0]["bytes_sent"] == 5000
+        agent = doc["agents"][0]
+        session = agent["sessions"][0]
+        assert session["streams"] == 1 and session["tunnels"] == [host]
+        assert session["bytes_sent"] > 5000 and session["open"] is True
+        assert "stream_list" not in session
+
+        status, one = connections(core, "?agent=" + agent["agent_id"])
+        assert status == 200
+        stream = one["agents"][0]["sessions"][0]["stream_list"][0]
+        assert stream["tunnel"] == host and stream["bytes_sent"] == 5000
+        assert stream["sent_end"] is False and stream["received_end"] is False
+        assert stream["send_credit"] == session["stream_send_window"] - 5000
+
+        out = inspect(core, "--agent", agent["agent_id"])
+        assert out.returncode == 0, out.stderr
+        assert re.search(r"^%s\s+%d\s+%s\s+\S+\s+5000\s+0\s" % (
+            re.escape(agent["agent_id"]), stream["id"], re.escape(host)), out.stdout, re.M), \
+            out.stdout
+        assert re.search(r"^%s\s+1\s+1\s+5000\s" % re.escape(host), out.stdout, re.M), out.stdout
+        as_json = inspect(core, "--json")
+        assert as_json.returncode == 0 and json.loads(as_json.stdout)["sessions"] == 1
+    finally:
+        held.close()
+    client.wait_for(lambda: connections(core)[1]["tunnels"][0]["connections"] == 0, 10,
+                    what="the stream to go")
+
+    status, missing = connections(core, "?agent=nobody")
+    assert status == 404 and missing["agents"] == []
+    out = inspect(core, "--agent", "nobody")
+    assert out.returncode == 1 and "No session of agent nobody." in out.stdout
+    r = admin(core, "GET", "/debug/connections?limit=0")
+    assert r.status == 400 and r.text() == "limit: expected a number from 1 to 1000\n"
+    assert admin(core, "POST", "/debug/connections").status == 405
+    assert inspect(core, "--limit", "0").returncode == 2
+    assert core.alive()
