@@ -269,7 +269,10 @@ asio::awaitable<void> upload(Attempt& at) {
     (void)written;
     if (wec) break;  // the app stopped reading; its response (or its EOF) tells the rest
     at.bytes_in += n;
-    if (at.capture != nullptr) at.capture->add_request_body(buf->data, n);
+    if (at.capture != nullptr) {
+      if (at.upgraded) at.capture->mark_request(Clock::now());  // a WebSocket frame's time
+      at.capture->add_request_body(buf->data, n);
+    }
   }
 }
 
@@ -351,7 +354,10 @@ asio::awaitable<void> download_body(Attempt& at) {
           at.where, n - offset);
     }
 
-    if (at.capture != nullptr) at.capture->add_response(buf->data, offset, head_before, head_end);
+    if (at.capture != nullptr) {
+      if (raw) at.capture->mark_response(Clock::now());
+      at.capture->add_response(buf->data, offset, head_before, head_end);
+    }
     transport::error_code wec;
     co_await at.stream.write({reinterpret_cast<const std::uint8_t*>(buf->data), offset}, wec, end);
     if (wec) {

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdint>
 #include <ctime>
+#include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <type_traits>
@@ -11,6 +14,7 @@
 
 #include "agent/body_decode.hpp"
 #include "agent/inspector_har.hpp"
+#include "agent/websocket_frames.hpp"
 #include "common/version.hpp"
 #include "http/message_parser.hpp"
 
@@ -155,7 +159,7 @@ json response_json(const Exchange& e, std::string_view method, const InspectorOp
   const std::string_view head = all.substr(0, c.response_head_size);
   const std::string_view body = all.substr(c.response_head_size);
   MessageParser parser(MessageParser::Kind::kResponse);
-  parser.expect_response_to(method);
+  parser.expect_response_to(method, asked_upgrade(e.capture));
   std::size_t at = 0;
   std::size_t final_start = 0;
   bool found = false;
@@ -199,6 +203,84 @@ json response_json(const Exchange& e, std::string_view method, const InspectorOp
   return out;
 }
 
+// The frames of an upgraded (101) exchange, both ways, in the order they arrived (as far as
+// the marks tell), at most kMaxWebSocketFrames of them: {"websocket": summary, "frames": [...]}.
+json websocket_json(const Exchange& e) {
+  using Mark = ExchangeCapture::ByteMark;
+  const ExchangeCapture& c = e.capture;
+  const WebSocketLimits limits;
+  struct Row {
+    bool to_app;
+    const WebSocketFrame* frame;
+    std::optional<std::int64_t> time;  // ns after the exchange opened
+    bool text_message;
+  };
+  std::vector<Row> rows;
+  json summary;
+  const auto side = [&](bool to_app, std::string_view bytes, const std::vector<Mark>& marks,
+                        WebSocketFrames& parsed) {
+    parsed = parse_websocket_frames(bytes, limits);
+    json s;
+    s["frames"] = parsed.total;
+    s["incomplete"] = parsed.incomplete;
+    if (!parsed.error.empty()) s["error"] = parsed.error;
+    summary[to_app ? "to_app" : "from_app"] = std::move(s);
+    bool text_message = false;  // the message a continuation frame continues
+    for (const auto& f : parsed.frames) {
+      if (f.opcode == 0x1 || f.opcode == 0x2) text_message = f.opcode == 0x1;
+      const auto after =
+          std::upper_bound(marks.begin(), marks.end(), f.offset,
+                           [](std::uint64_t offset, const Mark& m) { return offset < m.offset; });
+      std::optional<std::int64_t> time;
+      if (after != marks.begin()) time = nanos(std::prev(after)->at - c.opened);
+      rows.push_back({to_app, &f, time, text_message});
+    }
+  };
+  WebSocketFrames to_app;
+  WebSocketFrames from_app;
+  side(true, std::string_view(c.request_raw).substr(c.request_head_size), c.request_marks, to_app);
+  side(false, std::string_view(c.response_raw).substr(c.response_head_size), c.response_marks,
+       from_app);
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    return a.time.value_or(std::numeric_limits<std::int64_t>::max()) <
+           b.time.value_or(std::numeric_limits<std::int64_t>::max());
+  });
+  if (rows.size() > limits.max_frames) rows.resize(limits.max_frames);
+  json frames = json::array();
+  for (const Row& r : rows) {
+    const WebSocketFrame& f = *r.frame;
+    json j;
+    j["direction"] = r.to_app ? "to_app" : "from_app";
+    j["opcode"] = f.opcode;
+    j["opcode_name"] = websocket_opcode_name(f.opcode);
+    j["fin"] = f.fin;
+    j["size"] = f.size;
+    j["time"] = r.time ? json(*r.time) : json(nullptr);
+    j["masked"] = f.masked;
+    if (f.rsv1) j["compressed"] = true;
+    j["truncated"] = f.cut;
+    if (f.opcode == 0x8 && f.payload.size() >= 2) {
+      j["close_code"] = (static_cast<unsigned char>(f.payload[0]) << 8) |
+                        static_cast<unsigned char>(f.payload[1]);
+      if (is_text(f.payload.substr(2))) j["close_reason"] = f.payload.substr(2);
+    }
+    const bool text = (f.opcode == 0x1 || (f.opcode == 0x0 && r.text_message) || f.opcode == 0x9 ||
+                       f.opcode == 0xA) &&
+                      !f.rsv1 && is_text(f.payload);
+    if (text) {
+      j["text"] = f.payload;
+    } else {
+      j["base64"] = base64_encode(f.payload);
+    }
+    frames.push_back(std::move(j));
+  }
+  summary["shown"] = frames.size();
+  json out;
+  out["websocket"] = std::move(summary);
+  out["frames"] = std::move(frames);
+  return out;
+}
+
 json exchange_json(const Exchange& e, const InspectorOptions& options, bool full = true) {
   const ExchangeCapture& c = e.capture;
   json out;
@@ -233,6 +315,11 @@ json exchange_json(const Exchange& e, const InspectorOptions& options, bool full
   if (!full) request.erase("headers");
   out["request"] = std::move(request);
   out["response"] = response_json(e, method, options, full);
+  if (full && out["response"].is_object() && out["response"].value("status_code", 0) == 101) {
+    json ws = websocket_json(e);
+    out["websocket"] = std::move(ws["websocket"]);
+    out["websocket_frames"] = std::move(ws["frames"]);
+  }
   if (!e.error.empty()) out["error"] = e.error;
   if (!e.replay_of.empty()) out["replay_of"] = e.replay_of;
   return out;
@@ -296,7 +383,7 @@ FinalResponse final_response(const Exchange& e, const InspectorOptions& options)
   const std::string_view all(c.response_raw);
   const std::string_view head = all.substr(0, c.response_head_size);
   MessageParser parser(MessageParser::Kind::kResponse);
-  parser.expect_response_to(method);
+  parser.expect_response_to(method, asked_upgrade(e.capture));
   std::size_t at = 0;
   while (at <= head.size()) {
     const Step step = parser.parse(head.substr(at));
@@ -463,7 +550,7 @@ bool final_response_head(const Exchange& e, std::string_view method, http::Respo
   if (c.response_head_size == 0) return false;
   const std::string_view head = std::string_view(c.response_raw).substr(0, c.response_head_size);
   MessageParser parser(MessageParser::Kind::kResponse);
-  parser.expect_response_to(method);
+  parser.expect_response_to(method, asked_upgrade(e.capture));
   std::size_t at = 0;
   while (at <= head.size()) {
     const Step step = parser.parse(head.substr(at));
@@ -632,6 +719,15 @@ bool base64_decode(std::string_view in, std::string& out) {
   return true;
 }
 
+bool asked_upgrade(const ExchangeCapture& capture) {
+  MessageParser parser(MessageParser::Kind::kRequest);
+  const Step step =
+      parser.parse(std::string_view(capture.request_raw.data(), capture.request_head_size));
+  return (step.type == Step::kHead || step.type == Step::kMessageEnd ||
+          step.type == Step::kUpgrade) &&
+         parser.is_upgrade();
+}
+
 void ExchangeCapture::add_response(const char* data, std::size_t n, bool head_seen_before,
                                    std::size_t head_end) {
   if (head_seen_before) {
@@ -650,8 +746,10 @@ void ExchangeCapture::add_response(const char* data, std::size_t n, bool head_se
 }
 
 std::size_t Exchange::cost() const {
-  return kEntryOverhead + capture.request_raw.size() + capture.response_raw.size() + id.size() +
-         tunnel_name.size() + local.size() + error.size() + capture.client.size();
+  return kEntryOverhead + capture.request_raw.size() + capture.response_raw.size() +
+         (capture.request_marks.size() + capture.response_marks.size()) *
+             sizeof(ExchangeCapture::ByteMark) +
+         id.size() + tunnel_name.size() + local.size() + error.size() + capture.client.size();
 }
 
 Inspector::Inspector(InspectorOptions options) : options_(std::move(options)) {}

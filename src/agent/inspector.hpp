@@ -36,6 +36,24 @@ struct ExchangeCapture {
   std::uint64_t response_body_size = 0;
   std::chrono::steady_clock::time_point opened, app_head, ended;
   std::string client;  // from the PROXY address line, when the tunnel has one
+  // After a 101: when each read's bytes arrived, by their offset in the body bytes, for the
+  // WebSocket frames' times (the first kMaxMarks reads each way, while bytes are still kept).
+  struct ByteMark {
+    std::uint64_t offset = 0;
+    std::chrono::steady_clock::time_point at;
+  };
+  static constexpr std::size_t kMaxMarks = 1024;
+  std::vector<ByteMark> request_marks, response_marks;
+  void mark_request(std::chrono::steady_clock::time_point now) {
+    if (request_marks.size() < kMaxMarks && request_raw.size() - request_head_size < body_cap) {
+      request_marks.push_back({request_body_size, now});
+    }
+  }
+  void mark_response(std::chrono::steady_clock::time_point now) {
+    if (response_marks.size() < kMaxMarks && response_raw.size() - response_head_size < body_cap) {
+      response_marks.push_back({response_body_size, now});
+    }
+  }
 
   // Appends request body bytes (after the head), keeping at most body_cap of them.
   void add_request_body(const char* data, std::size_t n) {
@@ -164,6 +182,8 @@ struct PageFile {
 const PageFile* inspector_page_file(std::string_view path);
 
 // Helpers, pure, for the API and its tests.
+// Whether the captured request asked to switch protocols (Upgrade), so a 101 answers it.
+bool asked_upgrade(const ExchangeCapture& capture);
 std::string base64_encode(std::string_view bytes);
 // Standard or URL-safe alphabet, padding optional; false on any other character.
 bool base64_decode(std::string_view in, std::string& out);

@@ -175,7 +175,7 @@ json entry_json(const Exchange& e, const InspectorOptions& options, bool redact)
     const std::string_view all(c.response_raw);
     const std::string_view head = all.substr(0, c.response_head_size);
     MessageParser response(MessageParser::Kind::kResponse);
-    response.expect_response_to(method);
+    response.expect_response_to(method, asked_upgrade(c));
     std::size_t at = 0;
     bool found = false;
     while (!found && at <= head.size()) {

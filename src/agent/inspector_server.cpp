@@ -161,13 +161,19 @@ asio::awaitable<void> InspectorServer::serve(tcp::socket socket) {
   for (;;) {
     bhttp::request_parser<bhttp::string_body> parser;
     parser.header_limit(kMaxHead);
+    // Beast checks a Content-Length against the body limit as the head ends: the larger bound
+    // goes first, the smaller one once the target is known.
+    parser.body_limit(kMaxImport);
     stream.expires_after(kRequestTimeout);
     auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, kNoThrow);
     (void)hn;
     if (hec) co_return;
     // A HAR to import may be large; every other body is small.
     const bool importing = parser.get().target().starts_with(kImportPath);
-    parser.body_limit(importing ? kMaxImport : kMaxBody);
+    if (!importing) {
+      if (parser.content_length().value_or(0) > kMaxBody) co_return;
+      parser.body_limit(kMaxBody);
+    }
     auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, kNoThrow);
     (void)n;
     if (ec) co_return;

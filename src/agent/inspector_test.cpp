@@ -157,6 +157,65 @@ TEST(Inspector, ServesItsPage) {
   EXPECT_EQ(inspector.handle("GET", "/other.js").status, 404);
 }
 
+TEST(Inspector, AnUpgradedExchangeShowsItsWebSocketFramesBothWays) {
+  Inspector inspector({});
+  // To the app: a masked text frame "hi" (mask 01 02 03 04), then a masked close 1000 "bye".
+  std::string to_app = "\x81\x82\x01\x02\x03\x04";
+  to_app += static_cast<char>('h' ^ 1);
+  to_app += static_cast<char>('i' ^ 2);
+  to_app += "\x88\x85";
+  to_app += std::string("\x00\x00\x00\x00", 4);
+  to_app += std::string("\x03\xe8", 2) + "bye";
+  // From the app: "hi" back as two fragments, then a binary frame with a 16-bit length.
+  std::string from_app = "\x01\x01h\x80\x01i\x82\x7e";
+  from_app += std::string("\x01\x00", 2) + std::string(256, '\xff');
+  Exchange e = make_exchange(
+      "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "",
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "",
+      1 << 20);
+  ExchangeCapture& c = e.capture;
+  using std::chrono::milliseconds;
+  c.mark_request(c.opened + milliseconds(10));  // the text frame
+  c.add_request_body(to_app.data(), 8);
+  c.mark_response(c.opened + milliseconds(11));  // both fragments
+  c.add_response(from_app.data(), 6, true, 0);
+  c.mark_response(c.opened + milliseconds(12));  // the binary frame
+  c.add_response(from_app.data() + 6, from_app.size() - 6, true, 0);
+  c.mark_request(c.opened + milliseconds(13));  // the close
+  c.add_request_body(to_app.data() + 8, to_app.size() - 8);
+  inspector.add(std::move(e));
+
+  const json got = get(inspector, "/api/requests/http/ex_1");
+  EXPECT_EQ(got["response"]["status_code"], 101);
+  EXPECT_EQ(got["websocket"]["to_app"]["frames"], 2);
+  EXPECT_EQ(got["websocket"]["from_app"]["frames"], 3);
+  EXPECT_EQ(got["websocket"]["shown"], 5);
+  const json& f = got["websocket_frames"];
+  ASSERT_EQ(f.size(), 5u);
+  EXPECT_EQ(f[0]["direction"], "to_app");
+  EXPECT_EQ(f[0]["opcode_name"], "text");
+  EXPECT_EQ(f[0]["text"], "hi");  // unmasked
+  EXPECT_EQ(f[0]["masked"], true);
+  EXPECT_EQ(f[0]["time"], 10'000'000);
+  EXPECT_EQ(f[1]["direction"], "from_app");
+  EXPECT_EQ(f[1]["fin"], false);
+  EXPECT_EQ(f[1]["text"], "h");
+  EXPECT_EQ(f[2]["opcode_name"], "continuation");
+  EXPECT_EQ(f[2]["text"], "i");  // continues a text message
+  EXPECT_EQ(f[3]["opcode_name"], "binary");
+  EXPECT_EQ(f[3]["size"], 256);
+  EXPECT_EQ(f[3]["base64"], base64_encode(std::string(256, '\xff')));
+  EXPECT_EQ(f[3]["time"], 12'000'000);
+  EXPECT_EQ(f[4]["opcode_name"], "close");
+  EXPECT_EQ(f[4]["close_code"], 1000);
+  EXPECT_EQ(f[4]["close_reason"], "bye");
+  // Only the full entry has them; an exchange that is not an upgrade has none.
+  EXPECT_FALSE(get(inspector, "/api/requests/http?summary=true")["requests"][0].contains(
+      "websocket_frames"));
+  inspector.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "", "HTTP/1.1 204 No Content\r\n\r\n", ""));
+  EXPECT_FALSE(get(inspector, "/api/requests/http/ex_2").contains("websocket_frames"));
+}
+
 TEST(Inspector, DeleteClearsTheRing) {
   Inspector inspector({});
   inspector.add(make_exchange("GET / HTTP/1.1\r\n\r\n", "", "HTTP/1.1 204 No Content\r\n\r\n", ""));

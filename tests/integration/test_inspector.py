@@ -307,6 +307,17 @@ def test_har_export_import_and_replay(tunnel):
     err = json.loads(resp.read())
     conn.close()
     assert resp.status == 400 and "entries[0]" in err["msg"]
+    # A HAR over 1 MiB (the bound of every other request body) imports too: 1500 entries.
+    big = dict(full)
+    big["log"] = dict(full["log"], entries=full["log"]["entries"] * 1500)
+    data = json.dumps(big)
+    assert len(data) > 1 << 20
+    conn = http.client.HTTPConnection(*addr.split(":"), timeout=30)
+    conn.request("POST", "/api/requests/http/import", body=data, headers={"Host": addr})
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    conn.close()
+    assert resp.status == 201 and answer["imported"] == 1500
 
 
 def test_password_needed_off_loopback(tunnel):
@@ -337,3 +348,62 @@ def test_password_needed_off_loopback(tunnel):
     assert status({"Authorization": "Bearer hunter2"})[0] == 200
     basic = base64.b64encode(b"anyone:hunter2").decode()
     assert status({"Authorization": "Basic " + basic})[0] == 200
+
+
+def test_websocket_frames_both_ways(tunnel):
+    """A real WebSocket echo app: the upgraded exchange shows its frames, unmasked, each way."""
+    import asyncio
+
+    import websockets
+
+    from harness import client
+    from harness.raw import WsEchoServer
+
+    core = tunnel.core()
+    ws_server = tunnel.add(WsEchoServer(tunnel.workdir)).start()
+    agent = tunnel.agent(core, "127.0.0.1:%d" % ws_server.port, subdomain="wsi", wait=False,
+                         extra_args=["--inspect-addr", "127.0.0.1:0"])
+    addr = agent.wait_output(re.escape("request inspector on http://") +
+                             r"(127\.0\.0\.1:\d+)").group(1)
+    client.wait_for(lambda: core.request("wsi", path="/").status not in (404, 503, 502), 20,
+                    what="ws tunnel routed")
+
+    async def talk():
+        uri = "ws://wsi.localhost:%d/chat" % core.http_port
+        async with websockets.connect(uri, host="127.0.0.1", port=core.http_port,
+                                      ping_interval=None, compression=None) as ws:
+            await ws.send("hello ws")
+            assert await ws.recv() == "hello ws"
+            await ws.send(bytes(range(200)))
+            assert await ws.recv() == bytes(range(200))
+            await ws.send("x" * 70000)  # a 64-bit length, its payload cut at the cap
+            assert len(await ws.recv()) == 70000
+
+    asyncio.run(talk())
+    for _ in range(100):
+        status, body = api(addr, "GET", "/api/requests/http?path=/chat")
+        if body["requests"]:
+            break
+        time.sleep(0.05)
+    assert len(body["requests"]) == 1, body
+    e = body["requests"][0]
+    assert e["response"]["status_code"] == 101
+    frames = e["websocket_frames"]
+    got = [(f["direction"], f["opcode_name"], f["size"]) for f in frames]
+    to_app = [g for g in got if g[0] == "to_app"]
+    from_app = [g for g in got if g[0] == "from_app"]
+    assert to_app == [("to_app", "text", 8), ("to_app", "binary", 200), ("to_app", "text", 70000),
+                      ("to_app", "close", 2)], got
+    assert from_app == [("from_app", "text", 8), ("from_app", "binary", 200),
+                        ("from_app", "text", 70000), ("from_app", "close", 2)], got
+    first = frames[0]
+    assert first["direction"] == "to_app" and first["text"] == "hello ws" and first["masked"]
+    echo = next(f for f in frames if f["direction"] == "from_app")
+    assert echo["text"] == "hello ws" and not echo["masked"]
+    binary = next(f for f in frames if f["opcode_name"] == "binary")
+    assert base64.b64decode(binary["base64"]) == bytes(range(200))
+    big = next(f for f in frames if f["size"] == 70000)
+    assert big["truncated"] and len(big["text"]) == 4096
+    assert next(f for f in frames if f["opcode_name"] == "close")["close_code"] == 1000
+    assert all(f["time"] is not None and f["time"] > 0 for f in frames)
+    assert e["websocket"]["to_app"]["frames"] == 4 and e["websocket"]["from_app"]["frames"] == 4

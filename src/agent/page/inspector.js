@@ -275,7 +275,8 @@
   function timing(e) {
     const box = el('div');
     const total = e.timing ? e.timing.total : e.duration;
-    const head = e.timing ? e.timing.to_app_head : null;
+    let head = e.timing ? e.timing.to_app_head : null;
+    if (head !== null && head !== undefined) head = Math.min(head, total);  // imported HARs
     box.append(el('div', '', 'total ' + ms(total) + (head !== null && head !== undefined ?
       ' = app\'s first response head after ' + ms(head) + ' + the rest ' + ms(total - head) : '')));
     if (total > 0 && head !== null && head !== undefined) {
