@@ -235,6 +235,26 @@ def test_stalled_session_moves_traffic_to_the_others(tunnel, origin):
         proxy.close()
 
 
+def test_rotation_at_max_age_under_load_drops_nothing(tunnel, origin):
+    """--session-max-age: each session is replaced (the new one up first, the old one sends
+    GOAWAY and drains) while requests flow; none fails."""
+    core = tunnel.core(config_text=CONFIG)
+    agent = tunnel.agent(core, origin.addr, subdomain="rot",
+                         extra_args=["--connections", "2", "--session-max-age", "10s"])
+    wait_sessions(core, 2)
+    load = Load(lambda: core.request("rot", timeout=10))
+    # Both sessions reach the minimum max age (10 s) and are replaced under the load.
+    client.wait_for(lambda: agent.output().count("reached its max age") >= 2, 30,
+                    what="both sessions to rotate")
+    time.sleep(0.5)  # the old sessions drain while the load goes on
+    results = load.stop()
+    rotations = agent.output().count("reached its max age")
+    print("rotation under load: %d requests, %d rotations, %d failed"
+          % (len(results), rotations, len(load.failures())))
+    assert load.failures() == [], load.failures()[:5]
+    assert len(results) >= 20
+
+
 HEALTH_FLAGS = ["--health-check", "http:/health", "--health-interval", "200ms",
                 "--health-timeout", "150ms", "--health-fall", "2", "--health-rise", "2"]
 
