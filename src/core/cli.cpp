@@ -1,9 +1,14 @@
 #include "core/cli.hpp"
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdlib>
@@ -131,6 +136,70 @@ int migrate(const std::string& config_file, const std::string& data_dir_flag) {
   return 0;
 }
 
+// `tunnel-core upgrade`: asks the core running with this data dir (its control socket) to
+// start the new binary, hand it the listening sockets and drain. 0 = the new process serves;
+// 1 = it failed and the old one keeps serving (the message says why).
+int request_upgrade(const std::string& config_file, const std::string& data_dir_flag,
+                    const std::string& binary, std::chrono::milliseconds timeout) {
+  Config config;
+  if (!config_file.empty()) {
+    auto loaded = load_config_file(config_file);
+    if (!loaded.ok()) {
+      std::cerr << format_errors(loaded.errors, config_file);
+      return kExitUsage;
+    }
+    config = std::move(loaded.config);
+  }
+  if (const char* env = std::getenv("TUNNEL_DATA_DIR"); env && *env) config.data_dir = env;
+  if (!data_dir_flag.empty()) config.data_dir = data_dir_flag;
+  std::string path_to = binary;
+  if (!path_to.empty() && path_to.front() != '/') {
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof(cwd)) != nullptr) path_to = std::string(cwd) + "/" + path_to;
+  }
+  const std::string path = config.data_dir + "/control.sock";
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(address.sun_path)) {
+    std::cerr << "tunnel-core upgrade: " << path << ": path too long for a unix socket; send "
+              << "SIGUSR2 to the core instead\n";
+    return 1;
+  }
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    std::cerr << "tunnel-core upgrade: no core answers on " << path << " (" << std::strerror(errno)
+              << "); is one running with data dir " << config.data_dir << "?\n";
+    if (fd >= 0) ::close(fd);
+    return 1;
+  }
+  const std::string command = path_to.empty() ? "upgrade" : "upgrade " + path_to;
+  if (::send(fd, command.data(), command.size(), MSG_NOSIGNAL) < 0) {
+    std::cerr << "tunnel-core upgrade: " << std::strerror(errno) << "\n";
+    ::close(fd);
+    return 1;
+  }
+  pollfd p{fd, POLLIN, 0};
+  char reply[1024];
+  ssize_t n = -1;
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) > 0) n = ::recv(fd, reply, sizeof(reply), 0);
+  ::close(fd);
+  if (n <= 0) {
+    std::cerr << "tunnel-core upgrade: no answer from the core within " << timeout.count() / 1000
+              << " s (its log says what happened)\n";
+    return 1;
+  }
+  std::string answer(reply, static_cast<std::size_t>(n));
+  while (!answer.empty() && answer.back() == '\n') answer.pop_back();
+  if (answer.starts_with("ok ")) {
+    std::cout << "tunnel-core upgrade: the new process (pid " << answer.substr(3)
+              << ") is serving; the old one drains and exits\n";
+    return 0;
+  }
+  std::cerr << "tunnel-core upgrade: " << answer << "\n";
+  return 1;
+}
+
 constexpr const char* kTokenFlagWarning =
     "--token puts the token on the command line, where every local user sees it (ps, "
     "/proc/PID/cmdline): use --token-file FILE or the TUNNEL_TOKEN environment variable";
@@ -244,6 +313,18 @@ int run_cli(int argc, char** argv) {
                    "Sessions listed, or streams per session with --agent (100)")
       ->check(CLI::Range(std::size_t{1}, kInspectMaxLimit));
   inspect_cmd->add_flag("--json", inspect_json, "Print the JSON as the core answered it");
+  std::string upgrade_config, upgrade_data_dir, upgrade_binary, upgrade_timeout = "60s";
+  auto* upgrade_cmd = app.add_subcommand(
+      "upgrade",
+      "Replace the running core (same data dir) by a new binary without dropping connections: "
+      "it hands its listening sockets over and drains (SIGUSR2 does the same)");
+  upgrade_cmd->add_option("--config", upgrade_config, "YAML configuration file (data_dir)")
+      ->check(CLI::ExistingFile);
+  upgrade_cmd->add_option("--data-dir", upgrade_data_dir, "The running core's data directory");
+  upgrade_cmd->add_option("--binary", upgrade_binary,
+                          "The new binary (default: the running one's path, e.g. after a "
+                          "package upgrade replaced it)");
+  upgrade_cmd->add_option("--timeout", upgrade_timeout, "How long to wait for the answer (60s)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -255,6 +336,16 @@ int run_cli(int argc, char** argv) {
 
   if (*check) return check_config(check_file);
   if (*inspect_cmd) return inspect(inspect_admin, inspect_query, inspect_json);
+  if (*upgrade_cmd) {
+    auto timeout = common::parse_duration(upgrade_timeout);
+    if (!timeout) {
+      std::cerr << "tunnel-core upgrade: --timeout: " << timeout.error().message << "\n";
+      return kExitUsage;
+    }
+    return request_upgrade(upgrade_config.empty() ? f.config_file : upgrade_config,
+                           upgrade_data_dir.empty() ? f.data_dir : upgrade_data_dir, upgrade_binary,
+                           std::chrono::duration_cast<std::chrono::milliseconds>(timeout.value()));
+  }
   if (*migrate_cmd) {
     return migrate(migrate_config.empty() ? f.config_file : migrate_config,
                    migrate_data_dir.empty() ? f.data_dir : migrate_data_dir);
@@ -291,6 +382,21 @@ int run_cli(int argc, char** argv) {
   if (app.count("--token") > 0) spdlog::warn("{}", kTokenFlagWarning);
 
   Server server(std::move(config));
+  server.set_command_line(std::vector<std::string>(argv, argv + argc));
+  // SIGHUP: the same layers read again (the file may have changed; the flags have not).
+  server.set_config_reader(
+      [&]() -> common::Result<Config> {
+        auto again = common::load_layered(config_schema(), layers);
+        if (again.failed != common::ConfigLayer::kNone) {
+          std::string errors =
+              format_errors(again.errors, f.config_file.empty() ? "flags" : f.config_file);
+          while (!errors.empty() && errors.back() == '\n') errors.pop_back();
+          std::replace(errors.begin(), errors.end(), '\n', ';');
+          return common::fail(errors);
+        }
+        return std::move(again.config);
+      },
+      f.config_file);
   if (auto started = server.start(); !started) {
     std::cerr << "tunnel-core: " << started.error().message << "\n";
     return 1;

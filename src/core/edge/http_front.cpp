@@ -169,6 +169,13 @@ asio::awaitable<void> HttpFront::serve(std::unique_ptr<transport::Conn> conn, bo
       decision = decide(facts, [this](const std::string& host, Route& route) {
         return context_.registry.lookup(host, route);
       });
+      if (decision.answer && (decision.answer->status == 404 || decision.answer->status == 503) &&
+          hold_names_until_.load(std::memory_order_relaxed) != 0 &&
+          co_await wait_for_agents(decision.host)) {
+        decision = decide(facts, [this](const std::string& host, Route& route) {
+          return context_.registry.lookup(host, route);
+        });
+      }
       decision.head_at = head_at;
     }
     if (decision.answer) {
@@ -435,6 +442,21 @@ asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex
   transport::error_code ec;
   co_await conn.write(asio::buffer(page), ec);
   ex.sent(page.size(), context_.metrics.bytes_out);
+}
+
+asio::awaitable<bool> HttpFront::wait_for_agents(const std::string& host) {
+  constexpr auto kPoll = std::chrono::milliseconds(20);
+  const auto until = Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::nanoseconds(hold_names_until_.load(std::memory_order_relaxed))));
+  if (host.empty() || Clock::now() >= until) co_return false;
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  Route route;
+  while (Clock::now() < until) {
+    timer.expires_after(kPoll);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (context_.registry.lookup(host, route) == LookupStatus::kFound) co_return true;
+  }
+  co_return false;
 }
 
 }  // namespace tunnel::core

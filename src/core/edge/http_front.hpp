@@ -54,6 +54,13 @@ class HttpFront {
                               std::string pending = {}, std::optional<Decision> decided = {},
                               bool already_counted = false);
 
+  // After an upgrade: until `until`, a request for a name not served here (yet) waits for its
+  // agent (which is moving over from the old process) instead of getting 404/503 at once.
+  void hold_names_until(std::chrono::steady_clock::time_point until) {
+    hold_names_until_.store(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count());
+  }
+
   // Requests being relayed now (the drain waits for this to reach 0).
   std::size_t active_requests() const { return active_requests_.load(); }
 
@@ -76,6 +83,11 @@ class HttpFront {
   // Reads the client while the app prepares its answer: bytes are kept for the next request;
   // the end of the connection resets the stream (the visitor left).
   asio::awaitable<void> watch_client(transport::Conn& conn, Exchange& ex);
+  // After an upgrade (CoreContext::hold_names_until): waits until `host` is served here or the
+  // hold ends, polling the registry. True when it is served now.
+  asio::awaitable<bool> wait_for_agents(const std::string& host);
+  // Steady clock, ns since its epoch; 0 = no hold.
+  std::atomic<std::int64_t> hold_names_until_{0};
   // Ends watch_client() (precondition: ex.watching) and waits until it has returned.
   asio::awaitable<void> stop_watching(transport::Conn& conn, Exchange& ex);
   // Ends an exchange a filter or the parser refused mid-body: cancels the stream and, unless

@@ -1,6 +1,7 @@
 #include "core/edge/tcp_tunnel.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -131,18 +132,30 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
         metrics_(std::make_shared<TcpMetrics>(context.metrics.registry)),
         filters_(std::move(filters)) {}
 
-  common::Status bind(const std::string& host) {
+  common::Status bind(const std::string& host, int adopt_fd) {
     const auto ip = tunnels_host_address(host);
     if (!ip) return ip.error();
     boost::system::error_code ec;
     const tcp::endpoint endpoint(ip.value(), port_);
+    if (adopt_fd >= 0) {
+      acceptor_.assign(endpoint.protocol(), adopt_fd, ec);
+      if (ec) {
+        ::close(adopt_fd);
+        return common::fail(bind_error(port_, ec));
+      }
+      fd_ = adopt_fd;
+      return common::success();
+    }
     acceptor_.open(endpoint.protocol(), ec);
     if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return common::fail(bind_error(port_, ec));
+    fd_ = acceptor_.native_handle();
     return common::success();
   }
+
+  int fd() const { return fd_; }
 
   void start() { asio::co_spawn(executor_, accept_loop(shared_from_this()), asio::detached); }
 
@@ -316,6 +329,7 @@ class TcpPort : public PortListener, public std::enable_shared_from_this<TcpPort
   asio::any_io_executor executor_;
   tcp::acceptor acceptor_;
   std::uint16_t port_;
+  int fd_ = -1;  // the acceptor's descriptor (an upgrade hands it over)
   std::shared_ptr<TcpMetrics> metrics_;
   std::shared_ptr<TcpBudget> budget_ = std::make_shared<TcpBudget>();
   std::shared_ptr<const ConnectionFilterChain> filters_;  // the listener's; null = none
@@ -337,10 +351,12 @@ common::Result<asio::ip::address> tunnels_host_address(const std::string& host) 
 
 common::Result<std::shared_ptr<PortListener>> open_tcp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters, int adopt_fd,
+    int* bound_fd) {
   auto listener =
       std::make_shared<TcpPort>(context, std::move(executor), port, std::move(listener_filters));
-  if (auto bound = listener->bind(host); !bound) return bound.error();
+  if (auto bound = listener->bind(host, adopt_fd); !bound) return bound.error();
+  if (bound_fd != nullptr) *bound_fd = listener->fd();
   listener->start();
   return std::shared_ptr<PortListener>(std::move(listener));
 }

@@ -23,10 +23,13 @@ namespace tunnel::core {
 
 // Binds host:port (port != 0) and starts accepting, or says why the port cannot be bound
 // ("port 15432 is in use"). `listener_filters`: the chain every connection of the port passes
-// before its tunnel's (null = none; see conn_pipeline.hpp).
+// before its tunnel's (null = none; see conn_pipeline.hpp). `adopt_fd` >= 0: a listening
+// socket already bound to the port (handed over by an upgrade; owned from here on) instead of
+// a new one. `bound_fd`: set to the socket's descriptor (for an upgrade's hand-off).
 common::Result<std::shared_ptr<PortListener>> open_tcp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr,
+    int adopt_fd = -1, int* bound_fd = nullptr);
 
 // "port 15432 is in use" for EADDRINUSE, "port 80: Permission denied" otherwise.
 std::string bind_error(std::uint16_t port, const boost::system::error_code& ec);

@@ -1,6 +1,7 @@
 #include "core/edge/udp_tunnel.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -195,19 +196,27 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
         socket_(executor),
         port_(port) {}
 
-  common::Status bind(const std::string& host) {
+  common::Status bind(const std::string& host, int adopt_fd) {
     const auto ip = tunnels_host_address(host);
     if (!ip) return ip.error();
     boost::system::error_code ec;
     const udp::endpoint endpoint(ip.value(), port_);
-    socket_.open(endpoint.protocol(), ec);
-    if (!ec) socket_.bind(endpoint, ec);
+    if (adopt_fd >= 0) {
+      socket_.assign(endpoint.protocol(), adopt_fd, ec);
+      if (ec) ::close(adopt_fd);
+    } else {
+      socket_.open(endpoint.protocol(), ec);
+      if (!ec) socket_.bind(endpoint, ec);
+    }
     if (!ec) socket_.non_blocking(true, ec);  // send() drops instead of blocking the worker
     if (!ec) transport::size_udp_buffers(socket_, context.config.limits.udp_socket_buffer);
     if (ec) return common::fail(bind_error(port_, ec));
     local_address_ = address_text(socket_.local_endpoint(ec));
+    fd_ = socket_.native_handle();
     return common::success();
   }
+
+  int fd() const { return fd_; }
 
   void start() { asio::co_spawn(executor, receive_loop(shared_from_this()), asio::detached); }
 
@@ -453,6 +462,7 @@ class UdpPort : public PortListener, public std::enable_shared_from_this<UdpPort
   DropReport too_large_in_;
   DropReport too_large_out_;
   std::string local_address_;
+  int fd_ = -1;  // the socket's descriptor (an upgrade hands it over)
 };
 
 void UdpClient::on_datagram(std::span<const std::uint8_t> datagram) {
@@ -623,10 +633,12 @@ void UdpClient::finish(ConnectionEnd end) {
 
 common::Result<std::shared_ptr<PortListener>> open_udp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters) {
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters, int adopt_fd,
+    int* bound_fd) {
   auto listener =
       std::make_shared<UdpPort>(context, std::move(executor), port, std::move(listener_filters));
-  if (auto bound = listener->bind(host); !bound) return bound.error();
+  if (auto bound = listener->bind(host, adopt_fd); !bound) return bound.error();
+  if (bound_fd != nullptr) *bound_fd = listener->fd();
   listener->start();
   return std::shared_ptr<PortListener>(std::move(listener));
 }

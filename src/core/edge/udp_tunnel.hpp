@@ -26,9 +26,12 @@ namespace tunnel::core {
 
 // Binds host:port (port != 0) and starts receiving, or says why it cannot.
 // `listener_filters`: the chain every new client address of the port passes before its
-// tunnel's (null = none; see conn_pipeline.hpp).
+// tunnel's (null = none; see conn_pipeline.hpp). `adopt_fd` >= 0: a socket already bound to
+// the port (handed over by an upgrade; owned from here on) instead of a new one.
+// `bound_fd`: set to the socket's descriptor (for an upgrade's hand-off).
 common::Result<std::shared_ptr<PortListener>> open_udp_port(
     CoreContext& context, asio::any_io_executor executor, const std::string& host,
-    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr);
+    std::uint16_t port, std::shared_ptr<const ConnectionFilterChain> listener_filters = nullptr,
+    int adopt_fd = -1, int* bound_fd = nullptr);
 
 }  // namespace tunnel::core
