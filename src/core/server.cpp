@@ -1126,6 +1126,7 @@ common::Result<int> Server::perform_upgrade(std::string binary) {
   std::vector<std::string> args = argv_;
   args[0] = binary;
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<std::string> env_strings;
@@ -1136,6 +1137,7 @@ common::Result<int> Server::perform_upgrade(std::string binary) {
   constexpr int kChildFd = 3;
   env_strings.push_back(std::string(upgrade::kHandoffEnv) + "=" + std::to_string(kChildFd));
   std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
 

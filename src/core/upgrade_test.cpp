@@ -23,10 +23,10 @@ struct Bound {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    if (type == SOCK_STREAM) ::listen(fd, 4);
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    if (type == SOCK_STREAM) EXPECT_EQ(::listen(fd, 4), 0);
     socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
     port = ntohs(a.sin_port);
   }
   ~Bound() { ::close(fd); }
