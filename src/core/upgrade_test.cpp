@@ -24,7 +24,9 @@ struct Bound {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-    if (type == SOCK_STREAM) EXPECT_EQ(::listen(fd, 4), 0);
+    if (type == SOCK_STREAM) {
+      EXPECT_EQ(::listen(fd, 4), 0);
+    }
     socklen_t len = sizeof(a);
     EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
     port = ntohs(a.sin_port);
