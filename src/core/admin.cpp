@@ -64,13 +64,15 @@ std::string serialize(const api::ApiResponse& r, bool close) {
 std::string AdminServer::debug_log(const std::string& method, const std::string& target,
                                    const std::string& peer) {
   constexpr std::string_view kJson = "application/json";
+  constexpr std::string_view kText = "text/plain; charset=utf-8";
   if (method == "GET" || method == "HEAD") return plain(200, kJson, log_level_->state_json());
   if (method == "DELETE") {
     log_level_->reset("DELETE /debug/log from " + peer);
     return plain(200, kJson, log_level_->state_json());
   }
-  // POST /debug/log?level=debug&for=5m: the settings in the query, no body.
-  std::string level;
+  // POST /debug/log?level=debug&for=5m: the settings in the query, no body. With tunnel= or
+  // agent=, that one's detailed lines (no level).
+  std::string level, tunnel, agent;
   std::chrono::seconds duration = std::chrono::minutes(5);
   const auto q = target.find('?');
   std::string_view query = q == std::string::npos ? "" : std::string_view(target).substr(q + 1);
@@ -82,25 +84,39 @@ std::string AdminServer::debug_log(const std::string& method, const std::string&
     const std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
     if (key == "level") {
       level = value;
+    } else if (key == "tunnel") {
+      tunnel = value;
+    } else if (key == "agent") {
+      agent = value;
     } else if (key == "for") {
       auto parsed = common::parse_duration(value);
-      if (!parsed) {
-        return plain(400, "text/plain; charset=utf-8", "for: " + parsed.error().message + "\n");
-      }
+      if (!parsed) return plain(400, kText, "for: " + parsed.error().message + "\n");
       duration = std::chrono::duration_cast<std::chrono::seconds>(parsed.value());
     } else {
-      return plain(400, "text/plain; charset=utf-8",
+      return plain(400, kText,
                    "unknown parameter \"" + observability::escape_for_text_log(key) +
-                       "\" (expected level and for; the level applies to the whole process)\n");
+                       "\" (expected level, tunnel, agent and for)\n");
     }
   }
-  if (level.empty()) {
-    return plain(400, "text/plain; charset=utf-8",
-                 "level is missing: POST /debug/log?level=debug&for=5m\n");
+  const std::string source = "POST /debug/log from " + peer;
+  if (!tunnel.empty() && !agent.empty()) {
+    return plain(400, kText, "give tunnel or agent, not both\n");
   }
-  if (auto set = log_level_->set(level, duration, "POST /debug/log from " + peer); !set) {
-    return plain(400, "text/plain; charset=utf-8", set.error().message + "\n");
+  common::Status set = common::success();
+  if (!tunnel.empty() || !agent.empty()) {
+    if (!level.empty() && level != "debug") {
+      return plain(400, kText,
+                   "tunnel and agent turn on their detailed (debug) lines: no other level\n");
+    }
+    using Kind = observability::LogLevelControl::SelectorKind;
+    set = tunnel.empty() ? log_level_->select(Kind::kAgent, agent, duration, source)
+                         : log_level_->select(Kind::kTunnel, tunnel, duration, source);
+  } else if (level.empty()) {
+    return plain(400, kText, "level is missing: POST /debug/log?level=debug&for=5m\n");
+  } else {
+    set = log_level_->set(level, duration, source);
   }
+  if (!set) return plain(400, kText, set.error().message + "\n");
   return plain(200, kJson, log_level_->state_json());
 }
 

@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <ctime>
@@ -284,8 +285,68 @@ common::Status init_logging(std::string_view format, std::string_view level) {
   return common::success();
 }
 
+namespace detail {
+std::atomic<int> g_selectors{0};
+
+namespace {
+std::mutex g_selector_mutex;
+// (is an agent, value) of the selectors on now; written by LogLevelControl::publish_locked().
+std::vector<std::pair<bool, std::string>> g_selected;
+}  // namespace
+
+bool selected(std::string_view tunnel, std::string_view agent) {
+  const std::scoped_lock lock(g_selector_mutex);
+  for (const auto& [is_agent, value] : g_selected) {
+    if (is_agent ? (!agent.empty() && agent == value) : (!tunnel.empty() && tunnel == value)) {
+      return true;
+    }
+  }
+  return false;
+}
+}  // namespace detail
+
+void write_detail(std::string_view message) {
+  spdlog::logger* logger = spdlog::default_logger_raw();
+  const spdlog::details::log_msg msg(logger->name(), spdlog::level::debug,
+                                     spdlog::string_view_t(message.data(), message.size()));
+  for (const auto& sink : logger->sinks()) {
+    if (sink->should_log(msg.level)) sink->log(msg);
+  }
+}
+
+namespace {
+std::string_view kind_name(LogLevelControl::SelectorKind kind) {
+  return kind == LogLevelControl::SelectorKind::kAgent ? "agent" : "tunnel";
+}
+
+common::Status check_duration(std::chrono::seconds duration) {
+  if (duration < std::chrono::seconds(1) || duration > LogLevelControl::kMaxDuration) {
+    return common::fail(fmt::format("the duration must be between 1s and {}s, got {}s",
+                                    LogLevelControl::kMaxDuration.count(), duration.count()));
+  }
+  return common::success();
+}
+}  // namespace
+
 LogLevelControl::LogLevelControl(const TimeSource& time)
     : time_(time), configured_(static_cast<int>(spdlog::get_level())), level_(configured_) {}
+
+LogLevelControl::~LogLevelControl() {
+  const std::scoped_lock lock(mutex_);
+  selectors_.clear();
+  publish_locked();
+}
+
+void LogLevelControl::publish_locked() {
+  {
+    const std::scoped_lock lock(detail::g_selector_mutex);
+    detail::g_selected.clear();
+    for (const auto& sel : selectors_) {
+      detail::g_selected.emplace_back(sel.kind == SelectorKind::kAgent, sel.value);
+    }
+  }
+  detail::g_selectors.store(static_cast<int>(selectors_.size()), std::memory_order_relaxed);
+}
 
 void LogLevelControl::apply_locked(int level) {
   level_ = level;
@@ -300,10 +361,7 @@ common::Status LogLevelControl::set(std::string_view level, std::chrono::seconds
         "unknown log level \"{}\" (expected trace, debug, info, warn, error, critical or off)",
         escape_for_text_log(level)));
   }
-  if (duration < std::chrono::seconds(1) || duration > kMaxDuration) {
-    return common::fail(fmt::format("the duration must be between 1s and {}s, got {}s",
-                                    kMaxDuration.count(), duration.count()));
-  }
+  if (auto ok = check_duration(duration); !ok) return ok;
   const std::scoped_lock lock(mutex_);
   apply_locked(static_cast<int>(*parsed));
   until_ = time_.monotonic_time() + duration;
@@ -315,10 +373,37 @@ common::Status LogLevelControl::set(std::string_view level, std::chrono::seconds
   return common::success();
 }
 
+common::Status LogLevelControl::select(SelectorKind kind, std::string_view value,
+                                       std::chrono::seconds duration, std::string_view source) {
+  if (value.empty() || value.size() > 253) {
+    return common::fail(fmt::format("{}: expected 1 to 253 characters", kind_name(kind)));
+  }
+  if (auto ok = check_duration(duration); !ok) return ok;
+  const std::scoped_lock lock(mutex_);
+  const auto until = time_.monotonic_time() + duration;
+  auto it = std::find_if(selectors_.begin(), selectors_.end(),
+                         [&](const Selector& s) { return s.kind == kind && s.value == value; });
+  if (it != selectors_.end()) {
+    it->until = until;
+  } else if (selectors_.size() == kMaxSelectors) {
+    return common::fail(
+        fmt::format("{} selectors are on already (the most at once); DELETE /debug/log ends them",
+                    kMaxSelectors));
+  } else {
+    selectors_.push_back(Selector{kind, std::string(value), until});
+  }
+  publish_locked();
+  spdlog::warn("detailed logs of {} {} for {}s ({})", kind_name(kind), escape_for_text_log(value),
+               duration.count(), escape_for_text_log(source));
+  return common::success();
+}
+
 void LogLevelControl::reset(std::string_view source) {
   const std::scoped_lock lock(mutex_);
-  if (!temporary_) return;
+  if (!temporary_ && selectors_.empty()) return;
   temporary_ = false;
+  selectors_.clear();
+  publish_locked();
   apply_locked(configured_);
   spdlog::warn("log level back to {} ({})",
                level_name(static_cast<spdlog::level::level_enum>(configured_)),
@@ -342,11 +427,32 @@ void LogLevelControl::toggle(std::string_view source) {
 }
 
 void LogLevelControl::expire() {
-  {
-    const std::scoped_lock lock(mutex_);
-    if (!temporary_ || time_.monotonic_time() < until_) return;
+  const std::scoped_lock lock(mutex_);
+  const auto now = time_.monotonic_time();
+  if (temporary_ && now >= until_) {
+    temporary_ = false;
+    apply_locked(configured_);
+    spdlog::warn("log level back to {} (its time is up)",
+                 level_name(static_cast<spdlog::level::level_enum>(configured_)));
   }
-  reset("its time is up");
+  bool changed = false;
+  for (auto it = selectors_.begin(); it != selectors_.end();) {
+    if (now >= it->until) {
+      spdlog::warn("detailed logs of {} {} off (its time is up)", kind_name(it->kind),
+                   escape_for_text_log(it->value));
+      it = selectors_.erase(it);
+      changed = true;
+    } else {
+      ++it;
+    }
+  }
+  if (changed) publish_locked();
+}
+
+std::string LogLevelControl::remaining(MonotonicTime until) const {
+  const auto left = std::chrono::ceil<std::chrono::seconds>(
+      std::max(until - time_.monotonic_time(), MonotonicTime::duration::zero()));
+  return std::to_string(left.count());
 }
 
 std::string LogLevelControl::state_json() const {
@@ -355,10 +461,18 @@ std::string LogLevelControl::state_json() const {
       fmt::format(R"({{"level":"{}","configured":"{}","temporary":{})",
                   level_name(static_cast<spdlog::level::level_enum>(level_)),
                   level_name(static_cast<spdlog::level::level_enum>(configured_)), temporary_);
-  if (temporary_) {
-    const auto left = std::chrono::ceil<std::chrono::seconds>(
-        std::max(until_ - time_.monotonic_time(), MonotonicTime::duration::zero()));
-    out += fmt::format(R"(,"remaining_seconds":{})", left.count());
+  if (temporary_) out += R"(,"remaining_seconds":)" + remaining(until_);
+  if (!selectors_.empty()) {
+    out += R"(,"selectors":[)";
+    for (std::size_t i = 0; i < selectors_.size(); ++i) {
+      if (i != 0) out += ",";
+      out += "{\"";
+      out += kind_name(selectors_[i].kind);
+      out += "\":";
+      append_json_string(out, selectors_[i].value);
+      out += R"(,"remaining_seconds":)" + remaining(selectors_[i].until) + "}";
+    }
+    out += "]";
   }
   out += "}\n";
   return out;

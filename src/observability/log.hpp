@@ -1,15 +1,37 @@
 // Process logging on spdlog: human-readable text or one JSON object per line, to stderr.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
+#include <atomic>
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "common/time_source.hpp"
 
 namespace tunnel::observability {
+
+namespace detail {
+// Tunnels and agents whose detailed lines are on now (LogLevelControl::select); 0 = none.
+extern std::atomic<int> g_selectors;
+bool selected(std::string_view tunnel, std::string_view agent);
+}  // namespace detail
+
+// A detailed line about a request or session of `tunnel` served by `agent` (either may be ""):
+// on when the process logs at debug, or a selector of LogLevelControl names the tunnel or the
+// agent. Costs a level check and one relaxed load when neither.
+inline bool log_detail(std::string_view tunnel, std::string_view agent) {
+  return spdlog::default_logger_raw()->should_log(spdlog::level::debug) ||
+         (detail::g_selectors.load(std::memory_order_relaxed) != 0 &&
+          detail::selected(tunnel, agent));
+}
+
+// Writes `message` as a debug line whatever the logger's level (a line log_detail() allowed).
+void write_detail(std::string_view message);
 
 // Replaces the default spdlog logger. `format` is "text" or "json"; `level` is one of trace,
 // debug, info, warn (or warning), error, critical, off (any case). Returns an empty string on
@@ -40,37 +62,59 @@ void append_json_string(std::string& out, std::string_view text);
 
 // The log level changed at run time, without a restart (issue 18, debug mode): a level set for
 // a while, after which the configured one (what init_logging() set before construction) comes
-// back. For the whole process: every component logs through the default logger. Thread-safe
-// (a signal handler, the admin listener and the expiry timer may run on different threads).
+// back; and selectors that turn on the detailed lines of one tunnel or one agent for a while.
+// Thread-safe (a signal handler, the admin listener and the expiry timer may run on different
+// threads).
 class LogLevelControl {
  public:
   // The longest a temporary level lasts, and what SIGUSR1 gives.
   static constexpr std::chrono::seconds kMaxDuration{3600};
   static constexpr std::chrono::seconds kToggleDuration{600};
+  // Tunnel and agent selectors on at once.
+  static constexpr std::size_t kMaxSelectors = 16;
+  enum class SelectorKind { kTunnel, kAgent };
 
   explicit LogLevelControl(const TimeSource& time);
+  ~LogLevelControl();
+  LogLevelControl(const LogLevelControl&) = delete;
+  LogLevelControl& operator=(const LogLevelControl&) = delete;
+
+  // The detailed lines of tunnel `value` (its hostname) or agent `value` (its id) for
+  // `duration`; at most kMaxSelectors at once (setting one again renews it).
+  common::Status select(SelectorKind kind, std::string_view value, std::chrono::seconds duration,
+                        std::string_view source);
 
   // Sets `level` (as init_logging() reads it) for `duration` (1 s .. kMaxDuration); `source`
   // names who asked, in the log line that says so.
   common::Status set(std::string_view level, std::chrono::seconds duration,
                      std::string_view source);
-  // Back to the configured level now (nothing when no temporary level is on).
+  // Back to the configured levels now, and every selector off (nothing when none is on).
   void reset(std::string_view source);
   // SIGUSR1: debug for kToggleDuration when no temporary level is on, else back.
   void toggle(std::string_view source);
   // Back to the configured level once the time is up: call every second or so.
   void expire();
-  // {"level":"debug","configured":"info","temporary":true,"remaining_seconds":299}
+  // {"level":"debug","configured":"info","temporary":true,"remaining_seconds":299}, then
+  // "selectors" when one is on.
   std::string state_json() const;
 
  private:
+  struct Selector {
+    SelectorKind kind;
+    std::string value;
+    MonotonicTime until;
+  };
   void apply_locked(int level);
+  // Sets the logger's level (debug at least while a selector is on) and publishes the selectors.
+  void publish_locked();
+  std::string remaining(MonotonicTime until) const;
   const TimeSource& time_;
   mutable std::mutex mutex_;
   int configured_;         // spdlog::level::level_enum
   int level_;              // the level now
   MonotonicTime until_{};  // while temporary_: when the configured level returns
   bool temporary_ = false;
+  std::vector<Selector> selectors_;
 };
 
 }  // namespace tunnel::observability

@@ -205,5 +205,50 @@ TEST_F(LogLevelControlTest, RefusesAnUnknownLevelAndADurationOutOfBounds) {
   EXPECT_EQ(spdlog::get_level(), spdlog::level::info);
 }
 
+TEST_F(LogLevelControlTest, SelectorsTurnOnOneTunnelOrAgentForAWhile) {
+  LogLevelControl control(time);
+  EXPECT_FALSE(log_detail("app.example.com", "a1"));
+  ASSERT_TRUE(common::is_ok(control.select(LogLevelControl::SelectorKind::kTunnel,
+                                           "app.example.com", std::chrono::seconds(60), "test")));
+  ASSERT_TRUE(common::is_ok(control.select(LogLevelControl::SelectorKind::kAgent, "laptop",
+                                           std::chrono::seconds(10), "test")));
+  EXPECT_TRUE(log_detail("app.example.com", "a1"));
+  EXPECT_TRUE(log_detail("other.example.com", "laptop"));
+  EXPECT_FALSE(log_detail("other.example.com", "a1"));
+  EXPECT_FALSE(log_detail("", ""));
+  EXPECT_EQ(spdlog::get_level(), spdlog::level::info);  // the other lines stay at info
+  EXPECT_EQ(control.state_json(),
+            R"({"level":"info","configured":"info","temporary":false,"selectors":[)"
+            R"({"tunnel":"app.example.com","remaining_seconds":60},)"
+            R"({"agent":"laptop","remaining_seconds":10}]})"
+            "\n");
+  time.advance(std::chrono::seconds(10));
+  control.expire();
+  EXPECT_FALSE(log_detail("other.example.com", "laptop"));
+  EXPECT_TRUE(log_detail("app.example.com", "a1"));
+  control.reset("test");
+  EXPECT_FALSE(log_detail("app.example.com", "a1"));
+  // At debug, every detailed line is on.
+  ASSERT_TRUE(common::is_ok(control.set("debug", std::chrono::seconds(5), "test")));
+  EXPECT_TRUE(log_detail("other.example.com", ""));
+  control.reset("test");
+  // Bounded: at most kMaxSelectors at once; renewing one does not count twice.
+  for (std::size_t i = 0; i < LogLevelControl::kMaxSelectors; ++i) {
+    ASSERT_TRUE(
+        common::is_ok(control.select(LogLevelControl::SelectorKind::kTunnel,
+                                     "t" + std::to_string(i), std::chrono::seconds(5), "test")));
+  }
+  EXPECT_TRUE(common::is_ok(control.select(LogLevelControl::SelectorKind::kTunnel, "t0",
+                                           std::chrono::seconds(5), "test")));
+  const auto full = control.select(LogLevelControl::SelectorKind::kAgent, "one-more",
+                                   std::chrono::seconds(5), "test");
+  ASSERT_FALSE(full);
+  EXPECT_EQ(full.error().message,
+            "16 selectors are on already (the most at once); DELETE /debug/log ends them");
+  EXPECT_FALSE(
+      control.select(LogLevelControl::SelectorKind::kAgent, "", std::chrono::seconds(5), "test"));
+  control.reset("test");
+}
+
 }  // namespace
 }  // namespace tunnel::observability

@@ -108,8 +108,8 @@ def test_the_core_turns_debug_logs_on_and_off_at_run_time(core, traffic):
                        'critical or off)'),
     ("?level=debug&for=2h", "the duration must be between 1s and 3600s, got 7200s"),
     ("?level=debug&for=soon", "for: "),
-    ("?level=debug&tunnel=app.localhost", 'unknown parameter "tunnel" (expected level and for; '
-                                          'the level applies to the whole process)'),
+    ("?level=debug&bogus=1", 'unknown parameter "bogus" (expected level, tunnel, agent and '
+                             'for)'),
 ])
 def test_the_core_refuses_bad_settings_and_keeps_its_level(core, query, message):
     r = admin(core, "POST", "/debug/log" + query)
@@ -203,3 +203,61 @@ def test_connection_inspection_shows_a_held_upload_with_its_bytes(core, app):
     assert admin(core, "POST", "/debug/connections").status == 405
     assert inspect(core, "--limit", "0").returncode == 2
     assert core.alive()
+
+
+def test_detailed_lines_for_one_tunnel_or_agent_on_and_off(core, app, traffic):
+    host = core.host("app")
+    detail = re.compile(r" debug %s GET /echo: agent=\S+ local=\S+ to_agent=[\d.]+ms "
+                        r"app=[\d.]+ms status=200 id=[0-9a-f]{32}" % re.escape(host))
+    client.wait_for(lambda: traffic[0] >= 3, 10, what="some traffic")
+    assert not detail.search(core.output())
+
+    # Another tunnel selected: nothing about this one.
+    r = admin(core, "POST", "/debug/log?tunnel=other.localhost&for=1m")
+    assert r.status == 200, r.text()
+    n = traffic[0]
+    client.wait_for(lambda: traffic[0] >= n + 3, 10, what="more traffic")
+    assert not detail.search(core.output())
+
+    # This tunnel: its lines appear, the level of the rest stays info.
+    r = admin(core, "POST", "/debug/log?tunnel=%s&for=1m" % host)
+    assert r.status == 200, r.text()
+    assert {"tunnel": host, "remaining_seconds": 60} in json.loads(r.body)["selectors"]
+    core.wait_output(detail.pattern)
+    assert state(core)["level"] == "info"
+    https_garbage(core)
+    time.sleep(0.3)
+    assert not DEBUG_LINE.search(core.output())
+
+    # DELETE: every selector off; the lines stop.
+    assert admin(core, "DELETE", "/debug/log").status == 200
+    core.wait_output(r"log level back to info \(DELETE /debug/log from ")
+    time.sleep(0.2)  # a request in flight may still log
+    seen = len(detail.findall(core.output()))
+    n = traffic[0]
+    client.wait_for(lambda: traffic[0] >= n + 5, 10, what="more traffic")
+    assert len(detail.findall(core.output())) == seen
+
+    # The agent's id selects the same lines, until its time is up.
+    agent_id = connections(core)[1]["agents"][0]["agent_id"]
+    assert admin(core, "POST", "/debug/log?agent=%s&for=2s" % agent_id).status == 200
+    core.wait_output(re.escape("detailed logs of agent %s for 2s" % agent_id))
+    n = len(detail.findall(core.output()))
+    client.wait_for(lambda: len(detail.findall(core.output())) > n, 10, what="agent lines")
+    core.wait_output(re.escape("detailed logs of agent %s off (its time is up)" % agent_id),
+                     timeout=5)
+
+    assert state(core) == {"level": "info", "configured": "info", "temporary": False}
+    assert core.alive()
+
+
+@pytest.mark.parametrize("query,message", [
+    ("?tunnel=a&agent=b", "give tunnel or agent, not both"),
+    ("?tunnel=a&level=info", "tunnel and agent turn on their detailed (debug) lines: no other "
+                             "level"),
+    ("?agent=a&for=2h", "the duration must be between 1s and 3600s, got 7200s"),
+])
+def test_the_core_refuses_bad_selectors(core, query, message):
+    r = admin(core, "POST", "/debug/log" + query)
+    assert r.status == 400 and r.text().startswith(message), r.text()
+    assert state(core) == {"level": "info", "configured": "info", "temporary": False}

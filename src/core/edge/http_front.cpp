@@ -12,6 +12,7 @@
 #include "core/edge/http_exchange.hpp"
 #include "core/edge/http_filters.hpp"
 #include "http/error_page.hpp"
+#include "observability/log.hpp"
 
 namespace tunnel::core {
 namespace {
@@ -344,6 +345,24 @@ void HttpFront::log_local_answer(std::string_view ip, std::string_view host,
                reply.detail, request_id);
 }
 
+void HttpFront::log_details(const Exchange& ex, int status) {
+  const Route& route = ex.filtered.decision.route;
+  const std::string_view agent =
+      route.agent != nullptr ? std::string_view(route.agent->agent_id) : std::string_view();
+  if (!observability::log_detail(ex.filtered.decision.host, agent)) return;
+  const auto ms = [](Clock::time_point from, Clock::time_point to) {
+    return std::chrono::duration<double, std::milli>(to - from).count();
+  };
+  const double app =
+      ex.response_head_at != Clock::time_point{} ? ms(ex.start, ex.response_head_at) : -1.0;
+  const http::RequestHead& request = ex.parser.request();
+  // Written whatever the logger's level: a selected tunnel's line shows at info too.
+  observability::write_detail(
+      fmt::format("{} {} {}: agent={} local={} to_agent={:.1f}ms app={:.1f}ms status={} id={}",
+                  ex.filtered.decision.host, request.method, request.target, agent, route.local,
+                  ms(ex.head_at, ex.start), app, status, ex.request_id));
+}
+
 void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
   const double seconds = std::chrono::duration<double>(elapsed).count();
@@ -377,6 +396,7 @@ void HttpFront::finish(const transport::Conn& conn, Exchange& ex) {
     ex.tunnel->complete(ex.filtered, summary);
   }
   const http::RequestHead& request = ex.parser.request();
+  log_details(ex, status);
   if (ex.filtered.trace.active) {
     spdlog::info("{} {} {} {} {}{} {:.1f}ms in={} out={} id={} trace={}", conn.peer(),
                  ex.filtered.decision.host, request.method, request.target, status,

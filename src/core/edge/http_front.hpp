@@ -104,6 +104,9 @@ class HttpFront {
   static void log_local_answer(std::string_view ip, std::string_view host,
                                const http::RequestHead& head, const LocalAnswer& reply,
                                const std::string& request_id, const tracing::TraceId* trace_id);
+  // The detailed line of a finished request, when its tunnel or agent is selected (or the edge
+  // logs at debug): the agent, the local target and where the time went.
+  void log_details(const Exchange& ex, int status);
   void finish(const transport::Conn& conn, Exchange& ex);
 
   CoreContext& context_;
