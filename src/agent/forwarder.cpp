@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "http/message_parser.hpp"
+#include "tracing/span_in.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -386,17 +387,10 @@ void export_span(tracing::Tracer& tracer, const ForwardResult& result,
   const tracing::RequestTrace& trace = result.trace;
   const bool failed = !result.error.empty() || result.status >= 500;
   if (!trace.sampled() && !failed) return;
-  tracing::SpanData span;
-  span.trace_id = trace.trace_id;
-  span.span_id = trace.span_id;
-  span.parent_span_id = trace.parent_span_id;
-  span.flags = trace.flags;
-  span.kind = tracing::SpanKind::kClient;
-  span.name = result.method + " local";
-  span.end_unix_nano = tracing::unix_nanos(std::chrono::system_clock::now());
-  span.start_unix_nano =
-      span.end_unix_nano -
-      std::chrono::duration_cast<std::chrono::nanoseconds>(result.elapsed).count();
+  tracing::SpanData span = tracing::span_in(
+      trace, tracing::SpanOf::kRequest, tracing::SpanKind::kClient, result.method + " local",
+      tracing::unix_nanos(std::chrono::system_clock::now()),
+      std::chrono::duration_cast<std::chrono::nanoseconds>(result.elapsed).count());
   span.error = failed;
   if (!result.error.empty()) {
     span.status_message = result.error;

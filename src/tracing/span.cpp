@@ -1,5 +1,7 @@
 #include "tracing/span.hpp"
 
+#include "tracing/span_in.hpp"
+
 namespace tunnel::tracing {
 namespace {
 
@@ -102,6 +104,25 @@ std::string encode_otlp_json(std::string_view service_name, std::string_view ver
   }
   out += "]}]}]}";
   return out;
+}
+
+SpanData span_in(const RequestTrace& trace, SpanOf which, SpanKind kind, std::string name,
+                 std::int64_t end_unix_nano, std::int64_t duration_nanos) {
+  SpanData span;
+  span.trace_id = trace.trace_id;
+  if (which == SpanOf::kRequest) {
+    span.span_id = trace.span_id;
+    span.parent_span_id = trace.parent_span_id;
+  } else {
+    span.span_id = trace.child_span_id;
+    span.parent_span_id = trace.span_id;
+  }
+  span.flags = trace.flags;
+  span.kind = kind;
+  span.name = std::move(name);
+  span.end_unix_nano = end_unix_nano;
+  span.start_unix_nano = end_unix_nano - duration_nanos;
+  return span;
 }
 
 }  // namespace tunnel::tracing

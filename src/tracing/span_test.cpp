@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tracing/span_in.hpp"
+
 namespace tunnel::tracing {
 namespace {
 
@@ -51,6 +53,34 @@ TEST(OtlpJson, EncodesTheExportRequestOfTheProto3JsonMapping) {
   EXPECT_EQ(out[1].at("parentSpanId"), to_hex(root.span_id));
   EXPECT_EQ(out[1].at("kind"), 3);
   EXPECT_TRUE(out[1].at("status").empty());
+}
+
+TEST(SpanIn, TakesTheIdsOfTheRequestOrOfTheSpanHandedOn) {
+  RequestTrace trace;
+  trace.trace_id = new_trace_id();
+  trace.span_id = new_span_id();
+  trace.child_span_id = new_span_id();
+  trace.parent_span_id = new_span_id();
+  trace.flags = kSampledFlag;
+  trace.active = true;
+  const SpanData own = span_in(trace, SpanOf::kRequest, SpanKind::kServer, "GET", 5000, 1500);
+  EXPECT_EQ(own.trace_id, trace.trace_id);
+  EXPECT_EQ(own.span_id, trace.span_id);
+  EXPECT_EQ(own.parent_span_id, trace.parent_span_id);
+  EXPECT_EQ(own.flags, kSampledFlag);
+  EXPECT_EQ(own.kind, SpanKind::kServer);
+  EXPECT_EQ(own.name, "GET");
+  EXPECT_EQ(own.start_unix_nano, 3500);
+  EXPECT_EQ(own.end_unix_nano, 5000);
+  EXPECT_FALSE(own.error);
+  EXPECT_TRUE(own.attributes.empty());
+  const SpanData on =
+      span_in(trace, SpanOf::kHandedOn, SpanKind::kClient, "GET tunnel", 5000, 1000);
+  EXPECT_EQ(on.trace_id, trace.trace_id);
+  EXPECT_EQ(on.span_id, trace.child_span_id);
+  EXPECT_EQ(on.parent_span_id, trace.span_id);
+  EXPECT_EQ(on.kind, SpanKind::kClient);
+  EXPECT_EQ(on.start_unix_nano, 4000);
 }
 
 }  // namespace

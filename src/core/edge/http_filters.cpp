@@ -8,6 +8,7 @@
 
 #include "core/agents/agent_gateway.hpp"
 #include "protocol/proxy_header.hpp"
+#include "tracing/span_in.hpp"
 
 namespace tunnel::core {
 
@@ -104,15 +105,9 @@ void TracingFilter::on_complete(const FilterRequest& request, const ExchangeSumm
   const auto status = static_cast<std::int64_t>(summary.status);
   const std::string status_text = "HTTP " + std::to_string(summary.status);
 
-  tracing::SpanData server;
-  server.trace_id = trace.trace_id;
-  server.span_id = trace.span_id;
-  server.parent_span_id = trace.parent_span_id;
-  server.flags = trace.flags;
-  server.kind = tracing::SpanKind::kServer;
-  server.name = method;
-  server.start_unix_nano = end - since_head.count();
-  server.end_unix_nano = end;
+  tracing::SpanData server =
+      tracing::span_in(trace, tracing::SpanOf::kRequest, tracing::SpanKind::kServer, method, end,
+                       since_head.count());
   server.error = summary.status >= 500 || summary.status == 0;
   if (server.error)
     server.status_message = summary.status == 0 ? "closed without an answer" : status_text;
@@ -130,15 +125,9 @@ void TracingFilter::on_complete(const FilterRequest& request, const ExchangeSumm
     server.attributes.push_back({"tunnel.account", agent->account});
   }
   if (summary.relayed) {
-    tracing::SpanData client;
-    client.trace_id = trace.trace_id;
-    client.span_id = trace.child_span_id;
-    client.parent_span_id = trace.span_id;
-    client.flags = trace.flags;
-    client.kind = tracing::SpanKind::kClient;
-    client.name = method + " tunnel";
-    client.end_unix_nano = end;
-    client.start_unix_nano = end - static_cast<std::int64_t>(summary.seconds * 1e9);
+    tracing::SpanData client =
+        tracing::span_in(trace, tracing::SpanOf::kHandedOn, tracing::SpanKind::kClient,
+                         method + " tunnel", end, static_cast<std::int64_t>(summary.seconds * 1e9));
     client.error = summary.status >= 500 || summary.status == 0;
     if (client.error) client.status_message = server.status_message;
     client.attributes = {
