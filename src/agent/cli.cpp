@@ -49,7 +49,7 @@ struct Flags {
   std::optional<std::uint32_t> connections;
   std::optional<std::string> session_max_age;
   std::optional<std::string> token, token_file, ca, fingerprint, data_dir, log_format, log_level,
-      metrics_addr, otlp_endpoint, trace_sample_ratio;
+      metrics_addr, otlp_endpoint, trace_sample_ratio, name, group;
   bool insecure = false;
   bool plain = false;
   // http, tcp, udp
@@ -76,6 +76,8 @@ std::string name_flag(const std::string& message) {
   static const std::pair<std::string_view, std::string_view> kFlags[] = {
       {"server", "--server"},
       {"connections", "--connections"},
+      {"name", "--name"},
+      {"group", "--group"},
       {"session_max_age", "--session-max-age"},
       {"token", "--token"},
       {"data_dir", "--data-dir"},
@@ -154,6 +156,8 @@ void apply_flags(const Flags& flags, Config& config) {
     }
   }
   if (flags.connections) config.connections = *flags.connections;
+  set(flags.name, config.name);
+  set(flags.group, config.group);
   set(flags.token, config.token);
   set(flags.data_dir, config.data_dir);
   set(flags.log_format, config.log_format);
@@ -480,6 +484,8 @@ common::Result<ConnectorOptions> make_connector_options(const Config& config,
   // No tunnels of its own: it serves what the core assigns to it (a registered agent).
   options.assigned = options.tunnels.empty();
   if (options.agent_id.empty()) options.agent_id = default_agent_id();
+  options.name = config.name;
+  options.group = config.group;
   return options;
 }
 
@@ -495,6 +501,10 @@ int run_cli(int argc, char** argv) {
                    "comma-separated or the flag repeated (sessions to each)");
     cmd.add_option("--connections", flags.connections,
                    "sessions per core, new streams spread over them (default 1, at most 8)");
+    cmd.add_option("--name", flags.name,
+                   "the agent's name, which the core's routes send traffic to (default: the "
+                   "generated agent id)");
+    cmd.add_option("--group", flags.group, "a group of agents the core's routes may name");
     cmd.add_option("--session-max-age", flags.session_max_age,
                    "replace a session older than this (e.g. 1h): the new one first, then the "
                    "old one drains (default 0: never)");

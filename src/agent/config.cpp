@@ -14,6 +14,7 @@
 #include "agent/health_check.hpp"
 #include "common/byte_rate.hpp"
 #include "common/fingerprint.hpp"
+#include "protocol/handshake.hpp"
 #include "tracing/trace_context.hpp"
 #include "tracing/tracer.hpp"
 
@@ -90,6 +91,8 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
                      "otlp_endpoint",
                      "trace_sample_ratio",
                      "connections",
+                     "name",
+                     "group",
                      "session_max_age",
                      "local_pool"});
   if (!f) return;
@@ -104,6 +107,8 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
     r.read(*f, "server", "", out.server);
   }
   r.read(*f, "connections", "", out.connections);
+  r.read(*f, "name", "", out.name);
+  r.read(*f, "group", "", out.group);
   r.read(*f, "session_max_age", "", out.session_max_age);
   if (auto it = f->find("local_pool"); it != f->end() && !it->second.IsNull()) {
     if (auto pool =
@@ -204,6 +209,16 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
 void check(ConfigReader& r, const Config& config) {
   if (auto servers = parse_server_list(config.server); !servers) {
     r.error("server", servers.error().message);
+  }
+  if (!config.name.empty()) {
+    if (auto ok = protocol::check_agent_name(config.name); !ok) {
+      r.error("name", ok.error().message);
+    }
+  }
+  if (!config.group.empty()) {
+    if (auto ok = protocol::check_agent_name(config.group); !ok) {
+      r.error("group", ok.error().message);
+    }
   }
   if (config.connections < 1 || config.connections > kMaxConnections) {
     r.error("connections", "expected 1 to " + std::to_string(kMaxConnections) +

@@ -63,6 +63,10 @@ struct Config {
   std::string server = "localhost:8443";
   // Sessions per core (--connections); new streams are spread over all of them.
   std::uint32_t connections = 1;
+  // The agent's name, which the core's routes send traffic to (docs/routing.md); "" = the
+  // generated agent id. `group`: a group routes may name instead (several agents); "" = none.
+  std::string name;
+  std::string group;
   // Replace a session older than this (the new one first, then the old one drains); 0 = never.
   std::chrono::milliseconds session_max_age{0};
   LocalPoolConfig local_pool;

@@ -85,6 +85,32 @@ TEST(AgentConfig, WindowBudgetReachesTheConnector) {
   EXPECT_EQ(options.value().window_growth_budget, 1234u);
 }
 
+// Issue 21: the agent's name and group (what the core's routes name) reach the connector, and a
+// bad one is named with its line.
+TEST(AgentConfig, NameAndGroupReachTheConnectorAndAreChecked) {
+  auto loaded = load_config_string(R"(
+token: t
+plain: true
+name: api-v2
+group: api
+tunnels:
+  - local: 3000
+    subdomain: app
+)");
+  ASSERT_TRUE(loaded.ok()) << all(loaded.errors);
+  std::string warning;
+  const auto options = make_connector_options(loaded.config, warning);
+  ASSERT_TRUE(options) << options.error().message;
+  EXPECT_EQ(options.value().name, "api-v2");
+  EXPECT_EQ(options.value().group, "api");
+  EXPECT_FALSE(options.value().agent_id.empty());
+
+  auto bad = load_config_string("token: t\nname: \"api v2\"\ngroup: -x\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(find(bad.errors, "name").line, 2);
+  EXPECT_EQ(find(bad.errors, "group").line, 3);
+}
+
 // Issue 19: several cores (a list in the file, commas in the flag and TUNNEL_SERVER), sessions
 // per core, rotation and the local pool's settings all reach the connector.
 TEST(AgentConfig, CoresConnectionsRotationAndPoolReachTheConnector) {

@@ -320,6 +320,8 @@ asio::awaitable<Connector::Handshake> Connector::connect(CoreLink& core) {
   protocol::AuthRequest request;
   request.token = options_.token;
   request.agent_id = options_.agent_id;
+  request.name = options_.name;
+  request.group = options_.group;
   request.version = std::string(kAgentVersion);
   request.capabilities = {"http", "tcp", "udp"};
   if (options_.assigned) request.capabilities.emplace_back(protocol::kAssignedTunnels);

@@ -70,6 +70,9 @@ struct ConnectorOptions {
   transport::ClientTls tls;  // context == nullptr: plain TCP (tests)
   std::string token;
   std::string agent_id;
+  // Sent in AUTH (protocol::AuthRequest::name, group); "" = not sent (the core uses the id).
+  std::string name;
+  std::string group;
   std::vector<ForwardSpec> tunnels;
   // No tunnels of its own: serve what the core assigns (protocol::kAssignedTunnels), forwarding
   // only to targets `allow_local` allows.

@@ -305,6 +305,8 @@ std::vector<api::LiveSession> LiveControl::agent_sessions(store::Id agent_id) {
     if (agent->registered_id != agent_id) continue;
     api::LiveSession s;
     s.session_id = agent->agent_id;
+    s.name = agent->name;
+    s.group = agent->group;
     s.address = agent->peer;
     s.connected_at = agent->connected_at;
     s.protocol = agent->session->version();

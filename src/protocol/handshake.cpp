@@ -259,6 +259,28 @@ std::string dump(const J& j) {
 
 }  // namespace
 
+common::Status check_agent_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) {
+    return common::fail(common::ErrorKind::kInvalid,
+                        fmt::format("expected 1 to 63 characters, got {}", name.size()));
+  }
+  const auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  if (!alnum(name.front())) {
+    return common::fail(common::ErrorKind::kInvalid, "must start with a letter or a digit");
+  }
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (!alnum(c) && c != '.' && c != '_' && c != '-') {
+      return common::fail(
+          common::ErrorKind::kInvalid,
+          fmt::format("character {} is not a letter, digit, '.', '_' or '-'", i + 1));
+    }
+  }
+  return common::success();
+}
+
 common::Result<AuthRequest> parse_auth_request(std::string_view json) {
   Reader r("auth");
   Json root;
@@ -277,7 +299,9 @@ common::Result<AuthRequest> parse_auth_request(std::string_view json) {
   ok = ok && r.read_string(root, "agent_id", "agent_id", req.agent_id) &&
        r.read_string(root, "version", "version", req.version) &&
        r.read_string_array(root, "capabilities", req.capabilities) &&
-       r.read_int(root, "initial_window", "initial_window", req.initial_window);
+       r.read_int(root, "initial_window", "initial_window", req.initial_window) &&
+       r.read_string(root, "name", "name", req.name) &&
+       r.read_string(root, "group", "group", req.group);
   if (ok) {
     if (const Json* versions = Reader::find(root, "protocol_versions"); versions != nullptr) {
       if (!versions->is_array()) {
@@ -322,6 +346,8 @@ std::string serialize(const AuthRequest& request) {
   if (request.initial_window != 0) {
     j["initial_window"] = request.initial_window;
   }
+  if (!request.name.empty()) j["name"] = request.name;
+  if (!request.group.empty()) j["group"] = request.group;
   auto& tunnels = j["tunnels"] = OrderedJson::array();
   std::string subdomains;  // for servers that only read v1 metadata
   for (const auto& t : request.tunnels) {

@@ -46,6 +46,10 @@ struct AuthRequest {
   std::vector<std::uint8_t> protocol_versions;  // empty means a v1 agent: {1}
   std::uint32_t initial_window = 0;             // v2: the agent's per-stream receive window
   std::vector<TunnelRequest> tunnels;           // v1: built from metadata.subdomain(s)
+  // The agent's name for routes (docs/routing.md): "" = its agent id. Checked by
+  // check_agent_name(); old cores ignore both keys.
+  std::string name;
+  std::string group;  // the agent group routes may name instead of agents; "" = none
 
   bool operator==(const AuthRequest&) const = default;
 };
@@ -96,6 +100,10 @@ inline constexpr std::string_view kThrottled = "throttled";  // too many failed 
 // bad token, not allowed); kUnknown for "" and codes this build does not know.
 enum class RefusalKind { kFinal, kRetry, kUnknown };
 RefusalKind refusal_kind(std::string_view code);
+
+// An agent name or group (what routes name): 1 to 63 letters, digits, '.', '_' or '-', starting
+// with a letter or digit. The error says what is wrong, without naming the field.
+common::Status check_agent_name(std::string_view name);
 
 // Parsers never throw. Payloads over kMaxAuthPayload are rejected unread; unknown keys are
 // ignored; a key that is present with the wrong type is an error naming the key. A request

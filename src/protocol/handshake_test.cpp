@@ -221,6 +221,38 @@ TEST(AuthRequest, MinimalRoundTrip) {
   EXPECT_EQ(parsed.value(), r);
 }
 
+// The agent's name and group (routes, docs/routing.md): sent only when set, so an agent without
+// them sends what older agents sent; a core that does not know them ignores unknown keys.
+TEST(AuthRequest, NameAndGroupRoundTripAndAreOptional) {
+  AuthRequest r;
+  r.token = "t";
+  r.name = "api-v2";
+  r.group = "api";
+  EXPECT_EQ(serialize(r), R"({"token":"t","name":"api-v2","group":"api","tunnels":[]})");
+  const auto parsed = parse_auth_request(serialize(r));
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
+  const auto old = parse_auth_request(R"({"token":"t","agent_id":"a1"})");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old.value().name, "");
+  EXPECT_EQ(old.value().group, "");
+  const auto bad = parse_auth_request(R"({"token":"t","name":7})");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message.find("name"), std::string::npos) << bad.error().message;
+}
+
+TEST(AgentName, LettersDigitsDotsDashesUnderscores) {
+  EXPECT_TRUE(check_agent_name("api-v2"));
+  EXPECT_TRUE(check_agent_name("A.b_c-9"));
+  EXPECT_TRUE(check_agent_name(std::string(63, 'a')));
+  EXPECT_FALSE(check_agent_name(""));
+  EXPECT_FALSE(check_agent_name(std::string(64, 'a')));
+  EXPECT_FALSE(check_agent_name("-api"));
+  const auto bad = check_agent_name("api v2");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().message, "character 4 is not a letter, digit, '.', '_' or '-'");
+}
+
 TEST(AuthRequest, SerializeReplacesInvalidUtf8InsteadOfThrowing) {
   AuthRequest r;
   r.token = "a\xff";

@@ -244,6 +244,21 @@ const Account* find_account(const CoreContext& context, const ControlView* view,
   return view != nullptr ? view->find_account(name) : nullptr;
 }
 
+// Why the agent's name or group in AUTH is refused; "" when both are fine (or absent).
+std::string bad_agent_name(const protocol::AuthRequest& request) {
+  if (!request.name.empty()) {
+    if (auto checked = protocol::check_agent_name(request.name); !checked) {
+      return "the agent's name is invalid: " + checked.error().message;
+    }
+  }
+  if (!request.group.empty()) {
+    if (auto checked = protocol::check_agent_name(request.group); !checked) {
+      return "the agent's group is invalid: " + checked.error().message;
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 HandshakeSlot::~HandshakeSlot() {
@@ -418,6 +433,10 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
                     refusal::kBadRequest);
     co_return;
   }
+  if (std::string bad = bad_agent_name(request); !bad.empty()) {
+    co_await refuse(std::move(bad), refusal::kBadRequest);
+    co_return;
+  }
   // Sessions of one agent (its --connections) count once against max_agents.
   std::string agent_id = !auth.agent_id.empty() ? auth.agent_id : request.agent_id;
   if (agent_id.empty()) agent_id = new_request_id().substr(0, 12);
@@ -484,6 +503,8 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
   agent->agent_id = agent_id;
+  agent->name = request.name.empty() ? agent_id : request.name;
+  agent->group = request.group;
   const std::string name = agent->agent_id + "@" + account->name;
   agent->session = std::make_shared<mux::Session>(std::move(conn), std::move(reader),
                                                   mux::Role::kCore, options, name, context_.time);
@@ -547,7 +568,9 @@ asio::awaitable<void> AgentGateway::run_session(std::unique_ptr<transport::Conn>
   context_.metrics.agent_sessions.inc();
   std::string names;
   for (const auto& h : agent->hostnames) names += (names.empty() ? "" : ", ") + h;
-  spdlog::info("agent {} connected from {} (protocol v{}): {}", name, peer, options.version, names);
+  spdlog::info("agent {} connected from {} (protocol v{}, name {}{}{}): {}", name, peer,
+               options.version, agent->name, agent->group.empty() ? "" : ", group ", agent->group,
+               names);
   announce_shared_names(*agent);
   // The agent's health checks (a NOTICE from the agent, protocol/health_notice.hpp).
   agent->session->on_notice = [this, a = agent.get()](std::uint16_t index,

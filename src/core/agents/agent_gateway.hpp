@@ -23,6 +23,10 @@ class AgentSession {
   std::shared_ptr<mux::Session> session;
   std::string account;
   std::string agent_id;
+  // What routes call it (docs/routing.md): the name it sent in AUTH, else its agent id; and the
+  // group it declared ("" = none). Read-only after AUTH.
+  std::string name;
+  std::string group;
   std::int64_t registered_id = 0;      // the store's id of a registered agent; 0 = a token or JWT
   bool assigned = false;               // it serves what the store assigns to it, nothing of its own
   std::string peer;                    // its address

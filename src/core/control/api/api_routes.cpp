@@ -482,6 +482,8 @@ ApiResponse get_agent(Call& call) {
   json sessions = json::array();
   for (const auto& s : call.state.hooks.agent_sessions(a->id)) {
     sessions.push_back({{"session_id", s.session_id},
+                        {"name", s.name},
+                        {"group", s.group},
                         {"address", s.address},
                         {"connected_at", s.connected_at},
                         {"protocol", s.protocol},

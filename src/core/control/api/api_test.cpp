@@ -26,6 +26,8 @@ class RecordingHooks : public ControlHooks {
     if (id != connected_agent) return {};
     LiveSession s;
     s.session_id = "s1";
+    s.name = "api-v2";
+    s.group = "api";
     s.address = "203.0.113.7:51234";
     s.connected_at = 1000;
     s.version = "1.2.3";
@@ -302,6 +304,8 @@ TYPED_TEST(ApiTest, RegistersAnAgentAndShowsItsTokenOnce) {
   ASSERT_EQ(got.body["sessions"].size(), 1u);
   EXPECT_EQ(got.body["sessions"][0]["address"], "203.0.113.7:51234");
   EXPECT_EQ(got.body["sessions"][0]["serving"][0], "app.example.com");
+  EXPECT_EQ(got.body["sessions"][0]["name"], "api-v2");
+  EXPECT_EQ(got.body["sessions"][0]["group"], "api");
   auto list = this->call("GET", "/api/v1/agents");
   ASSERT_EQ(list.status, 200);
   EXPECT_EQ(list.body["items"].size(), 1u);

@@ -19,6 +19,8 @@ namespace tunnel::core::api {
 // One live agent session, as the registry sees it.
 struct LiveSession {
   std::string session_id;         // the registry's holder id of the session
+  std::string name;               // what routes call the agent (its agent id by default)
+  std::string group;              // the group it declared; "" = none
   std::string address;            // the agent's address, "203.0.113.7:51234"
   std::int64_t connected_at = 0;  // Unix seconds
   int protocol = 2;               // 1 or 2
