@@ -480,7 +480,7 @@ ProxyRig::ProxyRig(Workload workload, Path path) : state_(std::make_unique<State
       auto throttle = std::make_shared<core::Throttle>();
       throttle->quota = route.quota;
       route.throttle = std::move(throttle);
-      route.filters = core::tunnel_filters(protocol::TunnelRequest{}, route.quota);
+      route.filters = core::tunnel_filters(protocol::TunnelRequest{}, route.quota).value();
     }
     // As the gateway does: the route carries its per-tunnel series (counted per request).
     route.metrics = st.context->tunnel_metrics.series(std::string(kHost), "default");

@@ -54,6 +54,8 @@ struct Flags {
   bool plain = false;
   // http, tcp, udp
   std::optional<std::string> proxy_protocol, bandwidth;
+  std::vector<std::string> cidr_allow, cidr_deny;  // who may reach it (ngrok's spelling)
+  std::vector<std::string> basic_auth;             // http only
   // http, tcp: the health check
   std::optional<std::string> health_check, health_interval, health_timeout;
   std::optional<std::uint32_t> health_rise, health_fall;
@@ -87,6 +89,9 @@ std::string name_flag(const std::string& message) {
       {"plain", "--plain"},
       {"tunnels[0].proxy_protocol", "--proxy-protocol"},
       {"tunnels[0].bandwidth", "--bandwidth"},
+      {"tunnels[0].cidr_allow", "--cidr-allow"},
+      {"tunnels[0].cidr_deny", "--cidr-deny"},
+      {"tunnels[0].basic_auth", "--basic-auth"},
       {"tunnels[0].health_check", "--health-check"},
       {"tunnels[0].health_interval", "--health-interval"},
       {"tunnels[0].health_timeout", "--health-timeout"},
@@ -105,6 +110,12 @@ std::string name_flag(const std::string& message) {
   for (const auto& [key, flag] : kFlags) {
     if (message.starts_with(std::string(key) + ":")) {
       return std::string(flag) + message.substr(key.size());
+    }
+    // A repeatable flag's entry: "tunnels[0].cidr_allow[1]: ..." -> "--cidr-allow: ...".
+    if (message.starts_with(std::string(key) + "[")) {
+      if (const auto end = message.find("]:", key.size()); end != std::string::npos) {
+        return std::string(flag) + message.substr(end + 1);
+      }
     }
   }
   return message;
@@ -466,6 +477,11 @@ common::Result<ConnectorOptions> make_connector_options(const Config& config,
                           : t.proxy_protocol == "v2" ? ProxyProtocol::kV2
                                                      : ProxyProtocol::kNone;
     spec.request.proxy_protocol = t.proxy_protocol;
+    spec.request.cidr_allow = t.cidr_allow;
+    spec.request.cidr_deny = t.cidr_deny;
+    for (const std::string& entry : t.basic_auth) {
+      spec.request.basic_auth.push_back(basic_auth_for_core(entry));
+    }
     auto health = parse_health_check(t.health_check);
     if (!health) {
       return common::fail("tunnels[" + std::to_string(i) +
@@ -569,8 +585,15 @@ int run_cli(int argc, char** argv) {
     }
     cmd.add_option("--bandwidth", flags.bandwidth,
                    "limit this tunnel, each direction (e.g. 1MiB/s, 100Mbit/s)");
+    cmd.add_option("--cidr-allow", flags.cidr_allow,
+                   "only clients in this CIDR range may reach the tunnel (repeatable)");
+    cmd.add_option("--cidr-deny", flags.cidr_deny,
+                   "clients in this CIDR range may not reach the tunnel (repeatable)");
   };
   add_tunnel_options(*http, true);
+  http->add_option("--basic-auth", flags.basic_auth,
+                   "USER:PASSWORD visitors must give (repeatable; the password 8-128 "
+                   "characters, sent to the core only as a hash)");
   std::vector<CLI::App*> port_commands;
   for (const char* type : {"tcp", "udp"}) {
     const std::string what = std::string(type) == "tcp" ? "TCP" : "UDP";
@@ -662,6 +685,9 @@ int run_cli(int argc, char** argv) {
       tunnel.hostname = flags.hostname.value_or("");
       tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
       tunnel.bandwidth = flags.bandwidth.value_or("");
+      tunnel.cidr_allow = flags.cidr_allow;
+      tunnel.cidr_deny = flags.cidr_deny;
+      tunnel.basic_auth = flags.basic_auth;
       if (auto error = apply_health_flags(flags, tunnel)) return {{0, 0, *error}};
       config.tunnels = {tunnel};
     } else if (auto cmd = std::find_if(port_commands.begin(), port_commands.end(),
@@ -673,6 +699,8 @@ int run_cli(int argc, char** argv) {
       tunnel.remote_port = flags.remote_port;
       tunnel.proxy_protocol = flags.proxy_protocol.value_or("");
       tunnel.bandwidth = flags.bandwidth.value_or("");
+      tunnel.cidr_allow = flags.cidr_allow;
+      tunnel.cidr_deny = flags.cidr_deny;
       if (auto error = apply_health_flags(flags, tunnel)) return {{0, 0, *error}};
       config.tunnels = {tunnel};
     }

@@ -13,7 +13,9 @@
 #include "agent/allow_local.hpp"
 #include "agent/health_check.hpp"
 #include "common/byte_rate.hpp"
+#include "common/cidr.hpp"
 #include "common/fingerprint.hpp"
+#include "common/password_hash.hpp"
 #include "protocol/handshake.hpp"
 #include "tracing/trace_context.hpp"
 #include "tracing/tracer.hpp"
@@ -36,10 +38,14 @@ void read_tunnels(ConfigReader& r, const ConfigReader::Fields& root, Config& out
   for (const auto& item : r.sequence(root, "tunnels", "")) {
     const auto path = element("tunnels", index++);
     TunnelConfig tunnel;
-    if (auto f = r.fields(item, path,
-                          {"name", "type", "local", "subdomain", "hostname", "remote_port",
-                           "proxy_protocol", "bandwidth", "health_check", "health_interval",
-                           "health_timeout", "health_rise", "health_fall"})) {
+    if (auto f = r.fields(
+            item, path,
+            {"name", "type", "local", "subdomain", "hostname", "remote_port", "proxy_protocol",
+             "bandwidth", "health_check", "health_interval", "health_timeout", "health_rise",
+             "health_fall", "cidr_allow", "cidr_deny", "basic_auth"})) {
+      r.read(*f, "cidr_allow", path, tunnel.cidr_allow);
+      r.read(*f, "cidr_deny", path, tunnel.cidr_deny);
+      r.read(*f, "basic_auth", path, tunnel.basic_auth);
       r.read(*f, "health_check", path, tunnel.health_check);
       r.read(*f, "health_interval", path, tunnel.health_interval);
       r.read(*f, "health_timeout", path, tunnel.health_timeout);
@@ -164,6 +170,29 @@ void check_tunnel(ConfigReader& r, const TunnelConfig& tunnel, const std::string
   if (!tunnel.bandwidth.empty()) {
     if (auto rate = common::parse_byte_rate(tunnel.bandwidth); !rate) {
       r.error(child(path, "bandwidth"), rate.error().message);
+    }
+  }
+  for (const auto* list : {&tunnel.cidr_allow, &tunnel.cidr_deny}) {
+    const char* key = list == &tunnel.cidr_allow ? "cidr_allow" : "cidr_deny";
+    if (list->size() > protocol::kMaxAccessEntries) {
+      r.error(child(path, key),
+              "at most " + std::to_string(protocol::kMaxAccessEntries) + " entries");
+    }
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      if (auto cidr = common::Cidr::parse((*list)[i]); !cidr) {
+        r.error(element(child(path, key), i), cidr.error().message);
+      }
+    }
+  }
+  if (!tunnel.basic_auth.empty() && !http) {
+    r.error(child(path, "basic_auth"), "only http tunnels have basic auth");
+  } else if (tunnel.basic_auth.size() > protocol::kMaxBasicAuthUsers) {
+    r.error(child(path, "basic_auth"),
+            "at most " + std::to_string(protocol::kMaxBasicAuthUsers) + " users");
+  }
+  for (std::size_t i = 0; i < tunnel.basic_auth.size(); ++i) {
+    if (auto ok = check_basic_auth(tunnel.basic_auth[i]); !ok) {
+      r.error(element(child(path, "basic_auth"), i), ok.error().message);
     }
   }
   if (auto health = parse_health_check(tunnel.health_check); !health) {
@@ -325,6 +354,30 @@ std::optional<std::string> read_trimmed(const std::string& path) {
 }
 
 }  // namespace
+
+common::Status check_basic_auth(std::string_view entry) {
+  const auto colon = entry.find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return common::fail("expected USER:PASSWORD (or USER:HASH)");
+  }
+  const std::string user(entry.substr(0, colon));
+  const std::string_view secret = entry.substr(colon + 1);
+  if (common::looks_like_password_hash(secret)) {
+    if (auto hash = common::parse_password_hash(secret); !hash) {
+      return common::fail("user " + user + ": " + hash.error().message);
+    }
+  } else if (secret.size() < 8 || secret.size() > 128) {
+    return common::fail("user " + user + ": the password must be 8 to 128 characters");
+  }
+  return common::success();
+}
+
+std::string basic_auth_for_core(std::string_view entry) {
+  const auto colon = entry.find(':');
+  const std::string_view secret = entry.substr(colon + 1);
+  if (common::looks_like_password_hash(secret)) return std::string(entry);
+  return std::string(entry.substr(0, colon + 1)) + common::hash_password(secret).to_string();
+}
 
 const common::ConfigSchema<Config>& config_schema() {
   static constexpr common::EnvVar<Config> kEnv[] = {

@@ -42,7 +42,21 @@ struct TunnelConfig {
   std::chrono::milliseconds health_timeout{2'000};
   std::uint32_t health_rise = 2;  // passed checks in a row that make it healthy again
   std::uint32_t health_fall = 3;  // failed checks in a row that make it unhealthy
+  // Who may reach the tunnel, enforced by the core (docs/security.md): client addresses
+  // allowed and denied (CIDR or one address, v4 or v6), and for http "user:password" (or
+  // "user:$pbkdf2-sha256$..." hash) credentials: the agent sends only hashes.
+  std::vector<std::string> cidr_allow;
+  std::vector<std::string> cidr_deny;
+  std::vector<std::string> basic_auth;
 };
+
+// A `basic_auth` entry: "user:password" (the password 8..128 characters) or "user:HASH";
+// the error names the user, never the password.
+common::Status check_basic_auth(std::string_view entry);
+
+// What the core is sent for a `basic_auth` entry: "user:HASH" (a password is hashed here, with
+// a new salt each time; a hash is kept).
+std::string basic_auth_for_core(std::string_view entry);
 
 // The most sessions the agent holds to one core (the core accepts kMaxSessionsPerAgent per agent,
 // which leaves room for a GOAWAY handover or a rotation of every one).

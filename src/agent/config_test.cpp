@@ -8,6 +8,7 @@
 #include <map>
 
 #include "agent/cli.hpp"
+#include "common/password_hash.hpp"
 
 namespace tunnel::agent {
 namespace {
@@ -438,6 +439,48 @@ tunnels:
   EXPECT_EQ(find(bad.errors, "tunnels[1].proxy_protocol: only http and tcp").line, 9);
   EXPECT_EQ(find(bad.errors, "tunnels[2].bandwidth: \"fast\": expected a number").line, 11);
   find(bad.errors, "plain: a plain-TCP connection has no certificate to check; drop insecure");
+}
+
+TEST(AgentConfig, AccessKeysAreCheckedAndPasswordsLeaveOnlyAsHashes) {
+  auto ok = load_config_string(R"(
+tunnels:
+  - local: 3000
+    basic_auth: ["ann:a-long-password"]
+    cidr_allow: [10.0.0.0/8, "2001:db8::/32"]
+    cidr_deny: [10.9.9.9]
+  - type: tcp
+    local: 22
+    cidr_deny: [192.0.2.0/24]
+)");
+  ASSERT_TRUE(ok.ok()) << all(ok.errors);
+  EXPECT_EQ(ok.config.tunnels[0].cidr_allow,
+            (std::vector<std::string>{"10.0.0.0/8", "2001:db8::/32"}));
+  EXPECT_EQ(ok.config.tunnels[1].cidr_deny, std::vector<std::string>{"192.0.2.0/24"});
+  const std::string sent = basic_auth_for_core(ok.config.tunnels[0].basic_auth[0]);
+  ASSERT_TRUE(sent.starts_with("ann:$pbkdf2-sha256$4096$")) << sent;
+  EXPECT_EQ(sent.find("a-long-password"), std::string::npos);
+  auto hash = common::parse_password_hash(sent.substr(4));
+  ASSERT_TRUE(hash) << hash.error().message;
+  EXPECT_TRUE(common::verify_password(hash.value(), "a-long-password"));
+  EXPECT_EQ(basic_auth_for_core(sent), sent);  // a hash is sent as it is
+
+  auto bad = load_config_string(R"(
+tunnels:
+  - local: 3000
+    basic_auth: ["ann:short", "nouser"]
+    cidr_allow: [10.0.0.0/8, 10.0.0.0/99]
+  - type: udp
+    local: 53
+    basic_auth: ["ann:a-long-password"]
+)");
+  EXPECT_EQ(
+      find(bad.errors, "tunnels[0].basic_auth[0]: user ann: the password must be 8 to 128").line,
+      4);
+  find(bad.errors, "tunnels[0].basic_auth[1]: expected USER:PASSWORD (or USER:HASH)");
+  EXPECT_EQ(
+      find(bad.errors, "tunnels[0].cidr_allow[1]: \"10.0.0.0/99\": prefix length above 32").line,
+      5);
+  EXPECT_EQ(find(bad.errors, "tunnels[1].basic_auth: only http tunnels have basic auth").line, 8);
 }
 
 TEST(AgentConfig, PlainFromEnvironment) {

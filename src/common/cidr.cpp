@@ -73,10 +73,19 @@ Result<Cidr> Cidr::parse(std::string_view text) {
   return cidr;
 }
 
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  const auto parsed = to_bytes(text);
+  if (!parsed) return std::nullopt;
+  return IpAddress{parsed->first, parsed->second};
+}
+
 bool Cidr::contains(std::string_view ip) const {
-  const auto parsed = to_bytes(ip);
-  if (!parsed || parsed->second != v4_) return false;
-  return prefix_equal(parsed->first, bytes_, v4_ ? 96 : 0, bits_);
+  const auto parsed = IpAddress::parse(ip);
+  return parsed && contains(*parsed);
+}
+
+bool Cidr::contains(const IpAddress& ip) const {
+  return ip.v4 == v4_ && prefix_equal(ip.bytes, bytes_, v4_ ? 96 : 0, bits_);
 }
 
 std::string Cidr::to_string() const {

@@ -4,12 +4,21 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "common/result.hpp"
 
 namespace tunnel::common {
+
+// An IP address parsed once, to check it against many ranges (allow and deny lists).
+struct IpAddress {
+  std::array<std::uint8_t, 16> bytes{};  // IPv4 (and IPv4-mapped IPv6) in the last 4 bytes
+  bool v4 = false;
+  // An address without port or brackets; nullopt for anything else.
+  static std::optional<IpAddress> parse(std::string_view text);
+};
 
 class Cidr {
  public:
@@ -21,6 +30,7 @@ class Cidr {
   // True if `ip` (an address without port or brackets) is in the range; false for text that is
   // not an address.
   bool contains(std::string_view ip) const;
+  bool contains(const IpAddress& ip) const;
 
   std::string to_string() const;
 

@@ -32,6 +32,7 @@
 #include "core/control/data_dir.hpp"
 #include "core/control/store/change_follower.hpp"
 #include "core/control/store/store.hpp"
+#include "core/edge/access.hpp"
 #include "core/edge/conn_pipeline.hpp"
 #include "core/edge/http_filters.hpp"
 #include "core/edge/tcp_tunnel.hpp"
@@ -179,7 +180,16 @@ Server::Server(Config config) {
         }
         return opened;
       },
-      tunnel_filters, tunnel_connection_filters);
+      [context = context_.get()](const protocol::TunnelRequest& request, const Account& account,
+                                 const std::shared_ptr<AccountQuota>& quota) {
+        const AccessScope access{context->config, account, context->time};
+        return tunnel_filters(request, quota, &access);
+      },
+      [context = context_.get()](const protocol::TunnelRequest& request, const Account& account,
+                                 const std::shared_ptr<AccountQuota>& quota) {
+        const AccessScope access{context->config, account, context->time};
+        return tunnel_connection_filters(request, quota, &access);
+      });
   if (const TracingConfig& tracing = context_->config.tracing; !tracing.otlp_endpoint.empty()) {
     // The endpoint was checked with the configuration.
     tracing::TracerOptions options;

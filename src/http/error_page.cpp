@@ -155,7 +155,7 @@ std::string_view reason_phrase(int status) {
 }
 
 std::string error_response(int status, std::string_view detail, std::string_view request_id,
-                           bool close_connection) {
+                           bool close_connection, std::string_view extra_headers) {
   if (status < 400 || status > 599) status = 500;
   std::string_view reason = reason_phrase(status);
   if (reason.empty()) reason = "Error";
@@ -192,6 +192,7 @@ std::string error_response(int status, std::string_view detail, std::string_view
   out += "Content-Type: text/html; charset=utf-8\r\n";
   out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   out += "Cache-Control: no-store\r\n";
+  out += extra_headers;
   if (!id.empty()) out += "X-Request-Id: " + id + "\r\n";
   if (close_connection) out += "Connection: close\r\n";
   out += "\r\n";

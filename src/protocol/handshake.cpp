@@ -123,19 +123,26 @@ class Reader {
     return v == nullptr || read_int_value(*v, path, out);
   }
 
-  bool read_string_array(const Json& object, const char* key, std::vector<std::string>& out) {
+  // At most `max_items` strings of at most `max_length` bytes each.
+  bool read_string_array(const Json& object, const char* key, const std::string& path,
+                         std::vector<std::string>& out, std::size_t max_items = 256,
+                         std::size_t max_length = 1024) {
     const Json* v = find(object, key);
     if (v == nullptr) {
       return true;
     }
     if (!v->is_array()) {
-      return fail(key, "must be an array of strings");
+      return fail(path, "must be an array of strings");
+    }
+    if (v->size() > max_items) {
+      return fail(path, fmt::format("has {} items, at most {}", v->size(), max_items));
     }
     out.clear();
     for (std::size_t i = 0; i < v->size(); ++i) {
       const Json& item = (*v)[i];
-      if (!item.is_string()) {
-        return fail(fmt::format("{}[{}]", key, i), "must be a string");
+      if (!item.is_string() || item.get_ref<const std::string&>().size() > max_length) {
+        return fail(fmt::format("{}[{}]", path, i),
+                    fmt::format("must be a string of at most {} bytes", max_length));
       }
       out.push_back(item.get<std::string>());
     }
@@ -226,7 +233,13 @@ bool read_tunnel_requests(Reader& r, const Json& list, std::vector<TunnelRequest
             !r.read_int(item, "remote_port", path + ".remote_port", t.remote_port) ||
             !r.read_string(item, "local", path + ".local", t.local) ||
             !r.read_int(item, "bandwidth", path + ".bandwidth", t.bandwidth) ||
-            !r.read_string(item, "proxy_protocol", path + ".proxy_protocol", t.proxy_protocol)) {
+            !r.read_string(item, "proxy_protocol", path + ".proxy_protocol", t.proxy_protocol) ||
+            !r.read_string_array(item, "cidr_allow", path + ".cidr_allow", t.cidr_allow,
+                                 kMaxAccessEntries, 64) ||
+            !r.read_string_array(item, "cidr_deny", path + ".cidr_deny", t.cidr_deny,
+                                 kMaxAccessEntries, 64) ||
+            !r.read_string_array(item, "basic_auth", path + ".basic_auth", t.basic_auth,
+                                 kMaxBasicAuthUsers, 512)) {
           return false;
         }
         if (t.type.empty()) {
@@ -298,7 +311,7 @@ common::Result<AuthRequest> parse_auth_request(std::string_view json) {
   }
   ok = ok && r.read_string(root, "agent_id", "agent_id", req.agent_id) &&
        r.read_string(root, "version", "version", req.version) &&
-       r.read_string_array(root, "capabilities", req.capabilities) &&
+       r.read_string_array(root, "capabilities", "capabilities", req.capabilities) &&
        r.read_int(root, "initial_window", "initial_window", req.initial_window) &&
        r.read_string(root, "name", "name", req.name) &&
        r.read_string(root, "group", "group", req.group);
@@ -370,6 +383,15 @@ std::string serialize(const AuthRequest& request) {
     }
     if (!t.proxy_protocol.empty()) {
       item["proxy_protocol"] = t.proxy_protocol;
+    }
+    if (!t.cidr_allow.empty()) {
+      item["cidr_allow"] = t.cidr_allow;
+    }
+    if (!t.cidr_deny.empty()) {
+      item["cidr_deny"] = t.cidr_deny;
+    }
+    if (!t.basic_auth.empty()) {
+      item["basic_auth"] = t.basic_auth;
     }
     tunnels.push_back(std::move(item));
     if (t.type == "http" && !t.subdomain.empty()) {

@@ -17,6 +17,8 @@
 namespace tunnel::protocol {
 
 inline constexpr std::size_t kMaxAuthPayload = 64 * 1024;
+inline constexpr std::size_t kMaxAccessEntries = 64;   // cidr_allow, cidr_deny: each, per tunnel
+inline constexpr std::size_t kMaxBasicAuthUsers = 16;  // basic_auth credentials per tunnel
 
 // One tunnel the agent asks for. `type` is "http" today ("tcp", "udp" later).
 struct TunnelRequest {
@@ -29,6 +31,12 @@ struct TunnelRequest {
   // "v1"/"v2": the agent sends PROXY headers to its app; for http tunnels the core then starts
   // each OPEN_STREAM payload with an address line (docs/protocol.md). "" = none.
   std::string proxy_protocol;
+  // Who may reach the tunnel (issue 23; docs/security.md): client addresses allowed and denied
+  // (CIDR or one address), and Basic credentials "user:HASH" (a $pbkdf2-sha256$ hash, see
+  // common/password_hash.hpp: agents hash what their users type before sending it).
+  std::vector<std::string> cidr_allow;
+  std::vector<std::string> cidr_deny;
+  std::vector<std::string> basic_auth;
 
   bool operator==(const TunnelRequest&) const = default;
 };

@@ -120,7 +120,7 @@ TEST(AuthRequest, RejectsWrongTypesNamingTheKey) {
   EXPECT_EQ(request_error(R"({"token":"t","capabilities":"http"})"),
             R"(auth: "capabilities" must be an array of strings)");
   EXPECT_EQ(request_error(R"({"token":"t","capabilities":["a",2]})"),
-            R"(auth: "capabilities[1]" must be a string)");
+            R"(auth: "capabilities[1]" must be a string of at most 1024 bytes)");
   EXPECT_EQ(request_error(R"({"token":"t","metadata":"x"})"),
             R"(auth: "metadata" must be an object)");
   EXPECT_EQ(request_error(R"({"token":"t","metadata":{"subdomains":["a"]}})"),
@@ -155,6 +155,36 @@ TEST(AuthRequest, RejectsWrongTypesNamingTheKey) {
             R"(auth: "tunnels[1].remote_port" must be an integer 0..65535)");
   EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{"local":7}]})"),
             R"(auth: "tunnels[0].local" must be a string)");
+}
+
+TEST(AuthRequest, AccessListsRoundTripAndAreBounded) {
+  AuthRequest r;
+  r.token = "t";
+  r.tunnels = {http_tunnel("app")};
+  r.tunnels[0].cidr_allow = {"10.0.0.0/8", "2001:db8::/32"};
+  r.tunnels[0].cidr_deny = {"10.1.2.3"};
+  r.tunnels[0].basic_auth = {"ann:$pbkdf2-sha256$4096$c2FsdA$aGFzaA"};
+  const std::string json = serialize(r);
+  EXPECT_NE(json.find(R"("cidr_allow":["10.0.0.0/8","2001:db8::/32"],"cidr_deny":["10.1.2.3"])"),
+            std::string::npos)
+      << json;
+  const auto parsed = parse_auth_request(json);
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(parsed.value(), r);
+
+  EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{"cidr_allow":"10.0.0.0/8"}]})"),
+            R"(auth: "tunnels[0].cidr_allow" must be an array of strings)");
+  EXPECT_EQ(request_error(R"({"token":"t","tunnels":[{"cidr_deny":[7]}]})"),
+            R"(auth: "tunnels[0].cidr_deny[0]" must be a string of at most 64 bytes)");
+  std::string many = R"({"token":"t","tunnels":[{"cidr_allow":[)";
+  for (std::size_t i = 0; i <= kMaxAccessEntries; ++i)
+    many += (i == 0 ? "" : ",") + std::string("\"1.2.3.4\"");
+  many += "]}]}";
+  EXPECT_EQ(request_error(many), R"(auth: "tunnels[0].cidr_allow" has 65 items, at most 64)");
+  const std::string long_user =
+      R"({"token":"t","tunnels":[{"basic_auth":[")" + std::string(600, 'a') + R"("]}]})";
+  EXPECT_EQ(request_error(long_user),
+            R"(auth: "tunnels[0].basic_auth[0]" must be a string of at most 512 bytes)");
 }
 
 TEST(AuthRequest, RejectsInvalidJsonAndNonObjects) {

@@ -643,14 +643,18 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
     } else if (auto named = resolve_hostname(context_, view, account, t, id_for_default_name, code);
                !named) {
       error = std::move(named).error().message;
+    } else if (auto filters = tunnel_filters_ ? tunnel_filters_(t, account, quota)
+                                              : std::shared_ptr<const FilterChain>{};
+               !filters) {
+      code = refusal::kBadRequest;
+      error = std::move(filters).error().message;
     } else {
       const std::string& host = named.value().host;
-      auto filters = tunnel_filters_ ? tunnel_filters_(t, quota) : nullptr;
       Route route{agent,
                   static_cast<std::uint16_t>(i),
                   t.local,
                   throttle,
-                  std::move(filters),
+                  std::move(filters).value(),
                   nullptr,
                   usage_of(context_, view, account.name, host, false),
                   quota};
@@ -727,7 +731,12 @@ common::Status AgentGateway::register_port(const Account& account, const Control
   }
   auto executor = agent->session->get_executor();
   const OpenPort open = [&](std::uint16_t port) { return open_port_(protocol, executor, port); };
-  auto filters = connection_filters_ ? connection_filters_(request, quota) : nullptr;
+  auto filters = connection_filters_ ? connection_filters_(request, account, quota)
+                                     : std::shared_ptr<const ConnectionFilterChain>{};
+  if (!filters) {
+    code = refusal::kBadRequest;
+    return std::move(filters).error();
+  }
   // Usage: the store tunnel that reserves the port asked for, else the account's own.
   const std::string usage_key =
       request.remote_port != 0 ? ControlView::port_key(protocol, request.remote_port) : "";
@@ -736,7 +745,7 @@ common::Status AgentGateway::register_port(const Account& account, const Control
               request.local,
               std::move(throttle),
               {},
-              std::move(filters),
+              std::move(filters).value(),
               usage_of(context_, view, account.name, usage_key, true),
               quota};
   auto claimed = context_.registry.claim_port(

@@ -90,6 +90,22 @@ void read_bandwidth(ConfigReader& r, const YAML::Node& node, const std::string& 
   }
 }
 
+void read_access(ConfigReader& r, const YAML::Node& node, const std::string& path,
+                 AccessConfig& out) {
+  auto f = r.fields(node, path, {"cidr_allow", "cidr_deny"});
+  if (!f) return;
+  r.read(*f, "cidr_allow", path, out.cidr_allow);
+  r.read(*f, "cidr_deny", path, out.cidr_deny);
+  for (const auto* list : {&out.cidr_allow, &out.cidr_deny}) {
+    const char* key = list == &out.cidr_allow ? "cidr_allow" : "cidr_deny";
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      if (auto cidr = common::Cidr::parse((*list)[i]); !cidr) {
+        r.error_at(node[key][i], element(child(path, key), i), cidr.error().message);
+      }
+    }
+  }
+}
+
 void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& out) {
   std::size_t index = 0;
   for (const auto& item : r.sequence(root, "accounts", "")) {
@@ -97,7 +113,7 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
     Account account;
     if (auto f = r.fields(item, path,
                           {"name", "tokens", "subdomains", "domains", "max_agents", "max_names",
-                           "ports", "bandwidth"})) {
+                           "ports", "bandwidth", "access"})) {
       r.read(*f, "name", path, account.name);
       r.read(*f, "tokens", path, account.tokens);
       r.read(*f, "subdomains", path, account.subdomains);
@@ -108,6 +124,8 @@ void read_accounts(ConfigReader& r, const ConfigReader::Fields& root, Config& ou
       if (f->contains("bandwidth")) {
         read_bandwidth(r, f->at("bandwidth"), child(path, "bandwidth"), account.bandwidth);
       }
+      if (f->contains("access"))
+        read_access(r, f->at("access"), child(path, "access"), account.access);
     }
     out.accounts.push_back(std::move(account));
   }
@@ -178,10 +196,10 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
 }
 
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
-  auto f = r.fields(
-      root, "",
-      {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth", "accounts",
-       "ports", "bandwidth", "limits", "heartbeat", "log", "store", "metrics", "tracing"});
+  auto f = r.fields(root, "",
+                    {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth",
+                     "accounts", "ports", "bandwidth", "limits", "heartbeat", "log", "store",
+                     "metrics", "tracing", "access"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -189,6 +207,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   if (r.read(*f, "workers", "", workers, 1024)) out.workers = static_cast<std::uint32_t>(workers);
   if (f->contains("listen")) read_listen(r, f->at("listen"), out.listen);
   r.read(*f, "trusted_proxies", "", out.trusted_proxies);
+  if (f->contains("access")) read_access(r, f->at("access"), "access", out.access);
   if (f->contains("tls")) read_tls(r, f->at("tls"), out.tls);
   if (f->contains("auth")) {
     if (auto af = r.fields(f->at("auth"), "auth",

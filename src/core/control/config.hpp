@@ -107,6 +107,15 @@ struct AuthConfig {
   bool jwt_enabled() const { return !jwt_secret.empty() || !jwt_secret_file.empty(); }
 };
 
+// Which client addresses may reach tunnels (docs/security.md): CIDR ranges or addresses, v4 or
+// v6. For the whole core (`access:`) and per account (`accounts[].access`); a tunnel adds its
+// own (`--cidr-allow`, `--cidr-deny`). A deny list refuses what it holds; a non-empty allow
+// list refuses what it does not.
+struct AccessConfig {
+  std::vector<std::string> cidr_allow;
+  std::vector<std::string> cidr_deny;
+};
+
 // A tenant: its tokens and the names it may serve. Names compare case-insensitively.
 struct Account {
   std::string name;
@@ -122,6 +131,7 @@ struct Account {
   std::uint32_t max_names = 1024;
   PortsConfig ports;          // overrides Config::ports for this account
   BandwidthConfig bandwidth;  // overrides Config::bandwidth for this account
+  AccessConfig access;        // in addition to Config::access
 
   // True if the account may serve NAME.<base-domain>; `name` is one DNS label.
   // Whether the name is free is the registry's business, not this function's.
@@ -237,6 +247,7 @@ struct Config {
   // (the default): the core is the edge; it drops what visitors send in these fields and sets
   // its own.
   std::vector<std::string> trusted_proxies;
+  AccessConfig access;  // every tunnel's visitors (accounts and tunnels add their own)
   TlsConfig tls;
   AuthConfig auth;
   std::vector<Account> accounts;

@@ -1,5 +1,6 @@
 #include "core/edge/conn_pipeline.hpp"
 
+#include "core/edge/access.hpp"
 #include "protocol/proxy_header.hpp"
 
 namespace tunnel::core {
@@ -179,12 +180,21 @@ void QuotaConnectionFilter::on_complete(const ConnectionInfo& /*connection*/,
   quota_->release(summary.bytes_in + summary.bytes_out);
 }
 
-std::shared_ptr<const ConnectionFilterChain> tunnel_connection_filters(
-    const protocol::TunnelRequest& /*request*/, const std::shared_ptr<AccountQuota>& quota) {
-  if (!quota) return nullptr;
-  return std::make_shared<const ConnectionFilterChain>(
-      std::vector<std::shared_ptr<ConnectionFilter>>{
-          std::make_shared<QuotaConnectionFilter>(quota)});
+common::Result<std::shared_ptr<const ConnectionFilterChain>> tunnel_connection_filters(
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
+    const AccessScope* access) {
+  std::vector<std::shared_ptr<ConnectionFilter>> filters;
+  if (access != nullptr) {  // first: a refused address holds no quota slot
+    auto filter = tunnel_access_connection_filter(*access, request);
+    if (!filter) return std::move(filter).error();
+    if (filter.value()) filters.push_back(std::move(filter).value());
+  } else if (!request.cidr_allow.empty() || !request.cidr_deny.empty() ||
+             !request.basic_auth.empty()) {
+    return common::fail("access rules need the core's configuration (no AccessScope given)");
+  }
+  if (quota) filters.push_back(std::make_shared<QuotaConnectionFilter>(quota));
+  if (filters.empty()) return std::shared_ptr<const ConnectionFilterChain>{};
+  return std::make_shared<const ConnectionFilterChain>(std::move(filters));
 }
 
 }  // namespace tunnel::core

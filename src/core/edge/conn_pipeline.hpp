@@ -243,9 +243,13 @@ class QuotaConnectionFilter final : public ConnectionFilter {
   std::shared_ptr<AccountQuota> quota_;
 };
 
-// The chain of one tcp or udp tunnel, from what its agent asked for and its account's quota
-// (null in a core without a store); null when it needs none.
-std::shared_ptr<const ConnectionFilterChain> tunnel_connection_filters(
-    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota);
+struct AccessScope;  // core/edge/access.hpp
+
+// The chain of one tcp or udp tunnel, from what its agent asked for, its account's quota (null
+// in a core without a store) and, when given, the access rules of the core and the account;
+// null when it needs none. The error names a wrong access rule.
+common::Result<std::shared_ptr<const ConnectionFilterChain>> tunnel_connection_filters(
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
+    const AccessScope* access = nullptr);
 
 }  // namespace tunnel::core

@@ -519,7 +519,7 @@ TEST_F(PortTest, AUdpClientFlowCountsAsOneRequestWithItsBytesInTheUsage) {
 
 TEST_F(PortTest, TheAccountsMaxConnectionsQuotaClosesANewTcpConnectionAtOnce) {
   auto quota = context->quotas.get("acme");
-  const auto chain = tunnel_connection_filters(protocol::TunnelRequest{}, quota);
+  const auto chain = tunnel_connection_filters(protocol::TunnelRequest{}, quota).value();
   ASSERT_NE(chain, nullptr);
   const std::uint16_t port = claim(PortProtocol::kTcp, nullptr, chain);
   ASSERT_NE(port, 0);
@@ -545,8 +545,9 @@ TEST_F(PortTest, TheAccountsRequestQuotaDropsTheDatagramsOfANewUdpClient) {
   quota->set_limits(QuotaLimits{.max_requests_per_second = 1});
   ASSERT_FALSE(quota->admit());  // the second's one request went elsewhere (http, say)
   quota->release(0);
-  const std::uint16_t port = claim(PortProtocol::kUdp, nullptr,
-                                   tunnel_connection_filters(protocol::TunnelRequest{}, quota));
+  const std::uint16_t port =
+      claim(PortProtocol::kUdp, nullptr,
+            tunnel_connection_filters(protocol::TunnelRequest{}, quota).value());
   ASSERT_NE(port, 0);
   const std::uint64_t dropped = counter("tunnel_udp_datagrams_dropped_total");
   pair.run([&]() -> asio::awaitable<void> {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "core/agents/agent_gateway.hpp"
+#include "core/edge/access.hpp"
 #include "protocol/proxy_header.hpp"
 #include "tracing/span_in.hpp"
 
@@ -213,12 +214,22 @@ void QuotaFilter::on_complete(const FilterRequest& request, const ExchangeSummar
   quota_->release(summary.bytes_in + summary.bytes_out);
 }
 
-std::shared_ptr<const FilterChain> tunnel_filters(const protocol::TunnelRequest& request,
-                                                  const std::shared_ptr<AccountQuota>& quota) {
+common::Result<std::shared_ptr<const FilterChain>> tunnel_filters(
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
+    const AccessScope* access) {
   std::vector<std::shared_ptr<HttpFilter>> filters;
+  // First: a visitor who may not reach the tunnel costs nothing more (no quota slot).
+  if (access != nullptr) {
+    auto filter = tunnel_access_filter(*access, request);
+    if (!filter) return std::move(filter).error();
+    if (filter.value()) filters.push_back(std::move(filter).value());
+  } else if (!request.cidr_allow.empty() || !request.cidr_deny.empty() ||
+             !request.basic_auth.empty()) {
+    return common::fail("access rules need the core's configuration (no AccessScope given)");
+  }
   if (!request.proxy_protocol.empty()) filters.push_back(std::make_shared<ProxyAddressesFilter>());
   if (quota) filters.push_back(std::make_shared<QuotaFilter>(quota));  // last: see QuotaFilter
-  if (filters.empty()) return nullptr;
+  if (filters.empty()) return std::shared_ptr<const FilterChain>{};
   return std::make_shared<const FilterChain>(std::move(filters));
 }
 

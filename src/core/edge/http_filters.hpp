@@ -94,9 +94,14 @@ LocalAnswer quota_answer(const QuotaRefusal& refusal, std::string_view host);
 // The chain every request of a public HTTP/HTTPS listener passes, from the configuration.
 std::shared_ptr<const FilterChain> listener_filters(CoreContext& context);
 
-// The chain of one http tunnel, from what its agent asked for and its account's quota (null in
-// a core without a store); null when it needs none.
-std::shared_ptr<const FilterChain> tunnel_filters(const protocol::TunnelRequest& request,
-                                                  const std::shared_ptr<AccountQuota>& quota);
+struct AccessScope;  // core/edge/access.hpp
+
+// The chain of one http tunnel, from what its agent asked for, its account's quota (null in a
+// core without a store) and, when given, the access rules of the core and the account
+// (access.hpp); null when it needs none. The error names what the tunnel asked for that is
+// wrong (an access rule that does not parse).
+common::Result<std::shared_ptr<const FilterChain>> tunnel_filters(
+    const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
+    const AccessScope* access = nullptr);
 
 }  // namespace tunnel::core

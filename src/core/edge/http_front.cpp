@@ -23,26 +23,14 @@ using Step = MessageParser::Step;
 constexpr auto kDrainPoll = std::chrono::milliseconds(250);
 
 std::string client_ip(const transport::Conn& conn) {
-  const std::string& peer = conn.peer();
-  const auto colon = peer.rfind(':');
-  std::string ip = colon == std::string::npos ? peer : peer.substr(0, colon);
-  if (ip.size() > 2 && ip.front() == '[') ip = ip.substr(1, ip.size() - 2);
-  return ip;
-}
-
-ForwardingPolicy forwarding_policy(const Config& config) {
-  ForwardingPolicy policy;
-  for (const std::string& text : config.trusted_proxies) {
-    if (auto cidr = common::Cidr::parse(text)) policy.trusted_proxies.push_back(cidr.value());
-  }
-  return policy;
+  return std::string(ip_of_peer(conn.peer()));
 }
 
 }  // namespace
 
 HttpFront::HttpFront(CoreContext& context)
     : context_(context),
-      forwarding_(forwarding_policy(context.config)),
+      forwarding_(forwarding_policy(context.config.trusted_proxies)),
       listener_filters_(core::listener_filters(context)) {}
 
 asio::awaitable<void> linger_close(transport::Conn& conn, std::span<char> buffer,
@@ -67,7 +55,7 @@ asio::awaitable<void> HttpFront::answer(transport::Conn& conn, const LocalAnswer
                                         TunnelSeries* tunnel) {
   const std::string response =
       reply.problem.empty()
-          ? http::error_response(reply.status, reply.detail, request_id, reply.close)
+          ? http::error_response(reply.status, reply.detail, request_id, reply.close, reply.headers)
           : http::problem_response(reply.status, reply.problem, request_id, reply.close,
                                    reply.retry_after);
   transport::error_code ec;
@@ -456,7 +444,7 @@ asio::awaitable<void> HttpFront::refuse_body(transport::Conn& conn, Exchange& ex
   ex.status = answer.status;
   const std::string page =
       answer.problem.empty()
-          ? http::error_response(answer.status, answer.detail, ex.request_id, true)
+          ? http::error_response(answer.status, answer.detail, ex.request_id, true, answer.headers)
           : http::problem_response(answer.status, answer.problem, ex.request_id, true,
                                    answer.retry_after);
   transport::error_code ec;

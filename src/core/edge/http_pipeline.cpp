@@ -123,6 +123,21 @@ Decision decide(const RequestFacts& request, const RouteLookup& lookup) {
   return decision;
 }
 
+ForwardingPolicy forwarding_policy(const std::vector<std::string>& trusted_proxies) {
+  ForwardingPolicy policy;
+  for (const std::string& text : trusted_proxies) {
+    if (auto cidr = common::Cidr::parse(text)) policy.trusted_proxies.push_back(cidr.value());
+  }
+  return policy;
+}
+
+std::string_view ip_of_peer(std::string_view peer) {
+  const auto colon = peer.rfind(':');
+  std::string_view ip = colon == std::string_view::npos ? peer : peer.substr(0, colon);
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
 bool ForwardingPolicy::trusts(std::string_view ip) const {
   for (const common::Cidr& cidr : trusted_proxies) {
     if (cidr.contains(ip)) return true;

@@ -45,6 +45,8 @@ struct LocalAnswer {
   std::uint32_t retry_after = 0;  // seconds; > 0 adds Retry-After
   // Set: the body is this problem document (application/problem+json) instead of the page.
   std::string problem{};
+  // More fields of the page's head, each "Name: value\r\n" (WWW-Authenticate of a 401).
+  std::string headers{};
 };
 
 // What decide() chose.
@@ -77,6 +79,12 @@ struct ForwardingPolicy {
   std::vector<common::Cidr> trusted_proxies;
   bool trusts(std::string_view ip) const;
 };
+// From `trusted_proxies:` (checked with the configuration; an entry that does not parse is
+// left out).
+ForwardingPolicy forwarding_policy(const std::vector<std::string>& trusted_proxies);
+
+// "ip" of "ip:port" or "[v6]:port" (a connection's peer as the edge writes it).
+std::string_view ip_of_peer(std::string_view peer);
 
 // What rewrite_request() needs besides the head.
 struct RewriteInput {

@@ -282,13 +282,13 @@ TEST(Filters, BodyLimitByLengthAndByBytes) {
 TEST(Filters, ProxyAddressesPrefixTheOpenStreamPayload) {
   protocol::TunnelRequest with_proxy;
   with_proxy.proxy_protocol = "v1";
-  const auto chain = tunnel_filters(with_proxy, nullptr);
+  const auto chain = tunnel_filters(with_proxy, nullptr).value();
   ASSERT_TRUE(chain);
   EXPECT_TRUE(chain->wants(hook::kLocalAddr));
   Request r;
   EXPECT_TRUE(chain->request_head(r.filtered).proceed());
   EXPECT_EQ(r.prefix, "192.0.2.7:5000 127.0.0.1:8080\n");
-  EXPECT_FALSE(tunnel_filters(protocol::TunnelRequest{}, nullptr));
+  EXPECT_FALSE(tunnel_filters(protocol::TunnelRequest{}, nullptr).value());
 }
 
 TEST(Filters, QuotaAnswersFourTwentyNineWithAProblemNamingTheQuota) {
@@ -296,7 +296,7 @@ TEST(Filters, QuotaAnswersFourTwentyNineWithAProblemNamingTheQuota) {
   observability::Registry registry;
   QuotaBook book(registry, time);
   auto quota = book.get("acme");
-  const auto chain = tunnel_filters(protocol::TunnelRequest{}, quota);
+  const auto chain = tunnel_filters(protocol::TunnelRequest{}, quota).value();
   ASSERT_TRUE(chain);  // every tunnel of a core with a store has it
   EXPECT_TRUE(chain->wants(hook::kRequestHead | hook::kComplete));
   quota->set_limits(QuotaLimits{.max_requests_per_second = 1});
