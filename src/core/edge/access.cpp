@@ -3,6 +3,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include <ranges>
 #include <stdexcept>
 
 #include "common/cidr.hpp"
@@ -117,8 +118,8 @@ std::string client_address(std::string_view peer_ip, const http::RequestHead& he
     }
   }
   if (hops.empty()) return std::string(peer_ip);
-  for (auto it = hops.rbegin(); it != hops.rend(); ++it) {
-    if (!forwarding.trusts(*it)) return std::string(*it);
+  for (const std::string_view hop : std::ranges::reverse_view(hops)) {
+    if (!forwarding.trusts(hop)) return std::string(hop);
   }
   return std::string(hops.front());
 }
