@@ -696,29 +696,6 @@ bool is_text(std::string_view bytes) {
   return true;
 }
 
-bool base64_decode(std::string_view in, std::string& out) {
-  out.clear();
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (const char ch : in) {
-    int v = -1;
-    if (ch >= 'A' && ch <= 'Z') v = ch - 'A';
-    if (ch >= 'a' && ch <= 'z') v = ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') v = ch - '0' + 52;
-    if (ch == '+' || ch == '-') v = 62;
-    if (ch == '/' || ch == '_') v = 63;
-    if (ch == '=') break;
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return true;
-}
-
 bool asked_upgrade(const ExchangeCapture& capture) {
   MessageParser parser(MessageParser::Kind::kRequest);
   const Step step =
@@ -1036,51 +1013,6 @@ ApiResponse problem_response(const common::Error& error) {
       break;
   }
   return problem(500, error.message);
-}
-
-std::string base64_encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    const auto v = (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16) |
-                   (static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8) |
-                   static_cast<unsigned char>(bytes[i + 2]);
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += kAlphabet[(v >> 6) & 63];
-    out += kAlphabet[v & 63];
-  }
-  const std::size_t rest = bytes.size() - i;
-  if (rest > 0) {
-    std::uint32_t v = static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
-    if (rest == 2) v |= static_cast<std::uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
-    out += kAlphabet[(v >> 18) & 63];
-    out += kAlphabet[(v >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-std::string dechunk(std::string_view body) {
-  std::string out;
-  while (!body.empty()) {
-    const std::size_t eol = body.find("\r\n");
-    if (eol == std::string_view::npos) break;
-    std::size_t size = 0;
-    const auto [end, ec] = std::from_chars(body.data(), body.data() + eol, size, 16);
-    (void)end;
-    if (ec != std::errc()) break;
-    body.remove_prefix(eol + 2);
-    if (size == 0) break;
-    out.append(body.substr(0, size));
-    if (body.size() <= size + 2) break;
-    body.remove_prefix(size + 2);
-  }
-  return out;
 }
 
 }  // namespace tunnel::agent

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "agent/inspector_events.hpp"
+#include "common/base64.hpp"
 #include "common/result.hpp"
+#include "http/chunked.hpp"
 
 namespace tunnel::agent {
 
@@ -184,16 +186,14 @@ const PageFile* inspector_page_file(std::string_view path);
 // Helpers, pure, for the API and its tests.
 // Whether the captured request asked to switch protocols (Upgrade), so a 101 answers it.
 bool asked_upgrade(const ExchangeCapture& capture);
-std::string base64_encode(std::string_view bytes);
-// Standard or URL-safe alphabet, padding optional; false on any other character.
-bool base64_decode(std::string_view in, std::string& out);
+using common::base64_decode;  // common/base64.hpp
+using common::base64_encode;
 // UTF-8 without control characters other than tab, CR and LF (a cut last character is fine).
 bool is_text(std::string_view bytes);
 // The API's JSON error answer for an Error, its status by kind (invalid 400, not_found 404,
 // conflict 409, unavailable 503, internal 500).
 ApiResponse problem_response(const common::Error& error);
-// The data of a chunked body (chunk framing removed); a cut body gives what it holds.
-std::string dechunk(std::string_view body);
+using http::dechunk;  // http/chunked.hpp
 // ISO 8601 in UTC with microseconds: "2026-12-07T21:40:00.123456Z" (the API's and HAR's times).
 std::string iso_time(std::chrono::system_clock::time_point t);
 

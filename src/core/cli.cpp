@@ -22,6 +22,7 @@
 #include "core/control/config.hpp"
 #include "core/control/store/store.hpp"
 #include "core/inspect.hpp"
+#include "core/replay.hpp"
 #include "core/server.hpp"
 #include "ctl/http_client.hpp"
 #include "observability/log.hpp"
@@ -325,6 +326,31 @@ int run_cli(int argc, char** argv) {
                           "The new binary (default: the running one's path, e.g. after a "
                           "package upgrade replaced it)");
   upgrade_cmd->add_option("--timeout", upgrade_timeout, "How long to wait for the answer (60s)");
+  ReplayOptions replay_options;
+  std::string replay_timeout = "10s";
+  auto* replay = app.add_subcommand(
+      "replay",
+      "Send recorded exchanges to a target and report the differences (exit 1 when some "
+      "differ, 2 for bad input)");
+  replay
+      ->add_option("FILE", replay_options.files,
+                   "Recording files, or a tunnel's recording directory (rotated files in order)")
+      ->required();
+  replay->add_option("--to", replay_options.to, "Where to send them: http(s)://host:port[/prefix]")
+      ->required();
+  replay->add_option("--rate", replay_options.rate, "original, N/s or max (max)");
+  replay->add_option("--filter", replay_options.filters,
+                     "method=GET, path=/api/* (glob) or /api (prefix), status=200 or status=5xx; "
+                     "repeat to combine");
+  replay->add_option("--concurrency", replay_options.concurrency, "Requests at a time (1)");
+  replay->add_option("--timeout", replay_timeout, "Per request (10s)");
+  replay->add_option("--compare-header", replay_options.compare_headers,
+                     "Response fields to compare (Content-Type)");
+  replay->add_flag("--keep-host", replay_options.keep_host,
+                   "Send the recorded Host instead of the target's");
+  replay->add_flag("--json", replay_options.json, "The report as JSON");
+  replay->add_flag("--insecure", replay_options.insecure, "https: do not verify the target");
+  replay->add_option("--ca", replay_options.ca, "https: trust this CA (PEM)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help, --version
@@ -345,6 +371,16 @@ int run_cli(int argc, char** argv) {
     return request_upgrade(upgrade_config.empty() ? f.config_file : upgrade_config,
                            upgrade_data_dir.empty() ? f.data_dir : upgrade_data_dir, upgrade_binary,
                            std::chrono::duration_cast<std::chrono::milliseconds>(timeout.value()));
+  }
+  if (*replay) {
+    const auto timeout = common::parse_duration(replay_timeout);
+    if (!timeout || timeout.value().count() <= 0) {
+      std::cerr << "tunnel-core replay: --timeout \"" << replay_timeout
+                << "\" is not a positive duration\n";
+      return kExitUsage;
+    }
+    replay_options.timeout = timeout.value();
+    return run_replay(replay_options, std::cout, std::cerr);
   }
   if (*migrate_cmd) {
     return migrate(migrate_config.empty() ? f.config_file : migrate_config,

@@ -161,6 +161,13 @@ struct Server::Control {
 Server::Server(Config config) {
   context_ =
       std::make_unique<CoreContext>(std::move(config), observability::default_registry(), time_);
+  if (const RecordingConfig& recording = context_->config.recording; !recording.tunnels.empty()) {
+    Recorder::Options options;
+    options.root = context_->config.data_dir + "/recordings";
+    options.queue_entries = recording.queue;
+    recorder_ =
+        std::make_shared<Recorder>(std::move(options), time_, observability::default_registry());
+  }
   gateway_ = std::make_unique<AgentGateway>(
       *context_,
       [this, context = context_.get(), filters = port_listener_filters(context_->config)](
@@ -180,10 +187,17 @@ Server::Server(Config config) {
         }
         return opened;
       },
-      [context = context_.get()](const protocol::TunnelRequest& request, const Account& account,
-                                 const std::shared_ptr<AccountQuota>& quota) {
+      [context = context_.get(), recorder = recorder_](
+          const protocol::TunnelRequest& request, const Account& account,
+          const std::shared_ptr<AccountQuota>& quota, const std::string& host) {
         const AccessScope access{context->config, account, context->time};
-        return tunnel_filters(request, quota, &access);
+        std::shared_ptr<HttpFilter> recording;
+        if (recorder) {
+          if (const RecordingRule* rule = context->config.recording.rule_for(host)) {
+            recording = std::make_shared<RecordingFilter>(recorder, recorder->tunnel(host, *rule));
+          }
+        }
+        return tunnel_filters(request, quota, &access, std::move(recording));
       },
       [context = context_.get()](const protocol::TunnelRequest& request, const Account& account,
                                  const std::shared_ptr<AccountQuota>& quota) {

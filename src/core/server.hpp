@@ -24,6 +24,7 @@
 #include "core/agents/ownership_store.hpp"
 #include "core/control/config.hpp"
 #include "core/edge/http_front.hpp"
+#include "core/edge/recording.hpp"
 #include "core/upgrade.hpp"
 #include "observability/log.hpp"
 
@@ -110,6 +111,9 @@ class Server {
   // The log level at run time: SIGUSR1 and the admin listener's /debug/log.
   observability::LogLevelControl log_level_{time_};
   std::unique_ptr<CoreContext> context_;
+  // The writer of recorded tunnels (docs/inspector.md#recording-on-the-core); null when no
+  // recording rule is configured. The filters share it.
+  std::shared_ptr<Recorder> recorder_;
   std::unique_ptr<AgentGateway> gateway_;
   std::unique_ptr<HttpFront> front_;
   std::unique_ptr<AdminServer> admin_;

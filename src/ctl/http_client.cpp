@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/dynamic_body.hpp>
 #include <boost/beast/http/read.hpp>
@@ -46,14 +47,27 @@ template <typename Stream>
 common::Result<HttpResponse> exchange(asio::io_context& io, Stream& stream,
                                       beast::tcp_stream& lowest, const HttpRequest& request,
                                       const Url& url, std::chrono::milliseconds timeout) {
-  http::request<http::string_body> req{http::string_to_verb(request.method), request.target, 11};
-  req.set(http::field::host, url.host_for_address());
-  req.set(http::field::user_agent, "tunnelctl");
-  req.set(http::field::accept, "application/json");
-  for (const auto& [name, value] : request.headers) req.set(name, value);
-  if (!request.body.empty()) {
-    req.set(http::field::content_type, "application/json");
+  http::request<http::string_body> req;
+  req.method_string(request.method);
+  req.target(request.target);
+  req.version(11);
+  if (request.raw) {
+    bool host = false;
+    for (const auto& [name, value] : request.headers) {
+      req.insert(name, value);
+      host = host || beast::iequals(name, "Host");
+    }
+    if (!host) req.set(http::field::host, url.host_for_address());
     req.body() = request.body;
+  } else {
+    req.set(http::field::host, url.host_for_address());
+    req.set(http::field::user_agent, "tunnelctl");
+    req.set(http::field::accept, "application/json");
+    for (const auto& [name, value] : request.headers) req.set(name, value);
+    if (!request.body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = request.body;
+    }
   }
   req.prepare_payload();
   lowest.expires_after(timeout);
@@ -64,6 +78,7 @@ common::Result<HttpResponse> exchange(asio::io_context& io, Stream& stream,
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxReplyBytes);
+  if (request.method == "HEAD") parser.skip(true);  // a HEAD answer has no body
   lowest.expires_after(timeout);
   if (auto ec = run(io, [&](auto handler) {
         http::async_read(stream, buffer, parser, std::move(handler));
@@ -76,6 +91,9 @@ common::Result<HttpResponse> exchange(asio::io_context& io, Stream& stream,
   out.content_type = std::string(res[http::field::content_type]);
   out.etag = std::string(res[http::field::etag]);
   out.body = std::move(res.body());
+  for (const auto& field : res) {
+    out.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
   return out;
 }
 

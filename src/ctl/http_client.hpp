@@ -30,14 +30,18 @@ struct HttpRequest {
   std::string method;
   std::string target;  // "/api/v1/tunnels?limit=100"
   std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;  // sent with Content-Type: application/json when not empty
+  std::string body;  // sent with Content-Type: application/json when not empty (unless raw)
+  // Sent as given (tunnel-core replay): no User-Agent, Accept or Content-Type of our own, the
+  // fields in order (repeated ones too), Host only when `headers` has none; any method.
+  bool raw = false;
 };
 
 struct HttpResponse {
   int status = 0;
   std::string content_type;
   std::string etag;
-  std::string body;
+  std::string body;  // chunked coding removed; empty for HEAD
+  std::vector<std::pair<std::string, std::string>> headers;  // as received, in order
 };
 
 struct ClientOptions {

@@ -643,8 +643,9 @@ bool AgentGateway::register_tunnels(const std::vector<protocol::TunnelRequest>& 
     } else if (auto named = resolve_hostname(context_, view, account, t, id_for_default_name, code);
                !named) {
       error = std::move(named).error().message;
-    } else if (auto filters = tunnel_filters_ ? tunnel_filters_(t, account, quota)
-                                              : std::shared_ptr<const FilterChain>{};
+    } else if (auto filters = tunnel_filters_
+                                  ? tunnel_filters_(t, account, quota, named.value().host)
+                                  : std::shared_ptr<const FilterChain>{};
                !filters) {
       code = refusal::kBadRequest;
       error = std::move(filters).error().message;

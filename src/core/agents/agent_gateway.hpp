@@ -61,12 +61,13 @@ class AgentSession {
 using PortOpener = std::function<common::Result<std::shared_ptr<PortListener>>(
     PortProtocol protocol, asio::any_io_executor executor, std::uint16_t port)>;
 
-// The request filters of an http tunnel, from what its agent asked for, its account and the
-// account's quota (null without a store) (the edge implements it); null when the tunnel needs
-// none. An error (what the agent asked for is wrong, e.g. an access rule) refuses the tunnel.
+// The request filters of an http tunnel, from what its agent asked for, its account, the
+// account's quota (null without a store) and its hostname (the edge implements it); null when
+// the tunnel needs none. An error (what the agent asked for is wrong, e.g. an access rule)
+// refuses the tunnel.
 using TunnelFilterFactory = std::function<common::Result<std::shared_ptr<const FilterChain>>(
     const protocol::TunnelRequest& request, const Account& account,
-    const std::shared_ptr<AccountQuota>& quota)>;
+    const std::shared_ptr<AccountQuota>& quota, const std::string& host)>;
 
 // The connection filters of a tcp or udp tunnel, the same way (the edge implements it).
 using ConnectionFilterFactory =

@@ -195,11 +195,72 @@ void read_limits(ConfigReader& r, const YAML::Node& node, LimitsConfig& out) {
   r.read(*f, "streams_reserved_for_http", "limits", out.streams_reserved_for_http);
 }
 
+// A byte size read as text ("64MiB", "512KiB", "1000"): the units of byte rates, without "/s".
+void read_size(ConfigReader& r, const ConfigReader::Fields& f, std::string_view key,
+               const std::string& path, std::uint64_t& out) {
+  std::string text;
+  if (!r.read(f, key, path, text) || !f.contains(key)) return;
+  if (text.ends_with("/s")) {
+    r.error(child(path, key), "\"" + text + "\" is a rate; give a size such as \"64MiB\"");
+    return;
+  }
+  if (auto parsed = common::parse_byte_rate(text)) {
+    out = parsed.value();
+  } else {
+    r.error(child(path, key), parsed.error().message);
+  }
+}
+
+void read_recording(ConfigReader& r, const YAML::Node& node, RecordingConfig& out) {
+  auto f = r.fields(node, "recording", {"queue", "tunnels"});
+  if (!f) return;
+  r.read(*f, "queue", "recording", out.queue);
+  std::size_t index = 0;
+  for (const auto& item : r.sequence(*f, "tunnels", "recording")) {
+    const auto path = element("recording.tunnels", index++);
+    RecordingRule rule;
+    if (auto rf = r.fields(item, path,
+                           {"hosts", "max_file_size", "max_file_age", "max_files", "max_age",
+                            "body_cap", "redact_headers"})) {
+      r.read(*rf, "hosts", path, rule.hosts);
+      read_size(r, *rf, "max_file_size", path, rule.max_file_size);
+      r.read(*rf, "max_file_age", path, rule.max_file_age);
+      r.read(*rf, "max_files", path, rule.max_files);
+      r.read(*rf, "max_age", path, rule.max_age);
+      read_size(r, *rf, "body_cap", path, rule.body_cap);
+      r.read(*rf, "redact_headers", path, rule.redact_headers);
+    }
+    out.tunnels.push_back(std::move(rule));
+  }
+}
+
+void check_recording(ConfigReader& r, const RecordingConfig& recording) {
+  if (recording.queue == 0) r.error("recording.queue", "must be at least 1");
+  for (std::size_t i = 0; i < recording.tunnels.size(); ++i) {
+    const RecordingRule& rule = recording.tunnels[i];
+    const auto path = element("recording.tunnels", i);
+    if (rule.hosts.empty()) r.error(child(path, "hosts"), "name at least one hostname pattern");
+    for (std::size_t k = 0; k < rule.hosts.size(); ++k) {
+      const std::string& h = rule.hosts[k];
+      const std::string_view name = h.starts_with("*.") ? std::string_view(h).substr(2) : h;
+      if (h != "*" && !common::is_valid_hostname(name)) {
+        r.error(element(child(path, "hosts"), k),
+                in_quotes(h) + " is not a hostname, \"*.\" and a hostname, or \"*\"");
+      }
+    }
+    if (rule.max_file_size < 1024) r.error(child(path, "max_file_size"), "at least 1KiB");
+    if (rule.max_files == 0) r.error(child(path, "max_files"), "must be at least 1");
+    if (rule.max_file_age.count() <= 0) r.error(child(path, "max_file_age"), "must be positive");
+    if (rule.max_age.count() <= 0) r.error(child(path, "max_age"), "must be positive");
+    if (rule.body_cap > 64ull * 1024 * 1024) r.error(child(path, "body_cap"), "at most 64MiB");
+  }
+}
+
 void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
   auto f = r.fields(root, "",
                     {"domain", "data_dir", "workers", "listen", "trusted_proxies", "tls", "auth",
                      "accounts", "ports", "bandwidth", "limits", "heartbeat", "log", "store",
-                     "metrics", "tracing", "access"});
+                     "metrics", "tracing", "access", "recording"});
   if (!f) return;
   r.read(*f, "domain", "", out.domain);
   r.read(*f, "data_dir", "", out.data_dir);
@@ -247,6 +308,7 @@ void read_document(ConfigReader& r, const YAML::Node& root, Config& out) {
       r.read(*mf, "max_tunnels", "metrics", out.metrics.max_tunnels);
     }
   }
+  if (f->contains("recording")) read_recording(r, f->at("recording"), out.recording);
   if (f->contains("tracing")) {
     if (auto tf = r.fields(f->at("tracing"), "tracing", {"otlp_endpoint", "sample_ratio"})) {
       r.read(*tf, "otlp_endpoint", "tracing", out.tracing.otlp_endpoint);
@@ -614,6 +676,7 @@ void check(ConfigReader& r, const Config& config) {
   check_tls(r, config.tls);
   check_auth(r, config.auth);
   check_accounts(r, config);
+  check_recording(r, config.recording);
   if (!config.tracing.otlp_endpoint.empty()) {
     if (auto endpoint = tracing::check_endpoint(config.tracing.otlp_endpoint); !endpoint) {
       r.error("tracing.otlp_endpoint", endpoint.error().message);
@@ -860,6 +923,19 @@ bool subdomains_overlap(std::string_view a, std::string_view b) {
 }
 
 // Whether `host` is `suffix` or under it ("a.example.org" is under "example.org").
+const RecordingRule* RecordingConfig::rule_for(std::string_view host) const {
+  for (const RecordingRule& rule : tunnels) {
+    for (const std::string& pattern : rule.hosts) {
+      if (pattern == "*" || pattern == host ||
+          (pattern.starts_with("*.") && host.size() > pattern.size() - 1 &&
+           host.ends_with(std::string_view(pattern).substr(1)))) {
+        return &rule;
+      }
+    }
+  }
+  return nullptr;
+}
+
 bool at_or_under(std::string_view host, std::string_view suffix) {
   return host == suffix || (host.size() > suffix.size() + 1 && host.ends_with(suffix) &&
                             host[host.size() - suffix.size() - 1] == '.');

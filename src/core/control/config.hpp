@@ -237,6 +237,30 @@ struct TracingConfig {
   double sample_ratio = 1.0;
 };
 
+// Recording of a tunnel's exchanges to files (docs/inspector.md#recording-on-the-core): the
+// tunnels whose hostname matches one of `hosts`.
+struct RecordingRule {
+  // Hostname patterns: "app.example.com", "*.example.com" (any name under it), "*" (all).
+  std::vector<std::string> hosts;
+  std::uint64_t max_file_size = 64ull * 1024 * 1024;  // the current file rotates at this size
+  std::chrono::milliseconds max_file_age{std::chrono::hours(1)};  // ... or at this age
+  std::uint32_t max_files = 8;  // rotated files kept per tunnel (the oldest go first)
+  std::chrono::milliseconds max_age{std::chrono::hours(24 * 7)};  // older files are deleted
+  std::uint64_t body_cap = 64 * 1024;  // bytes of each body kept (the cut is flagged); 0 = none
+  // Header fields whose values are written as "[redacted]" (case-insensitive).
+  std::vector<std::string> redact_headers = {"Authorization", "Cookie", "Set-Cookie",
+                                             "Proxy-Authorization"};
+};
+
+struct RecordingConfig {
+  // Exchanges waiting for the writer thread, all tunnels together; past it they are skipped
+  // (tunnel_recording_skipped_total) so that a slow disk never slows the traffic.
+  std::uint32_t queue = 1024;
+  std::vector<RecordingRule> tunnels;
+  // The first rule whose hosts match `host`, or nullptr.
+  const RecordingRule* rule_for(std::string_view host) const;
+};
+
 struct Config {
   std::string domain = "localhost";  // tunnels are served as NAME.<domain>
   std::string data_dir = "./tunnel-data";
@@ -259,6 +283,7 @@ struct Config {
   StoreConfig store;
   MetricsConfig metrics;
   TracingConfig tracing;
+  RecordingConfig recording;
 };
 
 using LoadResult = common::LoadResult<Config>;

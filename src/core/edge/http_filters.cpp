@@ -216,7 +216,7 @@ void QuotaFilter::on_complete(const FilterRequest& request, const ExchangeSummar
 
 common::Result<std::shared_ptr<const FilterChain>> tunnel_filters(
     const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
-    const AccessScope* access) {
+    const AccessScope* access, std::shared_ptr<HttpFilter> recording) {
   std::vector<std::shared_ptr<HttpFilter>> filters;
   // First: a visitor who may not reach the tunnel costs nothing more (no quota slot).
   if (access != nullptr) {
@@ -228,7 +228,9 @@ common::Result<std::shared_ptr<const FilterChain>> tunnel_filters(
     return common::fail("access rules need the core's configuration (no AccessScope given)");
   }
   if (!request.proxy_protocol.empty()) filters.push_back(std::make_shared<ProxyAddressesFilter>());
-  if (quota) filters.push_back(std::make_shared<QuotaFilter>(quota));  // last: see QuotaFilter
+  if (quota) filters.push_back(std::make_shared<QuotaFilter>(quota));  // see QuotaFilter
+  // After the quota: it records what was admitted, and refuses nothing.
+  if (recording) filters.push_back(std::move(recording));
   if (filters.empty()) return std::shared_ptr<const FilterChain>{};
   return std::make_shared<const FilterChain>(std::move(filters));
 }

@@ -97,11 +97,12 @@ std::shared_ptr<const FilterChain> listener_filters(CoreContext& context);
 struct AccessScope;  // core/edge/access.hpp
 
 // The chain of one http tunnel, from what its agent asked for, its account's quota (null in a
-// core without a store) and, when given, the access rules of the core and the account
-// (access.hpp); null when it needs none. The error names what the tunnel asked for that is
-// wrong (an access rule that does not parse).
+// core without a store), when given the access rules of the core and the account (access.hpp,
+// first in the chain), and `recording` (a RecordingFilter when a recording rule matches its
+// hostname; it goes last); null when it needs none. The error names what the tunnel asked for
+// that is wrong (an access rule that does not parse).
 common::Result<std::shared_ptr<const FilterChain>> tunnel_filters(
     const protocol::TunnelRequest& request, const std::shared_ptr<AccountQuota>& quota,
-    const AccessScope* access = nullptr);
+    const AccessScope* access = nullptr, std::shared_ptr<HttpFilter> recording = nullptr);
 
 }  // namespace tunnel::core

@@ -131,6 +131,11 @@ struct FilterVerdict {
   bool proceed() const { return kind == Kind::kContinue; }
 };
 
+// Per-request state a filter keeps between its hooks (the recording's copy of the exchange).
+struct FilterState {
+  virtual ~FilterState() = default;
+};
+
 // The request as filters see it. Lives for one exchange, on the worker of the agent's session
 // once the request hooks after the hop run; references stay valid for the exchange.
 struct FilterRequest {
@@ -148,6 +153,8 @@ struct FilterRequest {
   unsigned held = 0;
   const std::string* request_id = nullptr;  // the request's X-Request-Id (set by HttpFront)
   tracing::RequestTrace trace{};            // set by TracingFilter when tracing is on
+  // The state of the one filter that keeps some (RecordingFilter); null for other requests.
+  std::unique_ptr<FilterState> state{};
 };
 
 namespace held {
