@@ -148,7 +148,7 @@ common::Result<LoadedRecording> load_recordings(const std::vector<std::string>& 
       }
       if (ec) return common::fail(path + ": " + ec.message());
       std::sort(rotated.begin(), rotated.end());
-      for (const auto& name : rotated) files.push_back(path + "/" + name);
+      for (const auto& name : rotated) files.push_back((fs::path(path) / name).string());
       if (current) files.push_back(path + "/current.jsonl");
     } else {
       files.push_back(path);
@@ -351,9 +351,9 @@ int run_replay(const ReplayOptions& options, std::ostream& out, std::ostream& er
                           {"recorded_status", e.status},
                           {"replayed_status", r.status},
                           {"differences", diff}});
-    text_mismatches += "  #" + std::to_string(i + 1) + " " + e.method + " " + shown(e.target) +
-                       " (id " + e.id + ")\n";
-    for (const auto& d : diff) text_mismatches += "      " + d + "\n";
+    text_mismatches.append("  #").append(std::to_string(i + 1)).append(" ").append(e.method);
+    text_mismatches.append(" ").append(shown(e.target)).append(" (id ").append(e.id).append(")\n");
+    for (const auto& d : diff) text_mismatches.append("      ").append(d).append("\n");
   }
   const std::size_t differing = chosen.size() - matched;
   if (options.json) {
