@@ -71,8 +71,11 @@ TEST(CtlExecute, ProblemsAndUnreachableServersExitOne) {
                 inv,
                 [&](const HttpRequest& req) -> common::Result<HttpResponse> {
                   sent = req;
-                  return HttpResponse{401, "application/problem+json", "",
-                                      R"({"title": "Unauthorized", "detail": "no valid key"})"};
+                  return HttpResponse{401,
+                                      "application/problem+json",
+                                      "",
+                                      R"({"title": "Unauthorized", "detail": "no valid key"})",
+                                      {}};
                 },
                 out, err),
             kExitFailed);
@@ -103,7 +106,7 @@ TEST(CtlExecute, JsonIsTheApisAsIsAndAgentCreateAddsTheCommandOnStderr) {
   inv.kind = Kind::agent;
   const std::string body = R"({"id": 3, "name": "laptop", "token": "tna_t"})";
   const Send send = [&](const HttpRequest&) -> common::Result<HttpResponse> {
-    return HttpResponse{201, "application/json", "", body};
+    return HttpResponse{201, "application/json", "", body, {}};
   };
   std::string out, err;
   EXPECT_EQ(execute(inv, send, out, err), kExitOk);
