@@ -184,6 +184,9 @@ def test_an_unsampled_parent_is_followed_but_errors_are_kept(traced, receiver):
     assert roles["server"]["status"]["code"] == 2
     assert roles["agent"]["status"]["code"] == 2
     assert receiver.of_trace(quiet) == []  # exported in the same batches: never
-    text = core.admin("/metrics").text()
-    assert re.search(r"^tunnel_trace_spans_exported_total [1-9]", text, re.M), text
+    # The receiver has the spans before the exporter has read its answer and counted them.
+    def counted():
+        text = core.admin("/metrics").text()
+        return text if re.search(r"^tunnel_trace_spans_exported_total [1-9]", text, re.M) else None
+    text = client.wait_for(counted, 10, what="the exporter to count the spans it sent")
     assert re.search(r"^tunnel_trace_spans_dropped_total 0$", text, re.M), text

@@ -3,7 +3,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#include <ranges>
+#include <algorithm>
 #include <stdexcept>
 
 #include "common/cidr.hpp"
@@ -118,10 +118,10 @@ std::string client_address(std::string_view peer_ip, const http::RequestHead& he
     }
   }
   if (hops.empty()) return std::string(peer_ip);
-  for (const std::string_view hop : std::ranges::reverse_view(hops)) {
-    if (!forwarding.trusts(hop)) return std::string(hop);
-  }
-  return std::string(hops.front());
+  // (No std::ranges::reverse_view: clang with libstdc++ 12 cannot build it.)
+  const auto untrusted = std::find_if(
+      hops.rbegin(), hops.rend(), [&](std::string_view hop) { return !forwarding.trusts(hop); });
+  return std::string(untrusted != hops.rend() ? *untrusted : hops.front());
 }
 
 common::Result<BasicCredential> parse_basic_credential(std::string_view text, bool plain_allowed) {
