@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "common/base64.hpp"
 #include "common/cidr.hpp"
-#include "core/control/jwt.hpp"
 
 namespace tunnel::core {
 
@@ -39,27 +39,15 @@ const common::Cidr* find_in(const std::vector<common::Cidr>& list, const common:
 // The value of a Basic Authorization field, decoded: "user:password"; nullopt when it is not one.
 std::optional<std::string> basic_value(std::string_view authorization) {
   constexpr std::string_view kScheme = "basic ";
-  if (authorization.size() <= kScheme.size()) return std::nullopt;
-  for (std::size_t i = 0; i < kScheme.size(); ++i) {
-    if (static_cast<char>(std::tolower(static_cast<unsigned char>(authorization[i]))) !=
-        kScheme[i]) {
-      return std::nullopt;
-    }
+  if (authorization.size() <= kScheme.size() ||
+      !http::iequals(authorization.substr(0, kScheme.size()), kScheme)) {
+    return std::nullopt;
   }
   std::string_view b64 = authorization.substr(kScheme.size());
   while (!b64.empty() && b64.front() == ' ') b64.remove_prefix(1);
-  while (!b64.empty() && b64.back() == '=') b64.remove_suffix(1);
-  // Standard base64 is base64url with two other characters.
-  std::string url(b64);
-  for (char& c : url) {
-    if (c == '+')
-      c = '-';
-    else if (c == '/')
-      c = '_';
-    else if (c == '-' || c == '_')
-      return std::nullopt;
-  }
-  return base64url_decode(url);
+  std::string decoded;
+  if (!common::base64_decode(b64, decoded)) return std::nullopt;
+  return decoded;
 }
 
 std::string answer_headers_for_401() {
